@@ -1,0 +1,273 @@
+//! The vault key and everything derived from it.
+//!
+//! Derivation (format version 1):
+//! ```text
+//! prk            = HKDF-Extract(salt = "shard vault v1", ikm = vault key)
+//! subkey(label)  = HKDF-Expand(prk, info = label, 32 bytes)        labels: see [`Label`]
+//! vault id       = HKDF-Expand(prk, info = "shard/v1/vault-id", 16 bytes)
+//! chunk id       = HMAC-SHA256(subkey(ChunkId), plaintext)
+//! chunk key      = HKDF-Expand(prk, info = "shard/v1/chunk-key/" ‖ version ‖ padding ‖ chunk id, 32)
+//! ```
+//! Chunks are sealed with their chunk key and an all-zero nonce: the key depends on the chunk's
+//! plaintext (through its id) and on the format, so one key never seals two different plaintexts.
+
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroize;
+
+use crate::aead::{open_fixed, seal_fixed};
+use crate::{Error, KEY_LEN, Result, SecretKey, ct_eq};
+
+const EXTRACT_SALT: &[u8] = b"shard vault v1";
+const VAULT_ID_INFO: &[u8] = b"shard/v1/vault-id";
+const CHUNK_KEY_INFO: &[u8] = b"shard/v1/chunk-key/";
+const CHUNK_AAD: &[u8] = b"shard chunk";
+
+/// Length of a vault id.
+pub const VAULT_ID_LEN: usize = 16;
+/// Length of an HMAC-SHA256 output (chunk ids, name index entries).
+pub const MAC_LEN: usize = 32;
+
+/// The root secret of a vault: 256 random bits. Everything else is derived from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultKey(SecretKey);
+
+impl VaultKey {
+    /// A new random vault key.
+    pub fn generate() -> Result<Self> {
+        Ok(Self(SecretKey::random()?))
+    }
+
+    /// Wraps existing key bytes (from a recovery code or an unwrapped key record).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(SecretKey::from_bytes(bytes))
+    }
+
+    /// The key bytes. Never log them.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        self.0.expose()
+    }
+
+    /// The public identifier of this vault (derived, so it reveals nothing of the key).
+    pub fn vault_id(&self) -> VaultId {
+        let hk = self.hkdf();
+        let mut id = [0u8; VAULT_ID_LEN];
+        // HKDF-Expand only fails for outputs longer than 255 hash lengths; 16 bytes never is.
+        if hk.expand(VAULT_ID_INFO, &mut id).is_err() {
+            unreachable!("16-byte HKDF output is always valid");
+        }
+        VaultId(id)
+    }
+
+    fn hkdf(&self) -> Hkdf<Sha256> {
+        Hkdf::<Sha256>::new(Some(EXTRACT_SALT), self.0.expose())
+    }
+
+    fn prk(&self) -> SecretKey {
+        let (mut prk, _) = Hkdf::<Sha256>::extract(Some(EXTRACT_SALT), self.0.expose());
+        let mut out = SecretKey::from_bytes([0; KEY_LEN]);
+        out.expose_mut().copy_from_slice(&prk);
+        prk.zeroize();
+        out
+    }
+}
+
+impl std::fmt::Debug for VaultKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultKey(<redacted>)")
+    }
+}
+
+/// A vault's public identifier: names its namespace on peers and its catalog head.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VaultId(pub [u8; VAULT_ID_LEN]);
+
+impl std::fmt::Display for VaultId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for VaultId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VaultId({self})")
+    }
+}
+
+/// Purposes of the 256-bit subkeys derived from a vault key. Each has its own HKDF label, so no
+/// two purposes ever share a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// HMAC key for chunk ids (dedup within the vault).
+    ChunkId,
+    /// Seed of the keyed chunker's gear table.
+    ChunkerSeed,
+    /// AEAD key for catalog fields and catalog snapshots.
+    Catalog,
+    /// HMAC key for the name index (lookups by name without storing names).
+    NameIndex,
+    /// MAC key that signs the vault's catalog head on peers.
+    CatalogHead,
+}
+
+impl Label {
+    /// Every label, for tests that check they are distinct.
+    pub const ALL: [Label; 5] = [
+        Label::ChunkId,
+        Label::ChunkerSeed,
+        Label::Catalog,
+        Label::NameIndex,
+        Label::CatalogHead,
+    ];
+
+    /// The HKDF info string of this label.
+    pub fn info(self) -> &'static [u8] {
+        match self {
+            Label::ChunkId => b"shard/v1/chunk-id",
+            Label::ChunkerSeed => b"shard/v1/chunker-seed",
+            Label::Catalog => b"shard/v1/catalog",
+            Label::NameIndex => b"shard/v1/name-index",
+            Label::CatalogHead => b"shard/v1/catalog-head",
+        }
+    }
+}
+
+/// The chunk format a sealed chunk was written in. Part of the chunk key's derivation, so a
+/// change of format or padding scheme never reuses a (key, nonce) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkFormat {
+    /// Share/chunk format version.
+    pub version: u8,
+    /// Padding scheme id.
+    pub padding: u8,
+}
+
+/// All keys of an unlocked vault, derived once at login. Zeroized when dropped.
+pub struct VaultKeys {
+    vault_id: VaultId,
+    /// HKDF pseudo-random key; kept instead of an `Hkdf` so it is wiped on drop.
+    prk: SecretKey,
+    chunk_id: SecretKey,
+}
+
+impl VaultKeys {
+    /// Derives every subkey of `key`.
+    pub fn derive(key: &VaultKey) -> Self {
+        let prk = key.prk();
+        let chunk_id = expand_key(&prk, Label::ChunkId.info());
+        Self {
+            vault_id: key.vault_id(),
+            prk,
+            chunk_id,
+        }
+    }
+
+    /// The vault's public id.
+    pub fn vault_id(&self) -> VaultId {
+        self.vault_id
+    }
+
+    /// The subkey for `label`.
+    pub fn subkey(&self, label: Label) -> SecretKey {
+        expand_key(&self.prk, label.info())
+    }
+
+    /// Chunk id: HMAC-SHA256 of the plaintext under the vault's chunk-id key.
+    pub fn chunk_id(&self, plaintext: &[u8]) -> [u8; MAC_LEN] {
+        hmac_sha256(&self.chunk_id, plaintext)
+    }
+
+    /// True when `plaintext` has chunk id `expected` (constant-time comparison).
+    pub fn verify_chunk_id(&self, plaintext: &[u8], expected: &[u8; MAC_LEN]) -> bool {
+        ct_eq(&self.chunk_id(plaintext), expected)
+    }
+
+    /// Seals a padded chunk in place (appends the 16-byte tag) under its chunk key.
+    pub fn seal_chunk(
+        &self,
+        chunk_id: &[u8; MAC_LEN],
+        format: ChunkFormat,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let key = self.chunk_key(chunk_id, format);
+        seal_fixed(&key, &chunk_aad(chunk_id, format), buf)
+    }
+
+    /// Opens a sealed chunk in place (removes the tag). [`Error::Unauthentic`] if anything differs.
+    pub fn open_chunk(
+        &self,
+        chunk_id: &[u8; MAC_LEN],
+        format: ChunkFormat,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let key = self.chunk_key(chunk_id, format);
+        open_fixed(&key, &chunk_aad(chunk_id, format), buf)
+    }
+
+    fn chunk_key(&self, chunk_id: &[u8; MAC_LEN], format: ChunkFormat) -> SecretKey {
+        let mut key = SecretKey::from_bytes([0; KEY_LEN]);
+        let info: [&[u8]; 3] = [CHUNK_KEY_INFO, &[format.version, format.padding], chunk_id];
+        if expander(&self.prk)
+            .expand_multi_info(&info, key.expose_mut())
+            .is_err()
+        {
+            unreachable!("32-byte HKDF output is always valid");
+        }
+        key
+    }
+}
+
+impl std::fmt::Debug for VaultKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultKeys")
+            .field("vault_id", &self.vault_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn chunk_aad(chunk_id: &[u8; MAC_LEN], format: ChunkFormat) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(CHUNK_AAD.len() + 2 + MAC_LEN);
+    aad.extend_from_slice(CHUNK_AAD);
+    aad.extend_from_slice(&[format.version, format.padding]);
+    aad.extend_from_slice(chunk_id);
+    aad
+}
+
+fn expander(prk: &SecretKey) -> Hkdf<Sha256> {
+    match Hkdf::<Sha256>::from_prk(prk.expose()) {
+        Ok(hkdf) => hkdf,
+        // A 32-byte PRK is exactly SHA-256's output length, which `from_prk` accepts.
+        Err(_) => unreachable!("32-byte PRK is always valid"),
+    }
+}
+
+fn expand_key(prk: &SecretKey, info: &[u8]) -> SecretKey {
+    let mut key = SecretKey::from_bytes([0; KEY_LEN]);
+    if expander(prk).expand(info, key.expose_mut()).is_err() {
+        unreachable!("32-byte HKDF output is always valid");
+    }
+    key
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+pub fn hmac_sha256(key: &SecretKey, data: &[u8]) -> [u8; MAC_LEN] {
+    // HMAC accepts any key length; only an impossible internal error could make this fail.
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) else {
+        unreachable!("HMAC accepts 32-byte keys")
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Checks an HMAC-SHA256 tag in constant time.
+pub fn verify_hmac_sha256(key: &SecretKey, data: &[u8], tag: &[u8]) -> Result<()> {
+    if ct_eq(&hmac_sha256(key, data), tag) {
+        Ok(())
+    } else {
+        Err(Error::Unauthentic)
+    }
+}

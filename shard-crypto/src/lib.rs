@@ -1,0 +1,56 @@
+//! Keys and cryptography for shard: vault keys, passphrase key wrap, subkeys, MACs, sealing and
+//! recovery codes.
+//!
+//! What it is for: every secret in shard is born, derived, wrapped and used here, through small
+//! typed APIs, so the rest of the code never names a cipher. What it is not for: I/O, storage or
+//! networking (the Noise channel lives in `shard-net`, built on `snow`). Only RustCrypto
+//! primitives are used: AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id.
+//!
+//! Secrets ([`SecretKey`], [`VaultKey`], [`VaultKeys`]) are zeroized on drop, never printed by
+//! `Debug`, and compared in constant time.
+//!
+//! ```
+//! use shard_crypto::{KdfParams, KeyRecord, VaultKey, VaultKeys, decode_recovery_code,
+//!                    encode_recovery_code};
+//!
+//! // A new account: a random vault key, wrapped under the passphrase.
+//! let key = VaultKey::generate()?;
+//! let record = KeyRecord::wrap(&key, b"correct horse battery", KdfParams::INSECURE_FAST)?;
+//! assert_eq!(record.unwrap_key(b"correct horse battery")?, key);
+//! assert!(record.unwrap_key(b"wrong").is_err());
+//!
+//! // The recovery code gives the same vault back.
+//! let code = encode_recovery_code(&key);
+//! assert_eq!(decode_recovery_code(&code)?, key);
+//!
+//! // Per-purpose keys come from the vault key.
+//! let keys = VaultKeys::derive(&key);
+//! let id = keys.chunk_id(b"some chunk");
+//! assert!(keys.verify_chunk_id(b"some chunk", &id));
+//! # Ok::<(), shard_crypto::Error>(())
+//! ```
+
+mod aead;
+mod error;
+mod kdf;
+mod key_record;
+mod keys;
+mod recovery;
+mod secret;
+
+pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
+pub use error::{Error, Result};
+pub use kdf::{KdfParams, SALT_LEN, derive_kek};
+pub use key_record::{KEY_RECORD_LEN, KeyRecord};
+pub use keys::{
+    ChunkFormat, Label, MAC_LEN, VAULT_ID_LEN, VaultId, VaultKey, VaultKeys, hmac_sha256,
+    verify_hmac_sha256,
+};
+pub use recovery::{RECOVERY_CODE_CHARS, decode_recovery_code, encode_recovery_code};
+pub use secret::{KEY_LEN, SecretKey, ct_eq, fill_random};
+
+/// SHA-256 of `data` (the hash of share ids and checksums).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
