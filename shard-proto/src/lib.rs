@@ -1,1 +1,33 @@
-//! placeholder
+//! shard's formats: the share, the ids, and the manifest of a stored file (the wire protocol
+//! joins them later).
+//!
+//! What it is for: defining, byte by byte and versioned, everything shard writes to a disk or
+//! a socket, as pure functions over byte slices that can be fuzzed. What it is not for: I/O,
+//! keys or cryptography beyond the SHA-256 of share ids. Decoders never panic and never
+//! allocate from an unchecked length.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use shard_proto::{Share, ShareHeader};
+//!
+//! let header = ShareHeader::new(3, 5, 0, 4)?;
+//! let share = Share::new(header, Bytes::from_static(b"\x01\x02\x03\x04"))?;
+//! let parsed = Share::parse(&share.to_bytes())?;
+//! assert_eq!(parsed.id(), share.id());
+//! assert!(Share::parse(b"not a share").is_err());
+//! # Ok::<(), shard_proto::Error>(())
+//! ```
+#![warn(clippy::indexing_slicing)]
+
+mod error;
+mod ids;
+mod manifest;
+mod share;
+
+pub use error::{Error, Result};
+pub use ids::{ChunkId, ShareId};
+pub use manifest::{ChunkRef, Manifest};
+pub use share::{
+    MAX_SHARE_PAYLOAD, MAX_SHARES, SHARE_HEADER_LEN, SHARE_MAGIC, SHARE_VERSION, Share,
+    ShareHeader, share_id,
+};
