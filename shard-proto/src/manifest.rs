@@ -37,12 +37,17 @@ impl ChunkRef {
         if self.shares.len() != usize::from(self.n) {
             return Err(Error::InvalidManifest("number of share ids differs from n"));
         }
-        if self.share_len == 0 || !self.share_len.is_multiple_of(2) || self.share_len > MAX_SHARE_PAYLOAD {
+        if self.share_len == 0
+            || !self.share_len.is_multiple_of(2)
+            || self.share_len > MAX_SHARE_PAYLOAD
+        {
             return Err(Error::InvalidManifest("share length out of range"));
         }
         // The sealed chunk (plaintext, padding marker, tag) must fit in its k data shares.
         if u64::from(self.len) + 17 > u64::from(self.k) * u64::from(self.share_len) {
-            return Err(Error::InvalidManifest("chunk length does not fit its shares"));
+            return Err(Error::InvalidManifest(
+                "chunk length does not fit its shares",
+            ));
         }
         Ok(())
     }
@@ -98,7 +103,9 @@ impl Manifest {
             total = total.saturating_add(u64::from(chunk.len));
         }
         if total != self.size {
-            return Err(Error::InvalidManifest("chunk lengths do not add up to the size"));
+            return Err(Error::InvalidManifest(
+                "chunk lengths do not add up to the size",
+            ));
         }
         Ok(())
     }
@@ -146,8 +153,14 @@ mod tests {
             chunks: vec![chunk(200)],
         };
         assert!(Manifest::from_bytes(&too_long.to_bytes()).is_err());
-        assert_eq!(Manifest::from_bytes(&[]), Err(Error::Truncated { need: 1, have: 0 }));
-        assert_eq!(Manifest::from_bytes(&[9]), Err(Error::UnsupportedVersion(9)));
+        assert_eq!(
+            Manifest::from_bytes(&[]),
+            Err(Error::Truncated { need: 1, have: 0 })
+        );
+        assert_eq!(
+            Manifest::from_bytes(&[9]),
+            Err(Error::UnsupportedVersion(9))
+        );
     }
 
     proptest! {

@@ -48,7 +48,9 @@ impl ShareHeader {
     /// A header for share `index` of a `k`-of-`n` chunk whose shares are `payload_len` bytes.
     pub fn new(k: u8, n: u8, index: u8, payload_len: u32) -> Result<Self> {
         if k == 0 || k > n || n > MAX_SHARES {
-            return Err(Error::InvalidHeader("k and n must satisfy 1 <= k <= n <= 32"));
+            return Err(Error::InvalidHeader(
+                "k and n must satisfy 1 <= k <= n <= 32",
+            ));
         }
         if index >= n {
             return Err(Error::InvalidHeader("share index must be below n"));
@@ -109,7 +111,24 @@ impl ShareHeader {
                 have: bytes.len(),
             });
         };
-        let [m0, m1, m2, m3, version, k, n, index, l0, l1, l2, l3, r0, r1, r2, r3] = *header;
+        let [
+            m0,
+            m1,
+            m2,
+            m3,
+            version,
+            k,
+            n,
+            index,
+            l0,
+            l1,
+            l2,
+            l3,
+            r0,
+            r1,
+            r2,
+            r3,
+        ] = *header;
         if [m0, m1, m2, m3] != SHARE_MAGIC {
             return Err(Error::BadMagic);
         }
@@ -136,7 +155,9 @@ impl Share {
     /// Makes a share from a header and its payload, computing the id.
     pub fn new(header: ShareHeader, payload: Bytes) -> Result<Self> {
         if payload.len() != header.payload_len as usize {
-            return Err(Error::InvalidHeader("payload length differs from the header"));
+            return Err(Error::InvalidHeader(
+                "payload length differs from the header",
+            ));
         }
         let id = share_id(&header.encode(), &payload);
         Ok(Self {
@@ -235,7 +256,10 @@ mod tests {
             share.to_bytes(),
             b"SHRD\x01\x03\x05\x04\x06\x00\x00\x00\x00\x00\x00\x00abcdef"
         );
-        assert_eq!(share.id().to_hex(), "83824ac44c0ac54f0214a8b8b44ff08bb341886ab0c7b334ecd6b8d819cd6964");
+        assert_eq!(
+            share.id().to_hex(),
+            "83824ac44c0ac54f0214a8b8b44ff08bb341886ab0c7b334ecd6b8d819cd6964"
+        );
     }
 
     #[test]
@@ -256,10 +280,22 @@ mod tests {
         assert_eq!(with(4, 2), Err(Error::UnsupportedVersion(2)));
         assert!(matches!(with(5, 0), Err(Error::InvalidHeader(_))), "k = 0");
         assert!(matches!(with(5, 6), Err(Error::InvalidHeader(_))), "k > n");
-        assert!(matches!(with(6, 33), Err(Error::InvalidHeader(_))), "n > 32");
-        assert!(matches!(with(7, 5), Err(Error::InvalidHeader(_))), "index = n");
-        assert!(matches!(with(8, 7), Err(Error::InvalidHeader(_))), "odd length");
-        assert!(matches!(with(12, 1), Err(Error::InvalidHeader(_))), "reserved");
+        assert!(
+            matches!(with(6, 33), Err(Error::InvalidHeader(_))),
+            "n > 32"
+        );
+        assert!(
+            matches!(with(7, 5), Err(Error::InvalidHeader(_))),
+            "index = n"
+        );
+        assert!(
+            matches!(with(8, 7), Err(Error::InvalidHeader(_))),
+            "odd length"
+        );
+        assert!(
+            matches!(with(12, 1), Err(Error::InvalidHeader(_))),
+            "reserved"
+        );
         // An absurd length is refused before anything is allocated for it.
         let mut huge = good.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -272,9 +308,15 @@ mod tests {
         long.push(0);
         assert_eq!(
             Share::parse(&long),
-            Err(Error::TrailingBytes { expected: 22, found: 23 })
+            Err(Error::TrailingBytes {
+                expected: 22,
+                found: 23
+            })
         );
-        assert_eq!(Share::parse(b""), Err(Error::Truncated { need: 16, have: 0 }));
+        assert_eq!(
+            Share::parse(b""),
+            Err(Error::Truncated { need: 16, have: 0 })
+        );
         assert_eq!(Share::parse(b"GIF89a"), Err(Error::BadMagic));
     }
 

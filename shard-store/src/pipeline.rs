@@ -1,0 +1,231 @@
+//! One chunk through the data path: id → pad → seal → erasure-code → shares, and back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shard_crypto::{ChunkFormat, VaultKeys};
+use shard_proto::{ChunkId, ChunkRef, SHARE_VERSION, Share, ShareHeader};
+
+use crate::erasure::ErasureCoder;
+use crate::padding::{PADDING_SCHEME, pad_into, unpad};
+use crate::{Error, Result};
+
+/// The chunk format written by this build; bound into every chunk key.
+pub const CHUNK_FORMAT: ChunkFormat = ChunkFormat {
+    version: SHARE_VERSION,
+    padding: PADDING_SCHEME,
+};
+
+/// How many shares a chunk is coded into (`n`) and how many rebuild it (`k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redundancy {
+    k: u8,
+    n: u8,
+}
+
+impl Redundancy {
+    /// `k`-of-`n`, with `1 <= k <= n <= 32`.
+    pub fn new(k: u8, n: u8) -> Result<Self> {
+        if k == 0 || k > n || n > shard_proto::MAX_SHARES {
+            return Err(Error::InvalidParameters(
+                "k and n must satisfy 1 <= k <= n <= 32",
+            ));
+        }
+        Ok(Self { k, n })
+    }
+
+    /// DESIGN.md's default for `peers` reachable storage nodes (the owner's own counts):
+    /// `n = min(peers, 16)`, `k = n − max(1, (n−1)/2)`, at least 1. So 2 → 1-of-2,
+    /// 3 → 2-of-3, 5 → 3-of-5.
+    pub fn for_peers(peers: usize) -> Result<Self> {
+        let n = u8::try_from(peers.min(16)).unwrap_or(16);
+        if n == 0 {
+            return Err(Error::InvalidParameters("no storage peers"));
+        }
+        let tolerated = 1.max((n - 1) / 2);
+        Self::new(n.saturating_sub(tolerated).max(1), n)
+    }
+
+    /// Shares needed to rebuild.
+    pub fn k(&self) -> u8 {
+        self.k
+    }
+
+    /// Shares made.
+    pub fn n(&self) -> u8 {
+        self.n
+    }
+}
+
+impl std::fmt::Display for Redundancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-of-{}", self.k, self.n)
+    }
+}
+
+/// A chunk ready to be placed: its manifest entry and its `n` shares (index order).
+#[derive(Debug, Clone)]
+pub struct EncodedChunk {
+    /// What the owner records about the chunk.
+    pub chunk: ChunkRef,
+    /// The shares; `shares[i]` has index `i`.
+    pub shares: Vec<Share>,
+}
+
+/// Turns plaintext chunks into shares. Keeps its buffers between chunks.
+pub struct ChunkEncoder {
+    keys: Arc<VaultKeys>,
+    redundancy: Redundancy,
+    coder: ErasureCoder,
+}
+
+impl ChunkEncoder {
+    /// An encoder for the vault `keys` with the given redundancy.
+    pub fn new(keys: Arc<VaultKeys>, redundancy: Redundancy) -> Result<Self> {
+        let coder = ErasureCoder::new(usize::from(redundancy.k), usize::from(redundancy.n))?;
+        Ok(Self {
+            keys,
+            redundancy,
+            coder,
+        })
+    }
+
+    /// Encodes one chunk (1 byte up to the chunker's maximum).
+    pub fn encode(&mut self, plaintext: &[u8]) -> Result<EncodedChunk> {
+        let len = u32::try_from(plaintext.len())
+            .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
+        let k = usize::from(self.redundancy.k);
+        let id = self.keys.chunk_id(plaintext);
+        let mut sealed = Vec::new();
+        pad_into(plaintext, k, &mut sealed);
+        self.keys.seal_chunk(&id, CHUNK_FORMAT, &mut sealed)?;
+        let recovery = Bytes::from(self.coder.encode(&sealed)?);
+        let shard_len = sealed.len() / k;
+        let share_len = u32::try_from(shard_len)
+            .map_err(|_| Error::InvalidParameters("share larger than 4 GiB"))?;
+        let sealed = Bytes::from(sealed);
+        let mut shares = Vec::with_capacity(usize::from(self.redundancy.n));
+        for index in 0..self.redundancy.n {
+            let i = usize::from(index);
+            let payload = if i < k {
+                sealed.slice(i * shard_len..(i + 1) * shard_len)
+            } else {
+                recovery.slice((i - k) * shard_len..(i - k + 1) * shard_len)
+            };
+            let header = ShareHeader::new(self.redundancy.k, self.redundancy.n, index, share_len)?;
+            shares.push(Share::new(header, payload)?);
+        }
+        Ok(EncodedChunk {
+            chunk: ChunkRef {
+                id: ChunkId(id),
+                len,
+                k: self.redundancy.k,
+                n: self.redundancy.n,
+                share_len,
+                shares: shares.iter().map(Share::id).collect(),
+            },
+            shares,
+        })
+    }
+}
+
+/// Checks that `share` is share number `header.index` of `chunk` (its id is the one the
+/// manifest lists at that index, and its header matches). Returns the index.
+pub fn check_share(chunk: &ChunkRef, share: &Share) -> Result<u8> {
+    let index = share.header().index();
+    let mismatch = |reason| Error::ShareMismatch {
+        share: share.id(),
+        chunk: chunk.id,
+        reason,
+    };
+    match chunk.shares.get(usize::from(index)) {
+        Some(expected) if *expected == share.id() => {}
+        Some(_) => return Err(mismatch("its hash is not the share id the manifest lists")),
+        None => return Err(mismatch("its index is beyond the chunk's n")),
+    }
+    if *share.header() != chunk.expected_header(index)? {
+        return Err(mismatch("its header does not match the chunk"));
+    }
+    Ok(index)
+}
+
+/// Rebuilds chunks from shares, verifying every step.
+pub struct ChunkDecoder {
+    keys: Arc<VaultKeys>,
+    coder: Option<ErasureCoder>,
+}
+
+impl ChunkDecoder {
+    /// A decoder for the vault `keys`.
+    pub fn new(keys: Arc<VaultKeys>) -> Self {
+        Self { keys, coder: None }
+    }
+
+    /// The plaintext of `chunk` from `shares` (any order). Shares that are not the chunk's (see
+    /// [`check_share`]) and repeated indices are skipped; fewer than `k` good ones is
+    /// [`Error::NotEnoughShares`]. The result is authenticated and its chunk id verified.
+    pub fn decode(&mut self, chunk: &ChunkRef, shares: &[Share]) -> Result<Vec<u8>> {
+        chunk.validate()?;
+        let k = usize::from(chunk.k);
+        let mut picked: Vec<(usize, &[u8])> = Vec::with_capacity(k);
+        for share in shares {
+            let Ok(index) = check_share(chunk, share) else {
+                continue;
+            };
+            let index = usize::from(index);
+            if picked.len() < k && !picked.iter().any(|(i, _)| *i == index) {
+                picked.push((index, share.payload()));
+            }
+        }
+        if picked.len() < k {
+            return Err(Error::NotEnoughShares {
+                chunk: chunk.id,
+                have: picked.len(),
+                need: k,
+            });
+        }
+        let coder = match &mut self.coder {
+            Some(c) if c.k() == k && c.n() == usize::from(chunk.n) => c,
+            slot => slot.insert(ErasureCoder::new(k, usize::from(chunk.n))?),
+        };
+        let share_len = usize::try_from(chunk.share_len)
+            .map_err(|_| Error::InvalidParameters("share length"))?;
+        let mut sealed = coder.decode(share_len, &picked)?;
+        let corrupt = |reason| Error::CorruptChunk {
+            chunk: chunk.id,
+            reason,
+        };
+        self.keys
+            .open_chunk(&chunk.id.0, crate::CHUNK_FORMAT, &mut sealed)
+            .map_err(|_| corrupt("authentication failed"))?;
+        unpad(&mut sealed).map_err(|_| corrupt("padding is malformed"))?;
+        if sealed.len() != chunk.len as usize {
+            return Err(corrupt("length differs from the manifest"));
+        }
+        if !self.keys.verify_chunk_id(&sealed, &chunk.id.0) {
+            return Err(corrupt("content does not match the chunk id"));
+        }
+        Ok(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_redundancy_follows_the_design() {
+        let r = |p| Redundancy::for_peers(p).unwrap();
+        assert_eq!(r(1), Redundancy::new(1, 1).unwrap());
+        assert_eq!(r(2), Redundancy::new(1, 2).unwrap());
+        assert_eq!(r(3), Redundancy::new(2, 3).unwrap());
+        assert_eq!(r(5), Redundancy::new(3, 5).unwrap());
+        assert_eq!(r(16), Redundancy::new(9, 16).unwrap());
+        assert_eq!(r(40), Redundancy::new(9, 16).unwrap());
+        assert!(Redundancy::for_peers(0).is_err());
+        assert!(Redundancy::new(0, 3).is_err());
+        assert!(Redundancy::new(4, 3).is_err());
+        assert!(Redundancy::new(1, 33).is_err());
+        assert_eq!(r(5).to_string(), "3-of-5");
+    }
+}
