@@ -179,6 +179,9 @@ pub struct ChunkReader<R, C> {
 impl<R: Read, C: Chunker> ChunkReader<R, C> {
     /// Chunks `reader` with `chunker`.
     pub fn new(reader: R, chunker: C) -> Self {
+        // The cut needs `max` bytes of look-ahead in one slice, so the unconsumed tail moves to
+        // the front when less than `max` of room is left. A 4 × max window copies a third as
+        // much, but measured: 9% → 7% of split time, within noise in MB/s, for +8 MiB of RSS.
         let cap = 2 * chunker.max_size();
         Self {
             reader,

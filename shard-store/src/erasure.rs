@@ -144,7 +144,7 @@ impl ErasureCoder {
 
     fn shard_len(&self, sealed_len: usize) -> Result<usize> {
         let shard_len = sealed_len / self.k;
-        if sealed_len == 0 || sealed_len % self.k != 0 || !shard_len.is_multiple_of(2) {
+        if sealed_len == 0 || !sealed_len.is_multiple_of(self.k) || !shard_len.is_multiple_of(2) {
             return Err(Error::InvalidParameters(
                 "sealed chunk must split into k even, non-empty shards",
             ));
@@ -163,7 +163,9 @@ mod tests {
     use super::*;
 
     fn sealed(k: usize, shard_len: usize) -> Vec<u8> {
-        (0..k * shard_len).map(|i| (i * 31 % 251) as u8).collect()
+        (0..k * shard_len)
+            .map(|i| u8::try_from(i * 31 % 251).unwrap())
+            .collect()
     }
 
     #[test]

@@ -1,0 +1,247 @@
+//! Throughput of every stage of the data path on 256 MiB of random data, and in the same run
+//! the raw machine limits they are compared against (memcpy, AES-256-GCM, SHA-256).
+//!
+//! `cargo bench -p shard-benches --bench pipeline`; `scripts/bench-table` prints the results as
+//! the table in BENCHMARKS.md. `SHARD_BENCH_MIB` overrides the data size.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use shard_crypto::{Label, VaultKey, VaultKeys};
+use shard_proto::{ChunkRef, ShareId};
+use shard_store::{
+    CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, ChunkSizes, Chunker, ErasureCoder, KeyedFastCdc,
+    Redundancy, ShareSource, Splitter, padded_len, restore,
+};
+
+const PIECE: usize = 1 << 20;
+
+fn size() -> usize {
+    std::env::var("SHARD_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+        << 20
+}
+
+fn data() -> Vec<u8> {
+    let mut v = vec![0u8; size()];
+    ChaCha8Rng::seed_from_u64(42).fill_bytes(&mut v);
+    v
+}
+
+fn keys() -> Arc<VaultKeys> {
+    Arc::new(VaultKeys::derive(&VaultKey::from_bytes([7; 32])))
+}
+
+fn chunker(keys: &VaultKeys) -> KeyedFastCdc {
+    KeyedFastCdc::new(
+        keys.subkey(Label::ChunkerSeed).expose(),
+        ChunkSizes::DEFAULT,
+    )
+    .unwrap()
+}
+
+struct MemSource(HashMap<ShareId, Vec<u8>>);
+impl ShareSource for MemSource {
+    fn fetch(&mut self, id: &ShareId) -> shard_store::Result<Option<Vec<u8>>> {
+        Ok(self.0.get(id).cloned())
+    }
+}
+
+fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Bytes(size() as u64));
+    g
+}
+
+fn raw(c: &mut Criterion) {
+    let data = data();
+    let mut g = group(c, "raw");
+    let mut dst = vec![0u8; data.len()];
+    g.bench_function("memcpy", |b| {
+        b.iter(|| {
+            dst.copy_from_slice(&data);
+            black_box(&dst);
+        })
+    });
+    let cipher = Aes256Gcm::new(&[9u8; 32].into());
+    let mut buf = data.clone();
+    g.bench_function("aes256gcm_seal", |b| {
+        b.iter(|| {
+            for piece in buf.chunks_mut(PIECE) {
+                let tag = cipher
+                    .encrypt_inout_detached((&[0u8; 12]).into(), b"", piece.into())
+                    .unwrap();
+                black_box(tag);
+            }
+        })
+    });
+    g.bench_function("sha256", |b| {
+        b.iter(|| {
+            for piece in data.chunks(PIECE) {
+                black_box(Sha256::digest(piece));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn stages(c: &mut Criterion) {
+    let data = data();
+    let keys = keys();
+    let mut g = group(c, "stage");
+
+    let cdc = chunker(&keys);
+    g.bench_function("chunking", |b| {
+        b.iter(|| {
+            let mut rest = &data[..];
+            let mut count = 0usize;
+            while !rest.is_empty() {
+                let cut = cdc.cut(rest);
+                rest = &rest[cut..];
+                count += 1;
+            }
+            black_box(count)
+        })
+    });
+    g.bench_function("chunk_id", |b| {
+        b.iter(|| {
+            for piece in data.chunks(PIECE) {
+                black_box(keys.chunk_id(piece));
+            }
+        })
+    });
+    // Seal re-encrypts the same buffers in place (dropping the tag after each), so no copy is
+    // timed. Open needs fresh ciphertext each time: prepared outside the timing.
+    let mut plain: Vec<Vec<u8>> = data.chunks(PIECE).map(<[u8]>::to_vec).collect();
+    g.bench_function("seal", |b| {
+        b.iter(|| {
+            for piece in &mut plain {
+                keys.seal_chunk(&[1; 32], CHUNK_FORMAT, piece).unwrap();
+                piece.truncate(piece.len() - 16);
+            }
+        })
+    });
+    let sealed: Vec<Vec<u8>> = plain
+        .iter()
+        .map(|p| {
+            let mut s = p.clone();
+            keys.seal_chunk(&[1; 32], CHUNK_FORMAT, &mut s).unwrap();
+            s
+        })
+        .collect();
+    g.bench_function("open", |b| {
+        b.iter_batched_ref(
+            || sealed.clone(),
+            |bufs| {
+                for buf in bufs.iter_mut() {
+                    keys.open_chunk(&[1; 32], CHUNK_FORMAT, buf).unwrap();
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    for (k, n) in [(3usize, 5usize), (10, 16)] {
+        let sealed_len = padded_len(PIECE, k) + 16;
+        let shard_len = sealed_len / k;
+        let pieces: Vec<&[u8]> = data.chunks_exact(sealed_len).collect();
+        let mut coder = ErasureCoder::new(k, n).unwrap();
+        g.bench_function(format!("rs_encode_{k}of{n}"), |b| {
+            b.iter(|| {
+                for piece in &pieces {
+                    black_box(coder.encode(piece).unwrap());
+                }
+            })
+        });
+        // Lose the first n − k data shards: the worst case, all recovery shards needed.
+        let coded: Vec<(Vec<u8>, Vec<u8>)> = pieces
+            .iter()
+            .map(|p| (p.to_vec(), coder.encode(p).unwrap()))
+            .collect();
+        g.bench_function(format!("rs_decode_{k}of{n}_{}lost", n - k), |b| {
+            b.iter(|| {
+                for (orig, rec) in &coded {
+                    let mut shards: Vec<(usize, &[u8])> = Vec::with_capacity(k);
+                    for i in (n - k)..k {
+                        shards.push((i, &orig[i * shard_len..(i + 1) * shard_len]));
+                    }
+                    for j in 0..(n - k) {
+                        shards.push((k + j, &rec[j * shard_len..(j + 1) * shard_len]));
+                    }
+                    black_box(coder.decode(shard_len, &shards).unwrap());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn pipelines(c: &mut Criterion) {
+    let data = data();
+    let keys = keys();
+    let redundancy = Redundancy::new(3, 5).unwrap();
+    let mut g = group(c, "pipeline");
+    g.bench_function("store_3of5", |b| {
+        b.iter(|| {
+            let encoder = ChunkEncoder::new(keys.clone(), redundancy).unwrap();
+            Splitter::new(&data[..], chunker(&keys), encoder)
+                .run(|chunk| {
+                    black_box(chunk);
+                    Ok(())
+                })
+                .unwrap()
+        })
+    });
+
+    let mut shares = HashMap::new();
+    let encoder = ChunkEncoder::new(keys.clone(), redundancy).unwrap();
+    let manifest = Splitter::new(&data[..], chunker(&keys), encoder)
+        .run(|chunk| {
+            for s in chunk.shares {
+                shares.insert(s.id(), s.to_bytes());
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut source = MemSource(shares);
+    g.bench_function("restore_3of5", |b| {
+        b.iter(|| {
+            let mut decoder = ChunkDecoder::new(keys.clone());
+            restore(&mut decoder, &manifest.chunks, &mut source, std::io::sink()).unwrap()
+        })
+    });
+    // Two data shares of every chunk lost: Reed-Solomon decoding on the restore path.
+    let lost: Vec<ChunkRef> = manifest.chunks.clone();
+    for chunk in &lost {
+        source.0.remove(&chunk.shares[0]);
+        source.0.remove(&chunk.shares[1]);
+    }
+    g.bench_function("restore_3of5_2lost", |b| {
+        b.iter(|| {
+            let mut decoder = ChunkDecoder::new(keys.clone());
+            restore(&mut decoder, &lost, &mut source, std::io::sink()).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, raw, stages, pipelines);
+criterion_main!(benches);
