@@ -202,6 +202,33 @@ mod tests {
     }
 
     #[test]
+    fn extremes_of_the_parameter_range_work() {
+        // k = 1, k = n and n = 32, keeping the last k shards (all recovery shards when possible).
+        for (k, n) in [
+            (1, 1),
+            (1, 2),
+            (1, 32),
+            (2, 32),
+            (16, 32),
+            (31, 32),
+            (32, 32),
+        ] {
+            let mut coder = ErasureCoder::new(k, n).unwrap();
+            let data = sealed(k, 6);
+            let recovery = coder.encode(&data).unwrap();
+            let shard = |i: usize| -> &[u8] {
+                if i < k {
+                    &data[i * 6..(i + 1) * 6]
+                } else {
+                    &recovery[(i - k) * 6..(i - k + 1) * 6]
+                }
+            };
+            let shards: Vec<(usize, &[u8])> = (n - k..n).map(|i| (i, shard(i))).collect();
+            assert_eq!(coder.decode(6, &shards).unwrap(), data, "{k}-of-{n}");
+        }
+    }
+
+    #[test]
     fn recovery_shards_are_not_mistaken_for_duplicates() {
         // Shards 2 and 4 of a 2-of-5 code: recovery indices 0 and 2 — once wrongly compared
         // against raw indices.
