@@ -62,9 +62,70 @@ id_type!(
     ChunkId
 );
 
+id_type!(
+    /// A node's id: SHA-256 of its static X25519 public key (the Noise key). Shown to people
+    /// as a base32 fingerprint in groups.
+    NodeId
+);
+
+/// Length of an encoded [`Namespace`].
+pub const NAMESPACE_LEN: usize = 48;
+
+/// Where a peer files the shares it keeps for others: one namespace per owner node and vault.
+/// A peer only ever lists, serves or deletes shares of the namespace a request may use.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Namespace {
+    /// The node that stored the shares.
+    pub owner: NodeId,
+    /// The vault they belong to (its public id).
+    pub vault: [u8; 16],
+}
+
+impl Namespace {
+    /// The 48-byte encoding: owner id then vault id.
+    pub fn to_bytes(&self) -> [u8; NAMESPACE_LEN] {
+        let mut out = [0u8; NAMESPACE_LEN];
+        let (owner, vault) = out.split_at_mut(32);
+        owner.copy_from_slice(&self.owner.0);
+        vault.copy_from_slice(&self.vault);
+        out
+    }
+
+    /// Decodes [`Namespace::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (owner, vault) = bytes.split_first_chunk::<32>()?;
+        Some(Self {
+            owner: NodeId(*owner),
+            vault: <[u8; 16]>::try_from(vault).ok()?,
+        })
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Namespace({:?}, {})",
+            self.owner,
+            hex::encode(self.vault)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_roundtrip() {
+        let ns = Namespace {
+            owner: NodeId([3; 32]),
+            vault: [4; 16],
+        };
+        assert_eq!(Namespace::from_bytes(&ns.to_bytes()), Some(ns));
+        assert_eq!(Namespace::from_bytes(&[0; 47]), None);
+        assert_eq!(Namespace::from_bytes(&[0; 49]), None);
+    }
 
     #[test]
     fn hex_roundtrip_and_strict_parsing() {

@@ -25,7 +25,7 @@ mod manifest;
 mod share;
 
 pub use error::{Error, Result};
-pub use ids::{ChunkId, ShareId};
+pub use ids::{ChunkId, NAMESPACE_LEN, Namespace, NodeId, ShareId};
 pub use manifest::{ChunkRef, Manifest};
 pub use share::{
     MAX_SHARE_PAYLOAD, MAX_SHARES, SHARE_HEADER_LEN, SHARE_MAGIC, SHARE_VERSION, Share,

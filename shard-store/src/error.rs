@@ -1,5 +1,7 @@
 //! The one error type of `shard-store`.
 
+use std::path::PathBuf;
+
 use shard_proto::{ChunkId, ShareId};
 
 /// Everything that can go wrong in the data path, as variants a caller can act on.
@@ -37,6 +39,39 @@ pub enum Error {
         /// What did not match.
         reason: &'static str,
     },
+    /// The store is full: its quota is reached or the disk reported no space. Nothing of the
+    /// failed write is kept; every earlier share is intact.
+    #[error("share store is full: {needed} more bytes needed, {free} free (quota or disk)")]
+    Full {
+        /// Bytes the write needed (0 when the disk ran out mid-write).
+        needed: u64,
+        /// Bytes left under the quota (0 when the disk ran out).
+        free: u64,
+    },
+    /// A stored share no longer matches its id; it was quarantined and will not be served.
+    #[error("share {share} is corrupt on disk and was quarantined")]
+    Corrupt {
+        /// The share.
+        share: ShareId,
+    },
+    /// The store's root folder does not exist.
+    #[error("store folder {0} does not exist: create it or choose another")]
+    RootMissing(PathBuf),
+    /// The store's root is not a folder.
+    #[error("{0} is not a folder")]
+    NotADirectory(PathBuf),
+    /// The store's root cannot be written (permissions).
+    #[error("cannot write in {0}: check its permissions")]
+    NotWritable(PathBuf),
+    /// The store's filesystem is mounted read-only.
+    #[error("{0} is on a read-only filesystem")]
+    ReadOnly(PathBuf),
+    /// The store's or catalog's SQLite database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The index holds something this build would never have written.
+    #[error("store index is damaged: {0}")]
+    IndexDamaged(&'static str),
     /// The rebuilt chunk failed authentication or its id: the shares are inconsistent.
     #[error("chunk {chunk} is corrupt: {reason}")]
     CorruptChunk {
@@ -45,6 +80,20 @@ pub enum Error {
         /// What failed.
         reason: &'static str,
     },
+}
+
+impl Error {
+    /// Maps an I/O error from writing shares: a full disk or quota is [`Error::Full`], a
+    /// read-only filesystem [`Error::ReadOnly`], anything else [`Error::Io`].
+    pub(crate) fn from_write(e: std::io::Error, path: &std::path::Path) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Error::Full { needed: 0, free: 0 },
+            ErrorKind::ReadOnlyFilesystem => Error::ReadOnly(path.to_path_buf()),
+            ErrorKind::PermissionDenied => Error::NotWritable(path.to_path_buf()),
+            _ => Error::Io(e),
+        }
+    }
 }
 
 /// Result alias for this crate.

@@ -3,7 +3,8 @@
 //! What it is for: the pure, synchronous core that every other part of shard builds on —
 //! keyed content-defined chunking ([`KeyedFastCdc`] behind the [`Chunker`] trait), chunk ids,
 //! Padmé padding, sealing (through `shard-crypto`), Reed-Solomon `k`-of-`n` coding, and the
-//! share format of `shard-proto`. What it is not for: networking or deciding where shares go.
+//! share format of `shard-proto` — and where shares rest: the durable [`ShareStore`]s a node
+//! keeps for other owners. What it is not for: networking or deciding where shares go.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,6 +35,7 @@ mod erasure;
 mod error;
 mod padding;
 mod pipeline;
+mod share_store;
 mod stream;
 
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
@@ -42,5 +44,8 @@ pub use error::{Error, Result};
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
 pub use pipeline::{
     CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy, check_share,
+};
+pub use share_store::{
+    DiskOptions, DiskStore, Layout, MemoryStore, ScrubReport, ShareStore, Usage,
 };
 pub use stream::{RestoreReport, ShareSource, Splitter, restore};

@@ -1,0 +1,665 @@
+//! Shares as files under a root folder, with an SQLite index.
+//!
+//! Two layouts, one mechanism:
+//! - [`Layout::Plain`]: content-addressed, `<namespace hex>/<first byte of id>/<id hex>`.
+//! - [`Layout::Scatter`]: the prototype's hiding idea done safely — each share lands at a
+//!   random depth in random nested folders that the store itself created, under a harmless
+//!   name (`debug.log`, `prefs.ini`, …, made unique). The mapping lives only in the index.
+//!   Scatter hides from a casual look, not from forensics: encryption is the boundary.
+//!
+//! A put, for a batch of shares:
+//! 1. under the lock: skip shares already held, check the quota, choose paths, and commit
+//!    index rows in state *pending* (one transaction);
+//! 2. write each share to `<root>/.tmp/<random>.part`, `fdatasync` it (in parallel threads, so
+//!    the disk sees many syncs at once), then rename (plain) or hard-link without replacing
+//!    (scatter) it into place, and fsync every folder that gained an entry;
+//! 3. commit the rows as *ok* (one transaction), then return: the caller may acknowledge.
+//!
+//! Delete marks rows *pending*, removes the files, then deletes the rows. On open, every
+//! *pending* row's file is removed along with the row, and stray `.part` files are deleted.
+//! So after a crash at any point: no index row without a complete file, no half-written share
+//! served, no file left behind that the index does not know (so scatter never leaks).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use shard_proto::{MAX_SHARE_PAYLOAD, Namespace, SHARE_HEADER_LEN, Share, ShareId};
+
+use super::index::{Index, Row, State};
+use super::scatter::{below, dir_name, file_name, valid_relpath};
+use super::{ShareStore, Usage};
+use crate::{Error, Result};
+
+const TMP_DIR: &str = ".tmp";
+const QUARANTINE_DIR: &str = ".quarantine";
+const INDEX_FILE: &str = ".index.db";
+/// Largest file the store will read as a share.
+const MAX_SHARE_FILE: u64 = SHARE_HEADER_LEN as u64 + MAX_SHARE_PAYLOAD as u64;
+/// Threads that write and sync the shares of one batch.
+const WRITERS: usize = 4;
+/// Shares per scatter folder before a new folder is preferred.
+const SCATTER_FILES_PER_DIR: usize = 48;
+
+/// How shares are laid out under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Content-addressed fan-out folders.
+    Plain,
+    /// Random nested folders and harmless names.
+    Scatter,
+}
+
+/// Options of a [`DiskStore`].
+#[derive(Debug, Clone)]
+pub struct DiskOptions {
+    /// The layout.
+    pub layout: Layout,
+    /// Bytes the store may hold; `None` for no limit but the disk.
+    pub quota: Option<u64>,
+    /// Where the index lives (default: `<root>/.index.db`). Keeping a scatter store's index in
+    /// the node's home leaves nothing but harmless-looking files under the root.
+    pub index_path: Option<PathBuf>,
+}
+
+impl DiskOptions {
+    /// The given layout, no quota, index under the root.
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            quota: None,
+            index_path: None,
+        }
+    }
+}
+
+/// A durable share store on disk. See the module documentation for the write protocol.
+pub struct DiskStore {
+    root: PathBuf,
+    layout: Layout,
+    quota: Option<u64>,
+    state: Mutex<Inner>,
+    /// Signalled whenever shares stop being in flight.
+    settled: Condvar,
+}
+
+struct Inner {
+    index: Index,
+    rng: ChaCha20Rng,
+    /// Scatter folders (relative), with the number of shares placed in each since open.
+    dirs: Vec<(String, usize)>,
+    /// Shares being written or deleted right now.
+    in_flight: HashSet<(Namespace, ShareId)>,
+    used: u64,
+    count: u64,
+}
+
+/// A share on its way to disk.
+struct Planned<'a> {
+    share: &'a Share,
+    rel: String,
+}
+
+impl DiskStore {
+    /// Opens (or creates) a store under `root`, which must be an existing, writable folder.
+    /// Finishes or undoes whatever a crash interrupted.
+    pub fn open(root: &Path, options: DiskOptions) -> Result<Self> {
+        Self::open_inner(root, options).map_err(|e| match e {
+            Error::Database(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ReadOnly =>
+            {
+                Error::ReadOnly(root.to_path_buf())
+            }
+            other => other,
+        })
+    }
+
+    fn open_inner(root: &Path, options: DiskOptions) -> Result<Self> {
+        let meta = match fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::RootMissing(root.to_path_buf()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.is_dir() {
+            return Err(Error::NotADirectory(root.to_path_buf()));
+        }
+        let root = root.canonicalize()?;
+        for dir in [TMP_DIR, QUARANTINE_DIR] {
+            let path = root.join(dir);
+            if let Err(e) = fs::create_dir(&path)
+                && e.kind() != ErrorKind::AlreadyExists
+            {
+                return Err(Error::from_write(e, &root));
+            }
+        }
+        // Probe: can we really create files here (a read-only mount or missing permission is
+        // better reported now than at the first share).
+        let probe = root
+            .join(TMP_DIR)
+            .join(format!("probe-{}.part", random_hex()?));
+        File::create_new(&probe).map_err(|e| Error::from_write(e, &root))?;
+        fs::remove_file(&probe)?;
+
+        let index_path = options
+            .index_path
+            .clone()
+            .unwrap_or_else(|| root.join(INDEX_FILE));
+        let mut index = Index::open(&index_path)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|_| Error::Crypto(shard_crypto::Error::Random))?;
+        let dirs = Self::recover(&root, &mut index)?
+            .into_iter()
+            .map(|d| (d, 0))
+            .collect();
+        let (used, count) = index.totals()?;
+        Ok(Self {
+            root,
+            layout: options.layout,
+            quota: options.quota,
+            state: Mutex::new(Inner {
+                index,
+                rng: ChaCha20Rng::from_seed(seed),
+                dirs,
+                in_flight: HashSet::new(),
+                used,
+                count,
+            }),
+            settled: Condvar::new(),
+        })
+    }
+
+    /// Undoes interrupted writes and deletes; returns the scatter folders that still exist.
+    fn recover(root: &Path, index: &mut Index) -> Result<Vec<String>> {
+        let pending = index.pending()?;
+        for row in &pending {
+            if valid_relpath(&row.path) {
+                remove_if_present(&root.join(&row.path))?;
+            }
+        }
+        let keys: Vec<_> = pending.iter().map(|r| (r.ns, r.id)).collect();
+        match index.delete_rows(&keys) {
+            Ok(()) => {}
+            // On a full disk SQLite cannot log the deletion. Pending rows are invisible to
+            // readers and their files are gone, so the store can open and serve; the rows go
+            // at a later open.
+            Err(Error::Database(rusqlite::Error::SqliteFailure(f, _)))
+                if f.code == rusqlite::ErrorCode::DiskFull => {}
+            Err(e) => return Err(e),
+        }
+        for entry in fs::read_dir(root.join(TMP_DIR))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "part") {
+                remove_if_present(&path)?;
+            }
+        }
+        let mut alive = Vec::new();
+        for dir in index.dirs()? {
+            let is_ours = valid_relpath(&dir)
+                && fs::symlink_metadata(root.join(&dir)).is_ok_and(|m| m.is_dir());
+            if is_ours {
+                alive.push(dir);
+            } else {
+                index.remove_dir(&dir)?;
+            }
+        }
+        Ok(alive)
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update of `Inner` is completed before the lock is released or is undone by
+        // `recover` at the next open, so a poisoned lock holds consistent data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until none of `keys` is being written or deleted by another call.
+    fn wait_idle<'a>(
+        &'a self,
+        mut inner: MutexGuard<'a, Inner>,
+        keys: &[(Namespace, ShareId)],
+    ) -> MutexGuard<'a, Inner> {
+        while keys.iter().any(|k| inner.in_flight.contains(k)) {
+            inner = self
+                .settled
+                .wait(inner)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        inner
+    }
+
+    fn plain_path(ns: &Namespace, id: &ShareId) -> String {
+        let id = id.to_hex();
+        let fan = id.get(..2).unwrap_or("00");
+        format!("{}/{fan}/{id}", hex::encode(ns.to_bytes()))
+    }
+
+    /// Chooses a fresh scatter path: an existing folder of ours, or a new chain of 1–3 folders
+    /// created now under the root or under one of ours; then a name unused there.
+    fn scatter_path(&self, inner: &mut Inner, batch: &HashSet<String>) -> Result<String> {
+        let reuse = inner
+            .dirs
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n < SCATTER_FILES_PER_DIR)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>();
+        let slot = if !reuse.is_empty() && below(&mut inner.rng, 4) != 0 {
+            reuse[below(&mut inner.rng, reuse.len())]
+        } else {
+            self.new_scatter_dirs(inner)?
+        };
+        let (dir, _) = inner.dirs[slot].clone();
+        for attempt in 0..64 {
+            let rel = format!("{dir}/{}", file_name(&mut inner.rng, attempt));
+            let free = !batch.contains(&rel)
+                && !inner.index.path_taken(&rel)?
+                && fs::symlink_metadata(self.root.join(&rel))
+                    .is_err_and(|e| e.kind() == ErrorKind::NotFound);
+            if free {
+                inner.dirs[slot].1 += 1;
+                return Ok(rel);
+            }
+        }
+        Err(Error::IndexDamaged("no free file name in a scatter folder"))
+    }
+
+    /// Creates 1–3 nested folders (never inside a folder the store did not create) and
+    /// returns the slot of the deepest.
+    fn new_scatter_dirs(&self, inner: &mut Inner) -> Result<usize> {
+        let mut parent = if !inner.dirs.is_empty() && below(&mut inner.rng, 2) == 0 {
+            let i = below(&mut inner.rng, inner.dirs.len());
+            Some(inner.dirs[i].0.clone())
+        } else {
+            None
+        };
+        let depth = 1 + below(&mut inner.rng, 3);
+        let mut slot = None;
+        for _ in 0..depth {
+            let mut created = None;
+            for attempt in 0..32 {
+                let name = dir_name(&mut inner.rng, attempt);
+                let rel = match &parent {
+                    Some(p) => format!("{p}/{name}"),
+                    None => name,
+                };
+                if rel.split('/').count() > 12 {
+                    break;
+                }
+                match fs::create_dir(self.root.join(&rel)) {
+                    Ok(()) => {
+                        created = Some(rel);
+                        break;
+                    }
+                    // Someone else's folder, or one of ours: never write into it this way.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(Error::from_write(e, &self.root)),
+                }
+            }
+            let Some(rel) = created else {
+                break;
+            };
+            inner.index.add_dir(&rel)?;
+            inner.dirs.push((rel.clone(), 0));
+            slot = Some(inner.dirs.len() - 1);
+            parent = Some(rel);
+        }
+        slot.ok_or(Error::IndexDamaged("could not create a scatter folder"))
+    }
+
+    /// Writes, syncs and moves every planned share into place, then syncs the folders.
+    fn write_files(&self, planned: &[Planned<'_>]) -> Result<()> {
+        let tmp = self.root.join(TMP_DIR);
+        let per_thread = planned.len().div_ceil(WRITERS).max(1);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = planned
+                .chunks(per_thread)
+                .map(|group| scope.spawn(|| self.write_group(&tmp, group)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(Error::IndexDamaged("writer thread panicked")))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<()>>()?;
+        let mut dirs: Vec<PathBuf> = planned
+            .iter()
+            .filter_map(|p| self.root.join(&p.rel).parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        // New folders must be durable in their parents too.
+        let mut parents: Vec<PathBuf> = dirs
+            .iter()
+            .flat_map(|d| {
+                d.ancestors()
+                    .skip(1)
+                    .take_while(|a| a.starts_with(&self.root))
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        parents.sort();
+        parents.dedup();
+        for dir in dirs.iter().chain(&parents) {
+            File::open(dir)?
+                .sync_all()
+                .map_err(|e| Error::from_write(e, &self.root))?;
+        }
+        Ok(())
+    }
+
+    fn write_group(&self, tmp: &Path, group: &[Planned<'_>]) -> Result<()> {
+        for p in group {
+            let part = tmp.join(format!("{}.part", random_hex()?));
+            let result = self.write_one(&part, p);
+            if result.is_err() {
+                let _ = fs::remove_file(&part);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    fn write_one(&self, part: &Path, p: &Planned<'_>) -> Result<()> {
+        let io = |e| Error::from_write(e, &self.root);
+        let mut file = File::create_new(part).map_err(io)?;
+        file.write_all(&p.share.header().encode()).map_err(io)?;
+        file.write_all(p.share.payload()).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        drop(file);
+        let dest = self.root.join(&p.rel);
+        match self.layout {
+            Layout::Plain => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io)?;
+                }
+                fs::rename(part, &dest).map_err(io)?;
+            }
+            Layout::Scatter => {
+                // A hard link fails instead of replacing: a file that appeared there meanwhile
+                // is never overwritten.
+                fs::hard_link(part, &dest).map_err(io)?;
+                fs::remove_file(part).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a damaged share's file aside and marks it corrupt.
+    fn quarantine(&self, ns: &Namespace, id: &ShareId, rel: &str) -> Result<Error> {
+        let qrel = format!(
+            "{QUARANTINE_DIR}/{}-{}",
+            &hex::encode(&ns.to_bytes()[..8]),
+            id.to_hex()
+        );
+        match fs::rename(self.root.join(rel), self.root.join(&qrel)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut inner = self.lock();
+        inner.index.set_corrupt(ns, id, &qrel)?;
+        inner.count = inner.count.saturating_sub(1);
+        Ok(Error::Corrupt { share: *id })
+    }
+}
+
+impl DiskStore {
+    /// SQLite reports a full or read-only disk in its own terms; say it in ours.
+    fn classify(&self, e: Error) -> Error {
+        use rusqlite::ErrorCode;
+        match &e {
+            Error::Database(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
+                ErrorCode::DiskFull => Error::Full { needed: 0, free: 0 },
+                ErrorCode::ReadOnly => Error::ReadOnly(self.root.clone()),
+                _ => e,
+            },
+            _ => e,
+        }
+    }
+
+    fn put_batch(&self, ns: &Namespace, shares: &[Share]) -> Result<()> {
+        let keys: Vec<_> = shares.iter().map(|s| (*ns, s.id())).collect();
+        let mut inner = self.wait_idle(self.lock(), &keys);
+
+        // 1. Plan: skip what is held, check the quota, choose paths, commit pending rows.
+        let mut seen = HashSet::new();
+        let mut planned = Vec::new();
+        let mut replaced_quarantine = Vec::new();
+        for share in shares {
+            if !seen.insert(share.id()) {
+                continue;
+            }
+            match inner.index.row(ns, &share.id())? {
+                Some(row) if row.state == State::Ok => continue,
+                Some(row) if row.state == State::Corrupt => {
+                    // The quarantined copy goes once the good one is in place.
+                    inner.used = inner.used.saturating_sub(row.size);
+                    replaced_quarantine.push(row.path);
+                }
+                _ => {}
+            }
+            planned.push(share);
+        }
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let needed: u64 = planned.iter().map(|s| s.encoded_len() as u64).sum();
+        if let Some(quota) = self.quota {
+            let free = quota.saturating_sub(inner.used);
+            if needed > free {
+                return Err(Error::Full { needed, free });
+            }
+        }
+        let mut plan = Vec::with_capacity(planned.len());
+        let mut names = HashSet::new();
+        for share in planned {
+            let rel = match self.layout {
+                Layout::Plain => Self::plain_path(ns, &share.id()),
+                Layout::Scatter => self.scatter_path(&mut inner, &names)?,
+            };
+            names.insert(rel.clone());
+            plan.push(Planned { share, rel });
+        }
+        let rows: Vec<Row> = plan
+            .iter()
+            .map(|p| Row {
+                ns: *ns,
+                id: p.share.id(),
+                path: p.rel.clone(),
+                size: p.share.encoded_len() as u64,
+                state: State::Pending,
+            })
+            .collect();
+        inner.index.insert_pending(&rows)?;
+        let in_flight: Vec<_> = rows.iter().map(|r| (r.ns, r.id)).collect();
+        inner.in_flight.extend(in_flight.iter().copied());
+        inner.used += needed;
+        drop(inner);
+        for rel in replaced_quarantine {
+            if valid_relpath(&rel) {
+                remove_if_present(&self.root.join(rel))?;
+            }
+        }
+
+        // 2. Files: write, sync, move into place, sync folders.
+        let written = self.write_files(&plan);
+
+        // 3. Commit (or undo) and release.
+        let mut inner = self.lock();
+        let outcome = match written {
+            Ok(()) => inner.index.set_state(&in_flight, State::Ok).map(|()| {
+                inner.count += in_flight.len() as u64;
+            }),
+            Err(e) => {
+                for p in &plan {
+                    let _ = remove_if_present(&self.root.join(&p.rel));
+                }
+                inner.used -= needed;
+                inner.index.delete_rows(&in_flight).and(Err(e))
+            }
+        };
+        for key in &in_flight {
+            inner.in_flight.remove(key);
+        }
+        drop(inner);
+        self.settled.notify_all();
+        outcome
+    }
+}
+
+impl ShareStore for DiskStore {
+    fn put(&self, ns: &Namespace, shares: &[Share]) -> Result<()> {
+        self.put_batch(ns, shares).map_err(|e| self.classify(e))
+    }
+
+    fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>> {
+        let row = {
+            let inner = self.wait_idle(self.lock(), &[(*ns, *id)]);
+            inner.index.row(ns, id)?
+        };
+        let Some(row) = row.filter(|r| r.state == State::Ok) else {
+            return Ok(None);
+        };
+        if !valid_relpath(&row.path) || row.size > MAX_SHARE_FILE {
+            return Err(Error::IndexDamaged("share path or size out of range"));
+        }
+        let path = self.root.join(&row.path);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let mut inner = self.lock();
+                inner.index.set_state(&[(*ns, *id)], State::Missing)?;
+                inner.count = inner.count.saturating_sub(1);
+                inner.used = inner.used.saturating_sub(row.size);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.is_file() || meta.len() != row.size {
+            return Err(self.quarantine(ns, id, &row.path)?);
+        }
+        let bytes = fs::read(&path)?;
+        match Share::decode(Bytes::from(bytes)) {
+            Ok(share) if share.id() == *id => Ok(Some(share)),
+            _ => Err(self.quarantine(ns, id, &row.path)?),
+        }
+    }
+
+    fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>> {
+        let inner = self.lock();
+        ids.iter()
+            .map(|id| {
+                Ok(inner
+                    .index
+                    .row(ns, id)?
+                    .is_some_and(|r| r.state == State::Ok))
+            })
+            .collect()
+    }
+
+    fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        self.delete_batch(ns, ids).map_err(|e| self.classify(e))
+    }
+
+    fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>> {
+        self.lock().index.list(ns, after, limit)
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        let inner = self.lock();
+        Ok(Usage {
+            used: inner.used,
+            shares: inner.count,
+            quota: self.quota,
+        })
+    }
+}
+
+impl DiskStore {
+    fn delete_batch(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        let keys: Vec<_> = ids.iter().map(|id| (*ns, *id)).collect();
+        let mut inner = self.wait_idle(self.lock(), &keys);
+        let mut rows = Vec::new();
+        for id in ids {
+            if let Some(row) = inner.index.row(ns, id)?
+                && !rows.iter().any(|r: &Row| r.id == row.id)
+            {
+                rows.push(row);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let marked: Vec<_> = rows.iter().map(|r| (r.ns, r.id)).collect();
+        inner.index.set_state(&marked, State::Pending)?;
+        inner.in_flight.extend(marked.iter().copied());
+        drop(inner);
+
+        let mut removed = Ok(());
+        let mut dirs = Vec::new();
+        for row in &rows {
+            if !valid_relpath(&row.path) {
+                continue;
+            }
+            let path = self.root.join(&row.path);
+            if let Err(e) = remove_if_present(&path) {
+                removed = Err(e);
+            }
+            dirs.extend(path.parent().map(Path::to_path_buf));
+        }
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            if let Ok(f) = File::open(&dir) {
+                f.sync_all()?;
+            }
+        }
+
+        let mut inner = self.lock();
+        let result = removed.and_then(|()| inner.index.delete_rows(&marked));
+        if result.is_ok() {
+            for row in &rows {
+                if row.state != State::Missing {
+                    inner.used = inner.used.saturating_sub(row.size);
+                }
+                if row.state == State::Ok {
+                    inner.count = inner.count.saturating_sub(1);
+                }
+            }
+        }
+        for key in &marked {
+            inner.in_flight.remove(key);
+        }
+        drop(inner);
+        self.settled.notify_all();
+        result.map(|()| rows.iter().filter(|r| r.state == State::Ok).count() as u64)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn random_hex() -> Result<String> {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).map_err(|_| Error::Crypto(shard_crypto::Error::Random))?;
+    Ok(hex::encode(b))
+}

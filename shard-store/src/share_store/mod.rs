@@ -1,0 +1,96 @@
+//! Where a node keeps the shares other owners send it: the [`ShareStore`] trait and its
+//! implementations — [`MemoryStore`] for tests, [`DiskStore`] with the `plain` or `scatter`
+//! layout for real use.
+//!
+//! Shares are filed by [`Namespace`] (owner node, vault): a request may only ever touch its own
+//! namespace. A put returns only once every share is on disk (see [`DiskStore`] for the exact
+//! sequence), so an acknowledgement built on it means "durable".
+
+mod disk;
+mod index;
+mod memory;
+mod scatter;
+
+pub use disk::{DiskOptions, DiskStore, Layout};
+pub use memory::MemoryStore;
+
+use shard_proto::{Namespace, Share, ShareId};
+
+use crate::{Error, Result};
+
+/// How full a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Bytes held (shares, including quarantined ones until deleted).
+    pub used: u64,
+    /// Shares held and servable.
+    pub shares: u64,
+    /// The configured quota, if any.
+    pub quota: Option<u64>,
+}
+
+impl Usage {
+    /// Bytes that may still be stored under the quota (`None`: no quota, only the disk limits).
+    pub fn free(&self) -> Option<u64> {
+        self.quota.map(|q| q.saturating_sub(self.used))
+    }
+}
+
+/// What a scrub found in one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Shares looked at.
+    pub checked: u64,
+    /// Shares the index lists but whose file is gone.
+    pub missing: Vec<ShareId>,
+    /// Shares whose bytes no longer match their id (now quarantined).
+    pub corrupt: Vec<ShareId>,
+}
+
+/// A store of shares, filed by namespace. Implementations are safe to share between threads.
+pub trait ShareStore: Send + Sync {
+    /// Stores `shares` durably; returns once all of them are on disk. Shares already held are
+    /// skipped. On error none of the new shares is kept, and earlier ones are untouched.
+    fn put(&self, ns: &Namespace, shares: &[Share]) -> Result<()>;
+
+    /// The share `id`, verified against its id; `None` if not held. A share whose bytes no
+    /// longer match is quarantined and reported as [`Error::Corrupt`].
+    fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>>;
+
+    /// For each id, whether it is held (and not known to be damaged).
+    fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>>;
+
+    /// Deletes the shares with these ids (missing ones are ignored); returns how many were
+    /// removed.
+    fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
+
+    /// Up to `limit` ids held in `ns`, in ascending order, starting after `after`.
+    fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>>;
+
+    /// Bytes and shares held, and the quota.
+    fn usage(&self) -> Result<Usage>;
+
+    /// Reads every share of `ns` back and reports the missing and the corrupt ones (which are
+    /// quarantined on the way).
+    fn scrub(&self, ns: &Namespace) -> Result<ScrubReport> {
+        let mut report = ScrubReport::default();
+        let mut cursor: Option<ShareId> = None;
+        loop {
+            let page = self.list(ns, cursor.as_ref(), 512)?;
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            for id in &page {
+                report.checked += 1;
+                match self.get(ns, id) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => report.missing.push(*id),
+                    Err(Error::Corrupt { .. }) => report.corrupt.push(*id),
+                    Err(e) => return Err(e),
+                }
+            }
+            cursor = Some(last);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,381 @@
+//! Share stores as a node uses them: the same behaviour from every implementation, shares that
+//! survive reopening, damage detected and quarantined, quotas and full disks refused cleanly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use shard_proto::{Namespace, NodeId, Share, ShareHeader, ShareId};
+use shard_store::{DiskOptions, DiskStore, Error, Layout, MemoryStore, ShareStore};
+
+fn ns(i: u8) -> Namespace {
+    Namespace {
+        owner: NodeId([i; 32]),
+        vault: [i; 16],
+    }
+}
+
+fn share(i: u32, len: u32) -> Share {
+    let payload: Vec<u8> = (0..len)
+        .map(|j| (j ^ i.wrapping_mul(2_654_435_761)) as u8)
+        .collect();
+    Share::new(
+        ShareHeader::new(2, 3, (i % 3) as u8, len).unwrap(),
+        Bytes::from(payload),
+    )
+    .unwrap()
+}
+
+/// A temporary folder on tmpfs when there is one (fsync is free there), for tests about
+/// behaviour rather than durability.
+fn fast_tempdir() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+fn open(dir: &Path, layout: Layout) -> DiskStore {
+    DiskStore::open(dir, DiskOptions::new(layout)).unwrap()
+}
+
+/// Every regular file under `root`, relative, skipping the index.
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".index.db")
+            {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, Vec<u32>),
+    Get(u8, u32),
+    Has(u8, Vec<u32>),
+    Delete(u8, Vec<u32>),
+    List(u8, Option<u32>, usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let ns = 0u8..2;
+    let ids = proptest::collection::vec(0u32..12, 0..5);
+    prop_oneof![
+        4 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Put(n, v)),
+        3 => (ns.clone(), 0u32..12).prop_map(|(n, i)| Op::Get(n, i)),
+        2 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Has(n, v)),
+        2 => (ns.clone(), ids).prop_map(|(n, v)| Op::Delete(n, v)),
+        2 => (ns, proptest::option::of(0u32..12), 1usize..6).prop_map(|(n, a, l)| Op::List(n, a, l)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// What a store answered, in a form all implementations and the model can agree on.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Unit,
+    Share(Option<ShareId>),
+    Bools(Vec<bool>),
+    Count(u64),
+    Ids(Vec<ShareId>),
+}
+
+fn apply(store: &dyn ShareStore, op: &Op) -> Answer {
+    let shares = |v: &[u32]| v.iter().map(|&i| share(i, 2 + 2 * i)).collect::<Vec<_>>();
+    let ids = |v: &[u32]| {
+        v.iter()
+            .map(|&i| share(i, 2 + 2 * i).id())
+            .collect::<Vec<_>>()
+    };
+    match op {
+        Op::Put(n, v) => {
+            store.put(&ns(*n), &shares(v)).unwrap();
+            Answer::Unit
+        }
+        Op::Get(n, i) => Answer::Share(store.get(&ns(*n), &ids(&[*i])[0]).unwrap().map(|s| s.id())),
+        Op::Has(n, v) => Answer::Bools(store.has(&ns(*n), &ids(v)).unwrap()),
+        Op::Delete(n, v) => Answer::Count(store.delete(&ns(*n), &ids(v)).unwrap()),
+        Op::List(n, after, limit) => {
+            let after = after.map(|a| ids(&[a])[0]);
+            Answer::Ids(store.list(&ns(*n), after.as_ref(), *limit).unwrap())
+        }
+        Op::Reopen => Answer::Unit,
+    }
+}
+
+/// The model: a map per namespace.
+fn model(state: &mut BTreeMap<(u8, ShareId), u64>, op: &Op) -> Answer {
+    let id = |i: u32| share(i, 2 + 2 * i).id();
+    match op {
+        Op::Put(n, v) => {
+            for &i in v {
+                state.insert((*n, id(i)), u64::from(18 + 2 * i));
+            }
+            Answer::Unit
+        }
+        Op::Get(n, i) => Answer::Share(state.contains_key(&(*n, id(*i))).then(|| id(*i))),
+        Op::Has(n, v) => Answer::Bools(
+            v.iter()
+                .map(|&i| state.contains_key(&(*n, id(i))))
+                .collect(),
+        ),
+        Op::Delete(n, v) => {
+            let mut count = 0;
+            let mut seen = std::collections::HashSet::new();
+            for &i in v {
+                if seen.insert(i) && state.remove(&(*n, id(i))).is_some() {
+                    count += 1;
+                }
+            }
+            Answer::Count(count)
+        }
+        Op::List(n, after, limit) => {
+            let after = after.map(id);
+            Answer::Ids(
+                state
+                    .keys()
+                    .filter(|(m, i)| m == n && after.is_none_or(|a| *i > a))
+                    .map(|(_, i)| *i)
+                    .take(*limit)
+                    .collect(),
+            )
+        }
+        Op::Reopen => Answer::Unit,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_store_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let plain_dir = fast_tempdir();
+        let scatter_dir = fast_tempdir();
+        let memory = MemoryStore::new();
+        let mut plain = open(plain_dir.path(), Layout::Plain);
+        let mut scatter = open(scatter_dir.path(), Layout::Scatter);
+        let mut state = BTreeMap::new();
+        for op in &ops {
+            if matches!(op, Op::Reopen) {
+                drop(plain);
+                drop(scatter);
+                plain = open(plain_dir.path(), Layout::Plain);
+                scatter = open(scatter_dir.path(), Layout::Scatter);
+                continue;
+            }
+            let expected = model(&mut state, op);
+            prop_assert_eq!(&apply(&memory, op), &expected, "memory, {:?}", op);
+            prop_assert_eq!(&apply(&plain, op), &expected, "plain, {:?}", op);
+            prop_assert_eq!(&apply(&scatter, op), &expected, "scatter, {:?}", op);
+        }
+        let used: u64 = state.values().sum();
+        for store in [&memory as &dyn ShareStore, &plain, &scatter] {
+            let usage = store.usage().unwrap();
+            prop_assert_eq!(usage.shares, state.len() as u64);
+            prop_assert_eq!(usage.used, used);
+        }
+        // Nothing lingers: no temp files, and the scatter tree holds exactly the live shares.
+        prop_assert!(fs::read_dir(scatter_dir.path().join(".tmp")).unwrap().next().is_none());
+        let scattered = files_under(scatter_dir.path());
+        prop_assert_eq!(scattered.len(), state.len());
+    }
+}
+
+#[test]
+fn shares_survive_reopening_on_the_real_disk() {
+    for layout in [Layout::Plain, Layout::Scatter] {
+        let dir = tempfile::tempdir().unwrap();
+        let batch: Vec<Share> = (0..20).map(|i| share(i, 4096)).collect();
+        {
+            let store = open(dir.path(), layout);
+            store.put(&ns(1), &batch).unwrap();
+            // Putting again is a no-op, not a duplicate.
+            store.put(&ns(1), &batch[..5]).unwrap();
+            assert_eq!(store.usage().unwrap().shares, 20);
+        }
+        let store = open(dir.path(), layout);
+        for s in &batch {
+            assert_eq!(store.get(&ns(1), &s.id()).unwrap().as_ref(), Some(s));
+            // Namespaces are separate: another owner sees nothing.
+            assert_eq!(store.get(&ns(2), &s.id()).unwrap(), None);
+        }
+        assert_eq!(store.usage().unwrap().used, 20 * (16 + 4096));
+        assert!(store.scrub(&ns(1)).unwrap().corrupt.is_empty());
+    }
+}
+
+#[test]
+fn corrupt_and_missing_files_are_detected_quarantined_and_reported() {
+    for layout in [Layout::Plain, Layout::Scatter] {
+        let dir = fast_tempdir();
+        let store = open(dir.path(), layout);
+        let batch: Vec<Share> = (0..6).map(|i| share(i, 512)).collect();
+        store.put(&ns(1), &batch).unwrap();
+        let files = files_under(dir.path());
+        assert_eq!(files.len(), 6);
+        // Find which file holds which share by content.
+        let file_of = |s: &Share| {
+            files
+                .iter()
+                .find(|f| fs::read(dir.path().join(f)).unwrap() == s.to_bytes())
+                .unwrap()
+                .clone()
+        };
+        let flipped = file_of(&batch[0]);
+        let mut bytes = fs::read(dir.path().join(&flipped)).unwrap();
+        bytes[100] ^= 0x40;
+        fs::write(dir.path().join(&flipped), &bytes).unwrap();
+        let truncated = file_of(&batch[1]);
+        let bytes = fs::read(dir.path().join(&truncated)).unwrap();
+        fs::write(dir.path().join(&truncated), &bytes[..300]).unwrap();
+        fs::remove_file(dir.path().join(file_of(&batch[2]))).unwrap();
+
+        match store.get(&ns(1), &batch[0].id()) {
+            Err(Error::Corrupt { share }) => assert_eq!(share, batch[0].id()),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // Quarantined: never served again, no longer claimed.
+        assert!(!dir.path().join(&flipped).exists());
+        assert_eq!(store.get(&ns(1), &batch[0].id()).unwrap(), None);
+        assert_eq!(store.has(&ns(1), &[batch[0].id()]).unwrap(), vec![false]);
+
+        let report = store.scrub(&ns(1)).unwrap();
+        assert_eq!(report.corrupt, vec![batch[1].id()]);
+        assert_eq!(report.missing, vec![batch[2].id()]);
+        assert_eq!(report.checked, 5);
+        // A good copy can be stored again and replaces the quarantined one.
+        store.put(&ns(1), &batch[..3]).unwrap();
+        for s in &batch {
+            assert_eq!(store.get(&ns(1), &s.id()).unwrap().as_ref(), Some(s));
+        }
+        assert_eq!(store.usage().unwrap().shares, 6);
+        assert!(
+            fs::read_dir(dir.path().join(".quarantine"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn quota_refuses_a_put_and_keeps_everything_else() {
+    let dir = fast_tempdir();
+    let options = DiskOptions {
+        quota: Some(10 * (16 + 1000)),
+        ..DiskOptions::new(Layout::Scatter)
+    };
+    let store = DiskStore::open(dir.path(), options).unwrap();
+    let first: Vec<Share> = (0..8).map(|i| share(i, 1000)).collect();
+    store.put(&ns(1), &first).unwrap();
+    let more: Vec<Share> = (8..11).map(|i| share(i, 1000)).collect();
+    match store.put(&ns(1), &more) {
+        Err(Error::Full { needed, free }) => {
+            assert_eq!(needed, 3 * 1016);
+            assert_eq!(free, 2 * 1016);
+        }
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .has(&ns(1), &more.iter().map(Share::id).collect::<Vec<_>>())
+            .unwrap(),
+        vec![false; 3]
+    );
+    for s in &first {
+        assert_eq!(store.get(&ns(1), &s.id()).unwrap().as_ref(), Some(s));
+    }
+    assert_eq!(files_under(dir.path()).len(), 8);
+    // Room made by a delete can be used.
+    assert_eq!(store.delete(&ns(1), &[first[0].id()]).unwrap(), 1);
+    store.put(&ns(1), &more[..2]).unwrap();
+    let mem = MemoryStore::with_quota(2000);
+    assert!(matches!(mem.put(&ns(1), &more), Err(Error::Full { .. })));
+}
+
+#[test]
+fn bad_roots_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    assert!(matches!(
+        DiskStore::open(&missing, DiskOptions::new(Layout::Plain)),
+        Err(Error::RootMissing(p)) if p == missing
+    ));
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        DiskStore::open(&file, DiskOptions::new(Layout::Scatter)),
+        Err(Error::NotADirectory(_))
+    ));
+    assert!(!missing.exists(), "nothing created for a missing root");
+}
+
+#[test]
+fn scatter_never_writes_into_folders_it_did_not_create() {
+    let dir = fast_tempdir();
+    // The user's own folders, with names the scatter layout likes.
+    for name in ["cache", "data", "logs", "config", "index"] {
+        fs::create_dir(dir.path().join(name)).unwrap();
+        fs::write(dir.path().join(name).join("mine.txt"), b"user data").unwrap();
+    }
+    let store = open(dir.path(), Layout::Scatter);
+    let batch: Vec<Share> = (0..200).map(|i| share(i, 64)).collect();
+    store.put(&ns(1), &batch).unwrap();
+    for name in ["cache", "data", "logs", "config", "index"] {
+        let entries: Vec<_> = fs::read_dir(dir.path().join(name)).unwrap().collect();
+        assert_eq!(entries.len(), 1, "{name} was written into");
+    }
+    let files = files_under(dir.path());
+    assert_eq!(files.len(), 200 + 5);
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        // Harmless names, nothing that looks like an id, never a temp file left.
+        assert!(!name.ends_with(".part") && name.len() < 40, "{f:?}");
+        assert!(
+            !batch.iter().any(|s| name.contains(&s.id().to_hex()[..16])),
+            "{f:?}"
+        );
+    }
+    let depths: std::collections::BTreeSet<usize> =
+        files.iter().map(|f| f.components().count()).collect();
+    assert!(depths.len() >= 2, "shares all at one depth: {depths:?}");
+}
+
+#[test]
+fn concurrent_puts_of_the_same_shares_store_each_once() {
+    let dir = fast_tempdir();
+    let store = std::sync::Arc::new(open(dir.path(), Layout::Scatter));
+    let batch: Vec<Share> = (0..40).map(|i| share(i, 256)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.put(&ns(1), &batch).unwrap());
+        }
+    });
+    assert_eq!(store.usage().unwrap().shares, 40);
+    assert_eq!(files_under(dir.path()).len(), 40);
+}
