@@ -1,10 +1,14 @@
 //! The README's first command, as a user runs it.
+// Test code: panicking on failure and casting made-up numbers are the point.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use std::process::Command;

@@ -72,6 +72,26 @@ pub enum Error {
     /// The index holds something this build would never have written.
     #[error("store index is damaged: {0}")]
     IndexDamaged(&'static str),
+    /// An account of that name exists already.
+    #[error("an account named {0:?} exists already")]
+    AccountExists(String),
+    /// No account of that name or id.
+    #[error("no account named {0:?}")]
+    NoSuchAccount(String),
+    /// No stored file (or version) matches.
+    #[error("no stored file matches {0:?}")]
+    NoSuchFile(String),
+    /// A file cannot become visible: some of its shares are not acknowledged yet.
+    #[error("chunk {chunk} still has {unacked} unacknowledged shares")]
+    NotAcknowledged {
+        /// A chunk with unacknowledged shares.
+        chunk: ChunkId,
+        /// How many of its shares are not acknowledged.
+        unacked: u64,
+    },
+    /// A catalog database written by a newer build.
+    #[error("catalog schema version {0} is newer than this build understands")]
+    NewerCatalog(i64),
     /// The rebuilt chunk failed authentication or its id: the shares are inconsistent.
     #[error("chunk {chunk} is corrupt: {reason}")]
     CorruptChunk {

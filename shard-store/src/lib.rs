@@ -30,6 +30,7 @@
 //! # Ok::<(), shard_store::Error>(())
 //! ```
 
+mod catalog;
 mod chunker;
 mod erasure;
 mod error;
@@ -38,6 +39,10 @@ mod pipeline;
 mod share_store;
 mod stream;
 
+pub use catalog::{
+    Account, AccountId, Catalog, FileEntry, FileId, FileKind, FileMeta, SCHEMA_VERSION,
+    ShareRecord, ShareState, VaultCatalog,
+};
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;
 pub use error::{Error, Result};

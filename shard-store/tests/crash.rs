@@ -4,12 +4,16 @@
 //!
 //! The writer is this test binary itself, re-run with `crash_writer_process` selected and the
 //! store's folder in `SHARD_CRASH_ROOT`.
+// Test code: panicking on failure and casting made-up numbers are the point.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::print_stdout,
-    clippy::cast_possible_truncation
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use std::collections::HashSet;

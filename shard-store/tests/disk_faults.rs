@@ -1,11 +1,15 @@
 //! Real disk faults, on small filesystems the test mounts itself: a disk that fills up and a
 //! disk that turns read-only. Needs root (to mount); skipped with a message otherwise.
+// Test code: panicking on failure and casting made-up numbers are the point.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stdout,
     clippy::print_stderr,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use std::fs;

@@ -1,11 +1,15 @@
 //! The data path as a user of the library sees it: bytes in, shares out, any k shares back in,
 //! the same bytes out — or a typed error, never a panic.
+// Test code: panicking on failure and casting made-up numbers are the point.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use std::collections::HashMap;

@@ -1,10 +1,15 @@
 //! Share stores as a node uses them: the same behaviour from every implementation, shares that
 //! survive reopening, damage detected and quarantined, quotas and full disks refused cleanly.
+// Test code: panicking on failure and casting made-up numbers are the point.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::cast_possible_truncation
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use std::collections::BTreeMap;
@@ -378,4 +383,31 @@ fn concurrent_puts_of_the_same_shares_store_each_once() {
     });
     assert_eq!(store.usage().unwrap().shares, 40);
     assert_eq!(files_under(dir.path()).len(), 40);
+}
+
+#[test]
+fn scatter_keeps_finding_room_for_thousands_of_shares() {
+    // Once failed after ~600 shares: new folders nested ever deeper until none fit.
+    let dir = fast_tempdir();
+    let store = open(dir.path(), Layout::Scatter);
+    for round in 0..100u32 {
+        let batch: Vec<Share> = (0..30)
+            .map(|i| {
+                let n = round * 30 + i;
+                Share::new(
+                    ShareHeader::new(1, 1, 0, 4).unwrap(),
+                    Bytes::copy_from_slice(&n.to_le_bytes()),
+                )
+                .unwrap()
+            })
+            .collect();
+        store.put(&ns(1), &batch).unwrap();
+    }
+    assert_eq!(store.usage().unwrap().shares, 3000);
+    let deepest = files_under(dir.path())
+        .iter()
+        .map(|f| f.components().count())
+        .max()
+        .unwrap();
+    assert!(deepest <= 8, "{deepest} levels");
 }

@@ -43,6 +43,8 @@ const INDEX_FILE: &str = ".index.db";
 const MAX_SHARE_FILE: u64 = SHARE_HEADER_LEN as u64 + MAX_SHARE_PAYLOAD as u64;
 /// Threads that write and sync the shares of one batch.
 const WRITERS: usize = 4;
+/// Deepest nesting of scatter folders.
+const SCATTER_MAX_DEPTH: usize = 7;
 /// Shares per scatter folder before a new folder is preferred.
 const SCATTER_FILES_PER_DIR: usize = 48;
 
@@ -277,13 +279,21 @@ impl DiskStore {
     /// Creates 1–3 nested folders (never inside a folder the store did not create) and
     /// returns the slot of the deepest.
     fn new_scatter_dirs(&self, inner: &mut Inner) -> Result<usize> {
-        let mut parent = if !inner.dirs.is_empty() && below(&mut inner.rng, 2) == 0 {
-            let i = below(&mut inner.rng, inner.dirs.len());
-            Some(inner.dirs[i].0.clone())
+        // Nest under an existing folder only where the new levels still fit under the depth
+        // limit; otherwise chains would deepen with every new folder until none fits.
+        let depth = 1 + below(&mut inner.rng, 3);
+        let shallow: Vec<usize> = (0..inner.dirs.len())
+            .filter(|&i| inner.dirs[i].0.split('/').count() + depth <= SCATTER_MAX_DEPTH)
+            .collect();
+        let mut parent = if !shallow.is_empty() && below(&mut inner.rng, 2) == 0 {
+            Some(
+                inner.dirs[shallow[below(&mut inner.rng, shallow.len())]]
+                    .0
+                    .clone(),
+            )
         } else {
             None
         };
-        let depth = 1 + below(&mut inner.rng, 3);
         let mut slot = None;
         for _ in 0..depth {
             let mut created = None;
@@ -293,9 +303,6 @@ impl DiskStore {
                     Some(p) => format!("{p}/{name}"),
                     None => name,
                 };
-                if rel.split('/').count() > 12 {
-                    break;
-                }
                 match fs::create_dir(self.root.join(&rel)) {
                     Ok(()) => {
                         created = Some(rel);

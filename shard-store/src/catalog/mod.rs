@@ -1,0 +1,170 @@
+//! The owner's catalog: accounts, stored files and their versions, chunks, where every share
+//! is, and the peers. One SQLite database (WAL, `synchronous = FULL`) on the owner's machine.
+//!
+//! Nothing in it names or sizes a file without the vault key: names and metadata are sealed
+//! with the vault's catalog key, each file's chunk list too, and lookups by name go through an
+//! HMAC index. What stays in the clear is what the node needs before an account is unlocked
+//! (account names, wrapped keys, peers) and what placement and health need (which share of
+//! which keyed chunk id sits on which peer, and whether it was acknowledged).
+
+mod schema;
+mod vault;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use shard_crypto::{KeyRecord, VaultKeys};
+
+pub use schema::SCHEMA_VERSION;
+pub use vault::{FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState, VaultCatalog};
+
+use crate::{Error, Result};
+
+/// An account's row id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccountId(pub i64);
+
+/// An account as stored: its name and wrapped vault key.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Row id.
+    pub id: AccountId,
+    /// Login name.
+    pub name: String,
+    /// The vault key, wrapped under the passphrase.
+    pub key_record: KeyRecord,
+}
+
+/// The catalog database. Safe to share between threads.
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    /// Opens (creating and migrating as needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 32 MiB of page cache (default 2 MB): at 100 000 files the default made SQLite re-read
+        // pages through the kernel for most statements (profiled: kernel copies on top).
+        conn.pragma_update(None, "cache_size", -32_768)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // SQLite keeps its own consistency (transactions); a panic elsewhere cannot leave the
+        // connection half-updated.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates an account whose vault key is wrapped in `record`.
+    pub fn create_account(&self, name: &str, record: &KeyRecord) -> Result<AccountId> {
+        let conn = self.conn();
+        let result = conn.execute(
+            "INSERT INTO accounts (name, vault_id, key_record, created) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                name,
+                &record.vault_id().0[..],
+                record.as_bytes(),
+                unix_now()
+            ],
+        );
+        match result {
+            Ok(_) => Ok(AccountId(conn.last_insert_rowid())),
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(Error::AccountExists(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The account called `name`, if any.
+    pub fn account(&self, name: &str) -> Result<Option<Account>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, name, key_record FROM accounts WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, name, record)| {
+            Ok(Account {
+                id: AccountId(id),
+                name,
+                key_record: KeyRecord::from_bytes(&record)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, name, key_record FROM accounts ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, name, record)| {
+                Ok(Account {
+                    id: AccountId(id),
+                    name,
+                    key_record: KeyRecord::from_bytes(&record)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces an account's key record (a passphrase change).
+    pub fn update_key_record(&self, account: AccountId, record: &KeyRecord) -> Result<()> {
+        let changed = self.conn().execute(
+            "UPDATE accounts SET key_record = ?2 WHERE id = ?1 AND vault_id = ?3",
+            params![account.0, record.as_bytes(), &record.vault_id().0[..]],
+        )?;
+        if changed == 0 {
+            return Err(Error::NoSuchAccount(format!("#{}", account.0)));
+        }
+        Ok(())
+    }
+
+    /// Deletes an account and everything the catalog knows of its files.
+    pub fn delete_account(&self, account: AccountId) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM accounts WHERE id = ?1", params![account.0])?;
+        Ok(())
+    }
+
+    /// The files of an unlocked account.
+    pub fn vault<'a>(&'a self, account: AccountId, keys: &'a VaultKeys) -> VaultCatalog<'a> {
+        VaultCatalog::new(self, account, keys)
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

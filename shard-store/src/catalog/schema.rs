@@ -1,0 +1,97 @@
+//! The catalog's schema and its migrations.
+//!
+//! `schema_version(version)` holds the version reached; each migration runs in one transaction
+//! with its version bump, so a crash leaves the catalog at the old or the new version, never
+//! between. A catalog from a newer build is refused rather than misread.
+//!
+//! Version 1:
+//! ```text
+//! accounts(id, name UNIQUE, vault_id UNIQUE, key_record, created)
+//!     name: the login name (needed before unlocking); key_record: the wrapped vault key.
+//! files(id, account, name_mac, version, meta, manifest, state, UNIQUE(account, name_mac, version))
+//!     name_mac: HMAC of the name under the vault's name-index key; meta and manifest: sealed
+//!     with the vault's catalog key (name, kind, size, times, mode / the chunk list).
+//!     state: 0 pending (shares on their way), 1 visible, 2 being deleted.
+//! chunks(account, id, k, n, share_len, refs)   refs: visible files that use the chunk
+//! shares(id, account, chunk, idx, peer, state) state: 0 pending, 1 acked, 2 missing, 3 bad
+//! peers(id, name, addrs, added, last_seen)
+//! ```
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "CREATE TABLE accounts (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL UNIQUE,
+         vault_id BLOB NOT NULL UNIQUE,
+         key_record BLOB NOT NULL,
+         created INTEGER NOT NULL);
+     CREATE TABLE files (
+         id INTEGER PRIMARY KEY,
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         name_mac BLOB NOT NULL,
+         version INTEGER NOT NULL,
+         meta BLOB NOT NULL,
+         manifest BLOB NOT NULL,
+         state INTEGER NOT NULL,
+         UNIQUE (account, name_mac, version));
+     CREATE INDEX files_by_state ON files(account, state);
+     CREATE TABLE chunks (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         id BLOB NOT NULL,
+         k INTEGER NOT NULL,
+         n INTEGER NOT NULL,
+         share_len INTEGER NOT NULL,
+         refs INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (account, id)) WITHOUT ROWID;
+     CREATE TABLE shares (
+         id BLOB NOT NULL PRIMARY KEY,
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         chunk BLOB NOT NULL,
+         idx INTEGER NOT NULL,
+         peer BLOB NOT NULL,
+         state INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX shares_by_chunk ON shares(account, chunk);
+     CREATE INDEX shares_by_peer ON shares(peer, state);
+     CREATE TABLE peers (
+         id BLOB NOT NULL PRIMARY KEY,
+         name TEXT NOT NULL,
+         addrs TEXT NOT NULL DEFAULT '',
+         added INTEGER NOT NULL,
+         last_seen INTEGER) WITHOUT ROWID;",
+];
+
+/// Brings `conn` to [`SCHEMA_VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::NewerCatalog(current));
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}

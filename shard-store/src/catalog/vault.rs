@@ -1,0 +1,450 @@
+//! One unlocked vault's view of the catalog: its files, versions, chunks and shares.
+//!
+//! Every write comes in batches (one transaction, one sync), because a tree of twenty thousand
+//! small files must not cost forty thousand fsyncs.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use shard_crypto::{Label, SecretKey, VaultKeys, hmac_sha256, open, seal};
+use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, ShareId};
+
+use super::{AccountId, Catalog, unix_now};
+use crate::{Error, Result};
+
+const META_AAD: &[u8] = b"shard catalog meta v1";
+const MANIFEST_AAD: &[u8] = b"shard catalog manifest v1";
+
+/// A stored file version's row id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(pub i64);
+
+/// What a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileKind {
+    /// A regular file (its content is the manifest's chunks).
+    File,
+    /// A folder (kept so empty folders come back).
+    Dir,
+    /// A symbolic link, stored as a link.
+    Symlink,
+}
+
+/// A file's metadata; sealed in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// Path in the vault, as bytes (any bytes a file system allows).
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    /// File, folder or link.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_nanos: u32,
+    /// Unix mode bits.
+    pub mode: u32,
+    /// Target of a symbolic link.
+    pub link_target: Option<serde_bytes::ByteBuf>,
+}
+
+/// A file version as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Row id.
+    pub id: FileId,
+    /// Version number of this name, from 1.
+    pub version: u32,
+    /// When it was stored, seconds since the epoch.
+    pub stored_at: i64,
+    /// The unsealed metadata.
+    pub meta: FileMeta,
+}
+
+/// Where a share is and what we know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareState {
+    /// Sent, not acknowledged yet.
+    Pending,
+    /// Acknowledged: on the peer's disk.
+    Acked,
+    /// The peer no longer has it.
+    Missing,
+    /// The peer has it but it failed verification.
+    Bad,
+}
+
+impl ShareState {
+    fn code(self) -> i64 {
+        match self {
+            ShareState::Pending => 0,
+            ShareState::Acked => 1,
+            ShareState::Missing => 2,
+            ShareState::Bad => 3,
+        }
+    }
+
+    fn from_code(code: i64) -> Result<Self> {
+        Ok(match code {
+            0 => ShareState::Pending,
+            1 => ShareState::Acked,
+            2 => ShareState::Missing,
+            3 => ShareState::Bad,
+            _ => return Err(Error::IndexDamaged("unknown share state in the catalog")),
+        })
+    }
+}
+
+/// One share of a chunk, as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRecord {
+    /// The share's id.
+    pub id: ShareId,
+    /// The chunk it belongs to.
+    pub chunk: ChunkId,
+    /// Its index among the chunk's `n` shares.
+    pub index: u8,
+    /// The peer holding it.
+    pub peer: NodeId,
+    /// What we know.
+    pub state: ShareState,
+}
+
+/// An unlocked vault's files. Obtained from [`Catalog::vault`].
+pub struct VaultCatalog<'a> {
+    catalog: &'a Catalog,
+    account: AccountId,
+    seal_key: SecretKey,
+    name_key: SecretKey,
+}
+
+const FILE_PENDING: i64 = 0;
+const FILE_VISIBLE: i64 = 1;
+
+fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(v.as_slice()).map_err(|_| Error::IndexDamaged("id of the wrong length"))
+}
+
+impl<'a> VaultCatalog<'a> {
+    pub(super) fn new(catalog: &'a Catalog, account: AccountId, keys: &VaultKeys) -> Self {
+        Self {
+            catalog,
+            account,
+            seal_key: keys.subkey(Label::Catalog),
+            name_key: keys.subkey(Label::NameIndex),
+        }
+    }
+
+    /// The account this view belongs to.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    fn name_mac(&self, name: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.name_key, name)
+    }
+
+    fn aad(&self, label: &[u8], name_mac: &[u8; 32], version: u32) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(label.len() + 8 + 32 + 4);
+        aad.extend_from_slice(label);
+        aad.extend_from_slice(&self.account.0.to_le_bytes());
+        aad.extend_from_slice(name_mac);
+        aad.extend_from_slice(&version.to_le_bytes());
+        aad
+    }
+
+    fn seal_meta(
+        &self,
+        meta: &FileMeta,
+        stored_at: i64,
+        name_mac: &[u8; 32],
+        version: u32,
+    ) -> Result<Vec<u8>> {
+        let plain = postcard::to_stdvec(&(meta, stored_at))
+            .map_err(|_| Error::InvalidParameters("file metadata does not serialize"))?;
+        Ok(seal(
+            &self.seal_key,
+            &self.aad(META_AAD, name_mac, version),
+            &plain,
+        )?)
+    }
+
+    fn open_meta(
+        &self,
+        sealed: &[u8],
+        name_mac: &[u8; 32],
+        version: u32,
+    ) -> Result<(FileMeta, i64)> {
+        let plain = open(
+            &self.seal_key,
+            &self.aad(META_AAD, name_mac, version),
+            sealed,
+        )?;
+        postcard::from_bytes(&plain)
+            .map_err(|_| Error::IndexDamaged("file metadata does not decode"))
+    }
+
+    /// Records new versions of files whose shares are about to be sent; they stay invisible
+    /// until [`VaultCatalog::commit_files`]. One transaction for the whole batch.
+    pub fn begin_files(&self, files: &[(FileMeta, Manifest)]) -> Result<Vec<FileEntry>> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(files.len());
+        let now = unix_now();
+        for (meta, manifest) in files {
+            let mac = self.name_mac(&meta.name);
+            let last: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT MAX(version) FROM files WHERE account = ?1 AND name_mac = ?2",
+                )?
+                .query_row(params![self.account.0, &mac[..]], |r| r.get(0))?;
+            let version = u32::try_from(last.unwrap_or(0) + 1)
+                .map_err(|_| Error::InvalidParameters("too many versions"))?;
+            let sealed_meta = self.seal_meta(meta, now, &mac, version)?;
+            let sealed_manifest = seal(
+                &self.seal_key,
+                &self.aad(MANIFEST_AAD, &mac, version),
+                &manifest.to_bytes(),
+            )?;
+            tx.prepare_cached(
+                "INSERT INTO files (account, name_mac, version, meta, manifest, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                self.account.0,
+                &mac[..],
+                version,
+                sealed_meta,
+                sealed_manifest,
+                FILE_PENDING
+            ])?;
+            out.push(FileEntry {
+                id: FileId(tx.last_insert_rowid()),
+                version,
+                stored_at: now,
+                meta: meta.clone(),
+            });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Records chunks and where their shares are going (`peers[i]` gets share `i`), as pending.
+    /// Shares already recorded are left as they are (dedup, resume).
+    pub fn record_shares(&self, chunks: &[(&ChunkRef, &[NodeId])]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        for (chunk, peers) in chunks {
+            chunk.validate()?;
+            if peers.len() != chunk.shares.len() {
+                return Err(Error::InvalidParameters("one peer per share is needed"));
+            }
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO shares (id, account, chunk, idx, peer, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            )?;
+            for (index, (share, peer)) in (0u8..).zip(chunk.shares.iter().zip(peers.iter())) {
+                stmt.execute(params![
+                    &share.0[..],
+                    self.account.0,
+                    &chunk.id.0[..],
+                    index,
+                    &peer.0[..]
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets the state of shares (e.g. acknowledged), in one transaction.
+    pub fn set_share_states(&self, shares: &[(ShareId, ShareState)]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE shares SET state = ?3 WHERE account = ?1 AND id = ?2")?;
+            for (id, state) in shares {
+                stmt.execute(params![self.account.0, &id.0[..], state.code()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves a share to another peer (after a repair placed it there), state pending.
+    pub fn move_share(&self, id: &ShareId, peer: &NodeId) -> Result<()> {
+        self.catalog.conn().execute(
+            "UPDATE shares SET peer = ?3, state = 0 WHERE account = ?1 AND id = ?2",
+            params![self.account.0, &id.0[..], &peer.0[..]],
+        )?;
+        Ok(())
+    }
+
+    /// The recorded shares of a chunk, by index.
+    pub fn chunk_shares(&self, chunk: &ChunkId) -> Result<Vec<ShareRecord>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, idx, peer, state FROM shares WHERE account = ?1 AND chunk = ?2 ORDER BY idx",
+        )?;
+        let rows = stmt
+            .query_map(params![self.account.0, &chunk.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, idx, peer, state)| {
+                Ok(ShareRecord {
+                    id: ShareId(blob32(id)?),
+                    chunk: *chunk,
+                    index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
+                    peer: NodeId(blob32(peer)?),
+                    state: ShareState::from_code(state)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes pending files visible, all in one transaction — but only if every share of every
+    /// chunk of each is acknowledged; otherwise nothing changes and the first chunk still
+    /// waiting is named.
+    pub fn commit_files(&self, files: &[FileId]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        for file in files {
+            let manifest = self.manifest_in(&tx, *file)?;
+            let mut seen = std::collections::HashSet::new();
+            for chunk in &manifest.chunks {
+                if !seen.insert(chunk.id) {
+                    continue;
+                }
+                let acked: i64 = tx
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM shares WHERE account = ?1 AND chunk = ?2 AND state = 1",
+                    )?
+                    .query_row(params![self.account.0, &chunk.id.0[..]], |r| r.get(0))?;
+                let acked = u64::try_from(acked).unwrap_or(0);
+                if acked < u64::from(chunk.n) {
+                    return Err(Error::NotAcknowledged {
+                        chunk: chunk.id,
+                        unacked: u64::from(chunk.n) - acked,
+                    });
+                }
+                tx.prepare_cached(
+                    "UPDATE chunks SET refs = refs + 1 WHERE account = ?1 AND id = ?2",
+                )?
+                .execute(params![self.account.0, &chunk.id.0[..]])?;
+            }
+            tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
+                .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn manifest_in(&self, tx: &Transaction<'_>, file: FileId) -> Result<Manifest> {
+        let row = tx
+            .prepare_cached(
+                "SELECT name_mac, version, manifest FROM files WHERE account = ?1 AND id = ?2",
+            )?
+            .query_row(params![self.account.0, file.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        let (mac, version, sealed) =
+            row.ok_or_else(|| Error::NoSuchFile(format!("#{}", file.0)))?;
+        let plain = open(
+            &self.seal_key,
+            &self.aad(MANIFEST_AAD, &blob32(mac)?, version),
+            &sealed,
+        )?;
+        Ok(Manifest::from_bytes(&plain)?)
+    }
+
+    /// The chunk list of a stored file version.
+    pub fn manifest(&self, file: FileId) -> Result<Manifest> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        self.manifest_in(&tx, file)
+    }
+
+    fn entries(&self, state: i64, name_mac: Option<&[u8; 32]>) -> Result<Vec<FileEntry>> {
+        let conn = self.catalog.conn();
+        // A lookup must go through the (account, name_mac, version) index: not through
+        // `(?3 IS NULL OR …)`, which disables it, and not through (account, state), which
+        // SQLite prefers without statistics (`+state` takes that column out of index choice).
+        // Measured at 100 000 files: 19 ms → well under 1 ms.
+        let mut stmt = match name_mac {
+            Some(_) => conn.prepare_cached(
+                "SELECT id, name_mac, version, meta FROM files
+                 WHERE account = ?1 AND name_mac = ?3 AND +state = ?2",
+            )?,
+            None => conn.prepare_cached(
+                "SELECT id, name_mac, version, meta FROM files WHERE account = ?1 AND state = ?2",
+            )?,
+        };
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        };
+        let rows = match name_mac {
+            Some(mac) => stmt.query_map(params![self.account.0, state, &mac[..]], map)?,
+            None => stmt.query_map(params![self.account.0, state], map)?,
+        }
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        let mut out = rows
+            .into_iter()
+            .map(|(id, mac, version, sealed)| {
+                let (meta, stored_at) = self.open_meta(&sealed, &blob32(mac)?, version)?;
+                Ok(FileEntry {
+                    id: FileId(id),
+                    version,
+                    stored_at,
+                    meta,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| {
+            a.meta
+                .name
+                .cmp(&b.meta.name)
+                .then(a.version.cmp(&b.version))
+        });
+        Ok(out)
+    }
+
+    /// Every visible file version, by name then version.
+    pub fn list(&self) -> Result<Vec<FileEntry>> {
+        self.entries(FILE_VISIBLE, None)
+    }
+
+    /// The visible versions of one name, oldest first.
+    pub fn versions(&self, name: &[u8]) -> Result<Vec<FileEntry>> {
+        self.entries(FILE_VISIBLE, Some(&self.name_mac(name)))
+    }
+
+    /// Versions begun but not committed (a put that was interrupted).
+    pub fn pending(&self) -> Result<Vec<FileEntry>> {
+        self.entries(FILE_PENDING, None)
+    }
+}

@@ -1,0 +1,344 @@
+//! The owner's catalog as a user relies on it: accounts, files that appear only once safe,
+//! versions, separate vaults, and a database that names and sizes nothing.
+// Test code: panicking on failure and casting made-up numbers are the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+use std::path::Path;
+
+use shard_crypto::{KdfParams, KeyRecord, VaultKey, VaultKeys};
+use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, ShareId};
+use shard_store::{Catalog, Error, FileKind, FileMeta, ShareState};
+
+fn account(catalog: &Catalog, name: &str) -> (shard_store::AccountId, VaultKeys) {
+    let key = VaultKey::generate().unwrap();
+    let record = KeyRecord::wrap(&key, b"a good passphrase", KdfParams::INSECURE_FAST).unwrap();
+    (
+        catalog.create_account(name, &record).unwrap(),
+        VaultKeys::derive(&key),
+    )
+}
+
+fn meta(name: &str, size: u64) -> FileMeta {
+    FileMeta {
+        name: name.as_bytes().to_vec(),
+        kind: FileKind::File,
+        size,
+        mtime: 1_700_000_000,
+        mtime_nanos: 5,
+        mode: 0o640,
+        link_target: None,
+    }
+}
+
+/// A manifest of at least `chunks` chunks (at most 4 MiB each) summing to `size`, with
+/// distinct made-up ids from `seed`.
+fn manifest(seed: u8, size: u64, chunks: u8) -> Manifest {
+    let chunks = chunks.max(size.div_ceil(4 << 20) as u8);
+    let each = size / u64::from(chunks);
+    let chunks: Vec<ChunkRef> = (0..chunks)
+        .map(|c| {
+            let len = if c + 1 == chunks {
+                size - each * u64::from(chunks - 1)
+            } else {
+                each
+            };
+            ChunkRef {
+                id: ChunkId([seed ^ c.wrapping_mul(37); 32]),
+                len: len as u32,
+                k: 2,
+                n: 3,
+                share_len: (((len + 17) / 2 + 1) & !1) as u32 + 2,
+                shares: (0..3)
+                    .map(|i| ShareId([seed.wrapping_add(c * 3 + i + 1); 32]))
+                    .collect(),
+            }
+        })
+        .collect();
+    Manifest { size, chunks }
+}
+
+const PEERS: [NodeId; 3] = [NodeId([0xA1; 32]), NodeId([0xB2; 32]), NodeId([0xC3; 32])];
+
+fn ack_all(vault: &shard_store::VaultCatalog<'_>, m: &Manifest) {
+    let refs: Vec<_> = m.chunks.iter().map(|c| (c, &PEERS[..])).collect();
+    vault.record_shares(&refs).unwrap();
+    let acks: Vec<_> = m
+        .chunks
+        .iter()
+        .flat_map(|c| c.shares.iter().map(|s| (*s, ShareState::Acked)))
+        .collect();
+    vault.set_share_states(&acks).unwrap();
+}
+
+#[test]
+fn accounts_are_unique_and_keep_their_key_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let key = VaultKey::generate().unwrap();
+    let record = KeyRecord::wrap(&key, b"first passphrase", KdfParams::INSECURE_FAST).unwrap();
+    let id = catalog.create_account("alice", &record).unwrap();
+    assert!(matches!(
+        catalog.create_account("alice", &record),
+        Err(Error::AccountExists(name)) if name == "alice"
+    ));
+    let stored = catalog.account("alice").unwrap().unwrap();
+    assert_eq!(stored.id, id);
+    assert_eq!(
+        stored.key_record.unwrap_key(b"first passphrase").unwrap(),
+        key
+    );
+
+    let new = record
+        .rewrap(
+            b"first passphrase",
+            b"second passphrase",
+            KdfParams::INSECURE_FAST,
+        )
+        .unwrap();
+    catalog.update_key_record(id, &new).unwrap();
+    drop(catalog);
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let stored = catalog.account("alice").unwrap().unwrap();
+    assert_eq!(
+        stored.key_record.unwrap_key(b"second passphrase").unwrap(),
+        key
+    );
+    assert!(stored.key_record.unwrap_key(b"first passphrase").is_err());
+    assert_eq!(catalog.accounts().unwrap().len(), 1);
+    catalog.delete_account(id).unwrap();
+    assert!(catalog.account("alice").unwrap().is_none());
+}
+
+#[test]
+fn a_file_is_visible_only_once_every_share_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let m = manifest(1, 5_000_000, 3);
+    let begun = vault
+        .begin_files(&[(meta("papers/deed.pdf", 5_000_000), m.clone())])
+        .unwrap();
+    assert!(
+        vault.list().unwrap().is_empty(),
+        "pending files are not listed"
+    );
+    assert_eq!(vault.pending().unwrap().len(), 1);
+
+    let refs: Vec<_> = m.chunks.iter().map(|c| (c, &PEERS[..])).collect();
+    vault.record_shares(&refs).unwrap();
+    // All but one share acknowledged: the commit is refused and changes nothing.
+    let mut acks: Vec<_> = m
+        .chunks
+        .iter()
+        .flat_map(|c| c.shares.iter().map(|s| (*s, ShareState::Acked)))
+        .collect();
+    let last = acks.pop().unwrap();
+    vault.set_share_states(&acks).unwrap();
+    match vault.commit_files(&[begun[0].id]) {
+        Err(Error::NotAcknowledged { chunk, unacked }) => {
+            assert_eq!(chunk, m.chunks[2].id);
+            assert_eq!(unacked, 1);
+        }
+        other => panic!("expected NotAcknowledged, got {other:?}"),
+    }
+    assert!(vault.list().unwrap().is_empty());
+
+    vault.set_share_states(&[last]).unwrap();
+    vault.commit_files(&[begun[0].id]).unwrap();
+    let listed = vault.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].meta, meta("papers/deed.pdf", 5_000_000));
+    assert_eq!(vault.manifest(listed[0].id).unwrap(), m);
+    let shares = vault.chunk_shares(&m.chunks[0].id).unwrap();
+    assert_eq!(
+        shares.iter().map(|s| s.peer).collect::<Vec<_>>(),
+        PEERS.to_vec()
+    );
+    assert!(shares.iter().all(|s| s.state == ShareState::Acked));
+}
+
+#[test]
+fn a_second_put_of_a_name_is_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    for (seed, size) in [(10u8, 1000u64), (20, 2000)] {
+        let m = manifest(seed, size, 1);
+        let f = vault
+            .begin_files(&[(meta("notes.txt", size), m.clone())])
+            .unwrap();
+        ack_all(&vault, &m);
+        vault.commit_files(&[f[0].id]).unwrap();
+    }
+    let versions = vault.versions(b"notes.txt").unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.meta.size))
+            .collect::<Vec<_>>(),
+        vec![(1, 1000), (2, 2000)]
+    );
+    assert!(vault.versions(b"other.txt").unwrap().is_empty());
+}
+
+#[test]
+fn two_accounts_do_not_see_each_others_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (a, ka) = account(&catalog, "alice");
+    let (b, kb) = account(&catalog, "bob");
+    let va = catalog.vault(a, &ka);
+    let m = manifest(30, 100, 1);
+    let f = va
+        .begin_files(&[(meta("alice-only.txt", 100), m.clone())])
+        .unwrap();
+    ack_all(&va, &m);
+    va.commit_files(&[f[0].id]).unwrap();
+    let vb = catalog.vault(b, &kb);
+    assert!(vb.list().unwrap().is_empty());
+    assert!(vb.versions(b"alice-only.txt").unwrap().is_empty());
+    assert!(matches!(vb.manifest(f[0].id), Err(Error::NoSuchFile(_))));
+    // Bob's keys on Alice's rows: nothing opens.
+    let wrong = catalog.vault(a, &kb);
+    assert!(wrong.list().is_err());
+}
+
+#[test]
+fn the_database_names_and_sizes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let names = [
+        "grandmother-will-2019.pdf",
+        "passport scan ÅÄÖ.jpg",
+        "bank;statements\n2024.xlsx",
+    ];
+    let sizes = [7_340_033u64, 1_234_567, 91_827_364];
+    {
+        let catalog = Catalog::open(&path).unwrap();
+        let (acct, keys) = account(&catalog, "alice");
+        let vault = catalog.vault(acct, &keys);
+        for (i, (name, size)) in names.iter().zip(sizes).enumerate() {
+            let m = manifest(40 + i as u8 * 16, size, 4);
+            let f = vault.begin_files(&[(meta(name, size), m.clone())]).unwrap();
+            ack_all(&vault, &m);
+            vault.commit_files(&[f[0].id]).unwrap();
+        }
+        assert_eq!(vault.list().unwrap().len(), 3);
+    }
+    // Every value of every row of every table, read with plain SQLite.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut values = 0;
+    for table in &tables {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for c in 0..columns {
+                values += 1;
+                match row.get_ref(c).unwrap() {
+                    rusqlite::types::ValueRef::Integer(v) => {
+                        assert!(
+                            !sizes.contains(&(v as u64)),
+                            "{table}: a file size is stored in the clear"
+                        );
+                    }
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        for name in names {
+                            assert!(
+                                !contains(t, name.as_bytes()),
+                                "{table}: a file name is stored"
+                            );
+                        }
+                        for size in sizes {
+                            assert!(
+                                !contains(t, size.to_string().as_bytes()),
+                                "{table}: a size as text"
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(
+        values > 50,
+        "the scan looked at too little to mean anything ({values})"
+    );
+    // And the raw bytes of the database and its journal.
+    for file in ["catalog.db", "catalog.db-wal"] {
+        let p = dir.path().join(file);
+        if Path::new(&p).exists() {
+            let bytes = std::fs::read(&p).unwrap();
+            for name in names {
+                assert!(
+                    !contains(&bytes, name.as_bytes()),
+                    "{file} contains a file name"
+                );
+                assert!(
+                    !contains(&bytes, &name.as_bytes()[..10]),
+                    "{file} contains part of a name"
+                );
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn sealed_rows_cannot_be_swapped_between_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = Catalog::open(&path).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    for (i, name) in ["a.txt", "b.txt"].iter().enumerate() {
+        let m = manifest(60 + i as u8 * 8, 10, 1);
+        let f = vault.begin_files(&[(meta(name, 10), m.clone())]).unwrap();
+        ack_all(&vault, &m);
+        vault.commit_files(&[f[0].id]).unwrap();
+    }
+    // Someone with write access to the database swaps the two metadata blobs.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE files SET meta = (SELECT meta FROM files WHERE id = 2) WHERE id = 1;",
+    )
+    .unwrap();
+    assert!(matches!(
+        vault.list(),
+        Err(Error::Crypto(shard_crypto::Error::Unauthentic))
+    ));
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    drop(Catalog::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE schema_version SET version = 99", [])
+        .unwrap();
+    assert!(matches!(Catalog::open(&path), Err(Error::NewerCatalog(99))));
+}
