@@ -1,5 +1,12 @@
-//! The shard node: secure channel (Noise), pairing, discovery, the request/response protocol,
-//! placement, and the put/get/check/repair orchestration.
+//! The shard node: the secure channel (Noise over TCP), pairing, the share protocol, the
+//! connections to paired peers, and the local control API the CLI and web UI use.
 //!
-//! Not written yet: this crate is part of the workspace so the dependency direction is fixed
-//! from the start (`shard-crypto`, `shard-proto` → `shard-store` → `shard-net` → `shard-cli`).
+//! What it is for: everything that crosses a socket. What it is not for: the data path itself
+//! (`shard-store`) or formats (`shard-proto`).
+
+mod error;
+pub mod identity;
+pub mod noise;
+pub mod rpc;
+
+pub use error::{Error, Result};

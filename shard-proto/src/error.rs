@@ -31,6 +31,17 @@ pub enum Error {
     /// A text id that is not 64 hex digits.
     #[error("invalid id {0:?}: expected 64 hex digits")]
     InvalidId(String),
+    /// A frame longer than the protocol allows; the connection must be closed.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame whose body does not decode as a message.
+    #[error("malformed message: {0}")]
+    MalformedMessage(&'static str),
     /// A manifest that does not decode or is inconsistent.
     #[error("invalid manifest: {0}")]
     InvalidManifest(&'static str),

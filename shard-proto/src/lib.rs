@@ -1,5 +1,5 @@
-//! shard's formats: the share, the ids, and the manifest of a stored file (the wire protocol
-//! joins them later).
+//! shard's formats: the share, the ids, the manifest of a stored file, and the peer protocol's
+//! frames and messages.
 //!
 //! What it is for: defining, byte by byte and versioned, everything shard writes to a disk or
 //! a socket, as pure functions over byte slices that can be fuzzed. What it is not for: I/O,
@@ -23,6 +23,7 @@ mod error;
 mod ids;
 mod manifest;
 mod share;
+mod wire;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, NAMESPACE_LEN, Namespace, NodeId, ShareId};
@@ -30,4 +31,8 @@ pub use manifest::{ChunkRef, Manifest};
 pub use share::{
     MAX_SHARE_PAYLOAD, MAX_SHARES, SHARE_HEADER_LEN, SHARE_MAGIC, SHARE_VERSION, Share,
     ShareHeader, share_id,
+};
+pub use wire::{
+    ErrorCode, FRAME_HEADER_LEN, MAX_FRAME, MAX_IDS_PER_REQUEST, Message, PROTOCOL_VERSION,
+    Request, Response, VaultRef, decode_frame, encode_frame, frame_len,
 };

@@ -1,0 +1,69 @@
+//! The one error type of `shard-net`.
+
+use shard_proto::{ErrorCode, NodeId};
+
+/// Everything that can go wrong talking to peers or running the node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A socket or file operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Noise handshake or a Noise message failed (wrong key, tampering, wrong code).
+    #[error("secure channel failed: {0}")]
+    Noise(String),
+    /// The peer sent bytes that break the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] shard_proto::Error),
+    /// The local share store or catalog failed.
+    #[error(transparent)]
+    Store(#[from] shard_store::Error),
+    /// A key or code problem.
+    #[error(transparent)]
+    Crypto(#[from] shard_crypto::Error),
+    /// The remote node refused the connection, saying why.
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    /// The node that answered is not the one expected.
+    #[error("expected node {expected}, but {found} answered")]
+    UnexpectedPeer {
+        /// The node we meant to reach.
+        expected: String,
+        /// The node that answered.
+        found: String,
+    },
+    /// A connecting node whose key is not paired with us.
+    #[error("node {0} is not paired with this node")]
+    Untrusted(NodeId),
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The connection closed before the answer came.
+    #[error("connection to the peer closed")]
+    Disconnected,
+    /// The peer answered with an error.
+    #[error("peer error ({code:?}): {message}")]
+    Remote {
+        /// Its code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The peer answered something that does not fit the request.
+    #[error("unexpected answer from the peer: {0}")]
+    UnexpectedResponse(&'static str),
+    /// An invite code that cannot be read.
+    #[error("invalid invite code: {0}")]
+    InvalidInvite(&'static str),
+    /// The node's home or configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<snow::Error> for Error {
+    fn from(e: snow::Error) -> Self {
+        Error::Noise(e.to_string())
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,457 @@
+//! The secure channel: Noise over TCP (snow, with its ring resolver for speed).
+//!
+//! Sessions use `Noise_XX_25519_AESGCM_SHA256`: both sides prove their static key. Pairing uses
+//! `Noise_XXpsk3_25519_AESGCM_SHA256` with a key derived from the invite's secret, so only
+//! someone holding the code completes it. On the wire, records are a 2-byte big-endian length
+//! and that many bytes (the Noise spec's framing):
+//!
+//! 1. initiator → `mode` (1 byte: 0 session, 1 pairing) ‖ Noise message 1. Its payload, in the
+//!    clear, is empty for a session and the 8-byte invite id for pairing (the responder picks the
+//!    pre-shared key by it). The mode is also in the prologue.
+//! 2. responder → Noise message 2, payload: its [`Hello`] (encrypted). Or, if it will not pair,
+//!    an empty record then a record with the reason in UTF-8.
+//! 3. initiator → Noise message 3, payload: its [`Hello`]. The initiator checks the responder's
+//!    key against the node it meant to reach before sending it.
+//! 4. responder → first transport message: [`Admission`] — accepted, or refused with a reason
+//!    the initiator can log (an unpaired key, for instance) before closing.
+//!
+//! After that each direction is a stream of protocol frames (see `shard_proto::wire`) cut into
+//! Noise transport messages of at most 65 535 bytes. The state is split in two halves with their
+//! own nonce counters (snow's stateless transport), so reading never waits for writing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+use shard_proto::{Message, NodeId, decode_frame, encode_frame, frame_len};
+use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
+use snow::{Builder, HandshakeState, StatelessTransportState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::identity::{NodeIdentity, fingerprint, node_id_of};
+use crate::{Error, Result};
+
+const SESSION: &str = "Noise_XX_25519_AESGCM_SHA256";
+const PAIRING: &str = "Noise_XXpsk3_25519_AESGCM_SHA256";
+const MODE_SESSION: u8 = 0;
+const MODE_PAIRING: u8 = 1;
+const MAX_RECORD: usize = 65_535;
+const TAG: usize = 16;
+/// Plaintext carried by one transport message.
+const MAX_PLAIN: usize = MAX_RECORD - TAG;
+/// Longest handshake payload accepted (names and addresses).
+const MAX_HELLO: usize = 4096;
+
+/// A Noise builder for sessions or pairing, preferring ring's primitives.
+pub(crate) fn builder(pairing: bool) -> Result<Builder<'static>> {
+    let params = if pairing { PAIRING } else { SESSION }.parse()?;
+    let resolver = FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver));
+    Ok(Builder::with_resolver(params, Box::new(resolver)))
+}
+
+fn prologue(mode: u8) -> [u8; 15] {
+    let mut p = *b"shard noise v1\0";
+    p[14] = mode;
+    p
+}
+
+/// What a node says about itself during the handshake (encrypted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Its name, as its owner chose it.
+    pub name: String,
+    /// Addresses it listens on for peers.
+    pub listen: Vec<String>,
+    /// Protocol version it speaks.
+    pub protocol: u8,
+}
+
+/// The responder's verdict, the first message after the handshake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Admission {
+    Accepted,
+    Refused(String),
+}
+
+/// The authenticated other end of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its id (SHA-256 of its static key).
+    pub id: NodeId,
+    /// Its static public key.
+    pub public: [u8; 32],
+    /// What it said about itself.
+    pub hello: Hello,
+    /// Its address as seen from here.
+    pub addr: SocketAddr,
+}
+
+/// How a pairing handshake is keyed.
+#[derive(Clone)]
+pub struct PairingKey {
+    /// Public id of the invite, sent in the clear so the inviter can pick the key.
+    pub invite_id: [u8; 8],
+    /// The pre-shared key derived from the invite's secret.
+    pub psk: zeroize::Zeroizing<[u8; 32]>,
+}
+
+/// The responder's policy: which pairing keys exist, and who is let in.
+pub trait Gatekeeper: Send + Sync {
+    /// The pre-shared key for an invite id, or why pairing is refused (unknown, expired, used).
+    fn pairing_key(&self, invite_id: &[u8; 8]) -> std::result::Result<PairingKey, String>;
+
+    /// Whether to admit `peer`. `paired` is the invite it just used, if this was a pairing:
+    /// the gatekeeper then pins the peer and spends the invite.
+    fn admit(&self, peer: &PeerInfo, paired: Option<&[u8; 8]>) -> std::result::Result<(), String>;
+}
+
+/// An established channel: its two halves and who is at the other end.
+pub struct SecureChannel {
+    /// Reads frames.
+    pub reader: ChannelReader,
+    /// Writes frames.
+    pub writer: ChannelWriter,
+    /// The authenticated peer.
+    pub peer: PeerInfo,
+}
+
+async fn write_record(stream: &mut TcpStream, parts: &[&[u8]]) -> Result<()> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u16::try_from(len).map_err(|_| Error::Noise("record too long".into()))?;
+    let mut buf = Vec::with_capacity(2 + usize::from(len));
+    buf.extend_from_slice(&len.to_be_bytes());
+    for p in parts {
+        buf.extend_from_slice(p);
+    }
+    stream.write_all(&buf).await?;
+    Ok(())
+}
+
+async fn read_record(stream: &mut TcpStream) -> Result<Vec<u8>> {
+    let len = stream.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn refuse(stream: &mut TcpStream, reason: &str) -> Result<()> {
+    write_record(stream, &[]).await?;
+    let reason = reason.as_bytes();
+    write_record(
+        stream,
+        &[reason.get(..reason.len().min(512)).unwrap_or_default()],
+    )
+    .await
+}
+
+fn hello_bytes(hello: &Hello) -> Result<Vec<u8>> {
+    postcard::to_stdvec(hello).map_err(|_| Error::Noise("hello does not encode".into()))
+}
+
+fn read_hello(payload: &[u8]) -> Result<Hello> {
+    postcard::from_bytes(payload).map_err(|_| Error::Noise("peer's hello does not decode".into()))
+}
+
+fn remote_key(hs: &HandshakeState) -> Result<[u8; 32]> {
+    hs.get_remote_static()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| Error::Noise("peer sent no static key".into()))
+}
+
+/// Connects to `addr` as the initiator. With `expect`, the answering node must be that one;
+/// with `pairing`, the handshake is keyed by an invite.
+pub async fn connect(
+    addr: SocketAddr,
+    identity: &NodeIdentity,
+    hello: &Hello,
+    expect: Option<NodeId>,
+    pairing: Option<&PairingKey>,
+) -> Result<SecureChannel> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mode = if pairing.is_some() {
+        MODE_PAIRING
+    } else {
+        MODE_SESSION
+    };
+    let prologue = prologue(mode);
+    let mut builder = builder(pairing.is_some())?
+        .local_private_key(identity.private())?
+        .prologue(&prologue)?;
+    if let Some(p) = pairing {
+        builder = builder.psk(3, &p.psk)?;
+    }
+    let mut hs = builder.build_initiator()?;
+    let mut buf = vec![0u8; MAX_RECORD];
+
+    let payload: &[u8] = pairing.map(|p| &p.invite_id[..]).unwrap_or(&[]);
+    let n = hs.write_message(payload, &mut buf)?;
+    write_record(&mut stream, &[&[mode], buf.get(..n).unwrap_or_default()]).await?;
+
+    let msg2 = read_record(&mut stream).await?;
+    if msg2.is_empty() {
+        let reason = read_record(&mut stream).await?;
+        return Err(Error::Refused(
+            String::from_utf8_lossy(&reason).into_owned(),
+        ));
+    }
+    let mut payload = vec![0u8; MAX_RECORD];
+    let n = hs.read_message(&msg2, &mut payload)?;
+    let their_hello = read_hello(payload.get(..n).unwrap_or_default())?;
+    let public = remote_key(&hs)?;
+    let id = node_id_of(&public);
+    if let Some(expected) = expect
+        && expected != id
+    {
+        return Err(Error::UnexpectedPeer {
+            expected: fingerprint(&expected),
+            found: fingerprint(&id),
+        });
+    }
+    let n = hs.write_message(&hello_bytes(hello)?, &mut buf)?;
+    write_record(&mut stream, &[buf.get(..n).unwrap_or_default()]).await?;
+
+    let peer = PeerInfo {
+        id,
+        public,
+        hello: their_hello,
+        addr,
+    };
+    let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
+    match channel.reader.read_admission().await? {
+        Admission::Accepted => Ok(channel),
+        Admission::Refused(reason) => Err(Error::Refused(reason)),
+    }
+}
+
+/// Answers an incoming connection as the responder; `gate` decides pairing and admission.
+pub async fn accept(
+    mut stream: TcpStream,
+    identity: &NodeIdentity,
+    hello: &Hello,
+    gate: &dyn Gatekeeper,
+) -> Result<SecureChannel> {
+    stream.set_nodelay(true)?;
+    let addr = stream.peer_addr()?;
+    let first = read_record(&mut stream).await?;
+    let Some((&mode, msg1)) = first.split_first() else {
+        return Err(Error::Noise("empty first message".into()));
+    };
+    if mode != MODE_SESSION && mode != MODE_PAIRING {
+        return Err(Error::Noise(format!("unknown handshake mode {mode}")));
+    }
+    let prologue = prologue(mode);
+    let mut hs = builder(mode == MODE_PAIRING)?
+        .local_private_key(identity.private())?
+        .prologue(&prologue)?
+        .build_responder()?;
+    let mut payload = vec![0u8; MAX_RECORD];
+    let n = hs.read_message(msg1, &mut payload)?;
+    let mut invite = None;
+    if mode == MODE_PAIRING {
+        let id: [u8; 8] = payload
+            .get(..n)
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| Error::Noise("pairing without an invite id".into()))?;
+        match gate.pairing_key(&id) {
+            Ok(key) => hs.set_psk(3, key.psk.as_ref())?,
+            Err(reason) => {
+                refuse(&mut stream, &reason).await?;
+                return Err(Error::Refused(format!(
+                    "pairing attempt from {addr}: {reason}"
+                )));
+            }
+        }
+        invite = Some(id);
+    }
+    let mut buf = vec![0u8; MAX_RECORD];
+    let n = hs.write_message(&hello_bytes(hello)?, &mut buf)?;
+    write_record(&mut stream, &[buf.get(..n).unwrap_or_default()]).await?;
+
+    let msg3 = read_record(&mut stream).await?;
+    let n = hs
+        .read_message(&msg3, &mut payload)
+        .map_err(|e| match invite {
+            // With pairing, a failure here means the initiator did not know the invite's secret.
+            Some(_) => Error::Noise(format!(
+                "pairing attempt from {addr} with a wrong code ({e})"
+            )),
+            None => Error::from(e),
+        })?;
+    if n > MAX_HELLO {
+        return Err(Error::Noise("peer's hello is too long".into()));
+    }
+    let their_hello = read_hello(payload.get(..n).unwrap_or_default())?;
+    let public = remote_key(&hs)?;
+    let peer = PeerInfo {
+        id: node_id_of(&public),
+        public,
+        hello: their_hello,
+        addr,
+    };
+    let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
+    match gate.admit(&channel.peer, invite.as_ref()) {
+        Ok(()) => {
+            channel.writer.write_admission(&Admission::Accepted).await?;
+            Ok(channel)
+        }
+        Err(reason) => {
+            channel
+                .writer
+                .write_admission(&Admission::Refused(reason.clone()))
+                .await?;
+            Err(Error::Refused(format!(
+                "{} ({addr}): {reason}",
+                fingerprint(&channel.peer.id)
+            )))
+        }
+    }
+}
+
+fn split(
+    stream: TcpStream,
+    state: StatelessTransportState,
+    peer: PeerInfo,
+) -> Result<SecureChannel> {
+    let state = Arc::new(state);
+    let (read, write) = stream.into_split();
+    Ok(SecureChannel {
+        reader: ChannelReader {
+            io: BufReader::with_capacity(4 * MAX_RECORD, read),
+            state: state.clone(),
+            nonce: 0,
+            plain: BytesMut::with_capacity(2 * MAX_RECORD),
+            record: vec![0u8; MAX_RECORD],
+        },
+        writer: ChannelWriter {
+            io: write,
+            state,
+            nonce: 0,
+            frame: Vec::new(),
+            out: Vec::new(),
+        },
+        peer,
+    })
+}
+
+/// The receiving half: decrypts Noise messages and yields protocol frames.
+pub struct ChannelReader {
+    io: BufReader<OwnedReadHalf>,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    plain: BytesMut,
+    record: Vec<u8>,
+}
+
+impl ChannelReader {
+    /// The next message. Errors (a bad frame, a failed decryption, a closed socket) end the
+    /// channel: the caller closes the connection and logs the reason.
+    pub async fn read_frame(&mut self) -> Result<Message> {
+        loop {
+            if let Some(len) = frame_len(&self.plain)? {
+                let frame = self.plain.split_to(len);
+                return Ok(decode_frame(&frame)?);
+            }
+            self.read_record().await?;
+        }
+    }
+
+    async fn read_record(&mut self) -> Result<()> {
+        let len = match self.io.read_u16().await {
+            Ok(len) => usize::from(len),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Error::Disconnected);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if len <= TAG {
+            return Err(Error::Noise("transport message too short".into()));
+        }
+        let record = self
+            .record
+            .get_mut(..len)
+            .ok_or(Error::Noise("record too long".into()))?;
+        self.io.read_exact(record).await?;
+        let start = self.plain.len();
+        self.plain.resize(start + len - TAG, 0);
+        let out = self.plain.get_mut(start..).unwrap_or_default();
+        let n = self
+            .state
+            .read_message(self.nonce, record, out)
+            .map_err(|_| Error::Noise("a message failed authentication".into()))?;
+        self.nonce += 1;
+        self.plain.truncate(start + n);
+        Ok(())
+    }
+
+    async fn read_admission(&mut self) -> Result<Admission> {
+        self.read_record().await?;
+        let bytes = self.plain.split();
+        postcard::from_bytes(&bytes).map_err(|_| Error::Noise("admission does not decode".into()))
+    }
+}
+
+/// The sending half: encodes frames and encrypts them into Noise messages.
+pub struct ChannelWriter {
+    io: OwnedWriteHalf,
+    state: Arc<StatelessTransportState>,
+    nonce: u64,
+    frame: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl ChannelWriter {
+    /// Sends one message (one frame, in as many Noise messages as it needs, one write).
+    pub async fn write_frame(&mut self, message: &Message) -> Result<()> {
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        encode_frame(message, &mut frame)?;
+        let result = self.write_plain(&frame).await;
+        self.frame = frame;
+        result
+    }
+
+    async fn write_plain(&mut self, plain: &[u8]) -> Result<()> {
+        self.out.clear();
+        for piece in plain.chunks(MAX_PLAIN) {
+            let start = self.out.len();
+            self.out.resize(start + 2 + piece.len() + TAG, 0);
+            let dest = self.out.get_mut(start + 2..).unwrap_or_default();
+            let n = self.state.write_message(self.nonce, piece, dest)?;
+            self.nonce += 1;
+            let len = u16::try_from(n).map_err(|_| Error::Noise("record too long".into()))?;
+            if let Some(slot) = self.out.get_mut(start..start + 2) {
+                slot.copy_from_slice(&len.to_be_bytes());
+            }
+            self.out.truncate(start + 2 + n);
+        }
+        self.io.write_all(&self.out).await?;
+        // Do not keep a 9 MiB buffer around after one large frame.
+        if self.out.capacity() > 4 << 20 {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    async fn write_admission(&mut self, admission: &Admission) -> Result<()> {
+        let bytes = postcard::to_stdvec(admission)
+            .map_err(|_| Error::Noise("admission does not encode".into()))?;
+        self.write_plain(&bytes).await
+    }
+
+    /// Sends raw plaintext as transport messages, bypassing frame encoding: for tests and
+    /// adversarial peers that must send what a correct node never would.
+    #[doc(hidden)]
+    pub async fn write_raw_plaintext(&mut self, plain: &[u8]) -> Result<()> {
+        self.write_plain(plain).await
+    }
+
+    /// Closes the sending direction.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,520 @@
+//! Requests over a channel: the client side ([`PeerClient`]: ids, many calls in flight, a
+//! timeout on every call) and the serving side ([`serve_channel`]: answers a peer's requests
+//! from a [`ShareStore`], only ever in that peer's own namespace).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shard_proto::{
+    ErrorCode, Message, Namespace, NodeId, Request, Response, Share, ShareId, VaultRef,
+};
+use shard_store::{ShareStore, Usage};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::noise::{ChannelReader, ChannelWriter, PeerInfo, SecureChannel};
+use crate::{Error, Result};
+
+/// Requests one connection may have in flight at the serving end.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Most ids a list request returns.
+const MAX_LIST: u32 = 10_000;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// A connection to a peer, for making requests. Cheap to share (`Arc`).
+pub struct PeerClient {
+    peer: PeerInfo,
+    requests: mpsc::Sender<(u64, Request)>,
+    pending: Pending,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+}
+
+impl PeerClient {
+    /// Starts the reader and writer tasks of an established channel.
+    pub fn start(channel: SecureChannel) -> Arc<Self> {
+        let SecureChannel {
+            reader,
+            writer,
+            peer,
+        } = channel;
+        let (requests, queue) = mpsc::channel(MAX_IN_FLIGHT);
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(client_writer(writer, queue, closed.clone()));
+        tokio::spawn(client_reader(
+            reader,
+            pending.clone(),
+            closed.clone(),
+            peer.id,
+        ));
+        Arc::new(Self {
+            peer,
+            requests,
+            pending,
+            next_id: AtomicU64::new(1),
+            closed,
+        })
+    }
+
+    /// Who is at the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// True once the connection has failed or closed; make a new one.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends a request and waits (at most `timeout`) for its answer. An error answer is
+    /// [`Error::Remote`].
+    pub async fn call(&self, body: Request, timeout: Duration) -> Result<Response> {
+        if self.is_closed() {
+            return Err(Error::Disconnected);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        let answer = match tokio::time::timeout(timeout, self.requests.send((id, body))).await {
+            Ok(Ok(())) => tokio::time::timeout(timeout, rx).await,
+            Ok(Err(_)) => {
+                lock(&self.pending).remove(&id);
+                return Err(Error::Disconnected);
+            }
+            Err(elapsed) => Err(elapsed),
+        };
+        match answer {
+            Ok(Ok(Response::Error { code, message })) => Err(Error::Remote { code, message }),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(Error::Disconnected),
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Round-trip time.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        match self.call(Request::Ping { nonce: 7 }, timeout).await? {
+            Response::Pong { nonce: 7 } => Ok(start.elapsed()),
+            _ => Err(Error::UnexpectedResponse("ping")),
+        }
+    }
+
+    /// Stores a share; `Ok` means the peer has it on disk.
+    pub async fn put_share(&self, vault: VaultRef, share: &Share, timeout: Duration) -> Result<()> {
+        let bytes = Bytes::from(share.to_bytes());
+        match self
+            .call(
+                Request::PutShare {
+                    vault,
+                    share: bytes,
+                },
+                timeout,
+            )
+            .await?
+        {
+            Response::Stored => Ok(()),
+            _ => Err(Error::UnexpectedResponse("put share")),
+        }
+    }
+
+    /// Fetches a share, verified against its id; `None` if the peer does not have it.
+    pub async fn get_share(
+        &self,
+        vault: VaultRef,
+        id: ShareId,
+        timeout: Duration,
+    ) -> Result<Option<Share>> {
+        match self.call(Request::GetShare { vault, id }, timeout).await {
+            Ok(Response::Share { share }) => {
+                let share = Share::decode(share)?;
+                if share.id() != id {
+                    return Err(Error::Remote {
+                        code: ErrorCode::Corrupt,
+                        message: format!("peer served other bytes for share {id}"),
+                    });
+                }
+                Ok(Some(share))
+            }
+            Ok(_) => Err(Error::UnexpectedResponse("get share")),
+            Err(Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which of `ids` the peer holds.
+    pub async fn have(
+        &self,
+        vault: VaultRef,
+        ids: Vec<ShareId>,
+        timeout: Duration,
+    ) -> Result<Vec<bool>> {
+        let asked = ids.len();
+        match self.call(Request::Have { vault, ids }, timeout).await? {
+            Response::Have { have } if have.len() == asked => Ok(have),
+            _ => Err(Error::UnexpectedResponse("have")),
+        }
+    }
+
+    /// Deletes shares; returns how many the peer removed.
+    pub async fn delete(
+        &self,
+        vault: VaultRef,
+        ids: Vec<ShareId>,
+        timeout: Duration,
+    ) -> Result<u64> {
+        match self.call(Request::Delete { vault, ids }, timeout).await? {
+            Response::Deleted { count } => Ok(count),
+            _ => Err(Error::UnexpectedResponse("delete")),
+        }
+    }
+
+    /// A page of our share ids held by the peer for `vault`.
+    pub async fn list(
+        &self,
+        vault: VaultRef,
+        after: Option<ShareId>,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<Vec<ShareId>> {
+        match self
+            .call(
+                Request::List {
+                    vault,
+                    after,
+                    limit,
+                },
+                timeout,
+            )
+            .await?
+        {
+            Response::List { ids } => Ok(ids),
+            _ => Err(Error::UnexpectedResponse("list")),
+        }
+    }
+
+    /// The peer's storage use.
+    pub async fn usage(&self, timeout: Duration) -> Result<Usage> {
+        match self.call(Request::Usage, timeout).await? {
+            Response::Usage {
+                used,
+                shares,
+                quota,
+            } => Ok(Usage {
+                used,
+                shares,
+                quota,
+            }),
+            _ => Err(Error::UnexpectedResponse("usage")),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps guarded here are updated by single inserts and removes.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn client_writer(
+    mut writer: ChannelWriter,
+    mut queue: mpsc::Receiver<(u64, Request)>,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some((id, body)) = queue.recv().await {
+        if let Err(e) = writer.write_frame(&Message::Request { id, body }).await {
+            tracing::debug!("connection write failed: {e}");
+            break;
+        }
+    }
+    closed.store(true, Ordering::Release);
+    let _ = writer.shutdown().await;
+}
+
+async fn client_reader(
+    mut reader: ChannelReader,
+    pending: Pending,
+    closed: Arc<AtomicBool>,
+    peer: NodeId,
+) {
+    loop {
+        match reader.read_frame().await {
+            Ok(Message::Response { id, body }) => {
+                if let Some(tx) = lock(&pending).remove(&id) {
+                    let _ = tx.send(body);
+                }
+            }
+            Ok(Message::Request { .. }) => {
+                tracing::warn!(peer = %peer, "peer sent a request on a client connection; closing");
+                break;
+            }
+            Err(Error::Disconnected) => break,
+            Err(e) => {
+                tracing::warn!(peer = %peer, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    closed.store(true, Ordering::Release);
+    // Dropping the senders wakes every waiting call with `Disconnected`.
+    lock(&pending).clear();
+}
+
+/// A put waiting for the batcher.
+type PutJob = (
+    Namespace,
+    Share,
+    oneshot::Sender<std::result::Result<(), shard_store::Error>>,
+);
+
+/// Answers peers' requests from a share store.
+pub struct ShareService {
+    store: Arc<dyn ShareStore>,
+    puts: mpsc::Sender<PutJob>,
+}
+
+impl ShareService {
+    /// A service over `store`; starts the put batcher.
+    pub fn new(store: Arc<dyn ShareStore>) -> Arc<Self> {
+        let (puts, jobs) = mpsc::channel(1024);
+        tokio::spawn(put_batcher(store.clone(), jobs));
+        Arc::new(Self { store, puts })
+    }
+
+    /// The store behind the service.
+    pub fn store(&self) -> &Arc<dyn ShareStore> {
+        &self.store
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ShareStore) -> shard_store::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, Response> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(store_error(&e)),
+            Err(_) => Err(error(ErrorCode::Internal, "store task failed")),
+        }
+    }
+
+    /// The answer to one request from `owner`.
+    pub async fn handle(&self, owner: NodeId, body: Request) -> Response {
+        let ns = |vault: VaultRef| Namespace { owner, vault };
+        let result = match body {
+            Request::Ping { nonce } => Ok(Response::Pong { nonce }),
+            Request::PutShare { vault, share } => match Share::decode(share) {
+                Err(e) => Err(error(
+                    ErrorCode::BadRequest,
+                    &format!("not a valid share: {e}"),
+                )),
+                Ok(share) => {
+                    let (tx, rx) = oneshot::channel();
+                    if self.puts.send((ns(vault), share, tx)).await.is_err() {
+                        Err(error(ErrorCode::Unavailable, "node is shutting down"))
+                    } else {
+                        match rx.await {
+                            Ok(Ok(())) => Ok(Response::Stored),
+                            Ok(Err(e)) => Err(store_error(&e)),
+                            Err(_) => Err(error(ErrorCode::Unavailable, "node is shutting down")),
+                        }
+                    }
+                }
+            },
+            Request::GetShare { vault, id } => {
+                let ns = ns(vault);
+                match self.blocking(move |s| s.get(&ns, &id)).await {
+                    Ok(Some(share)) => Ok(Response::Share {
+                        share: Bytes::from(share.to_bytes()),
+                    }),
+                    Ok(None) => Err(error(ErrorCode::NotFound, "share not held")),
+                    Err(e) => Err(e),
+                }
+            }
+            Request::Have { vault, ids } => {
+                let ns = ns(vault);
+                self.blocking(move |s| s.has(&ns, &ids))
+                    .await
+                    .map(|have| Response::Have { have })
+            }
+            Request::Delete { vault, ids } => {
+                let ns = ns(vault);
+                self.blocking(move |s| s.delete(&ns, &ids))
+                    .await
+                    .map(|count| Response::Deleted { count })
+            }
+            Request::List {
+                vault,
+                after,
+                limit,
+            } => {
+                let ns = ns(vault);
+                let limit = limit.min(MAX_LIST) as usize;
+                self.blocking(move |s| s.list(&ns, after.as_ref(), limit))
+                    .await
+                    .map(|ids| Response::List { ids })
+            }
+            Request::Usage => self.blocking(|s| s.usage()).await.map(|u| Response::Usage {
+                used: u.used,
+                shares: u.shares,
+                quota: u.quota,
+            }),
+            Request::CatalogHead { .. } => Err(error(
+                ErrorCode::Unsupported,
+                "catalog heads are not kept yet",
+            )),
+        };
+        result.unwrap_or_else(|e| e)
+    }
+}
+
+fn error(code: ErrorCode, message: &str) -> Response {
+    Response::Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn store_error(e: &shard_store::Error) -> Response {
+    use shard_store::Error as S;
+    let code = match e {
+        S::Full { .. } => ErrorCode::Full,
+        S::Corrupt { .. } => ErrorCode::Corrupt,
+        S::Format(_) | S::InvalidParameters(_) => ErrorCode::BadRequest,
+        S::ReadOnly(_) | S::NotWritable(_) => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    };
+    error(code, &e.to_string())
+}
+
+/// Group commit: takes every put waiting (up to 64), stores them with one `put` per namespace
+/// (one sync pass), then answers them all. While a batch is on its way to disk, the next one
+/// gathers.
+async fn put_batcher(store: Arc<dyn ShareStore>, mut jobs: mpsc::Receiver<PutJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut by_ns: HashMap<Namespace, Vec<usize>> = HashMap::new();
+            for (i, (ns, _, _)) in batch.iter().enumerate() {
+                by_ns.entry(*ns).or_default().push(i);
+            }
+            let mut results: Vec<Option<std::result::Result<(), shard_store::Error>>> =
+                (0..batch.len()).map(|_| None).collect();
+            for (ns, idx) in by_ns {
+                let shares: Vec<Share> = idx
+                    .iter()
+                    .filter_map(|&i| batch.get(i).map(|j| j.1.clone()))
+                    .collect();
+                let outcome = store.put(&ns, &shares);
+                for &i in &idx {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = Some(match &outcome {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(clone_store_error(e)),
+                        });
+                    }
+                }
+            }
+            for ((_, _, tx), result) in batch.into_iter().zip(results) {
+                let _ = tx.send(
+                    result.unwrap_or(Err(shard_store::Error::InvalidParameters("lost in batch"))),
+                );
+            }
+        })
+        .await;
+        if done.is_err() {
+            tracing::error!("share store task panicked during a put batch");
+        }
+    }
+}
+
+fn clone_store_error(e: &shard_store::Error) -> shard_store::Error {
+    use shard_store::Error as S;
+    match e {
+        S::Full { needed, free } => S::Full {
+            needed: *needed,
+            free: *free,
+        },
+        S::ReadOnly(p) => S::ReadOnly(p.clone()),
+        S::NotWritable(p) => S::NotWritable(p.clone()),
+        other => S::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// Serves one admitted peer's requests until it disconnects, breaks the protocol, or
+/// `shutdown` turns true. Requests in flight when shutdown comes are finished (a put that
+/// completes is acknowledged, one that does not never is).
+pub async fn serve_channel(
+    channel: SecureChannel,
+    service: Arc<ShareService>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let SecureChannel {
+        mut reader,
+        mut writer,
+        peer,
+    } = channel;
+    let owner = peer.id;
+    let (answers, mut outbox) = mpsc::channel::<Message>(MAX_IN_FLIGHT);
+    let writer_task = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if let Err(e) = writer.write_frame(&message).await {
+                tracing::debug!("answer write failed: {e}");
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let frame = tokio::select! {
+            frame = reader.read_frame() => frame,
+            _ = shutdown.changed() => break,
+        };
+        match frame {
+            Ok(Message::Request { id, body }) => {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let service = service.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let body = service.handle(owner, body).await;
+                    let _ = answers.send(Message::Response { id, body }).await;
+                    drop(permit);
+                });
+            }
+            Ok(Message::Response { .. }) => {
+                tracing::warn!(peer = %peer.addr, "peer sent an answer nobody asked for; closing");
+                break;
+            }
+            Err(Error::Disconnected) => break,
+            Err(e) => {
+                tracing::warn!(peer = %peer.addr, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    // Let requests in flight finish and their answers go out, then close.
+    let _ = slots
+        .acquire_many(u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX))
+        .await;
+    drop(answers);
+    let _ = writer_task.await;
+}
