@@ -1,14 +1,19 @@
 //! `shard`: keep files safe by spreading them, encrypted and erasure-coded, over trusted machines.
 //!
-//! This binary parses arguments and prints; everything worth reusing lives in the `shard-*`
-//! libraries.
-#![allow(clippy::print_stdout)]
+//! This binary parses arguments, prompts and prints; everything worth reusing lives in the
+//! `shard-*` libraries. Exit codes: 0 success, 1 failure, 2 usage error.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod client;
 mod demo;
+mod network;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shard_net::home::Home;
 
 #[derive(Parser)]
 #[command(
@@ -17,19 +22,95 @@ use clap::{Parser, Subcommand};
     about = "Keep files safe on machines you trust: encrypted, erasure-coded, out of sight."
 )]
 struct Cli {
+    /// The node's home folder [default: $XDG_DATA_HOME/shard or ~/.local/share/shard].
+    #[arg(long, global = true, env = "SHARD_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Print the result as one JSON value instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a node: identity key, configuration, catalog and share store.
+    Init {
+        /// The node's name, shown to its peers [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Address to listen on for peers.
+        #[arg(long, default_value = "0.0.0.0:7714")]
+        listen: SocketAddr,
+        /// Address of the control API (loopback only).
+        #[arg(long, default_value = "127.0.0.1:7715")]
+        api: SocketAddr,
+        /// Folder for the shares kept for others [default: <home>/store].
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Share layout: scatter (random folders, harmless names) or plain.
+        #[arg(long, default_value = "scatter", value_parser = ["scatter", "plain"])]
+        layout: String,
+        /// Most space kept for others, e.g. 50G or 500M [default: no limit but the disk].
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
+    },
+    /// Run the node: serve paired peers, keep connections to them, answer the CLI.
+    Serve {
+        /// Address to listen on for peers [default: from the config].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Address of the control API [default: from the config].
+        #[arg(long)]
+        api: Option<SocketAddr>,
+    },
+    /// This node: name, id, addresses, peers online.
+    Status,
+    /// Print a one-time pairing code (valid 10 minutes, single use).
+    Invite {
+        /// Validity in seconds (at most 3600).
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        valid_for: u64,
+    },
+    /// Pair with the node that printed CODE.
+    Join {
+        /// The code `shard invite` printed on the other node.
+        code: String,
+    },
+    /// Paired peers: online state, address, round-trip time, usage.
+    Peers,
     /// Show the data path at work: split a sample into 5 shares per chunk, lose 2, restore it.
     Demo,
 }
 
+fn default_home() -> PathBuf {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(data).join("shard");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/shard")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let home = Home::new(cli.home.clone().unwrap_or_else(default_home));
+    let json = cli.json;
     let result = match cli.command {
+        Command::Init {
+            name,
+            listen,
+            api,
+            store,
+            layout,
+            quota,
+        } => network::init(&home, json, name, listen, api, store, layout, quota),
+        Command::Serve { listen, api } => network::serve(&home, listen, api),
+        Command::Status => network::status(&home, json),
+        Command::Invite { valid_for } => network::invite(&home, json, valid_for),
+        Command::Join { code } => network::join(&home, json, &code),
+        Command::Peers => network::peers(&home, json),
         Command::Demo => demo::run(),
     };
     match result {

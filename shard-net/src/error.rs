@@ -23,6 +23,9 @@ pub enum Error {
     /// The remote node refused the connection, saying why.
     #[error("refused by the peer: {0}")]
     Refused(String),
+    /// This node refused an incoming connection, saying why (logged, and told to the other).
+    #[error("refused a connection: {0}")]
+    Rejected(String),
     /// The node that answered is not the one expected.
     #[error("expected node {expected}, but {found} answered")]
     UnexpectedPeer {

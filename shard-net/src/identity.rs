@@ -169,3 +169,13 @@ mod tests {
         assert!(fp.starts_with(&short_fingerprint(&id)));
     }
 }
+
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NodeIdentity({}, private key redacted)",
+            fingerprint(&self.node_id())
+        )
+    }
+}

@@ -4,9 +4,13 @@
 //! What it is for: everything that crosses a socket. What it is not for: the data path itself
 //! (`shard-store`) or formats (`shard-proto`).
 
+pub mod api;
 mod error;
+pub mod home;
 pub mod identity;
+pub mod node;
 pub mod noise;
+pub mod pairing;
 pub mod rpc;
 
 pub use error::{Error, Result};

@@ -98,6 +98,16 @@ pub struct PairingKey {
     pub psk: zeroize::Zeroizing<[u8; 32]>,
 }
 
+impl std::fmt::Debug for PairingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PairingKey({}, psk redacted)",
+            hex::encode(self.invite_id)
+        )
+    }
+}
+
 /// The responder's policy: which pairing keys exist, and who is let in.
 pub trait Gatekeeper: Send + Sync {
     /// The pre-shared key for an invite id, or why pairing is refused (unknown, expired, used).
@@ -260,7 +270,7 @@ pub async fn accept(
             Ok(key) => hs.set_psk(3, key.psk.as_ref())?,
             Err(reason) => {
                 refuse(&mut stream, &reason).await?;
-                return Err(Error::Refused(format!(
+                return Err(Error::Rejected(format!(
                     "pairing attempt from {addr}: {reason}"
                 )));
             }
@@ -303,7 +313,7 @@ pub async fn accept(
                 .writer
                 .write_admission(&Admission::Refused(reason.clone()))
                 .await?;
-            Err(Error::Refused(format!(
+            Err(Error::Rejected(format!(
                 "{} ({addr}): {reason}",
                 fingerprint(&channel.peer.id)
             )))

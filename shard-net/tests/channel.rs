@@ -343,3 +343,64 @@ async fn a_peer_that_dies_mid_request_gives_an_error_and_no_acknowledgement() {
     assert!(c.is_closed());
     assert!(matches!(c.ping(T).await, Err(Error::Disconnected)));
 }
+
+#[tokio::test]
+async fn pairing_with_the_wrong_secret_fails_on_both_sides() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct OneInvite(PairingKey, AtomicBool);
+    impl Gatekeeper for OneInvite {
+        fn pairing_key(&self, id: &[u8; 8]) -> Result<PairingKey, String> {
+            if *id == self.0.invite_id {
+                Ok(self.0.clone())
+            } else {
+                Err("unknown invite code".into())
+            }
+        }
+        fn admit(&self, _: &PeerInfo, _: Option<&[u8; 8]>) -> Result<(), String> {
+            self.1.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let right = PairingKey {
+        invite_id: [4; 8],
+        psk: zeroize::Zeroizing::new([1; 32]),
+    };
+    let wrong = PairingKey {
+        invite_id: [4; 8],
+        psk: zeroize::Zeroizing::new([2; 32]),
+    };
+    let gate = Arc::new(OneInvite(right, AtomicBool::new(false)));
+    let inviter = Arc::new(NodeIdentity::generate().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (g, id) = (gate.clone(), inviter.clone());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        noise::accept(stream, &id, &hello("inviter"), g.as_ref())
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+    });
+    let joiner = NodeIdentity::generate().unwrap();
+    let err = noise::connect(
+        addr,
+        &joiner,
+        &hello("joiner"),
+        Some(inviter.node_id()),
+        Some(&wrong),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, Error::Disconnected | Error::Io(_) | Error::Noise(_)),
+        "{err}"
+    );
+    let server_err = server.await.unwrap();
+    assert!(server_err.contains("wrong code"), "{server_err}");
+    assert!(
+        !gate.1.load(Ordering::SeqCst),
+        "nobody may be admitted (pinned) with a wrong secret"
+    );
+}

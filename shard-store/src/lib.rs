@@ -40,7 +40,7 @@ mod share_store;
 mod stream;
 
 pub use catalog::{
-    Account, AccountId, Catalog, FileEntry, FileId, FileKind, FileMeta, SCHEMA_VERSION,
+    Account, AccountId, Catalog, FileEntry, FileId, FileKind, FileMeta, PeerRecord, SCHEMA_VERSION,
     ShareRecord, ShareState, VaultCatalog,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};

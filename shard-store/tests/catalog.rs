@@ -342,3 +342,24 @@ fn a_newer_schema_is_refused_not_misread() {
         .unwrap();
     assert!(matches!(Catalog::open(&path), Err(Error::NewerCatalog(99))));
 }
+
+#[test]
+fn peers_are_pinned_updated_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let mut peer = shard_store::PeerRecord {
+        id: NodeId([7; 32]),
+        name: "laptop".into(),
+        addrs: vec!["127.0.0.1:7000".into(), "[::1]:7000".into()],
+        last_seen: None,
+    };
+    catalog.upsert_peer(&peer).unwrap();
+    assert_eq!(catalog.peers().unwrap(), vec![peer.clone()]);
+    peer.addrs = vec!["127.0.0.2:7001".into()];
+    peer.last_seen = Some(42);
+    catalog.upsert_peer(&peer).unwrap();
+    assert_eq!(catalog.peers().unwrap(), vec![peer.clone()]);
+    assert!(catalog.remove_peer(&peer.id).unwrap());
+    assert!(!catalog.remove_peer(&peer.id).unwrap());
+    assert!(catalog.peers().unwrap().is_empty());
+}

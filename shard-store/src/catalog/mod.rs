@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use shard_crypto::{KeyRecord, VaultKeys};
+use shard_proto::NodeId;
 
 pub use schema::SCHEMA_VERSION;
 pub use vault::{FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState, VaultCatalog};
@@ -34,6 +35,19 @@ pub struct Account {
     pub name: String,
     /// The vault key, wrapped under the passphrase.
     pub key_record: KeyRecord,
+}
+
+/// A pinned peer: a node whose key was exchanged by pairing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// Its id (SHA-256 of its static key).
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// Where it was last reachable.
+    pub addrs: Vec<String>,
+    /// When it was last seen, seconds since the epoch.
+    pub last_seen: Option<i64>,
 }
 
 /// The catalog database. Safe to share between threads.
@@ -154,6 +168,65 @@ impl Catalog {
         self.conn()
             .execute("DELETE FROM accounts WHERE id = ?1", params![account.0])?;
         Ok(())
+    }
+
+    /// Pins a peer (after pairing) or updates its name and addresses.
+    pub fn upsert_peer(&self, peer: &PeerRecord) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO peers (id, name, addrs, added, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, addrs = excluded.addrs,
+                 last_seen = COALESCE(excluded.last_seen, last_seen)",
+            params![
+                &peer.id.0[..],
+                peer.name,
+                peer.addrs.join("\n"),
+                unix_now(),
+                peer.last_seen
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every pinned peer.
+    pub fn peers(&self) -> Result<Vec<PeerRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, name, addrs, last_seen FROM peers ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, name, addrs, last_seen)| {
+                Ok(PeerRecord {
+                    id: NodeId(
+                        <[u8; 32]>::try_from(id.as_slice())
+                            .map_err(|_| Error::IndexDamaged("peer id of the wrong length"))?,
+                    ),
+                    name,
+                    addrs: addrs
+                        .split('\n')
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    last_seen,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets a peer; true if it was pinned.
+    pub fn remove_peer(&self, id: &NodeId) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM peers WHERE id = ?1", params![&id.0[..]])?
+            > 0)
     }
 
     /// The files of an unlocked account.

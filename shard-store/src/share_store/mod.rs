@@ -19,7 +19,7 @@ use shard_proto::{Namespace, Share, ShareId};
 use crate::{Error, Result};
 
 /// How full a store is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Bytes held (shares, including quarantined ones until deleted).
     pub used: u64,

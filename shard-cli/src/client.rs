@@ -1,0 +1,84 @@
+//! Talking to the running node's control API, with errors that say what to do.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use shard_net::home::Home;
+
+/// A client for the node of one home.
+pub struct ApiClient {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl ApiClient {
+    /// The client of the node running from `home`; explains how to start one if none runs.
+    pub fn for_home(home: &Home) -> Result<Self> {
+        let root = home.root().display();
+        if !home.is_initialized() {
+            bail!("no node at {root}\n  hint: create one with `shard init --home {root}`");
+        }
+        let Some(addr) = home.api_addr() else {
+            bail!(
+                "no node is running from {root}\n  hint: start it with `shard serve --home {root}`"
+            );
+        };
+        let token = home.token().context("reading the control API token")?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .new_agent();
+        Ok(Self {
+            base: format!("http://{addr}"),
+            token,
+            agent,
+        })
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.finish(response)
+    }
+
+    /// POST `path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        self.finish(response)
+    }
+
+    fn finish(
+        &self,
+        response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut response = response.map_err(|e| {
+            anyhow!(
+                "the node at {} does not answer ({e})\n  hint: is `shard serve` still running? Start it again if not",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let error = body["error"]
+            .as_str()
+            .unwrap_or("the node reported an error");
+        match body["hint"].as_str() {
+            Some(hint) => bail!("{error}\n  hint: {hint}"),
+            None => bail!("{error} (HTTP {status})"),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The node commands: init, serve, status, invite, join, peers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use shard_net::home::{Home, NodeConfig, StoreConfig};
+use shard_net::identity::fingerprint;
+use shard_net::node::{Node, RunOptions};
+
+use crate::client::ApiClient;
+
+fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+/// Parses sizes like `500M`, `50G`, `1T` or plain bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = digits
+        .parse()
+        .with_context(|| format!("{text:?} is not a size like 500M or 50G"))?;
+    let scale: f64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("{text:?} has an unknown unit; use K, M, G or T"),
+    };
+    let bytes = value * scale;
+    if !(1.0..=1e18).contains(&bytes) {
+        bail!("{text:?} is out of range");
+    }
+    // 1 ≤ bytes ≤ 1e18 was checked above, so the conversion neither truncates nor loses a sign.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(bytes.round() as u64)
+}
+
+/// Human-readable bytes.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn init(
+    home: &Home,
+    json: bool,
+    name: Option<String>,
+    listen: SocketAddr,
+    api: SocketAddr,
+    store: Option<PathBuf>,
+    layout: String,
+    quota: Option<String>,
+) -> Result<()> {
+    if !api.ip().is_loopback() {
+        bail!("the control API must listen on a loopback address such as 127.0.0.1, not {api}");
+    }
+    let name = name
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "shard-node".into());
+    let config = NodeConfig {
+        name,
+        listen,
+        api,
+        store: StoreConfig {
+            root: store,
+            layout,
+            quota_bytes: quota.as_deref().map(parse_size).transpose()?,
+        },
+    };
+    let identity = home.init(&config)?;
+    let id = fingerprint(&identity.node_id());
+    if json {
+        print_json(&json!({"name": config.name, "id": id, "home": home.root()}));
+    } else {
+        println!(
+            "created node {:?} in {}",
+            config.name,
+            home.root().display()
+        );
+        println!("node id: {id}");
+        println!("next: `shard serve` to run it, then `shard invite` / `shard join` to pair it");
+    }
+    Ok(())
+}
+
+pub fn serve(home: &Home, listen: Option<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let options = RunOptions {
+            listen,
+            api,
+            ..RunOptions::default()
+        };
+        let node = Node::start(home.clone(), options).await?;
+        let status = node.status()?;
+        println!(
+            "node {:?} ({}) serving peers on {}; control API ready; Ctrl-C to stop",
+            status.name, status.short_id, status.listen
+        );
+        let mut stop = node.shutdown_signal();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = term.recv() => tracing::info!("terminated; stopping"),
+            _ = stop.wait_for(|s| *s) => tracing::info!("stop requested; stopping"),
+        }
+        node.shutdown();
+        node.stopped(Duration::from_secs(10)).await;
+        println!("node stopped");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+pub fn status(home: &Home, json: bool) -> Result<()> {
+    let status = ApiClient::for_home(home)?.get("/v1/status")?;
+    if json {
+        print_json(&status);
+    } else {
+        println!(
+            "node {} ({})",
+            status["name"].as_str().unwrap_or("?"),
+            status["id"].as_str().unwrap_or("?")
+        );
+        println!(
+            "peers: {} paired, {} online",
+            status["peers"], status["online"]
+        );
+        println!("listening on {}", status["listen"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+pub fn invite(home: &Home, json: bool, valid_for: u64) -> Result<()> {
+    let answer =
+        ApiClient::for_home(home)?.post("/v1/invite", &json!({"valid_for_secs": valid_for}))?;
+    let code = answer["code"].as_str().unwrap_or_default();
+    if json {
+        print_json(&answer);
+    } else {
+        println!("{code}");
+        eprintln!(
+            "On the other machine run `shard join {code}` within {} minutes. The code works once.",
+            answer["valid_for_secs"].as_u64().unwrap_or(0).div_ceil(60)
+        );
+    }
+    Ok(())
+}
+
+pub fn join(home: &Home, json: bool, code: &str) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.post("/v1/join", &json!({"code": code}))?;
+    if json {
+        print_json(&answer);
+    } else {
+        let peer = &answer["peer"];
+        println!(
+            "paired with {:?} ({})",
+            peer["name"].as_str().unwrap_or("?"),
+            peer["id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+pub fn peers(home: &Home, json: bool) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.get("/v1/peers")?;
+    if json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    if peers.is_empty() {
+        println!(
+            "no paired peers yet: run `shard invite` here and `shard join CODE` on the other machine"
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<10} {:<8} {:<22} {:>9}  USED",
+        "NAME", "ID", "STATE", "ADDRESS", "RTT"
+    );
+    for p in peers {
+        let state = if p["online"].as_bool() == Some(true) {
+            "online"
+        } else {
+            "offline"
+        };
+        let rtt = p["rtt_ms"]
+            .as_f64()
+            .map(|ms| format!("{ms:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let used = match (p["used"].as_u64(), p["quota"].as_u64()) {
+            (Some(u), Some(q)) => format!("{} of {}", human(u), human(q)),
+            (Some(u), None) => human(u),
+            _ => "-".into(),
+        };
+        let addr = p["addr"].as_str().map(str::to_string).unwrap_or_else(|| {
+            p["addrs"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string()
+        });
+        println!(
+            "{:<20} {:<10} {:<8} {:<22} {:>9}  {used}",
+            p["name"].as_str().unwrap_or("?"),
+            p["short_id"].as_str().unwrap_or("?"),
+            state,
+            addr,
+            rtt
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("50G").unwrap(), 50 << 30);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("0").is_err());
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(12), "12 B");
+    }
+}

@@ -1,0 +1,229 @@
+//! Real `shard` nodes for end-to-end tests: temporary homes, peers and API on 127.0.0.1 with
+//! ports the system picks, processes killed when the test ends.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn shard_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shard")
+}
+
+/// Runs `shard --home HOME args…` and returns its output.
+pub fn run(home: &Path, args: &[&str]) -> Output {
+    Command::new(shard_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shard")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a command expected to succeed and print JSON.
+pub fn run_json(home: &Path, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = run(home, &full);
+    assert!(
+        out.status.success(),
+        "shard {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)))
+}
+
+/// A node: its home and, while it runs, its `shard serve` process.
+pub struct TestNode {
+    pub name: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    /// Initializes a node called `name` (not started).
+    pub fn init(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let out = run(
+            &home,
+            &[
+                "init",
+                "--name",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+        );
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        Self {
+            name: name.to_string(),
+            dir,
+            child: None,
+        }
+    }
+
+    /// Initializes and starts a node.
+    pub fn start(name: &str) -> Self {
+        let mut node = Self::init(name);
+        node.serve(&[]);
+        node
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts `shard serve` (with extra arguments) and waits until its API answers.
+    pub fn serve(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "already running");
+        let _ = std::fs::remove_file(self.home().join("api.addr"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(shard_bin())
+            .arg("--home")
+            .arg(self.home())
+            .arg("serve")
+            .args(extra)
+            .env("SHARD_LOG", "info,shard_net=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if self.home().join("api.addr").exists()
+                && run(&self.home(), &["status"]).status.success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{} exited with {status} at start:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not start:\n{}", self.name, self.log());
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run(&self.home(), args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        run_json(&self.home(), args)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{} did not stop on SIGTERM:\n{}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// The node's id as `peers` shows it.
+    pub fn id(&self) -> String {
+        self.json(&["status"])["id"].as_str().unwrap().to_string()
+    }
+
+    /// Peers as `peers --json` lists them.
+    pub fn peers(&self) -> Vec<Value> {
+        self.json(&["peers"])["peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Pairs `other` with this node (this one invites).
+    pub fn pair_with(&self, other: &TestNode) {
+        let code = self.json(&["invite"])["code"].as_str().unwrap().to_string();
+        let out = other.run(&["join", &code]);
+        assert!(out.status.success(), "join failed: {}", stderr(&out));
+    }
+
+    /// Waits until every peer named in `names` is online here.
+    pub fn wait_online(&self, names: &[&str], within: Duration) {
+        let start = Instant::now();
+        loop {
+            let peers = self.peers();
+            let online = |n: &str| peers.iter().any(|p| p["name"] == n && p["online"] == true);
+            if names.iter().all(|n| online(n)) {
+                return;
+            }
+            if start.elapsed() > within {
+                panic!(
+                    "{}: peers {names:?} not all online after {within:?}: {peers:?}\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,283 @@
+//! A node's home folder: its key, configuration, catalog, share store and control API files.
+//!
+//! ```text
+//! <home>/config.toml     name, listen and API addresses, store location, layout and quota
+//! <home>/node.key        the X25519 static key pair (mode 0600)
+//! <home>/api.token       the control API's bearer token (mode 0600)
+//! <home>/api.addr        where the running node's control API listens (written by `serve`)
+//! <home>/listen.addr     where the running node listens for peers (written by `serve`)
+//! <home>/catalog.db      the owner's catalog
+//! <home>/store/          shares kept for others (unless the config puts them elsewhere)
+//! <home>/store-index.db  the share store's index (kept here, not under the store's root)
+//! ```
+//! The home folder itself is created with mode 0700.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use shard_store::{Catalog, DiskOptions, DiskStore, Layout};
+
+use crate::identity::NodeIdentity;
+use crate::{Error, Result};
+
+/// Default port for peers.
+pub const DEFAULT_PORT: u16 = 7714;
+/// Default port of the control API (on 127.0.0.1).
+pub const DEFAULT_API_PORT: u16 = 7715;
+
+/// The node's configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// The node's name, shown to its peers.
+    pub name: String,
+    /// Address to listen on for peers.
+    pub listen: SocketAddr,
+    /// Address of the control API (loopback only).
+    pub api: SocketAddr,
+    /// Where and how shares for others are kept.
+    pub store: StoreConfig,
+}
+
+/// The share store's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// Root folder of the store (default: `<home>/store`).
+    pub root: Option<PathBuf>,
+    /// `scatter` (random folders, harmless names) or `plain`.
+    pub layout: String,
+    /// Most bytes kept for others; none for no limit but the disk.
+    pub quota_bytes: Option<u64>,
+}
+
+/// A node's home folder.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The home at `root` (nothing is read or created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    /// `node.key`.
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+    /// `api.token`.
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join("api.token")
+    }
+    /// `api.addr`.
+    pub fn api_addr_path(&self) -> PathBuf {
+        self.root.join("api.addr")
+    }
+    /// `listen.addr`.
+    pub fn listen_addr_path(&self) -> PathBuf {
+        self.root.join("listen.addr")
+    }
+    /// `catalog.db`.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.db")
+    }
+
+    /// Whether `init` has run here.
+    pub fn is_initialized(&self) -> bool {
+        self.key_path().exists() && self.config_path().exists()
+    }
+
+    /// Creates a node here: key, token, config, catalog, store. Refuses if one exists.
+    pub fn init(&self, config: &NodeConfig) -> Result<NodeIdentity> {
+        if self.is_initialized() {
+            return Err(Error::Config(format!(
+                "{} is already a node's home; use --home to choose another folder",
+                self.root.display()
+            )));
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))?;
+        let identity = NodeIdentity::generate()?;
+        identity.save(&self.key_path())?;
+        let mut token = [0u8; 32];
+        shard_crypto::fill_random(&mut token)?;
+        write_private(&self.token_path(), hex::encode(token).as_bytes())?;
+        let text = toml::to_string(config).map_err(|e| Error::Config(e.to_string()))?;
+        write_private(&self.config_path(), text.as_bytes())?;
+        Catalog::open(&self.catalog_path())?;
+        let store_root = self.store_root(config);
+        fs::create_dir_all(&store_root)?;
+        self.open_store(config)?;
+        Ok(identity)
+    }
+
+    /// Reads `config.toml`.
+    pub fn config(&self) -> Result<NodeConfig> {
+        if !self.is_initialized() {
+            return Err(Error::Config(format!(
+                "no node at {}; create one with `shard init --home {}`",
+                self.root.display(),
+                self.root.display()
+            )));
+        }
+        let text = fs::read_to_string(self.config_path())?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))
+    }
+
+    /// The node's key.
+    pub fn identity(&self) -> Result<NodeIdentity> {
+        NodeIdentity::load(&self.key_path())
+    }
+
+    /// The control API token.
+    pub fn token(&self) -> Result<String> {
+        Ok(fs::read_to_string(self.token_path())?.trim().to_string())
+    }
+
+    fn store_root(&self, config: &NodeConfig) -> PathBuf {
+        config
+            .store
+            .root
+            .clone()
+            .unwrap_or_else(|| self.root.join("store"))
+    }
+
+    /// Opens the share store the config describes.
+    pub fn open_store(&self, config: &NodeConfig) -> Result<DiskStore> {
+        let layout = match config.store.layout.as_str() {
+            "scatter" => Layout::Scatter,
+            "plain" => Layout::Plain,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown store layout {other:?} in {}: use \"scatter\" or \"plain\"",
+                    self.config_path().display()
+                )));
+            }
+        };
+        let options = DiskOptions {
+            layout,
+            quota: config.store.quota_bytes,
+            index_path: Some(self.root.join("store-index.db")),
+        };
+        Ok(DiskStore::open(&self.store_root(config), options)?)
+    }
+
+    /// Opens the catalog.
+    pub fn open_catalog(&self) -> Result<Catalog> {
+        Ok(Catalog::open(&self.catalog_path())?)
+    }
+
+    /// Records where the running node listens (the CLI reads it).
+    pub fn write_addrs(&self, api: SocketAddr, listen: SocketAddr) -> Result<()> {
+        write_private(&self.api_addr_path(), api.to_string().as_bytes())?;
+        write_private(&self.listen_addr_path(), listen.to_string().as_bytes())
+    }
+
+    /// Removes the files of a running node (at shutdown).
+    pub fn clear_addrs(&self) {
+        let _ = fs::remove_file(self.api_addr_path());
+        let _ = fs::remove_file(self.listen_addr_path());
+    }
+
+    /// The running node's control API address, if one runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        fs::read_to_string(self.api_addr_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Writes a file only its owner can read, replacing it atomically, synced.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl NodeConfig {
+    /// Defaults for a new node called `name`: peers on all interfaces at 7714, the API on
+    /// 127.0.0.1:7715, a scatter store in the home.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            api: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            store: StoreConfig {
+                root: None,
+                layout: "scatter".into(),
+                quota_bytes: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_a_private_home_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("node"));
+        let config = NodeConfig::new("laptop");
+        let identity = home.init(&config).unwrap();
+        assert_eq!(home.config().unwrap(), config);
+        assert_eq!(home.identity().unwrap().node_id(), identity.node_id());
+        assert_eq!(home.token().unwrap().len(), 64);
+        for path in [home.key_path(), home.token_path(), home.config_path()] {
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{path:?}"
+            );
+        }
+        assert_eq!(
+            fs::metadata(home.root()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let err = home.init(&config).unwrap_err().to_string();
+        assert!(err.contains("already a node's home"), "{err}");
+        assert_eq!(
+            home.identity().unwrap().node_id(),
+            identity.node_id(),
+            "key untouched"
+        );
+    }
+
+    #[test]
+    fn an_empty_folder_is_not_a_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Home::new(dir.path()).config().unwrap_err().to_string();
+        assert!(err.contains("shard init"), "{err}");
+    }
+}

@@ -1,0 +1,570 @@
+//! The running node: serves paired peers, keeps a connection to each of them (reconnecting with
+//! backoff), hands out invites and joins with them. The control API ([`crate::api`]) and
+//! `shard serve` drive it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use shard_proto::{NodeId, PROTOCOL_VERSION};
+use shard_store::{Catalog, PeerRecord, ShareStore, Usage};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::home::Home;
+use crate::identity::{NodeIdentity, fingerprint, short_fingerprint};
+use crate::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
+use crate::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
+use crate::rpc::{PeerClient, ShareService, serve_channel};
+use crate::{Error, Result};
+
+/// Timings of a running node.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Overrides the config's peer address.
+    pub listen: Option<SocketAddr>,
+    /// Overrides the config's control API address.
+    pub api: Option<SocketAddr>,
+    /// Longest an incoming handshake may take.
+    pub handshake_timeout: Duration,
+    /// How often connected peers are pinged (round-trip time, usage).
+    pub ping_interval: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// Timeout of each request to a peer.
+    pub request_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            api: None,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A paired peer as `shard peers` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerStatus {
+    /// Full fingerprint.
+    pub id: String,
+    /// First two groups of the fingerprint.
+    pub short_id: String,
+    /// Its name.
+    pub name: String,
+    /// Connected now.
+    pub online: bool,
+    /// Address of the current connection.
+    pub addr: Option<String>,
+    /// Last round-trip time, milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Bytes it stores (for everyone).
+    pub used: Option<u64>,
+    /// Its quota.
+    pub quota: Option<u64>,
+    /// Shares it stores.
+    pub shares: Option<u64>,
+    /// Addresses it is known by.
+    pub addrs: Vec<String>,
+    /// Why the last connection attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// This node, as `shard status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Full fingerprint.
+    pub id: String,
+    /// Short fingerprint.
+    pub short_id: String,
+    /// Where it listens for peers.
+    pub listen: String,
+    /// Addresses it gives in invites.
+    pub advertised: Vec<String>,
+    /// Paired peers.
+    pub peers: usize,
+    /// Of which connected.
+    pub online: usize,
+    /// Its own store's use.
+    pub usage: Usage,
+}
+
+struct PeerState {
+    record: PeerRecord,
+    client: Option<Arc<PeerClient>>,
+    rtt: Option<Duration>,
+    usage: Option<Usage>,
+    last_error: Option<String>,
+}
+
+/// A running node.
+pub struct Node {
+    me: Weak<Node>,
+    home: Home,
+    identity: Arc<NodeIdentity>,
+    name: String,
+    catalog: Arc<Catalog>,
+    service: Arc<ShareService>,
+    listen: SocketAddr,
+    advertised: Vec<SocketAddr>,
+    options: RunOptions,
+    invites: Invites,
+    peers: Mutex<HashMap<NodeId, PeerState>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single map update.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Addresses peers can reach `listen` at: itself, or every up interface for 0.0.0.0 / [::].
+fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
+    if !listen.ip().is_unspecified() {
+        return vec![listen];
+    }
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() == listen.is_ipv4())
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .map(|ip| SocketAddr::new(ip, listen.port()))
+        .collect();
+    // Loopback last: other machines cannot use it.
+    addrs.sort_by_key(|a| a.ip().is_loopback());
+    addrs
+}
+
+impl Node {
+    /// Opens the home, binds the peer and API sockets and starts serving. Returns once
+    /// listening; [`Node::stopped`] waits for the end.
+    pub async fn start(home: Home, options: RunOptions) -> Result<Arc<Node>> {
+        let config = home.config()?;
+        let identity = Arc::new(home.identity()?);
+        let catalog = Arc::new(home.open_catalog()?);
+        let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
+        let listen_at = options.listen.unwrap_or(config.listen);
+        let listener = TcpListener::bind(listen_at)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {listen_at}: {e}")))?;
+        let listen = listener.local_addr()?;
+        let api_at = options.api.unwrap_or(config.api);
+        if !api_at.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "the control API must listen on a loopback address, not {api_at}"
+            )));
+        }
+        let api_listener = TcpListener::bind(api_at)
+            .await
+            .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
+        let api_addr = api_listener.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let node = Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            home: home.clone(),
+            identity,
+            name: config.name.clone(),
+            catalog,
+            service: ShareService::new(store),
+            listen,
+            advertised: advertised_addrs(listen),
+            options,
+            invites: Invites::default(),
+            peers: Mutex::new(HashMap::new()),
+            shutdown,
+            tasks: Mutex::new(JoinSet::new()),
+        });
+        for record in node.catalog.peers()? {
+            node.add_peer(record);
+        }
+        node.spawn(accept_loop(node.clone(), listener));
+        let token = home.token()?;
+        node.spawn(crate::api::serve(node.clone(), api_listener, token));
+        home.write_addrs(api_addr, listen)?;
+        tracing::info!(
+            "node {} ({}) listening for peers on {listen}, control API on {api_addr}",
+            node.name,
+            fingerprint(&node.identity.node_id())
+        );
+        Ok(node)
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        lock(&self.tasks).spawn(task);
+    }
+
+    /// Asks the node to stop: no new connections or requests; requests in flight finish.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A receiver that turns true at shutdown.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Waits until the node has stopped (after [`Node::shutdown`]), at most `grace` for work in
+    /// flight, then removes the address files.
+    pub async fn stopped(&self, grace: Duration) {
+        let mut signal = self.shutdown_signal();
+        let _ = signal.wait_for(|stop| *stop).await;
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("some connections did not finish within {grace:?}; stopping anyway");
+            tasks.abort_all();
+        }
+        self.home.clear_addrs();
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The local share store.
+    pub fn store(&self) -> &Arc<dyn ShareStore> {
+        self.service.store()
+    }
+
+    /// The node's timings.
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            name: self.name.clone(),
+            listen: self.advertised.iter().map(ToString::to_string).collect(),
+            protocol: PROTOCOL_VERSION,
+        }
+    }
+
+    /// This node's status.
+    pub fn status(&self) -> Result<NodeStatus> {
+        let peers = lock(&self.peers);
+        Ok(NodeStatus {
+            name: self.name.clone(),
+            id: fingerprint(&self.node_id()),
+            short_id: short_fingerprint(&self.node_id()),
+            listen: self.listen.to_string(),
+            advertised: self.advertised.iter().map(ToString::to_string).collect(),
+            peers: peers.len(),
+            online: peers
+                .values()
+                .filter(|p| p.client.as_ref().is_some_and(|c| !c.is_closed()))
+                .count(),
+            usage: self.store().usage()?,
+        })
+    }
+
+    /// Every paired peer, by name.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let peers = lock(&self.peers);
+        let mut out: Vec<PeerStatus> = peers.values().map(status_of).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Connected peers' clients.
+    pub fn online_clients(&self) -> Vec<Arc<PeerClient>> {
+        lock(&self.peers)
+            .values()
+            .filter_map(|p| p.client.clone())
+            .filter(|c| !c.is_closed())
+            .collect()
+    }
+
+    /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
+    pub fn invite(&self, ttl: Option<Duration>) -> Result<Invite> {
+        let ttl = ttl
+            .unwrap_or(DEFAULT_INVITE_TTL)
+            .min(Duration::from_secs(3600));
+        self.invites
+            .create(self.node_id(), self.advertised.clone(), ttl)
+    }
+
+    /// Pairs with the node that made `code`: both pin each other's key and name.
+    pub async fn join(&self, code: &str) -> Result<PeerStatus> {
+        let invite = Invite::decode(code)?;
+        if invite.node == self.node_id() {
+            return Err(Error::InvalidInvite("it was made by this very node"));
+        }
+        if invite.is_expired() {
+            return Err(Error::InvalidInvite(
+                "it expired; ask for a new one (`shard invite`)",
+            ));
+        }
+        let key = invite.key();
+        let mut last = Error::InvalidInvite("it lists no address");
+        for addr in &invite.addrs {
+            let attempt = tokio::time::timeout(
+                self.options.handshake_timeout,
+                noise::connect(
+                    *addr,
+                    &self.identity,
+                    &self.hello(),
+                    Some(invite.node),
+                    Some(&key),
+                ),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(channel)) => {
+                    let mut addrs: Vec<String> =
+                        invite.addrs.iter().map(ToString::to_string).collect();
+                    addrs.extend(channel.peer.hello.listen.iter().cloned());
+                    addrs.dedup();
+                    let record = PeerRecord {
+                        id: channel.peer.id,
+                        name: channel.peer.hello.name.clone(),
+                        addrs,
+                        last_seen: Some(unix_now()),
+                    };
+                    self.catalog.upsert_peer(&record)?;
+                    self.add_peer(record);
+                    tracing::info!(
+                        "paired with {} ({})",
+                        channel.peer.hello.name,
+                        fingerprint(&channel.peer.id)
+                    );
+                    let status = lock(&self.peers).get(&channel.peer.id).map(status_of);
+                    return status.ok_or(Error::Disconnected);
+                }
+                // The inviter answered and said no: another address will not change that.
+                Ok(Err(e @ (Error::Refused(_) | Error::UnexpectedPeer { .. }))) => return Err(e),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = Error::Timeout(self.options.handshake_timeout),
+            }
+        }
+        Err(last)
+    }
+
+    /// Starts tracking (and connecting to) a pinned peer, unless already tracked.
+    fn add_peer(&self, record: PeerRecord) {
+        let id = record.id;
+        let mut peers = lock(&self.peers);
+        if let Some(existing) = peers.get_mut(&id) {
+            existing.record = record;
+            return;
+        }
+        peers.insert(
+            id,
+            PeerState {
+                record,
+                client: None,
+                rtt: None,
+                usage: None,
+                last_error: None,
+            },
+        );
+        drop(peers);
+        if let Some(me) = self.me.upgrade() {
+            self.spawn(connector(me, id));
+        }
+    }
+
+    fn update_peer(&self, id: &NodeId, f: impl FnOnce(&mut PeerState)) -> bool {
+        lock(&self.peers).get_mut(id).map(f).is_some()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn status_of(p: &PeerState) -> PeerStatus {
+    let client = p.client.as_ref().filter(|c| !c.is_closed());
+    PeerStatus {
+        id: fingerprint(&p.record.id),
+        short_id: short_fingerprint(&p.record.id),
+        name: p.record.name.clone(),
+        online: client.is_some(),
+        addr: client.map(|c| c.peer().addr.to_string()),
+        rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
+        used: p.usage.map(|u| u.used),
+        quota: p.usage.and_then(|u| u.quota),
+        shares: p.usage.map(|u| u.shares),
+        addrs: p.record.addrs.clone(),
+        last_error: p.last_error.clone(),
+    }
+}
+
+impl Gatekeeper for Node {
+    fn pairing_key(&self, invite_id: &[u8; 8]) -> std::result::Result<PairingKey, String> {
+        self.invites.key_for(invite_id)
+    }
+
+    fn admit(&self, peer: &PeerInfo, paired: Option<&[u8; 8]>) -> std::result::Result<(), String> {
+        if let Some(invite) = paired {
+            if !self.invites.spend(invite) {
+                return Err("this invite code was already used or just expired".into());
+            }
+            let record = PeerRecord {
+                id: peer.id,
+                name: peer.hello.name.clone(),
+                addrs: peer.hello.listen.clone(),
+                last_seen: Some(unix_now()),
+            };
+            self.catalog
+                .upsert_peer(&record)
+                .map_err(|e| format!("the inviting node could not record the pairing: {e}"))?;
+            tracing::info!(
+                "paired with {} ({})",
+                peer.hello.name,
+                fingerprint(&peer.id)
+            );
+            self.add_peer(record);
+            return Ok(());
+        }
+        if lock(&self.peers).contains_key(&peer.id) {
+            Ok(())
+        } else {
+            Err(format!(
+                "node {} is not paired with this node; pair first (`shard invite` here, `shard join CODE` there)",
+                fingerprint(&peer.id)
+            ))
+        }
+    }
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    let mut stop = node.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let node2 = node.clone();
+                node.spawn(inbound(node2, stream));
+            }
+            Err(e) => {
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn inbound(node: Arc<Node>, stream: TcpStream) {
+    let from = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let hello = node.hello();
+    let handshake = noise::accept(stream, &node.identity, &hello, node.as_ref());
+    match tokio::time::timeout(node.options.handshake_timeout, handshake).await {
+        Ok(Ok(channel)) => {
+            tracing::debug!("serving {} ({from})", channel.peer.hello.name);
+            serve_channel(channel, node.service.clone(), node.shutdown_signal()).await;
+        }
+        Ok(Err(e)) => tracing::warn!("connection from {from} closed: {e}"),
+        Err(_) => tracing::warn!(
+            "connection from {from} closed: no handshake within {:?}",
+            node.options.handshake_timeout
+        ),
+    }
+}
+
+/// Keeps a connection to one paired peer: connect, ping, and on loss retry with backoff.
+async fn connector(node: Arc<Node>, id: NodeId) {
+    let mut stop = node.shutdown_signal();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(addrs) = lock(&node.peers).get(&id).map(|p| p.record.addrs.clone()) else {
+            return;
+        };
+        let mut channel = None;
+        let mut failure = String::from("no address known");
+        for addr in addrs.iter().filter_map(|a| a.parse::<SocketAddr>().ok()) {
+            let attempt = tokio::time::timeout(
+                node.options.handshake_timeout,
+                noise::connect(addr, &node.identity, &node.hello(), Some(id), None),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(c)) => {
+                    channel = Some(c);
+                    break;
+                }
+                Ok(Err(e)) => failure = format!("{addr}: {e}"),
+                Err(_) => failure = format!("{addr}: no answer"),
+            }
+        }
+        let Some(channel) = channel else {
+            node.update_peer(&id, |p| p.last_error = Some(failure));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(node.options.max_backoff);
+            continue;
+        };
+        backoff = Duration::from_secs(1);
+        let client = PeerClient::start(channel);
+        tracing::info!(
+            "connected to {} at {}",
+            client.peer().hello.name,
+            client.peer().addr
+        );
+        if !node.update_peer(&id, |p| {
+            p.client = Some(client.clone());
+            p.last_error = None;
+        }) {
+            return;
+        }
+        let started = Instant::now();
+        while !client.is_closed() {
+            let timeout = node.options.request_timeout;
+            let rtt = client.ping(timeout).await.ok();
+            let usage = client.usage(timeout).await.ok();
+            node.update_peer(&id, |p| {
+                if rtt.is_some() {
+                    p.rtt = rtt;
+                }
+                if usage.is_some() {
+                    p.usage = usage;
+                }
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(node.options.ping_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        tracing::info!(
+            "lost the connection to {} after {:?}",
+            client.peer().hello.name,
+            started.elapsed()
+        );
+        node.update_peer(&id, |p| {
+            p.client = None;
+            p.last_error = Some("connection closed".into());
+        });
+    }
+}
