@@ -101,6 +101,16 @@ impl NodeIdentity {
     }
 }
 
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NodeIdentity({}, private key redacted)",
+            fingerprint(&self.node_id())
+        )
+    }
+}
+
 /// The id of the node with this public key.
 pub fn node_id_of(public: &[u8]) -> NodeId {
     NodeId(shard_crypto::sha256(public))
@@ -167,15 +177,5 @@ mod tests {
         );
         assert_eq!(parse_fingerprint("ABCD"), None);
         assert!(fp.starts_with(&short_fingerprint(&id)));
-    }
-}
-
-impl std::fmt::Debug for NodeIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "NodeIdentity({}, private key redacted)",
-            fingerprint(&self.node_id())
-        )
     }
 }
