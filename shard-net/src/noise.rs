@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use shard_proto::{Message, NodeId, decode_frame, encode_frame, frame_len};
 use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
 use snow::{Builder, HandshakeState, StatelessTransportState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -330,11 +330,11 @@ fn split(
     let (read, write) = stream.into_split();
     Ok(SecureChannel {
         reader: ChannelReader {
-            io: BufReader::with_capacity(4 * MAX_RECORD, read),
+            io: read,
+            inbuf: BytesMut::with_capacity(READ_AHEAD),
             state: state.clone(),
             nonce: 0,
             plain: BytesMut::with_capacity(2 * MAX_RECORD),
-            record: vec![0u8; MAX_RECORD],
         },
         writer: ChannelWriter {
             io: write,
@@ -349,12 +349,18 @@ fn split(
 
 /// The receiving half: decrypts Noise messages and yields protocol frames.
 pub struct ChannelReader {
-    io: BufReader<OwnedReadHalf>,
+    io: OwnedReadHalf,
+    /// Ciphertext read ahead, in large reads; records are decrypted straight out of it (no
+    /// intermediate copy: measured on loopback, a `BufReader` plus a record buffer cost a
+    /// third of the receiver's time, and two small reads per record cost more).
+    inbuf: BytesMut,
     state: Arc<StatelessTransportState>,
     nonce: u64,
     plain: BytesMut,
-    record: Vec<u8>,
 }
+
+/// How much ciphertext one read asks for.
+const READ_AHEAD: usize = 4 * MAX_RECORD;
 
 impl ChannelReader {
     /// The next message. Errors (a bad frame, a failed decryption, a closed socket) end the
@@ -370,31 +376,33 @@ impl ChannelReader {
     }
 
     async fn read_record(&mut self) -> Result<()> {
-        let len = match self.io.read_u16().await {
-            Ok(len) => usize::from(len),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        loop {
+            if let Some(&[hi, lo]) = self.inbuf.first_chunk::<2>() {
+                let len = usize::from(u16::from_be_bytes([hi, lo]));
+                if len <= TAG {
+                    return Err(Error::Noise("transport message too short".into()));
+                }
+                if let Some(record) = self.inbuf.get(2..2 + len) {
+                    let start = self.plain.len();
+                    // Reserve before resizing so the buffer a decoded frame left behind is reused.
+                    self.plain.reserve(len);
+                    self.plain.resize(start + len - TAG, 0);
+                    let out = self.plain.get_mut(start..).unwrap_or_default();
+                    let n = self
+                        .state
+                        .read_message(self.nonce, record, out)
+                        .map_err(|_| Error::Noise("a message failed authentication".into()))?;
+                    self.nonce += 1;
+                    self.plain.truncate(start + n);
+                    bytes::Buf::advance(&mut self.inbuf, 2 + len);
+                    return Ok(());
+                }
+            }
+            self.inbuf.reserve(READ_AHEAD);
+            if self.io.read_buf(&mut self.inbuf).await? == 0 {
                 return Err(Error::Disconnected);
             }
-            Err(e) => return Err(e.into()),
-        };
-        if len <= TAG {
-            return Err(Error::Noise("transport message too short".into()));
         }
-        let record = self
-            .record
-            .get_mut(..len)
-            .ok_or(Error::Noise("record too long".into()))?;
-        self.io.read_exact(record).await?;
-        let start = self.plain.len();
-        self.plain.resize(start + len - TAG, 0);
-        let out = self.plain.get_mut(start..).unwrap_or_default();
-        let n = self
-            .state
-            .read_message(self.nonce, record, out)
-            .map_err(|_| Error::Noise("a message failed authentication".into()))?;
-        self.nonce += 1;
-        self.plain.truncate(start + n);
-        Ok(())
     }
 
     async fn read_admission(&mut self) -> Result<Admission> {
