@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+const IDLE: Duration = Duration::from_secs(300);
+
 use bytes::Bytes;
 use shard_net::identity::NodeIdentity;
 use shard_net::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
@@ -138,7 +140,7 @@ async fn serve_memory() -> (std::net::SocketAddr, Arc<NodeIdentity>) {
             let (id, service, stop) = (server_id.clone(), service.clone(), stop.clone());
             tokio::spawn(async move {
                 if let Ok(ch) = noise::accept(stream, &id, &hello(), &Everyone).await {
-                    serve_channel(ch, service, stop).await;
+                    serve_channel(ch, service, stop, IDLE).await;
                 }
             });
         }

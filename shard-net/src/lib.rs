@@ -12,5 +12,6 @@ pub mod node;
 pub mod noise;
 pub mod pairing;
 pub mod rpc;
+pub mod transport;
 
 pub use error::{Error, Result};

@@ -19,6 +19,7 @@ use crate::identity::{NodeIdentity, fingerprint, short_fingerprint};
 use crate::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
 use crate::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
 use crate::rpc::{PeerClient, ShareService, serve_channel};
+use crate::transport::{NoiseTcp, Transport};
 use crate::{Error, Result};
 
 /// Timings of a running node.
@@ -36,6 +37,8 @@ pub struct RunOptions {
     pub max_backoff: Duration,
     /// Timeout of each request to a peer.
     pub request_timeout: Duration,
+    /// A peer connection with no frame for this long is closed (half-open connections).
+    pub idle_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -47,6 +50,7 @@ impl Default for RunOptions {
             ping_interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -112,6 +116,7 @@ pub struct Node {
     me: Weak<Node>,
     home: Home,
     identity: Arc<NodeIdentity>,
+    transport: Box<dyn Transport>,
     name: String,
     catalog: Arc<Catalog>,
     service: Arc<ShareService>,
@@ -171,15 +176,23 @@ impl Node {
             .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
         let api_addr = api_listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
+        let advertised = advertised_addrs(listen);
+        let hello = Hello {
+            name: config.name.clone(),
+            listen: advertised.iter().map(ToString::to_string).collect(),
+            protocol: PROTOCOL_VERSION,
+        };
+        let transport = Box::new(NoiseTcp::new(identity.clone(), hello));
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
             home: home.clone(),
             identity,
+            transport,
             name: config.name.clone(),
             catalog,
             service: ShareService::new(store),
             listen,
-            advertised: advertised_addrs(listen),
+            advertised,
             options,
             invites: Invites::default(),
             peers: Mutex::new(HashMap::new()),
@@ -318,13 +331,7 @@ impl Node {
         for addr in &invite.addrs {
             let attempt = tokio::time::timeout(
                 self.options.handshake_timeout,
-                noise::connect(
-                    *addr,
-                    &self.identity,
-                    &self.hello(),
-                    Some(invite.node),
-                    Some(&key),
-                ),
+                self.transport.connect(*addr, Some(invite.node), Some(&key)),
             )
             .await;
             match attempt {
@@ -479,7 +486,13 @@ async fn inbound(node: Arc<Node>, stream: TcpStream) {
     match tokio::time::timeout(node.options.handshake_timeout, handshake).await {
         Ok(Ok(channel)) => {
             tracing::debug!("serving {} ({from})", channel.peer.hello.name);
-            serve_channel(channel, node.service.clone(), node.shutdown_signal()).await;
+            serve_channel(
+                channel,
+                node.service.clone(),
+                node.shutdown_signal(),
+                node.options.idle_timeout,
+            )
+            .await;
         }
         Ok(Err(e)) => tracing::warn!("connection from {from} closed: {e}"),
         Err(_) => tracing::warn!(
@@ -505,7 +518,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         for addr in addrs.iter().filter_map(|a| a.parse::<SocketAddr>().ok()) {
             let attempt = tokio::time::timeout(
                 node.options.handshake_timeout,
-                noise::connect(addr, &node.identity, &node.hello(), Some(id), None),
+                node.transport.connect(addr, Some(id), None),
             )
             .await;
             match attempt {

@@ -14,7 +14,8 @@ use shard_proto::{
 use shard_store::{ShareStore, Usage};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::noise::{ChannelReader, ChannelWriter, PeerInfo, SecureChannel};
+use crate::noise::PeerInfo;
+use crate::transport::{Connection, FrameRead, FrameWrite};
 use crate::{Error, Result};
 
 /// Requests one connection may have in flight at the serving end.
@@ -34,13 +35,13 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Starts the reader and writer tasks of an established channel.
-    pub fn start(channel: SecureChannel) -> Arc<Self> {
-        let SecureChannel {
+    /// Starts the reader and writer tasks of an established connection.
+    pub fn start(connection: impl Into<Connection>) -> Arc<Self> {
+        let Connection {
             reader,
             writer,
             peer,
-        } = channel;
+        } = connection.into();
         let (requests, queue) = mpsc::channel(MAX_IN_FLIGHT);
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
@@ -226,7 +227,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn client_writer(
-    mut writer: ChannelWriter,
+    mut writer: Box<dyn FrameWrite>,
     mut queue: mpsc::Receiver<(u64, Request)>,
     closed: Arc<AtomicBool>,
 ) {
@@ -241,7 +242,7 @@ async fn client_writer(
 }
 
 async fn client_reader(
-    mut reader: ChannelReader,
+    mut reader: Box<dyn FrameRead>,
     pending: Pending,
     closed: Arc<AtomicBool>,
     peer: NodeId,
@@ -457,19 +458,21 @@ fn clone_store_error(e: &shard_store::Error) -> shard_store::Error {
     }
 }
 
-/// Serves one admitted peer's requests until it disconnects, breaks the protocol, or
-/// `shutdown` turns true. Requests in flight when shutdown comes are finished (a put that
-/// completes is acknowledged, one that does not never is).
+/// Serves one admitted peer's requests until it disconnects, breaks the protocol, sends no
+/// frame for `idle` (a half-open connection), or `shutdown` turns true. Requests in flight when
+/// shutdown comes are finished (a put that completes is acknowledged, one that does not never
+/// is).
 pub async fn serve_channel(
-    channel: SecureChannel,
+    connection: impl Into<Connection>,
     service: Arc<ShareService>,
     mut shutdown: watch::Receiver<bool>,
+    idle: Duration,
 ) {
-    let SecureChannel {
+    let Connection {
         mut reader,
         mut writer,
         peer,
-    } = channel;
+    } = connection.into();
     let owner = peer.id;
     let (answers, mut outbox) = mpsc::channel::<Message>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(async move {
@@ -484,7 +487,13 @@ pub async fn serve_channel(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let frame = tokio::select! {
-            frame = reader.read_frame() => frame,
+            frame = tokio::time::timeout(idle, reader.read_frame()) => match frame {
+                Ok(frame) => frame,
+                Err(_) => {
+                    tracing::warn!(peer = %peer.addr, "closing connection: no frame for {idle:?}");
+                    break;
+                }
+            },
             _ = shutdown.changed() => break,
         };
         match frame {

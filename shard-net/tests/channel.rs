@@ -17,6 +17,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Half-open connections are closed after this long in these tests.
+const IDLE: Duration = Duration::from_secs(2);
+
 use bytes::Bytes;
 use shard_net::Error;
 use shard_net::identity::NodeIdentity;
@@ -84,7 +87,7 @@ async fn server(trusted: &[NodeId]) -> Server {
                 )
                 .await;
                 if let Ok(Ok(channel)) = accepted {
-                    serve_channel(channel, service, stopped).await;
+                    serve_channel(channel, service, stopped, IDLE).await;
                 }
             });
         }
@@ -402,5 +405,32 @@ async fn pairing_with_the_wrong_secret_fails_on_both_sides() {
     assert!(
         !gate.1.load(Ordering::SeqCst),
         "nobody may be admitted (pinned) with a wrong secret"
+    );
+}
+
+#[tokio::test]
+async fn a_half_open_connection_is_closed_after_the_idle_timeout() {
+    let me = NodeIdentity::generate().unwrap();
+    let srv = server(&[me.node_id()]).await;
+    let channel = noise::connect(srv.addr, &me, &hello("half"), None, None)
+        .await
+        .unwrap();
+    let noise::SecureChannel {
+        mut reader,
+        mut writer,
+        ..
+    } = channel;
+    // Half a frame, then silence (as if the peer vanished without closing).
+    writer
+        .write_raw_plaintext(&[100, 0, 0, 0, 1, 0])
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let closed = tokio::time::timeout(T, reader.read_frame()).await.unwrap();
+    assert!(closed.is_err(), "the server must close the connection");
+    assert!(
+        start.elapsed() >= IDLE - Duration::from_millis(200),
+        "closed too early: {:?}",
+        start.elapsed()
     );
 }

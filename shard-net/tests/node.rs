@@ -1,0 +1,110 @@
+//! A running node in-process: a clean shutdown in the middle of a stream of puts finishes or
+//! refuses each put, and never acknowledges one that is not on disk.
+// Test code: panicking on failure and casting made-up numbers are the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use shard_net::home::{Home, NodeConfig};
+use shard_net::node::{Node, RunOptions};
+use shard_net::rpc::PeerClient;
+use shard_proto::{Namespace, Share, ShareHeader};
+use shard_store::ShareStore;
+
+fn home(dir: &std::path::Path, name: &str) -> Home {
+    let home = Home::new(dir.join(name));
+    let mut config = NodeConfig::new(name);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.api = "127.0.0.1:0".parse().unwrap();
+    home.init(&config).unwrap();
+    home
+}
+
+fn share(i: u32) -> Share {
+    let payload: Vec<u8> = (0..65_536u32)
+        .map(|j| (j ^ i) as u8)
+        .chain(i.to_le_bytes())
+        .collect();
+    Share::new(
+        ShareHeader::new(1, 2, 0, payload.len() as u32).unwrap(),
+        Bytes::from(payload),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_stream_never_acknowledges_a_share_it_did_not_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_home = home(dir.path(), "server");
+    let client_home = home(dir.path(), "client");
+    let server = Node::start(server_home.clone(), RunOptions::default())
+        .await
+        .unwrap();
+    let client = Node::start(client_home.clone(), RunOptions::default())
+        .await
+        .unwrap();
+    // Pair them through an invite, as `shard join` does.
+    let code = server.invite(None).unwrap().encode();
+    client.join(&code).await.unwrap();
+    let start = std::time::Instant::now();
+    while client.online_clients().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peer: std::sync::Arc<PeerClient> = client.online_clients()[0].clone();
+
+    // 150 puts in flight; the server is told to stop part-way through.
+    let shares: Vec<Share> = (0..150).map(share).collect();
+    let mut tasks = Vec::new();
+    for s in &shares {
+        let (peer, s) = (peer.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            let ok = peer
+                .put_share([7; 16], &s, Duration::from_secs(20))
+                .await
+                .is_ok();
+            (s.id(), ok)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    server.shutdown();
+    server.stopped(Duration::from_secs(10)).await;
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let (id, ok) = t.await.unwrap();
+        if ok {
+            acknowledged.push(id);
+        }
+    }
+    client.shutdown();
+    client.stopped(Duration::from_secs(5)).await;
+    drop(server);
+
+    // Every acknowledged share is in the server's store, intact.
+    let config = server_home.config().unwrap();
+    let store = server_home.open_store(&config).unwrap();
+    let ns = Namespace {
+        owner: client.node_id(),
+        vault: [7; 16],
+    };
+    for id in &acknowledged {
+        let got = store.get(&ns, id).unwrap();
+        assert_eq!(got.map(|s| s.id()), Some(*id), "acknowledged but not kept");
+    }
+    assert!(store.scrub(&ns).unwrap().corrupt.is_empty());
+    println!(
+        "{} of 150 puts acknowledged before the shutdown",
+        acknowledged.len()
+    );
+    assert!(!server_home.api_addr_path().exists());
+}
