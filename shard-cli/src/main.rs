@@ -7,6 +7,7 @@
 mod client;
 mod demo;
 mod network;
+mod vault;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,76 @@ enum Command {
         /// Address of the control API [default: from the config].
         #[arg(long)]
         api: Option<SocketAddr>,
+        /// Unlock this account at start (passphrase from SHARD_PASSWORD, --password-file or a prompt).
+        #[arg(long, value_name = "USER")]
+        login: Option<String>,
+        /// Read the passphrase from this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Accounts: each has its own vault.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Unlock an account's vault in the running node.
+    Login {
+        /// The account.
+        user: String,
+        /// Read the passphrase from this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Lock the vault again (every unlocked one without USER).
+    Logout {
+        /// The account.
+        user: Option<String>,
+    },
+    /// Store files or folders (name in the vault: the last path component, or --as).
+    Put {
+        /// Files and folders to store.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Name in the vault (one path only).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Shares per chunk and how many restore it, e.g. 3/5 [default: from the nodes online].
+        #[arg(long, value_name = "K/N")]
+        shares: Option<String>,
+        /// Delete the originals once stored and read back identical.
+        #[arg(long = "move")]
+        move_original: bool,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Restore a file or folder (NAME or NAME@VERSION).
+    Get {
+        /// What to restore.
+        name: String,
+        /// Where [default: ./NAME].
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Overwrite what exists.
+        #[arg(long)]
+        force: bool,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List stored files: size, versions, health.
+    Ls {
+        /// Only names starting with this.
+        prefix: Option<String>,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete a stored file or folder, all its versions, and its shares.
+    Rm {
+        /// What to delete.
+        name: String,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// This node: name, id, addresses, peers online.
     Status,
@@ -81,6 +152,18 @@ enum Command {
     Peers,
     /// Show the data path at work: split a sample into 5 shares per chunk, lose 2, restore it.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints its recovery code once.
+    Create {
+        /// The account's name.
+        user: String,
+        /// Read the passphrase from this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 fn default_home() -> PathBuf {
@@ -106,7 +189,50 @@ fn main() -> ExitCode {
             layout,
             quota,
         } => network::init(&home, json, name, listen, api, store, layout, quota),
-        Command::Serve { listen, api } => network::serve(&home, listen, api),
+        Command::Serve {
+            listen,
+            api,
+            login,
+            password_file,
+        } => network::serve(
+            &home,
+            listen,
+            api,
+            login.as_deref(),
+            password_file.as_deref(),
+        ),
+        Command::Account(AccountCommand::Create {
+            user,
+            password_file,
+        }) => vault::account_create(&home, json, &user, password_file.as_deref()),
+        Command::Login {
+            user,
+            password_file,
+        } => vault::login(&home, json, &user, password_file.as_deref()),
+        Command::Logout { user } => vault::logout(&home, json, user.as_deref()),
+        Command::Put {
+            paths,
+            name,
+            shares,
+            move_original,
+            user,
+        } => vault::put(
+            &home,
+            json,
+            &paths,
+            name.as_deref(),
+            shares.as_deref(),
+            move_original,
+            user.as_deref(),
+        ),
+        Command::Get {
+            name,
+            out,
+            force,
+            user,
+        } => vault::get(&home, json, &name, out.as_deref(), force, user.as_deref()),
+        Command::Ls { prefix, user } => vault::ls(&home, json, prefix.as_deref(), user.as_deref()),
+        Command::Rm { name, user } => vault::rm(&home, json, &name, user.as_deref()),
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, &code),

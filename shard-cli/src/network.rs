@@ -47,6 +47,15 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(bytes.round() as u64)
 }
 
+/// `bytes` over `secs` as a human-readable rate ("12.3 MiB/s").
+pub fn rate(bytes: u64, secs: f64) -> String {
+    let per_sec = bytes as f64 / secs.max(1e-3);
+    // Non-negative and far below u64::MAX for any real transfer.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let per_sec = per_sec.min(1e18) as u64;
+    format!("{}/s", human(per_sec))
+}
+
 /// Human-readable bytes.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -111,7 +120,22 @@ pub fn init(
     Ok(())
 }
 
-pub fn serve(home: &Home, listen: Option<SocketAddr>, api: Option<SocketAddr>) -> Result<()> {
+pub fn serve(
+    home: &Home,
+    listen: Option<SocketAddr>,
+    api: Option<SocketAddr>,
+    login: Option<&str>,
+    password_file: Option<&std::path::Path>,
+) -> Result<()> {
+    // Asked before anything starts, so a prompt is not buried under log lines.
+    let passphrase = match login {
+        Some(user) => Some(crate::vault::passphrase(
+            password_file,
+            &format!("Passphrase for {user}: "),
+            false,
+        )?),
+        None => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHARD_LOG")
@@ -128,6 +152,15 @@ pub fn serve(home: &Home, listen: Option<SocketAddr>, api: Option<SocketAddr>) -
             ..RunOptions::default()
         };
         let node = Node::start(home.clone(), options).await?;
+        if let (Some(user), Some(pass)) = (login, passphrase) {
+            let bytes = zeroize::Zeroizing::new(pass.as_bytes().to_vec());
+            if let Err(e) = node.login(user, bytes).await {
+                node.shutdown();
+                node.stopped(Duration::from_secs(5)).await;
+                return Err(e.into());
+            }
+        }
+        node.announce()?;
         let status = node.status()?;
         println!(
             "node {:?} ({}) serving peers on {}; control API ready; Ctrl-C to stop",

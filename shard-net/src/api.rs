@@ -9,13 +9,21 @@
 //! POST /v1/invite               {"valid_for_secs"?} → {"code", "expires", "valid_for_secs"}
 //! POST /v1/join                 {"code"} → {"peer"}
 //! POST /v1/shutdown             stop the node (requests in flight finish)
+//! POST /v1/login                {"user", "password"} → unlocks the account's vault
+//! POST /v1/logout               {"user"?} → locks it (every account without "user")
+//! POST /v1/put                  {"paths" | "paths_hex", "as"?, "shares"?: "K/N", "move"?, "user"?} → {"job"}
+//! POST /v1/get                  {"name" | "name_hex", "version"?, "out", "force"?, "user"?} → {"job"}
+//! GET  /v1/jobs/{id}            progress; once ended, the result or the error
+//! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
+//! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
 //! ```
+//! Names and paths travel as UTF-8 strings, or hex (`*_hex`) for any other bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
@@ -75,6 +83,41 @@ impl From<Error> for ApiError {
                 StatusCode::CONFLICT,
                 "another node answered at that address; check the code and the network",
             ),
+            Error::NotLoggedIn(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unlock an account with `shard login USER`",
+            ),
+            Error::WrongPassphrase(_) => (
+                StatusCode::UNAUTHORIZED,
+                "check the passphrase and try again",
+            ),
+            Error::NotEnoughNodes { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "start more paired nodes (`shard peers` shows which are offline) or choose fewer shares with --shares K/N",
+            ),
+            Error::PathMissing(_) | Error::PathAccess { .. } | Error::InvalidName(_) => (
+                StatusCode::BAD_REQUEST,
+                "check the path and its permissions",
+            ),
+            Error::Exists(_) => (
+                StatusCode::CONFLICT,
+                "choose another output path with -o, or overwrite with --force",
+            ),
+            Error::ChunkUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "start the offline peers named above; the file comes back once k shares of every chunk are reachable",
+            ),
+            Error::PartialPut { .. } => (
+                StatusCode::CONFLICT,
+                "fix the cause named above and run the same put again: it resumes",
+            ),
+            Error::MoveAborted(_) => (
+                StatusCode::CONFLICT,
+                "nothing was deleted; run `shard check`, then the put again",
+            ),
+            Error::Store(shard_store::Error::NoSuchFile(_)) => {
+                (StatusCode::NOT_FOUND, "`shard ls` lists what is stored")
+            }
             Error::Timeout(_) | Error::Io(_) | Error::Disconnected => (
                 StatusCode::BAD_GATEWAY,
                 "check that the other node runs (`shard serve`) and that its address is reachable",
@@ -100,6 +143,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
         .route("/v1/invite", post(invite))
         .route("/v1/join", post(join))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/put", post(put))
+        .route("/v1/get", post(get_file))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/ls", get(ls))
+        .route("/v1/rm", post(rm))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     let mut stop = node.shutdown_signal();
@@ -180,4 +230,227 @@ async fn join(
 async fn shutdown(State(state): State<ApiState>) -> StatusCode {
     state.node.shutdown();
     StatusCode::ACCEPTED
+}
+
+/// A name or path given as UTF-8 or as hex.
+fn bytes_of(
+    text: Option<String>,
+    hex_text: Option<String>,
+    what: &str,
+) -> Result<Vec<u8>, ApiError> {
+    match (text, hex_text) {
+        (Some(t), _) => Ok(t.into_bytes()),
+        (None, Some(h)) => hex::decode(h).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{what}_hex is not hex"),
+                "send hex digits",
+            )
+        }),
+        (None, None) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("no {what} given"),
+            "name what to act on",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<ApiState>,
+    Json(body): Json<LoginBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
+    state.node.login(&body.user, passphrase).await?;
+    Ok(Json(json!({"user": body.user, "unlocked": true})))
+}
+
+#[derive(Deserialize, Default)]
+struct UserBody {
+    user: Option<String>,
+}
+
+async fn logout(
+    State(state): State<ApiState>,
+    body: Option<Json<UserBody>>,
+) -> Json<serde_json::Value> {
+    let user = body.and_then(|Json(b)| b.user);
+    let locked = state.node.logout(user.as_deref());
+    Json(json!({"locked": locked}))
+}
+
+#[derive(Deserialize)]
+struct PutBody {
+    paths: Option<Vec<String>>,
+    paths_hex: Option<Vec<String>>,
+    #[serde(rename = "as")]
+    name: Option<String>,
+    shares: Option<String>,
+    #[serde(rename = "move", default)]
+    move_original: bool,
+    user: Option<String>,
+}
+
+fn parse_shares(text: &str) -> Result<(u8, u8), ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("--shares {text:?} is not K/N"),
+            "for example --shares 3/5",
+        )
+    };
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    Ok((
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+async fn put(
+    State(state): State<ApiState>,
+    Json(body): Json<PutBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = state.node.session(body.user.as_deref())?;
+    let paths: Vec<std::path::PathBuf> = match (body.paths, body.paths_hex) {
+        (Some(p), _) => p.into_iter().map(Into::into).collect(),
+        (None, Some(h)) => h
+            .into_iter()
+            .map(|h| {
+                hex::decode(h).map(|b| {
+                    std::path::PathBuf::from(
+                        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "paths_hex is not hex",
+                    "send hex digits",
+                )
+            })?,
+        (None, None) => Vec::new(),
+    };
+    if paths.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no path to store",
+            "name one or more files or folders",
+        ));
+    }
+    let request = crate::put::PutRequest {
+        paths,
+        name: body.name.map(String::into_bytes),
+        redundancy: body.shares.as_deref().map(parse_shares).transpose()?,
+        move_original: body.move_original,
+    };
+    let job = state.node.jobs().create("put");
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result = crate::put::run(node, session, request, j.clone()).await;
+        finish(&j, result);
+    });
+    Ok(Json(json!({"job": job.id})))
+}
+
+#[derive(Deserialize)]
+struct GetBody {
+    name: Option<String>,
+    name_hex: Option<String>,
+    version: Option<u32>,
+    out: String,
+    #[serde(default)]
+    force: bool,
+    user: Option<String>,
+}
+
+async fn get_file(
+    State(state): State<ApiState>,
+    Json(body): Json<GetBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = state.node.session(body.user.as_deref())?;
+    let request = crate::get::GetRequest {
+        name: bytes_of(body.name, body.name_hex, "name")?,
+        version: body.version,
+        out: body.out.into(),
+        force: body.force,
+    };
+    let job = state.node.jobs().create("get");
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result = crate::get::run(node, session, request, j.clone()).await;
+        finish(&j, result);
+    });
+    Ok(Json(json!({"job": job.id})))
+}
+
+fn finish(job: &crate::jobs::Job, result: crate::Result<serde_json::Value>) {
+    match result {
+        Ok(v) => job.finish(v),
+        Err(e) => {
+            let api = ApiError::from(e);
+            job.fail(api.error, api.hint);
+        }
+    }
+}
+
+async fn job(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.node.jobs().get(id) {
+        Some(job) => Ok(Json(job.snapshot())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no job {id}"),
+            "jobs last until the node restarts",
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct LsQuery {
+    prefix: Option<String>,
+    user: Option<String>,
+}
+
+async fn ls(
+    State(state): State<ApiState>,
+    Query(q): Query<LsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = state.node.session(q.user.as_deref())?;
+    let node = state.node.clone();
+    let prefix = q.prefix.unwrap_or_default().into_bytes();
+    let listing = tokio::task::spawn_blocking(move || crate::files::ls(&node, &session, &prefix))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "listing failed",
+                "see the node's log",
+            )
+        })??;
+    Ok(Json(listing))
+}
+
+#[derive(Deserialize)]
+struct RmBody {
+    name: Option<String>,
+    name_hex: Option<String>,
+    user: Option<String>,
+}
+
+async fn rm(
+    State(state): State<ApiState>,
+    Json(body): Json<RmBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = state.node.session(body.user.as_deref())?;
+    let name = bytes_of(body.name, body.name_hex, "name")?;
+    Ok(Json(crate::files::rm(&state.node, &session, &name).await?))
 }

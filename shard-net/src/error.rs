@@ -57,6 +57,72 @@ pub enum Error {
     /// An invite code that cannot be read.
     #[error("invalid invite code: {0}")]
     InvalidInvite(&'static str),
+    /// No account is unlocked (or not the one named).
+    #[error("{0}")]
+    NotLoggedIn(String),
+    /// A passphrase that does not unlock the account.
+    #[error("wrong passphrase for account {0:?}")]
+    WrongPassphrase(String),
+    /// Fewer storage nodes online than the shares need.
+    #[error(
+        "{needed} storage nodes must be online to store {k}-of-{needed}; {online} online now (this node and {peers} of its peers)"
+    )]
+    NotEnoughNodes {
+        /// Nodes online, this one included.
+        online: usize,
+        /// Connected peers.
+        peers: usize,
+        /// Nodes needed (`n`).
+        needed: usize,
+        /// Shares needed to restore (`k`).
+        k: usize,
+    },
+    /// A path to store that does not exist.
+    #[error("{0} does not exist")]
+    PathMissing(String),
+    /// A path that cannot be read or written.
+    #[error("cannot access {path}: {reason}")]
+    PathAccess {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The restore target exists and `--force` was not given.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// A name that cannot be stored or restored safely (empty, absolute, `..`).
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// A chunk has too few reachable shares.
+    #[error(
+        "chunk {chunk} of {file} cannot be restored: {have} of the {need} shares needed are reachable{holders}"
+    )]
+    ChunkUnavailable {
+        /// The file.
+        file: String,
+        /// The chunk (short id).
+        chunk: String,
+        /// Good shares reached.
+        have: usize,
+        /// Shares needed.
+        need: usize,
+        /// Which offline peers hold its other shares, as text.
+        holders: String,
+    },
+    /// Some files of a put could not be stored (the others were).
+    #[error("{failed} of {total} files could not be stored: {first}")]
+    PartialPut {
+        /// Files that failed.
+        failed: usize,
+        /// Files in the put.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// `--move` kept the originals because the stored copy did not read back identical.
+    #[error("the originals were kept: {0}")]
+    MoveAborted(String),
     /// The node's home or configuration is unusable.
     #[error("{0}")]
     Config(String),

@@ -6,12 +6,19 @@
 
 pub mod api;
 mod error;
+mod files;
+pub mod get;
 pub mod home;
 pub mod identity;
+pub mod jobs;
 pub mod node;
 pub mod noise;
 pub mod pairing;
+pub mod placement;
+pub mod put;
 pub mod rpc;
+pub mod session;
+pub mod target;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -16,9 +16,12 @@ use tokio::task::JoinSet;
 
 use crate::home::Home;
 use crate::identity::{NodeIdentity, fingerprint, short_fingerprint};
+use crate::jobs::Jobs;
 use crate::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
 use crate::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
 use crate::rpc::{PeerClient, ShareService, serve_channel};
+use crate::session::{Pick, Session, Sessions};
+use crate::target::Target;
 use crate::transport::{NoiseTcp, Transport};
 use crate::{Error, Result};
 
@@ -127,6 +130,9 @@ pub struct Node {
     peers: Mutex<HashMap<NodeId, PeerState>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
+    sessions: Sessions,
+    jobs: Jobs,
+    api_addr: Mutex<Option<SocketAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,7 +160,8 @@ fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
 
 impl Node {
     /// Opens the home, binds the peer and API sockets and starts serving. Returns once
-    /// listening; [`Node::stopped`] waits for the end.
+    /// listening; [`Node::announce`] then tells the CLI where; [`Node::stopped`] waits for the
+    /// end.
     pub async fn start(home: Home, options: RunOptions) -> Result<Arc<Node>> {
         let config = home.config()?;
         let identity = Arc::new(home.identity()?);
@@ -198,6 +205,9 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             shutdown,
             tasks: Mutex::new(JoinSet::new()),
+            sessions: Sessions::default(),
+            jobs: Jobs::default(),
+            api_addr: Mutex::new(None),
         });
         for record in node.catalog.peers()? {
             node.add_peer(record);
@@ -205,13 +215,22 @@ impl Node {
         node.spawn(accept_loop(node.clone(), listener));
         let token = home.token()?;
         node.spawn(crate::api::serve(node.clone(), api_listener, token));
-        home.write_addrs(api_addr, listen)?;
+        *lock(&node.api_addr) = Some(api_addr);
         tracing::info!(
             "node {} ({}) listening for peers on {listen}, control API on {api_addr}",
             node.name,
             fingerprint(&node.identity.node_id())
         );
         Ok(node)
+    }
+
+    /// Writes the address files the CLI finds the node by: call once the node is ready to
+    /// answer (after an unattended login, say), so no command arrives before.
+    pub fn announce(&self) -> Result<()> {
+        match *lock(&self.api_addr) {
+            Some(api) => self.home.write_addrs(api, self.listen),
+            None => Ok(()),
+        }
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -304,6 +323,118 @@ impl Node {
             .filter_map(|p| p.client.clone())
             .filter(|c| !c.is_closed())
             .collect()
+    }
+
+    /// This node's own store, as a place for shares.
+    pub fn local_target(&self) -> Target {
+        Target::Local {
+            id: self.node_id(),
+            service: self.service.clone(),
+        }
+    }
+
+    /// Connected peers with their last known usage.
+    pub fn online_peers(&self) -> Vec<(Arc<PeerClient>, Option<Usage>)> {
+        lock(&self.peers)
+            .values()
+            .filter_map(|p| {
+                p.client
+                    .clone()
+                    .filter(|c| !c.is_closed())
+                    .map(|c| (c, p.usage))
+            })
+            .collect()
+    }
+
+    /// This node and every connected peer, as places for shares.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut out = vec![self.local_target()];
+        out.extend(
+            self.online_peers()
+                .into_iter()
+                .map(|(c, _)| Target::Peer(c)),
+        );
+        out
+    }
+
+    /// Last round-trip time of each peer.
+    pub fn rtts(&self) -> HashMap<NodeId, Duration> {
+        lock(&self.peers)
+            .iter()
+            .filter_map(|(id, p)| p.rtt.map(|r| (*id, r)))
+            .collect()
+    }
+
+    /// Names of the paired peers.
+    pub fn peer_names(&self) -> Vec<(NodeId, String)> {
+        lock(&self.peers)
+            .iter()
+            .map(|(id, p)| (*id, p.record.name.clone()))
+            .collect()
+    }
+
+    /// The node's jobs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Unlocks `user`'s vault in this node (the keys stay in memory until logout).
+    pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
+        let account = self
+            .catalog
+            .account(user)?
+            .ok_or_else(|| Error::NotLoggedIn(format!("no account named {user:?} on this node; create it with `shard account create {user}`")))?;
+        let record = account.key_record.clone();
+        let key = tokio::task::spawn_blocking(move || record.unwrap_key(&passphrase))
+            .await
+            .map_err(|_| Error::Disconnected)?;
+        let key = match key {
+            Ok(key) => key,
+            Err(shard_crypto::Error::WrongPassphrase) => {
+                return Err(Error::WrongPassphrase(user.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.sessions.insert(Session {
+            user: user.to_string(),
+            account: account.id,
+            keys: Arc::new(shard_crypto::VaultKeys::derive(&key)),
+            writer: tokio::sync::Mutex::new(()),
+        });
+        tracing::info!("account {user} unlocked");
+        Ok(())
+    }
+
+    /// Locks `user`'s vault (or every vault): its keys are dropped and zeroized.
+    pub fn logout(&self, user: Option<&str>) -> bool {
+        match user {
+            Some(u) => self.sessions.remove(u),
+            None => {
+                let any = !self.sessions.users().is_empty();
+                self.sessions.clear();
+                any
+            }
+        }
+    }
+
+    /// Logged-in users.
+    pub fn users(&self) -> Vec<String> {
+        self.sessions.users()
+    }
+
+    /// The session a request acts for.
+    pub fn session(&self, user: Option<&str>) -> Result<Arc<Session>> {
+        self.sessions.pick(user).map_err(|p| {
+            Error::NotLoggedIn(match p {
+                Pick::None => {
+                    "no account is unlocked on this node; run `shard login USER` first".into()
+                }
+                Pick::Ambiguous => "several accounts are unlocked; say which with --user".into(),
+                Pick::NotLoggedIn(u) => {
+                    format!("account {u:?} is not unlocked; run `shard login {u}`")
+                }
+            })
+        })
     }
 
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
@@ -552,6 +683,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         }) {
             return;
         }
+        flush_deletions(&node, &client).await;
         let started = Instant::now();
         while !client.is_closed() {
             let timeout = node.options.request_timeout;
@@ -579,5 +711,41 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             p.client = None;
             p.last_error = Some("connection closed".into());
         });
+    }
+}
+
+/// Sends a reconnected peer the deletions queued while it was away.
+async fn flush_deletions(node: &Node, client: &Arc<PeerClient>) {
+    let peer = client.peer().id;
+    let Ok(pending) = node.catalog.pending_deletions(&peer) else {
+        return;
+    };
+    if pending.is_empty() {
+        return;
+    }
+    let mut by_vault: HashMap<[u8; 16], Vec<shard_proto::ShareId>> = HashMap::new();
+    for (vault, share) in &pending {
+        by_vault.entry(*vault).or_default().push(*share);
+    }
+    for (vault, shares) in by_vault {
+        if client
+            .delete(vault, shares.clone(), node.options.request_timeout)
+            .await
+            .is_ok()
+        {
+            let done: Vec<_> = shares.into_iter().map(|s| (vault, s)).collect();
+            if let Err(e) = node.catalog.deletions_done(&peer, &done) {
+                tracing::warn!(
+                    "could not record deletions on {}: {e}",
+                    client.peer().hello.name
+                );
+            } else {
+                tracing::info!(
+                    "deleted {} shares on {} queued while it was offline",
+                    done.len(),
+                    client.peer().hello.name
+                );
+            }
+        }
     }
 }

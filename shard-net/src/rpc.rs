@@ -296,6 +296,25 @@ impl ShareService {
         &self.store
     }
 
+    /// Stores a share of this node's own in its store, through the same group commit as
+    /// peers' puts.
+    pub async fn put_local(
+        &self,
+        ns: Namespace,
+        share: Share,
+    ) -> std::result::Result<(), shard_store::Error> {
+        let (tx, rx) = oneshot::channel();
+        if self.puts.send((ns, share, tx)).await.is_err() {
+            return Err(shard_store::Error::InvalidParameters(
+                "node is shutting down",
+            ));
+        }
+        rx.await
+            .unwrap_or(Err(shard_store::Error::InvalidParameters(
+                "node is shutting down",
+            )))
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn ShareStore) -> shard_store::Result<T> + Send + 'static,

@@ -50,6 +50,11 @@ async fn shutdown_mid_stream_never_acknowledges_a_share_it_did_not_keep() {
     let server = Node::start(server_home.clone(), RunOptions::default())
         .await
         .unwrap();
+    server.announce().unwrap();
+    assert!(
+        server_home.api_addr_path().exists(),
+        "announce writes where the API is"
+    );
     let client = Node::start(client_home.clone(), RunOptions::default())
         .await
         .unwrap();

@@ -40,8 +40,8 @@ mod share_store;
 mod stream;
 
 pub use catalog::{
-    Account, AccountId, Catalog, FileEntry, FileId, FileKind, FileMeta, PeerRecord, SCHEMA_VERSION,
-    ShareRecord, ShareState, VaultCatalog,
+    Account, AccountId, AckedShare, Catalog, ChunkHealth, FileEntry, FileId, FileKind, FileMeta,
+    PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, VaultCatalog,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

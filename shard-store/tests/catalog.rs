@@ -363,3 +363,93 @@ fn peers_are_pinned_updated_and_forgotten() {
     assert!(!catalog.remove_peer(&peer.id).unwrap());
     assert!(catalog.peers().unwrap().is_empty());
 }
+
+#[test]
+fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
+    use shard_store::AckedShare;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let shared = manifest(70, 100, 1);
+    let mut both = manifest(90, 200, 1);
+    both.chunks.push(shared.chunks[0].clone());
+    both.size += 100;
+    let acks = |m: &Manifest| -> Vec<AckedShare> {
+        m.chunks
+            .iter()
+            .flat_map(|c| {
+                c.shares.iter().enumerate().map(|(i, s)| AckedShare {
+                    chunk: c.id,
+                    k: c.k,
+                    n: c.n,
+                    share_len: c.share_len,
+                    index: i as u8,
+                    share: *s,
+                    peer: PEERS[i],
+                })
+            })
+            .collect()
+    };
+    // Two of three shares acknowledged: the chunk is known, its health says so.
+    vault.record_acks(&acks(&shared)[..2]).unwrap();
+    let health = vault.chunk_health(&[shared.chunks[0].id]).unwrap();
+    assert_eq!(health[0].1.acked, 2);
+    vault.record_acks(&acks(&shared)).unwrap();
+    vault.record_acks(&acks(&both)).unwrap();
+    let f1 = vault
+        .begin_files(&[(meta("one", 100), shared.clone())])
+        .unwrap()[0]
+        .id;
+    let f2 = vault
+        .begin_files(&[(meta("two", 300), both.clone())])
+        .unwrap()[0]
+        .id;
+    vault.commit_files(&[f1, f2]).unwrap();
+
+    // Removing "two" frees only its own chunk; the shared one is still used by "one".
+    let freed = vault.delete_files(&[f2]).unwrap();
+    assert_eq!(
+        freed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        both.chunks[0].shares
+    );
+    assert_eq!(vault.list().unwrap().len(), 1);
+    let freed = vault.delete_files(&[f1]).unwrap();
+    assert_eq!(
+        freed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        shared.chunks[0].shares
+    );
+    assert!(
+        vault
+            .chunk_health(&[shared.chunks[0].id])
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deletions for an offline peer wait in a queue until done.
+    vault
+        .queue_deletions(&[1; 16], &[(PEERS[0], freed[0].id)])
+        .unwrap();
+    assert_eq!(
+        catalog.pending_deletions(&PEERS[0]).unwrap(),
+        vec![([1; 16], freed[0].id)]
+    );
+    catalog
+        .deletions_done(&PEERS[0], &[([1; 16], freed[0].id)])
+        .unwrap();
+    assert!(catalog.pending_deletions(&PEERS[0]).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_one_catalog_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    drop(Catalog::open(&path).unwrap());
+    // Take it back to version 1, as an older build left it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE deletions; UPDATE schema_version SET version = 1;")
+        .unwrap();
+    drop(conn);
+    let catalog = Catalog::open(&path).unwrap();
+    assert!(catalog.pending_deletions(&PEERS[0]).unwrap().is_empty());
+}

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The passphrase of every test account.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 pub fn shard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_shard")
 }
@@ -112,6 +115,7 @@ impl TestNode {
             .arg("serve")
             .args(extra)
             .env("SHARD_LOG", "info,shard_net=debug")
+            .env("SHARD_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -143,6 +147,65 @@ impl TestNode {
 
     pub fn json(&self, args: &[&str]) -> Value {
         run_json(&self.home(), args)
+    }
+
+    /// Creates an account (passphrase from the environment) and returns its recovery code.
+    pub fn create_account(&self, user: &str) -> String {
+        let out = Command::new(shard_bin())
+            .arg("--home")
+            .arg(self.home())
+            .args(["--json", "account", "create", user])
+            .env("SHARD_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "account create: {}", stderr(&out));
+        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        v["recovery_code"].as_str().unwrap().to_string()
+    }
+
+    /// Restarts a stopped or killed node on the peer port it had, unlocking `login`.
+    pub fn restart(&mut self, login: Option<&str>) {
+        let listen = std::fs::read_to_string(self.home().join("listen.addr")).ok();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(l) = listen {
+            args.extend(["--listen".into(), l.trim().to_string()]);
+        }
+        if let Some(user) = login {
+            args.extend(["--login".into(), user.to_string()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.serve(&refs);
+    }
+
+    /// Calls the running node's control API directly.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let addr = std::fs::read_to_string(self.home().join("api.addr")).unwrap();
+        let token = std::fs::read_to_string(self.home().join("api.token")).unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let url = format!("http://{}{path}", addr.trim());
+        let auth = format!("Bearer {}", token.trim());
+        let mut response = match (method, body) {
+            ("GET", _) => agent
+                .get(&url)
+                .header("Authorization", &auth)
+                .call()
+                .unwrap(),
+            (_, Some(b)) => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(b)
+                .unwrap(),
+            (_, None) => agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_empty()
+                .unwrap(),
+        };
+        response.body_mut().read_json().unwrap_or(Value::Null)
     }
 
     /// SIGKILL: no chance to clean up.

@@ -15,10 +15,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use shard_crypto::{KeyRecord, VaultKeys};
-use shard_proto::NodeId;
+use shard_proto::{NodeId, ShareId};
 
 pub use schema::SCHEMA_VERSION;
-pub use vault::{FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState, VaultCatalog};
+pub use vault::{
+    AckedShare, ChunkHealth, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
+    VaultCatalog,
+};
 
 use crate::{Error, Result};
 
@@ -227,6 +230,40 @@ impl Catalog {
             .conn()
             .execute("DELETE FROM peers WHERE id = ?1", params![&id.0[..]])?
             > 0)
+    }
+
+    /// Share deletions waiting for `peer` (any account): (vault, share).
+    pub fn pending_deletions(&self, peer: &NodeId) -> Result<Vec<([u8; 16], ShareId)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT vault, share FROM deletions WHERE peer = ?1")?;
+        let rows = stmt
+            .query_map(params![&peer.0[..]], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(vault, share)| {
+                let vault = <[u8; 16]>::try_from(vault.as_slice())
+                    .map_err(|_| Error::IndexDamaged("vault id of the wrong length"))?;
+                let share = <[u8; 32]>::try_from(share.as_slice())
+                    .map_err(|_| Error::IndexDamaged("share id of the wrong length"))?;
+                Ok((vault, ShareId(share)))
+            })
+            .collect()
+    }
+
+    /// Forgets deletions that `peer` carried out.
+    pub fn deletions_done(&self, peer: &NodeId, done: &[([u8; 16], ShareId)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (vault, share) in done {
+            tx.prepare_cached(
+                "DELETE FROM deletions WHERE peer = ?1 AND vault = ?2 AND share = ?3",
+            )?
+            .execute(params![&peer.0[..], &vault[..], &share.0[..]])?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The files of an unlocked account.

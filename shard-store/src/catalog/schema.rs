@@ -16,13 +16,15 @@
 //! shares(id, account, chunk, idx, peer, state) state: 0 pending, 1 acked, 2 missing, 3 bad
 //! peers(id, name, addrs, added, last_seen)
 //! ```
+//! Version 2 adds `deletions(account, peer, vault, share)`: shares of removed files still to be
+//! deleted on a peer (it was offline); sent when it comes back.
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -65,6 +67,13 @@ const MIGRATIONS: &[&str] = &[
          addrs TEXT NOT NULL DEFAULT '',
          added INTEGER NOT NULL,
          last_seen INTEGER) WITHOUT ROWID;",
+    // 1 → 2: shares to delete on peers that were offline when their files were removed.
+    "CREATE TABLE deletions (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         peer BLOB NOT NULL,
+         vault BLOB NOT NULL,
+         share BLOB NOT NULL,
+         PRIMARY KEY (peer, vault, share)) WITHOUT ROWID;",
 ];
 
 /// Brings `conn` to [`SCHEMA_VERSION`].

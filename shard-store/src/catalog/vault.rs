@@ -111,6 +111,36 @@ pub struct ShareRecord {
     pub state: ShareState,
 }
 
+/// A share a peer acknowledged: what [`VaultCatalog::record_acks`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckedShare {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// The chunk's `k`.
+    pub k: u8,
+    /// The chunk's `n`.
+    pub n: u8,
+    /// The chunk's share length.
+    pub share_len: u32,
+    /// The share's index.
+    pub index: u8,
+    /// The share.
+    pub share: ShareId,
+    /// The peer that acknowledged it.
+    pub peer: NodeId,
+}
+
+/// How many shares of a chunk are acknowledged, against what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHealth {
+    /// Shares needed.
+    pub k: u8,
+    /// Shares made.
+    pub n: u8,
+    /// Shares acknowledged and not known missing or bad.
+    pub acked: u8,
+}
+
 /// An unlocked vault's files. Obtained from [`Catalog::vault`].
 pub struct VaultCatalog<'a> {
     catalog: &'a Catalog,
@@ -257,6 +287,134 @@ impl<'a> VaultCatalog<'a> {
                     &peer.0[..]
                 ])?;
             }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records acknowledged shares (and their chunks), in one transaction. A share recorded
+    /// before is moved to the peer given, acknowledged.
+    pub fn record_acks(&self, acks: &[AckedShare]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        for ack in acks {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![self.account.0, &ack.chunk.0[..], ack.k, ack.n, ack.share_len])?;
+            tx.prepare_cached(
+                "INSERT INTO shares (id, account, chunk, idx, peer, state) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                 ON CONFLICT (id) DO UPDATE SET peer = excluded.peer, state = 1",
+            )?
+            .execute(params![&ack.share.0[..], self.account.0, &ack.chunk.0[..], ack.index, &ack.peer.0[..]])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Acknowledged shares per chunk, for the chunks asked (missing chunks are left out).
+    pub fn chunk_health(&self, chunks: &[ChunkId]) -> Result<Vec<(ChunkId, ChunkHealth)>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.k, c.n, (SELECT COUNT(*) FROM shares s
+                                WHERE s.account = c.account AND s.chunk = c.id AND s.state = 1)
+             FROM chunks c WHERE c.account = ?1 AND c.id = ?2",
+        )?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let row = stmt
+                .query_row(params![self.account.0, &chunk.0[..]], |r| {
+                    Ok((r.get::<_, u8>(0)?, r.get::<_, u8>(1)?, r.get::<_, i64>(2)?))
+                })
+                .optional()?;
+            if let Some((k, n, acked)) = row {
+                out.push((
+                    *chunk,
+                    ChunkHealth {
+                        k,
+                        n,
+                        acked: u8::try_from(acked).unwrap_or(u8::MAX),
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes file versions. Chunks no visible version uses any more are removed too, and
+    /// their shares are returned: the caller deletes them on their peers.
+    pub fn delete_files(&self, files: &[FileId]) -> Result<Vec<ShareRecord>> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let mut released = Vec::new();
+        for file in files {
+            let state: Option<i64> = tx
+                .prepare_cached("SELECT state FROM files WHERE account = ?1 AND id = ?2")?
+                .query_row(params![self.account.0, file.0], |r| r.get(0))
+                .optional()?;
+            let Some(state) = state else { continue };
+            if state == FILE_VISIBLE {
+                let manifest = self.manifest_in(&tx, *file)?;
+                let mut seen = std::collections::HashSet::new();
+                for chunk in manifest.chunks.iter().filter(|c| seen.insert(c.id)) {
+                    tx.prepare_cached(
+                        "UPDATE chunks SET refs = refs - 1 WHERE account = ?1 AND id = ?2",
+                    )?
+                    .execute(params![self.account.0, &chunk.id.0[..]])?;
+                    released.push(chunk.id);
+                }
+            }
+            tx.prepare_cached("DELETE FROM files WHERE account = ?1 AND id = ?2")?
+                .execute(params![self.account.0, file.0])?;
+        }
+        let mut freed = Vec::new();
+        for chunk in released {
+            let refs: Option<i64> = tx
+                .prepare_cached("SELECT refs FROM chunks WHERE account = ?1 AND id = ?2")?
+                .query_row(params![self.account.0, &chunk.0[..]], |r| r.get(0))
+                .optional()?;
+            if refs.is_some_and(|r| r <= 0) {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, idx, peer, state FROM shares WHERE account = ?1 AND chunk = ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![self.account.0, &chunk.0[..]], |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                for (id, idx, peer, state) in rows {
+                    freed.push(ShareRecord {
+                        id: ShareId(blob32(id)?),
+                        chunk,
+                        index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
+                        peer: NodeId(blob32(peer)?),
+                        state: ShareState::from_code(state)?,
+                    });
+                }
+                tx.prepare_cached("DELETE FROM shares WHERE account = ?1 AND chunk = ?2")?
+                    .execute(params![self.account.0, &chunk.0[..]])?;
+                tx.prepare_cached("DELETE FROM chunks WHERE account = ?1 AND id = ?2")?
+                    .execute(params![self.account.0, &chunk.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(freed)
+    }
+
+    /// Queues share deletions for peers that could not be reached.
+    pub fn queue_deletions(&self, vault: &[u8; 16], shares: &[(NodeId, ShareId)]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        for (peer, share) in shares {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![self.account.0, &peer.0[..], &vault[..], &share.0[..]])?;
         }
         tx.commit()?;
         Ok(())

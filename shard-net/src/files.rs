@@ -1,0 +1,133 @@
+//! `ls` and `rm`: what the vault holds, and removing it (shares deleted on their peers now, or
+//! when an offline peer comes back).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use shard_proto::{NodeId, ShareId};
+use shard_store::{FileEntry, FileKind};
+
+use crate::node::Node;
+use crate::session::Session;
+use crate::{Error, Result};
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Health of a file from what the catalog knows: every share acknowledged, fewer but enough,
+/// or too few for some chunk.
+fn health(node: &Node, session: &Session, entry: &FileEntry) -> Result<Value> {
+    if entry.meta.kind != FileKind::File {
+        return Ok(json!(null));
+    }
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let manifest = vault.manifest(entry.id)?;
+    let ids: Vec<_> = manifest.chunks.iter().map(|c| c.id).collect();
+    let mut worst: Option<(u8, u8, u8)> = None;
+    for (_, h) in vault.chunk_health(&ids)? {
+        let margin = |x: (u8, u8, u8)| i32::from(x.2) - i32::from(x.0);
+        let this = (h.k, h.n, h.acked);
+        if worst.is_none_or(|w| margin(this) < margin(w)) {
+            worst = Some(this);
+        }
+    }
+    Ok(match worst {
+        None => json!({"state": "healthy", "spare": null}),
+        Some((k, n, acked)) => {
+            let state = if acked >= n {
+                "healthy"
+            } else if acked >= k {
+                "degraded"
+            } else {
+                "lost"
+            };
+            json!({"state": state, "k": k, "n": n, "min_acked": acked, "spare": i32::from(acked) - i32::from(k)})
+        }
+    })
+}
+
+/// The newest version of each name (under `prefix`), with its number of versions and health.
+pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value> {
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let mut by_name: BTreeMap<Vec<u8>, (FileEntry, usize)> = BTreeMap::new();
+    for e in vault.list()? {
+        if !e.meta.name.starts_with(prefix) {
+            continue;
+        }
+        let slot = by_name
+            .entry(e.meta.name.clone())
+            .or_insert_with(|| (e.clone(), 0));
+        slot.1 += 1;
+        if e.version >= slot.0.version {
+            slot.0 = e;
+        }
+    }
+    let mut files = Vec::with_capacity(by_name.len());
+    for (name, (entry, versions)) in by_name {
+        files.push(json!({
+            "name": lossy(&name),
+            "name_hex": hex::encode(&name),
+            "kind": match entry.meta.kind { FileKind::File => "file", FileKind::Dir => "dir", FileKind::Symlink => "link" },
+            "size": entry.meta.size,
+            "mtime": entry.meta.mtime,
+            "mode": entry.meta.mode,
+            "version": entry.version,
+            "versions": versions,
+            "stored_at": entry.stored_at,
+            "health": health(node, session, &entry)?,
+        }));
+    }
+    Ok(json!({"files": files}))
+}
+
+/// Removes every version of `name` (and, for a folder, everything under it); deletes the shares
+/// no other file uses.
+pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) -> Result<Value> {
+    let _writer = session.writer.lock().await;
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let versions = vault.versions(name)?;
+    if versions.is_empty() {
+        return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));
+    }
+    let mut ids: Vec<_> = versions.iter().map(|e| e.id).collect();
+    if versions.iter().any(|e| e.meta.kind == FileKind::Dir) {
+        let mut prefix = name.to_vec();
+        prefix.push(b'/');
+        ids.extend(
+            vault
+                .list()?
+                .into_iter()
+                .filter(|e| e.meta.name.starts_with(&prefix))
+                .map(|e| e.id),
+        );
+    }
+    let freed = vault.delete_files(&ids)?;
+    let mut by_peer: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
+    for share in &freed {
+        by_peer.entry(share.peer).or_default().push(share.id);
+    }
+    let vault_id = session.vault();
+    let (mut deleted, mut queued) = (0u64, 0u64);
+    let targets = node.targets();
+    for (peer, shares) in by_peer {
+        let done = match targets.iter().find(|t| t.node() == peer) {
+            Some(target) => target
+                .delete(vault_id, shares.clone(), node.options().request_timeout)
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if done {
+            deleted += shares.len() as u64;
+        } else {
+            queued += shares.len() as u64;
+            let pairs: Vec<_> = shares.into_iter().map(|s| (peer, s)).collect();
+            vault.queue_deletions(&vault_id, &pairs)?;
+        }
+    }
+    Ok(
+        json!({"removed": ids.len(), "shares_deleted": deleted, "shares_queued_for_offline_peers": queued}),
+    )
+}

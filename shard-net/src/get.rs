@@ -1,0 +1,424 @@
+//! `get`: files and trees back from the shares, with up to `n − k` nodes offline.
+//!
+//! For each chunk, `k` shares are fetched at once from the best sources (this node's store
+//! first, then connected peers by round-trip time); a share that is missing or fails its id is
+//! replaced by the next source. Several chunks are in flight; they are written in order to a
+//! temporary file beside the target, which is synced and renamed into place only when complete,
+//! so a failed restore leaves nothing half-written.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shard_proto::{ChunkRef, Manifest, NodeId, Share};
+use shard_store::{ChunkDecoder, FileEntry, FileKind, ShareState, check_share};
+use tokio::task::JoinSet;
+
+use crate::jobs::{Job, Progress};
+use crate::node::Node;
+use crate::put::{Entry, check_name};
+use crate::session::Session;
+use crate::target::Target;
+use crate::{Error, Result};
+
+/// Chunks fetched at once.
+const CHUNKS_AHEAD: usize = 4;
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct GetRequest {
+    /// Name in the vault.
+    pub name: Vec<u8>,
+    /// Version (default: the newest).
+    pub version: Option<u32>,
+    /// Where to write it (a file, or a folder for a tree).
+    pub out: PathBuf,
+    /// Overwrite what exists.
+    pub force: bool,
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Where the shares of chunks can come from, best first.
+struct Sources {
+    vault: [u8; 16],
+    ordered: Vec<Target>,
+    names: Vec<(NodeId, String)>,
+    timeout: Duration,
+}
+
+impl Sources {
+    fn new(node: &Node, session: &Session) -> Self {
+        let mut peers: Vec<_> = node.online_peers();
+        peers.sort_by(|a, b| a.0.peer().hello.name.cmp(&b.0.peer().hello.name));
+        let rtts = node.rtts();
+        peers.sort_by_key(|(c, _)| rtts.get(&c.peer().id).copied().unwrap_or(Duration::MAX));
+        let mut ordered = vec![node.local_target()];
+        ordered.extend(peers.into_iter().map(|(c, _)| Target::Peer(c)));
+        Self {
+            vault: session.vault(),
+            ordered,
+            names: node.peer_names(),
+            timeout: node.options().request_timeout,
+        }
+    }
+
+    fn target(&self, node: &NodeId) -> Option<&Target> {
+        self.ordered.iter().find(|t| t.node() == *node)
+    }
+
+    fn name(&self, node: &NodeId) -> String {
+        self.names
+            .iter()
+            .find(|(id, _)| id == node)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| crate::identity::short_fingerprint(node))
+    }
+}
+
+/// Fetches and decodes one chunk.
+async fn fetch_chunk(
+    sources: Arc<Sources>,
+    session: Arc<Session>,
+    node: Arc<Node>,
+    chunk: ChunkRef,
+    file: String,
+) -> Result<Vec<u8>> {
+    let records = node
+        .catalog()
+        .vault(session.account, &session.keys)
+        .chunk_shares(&chunk.id)?;
+    let mut candidates: Vec<(usize, u8, shard_proto::ShareId, Target)> = Vec::new();
+    let mut offline = Vec::new();
+    for r in records.iter().filter(|r| r.state == ShareState::Acked) {
+        match sources.target(&r.peer) {
+            Some(t) => {
+                let rank = sources
+                    .ordered
+                    .iter()
+                    .position(|o| o.node() == r.peer)
+                    .unwrap_or(usize::MAX);
+                candidates.push((rank, r.index, r.id, t.clone()));
+            }
+            None => offline.push(sources.name(&r.peer)),
+        }
+    }
+    candidates.sort_by_key(|c| c.0);
+    let need = usize::from(chunk.k);
+    let mut good: Vec<Share> = Vec::with_capacity(need);
+    let mut queue: VecDeque<_> = candidates.into();
+    let mut set = JoinSet::new();
+    let launch = |set: &mut JoinSet<_>,
+                  (_, _, id, target): (usize, u8, shard_proto::ShareId, Target)| {
+        let (vault, timeout) = (sources.vault, sources.timeout);
+        set.spawn(async move { (target.name(), target.get(vault, id, timeout).await) });
+    };
+    for _ in 0..need {
+        if let Some(c) = queue.pop_front() {
+            launch(&mut set, c);
+        }
+    }
+    while good.len() < need {
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let Ok((from, result)) = joined else { continue };
+        match result {
+            Ok(Some(share)) if check_share(&chunk, &share).is_ok() => good.push(share),
+            Ok(Some(_)) => tracing::warn!(
+                "{from} served a share that does not belong to chunk {:?}",
+                chunk.id
+            ),
+            Ok(None) => tracing::warn!("{from} no longer has a share of chunk {:?}", chunk.id),
+            Err(e) => tracing::warn!("fetching from {from} failed: {e}"),
+        }
+        if good.len() + set.len() < need
+            && let Some(c) = queue.pop_front()
+        {
+            launch(&mut set, c);
+        }
+    }
+    if good.len() < need {
+        offline.sort();
+        offline.dedup();
+        let holders = if offline.is_empty() {
+            String::new()
+        } else {
+            format!("; other shares are on {} (offline)", offline.join(", "))
+        };
+        return Err(Error::ChunkUnavailable {
+            file,
+            chunk: chunk.id.to_hex().chars().take(12).collect(),
+            have: good.len(),
+            need,
+            holders,
+        });
+    }
+    let keys = session.keys.clone();
+    tokio::task::spawn_blocking(move || ChunkDecoder::new(keys).decode(&chunk, &good))
+        .await
+        .map_err(|_| Error::Disconnected)?
+        .map_err(Error::Store)
+}
+
+/// Streams a file's chunks, in order, into `sink`.
+async fn stream_chunks(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    sources: &Arc<Sources>,
+    manifest: &Manifest,
+    file: &str,
+    progress: Option<&Progress>,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut ahead = VecDeque::new();
+    let mut chunks = manifest.chunks.iter();
+    loop {
+        while ahead.len() < CHUNKS_AHEAD {
+            let Some(chunk) = chunks.next() else { break };
+            ahead.push_back(tokio::spawn(fetch_chunk(
+                sources.clone(),
+                session.clone(),
+                node.clone(),
+                chunk.clone(),
+                file.to_string(),
+            )));
+        }
+        let Some(next) = ahead.pop_front() else { break };
+        let plain = next.await.map_err(|_| Error::Disconnected)??;
+        sink(&plain)?;
+        if let Some(p) = progress {
+            Progress::add(&p.bytes_done, plain.len() as u64);
+        }
+    }
+    Ok(())
+}
+
+fn access(path: &Path, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return Error::PathAccess {
+            path: path.display().to_string(),
+            reason: "the disk is full".into(),
+        };
+    }
+    Error::PathAccess {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+async fn restore_file(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    sources: &Arc<Sources>,
+    entry: &FileEntry,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<()> {
+    let manifest = node
+        .catalog()
+        .vault(session.account, &session.keys)
+        .manifest(entry.id)?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.shard-part",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let mut out = fs::File::create(&tmp).map_err(|e| access(&tmp, &e))?;
+    let written = stream_chunks(
+        node,
+        session,
+        sources,
+        &manifest,
+        &lossy(&entry.meta.name),
+        Some(progress),
+        |bytes| out.write_all(bytes).map_err(|e| access(&tmp, &e)),
+    )
+    .await
+    .and_then(|()| out.sync_all().map_err(|e| access(&tmp, &e)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(out);
+    fs::rename(&tmp, dest).map_err(|e| access(dest, &e))?;
+    set_meta(dest, entry)?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| access(dir, &e))?;
+    Ok(())
+}
+
+fn set_meta(path: &Path, entry: &FileEntry) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(entry.meta.mode & 0o7777))
+        .map_err(|e| access(path, &e))?;
+    let secs = u64::try_from(entry.meta.mtime).unwrap_or(0);
+    let mtime = UNIX_EPOCH + Duration::new(secs, entry.meta.mtime_nanos);
+    let f = fs::File::open(path).map_err(|e| access(path, &e))?;
+    f.set_modified(mtime).map_err(|e| access(path, &e))
+}
+
+/// The entries a get restores: one file or link, or a folder and everything under it (newest
+/// versions).
+fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<FileEntry>> {
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let versions = vault.versions(&request.name)?;
+    let chosen = match request.version {
+        Some(v) => versions
+            .iter()
+            .find(|e| e.version == v)
+            .cloned()
+            .ok_or_else(|| {
+                let have: Vec<String> = versions.iter().map(|e| e.version.to_string()).collect();
+                Error::Store(shard_store::Error::NoSuchFile(format!(
+                    "{}@{v} (its versions: {})",
+                    lossy(&request.name),
+                    if have.is_empty() {
+                        "none".into()
+                    } else {
+                        have.join(", ")
+                    }
+                )))
+            })?,
+        None => versions
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::Store(shard_store::Error::NoSuchFile(lossy(&request.name))))?,
+    };
+    if chosen.meta.kind != FileKind::Dir {
+        return Ok(vec![chosen]);
+    }
+    let mut prefix = request.name.clone();
+    prefix.push(b'/');
+    let mut newest: std::collections::BTreeMap<Vec<u8>, FileEntry> =
+        std::collections::BTreeMap::new();
+    for e in vault.list()? {
+        if e.meta.name.starts_with(&prefix) {
+            newest.insert(e.meta.name.clone(), e);
+        }
+    }
+    let mut out = vec![chosen];
+    out.extend(newest.into_values());
+    Ok(out)
+}
+
+/// Runs a get; the result is the job's summary.
+pub(crate) async fn run(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    request: GetRequest,
+    job: Arc<Job>,
+) -> Result<Value> {
+    let entries = resolve(&node, &session, &request)?;
+    let progress = &job.progress;
+    Progress::add(&progress.files_total, entries.len() as u64);
+    Progress::add(
+        &progress.bytes_total,
+        entries.iter().map(|e| e.meta.size).sum(),
+    );
+    if fs::symlink_metadata(&request.out).is_ok() && !request.force {
+        return Err(Error::Exists(request.out.display().to_string()));
+    }
+    let sources = Arc::new(Sources::new(&node, &session));
+    let root_name = request.name.clone();
+    let mut dirs = Vec::new();
+    for entry in &entries {
+        let dest = if entry.meta.name == root_name {
+            request.out.clone()
+        } else {
+            let rel = entry
+                .meta
+                .name
+                .get(root_name.len() + 1..)
+                .unwrap_or_default();
+            check_name(rel)?;
+            request.out.join(std::ffi::OsStr::from_bytes(rel))
+        };
+        match entry.meta.kind {
+            FileKind::Dir => {
+                if let Err(e) = fs::create_dir(&dest)
+                    && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
+                {
+                    return Err(access(&dest, &e));
+                }
+                dirs.push((dest, entry.clone()));
+            }
+            FileKind::File => {
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
+                }
+                restore_file(&node, &session, &sources, entry, &dest, progress).await?;
+            }
+            FileKind::Symlink => {
+                let target = entry.meta.link_target.clone().unwrap_or_default();
+                if request.force {
+                    let _ = fs::remove_file(&dest);
+                }
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)
+                    .map_err(|e| access(&dest, &e))?;
+            }
+        }
+        Progress::add(&progress.files_done, 1);
+    }
+    // Folders last, deepest first, so writing into them does not change their times.
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, entry) in &dirs {
+        set_meta(path, entry)?;
+    }
+    Ok(json!({
+        "files": entries.iter().filter(|e| e.meta.kind == FileKind::File).count(),
+        "dirs": dirs.len(),
+        "links": entries.iter().filter(|e| e.meta.kind == FileKind::Symlink).count(),
+        "bytes": entries.iter().map(|e| e.meta.size).sum::<u64>(),
+        "out": request.out.display().to_string(),
+        "restored_at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    }))
+}
+
+/// `--move`'s check: every stored file reads back from its shares with the SHA-256 it had when
+/// it was read. Any difference keeps all originals.
+pub(crate) async fn verify_read_back(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    entries: &[Entry],
+    stored: &[(Option<Manifest>, Option<[u8; 32]>)],
+) -> Result<()> {
+    let sources = Arc::new(Sources::new(node, session));
+    for (entry, (manifest, sha)) in entries.iter().zip(stored) {
+        if entry.meta.kind != FileKind::File {
+            continue;
+        }
+        let (Some(manifest), Some(expected)) = (manifest, sha) else {
+            return Err(Error::MoveAborted(format!(
+                "{} was not fully stored",
+                entry.src.display()
+            )));
+        };
+        let mut hasher = Sha256::new();
+        let name = entry.src.display().to_string();
+        stream_chunks(node, session, &sources, manifest, &name, None, |bytes| {
+            hasher.update(bytes);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::MoveAborted(format!("{name} could not be read back: {e}")))?;
+        let got: [u8; 32] = hasher.finalize().into();
+        if got != *expected {
+            return Err(Error::MoveAborted(format!(
+                "{name} read back different from the original"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,690 @@
+//! `put`: files and folder trees into the vault, their shares spread over this node and its
+//! peers.
+//!
+//! The pipeline, with memory bounded whatever the sizes:
+//! 1. scan the paths (files, folders, links; other kinds are skipped with a warning);
+//! 2. one blocking thread reads and encodes files into chunks of `n` shares (a bounded channel
+//!    holds it back when sending lags);
+//! 3. the dispatcher sends the shares of each chunk to `n` distinct nodes chosen by the
+//!    [`Placement`], at most [`CHUNKS_IN_FLIGHT`] chunks and [`PER_NODE`] shares per node at a
+//!    time; a node that fails is replaced by another that holds no share of the chunk;
+//! 4. acknowledged shares are recorded in the catalog in batches; a file becomes visible
+//!    (begin + commit, one transaction per batch) only once every share of every chunk is.
+//!
+//! Resume and dedup are the same mechanism: before sending a chunk, the catalog is asked which
+//! of its shares are already acknowledged, and only the others are sent. The same file put
+//! again sends nothing; a put interrupted and run again sends only what was not acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shard_crypto::Label;
+use shard_proto::{ChunkId, Manifest, NodeId};
+use shard_store::{
+    AckedShare, ChunkEncoder, ChunkSizes, EncodedChunk, FileKind, FileMeta, KeyedFastCdc,
+    Redundancy, ShareState, Splitter,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::jobs::{Job, Progress};
+use crate::node::Node;
+use crate::placement::{Candidate, Placement, WeightedByFree};
+use crate::session::Session;
+use crate::target::Target;
+use crate::{Error, Result};
+
+/// Chunks whose shares are on their way at once.
+pub const CHUNKS_IN_FLIGHT: usize = 12;
+/// Shares in flight to one node at once (home routers choke on floods).
+pub const PER_NODE: usize = 8;
+/// Attempts to place one share before the chunk fails.
+const ATTEMPTS: usize = 3;
+
+/// What to store.
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    /// Files and folders.
+    pub paths: Vec<PathBuf>,
+    /// Name in the vault (only with one path; default: the path's last component).
+    pub name: Option<Vec<u8>>,
+    /// `k`-of-`n` (default: from the nodes online).
+    pub redundancy: Option<(u8, u8)>,
+    /// Delete the originals once stored and read back.
+    pub move_original: bool,
+}
+
+/// One thing to store.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub src: PathBuf,
+    pub meta: FileMeta,
+    pub dev_ino: (u64, u64),
+}
+
+/// Checks a vault name: not empty, not absolute, no empty, `.` or `..` component, no NUL.
+pub fn check_name(name: &[u8]) -> Result<()> {
+    let bad = name.is_empty()
+        || name.first() == Some(&b'/')
+        || name.contains(&0)
+        || name
+            .split(|&b| b == b'/')
+            .any(|c| c.is_empty() || c == b"." || c == b"..");
+    if bad {
+        return Err(Error::InvalidName(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Result<Entry> {
+    let link_target = if kind == FileKind::Symlink {
+        let target = fs::read_link(path).map_err(|e| access(path, &e))?;
+        Some(serde_bytes::ByteBuf::from(
+            target.as_os_str().as_bytes().to_vec(),
+        ))
+    } else {
+        None
+    };
+    Ok(Entry {
+        src: path.to_path_buf(),
+        meta: FileMeta {
+            name,
+            kind,
+            size: if kind == FileKind::File { md.len() } else { 0 },
+            mtime: md.mtime(),
+            mtime_nanos: u32::try_from(md.mtime_nsec()).unwrap_or(0),
+            mode: md.mode() & 0o7777,
+            link_target,
+        },
+        dev_ino: (md.dev(), md.ino()),
+    })
+}
+
+fn access(path: &Path, e: &std::io::Error) -> Error {
+    Error::PathAccess {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Lists what a put stores, in a stable order; returns warnings for skipped paths.
+pub(crate) fn scan(request: &PutRequest) -> Result<(Vec<Entry>, Vec<String>)> {
+    if request.name.is_some() && request.paths.len() != 1 {
+        return Err(Error::InvalidName("--as needs exactly one path".into()));
+    }
+    let mut entries = Vec::new();
+    let mut warnings = Vec::new();
+    for path in &request.paths {
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::PathMissing(path.display().to_string()));
+            }
+            Err(e) => return Err(access(path, &e)),
+        };
+        let name = match &request.name {
+            Some(n) => n.clone(),
+            None => path
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .ok_or_else(|| {
+                    Error::InvalidName(format!(
+                        "{} has no name; give one with --as",
+                        path.display()
+                    ))
+                })?,
+        };
+        check_name(&name)?;
+        walk(path, name, &md, &mut entries, &mut warnings)?;
+    }
+    Ok((entries, warnings))
+}
+
+fn walk(
+    path: &Path,
+    name: Vec<u8>,
+    md: &fs::Metadata,
+    out: &mut Vec<Entry>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let ft = md.file_type();
+    if ft.is_file() {
+        // Opened now so that an unreadable file fails the put before anything is sent.
+        fs::File::open(path).map_err(|e| access(path, &e))?;
+        out.push(meta_of(path, name, md, FileKind::File)?);
+    } else if ft.is_symlink() {
+        out.push(meta_of(path, name, md, FileKind::Symlink)?);
+    } else if ft.is_dir() {
+        out.push(meta_of(path, name.clone(), md, FileKind::Dir)?);
+        let mut children: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(|e| access(path, &e))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| access(path, &e))?;
+        children.sort();
+        for child in children {
+            let child_md = fs::symlink_metadata(&child).map_err(|e| access(&child, &e))?;
+            let mut child_name = name.clone();
+            child_name.push(b'/');
+            child_name
+                .extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
+            walk(&child, child_name, &child_md, out, warnings)?;
+        }
+    } else {
+        warnings.push(format!(
+            "skipped {}: not a regular file, folder or link",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What the encoder thread tells the dispatcher.
+enum Encoded {
+    Chunk {
+        file: usize,
+        chunk: EncodedChunk,
+    },
+    FileDone {
+        file: usize,
+        manifest: Manifest,
+        sha256: Option<[u8; 32]>,
+    },
+    FileFailed {
+        file: usize,
+        error: String,
+    },
+}
+
+/// A reader that hashes what passes through (for `--move`'s read-back check).
+struct Hashing<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(buf.get(..n).unwrap_or_default());
+        }
+        Ok(n)
+    }
+}
+
+fn encode_files(
+    entries: &[Entry],
+    session: &Session,
+    redundancy: Redundancy,
+    hash: bool,
+    tx: &mpsc::Sender<Encoded>,
+) -> Result<()> {
+    let keys = session.keys.clone();
+    let seed = keys.subkey(Label::ChunkerSeed);
+    for (file, entry) in entries.iter().enumerate() {
+        if entry.meta.kind != FileKind::File {
+            continue;
+        }
+        let outcome = (|| -> std::result::Result<(Manifest, Option<[u8; 32]>), String> {
+            let f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
+            let chunker =
+                KeyedFastCdc::new(seed.expose(), ChunkSizes::DEFAULT).map_err(|e| e.to_string())?;
+            let encoder = ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?;
+            let mut reader = Hashing {
+                inner: f,
+                hasher: hash.then(Sha256::new),
+            };
+            let mut chunks = Vec::new();
+            let mut size = 0u64;
+            for encoded in Splitter::new(&mut reader, chunker, encoder) {
+                let chunk = encoded.map_err(|e| e.to_string())?;
+                size += u64::from(chunk.chunk.len);
+                chunks.push(chunk.chunk.clone());
+                if tx.blocking_send(Encoded::Chunk { file, chunk }).is_err() {
+                    return Err("put cancelled".into());
+                }
+            }
+            let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
+            let changed = after.len() != size
+                || size != entry.meta.size
+                || after.mtime() != entry.meta.mtime
+                || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
+                || (after.dev(), after.ino()) != entry.dev_ino;
+            if changed {
+                return Err(
+                    "it changed while being read; nothing was stored for it (run the put again)"
+                        .into(),
+                );
+            }
+            let sha = reader.hasher.map(|h| h.finalize().into());
+            Ok((Manifest { size, chunks }, sha))
+        })();
+        let message = match outcome {
+            Ok((manifest, sha256)) => Encoded::FileDone {
+                file,
+                manifest,
+                sha256,
+            },
+            Err(error) => Encoded::FileFailed { file, error },
+        };
+        if tx.blocking_send(message).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct Ctx {
+    vault: [u8; 16],
+    targets: HashMap<NodeId, (Target, Arc<Semaphore>)>,
+    candidates: Vec<Candidate>,
+    timeout: Duration,
+}
+
+/// Sends the shares of one chunk that are not acknowledged yet; returns the new acks.
+async fn send_chunk(
+    ctx: Arc<Ctx>,
+    chunk: EncodedChunk,
+    acked: HashMap<u8, NodeId>,
+) -> std::result::Result<(Vec<AckedShare>, u64), String> {
+    let c = &chunk.chunk;
+    let mut holders: Vec<NodeId> = acked.values().copied().collect();
+    let needed: Vec<u8> = (0..c.n).filter(|i| !acked.contains_key(i)).collect();
+    let mut tries: Vec<(u8, NodeId)> = Vec::new();
+    let chosen = WeightedByFree.choose(&ctx.candidates, needed.len(), &holders);
+    if chosen.len() < needed.len() {
+        return Err(format!(
+            "only {} nodes can take shares of this chunk, {} needed",
+            chosen.len() + holders.len(),
+            c.n
+        ));
+    }
+    holders.extend(&chosen);
+    tries.extend(needed.iter().copied().zip(chosen));
+    let mut acks = Vec::new();
+    let mut sent_bytes = 0u64;
+    let mut failed: Vec<NodeId> = Vec::new();
+    for _attempt in 0..ATTEMPTS {
+        let mut set = JoinSet::new();
+        for (index, node) in tries.drain(..) {
+            let Some((target, slots)) = ctx.targets.get(&node).cloned() else {
+                continue;
+            };
+            let Some(share) = chunk.shares.get(usize::from(index)).cloned() else {
+                continue;
+            };
+            let (vault, timeout) = (ctx.vault, ctx.timeout);
+            set.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let result = target.put(vault, &share, timeout).await;
+                (index, node, share.id(), share.encoded_len() as u64, result)
+            });
+        }
+        let mut retry: Vec<u8> = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok((index, node, share, len, result)) = joined else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    sent_bytes += len;
+                    acks.push(AckedShare {
+                        chunk: c.id,
+                        k: c.k,
+                        n: c.n,
+                        share_len: c.share_len,
+                        index,
+                        share,
+                        peer: node,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("share {index} of chunk {:?} to {node:?} failed: {e}", c.id);
+                    failed.push(node);
+                    retry.push(index);
+                }
+            }
+        }
+        if retry.is_empty() {
+            return Ok((acks, sent_bytes));
+        }
+        // Replace failed nodes by others holding nothing of this chunk.
+        let mut exclude = holders.clone();
+        exclude.extend(&failed);
+        let replacements = WeightedByFree.choose(&ctx.candidates, retry.len(), &exclude);
+        if replacements.len() < retry.len() {
+            return Err(format!(
+                "{} shares could not be placed: too few nodes accept them (failed: {})",
+                retry.len(),
+                failed.len()
+            ));
+        }
+        holders.extend(&replacements);
+        tries.extend(retry.into_iter().zip(replacements));
+    }
+    Err("shares could not be placed after several attempts".into())
+}
+
+/// What a chunk's send task returns: the new acks and the share bytes sent, or why it failed.
+type ChunkOutcome = (ChunkId, std::result::Result<(Vec<AckedShare>, u64), String>);
+
+struct FileTrack {
+    chunks: Vec<ChunkId>,
+    manifest: Option<Manifest>,
+    sha256: Option<[u8; 32]>,
+    failed: Option<String>,
+    committed: bool,
+}
+
+/// Runs a put; the result is the job's summary.
+pub(crate) async fn run(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    request: PutRequest,
+    job: Arc<Job>,
+) -> Result<Value> {
+    let _writer = session.writer.lock().await;
+    let req = request.clone();
+    let (entries, warnings) = tokio::task::spawn_blocking(move || scan(&req))
+        .await
+        .map_err(|_| Error::Disconnected)??;
+    let progress = &job.progress;
+    let files_total = entries.len() as u64;
+    Progress::add(&progress.files_total, files_total);
+    Progress::add(
+        &progress.bytes_total,
+        entries.iter().map(|e| e.meta.size).sum(),
+    );
+
+    // Targets: this node and every connected peer.
+    let mut targets = HashMap::new();
+    let mut candidates = Vec::new();
+    let local = node.local_target();
+    let own_free = node.store().usage().ok().and_then(|u| u.free());
+    candidates.push(Candidate {
+        node: local.node(),
+        free: own_free,
+    });
+    targets.insert(local.node(), (local, Arc::new(Semaphore::new(PER_NODE))));
+    for (client, usage) in node.online_peers() {
+        let id = client.peer().id;
+        candidates.push(Candidate {
+            node: id,
+            free: usage.and_then(|u| u.free()),
+        });
+        targets.insert(
+            id,
+            (Target::Peer(client), Arc::new(Semaphore::new(PER_NODE))),
+        );
+    }
+    let online = targets.len();
+    // The default comes from the nodes paired, not those online: a put while peers are away
+    // must not quietly store with less redundancy; it is refused and says how many are missing.
+    let paired = node.peers().len() + 1;
+    let redundancy = match request.redundancy {
+        Some((k, n)) => Redundancy::new(k, n).map_err(Error::Store)?,
+        None => Redundancy::for_peers(paired).map_err(Error::Store)?,
+    };
+    if usize::from(redundancy.n()) > online {
+        return Err(Error::NotEnoughNodes {
+            online,
+            peers: online - 1,
+            needed: usize::from(redundancy.n()),
+            k: usize::from(redundancy.k()),
+        });
+    }
+    let ctx = Arc::new(Ctx {
+        vault: session.vault(),
+        targets,
+        candidates,
+        timeout: node.options().request_timeout,
+    });
+
+    // Encoder thread.
+    let (tx, mut rx) = mpsc::channel::<Encoded>(4);
+    let enc_entries = entries.clone();
+    let enc_session = session.clone();
+    let hash = request.move_original;
+    let encoder = tokio::task::spawn_blocking(move || {
+        encode_files(&enc_entries, &enc_session, redundancy, hash, &tx)
+    });
+
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let mut files: Vec<FileTrack> = entries
+        .iter()
+        .map(|e| FileTrack {
+            chunks: Vec::new(),
+            manifest: (e.meta.kind != FileKind::File).then(Manifest::default),
+            sha256: None,
+            failed: None,
+            committed: false,
+        })
+        .collect();
+    let mut complete: HashSet<ChunkId> = HashSet::new();
+    let mut in_flight: HashSet<ChunkId> = HashSet::new();
+    let mut chunk_files: HashMap<ChunkId, Vec<usize>> = HashMap::new();
+    let mut chunk_len: HashMap<ChunkId, u64> = HashMap::new();
+    let mut pending_acks: Vec<AckedShare> = Vec::new();
+    let mut recorded_complete: Vec<ChunkId> = Vec::new();
+    let mut set: JoinSet<ChunkOutcome> = JoinSet::new();
+    let (mut chunks_total, mut chunks_sent, mut chunks_dedup, mut shares_sent, mut bytes_sent) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut encoder_open = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+
+    loop {
+        tokio::select! {
+            message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT => match message {
+                None => encoder_open = false,
+                Some(Encoded::Chunk { file, chunk }) => {
+                    let id = chunk.chunk.id;
+                    chunks_total += 1;
+                    if let Some(track) = files.get_mut(file) {
+                        track.chunks.push(id);
+                    }
+                    chunk_files.entry(id).or_default().push(file);
+                    chunk_len.insert(id, u64::from(chunk.chunk.len));
+                    if complete.contains(&id) {
+                        Progress::add(&progress.bytes_done, u64::from(chunk.chunk.len));
+                        continue;
+                    }
+                    if !in_flight.insert(id) {
+                        continue;
+                    }
+                    let acked: HashMap<u8, NodeId> = vault
+                        .chunk_shares(&id)?
+                        .into_iter()
+                        .filter(|s| s.state == ShareState::Acked)
+                        .map(|s| (s.index, s.peer))
+                        .collect();
+                    if acked.len() >= usize::from(chunk.chunk.n) {
+                        chunks_dedup += 1;
+                        in_flight.remove(&id);
+                        complete.insert(id);
+                        recorded_complete.push(id);
+                        Progress::add(&progress.bytes_done, u64::from(chunk.chunk.len));
+                        continue;
+                    }
+                    chunks_sent += 1;
+                    let ctx = ctx.clone();
+                    set.spawn(async move { (id, send_chunk(ctx, chunk, acked).await) });
+                }
+                Some(Encoded::FileDone { file, manifest, sha256 }) => {
+                    if let Some(track) = files.get_mut(file) {
+                        track.manifest = Some(manifest);
+                        track.sha256 = sha256;
+                    }
+                }
+                Some(Encoded::FileFailed { file, error }) => {
+                    if let Some(track) = files.get_mut(file) {
+                        track.failed = Some(error);
+                    }
+                }
+            },
+            Some(joined) = set.join_next() => {
+                let Ok((id, result)) = joined else { continue };
+                in_flight.remove(&id);
+                match result {
+                    Ok((acks, bytes)) => {
+                        shares_sent += acks.len() as u64;
+                        bytes_sent += bytes;
+                        pending_acks.extend(acks);
+                        complete.insert(id);
+                        recorded_complete.push(id);
+                        Progress::add(&progress.bytes_done, chunk_len.get(&id).copied().unwrap_or(0));
+                    }
+                    Err(error) => {
+                        for &file in chunk_files.get(&id).map(Vec::as_slice).unwrap_or_default() {
+                            if let Some(track) = files.get_mut(file) {
+                                track.failed.get_or_insert_with(|| error.clone());
+                            }
+                        }
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                flush(&vault, &mut pending_acks, &mut recorded_complete, &complete, &mut files, &entries, progress)?;
+            },
+            else => break,
+        }
+        if !encoder_open && set.is_empty() {
+            break;
+        }
+    }
+    encoder.await.map_err(|_| Error::Disconnected)??;
+    flush(
+        &vault,
+        &mut pending_acks,
+        &mut recorded_complete,
+        &complete,
+        &mut files,
+        &entries,
+        progress,
+    )?;
+
+    let failures: Vec<String> = files
+        .iter()
+        .zip(&entries)
+        .filter_map(|(t, e)| {
+            t.failed
+                .as_ref()
+                .map(|f| format!("{}: {f}", e.src.display()))
+        })
+        .collect();
+    let count = |k: FileKind| entries.iter().filter(|e| e.meta.kind == k).count();
+    let mut summary = json!({
+        "files": count(FileKind::File),
+        "dirs": count(FileKind::Dir),
+        "links": count(FileKind::Symlink),
+        "bytes": entries.iter().map(|e| e.meta.size).sum::<u64>(),
+        "redundancy": redundancy.to_string(),
+        "chunks": chunks_total,
+        "chunks_sent": chunks_sent,
+        "chunks_already_stored": chunks_dedup,
+        "shares_sent": shares_sent,
+        "share_bytes_sent": bytes_sent,
+        "skipped": warnings,
+        "failed": failures,
+        "moved": false,
+    });
+    if let Some(first) = failures.first() {
+        return Err(Error::PartialPut {
+            failed: failures.len(),
+            total: entries.len(),
+            first: first.clone(),
+        });
+    }
+    if request.move_original {
+        crate::get::verify_read_back(
+            &node,
+            &session,
+            &entries,
+            &files
+                .iter()
+                .map(|t| (t.manifest.clone(), t.sha256))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+        remove_originals(&entries)?;
+        summary["moved"] = json!(true);
+    }
+    Ok(summary)
+}
+
+/// Records acks, then makes visible every file whose chunks are all recorded.
+fn flush(
+    vault: &shard_store::VaultCatalog<'_>,
+    pending_acks: &mut Vec<AckedShare>,
+    recorded: &mut Vec<ChunkId>,
+    complete: &HashSet<ChunkId>,
+    files: &mut [FileTrack],
+    entries: &[Entry],
+    progress: &Progress,
+) -> Result<()> {
+    if !pending_acks.is_empty() {
+        vault.record_acks(pending_acks)?;
+        pending_acks.clear();
+    }
+    recorded.clear();
+    let ready: Vec<usize> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            !t.committed
+                && t.failed.is_none()
+                && t.manifest
+                    .as_ref()
+                    .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&c.id)))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<(FileMeta, Manifest)> = ready
+        .iter()
+        .filter_map(|&i| {
+            Some((
+                entries.get(i)?.meta.clone(),
+                files.get(i)?.manifest.clone()?,
+            ))
+        })
+        .collect();
+    let begun = vault.begin_files(&batch)?;
+    vault.commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())?;
+    for i in ready {
+        if let Some(t) = files.get_mut(i) {
+            t.committed = true;
+        }
+    }
+    Progress::add(&progress.files_done, batch.len() as u64);
+    Ok(())
+}
+
+/// After a verified `--move`: removes the stored files and links, then the folders that are
+/// left empty (deepest first). Only what the put stored is touched.
+fn remove_originals(entries: &[Entry]) -> Result<()> {
+    for e in entries.iter().filter(|e| e.meta.kind != FileKind::Dir) {
+        fs::remove_file(&e.src).map_err(|err| access(&e.src, &err))?;
+    }
+    let mut dirs: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.meta.kind == FileKind::Dir)
+        .collect();
+    dirs.sort_by_key(|e| std::cmp::Reverse(e.src.components().count()));
+    for d in dirs {
+        // A folder that still holds something the put did not store stays.
+        let _ = fs::remove_dir(&d.src);
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Where a share can go: this node's own store or a connected peer, behind one interface.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shard_proto::{Namespace, NodeId, Share, ShareId, VaultRef};
+
+use crate::rpc::{PeerClient, ShareService};
+use crate::{Error, Result};
+
+/// A node that can hold shares.
+#[derive(Clone)]
+pub enum Target {
+    /// This node's store (the owner's own node counts as one of the `n`).
+    Local {
+        /// This node's id (the namespace owner).
+        id: NodeId,
+        /// The store, through the service (so puts share its group commit).
+        service: Arc<ShareService>,
+    },
+    /// A connected peer.
+    Peer(Arc<PeerClient>),
+}
+
+impl Target {
+    /// The node's id.
+    pub fn node(&self) -> NodeId {
+        match self {
+            Target::Local { id, .. } => *id,
+            Target::Peer(p) => p.peer().id,
+        }
+    }
+
+    /// The node's name, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Local { .. } => "this node".into(),
+            Target::Peer(p) => p.peer().hello.name.clone(),
+        }
+    }
+
+    /// Stores a share; `Ok` means it is on the node's disk.
+    pub async fn put(&self, vault: VaultRef, share: &Share, timeout: Duration) -> Result<()> {
+        match self {
+            Target::Local { id, service } => {
+                let ns = Namespace { owner: *id, vault };
+                service
+                    .put_local(ns, share.clone())
+                    .await
+                    .map_err(Error::Store)
+            }
+            Target::Peer(p) => p.put_share(vault, share, timeout).await,
+        }
+    }
+
+    /// Fetches a share, verified; `None` if the node does not have it.
+    pub async fn get(
+        &self,
+        vault: VaultRef,
+        id: ShareId,
+        timeout: Duration,
+    ) -> Result<Option<Share>> {
+        match self {
+            Target::Local { id: me, service } => {
+                let (store, ns) = (service.store().clone(), Namespace { owner: *me, vault });
+                tokio::task::spawn_blocking(move || store.get(&ns, &id))
+                    .await
+                    .map_err(|_| Error::Disconnected)?
+                    .map_err(Error::Store)
+            }
+            Target::Peer(p) => p.get_share(vault, id, timeout).await,
+        }
+    }
+
+    /// Deletes shares; returns how many the node removed.
+    pub async fn delete(
+        &self,
+        vault: VaultRef,
+        ids: Vec<ShareId>,
+        timeout: Duration,
+    ) -> Result<u64> {
+        match self {
+            Target::Local { id, service } => {
+                let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
+                tokio::task::spawn_blocking(move || store.delete(&ns, &ids))
+                    .await
+                    .map_err(|_| Error::Disconnected)?
+                    .map_err(Error::Store)
+            }
+            Target::Peer(p) => p.delete(vault, ids, timeout).await,
+        }
+    }
+}
