@@ -1,35 +1,21 @@
-//! `shard demo`: the data path on an embedded sample, in one process.
-//!
-//! Until the networked node exists, the five "nodes" are five in-memory share stores; the
-//! chunking, sealing, erasure coding, verification and restore are the real library code.
+//! `shard demo`: five nodes on 127.0.0.1 in this one process, paired, storing a sample 3-of-5;
+//! two nodes stop, the sample comes back from the other three, byte for byte. The nodes then
+//! keep running (the CLI can talk to the first) until Ctrl-C.
 
-use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shard_crypto::{Label, VaultKey, VaultKeys, encode_recovery_code, sha256};
-use shard_proto::ShareId;
-use shard_store::{
-    ChunkDecoder, ChunkEncoder, ChunkSizes, KeyedFastCdc, Redundancy, ShareSource, Splitter,
-    restore,
-};
+use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code, sha256};
+use shard_net::get::GetRequest;
+use shard_net::home::{Home, NodeConfig};
+use shard_net::node::{Node, RunOptions};
+use shard_net::put::PutRequest;
 
 const NODES: usize = 5;
-
-/// Five share stores; "stopping" a node empties its slot.
-struct Swarm {
-    nodes: Vec<Option<HashMap<ShareId, Vec<u8>>>>,
-}
-
-impl ShareSource for Swarm {
-    fn fetch(&mut self, id: &ShareId) -> shard_store::Result<Option<Vec<u8>>> {
-        Ok(self
-            .nodes
-            .iter()
-            .flatten()
-            .find_map(|node| node.get(id).cloned()))
-    }
-}
+const USER: &str = "demo";
+const PASSPHRASE: &str = "demo passphrase, not a secret";
 
 /// About 6 MiB of sample "papers": text lines, so the result is easy to eyeball.
 fn sample() -> Vec<u8> {
@@ -48,100 +34,164 @@ fn sample() -> Vec<u8> {
     out
 }
 
-pub fn run() -> Result<()> {
-    println!("shard demo: the data path on one machine, with {NODES} in-memory nodes.");
-    println!(
-        "(The swarm of {NODES} real nodes on loopback and the web UI come with the networking issues.)\n"
-    );
+fn home_at(root: &Path, i: usize) -> Result<Home> {
+    let home = Home::new(root.join(format!("node{}", i + 1)));
+    if !home.is_initialized() {
+        let mut config = NodeConfig::new(&format!("node{}", i + 1));
+        config.listen = "127.0.0.1:0".parse()?;
+        config.api = "127.0.0.1:0".parse()?;
+        home.init(&config)?;
+    }
+    Ok(home)
+}
 
-    let key = VaultKey::generate().context("creating a vault key")?;
-    let code = encode_recovery_code(&key);
-    let keys = Arc::new(VaultKeys::derive(&key));
-    println!(
-        "1. New vault {}; its recovery code would be shown once:",
-        keys.vault_id()
-    );
-    println!("   {}\n", code.as_str());
-
-    let data = sample();
-    let redundancy = Redundancy::for_peers(NODES)?;
-    let chunker = KeyedFastCdc::new(
-        keys.subkey(Label::ChunkerSeed).expose(),
-        ChunkSizes::DEFAULT,
-    )?;
-    let encoder = ChunkEncoder::new(keys.clone(), redundancy)?;
-    let mut swarm = Swarm {
-        nodes: vec![Some(HashMap::new()); NODES],
-    };
-    let manifest = Splitter::new(&data[..], chunker, encoder).run(|chunk| {
-        // Share i of every chunk goes to node i: each node holds one share per chunk.
-        for (node, share) in swarm.nodes.iter_mut().flatten().zip(&chunk.shares) {
-            node.insert(share.id(), share.to_bytes());
+pub fn run(keep: Option<PathBuf>) -> Result<()> {
+    let temp;
+    let root = match keep {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary folder")?;
+            temp.path().to_path_buf()
         }
-        Ok(())
-    })?;
-    let stored: usize = swarm
-        .nodes
-        .iter()
-        .flatten()
-        .map(|n| n.values().map(Vec::len).sum::<usize>())
-        .sum();
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(demo(&root))
+}
+
+async fn demo(root: &Path) -> Result<()> {
     println!(
-        "2. Split {} bytes into {} chunks (keyed content-defined chunking), sealed each with AES-256-GCM,",
-        data.len(),
-        manifest.chunks.len()
+        "shard demo: {NODES} nodes on 127.0.0.1, in this process, homes under {}\n",
+        root.display()
     );
+    let homes: Vec<Home> = (0..NODES)
+        .map(|i| home_at(root, i))
+        .collect::<Result<_>>()?;
+    let mut nodes = Vec::new();
+    for home in &homes {
+        nodes.push(Node::start(home.clone(), RunOptions::default()).await?);
+    }
+    let owner = nodes[0].clone();
     println!(
-        "   and coded each {redundancy}: {} shares, {} bytes in all, one share per chunk on each node.",
-        manifest.chunks.len() * NODES,
-        stored
+        "1. Started {NODES} nodes; each has its own X25519 identity, share store and catalog."
     );
-    let sample_share = swarm
-        .nodes
-        .first()
-        .and_then(|n| n.as_ref())
-        .and_then(|n| n.values().next());
-    if let Some(share) = sample_share {
+
+    let catalog = owner.catalog();
+    if catalog.account(USER)?.is_none() {
+        let key = VaultKey::generate()?;
+        catalog.create_account(
+            USER,
+            &KeyRecord::wrap(&key, PASSPHRASE.as_bytes(), KdfParams::DEFAULT)?,
+        )?;
         println!(
-            "   A node sees only this (first 32 bytes of a share): {}",
-            hex::encode(share.get(16..48).unwrap_or_default())
+            "2. Created account {USER:?} on node1 (vault key wrapped with Argon2id); its recovery code,"
         );
+        println!(
+            "   shown once, would be written down:\n   {}",
+            encode_recovery_code(&key).as_str()
+        );
+    } else {
+        println!("2. Account {USER:?} exists on node1 from an earlier run.");
     }
+    owner
+        .login(
+            USER,
+            zeroize::Zeroizing::new(PASSPHRASE.as_bytes().to_vec()),
+        )
+        .await?;
 
-    let lost = NODES - usize::from(redundancy.k());
-    for node in swarm.nodes.iter_mut().take(lost) {
-        *node = None;
+    for node in &nodes[1..] {
+        let id = node.status()?.id;
+        if owner.peers().iter().any(|p| p.id == id) {
+            continue;
+        }
+        let code = node.invite(None)?.encode();
+        owner.join(&code).await?;
+    }
+    let start = Instant::now();
+    while owner.online_peers().len() < NODES - 1 {
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("the peers did not all connect");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
-        "\n3. Stopped {lost} of the {NODES} nodes; {} remain.",
-        NODES - lost
+        "3. Paired node1 with the other four (invite codes, Noise XXpsk3); all connected over Noise XX."
     );
 
-    let mut restored = Vec::with_capacity(data.len());
-    let report = restore(
-        &mut ChunkDecoder::new(keys),
-        &manifest.chunks,
-        &mut swarm,
-        &mut restored,
-    )?;
+    let work = root.join("files");
+    std::fs::create_dir_all(&work)?;
+    let original = work.join("family-papers.txt");
+    let data = sample();
+    std::fs::write(&original, &data)?;
+    let stored = owner
+        .put(
+            None,
+            PutRequest {
+                paths: vec![original.clone()],
+                name: None,
+                redundancy: None,
+                move_original: false,
+            },
+        )
+        .await?;
     println!(
-        "4. Restored {} bytes from the remaining nodes ({} shares were unreachable, {} failed verification).",
-        report.bytes,
-        report.missing.len(),
-        report.bad.len()
+        "4. Stored {} ({} bytes): {} chunks, each sealed with AES-256-GCM and coded {},",
+        original.display(),
+        data.len(),
+        stored["chunks"],
+        stored["redundancy"].as_str().unwrap_or("?")
     );
-    let (a, b) = (sha256(&data), sha256(&restored));
     println!(
-        "   original SHA-256: {}\n   restored SHA-256: {}",
-        hex::encode(a),
-        hex::encode(b)
+        "   {} shares ({} bytes) spread over the five nodes; each node holds one share per chunk.",
+        stored["shares_sent"], stored["share_bytes_sent"]
     );
-    if restored != data {
+
+    for node in &nodes[3..] {
+        node.shutdown();
+        node.stopped(Duration::from_secs(5)).await;
+    }
+    println!("5. Stopped node4 and node5: 3 of 5 nodes remain.");
+
+    let restored = work.join("family-papers.restored.txt");
+    let _ = std::fs::remove_file(&restored);
+    owner
+        .get(
+            None,
+            GetRequest {
+                name: b"family-papers.txt".to_vec(),
+                version: None,
+                out: restored.clone(),
+                force: false,
+            },
+        )
+        .await?;
+    let back = std::fs::read(&restored)?;
+    println!(
+        "6. Restored it from the three nodes still running, to {}.",
+        restored.display()
+    );
+    println!("   original SHA-256: {}", hex::encode(sha256(&data)));
+    println!("   restored SHA-256: {}", hex::encode(sha256(&back)));
+    if back != data {
         bail!("the restored bytes differ from the original");
     }
+    println!("\nThe bytes match: 3 of 5 nodes were enough.");
+
+    owner.announce()?;
+    let alive: Vec<Arc<Node>> = nodes[..3].to_vec();
     println!(
-        "\nThe bytes match: {} of {NODES} nodes were enough.",
-        redundancy.k()
+        "\nnode1, node2 and node3 keep running; try `shard --home {} ls` or `shard --home {} peers`.",
+        homes[0].root().display(),
+        homes[0].root().display()
     );
+    println!("Ctrl-C stops the demo.");
+    tokio::signal::ctrl_c().await?;
+    for node in &alive {
+        node.shutdown();
+    }
+    for node in &alive {
+        node.stopped(Duration::from_secs(5)).await;
+    }
+    println!("demo stopped");
     Ok(())
 }

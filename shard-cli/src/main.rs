@@ -150,7 +150,8 @@ enum Command {
     },
     /// Paired peers: online state, address, round-trip time, usage.
     Peers,
-    /// Show the data path at work: split a sample into 5 shares per chunk, lose 2, restore it.
+    /// Five nodes on 127.0.0.1: store a sample 3-of-5, stop two, restore it; then keep running.
+    /// With --home DIR the nodes' homes are kept there; otherwise they are temporary.
     Demo,
 }
 
@@ -178,6 +179,7 @@ fn default_home() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli_home = cli.home.clone();
     let home = Home::new(cli.home.clone().unwrap_or_else(default_home));
     let json = cli.json;
     let result = match cli.command {
@@ -237,7 +239,7 @@ fn main() -> ExitCode {
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, &code),
         Command::Peers => network::peers(&home, json),
-        Command::Demo => demo::run(),
+        Command::Demo => demo::run(cli_home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -437,6 +437,28 @@ impl Node {
         })
     }
 
+    /// Stores files as `user` (or the only unlocked account); returns the put's summary.
+    pub async fn put(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        request: crate::put::PutRequest,
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        let job = self.jobs.create("put");
+        crate::put::run(self.clone(), session, request, job).await
+    }
+
+    /// Restores a file or tree as `user`; returns the get's summary.
+    pub async fn get(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        request: crate::get::GetRequest,
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        let job = self.jobs.create("get");
+        crate::get::run(self.clone(), session, request, job).await
+    }
+
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
     pub fn invite(&self, ttl: Option<Duration>) -> Result<Invite> {
         let ttl = ttl
