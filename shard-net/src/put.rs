@@ -230,15 +230,17 @@ fn encode_files(
     tx: &mpsc::Sender<Encoded>,
 ) -> Result<()> {
     let keys = session.keys.clone();
-    let seed = keys.subkey(Label::ChunkerSeed);
+    // One keyed chunker for the whole put: its gear table is drawn once, not per file.
+    let chunker = KeyedFastCdc::new(
+        keys.subkey(Label::ChunkerSeed).expose(),
+        ChunkSizes::DEFAULT,
+    )?;
     for (file, entry) in entries.iter().enumerate() {
         if entry.meta.kind != FileKind::File {
             continue;
         }
         let outcome = (|| -> std::result::Result<(Manifest, Option<[u8; 32]>), String> {
             let f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
-            let chunker =
-                KeyedFastCdc::new(seed.expose(), ChunkSizes::DEFAULT).map_err(|e| e.to_string())?;
             let encoder = ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?;
             let mut reader = Hashing {
                 inner: f,
@@ -246,7 +248,7 @@ fn encode_files(
             };
             let mut chunks = Vec::new();
             let mut size = 0u64;
-            for encoded in Splitter::new(&mut reader, chunker, encoder) {
+            for encoded in Splitter::new(&mut reader, &chunker, encoder) {
                 let chunk = encoded.map_err(|e| e.to_string())?;
                 size += u64::from(chunk.chunk.len);
                 chunks.push(chunk.chunk.clone());

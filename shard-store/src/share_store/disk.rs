@@ -93,12 +93,33 @@ pub struct DiskStore {
 struct Inner {
     index: Index,
     rng: ChaCha20Rng,
-    /// Scatter folders (relative), with the number of shares placed in each since open.
-    dirs: Vec<(String, usize)>,
+    /// Scatter folders (relative), with their depth and the shares placed since open.
+    dirs: Vec<ScatterDir>,
     /// Shares being written or deleted right now.
     in_flight: HashSet<(Namespace, ShareId)>,
+    /// Scatter folders created since the last batch took them (their parents need a sync).
+    created: Vec<PathBuf>,
     used: u64,
     count: u64,
+}
+
+/// A scatter folder the store created.
+struct ScatterDir {
+    path: String,
+    depth: usize,
+    /// Shares placed in it since the store was opened.
+    filled: usize,
+}
+
+impl ScatterDir {
+    fn new(path: String) -> Self {
+        let depth = path.split('/').count();
+        Self {
+            path,
+            depth,
+            filled: 0,
+        }
+    }
 }
 
 /// A share on its way to disk.
@@ -158,7 +179,7 @@ impl DiskStore {
         getrandom::fill(&mut seed).map_err(|_| Error::Crypto(shard_crypto::Error::Random))?;
         let dirs = Self::recover(&root, &mut index)?
             .into_iter()
-            .map(|d| (d, 0))
+            .map(ScatterDir::new)
             .collect();
         let (used, count) = index.totals()?;
         Ok(Self {
@@ -170,6 +191,7 @@ impl DiskStore {
                 rng: ChaCha20Rng::from_seed(seed),
                 dirs,
                 in_flight: HashSet::new(),
+                created: Vec::new(),
                 used,
                 count,
             }),
@@ -253,15 +275,18 @@ impl DiskStore {
             .dirs
             .iter()
             .enumerate()
-            .filter(|(_, (_, n))| *n < SCATTER_FILES_PER_DIR)
+            .filter(|(_, d)| d.filled < SCATTER_FILES_PER_DIR)
             .map(|(i, _)| i)
             .collect::<Vec<_>>();
-        let slot = if !reuse.is_empty() && below(&mut inner.rng, 4) != 0 {
+        // Mostly into a folder with room; now and then a new one, so the tree keeps growing in
+        // odd places. (Once one put in four: thousands of folders for a few thousand shares,
+        // and choosing among them became a third of a small-file put.)
+        let slot = if !reuse.is_empty() && below(&mut inner.rng, 16) != 0 {
             reuse[below(&mut inner.rng, reuse.len())]
         } else {
             self.new_scatter_dirs(inner)?
         };
-        let (dir, _) = inner.dirs[slot].clone();
+        let dir = inner.dirs[slot].path.clone();
         for attempt in 0..64 {
             let rel = format!("{dir}/{}", file_name(&mut inner.rng, attempt));
             let free = !batch.contains(&rel)
@@ -269,7 +294,7 @@ impl DiskStore {
                 && fs::symlink_metadata(self.root.join(&rel))
                     .is_err_and(|e| e.kind() == ErrorKind::NotFound);
             if free {
-                inner.dirs[slot].1 += 1;
+                inner.dirs[slot].filled += 1;
                 return Ok(rel);
             }
         }
@@ -283,12 +308,12 @@ impl DiskStore {
         // limit; otherwise chains would deepen with every new folder until none fits.
         let depth = 1 + below(&mut inner.rng, 3);
         let shallow: Vec<usize> = (0..inner.dirs.len())
-            .filter(|&i| inner.dirs[i].0.split('/').count() + depth <= SCATTER_MAX_DEPTH)
+            .filter(|&i| inner.dirs[i].depth + depth <= SCATTER_MAX_DEPTH)
             .collect();
         let mut parent = if !shallow.is_empty() && below(&mut inner.rng, 2) == 0 {
             Some(
                 inner.dirs[shallow[below(&mut inner.rng, shallow.len())]]
-                    .0
+                    .path
                     .clone(),
             )
         } else {
@@ -317,7 +342,8 @@ impl DiskStore {
                 break;
             };
             inner.index.add_dir(&rel)?;
-            inner.dirs.push((rel.clone(), 0));
+            inner.created.push(self.root.join(&rel));
+            inner.dirs.push(ScatterDir::new(rel.clone()));
             slot = Some(inner.dirs.len() - 1);
             parent = Some(rel);
         }
@@ -325,38 +351,55 @@ impl DiskStore {
     }
 
     /// Writes, syncs and moves every planned share into place, then syncs the folders.
-    fn write_files(&self, planned: &[Planned<'_>]) -> Result<()> {
+    /// Writes, syncs and moves every planned share into place, then syncs the folders that
+    /// gained an entry, and the parents of folders created for this batch (`created`).
+    fn write_files(&self, planned: &[Planned<'_>], mut created: Vec<PathBuf>) -> Result<()> {
         let tmp = self.root.join(TMP_DIR);
-        let per_thread = planned.len().div_ceil(WRITERS).max(1);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = planned
-                .chunks(per_thread)
-                .map(|group| scope.spawn(|| self.write_group(&tmp, group)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or(Err(Error::IndexDamaged("writer thread panicked")))
-                })
-                .collect()
-        });
-        results.into_iter().collect::<Result<()>>()?;
         let mut dirs: Vec<PathBuf> = planned
             .iter()
             .filter_map(|p| self.root.join(&p.rel).parent().map(Path::to_path_buf))
             .collect();
         dirs.sort();
         dirs.dedup();
-        // New folders must be durable in their parents too.
-        let mut parents: Vec<PathBuf> = dirs
-            .iter()
-            .flat_map(|d| {
-                d.ancestors()
-                    .skip(1)
-                    .take_while(|a| a.starts_with(&self.root))
+        if self.layout == Layout::Plain {
+            // Fan-out folders appear on first use; remember which, for the parent syncs.
+            for dir in &dirs {
+                let missing: Vec<PathBuf> = dir
+                    .ancestors()
+                    .take_while(|a| a.starts_with(&self.root) && !a.exists())
                     .map(Path::to_path_buf)
-            })
+                    .collect();
+                if !missing.is_empty() {
+                    fs::create_dir_all(dir).map_err(|e| Error::from_write(e, &self.root))?;
+                    created.extend(missing);
+                }
+            }
+        }
+        if planned.len() < WRITERS {
+            // A thread per share costs more than it saves for small batches.
+            self.write_group(&tmp, planned)?;
+        } else {
+            let per_thread = planned.len().div_ceil(WRITERS);
+            let results: Vec<Result<()>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = planned
+                    .chunks(per_thread)
+                    .map(|group| scope.spawn(|| self.write_group(&tmp, group)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or(Err(Error::IndexDamaged("writer thread panicked")))
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<()>>()?;
+        }
+        // Folders created for this batch must be durable in their parents too. (Syncing every
+        // ancestor of every folder, as at first, cost up to seven fsyncs per batch.)
+        let mut parents: Vec<PathBuf> = created
+            .iter()
+            .filter_map(|d| d.parent().map(Path::to_path_buf))
             .collect();
         parents.sort();
         parents.dedup();
@@ -389,12 +432,7 @@ impl DiskStore {
         drop(file);
         let dest = self.root.join(&p.rel);
         match self.layout {
-            Layout::Plain => {
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).map_err(io)?;
-                }
-                fs::rename(part, &dest).map_err(io)?;
-            }
+            Layout::Plain => fs::rename(part, &dest).map_err(io)?,
             Layout::Scatter => {
                 // A hard link fails instead of replacing: a file that appeared there meanwhile
                 // is never overwritten.
@@ -492,6 +530,7 @@ impl DiskStore {
             })
             .collect();
         inner.index.insert_pending(&rows)?;
+        let created = std::mem::take(&mut inner.created);
         let in_flight: Vec<_> = rows.iter().map(|r| (r.ns, r.id)).collect();
         inner.in_flight.extend(in_flight.iter().copied());
         inner.used += needed;
@@ -503,7 +542,7 @@ impl DiskStore {
         }
 
         // 2. Files: write, sync, move into place, sync folders.
-        let written = self.write_files(&plan);
+        let written = self.write_files(&plan, created);
 
         // 3. Commit (or undo) and release.
         let mut inner = self.lock();

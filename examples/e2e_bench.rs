@@ -1,0 +1,388 @@
+//! End to end, in one run: five `shard` nodes on 127.0.0.1 storing 3-of-5, against restic on the
+//! same data and the same disk.
+//!
+//! ```text
+//! cargo build --release -p shard-cli
+//! cargo run --release -p shard-examples --example e2e_bench -- [--dir DIR] [--mib 1024] [--files 20000]
+//! ```
+//! `--dir /dev/shm/x` puts every home and restic's repository on tmpfs (CPU is the limit);
+//! a folder on a real disk makes durable writes the limit, and the disk's own
+//! `dd bs=1M conv=fdatasync` bandwidth is measured there too. Prints MB/s, files/s, the ratios
+//! to restic, and the peak RSS (VmHWM) of every node.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    clippy::cast_precision_loss
+)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+const PASSWORD: &str = "benchmark passphrase";
+
+fn shard_bin() -> PathBuf {
+    std::env::var_os("SHARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/shard"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn shard(home: &Path, args: &[&str]) -> Output {
+    run(Command::new(shard_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("SHARD_PASSWORD", PASSWORD))
+}
+
+struct Node {
+    home: PathBuf,
+    child: Child,
+}
+
+impl Node {
+    fn start(dir: &Path, name: &str, login: bool) -> Self {
+        let home = dir.join(name);
+        shard(
+            &home,
+            &[
+                "init",
+                "--name",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+        );
+        if login {
+            shard(&home, &["account", "create", "bench"]);
+        }
+        let mut args = vec!["serve"];
+        if login {
+            args.extend(["--login", "bench"]);
+        }
+        let log = fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(shard_bin())
+            .arg("--home")
+            .arg(&home)
+            .args(&args)
+            .env("SHARD_PASSWORD", PASSWORD)
+            .env("SHARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !home.join("api.addr").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{name} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { home, child }
+    }
+
+    fn peak_rss_mib(&self) -> u64 {
+        fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            / 1024
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn timed(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
+fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
+    let big = dir.join("data/big.bin");
+    fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = fs::File::create(&big).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        rng.fill_bytes(&mut buf);
+        out.write_all(&buf).unwrap();
+    }
+    drop(out);
+    let tree = dir.join("data/tree");
+    let mut tree_bytes = 0u64;
+    for i in 0..files {
+        let sub = tree.join(format!("d{:03}", i % 200));
+        if i < 200 {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        let len = 512 + (rng.next_u32() as usize % 7680);
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        fs::write(sub.join(format!("f{i:05}.dat")), &data).unwrap();
+        tree_bytes += len as u64;
+    }
+    (big, tree, tree_bytes)
+}
+
+fn same_bytes(a: &Path, b: &Path) {
+    let status = Command::new("cmp")
+        .arg("-s")
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{} and {} differ",
+        a.display(),
+        b.display()
+    );
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let status = Command::new("diff")
+        .arg("-rq")
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{} and {} differ",
+        a.display(),
+        b.display()
+    );
+}
+
+fn restic(repo: &Path, cache: &Path, args: &[&str]) {
+    run(Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", cache));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let mib: usize = flag("--mib").map(|v| v.parse().unwrap()).unwrap_or(1024);
+    let files: usize = flag("--files")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(20_000);
+    let base = flag("--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("shard-e2e-bench"));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    assert!(
+        shard_bin().exists(),
+        "build the release binary first: cargo build --release -p shard-cli"
+    );
+    println!(
+        "end to end in {} ({mib} MiB file, {files} small files), 5 nodes, 3-of-5",
+        base.display()
+    );
+
+    let (big, tree, tree_bytes) = make_data(&base, mib, files);
+    let big_bytes = (mib as u64) << 20;
+    let dd_mbps = {
+        let target = base.join("dd.bin");
+        let secs = timed(|| {
+            run(Command::new("dd")
+                .arg("if=/dev/zero")
+                .arg(format!("of={}", target.display()))
+                .args([
+                    "bs=1M",
+                    &format!("count={mib}"),
+                    "conv=fdatasync",
+                    "status=none",
+                ]));
+        });
+        fs::remove_file(&target).unwrap();
+        big_bytes as f64 / secs / 1e6
+    };
+
+    let nodes_dir = base.join("nodes");
+    fs::create_dir_all(&nodes_dir).unwrap();
+    let owner = Node::start(&nodes_dir, "owner", true);
+    let peers: Vec<Node> = (1..5)
+        .map(|i| Node::start(&nodes_dir, &format!("peer{i}"), false))
+        .collect();
+    for p in &peers {
+        let code = String::from_utf8(shard(&p.home, &["invite"]).stdout).unwrap();
+        shard(&owner.home, &["join", code.trim()]);
+    }
+    let start = Instant::now();
+    loop {
+        let out = String::from_utf8(shard(&owner.home, &["--json", "peers"]).stdout).unwrap();
+        if out.matches("\"online\":true").count() == 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "peers did not connect: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let put_big = timed(|| {
+        shard(&owner.home, &["put", big.to_str().unwrap()]);
+    });
+    let out_big = base.join("out/big.bin");
+    fs::create_dir_all(out_big.parent().unwrap()).unwrap();
+    let get_big = timed(|| {
+        shard(
+            &owner.home,
+            &["get", "big.bin", "-o", out_big.to_str().unwrap()],
+        );
+    });
+    same_bytes(&big, &out_big);
+    fs::remove_file(&out_big).unwrap();
+    let put_tree = timed(|| {
+        shard(&owner.home, &["put", tree.to_str().unwrap()]);
+    });
+    let out_tree = base.join("out/tree");
+    let get_tree = timed(|| {
+        shard(
+            &owner.home,
+            &["get", "tree", "-o", out_tree.to_str().unwrap()],
+        );
+    });
+    same_tree(&tree, &out_tree);
+    fs::remove_dir_all(&out_tree).unwrap();
+    let rss: Vec<(String, u64)> = std::iter::once(("owner".to_string(), owner.peak_rss_mib()))
+        .chain(
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("peer{}", i + 1), p.peak_rss_mib())),
+        )
+        .collect();
+    drop(peers);
+    drop(owner);
+
+    let cache = base.join("restic-cache");
+    let (repo_big, repo_tree) = (base.join("restic-big"), base.join("restic-tree"));
+    restic(&repo_big, &cache, &["init"]);
+    restic(&repo_tree, &cache, &["init"]);
+    let r_put_big = timed(|| restic(&repo_big, &cache, &["backup", "-q", big.to_str().unwrap()]));
+    let r_out = base.join("restic-out");
+    let r_get_big = timed(|| {
+        restic(
+            &repo_big,
+            &cache,
+            &[
+                "restore",
+                "latest",
+                "-q",
+                "--target",
+                r_out.to_str().unwrap(),
+            ],
+        )
+    });
+    fs::remove_dir_all(&r_out).unwrap();
+    let r_put_tree = timed(|| {
+        restic(
+            &repo_tree,
+            &cache,
+            &["backup", "-q", tree.to_str().unwrap()],
+        )
+    });
+    let r_get_tree = timed(|| {
+        restic(
+            &repo_tree,
+            &cache,
+            &[
+                "restore",
+                "latest",
+                "-q",
+                "--target",
+                r_out.to_str().unwrap(),
+            ],
+        )
+    });
+
+    let mbps = |bytes: u64, secs: f64| bytes as f64 / secs / 1e6;
+    let fps = |secs: f64| files as f64 / secs;
+    println!();
+    println!("| measure | shard 3-of-5, 5 nodes | restic, local repo | shard / restic |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| put {mib} MiB file | {:.0} MB/s | {:.0} MB/s | {:.2}× |",
+        mbps(big_bytes, put_big),
+        mbps(big_bytes, r_put_big),
+        r_put_big / put_big
+    );
+    println!(
+        "| get {mib} MiB file | {:.0} MB/s | {:.0} MB/s | {:.2}× |",
+        mbps(big_bytes, get_big),
+        mbps(big_bytes, r_get_big),
+        r_get_big / get_big
+    );
+    println!(
+        "| put {files} small files ({:.0} MB) | {:.0} files/s | {:.0} files/s | {:.2}× |",
+        tree_bytes as f64 / 1e6,
+        fps(put_tree),
+        fps(r_put_tree),
+        r_put_tree / put_tree
+    );
+    println!(
+        "| get {files} small files | {:.0} files/s | {:.0} files/s | {:.2}× |",
+        fps(get_tree),
+        fps(r_get_tree),
+        r_get_tree / get_tree
+    );
+    println!();
+    println!(
+        "disk: dd bs=1M conv=fdatasync {dd_mbps:.0} MB/s; ÷ n/k (5/3) = {:.0} MB/s; shard put = {:.0}% of that",
+        dd_mbps * 3.0 / 5.0,
+        mbps(big_bytes, put_big) / (dd_mbps * 3.0 / 5.0) * 100.0
+    );
+    println!(
+        "peak RSS (VmHWM): {}",
+        rss.iter()
+            .map(|(n, m)| format!("{n} {m} MiB"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = fs::remove_dir_all(&base);
+}
