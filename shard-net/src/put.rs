@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use shard_crypto::Label;
 use shard_proto::{ChunkId, Manifest, NodeId};
 use shard_store::{
-    AckedShare, ChunkEncoder, ChunkSizes, EncodedChunk, FileKind, FileMeta, KeyedFastCdc,
-    Redundancy, ShareState, Splitter,
+    AckedShare, ChunkEncoder, ChunkReader, ChunkSizes, EncodedChunk, FileKind, FileMeta,
+    KeyedFastCdc, Redundancy, ShareState,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -189,15 +189,18 @@ fn walk(
     Ok(())
 }
 
-/// What the encoder thread tells the dispatcher.
+/// What the encoder threads tell the dispatcher. Chunks of a file may arrive out of order and
+/// after their file's `FileDone`; `seq` and `chunks` let the dispatcher rebuild the order.
 enum Encoded {
     Chunk {
         file: usize,
+        seq: usize,
         chunk: EncodedChunk,
     },
     FileDone {
         file: usize,
-        manifest: Manifest,
+        chunks: usize,
+        size: u64,
         sha256: Option<[u8; 32]>,
     },
     FileFailed {
@@ -222,6 +225,11 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Threads that encode chunks (id, seal, Reed-Solomon, share ids) while one reads and cuts.
+const ENCODERS: usize = 2;
+
+/// Reads and cuts files on this thread (content-defined chunking is sequential) and encodes the
+/// chunks on [`ENCODERS`] threads, so a single large file uses more than one core.
 fn encode_files(
     entries: &[Entry],
     session: &Session,
@@ -235,54 +243,82 @@ fn encode_files(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
     )?;
-    for (file, entry) in entries.iter().enumerate() {
-        if entry.meta.kind != FileKind::File {
-            continue;
-        }
-        let outcome = (|| -> std::result::Result<(Manifest, Option<[u8; 32]>), String> {
-            let f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
-            let encoder = ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?;
-            let mut reader = Hashing {
-                inner: f,
-                hasher: hash.then(Sha256::new),
-            };
-            let mut chunks = Vec::new();
-            let mut size = 0u64;
-            for encoded in Splitter::new(&mut reader, &chunker, encoder) {
-                let chunk = encoded.map_err(|e| e.to_string())?;
-                size += u64::from(chunk.chunk.len);
-                chunks.push(chunk.chunk.clone());
-                if tx.blocking_send(Encoded::Chunk { file, chunk }).is_err() {
-                    return Err("put cancelled".into());
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, usize, Vec<u8>)>(ENCODERS);
+    let work_rx = std::sync::Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..ENCODERS {
+            let (rx, tx, keys) = (&work_rx, tx.clone(), keys.clone());
+            scope.spawn(move || {
+                let Ok(mut encoder) = ChunkEncoder::new(keys, redundancy) else {
+                    return;
+                };
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((file, seq, plain)) = job else {
+                        return;
+                    };
+                    let message = match encoder.encode(&plain) {
+                        Ok(chunk) => Encoded::Chunk { file, seq, chunk },
+                        Err(e) => Encoded::FileFailed {
+                            file,
+                            error: e.to_string(),
+                        },
+                    };
+                    if tx.blocking_send(message).is_err() {
+                        return;
+                    }
                 }
-            }
-            let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
-            let changed = after.len() != size
-                || size != entry.meta.size
-                || after.mtime() != entry.meta.mtime
-                || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
-                || (after.dev(), after.ino()) != entry.dev_ino;
-            if changed {
-                return Err(
-                    "it changed while being read; nothing was stored for it (run the put again)"
-                        .into(),
-                );
-            }
-            let sha = reader.hasher.map(|h| h.finalize().into());
-            Ok((Manifest { size, chunks }, sha))
-        })();
-        let message = match outcome {
-            Ok((manifest, sha256)) => Encoded::FileDone {
-                file,
-                manifest,
-                sha256,
-            },
-            Err(error) => Encoded::FileFailed { file, error },
-        };
-        if tx.blocking_send(message).is_err() {
-            break;
+            });
         }
-    }
+        for (file, entry) in entries.iter().enumerate() {
+            if entry.meta.kind != FileKind::File {
+                continue;
+            }
+            let outcome = (|| -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
+                let f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
+                let mut hashing = Hashing {
+                    inner: f,
+                    hasher: hash.then(Sha256::new),
+                };
+                let mut reader = ChunkReader::new(&mut hashing, &chunker);
+                let (mut seq, mut size) = (0usize, 0u64);
+                while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
+                    size += chunk.len() as u64;
+                    if work_tx.send((file, seq, chunk.to_vec())).is_err() {
+                        return Err("put cancelled".into());
+                    }
+                    seq += 1;
+                }
+                drop(reader);
+                let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
+                let changed = after.len() != size
+                    || size != entry.meta.size
+                    || after.mtime() != entry.meta.mtime
+                    || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
+                    || (after.dev(), after.ino()) != entry.dev_ino;
+                if changed {
+                    return Err("it changed while being read; nothing was stored for it (run the put again)".into());
+                }
+                Ok((seq, size, hashing.hasher.map(|h| h.finalize().into())))
+            })();
+            let message = match outcome {
+                Ok((chunks, size, sha256)) => Encoded::FileDone {
+                    file,
+                    chunks,
+                    size,
+                    sha256,
+                },
+                Err(error) => Encoded::FileFailed { file, error },
+            };
+            if tx.blocking_send(message).is_err() {
+                break;
+            }
+        }
+        drop(work_tx);
+    });
     Ok(())
 }
 
@@ -381,7 +417,10 @@ async fn send_chunk(
 type ChunkOutcome = (ChunkId, std::result::Result<(Vec<AckedShare>, u64), String>);
 
 struct FileTrack {
-    chunks: Vec<ChunkId>,
+    /// Chunk refs received so far, by position in the file.
+    refs: std::collections::BTreeMap<usize, shard_proto::ChunkRef>,
+    /// Chunk count and size, once the file is fully read.
+    expected: Option<(usize, u64)>,
     manifest: Option<Manifest>,
     sha256: Option<[u8; 32]>,
     failed: Option<String>,
@@ -465,7 +504,8 @@ pub(crate) async fn run(
     let mut files: Vec<FileTrack> = entries
         .iter()
         .map(|e| FileTrack {
-            chunks: Vec::new(),
+            refs: std::collections::BTreeMap::new(),
+            expected: None,
             manifest: (e.meta.kind != FileKind::File).then(Manifest::default),
             sha256: None,
             failed: None,
@@ -488,11 +528,12 @@ pub(crate) async fn run(
         tokio::select! {
             message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT => match message {
                 None => encoder_open = false,
-                Some(Encoded::Chunk { file, chunk }) => {
+                Some(Encoded::Chunk { file, seq, chunk }) => {
                     let id = chunk.chunk.id;
                     chunks_total += 1;
                     if let Some(track) = files.get_mut(file) {
-                        track.chunks.push(id);
+                        track.refs.insert(seq, chunk.chunk.clone());
+                        track.try_manifest();
                     }
                     chunk_files.entry(id).or_default().push(file);
                     chunk_len.insert(id, u64::from(chunk.chunk.len));
@@ -521,10 +562,11 @@ pub(crate) async fn run(
                     let ctx = ctx.clone();
                     set.spawn(async move { (id, send_chunk(ctx, chunk, acked).await) });
                 }
-                Some(Encoded::FileDone { file, manifest, sha256 }) => {
+                Some(Encoded::FileDone { file, chunks, size, sha256 }) => {
                     if let Some(track) = files.get_mut(file) {
-                        track.manifest = Some(manifest);
+                        track.expected = Some((chunks, size));
                         track.sha256 = sha256;
+                        track.try_manifest();
                     }
                 }
                 Some(Encoded::FileFailed { file, error }) => {
@@ -621,6 +663,21 @@ pub(crate) async fn run(
         summary["moved"] = json!(true);
     }
     Ok(summary)
+}
+
+impl FileTrack {
+    /// Builds the manifest once every chunk of the file has been encoded.
+    fn try_manifest(&mut self) {
+        if let Some((count, size)) = self.expected
+            && self.manifest.is_none()
+            && self.refs.len() == count
+        {
+            self.manifest = Some(Manifest {
+                size,
+                chunks: self.refs.values().cloned().collect(),
+            });
+        }
+    }
 }
 
 /// Records acks, then makes visible every file whose chunks are all recorded.

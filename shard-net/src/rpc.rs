@@ -23,12 +23,19 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Most ids a list request returns.
 const MAX_LIST: u32 = 10_000;
 
+/// A request on its way out; a share travels beside it (not copied into the message).
+struct Outgoing {
+    id: u64,
+    body: Request,
+    share: Option<Share>,
+}
+
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
 /// A connection to a peer, for making requests. Cheap to share (`Arc`).
 pub struct PeerClient {
     peer: PeerInfo,
-    requests: mpsc::Sender<(u64, Request)>,
+    requests: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
@@ -74,20 +81,32 @@ impl PeerClient {
     /// Sends a request and waits (at most `timeout`) for its answer. An error answer is
     /// [`Error::Remote`].
     pub async fn call(&self, body: Request, timeout: Duration) -> Result<Response> {
+        self.call_with(body, None, timeout).await
+    }
+
+    async fn call_with(
+        &self,
+        body: Request,
+        share: Option<Share>,
+        timeout: Duration,
+    ) -> Result<Response> {
         if self.is_closed() {
             return Err(Error::Disconnected);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
-        let answer = match tokio::time::timeout(timeout, self.requests.send((id, body))).await {
-            Ok(Ok(())) => tokio::time::timeout(timeout, rx).await,
-            Ok(Err(_)) => {
-                lock(&self.pending).remove(&id);
-                return Err(Error::Disconnected);
-            }
-            Err(elapsed) => Err(elapsed),
-        };
+        let answer =
+            match tokio::time::timeout(timeout, self.requests.send(Outgoing { id, body, share }))
+                .await
+            {
+                Ok(Ok(())) => tokio::time::timeout(timeout, rx).await,
+                Ok(Err(_)) => {
+                    lock(&self.pending).remove(&id);
+                    return Err(Error::Disconnected);
+                }
+                Err(elapsed) => Err(elapsed),
+            };
         match answer {
             Ok(Ok(Response::Error { code, message })) => Err(Error::Remote { code, message }),
             Ok(Ok(response)) => Ok(response),
@@ -110,17 +129,11 @@ impl PeerClient {
 
     /// Stores a share; `Ok` means the peer has it on disk.
     pub async fn put_share(&self, vault: VaultRef, share: &Share, timeout: Duration) -> Result<()> {
-        let bytes = Bytes::from(share.to_bytes());
-        match self
-            .call(
-                Request::PutShare {
-                    vault,
-                    share: bytes,
-                },
-                timeout,
-            )
-            .await?
-        {
+        let body = Request::PutShare {
+            vault,
+            share: Bytes::new(),
+        };
+        match self.call_with(body, Some(share.clone()), timeout).await? {
             Response::Stored => Ok(()),
             _ => Err(Error::UnexpectedResponse("put share")),
         }
@@ -228,11 +241,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn client_writer(
     mut writer: Box<dyn FrameWrite>,
-    mut queue: mpsc::Receiver<(u64, Request)>,
+    mut queue: mpsc::Receiver<Outgoing>,
     closed: Arc<AtomicBool>,
 ) {
-    while let Some((id, body)) = queue.recv().await {
-        if let Err(e) = writer.write_frame(&Message::Request { id, body }).await {
+    while let Some(Outgoing { id, body, share }) = queue.recv().await {
+        let message = Message::Request { id, body };
+        let written = match &share {
+            Some(share) => writer.write_share_frame(&message, share).await,
+            None => writer.write_frame(&message).await,
+        };
+        if let Err(e) = written {
             tracing::debug!("connection write failed: {e}");
             break;
         }
@@ -329,6 +347,17 @@ impl ShareService {
 
     /// The answer to one request from `owner`.
     pub async fn handle(&self, owner: NodeId, body: Request) -> Response {
+        match self.handle_with_share(owner, body).await {
+            (Response::Share { .. }, Some(share)) => Response::Share {
+                share: Bytes::from(share.to_bytes()),
+            },
+            (response, _) => response,
+        }
+    }
+
+    /// The answer to one request; a share to send back travels beside it (a placeholder in the
+    /// response), so it is not copied into the message.
+    async fn handle_with_share(&self, owner: NodeId, body: Request) -> (Response, Option<Share>) {
         let ns = |vault: VaultRef| Namespace { owner, vault };
         let result = match body {
             Request::Ping { nonce } => Ok(Response::Pong { nonce }),
@@ -353,9 +382,14 @@ impl ShareService {
             Request::GetShare { vault, id } => {
                 let ns = ns(vault);
                 match self.blocking(move |s| s.get(&ns, &id)).await {
-                    Ok(Some(share)) => Ok(Response::Share {
-                        share: Bytes::from(share.to_bytes()),
-                    }),
+                    Ok(Some(share)) => {
+                        return (
+                            Response::Share {
+                                share: Bytes::new(),
+                            },
+                            Some(share),
+                        );
+                    }
                     Ok(None) => Err(error(ErrorCode::NotFound, "share not held")),
                     Err(e) => Err(e),
                 }
@@ -393,7 +427,7 @@ impl ShareService {
                 "catalog heads are not kept yet",
             )),
         };
-        result.unwrap_or_else(|e| e)
+        (result.unwrap_or_else(|e| e), None)
     }
 }
 
@@ -493,10 +527,14 @@ pub async fn serve_channel(
         peer,
     } = connection.into();
     let owner = peer.id;
-    let (answers, mut outbox) = mpsc::channel::<Message>(MAX_IN_FLIGHT);
+    let (answers, mut outbox) = mpsc::channel::<(Message, Option<Share>)>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            if let Err(e) = writer.write_frame(&message).await {
+        while let Some((message, share)) = outbox.recv().await {
+            let written = match &share {
+                Some(share) => writer.write_share_frame(&message, share).await,
+                None => writer.write_frame(&message).await,
+            };
+            if let Err(e) = written {
                 tracing::debug!("answer write failed: {e}");
                 break;
             }
@@ -523,8 +561,8 @@ pub async fn serve_channel(
                 let service = service.clone();
                 let answers = answers.clone();
                 tokio::spawn(async move {
-                    let body = service.handle(owner, body).await;
-                    let _ = answers.send(Message::Response { id, body }).await;
+                    let (body, share) = service.handle_with_share(owner, body).await;
+                    let _ = answers.send((Message::Response { id, body }, share)).await;
                     drop(permit);
                 });
             }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use shard_proto::{Message, NodeId};
+use shard_proto::{Message, NodeId, Request, Response, Share};
 
 use crate::Result;
 use crate::identity::NodeIdentity;
@@ -29,8 +29,45 @@ pub trait FrameRead: Send {
 pub trait FrameWrite: Send {
     /// Sends one message.
     fn write_frame<'a>(&'a mut self, message: &'a Message) -> BoxFuture<'a, Result<()>>;
+    /// Sends a message ending with a share (an empty placeholder in `message`) plus the
+    /// share. The default builds the full message (a copy); transports may avoid the copy.
+    fn write_share_frame<'a>(
+        &'a mut self,
+        message: &'a Message,
+        share: &'a Share,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let full = with_share(message, share);
+            self.write_frame(&full).await
+        })
+    }
     /// Closes the sending direction.
     fn shutdown(&mut self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// `message` with its share placeholder filled in.
+fn with_share(message: &Message, share: &Share) -> Message {
+    let bytes = bytes::Bytes::from(share.to_bytes());
+    match message.clone() {
+        Message::Request {
+            id,
+            body: Request::PutShare { vault, .. },
+        } => Message::Request {
+            id,
+            body: Request::PutShare {
+                vault,
+                share: bytes,
+            },
+        },
+        Message::Response {
+            id,
+            body: Response::Share { .. },
+        } => Message::Response {
+            id,
+            body: Response::Share { share: bytes },
+        },
+        other => other,
+    }
 }
 
 /// An established, authenticated connection, in two halves that can be used concurrently.
@@ -64,6 +101,14 @@ impl FrameRead for ChannelReader {
 impl FrameWrite for ChannelWriter {
     fn write_frame<'a>(&'a mut self, message: &'a Message) -> BoxFuture<'a, Result<()>> {
         Box::pin(ChannelWriter::write_frame(self, message))
+    }
+
+    fn write_share_frame<'a>(
+        &'a mut self,
+        message: &'a Message,
+        share: &'a Share,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(ChannelWriter::write_share_frame(self, message, share))
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<()>> {

@@ -34,5 +34,5 @@ pub use share::{
 };
 pub use wire::{
     ErrorCode, FRAME_HEADER_LEN, MAX_FRAME, MAX_IDS_PER_REQUEST, Message, PROTOCOL_VERSION,
-    Request, Response, VaultRef, decode_frame, encode_frame, frame_len,
+    Request, Response, VaultRef, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };

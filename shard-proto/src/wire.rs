@@ -253,6 +253,64 @@ pub fn encode_frame(message: &Message, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// Encodes a frame whose message ends with a share ([`Request::PutShare`] or
+/// [`Response::Share`]) without copying the share: `message` carries an empty placeholder
+/// where the share goes, and what is appended to `out` is the frame up to the share. Sending
+/// `out ‖ share` gives exactly the bytes [`encode_frame`] gives for the message with the share
+/// in place (postcard writes a byte string as its length, then its bytes, and the share is the
+/// last field).
+pub fn encode_share_frame_prefix(
+    message: &Message,
+    share_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let placeholder_ok = matches!(
+        message,
+        Message::Request { body: Request::PutShare { share, .. }, .. } | Message::Response { body: Response::Share { share }, .. }
+            if share.is_empty()
+    );
+    if !placeholder_ok {
+        return Err(Error::MalformedMessage(
+            "not a share message with an empty placeholder",
+        ));
+    }
+    let start = out.len();
+    encode_frame(message, out)?;
+    // The placeholder's length, 0, is the last byte: replace it by the real length (LEB128).
+    if out.pop() != Some(0) {
+        out.truncate(start);
+        return Err(Error::MalformedMessage(
+            "unexpected encoding of the share placeholder",
+        ));
+    }
+    let mut len = share_len;
+    loop {
+        let byte = u8::try_from(len & 0x7f).unwrap_or(0);
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    let frame_len = out.len() - start - 4 + share_len;
+    if frame_len > MAX_FRAME {
+        out.truncate(start);
+        return Err(Error::FrameTooLarge {
+            len: frame_len,
+            max: MAX_FRAME,
+        });
+    }
+    let len_bytes = u32::try_from(frame_len).map_err(|_| Error::FrameTooLarge {
+        len: frame_len,
+        max: MAX_FRAME,
+    })?;
+    if let Some(slot) = out.get_mut(start..start + 4) {
+        slot.copy_from_slice(&len_bytes.to_le_bytes());
+    }
+    Ok(())
+}
+
 impl Message {
     /// Checks limits the types cannot express.
     pub fn validate(&self) -> Result<()> {
@@ -437,6 +495,34 @@ mod tests {
     }
 
     #[test]
+    fn share_frame_prefix_refuses_other_messages() {
+        let mut out = Vec::new();
+        let ping = Message::Request {
+            id: 1,
+            body: Request::Ping { nonce: 0 },
+        };
+        assert!(encode_share_frame_prefix(&ping, 10, &mut out).is_err());
+        let full = Message::Response {
+            id: 1,
+            body: Response::Share {
+                share: Bytes::from_static(b"x"),
+            },
+        };
+        assert!(encode_share_frame_prefix(&full, 10, &mut out).is_err());
+        let empty = Message::Response {
+            id: 1,
+            body: Response::Share {
+                share: Bytes::new(),
+            },
+        };
+        assert!(matches!(
+            encode_share_frame_prefix(&empty, MAX_FRAME, &mut out),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert!(out.is_empty(), "nothing left behind on error");
+    }
+
+    #[test]
     fn too_many_ids_are_refused() {
         let ids = vec![ShareId([0; 32]); MAX_IDS_PER_REQUEST + 1];
         let bytes = frame(&Message::Request {
@@ -453,6 +539,28 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn share_frames_without_copies_equal_plain_encoding(
+            len in 0usize..70_000, id in any::<u64>(), vault in any::<[u8; 16]>(), put in any::<bool>()
+        ) {
+            let share: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let (full, empty) = if put {
+                (
+                    Message::Request { id, body: Request::PutShare { vault, share: Bytes::from(share.clone()) } },
+                    Message::Request { id, body: Request::PutShare { vault, share: Bytes::new() } },
+                )
+            } else {
+                (
+                    Message::Response { id, body: Response::Share { share: Bytes::from(share.clone()) } },
+                    Message::Response { id, body: Response::Share { share: Bytes::new() } },
+                )
+            };
+            let mut prefix = Vec::new();
+            encode_share_frame_prefix(&empty, share.len(), &mut prefix).unwrap();
+            prefix.extend_from_slice(&share);
+            prop_assert_eq!(prefix, frame(&full));
+        }
+
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = frame_len(&bytes);
