@@ -543,7 +543,7 @@ mod tests {
         fn share_frames_without_copies_equal_plain_encoding(
             len in 0usize..70_000, id in any::<u64>(), vault in any::<[u8; 16]>(), put in any::<bool>()
         ) {
-            let share: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let share: Vec<u8> = (0..len).map(|i| u8::try_from((i * 7 + 3) % 251).unwrap()).collect();
             let (full, empty) = if put {
                 (
                     Message::Request { id, body: Request::PutShare { vault, share: Bytes::from(share.clone()) } },
