@@ -488,3 +488,57 @@ fn removing_a_file_deletes_its_shares_now_or_when_the_peer_returns() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_full_disk_on_the_restoring_side_fails_clearly_and_leaves_nothing() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !is_root {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let swarm = Swarm::new(2);
+    let file = swarm.path("big.bin");
+    random_file(&file, 8 << 20, 7);
+    swarm.put(&[file.to_str().unwrap()]);
+    let small = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(small.path());
+    let out = swarm.owner.run(&[
+        "get",
+        "big.bin",
+        "-o",
+        small.path().join("big.bin").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("disk is full"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_dir(small.path()).unwrap().count(),
+        0,
+        "a partial file was left behind"
+    );
+    // Nothing was lost: it restores fine elsewhere.
+    let ok = swarm.path("again.bin");
+    swarm
+        .owner
+        .json(&["get", "big.bin", "-o", ok.to_str().unwrap()]);
+    assert_eq!(fs::read(&ok).unwrap(), fs::read(&file).unwrap());
+}

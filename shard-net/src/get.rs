@@ -29,7 +29,7 @@ use crate::target::Target;
 use crate::{Error, Result};
 
 /// Chunks fetched at once.
-const CHUNKS_AHEAD: usize = 4;
+const CHUNKS_AHEAD: usize = 8;
 
 /// What to restore.
 #[derive(Debug, Clone)]
@@ -112,7 +112,10 @@ async fn fetch_chunk(
             None => offline.push(sources.name(&r.peer)),
         }
     }
-    candidates.sort_by_key(|c| c.0);
+    // Data shares first (all k of them make decoding a plain copy; a recovery share costs a
+    // Reed-Solomon decode), then the best source: this node, then peers by round-trip time.
+    // Placement put each chunk's data shares on random nodes, so this also spreads the reads.
+    candidates.sort_by_key(|c| (c.1 >= chunk.k, c.0));
     let need = usize::from(chunk.k);
     let mut good: Vec<Share> = Vec::with_capacity(need);
     let mut queue: VecDeque<_> = candidates.into();

@@ -42,10 +42,13 @@ use crate::session::Session;
 use crate::target::Target;
 use crate::{Error, Result};
 
-/// Chunks whose shares are on their way at once.
-pub const CHUNKS_IN_FLIGHT: usize = 12;
+/// Chunks whose shares are on their way at once: many small ones (so peers get batches to
+/// commit together), but never more than [`BYTES_IN_FLIGHT`] of chunk data.
+pub const CHUNKS_IN_FLIGHT: usize = 64;
+/// Chunk bytes on their way at once (their shares take n/k times as much memory).
+pub const BYTES_IN_FLIGHT: u64 = 24 << 20;
 /// Shares in flight to one node at once (home routers choke on floods).
-pub const PER_NODE: usize = 8;
+pub const PER_NODE: usize = 16;
 /// Attempts to place one share before the chunk fails.
 const ATTEMPTS: usize = 3;
 
@@ -522,11 +525,12 @@ pub(crate) async fn run(
     let (mut chunks_total, mut chunks_sent, mut chunks_dedup, mut shares_sent, mut bytes_sent) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut encoder_open = true;
+    let mut bytes_in_flight = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
 
     loop {
         tokio::select! {
-            message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT => match message {
+            message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT && bytes_in_flight < BYTES_IN_FLIGHT => match message {
                 None => encoder_open = false,
                 Some(Encoded::Chunk { file, seq, chunk }) => {
                     let id = chunk.chunk.id;
@@ -559,6 +563,7 @@ pub(crate) async fn run(
                         continue;
                     }
                     chunks_sent += 1;
+                    bytes_in_flight += u64::from(chunk.chunk.len);
                     let ctx = ctx.clone();
                     set.spawn(async move { (id, send_chunk(ctx, chunk, acked).await) });
                 }
@@ -578,6 +583,7 @@ pub(crate) async fn run(
             Some(joined) = set.join_next() => {
                 let Ok((id, result)) = joined else { continue };
                 in_flight.remove(&id);
+                bytes_in_flight = bytes_in_flight.saturating_sub(chunk_len.get(&id).copied().unwrap_or(0));
                 match result {
                     Ok((acks, bytes)) => {
                         shares_sent += acks.len() as u64;
