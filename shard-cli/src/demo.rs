@@ -40,6 +40,8 @@ fn home_at(root: &Path, i: usize) -> Result<Home> {
         let mut config = NodeConfig::new(&format!("node{}", i + 1));
         config.listen = "127.0.0.1:0".parse()?;
         config.api = "127.0.0.1:0".parse()?;
+        // Loopback only: no multicast on the machine's real interfaces.
+        config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
         home.init(&config)?;
     }
     Ok(home)

@@ -55,6 +55,9 @@ enum Command {
         /// Most space kept for others, e.g. 50G or 500M [default: no limit but the disk].
         #[arg(long, value_name = "SIZE")]
         quota: Option<String>,
+        /// mDNS on the LAN: on (announce and browse), quiet (browse only) or off.
+        #[arg(long, default_value = "on", value_parser = ["on", "quiet", "off"])]
+        mdns: String,
     },
     /// Run the node: serve paired peers, keep connections to them, answer the CLI.
     Serve {
@@ -70,6 +73,12 @@ enum Command {
         /// Read the passphrase from this file.
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+        /// Do not announce this node on the LAN (still look for paired peers).
+        #[arg(long)]
+        no_mdns: bool,
+        /// Use mDNS on this interface only (repeatable) [default: every up, non-loopback one].
+        #[arg(long = "mdns-interface", value_name = "IF")]
+        mdns_interfaces: Vec<String>,
     },
     /// Accounts: each has its own vault.
     #[command(subcommand)]
@@ -148,11 +157,23 @@ enum Command {
         /// The code `shard invite` printed on the other node.
         code: String,
     },
-    /// Paired peers: online state, address, round-trip time, usage.
-    Peers,
+    /// Paired peers (online state, address, round-trip time, usage) and nodes nearby.
+    Peers {
+        #[command(subcommand)]
+        action: Option<PeersAction>,
+    },
     /// Five nodes on 127.0.0.1: store a sample 3-of-5, stop two, restore it; then keep running.
     /// With --home DIR the nodes' homes are kept there; otherwise they are temporary.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum PeersAction {
+    /// A static address where paired peers may be found (tried for each; the handshake decides).
+    Add {
+        /// host:port
+        addr: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,18 +211,23 @@ fn main() -> ExitCode {
             store,
             layout,
             quota,
-        } => network::init(&home, json, name, listen, api, store, layout, quota),
+            mdns,
+        } => network::init(&home, json, name, listen, api, store, layout, quota, &mdns),
         Command::Serve {
             listen,
             api,
             login,
             password_file,
+            no_mdns,
+            mdns_interfaces,
         } => network::serve(
             &home,
             listen,
             api,
             login.as_deref(),
             password_file.as_deref(),
+            no_mdns,
+            mdns_interfaces,
         ),
         Command::Account(AccountCommand::Create {
             user,
@@ -238,7 +264,10 @@ fn main() -> ExitCode {
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, &code),
-        Command::Peers => network::peers(&home, json),
+        Command::Peers { action: None } => network::peers(&home, json),
+        Command::Peers {
+            action: Some(PeersAction::Add { addr }),
+        } => network::peers_add(&home, json, &addr),
         Command::Demo => demo::run(cli_home),
     };
     match result {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use shard_net::discovery::MdnsMode;
 use shard_net::home::{Home, NodeConfig, StoreConfig};
 use shard_net::identity::fingerprint;
 use shard_net::node::{Node, RunOptions};
@@ -82,6 +83,7 @@ pub fn init(
     store: Option<PathBuf>,
     layout: String,
     quota: Option<String>,
+    mdns: &str,
 ) -> Result<()> {
     if !api.ip().is_loopback() {
         bail!("the control API must listen on a loopback address such as 127.0.0.1, not {api}");
@@ -102,6 +104,14 @@ pub fn init(
             root: store,
             layout,
             quota_bytes: quota.as_deref().map(parse_size).transpose()?,
+        },
+        discovery: shard_net::home::DiscoveryConfig {
+            mdns: match mdns {
+                "quiet" => MdnsMode::Quiet,
+                "off" => MdnsMode::Off,
+                _ => MdnsMode::On,
+            },
+            ..Default::default()
         },
     };
     let identity = home.init(&config)?;
@@ -126,6 +136,8 @@ pub fn serve(
     api: Option<SocketAddr>,
     login: Option<&str>,
     password_file: Option<&std::path::Path>,
+    no_mdns: bool,
+    mdns_interfaces: Vec<String>,
 ) -> Result<()> {
     // Asked before anything starts, so a prompt is not buried under log lines.
     let passphrase = match login {
@@ -149,6 +161,8 @@ pub fn serve(
         let options = RunOptions {
             listen,
             api,
+            mdns: no_mdns.then_some(MdnsMode::Quiet),
+            mdns_interfaces: (!mdns_interfaces.is_empty()).then_some(mdns_interfaces),
             ..RunOptions::default()
         };
         let node = Node::start(home.clone(), options).await?;
@@ -237,6 +251,23 @@ pub fn peers(home: &Home, json: bool) -> Result<()> {
         return Ok(());
     }
     let peers = answer["peers"].as_array().cloned().unwrap_or_default();
+    let nearby = answer["nearby"].as_array().cloned().unwrap_or_default();
+    if !nearby.is_empty() {
+        println!("nearby, not paired (pair with `shard invite` / `shard join`):");
+        for n in &nearby {
+            println!(
+                "  {:<20} {}  {}",
+                n["name"].as_str().unwrap_or("?"),
+                n["id"].as_str().unwrap_or("?"),
+                n["addrs"]
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+            );
+        }
+        println!();
+    }
     if peers.is_empty() {
         println!(
             "no paired peers yet: run `shard invite` here and `shard join CODE` on the other machine"
@@ -278,6 +309,16 @@ pub fn peers(home: &Home, json: bool) -> Result<()> {
             addr,
             rtt
         );
+    }
+    Ok(())
+}
+
+pub fn peers_add(home: &Home, json: bool, addr: &str) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.post("/v1/peers/add", &json!({"addr": addr}))?;
+    if json {
+        print_json(&answer);
+    } else {
+        println!("will look for paired peers at {addr} too");
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! status. Routes (version 1):
 //! ```text
 //! GET  /v1/status               this node
-//! GET  /v1/peers                paired peers, online state, address, round trip, usage
+//! GET  /v1/peers                paired peers (online state, address, round trip, usage), nearby nodes
+//! POST /v1/peers/add            {"addr"} → a static address to look for paired peers at
 //! POST /v1/invite               {"valid_for_secs"?} → {"code", "expires", "valid_for_secs"}
 //! POST /v1/join                 {"code"} → {"peer"}
 //! POST /v1/shutdown             stop the node (requests in flight finish)
@@ -140,6 +141,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
     let router = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .route("/v1/peers/add", post(peers_add))
         .route("/v1/invite", post(invite))
         .route("/v1/join", post(join))
         .route("/v1/shutdown", post(shutdown))
@@ -187,7 +189,20 @@ async fn status(State(state): State<ApiState>) -> Result<Json<serde_json::Value>
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(json!({"peers": state.node.peers()}))
+    Json(json!({"peers": state.node.peers(), "nearby": state.node.nearby()}))
+}
+
+#[derive(Deserialize)]
+struct AddBody {
+    addr: String,
+}
+
+async fn peers_add(
+    State(state): State<ApiState>,
+    Json(body): Json<AddBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.node.add_static_addr(&body.addr)?;
+    Ok(Json(json!({"added": body.addr})))
 }
 
 #[derive(Deserialize, Default)]

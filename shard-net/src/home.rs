@@ -40,6 +40,23 @@ pub struct NodeConfig {
     pub api: SocketAddr,
     /// Where and how shares for others are kept.
     pub store: StoreConfig,
+    /// How peers are found.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+}
+
+/// How peers are found (see [`crate::discovery`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DiscoveryConfig {
+    /// mDNS: `on` (announce and browse), `quiet` (browse only) or `off`.
+    #[serde(default)]
+    pub mdns: crate::discovery::MdnsMode,
+    /// Interfaces to use for mDNS (empty: every up, non-loopback one).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Addresses where paired peers may be found, tried for each of them.
+    #[serde(default)]
+    pub static_addrs: Vec<String>,
 }
 
 /// The share store's configuration.
@@ -125,6 +142,12 @@ impl Home {
         fs::create_dir_all(&store_root)?;
         self.open_store(config)?;
         Ok(identity)
+    }
+
+    /// Rewrites `config.toml` (atomically, synced).
+    pub fn save_config(&self, config: &NodeConfig) -> Result<()> {
+        let text = toml::to_string(config).map_err(|e| Error::Config(e.to_string()))?;
+        write_private(&self.config_path(), text.as_bytes())
     }
 
     /// Reads `config.toml`.
@@ -237,6 +260,7 @@ impl NodeConfig {
                 layout: "scatter".into(),
                 quota_bytes: None,
             },
+            discovery: DiscoveryConfig::default(),
         }
     }
 }

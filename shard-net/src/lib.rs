@@ -5,6 +5,7 @@
 //! (`shard-store`) or formats (`shard-proto`).
 
 pub mod api;
+pub mod discovery;
 mod error;
 mod files;
 pub mod get;

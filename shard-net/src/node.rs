@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::discovery::{Mdns, MdnsMode, Nearby, Sightings};
 use crate::home::Home;
 use crate::identity::{NodeIdentity, fingerprint, short_fingerprint};
 use crate::jobs::Jobs;
@@ -42,6 +43,10 @@ pub struct RunOptions {
     pub request_timeout: Duration,
     /// A peer connection with no frame for this long is closed (half-open connections).
     pub idle_timeout: Duration,
+    /// Overrides the config's mDNS mode (`--no-mdns` makes it quiet).
+    pub mdns: Option<crate::discovery::MdnsMode>,
+    /// Overrides the config's mDNS interfaces.
+    pub mdns_interfaces: Option<Vec<String>>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +59,8 @@ impl Default for RunOptions {
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            mdns: None,
+            mdns_interfaces: None,
         }
     }
 }
@@ -133,6 +140,11 @@ pub struct Node {
     sessions: Sessions,
     jobs: Jobs,
     api_addr: Mutex<Option<SocketAddr>>,
+    sightings: Arc<Sightings>,
+    mdns: Mutex<Option<Mdns>>,
+    /// Wakes a peer's connector early (mDNS saw it).
+    wakers: Mutex<HashMap<NodeId, Arc<tokio::sync::Notify>>>,
+    config: Mutex<crate::home::NodeConfig>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,7 +220,39 @@ impl Node {
             sessions: Sessions::default(),
             jobs: Jobs::default(),
             api_addr: Mutex::new(None),
+            sightings: Arc::new(Sightings::default()),
+            mdns: Mutex::new(None),
+            wakers: Mutex::new(HashMap::new()),
+            config: Mutex::new(config.clone()),
         });
+        let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
+        if mode != MdnsMode::Off {
+            let interfaces = node
+                .options
+                .mdns_interfaces
+                .clone()
+                .unwrap_or_else(|| config.discovery.interfaces.clone());
+            let weak = node.me.clone();
+            let started = Mdns::start(
+                mode,
+                &interfaces,
+                node.node_id(),
+                &config.name,
+                listen.port(),
+                node.sightings.clone(),
+                move |seen| {
+                    if let Some(node) = weak.upgrade() {
+                        node.wake(&seen.id);
+                    }
+                },
+            );
+            match started {
+                Ok(m) => *lock(&node.mdns) = Some(m),
+                Err(e) => tracing::warn!(
+                    "mDNS could not start ({e}); peers are found by their known addresses only"
+                ),
+            }
+        }
         for record in node.catalog.peers()? {
             node.add_peer(record);
         }
@@ -252,6 +296,9 @@ impl Node {
     pub async fn stopped(&self, grace: Duration) {
         let mut signal = self.shutdown_signal();
         let _ = signal.wait_for(|stop| *stop).await;
+        if let Some(mdns) = lock(&self.mdns).take() {
+            mdns.stop();
+        }
         let mut tasks = std::mem::take(&mut *lock(&self.tasks));
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -323,6 +370,69 @@ impl Node {
             .filter_map(|p| p.client.clone())
             .filter(|c| !c.is_closed())
             .collect()
+    }
+
+    /// Unpaired nodes seen nearby (mDNS).
+    pub fn nearby(&self) -> Vec<Nearby> {
+        let paired: Vec<NodeId> = lock(&self.peers).keys().copied().collect();
+        self.sightings.unpaired(&paired)
+    }
+
+    /// Adds a static address where paired peers may be found (kept in the config).
+    pub fn add_static_addr(&self, addr: &str) -> Result<()> {
+        let parsed: SocketAddr = addr.parse().map_err(|_| {
+            Error::Config(format!("{addr:?} is not an address like 192.168.1.20:7714"))
+        })?;
+        let mut config = lock(&self.config);
+        if !config.discovery.static_addrs.contains(&parsed.to_string()) {
+            config.discovery.static_addrs.push(parsed.to_string());
+            self.home.save_config(&config)?;
+        }
+        drop(config);
+        let ids: Vec<NodeId> = lock(&self.peers).keys().copied().collect();
+        for id in ids {
+            self.wake(&id);
+        }
+        Ok(())
+    }
+
+    /// Every address to try for `id`: pinned, then seen by mDNS, then static.
+    fn candidate_addrs(&self, id: &NodeId) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = self.sightings.addresses_of(id);
+        if let Some(p) = lock(&self.peers).get(id) {
+            out.extend(
+                p.record
+                    .addrs
+                    .iter()
+                    .filter_map(|a| a.parse::<SocketAddr>().ok()),
+            );
+        }
+        out.extend(
+            lock(&self.config)
+                .discovery
+                .static_addrs
+                .iter()
+                .filter_map(|a| a.parse::<SocketAddr>().ok()),
+        );
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|a| seen.insert(*a));
+        out
+    }
+
+    /// Makes a waiting connector try again now.    /// Feeds a sighting as if mDNS had reported it: for tests of what a forged or stale
+    /// announcement can do (nothing the handshake does not confirm).
+    #[doc(hidden)]
+    pub fn inject_sighting(&self, id: NodeId, name: &str, addrs: Vec<SocketAddr>) {
+        self.sightings.record(id, name.to_string(), addrs);
+        self.wake(&id);
+    }
+
+    /// Makes a peer's connector look again now: if the peer is offline it tries to connect;
+    /// if connected, it checks whether the peer moved (see the connector).
+    fn wake(&self, id: &NodeId) {
+        if let Some(n) = lock(&self.wakers).get(id) {
+            n.notify_one();
+        }
     }
 
     /// This node's own store, as a place for shares.
@@ -658,35 +768,67 @@ async fn inbound(node: Arc<Node>, stream: TcpStream) {
 /// Keeps a connection to one paired peer: connect, ping, and on loss retry with backoff.
 async fn connector(node: Arc<Node>, id: NodeId) {
     let mut stop = node.shutdown_signal();
+    let waker = lock(&node.wakers).entry(id).or_default().clone();
     let mut backoff = Duration::from_secs(1);
     loop {
         if *stop.borrow() {
             return;
         }
-        let Some(addrs) = lock(&node.peers).get(&id).map(|p| p.record.addrs.clone()) else {
+        if !lock(&node.peers).contains_key(&id) {
             return;
-        };
+        }
+        let addrs = node.candidate_addrs(&id);
+        // Every address at once, first successful handshake wins: an old address nobody
+        // answers on must not hold up the new one (it would cost the whole handshake timeout).
+        let mut attempts = JoinSet::new();
+        for addr in addrs.iter().copied() {
+            let node = node.clone();
+            attempts.spawn(async move {
+                let attempt = tokio::time::timeout(
+                    node.options.handshake_timeout,
+                    node.transport.connect(addr, Some(id), None),
+                )
+                .await;
+                (addr, attempt)
+            });
+        }
         let mut channel = None;
-        let mut failure = String::from("no address known");
-        for addr in addrs.iter().filter_map(|a| a.parse::<SocketAddr>().ok()) {
-            let attempt = tokio::time::timeout(
-                node.options.handshake_timeout,
-                node.transport.connect(addr, Some(id), None),
-            )
-            .await;
-            match attempt {
-                Ok(Ok(c)) => {
-                    channel = Some(c);
-                    break;
+        // Every address's failure, so `shard peers` shows them all (one may be an impostor's).
+        let mut failures: Vec<String> = Vec::new();
+        let mut new_addresses = false;
+        while channel.is_none() {
+            tokio::select! {
+                joined = attempts.join_next() => match joined {
+                    None => break,
+                    Some(Ok((_, Ok(Ok(c))))) => channel = Some(c),
+                    Some(Ok((addr, Ok(Err(e))))) => failures.push(format!("{addr}: {e}")),
+                    Some(Ok((addr, Err(_)))) => failures.push(format!("{addr}: no answer")),
+                    Some(Err(_)) => {}
+                },
+                _ = waker.notified() => {
+                    // Seen at an address not being tried: start over with it.
+                    if node.candidate_addrs(&id).iter().any(|a| !addrs.contains(a)) {
+                        new_addresses = true;
+                        break;
+                    }
                 }
-                Ok(Err(e)) => failure = format!("{addr}: {e}"),
-                Err(_) => failure = format!("{addr}: no answer"),
+                _ = stop.wait_for(|s| *s) => return,
             }
         }
+        attempts.abort_all();
+        if channel.is_none() && new_addresses {
+            continue;
+        }
         let Some(channel) = channel else {
+            let failure = if failures.is_empty() {
+                "no address known".to_string()
+            } else {
+                failures.join("; ")
+            };
             node.update_peer(&id, |p| p.last_error = Some(failure));
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = waker.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
             backoff = (backoff * 2).min(node.options.max_backoff);
@@ -694,6 +836,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         };
         backoff = Duration::from_secs(1);
         let client = PeerClient::start(channel);
+        node.repin(&id, client.peer().addr);
         tracing::info!(
             "connected to {} at {}",
             client.peer().hello.name,
@@ -719,9 +862,24 @@ async fn connector(node: Arc<Node>, id: NodeId) {
                     p.usage = usage;
                 }
             });
-            tokio::select! {
-                _ = tokio::time::sleep(node.options.ping_interval) => {}
+            let moved = tokio::select! {
+                _ = tokio::time::sleep(node.options.ping_interval) => false,
+                _ = waker.notified() => {
+                    // Seen again on the LAN: if none of its announced addresses is the one this
+                    // connection goes to, it moved (DHCP, Wi-Fi to cable) and this connection is
+                    // stale — reconnect now instead of waiting for a ping to time out.
+                    let seen = node.sightings.addresses_of(&id);
+                    !seen.is_empty() && !seen.iter().any(|a| a.ip() == client.peer().addr.ip())
+                }
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            if moved {
+                tracing::info!(
+                    "{} moved to {:?}; reconnecting",
+                    client.peer().hello.name,
+                    node.sightings.addresses_of(&id)
+                );
+                break;
             }
         }
         tracing::info!(
@@ -733,6 +891,28 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             p.client = None;
             p.last_error = Some("connection closed".into());
         });
+    }
+}
+
+impl Node {
+    /// Puts the address a connection just succeeded on first in the peer's pinned list (and in
+    /// the catalog), so the next start tries it first.
+    fn repin(&self, id: &NodeId, addr: SocketAddr) {
+        let record = {
+            let mut peers = lock(&self.peers);
+            let Some(p) = peers.get_mut(id) else { return };
+            let addr = addr.to_string();
+            if p.record.addrs.first() == Some(&addr) {
+                return;
+            }
+            p.record.addrs.retain(|a| *a != addr);
+            p.record.addrs.insert(0, addr);
+            p.record.addrs.truncate(8);
+            p.record.clone()
+        };
+        if let Err(e) = self.catalog.upsert_peer(&record) {
+            tracing::warn!("could not record the new address of {}: {e}", record.name);
+        }
     }
 }
 

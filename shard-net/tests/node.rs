@@ -26,6 +26,8 @@ fn home(dir: &std::path::Path, name: &str) -> Home {
     let mut config = NodeConfig::new(name);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.api = "127.0.0.1:0".parse().unwrap();
+    // mDNS off: tests on the host must not multicast on its real interfaces.
+    config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
     home.init(&config).unwrap();
     home
 }
@@ -112,4 +114,48 @@ async fn shutdown_mid_stream_never_acknowledges_a_share_it_did_not_keep() {
         acknowledged.len()
     );
     assert!(!server_home.api_addr_path().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_claiming_a_paired_id_from_another_node_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home, c_home) = (
+        home(dir.path(), "a"),
+        home(dir.path(), "b"),
+        home(dir.path(), "c"),
+    );
+    let a = Node::start(a_home, RunOptions::default()).await.unwrap();
+    let b = Node::start(b_home, RunOptions::default()).await.unwrap();
+    let c = Node::start(c_home, RunOptions::default()).await.unwrap();
+    a.join(&b.invite(None).unwrap().encode()).await.unwrap();
+    let b_id = b.node_id();
+    let start = std::time::Instant::now();
+    while a.online_clients().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.shutdown();
+    b.stopped(Duration::from_secs(5)).await;
+    while !a.online_clients().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a never noticed b stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // "b is at c's address": the id is only a hint; the handshake there shows c's key.
+    let c_addr: std::net::SocketAddr = c.status().unwrap().listen.parse().unwrap();
+    a.inject_sighting(b_id, "b", vec![c_addr]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.online_clients().is_empty(), "connected to an impostor");
+    let b_status = a.peers().into_iter().find(|p| p.name == "b").unwrap();
+    assert!(!b_status.online);
+    let err = b_status.last_error.unwrap_or_default();
+    assert!(
+        err.contains("expected node"),
+        "the handshake must reject the impostor: {err}"
+    );
+    // c learned nothing and stored nothing.
+    assert_eq!(c.status().unwrap().usage.shares, 0);
+    assert!(c.peers().is_empty());
 }

@@ -2,6 +2,8 @@
 //! ports the system picks, processes killed when the test ends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod lan;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,6 +73,9 @@ impl TestNode {
                 "127.0.0.1:0",
                 "--api",
                 "127.0.0.1:0",
+                // mDNS off: tests on the host must not multicast on its real interfaces.
+                "--mdns",
+                "off",
             ],
         );
         assert!(out.status.success(), "init failed: {}", stderr(&out));
