@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code, sha256};
+use shard_crypto::sha256;
 use shard_net::get::GetRequest;
 use shard_net::home::{Home, NodeConfig};
 use shard_net::node::{Node, RunOptions};
@@ -79,17 +79,13 @@ async fn demo(root: &Path) -> Result<()> {
 
     let catalog = owner.catalog();
     if catalog.account(USER)?.is_none() {
-        let key = VaultKey::generate()?;
-        catalog.create_account(
-            USER,
-            &KeyRecord::wrap(&key, PASSPHRASE.as_bytes(), KdfParams::DEFAULT)?,
-        )?;
+        let code = shard_net::accounts::create(catalog, USER, PASSPHRASE)?;
         println!(
             "2. Created account {USER:?} on node1 (vault key wrapped with Argon2id); its recovery code,"
         );
         println!(
             "   shown once, would be written down:\n   {}",
-            encode_recovery_code(&key).as_str()
+            code.as_str()
         );
     } else {
         println!("2. Account {USER:?} exists on node1 from an earlier run.");

@@ -4,6 +4,7 @@
 //! `shard-*` libraries. Exit codes: 0 success, 1 failure, 2 usage error.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod accounts;
 mod client;
 mod demo;
 mod network;
@@ -83,6 +84,22 @@ enum Command {
     /// Accounts: each has its own vault.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Bring a vault back on this (new) node from its recovery code and the old peers.
+    ///
+    /// Pair this node with at least k of the old peers first; then the catalog is fetched
+    /// from them, the vault handed over to this node, and the account created again with a
+    /// new passphrase.
+    Recover {
+        /// The recovery code [default: SHARD_RECOVERY_CODE, or typed at a prompt].
+        #[arg(long)]
+        code: Option<String>,
+        /// Name of the recovered account [default: its old name].
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the new passphrase from this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// Unlock an account's vault in the running node.
     Login {
         /// The account.
@@ -186,6 +203,38 @@ enum AccountCommand {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+    /// The node's accounts: files stored, locked or unlocked.
+    Ls,
+    /// Change an account's passphrase (the vault, its files and its recovery code stay).
+    Passwd {
+        /// The account.
+        user: String,
+        /// Read the current passphrase from this file [default: SHARD_PASSWORD or a prompt].
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Read the new passphrase from this file [default: SHARD_NEW_PASSWORD or a prompt].
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove an account, unlocked in the running node (refused while it has files, unless --purge).
+    Rm {
+        /// The account.
+        user: String,
+        /// Delete its files from every peer with it.
+        #[arg(long)]
+        purge: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show an account's recovery code again (after its passphrase).
+    RecoveryCode {
+        /// The account.
+        user: String,
+        /// Read the passphrase from this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 fn default_home() -> PathBuf {
@@ -232,7 +281,31 @@ fn main() -> ExitCode {
         Command::Account(AccountCommand::Create {
             user,
             password_file,
-        }) => vault::account_create(&home, json, &user, password_file.as_deref()),
+        }) => accounts::create(&home, json, &user, password_file.as_deref()),
+        Command::Account(AccountCommand::Ls) => accounts::ls(&home, json),
+        Command::Account(AccountCommand::Passwd {
+            user,
+            password_file,
+            new_password_file,
+        }) => accounts::passwd(
+            &home,
+            json,
+            &user,
+            password_file.as_deref(),
+            new_password_file.as_deref(),
+        ),
+        Command::Account(AccountCommand::Rm { user, purge, yes }) => {
+            accounts::rm(&home, json, &user, purge, yes)
+        }
+        Command::Account(AccountCommand::RecoveryCode {
+            user,
+            password_file,
+        }) => accounts::recovery_code(&home, json, &user, password_file.as_deref()),
+        Command::Recover {
+            code,
+            user,
+            password_file,
+        } => accounts::recover(&home, json, code, user.as_deref(), password_file.as_deref()),
         Command::Login {
             user,
             password_file,

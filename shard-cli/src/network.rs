@@ -141,11 +141,7 @@ pub fn serve(
 ) -> Result<()> {
     // Asked before anything starts, so a prompt is not buried under log lines.
     let passphrase = match login {
-        Some(user) => Some(crate::vault::passphrase(
-            password_file,
-            &format!("Passphrase for {user}: "),
-            false,
-        )?),
+        Some(user) => Some(crate::accounts::passphrase(password_file, user)?),
         None => None,
     };
     tracing_subscriber::fmt()

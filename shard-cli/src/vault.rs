@@ -1,94 +1,21 @@
-//! The vault commands: account create, login, logout, put, get, ls, rm.
+//! The vault commands: login, logout, put, get, ls, rm.
 
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code};
+
 use shard_net::home::Home;
-use zeroize::Zeroizing;
 
 use crate::client::ApiClient;
 use crate::network::{human, rate};
 
-/// Where a passphrase comes from: `--password-file`, `SHARD_PASSWORD`, or a prompt.
-pub fn passphrase(file: Option<&Path>, prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
-    if let Some(path) = file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        );
-        return Ok(Zeroizing::new(
-            text.trim_end_matches(['\n', '\r']).to_string(),
-        ));
-    }
-    if let Ok(p) = std::env::var("SHARD_PASSWORD") {
-        return Ok(Zeroizing::new(p));
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "a passphrase is needed\n  hint: type it at a terminal, or use SHARD_PASSWORD or --password-file"
-        );
-    }
-    let first =
-        Zeroizing::new(rpassword::prompt_password(prompt).context("reading the passphrase")?);
-    if confirm {
-        let second = Zeroizing::new(
-            rpassword::prompt_password("Repeat it: ").context("reading the passphrase")?,
-        );
-        if *first != *second {
-            bail!("the two passphrases differ; nothing was changed");
-        }
-    }
-    Ok(first)
-}
-
-pub fn account_create(
-    home: &Home,
-    json: bool,
-    user: &str,
-    password_file: Option<&Path>,
-) -> Result<()> {
-    if user.is_empty() || user.len() > 64 || user.chars().any(|c| c.is_control() || c == '/') {
-        bail!("account names are 1 to 64 characters, without control characters or '/'");
-    }
-    home.config()?;
-    let catalog = home.open_catalog()?;
-    if catalog.account(user)?.is_some() {
-        bail!("an account named {user:?} exists already");
-    }
-    let pass = passphrase(password_file, &format!("Passphrase for {user}: "), true)?;
-    if pass.chars().count() < 10 {
-        bail!(
-            "the passphrase is too short: use at least 10 characters (a few unrelated words work well)"
-        );
-    }
-    let key = VaultKey::generate()?;
-    let record = KeyRecord::wrap(&key, pass.as_bytes(), KdfParams::DEFAULT)?;
-    catalog.create_account(user, &record)?;
-    let code = encode_recovery_code(&key);
-    if json {
-        println!("{}", json!({"user": user, "recovery_code": code.as_str()}));
-    } else {
-        println!("created account {user:?}");
-        println!();
-        println!("Recovery code (write it down and keep it safe; it is shown only now):");
-        println!();
-        println!("    {}", code.as_str());
-        println!();
-        println!(
-            "With this code and your peers, a new machine gets every file back. Anyone with it"
-        );
-        println!("and access to your peers can read your files. Next: `shard login {user}`.");
-    }
-    Ok(())
-}
-
 pub fn login(home: &Home, json: bool, user: &str, password_file: Option<&Path>) -> Result<()> {
     let client = ApiClient::for_home(home)?;
-    let pass = passphrase(password_file, &format!("Passphrase for {user}: "), false)?;
+    let pass = crate::accounts::passphrase(password_file, user)?;
     let answer = client.post(
         "/v1/login",
         &json!({"user": user, "password": pass.as_str()}),

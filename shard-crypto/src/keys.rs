@@ -207,6 +207,21 @@ impl VaultKeys {
         let key = self.chunk_key(chunk_id, format);
         open_fixed(&key, &chunk_aad(chunk_id, format), buf)
     }
+    /// The secret that proves ownership of the vault in hand-over `epoch`: peers keep only its
+    /// SHA-256 and take the vault over to a new node once it is revealed (then the next epoch's
+    /// secret guards it).
+    pub fn adoption_secret(&self, epoch: u64) -> SecretKey {
+        let mut key = SecretKey::from_bytes([0; KEY_LEN]);
+        let epoch = epoch.to_le_bytes();
+        let info: [&[u8]; 2] = [b"shard/v1/adopt/", &epoch];
+        if expander(&self.prk)
+            .expand_multi_info(&info, key.expose_mut())
+            .is_err()
+        {
+            unreachable!("32-byte HKDF output is always valid");
+        }
+        key
+    }
 
     fn chunk_key(&self, chunk_id: &[u8; MAC_LEN], format: ChunkFormat) -> SecretKey {
         let mut key = SecretKey::from_bytes([0; KEY_LEN]);

@@ -17,6 +17,9 @@
 //! GET  /v1/jobs/{id}            progress; once ended, the result or the error
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
 //! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
+//! POST /v1/recover              {"code", "password", "user"?} → the vault rebuilt from the peers
+//! GET  /v1/accounts             accounts: name, files, unlocked, failed logins
+//! POST /v1/accounts/rm          {"user", "purge"?} → removes the account (and, with purge, its files)
 //! ```
 //! Names and paths travel as UTF-8 strings, or hex (`*_hex`) for any other bytes.
 
@@ -88,7 +91,7 @@ impl From<Error> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unlock an account with `shard login USER`",
             ),
-            Error::WrongPassphrase(_) => (
+            Error::WrongPassphrase { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "check the passphrase and try again",
             ),
@@ -115,6 +118,36 @@ impl From<Error> for ApiError {
             Error::MoveAborted(_) => (
                 StatusCode::CONFLICT,
                 "nothing was deleted; run `shard check`, then the put again",
+            ),
+            Error::WeakPassphrase(_) => (
+                StatusCode::BAD_REQUEST,
+                "use at least 10 characters that are not a common password: a few unrelated words work well",
+            ),
+            Error::Recovery(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pair this node with at least k of the old peers (`shard invite` on them, `shard join` here), wait until `shard peers` shows them online, and check the code",
+            ),
+            Error::FilesRemain { .. } => (
+                StatusCode::CONFLICT,
+                "remove the files first (`shard rm`), or remove them with the account: --purge",
+            ),
+            Error::Store(shard_store::Error::NoSuchAccount(_)) => (
+                StatusCode::NOT_FOUND,
+                "`shard account ls` lists the accounts of this node",
+            ),
+            Error::Store(shard_store::Error::AccountExists(_)) => (
+                StatusCode::CONFLICT,
+                "choose another name for the recovered account with --user NAME",
+            ),
+            Error::Crypto(
+                shard_crypto::Error::RecoveryCodeLength { .. }
+                | shard_crypto::Error::RecoveryCodeCharacter { .. }
+                | shard_crypto::Error::RecoveryCodeGroup { .. }
+                | shard_crypto::Error::RecoveryCodeChecksum
+                | shard_crypto::Error::UnsupportedRecoveryCode(_),
+            ) => (
+                StatusCode::BAD_REQUEST,
+                "type the recovery code exactly as written down: groups of letters and digits",
             ),
             Error::Store(shard_store::Error::NoSuchFile(_)) => {
                 (StatusCode::NOT_FOUND, "`shard ls` lists what is stored")
@@ -152,6 +185,9 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/ls", get(ls))
         .route("/v1/rm", post(rm))
+        .route("/v1/recover", post(recover))
+        .route("/v1/accounts", get(accounts))
+        .route("/v1/accounts/rm", post(account_rm))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     let mut stop = node.shutdown_signal();
@@ -368,7 +404,10 @@ async fn put(
     let job = state.node.jobs().create("put");
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
-        let result = crate::put::run(node, session, request, j.clone()).await;
+        let result = crate::put::run(node.clone(), session.clone(), request, j.clone()).await;
+        if result.is_ok() {
+            node.catalog_changed(&session);
+        }
         finish(&j, result);
     });
     Ok(Json(json!({"job": job.id})))
@@ -467,5 +506,46 @@ async fn rm(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let session = state.node.session(body.user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
-    Ok(Json(crate::files::rm(&state.node, &session, &name).await?))
+    let removed = crate::files::rm(&state.node, &session, &name).await?;
+    state.node.catalog_changed(&session);
+    Ok(Json(removed))
+}
+
+#[derive(Deserialize)]
+struct RecoverBody {
+    code: String,
+    password: String,
+    user: Option<String>,
+}
+
+async fn recover(
+    State(state): State<ApiState>,
+    Json(body): Json<RecoverBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
+    let code = zeroize::Zeroizing::new(body.code);
+    Ok(Json(
+        crate::recover::recover(&state.node, &code, body.user.as_deref(), passphrase).await?,
+    ))
+}
+
+async fn accounts(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(json!({"accounts": state.node.accounts()?})))
+}
+
+#[derive(Deserialize)]
+struct AccountRmBody {
+    user: String,
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn account_rm(
+    State(state): State<ApiState>,
+    Json(body): Json<AccountRmBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let files = state.node.remove_account(&body.user, body.purge).await?;
+    Ok(Json(
+        json!({"removed": body.user, "file_versions_removed": files}),
+    ))
 }

@@ -61,8 +61,13 @@ pub enum Error {
     #[error("{0}")]
     NotLoggedIn(String),
     /// A passphrase that does not unlock the account.
-    #[error("wrong passphrase for account {0:?}")]
-    WrongPassphrase(String),
+    #[error("wrong passphrase for account {user:?}; the next attempt waits {next_wait_secs} s")]
+    WrongPassphrase {
+        /// The account.
+        user: String,
+        /// Seconds the next attempt will wait.
+        next_wait_secs: u64,
+    },
     /// Fewer storage nodes online than the shares need.
     #[error(
         "{needed} storage nodes must be online to store {k}-of-{needed}; {online} online now (this node and {peers} of its peers)"
@@ -123,6 +128,20 @@ pub enum Error {
     /// `--move` kept the originals because the stored copy did not read back identical.
     #[error("the originals were kept: {0}")]
     MoveAborted(String),
+    /// A new passphrase that breaks a rule (the reason says which).
+    #[error("{0}")]
+    WeakPassphrase(String),
+    /// Recovery cannot go on (no peer with the vault's head, nothing to fetch).
+    #[error("{0}")]
+    Recovery(String),
+    /// An account still has files and `--purge` was not given.
+    #[error("account {user:?} still has {files} stored file versions")]
+    FilesRemain {
+        /// The account.
+        user: String,
+        /// Its file versions.
+        files: u64,
+    },
     /// The node's home or configuration is unusable.
     #[error("{0}")]
     Config(String),

@@ -4,6 +4,7 @@
 //! What it is for: everything that crosses a socket. What it is not for: the data path itself
 //! (`shard-store`) or formats (`shard-proto`).
 
+pub mod accounts;
 pub mod api;
 pub mod discovery;
 mod error;
@@ -17,8 +18,10 @@ pub mod noise;
 pub mod pairing;
 pub mod placement;
 pub mod put;
+pub mod recover;
 pub mod rpc;
 pub mod session;
+pub mod snapshot;
 pub mod target;
 pub mod transport;
 

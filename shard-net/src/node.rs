@@ -179,6 +179,7 @@ impl Node {
         let identity = Arc::new(home.identity()?);
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
+        let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);
         let listen_at = options.listen.unwrap_or(config.listen);
         let listener = TcpListener::bind(listen_at)
             .await
@@ -209,7 +210,7 @@ impl Node {
             transport,
             name: config.name.clone(),
             catalog,
-            service: ShareService::new(store),
+            service: ShareService::new(store, Some(heads)),
             listen,
             advertised,
             options,
@@ -489,30 +490,103 @@ impl Node {
     }
 
     /// Unlocks `user`'s vault in this node (the keys stay in memory until logout).
+    ///
+    /// Failed attempts are counted per account in the catalog (so across restarts): after `n`
+    /// failures the next attempt waits 2^(n−1) s since the last one (1, 2, 4 … at most 60 s)
+    /// before it is even tried.
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
+        let account = crate::accounts::account(&self.catalog, user)?;
+        let wait = crate::accounts::wait_before_attempt(&self.catalog, &account)?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let catalog = self.catalog.clone();
+        let checked = account.clone();
+        let key = tokio::task::spawn_blocking(move || {
+            crate::accounts::try_unwrap(&catalog, &checked, &passphrase)
+        })
+        .await
+        .map_err(|_| Error::Disconnected)??;
+        self.unlock(
+            user,
+            account.id,
+            Arc::new(shard_crypto::VaultKeys::derive(&key)),
+        );
+        tracing::info!("account {user} unlocked");
+        Ok(())
+    }
+
+    /// Opens a session for a vault whose keys are already derived (after recovery).
+    pub fn unlock(
+        &self,
+        user: &str,
+        account: shard_store::AccountId,
+        keys: Arc<shard_crypto::VaultKeys>,
+    ) -> Arc<Session> {
+        self.sessions.insert(Session {
+            user: user.to_string(),
+            account,
+            keys,
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The catalog heads this node keeps for others.
+    pub fn heads(&self) -> Option<&Arc<shard_store::HeadStore>> {
+        self.service.heads()
+    }
+
+    /// Removes an account; it must be unlocked (whoever removes it proves they own it). Refused
+    /// while it has files, unless `purge`: then every file is removed first, shares included,
+    /// and the shares of its catalog snapshot go too.
+    pub async fn remove_account(self: &Arc<Self>, user: &str, purge: bool) -> Result<u64> {
         let account = self
             .catalog
             .account(user)?
-            .ok_or_else(|| Error::NotLoggedIn(format!("no account named {user:?} on this node; create it with `shard account create {user}`")))?;
-        let record = account.key_record.clone();
-        let key = tokio::task::spawn_blocking(move || record.unwrap_key(&passphrase))
-            .await
-            .map_err(|_| Error::Disconnected)?;
-        let key = match key {
-            Ok(key) => key,
-            Err(shard_crypto::Error::WrongPassphrase) => {
-                return Err(Error::WrongPassphrase(user.to_string()));
+            .ok_or_else(|| shard_store::Error::NoSuchAccount(user.to_string()))?;
+        let files = self.catalog.file_count(account.id)?;
+        if files > 0 && !purge {
+            return Err(Error::FilesRemain {
+                user: user.to_string(),
+                files,
+            });
+        }
+        let session = self.session(Some(user))?;
+        if files > 0 {
+            let names: Vec<Vec<u8>> = {
+                let vault = self.catalog.vault(session.account, &session.keys);
+                let mut names: Vec<Vec<u8>> =
+                    vault.list()?.into_iter().map(|e| e.meta.name).collect();
+                names.extend(vault.pending()?.into_iter().map(|e| e.meta.name));
+                names.sort();
+                names.dedup();
+                names
+            };
+            for name in names {
+                match crate::files::rm(self, &session, &name).await {
+                    Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
-        self.sessions.insert(Session {
-            user: user.to_string(),
-            account: account.id,
-            keys: Arc::new(shard_crypto::VaultKeys::derive(&key)),
-            writer: tokio::sync::Mutex::new(()),
+        }
+        {
+            let _writer = session.writer.lock().await;
+            let state = self.catalog.vault(session.account, &session.keys).state()?;
+            crate::snapshot::delete_snapshot(self, &session, &state, &Default::default()).await;
+            self.logout(Some(user));
+            self.catalog.delete_account(account.id)?;
+        }
+        Ok(files)
+    }
+
+    /// After a change to `session`'s catalog: writes a new snapshot and head in the background.
+    pub fn catalog_changed(self: &Arc<Self>, session: &Arc<Session>) {
+        let (node, session) = (self.clone(), session.clone());
+        self.spawn(async move {
+            if let Err(e) = crate::snapshot::write_snapshot(&node, &session).await {
+                tracing::warn!("catalog snapshot not written: {e}; it will be at the next change");
+            }
         });
-        tracing::info!("account {user} unlocked");
-        Ok(())
     }
 
     /// Locks `user`'s vault (or every vault): its keys are dropped and zeroized.
@@ -525,6 +599,11 @@ impl Node {
                 any
             }
         }
+    }
+
+    /// The node's accounts, and which are unlocked.
+    pub fn accounts(&self) -> Result<Vec<crate::accounts::AccountInfo>> {
+        crate::accounts::list(&self.catalog, &self.sessions.users())
     }
 
     /// Logged-in users.

@@ -325,15 +325,50 @@ fn encode_files(
     Ok(())
 }
 
-struct Ctx {
+pub(crate) struct Ctx {
     vault: [u8; 16],
     targets: HashMap<NodeId, (Target, Arc<Semaphore>)>,
     candidates: Vec<Candidate>,
     timeout: Duration,
 }
 
+impl Ctx {
+    /// Where shares of `vault` can go now: this node and every connected peer.
+    pub(crate) fn for_node(node: &Node, vault: [u8; 16]) -> Self {
+        let mut targets = HashMap::new();
+        let local = node.local_target();
+        let mut candidates = vec![Candidate {
+            node: local.node(),
+            free: node.store().usage().ok().and_then(|u| u.free()),
+        }];
+        targets.insert(local.node(), (local, Arc::new(Semaphore::new(PER_NODE))));
+        for (client, usage) in node.online_peers() {
+            let id = client.peer().id;
+            candidates.push(Candidate {
+                node: id,
+                free: usage.and_then(|u| u.free()),
+            });
+            targets.insert(
+                id,
+                (Target::Peer(client), Arc::new(Semaphore::new(PER_NODE))),
+            );
+        }
+        Self {
+            vault,
+            targets,
+            candidates,
+            timeout: node.options().request_timeout,
+        }
+    }
+
+    /// Nodes that can take shares now.
+    pub(crate) fn online(&self) -> usize {
+        self.targets.len()
+    }
+}
+
 /// Sends the shares of one chunk that are not acknowledged yet; returns the new acks.
-async fn send_chunk(
+pub(crate) async fn send_chunk(
     ctx: Arc<Ctx>,
     chunk: EncodedChunk,
     acked: HashMap<u8, NodeId>,
@@ -450,27 +485,8 @@ pub(crate) async fn run(
         entries.iter().map(|e| e.meta.size).sum(),
     );
 
-    // Targets: this node and every connected peer.
-    let mut targets = HashMap::new();
-    let mut candidates = Vec::new();
-    let local = node.local_target();
-    let own_free = node.store().usage().ok().and_then(|u| u.free());
-    candidates.push(Candidate {
-        node: local.node(),
-        free: own_free,
-    });
-    targets.insert(local.node(), (local, Arc::new(Semaphore::new(PER_NODE))));
-    for (client, usage) in node.online_peers() {
-        let id = client.peer().id;
-        candidates.push(Candidate {
-            node: id,
-            free: usage.and_then(|u| u.free()),
-        });
-        targets.insert(
-            id,
-            (Target::Peer(client), Arc::new(Semaphore::new(PER_NODE))),
-        );
-    }
+    let targets_ctx = Ctx::for_node(&node, session.vault());
+    let (targets, candidates) = (targets_ctx.targets, targets_ctx.candidates);
     let online = targets.len();
     // The default comes from the nodes paired, not those online: a put while peers are away
     // must not quietly store with less redundancy; it is refused and says how many are missing.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use shard_proto::{
     ErrorCode, Message, Namespace, NodeId, Request, Response, Share, ShareId, VaultRef,
 };
-use shard_store::{ShareStore, Usage};
+use shard_store::{HeadStore, ShareStore, Usage};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::noise::PeerInfo;
@@ -217,6 +217,73 @@ impl PeerClient {
         }
     }
 
+    /// The newest catalog head the peer keeps for `vault`: sequence number and sealed bytes.
+    pub async fn catalog_head(
+        &self,
+        vault: VaultRef,
+        timeout: Duration,
+    ) -> Result<Option<(u64, Bytes)>> {
+        match self.call(Request::CatalogHead { vault }, timeout).await {
+            Ok(Response::CatalogHead { head }) => Ok(head),
+            Ok(_) => Err(Error::UnexpectedResponse("catalog head")),
+            Err(Error::Remote {
+                code: ErrorCode::Unsupported,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the peer to keep a catalog head.
+    pub async fn put_catalog_head(
+        &self,
+        vault: VaultRef,
+        seq: u64,
+        head: Bytes,
+        verifier: [u8; 32],
+        timeout: Duration,
+    ) -> Result<()> {
+        match self
+            .call(
+                Request::PutCatalogHead {
+                    vault,
+                    seq,
+                    head,
+                    verifier,
+                },
+                timeout,
+            )
+            .await?
+        {
+            Response::HeadStored => Ok(()),
+            _ => Err(Error::UnexpectedResponse("put catalog head")),
+        }
+    }
+
+    /// Takes the vault over on the peer; returns how many shares moved to this node.
+    pub async fn adopt(
+        &self,
+        vault: VaultRef,
+        proof: [u8; 32],
+        verifier: [u8; 32],
+        timeout: Duration,
+    ) -> Result<u64> {
+        match self
+            .call(
+                Request::Adopt {
+                    vault,
+                    proof,
+                    verifier,
+                },
+                timeout,
+            )
+            .await?
+        {
+            Response::Adopted { moved } => Ok(moved),
+            _ => Err(Error::UnexpectedResponse("adopt")),
+        }
+    }
+
     /// The peer's storage use.
     pub async fn usage(&self, timeout: Duration) -> Result<Usage> {
         match self.call(Request::Usage, timeout).await? {
@@ -298,15 +365,40 @@ type PutJob = (
 /// Answers peers' requests from a share store.
 pub struct ShareService {
     store: Arc<dyn ShareStore>,
+    heads: Option<Arc<HeadStore>>,
     puts: mpsc::Sender<PutJob>,
 }
 
 impl ShareService {
-    /// A service over `store`; starts the put batcher.
-    pub fn new(store: Arc<dyn ShareStore>) -> Arc<Self> {
+    /// A service over `store` (and `heads`, if this node keeps catalog heads); starts the put
+    /// batcher.
+    pub fn new(store: Arc<dyn ShareStore>, heads: Option<Arc<HeadStore>>) -> Arc<Self> {
         let (puts, jobs) = mpsc::channel(1024);
         tokio::spawn(put_batcher(store.clone(), jobs));
-        Arc::new(Self { store, puts })
+        Arc::new(Self { store, heads, puts })
+    }
+
+    /// The catalog heads this node keeps.
+    pub fn heads(&self) -> Option<&Arc<HeadStore>> {
+        self.heads.as_ref()
+    }
+
+    async fn with_heads<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&HeadStore, &dyn ShareStore) -> shard_store::Result<T> + Send + 'static,
+    ) -> std::result::Result<T, Response> {
+        let Some(heads) = self.heads.clone() else {
+            return Err(error(
+                ErrorCode::Unsupported,
+                "this node keeps no catalog heads",
+            ));
+        };
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&heads, store.as_ref())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(store_error(&e)),
+            Err(_) => Err(error(ErrorCode::Internal, "head task failed")),
+        }
     }
 
     /// The store behind the service.
@@ -422,10 +514,47 @@ impl ShareService {
                 shares: u.shares,
                 quota: u.quota,
             }),
-            Request::CatalogHead { .. } => Err(error(
-                ErrorCode::Unsupported,
-                "catalog heads are not kept yet",
-            )),
+            Request::CatalogHead { vault } => {
+                self.with_heads(move |h, _| h.get(&vault))
+                    .await
+                    .map(|head| Response::CatalogHead {
+                        head: head.map(|h| (h.seq, Bytes::from(h.head))),
+                    })
+            }
+            Request::PutCatalogHead {
+                vault,
+                seq,
+                head,
+                verifier,
+            } => self
+                .with_heads(move |h, _| h.put(&owner, &vault, seq, &head, &verifier))
+                .await
+                .map(|()| Response::HeadStored),
+            Request::Adopt {
+                vault,
+                proof,
+                verifier,
+            } => self
+                .with_heads(move |h, store| {
+                    // Already ours (a recovery run again): nothing to prove, nothing to move.
+                    if h.get(&vault)?.is_some_and(|head| head.owner == owner) {
+                        return Ok(0);
+                    }
+                    // Proof first, then the shares, then the head: a crash in between leaves
+                    // the head with the old owner, and the same proof finishes the move.
+                    let previous = h.check_adoption(&vault, &proof)?;
+                    let moved = store.move_namespace(
+                        &Namespace {
+                            owner: previous,
+                            vault,
+                        },
+                        &Namespace { owner, vault },
+                    )?;
+                    h.adopt(&owner, &vault, &proof, &verifier)?;
+                    Ok(moved)
+                })
+                .await
+                .map(|moved| Response::Adopted { moved }),
         };
         (result.unwrap_or_else(|e| e), None)
     }
@@ -442,6 +571,8 @@ fn store_error(e: &shard_store::Error) -> Response {
     use shard_store::Error as S;
     let code = match e {
         S::Full { .. } => ErrorCode::Full,
+        S::StaleHead { .. } | S::NotHeadOwner | S::BadAdoptionProof => ErrorCode::Refused,
+        S::NoSuchFile(_) => ErrorCode::NotFound,
         S::Corrupt { .. } => ErrorCode::Corrupt,
         S::Format(_) | S::InvalidParameters(_) => ErrorCode::BadRequest,
         S::ReadOnly(_) | S::NotWritable(_) => ErrorCode::Unavailable,

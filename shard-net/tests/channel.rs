@@ -67,7 +67,7 @@ struct Server {
 async fn server(trusted: &[NodeId]) -> Server {
     let identity = Arc::new(NodeIdentity::generate().unwrap());
     let store = Arc::new(MemoryStore::new());
-    let service = ShareService::new(store.clone());
+    let service = ShareService::new(store.clone(), None);
     let gate = Arc::new(Trust(Mutex::new(trusted.iter().copied().collect())));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -107,6 +107,27 @@ pub enum Request {
         /// The vault.
         vault: VaultRef,
     },
+    /// Keep this catalog head for the vault (only its owner node may; only a newer one).
+    PutCatalogHead {
+        /// The vault.
+        vault: VaultRef,
+        /// Its sequence number.
+        seq: u64,
+        /// The sealed head (opaque to the peer).
+        head: Bytes,
+        /// SHA-256 of the secret that may hand the vault over to another node.
+        verifier: [u8; 32],
+    },
+    /// Hand the vault (its shares and head) over to the asking node, which proves it may by
+    /// revealing the secret behind the head's verifier.
+    Adopt {
+        /// The vault.
+        vault: VaultRef,
+        /// The secret.
+        proof: [u8; 32],
+        /// The verifier guarding the next hand-over.
+        verifier: [u8; 32],
+    },
 }
 
 /// Why a request failed.
@@ -126,6 +147,8 @@ pub enum ErrorCode {
     Internal,
     /// The peer does not support this request.
     Unsupported,
+    /// A catalog head older than the one kept, or from a node that may not replace it.
+    Refused,
 }
 
 /// Answers.
@@ -167,10 +190,17 @@ pub enum Response {
         /// Bytes it accepts in all, if limited.
         quota: Option<u64>,
     },
-    /// The newest catalog head held for the vault, if any.
+    /// The newest catalog head held for the vault, if any: its sequence number and bytes.
     CatalogHead {
         /// The sealed head.
-        head: Option<Bytes>,
+        head: Option<(u64, Bytes)>,
+    },
+    /// The catalog head is kept.
+    HeadStored,
+    /// The vault was handed over; this many shares moved to the asking node.
+    Adopted {
+        /// Shares moved.
+        moved: u64,
     },
     /// The request failed.
     Error {

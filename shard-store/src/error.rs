@@ -72,6 +72,20 @@ pub enum Error {
     /// The index holds something this build would never have written.
     #[error("store index is damaged: {0}")]
     IndexDamaged(&'static str),
+    /// A catalog head older than (or as old as) the one kept.
+    #[error("catalog head {got} is not newer than the one kept ({have}); nothing was replaced")]
+    StaleHead {
+        /// Sequence number kept.
+        have: u64,
+        /// Sequence number offered.
+        got: u64,
+    },
+    /// A catalog head from a node that is not the vault's owner of record (and no proof).
+    #[error("only the vault's owner node may replace its catalog head")]
+    NotHeadOwner,
+    /// A vault hand-over whose proof does not match the head's verifier.
+    #[error("the proof of vault ownership does not match")]
+    BadAdoptionProof,
     /// An account of that name exists already.
     #[error("an account named {0:?} exists already")]
     AccountExists(String),

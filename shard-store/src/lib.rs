@@ -34,6 +34,7 @@ mod catalog;
 mod chunker;
 mod erasure;
 mod error;
+mod heads;
 mod padding;
 mod pipeline;
 mod share_store;
@@ -41,11 +42,13 @@ mod stream;
 
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, ChunkHealth, FileEntry, FileId, FileKind, FileMeta,
-    PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, VaultCatalog,
+    PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotShare, VaultCatalog,
+    VaultSnapshot, VaultState,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;
 pub use error::{Error, Result};
+pub use heads::{HeadStore, StoredHead};
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
 pub use pipeline::{
     CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy, check_share,

@@ -447,9 +447,76 @@ fn a_version_one_catalog_is_migrated() {
     drop(Catalog::open(&path).unwrap());
     // Take it back to version 1, as an older build left it.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE deletions; UPDATE schema_version SET version = 1;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE deletions; DROP TABLE vault_state;
+         ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
+         UPDATE schema_version SET version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let catalog = Catalog::open(&path).unwrap();
     assert!(catalog.pending_deletions(&PEERS[0]).unwrap().is_empty());
+    let (acct, _) = account(&catalog, "after-migration");
+    assert_eq!(catalog.login_failures(acct).unwrap(), (0, None));
+}
+
+#[test]
+fn a_vault_exported_to_a_snapshot_imports_whole_on_a_new_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Catalog::open(&dir.path().join("old.db")).unwrap();
+    let key = VaultKey::generate().unwrap();
+    let record = KeyRecord::wrap(&key, b"a good passphrase", KdfParams::INSECURE_FAST).unwrap();
+    let acct = old.create_account("alice", &record).unwrap();
+    let keys = VaultKeys::derive(&key);
+    let vault = old.vault(acct, &keys);
+    for (i, (name, size)) in [("a.txt", 100u64), ("b.txt", 200), ("a.txt", 300)]
+        .iter()
+        .enumerate()
+    {
+        let m = manifest(110 + i as u8 * 10, *size, 1);
+        let f = vault
+            .begin_files(&[(meta(name, *size), m.clone())])
+            .unwrap();
+        ack_all(&vault, &m);
+        vault.commit_files(&[f[0].id]).unwrap();
+    }
+    let snapshot = vault.export("alice").unwrap();
+    assert_eq!(snapshot.files.len(), 3);
+    assert_eq!(snapshot.shares.len(), 9);
+
+    let new = Catalog::open(&dir.path().join("new.db")).unwrap();
+    let record2 = KeyRecord::wrap(&key, b"a new passphrase!", KdfParams::INSECURE_FAST).unwrap();
+    let acct2 = new.create_account(&snapshot.account, &record2).unwrap();
+    let vault2 = new.vault(acct2, &keys);
+    vault2.import(&snapshot).unwrap();
+    let before: Vec<_> = vault
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.meta, e.version))
+        .collect();
+    let after: Vec<_> = vault2
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.meta, e.version))
+        .collect();
+    assert_eq!(before, after);
+    let a2 = vault2.versions(b"a.txt").unwrap();
+    assert_eq!(
+        vault2.manifest(a2[1].id).unwrap(),
+        vault
+            .manifest(vault.versions(b"a.txt").unwrap()[1].id)
+            .unwrap()
+    );
+    assert_eq!(vault2.export("alice").unwrap().shares.len(), 9);
+    assert_eq!(vault2.state().unwrap(), shard_store::VaultState::default());
+    vault2
+        .set_state(&shard_store::VaultState {
+            seq: 4,
+            epoch: 1,
+            snapshot: Some(vec![1, 2]),
+        })
+        .unwrap();
+    assert_eq!(vault2.state().unwrap().seq, 4);
 }

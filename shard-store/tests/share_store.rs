@@ -411,3 +411,37 @@ fn scatter_keeps_finding_room_for_thousands_of_shares() {
         .unwrap();
     assert!(deepest <= 8, "{deepest} levels");
 }
+
+#[test]
+fn a_namespace_moves_to_a_new_owner_in_every_store() {
+    let plain_dir = fast_tempdir();
+    let scatter_dir = fast_tempdir();
+    let stores: Vec<Box<dyn ShareStore>> = vec![
+        Box::new(MemoryStore::new()),
+        Box::new(open(plain_dir.path(), Layout::Plain)),
+        Box::new(open(scatter_dir.path(), Layout::Scatter)),
+    ];
+    let (old, new) = (ns(1), ns(2));
+    let new = Namespace {
+        vault: old.vault,
+        ..new
+    };
+    for store in &stores {
+        let shares: Vec<Share> = (0..5).map(|i| share(i, 100)).collect();
+        store.put(&old, &shares).unwrap();
+        store.put(&new, &shares[..1]).unwrap();
+        assert_eq!(store.move_namespace(&old, &new).unwrap(), 4);
+        for s in &shares {
+            assert_eq!(store.get(&new, &s.id()).unwrap().as_ref(), Some(s));
+        }
+        // The old owner can no longer reach (or delete) the moved ones.
+        assert_eq!(
+            store
+                .delete(&old, &shares[1..].iter().map(Share::id).collect::<Vec<_>>())
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.list(&new, None, 10).unwrap().len(), 5);
+        assert_eq!(store.move_namespace(&ns(9), &new).unwrap(), 0);
+    }
+}

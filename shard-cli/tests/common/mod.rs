@@ -169,6 +169,67 @@ impl TestNode {
         v["recovery_code"].as_str().unwrap().to_string()
     }
 
+    /// A copy of this (stopped) node's home, as another node called `name`: the same
+    /// identity, accounts and catalog, as if the machine came back from a backup.
+    pub fn copy_home(&self, name: &str) -> TestNode {
+        assert!(
+            self.child.is_none(),
+            "stop the node before copying its home"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(self.home())
+            .arg(dir.path().join("home"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        TestNode {
+            name: name.to_string(),
+            dir,
+            child: None,
+        }
+    }
+
+    /// Runs `shard` with extra environment variables (e.g. passphrases).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(shard_bin());
+        command.arg("--home").arg(self.home()).args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Like [`Self::run_env`], expecting success and JSON.
+    pub fn json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.run_env(&full, env);
+        assert!(
+            out.status.success(),
+            "shard {args:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    }
+
+    /// Waits until the node's log shows `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            if start.elapsed() > within {
+                panic!(
+                    "{}: {text:?} not in the log after {within:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Restarts a stopped or killed node on the peer port it had, unlocking `login`.
     pub fn restart(&mut self, login: Option<&str>) {
         let listen = std::fs::read_to_string(self.home().join("listen.addr")).ok();

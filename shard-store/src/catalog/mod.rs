@@ -22,6 +22,7 @@ pub use vault::{
     AckedShare, ChunkHealth, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
     VaultCatalog,
 };
+pub use vault::{SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
 
 use crate::{Error, Result};
 
@@ -264,6 +265,43 @@ impl Catalog {
         }
         tx.commit()?;
         Ok(())
+    }
+    /// Failed logins of an account so far and when the last one was (seconds since the epoch).
+    pub fn login_failures(&self, account: AccountId) -> Result<(u32, Option<i64>)> {
+        let (count, last): (i64, Option<i64>) = self.conn().query_row(
+            "SELECT failed_logins, last_failure FROM accounts WHERE id = ?1",
+            params![account.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((u32::try_from(count).unwrap_or(u32::MAX), last))
+    }
+
+    /// Counts a failed login (now).
+    pub fn record_login_failure(&self, account: AccountId) -> Result<()> {
+        self.conn().execute(
+            "UPDATE accounts SET failed_logins = failed_logins + 1, last_failure = ?2 WHERE id = ?1",
+            params![account.0, unix_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets failed logins (after a successful one).
+    pub fn reset_login_failures(&self, account: AccountId) -> Result<()> {
+        self.conn().execute(
+            "UPDATE accounts SET failed_logins = 0, last_failure = NULL WHERE id = ?1",
+            params![account.0],
+        )?;
+        Ok(())
+    }
+
+    /// Stored file versions of an account (visible or not), without needing its keys.
+    pub fn file_count(&self, account: AccountId) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM files WHERE account = ?1",
+            params![account.0],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The files of an unlocked account.

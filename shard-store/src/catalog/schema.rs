@@ -18,13 +18,16 @@
 //! ```
 //! Version 2 adds `deletions(account, peer, vault, share)`: shares of removed files still to be
 //! deleted on a peer (it was offline); sent when it comes back.
+//! Version 3 adds `accounts.failed_logins` and `accounts.last_failure` (the login delay survives
+//! restarts) and `vault_state(account, seq, epoch, snapshot)`: the newest catalog snapshot's
+//! head sequence, the vault's hand-over epoch, and where that snapshot's shares are (sealed).
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -72,8 +75,15 @@ const MIGRATIONS: &[&str] = &[
          account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
          peer BLOB NOT NULL,
          vault BLOB NOT NULL,
-         share BLOB NOT NULL,
-         PRIMARY KEY (peer, vault, share)) WITHOUT ROWID;",
+         share BLOB NOT NULL,         PRIMARY KEY (peer, vault, share)) WITHOUT ROWID;",
+    // 2 → 3: failed logins counted across restarts; each vault's snapshot state.
+    "ALTER TABLE accounts ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE accounts ADD COLUMN last_failure INTEGER;
+     CREATE TABLE vault_state (
+         account INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+         seq INTEGER NOT NULL,
+         epoch INTEGER NOT NULL,
+         snapshot BLOB);",
 ];
 
 /// Brings `conn` to [`SCHEMA_VERSION`].

@@ -141,6 +141,63 @@ pub struct ChunkHealth {
     pub acked: u8,
 }
 
+/// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
+/// the account on a new machine. Version 1, postcard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultSnapshot {
+    /// Format version (1).
+    pub version: u8,
+    /// The account's name.
+    pub account: String,
+    /// Every visible file version.
+    pub files: Vec<SnapshotFile>,
+    /// Every acknowledged share of those files' chunks.
+    pub shares: Vec<SnapshotShare>,
+}
+
+/// A file version in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Its metadata.
+    pub meta: FileMeta,
+    /// Its version number.
+    pub version: u32,
+    /// When it was stored.
+    pub stored_at: i64,
+    /// Its chunks.
+    pub manifest: Manifest,
+}
+
+/// A share in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotShare {
+    /// The share.
+    pub share: ShareId,
+    /// Its chunk, index and the chunk's parameters.
+    pub chunk: ChunkId,
+    /// Index among the chunk's shares.
+    pub index: u8,
+    /// The chunk's `k`.
+    pub k: u8,
+    /// The chunk's `n`.
+    pub n: u8,
+    /// The chunk's share length.
+    pub share_len: u32,
+    /// Where it is.
+    pub peer: NodeId,
+}
+
+/// A vault's snapshot bookkeeping (see the catalog schema, version 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaultState {
+    /// Sequence number of the newest catalog head written.
+    pub seq: u64,
+    /// Hand-over epoch (which adoption secret guards the vault now).
+    pub epoch: u64,
+    /// The newest snapshot's location record, sealed by the caller.
+    pub snapshot: Option<Vec<u8>>,
+}
+
 /// An unlocked vault's files. Obtained from [`Catalog::vault`].
 pub struct VaultCatalog<'a> {
     catalog: &'a Catalog,
@@ -589,6 +646,157 @@ impl<'a> VaultCatalog<'a> {
                 .then(a.version.cmp(&b.version))
         });
         Ok(out)
+    }
+    /// The whole vault, for a catalog snapshot.
+    pub fn export(&self, account_name: &str) -> Result<VaultSnapshot> {
+        let mut files = Vec::new();
+        for entry in self.list()? {
+            let manifest = self.manifest(entry.id)?;
+            files.push(SnapshotFile {
+                meta: entry.meta,
+                version: entry.version,
+                stored_at: entry.stored_at,
+                manifest,
+            });
+        }
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
+             JOIN chunks c ON c.account = s.account AND c.id = s.chunk
+             WHERE s.account = ?1 AND s.state = 1",
+        )?;
+        let rows = stmt
+            .query_map(params![self.account.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, u8>(2)?,
+                    r.get::<_, u8>(3)?,
+                    r.get::<_, u8>(4)?,
+                    r.get::<_, u32>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let shares = rows
+            .into_iter()
+            .map(|(id, chunk, index, k, n, share_len, peer)| {
+                Ok(SnapshotShare {
+                    share: ShareId(blob32(id)?),
+                    chunk: ChunkId(blob32(chunk)?),
+                    index,
+                    k,
+                    n,
+                    share_len,
+                    peer: NodeId(blob32(peer)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(VaultSnapshot {
+            version: 1,
+            account: account_name.to_string(),
+            files,
+            shares,
+        })
+    }
+
+    /// Rebuilds the vault from a snapshot (into an empty account): every file visible again,
+    /// every share where it was.
+    pub fn import(&self, snapshot: &VaultSnapshot) -> Result<()> {
+        if snapshot.version != 1 {
+            return Err(Error::InvalidParameters("unknown catalog snapshot version"));
+        }
+        let acks: Vec<AckedShare> = snapshot
+            .shares
+            .iter()
+            .map(|s| AckedShare {
+                chunk: s.chunk,
+                k: s.k,
+                n: s.n,
+                share_len: s.share_len,
+                index: s.index,
+                share: s.share,
+                peer: s.peer,
+            })
+            .collect();
+        self.record_acks(&acks)?;
+        // Versions in order, so each name gets its old version numbers back.
+        let mut files: Vec<&SnapshotFile> = snapshot.files.iter().collect();
+        files.sort_by(|a, b| {
+            a.meta
+                .name
+                .cmp(&b.meta.name)
+                .then(a.version.cmp(&b.version))
+        });
+        for f in files {
+            let begun = self.begin_files(&[(f.meta.clone(), f.manifest.clone())])?;
+            let ids: Vec<FileId> = begun.iter().map(|b| b.id).collect();
+            // Shares the snapshot knows too little about (missing) do not block the file: it is
+            // visible, and health and repair will say what is missing.
+            self.force_visible(&ids, &f.manifest)?;
+        }
+        Ok(())
+    }
+
+    fn force_visible(&self, files: &[FileId], manifest: &Manifest) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        for file in files {
+            let mut seen = std::collections::HashSet::new();
+            for chunk in manifest.chunks.iter().filter(|c| seen.insert(c.id)) {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+                tx.prepare_cached(
+                    "UPDATE chunks SET refs = refs + 1 WHERE account = ?1 AND id = ?2",
+                )?
+                .execute(params![self.account.0, &chunk.id.0[..]])?;
+            }
+            tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
+                .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The vault's snapshot state.
+    pub fn state(&self) -> Result<VaultState> {
+        let row = self
+            .catalog
+            .conn()
+            .query_row(
+                "SELECT seq, epoch, snapshot FROM vault_state WHERE account = ?1",
+                params![self.account.0],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(match row {
+            Some((seq, epoch, snapshot)) => VaultState {
+                seq: u64::try_from(seq).unwrap_or(0),
+                epoch: u64::try_from(epoch).unwrap_or(0),
+                snapshot,
+            },
+            None => VaultState::default(),
+        })
+    }
+
+    /// Records the vault's snapshot state.
+    pub fn set_state(&self, state: &VaultState) -> Result<()> {
+        let seq = i64::try_from(state.seq).map_err(|_| Error::InvalidParameters("sequence"))?;
+        let epoch = i64::try_from(state.epoch).map_err(|_| Error::InvalidParameters("epoch"))?;
+        self.catalog.conn().execute(
+            "INSERT INTO vault_state (account, seq, epoch, snapshot) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch, snapshot = excluded.snapshot",
+            params![self.account.0, seq, epoch, state.snapshot],
+        )?;
+        Ok(())
     }
 
     /// Every visible file version, by name then version.

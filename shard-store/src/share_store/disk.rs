@@ -620,9 +620,14 @@ impl ShareStore for DiskStore {
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
         self.delete_batch(ns, ids).map_err(|e| self.classify(e))
     }
-
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>> {
         self.lock().index.list(ns, after, limit)
+    }
+
+    fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64> {
+        // Paths live in the index, so only rows change; nothing moves on disk.
+        let mut inner = self.lock();
+        inner.index.move_namespace(from, to)
     }
 
     fn usage(&self) -> Result<Usage> {

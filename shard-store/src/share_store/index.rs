@@ -158,6 +158,15 @@ impl Index {
         tx.commit()?;
         Ok(())
     }
+    /// Re-files rows of `from` under `to`. A share `to` already holds stays in `from` (row and
+    /// file together, so the index never loses track of a file).
+    pub fn move_namespace(&mut self, from: &Namespace, to: &Namespace) -> Result<u64> {
+        let moved = self.conn.execute(
+            "UPDATE shares SET ns = ?2 WHERE ns = ?1 AND id NOT IN (SELECT id FROM shares WHERE ns = ?2)",
+            params![&from.to_bytes()[..], &to.to_bytes()[..]],
+        )?;
+        Ok(moved as u64)
+    }
 
     pub fn set_corrupt(
         &mut self,

@@ -117,6 +117,27 @@ impl ShareStore for MemoryStore {
         };
         Ok(ids)
     }
+    fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64> {
+        let mut inner = self.lock()?;
+        let Some(moving) = inner.shares.remove(from) else {
+            return Ok(0);
+        };
+        let target = inner.shares.entry(*to).or_default();
+        let mut left = std::collections::BTreeMap::new();
+        let mut count = 0;
+        for (id, share) in moving {
+            if let std::collections::btree_map::Entry::Vacant(slot) = target.entry(id) {
+                slot.insert(share);
+                count += 1;
+            } else {
+                left.insert(id, share);
+            }
+        }
+        if !left.is_empty() {
+            inner.shares.insert(*from, left);
+        }
+        Ok(count)
+    }
 
     fn usage(&self) -> Result<Usage> {
         let inner = self.lock()?;

@@ -66,9 +66,12 @@ pub trait ShareStore: Send + Sync {
 
     /// Up to `limit` ids held in `ns`, in ascending order, starting after `after`.
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>>;
-
     /// Bytes and shares held, and the quota.
     fn usage(&self) -> Result<Usage>;
+
+    /// Re-files every share of `from` under `to` (a vault taken over by a new owner node after
+    /// recovery); returns how many moved. Shares `to` already holds stay as they are.
+    fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64>;
 
     /// Reads every share of `ns` back and reports the missing and the corrupt ones (which are
     /// quarantined on the way).

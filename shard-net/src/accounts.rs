@@ -1,0 +1,319 @@
+//! Accounts on a node: the passphrase rules, the delay after failed attempts, and the account
+//! operations the CLI and the running node share (create, change passphrase, recovery code).
+//!
+//! Every check of a passphrase goes through [`wait_before_attempt`] and [`try_unwrap`], so the
+//! delay after failures (1 s, 2 s, 4 s … at most 60 s, counted per account in the catalog and
+//! so across restarts) applies to `login`, `account passwd` and `account recovery-code` alike:
+//! none of them is a way around it.
+
+use std::time::Duration;
+
+use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code};
+use shard_store::{Account, Catalog};
+use zeroize::Zeroizing;
+
+use crate::{Error, Result};
+
+/// Fewest characters a new passphrase may have.
+pub const MIN_PASSPHRASE_CHARS: usize = 10;
+/// Most bytes a passphrase may have (Argon2 takes any length; this bounds what is accepted).
+pub const MAX_PASSPHRASE_BYTES: usize = 1024;
+
+/// Passphrases of 10 characters or more that lists of leaked passwords show at the top, and a
+/// few this product invites. Compared ignoring case.
+const COMMON: &[&str] = &[
+    "0000000000",
+    "0123456789",
+    "1111111111",
+    "1122334455",
+    "1234567890",
+    "12345678910",
+    "1234567891",
+    "123456789a",
+    "123123123123",
+    "1234qwerasdf",
+    "1q2w3e4r5t",
+    "1q2w3e4r5t6y",
+    "1qaz2wsx3edc",
+    "9876543210",
+    "abc1234567",
+    "abcdefghij",
+    "administrator",
+    "asdfghjkl1",
+    "asdfghjkl;",
+    "basketball",
+    "changeme123",
+    "correcthorsebatterystaple",
+    "dragon12345",
+    "football123",
+    "iloveyou12",
+    "iloveyou123",
+    "letmein123",
+    "monkey12345",
+    "myfamily123",
+    "passw0rd123",
+    "password01",
+    "password12",
+    "password123",
+    "password1234",
+    "passwordpassword",
+    "princess123",
+    "qazwsxedcrfv",
+    "qwerty1234",
+    "qwerty123456",
+    "qwertyuiop",
+    "qwertyuiop123",
+    "shardshard",
+    "shardshard1",
+    "starwars123",
+    "sunshine123",
+    "trustno1234",
+    "welcome123",
+    "zaq12wsxcde",
+];
+
+/// Checks a new passphrase (for `user`) against the rules; the error says which rule.
+pub fn check_new_passphrase(user: &str, passphrase: &str) -> Result<()> {
+    let weak = |why: &str| Err(Error::WeakPassphrase(why.to_string()));
+    if passphrase.is_empty() {
+        return weak("the passphrase is empty");
+    }
+    if passphrase.len() > MAX_PASSPHRASE_BYTES {
+        return weak("the passphrase is longer than 1024 bytes");
+    }
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return weak("the passphrase is shorter than 10 characters");
+    }
+    let lower = passphrase.to_lowercase();
+    if COMMON.contains(&lower.as_str()) {
+        return weak("the passphrase is on the list of the most common ones");
+    }
+    let mut chars = lower.chars();
+    if let Some(first) = chars.next()
+        && chars.all(|c| c == first)
+    {
+        return weak("the passphrase repeats one character");
+    }
+    if lower == user.to_lowercase() {
+        return weak("the passphrase is the account name");
+    }
+    Ok(())
+}
+
+/// Checks an account name: 1 to 64 characters, no control characters, no `/`.
+pub fn check_account_name(user: &str) -> Result<()> {
+    if user.is_empty()
+        || user.chars().count() > 64
+        || user.chars().any(|c| c.is_control() || c == '/')
+    {
+        return Err(Error::InvalidName(format!(
+            "{user}: account names are 1 to 64 characters, without control characters or '/'"
+        )));
+    }
+    Ok(())
+}
+
+/// How long the next passphrase attempt waits after `failures` failed ones in a row.
+pub fn login_delay(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(1u64.checked_shl(failures - 1).unwrap_or(u64::MAX).min(60))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An account as `shard account ls` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountInfo {
+    /// Its name.
+    pub name: String,
+    /// Stored file versions.
+    pub files: u64,
+    /// Unlocked in the running node.
+    pub unlocked: bool,
+    /// Failed passphrase attempts since the last success.
+    pub failed_logins: u32,
+}
+
+/// Every account of the catalog; `unlocked` names those unlocked in the running node.
+pub fn list(catalog: &Catalog, unlocked: &[String]) -> Result<Vec<AccountInfo>> {
+    catalog
+        .accounts()?
+        .into_iter()
+        .map(|a| {
+            Ok(AccountInfo {
+                files: catalog.file_count(a.id)?,
+                failed_logins: catalog.login_failures(a.id)?.0,
+                unlocked: unlocked.contains(&a.name),
+                name: a.name,
+            })
+        })
+        .collect()
+}
+
+/// The account named `user`, or [`shard_store::Error::NoSuchAccount`].
+pub fn account(catalog: &Catalog, user: &str) -> Result<Account> {
+    Ok(catalog
+        .account(user)?
+        .ok_or_else(|| shard_store::Error::NoSuchAccount(user.to_string()))?)
+}
+
+/// What is left of the delay the account's failed attempts impose on the next one.
+pub fn wait_before_attempt(catalog: &Catalog, account: &Account) -> Result<Duration> {
+    let (failures, last) = catalog.login_failures(account.id)?;
+    let since = u64::try_from(unix_now().saturating_sub(last.unwrap_or(0))).unwrap_or(0);
+    Ok(login_delay(failures).saturating_sub(Duration::from_secs(since)))
+}
+
+/// Unwraps the account's vault key with `passphrase` (Argon2id: run it off async threads).
+/// A failure is counted and answered with [`Error::WrongPassphrase`] naming the next delay; a
+/// success clears the count. Call [`wait_before_attempt`] first and wait that long.
+pub fn try_unwrap(catalog: &Catalog, account: &Account, passphrase: &[u8]) -> Result<VaultKey> {
+    if passphrase.len() > MAX_PASSPHRASE_BYTES {
+        // No passphrase this long was ever accepted; not worth an Argon2 run.
+        return Err(Error::WeakPassphrase(
+            "the passphrase is longer than 1024 bytes".into(),
+        ));
+    }
+    match account.key_record.unwrap_key(passphrase) {
+        Ok(key) => {
+            catalog.reset_login_failures(account.id)?;
+            Ok(key)
+        }
+        Err(shard_crypto::Error::WrongPassphrase) => {
+            catalog.record_login_failure(account.id)?;
+            let (failures, _) = catalog.login_failures(account.id)?;
+            Err(Error::WrongPassphrase {
+                user: account.name.clone(),
+                next_wait_secs: login_delay(failures).as_secs(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`wait_before_attempt`], sleeping, then [`try_unwrap`]: for blocking callers (the CLI).
+pub fn unwrap_blocking(
+    catalog: &Catalog,
+    user: &str,
+    passphrase: &[u8],
+) -> Result<(Account, VaultKey)> {
+    let account = account(catalog, user)?;
+    std::thread::sleep(wait_before_attempt(catalog, &account)?);
+    let key = try_unwrap(catalog, &account, passphrase)?;
+    Ok((account, key))
+}
+
+/// Creates the account `user` with a new vault; returns its recovery code.
+pub fn create(catalog: &Catalog, user: &str, passphrase: &str) -> Result<Zeroizing<String>> {
+    check_account_name(user)?;
+    check_new_passphrase(user, passphrase)?;
+    if catalog.account(user)?.is_some() {
+        return Err(shard_store::Error::AccountExists(user.to_string()).into());
+    }
+    let key = VaultKey::generate()?;
+    let record = KeyRecord::wrap(&key, passphrase.as_bytes(), KdfParams::DEFAULT)?;
+    catalog.create_account(user, &record)?;
+    Ok(encode_recovery_code(&key))
+}
+
+/// Re-wraps `user`'s vault key under `new` after checking `old`: the old passphrase stops
+/// working, the vault (its key, files and shares) is untouched.
+pub fn change_passphrase(catalog: &Catalog, user: &str, old: &[u8], new: &str) -> Result<()> {
+    check_new_passphrase(user, new)?;
+    let (account, key) = unwrap_blocking(catalog, user, old)?;
+    let record = KeyRecord::wrap(&key, new.as_bytes(), KdfParams::DEFAULT)?;
+    catalog.update_key_record(account.id, &record)?;
+    Ok(())
+}
+
+/// The recovery code of `user`'s vault, after checking the passphrase.
+pub fn recovery_code(
+    catalog: &Catalog,
+    user: &str,
+    passphrase: &[u8],
+) -> Result<Zeroizing<String>> {
+    let (_, key) = unwrap_blocking(catalog, user, passphrase)?;
+    Ok(encode_recovery_code(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passphrase_rules_name_the_reason() {
+        let reason = |p: &str| match check_new_passphrase("alice", p) {
+            Err(Error::WeakPassphrase(why)) => why,
+            other => panic!("{p:?}: {other:?}"),
+        };
+        assert!(reason("").contains("empty"));
+        assert!(reason("short one").contains("shorter than 10"));
+        assert!(reason(&"x".repeat(1025)).contains("1024 bytes"));
+        assert!(reason("Password123").contains("most common"));
+        assert!(reason("QWERTYUIOP").contains("most common"));
+        assert!(reason("zzzzzzzzzzzz").contains("repeats"));
+        assert!(check_new_passphrase("alicealice", "AliceAlice").is_err());
+        check_new_passphrase("alice", "plum orbit candle").unwrap();
+        // Ten characters, counted as characters, not bytes.
+        check_new_passphrase("alice", "ünïcödé-ok").unwrap();
+        assert!(check_new_passphrase("alice", "ünïcödé-o").is_err());
+    }
+
+    #[test]
+    fn delays_double_up_to_a_minute() {
+        let secs: Vec<u64> = (0..9).map(|n| login_delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(login_delay(u32::MAX).as_secs(), 60);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        check_account_name("alice").unwrap();
+        check_account_name("Élodie B.").unwrap();
+        for bad in ["", "a/b", "tab\there", &"n".repeat(65)] {
+            assert!(
+                matches!(check_account_name(bad), Err(Error::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwd_rewraps_and_failures_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        let code = create(&catalog, "alice", "plum orbit candle").unwrap();
+        assert!(matches!(
+            create(&catalog, "alice", "plum orbit candle"),
+            Err(Error::Store(shard_store::Error::AccountExists(_)))
+        ));
+        change_passphrase(&catalog, "alice", b"plum orbit candle", "new river stone").unwrap();
+        assert_eq!(
+            recovery_code(&catalog, "alice", b"new river stone").unwrap(),
+            code
+        );
+        // The old passphrase stops working; the failure is counted and the delay named.
+        match recovery_code(&catalog, "alice", b"plum orbit candle") {
+            Err(Error::WrongPassphrase {
+                user,
+                next_wait_secs,
+            }) => {
+                assert_eq!((user.as_str(), next_wait_secs), ("alice", 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let account = account(&catalog, "alice").unwrap();
+        assert!(wait_before_attempt(&catalog, &account).unwrap() > Duration::ZERO);
+        assert!(matches!(
+            recovery_code(&catalog, "bob", b"whatever it is"),
+            Err(Error::Store(shard_store::Error::NoSuchAccount(_)))
+        ));
+    }
+}

@@ -1,0 +1,144 @@
+//! `shard recover`: a vault back on a new machine, from its recovery code and the old peers.
+//!
+//! 1. The recovery code gives the vault key, hence the vault id and every derived key.
+//! 2. Every connected peer is asked for the vault's catalog head; the newest one that opens
+//!    under the vault key wins (a forged or altered head does not open).
+//! 3. The vault is taken over on each peer: this node reveals the adoption secret of the head's
+//!    epoch; peers check it against the head's verifier, move the vault's shares to this node's
+//!    namespace, and from then on accept heads only from here (the next epoch's secret guards
+//!    the next hand-over). The old node, if it comes back, can no longer delete anything.
+//! 4. The snapshot's shares are fetched and decoded, the snapshot opened, and the catalog
+//!    rebuilt under an account of the snapshot's name, with a new passphrase.
+//! 5. A fresh snapshot and head are written by the new owner.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code, sha256};
+use shard_proto::Share;
+use shard_store::{ChunkDecoder, VaultSnapshot, VaultState};
+use zeroize::Zeroizing;
+
+use crate::node::Node;
+use crate::snapshot::{HeadPayload, open_head, open_snapshot};
+use crate::target::Target;
+use crate::{Error, Result};
+
+/// Recovers the vault of `code` under the account name `user` (default: its old name);
+/// `passphrase` protects the rebuilt account.
+pub async fn recover(
+    node: &Arc<Node>,
+    code: &str,
+    user: Option<&str>,
+    passphrase: Zeroizing<Vec<u8>>,
+) -> Result<Value> {
+    let key = decode_recovery_code(code)?;
+    let keys = Arc::new(VaultKeys::derive(&key));
+    let vault = keys.vault_id().0;
+    let timeout = node.options().request_timeout;
+    let peers = node.online_peers();
+    if peers.is_empty() {
+        return Err(Error::Recovery(
+            "no peer is connected: pair this node with the old peers first (`shard invite` / `shard join`)".into(),
+        ));
+    }
+
+    // 2. The newest head that opens.
+    let mut heads: Vec<(u64, bytes::Bytes)> = Vec::new();
+    for (client, _) in &peers {
+        match client.catalog_head(vault, timeout).await {
+            Ok(Some(head)) => heads.push(head),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "{} did not answer for the catalog head: {e}",
+                client.peer().hello.name
+            ),
+        }
+    }
+    heads.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let found: Option<(u64, HeadPayload)> = heads
+        .iter()
+        .find_map(|(seq, bytes)| open_head(&keys, *seq, bytes).ok().map(|p| (*seq, p)));
+    let Some((seq, payload)) = found else {
+        return Err(Error::Recovery(format!(
+            "none of the {} connected peers keeps a catalog for this vault: the recovery code may be from another vault, or the old peers are not paired with this node yet",
+            peers.len()
+        )));
+    };
+
+    let account_name = user.unwrap_or(&payload.account).to_string();
+    let new_passphrase = std::str::from_utf8(&passphrase)
+        .map_err(|_| Error::WeakPassphrase("the passphrase is not valid UTF-8".into()))?;
+    crate::accounts::check_new_passphrase(&account_name, new_passphrase)?;
+    if node.catalog().account(&account_name)?.is_some() {
+        return Err(Error::Store(shard_store::Error::AccountExists(
+            account_name,
+        )));
+    }
+
+    // 3. Take the vault over on every peer that knows it.
+    let proof = *keys.adoption_secret(payload.epoch).expose();
+    let next = sha256(keys.adoption_secret(payload.epoch + 1).expose());
+    let mut moved = 0u64;
+    let mut adopted_on = 0usize;
+    for (client, _) in &peers {
+        match client.adopt(vault, proof, next, timeout).await {
+            Ok(n) => {
+                moved += n;
+                adopted_on += 1;
+            }
+            Err(e) => tracing::info!(
+                "{} did not hand the vault over: {e}",
+                client.peer().hello.name
+            ),
+        }
+    }
+
+    // 4. The snapshot, from the shares the head lists.
+    let targets: Vec<Target> = node.targets();
+    let mut sealed = Vec::new();
+    let mut decoder = ChunkDecoder::new(keys.clone());
+    for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
+        let mut shares: Vec<Share> = Vec::new();
+        for (share, holder) in chunk.shares.iter().zip(holders) {
+            if shares.len() == usize::from(chunk.k) {
+                break;
+            }
+            if let Some(t) = targets.iter().find(|t| t.node() == *holder)
+                && let Ok(Some(s)) = t.get(vault, *share, timeout).await
+            {
+                shares.push(s);
+            }
+        }
+        sealed.extend(decoder.decode(chunk, &shares)?);
+    }
+    let plain = Zeroizing::new(open_snapshot(&keys, &sealed)?);
+    let snapshot: VaultSnapshot = postcard::from_bytes(&plain)
+        .map_err(|_| Error::Config("the catalog snapshot does not decode".into()))?;
+
+    let record = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || KeyRecord::wrap(&key, &passphrase, KdfParams::DEFAULT))
+            .await
+            .map_err(|_| Error::Disconnected)??
+    };
+    let account = node.catalog().create_account(&account_name, &record)?;
+    let catalog = node.catalog().vault(account, &keys);
+    catalog.import(&snapshot)?;
+    catalog.set_state(&VaultState {
+        seq,
+        epoch: payload.epoch + 1,
+        snapshot: None,
+    })?;
+    let session = node.unlock(&account_name, account, keys);
+
+    // 5. A snapshot and head from the new owner.
+    crate::snapshot::write_snapshot(node, &session).await?;
+    Ok(json!({
+        "account": account_name,
+        "files": snapshot.files.len(),
+        "catalog_head": seq,
+        "peers_handed_over": adopted_on,
+        "shares_moved": moved,
+    }))
+}

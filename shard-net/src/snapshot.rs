@@ -1,0 +1,237 @@
+//! Catalog snapshots and heads: how a vault survives the loss of its owner's machine.
+//!
+//! After every change (a put, an rm), the node seals the vault's whole catalog
+//! ([`shard_store::VaultSnapshot`], postcard) with the vault's catalog key, stores the sealed
+//! bytes as shares exactly like a file, and leaves a *head* with every peer that holds any of
+//! the vault's shares. A head is:
+//! ```text
+//! seq       the head's sequence number (peers keep only the newest from the vault's owner)
+//! payload   sealed with the catalog key, AAD = "shard head v1" ‖ vault id ‖ seq:
+//!           postcard (account name, epoch, snapshot manifest, holders: the node of each
+//!           snapshot share)
+//! verifier  SHA-256 of the vault's adoption secret of this epoch (see `shard_store::HeadStore`)
+//! ```
+//! With the recovery code, a new machine opens the newest head, takes the vault over (revealing
+//! the adoption secret), fetches the snapshot and rebuilds the catalog ([`crate::recover`]).
+//! Old snapshot shares that the new snapshot does not reuse are deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use shard_crypto::{Label, VaultKeys, open, seal, sha256};
+use shard_proto::{Manifest, NodeId, ShareId};
+use shard_store::{ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, VaultState};
+
+use crate::node::Node;
+use crate::put::{Ctx, send_chunk};
+use crate::session::Session;
+use crate::{Error, Result};
+
+const SNAPSHOT_AAD: &[u8] = b"shard snapshot v1";
+const HEAD_AAD: &[u8] = b"shard head v1";
+
+/// What a head points at (sealed in the head).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HeadPayload {
+    /// The account's name on its owner's node.
+    pub account: String,
+    /// The vault's hand-over epoch when the head was written.
+    pub epoch: u64,
+    /// The sealed snapshot's chunks.
+    pub snapshot: Manifest,
+    /// For each chunk, the node holding each share (by index).
+    pub holders: Vec<Vec<NodeId>>,
+}
+
+fn with_vault(label: &[u8], vault: &[u8; 16], seq: Option<u64>) -> Vec<u8> {
+    let mut aad = label.to_vec();
+    aad.extend_from_slice(vault);
+    if let Some(seq) = seq {
+        aad.extend_from_slice(&seq.to_le_bytes());
+    }
+    aad
+}
+
+/// Seals a snapshot's bytes.
+pub(crate) fn seal_snapshot(keys: &VaultKeys, plain: &[u8]) -> Result<Vec<u8>> {
+    Ok(seal(
+        &keys.subkey(Label::Catalog),
+        &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
+        plain,
+    )?)
+}
+
+/// Opens a snapshot's bytes.
+pub(crate) fn open_snapshot(keys: &VaultKeys, sealed: &[u8]) -> Result<Vec<u8>> {
+    Ok(open(
+        &keys.subkey(Label::Catalog),
+        &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
+        sealed,
+    )?)
+}
+
+/// Seals a head's payload for sequence number `seq`.
+pub(crate) fn seal_head(keys: &VaultKeys, seq: u64, payload: &HeadPayload) -> Result<Vec<u8>> {
+    let plain =
+        postcard::to_stdvec(payload).map_err(|_| Error::Config("head does not encode".into()))?;
+    Ok(seal(
+        &keys.subkey(Label::Catalog),
+        &with_vault(HEAD_AAD, &keys.vault_id().0, Some(seq)),
+        &plain,
+    )?)
+}
+
+/// Opens a head; a forged or altered head, or one of another vault or sequence number, fails.
+pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<HeadPayload> {
+    let plain = open(
+        &keys.subkey(Label::Catalog),
+        &with_vault(HEAD_AAD, &keys.vault_id().0, Some(seq)),
+        sealed,
+    )?;
+    postcard::from_bytes(&plain).map_err(|_| Error::Config("a catalog head does not decode".into()))
+}
+
+/// Share ids of a head's snapshot.
+fn share_ids(payload: &HeadPayload) -> HashSet<ShareId> {
+    payload
+        .snapshot
+        .chunks
+        .iter()
+        .flat_map(|c| c.shares.iter().copied())
+        .collect()
+}
+
+/// Deletes the shares of the snapshot `state` points at, except `keep` (best effort: a
+/// share on an offline peer stays, unreachable without the vault key).
+pub(crate) async fn delete_snapshot(
+    node: &Arc<Node>,
+    session: &Session,
+    state: &VaultState,
+    keep: &HashSet<ShareId>,
+) {
+    let Some(old) = state
+        .snapshot
+        .as_deref()
+        .and_then(|b| open_head(&session.keys, state.seq, b).ok())
+    else {
+        return;
+    };
+    let mut by_node: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
+    for (chunk, nodes) in old.snapshot.chunks.iter().zip(&old.holders) {
+        for (share, holder) in chunk.shares.iter().zip(nodes) {
+            if !keep.contains(share) {
+                by_node.entry(*holder).or_default().push(*share);
+            }
+        }
+    }
+    let targets = node.targets();
+    for (holder, shares) in by_node {
+        if let Some(t) = targets.iter().find(|t| t.node() == holder) {
+            let _ = t
+                .delete(session.vault(), shares, node.options().request_timeout)
+                .await;
+        }
+    }
+}
+
+/// Writes a new snapshot of the vault and its head; returns the head's sequence number.
+pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<u64> {
+    let _writer = session.writer.lock().await;
+    let keys = session.keys.clone();
+    let vault_id = session.vault();
+    let catalog = node.catalog().vault(session.account, &keys);
+    let state = catalog.state()?;
+    let snapshot = catalog.export(&session.user)?;
+    let plain = zeroize::Zeroizing::new(
+        postcard::to_stdvec(&snapshot)
+            .map_err(|_| Error::Config("catalog snapshot does not encode".into()))?,
+    );
+    let sealed = seal_snapshot(&keys, &plain)?;
+
+    // Stored like a file, over whoever is online now.
+    let ctx = Arc::new(Ctx::for_node(node, vault_id));
+    let redundancy = Redundancy::for_peers(ctx.online()).map_err(Error::Store)?;
+    let chunker = KeyedFastCdc::new(
+        keys.subkey(Label::ChunkerSeed).expose(),
+        ChunkSizes::DEFAULT,
+    )?;
+    let mut encoder = ChunkEncoder::new(keys.clone(), redundancy)?;
+    let mut rest: &[u8] = &sealed;
+    let mut chunks = Vec::new();
+    let mut holders = Vec::new();
+    while !rest.is_empty() {
+        let cut = chunker.cut(rest).clamp(1, rest.len());
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        let encoded = encoder.encode(piece)?;
+        chunks.push(encoded.chunk.clone());
+        let n = usize::from(encoded.chunk.n);
+        let (acks, _) = send_chunk(ctx.clone(), encoded, HashMap::new())
+            .await
+            .map_err(|e| Error::Config(format!("could not store the catalog snapshot: {e}")))?;
+        let mut by_index = vec![NodeId([0; 32]); n];
+        for ack in acks {
+            if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
+                *slot = ack.peer;
+            }
+        }
+        holders.push(by_index);
+    }
+    let payload = HeadPayload {
+        account: session.user.clone(),
+        epoch: state.epoch,
+        snapshot: Manifest {
+            size: sealed.len() as u64,
+            chunks,
+        },
+        holders,
+    };
+    let seq = state.seq + 1;
+    let head = Bytes::from(seal_head(&keys, seq, &payload)?);
+    let verifier = sha256(keys.adoption_secret(state.epoch).expose());
+
+    // Every peer holding any of the vault's shares gets the head, and this node keeps one too.
+    let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
+    tell.extend(payload.holders.iter().flatten().copied());
+    let me = node.node_id();
+    let mut told = 0;
+    for (client, _) in node.online_peers() {
+        if !tell.contains(&client.peer().id) {
+            continue;
+        }
+        match client
+            .put_catalog_head(
+                vault_id,
+                seq,
+                head.clone(),
+                verifier,
+                node.options().request_timeout,
+            )
+            .await
+        {
+            Ok(()) => told += 1,
+            Err(e) => tracing::warn!(
+                "{} did not keep the catalog head: {e}",
+                client.peer().hello.name
+            ),
+        }
+    }
+    if let Some(heads) = node.heads() {
+        heads.put(&me, &vault_id, seq, &head, &verifier)?;
+    }
+    tracing::info!(
+        "catalog snapshot {seq} written ({} bytes sealed), head kept by {told} peers",
+        sealed.len()
+    );
+
+    // The previous snapshot's shares that this one does not reuse are deleted.
+    delete_snapshot(node, session, &state, &share_ids(&payload)).await;
+    catalog.set_state(&VaultState {
+        seq,
+        epoch: state.epoch,
+        snapshot: Some(head.to_vec()),
+    })?;
+    Ok(seq)
+}
