@@ -103,8 +103,8 @@ fn share_ids(payload: &HeadPayload) -> HashSet<ShareId> {
         .collect()
 }
 
-/// Deletes the shares of the snapshot `state` points at, except `keep` (best effort: a
-/// share on an offline peer stays, unreachable without the vault key).
+/// Deletes the shares of the snapshot `state` points at, except `keep`; those on peers that
+/// cannot be reached now are queued, like a removed file's.
 pub(crate) async fn delete_snapshot(
     node: &Arc<Node>,
     session: &Session,
@@ -127,11 +127,24 @@ pub(crate) async fn delete_snapshot(
         }
     }
     let targets = node.targets();
+    let vault = node.catalog().vault(session.account, &session.keys);
     for (holder, shares) in by_node {
-        if let Some(t) = targets.iter().find(|t| t.node() == holder) {
-            let _ = t
-                .delete(session.vault(), shares, node.options().request_timeout)
-                .await;
+        let done = match targets.iter().find(|t| t.node() == holder) {
+            Some(t) => t
+                .delete(
+                    session.vault(),
+                    shares.clone(),
+                    node.options().request_timeout,
+                )
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !done {
+            let pairs: Vec<_> = shares.into_iter().map(|s| (holder, s)).collect();
+            if let Err(e) = vault.queue_deletions(&session.vault(), &pairs) {
+                tracing::warn!("old catalog snapshot shares not queued for deletion: {e}");
+            }
         }
     }
 }

@@ -159,3 +159,117 @@ async fn an_announcement_claiming_a_paired_id_from_another_node_gets_nothing() {
     assert_eq!(c.status().unwrap().usage.shares, 0);
     assert!(c.peers().is_empty());
 }
+
+async fn connected(node: &Node, count: usize) {
+    let start = std::time::Instant::now();
+    while node.online_clients().len() < count {
+        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refused(result: shard_net::Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(shard_net::Error::Remote {
+            code: shard_proto::ErrorCode::Refused,
+            message,
+        }) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Catalog heads over the real protocol: the keeper holds the newest from the vault's owner;
+/// an older head, a head from another node and a hand-over without the proof are refused with
+/// a typed code and change nothing; with the proof, the shares and the head move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_proof_may_change_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &'static str| {
+        let h = home(dir.path(), name);
+        async move { Node::start(h, RunOptions::default()).await.unwrap() }
+    };
+    let (keeper, owner, thief) = (
+        start("keeper").await,
+        start("owner").await,
+        start("thief").await,
+    );
+    owner
+        .join(&keeper.invite(None).unwrap().encode())
+        .await
+        .unwrap();
+    thief
+        .join(&keeper.invite(None).unwrap().encode())
+        .await
+        .unwrap();
+    connected(&owner, 1).await;
+    connected(&thief, 1).await;
+    let (to_keeper, thief_to_keeper) = (
+        owner.online_clients()[0].clone(),
+        thief.online_clients()[0].clone(),
+    );
+    let t = Duration::from_secs(10);
+    let vault = [9u8; 16];
+    let secret = [5u8; 32];
+    let verifier = shard_crypto::sha256(&secret);
+
+    to_keeper.put_share(vault, &share(1), t).await.unwrap();
+    to_keeper
+        .put_catalog_head(vault, 2, Bytes::from_static(b"head two"), verifier, t)
+        .await
+        .unwrap();
+    let message = refused(
+        to_keeper
+            .put_catalog_head(vault, 1, Bytes::from_static(b"head one"), verifier, t)
+            .await,
+    );
+    assert!(message.contains("not newer than the one kept"), "{message}");
+    let message = refused(
+        thief_to_keeper
+            .put_catalog_head(vault, 3, Bytes::from_static(b"forged"), [0; 32], t)
+            .await,
+    );
+    assert!(message.contains("owner"), "{message}");
+    refused(thief_to_keeper.adopt(vault, [6; 32], [0; 32], t).await);
+    let kept = thief_to_keeper.catalog_head(vault, t).await.unwrap();
+    assert_eq!(kept, Some((2, Bytes::from_static(b"head two"))));
+    // The thief sees none of the owner's shares.
+    assert!(
+        thief_to_keeper
+            .get_share(vault, share(1).id(), t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // With the secret (a recovery on a new machine), the vault moves: shares and head.
+    assert_eq!(
+        thief_to_keeper
+            .adopt(vault, secret, [1; 32], t)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        thief_to_keeper
+            .get_share(vault, share(1).id(), t)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        to_keeper
+            .get_share(vault, share(1).id(), t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    refused(
+        to_keeper
+            .put_catalog_head(vault, 3, Bytes::from_static(b"old owner"), verifier, t)
+            .await,
+    );
+    thief_to_keeper
+        .put_catalog_head(vault, 3, Bytes::from_static(b"new owner"), [1; 32], t)
+        .await
+        .unwrap();
+}
