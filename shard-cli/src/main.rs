@@ -7,6 +7,7 @@
 mod accounts;
 mod client;
 mod demo;
+mod health;
 mod network;
 mod vault;
 
@@ -161,6 +162,26 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Is every share where it should be? Files by health: healthy, degraded, lost, unknown.
+    /// Exit code 1 if anything is degraded or lost.
+    Check {
+        /// Only these files or folders [default: everything].
+        names: Vec<String>,
+        /// Also fetch the shares and verify their bytes: all, or a random sample (e.g. 10%).
+        #[arg(long, value_name = "PCT", num_args = 0..=1, default_missing_value = "100%", require_equals = true)]
+        read_data: Option<String>,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Rebuild missing and bad shares from good ones, onto nodes that hold none of the chunk.
+    Repair {
+        /// Only these files or folders [default: everything].
+        names: Vec<String>,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// This node: name, id, addresses, peers online.
     Status,
     /// Print a one-time pairing code (valid 10 minutes, single use).
@@ -186,6 +207,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PeersAction {
+    /// Unpair a peer: its shares are moved to other nodes first (unless --now).
+    Rm {
+        /// Its id (full or short) or name.
+        id: String,
+        /// Forget it at once; the automatic repair rebuilds its shares later.
+        #[arg(long)]
+        now: bool,
+    },
     /// A static address where paired peers may be found (tried for each; the handshake decides).
     Add {
         /// host:port
@@ -334,6 +363,22 @@ fn main() -> ExitCode {
         } => vault::get(&home, json, &name, out.as_deref(), force, user.as_deref()),
         Command::Ls { prefix, user } => vault::ls(&home, json, prefix.as_deref(), user.as_deref()),
         Command::Rm { name, user } => vault::rm(&home, json, &name, user.as_deref()),
+        Command::Check {
+            names,
+            read_data,
+            user,
+        } => match health::check(&home, json, &names, read_data.as_deref(), user.as_deref()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Repair { names, user } => {
+            match health::repair(&home, json, &names, user.as_deref()) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, &code),
@@ -341,6 +386,9 @@ fn main() -> ExitCode {
         Command::Peers {
             action: Some(PeersAction::Add { addr }),
         } => network::peers_add(&home, json, &addr),
+        Command::Peers {
+            action: Some(PeersAction::Rm { id, now }),
+        } => health::peers_rm(&home, json, &id, now),
         Command::Demo => demo::run(cli_home),
     };
     match result {

@@ -113,6 +113,7 @@ pub fn init(
             },
             ..Default::default()
         },
+        health: shard_net::home::HealthConfig::default(),
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());

@@ -41,7 +41,7 @@ pub fn logout(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
 }
 
 /// Follows a job to its end, with a progress bar on a terminal; returns its result.
-fn follow(client: &ApiClient, job: u64, json: bool) -> Result<Value> {
+pub fn follow(client: &ApiClient, job: u64, json: bool) -> Result<Value> {
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

@@ -18,7 +18,10 @@
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
 //! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
 //! POST /v1/recover              {"code", "password", "user"?} → the vault rebuilt from the peers
-//! GET  /v1/accounts             accounts: name, files, unlocked, failed logins
+//! POST /v1/check               {"names"?, "read_fraction"?: 0..1, "user"?} → {"job"}: files by health
+//! POST /v1/repair              {"names"?, "user"?} → {"job"}: missing and bad shares rebuilt
+//! POST /v1/peers/rm            {"id", "now"?} → unpairs (after moving its shares unless now)
+//! GET  /v1/accounts              accounts: name, files, unlocked, failed logins
 //! POST /v1/accounts/rm          {"user", "purge"?} → removes the account (and, with purge, its files)
 //! ```
 //! Names and paths travel as UTF-8 strings, or hex (`*_hex`) for any other bytes.
@@ -186,6 +189,9 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
         .route("/v1/ls", get(ls))
         .route("/v1/rm", post(rm))
         .route("/v1/recover", post(recover))
+        .route("/v1/check", post(check))
+        .route("/v1/repair", post(repair))
+        .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -527,6 +533,72 @@ async fn recover(
     Ok(Json(
         crate::recover::recover(&state.node, &code, body.user.as_deref(), passphrase).await?,
     ))
+}
+
+#[derive(Deserialize, Default)]
+struct HealthBody {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    read_fraction: f64,
+    user: Option<String>,
+}
+
+async fn check(
+    State(state): State<ApiState>,
+    Json(body): Json<HealthBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !(0.0..=1.0).contains(&body.read_fraction) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "read_fraction {} is not between 0 and 1",
+                body.read_fraction
+            ),
+            "give a share of the data to read, e.g. --read-data=10%",
+        ));
+    }
+    let session = state.node.session(body.user.as_deref())?;
+    let names = body.names.into_iter().map(String::into_bytes).collect();
+    let job = state.node.jobs().create("check");
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result =
+            crate::health::check(node, session, names, body.read_fraction, j.clone()).await;
+        finish(&j, result);
+    });
+    Ok(Json(json!({"job": job.id})))
+}
+
+async fn repair(
+    State(state): State<ApiState>,
+    Json(body): Json<HealthBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let session = state.node.session(body.user.as_deref())?;
+    let names = body.names.into_iter().map(String::into_bytes).collect();
+    let job = state.node.jobs().create("repair");
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result =
+            crate::health::repair(node, session, names, Default::default(), j.clone()).await;
+        finish(&j, result);
+    });
+    Ok(Json(json!({"job": job.id})))
+}
+
+#[derive(Deserialize)]
+struct PeerRmBody {
+    id: String,
+    #[serde(default)]
+    now: bool,
+}
+
+async fn peers_rm(
+    State(state): State<ApiState>,
+    Json(body): Json<PeerRmBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = state.node.resolve_peer(&body.id)?;
+    Ok(Json(state.node.remove_peer(id, body.now).await?))
 }
 
 async fn accounts(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -43,6 +43,34 @@ pub struct NodeConfig {
     /// How peers are found.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Scrub and automatic repair.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Scrub and automatic repair (see [`crate::health`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Rate of the background scrub of the shares kept for others, KiB/s (0: no scrub).
+    pub scrub_kib_per_sec: u64,
+    /// Pause between two scrub passes, seconds.
+    pub scrub_every_secs: u64,
+    /// A peer offline this long has its shares rebuilt on others, seconds.
+    pub repair_after_secs: u64,
+    /// How often the node looks for shares to repair, seconds (also when a peer connects).
+    pub repair_check_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            scrub_kib_per_sec: 8 * 1024,
+            scrub_every_secs: 24 * 3600,
+            repair_after_secs: 24 * 3600,
+            repair_check_secs: 300,
+        }
+    }
 }
 
 /// How peers are found (see [`crate::discovery`]).
@@ -261,6 +289,7 @@ impl NodeConfig {
                 quota_bytes: None,
             },
             discovery: DiscoveryConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }

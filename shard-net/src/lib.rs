@@ -10,6 +10,7 @@ pub mod discovery;
 mod error;
 mod files;
 pub mod get;
+pub mod health;
 pub mod home;
 pub mod identity;
 pub mod jobs;

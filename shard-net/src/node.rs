@@ -145,6 +145,8 @@ pub struct Node {
     /// Wakes a peer's connector early (mDNS saw it).
     wakers: Mutex<HashMap<NodeId, Arc<tokio::sync::Notify>>>,
     config: Mutex<crate::home::NodeConfig>,
+    /// Wakes the automatic repair early (a peer connected).
+    health_wake: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -225,6 +227,7 @@ impl Node {
             mdns: Mutex::new(None),
             wakers: Mutex::new(HashMap::new()),
             config: Mutex::new(config.clone()),
+            health_wake: tokio::sync::Notify::new(),
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
         if mode != MdnsMode::Off {
@@ -258,6 +261,8 @@ impl Node {
             node.add_peer(record);
         }
         node.spawn(accept_loop(node.clone(), listener));
+        node.spawn(crate::health::scrub_loop(node.clone()));
+        node.spawn(crate::health::repair_loop(node.clone()));
         let token = home.token()?;
         node.spawn(crate::api::serve(node.clone(), api_listener, token));
         *lock(&node.api_addr) = Some(api_addr);
@@ -601,6 +606,111 @@ impl Node {
         }
     }
 
+    /// The scrub and repair settings.
+    pub fn health_config(&self) -> crate::home::HealthConfig {
+        lock(&self.config).health.clone()
+    }
+
+    /// Wakes the automatic repair now.
+    pub fn wake_health(&self) {
+        self.health_wake.notify_one();
+    }
+
+    pub(crate) async fn health_woken(&self) {
+        self.health_wake.notified().await;
+    }
+
+    /// Paired peers that are offline and were last seen more than `after` ago.
+    pub fn gone_for(&self, after: Duration) -> Vec<NodeId> {
+        let now = unix_now();
+        lock(&self.peers)
+            .iter()
+            .filter(|(_, p)| p.client.as_ref().is_none_or(|c| c.is_closed()))
+            .filter(|(_, p)| {
+                let seen = p.record.last_seen.unwrap_or(0);
+                u64::try_from(now.saturating_sub(seen)).unwrap_or(0) > after.as_secs()
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The paired peer that `text` names: its id (full or short, any case, with or without
+    /// dashes) or its name, if only one peer has it.
+    pub fn resolve_peer(&self, text: &str) -> Result<NodeId> {
+        let norm = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .map(|c| c.to_ascii_uppercase())
+                .collect()
+        };
+        let wanted = norm(text);
+        let peers = lock(&self.peers);
+        let matches: Vec<NodeId> = peers
+            .iter()
+            .filter(|(id, p)| {
+                p.record.name == text
+                    || (!wanted.is_empty()
+                        && (norm(&fingerprint(id)) == wanted
+                            || norm(&short_fingerprint(id)) == wanted))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::Config(format!(
+                "no paired peer is called or has the id {text:?}; `shard peers` lists them"
+            ))),
+            _ => Err(Error::Config(format!(
+                "several paired peers are called {text:?}; give its id instead"
+            ))),
+        }
+    }
+
+    /// Unpairs a peer. Unless `now`, first moves every share it holds for this node's
+    /// accounts to other nodes (a repair that counts it as lost); accounts with shares there
+    /// must be unlocked for that. With `now`, it is forgotten at once and the automatic
+    /// repair rebuilds its shares later.
+    pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<serde_json::Value> {
+        let name = lock(&self.peers)
+            .get(&id)
+            .map(|p| p.record.name.clone())
+            .ok_or_else(|| Error::Config("that node is not paired with this one".into()))?;
+        let mut moved = Vec::new();
+        if !now {
+            let holders = self.catalog.shares_on_peer(&id)?;
+            let unlocked = self.users();
+            if let Some((user, count)) = holders.iter().find(|(u, _)| !unlocked.contains(u)) {
+                return Err(Error::NotLoggedIn(format!(
+                    "account {user:?} has {count} shares on {name} and is locked: unlock it (`shard login {user}`) so they can be moved, or forget the peer at once with --now and let repair rebuild them"
+                )));
+            }
+            for (user, _) in &holders {
+                let session = self.session(Some(user))?;
+                let job = self.jobs.create("repair");
+                let lost = std::iter::once(id).collect();
+                let result =
+                    crate::health::repair(self.clone(), session, Vec::new(), lost, job).await?;
+                if result["ok"] != true {
+                    return Err(Error::Config(format!(
+                        "not every share on {name} could be moved, so it stays paired: {}",
+                        result["waiting"]
+                            .as_str()
+                            .or_else(|| result["failures"][0].as_str())
+                            .unwrap_or("see the node's log")
+                    )));
+                }
+                moved.push(
+                    serde_json::json!({"user": user, "shares_moved": result["shares_rebuilt"]}),
+                );
+            }
+        }
+        lock(&self.peers).remove(&id);
+        self.catalog.remove_peer(&id)?;
+        tracing::info!("forgot peer {name} ({})", fingerprint(&id));
+        self.wake_health();
+        Ok(serde_json::json!({"removed": name, "id": fingerprint(&id), "moved": moved, "now": now}))
+    }
+
     /// The node's accounts, and which are unlocked.
     pub fn accounts(&self) -> Result<Vec<crate::accounts::AccountInfo>> {
         crate::accounts::list(&self.catalog, &self.sessions.users())
@@ -928,19 +1038,41 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             return;
         }
         flush_deletions(&node, &client).await;
+        // It may report corrupt shares, or end a long absence: let the repair look.
+        node.wake_health();
         let started = Instant::now();
         while !client.is_closed() {
             let timeout = node.options.request_timeout;
             let rtt = client.ping(timeout).await.ok();
             let usage = client.usage(timeout).await.ok();
-            node.update_peer(&id, |p| {
+            let mut persist = None;
+            let paired = node.update_peer(&id, |p| {
                 if rtt.is_some() {
                     p.rtt = rtt;
+                    // Last seen: kept in the catalog (at most once a minute), so a peer's
+                    // absence is measured across restarts of this node.
+                    let now = unix_now();
+                    if p.record
+                        .last_seen
+                        .is_none_or(|s| now.saturating_sub(s) >= 60)
+                    {
+                        p.record.last_seen = Some(now);
+                        persist = Some(p.record.clone());
+                    }
                 }
                 if usage.is_some() {
                     p.usage = usage;
                 }
             });
+            if !paired {
+                // Unpaired meanwhile (`shard peers rm`).
+                return;
+            }
+            if let Some(record) = persist
+                && let Err(e) = node.catalog.upsert_peer(&record)
+            {
+                tracing::warn!("could not record when {} was last seen: {e}", record.name);
+            }
             let moved = tokio::select! {
                 _ = tokio::time::sleep(node.options.ping_interval) => false,
                 _ = waker.notified() => {

@@ -284,6 +284,14 @@ impl PeerClient {
         }
     }
 
+    /// This node's shares of `vault` that the peer quarantined as corrupt.
+    pub async fn quarantined(&self, vault: VaultRef, timeout: Duration) -> Result<Vec<ShareId>> {
+        match self.call(Request::Quarantined { vault }, timeout).await? {
+            Response::Quarantined { ids } => Ok(ids),
+            _ => Err(Error::UnexpectedResponse("quarantined")),
+        }
+    }
+
     /// The peer's storage use.
     pub async fn usage(&self, timeout: Duration) -> Result<Usage> {
         match self.call(Request::Usage, timeout).await? {
@@ -530,6 +538,15 @@ impl ShareService {
                 .with_heads(move |h, _| h.put(&owner, &vault, seq, &head, &verifier))
                 .await
                 .map(|()| Response::HeadStored),
+            Request::Quarantined { vault } => {
+                let ns = ns(vault);
+                self.blocking(move |s| s.quarantined(&ns))
+                    .await
+                    .map(|mut ids| {
+                        ids.truncate(shard_proto::MAX_IDS_PER_REQUEST);
+                        Response::Quarantined { ids }
+                    })
+            }
             Request::Adopt {
                 vault,
                 proof,

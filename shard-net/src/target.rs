@@ -72,6 +72,49 @@ impl Target {
         }
     }
 
+    /// For each id, whether the node holds it (batches of at most
+    /// [`shard_proto::MAX_IDS_PER_REQUEST`]).
+    pub async fn have(
+        &self,
+        vault: VaultRef,
+        ids: &[ShareId],
+        timeout: Duration,
+    ) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(shard_proto::MAX_IDS_PER_REQUEST) {
+            let part = match self {
+                Target::Local { id, service } => {
+                    let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
+                    let batch = batch.to_vec();
+                    tokio::task::spawn_blocking(move || store.has(&ns, &batch))
+                        .await
+                        .map_err(|_| Error::Disconnected)?
+                        .map_err(Error::Store)?
+                }
+                Target::Peer(p) => p.have(vault, batch.to_vec(), timeout).await?,
+            };
+            if part.len() != batch.len() {
+                return Err(Error::UnexpectedResponse("have: wrong number of answers"));
+            }
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// The node's quarantined shares of `vault` (found corrupt).
+    pub async fn quarantined(&self, vault: VaultRef, timeout: Duration) -> Result<Vec<ShareId>> {
+        match self {
+            Target::Local { id, service } => {
+                let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
+                tokio::task::spawn_blocking(move || store.quarantined(&ns))
+                    .await
+                    .map_err(|_| Error::Disconnected)?
+                    .map_err(Error::Store)
+            }
+            Target::Peer(p) => p.quarantined(vault, timeout).await,
+        }
+    }
+
     /// Deletes shares; returns how many the node removed.
     pub async fn delete(
         &self,

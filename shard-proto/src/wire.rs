@@ -128,6 +128,12 @@ pub enum Request {
         /// The verifier guarding the next hand-over.
         verifier: [u8; 32],
     },
+    /// The asking node's shares of a vault that this peer found corrupt and quarantined
+    /// (its scrub, or a read), so the owner can repair them.
+    Quarantined {
+        /// The vault.
+        vault: VaultRef,
+    },
 }
 
 /// Why a request failed.
@@ -201,6 +207,11 @@ pub enum Response {
     Adopted {
         /// Shares moved.
         moved: u64,
+    },
+    /// Shares in quarantine (at most [`MAX_IDS_PER_REQUEST`]).
+    Quarantined {
+        /// Their ids.
+        ids: Vec<ShareId>,
     },
     /// The request failed.
     Error {

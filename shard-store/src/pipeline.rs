@@ -149,6 +149,36 @@ pub fn check_share(chunk: &ChunkRef, share: &Share) -> Result<u8> {
     Ok(index)
 }
 
+/// Shares picked for decoding: (index, payload).
+type Picked<'a> = Vec<(usize, &'a [u8])>;
+
+/// `k`, the share length, and `k` shares of `chunk` from `shares` with distinct indices (those
+/// that are not the chunk's are skipped), or [`Error::NotEnoughShares`].
+fn pick<'a>(chunk: &ChunkRef, shares: &'a [Share]) -> Result<(usize, usize, Picked<'a>)> {
+    chunk.validate()?;
+    let k = usize::from(chunk.k);
+    let mut picked: Vec<(usize, &[u8])> = Vec::with_capacity(k);
+    for share in shares {
+        let Ok(index) = check_share(chunk, share) else {
+            continue;
+        };
+        let index = usize::from(index);
+        if picked.len() < k && !picked.iter().any(|(i, _)| *i == index) {
+            picked.push((index, share.payload()));
+        }
+    }
+    if picked.len() < k {
+        return Err(Error::NotEnoughShares {
+            chunk: chunk.id,
+            have: picked.len(),
+            need: k,
+        });
+    }
+    let share_len =
+        usize::try_from(chunk.share_len).map_err(|_| Error::InvalidParameters("share length"))?;
+    Ok((k, share_len, picked))
+}
+
 /// Rebuilds chunks from shares, verifying every step.
 pub struct ChunkDecoder {
     keys: Arc<VaultKeys>,
@@ -165,31 +195,11 @@ impl ChunkDecoder {
     /// [`check_share`]) and repeated indices are skipped; fewer than `k` good ones is
     /// [`Error::NotEnoughShares`]. The result is authenticated and its chunk id verified.
     pub fn decode(&mut self, chunk: &ChunkRef, shares: &[Share]) -> Result<Vec<u8>> {
-        chunk.validate()?;
-        let k = usize::from(chunk.k);
-        let mut picked: Vec<(usize, &[u8])> = Vec::with_capacity(k);
-        for share in shares {
-            let Ok(index) = check_share(chunk, share) else {
-                continue;
-            };
-            let index = usize::from(index);
-            if picked.len() < k && !picked.iter().any(|(i, _)| *i == index) {
-                picked.push((index, share.payload()));
-            }
-        }
-        if picked.len() < k {
-            return Err(Error::NotEnoughShares {
-                chunk: chunk.id,
-                have: picked.len(),
-                need: k,
-            });
-        }
+        let (k, share_len, picked) = pick(chunk, shares)?;
         let coder = match &mut self.coder {
             Some(c) if c.k() == k && c.n() == usize::from(chunk.n) => c,
             slot => slot.insert(ErasureCoder::new(k, usize::from(chunk.n))?),
         };
-        let share_len = usize::try_from(chunk.share_len)
-            .map_err(|_| Error::InvalidParameters("share length"))?;
         let mut sealed = coder.decode(share_len, &picked)?;
         let corrupt = |reason| Error::CorruptChunk {
             chunk: chunk.id,
@@ -206,6 +216,56 @@ impl ChunkDecoder {
             return Err(corrupt("content does not match the chunk id"));
         }
         Ok(sealed)
+    }
+
+    /// The shares of `chunk` at the `wanted` indices, rebuilt from at least `k` of its other
+    /// shares by erasure coding alone: nothing is decrypted. Every rebuilt share must hash to
+    /// the id the manifest lists for its index, so wrong input cannot yield a wrong share
+    /// ([`Error::CorruptChunk`] instead).
+    pub fn rebuild(
+        &mut self,
+        chunk: &ChunkRef,
+        shares: &[Share],
+        wanted: &[u8],
+    ) -> Result<Vec<Share>> {
+        let (k, share_len, picked) = pick(chunk, shares)?;
+        let coder = match &mut self.coder {
+            Some(c) if c.k() == k && c.n() == usize::from(chunk.n) => c,
+            slot => slot.insert(ErasureCoder::new(k, usize::from(chunk.n))?),
+        };
+        let sealed = coder.decode(share_len, &picked)?;
+        let recovery = if wanted.iter().any(|i| usize::from(*i) >= k) {
+            coder.encode(&sealed)?
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for &index in wanted {
+            let i = usize::from(index);
+            let range = if i < k {
+                i * share_len..(i + 1) * share_len
+            } else {
+                (i - k) * share_len..(i - k + 1) * share_len
+            };
+            let payload = if i < k {
+                sealed.get(range)
+            } else {
+                recovery.get(range)
+            }
+            .ok_or(Error::InvalidParameters("share index beyond the chunk's n"))?;
+            let share = Share::new(
+                chunk.expected_header(index)?,
+                Bytes::copy_from_slice(payload),
+            )?;
+            if chunk.shares.get(i) != Some(&share.id()) {
+                return Err(Error::CorruptChunk {
+                    chunk: chunk.id,
+                    reason: "a rebuilt share does not match its id",
+                });
+            }
+            out.push(share);
+        }
+        Ok(out)
     }
 }
 

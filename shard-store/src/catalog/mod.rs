@@ -233,6 +233,24 @@ impl Catalog {
             > 0)
     }
 
+    /// Accounts with shares recorded on `peer`, and how many.
+    pub fn shares_on_peer(&self, peer: &NodeId) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT a.name, COUNT(*) FROM shares s JOIN accounts a ON a.id = s.account
+             WHERE s.peer = ?1 GROUP BY a.name ORDER BY a.name",
+        )?;
+        let rows = stmt
+            .query_map(params![&peer.0[..]], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// Share deletions waiting for `peer` (any account): (vault, share).
     pub fn pending_deletions(&self, peer: &NodeId) -> Result<Vec<([u8; 16], ShareId)>> {
         let conn = self.conn();

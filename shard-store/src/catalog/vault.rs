@@ -501,6 +501,75 @@ impl<'a> VaultCatalog<'a> {
         Ok(())
     }
 
+    /// Shares of the vault per holder and state: (peer, state, count). Cheap: the automatic
+    /// repair looks at it often.
+    pub fn holders(&self) -> Result<Vec<(NodeId, ShareState, u64)>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT peer, state, COUNT(*) FROM shares WHERE account = ?1 GROUP BY peer, state",
+        )?;
+        let rows = stmt
+            .query_map(params![self.account.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(peer, state, n)| {
+                Ok((
+                    NodeId(blob32(peer)?),
+                    ShareState::from_code(state)?,
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    /// How many of `ids` are shares of this vault's files.
+    pub fn known_shares(&self, ids: &[ShareId]) -> Result<usize> {
+        let conn = self.catalog.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT COUNT(*) FROM shares WHERE account = ?1 AND id = ?2")?;
+        let mut known = 0;
+        for id in ids {
+            let n: i64 = stmt.query_row(params![self.account.0, &id.0[..]], |r| r.get(0))?;
+            known += usize::from(n > 0);
+        }
+        Ok(known)
+    }
+
+    /// Every recorded share of the vault (for `check` and `repair`), in one query.
+    pub fn all_shares(&self) -> Result<Vec<ShareRecord>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, chunk, idx, peer, state FROM shares WHERE account = ?1")?;
+        let rows = stmt
+            .query_map(params![self.account.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, chunk, idx, peer, state)| {
+                Ok(ShareRecord {
+                    id: ShareId(blob32(id)?),
+                    chunk: ChunkId(blob32(chunk)?),
+                    index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
+                    peer: NodeId(blob32(peer)?),
+                    state: ShareState::from_code(state)?,
+                })
+            })
+            .collect()
+    }
+
     /// The recorded shares of a chunk, by index.
     pub fn chunk_shares(&self, chunk: &ChunkId) -> Result<Vec<ShareRecord>> {
         let conn = self.catalog.conn();

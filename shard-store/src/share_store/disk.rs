@@ -262,6 +262,15 @@ impl DiskStore {
         inner
     }
 
+    /// Records that a share's file is gone.
+    fn mark_missing(&self, ns: &Namespace, id: &ShareId, size: u64) -> Result<()> {
+        let mut inner = self.lock();
+        inner.index.set_state(&[(*ns, *id)], State::Missing)?;
+        inner.count = inner.count.saturating_sub(1);
+        inner.used = inner.used.saturating_sub(size);
+        Ok(())
+    }
+
     fn plain_path(ns: &Namespace, id: &ShareId) -> String {
         let id = id.to_hex();
         let fan = id.get(..2).unwrap_or("00");
@@ -587,10 +596,7 @@ impl ShareStore for DiskStore {
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                let mut inner = self.lock();
-                inner.index.set_state(&[(*ns, *id)], State::Missing)?;
-                inner.count = inner.count.saturating_sub(1);
-                inner.used = inner.used.saturating_sub(row.size);
+                self.mark_missing(ns, id, row.size)?;
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),
@@ -606,15 +612,39 @@ impl ShareStore for DiskStore {
     }
 
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>> {
-        let inner = self.lock();
-        ids.iter()
-            .map(|id| {
-                Ok(inner
-                    .index
-                    .row(ns, id)?
-                    .is_some_and(|r| r.state == State::Ok))
-            })
-            .collect()
+        let rows: Vec<Option<Row>> = {
+            let keys: Vec<(Namespace, ShareId)> = ids.iter().map(|id| (*ns, *id)).collect();
+            let inner = self.wait_idle(self.lock(), &keys);
+            ids.iter()
+                .map(|id| inner.index.row(ns, id))
+                .collect::<Result<_>>()?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, row) in ids.iter().zip(rows) {
+            let Some(row) = row.filter(|r| r.state == State::Ok) else {
+                out.push(false);
+                continue;
+            };
+            if !valid_relpath(&row.path) {
+                return Err(Error::IndexDamaged("share path out of range"));
+            }
+            // The index alone is not enough: the file may have gone, or changed size, behind
+            // the store's back. (Its bytes are checked by reads and the scrub.)
+            let held = match fs::symlink_metadata(self.root.join(&row.path)) {
+                Ok(m) if m.is_file() && m.len() == row.size => true,
+                Ok(_) => {
+                    let _ = self.quarantine(ns, id, &row.path)?;
+                    false
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.mark_missing(ns, id, row.size)?;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            };
+            out.push(held);
+        }
+        Ok(out)
     }
 
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
@@ -622,6 +652,18 @@ impl ShareStore for DiskStore {
     }
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>> {
         self.lock().index.list(ns, after, limit)
+    }
+
+    fn walk(
+        &self,
+        after: Option<&(Namespace, ShareId)>,
+        limit: usize,
+    ) -> Result<Vec<(Namespace, ShareId)>> {
+        self.lock().index.walk(after, limit)
+    }
+
+    fn quarantined(&self, ns: &Namespace) -> Result<Vec<ShareId>> {
+        self.lock().index.quarantined(ns)
     }
 
     fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64> {

@@ -247,6 +247,45 @@ impl Index {
         ids.into_iter().map(id_from).collect()
     }
 
+    /// Servable (namespace, id) pairs after `after`, in order.
+    pub fn walk(
+        &self,
+        after: Option<&(Namespace, ShareId)>,
+        limit: usize,
+    ) -> Result<Vec<(Namespace, ShareId)>> {
+        let (ns, id): (Vec<u8>, Vec<u8>) = after
+            .map(|(ns, id)| (ns.to_bytes().to_vec(), id.0.to_vec()))
+            .unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ns, id FROM shares WHERE state = 1 AND (ns > ?1 OR (ns = ?1 AND id > ?2))
+             ORDER BY ns, id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![ns, id, limit], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(ns, id)| {
+                let ns = Namespace::from_bytes(&ns)
+                    .ok_or(Error::IndexDamaged("namespace of the wrong length"))?;
+                Ok((ns, id_from(id)?))
+            })
+            .collect()
+    }
+
+    /// Shares of `ns` in quarantine.
+    pub fn quarantined(&self, ns: &Namespace) -> Result<Vec<ShareId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM shares WHERE ns = ?1 AND state = 3 ORDER BY id")?;
+        let ids = stmt
+            .query_map(params![&ns.to_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        ids.into_iter().map(id_from).collect()
+    }
+
     /// (bytes held by every row that has a file, servable shares).
     pub fn totals(&self) -> Result<(u64, u64)> {
         let (used, count): (i64, i64) = self.conn.query_row(

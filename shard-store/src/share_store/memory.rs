@@ -117,6 +117,25 @@ impl ShareStore for MemoryStore {
         };
         Ok(ids)
     }
+    fn walk(
+        &self,
+        after: Option<&(Namespace, ShareId)>,
+        limit: usize,
+    ) -> Result<Vec<(Namespace, ShareId)>> {
+        let inner = self.lock()?;
+        let mut all: Vec<(Namespace, ShareId)> = inner
+            .shares
+            .iter()
+            .flat_map(|(ns, map)| map.keys().map(move |id| (*ns, *id)))
+            .filter(|(ns, id)| {
+                after.is_none_or(|(a_ns, a_id)| (ns.to_bytes(), id.0) > (a_ns.to_bytes(), a_id.0))
+            })
+            .collect();
+        all.sort_by_key(|(ns, id)| (ns.to_bytes(), id.0));
+        all.truncate(limit);
+        Ok(all)
+    }
+
     fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64> {
         let mut inner = self.lock()?;
         let Some(moving) = inner.shares.remove(from) else {

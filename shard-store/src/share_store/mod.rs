@@ -73,6 +73,21 @@ pub trait ShareStore: Send + Sync {
     /// recovery); returns how many moved. Shares `to` already holds stay as they are.
     fn move_namespace(&self, from: &Namespace, to: &Namespace) -> Result<u64>;
 
+    /// Up to `limit` (namespace, id) pairs held, in ascending order after `after`: the
+    /// background scrub walks the whole store with it.
+    fn walk(
+        &self,
+        after: Option<&(Namespace, ShareId)>,
+        limit: usize,
+    ) -> Result<Vec<(Namespace, ShareId)>>;
+
+    /// Shares of `ns` found corrupt and quarantined (until replaced or deleted), so their owner
+    /// can repair them.
+    fn quarantined(&self, ns: &Namespace) -> Result<Vec<ShareId>> {
+        let _ = ns;
+        Ok(Vec::new())
+    }
+
     /// Reads every share of `ns` back and reports the missing and the corrupt ones (which are
     /// quarantined on the way).
     fn scrub(&self, ns: &Namespace) -> Result<ScrubReport> {

@@ -1,0 +1,918 @@
+//! Health of a vault: `check` (is every share where the catalog says, and intact?), `repair`
+//! (rebuild what is missing or bad from `k` good shares, onto nodes without a share of the
+//! chunk), the peer-side background scrub, and the node's automatic repair.
+//!
+//! A share is *good* (its node has it; with `--read-data`, its bytes hash to its id),
+//! *missing* (its node says it has not, quarantined it as corrupt, is removed, or has been
+//! gone longer than the repair threshold), *bad* (its bytes were read and are wrong) or
+//! *unknown* (its node is offline: not counted as lost). A chunk is healthy with `n` good
+//! shares, degraded when some are missing or bad but `k` good or unknown remain, lost below
+//! that; a file is as bad as its worst chunk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shard_proto::{ChunkId, ChunkRef, NodeId, Share, ShareId};
+use shard_store::{AckedShare, ChunkDecoder, FileEntry, FileKind, ShareRecord, ShareState};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::jobs::{Job, Progress};
+use crate::node::Node;
+use crate::placement::{Candidate, Placement, WeightedByFree};
+use crate::session::Session;
+use crate::target::Target;
+use crate::{Error, Result};
+
+/// Chunks repaired at the same time.
+const REPAIR_PARALLEL: usize = 4;
+/// Shares read at the same time by `check --read-data`.
+const READ_PARALLEL: usize = 8;
+
+/// What is known of one share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Good,
+    Missing,
+    Bad,
+    Unknown,
+}
+
+/// One chunk: its reference and, by index, the share records with what was seen.
+struct ChunkState {
+    chunk: ChunkRef,
+    shares: Vec<(ShareRecord, Seen)>,
+}
+
+impl ChunkState {
+    fn count(&self, seen: Seen) -> usize {
+        self.shares.iter().filter(|(_, s)| *s == seen).count()
+    }
+
+    /// Good shares beyond the `k` needed: how many more the chunk may lose.
+    fn margin(&self) -> i64 {
+        i64::try_from(self.count(Seen::Good)).unwrap_or(i64::MAX) - i64::from(self.chunk.k)
+    }
+
+    /// healthy / degraded / unknown / lost, as the module says.
+    fn state(&self) -> &'static str {
+        let (good, unknown) = (self.count(Seen::Good), self.count(Seen::Unknown));
+        let (k, n) = (usize::from(self.chunk.k), usize::from(self.chunk.n));
+        if good >= n {
+            "healthy"
+        } else if good + unknown < k {
+            "lost"
+        } else if good + unknown < n {
+            "degraded"
+        } else {
+            "unknown"
+        }
+    }
+}
+
+fn rank(state: &str) -> u8 {
+    match state {
+        "lost" => 3,
+        "degraded" => 2,
+        "unknown" => 1,
+        _ => 0,
+    }
+}
+
+/// What a survey found.
+struct Survey {
+    files: Vec<(FileEntry, Vec<ChunkId>)>,
+    chunks: HashMap<ChunkId, ChunkState>,
+    /// Per node: (shares asked, missing, bad, error if it could not be asked).
+    nodes: HashMap<NodeId, (u64, u64, u64, Option<String>)>,
+    read: (u64, u64),
+}
+
+fn selected(entry: &FileEntry, names: &[Vec<u8>]) -> bool {
+    names.is_empty()
+        || names.iter().any(|n| {
+            entry.meta.name == *n
+                || (entry.meta.name.starts_with(n) && entry.meta.name.get(n.len()) == Some(&b'/'))
+        })
+}
+
+/// Whether to read share `id` back, for a sample of `fraction` (stable within one run).
+fn sampled(salt: &[u8; 16], id: &ShareId, fraction: f64) -> bool {
+    if fraction >= 1.0 {
+        return true;
+    }
+    let mut input = salt.to_vec();
+    input.extend_from_slice(&id.0);
+    let digest = shard_crypto::sha256(&input);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    #[allow(clippy::cast_precision_loss)]
+    let point = u64::from_le_bytes(first) as f64 / u64::MAX as f64;
+    point < fraction
+}
+
+/// Looks at every share of the selected files: `have` from every reachable node (batched),
+/// quarantine lists, and with `read_fraction > 0` the bytes of a sample. Shares on `lost`
+/// nodes, and on nodes no longer paired, count as missing. The catalog learns what was seen.
+async fn survey(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    names: &[Vec<u8>],
+    read_fraction: f64,
+    lost: &HashSet<NodeId>,
+    job: Option<&Job>,
+) -> Result<Survey> {
+    // The catalog side, off the async threads: files, manifests, share records.
+    let (files, mut chunks) = {
+        let (node, session, names) = (node.clone(), session.clone(), names.to_vec());
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let vault = node.catalog().vault(session.account, &session.keys);
+            let mut files = Vec::new();
+            let mut chunks: HashMap<ChunkId, ChunkState> = HashMap::new();
+            for entry in vault.list()? {
+                if entry.meta.kind != FileKind::File || !selected(&entry, &names) {
+                    continue;
+                }
+                let manifest = vault.manifest(entry.id)?;
+                let ids = manifest.chunks.iter().map(|c| c.id).collect();
+                for chunk in manifest.chunks {
+                    chunks.entry(chunk.id).or_insert(ChunkState {
+                        chunk,
+                        shares: Vec::new(),
+                    });
+                }
+                files.push((entry, ids));
+            }
+            for record in vault.all_shares()? {
+                if let Some(c) = chunks.get_mut(&record.chunk) {
+                    c.shares.push((record, Seen::Unknown));
+                }
+            }
+            for c in chunks.values_mut() {
+                c.shares.sort_by_key(|(r, _)| r.index);
+            }
+            Ok((files, chunks))
+        })
+        .await
+        .map_err(|_| Error::Disconnected)??
+    };
+    let me = node.node_id();
+    let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
+    let previous: HashMap<ShareId, ShareState> = chunks
+        .values()
+        .flat_map(|c| c.shares.iter().map(|(r, _)| (r.id, r.state)))
+        .collect();
+
+    // Who holds what.
+    let mut by_node: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
+    for c in chunks.values_mut() {
+        for (record, seen) in &mut c.shares {
+            if lost.contains(&record.peer) || (record.peer != me && !paired.contains(&record.peer))
+            {
+                *seen = Seen::Missing;
+            } else {
+                by_node.entry(record.peer).or_default().push(record.id);
+            }
+        }
+    }
+    if let Some(job) = job {
+        Progress::add(&job.progress.files_total, files.len() as u64);
+    }
+    let vault = session.vault();
+    let timeout = node.options().request_timeout;
+    let targets: HashMap<NodeId, Target> =
+        node.targets().into_iter().map(|t| (t.node(), t)).collect();
+    let mut result: HashMap<ShareId, Seen> = HashMap::new();
+    let mut nodes = HashMap::new();
+    for (holder, ids) in &by_node {
+        let Some(target) = targets.get(holder) else {
+            nodes.insert(
+                *holder,
+                (ids.len() as u64, 0, 0, Some("offline".to_string())),
+            );
+            continue;
+        };
+        match target.have(vault, ids, timeout).await {
+            Ok(have) => {
+                let quarantined: HashSet<ShareId> = target
+                    .quarantined(vault, timeout)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                let mut missing = 0;
+                for (id, has) in ids.iter().zip(have) {
+                    let seen = if has && previous.get(id) != Some(&ShareState::Bad) {
+                        Seen::Good
+                    } else if has {
+                        // Read wrong before, and the node still offers it: it stays bad.
+                        Seen::Bad
+                    } else {
+                        missing += 1;
+                        Seen::Missing
+                    };
+                    result.insert(*id, seen);
+                }
+                let bad = quarantined
+                    .iter()
+                    .filter(|id| result.contains_key(id))
+                    .count();
+                nodes.insert(*holder, (ids.len() as u64, missing, bad as u64, None));
+            }
+            Err(e) => {
+                nodes.insert(*holder, (ids.len() as u64, 0, 0, Some(e.to_string())));
+            }
+        }
+    }
+
+    // The bytes of a sample.
+    let mut read = (0u64, 0u64);
+    if read_fraction > 0.0 {
+        let mut salt = [0u8; 16];
+        shard_crypto::fill_random(&mut salt)?;
+        let sample: Vec<(NodeId, ShareId)> = by_node
+            .iter()
+            .flat_map(|(holder, ids)| ids.iter().map(move |id| (*holder, *id)))
+            .filter(|(_, id)| {
+                result.get(id) == Some(&Seen::Good) && sampled(&salt, id, read_fraction)
+            })
+            .collect();
+        let limit = Arc::new(Semaphore::new(READ_PARALLEL));
+        let mut set = JoinSet::new();
+        for (holder, id) in sample {
+            let Some(target) = targets.get(&holder).cloned() else {
+                continue;
+            };
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (holder, id, target.get(vault, id, timeout).await)
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            let Ok((holder, id, outcome)) = done else {
+                continue;
+            };
+            read.0 += 1;
+            let seen = match outcome {
+                Ok(Some(share)) => {
+                    if let Some(job) = job {
+                        Progress::add(&job.progress.bytes_done, share.payload().len() as u64);
+                    }
+                    Seen::Good
+                }
+                Ok(None) => Seen::Missing,
+                Err(Error::Store(shard_store::Error::Corrupt { .. }))
+                | Err(Error::Remote {
+                    code: shard_proto::ErrorCode::Corrupt,
+                    ..
+                }) => Seen::Bad,
+                Err(e) => {
+                    tracing::warn!("reading share {id} back failed: {e}");
+                    Seen::Unknown
+                }
+            };
+            if seen == Seen::Bad {
+                read.1 += 1;
+                if let Some(n) = nodes.get_mut(&holder) {
+                    n.2 += 1;
+                }
+            }
+            result.insert(id, seen);
+        }
+    }
+
+    // Record what was seen.
+    let mut updates = Vec::new();
+    for c in chunks.values_mut() {
+        for (record, seen) in &mut c.shares {
+            if let Some(s) = result.get(&record.id) {
+                *seen = *s;
+            }
+            let state = match *seen {
+                Seen::Good => ShareState::Acked,
+                Seen::Missing => ShareState::Missing,
+                Seen::Bad => ShareState::Bad,
+                Seen::Unknown => continue,
+            };
+            if state != record.state {
+                updates.push((record.id, state));
+            }
+        }
+    }
+    if !updates.is_empty() {
+        let (node, session) = (node.clone(), session.clone());
+        tokio::task::spawn_blocking(move || {
+            node.catalog()
+                .vault(session.account, &session.keys)
+                .set_share_states(&updates)
+        })
+        .await
+        .map_err(|_| Error::Disconnected)??;
+    }
+    Ok(Survey {
+        files,
+        chunks,
+        nodes,
+        read,
+    })
+}
+
+fn node_name(node: &Node, id: &NodeId) -> String {
+    if *id == node.node_id() {
+        return "this node".into();
+    }
+    node.peer_names()
+        .into_iter()
+        .find(|(p, _)| p == id)
+        .map(|(_, name)| name)
+        .unwrap_or_else(|| format!("removed node {}", crate::identity::short_fingerprint(id)))
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// `shard check`: the state of every selected file, worst chunk first.
+pub async fn check(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    names: Vec<Vec<u8>>,
+    read_fraction: f64,
+    job: Arc<Job>,
+) -> Result<Value> {
+    let started = Instant::now();
+    let survey = survey(
+        &node,
+        &session,
+        &names,
+        read_fraction,
+        &HashSet::new(),
+        Some(&job),
+    )
+    .await?;
+    let mut totals: HashMap<&str, u64> = HashMap::new();
+    let mut files = Vec::new();
+    for (entry, ids) in &survey.files {
+        let mut worst: Option<&ChunkState> = None;
+        for id in ids {
+            let Some(c) = survey.chunks.get(id) else {
+                continue;
+            };
+            let margin = |c: &ChunkState| c.margin();
+            if worst.is_none_or(|w| (rank(c.state()), -margin(c)) > (rank(w.state()), -margin(w))) {
+                worst = Some(c);
+            }
+        }
+        let state = worst.map_or("healthy", ChunkState::state);
+        *totals.entry(state).or_default() += 1;
+        Progress::add(&job.progress.files_done, 1);
+        let detail = worst.map(|c| {
+            json!({
+                "k": c.chunk.k,
+                "n": c.chunk.n,
+                "good": c.count(Seen::Good),
+                "missing": c.count(Seen::Missing),
+                "bad": c.count(Seen::Bad),
+                "unknown": c.count(Seen::Unknown),
+                // More shares of the worst chunk that may be lost before the file is.
+                "survives_losses": c.margin().max(-1),
+            })
+        });
+        files.push(json!({
+            "name": lossy(&entry.meta.name),
+            "name_hex": hex::encode(&entry.meta.name),
+            "version": entry.version,
+            "size": entry.meta.size,
+            "state": state,
+            "chunks": ids.len(),
+            "worst_chunk": detail,
+        }));
+    }
+    files.sort_by(|a, b| {
+        rank(b["state"].as_str().unwrap_or(""))
+            .cmp(&rank(a["state"].as_str().unwrap_or("")))
+            .then_with(|| a["name"].as_str().cmp(&b["name"].as_str()))
+    });
+    let mut peers: Vec<Value> = survey
+        .nodes
+        .iter()
+        .map(|(id, (asked, missing, bad, error))| {
+            json!({
+                "node": node_name(&node, id),
+                "id": crate::identity::fingerprint(id),
+                "shares": asked,
+                "missing": missing,
+                "bad": bad,
+                "state": if error.is_some() { "unknown" } else { "checked" },
+                "error": error,
+            })
+        })
+        .collect();
+    peers.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
+    let count = |s: &str| totals.get(s).copied().unwrap_or(0);
+    Ok(json!({
+        "files": files,
+        "healthy": count("healthy"),
+        "degraded": count("degraded"),
+        "lost": count("lost"),
+        "unknown": count("unknown"),
+        "chunks": survey.chunks.len(),
+        "shares": survey.chunks.values().map(|c| c.shares.len()).sum::<usize>(),
+        "nodes": peers,
+        "read": {"shares": survey.read.0, "bad": survey.read.1, "fraction": read_fraction},
+        "ok": count("degraded") == 0 && count("lost") == 0,
+        "elapsed_secs": started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// What one chunk's repair did.
+enum Outcome {
+    Repaired { shares: u64, bytes: u64 },
+    NoRoom(String),
+    Failed(String),
+}
+
+/// `shard repair`: rebuilds the missing and bad shares of the selected files (shares on
+/// `lost` nodes count as missing); returns what it did.
+pub async fn repair(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    names: Vec<Vec<u8>>,
+    lost: HashSet<NodeId>,
+    job: Arc<Job>,
+) -> Result<Value> {
+    let started = Instant::now();
+    let _writer = session.writer.lock().await;
+    let survey = survey(&node, &session, &names, 0.0, &lost, Some(&job)).await?;
+    let mut lost_chunks = HashSet::new();
+    let mut work = Vec::new();
+    for c in survey.chunks.into_values() {
+        let broken = c.count(Seen::Missing) + c.count(Seen::Bad);
+        if broken == 0 {
+            continue;
+        }
+        if c.count(Seen::Good) < usize::from(c.chunk.k) {
+            lost_chunks.insert(c.chunk.id);
+            continue;
+        }
+        Progress::add(
+            &job.progress.bytes_total,
+            u64::from(c.chunk.share_len) * broken as u64,
+        );
+        work.push(c);
+    }
+    let degraded = work.len();
+    let lost_files: Vec<String> = survey
+        .files
+        .iter()
+        .filter(|(_, ids)| ids.iter().any(|id| lost_chunks.contains(id)))
+        .map(|(e, _)| lossy(&e.meta.name))
+        .collect();
+
+    let ctx = Arc::new(RepairCtx::new(&node, &session, lost));
+    let limit = Arc::new(Semaphore::new(REPAIR_PARALLEL));
+    let mut set = JoinSet::new();
+    for c in work {
+        let (ctx, limit, job) = (ctx.clone(), limit.clone(), job.clone());
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let outcome = ctx.repair_chunk(c).await;
+            if let Outcome::Repaired { bytes, .. } = &outcome {
+                Progress::add(&job.progress.bytes_done, *bytes);
+            }
+            outcome
+        });
+    }
+    let (mut repaired, mut shares, mut bytes) = (0u64, 0u64, 0u64);
+    let mut waiting = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Outcome::Repaired {
+                shares: s,
+                bytes: b,
+            }) => {
+                repaired += 1;
+                shares += s;
+                bytes += b;
+            }
+            Ok(Outcome::NoRoom(why)) => waiting.push(why),
+            Ok(Outcome::Failed(why)) => failures.push(why),
+            Err(e) => failures.push(format!("repair task failed: {e}")),
+        }
+    }
+    waiting.dedup();
+    failures.truncate(20);
+    let secs = started.elapsed().as_secs_f64();
+    if repaired > 0 {
+        tracing::info!(
+            "repaired {repaired} chunks: {shares} shares rebuilt ({bytes} bytes) in {secs:.1} s"
+        );
+    }
+    Ok(json!({
+        "chunks_degraded": degraded,
+        "chunks_repaired": repaired,
+        "shares_rebuilt": shares,
+        "bytes_rebuilt": bytes,
+        "chunks_lost": lost_chunks.len(),
+        "files_lost": lost_files,
+        "chunks_waiting_for_room": waiting.len(),
+        "waiting": waiting.first(),
+        "failures": failures,
+        "ok": usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
+        "elapsed_secs": secs,
+    }))
+}
+
+/// Where a repair can fetch from and place to.
+struct RepairCtx {
+    node: Arc<Node>,
+    session: Arc<Session>,
+    vault: [u8; 16],
+    targets: HashMap<NodeId, Target>,
+    candidates: Vec<Candidate>,
+    lost: HashSet<NodeId>,
+    timeout: Duration,
+}
+
+impl RepairCtx {
+    fn new(node: &Arc<Node>, session: &Arc<Session>, lost: HashSet<NodeId>) -> Self {
+        let targets: HashMap<NodeId, Target> =
+            node.targets().into_iter().map(|t| (t.node(), t)).collect();
+        let mut candidates = vec![Candidate {
+            node: node.node_id(),
+            free: node.store().usage().ok().and_then(|u| u.free()),
+        }];
+        for (client, usage) in node.online_peers() {
+            candidates.push(Candidate {
+                node: client.peer().id,
+                free: usage.and_then(|u| u.free()),
+            });
+        }
+        candidates.retain(|c| !lost.contains(&c.node));
+        Self {
+            node: node.clone(),
+            session: session.clone(),
+            vault: session.vault(),
+            targets,
+            candidates,
+            lost,
+            timeout: node.options().request_timeout,
+        }
+    }
+
+    /// `k` verified shares of the chunk, data shares first.
+    async fn fetch(&self, c: &ChunkState) -> Vec<Share> {
+        let k = usize::from(c.chunk.k);
+        let mut got = Vec::with_capacity(k);
+        for (record, seen) in &c.shares {
+            if got.len() == k {
+                break;
+            }
+            if *seen != Seen::Good {
+                continue;
+            }
+            let Some(target) = self.targets.get(&record.peer) else {
+                continue;
+            };
+            match target.get(self.vault, record.id, self.timeout).await {
+                Ok(Some(share)) if share.id() == record.id => got.push(share),
+                Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), record.id),
+                Err(e) => tracing::warn!("share {} from {}: {e}", record.id, target.name()),
+            }
+        }
+        got
+    }
+
+    async fn repair_chunk(&self, c: ChunkState) -> Outcome {
+        let id = c.chunk.id;
+        let sources = self.fetch(&c).await;
+        if sources.len() < usize::from(c.chunk.k) {
+            return Outcome::Failed(format!(
+                "chunk {id}: only {} of the {} good shares needed could be read",
+                sources.len(),
+                c.chunk.k
+            ));
+        }
+        let broken: Vec<(ShareRecord, Seen)> = c
+            .shares
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Missing | Seen::Bad))
+            .cloned()
+            .collect();
+        let wanted: Vec<u8> = broken.iter().map(|(r, _)| r.index).collect();
+        let (chunk, keys) = (c.chunk.clone(), self.session.keys.clone());
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            ChunkDecoder::new(keys).rebuild(&chunk, &sources, &wanted)
+        })
+        .await;
+        let rebuilt = match rebuilt {
+            Ok(Ok(shares)) => shares,
+            Ok(Err(e)) => return Outcome::Failed(format!("chunk {id}: {e}")),
+            Err(e) => return Outcome::Failed(format!("chunk {id}: {e}")),
+        };
+        // Nodes holding a good (or possibly good) share of the chunk get no second one; nodes
+        // that served bad bytes come last.
+        let mut exclude: Vec<NodeId> = c
+            .shares
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Good | Seen::Unknown))
+            .map(|(r, _)| r.peer)
+            .collect();
+        let bad_holders: Vec<NodeId> = broken
+            .iter()
+            .filter(|(_, s)| *s == Seen::Bad)
+            .map(|(r, _)| r.peer)
+            .collect();
+        let (mut shares, mut bytes) = (0u64, 0u64);
+        let mut acks = Vec::new();
+        for ((record, _), share) in broken.iter().zip(rebuilt) {
+            let mut placed = None;
+            for _attempt in 0..3 {
+                let mut choice = WeightedByFree.choose(
+                    &self.candidates,
+                    1,
+                    &[exclude.as_slice(), bad_holders.as_slice()].concat(),
+                );
+                if choice.is_empty() {
+                    choice = WeightedByFree.choose(&self.candidates, 1, &exclude);
+                }
+                let Some(to) = choice.first().copied() else {
+                    break;
+                };
+                let Some(target) = self.targets.get(&to) else {
+                    exclude.push(to);
+                    continue;
+                };
+                match target.put(self.vault, &share, self.timeout).await {
+                    Ok(()) => {
+                        placed = Some(to);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "repair: {} refused share {}: {e}",
+                            target.name(),
+                            share.id()
+                        );
+                        exclude.push(to);
+                    }
+                }
+            }
+            let Some(to) = placed else {
+                continue;
+            };
+            exclude.push(to);
+            shares += 1;
+            bytes += share.payload().len() as u64;
+            acks.push(AckedShare {
+                chunk: c.chunk.id,
+                k: c.chunk.k,
+                n: c.chunk.n,
+                share_len: c.chunk.share_len,
+                index: record.index,
+                share: record.id,
+                peer: to,
+            });
+            if record.peer != to {
+                self.forget_old_copy(record).await;
+            }
+        }
+        let placed = acks.len();
+        if !acks.is_empty() {
+            let (node, session) = (self.node.clone(), self.session.clone());
+            let recorded = tokio::task::spawn_blocking(move || {
+                node.catalog()
+                    .vault(session.account, &session.keys)
+                    .record_acks(&acks)
+            })
+            .await;
+            if !matches!(recorded, Ok(Ok(()))) {
+                return Outcome::Failed(format!(
+                    "chunk {id}: the catalog could not record the repair"
+                ));
+            }
+        }
+        if placed < broken.len() {
+            return Outcome::NoRoom(format!(
+                "{} of the chunk's {} shares need a node that holds none of its shares; start or pair more nodes",
+                broken.len() - placed,
+                c.chunk.n
+            ));
+        }
+        Outcome::Repaired { shares, bytes }
+    }
+
+    /// The share's old copy: deleted where it is reachable, otherwise queued for deletion.
+    async fn forget_old_copy(&self, record: &ShareRecord) {
+        let deleted = match self.targets.get(&record.peer) {
+            Some(t) if !self.lost.contains(&record.peer) => t
+                .delete(self.vault, vec![record.id], self.timeout)
+                .await
+                .is_ok(),
+            _ => false,
+        };
+        if !deleted {
+            let (node, session, pair) = (
+                self.node.clone(),
+                self.session.clone(),
+                (record.peer, record.id),
+            );
+            let vault = self.vault;
+            let _ = tokio::task::spawn_blocking(move || {
+                node.catalog()
+                    .vault(session.account, &session.keys)
+                    .queue_deletions(&vault, &[pair])
+            })
+            .await;
+        }
+    }
+}
+
+/// Sleeps `wait`; false if the node is stopping meanwhile.
+async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, wait: Duration) -> bool {
+    let slept = tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    slept && !*stop.borrow()
+}
+
+/// The peer-side scrub: re-reads every share this node keeps, at most at the configured rate,
+/// so that corrupt ones are quarantined (and reported to their owners, who ask) before anyone
+/// needs them. One pass, then a pause, again.
+pub(crate) async fn scrub_loop(node: Arc<Node>) {
+    let mut stop = node.shutdown_signal();
+    // Not right at start-up: let the node settle first.
+    if !pause(&mut stop, Duration::from_secs(2)).await {
+        return;
+    }
+    loop {
+        let config = node.health_config();
+        if config.scrub_kib_per_sec > 0 {
+            let rate = config.scrub_kib_per_sec.saturating_mul(1024) as f64;
+            let started = Instant::now();
+            let (mut bytes, mut checked, mut corrupt) = (0u64, 0u64, 0u64);
+            let mut cursor = None;
+            'pass: loop {
+                let store = node.store().clone();
+                let after = cursor;
+                let page =
+                    tokio::task::spawn_blocking(move || store.walk(after.as_ref(), 64)).await;
+                let page = match page {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(e)) => {
+                        tracing::warn!("scrub: cannot list the store: {e}");
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                let Some(last) = page.last().copied() else {
+                    break;
+                };
+                for (ns, id) in page {
+                    let store = node.store().clone();
+                    let read = tokio::task::spawn_blocking(move || store.get(&ns, &id)).await;
+                    checked += 1;
+                    match read {
+                        Ok(Ok(Some(share))) => bytes += share.encoded_len() as u64,
+                        Ok(Err(shard_store::Error::Corrupt { .. })) => {
+                            corrupt += 1;
+                            tracing::warn!(
+                                "scrub: share {id} is corrupt; quarantined, its owner will be told"
+                            );
+                        }
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => tracing::warn!("scrub: share {id}: {e}"),
+                        Err(_) => break 'pass,
+                    }
+                    // Paced: the pass may not run ahead of `rate`.
+                    #[allow(clippy::cast_precision_loss)]
+                    let due = Duration::from_secs_f64(bytes as f64 / rate);
+                    let ahead = due.saturating_sub(started.elapsed());
+                    if !ahead.is_zero() && !pause(&mut stop, ahead).await {
+                        return;
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                }
+                cursor = Some(last);
+            }
+            if checked > 0 {
+                tracing::info!(
+                    "scrub pass: {checked} shares ({bytes} bytes) re-read in {:.1} s, {corrupt} corrupt",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if !pause(
+            &mut stop,
+            Duration::from_secs(config.scrub_every_secs.max(1)),
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// Whether `session`'s vault has shares to rebuild on its own: on peers gone longer than the
+/// threshold (`lost`), on nodes no longer paired, or reported corrupt by a peer. (Shares a
+/// `check` found missing wait for `shard repair`, which the check's output names.)
+async fn needs_repair(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    lost: &HashSet<NodeId>,
+) -> Result<bool> {
+    let me = node.node_id();
+    let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
+    let holders = {
+        let (node, session) = (node.clone(), session.clone());
+        tokio::task::spawn_blocking(move || {
+            node.catalog()
+                .vault(session.account, &session.keys)
+                .holders()
+        })
+        .await
+        .map_err(|_| Error::Disconnected)??
+    };
+    let broken = holders.iter().any(|(peer, _, count)| {
+        *count > 0 && (lost.contains(peer) || (*peer != me && !paired.contains(peer)))
+    });
+    if broken {
+        return Ok(true);
+    }
+    let vault = session.vault();
+    for target in node.targets() {
+        let Ok(ids) = target
+            .quarantined(vault, node.options().request_timeout)
+            .await
+        else {
+            continue;
+        };
+        if ids.is_empty() {
+            continue;
+        }
+        let (n, s) = (node.clone(), session.clone());
+        let known = tokio::task::spawn_blocking(move || {
+            n.catalog().vault(s.account, &s.keys).known_shares(&ids)
+        })
+        .await
+        .map_err(|_| Error::Disconnected)??;
+        if known > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The automatic repair: every `repair_check_secs` (and when a peer connects), for each
+/// unlocked account, rebuilds shares that are missing, reported corrupt, or on peers gone
+/// longer than `repair_after_secs`. Locked accounts wait for their next login.
+pub(crate) async fn repair_loop(node: Arc<Node>) {
+    let mut stop = node.shutdown_signal();
+    loop {
+        let config = node.health_config();
+        let wait = Duration::from_secs(config.repair_check_secs.max(1));
+        let woken = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = node.health_woken() => true,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        // Woken by a connection: let it settle (pings, usage) before looking.
+        if woken && !pause(&mut stop, Duration::from_secs(1)).await {
+            return;
+        }
+        let lost: HashSet<NodeId> = node
+            .gone_for(Duration::from_secs(config.repair_after_secs))
+            .into_iter()
+            .collect();
+        for user in node.users() {
+            let Ok(session) = node.session(Some(&user)) else {
+                continue;
+            };
+            match needs_repair(&node, &session, &lost).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!("automatic repair of {user}: {e}");
+                    continue;
+                }
+            }
+            let job = node.jobs().create("repair");
+            match repair(node.clone(), session, Vec::new(), lost.clone(), job).await {
+                Ok(result) => tracing::info!(
+                    "automatic repair of {user}: {} chunks repaired, {} shares rebuilt, {} chunks lost",
+                    result["chunks_repaired"],
+                    result["shares_rebuilt"],
+                    result["chunks_lost"]
+                ),
+                Err(e) => tracing::warn!("automatic repair of {user}: {e}"),
+            }
+        }
+    }
+}
