@@ -21,116 +21,16 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-const PASSWORD: &str = "benchmark passphrase";
+#[path = "bench_nodes/mod.rs"]
+mod bench_nodes;
 
-fn shard_bin() -> PathBuf {
-    std::env::var_os("SHARD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/shard"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.stdin(Stdio::null()).output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn shard(home: &Path, args: &[&str]) -> Output {
-    run(Command::new(shard_bin())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("SHARD_PASSWORD", PASSWORD))
-}
-
-struct Node {
-    home: PathBuf,
-    child: Child,
-}
-
-impl Node {
-    fn start(dir: &Path, name: &str, login: bool) -> Self {
-        let home = dir.join(name);
-        shard(
-            &home,
-            &[
-                "init",
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--mdns",
-                "off",
-            ],
-        );
-        if login {
-            shard(&home, &["account", "create", "bench"]);
-        }
-        let mut args = vec!["serve"];
-        if login {
-            args.extend(["--login", "bench"]);
-        }
-        let log = fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(shard_bin())
-            .arg("--home")
-            .arg(&home)
-            .args(&args)
-            .env("SHARD_PASSWORD", PASSWORD)
-            .env("SHARD_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !home.join("api.addr").exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{name} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { home, child }
-    }
-
-    fn peak_rss_mib(&self) -> u64 {
-        fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            / 1024
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn timed(f: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    f();
-    start.elapsed().as_secs_f64()
-}
+use bench_nodes::{Node, PASSWORD, run, shard, shard_bin, timed};
 
 fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
     let big = dir.join("data/big.bin");

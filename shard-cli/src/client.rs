@@ -6,6 +6,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use shard_net::home::Home;
 
+/// Largest answer read from the node.
+const MAX_ANSWER: u64 = 1 << 30;
+
 /// A client for the node of one home.
 pub struct ApiClient {
     base: String,
@@ -69,7 +72,20 @@ impl ApiClient {
             )
         })?;
         let status = response.status();
-        let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+        // Results can be large (a check of 100 000 files): read well past ureq's 10 MB default,
+        // and say so when the answer cannot be read, rather than taking it for empty.
+        let body: Value = match response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_json()
+        {
+            Ok(v) => v,
+            Err(e) if status.is_success() => {
+                bail!("the node's answer could not be read ({e})")
+            }
+            Err(_) => Value::Null,
+        };
         if status.is_success() {
             return Ok(body);
         }

@@ -46,11 +46,15 @@ pub fn check(
         println!("nothing stored to check");
         return Ok(true);
     }
-    println!(
-        "{:<9}  {:>10}  {:>6}  {:<22}  NAME",
-        "STATE", "SIZE", "CHUNKS", "WORST CHUNK"
-    );
-    for f in &files {
+    // Only the files that need attention; --json lists them all.
+    let shown: Vec<&Value> = files.iter().filter(|f| f["state"] != "healthy").collect();
+    if !shown.is_empty() {
+        println!(
+            "{:<9}  {:>10}  {:>6}  {:<22}  NAME",
+            "STATE", "SIZE", "CHUNKS", "WORST CHUNK"
+        );
+    }
+    for f in shown {
         let w = &f["worst_chunk"];
         let worst = if w.is_null() {
             "-".to_string()

@@ -124,6 +124,7 @@ async fn survey(
     lost: &HashSet<NodeId>,
     job: Option<&Job>,
 ) -> Result<Survey> {
+    let t0 = Instant::now();
     // The catalog side, off the async threads: files, manifests, share records.
     let (files, mut chunks) = {
         let (node, session, names) = (node.clone(), session.clone(), names.to_vec());
@@ -131,11 +132,13 @@ async fn survey(
             let vault = node.catalog().vault(session.account, &session.keys);
             let mut files = Vec::new();
             let mut chunks: HashMap<ChunkId, ChunkState> = HashMap::new();
-            for entry in vault.list()? {
-                if entry.meta.kind != FileKind::File || !selected(&entry, &names) {
-                    continue;
-                }
-                let manifest = vault.manifest(entry.id)?;
+            let entries: Vec<FileEntry> = vault
+                .list()?
+                .into_iter()
+                .filter(|e| e.meta.kind == FileKind::File && selected(e, &names))
+                .collect();
+            let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
+            for (entry, manifest) in entries.into_iter().zip(vault.manifests(&ids)?) {
                 let ids = manifest.chunks.iter().map(|c| c.id).collect();
                 for chunk in manifest.chunks {
                     chunks.entry(chunk.id).or_insert(ChunkState {
@@ -158,6 +161,7 @@ async fn survey(
         .await
         .map_err(|_| Error::Disconnected)??
     };
+    tracing::debug!("survey: catalog read in {:?}", t0.elapsed());
     let me = node.node_id();
     let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
     let previous: HashMap<ShareId, ShareState> = chunks
@@ -186,22 +190,31 @@ async fn survey(
         node.targets().into_iter().map(|t| (t.node(), t)).collect();
     let mut result: HashMap<ShareId, Seen> = HashMap::new();
     let mut nodes = HashMap::new();
+    // Every node at once: each answers from its own disk.
+    let mut asking = JoinSet::new();
     for (holder, ids) in &by_node {
-        let Some(target) = targets.get(holder) else {
+        let Some(target) = targets.get(holder).cloned() else {
             nodes.insert(
                 *holder,
                 (ids.len() as u64, 0, 0, Some("offline".to_string())),
             );
             continue;
         };
-        match target.have(vault, ids, timeout).await {
+        let (holder, ids) = (*holder, ids.clone());
+        asking.spawn(async move {
+            let have = target.have(vault, &ids, timeout).await;
+            let quarantined = target.quarantined(vault, timeout).await.unwrap_or_default();
+            (holder, ids, have, quarantined)
+        });
+    }
+    while let Some(answer) = asking.join_next().await {
+        let Ok((holder, ids, have, quarantined)) = answer else {
+            continue;
+        };
+        let holder = &holder;
+        match have {
             Ok(have) => {
-                let quarantined: HashSet<ShareId> = target
-                    .quarantined(vault, timeout)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let quarantined: HashSet<ShareId> = quarantined.into_iter().collect();
                 let mut missing = 0;
                 for (id, has) in ids.iter().zip(have) {
                     let seen = if has && previous.get(id) != Some(&ShareState::Bad) {
@@ -227,6 +240,7 @@ async fn survey(
         }
     }
 
+    tracing::debug!("survey: nodes asked in {:?}", t0.elapsed());
     // The bytes of a sample.
     let mut read = (0u64, 0u64);
     if read_fraction > 0.0 {

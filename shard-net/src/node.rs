@@ -699,9 +699,12 @@ impl Node {
                             .unwrap_or("see the node's log")
                     )));
                 }
-                moved.push(
-                    serde_json::json!({"user": user, "shares_moved": result["shares_rebuilt"]}),
-                );
+                moved.push(serde_json::json!({
+                    "user": user,
+                    "shares_moved": result["shares_rebuilt"],
+                    "bytes_rebuilt": result["bytes_rebuilt"],
+                    "repair_secs": result["elapsed_secs"],
+                }));
             }
         }
         lock(&self.peers).remove(&id);
