@@ -22,7 +22,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -30,7 +29,7 @@ use rand_core::{Rng, SeedableRng};
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
 
-use bench_nodes::{Node, PASSWORD, run, shard, shard_bin, timed};
+use bench_nodes::{Node, PASSWORD, bench_dir, flag, pair_all, run, shard, timed};
 
 fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
     let big = dir.join("data/big.bin");
@@ -99,26 +98,11 @@ fn restic(repo: &Path, cache: &Path, args: &[&str]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let mib: usize = flag("--mib").map(|v| v.parse().unwrap()).unwrap_or(1024);
     let files: usize = flag("--files")
         .map(|v| v.parse().unwrap())
         .unwrap_or(20_000);
-    let base = flag("--dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("shard-e2e-bench"));
-    let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(&base).unwrap();
-    assert!(
-        shard_bin().exists(),
-        "build the release binary first: cargo build --release -p shard-cli"
-    );
+    let base = bench_dir("shard-e2e-bench");
     println!(
         "end to end in {} ({mib} MiB file, {files} small files), 5 nodes, 3-of-5",
         base.display()
@@ -149,22 +133,7 @@ fn main() {
     let peers: Vec<Node> = (1..5)
         .map(|i| Node::start(&nodes_dir, &format!("peer{i}"), false))
         .collect();
-    for p in &peers {
-        let code = String::from_utf8(shard(&p.home, &["invite"]).stdout).unwrap();
-        shard(&owner.home, &["join", code.trim()]);
-    }
-    let start = Instant::now();
-    loop {
-        let out = String::from_utf8(shard(&owner.home, &["--json", "peers"]).stdout).unwrap();
-        if out.matches("\"online\":true").count() == 4 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "peers did not connect: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pair_all(&owner, &peers);
 
     let put_big = timed(|| {
         shard(&owner.home, &["put", big.to_str().unwrap()]);

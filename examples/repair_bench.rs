@@ -25,10 +25,8 @@ mod bench_nodes;
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use bench_nodes::{Node, shard, shard_bin, timed};
+use bench_nodes::{Node, bench_dir, flag, pair_all, shard, timed};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -37,26 +35,11 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let mib: usize = flag("--mib").map(|v| v.parse().unwrap()).unwrap_or(1024);
     let check_chunks: usize = flag("--check-chunks")
         .map(|v| v.parse().unwrap())
         .unwrap_or(0);
-    let base = flag("--dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("shard-repair-bench"));
-    let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(&base).unwrap();
-    assert!(
-        shard_bin().exists(),
-        "build the release binary first: cargo build --release -p shard-cli"
-    );
+    let base = bench_dir("shard-repair-bench");
     println!(
         "repair in {} ({mib} MiB file), 6 nodes, 3-of-5",
         base.display()
@@ -80,22 +63,7 @@ fn main() {
     let mut peers: Vec<Node> = (1..=5)
         .map(|i| Node::start(&nodes_dir, &format!("peer{i}"), false))
         .collect();
-    for p in &peers {
-        let code = String::from_utf8(shard(&p.home, &["invite"]).stdout).unwrap();
-        shard(&owner.home, &["join", code.trim()]);
-    }
-    let start = Instant::now();
-    loop {
-        let out = String::from_utf8(shard(&owner.home, &["--json", "peers"]).stdout).unwrap();
-        if out.matches("\"online\":true").count() == 5 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "peers did not connect: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pair_all(&owner, &peers);
 
     let put_secs = timed(|| {
         shard(

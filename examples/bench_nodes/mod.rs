@@ -111,3 +111,46 @@ pub fn timed(f: impl FnOnce()) -> f64 {
     f();
     start.elapsed().as_secs_f64()
 }
+
+/// The value after `--name` on the command line.
+pub fn flag(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// `--dir` (default `$TMPDIR/default`), emptied; checks the release binary exists.
+pub fn bench_dir(default: &str) -> PathBuf {
+    let base = flag("--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(default));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    assert!(
+        shard_bin().exists(),
+        "build the release binary first: cargo build --release -p shard-cli"
+    );
+    base
+}
+
+/// Pairs every peer with the owner and waits until all are online.
+pub fn pair_all(owner: &Node, peers: &[Node]) {
+    for p in peers {
+        let code = String::from_utf8(shard(&p.home, &["invite"]).stdout).unwrap();
+        shard(&owner.home, &["join", code.trim()]);
+    }
+    let start = Instant::now();
+    loop {
+        let out = String::from_utf8(shard(&owner.home, &["--json", "peers"]).stdout).unwrap();
+        if out.matches("\"online\":true").count() == peers.len() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "peers did not connect: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -18,24 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, TestNode, stderr, stdout};
+use common::{PASSWORD, TestNode, random_file, stderr, stdout};
 use serde_json::Value;
 
 const NEW_PASSWORD: &str = "violet kettle across the dunes";
-
-fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut data = vec![0u8; len];
-    for chunk in data.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-    fs::write(path, &data).unwrap();
-    data
-}
 
 fn names(listing: &Value) -> Vec<String> {
     listing["files"]

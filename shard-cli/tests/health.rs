@@ -18,7 +18,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TestNode, stderr, stdout};
+use common::{TestNode, random_bytes, stderr, stdout};
 use serde_json::{Value, json};
 
 /// Extra settings for a node's config file, before it starts.
@@ -61,19 +61,6 @@ fn swarm(peers: usize, owner_config: &str, peer_config: &str) -> (TestNode, Vec<
     let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
     owner.wait_online(&names, Duration::from_secs(15));
     (owner, peers)
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut data = vec![0u8; len];
-    for chunk in data.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-    data
 }
 
 /// Stores files of these sizes; returns (name, bytes) of each.

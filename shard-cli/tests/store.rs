@@ -18,7 +18,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestNode, stderr, stdout};
+use common::{TestNode, random_file, stderr, stdout};
 use serde_json::{Value, json};
 
 /// An owner node (account "alice", unlocked) paired with `peers` storage peers.
@@ -57,19 +57,6 @@ impl Swarm {
         full.extend_from_slice(args);
         self.owner.json(&full)
     }
-}
-
-fn random_file(path: &Path, len: usize, seed: u64) {
-    let mut state = seed | 1;
-    let mut data = vec![0u8; len];
-    for chunk in data.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-    fs::write(path, data).unwrap();
 }
 
 /// A tree with names people really use: separators of old protocols, quotes, a newline, emoji,

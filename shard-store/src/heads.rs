@@ -129,22 +129,7 @@ impl HeadStore {
     /// The owner of record of `vault`, if `proof` is the secret behind its current head's
     /// verifier ([`Error::BadAdoptionProof`] if not). Nothing changes.
     pub fn check_adoption(&self, vault: &[u8; 16], proof: &[u8; 32]) -> Result<NodeId> {
-        let current: Option<(Vec<u8>, Vec<u8>)> = self
-            .conn()
-            .query_row(
-                "SELECT owner, verifier FROM heads WHERE vault = ?1",
-                params![&vault[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((owner, verifier)) = current else {
-            return Err(Error::NoSuchFile("a catalog head for this vault".into()));
-        };
-        let expected = blob32(&verifier, "head verifier")?;
-        if !shard_crypto::ct_eq(&shard_crypto::sha256(proof), &expected) {
-            return Err(Error::BadAdoptionProof);
-        }
-        Ok(NodeId(blob32(&owner, "head owner")?))
+        verify_proof(&self.conn(), vault, proof)
     }
 
     /// Hands `vault` over to `to`, if `proof` is the secret behind the current head's verifier;
@@ -158,27 +143,33 @@ impl HeadStore {
     ) -> Result<NodeId> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let current: Option<(Vec<u8>, Vec<u8>)> = tx
-            .query_row(
-                "SELECT owner, verifier FROM heads WHERE vault = ?1",
-                params![&vault[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((owner, verifier)) = current else {
-            return Err(Error::NoSuchFile("a catalog head for this vault".into()));
-        };
-        let expected = blob32(&verifier, "head verifier")?;
-        if !shard_crypto::ct_eq(&shard_crypto::sha256(proof), &expected) {
-            return Err(Error::BadAdoptionProof);
-        }
+        let previous = verify_proof(&tx, vault, proof)?;
         tx.execute(
             "UPDATE heads SET owner = ?2, verifier = ?3 WHERE vault = ?1",
             params![&vault[..], &to.0[..], &next_verifier[..]],
         )?;
         tx.commit()?;
-        Ok(NodeId(blob32(&owner, "head owner")?))
+        Ok(previous)
     }
+}
+
+/// The owner of record of `vault` if SHA-256(`proof`) is its head's verifier.
+fn verify_proof(conn: &Connection, vault: &[u8; 16], proof: &[u8; 32]) -> Result<NodeId> {
+    let current: Option<(Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT owner, verifier FROM heads WHERE vault = ?1",
+            params![&vault[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((owner, verifier)) = current else {
+        return Err(Error::NoSuchFile("a catalog head for this vault".into()));
+    };
+    let expected = blob32(&verifier, "head verifier")?;
+    if !shard_crypto::ct_eq(&shard_crypto::sha256(proof), &expected) {
+        return Err(Error::BadAdoptionProof);
+    }
+    Ok(NodeId(blob32(&owner, "head owner")?))
 }
 
 #[cfg(test)]

@@ -17,6 +17,27 @@ pub fn shard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_shard")
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift: fast, and the same on every run).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut data = vec![0u8; len];
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let bytes = state.to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    }
+    data
+}
+
+/// Writes `len` pseudo-random bytes from `seed` to `path`; returns them.
+pub fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let data = random_bytes(len, seed);
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
 /// Runs `shard --home HOME args…` and returns its output.
 pub fn run(home: &Path, args: &[&str]) -> Output {
     Command::new(shard_bin())
