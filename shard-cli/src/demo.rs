@@ -69,8 +69,23 @@ async fn demo(root: &Path) -> Result<()> {
         .map(|i| home_at(root, i))
         .collect::<Result<_>>()?;
     let mut nodes = Vec::new();
-    for home in &homes {
-        nodes.push(Node::start(home.clone(), RunOptions::default()).await?);
+    for (i, home) in homes.iter().enumerate() {
+        // node1 has the web UI: on its usual port if free, else wherever the system says.
+        let mut options = RunOptions::default();
+        if i == 0 {
+            options.ui = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7716)));
+        }
+        let started = match Node::start(home.clone(), options).await {
+            Err(_) if i == 0 => {
+                let options = RunOptions {
+                    ui: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                    ..RunOptions::default()
+                };
+                Node::start(home.clone(), options).await?
+            }
+            other => other?,
+        };
+        nodes.push(started);
     }
     let owner = nodes[0].clone();
     println!(
@@ -182,6 +197,9 @@ async fn demo(root: &Path) -> Result<()> {
         homes[0].root().display(),
         homes[0].root().display()
     );
+    if let Some(ui) = owner.ui_addr() {
+        println!("web UI of node1: http://{ui}/ (account {USER:?}, passphrase {PASSPHRASE:?})");
+    }
     println!("Ctrl-C stops the demo.");
     tokio::signal::ctrl_c().await?;
     for node in &alive {

@@ -48,6 +48,9 @@ enum Command {
         /// Address of the control API (loopback only).
         #[arg(long, default_value = "127.0.0.1:7715")]
         api: SocketAddr,
+        /// Address of the web UI, or "off".
+        #[arg(long, default_value = "127.0.0.1:7716")]
+        ui: String,
         /// Folder for the shares kept for others [default: <home>/store].
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
@@ -69,6 +72,12 @@ enum Command {
         /// Address of the control API [default: from the config].
         #[arg(long)]
         api: Option<SocketAddr>,
+        /// Address of the web UI [default: from the config].
+        #[arg(long)]
+        ui: Option<SocketAddr>,
+        /// Allow the web UI on an address other machines can reach (plain HTTP: think twice).
+        #[arg(long)]
+        ui_public: bool,
         /// Unlock this account at start (passphrase from SHARD_PASSWORD, --password-file or a prompt).
         #[arg(long, value_name = "USER")]
         login: Option<String>,
@@ -286,14 +295,19 @@ fn main() -> ExitCode {
             name,
             listen,
             api,
+            ui,
             store,
             layout,
             quota,
             mdns,
-        } => network::init(&home, json, name, listen, api, store, layout, quota, &mdns),
+        } => network::init(
+            &home, json, name, listen, api, &ui, store, layout, quota, &mdns,
+        ),
         Command::Serve {
             listen,
             api,
+            ui,
+            ui_public,
             login,
             password_file,
             no_mdns,
@@ -302,6 +316,8 @@ fn main() -> ExitCode {
             &home,
             listen,
             api,
+            ui,
+            ui_public,
             login.as_deref(),
             password_file.as_deref(),
             no_mdns,

@@ -80,6 +80,7 @@ pub fn init(
     name: Option<String>,
     listen: SocketAddr,
     api: SocketAddr,
+    ui: &str,
     store: Option<PathBuf>,
     layout: String,
     quota: Option<String>,
@@ -88,6 +89,12 @@ pub fn init(
     if !api.ip().is_loopback() {
         bail!("the control API must listen on a loopback address such as 127.0.0.1, not {api}");
     }
+    let ui: Option<SocketAddr> = match ui {
+        "off" => None,
+        addr => Some(addr.parse().map_err(|_| {
+            anyhow::anyhow!("--ui {addr:?} is not an address such as 127.0.0.1:7716, nor \"off\"")
+        })?),
+    };
     let name = name
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -100,6 +107,7 @@ pub fn init(
         name,
         listen,
         api,
+        ui,
         store: StoreConfig {
             root: store,
             layout,
@@ -131,10 +139,13 @@ pub fn init(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     home: &Home,
     listen: Option<SocketAddr>,
     api: Option<SocketAddr>,
+    ui: Option<SocketAddr>,
+    ui_public: bool,
     login: Option<&str>,
     password_file: Option<&std::path::Path>,
     no_mdns: bool,
@@ -158,6 +169,8 @@ pub fn serve(
         let options = RunOptions {
             listen,
             api,
+            ui,
+            ui_public,
             mdns: no_mdns.then_some(MdnsMode::Quiet),
             mdns_interfaces: (!mdns_interfaces.is_empty()).then_some(mdns_interfaces),
             ..RunOptions::default()
@@ -177,6 +190,9 @@ pub fn serve(
             "node {:?} ({}) serving peers on {}; control API ready; Ctrl-C to stop",
             status.name, status.short_id, status.listen
         );
+        if let Some(ui) = node.ui_addr() {
+            println!("web UI: http://{ui}/");
+        }
         let mut stop = node.shutdown_signal();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

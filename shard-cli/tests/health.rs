@@ -242,10 +242,12 @@ fn damaged_shares_pass_a_quick_check_but_not_read_data_and_are_repaired() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("percentage"), "{}", stderr(&out));
 
+    // The read made peer1 quarantine the two shares; the owner's node may already have
+    // rebuilt them on its own (it asks peers for quarantined shares when they connect).
     let repaired = owner.json(&["repair"]);
-    assert_eq!(
-        (repaired["ok"].clone(), repaired["shares_rebuilt"].clone()),
-        (json!(true), json!(2)),
+    assert_eq!(repaired["ok"], true, "{repaired}");
+    assert!(
+        repaired["shares_rebuilt"] == 2 || owner.log().contains("automatic repair of alice"),
         "{repaired}"
     );
     let (code, report) = check(&owner, &["--read-data"]);

@@ -29,12 +29,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -43,9 +43,33 @@ use crate::Error;
 use crate::node::Node;
 
 #[derive(Clone)]
-struct ApiState {
-    node: Arc<Node>,
-    token: Arc<String>,
+pub(crate) struct ApiState {
+    pub(crate) node: Arc<Node>,
+    pub(crate) token: Arc<String>,
+    pub(crate) ui: Arc<crate::ui::UiSessions>,
+}
+
+/// The account a request acts for when it comes from a web UI session (set by [`crate::ui`]):
+/// the request may name no other.
+#[derive(Clone, Debug)]
+pub(crate) struct Acting(pub String);
+
+/// The account to act for: the session's (web UI), or the one the request names (CLI).
+fn acting_user(
+    acting: Option<Extension<Acting>>,
+    requested: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match acting {
+        None => Ok(requested),
+        Some(Extension(Acting(user))) => match requested {
+            Some(other) if other != user => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this session acts for another account",
+                "log out and log in as that account",
+            )),
+            _ => Ok(Some(user)),
+        },
+    }
 }
 
 /// An error as the API reports it.
@@ -56,7 +80,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        error: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             error: error.into(),
@@ -173,8 +201,25 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
     let state = ApiState {
         node: node.clone(),
         token: Arc::new(token),
+        ui: Arc::default(),
     };
-    let router = Router::new()
+    let router = routes()
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state);
+    let mut stop = node.shutdown_signal();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!("control API stopped: {e}");
+    }
+}
+
+/// The version 1 routes, without authorization (each listener adds its own).
+pub(crate) fn routes() -> Router<ApiState> {
+    Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/peers/add", post(peers_add))
@@ -194,17 +239,6 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
         .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .with_state(state);
-    let mut stop = node.shutdown_signal();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::error!("control API stopped: {e}");
-    }
 }
 
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -370,9 +404,11 @@ fn parse_shares(text: &str) -> Result<(u8, u8), ApiError> {
 
 async fn put(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<PutBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = state.node.session(body.user.as_deref())?;
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
     let paths: Vec<std::path::PathBuf> = match (body.paths, body.paths_hex) {
         (Some(p), _) => p.into_iter().map(Into::into).collect(),
         (None, Some(h)) => h
@@ -407,7 +443,7 @@ async fn put(
         redundancy: body.shares.as_deref().map(parse_shares).transpose()?,
         move_original: body.move_original,
     };
-    let job = state.node.jobs().create("put");
+    let job = state.node.jobs().create_for("put", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
         let result = crate::put::run(node.clone(), session.clone(), request, j.clone()).await;
@@ -432,16 +468,18 @@ struct GetBody {
 
 async fn get_file(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<GetBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = state.node.session(body.user.as_deref())?;
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
     let request = crate::get::GetRequest {
         name: bytes_of(body.name, body.name_hex, "name")?,
         version: body.version,
         out: body.out.into(),
         force: body.force,
     };
-    let job = state.node.jobs().create("get");
+    let job = state.node.jobs().create_for("get", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
         let result = crate::get::run(node, session, request, j.clone()).await;
@@ -462,9 +500,15 @@ fn finish(job: &crate::jobs::Job, result: crate::Result<serde_json::Value>) {
 
 async fn job(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     UrlPath(id): UrlPath<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.node.jobs().get(id) {
+    // A web UI session sees only its own account's jobs.
+    let mine = |job: &crate::jobs::Job| match &acting {
+        Some(Extension(Acting(user))) => job.user.as_deref() == Some(user.as_str()),
+        None => true,
+    };
+    match state.node.jobs().get(id).filter(|j| mine(j)) {
         Some(job) => Ok(Json(job.snapshot())),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -482,9 +526,11 @@ struct LsQuery {
 
 async fn ls(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Query(q): Query<LsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = state.node.session(q.user.as_deref())?;
+    let user = acting_user(acting, q.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
     let node = state.node.clone();
     let prefix = q.prefix.unwrap_or_default().into_bytes();
     let listing = tokio::task::spawn_blocking(move || crate::files::ls(&node, &session, &prefix))
@@ -508,9 +554,11 @@ struct RmBody {
 
 async fn rm(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<RmBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = state.node.session(body.user.as_deref())?;
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
     let removed = crate::files::rm(&state.node, &session, &name).await?;
     state.node.catalog_changed(&session);
@@ -546,8 +594,10 @@ struct HealthBody {
 
 async fn check(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<HealthBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
     if !(0.0..=1.0).contains(&body.read_fraction) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -558,9 +608,9 @@ async fn check(
             "give a share of the data to read, e.g. --read-data=10%",
         ));
     }
-    let session = state.node.session(body.user.as_deref())?;
+    let session = state.node.session(user.as_deref())?;
     let names = body.names.into_iter().map(String::into_bytes).collect();
-    let job = state.node.jobs().create("check");
+    let job = state.node.jobs().create_for("check", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
         let result =
@@ -572,11 +622,13 @@ async fn check(
 
 async fn repair(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<HealthBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = state.node.session(body.user.as_deref())?;
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
     let names = body.names.into_iter().map(String::into_bytes).collect();
-    let job = state.node.jobs().create("repair");
+    let job = state.node.jobs().create_for("repair", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
         let result =
@@ -614,8 +666,10 @@ struct AccountRmBody {
 
 async fn account_rm(
     State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
     Json(body): Json<AccountRmBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    acting_user(acting, Some(body.user.clone()))?;
     let files = state.node.remove_account(&body.user, body.purge).await?;
     Ok(Json(
         json!({"removed": body.user, "file_versions_removed": files}),

@@ -28,6 +28,8 @@ use crate::{Error, Result};
 pub const DEFAULT_PORT: u16 = 7714;
 /// Default port of the control API (on 127.0.0.1).
 pub const DEFAULT_API_PORT: u16 = 7715;
+/// The web UI's default port (on 127.0.0.1).
+pub const DEFAULT_UI_PORT: u16 = 7716;
 
 /// The node's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Address of the control API (loopback only).
     pub api: SocketAddr,
+    /// Address of the web UI (none: no web UI).
+    #[serde(default)]
+    pub ui: Option<SocketAddr>,
     /// Where and how shares for others are kept.
     pub store: StoreConfig,
     /// How peers are found.
@@ -241,8 +246,14 @@ impl Home {
         write_private(&self.listen_addr_path(), listen.to_string().as_bytes())
     }
 
+    /// `ui.addr`: where the running node's web UI is.
+    pub fn ui_addr_path(&self) -> PathBuf {
+        self.root.join("ui.addr")
+    }
+
     /// Removes the files of a running node (at shutdown).
     pub fn clear_addrs(&self) {
+        let _ = fs::remove_file(self.ui_addr_path());
         let _ = fs::remove_file(self.api_addr_path());
         let _ = fs::remove_file(self.listen_addr_path());
     }
@@ -258,7 +269,7 @@ impl Home {
 }
 
 /// Writes a file only its owner can read, replacing it atomically, synced.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
         .write(true)
@@ -283,6 +294,7 @@ impl NodeConfig {
             name: name.to_string(),
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             api: SocketAddr::from(([127, 0, 0, 1], DEFAULT_API_PORT)),
+            ui: None,
             store: StoreConfig {
                 root: None,
                 layout: "scatter".into(),

@@ -40,6 +40,8 @@ pub struct Job {
     pub id: u64,
     /// What it does ("put", "get").
     pub kind: &'static str,
+    /// The account it acts for, if any.
+    pub user: Option<String>,
     /// Its counters.
     pub progress: Progress,
     started: Instant,
@@ -99,10 +101,16 @@ pub struct Jobs {
 impl Jobs {
     /// Registers a new running job.
     pub fn create(&self, kind: &'static str) -> Arc<Job> {
+        self.create_for(kind, None)
+    }
+
+    /// Registers a new running job acting for `user`.
+    pub fn create_for(&self, kind: &'static str, user: Option<&str>) -> Arc<Job> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let job = Arc::new(Job {
             id,
             kind,
+            user: user.map(str::to_string),
             progress: Progress::default(),
             started: Instant::now(),
             state: Mutex::new(State::Running),

@@ -25,5 +25,6 @@ pub mod session;
 pub mod snapshot;
 pub mod target;
 pub mod transport;
+pub mod ui;
 
 pub use error::{Error, Result};

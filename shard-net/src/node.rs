@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub mdns: Option<crate::discovery::MdnsMode>,
     /// Overrides the config's mDNS interfaces.
     pub mdns_interfaces: Option<Vec<String>>,
+    /// Overrides the config's web UI address.
+    pub ui: Option<SocketAddr>,
+    /// Allows the web UI on an address other than loopback.
+    pub ui_public: bool,
 }
 
 impl Default for RunOptions {
@@ -61,6 +65,8 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(300),
             mdns: None,
             mdns_interfaces: None,
+            ui: None,
+            ui_public: false,
         }
     }
 }
@@ -140,6 +146,7 @@ pub struct Node {
     sessions: Sessions,
     jobs: Jobs,
     api_addr: Mutex<Option<SocketAddr>>,
+    ui_addr: Mutex<Option<SocketAddr>>,
     sightings: Arc<Sightings>,
     mdns: Mutex<Option<Mdns>>,
     /// Wakes a peer's connector early (mDNS saw it).
@@ -197,6 +204,26 @@ impl Node {
             .await
             .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
         let api_addr = api_listener.local_addr()?;
+        let ui_listener = match options.ui.or(config.ui) {
+            Some(at) => {
+                if !at.ip().is_loopback() && !options.ui_public {
+                    return Err(Error::Config(format!(
+                        "the web UI would be reachable from other machines at {at}; to allow that, add --ui-public"
+                    )));
+                }
+                if !at.ip().is_loopback() {
+                    tracing::warn!(
+                        "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
+                    );
+                }
+                Some(TcpListener::bind(at).await.map_err(|e| {
+                    Error::Config(format!(
+                        "cannot open the web UI on {at}: {e} (choose another with --ui)"
+                    ))
+                })?)
+            }
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         let advertised = advertised_addrs(listen);
         let hello = Hello {
@@ -223,6 +250,7 @@ impl Node {
             sessions: Sessions::default(),
             jobs: Jobs::default(),
             api_addr: Mutex::new(None),
+            ui_addr: Mutex::new(None),
             sightings: Arc::new(Sightings::default()),
             mdns: Mutex::new(None),
             wakers: Mutex::new(HashMap::new()),
@@ -266,6 +294,10 @@ impl Node {
         let token = home.token()?;
         node.spawn(crate::api::serve(node.clone(), api_listener, token));
         *lock(&node.api_addr) = Some(api_addr);
+        if let Some(listener) = ui_listener {
+            *lock(&node.ui_addr) = Some(listener.local_addr()?);
+            node.spawn(crate::ui::serve(node.clone(), listener));
+        }
         tracing::info!(
             "node {} ({}) listening for peers on {listen}, control API on {api_addr}",
             node.name,
@@ -277,10 +309,18 @@ impl Node {
     /// Writes the address files the CLI finds the node by: call once the node is ready to
     /// answer (after an unattended login, say), so no command arrives before.
     pub fn announce(&self) -> Result<()> {
+        if let Some(ui) = *lock(&self.ui_addr) {
+            crate::home::write_private(&self.home.ui_addr_path(), ui.to_string().as_bytes())?;
+        }
         match *lock(&self.api_addr) {
             Some(api) => self.home.write_addrs(api, self.listen),
             None => Ok(()),
         }
+    }
+
+    /// Where the web UI answers, if it runs.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        *lock(&self.ui_addr)
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {

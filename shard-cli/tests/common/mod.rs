@@ -94,6 +94,8 @@ impl TestNode {
                 "127.0.0.1:0",
                 "--api",
                 "127.0.0.1:0",
+                "--ui",
+                "127.0.0.1:0",
                 // mDNS off: tests on the host must not multicast on its real interfaces.
                 "--mdns",
                 "off",

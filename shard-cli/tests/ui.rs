@@ -1,0 +1,252 @@
+//! The web UI's HTTP side, as a browser meets it: pages with a strict CSP, sign-up with the
+//! recovery code, login with the CLI's delay rules, a session cookie that is HttpOnly and
+//! SameSite=Strict, CSRF tokens on every change, a session that acts only for its own
+//! account, and a logout that locks the vault.
+// Test code: panicking on failure is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use common::{PASSWORD, TestNode, stderr};
+use serde_json::{Value, json};
+
+struct Browser {
+    base: String,
+    agent: ureq::Agent,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+struct Answer {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl Browser {
+    fn new(node: &TestNode) -> Self {
+        let addr = std::fs::read_to_string(node.home().join("ui.addr")).unwrap();
+        Self {
+            base: format!("http://{}", addr.trim()),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .new_agent(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>, csrf: bool) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(c) = &self.cookie {
+            request = request.header("Cookie", format!("shard_session={c}"));
+        }
+        if csrf && let Some(t) = &self.csrf {
+            request = request.header("X-CSRF-Token", t);
+        }
+        let response = match body {
+            Some(b) => self.agent.run(
+                request
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .unwrap(),
+            ),
+            None => self.agent.run(request.body(()).unwrap()),
+        };
+        let mut response = response.unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn login(&mut self, user: &str, password: &str) -> Answer {
+        let answer = self.call(
+            "POST",
+            "/ui/login",
+            Some(json!({"user": user, "password": password})),
+            false,
+        );
+        if answer.status == 200 {
+            let set = answer.headers.get("set-cookie").unwrap().to_str().unwrap();
+            let value = set.split(';').next().unwrap();
+            self.cookie = Some(value.trim_start_matches("shard_session=").to_string());
+            self.csrf = answer.json()["csrf"].as_str().map(str::to_string);
+        }
+        answer
+    }
+}
+
+#[test]
+fn the_web_ui_keeps_sessions_and_changes_safe() {
+    let mut node = TestNode::init("home-server");
+    node.create_account("bob");
+    node.serve(&["--login", "bob"]);
+    let mut browser = Browser::new(&node);
+
+    // The page, with a strict policy: scripts and styles from the node only, no framing.
+    let page = browser.call("GET", "/", None, false);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>shard</title>"));
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert_eq!(browser.call("GET", "/app.js", None, false).status, 200);
+
+    // Sign-up: the rules with their reason; the recovery code once.
+    let weak = browser.call(
+        "POST",
+        "/ui/signup",
+        Some(json!({"user": "alice", "password": "short"})),
+        false,
+    );
+    assert_eq!(weak.status, 400);
+    assert!(
+        weak.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("shorter than 10"),
+        "{}",
+        weak.body
+    );
+    let created = browser.call(
+        "POST",
+        "/ui/signup",
+        Some(json!({"user": "alice", "password": PASSWORD})),
+        false,
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(created.json()["recovery_code"].as_str().unwrap().len(), 71);
+
+    // Without a session, nothing.
+    assert_eq!(browser.call("GET", "/v1/ls", None, false).status, 401);
+    assert_eq!(browser.call("GET", "/ui/session", None, false).status, 401);
+
+    // A wrong passphrase: the CLI's message and delay.
+    let wrong = browser.login("alice", "not the passphrase");
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong passphrase"),
+        "{}",
+        wrong.body
+    );
+    let ok = browser.login("alice", PASSWORD);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let set_cookie = ok.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert_eq!(
+        browser.call("GET", "/ui/session", None, false).json()["user"],
+        "alice"
+    );
+
+    // Acting as alice: her (empty) files; bob's are not reachable through her session.
+    let listing = browser.call("GET", "/v1/ls", None, false);
+    assert_eq!(listing.status, 200, "{}", listing.body);
+    assert_eq!(listing.json()["files"], json!([]));
+    assert_eq!(
+        browser.call("GET", "/v1/ls?user=bob", None, false).status,
+        403
+    );
+
+    // Store a file by a path on the node: needs the CSRF token.
+    let work = tempfile::tempdir().unwrap();
+    let letter = work.path().join("letter.txt");
+    std::fs::write(&letter, b"dear alice").unwrap();
+    let put = json!({"paths": [letter.to_str().unwrap()]});
+    let refused = browser.call("POST", "/v1/put", Some(put.clone()), false);
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("CSRF"), "{}", refused.body);
+    let job = browser.call("POST", "/v1/put", Some(put), true).json()["job"]
+        .as_u64()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let state = browser
+            .call("GET", &format!("/v1/jobs/{job}"), None, false)
+            .json();
+        if state["state"] == "done" {
+            break;
+        }
+        assert_ne!(state["state"], "failed", "{state}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        browser.call("GET", "/v1/ls", None, false).json()["files"][0]["name"],
+        "letter.txt"
+    );
+    // Not for the browser: stopping the node, other accounts.
+    assert_eq!(browser.call("POST", "/v1/shutdown", None, true).status, 403);
+    assert_eq!(browser.call("GET", "/v1/accounts", None, false).status, 403);
+
+    // A cookie from another node (or made up) is nobody's.
+    let mut stranger = Browser::new(&node);
+    stranger.cookie = Some("00".repeat(32));
+    stranger.csrf = browser.csrf.clone();
+    assert_eq!(stranger.call("GET", "/v1/ls", None, false).status, 401);
+
+    // Logout locks the vault for real: the CLI cannot read alice's files either.
+    assert_eq!(
+        browser.call("POST", "/ui/logout", None, false).status,
+        403,
+        "CSRF needed"
+    );
+    let out = browser.call("POST", "/ui/logout", None, true);
+    assert_eq!(
+        (out.status, out.json()["locked"].clone()),
+        (200, json!(true)),
+        "{}",
+        out.body
+    );
+    assert_eq!(browser.call("GET", "/v1/ls", None, false).status, 401);
+    let cli = node.run(&["ls", "--user", "alice"]);
+    assert_eq!(cli.status.code(), Some(1));
+    assert!(
+        stderr(&cli).contains("shard login alice"),
+        "{}",
+        stderr(&cli)
+    );
+    // bob, unlocked at start, is untouched.
+    assert!(node.run(&["ls", "--user", "bob"]).status.success());
+    node.stop();
+}
+
+#[test]
+fn the_web_ui_stays_on_loopback_unless_told() {
+    let mut node = TestNode::init("lan-box");
+    let out = node.run(&["serve", "--ui", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--ui-public"), "{}", stderr(&out));
+    node.serve(&[]);
+    let addr = std::fs::read_to_string(node.home().join("ui.addr")).unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+}

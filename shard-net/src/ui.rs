@@ -1,0 +1,331 @@
+//! The web UI: the same control API as the CLI ([`crate::api`]), reached from a browser with
+//! a session instead of the API token, plus the pages themselves (embedded in the binary: no
+//! internet needed).
+//!
+//! Sessions: `POST /ui/login` checks the passphrase in the node (with the same delay after
+//! failures as the CLI), unlocks the vault and sets a random session cookie (`HttpOnly`,
+//! `SameSite=Strict`); the answer carries a CSRF token that every state-changing request must
+//! send back in `X-CSRF-Token` (compared in constant time). A session acts only for its own
+//! account, ends after 30 idle minutes, and `POST /ui/logout` locks the vault. No secret
+//! travels in a URL. Every answer carries a strict Content-Security-Policy.
+//! ```text
+//! GET  /, /app.js, /style.css  the pages
+//! POST /ui/signup              {"user", "password"} → {"recovery_code"} (shown once)
+//! POST /ui/login               {"user", "password"} → {"user", "csrf"} and the cookie
+//! GET  /ui/session             {"user", "csrf"} while the session lasts
+//! POST /ui/logout              locks the vault, ends the session
+//! /v1/...                      the control API, acting for the session's account
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::api::{Acting, ApiError, ApiState};
+use crate::node::Node;
+
+/// A session ends after this long without a request.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// The session cookie's name.
+const COOKIE: &str = "shard_session";
+/// Most sessions kept at once (the oldest goes first).
+const MAX_SESSIONS: usize = 64;
+
+const INDEX_HTML: &str = include_str!("../ui/index.html");
+const APP_JS: &str = include_str!("../ui/app.js");
+const STYLE_CSS: &str = include_str!("../ui/style.css");
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+struct UiSession {
+    user: String,
+    csrf: String,
+    last: Instant,
+}
+
+/// The web UI's sessions, by cookie value.
+#[derive(Default)]
+pub struct UiSessions {
+    map: Mutex<HashMap<String, UiSession>>,
+}
+
+impl UiSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UiSession>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session of `cookie` (its user and CSRF token), refreshed; `None` if unknown or idle
+    /// too long (then it is dropped).
+    fn touch(&self, cookie: &str) -> Option<(String, String)> {
+        let mut map = self.lock();
+        let fresh = map.get(cookie).is_some_and(|s| s.last.elapsed() < IDLE);
+        if !fresh {
+            map.remove(cookie);
+            return None;
+        }
+        let s = map.get_mut(cookie)?;
+        s.last = Instant::now();
+        Some((s.user.clone(), s.csrf.clone()))
+    }
+
+    fn create(&self, user: &str) -> crate::Result<(String, String)> {
+        let (cookie, csrf) = (random_token()?, random_token()?);
+        let mut map = self.lock();
+        map.retain(|_, s| s.last.elapsed() < IDLE);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            cookie.clone(),
+            UiSession {
+                user: user.to_string(),
+                csrf: csrf.clone(),
+                last: Instant::now(),
+            },
+        );
+        Ok((cookie, csrf))
+    }
+
+    fn end(&self, cookie: &str) -> Option<String> {
+        self.lock().remove(cookie).map(|s| s.user)
+    }
+}
+
+fn random_token() -> crate::Result<String> {
+    let mut bytes = [0u8; 32];
+    shard_crypto::fill_random(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+fn cookie_of(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Serves the web UI on `listener` until the node shuts down.
+pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    let state = ApiState {
+        node: node.clone(),
+        token: Arc::new(String::new()),
+        ui: Arc::default(),
+    };
+    let api = crate::api::routes().layer(middleware::from_fn_with_state(state.clone(), guard));
+    let router = Router::new()
+        .route(
+            "/",
+            get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { page(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/ui/signup", post(signup))
+        .route("/ui/login", post(login))
+        .route("/ui/session", get(session))
+        .route("/ui/logout", post(logout))
+        .merge(api)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state);
+    let mut stop = node.shutdown_signal();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!("web UI stopped: {e}");
+    }
+}
+
+fn page(body: &'static str, kind: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn unauthorized(why: &str) -> Response {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        why,
+        "log in again (sessions end after 30 idle minutes, at logout, and when the node restarts)",
+    )
+    .into_response()
+}
+
+/// The API through a session: a valid cookie, the CSRF token on every state-changing
+/// request, the vault still unlocked, and only the session's account.
+async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    // What a browser session may not do: stop the node, unlock or lock other accounts,
+    // recover, or list every account of the node.
+    let closed = [
+        "/v1/shutdown",
+        "/v1/login",
+        "/v1/logout",
+        "/v1/recover",
+        "/v1/accounts",
+    ];
+    if closed.contains(&path) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not available in the web UI",
+            "use the shard command on the node",
+        )
+        .into_response();
+    }
+    let Some((user, csrf)) = cookie_of(&request).and_then(|c| state.ui.touch(&c)) else {
+        return unauthorized("not logged in, or the session expired");
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let presented = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token",
+                "reload the page and try again",
+            )
+            .into_response();
+        }
+    }
+    if state.node.session(Some(&user)).is_err() {
+        return unauthorized("the account was locked on the node");
+    }
+    request.extensions_mut().insert(Acting(user));
+    next.run(request).await
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+async fn signup(
+    State(state): State<ApiState>,
+    Json(body): Json<Credentials>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let node = state.node.clone();
+    let password = zeroize::Zeroizing::new(body.password);
+    let user = body.user.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        crate::accounts::create(node.catalog(), &user, &password)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the account could not be created",
+            "see the node's log",
+        )
+    })??;
+    Ok(Json(
+        json!({"user": body.user, "recovery_code": code.as_str()}),
+    ))
+}
+
+async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> Response {
+    let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
+    if let Err(e) = state.node.login(&body.user, passphrase).await {
+        return ApiError::from(e).into_response();
+    }
+    let (cookie, csrf) = match state.ui.create(&body.user) {
+        Ok(pair) => pair,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
+    let mut response = Json(json!({"user": body.user, "csrf": csrf})).into_response();
+    if let Ok(value) = HeaderValue::from_str(&set) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn session(State(state): State<ApiState>, request: Request) -> Response {
+    match cookie_of(&request).and_then(|c| state.ui.touch(&c)) {
+        Some((user, csrf)) if state.node.session(Some(&user)).is_ok() => {
+            Json(json!({"user": user, "csrf": csrf})).into_response()
+        }
+        _ => unauthorized("not logged in"),
+    }
+}
+
+async fn logout(State(state): State<ApiState>, request: Request) -> Response {
+    let Some(cookie) = cookie_of(&request) else {
+        return unauthorized("not logged in");
+    };
+    let Some((_, csrf)) = state.ui.touch(&cookie) else {
+        return unauthorized("not logged in, or the session expired");
+    };
+    let presented = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token",
+            "reload the page and try again",
+        )
+        .into_response();
+    }
+    let locked = state
+        .ui
+        .end(&cookie)
+        .is_some_and(|user| state.node.logout(Some(&user)));
+    let mut response = Json(json!({"locked": locked})).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("shard_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
