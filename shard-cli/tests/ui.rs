@@ -27,6 +27,7 @@ struct Answer {
     status: u16,
     headers: ureq::http::HeaderMap,
     body: String,
+    bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -68,10 +69,64 @@ impl Browser {
             None => self.agent.run(request.body(()).unwrap()),
         };
         let mut response = response.unwrap();
+        let bytes = response.body_mut().read_to_vec().unwrap_or_default();
         Answer {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
-            body: response.body_mut().read_to_string().unwrap_or_default(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        }
+    }
+
+    /// Uploads `bytes` as `name` and waits for the put; returns the job's end state.
+    fn upload(&self, name: &str, bytes: &[u8]) -> Answer {
+        let url = format!(
+            "{}/v1/upload?name={}",
+            self.base,
+            name.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                })
+                .collect::<String>()
+        );
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header(
+                "Cookie",
+                format!("shard_session={}", self.cookie.as_deref().unwrap_or("")),
+            )
+            .header("X-CSRF-Token", self.csrf.as_deref().unwrap_or(""))
+            .body(bytes.to_vec())
+            .unwrap();
+        let mut response = self.agent.run(request).unwrap();
+        let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+        let answer = Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        };
+        if answer.status != 200 {
+            return answer;
+        }
+        let job = answer.json()["job"].as_u64().unwrap();
+        // The same progress the page shows, as server-sent events, up to the "end" event.
+        let events = self.call("GET", &format!("/v1/jobs/{job}/events"), None, false);
+        let end = events
+            .body
+            .split("\n\n")
+            .find(|e| e.contains("event: end"))
+            .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .unwrap_or_else(|| panic!("no end event: {}", events.body))
+            .to_string();
+        Answer {
+            status: 200,
+            headers: events.headers,
+            bytes: end.clone().into_bytes(),
+            body: end,
         }
     }
 
@@ -204,6 +259,56 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
         browser.call("GET", "/v1/ls", None, false).json()["files"][0]["name"],
         "letter.txt"
     );
+    // Uploads, streamed; odd names and an empty file are fine; bytes come back identical.
+    let long = format!("{}.txt", "l".repeat(296));
+    let awkward = ["semi;colon.txt", "héllo 🌍.bin", long.as_str(), "empty.dat"];
+    for (i, name) in awkward.iter().enumerate() {
+        let bytes: Vec<u8> = if *name == "empty.dat" {
+            Vec::new()
+        } else {
+            common::random_bytes(300_000 + i, i as u64)
+        };
+        let end = browser.upload(name, &bytes);
+        assert_eq!(end.json()["state"], "done", "{name}: {}", end.body);
+        let back = browser.call(
+            "GET",
+            &format!(
+                "/v1/download?name={}",
+                name.bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            ),
+            None,
+            false,
+        );
+        assert_eq!(back.status, 200, "{name}");
+        assert!(
+            back.headers
+                .get("content-disposition")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
+        assert!(back.bytes == bytes, "{name}: bytes differ");
+    }
+    for bad in ["../escape", "/abs", "a//b"] {
+        let refused = browser.upload(bad, b"x");
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+    }
+    let missing = browser.call("GET", "/v1/download?name=nothing.here", None, false);
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    // The picture: every chunk's shares, each with its node and state.
+    let picture = browser
+        .call("GET", "/v1/picture?name=semi%3Bcolon.txt", None, false)
+        .json();
+    let share = &picture["chunks"][0]["shares"][0];
+    assert_eq!(
+        (share["state"].clone(), share["node_name"].clone()),
+        (json!("present"), json!("this node")),
+        "{picture}"
+    );
+
     // Not for the browser: stopping the node, other accounts.
     assert_eq!(browser.call("POST", "/v1/shutdown", None, true).status, 403);
     assert_eq!(browser.call("GET", "/v1/accounts", None, false).status, 403);

@@ -15,6 +15,10 @@
 //! POST /v1/put                  {"paths" | "paths_hex", "as"?, "shares"?: "K/N", "move"?, "user"?} → {"job"}
 //! POST /v1/get                  {"name" | "name_hex", "version"?, "out", "force"?, "user"?} → {"job"}
 //! GET  /v1/jobs/{id}            progress; once ended, the result or the error
+//! GET  /v1/jobs/{id}/events     the same as server-sent events
+//! POST /v1/upload?name=&shares=&user=   the body (streamed) stored as NAME → {"job", "bytes"}
+//! GET  /v1/download?name=&version=&user= a stored file's bytes
+//! GET  /v1/picture?name=&version=&user=  its chunks, each share's node and state
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
 //! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
 //! POST /v1/recover              {"code", "password", "user"?} → the vault rebuilt from the peers
@@ -231,6 +235,10 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/put", post(put))
         .route("/v1/get", post(get_file))
         .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/events", get(job_events))
+        .route("/v1/upload", post(upload))
+        .route("/v1/download", get(download))
+        .route("/v1/picture", get(picture))
         .route("/v1/ls", get(ls))
         .route("/v1/rm", post(rm))
         .route("/v1/recover", post(recover))
@@ -674,4 +682,271 @@ async fn account_rm(
     Ok(Json(
         json!({"removed": body.user, "file_versions_removed": files}),
     ))
+}
+
+/// A private folder under the home for bytes on their way in or out (uploads, downloads).
+fn spool(node: &Node) -> Result<std::path::PathBuf, ApiError> {
+    let dir = node.home().root().join("spool");
+    let made = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+    });
+    made.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot use {}: {e}", dir.display()),
+            "check the node's home folder",
+        )
+    })?;
+    let mut name = [0u8; 16];
+    shard_crypto::fill_random(&mut name).map_err(Error::from)?;
+    Ok(dir.join(hex::encode(name)))
+}
+
+/// A name to store under: not empty, no NUL, not absolute, no `..` or empty component.
+fn vault_name(name: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = name.is_empty()
+        || name.len() > 4096
+        || name.contains('\0')
+        || name.starts_with('/')
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} cannot be a name in the vault"),
+            "use a relative name without empty, '.' or '..' parts, at most 4096 bytes",
+        ));
+    }
+    Ok(name.as_bytes().to_vec())
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: String,
+    shares: Option<String>,
+    user: Option<String>,
+}
+
+/// `POST /v1/upload?name=NAME`: the request body, streamed to a private spool file (never held
+/// in memory), stored under NAME like `put --as NAME`; the spool file goes once the put ends.
+async fn upload(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<UploadQuery>,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let user = acting_user(acting, q.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let name = vault_name(&q.name)?;
+    let redundancy = q.shares.as_deref().map(parse_shares).transpose()?;
+    let path = spool(&state.node)?;
+    let io = |e: std::io::Error| Error::Io(e);
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .await
+        .map_err(io)?;
+    let mut stream = body.into_data_stream();
+    let mut bytes = 0u64;
+    while let Some(piece) = stream.next().await {
+        let written = match piece {
+            Ok(piece) => {
+                bytes += piece.len() as u64;
+                file.write_all(&piece).await
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        if let Err(e) = written {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the upload broke off after {bytes} bytes: {e}"),
+                "nothing was stored; upload the file again",
+            ));
+        }
+    }
+    file.flush().await.map_err(io)?;
+    drop(file);
+    let request = crate::put::PutRequest {
+        paths: vec![path.clone()],
+        name: Some(name),
+        redundancy,
+        move_original: false,
+    };
+    let job = state.node.jobs().create_for("put", Some(&session.user));
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result = crate::put::run(node.clone(), session.clone(), request, j.clone()).await;
+        let _ = tokio::fs::remove_file(&path).await;
+        if result.is_ok() {
+            node.catalog_changed(&session);
+        }
+        finish(&j, result);
+    });
+    Ok(Json(json!({"job": job.id, "bytes": bytes})))
+}
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    name: String,
+    version: Option<u32>,
+    user: Option<String>,
+}
+
+/// `GET /v1/download?name=NAME[&version=V]`: a stored file's bytes, restored into a private
+/// spool file first (every chunk checked), then streamed; the spool file is unlinked at once.
+async fn download(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let user = acting_user(acting, q.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let name = vault_name(&q.name)?;
+    let path = spool(&state.node)?;
+    let request = crate::get::GetRequest {
+        name,
+        version: q.version,
+        out: path.clone(),
+        force: false,
+    };
+    let job = state.node.jobs().create_for("get", Some(&session.user));
+    let restored = crate::get::run(state.node.clone(), session, request, job).await;
+    let opened = match restored {
+        Ok(_) => tokio::fs::File::open(&path).await.map_err(Error::Io),
+        Err(e) => Err(e),
+    };
+    let is_dir = tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir());
+    // Unlinked now: the open handle keeps the bytes until the stream ends.
+    let _ = if is_dir {
+        tokio::fs::remove_dir_all(&path).await
+    } else {
+        tokio::fs::remove_file(&path).await
+    };
+    if is_dir {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{} is a folder", q.name),
+            "download its files one by one, or restore the folder with `shard get`",
+        ));
+    }
+    let file = opened?;
+    let length = file.metadata().await.map(|m| m.len()).ok();
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let base = q.name.rsplit('/').next().unwrap_or("download");
+    let encoded: String = base
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(len) = length
+        && let Ok(v) = axum::http::HeaderValue::from_str(&len.to_string())
+    {
+        headers.insert(header::CONTENT_LENGTH, v);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/jobs/{id}/events`: the job's progress as server-sent events (a `progress` event
+/// about four times a second, then one `end` event with the result or the error).
+async fn job_events(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    UrlPath(id): UrlPath<u64>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let job = state
+        .node
+        .jobs()
+        .get(id)
+        .filter(|j| match &acting {
+            Some(Extension(Acting(user))) => j.user.as_deref() == Some(user.as_str()),
+            None => true,
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no job {id}"),
+                "jobs last until the node restarts",
+            )
+        })?;
+    let stream = futures_util::stream::unfold((job, false), |(job, ended)| async move {
+        if ended {
+            return None;
+        }
+        let snapshot = job.snapshot();
+        let running = snapshot["state"] == "running";
+        if running {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let event = Event::default()
+            .event(if running { "progress" } else { "end" })
+            .data(snapshot.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (job, !running)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct PictureQuery {
+    name: String,
+    version: Option<u32>,
+    user: Option<String>,
+}
+
+/// `GET /v1/picture?name=&version=`: where the file's shares are (see
+/// [`crate::health::picture`]).
+async fn picture(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<PictureQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = acting_user(acting, q.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let node = state.node.clone();
+    let name = q.name.into_bytes();
+    let picture = tokio::task::spawn_blocking(move || {
+        crate::health::picture(&node, &session, &name, q.version)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the picture could not be drawn",
+            "see the node's log",
+        )
+    })??;
+    Ok(Json(picture))
 }

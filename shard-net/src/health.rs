@@ -930,3 +930,91 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
         }
     }
 }
+
+/// Where a stored file's shares are, for the web UI's picture: each chunk, each of its `n`
+/// shares with the node holding it and its state — present (acknowledged, node online),
+/// offline (node not connected), missing (known lost or bad), pending (not acknowledged) —
+/// from the catalog and the connections, without asking any peer.
+pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>) -> Result<Value> {
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let versions = vault.versions(name)?;
+    let entry = match version {
+        Some(v) => versions.into_iter().find(|e| e.version == v),
+        None => versions.into_iter().max_by_key(|e| e.version),
+    }
+    .ok_or_else(|| Error::Store(shard_store::Error::NoSuchFile(lossy(name))))?;
+    let me = node.node_id();
+    let online: HashSet<NodeId> = node
+        .online_clients()
+        .iter()
+        .map(|c| c.peer().id)
+        .chain(std::iter::once(me))
+        .collect();
+    let names: HashMap<NodeId, String> = node.peer_names().into_iter().collect();
+    let label = |id: &NodeId| {
+        if *id == me {
+            "this node".to_string()
+        } else {
+            names.get(id).cloned().unwrap_or_else(|| {
+                format!("removed node {}", crate::identity::short_fingerprint(id))
+            })
+        }
+    };
+    let manifest = if entry.meta.kind == FileKind::File {
+        vault.manifest(entry.id)?
+    } else {
+        shard_proto::Manifest {
+            size: 0,
+            chunks: Vec::new(),
+        }
+    };
+    let mut holders: HashSet<NodeId> = HashSet::new();
+    let mut chunks = Vec::new();
+    for chunk in &manifest.chunks {
+        let records = vault.chunk_shares(&chunk.id)?;
+        let shares: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                holders.insert(r.peer);
+                let state = match r.state {
+                    ShareState::Missing | ShareState::Bad => "missing",
+                    ShareState::Pending => "pending",
+                    ShareState::Acked if online.contains(&r.peer) => "present",
+                    ShareState::Acked => "offline",
+                };
+                json!({
+                    "index": r.index,
+                    "node": crate::identity::short_fingerprint(&r.peer),
+                    "node_name": label(&r.peer),
+                    "state": state,
+                })
+            })
+            .collect();
+        chunks.push(json!({
+            "id": hex::encode(chunk.id.0.get(..6).unwrap_or_default()),
+            "size": chunk.len,
+            "k": chunk.k,
+            "n": chunk.n,
+            "shares": shares,
+        }));
+    }
+    let mut nodes: Vec<Value> = holders
+        .iter()
+        .map(|id| {
+            json!({
+                "node": crate::identity::short_fingerprint(id),
+                "name": label(id),
+                "online": online.contains(id),
+            })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(json!({
+        "name": lossy(name),
+        "version": entry.version,
+        "size": entry.meta.size,
+        "kind": match entry.meta.kind { FileKind::File => "file", FileKind::Dir => "dir", FileKind::Symlink => "link" },
+        "chunks": chunks,
+        "nodes": nodes,
+    }))
+}

@@ -318,6 +318,11 @@ impl Node {
         }
     }
 
+    /// The node's home folder.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
     /// Where the web UI answers, if it runs.
     pub fn ui_addr(&self) -> Option<SocketAddr> {
         *lock(&self.ui_addr)

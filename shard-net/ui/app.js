@@ -6,11 +6,33 @@ let csrf = null;
 
 const $ = (id) => document.getElementById(id);
 
+const PAGES = ["login-page", "signup-page", "code-page", "files-page", "peers-page", "health-page", "how-page"];
+const INSIDE = ["files-page", "peers-page", "health-page", "how-page"];
+
 function show(page) {
-  for (const id of ["login-page", "signup-page", "code-page", "files-page"]) {
-    $(id).hidden = id !== page;
+  for (const id of PAGES) $(id).hidden = id !== page;
+  $("nav").hidden = !INSIDE.includes(page);
+}
+
+async function goTo(page) {
+  showError("");
+  show(page);
+  try {
+    if (page === "files-page") await loadFiles();
+    if (page === "peers-page") await loadPeers();
+    if (page === "how-page") await loadHowFiles();
+  } catch (err) {
+    handle(err);
   }
-  $("nav").hidden = page !== "files-page";
+}
+
+// An error in place; an ended session leads back to the login page.
+function handle(err) {
+  if (err.status === 401) {
+    csrf = null;
+    show("login-page");
+  }
+  showError(err.message);
 }
 
 function showError(message) {
@@ -51,6 +73,82 @@ function human(bytes) {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+function cell(row, content) {
+  const td = document.createElement("td");
+  if (typeof content === "string") td.textContent = content; else if (content) td.append(content);
+  row.append(td);
+  return td;
+}
+
+function button(text, action) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.addEventListener("click", async () => {
+    b.disabled = true; // a double click acts once
+    showError("");
+    try { await action(); } catch (err) { handle(err); } finally { b.disabled = false; }
+  });
+  return b;
+}
+
+// Follows a job with server-sent events: a progress bar with rate and ETA; resolves with its result.
+function follow(job, label) {
+  return new Promise((resolve, reject) => {
+    $("progress").hidden = false;
+    const events = new EventSource(`/v1/jobs/${job}/events`);
+    const update = (state) => {
+      const total = state.bytes_total || 0, done = state.bytes_done || 0;
+      const secs = Math.max(state.elapsed_secs || 0, 0.001);
+      const rate = done / secs;
+      const eta = rate > 0 && total > done ? Math.round((total - done) / rate) : 0;
+      $("bar").max = Math.max(total, 1);
+      $("bar").value = done;
+      $("progress-text").textContent =
+        `${label}: ${human(done)} of ${human(total)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
+    };
+    events.addEventListener("progress", (e) => update(JSON.parse(e.data)));
+    events.addEventListener("end", (e) => {
+      events.close();
+      const state = JSON.parse(e.data);
+      update(state);
+      $("progress").hidden = true;
+      if (state.state === "done") resolve(state.result);
+      else reject(new Error(`${state.error}\nWhat to do: ${state.hint}`));
+    });
+    events.onerror = () => {
+      events.close();
+      $("progress").hidden = true;
+      reject(new Error("Lost contact with the node while following the job.\nWhat to do: reload the page; the job goes on in the node."));
+    };
+  });
+}
+
+async function upload(file) {
+  const response = await fetch(`/v1/upload?name=${encodeURIComponent(file.name)}`, {
+    method: "POST", body: file, credentials: "same-origin",
+    headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" },
+  });
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    const error = new Error(`${file.name}: ${(data && data.error) || response.status}` + (data && data.hint ? `\nWhat to do: ${data.hint}` : ""));
+    error.status = response.status;
+    throw error;
+  }
+  await follow(data.job, `storing ${file.name}`);
+}
+
+async function uploadAll(files) {
+  showError("");
+  try {
+    for (const file of files) await upload(file);
+  } catch (err) {
+    handle(err);
+  }
+  await loadFiles().catch(handle);
+}
+
 async function loadFiles() {
   const listing = await api("GET", "/v1/ls");
   const body = $("files").querySelector("tbody");
@@ -76,16 +174,130 @@ async function loadFiles() {
       health.append(badge);
     }
     row.append(health);
+    const actions = cell(row, null);
+    if (f.kind === "file") {
+      const link = document.createElement("a");
+      link.href = `/v1/download?name=${encodeURIComponent(f.name)}`;
+      link.textContent = "Download";
+      link.setAttribute("download", f.name.split("/").pop());
+      actions.append(link, " ");
+      actions.append(button("Picture", async () => { await goTo("how-page"); $("how-file").value = f.name; await drawPicture(f.name); }), " ");
+    }
+    actions.append(button("Delete", async () => {
+      if (!window.confirm(`Delete ${f.name}, all its versions and its shares? This cannot be undone.`)) return;
+      await api("POST", "/v1/rm", { name: f.name });
+      await loadFiles();
+    }));
     body.append(row);
   }
   $("files-empty").hidden = listing.files.length > 0;
 }
 
+async function loadPeers() {
+  const answer = await api("GET", "/v1/peers");
+  const body = $("peers").querySelector("tbody");
+  body.replaceChildren();
+  for (const p of answer.peers) {
+    const row = document.createElement("tr");
+    cell(row, p.name);
+    cell(row, p.online ? "online" : "offline");
+    cell(row, p.addr || (p.addrs || [])[0] || "");
+    const bar = document.createElement("span");
+    bar.className = "usage";
+    const fill = document.createElement("span");
+    const used = p.used || 0;
+    fill.style.width = `${p.quota ? Math.min(100, (100 * used) / p.quota) : Math.min(100, used / 1e8)}%`;
+    bar.append(fill);
+    const usage = cell(row, bar);
+    usage.append(` ${human(used)}`);
+    cell(row, button("Remove", async () => {
+      if (!window.confirm(`Unpair ${p.name}? Its shares are moved to other machines first.`)) return;
+      await api("POST", "/v1/peers/rm", { id: p.id });
+      await loadPeers();
+    }));
+    body.append(row);
+  }
+  const nearby = $("nearby");
+  nearby.replaceChildren();
+  for (const n of answer.nearby || []) {
+    const li = document.createElement("li");
+    li.textContent = `${n.name} (${n.short_id || n.id})`;
+    nearby.append(li);
+  }
+}
+
+async function runCheck(readFraction) {
+  const { job } = await api("POST", "/v1/check", { read_fraction: readFraction });
+  const report = await follow(job, "checking");
+  $("health-summary").textContent =
+    `${report.files.length} files: ${report.healthy} healthy, ${report.degraded} degraded, ${report.lost} lost, ${report.unknown} unknown.`;
+  const body = $("health").querySelector("tbody");
+  body.replaceChildren();
+  for (const f of report.files) {
+    const row = document.createElement("tr");
+    cell(row, f.name);
+    const badge = document.createElement("span");
+    badge.className = `badge ${f.state}`;
+    badge.textContent = f.state;
+    cell(row, badge);
+    const w = f.worst_chunk;
+    cell(row, w ? `${w.good} of ${w.n} shares good (${w.k} needed)` : "");
+    body.append(row);
+  }
+}
+
+async function loadHowFiles() {
+  const listing = await api("GET", "/v1/ls");
+  const select = $("how-file");
+  const current = select.value;
+  select.replaceChildren();
+  for (const f of listing.files.filter((f) => f.kind === "file")) {
+    const option = document.createElement("option");
+    option.value = f.name;
+    option.textContent = f.name;
+    select.append(option);
+  }
+  if (current) select.value = current;
+  if (select.value) await drawPicture(select.value);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+// The picture: a row per chunk; in it, one circle per share, coloured by its state, under
+// the name of the machine holding it.
+async function drawPicture(name) {
+  const picture = await api("GET", `/v1/picture?name=${encodeURIComponent(name)}`);
+  const nodes = picture.nodes.map((n) => n.node);
+  const colWidth = 110, rowHeight = 46, left = 150, top = 40;
+  const width = left + colWidth * Math.max(nodes.length, 1) + 20;
+  const height = top + rowHeight * Math.max(picture.chunks.length, 1) + 10;
+  const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Where the shares of ${name} are` });
+  picture.nodes.forEach((n, i) => {
+    root.append(svg("text", { x: left + i * colWidth + 10, y: 20 }, `${n.name}${n.online ? "" : " (offline)"}`));
+  });
+  picture.chunks.forEach((c, r) => {
+    const y = top + r * rowHeight + 18;
+    root.append(svg("text", { x: 4, y: y + 4 }, `chunk ${r + 1} (${c.k} of ${c.n})`));
+    for (const share of c.shares) {
+      const col = Math.max(nodes.indexOf(share.node), 0);
+      const circle = svg("circle", { cx: left + col * colWidth + 30, cy: y, r: 12, class: share.state });
+      circle.append(svg("title", {}, `share ${share.index + 1} on ${share.node_name}: ${share.state}`));
+      root.append(circle);
+    }
+  });
+  $("picture").replaceChildren(root);
+}
+
 async function enter(session) {
   csrf = session.csrf;
   $("who").textContent = `Logged in as ${session.user}`;
-  show("files-page");
-  await loadFiles();
+  await goTo("files-page");
 }
 
 async function start() {
@@ -137,6 +349,42 @@ async function start() {
       button.disabled = false;
     }
   });
+
+  for (const link of document.querySelectorAll("nav a[data-page]")) {
+    link.addEventListener("click", (e) => { e.preventDefault(); goTo(link.dataset.page); });
+  }
+  $("pick").addEventListener("change", (e) => uploadAll([...e.target.files]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadAll([...e.dataTransfer.files]); });
+  $("path-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    showError("");
+    try {
+      const { job } = await api("POST", "/v1/put", { paths: [e.target.path.value] });
+      await follow(job, `storing ${e.target.path.value}`);
+      await loadFiles();
+    } catch (err) { handle(err); }
+  });
+  $("invite").addEventListener("click", async () => {
+    try { $("invite-code").textContent = (await api("POST", "/v1/invite", {})).code; } catch (err) { handle(err); }
+  });
+  $("join-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    showError("");
+    try { await api("POST", "/v1/join", { code: e.target.code.value.trim() }); e.target.code.value = ""; await loadPeers(); } catch (err) { handle(err); }
+  });
+  $("check").addEventListener("click", () => runCheck(0).catch(handle));
+  $("check-read").addEventListener("click", () => runCheck(0.1).catch(handle));
+  $("repair").addEventListener("click", async () => {
+    try {
+      const { job } = await api("POST", "/v1/repair", {});
+      const r = await follow(job, "repairing");
+      $("health-summary").textContent = `Repaired ${r.chunks_repaired} of ${r.chunks_degraded} degraded chunks (${r.shares_rebuilt} shares rebuilt).`;
+    } catch (err) { handle(err); }
+  });
+  $("how-file").addEventListener("change", (e) => drawPicture(e.target.value).catch(handle));
 
   $("written").addEventListener("change", () => { $("code-done").disabled = !$("written").checked; });
   $("code-done").addEventListener("click", () => {

@@ -1,0 +1,135 @@
+// Drives the shard web UI in headless Chromium, as a person would, for shard-cli/tests/browser.rs.
+// Usage: node run.mjs URL FILE_TO_UPLOAD SCREENSHOT_DIR DOWNLOAD_PATH
+// Talks to the Rust test on stdout/stdin: "STOP_PEER" asks it to stop a peer; it answers "OK".
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { basename } from "node:path";
+
+const [url, upload, shots, downloadTo] = process.argv.slice(2);
+const lines = createInterface({ input: process.stdin });
+const nextLine = () => new Promise((resolve) => lines.once("line", resolve));
+const step = (name) => console.log(`STEP ${name}`);
+const fail = (message) => { throw new Error(message); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--no-proxy-server"],
+});
+try {
+  const page = await browser.newPage({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  // Expected refusals (401 before login, the wrong passphrase, the CSRF probe) log "Failed to
+  // load resource"; anything else in the console is a bug.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
+  });
+  const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+  const started = Date.now();
+  await page.goto(url);
+  await page.waitForSelector("#login-page:not([hidden])");
+  console.log(`LOAD_MS ${Date.now() - started}`);
+  await shot("login");
+
+  step("sign up");
+  await page.click("#to-signup");
+  await page.fill("#signup-form [name=user]", "alice");
+  await page.fill("#signup-form [name=password]", "violet kettle across the dunes");
+  await page.fill("#signup-form [name=again]", "violet kettle across the dunes");
+  await page.click("#signup-form button");
+  await page.waitForSelector("#code-page:not([hidden])");
+  const code = (await page.textContent("#code")).trim();
+  if (!/^([A-Z2-7]{8}-){7}[A-Z2-7]{8}$/.test(code)) fail(`no recovery code shown: ${code}`);
+  await shot("recovery-code");
+  if (!(await page.isDisabled("#code-done"))) fail("continue before 'I have written it down'");
+  await page.check("#written");
+  await page.click("#code-done");
+  await page.waitForSelector("#login-page:not([hidden])");
+  if ((await page.textContent("#code")).trim() !== "") fail("the recovery code stayed on the page");
+
+  step("wrong passphrase");
+  await page.fill("#login-form [name=user]", "alice");
+  await page.fill("#login-form [name=password]", "not the passphrase");
+  await page.click("#login-form button");
+  await page.waitForSelector("#error:not([hidden])");
+  const wrong = await page.textContent("#error");
+  if (!wrong.includes("wrong passphrase")) fail(`wrong passphrase not explained: ${wrong}`);
+  await shot("wrong-passphrase");
+
+  step("log in");
+  await page.fill("#login-form [name=password]", "violet kettle across the dunes");
+  await page.click("#login-form button");
+  await page.waitForSelector("#files-page:not([hidden])", { timeout: 15000 });
+  await page.waitForSelector("#files-empty:not([hidden])");
+
+  step("upload");
+  const name = basename(upload);
+  await page.setInputFiles("#pick", upload);
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`, { timeout: 30000 });
+  await shot("files");
+
+  step("picture");
+  await page.click(`#files tbody tr:has-text("${name}") button:has-text("Picture")`);
+  await page.waitForSelector("#picture svg circle");
+  const states = () => page.$$eval("#picture svg circle", (cs) => cs.map((c) => c.getAttribute("class")));
+  const before = await states();
+  const nodes = await page.$$eval("#picture svg text", (ts) => ts.map((t) => t.textContent).filter((t) => !t.startsWith("chunk")));
+  if (nodes.length !== 3) fail(`expected 3 machines in the picture, got ${nodes}`);
+  if (!before.length || before.some((s) => s !== "present")) fail(`not all present: ${before}`);
+  await shot("how-it-works");
+
+  console.log("STOP_PEER");
+  if ((await nextLine()).trim() !== "OK") fail("the test did not stop the peer");
+  let after = before;
+  for (let i = 0; i < 40 && !after.includes("offline"); i++) {
+    await page.waitForTimeout(250);
+    await page.selectOption("#how-file", name);
+    await page.dispatchEvent("#how-file", "change");
+    await page.waitForTimeout(100);
+    after = await states();
+  }
+  if (!after.includes("offline")) fail(`a stopped peer is not shown offline: ${after}`);
+  await shot("how-it-works-offline");
+
+  step("download");
+  await page.click('nav a[data-page="files-page"]');
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click(`#files tbody tr:has-text("${name}") a:has-text("Download")`),
+  ]);
+  await download.saveAs(downloadTo);
+  console.log(`DOWNLOADED ${downloadTo}`);
+
+  step("csrf");
+  const status = await page.evaluate(async (n) => {
+    const r = await fetch("/v1/rm", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: n }) });
+    return r.status;
+  }, name);
+  if (status !== 403) fail(`a request without the CSRF token got ${status}`);
+
+  step("peers and health");
+  await page.click('nav a[data-page="peers-page"]');
+  await page.waitForSelector("#peers tbody tr");
+  await shot("peers");
+  await page.click('nav a[data-page="health-page"]');
+  await page.click("#check");
+  await page.waitForFunction(() => document.querySelector("#health-summary").textContent.includes("files:"));
+  await shot("health");
+
+  step("delete");
+  await page.click('nav a[data-page="files-page"]');
+  page.once("dialog", (d) => d.accept());
+  await page.click(`#files tbody tr:has-text("${name}") button:has-text("Delete")`);
+  await page.waitForSelector("#files-empty:not([hidden])");
+
+  step("logout");
+  await page.click("#logout");
+  await page.waitForSelector("#login-page:not([hidden])");
+  if (errors.length) fail(`errors in the page: ${errors.join("; ")}`);
+  console.log("DONE");
+} finally {
+  await browser.close();
+  lines.close();
+}
