@@ -189,6 +189,13 @@ impl Node {
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
         let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);
+        // Uploads and downloads in flight when the node last stopped (a crash, say) left their
+        // bytes in the spool folder: they go now, they are nobody's any more.
+        match std::fs::remove_dir_all(home.root().join("spool")) {
+            Ok(()) => tracing::info!("removed the spool files of an earlier run"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("could not clear the spool folder: {e}"),
+        }
         let listen_at = options.listen.unwrap_or(config.listen);
         let listener = TcpListener::bind(listen_at)
             .await
