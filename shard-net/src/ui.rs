@@ -197,6 +197,24 @@ fn unauthorized(why: &str) -> Response {
     .into_response()
 }
 
+/// The refusal of a request whose `X-CSRF-Token` is not the session's `csrf` (constant-time
+/// comparison), or `None` when it matches.
+fn csrf_refusal(request: &Request, csrf: &str) -> Option<Response> {
+    let presented = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    (!shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes())).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token",
+            "reload the page and try again",
+        )
+        .into_response()
+    })
+}
+
 /// The API through a session: a valid cookie, the CSRF token on every state-changing
 /// request, the vault still unlocked, and only the session's account.
 async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
@@ -221,20 +239,11 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
     let Some((user, csrf)) = cookie_of(&request).and_then(|c| state.ui.touch(&c)) else {
         return unauthorized("not logged in, or the session expired");
     };
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let presented = request
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token",
-                "reload the page and try again",
-            )
-            .into_response();
-        }
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && let Some(refused) = csrf_refusal(&request, &csrf)
+    {
+        return refused;
     }
     if state.node.session(Some(&user)).is_err() {
         return unauthorized("the account was locked on the node");
@@ -305,18 +314,8 @@ async fn logout(State(state): State<ApiState>, request: Request) -> Response {
     let Some((_, csrf)) = state.ui.touch(&cookie) else {
         return unauthorized("not logged in, or the session expired");
     };
-    let presented = request
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "missing or wrong CSRF token",
-            "reload the page and try again",
-        )
-        .into_response();
+    if let Some(refused) = csrf_refusal(&request, &csrf) {
+        return refused;
     }
     let locked = state
         .ui
