@@ -234,10 +234,6 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     if let Some(heads) = node.heads() {
         heads.put(&me, &vault_id, seq, &head, &verifier)?;
     }
-    tracing::info!(
-        "catalog snapshot {seq} written ({} bytes sealed), head kept by {told} peers",
-        sealed.len()
-    );
 
     // The previous snapshot's shares that this one does not reuse are deleted.
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
@@ -246,5 +242,10 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         epoch: state.epoch,
         snapshot: Some(head.to_vec()),
     })?;
+    // Logged last: tests and operators read this line as "the old snapshot is gone too".
+    tracing::info!(
+        "catalog snapshot {seq} written ({} bytes sealed), head kept by {told} peers",
+        sealed.len()
+    );
     Ok(seq)
 }
