@@ -399,3 +399,160 @@ fn a_repair_killed_half_way_resumes_and_never_leaves_fewer_shares() {
     assert_eq!(code, 0, "{report}");
     restore_all(&owner, &files);
 }
+
+/// Peers that lie (a `shard` built with the `adversary` feature, told how by `SHARD_ADVERSARY`;
+/// `scripts/test` builds it so): what they say is checked against bytes, routed around, and
+/// named in the reports.
+#[cfg(feature = "adversary")]
+mod lying_peers {
+    use super::*;
+
+    /// The owner, `honest` storage peers, and a peer called "liar" started with these lies.
+    fn swarm_with_liar(honest: usize, lies: &str) -> (TestNode, Vec<TestNode>, TestNode) {
+        let (owner, peers) = swarm(honest, "", "[health]\nscrub_kib_per_sec = 0\n");
+        let mut liar = TestNode::init("liar");
+        liar.serve_env(&[], &[("SHARD_ADVERSARY", lies)]);
+        owner.pair_with(&liar);
+        owner.wait_online(&["liar"], Duration::from_secs(15));
+        (owner, peers, liar)
+    }
+
+    /// A peer that says it has its shares, then serves other bytes for them: restores read
+    /// around it, `check --read-data` names it, `repair` moves its shares to honest nodes.
+    fn served_bytes_are_checked(lies: &str) {
+        let (owner, _peers, liar) = swarm_with_liar(4, lies);
+        let work = tempfile::tempdir().unwrap();
+        // 3 of 5 over 6 nodes: every chunk leaves one node free for a rebuilt share.
+        // A dozen chunks: the restore surely asks the liar for some of its data shares.
+        let mut sizes = vec![3 << 20, 150_000];
+        sizes.extend([40_000; 10]);
+        let files = store_files(&owner, work.path(), &sizes, &["--shares", "3/5"]);
+        let held = liar.json(&["status"])["usage"]["shares"].as_u64().unwrap();
+        assert!(held >= 2, "the liar holds shares: {held}");
+
+        restore_all(&owner, &files);
+        assert!(
+            owner.log().contains("fetching from liar failed"),
+            "the restore names the peer that served bad bytes:\n{}",
+            owner.log()
+        );
+        // Asking who has what cannot tell a liar; reading the bytes can.
+        let (code, report) = check(&owner, &[]);
+        assert_eq!(code, 0, "{report}");
+        let (code, report) = check(&owner, &["--read-data=100%"]);
+        assert_eq!(code, 1, "{report}");
+        let bad = node_report(&report, "liar")["bad"].as_u64().unwrap();
+        assert!(bad >= 2, "{report}");
+        for honest in ["owner", "peer0", "peer1", "peer2", "peer3"] {
+            if let Some(n) = report["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["node"] == honest)
+            {
+                assert_eq!(n["bad"], 0, "{honest} is honest: {report}");
+            }
+        }
+        let text = stdout(&owner.run(&["check", "--read-data=100%"]));
+        assert!(text.contains("liar"), "{text}");
+
+        let repaired = owner.json(&["repair"]);
+        assert_eq!(repaired["ok"], true, "{repaired}");
+        assert!(
+            repaired["shares_rebuilt"].as_u64().unwrap() >= bad,
+            "{repaired}"
+        );
+        // Nothing the owner relies on is on the liar any more.
+        let (code, report) = check(&owner, &["--read-data=100%"]);
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["read"]["bad"], 0, "{report}");
+        restore_all(&owner, &files);
+    }
+
+    #[test]
+    fn a_peer_serving_changed_bytes_is_found_and_routed_around() {
+        served_bytes_are_checked("wrong-bytes");
+    }
+
+    #[test]
+    fn a_peer_serving_truncated_shares_is_found_and_routed_around() {
+        served_bytes_are_checked("truncated");
+    }
+
+    #[test]
+    fn a_peer_serving_another_share_is_found_and_routed_around() {
+        served_bytes_are_checked("other-share");
+    }
+
+    /// A peer that claims a terabyte free and refuses everything: a put costs it one try, the
+    /// shares go elsewhere, and the summary names it; when no node is left to take its place
+    /// the put fails, says so, and lists nothing.
+    #[test]
+    fn a_peer_lying_about_its_capacity_is_named_and_skipped() {
+        let (owner, _peers, liar) = swarm_with_liar(3, "fake-capacity");
+        let work = tempfile::tempdir().unwrap();
+        let data = random_bytes(24 << 20, 77);
+        let path = work.path().join("papers.bin");
+        fs::write(&path, &data).unwrap();
+        let put = owner.json(&["put", path.to_str().unwrap(), "--shares", "2/4"]);
+        assert_eq!(put["full_nodes"], json!(["liar"]), "{put}");
+        assert_eq!(put["failed"], json!([]), "{put}");
+        assert_eq!(
+            liar.json(&["status"])["usage"]["shares"],
+            0,
+            "the liar kept nothing"
+        );
+        restore_all(&owner, &[("papers.bin".to_string(), data)]);
+        let warned = owner
+            .log()
+            .lines()
+            .filter(|l| l.contains("share store is full"))
+            .count();
+        let chunks = put["chunks"].as_u64().unwrap() as usize;
+        assert!(
+            warned >= 1 && warned < chunks,
+            "a refusal costs one try per chunk in flight, not one per chunk ({chunks}): {warned}"
+        );
+
+        // Five nodes needed, four honest: refused, nothing listed.
+        let other = work.path().join("more.bin");
+        fs::write(&other, random_bytes(1 << 20, 78)).unwrap();
+        let out = owner.run(&["put", other.to_str().unwrap(), "--shares", "2/5"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("liar") && stderr(&out).contains("full"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!stdout(&owner.run(&["ls"])).contains("more.bin"));
+    }
+
+    /// A node that fills up in the middle of a repair: the rest of the rebuilt shares go to
+    /// other nodes, the report names it, every file is whole again.
+    #[test]
+    fn a_repair_target_filling_up_halfway_is_routed_around() {
+        let (owner, peers) = swarm(3, "", "[health]\nscrub_kib_per_sec = 0\n");
+        let work = tempfile::tempdir().unwrap();
+        // About forty chunks, 2 of 3 over 4 nodes: peer0 holds a share of most of them.
+        let files = store_files(&owner, work.path(), &[40 << 20], &["--shares", "2/3"]);
+        // Now a node that will take two shares and then be full.
+        let mut small = TestNode::init("small");
+        small.serve_env(&[], &[("SHARD_ADVERSARY", "fill-after=2")]);
+        owner.pair_with(&small);
+        owner.wait_online(&["small"], Duration::from_secs(15));
+        for path in share_files(&peers[0]) {
+            fs::remove_file(path).unwrap();
+        }
+        let repaired = owner.json(&["repair"]);
+        assert_eq!(repaired["ok"], true, "{repaired}");
+        assert!(
+            repaired["shares_rebuilt"].as_u64().unwrap() >= 15,
+            "{repaired}"
+        );
+        assert_eq!(repaired["full_nodes"], json!(["small"]), "{repaired}");
+        assert!(small.json(&["status"])["usage"]["shares"].as_u64().unwrap() <= 2);
+        let (code, report) = check(&owner, &["--read-data"]);
+        assert_eq!(code, 0, "{report}");
+        restore_all(&owner, &files);
+    }
+}

@@ -153,5 +153,20 @@ impl From<snow::Error> for Error {
     }
 }
 
+impl Error {
+    /// Whether the store that answered is full (a quota, a disk, or a peer saying so): the
+    /// caller places elsewhere and stops offering that node shares for the rest of the job.
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(shard_store::Error::Full { .. })
+                | Error::Remote {
+                    code: shard_proto::ErrorCode::Full,
+                    ..
+                }
+        )
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, Error>;

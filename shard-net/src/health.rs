@@ -216,11 +216,13 @@ async fn survey(
             Ok(have) => {
                 let quarantined: HashSet<ShareId> = quarantined.into_iter().collect();
                 let mut missing = 0;
+                let mut still_bad = 0;
                 for (id, has) in ids.iter().zip(have) {
                     let seen = if has && previous.get(id) != Some(&ShareState::Bad) {
                         Seen::Good
                     } else if has {
                         // Read wrong before, and the node still offers it: it stays bad.
+                        still_bad += 1;
                         Seen::Bad
                     } else {
                         missing += 1;
@@ -230,8 +232,9 @@ async fn survey(
                 }
                 let bad = quarantined
                     .iter()
-                    .filter(|id| result.contains_key(id))
-                    .count();
+                    .filter(|id| result.get(id).is_some_and(|s| *s != Seen::Bad))
+                    .count()
+                    + still_bad;
                 nodes.insert(*holder, (ids.len() as u64, missing, bad as u64, None));
             }
             Err(e) => {
@@ -536,6 +539,7 @@ pub async fn repair(
         "chunks_waiting_for_room": waiting.len(),
         "waiting": waiting.first(),
         "failures": failures,
+        "full_nodes": crate::put::names_of(&node, &ctx.full_nodes()),
         "ok": usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
         "elapsed_secs": secs,
     }))
@@ -550,6 +554,8 @@ struct RepairCtx {
     candidates: Vec<Candidate>,
     lost: HashSet<NodeId>,
     timeout: Duration,
+    /// Nodes that said they were full during this repair (whatever room they claimed).
+    full: std::sync::Mutex<HashSet<NodeId>>,
 }
 
 impl RepairCtx {
@@ -575,13 +581,16 @@ impl RepairCtx {
             candidates,
             lost,
             timeout: node.options().request_timeout,
+            full: std::sync::Mutex::default(),
         }
     }
 
-    /// `k` verified shares of the chunk, data shares first.
-    async fn fetch(&self, c: &ChunkState) -> Vec<Share> {
+    /// `k` verified shares of the chunk, data shares first, and the ids of shares whose
+    /// holder served other bytes on the way (they are rebuilt too).
+    async fn fetch(&self, c: &ChunkState) -> (Vec<Share>, HashSet<ShareId>) {
         let k = usize::from(c.chunk.k);
         let mut got = Vec::with_capacity(k);
+        let mut bad = HashSet::new();
         for (record, seen) in &c.shares {
             if got.len() == k {
                 break;
@@ -595,21 +604,45 @@ impl RepairCtx {
             match target.get(self.vault, record.id, self.timeout).await {
                 Ok(Some(share)) if share.id() == record.id => got.push(share),
                 Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), record.id),
-                Err(e) => tracing::warn!("share {} from {}: {e}", record.id, target.name()),
+                Err(e) => {
+                    tracing::warn!("share {} from {}: {e}", record.id, target.name());
+                    if matches!(
+                        e,
+                        Error::Remote {
+                            code: shard_proto::ErrorCode::Corrupt,
+                            ..
+                        }
+                    ) {
+                        bad.insert(record.id);
+                    }
+                }
             }
         }
-        got
+        (got, bad)
+    }
+
+    fn full_nodes(&self) -> Vec<NodeId> {
+        self.full
+            .lock()
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     async fn repair_chunk(&self, c: ChunkState) -> Outcome {
         let id = c.chunk.id;
-        let sources = self.fetch(&c).await;
+        let (sources, served_bad) = self.fetch(&c).await;
         if sources.len() < usize::from(c.chunk.k) {
             return Outcome::Failed(format!(
                 "chunk {id}: only {} of the {} good shares needed could be read",
                 sources.len(),
                 c.chunk.k
             ));
+        }
+        let mut c = c;
+        for (record, seen) in &mut c.shares {
+            if served_bad.contains(&record.id) {
+                *seen = Seen::Bad;
+            }
         }
         let broken: Vec<(ShareRecord, Seen)> = c
             .shares
@@ -646,6 +679,7 @@ impl RepairCtx {
         for ((record, _), share) in broken.iter().zip(rebuilt) {
             let mut placed = None;
             for _attempt in 0..3 {
+                exclude.extend(self.full_nodes());
                 let mut choice = WeightedByFree.choose(
                     &self.candidates,
                     1,
@@ -672,6 +706,11 @@ impl RepairCtx {
                             target.name(),
                             share.id()
                         );
+                        if e.is_full()
+                            && let Ok(mut full) = self.full.lock()
+                        {
+                            full.insert(to);
+                        }
                         exclude.push(to);
                     }
                 }

@@ -5,6 +5,8 @@
 //! (`shard-store`) or formats (`shard-proto`).
 
 pub mod accounts;
+#[cfg(feature = "adversary")]
+pub mod adversary;
 pub mod api;
 pub mod discovery;
 mod error;

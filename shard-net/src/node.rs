@@ -188,6 +188,8 @@ impl Node {
         let identity = Arc::new(home.identity()?);
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
+        #[cfg(feature = "adversary")]
+        let store = crate::adversary::Adversary::from_env(store)?;
         let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);
         // Uploads and downloads in flight when the node last stopped (a crash, say) left their
         // bytes in the spool folder: they go now, they are nobody's any more.

@@ -330,6 +330,10 @@ pub(crate) struct Ctx {
     targets: HashMap<NodeId, (Target, Arc<Semaphore>)>,
     candidates: Vec<Candidate>,
     timeout: Duration,
+    /// Nodes that said they were full during this job, whatever room they claimed: no more
+    /// shares are offered to them (a peer lying about its capacity costs one try, not one per
+    /// chunk).
+    full: std::sync::Mutex<HashSet<NodeId>>,
 }
 
 impl Ctx {
@@ -358,7 +362,31 @@ impl Ctx {
             targets,
             candidates,
             timeout: node.options().request_timeout,
+            full: std::sync::Mutex::default(),
         }
+    }
+
+    /// Nodes not to offer shares to, besides `holders`.
+    fn excluding(&self, holders: &[NodeId]) -> Vec<NodeId> {
+        let mut out = holders.to_vec();
+        if let Ok(full) = self.full.lock() {
+            out.extend(full.iter().copied());
+        }
+        out
+    }
+
+    fn mark_full(&self, node: NodeId) {
+        if let Ok(mut full) = self.full.lock() {
+            full.insert(node);
+        }
+    }
+
+    /// The nodes found full so far.
+    pub(crate) fn full_nodes(&self) -> Vec<NodeId> {
+        self.full
+            .lock()
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Nodes that can take shares now.
@@ -377,7 +405,7 @@ pub(crate) async fn send_chunk(
     let mut holders: Vec<NodeId> = acked.values().copied().collect();
     let needed: Vec<u8> = (0..c.n).filter(|i| !acked.contains_key(i)).collect();
     let mut tries: Vec<(u8, NodeId)> = Vec::new();
-    let chosen = WeightedByFree.choose(&ctx.candidates, needed.len(), &holders);
+    let chosen = WeightedByFree.choose(&ctx.candidates, needed.len(), &ctx.excluding(&holders));
     if chosen.len() < needed.len() {
         return Err(format!(
             "only {} nodes can take shares of this chunk, {} needed",
@@ -390,6 +418,7 @@ pub(crate) async fn send_chunk(
     let mut acks = Vec::new();
     let mut sent_bytes = 0u64;
     let mut failed: Vec<NodeId> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
     for _attempt in 0..ATTEMPTS {
         let mut set = JoinSet::new();
         for (index, node) in tries.drain(..) {
@@ -426,6 +455,16 @@ pub(crate) async fn send_chunk(
                 }
                 Err(e) => {
                     tracing::warn!("share {index} of chunk {:?} to {node:?} failed: {e}", c.id);
+                    let name = ctx
+                        .targets
+                        .get(&node)
+                        .map_or_else(|| format!("{node:?}"), |(t, _)| t.name());
+                    if e.is_full() {
+                        ctx.mark_full(node);
+                        refused.push(format!("{name} is full"));
+                    } else {
+                        refused.push(format!("{name}: {e}"));
+                    }
                     failed.push(node);
                     retry.push(index);
                 }
@@ -435,14 +474,15 @@ pub(crate) async fn send_chunk(
             return Ok((acks, sent_bytes));
         }
         // Replace failed nodes by others holding nothing of this chunk.
-        let mut exclude = holders.clone();
+        let mut exclude = ctx.excluding(&holders);
         exclude.extend(&failed);
         let replacements = WeightedByFree.choose(&ctx.candidates, retry.len(), &exclude);
         if replacements.len() < retry.len() {
+            refused.dedup();
             return Err(format!(
-                "{} shares could not be placed: too few nodes accept them (failed: {})",
+                "{} shares could not be placed: too few nodes accept them ({})",
                 retry.len(),
-                failed.len()
+                refused.join("; ")
             ));
         }
         holders.extend(&replacements);
@@ -508,6 +548,7 @@ pub(crate) async fn run(
         targets,
         candidates,
         timeout: node.options().request_timeout,
+        full: std::sync::Mutex::default(),
     });
 
     // Encoder thread.
@@ -662,6 +703,7 @@ pub(crate) async fn run(
         "skipped": warnings,
         "failed": failures,
         "moved": false,
+        "full_nodes": names_of(&node, &ctx.full_nodes()),
     });
     if let Some(first) = failures.first() {
         return Err(Error::PartialPut {
@@ -685,6 +727,26 @@ pub(crate) async fn run(
         summary["moved"] = json!(true);
     }
     Ok(summary)
+}
+
+/// Display names of `nodes` (this node's own name for itself), sorted.
+pub(crate) fn names_of(node: &Node, nodes: &[NodeId]) -> Vec<String> {
+    let known = node.peer_names();
+    let mut names: Vec<String> = nodes
+        .iter()
+        .map(|id| {
+            if *id == node.node_id() {
+                return "this node".to_string();
+            }
+            known
+                .iter()
+                .find(|(k, _)| k == id)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| crate::identity::short_fingerprint(id))
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 impl FileTrack {

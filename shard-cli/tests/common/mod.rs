@@ -130,6 +130,11 @@ impl TestNode {
 
     /// Starts `shard serve` (with extra arguments) and waits until its API answers.
     pub fn serve(&mut self, extra: &[&str]) {
+        self.serve_env(extra, &[]);
+    }
+
+    /// Starts `shard serve` with extra arguments and environment variables.
+    pub fn serve_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let _ = std::fs::remove_file(self.home().join("api.addr"));
         let log = std::fs::OpenOptions::new()
@@ -144,6 +149,7 @@ impl TestNode {
             .args(extra)
             .env("SHARD_LOG", "info,shard_net=debug")
             .env("SHARD_PASSWORD", PASSWORD)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
