@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use shard_proto::{NodeId, ShareId};
-use shard_store::{FileEntry, FileKind};
+use shard_proto::{ChunkId, Manifest, NodeId, ShareId};
+use shard_store::{ChunkHealth, FileEntry, FileId, FileKind};
 
 use crate::node::Node;
 use crate::session::Session;
@@ -18,22 +18,27 @@ fn lossy(name: &[u8]) -> String {
 
 /// Health of a file from what the catalog knows: every share acknowledged, fewer but enough,
 /// or too few for some chunk.
-fn health(node: &Node, session: &Session, entry: &FileEntry) -> Result<Value> {
+fn health(
+    entry: &FileEntry,
+    manifest: Option<&Manifest>,
+    chunks: &HashMap<ChunkId, ChunkHealth>,
+) -> Value {
     if entry.meta.kind != FileKind::File {
-        return Ok(json!(null));
+        return json!(null);
     }
-    let vault = node.catalog().vault(session.account, &session.keys);
-    let manifest = vault.manifest(entry.id)?;
-    let ids: Vec<_> = manifest.chunks.iter().map(|c| c.id).collect();
     let mut worst: Option<(u8, u8, u8)> = None;
-    for (_, h) in vault.chunk_health(&ids)? {
+    for h in manifest
+        .iter()
+        .flat_map(|m| m.chunks.iter())
+        .filter_map(|c| chunks.get(&c.id))
+    {
         let margin = |x: (u8, u8, u8)| i32::from(x.2) - i32::from(x.0);
         let this = (h.k, h.n, h.acked);
         if worst.is_none_or(|w| margin(this) < margin(w)) {
             worst = Some(this);
         }
     }
-    Ok(match worst {
+    match worst {
         None => json!({"state": "healthy", "spare": null}),
         Some((k, n, acked)) => {
             let state = if acked >= n {
@@ -45,7 +50,7 @@ fn health(node: &Node, session: &Session, entry: &FileEntry) -> Result<Value> {
             };
             json!({"state": state, "k": k, "n": n, "min_acked": acked, "spare": i32::from(acked) - i32::from(k)})
         }
-    })
+    }
 }
 
 /// The newest version of each name (under `prefix`), with its number of versions and health.
@@ -64,6 +69,18 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
             slot.0 = e;
         }
     }
+    // Two reads for the whole list: every chunk's health, every file's chunk list.
+    let chunks = vault.all_chunk_health()?;
+    let regular: Vec<FileId> = by_name
+        .values()
+        .filter(|(e, _)| e.meta.kind == FileKind::File)
+        .map(|(e, _)| e.id)
+        .collect();
+    let manifests: HashMap<FileId, Manifest> = regular
+        .iter()
+        .copied()
+        .zip(vault.manifests(&regular)?)
+        .collect();
     let mut files = Vec::with_capacity(by_name.len());
     for (name, (entry, versions)) in by_name {
         files.push(json!({
@@ -76,7 +93,7 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
             "version": entry.version,
             "versions": versions,
             "stored_at": entry.stored_at,
-            "health": health(node, session, &entry)?,
+            "health": health(&entry, manifests.get(&entry.id), &chunks),
         }));
     }
     Ok(json!({"files": files}))
