@@ -122,6 +122,7 @@ pub fn init(
             ..Default::default()
         },
         health: shard_net::home::HealthConfig::default(),
+        web: shard_net::home::WebConfig::default(),
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());

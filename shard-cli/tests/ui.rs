@@ -80,9 +80,15 @@ impl Browser {
 
     /// Uploads `bytes` as `name` and waits for the put; returns the job's end state.
     fn upload(&self, name: &str, bytes: &[u8]) -> Answer {
+        self.upload_announcing(name, bytes, Some(bytes.len()))
+    }
+
+    /// An upload whose announced size may differ from its bytes (or be missing).
+    fn upload_announcing(&self, name: &str, bytes: &[u8], size: Option<usize>) -> Answer {
         let url = format!(
-            "{}/v1/upload?name={}",
+            "{}/v1/upload?{}name={}",
             self.base,
+            size.map(|s| format!("size={s}&")).unwrap_or_default(),
             name.bytes()
                 .map(|b| if b.is_ascii_alphanumeric() {
                     (b as char).to_string()
@@ -296,6 +302,35 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
         let refused = browser.upload(bad, b"x");
         assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
     }
+    // An upload that ends short, runs long or does not say its size stores nothing.
+    let unsized_upload = browser.upload_announcing("nosize.bin", b"abc", None);
+    assert_eq!(unsized_upload.status, 400, "{}", unsized_upload.body);
+    assert!(
+        unsized_upload.body.contains("size"),
+        "{}",
+        unsized_upload.body
+    );
+    let short = browser.upload_announcing("short.bin", &[7u8; 50_000], Some(100_000));
+    assert_eq!(short.json()["state"], "failed", "{}", short.body);
+    assert!(
+        short.body.contains("ended after 50000 of 100000 bytes"),
+        "{}",
+        short.body
+    );
+    let long_body = browser.upload_announcing("long.bin", &[7u8; 50_000], Some(20_000));
+    assert_ne!(long_body.json()["state"], "done", "{}", long_body.body);
+    assert!(
+        long_body
+            .body
+            .contains("more than the 20000 bytes announced"),
+        "{}",
+        long_body.body
+    );
+    let listed = browser.call("GET", "/v1/ls", None, false).body;
+    assert!(
+        !listed.contains("short.bin") && !listed.contains("long.bin") && !listed.contains("nosize"),
+        "{listed}"
+    );
     let missing = browser.call("GET", "/v1/download?name=nothing.here", None, false);
     assert_eq!(missing.status, 404, "{}", missing.body);
     // The picture: every chunk's shares, each with its node and state.
@@ -342,6 +377,55 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
     );
     // bob, unlocked at start, is untouched.
     assert!(node.run(&["ls", "--user", "bob"]).status.success());
+    node.stop();
+}
+
+#[test]
+fn an_idle_session_ends_explains_itself_and_loses_nothing() {
+    let mut node = TestNode::init("desk");
+    let config = node.home().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("session_idle_secs = 1800"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("session_idle_secs = 1800", "session_idle_secs = 2"),
+    )
+    .unwrap();
+    node.create_account("alice");
+    node.serve(&[]);
+    let mut browser = Browser::new(&node);
+    assert_eq!(browser.login("alice", PASSWORD).status, 200);
+    let stored = browser.upload("kept.txt", b"the deeds to the house");
+    assert_eq!(stored.json()["state"], "done", "{}", stored.body);
+
+    // In use, the session lives on past its idle time.
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert_eq!(browser.call("GET", "/v1/ls", None, false).status, 200);
+    }
+    // Left alone, it ends: reads and changes are refused with the reason and the fix.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let ls = browser.call("GET", "/v1/ls", None, false);
+    assert_eq!(ls.status, 401, "{}", ls.body);
+    assert!(
+        ls.json()["error"].as_str().unwrap().contains("expired")
+            && ls.json()["hint"].as_str().unwrap().contains("log in again"),
+        "{}",
+        ls.body
+    );
+    let late = browser.upload("late.txt", b"typed after lunch");
+    assert_eq!(late.status, 401, "{}", late.body);
+    // Nothing was lost or half-stored: a new login sees exactly what was there.
+    assert_eq!(browser.login("alice", PASSWORD).status, 200);
+    let names: Vec<String> = browser.call("GET", "/v1/ls", None, false).json()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["kept.txt".to_string()]);
+    let got = browser.call("GET", "/v1/download?name=kept.txt", None, false);
+    assert_eq!(got.bytes, b"the deeds to the house");
     node.stop();
 }
 

@@ -724,12 +724,41 @@ fn vault_name(name: &str) -> Result<Vec<u8>, ApiError> {
 #[derive(Deserialize)]
 struct UploadQuery {
     name: String,
+    /// Bytes the body carries (a browser knows the file's size before it sends it).
+    size: Option<u64>,
     shares: Option<String>,
     user: Option<String>,
 }
 
-/// `POST /v1/upload?name=NAME`: the request body, streamed to a private spool file (never held
-/// in memory), stored under NAME like `put --as NAME`; the spool file goes once the put ends.
+/// The body of an upload as the put's reader thread sees it: pieces handed over, as they
+/// arrive, through a short queue (the put's pace holds the browser back; nothing piles up).
+struct BodyReader {
+    pieces: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.pieces.blocking_recv() {
+                Some(Ok(piece)) => self.current = piece,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        let piece = self.current.split_to(n);
+        if let Some(out) = buf.get_mut(..n) {
+            out.copy_from_slice(&piece);
+        }
+        Ok(n)
+    }
+}
+
+/// `POST /v1/upload?name=NAME&size=BYTES`: the request body, stored under NAME like
+/// `put --as NAME` while it arrives — cut, sealed and sent to peers piece by piece, never held
+/// whole in memory or written anywhere in plain. Answers once the body is in, with the job that
+/// finishes the put; a put that fails early answers with its error at once.
 async fn upload(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
@@ -737,58 +766,69 @@ async fn upload(
     body: axum::body::Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use futures_util::StreamExt;
-    use tokio::io::AsyncWriteExt;
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = vault_name(&q.name)?;
     let redundancy = q.shares.as_deref().map(parse_shares).transpose()?;
-    let path = spool(&state.node)?;
-    let io = |e: std::io::Error| Error::Io(e);
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .await
-        .map_err(io)?;
-    let mut stream = body.into_data_stream();
-    let mut bytes = 0u64;
-    while let Some(piece) = stream.next().await {
-        let written = match piece {
-            Ok(piece) => {
-                bytes += piece.len() as u64;
-                file.write_all(&piece).await
-            }
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
-        if let Err(e) = written {
-            drop(file);
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("the upload broke off after {bytes} bytes: {e}"),
-                "nothing was stored; upload the file again",
-            ));
-        }
-    }
-    file.flush().await.map_err(io)?;
-    drop(file);
-    let request = crate::put::PutRequest {
-        paths: vec![path.clone()],
-        name: Some(name),
-        redundancy,
-        move_original: false,
+    let Some(size) = q.size else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the upload does not say how many bytes it carries",
+            "send the size with it: /v1/upload?name=NAME&size=BYTES",
+        ));
+    };
+    let (tx, pieces) = tokio::sync::mpsc::channel(8);
+    let upload = crate::put::Upload {
+        name,
+        size,
+        reader: Box::new(BodyReader {
+            pieces,
+            current: bytes::Bytes::new(),
+        }),
     };
     let job = state.node.jobs().create_for("put", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
-    tokio::spawn(async move {
-        let result = crate::put::run(node.clone(), session.clone(), request, j.clone()).await;
-        let _ = tokio::fs::remove_file(&path).await;
-        if result.is_ok() {
-            node.catalog_changed(&session);
+    let put = tokio::spawn(async move {
+        let result =
+            crate::put::run_upload(node.clone(), session.clone(), upload, redundancy, j.clone())
+                .await;
+        match result {
+            Ok(summary) => {
+                node.catalog_changed(&session);
+                j.finish(summary);
+                None
+            }
+            Err(e) => {
+                let refusal = ApiError::from(e);
+                j.fail(refusal.error.clone(), refusal.hint.clone());
+                Some(refusal)
+            }
         }
-        finish(&j, result);
     });
+    let mut stream = body.into_data_stream();
+    let mut bytes = 0u64;
+    let mut ended_early = false;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| {
+            std::io::Error::other(format!("the upload broke off after {bytes} bytes: {e}"))
+        });
+        let broke = piece.is_err();
+        if let Ok(p) = &piece {
+            bytes += p.len() as u64;
+        }
+        // The put stopped reading (it failed): no use taking more of the body.
+        if tx.send(piece).await.is_err() {
+            ended_early = true;
+            break;
+        }
+        if broke {
+            break;
+        }
+    }
+    drop(tx);
+    if ended_early && let Ok(Some(refusal)) = put.await {
+        return Err(refusal);
+    }
     Ok(Json(json!({"job": job.id, "bytes": bytes})))
 }
 

@@ -51,6 +51,26 @@ pub struct NodeConfig {
     /// Scrub and automatic repair.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The web UI's sessions.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The web UI's sessions (see [`crate::ui`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebConfig {
+    /// A session with no request for this long ends (the browser goes back to the login
+    /// page), seconds.
+    pub session_idle_secs: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 30 * 60,
+        }
+    }
 }
 
 /// Scrub and automatic repair (see [`crate::health`]).
@@ -302,6 +322,7 @@ impl NodeConfig {
             },
             discovery: DiscoveryConfig::default(),
             health: HealthConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }

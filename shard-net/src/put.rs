@@ -71,6 +71,19 @@ pub(crate) struct Entry {
     pub src: PathBuf,
     pub meta: FileMeta,
     pub dev_ino: (u64, u64),
+    /// Its bytes come from the put's [`Upload`], not from `src`.
+    pub streamed: bool,
+}
+
+/// Bytes arriving from elsewhere (a web upload), stored as one file as they come: never held
+/// whole, in memory or on disk.
+pub struct Upload {
+    /// The name in the vault (checked like `--as`).
+    pub name: Vec<u8>,
+    /// Bytes announced; a stream that ends short or runs long stores nothing.
+    pub size: u64,
+    /// The bytes; an error ends the put without storing the file.
+    pub reader: Box<dyn Read + Send>,
 }
 
 /// Checks a vault name: not empty, not absolute, no empty, `.` or `..` component, no NUL.
@@ -110,6 +123,7 @@ fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Res
             link_target,
         },
         dev_ino: (md.dev(), md.ino()),
+        streamed: false,
     })
 }
 
@@ -238,6 +252,7 @@ fn encode_files(
     session: &Session,
     redundancy: Redundancy,
     hash: bool,
+    mut upload: Option<Box<dyn Read + Send>>,
     tx: &mpsc::Sender<Encoded>,
 ) -> Result<()> {
     let keys = session.keys.clone();
@@ -281,21 +296,44 @@ fn encode_files(
                 continue;
             }
             let outcome = (|| -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
-                let f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
-                let mut hashing = Hashing {
-                    inner: f,
-                    hasher: hash.then(Sha256::new),
-                };
-                let mut reader = ChunkReader::new(&mut hashing, &chunker);
-                let (mut seq, mut size) = (0usize, 0u64);
-                while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
-                    size += chunk.len() as u64;
-                    if work_tx.send((file, seq, chunk.to_vec())).is_err() {
-                        return Err("put cancelled".into());
+                let cut = |source: &mut dyn Read| {
+                    let mut hashing = Hashing {
+                        inner: source,
+                        hasher: hash.then(Sha256::new),
+                    };
+                    let mut reader = ChunkReader::new(&mut hashing, &chunker);
+                    let (mut seq, mut size) = (0usize, 0u64);
+                    while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
+                        size += chunk.len() as u64;
+                        if size > entry.meta.size && entry.streamed {
+                            return Err(format!(
+                                "more than the {} bytes announced arrived; nothing was stored for it",
+                                entry.meta.size
+                            ));
+                        }
+                        if work_tx.send((file, seq, chunk.to_vec())).is_err() {
+                            return Err("put cancelled".to_string());
+                        }
+                        seq += 1;
                     }
-                    seq += 1;
+                    drop(reader);
+                    Ok((seq, size, hashing.hasher.map(|h| h.finalize().into())))
+                };
+                if entry.streamed {
+                    let mut source = upload
+                        .take()
+                        .ok_or_else(|| "the upload's bytes are gone".to_string())?;
+                    let (seq, size, sha256) = cut(&mut source)?;
+                    if size != entry.meta.size {
+                        return Err(format!(
+                            "the upload ended after {size} of {} bytes; nothing was stored for it",
+                            entry.meta.size
+                        ));
+                    }
+                    return Ok((seq, size, sha256));
                 }
-                drop(reader);
+                let mut f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
+                let (seq, size, sha256) = cut(&mut f)?;
                 let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
                 let changed = after.len() != size
                     || size != entry.meta.size
@@ -305,7 +343,7 @@ fn encode_files(
                 if changed {
                     return Err("it changed while being read; nothing was stored for it (run the put again)".into());
                 }
-                Ok((seq, size, hashing.hasher.map(|h| h.finalize().into())))
+                Ok((seq, size, sha256))
             })();
             let message = match outcome {
                 Ok((chunks, size, sha256)) => Encoded::FileDone {
@@ -517,6 +555,73 @@ pub(crate) async fn run(
     let (entries, warnings) = tokio::task::spawn_blocking(move || scan(&req))
         .await
         .map_err(|_| Error::Disconnected)??;
+    store(
+        node,
+        session.clone(),
+        entries,
+        warnings,
+        &request,
+        None,
+        job,
+    )
+    .await
+}
+
+/// Stores an [`Upload`] as it arrives (the web UI's uploads); the result is the job's summary.
+pub async fn run_upload(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    upload: Upload,
+    redundancy: Option<(u8, u8)>,
+    job: Arc<Job>,
+) -> Result<Value> {
+    let _writer = session.writer.lock().await;
+    check_name(&upload.name)?;
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let entry = Entry {
+        src: PathBuf::new(),
+        meta: FileMeta {
+            name: upload.name.clone(),
+            kind: FileKind::File,
+            size: upload.size,
+            mtime,
+            mtime_nanos: 0,
+            mode: 0o600,
+            link_target: None,
+        },
+        dev_ino: (0, 0),
+        streamed: true,
+    };
+    let request = PutRequest {
+        paths: Vec::new(),
+        name: Some(upload.name),
+        redundancy,
+        move_original: false,
+    };
+    store(
+        node,
+        session.clone(),
+        vec![entry],
+        Vec::new(),
+        &request,
+        Some(upload.reader),
+        job,
+    )
+    .await
+}
+
+/// The put itself, once the entries are known (the caller holds the vault's writer lock).
+async fn store(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    entries: Vec<Entry>,
+    warnings: Vec<String>,
+    request: &PutRequest,
+    upload: Option<Box<dyn Read + Send>>,
+    job: Arc<Job>,
+) -> Result<Value> {
     let progress = &job.progress;
     let files_total = entries.len() as u64;
     Progress::add(&progress.files_total, files_total);
@@ -557,7 +662,7 @@ pub(crate) async fn run(
     let enc_session = session.clone();
     let hash = request.move_original;
     let encoder = tokio::task::spawn_blocking(move || {
-        encode_files(&enc_entries, &enc_session, redundancy, hash, &tx)
+        encode_files(&enc_entries, &enc_session, redundancy, hash, upload, &tx)
     });
 
     let vault = node.catalog().vault(session.account, &session.keys);

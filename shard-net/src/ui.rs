@@ -6,7 +6,7 @@
 //! failures as the CLI), unlocks the vault and sets a random session cookie (`HttpOnly`,
 //! `SameSite=Strict`); the answer carries a CSRF token that every state-changing request must
 //! send back in `X-CSRF-Token` (compared in constant time). A session acts only for its own
-//! account, ends after 30 idle minutes, and `POST /ui/logout` locks the vault. No secret
+//! account, ends after 30 idle minutes (`[web] session_idle_secs`), and `POST /ui/logout` locks the vault. No secret
 //! travels in a URL. Every answer carries a strict Content-Security-Policy.
 //! ```text
 //! GET  /, /app.js, /style.css  the pages
@@ -34,8 +34,6 @@ use tokio::net::TcpListener;
 use crate::api::{Acting, ApiError, ApiState};
 use crate::node::Node;
 
-/// A session ends after this long without a request.
-const IDLE: Duration = Duration::from_secs(30 * 60);
 /// The session cookie's name.
 const COOKIE: &str = "shard_session";
 /// Most sessions kept at once (the oldest goes first).
@@ -55,12 +53,29 @@ struct UiSession {
 }
 
 /// The web UI's sessions, by cookie value.
-#[derive(Default)]
 pub struct UiSessions {
     map: Mutex<HashMap<String, UiSession>>,
+    /// A session ends after this long without a request.
+    idle: Duration,
+}
+
+impl Default for UiSessions {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(
+            crate::home::WebConfig::default().session_idle_secs,
+        ))
+    }
 }
 
 impl UiSessions {
+    /// No session yet; each ends after `idle` without a request.
+    pub fn new(idle: Duration) -> Self {
+        Self {
+            map: Mutex::default(),
+            idle,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UiSession>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -69,7 +84,9 @@ impl UiSessions {
     /// too long (then it is dropped).
     fn touch(&self, cookie: &str) -> Option<(String, String)> {
         let mut map = self.lock();
-        let fresh = map.get(cookie).is_some_and(|s| s.last.elapsed() < IDLE);
+        let fresh = map
+            .get(cookie)
+            .is_some_and(|s| s.last.elapsed() < self.idle);
         if !fresh {
             map.remove(cookie);
             return None;
@@ -82,7 +99,8 @@ impl UiSessions {
     fn create(&self, user: &str) -> crate::Result<(String, String)> {
         let (cookie, csrf) = (random_token()?, random_token()?);
         let mut map = self.lock();
-        map.retain(|_, s| s.last.elapsed() < IDLE);
+        let idle = self.idle;
+        map.retain(|_, s| s.last.elapsed() < idle);
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
                 .iter()
@@ -127,10 +145,15 @@ fn cookie_of(request: &Request) -> Option<String> {
 
 /// Serves the web UI on `listener` until the node shuts down.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    let idle = node
+        .home()
+        .config()
+        .map(|c| c.web.session_idle_secs)
+        .unwrap_or_else(|_| crate::home::WebConfig::default().session_idle_secs);
     let state = ApiState {
         node: node.clone(),
         token: Arc::new(String::new()),
-        ui: Arc::default(),
+        ui: Arc::new(UiSessions::new(Duration::from_secs(idle))),
     };
     let api = crate::api::routes().layer(middleware::from_fn_with_state(state.clone(), guard));
     let router = Router::new()
@@ -192,7 +215,7 @@ fn unauthorized(why: &str) -> Response {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         why,
-        "log in again (sessions end after 30 idle minutes, at logout, and when the node restarts)",
+        "log in again (a session ends when left idle, at logout, and when the node restarts)",
     )
     .into_response()
 }

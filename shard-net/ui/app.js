@@ -124,19 +124,43 @@ function follow(job, label) {
   });
 }
 
-async function upload(file) {
-  const response = await fetch(`/v1/upload?name=${encodeURIComponent(file.name)}`, {
-    method: "POST", body: file, credentials: "same-origin",
-    headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" },
+// Sends a file; the node stores it while it arrives, so the bytes sent are the progress (with
+// rate and ETA), then the job's events cover the last chunks.
+function upload(file) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/v1/upload?name=${encodeURIComponent(file.name)}&size=${file.size}`);
+    xhr.setRequestHeader("X-CSRF-Token", csrf);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    const started = Date.now();
+    $("progress").hidden = false;
+    xhr.upload.onprogress = (e) => {
+      const secs = Math.max((Date.now() - started) / 1000, 0.001);
+      const rate = e.loaded / secs;
+      const eta = rate > 0 && file.size > e.loaded ? Math.round((file.size - e.loaded) / rate) : 0;
+      $("bar").max = Math.max(file.size, 1);
+      $("bar").value = e.loaded;
+      $("progress-text").textContent =
+        `storing ${file.name}: ${human(e.loaded)} of ${human(file.size)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
+    };
+    xhr.onerror = () => {
+      $("progress").hidden = true;
+      reject(new Error(`${file.name}: the upload broke off.\nWhat to do: check that \`shard serve\` is running and upload the file again; nothing was stored.`));
+    };
+    xhr.onload = () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
+      if (xhr.status !== 200) {
+        $("progress").hidden = true;
+        const error = new Error(`${file.name}: ${(data && data.error) || xhr.status}` + (data && data.hint ? `\nWhat to do: ${data.hint}` : ""));
+        error.status = xhr.status;
+        reject(error);
+        return;
+      }
+      follow(data.job, `storing ${file.name}`).then(resolve, reject);
+    };
+    xhr.send(file);
   });
-  let data = null;
-  try { data = await response.json(); } catch (e) { data = null; }
-  if (!response.ok) {
-    const error = new Error(`${file.name}: ${(data && data.error) || response.status}` + (data && data.hint ? `\nWhat to do: ${data.hint}` : ""));
-    error.status = response.status;
-    throw error;
-  }
-  await follow(data.job, `storing ${file.name}`);
 }
 
 async function uploadAll(files) {

@@ -37,8 +37,11 @@ try {
   await page.fill("#signup-form [name=user]", "alice");
   await page.fill("#signup-form [name=password]", "violet kettle across the dunes");
   await page.fill("#signup-form [name=again]", "violet kettle across the dunes");
-  await page.click("#signup-form button");
+  // A double click signs up once (a second request would fail: "already exists").
+  await page.dblclick("#signup-form button");
   await page.waitForSelector("#code-page:not([hidden])");
+  await page.waitForTimeout(300);
+  if (await page.isVisible("#error")) fail(`double click on sign-up: ${await page.textContent("#error")}`);
   const code = (await page.textContent("#code")).trim();
   if (!/^([A-Z2-7]{8}-){7}[A-Z2-7]{8}$/.test(code)) fail(`no recovery code shown: ${code}`);
   await shot("recovery-code");
@@ -120,9 +123,14 @@ try {
 
   step("delete");
   await page.click('nav a[data-page="files-page"]');
-  page.once("dialog", (d) => d.accept());
-  await page.click(`#files tbody tr:has-text("${name}") button:has-text("Delete")`);
+  // A double click asks once and deletes once (no "no such file" from a second request).
+  let dialogs = 0;
+  page.on("dialog", (d) => { dialogs += 1; d.accept(); });
+  await page.dblclick(`#files tbody tr:has-text("${name}") button:has-text("Delete")`);
   await page.waitForSelector("#files-empty:not([hidden])");
+  await page.waitForTimeout(300);
+  if (dialogs !== 1) fail(`a double click on Delete asked ${dialogs} times`);
+  if (await page.isVisible("#error")) fail(`double click on Delete: ${await page.textContent("#error")}`);
 
   step("logout");
   await page.click("#logout");
