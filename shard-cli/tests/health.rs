@@ -555,4 +555,72 @@ mod lying_peers {
         assert_eq!(code, 0, "{report}");
         restore_all(&owner, &files);
     }
+
+    /// A peer that never answers share requests: a restore asks another holder after a few
+    /// seconds instead of waiting for the request timeout (30 s) chunk after chunk.
+    #[test]
+    fn a_stalled_peer_does_not_stall_restores() {
+        let (owner, _peers, _liar) = swarm_with_liar(4, "stall");
+        let work = tempfile::tempdir().unwrap();
+        let mut sizes = vec![3 << 20];
+        sizes.extend([40_000; 8]);
+        let files = store_files(&owner, work.path(), &sizes, &["--shares", "3/5"]);
+        let started = Instant::now();
+        restore_all(&owner, &files);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(25),
+            "restores waited for the stalled peer: {took:?}"
+        );
+        println!(
+            "restored {} files past a stalled peer in {took:?}",
+            files.len()
+        );
+    }
+
+    /// A peer that keeps serving an old catalog head (a replay): recovery on a new machine takes
+    /// the newest head the honest peers keep, so nothing stored since is lost.
+    #[test]
+    fn a_replayed_old_catalog_head_does_not_roll_back_a_recovery() {
+        let mut owner = TestNode::init("laptop");
+        let code = owner.create_account("alice");
+        owner.serve(&["--login", "alice"]);
+        let mut nodes: Vec<TestNode> = (0..3)
+            .map(|i| TestNode::start(&format!("peer{i}")))
+            .collect();
+        let mut liar = TestNode::init("liar");
+        liar.serve_env(&[], &[("SHARD_ADVERSARY", "old-heads")]);
+        nodes.push(liar);
+        for p in &nodes {
+            owner.pair_with(p);
+        }
+        let names: Vec<&str> = nodes.iter().map(|p| p.name.as_str()).collect();
+        owner.wait_online(&names, Duration::from_secs(15));
+        let work = tempfile::tempdir().unwrap();
+        let first = store_files(&owner, work.path(), &[100_000], &[]);
+        owner.wait_log("catalog snapshot 1 written", Duration::from_secs(30));
+        let later = work.path().join("later.txt");
+        let later_bytes = random_bytes(70_000, 99);
+        fs::write(&later, &later_bytes).unwrap();
+        owner.json(&["put", later.to_str().unwrap()]);
+        owner.wait_log("catalog snapshot 2 written", Duration::from_secs(30));
+        owner.stop();
+        drop(owner);
+
+        let fresh = TestNode::start("new-laptop");
+        for p in &nodes {
+            fresh.pair_with(p);
+        }
+        fresh.wait_online(&names, Duration::from_secs(15));
+        let out = fresh.run_env(
+            &["--json", "recover", "--code", &code],
+            &[("SHARD_PASSWORD", "a brand new passphrase")],
+        );
+        assert!(out.status.success(), "{}{}", stderr(&out), fresh.log());
+        let recovered: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(recovered["catalog_head"], 2, "{recovered}");
+        let mut files = first;
+        files.push(("later.txt".to_string(), later_bytes));
+        restore_all(&fresh, &files);
+    }
 }

@@ -9,7 +9,9 @@
 //! - `other-share`: serves a different share of the same owner than the one asked for;
 //! - `stall`: never answers a share request (the caller's timeout must fire);
 //! - `fake-capacity`: claims a terabyte free but refuses every put as full;
-//! - `fill-after=N`: accepts `N` more shares, then is full (a disk filling up mid-repair).
+//! - `fill-after=N`: accepts `N` more shares, then is full (a disk filling up mid-repair);
+//! - `old-heads`: keeps the first catalog head it is given, acknowledges newer ones, and
+//!   serves the old one for ever (a replay).
 //!
 //! Everything else (has, list, delete, heads) is honest, so the lie is the only difference
 //! from a good peer.
@@ -40,6 +42,20 @@ pub enum Lie {
     FakeCapacity,
     /// Accepts this many more shares, then is full.
     FillAfter(u64),
+    /// Keeps the first catalog head of a vault and serves it for ever.
+    OldHeads,
+}
+
+/// Whether this node was told to tell `lie` (for the lies told outside the share store).
+pub fn active(lie: Lie) -> bool {
+    static LIES: std::sync::OnceLock<Vec<Lie>> = std::sync::OnceLock::new();
+    LIES.get_or_init(|| {
+        std::env::var(ENV)
+            .ok()
+            .and_then(|t| Lie::parse_list(&t).ok())
+            .unwrap_or_default()
+    })
+    .contains(&lie)
 }
 
 impl Lie {
@@ -55,6 +71,7 @@ impl Lie {
                 "other-share" => Ok(Lie::OtherShare),
                 "stall" => Ok(Lie::Stall),
                 "fake-capacity" => Ok(Lie::FakeCapacity),
+                "old-heads" => Ok(Lie::OldHeads),
                 _ => match word.strip_prefix("fill-after=").map(str::parse) {
                     Some(Ok(n)) => Ok(Lie::FillAfter(n)),
                     _ => Err(format!("unknown {ENV} behaviour {word:?}")),

@@ -30,6 +30,8 @@ use crate::{Error, Result};
 
 /// Chunks fetched at once.
 const CHUNKS_AHEAD: usize = 8;
+/// A share request unanswered this long gets a second holder asked beside it.
+const HEDGE_AFTER: Duration = Duration::from_secs(3);
 
 /// What to restore.
 #[derive(Debug, Clone)]
@@ -131,8 +133,17 @@ async fn fetch_chunk(
         }
     }
     while good.len() < need {
-        let Some(joined) = set.join_next().await else {
-            break;
+        // A holder slower than HEDGE_AFTER (stalled, or on a bad link) does not hold the
+        // chunk up: one more holder is asked, and whichever answers first is used.
+        let joined = match tokio::time::timeout(HEDGE_AFTER, set.join_next()).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => break,
+            Err(_) => {
+                if let Some(c) = queue.pop_front() {
+                    launch(&mut set, c);
+                }
+                continue;
+            }
         };
         let Ok((from, result)) = joined else { continue };
         match result {

@@ -535,7 +535,15 @@ impl ShareService {
                 head,
                 verifier,
             } => self
-                .with_heads(move |h, _| h.put(&owner, &vault, seq, &head, &verifier))
+                .with_heads(move |h, _| {
+                    #[cfg(feature = "adversary")]
+                    if crate::adversary::active(crate::adversary::Lie::OldHeads)
+                        && h.get(&vault)?.is_some()
+                    {
+                        return Ok(());
+                    }
+                    h.put(&owner, &vault, seq, &head, &verifier)
+                })
                 .await
                 .map(|()| Response::HeadStored),
             Request::Quarantined { vault } => {
