@@ -113,8 +113,11 @@ pub async fn recover(
         sealed.extend(decoder.decode(chunk, &shares)?);
     }
     let plain = Zeroizing::new(open_snapshot(&keys, &sealed)?);
-    let snapshot: VaultSnapshot = postcard::from_bytes(&plain)
-        .map_err(|_| Error::Config("the catalog snapshot does not decode".into()))?;
+    let snapshot = VaultSnapshot::from_bytes(&plain).map_err(|e| {
+        Error::Config(format!(
+            "the catalog snapshot cannot be read ({e}); the vault's files cannot be listed from it"
+        ))
+    })?;
 
     let record = {
         let key = key.clone();

@@ -155,6 +155,42 @@ pub struct VaultSnapshot {
     pub shares: Vec<SnapshotShare>,
 }
 
+impl VaultSnapshot {
+    /// Decodes a snapshot's plain bytes and checks what a decoder alone cannot: a known version,
+    /// valid manifests, shares whose index fits their chunk's `n`, and sizes bounded by the
+    /// input (so a damaged snapshot is an error, never a panic or a huge allocation).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let snapshot: Self = postcard::from_bytes(bytes)
+            .map_err(|_| Error::InvalidParameters("catalog snapshot does not decode"))?;
+        if snapshot.version != 1 {
+            return Err(Error::InvalidParameters("unknown catalog snapshot version"));
+        }
+        for f in &snapshot.files {
+            if f.meta.name.is_empty() {
+                return Err(Error::InvalidParameters("a snapshot file has no name"));
+            }
+            if f.meta.kind == FileKind::File && f.manifest.validate().is_err() {
+                return Err(Error::InvalidParameters(
+                    "a snapshot file's manifest is invalid",
+                ));
+            }
+        }
+        for s in &snapshot.shares {
+            if s.k == 0 || s.n < s.k || s.index >= s.n {
+                return Err(Error::InvalidParameters(
+                    "a snapshot share does not fit its chunk",
+                ));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The snapshot's bytes (postcard), as [`VaultSnapshot::from_bytes`] reads them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+}
+
 /// A file version in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFile {

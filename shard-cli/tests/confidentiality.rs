@@ -1,0 +1,207 @@
+//! Promise: no machine that holds shares can read, name or size them, and a stranger on the
+//! network gets nothing. After storing files with known names, contents and sizes, every byte
+//! the peers wrote (shares, indexes, databases, logs), the owner's own databases and log, and
+//! the traffic between the nodes (captured on loopback) are searched for them: nothing found.
+// Test code: panicking on failure is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{TestNode, random_bytes};
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// What must never appear: each needle with a label for the failure message.
+fn needles(names: &[&str], markers: &[&[u8]], sizes: &[u64]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in names {
+        out.push((format!("name {name:?}"), name.as_bytes().to_vec()));
+    }
+    for marker in markers {
+        out.push((
+            format!("content {:?}", String::from_utf8_lossy(marker)),
+            marker.to_vec(),
+        ));
+    }
+    for size in sizes {
+        out.push((
+            format!("size {size} (decimal)"),
+            size.to_string().into_bytes(),
+        ));
+        out.push((format!("size {size} (u64 LE)"), size.to_le_bytes().to_vec()));
+        out.push((
+            format!("size {size} (u32 BE)"),
+            u32::try_from(*size).unwrap().to_be_bytes().to_vec(),
+        ));
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn assert_clean(what: &str, path: &Path, needles: &[(String, Vec<u8>)]) {
+    let bytes = fs::read(path).unwrap_or_default();
+    for (label, needle) in needles {
+        if let Some(at) = find(&bytes, needle) {
+            panic!("{what}: {label} found in {} at byte {at}", path.display());
+        }
+    }
+}
+
+/// tcpdump on loopback for the nodes' peer ports, when it can run (root, installed).
+fn capture(ports: &[String], to: &Path) -> Option<Child> {
+    let is_root = fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !is_root || Command::new("tcpdump").arg("--version").output().is_err() {
+        return None;
+    }
+    let filter = ports
+        .iter()
+        .map(|p| format!("tcp port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let child = Command::new("tcpdump")
+        .args(["-i", "lo", "-U", "-s", "0", "-w"])
+        .arg(to)
+        .arg(&filter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // tcpdump needs a moment before it sees packets.
+    std::thread::sleep(Duration::from_millis(700));
+    Some(child)
+}
+
+#[test]
+fn peers_logs_databases_and_the_wire_show_no_names_contents_or_sizes() {
+    let mut owner = TestNode::init("owner");
+    owner.create_account("alice");
+    owner.serve(&["--login", "alice"]);
+    let peers: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::start(&format!("peer{i}")))
+        .collect();
+    for p in &peers {
+        owner.pair_with(p);
+    }
+    let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+    owner.wait_online(&names, Duration::from_secs(15));
+
+    let work = tempfile::tempdir().unwrap();
+    let will_marker: &[u8] = b"I leave the blue house on Lindenweg to my granddaughter";
+    let tax_marker: &[u8] = b"Steuer-ID 81 872 495 633, Finanzamt Nord";
+    let (will_size, tax_size): (u64, u64) = (1_234_567, 987_653);
+    let make = |path: &Path, marker: &[u8], size: u64, seed: u64| {
+        // The marker at the start, in the middle and at the end, random bytes between.
+        let mut data = random_bytes(usize::try_from(size).unwrap(), seed);
+        let len = data.len();
+        for at in [0, len / 2, len - marker.len()] {
+            data[at..at + marker.len()].copy_from_slice(marker);
+        }
+        fs::write(path, data).unwrap();
+    };
+    let will = work.path().join("grandmas-will-Q7X.txt");
+    make(&will, will_marker, will_size, 1);
+    let folder = work.path().join("tax-records-Z4K");
+    fs::create_dir(&folder).unwrap();
+    make(&folder.join("return-2025-W2P.pdf"), tax_marker, tax_size, 2);
+
+    let ports: Vec<String> = std::iter::once(&owner)
+        .chain(&peers)
+        .map(|n| {
+            let addr = fs::read_to_string(n.home().join("listen.addr")).unwrap();
+            addr.trim().rsplit(':').next().unwrap().to_string()
+        })
+        .collect();
+    let pcap = work.path().join("wire.pcap");
+    let mut tcpdump = capture(&ports, &pcap);
+    if tcpdump.is_none() {
+        eprintln!("NOTE: no loopback capture (needs root and tcpdump); files are still checked");
+    }
+
+    owner.json(&["put", will.to_str().unwrap(), folder.to_str().unwrap()]);
+    owner.wait_log("catalog snapshot 1 written", Duration::from_secs(30));
+    let back = work.path().join("back.txt");
+    owner.json(&["get", "grandmas-will-Q7X.txt", "-o", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap().len() as u64, will_size);
+    fs::remove_file(&back).unwrap();
+
+    if let Some(child) = tcpdump.as_mut() {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+
+    let needles = needles(
+        &["grandmas-will-Q7X", "tax-records-Z4K", "return-2025-W2P"],
+        &[will_marker, tax_marker],
+        &[will_size, tax_size],
+    );
+    // The search finds what is there (the originals), so a clean result means something.
+    assert_eq!(
+        find(&fs::read(&will).unwrap(), will_marker),
+        Some(0),
+        "the search works"
+    );
+    // Everything each peer wrote: its whole home (shares, index, heads, catalog, config) and
+    // its log.
+    for p in &peers {
+        let mut files = Vec::new();
+        files_under(&p.home(), &mut files);
+        files.push(p.log_path());
+        assert!(files.len() > 5, "{files:?}");
+        for f in &files {
+            assert_clean(&p.name, f, &needles);
+        }
+    }
+    // The owner's databases, its own share store and its log.
+    let mut files = Vec::new();
+    files_under(&owner.home(), &mut files);
+    files.push(owner.log_path());
+    for f in &files {
+        assert_clean("owner", f, &needles);
+    }
+    // The wire.
+    if tcpdump.is_some() {
+        let size = fs::metadata(&pcap).unwrap().len();
+        assert!(
+            size > 2 * will_size,
+            "the capture saw the shares go by: {size} bytes"
+        );
+        assert_clean("loopback capture", &pcap, &needles);
+        println!("loopback capture: {size} bytes, none of the names, contents or sizes");
+    }
+    owner.stop();
+}
