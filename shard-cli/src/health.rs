@@ -9,7 +9,7 @@ use crate::network::human;
 use crate::vault::follow;
 
 /// `--read-data[=PCT]` as a fraction: none, all ("100%", the default) or a percentage.
-fn read_fraction(read_data: Option<&str>) -> Result<f64> {
+pub(crate) fn read_fraction(read_data: Option<&str>) -> Result<f64> {
     let Some(text) = read_data else {
         return Ok(0.0);
     };

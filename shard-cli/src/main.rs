@@ -132,7 +132,7 @@ enum Command {
         #[arg(long = "as", value_name = "NAME")]
         name: Option<String>,
         /// Shares per chunk and how many restore it, e.g. 3/5 [default: from the nodes online].
-        #[arg(long, value_name = "K/N")]
+        #[arg(long, value_name = "K/N", value_parser = shares_arg)]
         shares: Option<String>,
         /// Delete the originals once stored and read back identical.
         #[arg(long = "move")]
@@ -177,7 +177,7 @@ enum Command {
         /// Only these files or folders [default: everything].
         names: Vec<String>,
         /// Also fetch the shares and verify their bytes: all, or a random sample (e.g. 10%).
-        #[arg(long, value_name = "PCT", num_args = 0..=1, default_missing_value = "100%", require_equals = true)]
+        #[arg(long, value_name = "PCT", num_args = 0..=1, default_missing_value = "100%", require_equals = true, value_parser = read_data_arg)]
         read_data: Option<String>,
         /// The account (when several are unlocked).
         #[arg(long)]
@@ -273,6 +273,28 @@ enum AccountCommand {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+}
+
+/// `--shares K/N`, checked before anything runs: a malformed value is a usage error (exit 2).
+fn shares_arg(text: &str) -> Result<String, String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse::<u8>().ok()?, n.trim().parse::<u8>().ok()?)));
+    match parsed {
+        Some((k, n)) if k >= 1 && k <= n && n <= shard_proto::MAX_SHARES => Ok(text.to_string()),
+        Some(_) => Err(format!(
+            "K must be at least 1 and at most N, and N at most {} (e.g. 3/5: any 3 of 5 shares restore a chunk)",
+            shard_proto::MAX_SHARES
+        )),
+        None => Err("not K/N (e.g. 3/5: any 3 of 5 shares restore a chunk)".to_string()),
+    }
+}
+
+/// `--read-data=PCT`, checked before anything runs (exit 2 when malformed).
+fn read_data_arg(text: &str) -> Result<String, String> {
+    health::read_fraction(Some(text))
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn default_home() -> PathBuf {

@@ -239,7 +239,7 @@ fn damaged_shares_pass_a_quick_check_but_not_read_data_and_are_repaired() {
         "{sampled}"
     );
     let out = owner.run(&["check", "--read-data=150%"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(stderr(&out).contains("percentage"), "{}", stderr(&out));
 
     // The read made peer1 quarantine the two shares; the owner's node may already have

@@ -134,9 +134,21 @@ impl From<Error> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "start more paired nodes (`shard peers` shows which are offline) or choose fewer shares with --shares K/N",
             ),
-            Error::PathMissing(_) | Error::PathAccess { .. } | Error::InvalidName(_) => (
+            Error::PathMissing(_) | Error::PathAccess { .. } => (
                 StatusCode::BAD_REQUEST,
                 "check the path and its permissions",
+            ),
+            Error::InvalidName(_) => (
+                StatusCode::BAD_REQUEST,
+                "a stored name is a relative path: not empty, not starting with /, without empty, `.` or `..` parts",
+            ),
+            Error::UnknownPeer(_) => (
+                StatusCode::NOT_FOUND,
+                "`shard peers` lists the paired peers with their names and ids",
+            ),
+            Error::Usage(_) => (
+                StatusCode::BAD_REQUEST,
+                "`shard help` describes every command and option",
             ),
             Error::Exists(_) => (
                 StatusCode::CONFLICT,
@@ -377,10 +389,15 @@ struct UserBody {
 async fn logout(
     State(state): State<ApiState>,
     body: Option<Json<UserBody>>,
-) -> Json<serde_json::Value> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let user = body.and_then(|Json(b)| b.user);
+    if let Some(name) = &user
+        && !state.node.accounts()?.iter().any(|a| &a.name == name)
+    {
+        return Err(Error::Store(shard_store::Error::NoSuchAccount(name.clone())).into());
+    }
     let locked = state.node.logout(user.as_deref());
-    Json(json!({"locked": locked}))
+    Ok(Json(json!({"locked": locked})))
 }
 
 #[derive(Deserialize)]
@@ -404,10 +421,21 @@ fn parse_shares(text: &str) -> Result<(u8, u8), ApiError> {
         )
     };
     let (k, n) = text.split_once('/').ok_or_else(bad)?;
-    Ok((
+    let (k, n): (u8, u8) = (
         k.trim().parse().map_err(|_| bad())?,
         n.trim().parse().map_err(|_| bad())?,
-    ))
+    );
+    if k == 0 || k > n || n > shard_proto::MAX_SHARES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "--shares {text}: K must be at least 1 and at most N, and N at most {}",
+                shard_proto::MAX_SHARES
+            ),
+            "for example --shares 3/5: any 3 of 5 shares restore a chunk",
+        ));
+    }
+    Ok((k, n))
 }
 
 async fn put(

@@ -142,6 +142,12 @@ pub enum Error {
         /// Its file versions.
         files: u64,
     },
+    /// No paired peer goes by that name or id (or several do).
+    #[error("{0}")]
+    UnknownPeer(String),
+    /// A request that cannot be carried out as asked (the message says how to ask).
+    #[error("{0}")]
+    Usage(String),
     /// The node's home or configuration is unusable.
     #[error("{0}")]
     Config(String),

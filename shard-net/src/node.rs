@@ -711,10 +711,10 @@ impl Node {
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => Err(Error::Config(format!(
-                "no paired peer is called or has the id {text:?}; `shard peers` lists them"
+            [] => Err(Error::UnknownPeer(format!(
+                "no paired peer is called or has the id {text:?}"
             ))),
-            _ => Err(Error::Config(format!(
+            _ => Err(Error::UnknownPeer(format!(
                 "several paired peers are called {text:?}; give its id instead"
             ))),
         }

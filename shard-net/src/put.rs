@@ -137,7 +137,9 @@ fn access(path: &Path, e: &std::io::Error) -> Error {
 /// Lists what a put stores, in a stable order; returns warnings for skipped paths.
 pub(crate) fn scan(request: &PutRequest) -> Result<(Vec<Entry>, Vec<String>)> {
     if request.name.is_some() && request.paths.len() != 1 {
-        return Err(Error::InvalidName("--as needs exactly one path".into()));
+        return Err(Error::Usage(
+            "--as names one stored file: give exactly one path with it".into(),
+        ));
     }
     let mut entries = Vec::new();
     let mut warnings = Vec::new();
