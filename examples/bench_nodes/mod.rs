@@ -34,6 +34,32 @@ pub fn shard(home: &Path, args: &[&str]) -> Output {
         .env("SHARD_PASSWORD", PASSWORD))
 }
 
+/// Creates the node `name` under `dir` (loopback, ports the system picks, no web UI, mDNS off)
+/// and, with `login`, its account "bench"; returns its home.
+pub fn init(dir: &Path, name: &str, login: bool) -> PathBuf {
+    let home = dir.join(name);
+    shard(
+        &home,
+        &[
+            "init",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--ui",
+            "off",
+            "--mdns",
+            "off",
+        ],
+    );
+    if login {
+        shard(&home, &["account", "create", "bench"]);
+    }
+    home
+}
+
 pub struct Node {
     pub home: PathBuf,
     pub child: Child,
@@ -41,26 +67,7 @@ pub struct Node {
 
 impl Node {
     pub fn start(dir: &Path, name: &str, login: bool) -> Self {
-        let home = dir.join(name);
-        shard(
-            &home,
-            &[
-                "init",
-                "--name",
-                name,
-                "--listen",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-                "--ui",
-                "off",
-                "--mdns",
-                "off",
-            ],
-        );
-        if login {
-            shard(&home, &["account", "create", "bench"]);
-        }
+        let home = init(dir, name, login);
         let mut args = vec!["serve"];
         if login {
             args.extend(["--login", "bench"]);

@@ -14,7 +14,6 @@
 mod common;
 
 use std::fs;
-use std::time::Duration;
 
 use common::{TestNode, random_bytes, stderr, stdout};
 
@@ -85,17 +84,8 @@ fn call(node: &TestNode, case: &Api<'_>) -> (u16, String) {
 }
 
 #[test]
-fn forty_bad_inputs_are_refused_with_their_reason_and_change_nothing() {
-    let mut owner = TestNode::init("owner");
-    owner.create_account("alice");
-    owner.serve(&["--login", "alice"]);
-    let peers: Vec<TestNode> = (0..2)
-        .map(|i| TestNode::start(&format!("peer{i}")))
-        .collect();
-    for p in &peers {
-        owner.pair_with(p);
-    }
-    owner.wait_online(&["peer0", "peer1"], Duration::from_secs(15));
+fn bad_inputs_are_refused_with_their_reason_and_change_nothing() {
+    let (mut owner, peers) = common::owner_with_peers(2);
     // A node that exists but does not run.
     let idle = TestNode::init("idle");
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestNode, random_bytes};
+use common::random_bytes;
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -105,17 +105,7 @@ fn capture(ports: &[String], to: &Path) -> Option<Child> {
 
 #[test]
 fn peers_logs_databases_and_the_wire_show_no_names_contents_or_sizes() {
-    let mut owner = TestNode::init("owner");
-    owner.create_account("alice");
-    owner.serve(&["--login", "alice"]);
-    let peers: Vec<TestNode> = (0..3)
-        .map(|i| TestNode::start(&format!("peer{i}")))
-        .collect();
-    for p in &peers {
-        owner.pair_with(p);
-    }
-    let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
-    owner.wait_online(&names, Duration::from_secs(15));
+    let (mut owner, peers) = common::owner_with_peers(3);
 
     let work = tempfile::tempdir().unwrap();
     let will_marker: &[u8] = b"I leave the blue house on Lindenweg to my granddaughter";

@@ -385,3 +385,20 @@ impl Drop for TestNode {
         self.kill9();
     }
 }
+
+/// An owner node with the account "alice", logged in, and `peers` peers ("peer0", …) paired
+/// with it and online.
+pub fn owner_with_peers(peers: usize) -> (TestNode, Vec<TestNode>) {
+    let mut owner = TestNode::init("owner");
+    owner.create_account("alice");
+    owner.serve(&["--login", "alice"]);
+    let peers: Vec<TestNode> = (0..peers)
+        .map(|i| TestNode::start(&format!("peer{i}")))
+        .collect();
+    for p in &peers {
+        owner.pair_with(p);
+    }
+    let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+    owner.wait_online(&names, Duration::from_secs(15));
+    (owner, peers)
+}
