@@ -624,3 +624,154 @@ mod lying_peers {
         restore_all(&fresh, &files);
     }
 }
+
+/// The owner killed at each phase of a put, a removal, a repair and a snapshot, through the
+/// test-only crash points (`SHARD_CRASH_AT`, feature `adversary`).
+#[cfg(feature = "adversary")]
+mod crash_points {
+    use super::*;
+
+    /// What a crash test does while the crash point is armed.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Op {
+        Put,
+        Rm,
+        Repair,
+    }
+
+    /// The owner dies on the spot at `phase` of `op` (as kill -9 would); after a plain restart
+    /// nothing acknowledged is lost, the operation run again converges, the catalog and the
+    /// stores agree (no orphan shares after a removal) and `check` is healthy.
+    fn crash_at(phase: &str, op: Op) {
+        let (mut owner, peers) = swarm(3, "", "[health]\nscrub_kib_per_sec = 0\n");
+        let work = tempfile::tempdir().unwrap();
+        // Six chunks or so: every node holds several of its shares.
+        let kept = store_files(&owner, work.path(), &[6 << 20], &["--shares", "2/4"]);
+        owner.wait_log("catalog snapshot 1 written", Duration::from_secs(30));
+        let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+        owner.stop();
+        owner.restart_env(Some("alice"), &[("SHARD_CRASH_AT", phase)]);
+        owner.wait_online(&names, Duration::from_secs(15));
+
+        let later = work.path().join("later.bin");
+        let later_bytes = random_bytes(3 << 20, 42);
+        fs::write(&later, &later_bytes).unwrap();
+        let put_later =
+            |owner: &TestNode| owner.run(&["put", later.to_str().unwrap(), "--shares", "2/4"]);
+        let first = match op {
+            Op::Put => put_later(&owner),
+            Op::Rm => owner.run(&["rm", "file0.bin"]),
+            Op::Repair => {
+                for path in share_files(&peers[0]).iter().step_by(2) {
+                    fs::remove_file(path).unwrap();
+                }
+                owner.run(&["repair"])
+            }
+        };
+        let start = Instant::now();
+        while owner.is_running() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{phase} was never reached: {}{}",
+                stdout(&first),
+                stderr(&first)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(owner.log().contains(&format!("crash point {phase}")));
+        let acknowledged = first.status.success();
+        owner.restart(Some("alice"));
+        owner.wait_online(&names, Duration::from_secs(15));
+
+        let mut files = Vec::new();
+        match op {
+            Op::Put => {
+                let later = ("later.bin".to_string(), later_bytes);
+                if acknowledged {
+                    // Acknowledged before the crash: there already.
+                    restore_all(&owner, std::slice::from_ref(&later));
+                }
+                // Acknowledged or not, the put run again ends with the file stored whole.
+                let again = put_later(&owner);
+                assert!(again.status.success(), "{}", stderr(&again));
+                files.extend(kept);
+                files.push(later);
+            }
+            Op::Rm => {
+                // Removed, whatever the crash: a second rm finds nothing or finishes it.
+                let again = owner.run(&["rm", "file0.bin"]);
+                assert!(
+                    again.status.success() || stderr(&again).contains("no stored file"),
+                    "{}",
+                    stderr(&again)
+                );
+                assert!(!stdout(&owner.run(&["ls"])).contains("file0.bin"));
+                // And its shares leave every node (only the catalog snapshot's stay).
+                let start = Instant::now();
+                for node in peers.iter().chain(std::iter::once(&owner)) {
+                    loop {
+                        let held = node.json(&["status"])["usage"]["shares"].as_u64().unwrap();
+                        if held <= 2 {
+                            break;
+                        }
+                        assert!(
+                            start.elapsed() < Duration::from_secs(40),
+                            "{phase}: {} still holds {held} shares of a removed file",
+                            node.name
+                        );
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+            Op::Repair => {
+                let again = owner.json(&["repair"]);
+                assert_eq!(again["ok"], true, "{again}");
+                files.extend(kept);
+            }
+        }
+        let _ = owner.json(&["repair"]);
+        let (code, report) = check(&owner, &["--read-data"]);
+        assert_eq!(code, 0, "{phase}: {report}");
+        restore_all(&owner, &files);
+    }
+
+    #[test]
+    fn a_crash_after_a_puts_acks_are_recorded_converges() {
+        crash_at("put:acks-recorded", Op::Put);
+    }
+
+    #[test]
+    fn a_crash_after_a_put_commits_converges() {
+        crash_at("put:committed", Op::Put);
+    }
+
+    #[test]
+    fn a_crash_after_the_snapshot_is_stored_converges() {
+        crash_at("snapshot:stored", Op::Put);
+    }
+
+    #[test]
+    fn a_crash_after_the_new_head_is_out_converges() {
+        crash_at("snapshot:head-sent", Op::Put);
+    }
+
+    #[test]
+    fn a_crash_after_rm_forgets_the_file_converges() {
+        crash_at("rm:catalog-deleted", Op::Rm);
+    }
+
+    #[test]
+    fn a_crash_after_rm_deletes_the_shares_converges() {
+        crash_at("rm:shares-deleted", Op::Rm);
+    }
+
+    #[test]
+    fn a_crash_after_repair_places_shares_converges() {
+        crash_at("repair:placed", Op::Repair);
+    }
+
+    #[test]
+    fn a_crash_after_repair_records_them_converges() {
+        crash_at("repair:recorded", Op::Repair);
+    }
+}

@@ -46,6 +46,16 @@ pub enum Lie {
     OldHeads,
 }
 
+/// Dies on the spot, as kill -9 would (no destructors, no flushing), when the environment
+/// variable `SHARD_CRASH_AT` names `phase`: the crash tests stop the node at each phase of a
+/// put, a removal, a repair and a snapshot, then check that nothing acknowledged is lost.
+pub fn crash_point(phase: &str) {
+    if std::env::var("SHARD_CRASH_AT").is_ok_and(|p| p == phase) {
+        eprintln!("crash point {phase}: dying now");
+        std::process::abort();
+    }
+}
+
 /// Whether this node was told to tell `lie` (for the lies told outside the share store).
 pub fn active(lie: Lie) -> bool {
     static LIES: std::sync::OnceLock<Vec<Lie>> = std::sync::OnceLock::new();

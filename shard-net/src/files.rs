@@ -120,12 +120,14 @@ pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) ->
                 .map(|e| e.id),
         );
     }
-    let freed = vault.delete_files(&ids)?;
+    let vault_id = session.vault();
+    // The catalog forgets the files and queues their shares' deletions in one transaction.
+    let freed = vault.delete_files(&vault_id, &ids)?;
+    crate::crash_point!("rm:catalog-deleted");
     let mut by_peer: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
     for share in &freed {
         by_peer.entry(share.peer).or_default().push(share.id);
     }
-    let vault_id = session.vault();
     let (mut deleted, mut queued) = (0u64, 0u64);
     let targets = node.targets();
     for (peer, shares) in by_peer {
@@ -138,12 +140,14 @@ pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) ->
         };
         if done {
             deleted += shares.len() as u64;
+            let pairs: Vec<_> = shares.into_iter().map(|s| (vault_id, s)).collect();
+            node.catalog().deletions_done(&peer, &pairs)?;
         } else {
+            // Still queued: sent when the peer is back.
             queued += shares.len() as u64;
-            let pairs: Vec<_> = shares.into_iter().map(|s| (peer, s)).collect();
-            vault.queue_deletions(&vault_id, &pairs)?;
         }
     }
+    crate::crash_point!("rm:shares-deleted");
     Ok(
         json!({"removed": ids.len(), "shares_deleted": deleted, "shares_queued_for_offline_peers": queued}),
     )

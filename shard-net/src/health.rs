@@ -736,6 +736,7 @@ impl RepairCtx {
         }
         let placed = acks.len();
         if !acks.is_empty() {
+            crate::crash_point!("repair:placed");
             let (node, session) = (self.node.clone(), self.session.clone());
             let recorded = tokio::task::spawn_blocking(move || {
                 node.catalog()
@@ -748,6 +749,7 @@ impl RepairCtx {
                     "chunk {id}: the catalog could not record the repair"
                 ));
             }
+            crate::crash_point!("repair:recorded");
         }
         if placed < broken.len() {
             return Outcome::NoRoom(format!(

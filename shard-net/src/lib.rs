@@ -30,3 +30,14 @@ pub mod transport;
 pub mod ui;
 
 pub use error::{Error, Result};
+
+/// A place where a test can make the node die on the spot (`SHARD_CRASH_AT=PHASE`, with the
+/// test-only `adversary` feature; nothing in other builds).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! crash_point {
+    ($phase:literal) => {
+        #[cfg(feature = "adversary")]
+        $crate::adversary::crash_point($phase);
+    };
+}

@@ -191,6 +191,9 @@ impl Node {
         #[cfg(feature = "adversary")]
         let store = crate::adversary::Adversary::from_env(store)?;
         let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);
+        // Deletions of this node's own shares that a crash interrupted (peers get theirs when
+        // they connect).
+        flush_local_deletions(&catalog, store.as_ref(), identity.node_id());
         // Uploads and downloads in flight when the node last stopped (a crash, say) left their
         // bytes in the spool folder: they go now, they are nobody's any more.
         match std::fs::remove_dir_all(home.root().join("spool")) {
@@ -1180,6 +1183,26 @@ impl Node {
         };
         if let Err(e) = self.catalog.upsert_peer(&record) {
             tracing::warn!("could not record the new address of {}: {e}", record.name);
+        }
+    }
+}
+
+/// Carries out the deletions queued for this node's own store.
+fn flush_local_deletions(catalog: &Catalog, store: &dyn ShareStore, me: NodeId) {
+    let Ok(pending) = catalog.pending_deletions(&me) else {
+        return;
+    };
+    let mut by_vault: HashMap<[u8; 16], Vec<shard_proto::ShareId>> = HashMap::new();
+    for (vault, share) in &pending {
+        by_vault.entry(*vault).or_default().push(*share);
+    }
+    for (vault, shares) in by_vault {
+        let ns = shard_proto::Namespace { owner: me, vault };
+        if store.delete(&ns, &shares).is_ok() {
+            let done: Vec<_> = shares.into_iter().map(|s| (vault, s)).collect();
+            if let Err(e) = catalog.deletions_done(&me, &done) {
+                tracing::warn!("could not record local deletions: {e}");
+            }
         }
     }
 }

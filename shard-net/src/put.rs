@@ -884,6 +884,7 @@ fn flush(
     if !pending_acks.is_empty() {
         vault.record_acks(pending_acks)?;
         pending_acks.clear();
+        crate::crash_point!("put:acks-recorded");
     }
     recorded.clear();
     let ready: Vec<usize> = files
@@ -912,6 +913,7 @@ fn flush(
         .collect();
     let begun = vault.begin_files(&batch)?;
     vault.commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())?;
+    crate::crash_point!("put:committed");
     for i in ready {
         if let Some(t) = files.get_mut(i) {
             t.committed = true;

@@ -201,6 +201,7 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         },
         holders,
     };
+    crate::crash_point!("snapshot:stored");
     let seq = state.seq + 1;
     let head = Bytes::from(seal_head(&keys, seq, &payload)?);
     let verifier = sha256(keys.adoption_secret(state.epoch).expose());
@@ -235,6 +236,7 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         heads.put(&me, &vault_id, seq, &head, &verifier)?;
     }
 
+    crate::crash_point!("snapshot:head-sent");
     // The previous snapshot's shares that this one does not reuse are deleted.
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
     catalog.set_state(&VaultState {

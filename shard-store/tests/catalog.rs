@@ -408,13 +408,13 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
     vault.commit_files(&[f1, f2]).unwrap();
 
     // Removing "two" frees only its own chunk; the shared one is still used by "one".
-    let freed = vault.delete_files(&[f2]).unwrap();
+    let freed = vault.delete_files(&[7; 16], &[f2]).unwrap();
     assert_eq!(
         freed.iter().map(|s| s.id).collect::<Vec<_>>(),
         both.chunks[0].shares
     );
     assert_eq!(vault.list().unwrap().len(), 1);
-    let freed = vault.delete_files(&[f1]).unwrap();
+    let freed = vault.delete_files(&[7; 16], &[f1]).unwrap();
     assert_eq!(
         freed.iter().map(|s| s.id).collect::<Vec<_>>(),
         shared.chunks[0].shares

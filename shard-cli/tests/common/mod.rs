@@ -261,6 +261,11 @@ impl TestNode {
 
     /// Restarts a stopped or killed node on the peer port it had, unlocking `login`.
     pub fn restart(&mut self, login: Option<&str>) {
+        self.restart_env(login, &[]);
+    }
+
+    /// Starts the node again on its peer address, with extra environment variables.
+    pub fn restart_env(&mut self, login: Option<&str>, env: &[(&str, &str)]) {
         let listen = std::fs::read_to_string(self.home().join("listen.addr")).ok();
         let mut args: Vec<String> = Vec::new();
         if let Some(l) = listen {
@@ -270,7 +275,7 @@ impl TestNode {
             args.extend(["--login".into(), user.to_string()]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.serve(&refs);
+        self.serve_env(&refs, env);
     }
 
     /// Calls the running node's control API directly.
@@ -333,10 +338,16 @@ impl TestNode {
         }
     }
 
+    /// Whether the process still runs; one that ended is forgotten (it can be started again).
     pub fn is_running(&mut self) -> bool {
-        self.child
+        let running = self
+            .child
             .as_mut()
-            .is_some_and(|c| c.try_wait().unwrap().is_none())
+            .is_some_and(|c| c.try_wait().unwrap().is_none());
+        if !running {
+            self.child = None;
+        }
+        running
     }
 
     /// The node's id as `peers` shows it.

@@ -468,8 +468,11 @@ impl<'a> VaultCatalog<'a> {
     }
 
     /// Removes file versions. Chunks no visible version uses any more are removed too, and
-    /// their shares are returned: the caller deletes them on their peers.
-    pub fn delete_files(&self, files: &[FileId]) -> Result<Vec<ShareRecord>> {
+    /// their shares are returned: the caller deletes them on their peers. In the same
+    /// transaction each of those shares is queued for deletion (vault `vault`), so that a crash
+    /// before the peers are told leaves a queue to finish, not shares nobody knows about; the
+    /// caller marks each deletion done ([`Catalog::deletions_done`]) once its peer did it.
+    pub fn delete_files(&self, vault: &[u8; 16], files: &[FileId]) -> Result<Vec<ShareRecord>> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
         let mut released = Vec::new();
@@ -514,6 +517,10 @@ impl<'a> VaultCatalog<'a> {
                     })?
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 for (id, idx, peer, state) in rows {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![self.account.0, &peer, &vault[..], &id])?;
                     freed.push(ShareRecord {
                         id: ShareId(blob32(id)?),
                         chunk,
