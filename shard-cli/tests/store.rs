@@ -387,7 +387,8 @@ fn bad_input_gives_clear_errors_and_loses_nothing() {
     assert!(stderr(&out).contains("versions: 1"), "{}", stderr(&out));
     // Bad --shares.
     let out = run(&["put", file.to_str().unwrap(), "--shares", "seven"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(stderr(&out).contains("not K/N"), "{}", stderr(&out));
     // More shares than nodes: refused, saying how many are online.
     let out = run(&["put", file.to_str().unwrap(), "--shares", "2/4"]);
     assert_eq!(out.status.code(), Some(1));
