@@ -774,4 +774,73 @@ mod crash_points {
     fn a_crash_after_repair_records_them_converges() {
         crash_at("repair:recorded", Op::Repair);
     }
+
+    /// The new machine dies at `phase` of `shard recover`; restarted, the same command run
+    /// again finishes the recovery and every file comes back.
+    fn recover_crash_at(phase: &str) {
+        let mut laptop = TestNode::init("laptop");
+        let code = laptop.create_account("alice");
+        laptop.serve(&["--login", "alice"]);
+        let peers: Vec<TestNode> = (0..3)
+            .map(|i| TestNode::start(&format!("peer{i}")))
+            .collect();
+        for p in &peers {
+            laptop.pair_with(p);
+        }
+        let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+        laptop.wait_online(&names, Duration::from_secs(15));
+        let work = tempfile::tempdir().unwrap();
+        let files = store_files(
+            &laptop,
+            work.path(),
+            &[3 << 20, 100_000],
+            &["--shares", "2/4"],
+        );
+        laptop.wait_log("catalog snapshot 2 written", Duration::from_secs(30));
+        laptop.stop();
+        drop(laptop);
+
+        let mut fresh = TestNode::init("new-laptop");
+        fresh.serve_env(&[], &[("SHARD_CRASH_AT", phase)]);
+        for p in &peers {
+            fresh.pair_with(p);
+        }
+        fresh.wait_online(&names, Duration::from_secs(15));
+        let recover = |node: &TestNode| {
+            node.run_env(
+                &["--json", "recover", "--code", &code],
+                &[("SHARD_PASSWORD", "a brand new passphrase")],
+            )
+        };
+        let first = recover(&fresh);
+        let start = Instant::now();
+        while fresh.is_running() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{phase} was never reached: {}",
+                stderr(&first)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!first.status.success());
+        assert!(fresh.log().contains(&format!("crash point {phase}")));
+        fresh.restart(None);
+        fresh.wait_online(&names, Duration::from_secs(15));
+        let again = recover(&fresh);
+        assert!(again.status.success(), "{}{}", stderr(&again), fresh.log());
+        restore_all(&fresh, &files);
+        let _ = fresh.json(&["repair"]);
+        let (code, report) = check(&fresh, &[]);
+        assert_eq!(code, 0, "{phase}: {report}");
+    }
+
+    #[test]
+    fn a_crash_after_recover_takes_the_vault_over_converges() {
+        recover_crash_at("recover:adopted");
+    }
+
+    #[test]
+    fn a_crash_after_recover_rebuilds_the_catalog_converges() {
+        recover_crash_at("recover:imported");
+    }
 }

@@ -70,7 +70,13 @@ pub async fn recover(
     let new_passphrase = std::str::from_utf8(&passphrase)
         .map_err(|_| Error::WeakPassphrase("the passphrase is not valid UTF-8".into()))?;
     crate::accounts::check_new_passphrase(&account_name, new_passphrase)?;
-    if node.catalog().account(&account_name)?.is_some() {
+    // Refused before anything changes: an account of that name that holds another vault.
+    // (One of this vault is what an interrupted recovery left: it is made again below.)
+    if node
+        .catalog()
+        .account(&account_name)?
+        .is_some_and(|a| a.key_record.vault_id() != keys.vault_id())
+    {
         return Err(Error::Store(shard_store::Error::AccountExists(
             account_name,
         )));
@@ -93,6 +99,8 @@ pub async fn recover(
             ),
         }
     }
+
+    crate::crash_point!("recover:adopted");
 
     // 4. The snapshot, from the shares the head lists.
     let targets: Vec<Target> = node.targets();
@@ -125,6 +133,15 @@ pub async fn recover(
             .await
             .map_err(|_| Error::Disconnected)??
     };
+    // A recovery of this same vault that a crash interrupted (or that is run again) left its
+    // account behind: it is made again from the newest head rather than refused. An account of
+    // that name with another vault is left alone (create_account refuses it).
+    if let Some(existing) = node.catalog().account(&account_name)?
+        && existing.key_record.vault_id() == keys.vault_id()
+    {
+        node.logout(Some(&account_name));
+        node.catalog().delete_account(existing.id)?;
+    }
     let account = node.catalog().create_account(&account_name, &record)?;
     let catalog = node.catalog().vault(account, &keys);
     catalog.import(&snapshot)?;
@@ -133,6 +150,7 @@ pub async fn recover(
         epoch: payload.epoch + 1,
         snapshot: None,
     })?;
+    crate::crash_point!("recover:imported");
     let session = node.unlock(&account_name, account, keys);
 
     // 5. A snapshot and head from the new owner.
