@@ -565,15 +565,23 @@ mod lying_peers {
         let mut sizes = vec![3 << 20];
         sizes.extend([40_000; 8]);
         let files = store_files(&owner, work.path(), &sizes, &["--shares", "3/5"]);
-        let started = Instant::now();
-        restore_all(&owner, &files);
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(25),
-            "restores waited for the stalled peer: {took:?}"
-        );
+        // Each restore, on its own: one that waits out the stalled request takes the whole
+        // request timeout (30 s); one that asks another holder after 3 s takes a few seconds.
+        // (The total depends on how many files touch the liar, so it is not what is bounded.)
+        let mut slowest = Duration::ZERO;
+        for file in &files {
+            let started = Instant::now();
+            restore_all(&owner, std::slice::from_ref(file));
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_secs(15),
+                "restoring {} waited for the stalled peer: {took:?}",
+                file.0
+            );
+            slowest = slowest.max(took);
+        }
         println!(
-            "restored {} files past a stalled peer in {took:?}",
+            "restored {} files past a stalled peer, the slowest in {slowest:?}",
             files.len()
         );
     }
