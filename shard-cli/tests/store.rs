@@ -30,17 +30,7 @@ struct Swarm {
 
 impl Swarm {
     fn new(peers: usize) -> Self {
-        let mut owner = TestNode::init("owner");
-        owner.create_account("alice");
-        owner.serve(&["--login", "alice"]);
-        let peers: Vec<TestNode> = (0..peers)
-            .map(|i| TestNode::start(&format!("peer{i}")))
-            .collect();
-        for p in &peers {
-            owner.pair_with(p);
-        }
-        let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
-        owner.wait_online(&names, Duration::from_secs(15));
+        let (owner, peers) = common::owner_with_peers(peers);
         Self {
             owner,
             peers,

@@ -54,7 +54,6 @@ fn lossy(name: &[u8]) -> String {
 struct Sources {
     vault: [u8; 16],
     ordered: Vec<Target>,
-    names: Vec<(NodeId, String)>,
     timeout: Duration,
 }
 
@@ -69,21 +68,12 @@ impl Sources {
         Self {
             vault: session.vault(),
             ordered,
-            names: node.peer_names(),
             timeout: node.options().request_timeout,
         }
     }
 
     fn target(&self, node: &NodeId) -> Option<&Target> {
         self.ordered.iter().find(|t| t.node() == *node)
-    }
-
-    fn name(&self, node: &NodeId) -> String {
-        self.names
-            .iter()
-            .find(|(id, _)| id == node)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| crate::identity::short_fingerprint(node))
     }
 }
 
@@ -111,7 +101,7 @@ async fn fetch_chunk(
                     .unwrap_or(usize::MAX);
                 candidates.push((rank, r.index, r.id, t.clone()));
             }
-            None => offline.push(sources.name(&r.peer)),
+            None => offline.push(node.name_of(&r.peer)),
         }
     }
     // Data shares first (all k of them make decoding a plain copy; a recovery share costs a

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
-use crate::placement::{Candidate, Placement, WeightedByFree};
+use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
 use crate::session::Session;
 use crate::target::Target;
 use crate::{Error, Result};
@@ -539,7 +539,7 @@ pub async fn repair(
         "chunks_waiting_for_room": waiting.len(),
         "waiting": waiting.first(),
         "failures": failures,
-        "full_nodes": crate::put::names_of(&node, &ctx.full_nodes()),
+        "full_nodes": crate::put::names_of(&node, &ctx.full.list()),
         "ok": usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
         "elapsed_secs": secs,
     }))
@@ -554,8 +554,8 @@ struct RepairCtx {
     candidates: Vec<Candidate>,
     lost: HashSet<NodeId>,
     timeout: Duration,
-    /// Nodes that said they were full during this repair (whatever room they claimed).
-    full: std::sync::Mutex<HashSet<NodeId>>,
+    /// Nodes that said they were full during this repair.
+    full: FullNodes,
 }
 
 impl RepairCtx {
@@ -581,7 +581,7 @@ impl RepairCtx {
             candidates,
             lost,
             timeout: node.options().request_timeout,
-            full: std::sync::Mutex::default(),
+            full: FullNodes::default(),
         }
     }
 
@@ -619,13 +619,6 @@ impl RepairCtx {
             }
         }
         (got, bad)
-    }
-
-    fn full_nodes(&self) -> Vec<NodeId> {
-        self.full
-            .lock()
-            .map(|f| f.iter().copied().collect())
-            .unwrap_or_default()
     }
 
     async fn repair_chunk(&self, c: ChunkState) -> Outcome {
@@ -679,7 +672,7 @@ impl RepairCtx {
         for ((record, _), share) in broken.iter().zip(rebuilt) {
             let mut placed = None;
             for _attempt in 0..3 {
-                exclude.extend(self.full_nodes());
+                exclude.extend(self.full.list());
                 let mut choice = WeightedByFree.choose(
                     &self.candidates,
                     1,
@@ -706,10 +699,8 @@ impl RepairCtx {
                             target.name(),
                             share.id()
                         );
-                        if e.is_full()
-                            && let Ok(mut full) = self.full.lock()
-                        {
-                            full.insert(to);
+                        if e.is_full() {
+                            self.full.mark(to);
                         }
                         exclude.push(to);
                     }

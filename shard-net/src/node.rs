@@ -538,6 +538,18 @@ impl Node {
             .collect()
     }
 
+    /// How to call node `id` to a person: "this node", a paired peer's name, or else the short
+    /// form of its id.
+    pub fn name_of(&self, id: &NodeId) -> String {
+        if *id == self.node_id() {
+            return "this node".to_string();
+        }
+        lock(&self.peers)
+            .get(id)
+            .map(|p| p.record.name.clone())
+            .unwrap_or_else(|| short_fingerprint(id))
+    }
+
     /// Names of the paired peers.
     pub fn peer_names(&self) -> Vec<(NodeId, String)> {
         lock(&self.peers)

@@ -15,6 +15,29 @@ pub struct Candidate {
     pub free: Option<u64>,
 }
 
+/// Nodes that said they were full during one job (a put, a repair), whatever room they
+/// claimed: no more shares are offered to them for the rest of it, so a peer lying about its
+/// capacity costs one try per chunk in flight, not one per chunk.
+#[derive(Debug, Default)]
+pub struct FullNodes(std::sync::Mutex<std::collections::HashSet<NodeId>>);
+
+impl FullNodes {
+    /// Records that `node` refused a share for want of room.
+    pub fn mark(&self, node: NodeId) {
+        if let Ok(mut full) = self.0.lock() {
+            full.insert(node);
+        }
+    }
+
+    /// The nodes found full so far.
+    pub fn list(&self) -> Vec<NodeId> {
+        self.0
+            .lock()
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Chooses nodes for shares.
 pub trait Placement: Send + Sync {
     /// Up to `count` distinct nodes among `candidates`, none of them in `exclude`.

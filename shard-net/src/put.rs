@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
-use crate::placement::{Candidate, Placement, WeightedByFree};
+use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
 use crate::session::Session;
 use crate::target::Target;
 use crate::{Error, Result};
@@ -370,10 +370,8 @@ pub(crate) struct Ctx {
     targets: HashMap<NodeId, (Target, Arc<Semaphore>)>,
     candidates: Vec<Candidate>,
     timeout: Duration,
-    /// Nodes that said they were full during this job, whatever room they claimed: no more
-    /// shares are offered to them (a peer lying about its capacity costs one try, not one per
-    /// chunk).
-    full: std::sync::Mutex<HashSet<NodeId>>,
+    /// Nodes that said they were full during this job.
+    full: FullNodes,
 }
 
 impl Ctx {
@@ -402,31 +400,15 @@ impl Ctx {
             targets,
             candidates,
             timeout: node.options().request_timeout,
-            full: std::sync::Mutex::default(),
+            full: FullNodes::default(),
         }
     }
 
     /// Nodes not to offer shares to, besides `holders`.
     fn excluding(&self, holders: &[NodeId]) -> Vec<NodeId> {
         let mut out = holders.to_vec();
-        if let Ok(full) = self.full.lock() {
-            out.extend(full.iter().copied());
-        }
+        out.extend(self.full.list());
         out
-    }
-
-    fn mark_full(&self, node: NodeId) {
-        if let Ok(mut full) = self.full.lock() {
-            full.insert(node);
-        }
-    }
-
-    /// The nodes found full so far.
-    pub(crate) fn full_nodes(&self) -> Vec<NodeId> {
-        self.full
-            .lock()
-            .map(|f| f.iter().copied().collect())
-            .unwrap_or_default()
     }
 
     /// Nodes that can take shares now.
@@ -500,7 +482,7 @@ pub(crate) async fn send_chunk(
                         .get(&node)
                         .map_or_else(|| format!("{node:?}"), |(t, _)| t.name());
                     if e.is_full() {
-                        ctx.mark_full(node);
+                        ctx.full.mark(node);
                         refused.push(format!("{name} is full"));
                     } else {
                         refused.push(format!("{name}: {e}"));
@@ -655,7 +637,7 @@ async fn store(
         targets,
         candidates,
         timeout: node.options().request_timeout,
-        full: std::sync::Mutex::default(),
+        full: FullNodes::default(),
     });
 
     // Encoder thread.
@@ -810,7 +792,7 @@ async fn store(
         "skipped": warnings,
         "failed": failures,
         "moved": false,
-        "full_nodes": names_of(&node, &ctx.full_nodes()),
+        "full_nodes": names_of(&node, &ctx.full.list()),
     });
     if let Some(first) = failures.first() {
         return Err(Error::PartialPut {
@@ -838,20 +820,7 @@ async fn store(
 
 /// Display names of `nodes` (this node's own name for itself), sorted.
 pub(crate) fn names_of(node: &Node, nodes: &[NodeId]) -> Vec<String> {
-    let known = node.peer_names();
-    let mut names: Vec<String> = nodes
-        .iter()
-        .map(|id| {
-            if *id == node.node_id() {
-                return "this node".to_string();
-            }
-            known
-                .iter()
-                .find(|(k, _)| k == id)
-                .map(|(_, n)| n.clone())
-                .unwrap_or_else(|| crate::identity::short_fingerprint(id))
-        })
-        .collect();
+    let mut names: Vec<String> = nodes.iter().map(|id| node.name_of(id)).collect();
     names.sort();
     names
 }

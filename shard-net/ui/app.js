@@ -92,21 +92,22 @@ function button(text, action) {
   return b;
 }
 
+// The progress bar: bytes done of total, with rate and ETA.
+function showProgress(label, done, total, elapsedSecs) {
+  const rate = done / Math.max(elapsedSecs, 0.001);
+  const eta = rate > 0 && total > done ? Math.round((total - done) / rate) : 0;
+  $("bar").max = Math.max(total, 1);
+  $("bar").value = done;
+  $("progress-text").textContent =
+    `${label}: ${human(done)} of ${human(total)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
+}
+
 // Follows a job with server-sent events: a progress bar with rate and ETA; resolves with its result.
 function follow(job, label) {
   return new Promise((resolve, reject) => {
     $("progress").hidden = false;
     const events = new EventSource(`/v1/jobs/${job}/events`);
-    const update = (state) => {
-      const total = state.bytes_total || 0, done = state.bytes_done || 0;
-      const secs = Math.max(state.elapsed_secs || 0, 0.001);
-      const rate = done / secs;
-      const eta = rate > 0 && total > done ? Math.round((total - done) / rate) : 0;
-      $("bar").max = Math.max(total, 1);
-      $("bar").value = done;
-      $("progress-text").textContent =
-        `${label}: ${human(done)} of ${human(total)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
-    };
+    const update = (state) => showProgress(label, state.bytes_done || 0, state.bytes_total || 0, state.elapsed_secs || 0);
     events.addEventListener("progress", (e) => update(JSON.parse(e.data)));
     events.addEventListener("end", (e) => {
       events.close();
@@ -134,15 +135,7 @@ function upload(file) {
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     const started = Date.now();
     $("progress").hidden = false;
-    xhr.upload.onprogress = (e) => {
-      const secs = Math.max((Date.now() - started) / 1000, 0.001);
-      const rate = e.loaded / secs;
-      const eta = rate > 0 && file.size > e.loaded ? Math.round((file.size - e.loaded) / rate) : 0;
-      $("bar").max = Math.max(file.size, 1);
-      $("bar").value = e.loaded;
-      $("progress-text").textContent =
-        `storing ${file.name}: ${human(e.loaded)} of ${human(file.size)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
-    };
+    xhr.upload.onprogress = (e) => showProgress(`storing ${file.name}`, e.loaded, file.size, (Date.now() - started) / 1000);
     xhr.onerror = () => {
       $("progress").hidden = true;
       reject(new Error(`${file.name}: the upload broke off.\nWhat to do: check that \`shard serve\` is running and upload the file again; nothing was stored.`));
