@@ -429,10 +429,26 @@ pub(crate) async fn send_chunk(
     let mut tries: Vec<(u8, NodeId)> = Vec::new();
     let chosen = WeightedByFree.choose(&ctx.candidates, needed.len(), &ctx.excluding(&holders));
     if chosen.len() < needed.len() {
+        // Nodes an earlier chunk found full are left out: say so, or the count looks wrong.
+        let full: Vec<String> = ctx
+            .full
+            .list()
+            .iter()
+            .filter_map(|n| {
+                ctx.targets
+                    .get(n)
+                    .map(|(t, _)| format!("{} is full", t.name()))
+            })
+            .collect();
         return Err(format!(
-            "only {} nodes can take shares of this chunk, {} needed",
+            "only {} nodes can take shares of this chunk, {} needed{}",
             chosen.len() + holders.len(),
-            c.n
+            c.n,
+            if full.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", full.join("; "))
+            }
         ));
     }
     holders.extend(&chosen);
