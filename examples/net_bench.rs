@@ -130,7 +130,7 @@ async fn serve_memory() -> (std::net::SocketAddr, Arc<NodeIdentity>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let id = Arc::new(NodeIdentity::generate().unwrap());
-    let service = ShareService::new(Arc::new(MemoryStore::new()), None);
+    let service = ShareService::new(id.node_id(), Arc::new(MemoryStore::new()), None);
     let server_id = id.clone();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

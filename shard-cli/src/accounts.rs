@@ -5,7 +5,7 @@
 //! must meet and the delay after failures live in `shard_net::accounts`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -250,41 +250,74 @@ pub fn rm(home: &Home, json: bool, user: &str, purge: bool, yes: bool) -> Result
     Ok(())
 }
 
-/// The recovery code: `--code`, `SHARD_RECOVERY_CODE`, or typed at the terminal.
-fn recovery_code_input(code: Option<String>) -> Result<Zeroizing<String>> {
-    if let Some(code) = code {
-        return Ok(Zeroizing::new(code));
+/// Where the recovery code comes from.
+pub struct CodeSource {
+    flag: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl CodeSource {
+    /// `--code` and `--code-file` as given.
+    pub fn new(flag: Option<String>, file: Option<PathBuf>) -> Self {
+        Self { flag, file }
     }
-    if let Some(value) = std::env::var_os("SHARD_RECOVERY_CODE") {
-        return value
-            .into_string()
-            .map(Zeroizing::new)
-            .map_err(|_| anyhow::anyhow!("SHARD_RECOVERY_CODE is not UTF-8 text"));
+
+    /// The recovery code: `--code-file`, `--code` (with a warning: a command line is visible
+    /// to other users), `SHARD_RECOVERY_CODE`, typed at the terminal, or the first line of
+    /// standard input.
+    fn read(self) -> Result<Zeroizing<String>> {
+        if let Some(path) = self.file {
+            let text =
+                Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
+                    format!("reading the recovery code from {}", path.display())
+                })?);
+            return Ok(Zeroizing::new(text.trim().to_string()));
+        }
+        if let Some(code) = self.flag {
+            eprintln!(
+                "warning: a recovery code on the command line can be read by other users of this machine (ps, shell history); prefer the prompt, standard input or --code-file"
+            );
+            return Ok(Zeroizing::new(code));
+        }
+        if let Some(value) = std::env::var_os("SHARD_RECOVERY_CODE") {
+            return value
+                .into_string()
+                .map(Zeroizing::new)
+                .map_err(|_| anyhow::anyhow!("SHARD_RECOVERY_CODE is not UTF-8 text"));
+        }
+        read_secret_line("Recovery code: ", "the recovery code", "--code-file FILE")
     }
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "the recovery code is needed\n  hint: give it with --code, SHARD_RECOVERY_CODE, or type it at a terminal"
-        );
+}
+
+/// A secret typed at the terminal, or the first line of standard input: trimmed, never empty.
+pub fn read_secret_line(prompt: &str, what: &str, other: &str) -> Result<Zeroizing<String>> {
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
     }
-    eprint!("Recovery code: ");
-    std::io::stderr().flush()?;
     let mut line = Zeroizing::new(String::new());
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .context("reading the recovery code")?;
-    Ok(Zeroizing::new(line.trim().to_string()))
+        .with_context(|| format!("reading {what}"))?;
+    let value = Zeroizing::new(line.trim().to_string());
+    if value.is_empty() {
+        bail!(
+            "{what} is needed\n  hint: type it at the prompt, give it on standard input, or use {other}"
+        );
+    }
+    Ok(value)
 }
 
 pub fn recover(
     home: &Home,
     json: bool,
-    code: Option<String>,
+    code: CodeSource,
     user: Option<&str>,
     password_file: Option<&Path>,
 ) -> Result<()> {
     let client = ApiClient::for_home(home)?;
-    let code = recovery_code_input(code)?;
+    let code = code.read()?;
     // A mistyped group is named now, before a passphrase is asked for.
     shard_crypto::decode_recovery_code(&code).map_err(|e| {
         anyhow::anyhow!(

@@ -112,6 +112,19 @@ pub fn check(
             );
         }
     }
+    let unrecorded = report["unrecorded"].as_u64().unwrap_or(0);
+    if unrecorded > 0 {
+        println!(
+            "  {unrecorded} shares that stored files list were never acknowledged by any node: missing"
+        );
+    }
+    let in_grace = &report["deleted_in_grace"];
+    if in_grace["shares"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "{} shares of removed files are still kept by their nodes for the {}-day grace period",
+            in_grace["shares"], in_grace["grace_days"]
+        );
+    }
     if !ok {
         println!("run `shard repair` to rebuild the missing shares from the good ones");
     }

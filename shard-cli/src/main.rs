@@ -100,9 +100,13 @@ enum Command {
     /// from them, the vault handed over to this node, and the account created again with a
     /// new passphrase.
     Recover {
-        /// The recovery code [default: SHARD_RECOVERY_CODE, or typed at a prompt].
+        /// The recovery code. Other users of this machine can read a command line: prefer the
+        /// prompt, standard input, --code-file or SHARD_RECOVERY_CODE.
         #[arg(long)]
         code: Option<String>,
+        /// Read the recovery code from this file.
+        #[arg(long, value_name = "FILE", conflicts_with = "code")]
+        code_file: Option<PathBuf>,
         /// Name of the recovered account [default: its old name].
         #[arg(long)]
         user: Option<String>,
@@ -201,8 +205,9 @@ enum Command {
     },
     /// Pair with the node that printed CODE.
     Join {
-        /// The code `shard invite` printed on the other node.
-        code: String,
+        /// The code `shard invite` printed on the other node [default: read from standard
+        /// input, or typed at a prompt; `-` reads standard input too].
+        code: Option<String>,
     },
     /// Paired peers (online state, address, round-trip time, usage) and nodes nearby.
     Peers {
@@ -370,9 +375,16 @@ fn main() -> ExitCode {
         }) => accounts::recovery_code(&home, json, &user, password_file.as_deref()),
         Command::Recover {
             code,
+            code_file,
             user,
             password_file,
-        } => accounts::recover(&home, json, code, user.as_deref(), password_file.as_deref()),
+        } => accounts::recover(
+            &home,
+            json,
+            accounts::CodeSource::new(code, code_file),
+            user.as_deref(),
+            password_file.as_deref(),
+        ),
         Command::Login {
             user,
             password_file,
@@ -419,7 +431,7 @@ fn main() -> ExitCode {
         }
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
-        Command::Join { code } => network::join(&home, json, &code),
+        Command::Join { code } => network::join(&home, json, code),
         Command::Peers { action: None } => network::peers(&home, json),
         Command::Peers {
             action: Some(PeersAction::Add { addr }),

@@ -112,6 +112,7 @@ pub fn init(
             root: store,
             layout,
             quota_bytes: quota.as_deref().map(parse_size).transpose()?,
+            deleted_grace_days: 7,
         },
         discovery: shard_net::home::DiscoveryConfig {
             mdns: match mdns {
@@ -243,8 +244,18 @@ pub fn invite(home: &Home, json: bool, valid_for: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn join(home: &Home, json: bool, code: &str) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.post("/v1/join", &json!({"code": code}))?;
+/// Pairs with the node that printed the code: given, or read from standard input (or typed at
+/// a prompt) so that it stays off the command line.
+pub fn join(home: &Home, json: bool, code: Option<String>) -> Result<()> {
+    let code = match code.filter(|c| c != "-") {
+        Some(code) => zeroize::Zeroizing::new(code),
+        None => crate::accounts::read_secret_line(
+            "Invite code: ",
+            "the invite code",
+            "`shard join CODE`",
+        )?,
+    };
+    let answer = ApiClient::for_home(home)?.post("/v1/join", &json!({"code": code.as_str()}))?;
     if json {
         print_json(&answer);
     } else {

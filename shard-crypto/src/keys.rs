@@ -4,12 +4,17 @@
 //! ```text
 //! prk            = HKDF-Extract(salt = "shard vault v1", ikm = vault key)
 //! subkey(label)  = HKDF-Expand(prk, info = label, 32 bytes)        labels: see [`Label`]
-//! vault id       = HKDF-Expand(prk, info = "shard/v1/vault-id", 16 bytes)
+//! authority      = Ed25519 key of subkey(VaultAuthority)          (see authority.rs)
+//! vault id       = SHA-256("shard/v1/vault-id/ed25519" ‖ authority public key)[0..16]
 //! chunk id       = HMAC-SHA256(subkey(ChunkId), plaintext)
-//! chunk key      = HKDF-Expand(prk, info = "shard/v1/chunk-key/" ‖ version ‖ padding ‖ chunk id, 32)
+//! chunk key      = HKDF-Expand(prk, info = "shard/v1/chunk-key/" ‖ version ‖ padding
+//!                                      ‖ padded length (u32 LE) ‖ chunk id, 32 bytes)
+//! chunk AAD      = "shard chunk" ‖ version ‖ padding ‖ padded length (u32 LE) ‖ chunk id
 //! ```
-//! Chunks are sealed with their chunk key and an all-zero nonce: the key depends on the chunk's
-//! plaintext (through its id) and on the format, so one key never seals two different plaintexts.
+//! Chunks are sealed with their chunk key and an all-zero nonce. The padded plaintext is the
+//! chunk (fixed by its id), a marker and zeros up to the padded length, so the key fixes every
+//! byte it seals: the same chunk padded for another `k` (another length) gets another key, and
+//! one key never seals two different plaintexts.
 
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
@@ -17,10 +22,10 @@ use sha2::Sha256;
 use zeroize::Zeroize;
 
 use crate::aead::{open_fixed, seal_fixed};
+use crate::authority::VaultAuthority;
 use crate::{Error, KEY_LEN, Result, SecretKey, ct_eq};
 
 const EXTRACT_SALT: &[u8] = b"shard vault v1";
-const VAULT_ID_INFO: &[u8] = b"shard/v1/vault-id";
 const CHUNK_KEY_INFO: &[u8] = b"shard/v1/chunk-key/";
 const CHUNK_AAD: &[u8] = b"shard chunk";
 
@@ -49,19 +54,10 @@ impl VaultKey {
         self.0.expose()
     }
 
-    /// The public identifier of this vault (derived, so it reveals nothing of the key).
+    /// The public identifier of this vault: the hash of its authority's public key (so it
+    /// reveals nothing of the key, and certifies the authority to peers).
     pub fn vault_id(&self) -> VaultId {
-        let hk = self.hkdf();
-        let mut id = [0u8; VAULT_ID_LEN];
-        // HKDF-Expand only fails for outputs longer than 255 hash lengths; 16 bytes never is.
-        if hk.expand(VAULT_ID_INFO, &mut id).is_err() {
-            unreachable!("16-byte HKDF output is always valid");
-        }
-        VaultId(id)
-    }
-
-    fn hkdf(&self) -> Hkdf<Sha256> {
-        Hkdf::<Sha256>::new(Some(EXTRACT_SALT), self.0.expose())
+        authority_of(&self.prk()).public().vault_id()
     }
 
     fn prk(&self) -> SecretKey {
@@ -112,16 +108,19 @@ pub enum Label {
     NameIndex,
     /// MAC key that signs the vault's catalog head on peers.
     CatalogHead,
+    /// Seed of the vault authority's Ed25519 key.
+    VaultAuthority,
 }
 
 impl Label {
     /// Every label, for tests that check they are distinct.
-    pub const ALL: [Label; 5] = [
+    pub const ALL: [Label; 6] = [
         Label::ChunkId,
         Label::ChunkerSeed,
         Label::Catalog,
         Label::NameIndex,
         Label::CatalogHead,
+        Label::VaultAuthority,
     ];
 
     /// The HKDF info string of this label.
@@ -132,6 +131,7 @@ impl Label {
             Label::Catalog => b"shard/v1/catalog",
             Label::NameIndex => b"shard/v1/name-index",
             Label::CatalogHead => b"shard/v1/catalog-head",
+            Label::VaultAuthority => b"shard/v1/vault-authority",
         }
     }
 }
@@ -152,6 +152,7 @@ pub struct VaultKeys {
     /// HKDF pseudo-random key; kept instead of an `Hkdf` so it is wiped on drop.
     prk: SecretKey,
     chunk_id: SecretKey,
+    authority: VaultAuthority,
 }
 
 impl VaultKeys {
@@ -159,11 +160,18 @@ impl VaultKeys {
     pub fn derive(key: &VaultKey) -> Self {
         let prk = key.prk();
         let chunk_id = expand_key(&prk, Label::ChunkId.info());
+        let authority = authority_of(&prk);
         Self {
-            vault_id: key.vault_id(),
+            vault_id: authority.public().vault_id(),
             prk,
             chunk_id,
+            authority,
         }
+    }
+
+    /// The vault authority: signs what peers allow only the vault's owner to do.
+    pub fn authority(&self) -> &VaultAuthority {
+        &self.authority
     }
 
     /// The vault's public id.
@@ -186,46 +194,49 @@ impl VaultKeys {
         ct_eq(&self.chunk_id(plaintext), expected)
     }
 
-    /// Seals a padded chunk in place (appends the 16-byte tag) under its chunk key.
+    /// Seals a padded chunk in place (appends the 16-byte tag) under its chunk key, which is
+    /// bound to the padded length `buf` has now.
     pub fn seal_chunk(
         &self,
         chunk_id: &[u8; MAC_LEN],
         format: ChunkFormat,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let key = self.chunk_key(chunk_id, format);
-        seal_fixed(&key, &chunk_aad(chunk_id, format), buf)
+        let padded = padded_len_field(buf.len())?;
+        let key = self.chunk_key(chunk_id, format, padded);
+        seal_fixed(&key, &chunk_aad(chunk_id, format, padded), buf)
     }
 
-    /// Opens a sealed chunk in place (removes the tag). [`Error::Unauthentic`] if anything differs.
+    /// Opens a sealed chunk in place (removes the tag). [`Error::Unauthentic`] if anything
+    /// differs: the bytes, the id, the format or the padded length.
     pub fn open_chunk(
         &self,
         chunk_id: &[u8; MAC_LEN],
         format: ChunkFormat,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let key = self.chunk_key(chunk_id, format);
-        open_fixed(&key, &chunk_aad(chunk_id, format), buf)
-    }
-    /// The secret that proves ownership of the vault in hand-over `epoch`: peers keep only its
-    /// SHA-256 and take the vault over to a new node once it is revealed (then the next epoch's
-    /// secret guards it).
-    pub fn adoption_secret(&self, epoch: u64) -> SecretKey {
-        let mut key = SecretKey::from_bytes([0; KEY_LEN]);
-        let epoch = epoch.to_le_bytes();
-        let info: [&[u8]; 2] = [b"shard/v1/adopt/", &epoch];
-        if expander(&self.prk)
-            .expand_multi_info(&info, key.expose_mut())
-            .is_err()
-        {
-            unreachable!("32-byte HKDF output is always valid");
-        }
-        key
+        let sealed = buf
+            .len()
+            .checked_sub(crate::TAG_LEN)
+            .ok_or(Error::Unauthentic)?;
+        let padded = padded_len_field(sealed)?;
+        let key = self.chunk_key(chunk_id, format, padded);
+        open_fixed(&key, &chunk_aad(chunk_id, format, padded), buf)
     }
 
-    fn chunk_key(&self, chunk_id: &[u8; MAC_LEN], format: ChunkFormat) -> SecretKey {
+    fn chunk_key(
+        &self,
+        chunk_id: &[u8; MAC_LEN],
+        format: ChunkFormat,
+        padded: [u8; 4],
+    ) -> SecretKey {
         let mut key = SecretKey::from_bytes([0; KEY_LEN]);
-        let info: [&[u8]; 3] = [CHUNK_KEY_INFO, &[format.version, format.padding], chunk_id];
+        let info: [&[u8]; 4] = [
+            CHUNK_KEY_INFO,
+            &[format.version, format.padding],
+            &padded,
+            chunk_id,
+        ];
         if expander(&self.prk)
             .expand_multi_info(&info, key.expose_mut())
             .is_err()
@@ -244,12 +255,26 @@ impl std::fmt::Debug for VaultKeys {
     }
 }
 
-fn chunk_aad(chunk_id: &[u8; MAC_LEN], format: ChunkFormat) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(CHUNK_AAD.len() + 2 + MAC_LEN);
+fn chunk_aad(chunk_id: &[u8; MAC_LEN], format: ChunkFormat, padded: [u8; 4]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(CHUNK_AAD.len() + 2 + 4 + MAC_LEN);
     aad.extend_from_slice(CHUNK_AAD);
     aad.extend_from_slice(&[format.version, format.padding]);
+    aad.extend_from_slice(&padded);
     aad.extend_from_slice(chunk_id);
     aad
+}
+
+/// The padded length as the chunk key binds it (u32 little-endian; chunks are far below 4 GiB).
+fn padded_len_field(len: usize) -> Result<[u8; 4]> {
+    u32::try_from(len)
+        .map(u32::to_le_bytes)
+        .map_err(|_| Error::Length("a chunk of 4 GiB or more"))
+}
+
+/// The vault authority of the vault whose HKDF pseudo-random key is `prk`.
+fn authority_of(prk: &SecretKey) -> VaultAuthority {
+    let seed = expand_key(prk, Label::VaultAuthority.info());
+    VaultAuthority::from_seed(seed.expose())
 }
 
 fn expander(prk: &SecretKey) -> Hkdf<Sha256> {

@@ -4,7 +4,8 @@
 //! What it is for: every secret in shard is born, derived, wrapped and used here, through small
 //! typed APIs, so the rest of the code never names a cipher. What it is not for: I/O, storage or
 //! networking (the Noise channel lives in `shard-net`, built on `snow`). Only RustCrypto
-//! primitives are used: AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id.
+//! primitives are used: AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id, and Ed25519
+//! (`ed25519-dalek`, which implements RustCrypto's `signature` traits) for the vault authority.
 //!
 //! Secrets ([`SecretKey`], [`VaultKey`], [`VaultKeys`]) are zeroized on drop, never printed by
 //! `Debug`, and compared in constant time.
@@ -27,10 +28,16 @@
 //! let keys = VaultKeys::derive(&key);
 //! let id = keys.chunk_id(b"some chunk");
 //! assert!(keys.verify_chunk_id(b"some chunk", &id));
+//!
+//! // Only the vault key's holder can sign for the vault; anyone can check it by the vault id.
+//! let signature = keys.authority().sign(b"delete these shares");
+//! let public = keys.authority().public();
+//! assert!(public.verify(&keys.vault_id(), b"delete these shares", &signature).is_ok());
 //! # Ok::<(), shard_crypto::Error>(())
 //! ```
 
 mod aead;
+mod authority;
 mod error;
 mod kdf;
 mod key_record;
@@ -39,6 +46,7 @@ mod recovery;
 mod secret;
 
 pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
+pub use authority::{AUTHORITY_KEY_LEN, AuthorityKey, SIGNATURE_LEN, VaultAuthority};
 pub use error::{Error, Result};
 pub use kdf::{KdfParams, SALT_LEN, derive_kek};
 pub use key_record::{KEY_RECORD_LEN, KeyRecord};

@@ -14,18 +14,34 @@
 
 use shard_crypto::{ChunkFormat, Label, VaultKey, VaultKeys, hmac_sha256};
 
-fn keys() -> VaultKeys {
+fn key_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     for (b, v) in bytes.iter_mut().zip(0u8..) {
         *b = v;
     }
-    VaultKeys::derive(&VaultKey::from_bytes(bytes))
+    bytes
+}
+
+fn keys() -> VaultKeys {
+    VaultKeys::derive(&VaultKey::from_bytes(key_bytes()))
 }
 
 #[test]
 fn vault_id_and_subkeys_are_pinned() {
     let k = keys();
-    assert_eq!(k.vault_id().to_string(), "d000f4f818285b613a437a589e6a878c");
+    // The vault id is the hash of the authority's public key (Ed25519 of the authority subkey).
+    assert_eq!(k.vault_id().to_string(), "b956fe4d2db0e4bec5caf1095107ed92");
+    assert_eq!(
+        hex::encode(k.subkey(Label::VaultAuthority).expose()),
+        "3c45549bf2c6cdb60ec21a651161cdc2bb7ce70e54e323cdf65f52ae60a81f85"
+    );
+    assert_eq!(
+        hex::encode(k.authority().public().0),
+        "324310e2f83ef362b62899efcebbbb5a94052b5f8fc5d1c48817617244915c75"
+    );
+    assert_eq!(k.authority().public().vault_id(), k.vault_id());
+    // The key alone (no derived state) gives the same id: it is what key records store.
+    assert_eq!(VaultKey::from_bytes(key_bytes()).vault_id(), k.vault_id());
     assert_eq!(
         hex::encode(k.subkey(Label::ChunkId).expose()),
         "06fd25844f441107e40a5704ab7ebb1a5ab44ec9c5406e5bfde5a0e589fc23b3"
@@ -54,10 +70,54 @@ fn sealed_chunk_is_pinned() {
         &mut buf,
     )
     .unwrap();
+    // The chunk key binds the padded length (here 5: the buffer sealed is not padded).
     assert_eq!(
         hex::encode(&buf),
-        "2a6b695aa766cf10ef266e328e51de637d13006209"
+        "343447907bbc4e19d50b6faa0f2cae25cd20d4887e"
     );
+}
+
+#[test]
+fn authority_signature_is_pinned() {
+    // Ed25519 is deterministic: the same key signs the same message the same way.
+    let k = keys();
+    let sig = k.authority().sign(b"delete");
+    assert_eq!(
+        hex::encode(sig),
+        "c4d1a123f8b70cbeb10a0d8f94e565f5264b0ca9ef128778df8890a6a40455a8\
+         a6dc93decd7e61fff2d78da338f309c56b2058c45df2ab6ecaadaf9d6cce9d09"
+    );
+    k.authority()
+        .public()
+        .verify(&k.vault_id(), b"delete", &sig)
+        .unwrap();
+}
+
+#[test]
+fn one_chunk_key_never_seals_two_plaintexts() {
+    // The same chunk padded to two lengths (as for two values of k) is sealed under two keys:
+    // the fixed nonce is never reused. A sealed chunk cut or lengthened does not open.
+    let k = keys();
+    let id = k.chunk_id(b"data");
+    let format = ChunkFormat {
+        version: 1,
+        padding: 1,
+    };
+    let seal = |padded: &[u8]| {
+        let mut buf = padded.to_vec();
+        k.seal_chunk(&id, format, &mut buf).unwrap();
+        buf
+    };
+    let short = seal(b"data\x80\0");
+    let long = seal(b"data\x80\0\0\0");
+    // Under one key, the first bytes of the two ciphertexts (same plaintext prefix) would be
+    // equal: they are not.
+    assert_ne!(short[..6], long[..6]);
+    let mut opened = long.clone();
+    k.open_chunk(&id, format, &mut opened).unwrap();
+    assert_eq!(opened, b"data\x80\0\0\0");
+    let mut cut = long[..long.len() - 2].to_vec();
+    assert!(k.open_chunk(&id, format, &mut cut).is_err());
 }
 
 #[test]

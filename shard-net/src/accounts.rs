@@ -4,12 +4,18 @@
 //! Every check of a passphrase goes through [`wait_before_attempt`] and [`try_unwrap`], so the
 //! delay after failures (1 s, 2 s, 4 s … at most 60 s, counted per account in the catalog and
 //! so across restarts) applies to `login`, `account passwd` and `account recovery-code` alike:
-//! none of them is a way around it.
+//! none of them is a way around it. An attempt is counted as a failure *before* Argon2 runs
+//! (and the count cleared if it succeeds), so nothing is gained by cutting one short; in a
+//! running node the [`Gate`] lets one attempt per account run at a time (concurrent guesses
+//! queue behind each other's delays), at most two Argon2 computations at once (64 MiB each),
+//! and a bounded number of sign-ups a minute.
 
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code};
-use shard_store::{Account, Catalog};
+use shard_store::{Account, AccountId, Catalog};
 use zeroize::Zeroizing;
 
 use crate::{Error, Result};
@@ -172,8 +178,10 @@ pub fn wait_before_attempt(catalog: &Catalog, account: &Account) -> Result<Durat
 }
 
 /// Unwraps the account's vault key with `passphrase` (Argon2id: run it off async threads).
-/// A failure is counted and answered with [`Error::WrongPassphrase`] naming the next delay; a
-/// success clears the count. Call [`wait_before_attempt`] first and wait that long.
+/// The attempt is counted as a failure before Argon2 runs, and the count cleared if it
+/// succeeds: an attempt killed half-way still counts. A failure is answered with
+/// [`Error::WrongPassphrase`] naming the next delay. Call [`wait_before_attempt`] first and
+/// wait that long.
 pub fn try_unwrap(catalog: &Catalog, account: &Account, passphrase: &[u8]) -> Result<VaultKey> {
     if passphrase.len() > MAX_PASSPHRASE_BYTES {
         // No passphrase this long was ever accepted; not worth an Argon2 run.
@@ -181,13 +189,14 @@ pub fn try_unwrap(catalog: &Catalog, account: &Account, passphrase: &[u8]) -> Re
             "the passphrase is longer than 1024 bytes".into(),
         ));
     }
+    catalog.record_login_failure(account.id)?;
     match account.key_record.unwrap_key(passphrase) {
         Ok(key) => {
             catalog.reset_login_failures(account.id)?;
             Ok(key)
         }
         Err(shard_crypto::Error::WrongPassphrase) => {
-            catalog.record_login_failure(account.id)?;
+            catalog.restamp_login_failure(account.id)?;
             let (failures, _) = catalog.login_failures(account.id)?;
             Err(Error::WrongPassphrase {
                 user: account.name.clone(),
@@ -195,6 +204,69 @@ pub fn try_unwrap(catalog: &Catalog, account: &Account, passphrase: &[u8]) -> Re
             })
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Argon2 computations a node runs at once (each holds 64 MiB).
+pub const ARGON2_AT_ONCE: usize = 2;
+/// Sign-ups a node accepts in [`SIGNUP_WINDOW`].
+pub const SIGNUPS_PER_WINDOW: usize = 5;
+/// The window of [`SIGNUPS_PER_WINDOW`].
+pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60);
+
+/// What bounds passphrase work in a running node (see the module docs).
+pub struct Gate {
+    turns: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    argon: Arc<tokio::sync::Semaphore>,
+    signups: Mutex<VecDeque<Instant>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            turns: Mutex::default(),
+            argon: Arc::new(tokio::sync::Semaphore::new(ARGON2_AT_ONCE)),
+            signups: Mutex::default(),
+        }
+    }
+}
+
+impl Gate {
+    /// Waits for `account`'s turn: one passphrase attempt per account at a time.
+    pub async fn turn(&self, account: AccountId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(account)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// Waits for room to run Argon2.
+    pub async fn argon(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.argon
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Config("the node is stopping".into()))
+    }
+
+    /// Counts a sign-up, or refuses it when [`SIGNUPS_PER_WINDOW`] happened in the last
+    /// [`SIGNUP_WINDOW`].
+    pub fn signup(&self) -> Result<()> {
+        let mut recent = self.signups.lock().unwrap_or_else(PoisonError::into_inner);
+        while recent.front().is_some_and(|t| t.elapsed() >= SIGNUP_WINDOW) {
+            recent.pop_front();
+        }
+        if recent.len() >= SIGNUPS_PER_WINDOW {
+            return Err(Error::TooManyAttempts(format!(
+                "{SIGNUPS_PER_WINDOW} accounts were created in the last minute; wait a minute"
+            )));
+        }
+        recent.push_back(Instant::now());
+        Ok(())
     }
 }
 

@@ -186,6 +186,18 @@ impl ShareStore for Adversary {
         self.inner.delete(ns, ids)
     }
 
+    fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> shard_store::Result<u64> {
+        self.inner.purge(ns, ids)
+    }
+
+    fn expire(&self, before: i64) -> shard_store::Result<(u64, u64)> {
+        self.inner.expire(before)
+    }
+
+    fn namespaces(&self) -> shard_store::Result<Vec<Namespace>> {
+        self.inner.namespaces()
+    }
+
     fn list(
         &self,
         ns: &Namespace,
@@ -202,6 +214,7 @@ impl ShareStore for Adversary {
                 used: 0,
                 shares: usage.shares,
                 quota: Some(1 << 40),
+                reclaimable: 0,
             });
         }
         Ok(usage)

@@ -166,6 +166,9 @@ impl From<Error> for ApiError {
                 StatusCode::CONFLICT,
                 "nothing was deleted; run `shard check`, then the put again",
             ),
+            Error::TooManyAttempts(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "wait a minute and try again")
+            }
             Error::WeakPassphrase(_) => (
                 StatusCode::BAD_REQUEST,
                 "use at least 10 characters that are not a common password: a few unrelated words work well",

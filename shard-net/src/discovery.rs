@@ -311,9 +311,16 @@ mod tests {
 
     #[test]
     fn valid_announcements_are_read_and_cleaned() {
+        let v1 = PROTOCOL_VERSION.to_string();
         let ip: IpAddr = "10.77.0.2".parse().unwrap();
-        let a =
-            parse_announcement(Some(&id()), Some("lap\ntop"), Some("1"), [ip, ip], 7714).unwrap();
+        let a = parse_announcement(
+            Some(&id()),
+            Some("lap\ntop"),
+            Some(v1.as_str()),
+            [ip, ip],
+            7714,
+        )
+        .unwrap();
         assert_eq!(a.id, NodeId([9; 32]));
         assert_eq!(a.name, "laptop");
         assert_eq!(a.addrs, vec!["10.77.0.2:7714".parse().unwrap()]);
@@ -321,19 +328,20 @@ mod tests {
 
     #[test]
     fn malformed_announcements_are_refused() {
+        let v1 = PROTOCOL_VERSION.to_string();
         let ip: IpAddr = "10.77.0.2".parse().unwrap();
         let long = "A".repeat(500);
         for (id, v, port, ips) in [
-            (None, Some("1"), 7714, vec![ip]),
-            (Some("not-an-id"), Some("1"), 7714, vec![ip]),
-            (Some(long.as_str()), Some("1"), 7714, vec![ip]),
-            (Some(id().as_str()), Some("9"), 7714, vec![ip]),
+            (None, Some(v1.as_str()), 7714, vec![ip]),
+            (Some("not-an-id"), Some(v1.as_str()), 7714, vec![ip]),
+            (Some(long.as_str()), Some(v1.as_str()), 7714, vec![ip]),
+            (Some(id().as_str()), Some("1"), 7714, vec![ip]),
             (Some(id().as_str()), None, 7714, vec![ip]),
-            (Some(id().as_str()), Some("1"), 0, vec![ip]),
-            (Some(id().as_str()), Some("1"), 7714, vec![]),
+            (Some(id().as_str()), Some(v1.as_str()), 0, vec![ip]),
+            (Some(id().as_str()), Some(v1.as_str()), 7714, vec![]),
             (
                 Some(id().as_str()),
-                Some("1"),
+                Some(v1.as_str()),
                 7714,
                 vec!["224.0.0.251".parse().unwrap()],
             ),
@@ -344,8 +352,14 @@ mod tests {
             );
         }
         // A huge name is cut, not refused.
-        let a =
-            parse_announcement(Some(&id()), Some(&"n".repeat(10_000)), Some("1"), [ip], 1).unwrap();
+        let a = parse_announcement(
+            Some(&id()),
+            Some(&"n".repeat(10_000)),
+            Some(v1.as_str()),
+            [ip],
+            1,
+        )
+        .unwrap();
         assert_eq!(a.name.len(), MAX_NAME);
     }
 

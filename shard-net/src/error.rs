@@ -60,6 +60,9 @@ pub enum Error {
     /// No account is unlocked (or not the one named).
     #[error("{0}")]
     NotLoggedIn(String),
+    /// Too many attempts (sign-ups) in a short time; try again later.
+    #[error("{0}")]
+    TooManyAttempts(String),
     /// A passphrase that does not unlock the account.
     #[error("wrong passphrase for account {user:?}; the next attempt waits {next_wait_secs} s")]
     WrongPassphrase {
@@ -151,6 +154,9 @@ pub enum Error {
     /// The node's home or configuration is unusable.
     #[error("{0}")]
     Config(String),
+    /// A bug or a crash inside the node (a task that panicked): not the peer's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<snow::Error> for Error {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use shard_proto::{ChunkId, Manifest, NodeId, ShareId};
-use shard_store::{ChunkHealth, FileEntry, FileId, FileKind};
+use shard_proto::{Manifest, NodeId, ShareId};
+use shard_store::{FileEntry, FileId, FileKind, ShareState};
 
 use crate::node::Node;
 use crate::session::Session;
@@ -16,24 +16,25 @@ fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Health of a file from what the catalog knows: every share acknowledged, fewer but enough,
-/// or too few for some chunk.
+/// Health of a file from what the catalog knows of the very shares its manifest lists: every
+/// one acknowledged, fewer but enough, or too few for some chunk.
 fn health(
     entry: &FileEntry,
     manifest: Option<&Manifest>,
-    chunks: &HashMap<ChunkId, ChunkHealth>,
+    shares: &HashMap<ShareId, ShareState>,
 ) -> Value {
     if entry.meta.kind != FileKind::File {
         return json!(null);
     }
     let mut worst: Option<(u8, u8, u8)> = None;
-    for h in manifest
-        .iter()
-        .flat_map(|m| m.chunks.iter())
-        .filter_map(|c| chunks.get(&c.id))
-    {
+    for c in manifest.iter().flat_map(|m| m.chunks.iter()) {
+        let acked = c
+            .shares
+            .iter()
+            .filter(|id| shares.get(id) == Some(&ShareState::Acked))
+            .count();
         let margin = |x: (u8, u8, u8)| i32::from(x.2) - i32::from(x.0);
-        let this = (h.k, h.n, h.acked);
+        let this = (c.k, c.n, u8::try_from(acked).unwrap_or(u8::MAX));
         if worst.is_none_or(|w| margin(this) < margin(w)) {
             worst = Some(this);
         }
@@ -69,8 +70,12 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
             slot.0 = e;
         }
     }
-    // Two reads for the whole list: every chunk's health, every file's chunk list.
-    let chunks = vault.all_chunk_health()?;
+    // Two reads for the whole list: every share's state, every file's chunk list.
+    let shares: HashMap<ShareId, ShareState> = vault
+        .all_shares()?
+        .into_iter()
+        .map(|r| (r.id, r.state))
+        .collect();
     let regular: Vec<FileId> = by_name
         .values()
         .filter(|(e, _)| e.meta.kind == FileKind::File)
@@ -93,7 +98,7 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
             "version": entry.version,
             "versions": versions,
             "stored_at": entry.stored_at,
-            "health": health(&entry, manifests.get(&entry.id), &chunks),
+            "health": health(&entry, manifests.get(&entry.id), &shares),
         }));
     }
     Ok(json!({"files": files}))
@@ -133,7 +138,12 @@ pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) ->
     for (peer, shares) in by_peer {
         let done = match targets.iter().find(|t| t.node() == peer) {
             Some(target) => target
-                .delete(vault_id, shares.clone(), node.options().request_timeout)
+                .delete(
+                    vault_id,
+                    shares.clone(),
+                    session.keys.authority(),
+                    node.options().request_timeout,
+                )
                 .await
                 .is_ok(),
             None => false,

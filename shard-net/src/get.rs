@@ -85,10 +85,16 @@ async fn fetch_chunk(
     chunk: ChunkRef,
     file: String,
 ) -> Result<Vec<u8>> {
-    let records = node
+    // Where the shares this manifest lists are, looked up by their ids: a share of another
+    // encoding of the same chunk is never asked for.
+    let located = node
         .catalog()
         .vault(session.account, &session.keys)
-        .chunk_shares(&chunk.id)?;
+        .locate(&chunk.shares)?;
+    let records: Vec<_> = (0u8..)
+        .zip(&chunk.shares)
+        .filter_map(|(index, id)| located.get(id).filter(|r| r.index == index))
+        .collect();
     let mut candidates: Vec<(usize, u8, shard_proto::ShareId, Target)> = Vec::new();
     let mut offline = Vec::new();
     for r in records.iter().filter(|r| r.state == ShareState::Acked) {

@@ -8,6 +8,10 @@
 //! *unknown* (its node is offline: not counted as lost). A chunk is healthy with `n` good
 //! shares, degraded when some are missing or bad but `k` good or unknown remain, lost below
 //! that; a file is as bad as its worst chunk.
+//!
+//! Everything goes by the share ids each manifest lists, never by chunk: a chunk may be stored
+//! in several encodings (`k`-of-`n`), and a share of one must never pass for a share of
+//! another. A listed share that no node ever acknowledged is missing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,15 +44,35 @@ enum Seen {
     Unknown,
 }
 
-/// One chunk: its reference and, by index, the share records with what was seen.
+/// One share a manifest lists: its id and index, what the catalog records of it (nothing if
+/// no node ever acknowledged it), and what was seen.
+#[derive(Clone)]
+struct Slot {
+    id: ShareId,
+    index: u8,
+    record: Option<ShareRecord>,
+    seen: Seen,
+}
+
+impl Slot {
+    /// The node holding it, if any.
+    fn holder(&self) -> Option<NodeId> {
+        self.record.as_ref().map(|r| r.peer)
+    }
+}
+
+/// One encoding of a chunk: (chunk, k, n).
+type EncKey = (ChunkId, u8, u8);
+
+/// One chunk encoding: its reference and, by index, the shares its manifest entry lists.
 struct ChunkState {
     chunk: ChunkRef,
-    shares: Vec<(ShareRecord, Seen)>,
+    shares: Vec<Slot>,
 }
 
 impl ChunkState {
     fn count(&self, seen: Seen) -> usize {
-        self.shares.iter().filter(|(_, s)| *s == seen).count()
+        self.shares.iter().filter(|s| s.seen == seen).count()
     }
 
     /// Good shares beyond the `k` needed: how many more the chunk may lose.
@@ -83,8 +107,8 @@ fn rank(state: &str) -> u8 {
 
 /// What a survey found.
 struct Survey {
-    files: Vec<(FileEntry, Vec<ChunkId>)>,
-    chunks: HashMap<ChunkId, ChunkState>,
+    files: Vec<(FileEntry, Vec<EncKey>)>,
+    chunks: HashMap<EncKey, ChunkState>,
     /// Per node: (shares asked, missing, bad, error if it could not be asked).
     nodes: HashMap<NodeId, (u64, u64, u64, Option<String>)>,
     read: (u64, u64),
@@ -131,7 +155,7 @@ async fn survey(
         tokio::task::spawn_blocking(move || -> Result<_> {
             let vault = node.catalog().vault(session.account, &session.keys);
             let mut files = Vec::new();
-            let mut chunks: HashMap<ChunkId, ChunkState> = HashMap::new();
+            let mut chunks: HashMap<EncKey, ChunkState> = HashMap::new();
             let entries: Vec<FileEntry> = vault
                 .list()?
                 .into_iter()
@@ -139,22 +163,36 @@ async fn survey(
                 .collect();
             let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
             for (entry, manifest) in entries.into_iter().zip(vault.manifests(&ids)?) {
-                let ids = manifest.chunks.iter().map(|c| c.id).collect();
+                let keys = manifest.chunks.iter().map(|c| (c.id, c.k, c.n)).collect();
                 for chunk in manifest.chunks {
-                    chunks.entry(chunk.id).or_insert(ChunkState {
-                        chunk,
-                        shares: Vec::new(),
-                    });
+                    let shares = (0u8..)
+                        .zip(&chunk.shares)
+                        .map(|(index, id)| Slot {
+                            id: *id,
+                            index,
+                            record: None,
+                            seen: Seen::Missing,
+                        })
+                        .collect();
+                    chunks
+                        .entry((chunk.id, chunk.k, chunk.n))
+                        .or_insert(ChunkState { chunk, shares });
                 }
-                files.push((entry, ids));
+                files.push((entry, keys));
             }
-            for record in vault.all_shares()? {
-                if let Some(c) = chunks.get_mut(&record.chunk) {
-                    c.shares.push((record, Seen::Unknown));
-                }
-            }
+            let records: HashMap<ShareId, ShareRecord> =
+                vault.all_shares()?.into_iter().map(|r| (r.id, r)).collect();
             for c in chunks.values_mut() {
-                c.shares.sort_by_key(|(r, _)| r.index);
+                for slot in &mut c.shares {
+                    // Only a record of this very share, for this chunk, encoding and index.
+                    if let Some(r) = records.get(&slot.id).filter(|r| {
+                        (r.chunk, r.k, r.n, r.index)
+                            == (c.chunk.id, c.chunk.k, c.chunk.n, slot.index)
+                    }) {
+                        slot.record = Some(r.clone());
+                        slot.seen = Seen::Unknown;
+                    }
+                }
             }
             Ok((files, chunks))
         })
@@ -166,18 +204,19 @@ async fn survey(
     let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
     let previous: HashMap<ShareId, ShareState> = chunks
         .values()
-        .flat_map(|c| c.shares.iter().map(|(r, _)| (r.id, r.state)))
+        .flat_map(|c| c.shares.iter().filter_map(|s| s.record.as_ref()))
+        .map(|r| (r.id, r.state))
         .collect();
 
     // Who holds what.
     let mut by_node: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
     for c in chunks.values_mut() {
-        for (record, seen) in &mut c.shares {
-            if lost.contains(&record.peer) || (record.peer != me && !paired.contains(&record.peer))
-            {
-                *seen = Seen::Missing;
+        for slot in &mut c.shares {
+            let Some(peer) = slot.holder() else { continue };
+            if lost.contains(&peer) || (peer != me && !paired.contains(&peer)) {
+                slot.seen = Seen::Missing;
             } else {
-                by_node.entry(record.peer).or_default().push(record.id);
+                by_node.entry(peer).or_default().push(slot.id);
             }
         }
     }
@@ -304,11 +343,12 @@ async fn survey(
     // Record what was seen.
     let mut updates = Vec::new();
     for c in chunks.values_mut() {
-        for (record, seen) in &mut c.shares {
-            if let Some(s) = result.get(&record.id) {
-                *seen = *s;
+        for slot in &mut c.shares {
+            let Some(record) = &slot.record else { continue };
+            if let Some(s) = result.get(&slot.id) {
+                slot.seen = *s;
             }
-            let state = match *seen {
+            let state = match slot.seen {
                 Seen::Good => ShareState::Acked,
                 Seen::Missing => ShareState::Missing,
                 Seen::Bad => ShareState::Bad,
@@ -430,7 +470,14 @@ pub async fn check(
         .collect();
     peers.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
     let count = |s: &str| totals.get(s).copied().unwrap_or(0);
+    // Shares of removed files that peers still keep through their grace period.
+    let (in_grace, oldest) = node.catalog().deletions_in_grace(session.account)?;
     Ok(json!({
+        "deleted_in_grace": {
+            "shares": in_grace,
+            "oldest_deleted_at": oldest,
+            "grace_days": node.store_config().deleted_grace_days,
+        },
         "files": files,
         "healthy": count("healthy"),
         "degraded": count("degraded"),
@@ -438,6 +485,8 @@ pub async fn check(
         "unknown": count("unknown"),
         "chunks": survey.chunks.len(),
         "shares": survey.chunks.values().map(|c| c.shares.len()).sum::<usize>(),
+        // Shares manifests list that no node ever acknowledged (counted missing above).
+        "unrecorded": survey.chunks.values().flat_map(|c| &c.shares).filter(|s| s.record.is_none()).count(),
         "nodes": peers,
         "read": {"shares": survey.read.0, "bad": survey.read.1, "fraction": read_fraction},
         "ok": count("degraded") == 0 && count("lost") == 0,
@@ -472,7 +521,7 @@ pub async fn repair(
             continue;
         }
         if c.count(Seen::Good) < usize::from(c.chunk.k) {
-            lost_chunks.insert(c.chunk.id);
+            lost_chunks.insert((c.chunk.id, c.chunk.k, c.chunk.n));
             continue;
         }
         Progress::add(
@@ -591,21 +640,21 @@ impl RepairCtx {
         let k = usize::from(c.chunk.k);
         let mut got = Vec::with_capacity(k);
         let mut bad = HashSet::new();
-        for (record, seen) in &c.shares {
+        for slot in &c.shares {
             if got.len() == k {
                 break;
             }
-            if *seen != Seen::Good {
+            if slot.seen != Seen::Good {
                 continue;
             }
-            let Some(target) = self.targets.get(&record.peer) else {
+            let Some(target) = slot.holder().and_then(|p| self.targets.get(&p)) else {
                 continue;
             };
-            match target.get(self.vault, record.id, self.timeout).await {
-                Ok(Some(share)) if share.id() == record.id => got.push(share),
-                Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), record.id),
+            match target.get(self.vault, slot.id, self.timeout).await {
+                Ok(Some(share)) if share.id() == slot.id => got.push(share),
+                Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), slot.id),
                 Err(e) => {
-                    tracing::warn!("share {} from {}: {e}", record.id, target.name());
+                    tracing::warn!("share {} from {}: {e}", slot.id, target.name());
                     if matches!(
                         e,
                         Error::Remote {
@@ -613,7 +662,7 @@ impl RepairCtx {
                             ..
                         }
                     ) {
-                        bad.insert(record.id);
+                        bad.insert(slot.id);
                     }
                 }
             }
@@ -632,18 +681,18 @@ impl RepairCtx {
             ));
         }
         let mut c = c;
-        for (record, seen) in &mut c.shares {
-            if served_bad.contains(&record.id) {
-                *seen = Seen::Bad;
+        for slot in &mut c.shares {
+            if served_bad.contains(&slot.id) {
+                slot.seen = Seen::Bad;
             }
         }
-        let broken: Vec<(ShareRecord, Seen)> = c
+        let broken: Vec<Slot> = c
             .shares
             .iter()
-            .filter(|(_, s)| matches!(s, Seen::Missing | Seen::Bad))
+            .filter(|s| matches!(s.seen, Seen::Missing | Seen::Bad))
             .cloned()
             .collect();
-        let wanted: Vec<u8> = broken.iter().map(|(r, _)| r.index).collect();
+        let wanted: Vec<u8> = broken.iter().map(|s| s.index).collect();
         let (chunk, keys) = (c.chunk.clone(), self.session.keys.clone());
         let rebuilt = tokio::task::spawn_blocking(move || {
             ChunkDecoder::new(keys).rebuild(&chunk, &sources, &wanted)
@@ -659,17 +708,17 @@ impl RepairCtx {
         let mut exclude: Vec<NodeId> = c
             .shares
             .iter()
-            .filter(|(_, s)| matches!(s, Seen::Good | Seen::Unknown))
-            .map(|(r, _)| r.peer)
+            .filter(|s| matches!(s.seen, Seen::Good | Seen::Unknown))
+            .filter_map(Slot::holder)
             .collect();
         let bad_holders: Vec<NodeId> = broken
             .iter()
-            .filter(|(_, s)| *s == Seen::Bad)
-            .map(|(r, _)| r.peer)
+            .filter(|s| s.seen == Seen::Bad)
+            .filter_map(Slot::holder)
             .collect();
         let (mut shares, mut bytes) = (0u64, 0u64);
         let mut acks = Vec::new();
-        for ((record, _), share) in broken.iter().zip(rebuilt) {
+        for (slot, share) in broken.iter().zip(rebuilt) {
             let mut placed = None;
             for _attempt in 0..3 {
                 exclude.extend(self.full.list());
@@ -717,11 +766,13 @@ impl RepairCtx {
                 k: c.chunk.k,
                 n: c.chunk.n,
                 share_len: c.chunk.share_len,
-                index: record.index,
-                share: record.id,
+                index: slot.index,
+                share: slot.id,
                 peer: to,
             });
-            if record.peer != to {
+            if let Some(record) = &slot.record
+                && record.peer != to
+            {
                 self.forget_old_copy(record).await;
             }
         }
@@ -756,7 +807,12 @@ impl RepairCtx {
     async fn forget_old_copy(&self, record: &ShareRecord) {
         let deleted = match self.targets.get(&record.peer) {
             Some(t) if !self.lost.contains(&record.peer) => t
-                .delete(self.vault, vec![record.id], self.timeout)
+                .delete(
+                    self.vault,
+                    vec![record.id],
+                    self.session.keys.authority(),
+                    self.timeout,
+                )
                 .await
                 .is_ok(),
             _ => false,
@@ -1003,10 +1059,19 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
     let mut holders: HashSet<NodeId> = HashSet::new();
     let mut chunks = Vec::new();
     for chunk in &manifest.chunks {
-        let records = vault.chunk_shares(&chunk.id)?;
-        let shares: Vec<Value> = records
-            .iter()
-            .map(|r| {
+        // The shares this version lists, by id: another encoding's never stand in for them.
+        let located = vault.locate(&chunk.shares)?;
+        let shares: Vec<Value> = (0u8..)
+            .zip(&chunk.shares)
+            .map(|(index, id)| {
+                let Some(r) = located.get(id).filter(|r| r.index == index) else {
+                    return json!({
+                        "index": index,
+                        "node": null,
+                        "node_name": "no node",
+                        "state": "missing",
+                    });
+                };
                 holders.insert(r.peer);
                 let state = match r.state {
                     ShareState::Missing | ShareState::Bad => "missing",

@@ -121,6 +121,14 @@ pub struct StoreConfig {
     pub layout: String,
     /// Most bytes kept for others; none for no limit but the disk.
     pub quota_bytes: Option<u64>,
+    /// Days a share its owner deleted is kept before it is removed (it is removed earlier only
+    /// by the owner's signed purge, or, oldest first, when the store needs the room).
+    #[serde(default = "default_grace_days")]
+    pub deleted_grace_days: u64,
+}
+
+fn default_grace_days() -> u64 {
+    7
 }
 
 /// A node's home folder.
@@ -319,6 +327,7 @@ impl NodeConfig {
                 root: None,
                 layout: "scatter".into(),
                 quota_bytes: None,
+                deleted_grace_days: default_grace_days(),
             },
             discovery: DiscoveryConfig::default(),
             health: HealthConfig::default(),

@@ -154,6 +154,8 @@ pub struct Node {
     config: Mutex<crate::home::NodeConfig>,
     /// Wakes the automatic repair early (a peer connected).
     health_wake: tokio::sync::Notify,
+    /// Bounds passphrase checks and sign-ups.
+    passphrases: crate::accounts::Gate,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,6 +246,7 @@ impl Node {
             protocol: PROTOCOL_VERSION,
         };
         let transport = Box::new(NoiseTcp::new(identity.clone(), hello));
+        let service = ShareService::new(identity.node_id(), store, Some(heads));
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
             home: home.clone(),
@@ -251,7 +254,7 @@ impl Node {
             transport,
             name: config.name.clone(),
             catalog,
-            service: ShareService::new(store, Some(heads)),
+            service,
             listen,
             advertised,
             options,
@@ -268,6 +271,7 @@ impl Node {
             wakers: Mutex::new(HashMap::new()),
             config: Mutex::new(config.clone()),
             health_wake: tokio::sync::Notify::new(),
+            passphrases: crate::accounts::Gate::default(),
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
         if mode != MdnsMode::Off {
@@ -303,6 +307,7 @@ impl Node {
         node.spawn(accept_loop(node.clone(), listener));
         node.spawn(crate::health::scrub_loop(node.clone()));
         node.spawn(crate::health::repair_loop(node.clone()));
+        node.spawn(expire_loop(node.clone()));
         let token = home.token()?;
         node.spawn(crate::api::serve(node.clone(), api_listener, token));
         *lock(&node.api_addr) = Some(api_addr);
@@ -567,20 +572,23 @@ impl Node {
     ///
     /// Failed attempts are counted per account in the catalog (so across restarts): after `n`
     /// failures the next attempt waits 2^(n−1) s since the last one (1, 2, 4 … at most 60 s)
-    /// before it is even tried.
+    /// before it is even tried. Attempts on one account run one at a time, so the delay holds
+    /// for concurrent ones too, and at most two Argon2 runs share the node's memory.
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
+        let _turn = self.passphrases.turn(account.id).await;
         let wait = crate::accounts::wait_before_attempt(&self.catalog, &account)?;
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        let _argon = self.passphrases.argon().await?;
         let catalog = self.catalog.clone();
         let checked = account.clone();
         let key = tokio::task::spawn_blocking(move || {
             crate::accounts::try_unwrap(&catalog, &checked, &passphrase)
         })
         .await
-        .map_err(|_| Error::Disconnected)??;
+        .map_err(|_| Error::Internal("the passphrase check crashed".into()))??;
         self.unlock(
             user,
             account.id,
@@ -597,12 +605,36 @@ impl Node {
         account: shard_store::AccountId,
         keys: Arc<shard_crypto::VaultKeys>,
     ) -> Arc<Session> {
-        self.sessions.insert(Session {
+        let session = self.sessions.insert(Session {
             user: user.to_string(),
             account,
             keys,
             writer: tokio::sync::Mutex::new(()),
-        })
+        });
+        // Deletions and hand-overs that waited for this vault's signature go out now.
+        if let Some(node) = self.me.upgrade() {
+            self.spawn(async move {
+                for client in node.online_clients() {
+                    settle_with(&node, &client).await;
+                }
+            });
+        }
+        session
+    }
+
+    /// Creates an account from a sign-up (the web UI): rate-limited, and its Argon2 run waits
+    /// for room like a login's. Returns the recovery code.
+    pub async fn sign_up(
+        &self,
+        user: &str,
+        passphrase: zeroize::Zeroizing<String>,
+    ) -> Result<zeroize::Zeroizing<String>> {
+        self.passphrases.signup()?;
+        let _argon = self.passphrases.argon().await?;
+        let (catalog, user) = (self.catalog.clone(), user.to_string());
+        tokio::task::spawn_blocking(move || crate::accounts::create(&catalog, &user, &passphrase))
+            .await
+            .map_err(|_| Error::Internal("the account creation crashed".into()))?
     }
 
     /// The catalog heads this node keeps for others.
@@ -673,6 +705,11 @@ impl Node {
                 any
             }
         }
+    }
+
+    /// The share store's settings.
+    pub fn store_config(&self) -> crate::home::StoreConfig {
+        lock(&self.config).store.clone()
     }
 
     /// The scrub and repair settings.
@@ -1109,7 +1146,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         }) {
             return;
         }
-        flush_deletions(&node, &client).await;
+        settle_with(&node, &client).await;
         // It may report corrupt shares, or end a long absence: let the repair look.
         node.wake_health();
         let started = Instant::now();
@@ -1199,13 +1236,47 @@ impl Node {
     }
 }
 
+/// Ends the grace period of deleted shares: every hour (and soon after start), shares their
+/// owners deleted more than `[store] deleted_grace_days` ago are removed from this node's store,
+/// and the catalog forgets the deletions its peers carried out as long ago.
+async fn expire_loop(node: Arc<Node>) {
+    let mut stop = node.shutdown_signal();
+    let mut wait = Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        wait = Duration::from_secs(3600);
+        let grace_days = lock(&node.config).store.deleted_grace_days;
+        let grace = i64::try_from(grace_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        let before = unix_now().saturating_sub(grace);
+        let store = node.store().clone();
+        let catalog = node.catalog.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let expired = store.expire(before)?;
+            let forgotten = catalog.forget_deletions(before)?;
+            Ok::<_, shard_store::Error>((expired, forgotten))
+        })
+        .await;
+        match done {
+            Ok(Ok(((0, _), _))) => {}
+            Ok(Ok(((count, bytes), _))) => tracing::info!(
+                "removed {count} deleted shares ({bytes} bytes) whose {grace_days}-day grace period ended"
+            ),
+            Ok(Err(e)) => tracing::warn!("deleted shares could not be expired: {e}"),
+            Err(_) => tracing::warn!("the expiry of deleted shares failed"),
+        }
+    }
+}
+
 /// Carries out the deletions queued for this node's own store.
 fn flush_local_deletions(catalog: &Catalog, store: &dyn ShareStore, me: NodeId) {
     let Ok(pending) = catalog.pending_deletions(&me) else {
         return;
     };
     let mut by_vault: HashMap<[u8; 16], Vec<shard_proto::ShareId>> = HashMap::new();
-    for (vault, share) in &pending {
+    for (_, vault, share) in &pending {
         by_vault.entry(*vault).or_default().push(*share);
     }
     for (vault, shares) in by_vault {
@@ -1219,36 +1290,71 @@ fn flush_local_deletions(catalog: &Catalog, store: &dyn ShareStore, me: NodeId) 
     }
 }
 
-/// Sends a reconnected peer the deletions queued while it was away.
-async fn flush_deletions(node: &Node, client: &Arc<PeerClient>) {
+/// Settles what this node owes a connected peer for the unlocked accounts: deletions queued
+/// while it was away, and hand-overs of recovered vaults it missed. Both need the vault
+/// authority's signature, so a locked account's wait for its next login.
+async fn settle_with(node: &Node, client: &Arc<PeerClient>) {
     let peer = client.peer().id;
+    let name = &client.peer().hello.name;
+    let timeout = node.options.request_timeout;
+    match node.catalog.pending_adoptions(&peer) {
+        Ok(accounts) => {
+            for account in accounts {
+                let Some(session) = node.sessions.by_account(account) else {
+                    continue;
+                };
+                match client
+                    .adopt(session.vault(), session.keys.authority(), timeout)
+                    .await
+                {
+                    Ok(moved) => {
+                        if let Err(e) = node.catalog.adoption_done(account, &peer) {
+                            tracing::warn!("could not record the hand-over by {name}: {e}");
+                        }
+                        tracing::info!(
+                            "{name} handed the vault of {} over to this node ({moved} shares)",
+                            session.user
+                        );
+                    }
+                    Err(e) => tracing::warn!("{name} did not hand the vault over yet: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!("could not read the hand-overs owed by {name}: {e}"),
+    }
     let Ok(pending) = node.catalog.pending_deletions(&peer) else {
         return;
     };
-    if pending.is_empty() {
-        return;
+    let mut by_vault: HashMap<(shard_store::AccountId, [u8; 16]), Vec<shard_proto::ShareId>> =
+        HashMap::new();
+    for (account, vault, share) in &pending {
+        by_vault.entry((*account, *vault)).or_default().push(*share);
     }
-    let mut by_vault: HashMap<[u8; 16], Vec<shard_proto::ShareId>> = HashMap::new();
-    for (vault, share) in &pending {
-        by_vault.entry(*vault).or_default().push(*share);
-    }
-    for (vault, shares) in by_vault {
-        if client
-            .delete(vault, shares.clone(), node.options.request_timeout)
-            .await
-            .is_ok()
-        {
-            let done: Vec<_> = shares.into_iter().map(|s| (vault, s)).collect();
+    for ((account, vault), shares) in by_vault {
+        let Some(session) = node.sessions.by_account(account) else {
+            continue;
+        };
+        for batch in shares.chunks(shard_proto::MAX_IDS_PER_REQUEST) {
+            let sent = client
+                .delete(
+                    vault,
+                    batch.to_vec(),
+                    false,
+                    session.keys.authority(),
+                    timeout,
+                )
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!("{name} did not take the queued deletions: {e}");
+                break;
+            }
+            let done: Vec<_> = batch.iter().map(|s| (vault, *s)).collect();
             if let Err(e) = node.catalog.deletions_done(&peer, &done) {
-                tracing::warn!(
-                    "could not record deletions on {}: {e}",
-                    client.peer().hello.name
-                );
+                tracing::warn!("could not record deletions on {name}: {e}");
             } else {
                 tracing::info!(
-                    "deleted {} shares on {} queued while it was offline",
-                    done.len(),
-                    client.peer().hello.name
+                    "deleted {} shares on {name} queued while it was offline",
+                    done.len()
                 );
             }
         }

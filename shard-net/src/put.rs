@@ -14,6 +14,13 @@
 //! Resume and dedup are the same mechanism: before sending a chunk, the catalog is asked which
 //! of its shares are already acknowledged, and only the others are sent. The same file put
 //! again sends nothing; a put interrupted and run again sends only what was not acknowledged.
+//!
+//! A chunk stored before keeps its encoding ([`choose_encoding`]): its `k`-of-`n` is reused
+//! when it survives at least as many losses as the put asks for, and its missing shares are
+//! sent again (encoding is deterministic: the same chunk and `k`-of-`n` give the same shares).
+//! Otherwise the chunk is stored a second time, with the put's redundancy, as an encoding of
+//! its own: an encoding is never changed in place, so versions stored before keep exactly the
+//! shares their manifests list.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -29,8 +36,8 @@ use sha2::{Digest, Sha256};
 use shard_crypto::Label;
 use shard_proto::{ChunkId, Manifest, NodeId};
 use shard_store::{
-    AckedShare, ChunkEncoder, ChunkReader, ChunkSizes, EncodedChunk, FileKind, FileMeta,
-    KeyedFastCdc, Redundancy, ShareState,
+    AckedShare, ChunkEncoder, ChunkReader, ChunkSizes, EncodedChunk, Encoding, FileKind, FileMeta,
+    KeyedFastCdc, Redundancy, ShareRecord, ShareState,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -215,6 +222,8 @@ enum Encoded {
         file: usize,
         seq: usize,
         chunk: EncodedChunk,
+        /// Stored before with another (at least as strong) redundancy, kept as it is.
+        earlier: bool,
     },
     FileDone {
         file: usize,
@@ -247,16 +256,61 @@ impl<R: Read> Read for Hashing<R> {
 /// Threads that encode chunks (id, seal, Reed-Solomon, share ids) while one reads and cuts.
 const ENCODERS: usize = 2;
 
+/// Whether a recorded share still counts: acknowledged, on this node or a paired one.
+pub(crate) type Usable<'a> = &'a (dyn Fn(&ShareRecord) -> bool + Sync);
+
+/// The encoding a chunk is stored with, given the encodings the catalog already has of it:
+/// an existing one if it survives at least as many losses as `asked` and is either complete
+/// (every share usable) or can be completed on the `online` nodes; among several, the complete
+/// ones first, then `asked` itself, then the one missing fewest shares, then the smallest.
+/// Otherwise `asked`: a new encoding of its own.
+pub(crate) fn choose_encoding(
+    asked: Redundancy,
+    existing: &[Encoding],
+    online: usize,
+    usable: Usable<'_>,
+) -> Redundancy {
+    existing
+        .iter()
+        .filter_map(|e| {
+            let r = Redundancy::new(e.k, e.n).ok()?;
+            let have = (0..e.n)
+                .filter(|i| e.shares.iter().any(|s| s.index == *i && usable(s)))
+                .count();
+            let missing = usize::from(e.n) - have;
+            let fits = missing == 0 || usize::from(e.n) <= online;
+            (r.tolerance() >= asked.tolerance() && fits).then_some((
+                missing > 0,
+                r != asked,
+                missing,
+                e.n,
+                r,
+            ))
+        })
+        .min_by_key(|(incomplete, other, missing, n, _)| (*incomplete, *other, *missing, *n))
+        .map_or(asked, |(.., r)| r)
+}
+
+/// How the encoder threads pick each chunk's encoding (see [`choose_encoding`]).
+struct Chooser<'a> {
+    node: &'a Node,
+    session: &'a Session,
+    asked: Redundancy,
+    online: usize,
+    usable: Usable<'a>,
+}
+
 /// Reads and cuts files on this thread (content-defined chunking is sequential) and encodes the
 /// chunks on [`ENCODERS`] threads, so a single large file uses more than one core.
 fn encode_files(
     entries: &[Entry],
-    session: &Session,
-    redundancy: Redundancy,
+    chooser: &Chooser<'_>,
     hash: bool,
     mut upload: Option<Box<dyn Read + Send>>,
     tx: &mpsc::Sender<Encoded>,
 ) -> Result<()> {
+    let session = chooser.session;
+    let redundancy = chooser.asked;
     let keys = session.keys.clone();
     // One keyed chunker for the whole put: its gear table is drawn once, not per file.
     let chunker = KeyedFastCdc::new(
@@ -272,6 +326,7 @@ fn encode_files(
                 let Ok(mut encoder) = ChunkEncoder::new(keys, redundancy) else {
                     return;
                 };
+                let catalog = chooser.node.catalog().vault(session.account, &session.keys);
                 loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -280,8 +335,25 @@ fn encode_files(
                     let Ok((file, seq, plain)) = job else {
                         return;
                     };
-                    let message = match encoder.encode(&plain) {
-                        Ok(chunk) => Encoded::Chunk { file, seq, chunk },
+                    let mut earlier = false;
+                    let encoded = encoder.encode_choosing(&plain, |id| {
+                        let existing = catalog.encodings(id)?;
+                        let chosen = choose_encoding(
+                            chooser.asked,
+                            &existing,
+                            chooser.online,
+                            chooser.usable,
+                        );
+                        earlier = chosen != chooser.asked;
+                        Ok(chosen)
+                    });
+                    let message = match encoded {
+                        Ok(chunk) => Encoded::Chunk {
+                            file,
+                            seq,
+                            chunk,
+                            earlier,
+                        },
                         Err(e) => Encoded::FileFailed {
                             file,
                             error: e.to_string(),
@@ -529,8 +601,15 @@ pub(crate) async fn send_chunk(
     Err("shares could not be placed after several attempts".into())
 }
 
+/// One encoding of a chunk: (chunk, k, n). The unit put tracks, dedups and commits.
+type EncKey = (ChunkId, u8, u8);
+
+fn enc_key(chunk: &shard_proto::ChunkRef) -> EncKey {
+    (chunk.id, chunk.k, chunk.n)
+}
+
 /// What a chunk's send task returns: the new acks and the share bytes sent, or why it failed.
-type ChunkOutcome = (ChunkId, std::result::Result<(Vec<AckedShare>, u64), String>);
+type ChunkOutcome = (EncKey, std::result::Result<(Vec<AckedShare>, u64), String>);
 
 struct FileTrack {
     /// Chunk refs received so far, by position in the file.
@@ -656,13 +735,28 @@ async fn store(
         full: FullNodes::default(),
     });
 
+    // Shares that still count: acknowledged, on this node or a paired one (a share on a node
+    // since unpaired is sent again, to another).
+    let me = node.node_id();
+    let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
+    let usable = Arc::new(move |s: &ShareRecord| {
+        s.state == ShareState::Acked && (s.peer == me || paired.contains(&s.peer))
+    });
+
     // Encoder thread.
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
     let enc_entries = entries.clone();
-    let enc_session = session.clone();
+    let (enc_node, enc_session, enc_usable) = (node.clone(), session.clone(), usable.clone());
     let hash = request.move_original;
     let encoder = tokio::task::spawn_blocking(move || {
-        encode_files(&enc_entries, &enc_session, redundancy, hash, upload, &tx)
+        let chooser = Chooser {
+            node: &enc_node,
+            session: &enc_session,
+            asked: redundancy,
+            online,
+            usable: enc_usable.as_ref(),
+        };
+        encode_files(&enc_entries, &chooser, hash, upload, &tx)
     });
 
     let vault = node.catalog().vault(session.account, &session.keys);
@@ -677,15 +771,15 @@ async fn store(
             committed: false,
         })
         .collect();
-    let mut complete: HashSet<ChunkId> = HashSet::new();
-    let mut in_flight: HashSet<ChunkId> = HashSet::new();
-    let mut chunk_files: HashMap<ChunkId, Vec<usize>> = HashMap::new();
-    let mut chunk_len: HashMap<ChunkId, u64> = HashMap::new();
+    let mut complete: HashSet<EncKey> = HashSet::new();
+    let mut in_flight: HashSet<EncKey> = HashSet::new();
+    let mut chunk_files: HashMap<EncKey, Vec<usize>> = HashMap::new();
+    let mut chunk_len: HashMap<EncKey, u64> = HashMap::new();
     let mut pending_acks: Vec<AckedShare> = Vec::new();
-    let mut recorded_complete: Vec<ChunkId> = Vec::new();
     let mut set: JoinSet<ChunkOutcome> = JoinSet::new();
     let (mut chunks_total, mut chunks_sent, mut chunks_dedup, mut shares_sent, mut bytes_sent) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut chunks_earlier = 0u64;
     let mut encoder_open = true;
     let mut bytes_in_flight = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -694,9 +788,10 @@ async fn store(
         tokio::select! {
             message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT && bytes_in_flight < BYTES_IN_FLIGHT => match message {
                 None => encoder_open = false,
-                Some(Encoded::Chunk { file, seq, chunk }) => {
-                    let id = chunk.chunk.id;
+                Some(Encoded::Chunk { file, seq, chunk, earlier }) => {
+                    let id = enc_key(&chunk.chunk);
                     chunks_total += 1;
+                    chunks_earlier += u64::from(earlier);
                     if let Some(track) = files.get_mut(file) {
                         track.refs.insert(seq, chunk.chunk.clone());
                         track.try_manifest();
@@ -710,18 +805,19 @@ async fn store(
                     if !in_flight.insert(id) {
                         continue;
                     }
+                    // Only the very shares this encoding lists count, where they still count.
+                    let c = &chunk.chunk;
                     let acked: HashMap<u8, NodeId> = vault
-                        .chunk_shares(&id)?
+                        .encoding_shares(&c.id, c.k, c.n)?
                         .into_iter()
-                        .filter(|s| s.state == ShareState::Acked)
+                        .filter(|s| usable(s) && c.shares.get(usize::from(s.index)) == Some(&s.id))
                         .map(|s| (s.index, s.peer))
                         .collect();
-                    if acked.len() >= usize::from(chunk.chunk.n) {
+                    if acked.len() >= usize::from(c.n) {
                         chunks_dedup += 1;
                         in_flight.remove(&id);
                         complete.insert(id);
-                        recorded_complete.push(id);
-                        Progress::add(&progress.bytes_done, u64::from(chunk.chunk.len));
+                        Progress::add(&progress.bytes_done, u64::from(c.len));
                         continue;
                     }
                     chunks_sent += 1;
@@ -752,7 +848,6 @@ async fn store(
                         bytes_sent += bytes;
                         pending_acks.extend(acks);
                         complete.insert(id);
-                        recorded_complete.push(id);
                         Progress::add(&progress.bytes_done, chunk_len.get(&id).copied().unwrap_or(0));
                     }
                     Err(error) => {
@@ -765,7 +860,7 @@ async fn store(
                 }
             },
             _ = tick.tick() => {
-                flush(&vault, &mut pending_acks, &mut recorded_complete, &complete, &mut files, &entries, progress)?;
+                flush(&vault, &mut pending_acks, &complete, &mut files, &entries, progress)?;
             },
             else => break,
         }
@@ -777,7 +872,6 @@ async fn store(
     flush(
         &vault,
         &mut pending_acks,
-        &mut recorded_complete,
         &complete,
         &mut files,
         &entries,
@@ -803,6 +897,7 @@ async fn store(
         "chunks": chunks_total,
         "chunks_sent": chunks_sent,
         "chunks_already_stored": chunks_dedup,
+        "chunks_kept_at_earlier_redundancy": chunks_earlier,
         "shares_sent": shares_sent,
         "share_bytes_sent": bytes_sent,
         "skipped": warnings,
@@ -860,8 +955,7 @@ impl FileTrack {
 fn flush(
     vault: &shard_store::VaultCatalog<'_>,
     pending_acks: &mut Vec<AckedShare>,
-    recorded: &mut Vec<ChunkId>,
-    complete: &HashSet<ChunkId>,
+    complete: &HashSet<EncKey>,
     files: &mut [FileTrack],
     entries: &[Entry],
     progress: &Progress,
@@ -871,7 +965,6 @@ fn flush(
         pending_acks.clear();
         crate::crash_point!("put:acks-recorded");
     }
-    recorded.clear();
     let ready: Vec<usize> = files
         .iter()
         .enumerate()
@@ -880,7 +973,7 @@ fn flush(
                 && t.failed.is_none()
                 && t.manifest
                     .as_ref()
-                    .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&c.id)))
+                    .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&enc_key(c))))
         })
         .map(|(i, _)| i)
         .collect();

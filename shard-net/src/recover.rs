@@ -3,10 +3,12 @@
 //! 1. The recovery code gives the vault key, hence the vault id and every derived key.
 //! 2. Every connected peer is asked for the vault's catalog head; the newest one that opens
 //!    under the vault key wins (a forged or altered head does not open).
-//! 3. The vault is taken over on each peer: this node reveals the adoption secret of the head's
-//!    epoch; peers check it against the head's verifier, move the vault's shares to this node's
-//!    namespace, and from then on accept heads only from here (the next epoch's secret guards
-//!    the next hand-over). The old node, if it comes back, can no longer delete anything.
+//! 3. The vault is taken over on each peer: a hand-over signed by the vault authority (derived
+//!    from the vault key; each peer checks it against the vault id, for itself and a fresh
+//!    challenge of its own, so nothing a peer sees is worth anything at another). Peers move the
+//!    vault's shares to this node's namespace and from then on accept heads only from here. The
+//!    old node, if it comes back, can no longer reach them. Peers that hold shares of the vault
+//!    but are offline now are remembered and handed the vault over when they connect.
 //! 4. The snapshot's shares are fetched and decoded, the snapshot opened, and the catalog
 //!    rebuilt under an account of the snapshot's name, with a new passphrase.
 //! 5. A fresh snapshot and head are written by the new owner.
@@ -14,7 +16,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code, sha256};
+use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code};
 use shard_proto::Share;
 use shard_store::{ChunkDecoder, VaultSnapshot, VaultState};
 use zeroize::Zeroizing;
@@ -82,16 +84,16 @@ pub async fn recover(
         )));
     }
 
-    // 3. Take the vault over on every peer that knows it.
-    let proof = *keys.adoption_secret(payload.epoch).expose();
-    let next = sha256(keys.adoption_secret(payload.epoch + 1).expose());
+    // 3. Take the vault over on every peer that is here.
     let mut moved = 0u64;
     let mut adopted_on = 0usize;
+    let mut handed_over = std::collections::HashSet::new();
     for (client, _) in &peers {
-        match client.adopt(vault, proof, next, timeout).await {
+        match client.adopt(vault, keys.authority(), timeout).await {
             Ok(n) => {
                 moved += n;
                 adopted_on += 1;
+                handed_over.insert(client.peer().id);
             }
             Err(e) => tracing::info!(
                 "{} did not hand the vault over: {e}",
@@ -147,9 +149,21 @@ pub async fn recover(
     catalog.import(&snapshot)?;
     catalog.set_state(&VaultState {
         seq,
-        epoch: payload.epoch + 1,
         snapshot: None,
     })?;
+    // Peers holding shares of the vault that did not hand it over now (offline): when they
+    // connect.
+    let me = node.node_id();
+    let mut owed: Vec<shard_proto::NodeId> = snapshot
+        .shares
+        .iter()
+        .map(|s| s.peer)
+        .chain(payload.holders.iter().flatten().copied())
+        .filter(|p| *p != me && !handed_over.contains(p))
+        .collect();
+    owed.sort();
+    owed.dedup();
+    node.catalog().add_adoptions(account, &owed)?;
     crate::crash_point!("recover:imported");
     let session = node.unlock(&account_name, account, keys);
 
@@ -161,5 +175,7 @@ pub async fn recover(
         "catalog_head": seq,
         "peers_handed_over": adopted_on,
         "shares_moved": moved,
+        // Offline now: they hand the vault over when they connect (while it is unlocked).
+        "peers_owing_hand_over": owed.len(),
     }))
 }

@@ -1,15 +1,24 @@
 //! Requests over a channel: the client side ([`PeerClient`]: ids, many calls in flight, a
 //! timeout on every call) and the serving side ([`serve_channel`]: answers a peer's requests
 //! from a [`ShareStore`], only ever in that peer's own namespace).
+//!
+//! What only a vault's owner may do — delete its shares, store or replace its catalog head,
+//! take the vault over after a recovery — is answered only for a [`Request::Authorized`]: the
+//! vault authority's signature (a key derived from the vault key, certified by the vault id)
+//! over this node's id, a challenge this node issued to that peer moments ago and not used
+//! since, and the operation. The node key alone (a stolen laptop without the passphrase, a
+//! paired node that learned a vault id) gets a typed refusal and a log line naming it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use shard_crypto::{AuthorityKey, VaultAuthority, VaultId};
 use shard_proto::{
-    ErrorCode, Message, Namespace, NodeId, Request, Response, Share, ShareId, VaultRef,
+    CHALLENGE_LEN, ErrorCode, Message, Namespace, NodeId, Request, Response, Share, ShareId,
+    VaultAuth, VaultOp, VaultRef,
 };
 use shard_store::{HeadStore, ShareStore, Usage};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -180,14 +189,43 @@ impl PeerClient {
         }
     }
 
-    /// Deletes shares; returns how many the peer removed.
+    /// A fresh challenge for an authorized request.
+    pub async fn challenge(&self, timeout: Duration) -> Result<[u8; CHALLENGE_LEN]> {
+        match self.call(Request::Challenge, timeout).await? {
+            Response::Challenge { nonce } => Ok(nonce),
+            _ => Err(Error::UnexpectedResponse("challenge")),
+        }
+    }
+
+    /// Asks for what only the vault's owner may do, signed by `authority` for this peer and a
+    /// fresh challenge from it.
+    pub async fn authorized(
+        &self,
+        op: VaultOp,
+        authority: &VaultAuthority,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let challenge = self.challenge(timeout).await?;
+        let auth = VaultAuth {
+            key: authority.public().0,
+            challenge,
+            signature: authority.sign(&op.signed_message(&self.peer.id, &challenge)),
+        };
+        self.call(Request::Authorized { op, auth }, timeout).await
+    }
+
+    /// Deletes shares (kept through the peer's grace period unless `purge`); returns how many
+    /// the peer deleted.
     pub async fn delete(
         &self,
         vault: VaultRef,
         ids: Vec<ShareId>,
+        purge: bool,
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
-        match self.call(Request::Delete { vault, ids }, timeout).await? {
+        let op = VaultOp::Delete { vault, ids, purge };
+        match self.authorized(op, authority, timeout).await? {
             Response::Deleted { count } => Ok(count),
             _ => Err(Error::UnexpectedResponse("delete")),
         }
@@ -240,21 +278,11 @@ impl PeerClient {
         vault: VaultRef,
         seq: u64,
         head: Bytes,
-        verifier: [u8; 32],
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<()> {
-        match self
-            .call(
-                Request::PutCatalogHead {
-                    vault,
-                    seq,
-                    head,
-                    verifier,
-                },
-                timeout,
-            )
-            .await?
-        {
+        let op = VaultOp::PutCatalogHead { vault, seq, head };
+        match self.authorized(op, authority, timeout).await? {
             Response::HeadStored => Ok(()),
             _ => Err(Error::UnexpectedResponse("put catalog head")),
         }
@@ -264,19 +292,11 @@ impl PeerClient {
     pub async fn adopt(
         &self,
         vault: VaultRef,
-        proof: [u8; 32],
-        verifier: [u8; 32],
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
         match self
-            .call(
-                Request::Adopt {
-                    vault,
-                    proof,
-                    verifier,
-                },
-                timeout,
-            )
+            .authorized(VaultOp::Adopt { vault }, authority, timeout)
             .await?
         {
             Response::Adopted { moved } => Ok(moved),
@@ -299,10 +319,12 @@ impl PeerClient {
                 used,
                 shares,
                 quota,
+                reclaimable,
             } => Ok(Usage {
                 used,
                 shares,
                 quota,
+                reclaimable,
             }),
             _ => Err(Error::UnexpectedResponse("usage")),
         }
@@ -370,20 +392,70 @@ type PutJob = (
     oneshot::Sender<std::result::Result<(), shard_store::Error>>,
 );
 
+/// How long a challenge stays good.
+const CHALLENGE_TTL: Duration = Duration::from_secs(120);
+/// Challenges outstanding per requesting node (older ones are forgotten first).
+const CHALLENGES_PER_NODE: usize = 16;
+
+/// Challenges this node issued for authorized requests: per requesting node, a few, each good
+/// once and for [`CHALLENGE_TTL`].
+#[derive(Default)]
+struct Challenges {
+    issued: Mutex<HashMap<NodeId, VecDeque<Issued>>>,
+}
+
+/// A challenge and when it was issued.
+type Issued = ([u8; CHALLENGE_LEN], Instant);
+
+impl Challenges {
+    fn issue(&self, to: NodeId) -> Result<[u8; CHALLENGE_LEN]> {
+        let mut nonce = [0u8; CHALLENGE_LEN];
+        shard_crypto::fill_random(&mut nonce)?;
+        let mut issued = lock(&self.issued);
+        let queue = issued.entry(to).or_default();
+        queue.retain(|(_, at)| at.elapsed() < CHALLENGE_TTL);
+        if queue.len() >= CHALLENGES_PER_NODE {
+            queue.pop_front();
+        }
+        queue.push_back((nonce, Instant::now()));
+        Ok(nonce)
+    }
+
+    /// Spends `nonce` if it was issued to `from`, is fresh and unused.
+    fn spend(&self, from: &NodeId, nonce: &[u8; CHALLENGE_LEN]) -> bool {
+        let mut issued = lock(&self.issued);
+        let Some(queue) = issued.get_mut(from) else {
+            return false;
+        };
+        let found = queue
+            .iter()
+            .position(|(n, at)| shard_crypto::ct_eq(n, nonce) && at.elapsed() < CHALLENGE_TTL);
+        found.and_then(|i| queue.remove(i)).is_some()
+    }
+}
+
 /// Answers peers' requests from a share store.
 pub struct ShareService {
+    me: NodeId,
     store: Arc<dyn ShareStore>,
     heads: Option<Arc<HeadStore>>,
     puts: mpsc::Sender<PutJob>,
+    challenges: Challenges,
 }
 
 impl ShareService {
-    /// A service over `store` (and `heads`, if this node keeps catalog heads); starts the put
-    /// batcher.
-    pub fn new(store: Arc<dyn ShareStore>, heads: Option<Arc<HeadStore>>) -> Arc<Self> {
+    /// A service of node `me` over `store` (and `heads`, if this node keeps catalog heads);
+    /// starts the put batcher.
+    pub fn new(me: NodeId, store: Arc<dyn ShareStore>, heads: Option<Arc<HeadStore>>) -> Arc<Self> {
         let (puts, jobs) = mpsc::channel(1024);
         tokio::spawn(put_batcher(store.clone(), jobs));
-        Arc::new(Self { store, heads, puts })
+        Arc::new(Self {
+            me,
+            store,
+            heads,
+            puts,
+            challenges: Challenges::default(),
+        })
     }
 
     /// The catalog heads this node keeps.
@@ -445,9 +517,9 @@ impl ShareService {
         }
     }
 
-    /// The answer to one request from `owner`.
-    pub async fn handle(&self, owner: NodeId, body: Request) -> Response {
-        match self.handle_with_share(owner, body).await {
+    /// The answer to one request from `owner` (called `who` in logs).
+    pub async fn handle(&self, owner: NodeId, who: &str, body: Request) -> Response {
+        match self.handle_with_share(owner, who, body).await {
             (Response::Share { .. }, Some(share)) => Response::Share {
                 share: Bytes::from(share.to_bytes()),
             },
@@ -455,9 +527,90 @@ impl ShareService {
         }
     }
 
+    /// Checks an authorized request from `from`: the challenge is one this node issued to it
+    /// and is spent now (whatever follows), and the signature is the vault authority's — the
+    /// key the vault id certifies — over this node's id, the challenge and `op`.
+    fn authorize(
+        &self,
+        from: &NodeId,
+        op: &VaultOp,
+        auth: &VaultAuth,
+    ) -> std::result::Result<(), &'static str> {
+        if !self.challenges.spend(from, &auth.challenge) {
+            return Err("its challenge is unknown, expired or already used");
+        }
+        let message = op.signed_message(&self.me, &auth.challenge);
+        AuthorityKey(auth.key)
+            .verify(&VaultId(*op.vault()), &message, &auth.signature)
+            .map_err(|_| "it is not signed by the vault's authority for this node")
+    }
+
+    /// Carries out an authorized operation (already checked).
+    async fn vault_op(
+        &self,
+        owner: NodeId,
+        op: VaultOp,
+    ) -> std::result::Result<Response, Response> {
+        match op {
+            VaultOp::Delete { vault, ids, purge } => {
+                let ns = Namespace { owner, vault };
+                self.blocking(move |s| {
+                    if purge {
+                        s.purge(&ns, &ids)
+                    } else {
+                        s.delete(&ns, &ids)
+                    }
+                })
+                .await
+                .map(|count| Response::Deleted { count })
+            }
+            VaultOp::PutCatalogHead { vault, seq, head } => self
+                .with_heads(move |h, store| {
+                    #[cfg(feature = "adversary")]
+                    if crate::adversary::active(crate::adversary::Lie::OldHeads)
+                        && h.get(&vault)?.is_some()
+                    {
+                        return Ok(());
+                    }
+                    // Heads are kept only for vaults whose shares the sender keeps here (or
+                    // whose head it already owns): a head points at shares, it is not storage.
+                    let holds = !store.list(&Namespace { owner, vault }, None, 1)?.is_empty()
+                        || h.get(&vault)?.is_some_and(|kept| kept.owner == owner);
+                    if !holds {
+                        return Err(shard_store::Error::NoSharesForHead);
+                    }
+                    h.put(&owner, &vault, seq, &head)
+                })
+                .await
+                .map(|()| Response::HeadStored),
+            VaultOp::Adopt { vault } => self
+                .with_heads(move |h, store| {
+                    // Every namespace holding the vault's shares (the old node's, and any an
+                    // interrupted recovery left) moves to the asker, then the head. Both steps
+                    // are idempotent: a crash in between is finished by the next hand-over.
+                    let to = Namespace { owner, vault };
+                    let mut moved = 0;
+                    for from in store.namespaces()? {
+                        if from.vault == vault && from.owner != owner {
+                            moved += store.move_namespace(&from, &to)?;
+                        }
+                    }
+                    h.adopt(&owner, &vault)?;
+                    Ok(moved)
+                })
+                .await
+                .map(|moved| Response::Adopted { moved }),
+        }
+    }
+
     /// The answer to one request; a share to send back travels beside it (a placeholder in the
     /// response), so it is not copied into the message.
-    async fn handle_with_share(&self, owner: NodeId, body: Request) -> (Response, Option<Share>) {
+    async fn handle_with_share(
+        &self,
+        owner: NodeId,
+        who: &str,
+        body: Request,
+    ) -> (Response, Option<Share>) {
         let ns = |vault: VaultRef| Namespace { owner, vault };
         let result = match body {
             Request::Ping { nonce } => Ok(Response::Pong { nonce }),
@@ -500,12 +653,6 @@ impl ShareService {
                     .await
                     .map(|have| Response::Have { have })
             }
-            Request::Delete { vault, ids } => {
-                let ns = ns(vault);
-                self.blocking(move |s| s.delete(&ns, &ids))
-                    .await
-                    .map(|count| Response::Deleted { count })
-            }
             Request::List {
                 vault,
                 after,
@@ -521,7 +668,27 @@ impl ShareService {
                 used: u.used,
                 shares: u.shares,
                 quota: u.quota,
+                reclaimable: u.reclaimable,
             }),
+            Request::Challenge => match self.challenges.issue(owner) {
+                Ok(nonce) => Ok(Response::Challenge { nonce }),
+                Err(_) => Err(error(ErrorCode::Internal, "no randomness for a challenge")),
+            },
+            Request::Authorized { op, auth } => match self.authorize(&owner, &op, &auth) {
+                Ok(()) => self.vault_op(owner, op).await,
+                Err(why) => {
+                    tracing::warn!(
+                        "refused a {} for vault {} from {who} ({}): {why}",
+                        op.name(),
+                        hex::encode(op.vault()),
+                        crate::identity::short_fingerprint(&owner),
+                    );
+                    Err(error(
+                        ErrorCode::Unauthorized,
+                        &format!("{} refused: {why}", op.name()),
+                    ))
+                }
+            },
             Request::CatalogHead { vault } => {
                 self.with_heads(move |h, _| h.get(&vault))
                     .await
@@ -529,23 +696,6 @@ impl ShareService {
                         head: head.map(|h| (h.seq, Bytes::from(h.head))),
                     })
             }
-            Request::PutCatalogHead {
-                vault,
-                seq,
-                head,
-                verifier,
-            } => self
-                .with_heads(move |h, _| {
-                    #[cfg(feature = "adversary")]
-                    if crate::adversary::active(crate::adversary::Lie::OldHeads)
-                        && h.get(&vault)?.is_some()
-                    {
-                        return Ok(());
-                    }
-                    h.put(&owner, &vault, seq, &head, &verifier)
-                })
-                .await
-                .map(|()| Response::HeadStored),
             Request::Quarantined { vault } => {
                 let ns = ns(vault);
                 self.blocking(move |s| s.quarantined(&ns))
@@ -555,31 +705,6 @@ impl ShareService {
                         Response::Quarantined { ids }
                     })
             }
-            Request::Adopt {
-                vault,
-                proof,
-                verifier,
-            } => self
-                .with_heads(move |h, store| {
-                    // Already ours (a recovery run again): nothing to prove, nothing to move.
-                    if h.get(&vault)?.is_some_and(|head| head.owner == owner) {
-                        return Ok(0);
-                    }
-                    // Proof first, then the shares, then the head: a crash in between leaves
-                    // the head with the old owner, and the same proof finishes the move.
-                    let previous = h.check_adoption(&vault, &proof)?;
-                    let moved = store.move_namespace(
-                        &Namespace {
-                            owner: previous,
-                            vault,
-                        },
-                        &Namespace { owner, vault },
-                    )?;
-                    h.adopt(&owner, &vault, &proof, &verifier)?;
-                    Ok(moved)
-                })
-                .await
-                .map(|moved| Response::Adopted { moved }),
         };
         (result.unwrap_or_else(|e| e), None)
     }
@@ -596,7 +721,7 @@ fn store_error(e: &shard_store::Error) -> Response {
     use shard_store::Error as S;
     let code = match e {
         S::Full { .. } => ErrorCode::Full,
-        S::StaleHead { .. } | S::NotHeadOwner | S::BadAdoptionProof => ErrorCode::Refused,
+        S::StaleHead { .. } | S::NotHeadOwner | S::NoSharesForHead => ErrorCode::Refused,
         S::NoSuchFile(_) => ErrorCode::NotFound,
         S::Corrupt { .. } => ErrorCode::Corrupt,
         S::Format(_) | S::InvalidParameters(_) => ErrorCode::BadRequest,
@@ -716,8 +841,9 @@ pub async fn serve_channel(
                 };
                 let service = service.clone();
                 let answers = answers.clone();
+                let who = peer.hello.name.clone();
                 tokio::spawn(async move {
-                    let (body, share) = service.handle_with_share(owner, body).await;
+                    let (body, share) = service.handle_with_share(owner, &who, body).await;
                     let _ = answers.send((Message::Response { id, body }, share)).await;
                     drop(permit);
                 });

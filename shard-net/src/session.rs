@@ -82,6 +82,11 @@ impl Sessions {
         }
     }
 
+    /// The session of the account with row id `account`, if it is unlocked.
+    pub fn by_account(&self, account: AccountId) -> Option<Arc<Session>> {
+        self.lock().values().find(|s| s.account == account).cloned()
+    }
+
     /// Names of the logged-in users.
     pub fn users(&self) -> Vec<String> {
         let mut users: Vec<String> = self.lock().keys().cloned().collect();

@@ -6,13 +6,13 @@
 //! the vault's shares. A head is:
 //! ```text
 //! seq       the head's sequence number (peers keep only the newest from the vault's owner)
-//! payload   sealed with the catalog key, AAD = "shard head v1" ‖ vault id ‖ seq:
-//!           postcard (account name, epoch, snapshot manifest, holders: the node of each
-//!           snapshot share)
-//! verifier  SHA-256 of the vault's adoption secret of this epoch (see `shard_store::HeadStore`)
+//! payload   sealed with the catalog key, AAD = "shard head v2" ‖ vault id ‖ seq:
+//!           postcard (account name, snapshot manifest, holders: the node of each snapshot
+//!           share)
 //! ```
-//! With the recovery code, a new machine opens the newest head, takes the vault over (revealing
-//! the adoption secret), fetches the snapshot and rebuilds the catalog ([`crate::recover`]).
+//! A peer keeps a head only when the vault authority signed the request for it (see
+//! [`crate::rpc`]). With the recovery code, a new machine opens the newest head, takes the
+//! vault over (signed too), fetches the snapshot and rebuilds the catalog ([`crate::recover`]).
 //! Old snapshot shares that the new snapshot does not reuse are deleted.
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use shard_crypto::{Label, VaultKeys, open, seal, sha256};
+use shard_crypto::{Label, VaultKeys, open, seal};
 use shard_proto::{Manifest, NodeId, ShareId};
 use shard_store::{ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, VaultState};
 
@@ -30,15 +30,13 @@ use crate::session::Session;
 use crate::{Error, Result};
 
 const SNAPSHOT_AAD: &[u8] = b"shard snapshot v1";
-const HEAD_AAD: &[u8] = b"shard head v1";
+const HEAD_AAD: &[u8] = b"shard head v2";
 
 /// What a head points at (sealed in the head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct HeadPayload {
     /// The account's name on its owner's node.
     pub account: String,
-    /// The vault's hand-over epoch when the head was written.
-    pub epoch: u64,
     /// The sealed snapshot's chunks.
     pub snapshot: Manifest,
     /// For each chunk, the node holding each share (by index).
@@ -134,6 +132,7 @@ pub(crate) async fn delete_snapshot(
                 .delete(
                     session.vault(),
                     shares.clone(),
+                    session.keys.authority(),
                     node.options().request_timeout,
                 )
                 .await
@@ -194,7 +193,6 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     }
     let payload = HeadPayload {
         account: session.user.clone(),
-        epoch: state.epoch,
         snapshot: Manifest {
             size: sealed.len() as u64,
             chunks,
@@ -204,7 +202,6 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     crate::crash_point!("snapshot:stored");
     let seq = state.seq + 1;
     let head = Bytes::from(seal_head(&keys, seq, &payload)?);
-    let verifier = sha256(keys.adoption_secret(state.epoch).expose());
 
     // Every peer holding any of the vault's shares gets the head, and this node keeps one too.
     let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
@@ -220,7 +217,7 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
                 vault_id,
                 seq,
                 head.clone(),
-                verifier,
+                keys.authority(),
                 node.options().request_timeout,
             )
             .await
@@ -233,7 +230,7 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         }
     }
     if let Some(heads) = node.heads() {
-        heads.put(&me, &vault_id, seq, &head, &verifier)?;
+        heads.put(&me, &vault_id, seq, &head)?;
     }
 
     crate::crash_point!("snapshot:head-sent");
@@ -241,7 +238,6 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
     catalog.set_state(&VaultState {
         seq,
-        epoch: state.epoch,
         snapshot: Some(head.to_vec()),
     })?;
     // Logged last: tests and operators read this line as "the old snapshot is gone too".

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shard_crypto::VaultAuthority;
 use shard_proto::{Namespace, NodeId, Share, ShareId, VaultRef};
 
 use crate::rpc::{PeerClient, ShareService};
@@ -115,11 +116,14 @@ impl Target {
         }
     }
 
-    /// Deletes shares; returns how many the node removed.
+    /// Deletes shares (the node keeps them through its grace period); returns how many it
+    /// deleted. A peer requires the vault authority's signature; this node's own store is this
+    /// node's own disk.
     pub async fn delete(
         &self,
         vault: VaultRef,
         ids: Vec<ShareId>,
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
         match self {
@@ -130,7 +134,7 @@ impl Target {
                     .map_err(|_| Error::Disconnected)?
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.delete(vault, ids, timeout).await,
+            Target::Peer(p) => p.delete(vault, ids, false, authority, timeout).await,
         }
     }
 }

@@ -285,20 +285,8 @@ async fn signup(
     State(state): State<ApiState>,
     Json(body): Json<Credentials>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let node = state.node.clone();
     let password = zeroize::Zeroizing::new(body.password);
-    let user = body.user.clone();
-    let code = tokio::task::spawn_blocking(move || {
-        crate::accounts::create(node.catalog(), &user, &password)
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the account could not be created",
-            "see the node's log",
-        )
-    })??;
+    let code = state.node.sign_up(&body.user, password).await?;
     Ok(Json(
         json!({"user": body.user, "recovery_code": code.as_str()}),
     ))

@@ -21,12 +21,16 @@ use std::time::Duration;
 const IDLE: Duration = Duration::from_secs(2);
 
 use bytes::Bytes;
+use shard_crypto::{VaultKey, VaultKeys};
 use shard_net::Error;
 use shard_net::identity::NodeIdentity;
 use shard_net::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
 use shard_net::rpc::{PeerClient, ShareService, serve_channel};
-use shard_proto::{ErrorCode, NodeId, Share, ShareHeader};
-use shard_store::{MemoryStore, ShareStore};
+use shard_proto::{
+    ErrorCode, Namespace, NodeId, PROTOCOL_VERSION, Request, Response, Share, ShareHeader,
+    VaultAuth, VaultOp,
+};
+use shard_store::{HeadStore, MemoryStore, ShareStore};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -60,14 +64,19 @@ struct Server {
     addr: SocketAddr,
     identity: Arc<NodeIdentity>,
     store: Arc<MemoryStore>,
+    heads: Arc<HeadStore>,
+    _dir: tempfile::TempDir,
     _stop: watch::Sender<bool>,
 }
 
-/// A node serving `trusted` peers from a memory store, each handshake limited to 2 s.
+/// A node serving `trusted` peers from a memory store (and keeping catalog heads), each
+/// handshake limited to 2 s.
 async fn server(trusted: &[NodeId]) -> Server {
     let identity = Arc::new(NodeIdentity::generate().unwrap());
     let store = Arc::new(MemoryStore::new());
-    let service = ShareService::new(store.clone(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let heads = Arc::new(HeadStore::open(&dir.path().join("heads.db")).unwrap());
+    let service = ShareService::new(identity.node_id(), store.clone(), Some(heads.clone()));
     let gate = Arc::new(Trust(Mutex::new(trusted.iter().copied().collect())));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -96,8 +105,39 @@ async fn server(trusted: &[NodeId]) -> Server {
         addr,
         identity,
         store,
+        heads,
+        _dir: dir,
         _stop: stop,
     }
+}
+
+/// A vault (its keys) and its id as requests name it.
+fn vault_keys() -> (VaultKeys, [u8; 16]) {
+    let keys = VaultKeys::derive(&VaultKey::generate().unwrap());
+    let id = keys.vault_id().0;
+    (keys, id)
+}
+
+/// A request signed by `keys` for node `for_node` with `challenge`.
+fn signed(keys: &VaultKeys, op: VaultOp, for_node: &NodeId, challenge: [u8; 32]) -> Request {
+    let auth = VaultAuth {
+        key: keys.authority().public().0,
+        challenge,
+        signature: keys
+            .authority()
+            .sign(&op.signed_message(for_node, &challenge)),
+    };
+    Request::Authorized { op, auth }
+}
+
+fn is_unauthorized(result: &Result<Response, Error>) -> bool {
+    matches!(
+        result,
+        Err(Error::Remote {
+            code: ErrorCode::Unauthorized,
+            ..
+        })
+    )
 }
 
 async fn client(server: &Server, me: &NodeIdentity) -> Arc<PeerClient> {
@@ -132,7 +172,7 @@ async fn a_paired_node_stores_fetches_lists_and_deletes() {
     let c = client(&srv, &me).await;
     assert_eq!(c.peer().hello.name, "server");
     assert!(c.ping(T).await.unwrap() < T);
-    let vault = [9; 16];
+    let (keys, vault) = vault_keys();
     let s = share(1);
     c.put_share(vault, &s, T).await.unwrap();
     assert_eq!(
@@ -145,7 +185,34 @@ async fn a_paired_node_stores_fetches_lists_and_deletes() {
     );
     assert_eq!(c.list(vault, None, 10, T).await.unwrap(), vec![s.id()]);
     assert_eq!(c.usage(T).await.unwrap().shares, 1);
-    assert_eq!(c.delete(vault, vec![s.id()], T).await.unwrap(), 1);
+    // Deleted: no longer offered or counted, but its owner can read it through the grace
+    // period, and store it again; purged, it is gone.
+    let authority = keys.authority();
+    assert_eq!(
+        c.delete(vault, vec![s.id()], false, authority, T)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.have(vault, vec![s.id()], T).await.unwrap(), vec![false]);
+    assert!(c.list(vault, None, 10, T).await.unwrap().is_empty());
+    let usage = c.usage(T).await.unwrap();
+    assert_eq!(
+        (usage.shares, usage.reclaimable),
+        (0, s.encoded_len() as u64)
+    );
+    assert_eq!(
+        c.get_share(vault, s.id(), T).await.unwrap(),
+        Some(s.clone())
+    );
+    c.put_share(vault, &s, T).await.unwrap();
+    assert_eq!(c.have(vault, vec![s.id()], T).await.unwrap(), vec![true]);
+    assert_eq!(
+        c.delete(vault, vec![s.id()], true, authority, T)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(c.get_share(vault, s.id(), T).await.unwrap(), None);
     // A share that is not a share is refused with a typed error.
     let err = c
@@ -205,14 +272,20 @@ async fn a_peer_sees_and_deletes_only_its_own_namespace() {
     let srv = server(&[alice.node_id(), mallory.node_id()]).await;
     let a = client(&srv, &alice).await;
     let m = client(&srv, &mallory).await;
-    let vault = [1; 16];
+    let (keys, vault) = vault_keys();
     let s = share(5);
     a.put_share(vault, &s, T).await.unwrap();
-    // Same vault id, same share id: Mallory still sees and deletes nothing of Alice's.
+    // Same vault id, same share id: Mallory still sees and deletes nothing of Alice's — not
+    // even holding the vault's key, which only reaches Mallory's own namespace.
     assert!(m.list(vault, None, 100, T).await.unwrap().is_empty());
     assert_eq!(m.have(vault, vec![s.id()], T).await.unwrap(), vec![false]);
     assert_eq!(m.get_share(vault, s.id(), T).await.unwrap(), None);
-    assert_eq!(m.delete(vault, vec![s.id()], T).await.unwrap(), 0);
+    assert_eq!(
+        m.delete(vault, vec![s.id()], true, keys.authority(), T)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(a.get_share(vault, s.id(), T).await.unwrap(), Some(s));
 }
 
@@ -289,7 +362,7 @@ async fn bad_connections_are_closed_and_cost_nobody_else_anything() {
         ..
     } = channel;
     writer
-        .write_raw_plaintext(&[2, 0, 0, 0, 9, 0])
+        .write_raw_plaintext(&[2, 0, 0, 0, PROTOCOL_VERSION + 7, 0])
         .await
         .unwrap();
     assert!(
@@ -422,7 +495,7 @@ async fn a_half_open_connection_is_closed_after_the_idle_timeout() {
     } = channel;
     // Half a frame, then silence (as if the peer vanished without closing).
     writer
-        .write_raw_plaintext(&[100, 0, 0, 0, 1, 0])
+        .write_raw_plaintext(&[100, 0, 0, 0, PROTOCOL_VERSION, 0])
         .await
         .unwrap();
     let start = std::time::Instant::now();
@@ -433,4 +506,272 @@ async fn a_half_open_connection_is_closed_after_the_idle_timeout() {
         "closed too early: {:?}",
         start.elapsed()
     );
+}
+
+/// Collects what the node logs, for tests that check a refusal names the sender.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let log = self.clone();
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .finish(),
+        )
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// What a stolen laptop without the passphrase (the owner's node key, not the vault key) can
+/// do to the owner's shares and head on a peer: nothing destructive. Every attempt is a typed
+/// refusal and a log line naming the sender; nothing is deleted or replaced.
+#[tokio::test]
+async fn the_node_key_alone_cannot_delete_replace_a_head_or_take_a_vault_over() {
+    let log = Log::default();
+    let _guard = log.install();
+    let owner = NodeIdentity::generate().unwrap();
+    let srv = server(&[owner.node_id()]).await;
+    let peer_id = srv.identity.node_id();
+    let c = client(&srv, &owner).await;
+    let (keys, vault) = vault_keys();
+    let s = share(1);
+    c.put_share(vault, &s, T).await.unwrap();
+    let head = Bytes::from_static(b"sealed head 1");
+    c.put_catalog_head(vault, 1, head.clone(), keys.authority(), T)
+        .await
+        .unwrap();
+
+    // The thief has the node key (the same connection identity) but another vault key, or none.
+    let (thief_keys, _) = vault_keys();
+    let ops = [
+        VaultOp::Delete {
+            vault,
+            ids: vec![s.id()],
+            purge: true,
+        },
+        VaultOp::PutCatalogHead {
+            vault,
+            seq: u64::MAX,
+            head: Bytes::from_static(b"empty catalog"),
+        },
+        VaultOp::Adopt { vault },
+    ];
+    for op in ops {
+        // Signed by a key that is not the vault's.
+        let nonce = c.challenge(T).await.unwrap();
+        let forged = signed(&thief_keys, op.clone(), &peer_id, nonce);
+        assert!(is_unauthorized(&c.call(forged, T).await), "{op:?}");
+        // The vault's public key with a signature of nothing in particular.
+        let nonce = c.challenge(T).await.unwrap();
+        let mut bare = signed(&keys, op.clone(), &peer_id, nonce);
+        if let Request::Authorized { auth, .. } = &mut bare {
+            auth.signature = [7; 64];
+        }
+        assert!(is_unauthorized(&c.call(bare, T).await), "{op:?}");
+    }
+    let ns = Namespace {
+        owner: owner.node_id(),
+        vault,
+    };
+    assert_eq!(srv.store.get(&ns, &s.id()).unwrap(), Some(s));
+    let kept = srv.heads.get(&vault).unwrap().unwrap();
+    assert_eq!((kept.seq, kept.head.as_slice()), (1, &head[..]));
+    assert_eq!(kept.owner, owner.node_id());
+    let text = log.text();
+    assert_eq!(text.matches("refused a").count(), 6, "{text}");
+    assert!(
+        text.contains("from client"),
+        "the log names the sender: {text}"
+    );
+}
+
+/// A request signed for one peer is worth nothing at another, and a challenge is good once:
+/// a lying peer that received a signed hand-over cannot replay it elsewhere, nor can anyone
+/// replay it where it was spent.
+#[tokio::test]
+async fn a_signed_request_is_good_once_and_only_at_the_peer_it_was_made_for() {
+    let owner = NodeIdentity::generate().unwrap();
+    let liar = server(&[owner.node_id()]).await;
+    let honest = server(&[owner.node_id()]).await;
+    let to_liar = client(&liar, &owner).await;
+    let to_honest = client(&honest, &owner).await;
+    let (keys, vault) = vault_keys();
+    let s = share(3);
+    to_honest.put_share(vault, &s, T).await.unwrap();
+
+    // A hand-over signed for the liar, which keeps it instead of using it...
+    let nonce = to_liar.challenge(T).await.unwrap();
+    let for_liar = signed(
+        &keys,
+        VaultOp::Adopt { vault },
+        &liar.identity.node_id(),
+        nonce,
+    );
+    // ...and replays it at the honest peer.
+    assert!(is_unauthorized(&to_honest.call(for_liar.clone(), T).await));
+    // Even with a challenge of the honest peer's own, the signature names the liar.
+    let nonce = to_honest.challenge(T).await.unwrap();
+    let mut rebound = for_liar.clone();
+    if let Request::Authorized { auth, .. } = &mut rebound {
+        auth.challenge = nonce;
+    }
+    assert!(is_unauthorized(&to_honest.call(rebound, T).await));
+
+    // A deletion signed right, sent twice: the second is refused (the challenge is spent).
+    let nonce = to_honest.challenge(T).await.unwrap();
+    let delete = signed(
+        &keys,
+        VaultOp::Delete {
+            vault,
+            ids: vec![s.id()],
+            purge: true,
+        },
+        &honest.identity.node_id(),
+        nonce,
+    );
+    to_honest.put_share(vault, &s, T).await.unwrap();
+    assert!(matches!(
+        to_honest.call(delete.clone(), T).await,
+        Ok(Response::Deleted { count: 1 })
+    ));
+    to_honest.put_share(vault, &s, T).await.unwrap();
+    assert!(is_unauthorized(&to_honest.call(delete, T).await));
+    assert_eq!(
+        to_honest.have(vault, vec![s.id()], T).await.unwrap(),
+        vec![true]
+    );
+    // A challenge made up, never issued: refused.
+    let made_up = signed(
+        &keys,
+        VaultOp::Adopt { vault },
+        &honest.identity.node_id(),
+        [9; 32],
+    );
+    assert!(is_unauthorized(&to_honest.call(made_up, T).await));
+}
+
+/// A paired node that learned a vault's id and stores the first head for it (squatting) is
+/// refused — it cannot sign for the vault — and the owner's head is accepted; a head for a
+/// vault the sender keeps no shares of is refused too, signed or not.
+#[tokio::test]
+async fn a_squatters_head_is_refused_and_the_owners_accepted() {
+    let owner = NodeIdentity::generate().unwrap();
+    let squatter = NodeIdentity::generate().unwrap();
+    let srv = server(&[owner.node_id(), squatter.node_id()]).await;
+    let o = client(&srv, &owner).await;
+    let q = client(&srv, &squatter).await;
+    let (keys, vault) = vault_keys();
+    let (own_keys, _) = vault_keys();
+    // The squatter stores a share under the vault id so it "holds shares" of it, then claims
+    // the head with its own key.
+    q.put_share(vault, &share(8), T).await.unwrap();
+    let nonce = q.challenge(T).await.unwrap();
+    let claim = signed(
+        &own_keys,
+        VaultOp::PutCatalogHead {
+            vault,
+            seq: 1_000_000,
+            head: Bytes::from_static(b"squatted"),
+        },
+        &srv.identity.node_id(),
+        nonce,
+    );
+    assert!(is_unauthorized(&q.call(claim, T).await));
+    assert!(srv.heads.get(&vault).unwrap().is_none());
+    // The owner: no shares here yet, so no head either; with shares, its head is kept.
+    let err = o
+        .put_catalog_head(vault, 1, Bytes::from_static(b"h1"), keys.authority(), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Refused,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    o.put_share(vault, &share(9), T).await.unwrap();
+    o.put_catalog_head(vault, 1, Bytes::from_static(b"h1"), keys.authority(), T)
+        .await
+        .unwrap();
+    o.put_catalog_head(vault, 2, Bytes::from_static(b"h2"), keys.authority(), T)
+        .await
+        .unwrap();
+    let err = o
+        .put_catalog_head(vault, 2, Bytes::from_static(b"old"), keys.authority(), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Refused,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let kept = srv.heads.get(&vault).unwrap().unwrap();
+    assert_eq!((kept.owner, kept.seq), (owner.node_id(), 2));
+    // Even the vault's key, used from the squatter's node, cannot replace the owner's head:
+    // only a hand-over (a recovery) moves it.
+    let err = q
+        .put_catalog_head(vault, 3, Bytes::from_static(b"x"), keys.authority(), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Refused,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A hand-over signed by the vault authority moves every namespace holding the vault's
+/// shares, and the head, to the new node; run again, it changes nothing.
+#[tokio::test]
+async fn a_signed_hand_over_moves_the_vault_and_can_be_run_again() {
+    let old = NodeIdentity::generate().unwrap();
+    let new = NodeIdentity::generate().unwrap();
+    let srv = server(&[old.node_id(), new.node_id()]).await;
+    let o = client(&srv, &old).await;
+    let n = client(&srv, &new).await;
+    let (keys, vault) = vault_keys();
+    let shares: Vec<Share> = (20..25).map(share).collect();
+    for s in &shares {
+        o.put_share(vault, s, T).await.unwrap();
+    }
+    o.put_catalog_head(vault, 4, Bytes::from_static(b"h"), keys.authority(), T)
+        .await
+        .unwrap();
+    assert_eq!(n.adopt(vault, keys.authority(), T).await.unwrap(), 5);
+    assert_eq!(n.adopt(vault, keys.authority(), T).await.unwrap(), 0);
+    assert_eq!(srv.heads.get(&vault).unwrap().unwrap().owner, new.node_id());
+    assert_eq!(n.list(vault, None, 10, T).await.unwrap().len(), 5);
+    assert!(o.list(vault, None, 10, T).await.unwrap().is_empty());
+    n.put_catalog_head(vault, 5, Bytes::from_static(b"h5"), keys.authority(), T)
+        .await
+        .unwrap();
 }

@@ -171,7 +171,7 @@ async fn connected(node: &Node, count: usize) {
 fn refused(result: shard_net::Result<impl std::fmt::Debug>) -> String {
     match result {
         Err(shard_net::Error::Remote {
-            code: shard_proto::ErrorCode::Refused,
+            code: shard_proto::ErrorCode::Refused | shard_proto::ErrorCode::Unauthorized,
             message,
         }) => message,
         other => panic!("expected a refusal, got {other:?}"),
@@ -179,10 +179,10 @@ fn refused(result: shard_net::Result<impl std::fmt::Debug>) -> String {
 }
 
 /// Catalog heads over the real protocol: the keeper holds the newest from the vault's owner;
-/// an older head, a head from another node and a hand-over without the proof are refused with
-/// a typed code and change nothing; with the proof, the shares and the head move.
+/// an older head, a head from another node and a hand-over without the vault's signature are
+/// refused with a typed code and change nothing; with it, the shares and the head move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_proof_may_change_them() {
+async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_vault_key_may_change_them() {
     let dir = tempfile::tempdir().unwrap();
     let start = |name: &'static str| {
         let h = home(dir.path(), name);
@@ -208,28 +208,29 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_proof_may
         thief.online_clients()[0].clone(),
     );
     let t = Duration::from_secs(10);
-    let vault = [9u8; 16];
-    let secret = [5u8; 32];
-    let verifier = shard_crypto::sha256(&secret);
+    let keys = shard_crypto::VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+    let other = shard_crypto::VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+    let vault = keys.vault_id().0;
+    let (ours, theirs) = (keys.authority(), other.authority());
 
     to_keeper.put_share(vault, &share(1), t).await.unwrap();
     to_keeper
-        .put_catalog_head(vault, 2, Bytes::from_static(b"head two"), verifier, t)
+        .put_catalog_head(vault, 2, Bytes::from_static(b"head two"), ours, t)
         .await
         .unwrap();
     let message = refused(
         to_keeper
-            .put_catalog_head(vault, 1, Bytes::from_static(b"head one"), verifier, t)
+            .put_catalog_head(vault, 1, Bytes::from_static(b"head one"), ours, t)
             .await,
     );
     assert!(message.contains("not newer than the one kept"), "{message}");
     let message = refused(
         thief_to_keeper
-            .put_catalog_head(vault, 3, Bytes::from_static(b"forged"), [0; 32], t)
+            .put_catalog_head(vault, 3, Bytes::from_static(b"forged"), theirs, t)
             .await,
     );
-    assert!(message.contains("owner"), "{message}");
-    refused(thief_to_keeper.adopt(vault, [6; 32], [0; 32], t).await);
+    assert!(message.contains("vault's authority"), "{message}");
+    refused(thief_to_keeper.adopt(vault, theirs, t).await);
     let kept = thief_to_keeper.catalog_head(vault, t).await.unwrap();
     assert_eq!(kept, Some((2, Bytes::from_static(b"head two"))));
     // The thief sees none of the owner's shares.
@@ -241,14 +242,8 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_proof_may
             .is_none()
     );
 
-    // With the secret (a recovery on a new machine), the vault moves: shares and head.
-    assert_eq!(
-        thief_to_keeper
-            .adopt(vault, secret, [1; 32], t)
-            .await
-            .unwrap(),
-        1
-    );
+    // With the vault key (a recovery on a new machine), the vault moves: shares and head.
+    assert_eq!(thief_to_keeper.adopt(vault, ours, t).await.unwrap(), 1);
     assert!(
         thief_to_keeper
             .get_share(vault, share(1).id(), t)
@@ -265,11 +260,11 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_proof_may
     );
     refused(
         to_keeper
-            .put_catalog_head(vault, 3, Bytes::from_static(b"old owner"), verifier, t)
+            .put_catalog_head(vault, 3, Bytes::from_static(b"old owner"), ours, t)
             .await,
     );
     thief_to_keeper
-        .put_catalog_head(vault, 3, Bytes::from_static(b"new owner"), [1; 32], t)
+        .put_catalog_head(vault, 3, Bytes::from_static(b"new owner"), ours, t)
         .await
         .unwrap();
 }

@@ -1,11 +1,12 @@
 //! The peer protocol: frames and the messages they carry.
 //!
-//! Protocol version 1. Inside the secure channel (Noise, in `shard-net`) the two directions are
+//! Protocol version 2 (version 1 had unsigned deletes, heads and hand-overs). Inside the secure
+//! channel (Noise, in `shard-net`) the two directions are
 //! byte streams of frames:
 //! ```text
 //! offset  len  field
 //!      0    4  length of what follows (version byte + body), little-endian, 1..=MAX_FRAME
-//!      4    1  protocol version = 1
+//!      4    1  protocol version = 2
 //!      5    …  body: postcard encoding of a [`Message`]
 //! ```
 //! A frame announcing more than [`MAX_FRAME`] bytes, or another version, is a protocol error:
@@ -14,6 +15,12 @@
 //! one connection. A whole share (at most 8 MiB) travels in one frame; the channel below cuts
 //! frames into Noise messages of at most 64 KiB.
 //!
+//! What only a vault's owner may do (delete its shares, replace its catalog head, hand it over
+//! to a new node) travels as [`Request::Authorized`]: a [`VaultOp`] with a [`VaultAuth`], the
+//! vault authority's signature over [`VaultOp::signed_message`] — the serving peer's own id, a
+//! fresh challenge the peer issued ([`Request::Challenge`]) and the operation. A signature for
+//! one peer is worthless at another, and each challenge is good once.
+//!
 //! Decoding is `check` then `parse` over a buffer (as in mini-redis): [`frame_len`] says
 //! whether a complete frame is there without decoding it, [`decode_frame`] decodes one.
 //! Neither touches a socket, neither panics, and no allocation exceeds the frame's length.
@@ -21,16 +28,23 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, ShareId};
+use crate::{Error, NodeId, Result, ShareId};
 
 /// Protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame (version byte + body): a share of 8 MiB plus room for the message around it.
 pub const MAX_FRAME: usize = 9 << 20;
 /// Bytes before the body: length and version.
 pub const FRAME_HEADER_LEN: usize = 5;
 /// Most ids in one have/delete request.
 pub const MAX_IDS_PER_REQUEST: usize = 65_536;
+/// Largest catalog head a peer is asked to keep (a head names the snapshot's shares; 1 MiB is
+/// the snapshot of millions of files).
+pub const MAX_HEAD: usize = 1 << 20;
+/// Length of a challenge a peer issues for an authorized request.
+pub const CHALLENGE_LEN: usize = 32;
+/// What a vault authority signs before the operation's bytes (domain separation).
+const SIGNED_DOMAIN: &[u8] = b"shard vault op v1";
 
 /// A vault's public id, as requests name it. The owner half of a namespace is never in a
 /// request: the serving peer takes it from the authenticated channel.
@@ -84,13 +98,6 @@ pub enum Request {
         /// The shares asked about.
         ids: Vec<ShareId>,
     },
-    /// Delete shares (only ever in the asker's own namespace).
-    Delete {
-        /// The vault.
-        vault: VaultRef,
-        /// The shares.
-        ids: Vec<ShareId>,
-    },
     /// List the asker's shares of a vault, in id order, after a cursor.
     List {
         /// The vault.
@@ -107,26 +114,15 @@ pub enum Request {
         /// The vault.
         vault: VaultRef,
     },
-    /// Keep this catalog head for the vault (only its owner node may; only a newer one).
-    PutCatalogHead {
-        /// The vault.
-        vault: VaultRef,
-        /// Its sequence number.
-        seq: u64,
-        /// The sealed head (opaque to the peer).
-        head: Bytes,
-        /// SHA-256 of the secret that may hand the vault over to another node.
-        verifier: [u8; 32],
-    },
-    /// Hand the vault (its shares and head) over to the asking node, which proves it may by
-    /// revealing the secret behind the head's verifier.
-    Adopt {
-        /// The vault.
-        vault: VaultRef,
-        /// The secret.
-        proof: [u8; 32],
-        /// The verifier guarding the next hand-over.
-        verifier: [u8; 32],
+    /// A fresh challenge to sign into the next [`Request::Authorized`] (good once, for a
+    /// short while, on this peer only).
+    Challenge,
+    /// Something only the vault's owner may do, signed by the vault authority.
+    Authorized {
+        /// What to do.
+        op: VaultOp,
+        /// The vault authority's key, the challenge and the signature.
+        auth: VaultAuth,
     },
     /// The asking node's shares of a vault that this peer found corrupt and quarantined
     /// (its scrub, or a read), so the owner can repair them.
@@ -134,6 +130,81 @@ pub enum Request {
         /// The vault.
         vault: VaultRef,
     },
+}
+
+/// What only a vault's owner may ask (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VaultOp {
+    /// Delete shares in the asker's own namespace. They wait out the peer's grace period (and
+    /// can be stored again meanwhile) unless `purge`.
+    Delete {
+        /// The vault.
+        vault: VaultRef,
+        /// The shares.
+        ids: Vec<ShareId>,
+        /// Remove them at once instead of keeping them for the grace period.
+        purge: bool,
+    },
+    /// Keep this catalog head for the vault (only a newer one than kept).
+    PutCatalogHead {
+        /// The vault.
+        vault: VaultRef,
+        /// Its sequence number.
+        seq: u64,
+        /// The sealed head (opaque to the peer).
+        head: Bytes,
+    },
+    /// Hand the vault (every namespace holding its shares, and its head) over to the asking
+    /// node: a recovery on a new machine.
+    Adopt {
+        /// The vault.
+        vault: VaultRef,
+    },
+}
+
+impl VaultOp {
+    /// The vault the operation is about.
+    pub fn vault(&self) -> &VaultRef {
+        match self {
+            VaultOp::Delete { vault, .. }
+            | VaultOp::PutCatalogHead { vault, .. }
+            | VaultOp::Adopt { vault } => vault,
+        }
+    }
+
+    /// What the vault authority signs for the operation at peer `peer` with `challenge`:
+    /// `"shard vault op v1" ‖ peer id (32) ‖ challenge (32) ‖ postcard(op)`.
+    pub fn signed_message(&self, peer: &NodeId, challenge: &[u8; CHALLENGE_LEN]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SIGNED_DOMAIN.len() + 64 + 64);
+        out.extend_from_slice(SIGNED_DOMAIN);
+        out.extend_from_slice(&peer.0);
+        out.extend_from_slice(challenge);
+        match postcard::to_extend(self, out) {
+            Ok(v) => v,
+            Err(_) => unreachable!("postcard serialization into a Vec is infallible"),
+        }
+    }
+
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VaultOp::Delete { .. } => "delete",
+            VaultOp::PutCatalogHead { .. } => "catalog head",
+            VaultOp::Adopt { .. } => "hand-over",
+        }
+    }
+}
+
+/// The vault authority's proof for one [`VaultOp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultAuth {
+    /// The authority's public key; its hash is the vault id.
+    pub key: [u8; 32],
+    /// The challenge the serving peer issued.
+    pub challenge: [u8; CHALLENGE_LEN],
+    /// Ed25519 signature of [`VaultOp::signed_message`].
+    #[serde(with = "serde_bytes")]
+    pub signature: [u8; 64],
 }
 
 /// Why a request failed.
@@ -155,6 +226,8 @@ pub enum ErrorCode {
     Unsupported,
     /// A catalog head older than the one kept, or from a node that may not replace it.
     Refused,
+    /// An authorized request whose signature, key or challenge does not hold.
+    Unauthorized,
 }
 
 /// Answers.
@@ -195,6 +268,9 @@ pub enum Response {
         shares: u64,
         /// Bytes it accepts in all, if limited.
         quota: Option<u64>,
+        /// Of `used`, bytes of deleted shares waiting out the grace period (reclaimed first
+        /// when the store fills up).
+        reclaimable: u64,
     },
     /// The newest catalog head held for the vault, if any: its sequence number and bytes.
     CatalogHead {
@@ -203,6 +279,11 @@ pub enum Response {
     },
     /// The catalog head is kept.
     HeadStored,
+    /// A challenge for [`Request::Authorized`].
+    Challenge {
+        /// Sign it in; good once.
+        nonce: [u8; CHALLENGE_LEN],
+    },
     /// The vault was handed over; this many shares moved to the asking node.
     Adopted {
         /// Shares moved.
@@ -357,10 +438,18 @@ impl Message {
     pub fn validate(&self) -> Result<()> {
         if let Message::Request { body, .. } = self {
             match body {
-                Request::Have { ids, .. } | Request::Delete { ids, .. }
-                    if ids.len() > MAX_IDS_PER_REQUEST =>
-                {
+                Request::Have { ids, .. }
+                | Request::Authorized {
+                    op: VaultOp::Delete { ids, .. },
+                    ..
+                } if ids.len() > MAX_IDS_PER_REQUEST => {
                     return Err(Error::MalformedMessage("too many ids in one request"));
+                }
+                Request::Authorized {
+                    op: VaultOp::PutCatalogHead { head, .. },
+                    ..
+                } if head.len() > MAX_HEAD => {
+                    return Err(Error::MalformedMessage("catalog head larger than 1 MiB"));
                 }
                 _ => {}
             }
@@ -408,10 +497,22 @@ mod tests {
             },
             Message::Request {
                 id: 5,
-                body: Request::Delete {
-                    vault: [1; 16],
-                    ids: vec![id],
+                body: Request::Authorized {
+                    op: VaultOp::Delete {
+                        vault: [1; 16],
+                        ids: vec![id],
+                        purge: false,
+                    },
+                    auth: VaultAuth {
+                        key: [3; 32],
+                        challenge: [4; 32],
+                        signature: [5; 64],
+                    },
                 },
+            },
+            Message::Request {
+                id: 9,
+                body: Request::Challenge,
             },
             Message::Request {
                 id: 6,
@@ -463,11 +564,16 @@ mod tests {
                     used: 5,
                     shares: 1,
                     quota: Some(10),
+                    reclaimable: 2,
                 },
             },
             Message::Response {
                 id: 8,
                 body: Response::CatalogHead { head: None },
+            },
+            Message::Response {
+                id: 10,
+                body: Response::Challenge { nonce: [6; 32] },
             },
             Message::Response {
                 id: 9,
@@ -494,12 +600,58 @@ mod tests {
 
     #[test]
     fn known_answer_ping_frame() {
-        // Pins protocol version 1's encoding of a ping.
+        // Pins protocol version 2's encoding of a ping.
         let bytes = frame(&Message::Request {
             id: 1,
             body: Request::Ping { nonce: 2 },
         });
-        assert_eq!(bytes, [5, 0, 0, 0, 1, 0, 1, 0, 2]);
+        assert_eq!(bytes, [5, 0, 0, 0, 2, 0, 1, 0, 2]);
+    }
+
+    #[test]
+    fn known_answer_signed_message() {
+        // Pins what a vault authority signs: a change here must bump the protocol version.
+        let op = VaultOp::Delete {
+            vault: [1; 16],
+            ids: vec![ShareId([2; 32])],
+            purge: true,
+        };
+        let msg = op.signed_message(&NodeId([3; 32]), &[4; 32]);
+        let mut expected = b"shard vault op v1".to_vec();
+        expected.extend_from_slice(&[3; 32]);
+        expected.extend_from_slice(&[4; 32]);
+        expected.push(0); // variant Delete
+        expected.extend_from_slice(&[1; 16]);
+        expected.push(1); // one id
+        expected.extend_from_slice(&[2; 32]);
+        expected.push(1); // purge
+        assert_eq!(msg, expected);
+        // Another peer or challenge: another message.
+        assert_ne!(msg, op.signed_message(&NodeId([9; 32]), &[4; 32]));
+        assert_ne!(msg, op.signed_message(&NodeId([3; 32]), &[9; 32]));
+    }
+
+    #[test]
+    fn oversized_heads_are_refused() {
+        let bytes = frame(&Message::Request {
+            id: 1,
+            body: Request::Authorized {
+                op: VaultOp::PutCatalogHead {
+                    vault: [0; 16],
+                    seq: 1,
+                    head: Bytes::from(vec![0u8; MAX_HEAD + 1]),
+                },
+                auth: VaultAuth {
+                    key: [0; 32],
+                    challenge: [0; 32],
+                    signature: [0; 64],
+                },
+            },
+        });
+        assert!(matches!(
+            decode_frame(&bytes),
+            Err(Error::MalformedMessage(_))
+        ));
     }
 
     #[test]
@@ -517,10 +669,10 @@ mod tests {
             id: 1,
             body: Request::Usage,
         });
-        wrong_version[4] = 2;
-        assert_eq!(frame_len(&wrong_version), Err(Error::UnsupportedVersion(2)));
+        wrong_version[4] = 1;
+        assert_eq!(frame_len(&wrong_version), Err(Error::UnsupportedVersion(1)));
         assert!(matches!(
-            decode_frame(&[2, 0, 0, 0, 1, 0xff]),
+            decode_frame(&[2, 0, 0, 0, 2, 0xff]),
             Err(Error::MalformedMessage(_))
         ));
         let mut trailing = frame(&Message::Request {

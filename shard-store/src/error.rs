@@ -80,12 +80,13 @@ pub enum Error {
         /// Sequence number offered.
         got: u64,
     },
-    /// A catalog head from a node that is not the vault's owner of record (and no proof).
-    #[error("only the vault's owner node may replace its catalog head")]
+    /// A catalog head from a node that is not the vault's owner of record (a recovered vault
+    /// is handed over first).
+    #[error("only the node that holds the vault's shares here may replace its catalog head")]
     NotHeadOwner,
-    /// A vault hand-over whose proof does not match the head's verifier.
-    #[error("the proof of vault ownership does not match")]
-    BadAdoptionProof,
+    /// A catalog head for a vault the sending node keeps no shares of here.
+    #[error("no catalog head is kept for a vault whose shares are not stored here")]
+    NoSharesForHead,
     /// An account of that name exists already.
     #[error("an account named {0:?} exists already")]
     AccountExists(String),
@@ -106,6 +107,12 @@ pub enum Error {
     /// A catalog database written by a newer build.
     #[error("catalog schema version {0} is newer than this build understands")]
     NewerCatalog(i64),
+    /// A catalog with accounts written by a development build whose vault ids and chunk keys
+    /// this build no longer derives (nothing released wrote one).
+    #[error(
+        "catalog schema version {0} holds accounts of an earlier, unreleased format this build cannot read; start a new node home (`shard init --home DIR`) and store the files again"
+    )]
+    OlderCatalog(i64),
     /// The rebuilt chunk failed authentication or its id: the shares are inconsistent.
     #[error("chunk {chunk} is corrupt: {reason}")]
     CorruptChunk {

@@ -1,16 +1,19 @@
 //! Catalog heads a node keeps for the vaults whose shares it holds: the newest pointer to each
 //! vault's sealed catalog snapshot, which is how a new machine finds its way back.
 //!
-//! A head is opaque here (sealed with the vault key); what this store enforces is who may
-//! replace it:
-//! - the first node to store a head for a vault becomes its owner of record;
+//! A head is opaque here (sealed with the vault key). Who may store one is decided before it
+//! gets here — only a request signed by the vault authority (see `shard-proto`'s `VaultOp`),
+//! from a node that keeps shares of the vault — and what this store enforces on top is:
+//! - the node that stored the first head of a vault is its owner of record: the node whose
+//!   namespace holds the vault's shares;
 //! - the owner may replace it only by a newer one (a higher sequence number): an older head
 //!   is refused with [`Error::StaleHead`] and nothing is overwritten;
-//! - another node may take over (recovery on a new machine) only by revealing the secret whose
-//!   SHA-256 the current head carries as its verifier — a secret derived from the vault key,
-//!   never sent before, and replaced by a new verifier at once.
+//! - another node becomes the owner only by a hand-over ([`HeadStore::adopt`], signed too):
+//!   a recovery on a new machine.
 //!
-//! SQLite, `synchronous = FULL`: `heads(vault PRIMARY KEY, owner, seq, head, verifier)`.
+//! SQLite, `synchronous = FULL`, schema version 2: `heads(vault PRIMARY KEY, owner, seq,
+//! head)`. (Version 1 also kept a verifier of a bearer secret; its heads belong to vaults of an
+//! earlier format and are dropped.)
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -19,6 +22,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shard_proto::NodeId;
 
 use crate::{Error, Result};
+
+const SCHEMA_VERSION: i64 = 2;
 
 /// A stored head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +51,24 @@ impl HeadStore {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS heads (
-                 vault BLOB PRIMARY KEY, owner BLOB NOT NULL, seq INTEGER NOT NULL,
-                 head BLOB NOT NULL, verifier BLOB NOT NULL) WITHOUT ROWID;",
-        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::IndexDamaged(
+                "head store written by a newer version of shard",
+            ));
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(
+                "BEGIN;
+                 DROP TABLE IF EXISTS heads;
+                 CREATE TABLE heads (
+                     vault BLOB PRIMARY KEY, owner BLOB NOT NULL, seq INTEGER NOT NULL,
+                     head BLOB NOT NULL) WITHOUT ROWID;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -86,15 +104,8 @@ impl HeadStore {
         .transpose()
     }
 
-    /// Stores a head from `from` (see the module rules).
-    pub fn put(
-        &self,
-        from: &NodeId,
-        vault: &[u8; 16],
-        seq: u64,
-        head: &[u8],
-        verifier: &[u8; 32],
-    ) -> Result<()> {
+    /// Stores a head from `from` (see the module rules; the caller checked the signature).
+    pub fn put(&self, from: &NodeId, vault: &[u8; 16], seq: u64, head: &[u8]) -> Result<()> {
         let seq_sql =
             i64::try_from(seq).map_err(|_| Error::InvalidParameters("head sequence too large"))?;
         let mut conn = self.conn();
@@ -118,58 +129,55 @@ impl HeadStore {
             }
         }
         tx.execute(
-            "INSERT INTO heads (vault, owner, seq, head, verifier) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (vault) DO UPDATE SET seq = excluded.seq, head = excluded.head, verifier = excluded.verifier",
-            params![&vault[..], &from.0[..], seq_sql, head, &verifier[..]],
+            "INSERT INTO heads (vault, owner, seq, head) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (vault) DO UPDATE SET seq = excluded.seq, head = excluded.head",
+            params![&vault[..], &from.0[..], seq_sql, head],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// The owner of record of `vault`, if `proof` is the secret behind its current head's
-    /// verifier ([`Error::BadAdoptionProof`] if not). Nothing changes.
-    pub fn check_adoption(&self, vault: &[u8; 16], proof: &[u8; 32]) -> Result<NodeId> {
-        verify_proof(&self.conn(), vault, proof)
-    }
-
-    /// Hands `vault` over to `to`, if `proof` is the secret behind the current head's verifier;
-    /// `next_verifier` guards the next hand-over. Returns the previous owner.
-    pub fn adopt(
-        &self,
-        to: &NodeId,
-        vault: &[u8; 16],
-        proof: &[u8; 32],
-        next_verifier: &[u8; 32],
-    ) -> Result<NodeId> {
+    /// Makes `to` the owner of record of `vault`'s head, if one is kept (a signed hand-over);
+    /// returns the previous owner.
+    pub fn adopt(&self, to: &NodeId, vault: &[u8; 16]) -> Result<Option<NodeId>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let previous = verify_proof(&tx, vault, proof)?;
+        let previous: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT owner FROM heads WHERE vault = ?1",
+                params![&vault[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
         tx.execute(
-            "UPDATE heads SET owner = ?2, verifier = ?3 WHERE vault = ?1",
-            params![&vault[..], &to.0[..], &next_verifier[..]],
+            "UPDATE heads SET owner = ?2 WHERE vault = ?1",
+            params![&vault[..], &to.0[..]],
         )?;
         tx.commit()?;
-        Ok(previous)
+        previous
+            .map(|p| Ok(NodeId(blob32(&p, "head owner")?)))
+            .transpose()
     }
-}
 
-/// The owner of record of `vault` if SHA-256(`proof`) is its head's verifier.
-fn verify_proof(conn: &Connection, vault: &[u8; 16], proof: &[u8; 32]) -> Result<NodeId> {
-    let current: Option<(Vec<u8>, Vec<u8>)> = conn
-        .query_row(
-            "SELECT owner, verifier FROM heads WHERE vault = ?1",
-            params![&vault[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((owner, verifier)) = current else {
-        return Err(Error::NoSuchFile("a catalog head for this vault".into()));
-    };
-    let expected = blob32(&verifier, "head verifier")?;
-    if !shard_crypto::ct_eq(&shard_crypto::sha256(proof), &expected) {
-        return Err(Error::BadAdoptionProof);
+    /// Bytes of the heads `owner` stored here (they count against its use of this node).
+    pub fn bytes_of(&self, owner: &NodeId) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(LENGTH(head)), 0) FROM heads WHERE owner = ?1",
+            params![&owner.0[..]],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
-    Ok(NodeId(blob32(&owner, "head owner")?))
+
+    /// Bytes of every head kept.
+    pub fn total_bytes(&self) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(LENGTH(head)), 0) FROM heads",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
@@ -188,52 +196,54 @@ mod tests {
     fn the_owner_replaces_only_with_newer_heads() {
         let (_d, s) = store();
         let owner = NodeId([1; 32]);
-        s.put(&owner, &V, 1, b"one", &[0; 32]).unwrap();
-        s.put(&owner, &V, 3, b"three", &[0; 32]).unwrap();
+        s.put(&owner, &V, 1, b"one").unwrap();
+        s.put(&owner, &V, 3, b"three").unwrap();
         assert!(matches!(
-            s.put(&owner, &V, 2, b"two", &[0; 32]),
+            s.put(&owner, &V, 2, b"two"),
             Err(Error::StaleHead { have: 3, got: 2 })
         ));
         assert!(matches!(
-            s.put(&owner, &V, 3, b"again", &[0; 32]),
+            s.put(&owner, &V, 3, b"again"),
             Err(Error::StaleHead { .. })
         ));
         assert_eq!(s.get(&V).unwrap().unwrap().head, b"three");
+        assert_eq!(s.bytes_of(&owner).unwrap(), 5);
+        assert_eq!(s.total_bytes().unwrap(), 5);
     }
 
     #[test]
-    fn another_node_needs_the_proof() {
+    fn another_node_takes_over_only_by_a_hand_over() {
         let (_d, s) = store();
         let (owner, other) = (NodeId([1; 32]), NodeId([2; 32]));
-        let secret = [7u8; 32];
-        s.put(&owner, &V, 5, b"head", &shard_crypto::sha256(&secret))
-            .unwrap();
-        // Without the proof: refused, nothing changes.
+        s.put(&owner, &V, 5, b"head").unwrap();
         assert!(matches!(
-            s.put(&other, &V, 99, b"forged", &[0; 32]),
+            s.put(&other, &V, 99, b"forged"),
             Err(Error::NotHeadOwner)
-        ));
-        assert!(matches!(
-            s.adopt(&other, &V, &[8; 32], &[0; 32]),
-            Err(Error::BadAdoptionProof)
         ));
         assert_eq!(s.get(&V).unwrap().unwrap().owner, owner);
-        // With it: the vault moves, and the old owner is out.
-        let next = shard_crypto::sha256(&[9u8; 32]);
-        assert_eq!(s.adopt(&other, &V, &secret, &next).unwrap(), owner);
+        assert_eq!(s.adopt(&other, &V).unwrap(), Some(owner));
         assert!(matches!(
-            s.put(&owner, &V, 100, b"old owner", &[0; 32]),
+            s.put(&owner, &V, 100, b"old owner"),
             Err(Error::NotHeadOwner)
         ));
-        s.put(&other, &V, 6, b"new owner", &next).unwrap();
-        // The revealed secret is spent.
-        assert!(matches!(
-            s.adopt(&owner, &V, &secret, &[0; 32]),
-            Err(Error::BadAdoptionProof)
-        ));
-        assert!(matches!(
-            s.adopt(&other, &[9; 16], &secret, &[0; 32]),
-            Err(Error::NoSuchFile(_))
-        ));
+        s.put(&other, &V, 6, b"new owner").unwrap();
+        assert_eq!(s.adopt(&other, &[9; 16]).unwrap(), None);
+    }
+
+    #[test]
+    fn heads_of_the_earlier_format_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heads.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE heads (vault BLOB PRIMARY KEY, owner BLOB NOT NULL, seq INTEGER NOT NULL,
+                 head BLOB NOT NULL, verifier BLOB NOT NULL) WITHOUT ROWID;
+             INSERT INTO heads VALUES (x'01', x'02', 1, x'03', x'04');",
+        )
+        .unwrap();
+        drop(conn);
+        let s = HeadStore::open(&path).unwrap();
+        assert_eq!(s.total_bytes().unwrap(), 0);
+        s.put(&NodeId([1; 32]), &V, 1, b"x").unwrap();
     }
 }

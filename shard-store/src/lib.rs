@@ -41,7 +41,7 @@ mod share_store;
 mod stream;
 
 pub use catalog::{
-    Account, AccountId, AckedShare, Catalog, ChunkHealth, FileEntry, FileId, FileKind, FileMeta,
+    Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
     PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotShare, VaultCatalog,
     VaultSnapshot, VaultState,
 };

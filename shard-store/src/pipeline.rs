@@ -55,6 +55,32 @@ impl Redundancy {
     pub fn n(&self) -> u8 {
         self.n
     }
+
+    /// Shares that may be lost with the data still whole: `n − k`.
+    pub fn tolerance(&self) -> u8 {
+        self.n - self.k
+    }
+}
+
+impl std::str::FromStr for Redundancy {
+    type Err = Error;
+
+    /// Parses `K/N` (also `K-of-N`), as `--shares` takes it.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (k, n) =
+            s.split_once('/')
+                .or_else(|| s.split_once("-of-"))
+                .ok_or(Error::InvalidParameters(
+                    "redundancy is written K/N, like 3/5",
+                ))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u8>()
+                .map_err(|_| Error::InvalidParameters("redundancy is written K/N, like 3/5"))
+        };
+        Self::new(parse(k)?, parse(n)?)
+    }
 }
 
 impl std::fmt::Display for Redundancy {
@@ -90,12 +116,29 @@ impl ChunkEncoder {
         })
     }
 
-    /// Encodes one chunk (1 byte up to the chunker's maximum).
+    /// Encodes one chunk (1 byte up to the chunker's maximum) with the encoder's redundancy.
     pub fn encode(&mut self, plaintext: &[u8]) -> Result<EncodedChunk> {
+        let redundancy = self.redundancy;
+        self.encode_choosing(plaintext, |_| Ok(redundancy))
+    }
+
+    /// Encodes one chunk with the redundancy `choose` picks once the chunk's id is known (a
+    /// chunk stored before keeps the encoding it has). Encoding is deterministic: the same
+    /// chunk and redundancy give the same shares, byte for byte.
+    pub fn encode_choosing(
+        &mut self,
+        plaintext: &[u8],
+        choose: impl FnOnce(&ChunkId) -> Result<Redundancy>,
+    ) -> Result<EncodedChunk> {
         let len = u32::try_from(plaintext.len())
             .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
-        let k = usize::from(self.redundancy.k);
         let id = self.keys.chunk_id(plaintext);
+        let redundancy = choose(&ChunkId(id))?;
+        if redundancy != self.redundancy {
+            self.coder = ErasureCoder::new(usize::from(redundancy.k), usize::from(redundancy.n))?;
+            self.redundancy = redundancy;
+        }
+        let k = usize::from(self.redundancy.k);
         let mut sealed = Vec::new();
         pad_into(plaintext, k, &mut sealed);
         self.keys.seal_chunk(&id, CHUNK_FORMAT, &mut sealed)?;

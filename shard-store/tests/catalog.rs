@@ -159,7 +159,8 @@ fn a_file_is_visible_only_once_every_share_is_acknowledged() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].meta, meta("papers/deed.pdf", 5_000_000));
     assert_eq!(vault.manifest(listed[0].id).unwrap(), m);
-    let shares = vault.chunk_shares(&m.chunks[0].id).unwrap();
+    let c = &m.chunks[0];
+    let shares = vault.encoding_shares(&c.id, c.k, c.n).unwrap();
     assert_eq!(
         shares.iter().map(|s| s.peer).collect::<Vec<_>>(),
         PEERS.to_vec()
@@ -391,10 +392,11 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
             })
             .collect()
     };
-    // Two of three shares acknowledged: the chunk is known, its health says so.
+    // Two of three shares acknowledged: the chunk's encoding is known, with two shares.
     vault.record_acks(&acks(&shared)[..2]).unwrap();
-    let health = vault.chunk_health(&[shared.chunks[0].id]).unwrap();
-    assert_eq!(health[0].1.acked, 2);
+    let encodings = vault.encodings(&shared.chunks[0].id).unwrap();
+    assert_eq!(encodings.len(), 1);
+    assert_eq!(encodings[0].shares.len(), 2);
     vault.record_acks(&acks(&shared)).unwrap();
     vault.record_acks(&acks(&both)).unwrap();
     let f1 = vault
@@ -419,12 +421,7 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
         freed.iter().map(|s| s.id).collect::<Vec<_>>(),
         shared.chunks[0].shares
     );
-    assert!(
-        vault
-            .chunk_health(&[shared.chunks[0].id])
-            .unwrap()
-            .is_empty()
-    );
+    assert!(vault.encodings(&shared.chunks[0].id).unwrap().is_empty());
 
     // Every freed share was queued for deletion with the removal itself, until done.
     for share in &freed {
@@ -432,7 +429,7 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
             catalog
                 .pending_deletions(&share.peer)
                 .unwrap()
-                .contains(&([7; 16], share.id))
+                .contains(&(acct, [7; 16], share.id))
         );
         catalog
             .deletions_done(&share.peer, &[([7; 16], share.id)])
@@ -446,7 +443,7 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
         catalog
             .pending_deletions(&PEERS[0])
             .unwrap()
-            .contains(&([1; 16], freed[0].id))
+            .contains(&(acct, [1; 16], freed[0].id))
     );
     catalog
         .deletions_done(&PEERS[0], &[([1; 16], freed[0].id)])
@@ -455,8 +452,117 @@ fn acks_are_recorded_per_share_and_removing_files_frees_unshared_chunks() {
         !catalog
             .pending_deletions(&PEERS[0])
             .unwrap()
-            .contains(&([1; 16], freed[0].id))
+            .contains(&(acct, [1; 16], freed[0].id))
     );
+    // Done deletions are remembered through the peers' grace period, then forgotten.
+    let (in_grace, oldest) = catalog.deletions_in_grace(acct).unwrap();
+    assert_eq!(in_grace, freed.len() as u64 + 1);
+    assert!(oldest.is_some());
+    assert_eq!(catalog.forget_deletions(0).unwrap(), 0);
+    assert_eq!(catalog.forget_deletions(i64::MAX).unwrap(), in_grace);
+    assert_eq!(catalog.deletions_in_grace(acct).unwrap(), (0, None));
+}
+
+/// A chunk stored again with another redundancy gets a second encoding of its own: the first
+/// one's shares, manifests and health are untouched, and a manifest that names shares nobody
+/// acknowledged is never committed, however many shares its chunk has otherwise.
+#[test]
+fn a_second_encoding_of_a_chunk_is_its_own_record() {
+    use shard_store::AckedShare;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let first = manifest(5, 1000, 1);
+    let f1 = vault
+        .begin_files(&[(meta("papers", 1000), first.clone())])
+        .unwrap()[0]
+        .id;
+    ack_all(&vault, &first);
+    vault.commit_files(&[f1]).unwrap();
+
+    // The same chunk, 3-of-4 now: other share ids. Only the shares the first encoding had at
+    // indices 0..3 are acknowledged — the count of acknowledged shares of the chunk (3 + 3)
+    // would pass a count-based check; the ids do not.
+    let mut second = first.clone();
+    second.chunks[0].k = 3;
+    second.chunks[0].n = 4;
+    second.chunks[0].share_len = 400;
+    second.chunks[0].shares = (0..4).map(|i| ShareId([200 + i; 32])).collect();
+    let f2 = vault
+        .begin_files(&[(meta("papers", 1000), second.clone())])
+        .unwrap()[0]
+        .id;
+    let c = &second.chunks[0];
+    let ack = |i: u8| AckedShare {
+        chunk: c.id,
+        k: 3,
+        n: 4,
+        share_len: 400,
+        index: i,
+        share: c.shares[usize::from(i)],
+        peer: PEERS[usize::from(i % 3)],
+    };
+    vault.record_acks(&[ack(3)]).unwrap();
+    match vault.commit_files(&[f2]) {
+        Err(Error::NotAcknowledged { chunk, unacked }) => {
+            assert_eq!((chunk, unacked), (c.id, 3));
+        }
+        other => panic!("expected NotAcknowledged, got {other:?}"),
+    }
+    vault.record_acks(&[ack(0), ack(1), ack(2)]).unwrap();
+    vault.commit_files(&[f2]).unwrap();
+
+    // Two encodings, each with its own shares; both versions list what they were stored with.
+    let mut encodings = vault.encodings(&c.id).unwrap();
+    encodings.sort_by_key(|e| e.n);
+    assert_eq!(
+        encodings
+            .iter()
+            .map(|e| (e.k, e.n, e.shares.len()))
+            .collect::<Vec<_>>(),
+        vec![(2, 3, 3), (3, 4, 4)]
+    );
+    let versions = vault.versions(b"papers").unwrap();
+    assert_eq!(vault.manifest(versions[0].id).unwrap(), first);
+    assert_eq!(vault.manifest(versions[1].id).unwrap(), second);
+    let located = vault.locate(&first.chunks[0].shares).unwrap();
+    assert!(located.values().all(|r| (r.k, r.n) == (2, 3)));
+
+    // Removing the first version frees the first encoding only.
+    let freed = vault.delete_files(&[7; 16], &[f1]).unwrap();
+    assert_eq!(
+        freed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        first.chunks[0].shares
+    );
+    assert_eq!(vault.encodings(&c.id).unwrap().len(), 1);
+    assert_eq!(vault.export("alice").unwrap().shares.len(), 4);
+}
+
+/// A share id that is acknowledged, but for another index or chunk, does not count.
+#[test]
+fn a_share_acknowledged_at_another_index_does_not_commit_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let good = manifest(9, 500, 1);
+    let f = vault
+        .begin_files(&[(meta("a", 500), good.clone())])
+        .unwrap()[0]
+        .id;
+    ack_all(&vault, &good);
+    vault.commit_files(&[f]).unwrap();
+    let mut swapped = good.clone();
+    swapped.chunks[0].shares.swap(0, 1);
+    let g = vault
+        .begin_files(&[(meta("b", 500), swapped.clone())])
+        .unwrap()[0]
+        .id;
+    assert!(matches!(
+        vault.commit_files(&[g]),
+        Err(Error::NotAcknowledged { unacked: 2, .. })
+    ));
 }
 
 #[test]
@@ -467,7 +573,7 @@ fn a_version_one_catalog_is_migrated() {
     // Take it back to version 1, as an older build left it.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE deletions; DROP TABLE vault_state;
+        "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions;
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
          UPDATE schema_version SET version = 1;",
     )
@@ -477,6 +583,23 @@ fn a_version_one_catalog_is_migrated() {
     assert!(catalog.pending_deletions(&PEERS[0]).unwrap().is_empty());
     let (acct, _) = account(&catalog, "after-migration");
     assert_eq!(catalog.login_failures(acct).unwrap(), (0, None));
+}
+
+#[test]
+fn a_catalog_with_accounts_of_the_earlier_format_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    {
+        let catalog = Catalog::open(&path).unwrap();
+        account(&catalog, "alice");
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE schema_version SET version = 3", [])
+        .unwrap();
+    let err = Catalog::open(&path).err().unwrap();
+    assert!(matches!(err, Error::OlderCatalog(3)));
+    assert!(err.to_string().contains("shard init"), "{err}");
 }
 
 #[test]
@@ -533,7 +656,6 @@ fn a_vault_exported_to_a_snapshot_imports_whole_on_a_new_catalog() {
     vault2
         .set_state(&shard_store::VaultState {
             seq: 4,
-            epoch: 1,
             snapshot: Some(vec![1, 2]),
         })
         .unwrap();

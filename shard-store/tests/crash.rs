@@ -91,7 +91,9 @@ fn crash_writer_process() {
             // Announced first: a delete cut short by the kill may or may not have happened.
             writeln!(out, "DEL {victim}").unwrap();
             out.flush().unwrap();
-            store.delete(&ns(), &[victim]).unwrap();
+            // Purged: the removal that touches files (a delete only flips an index row, and
+            // keeps the file through the grace period).
+            store.purge(&ns(), &[victim]).unwrap();
         }
     }
 }

@@ -83,6 +83,8 @@ enum Op {
     Get(u8, u32),
     Has(u8, Vec<u32>),
     Delete(u8, Vec<u32>),
+    Purge(u8, Vec<u32>),
+    Expire,
     List(u8, Option<u32>, usize),
     Reopen,
 }
@@ -94,7 +96,9 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Put(n, v)),
         3 => (ns.clone(), 0u32..12).prop_map(|(n, i)| Op::Get(n, i)),
         2 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Has(n, v)),
-        2 => (ns.clone(), ids).prop_map(|(n, v)| Op::Delete(n, v)),
+        2 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Delete(n, v)),
+        1 => (ns.clone(), ids).prop_map(|(n, v)| Op::Purge(n, v)),
+        1 => Just(Op::Expire),
         2 => (ns, proptest::option::of(0u32..12), 1usize..6).prop_map(|(n, a, l)| Op::List(n, a, l)),
         1 => Just(Op::Reopen),
     ]
@@ -125,6 +129,9 @@ fn apply(store: &dyn ShareStore, op: &Op) -> Answer {
         Op::Get(n, i) => Answer::Share(store.get(&ns(*n), &ids(&[*i])[0]).unwrap().map(|s| s.id())),
         Op::Has(n, v) => Answer::Bools(store.has(&ns(*n), &ids(v)).unwrap()),
         Op::Delete(n, v) => Answer::Count(store.delete(&ns(*n), &ids(v)).unwrap()),
+        Op::Purge(n, v) => Answer::Count(store.purge(&ns(*n), &ids(v)).unwrap()),
+        // Everything deleted so far, as if its grace period were over.
+        Op::Expire => Answer::Count(store.expire(i64::MAX).unwrap().0),
         Op::List(n, after, limit) => {
             let after = after.map(|a| ids(&[a])[0]);
             Answer::Ids(store.list(&ns(*n), after.as_ref(), *limit).unwrap())
@@ -133,39 +140,59 @@ fn apply(store: &dyn ShareStore, op: &Op) -> Answer {
     }
 }
 
+/// A share in the model: its size, and whether its owner deleted it (kept through the grace
+/// period: readable, stored again by a put, not listed, counted or claimed).
+type Model = BTreeMap<(u8, ShareId), (u64, bool)>;
+
 /// The model: a map per namespace.
-fn model(state: &mut BTreeMap<(u8, ShareId), u64>, op: &Op) -> Answer {
+fn model(state: &mut Model, op: &Op) -> Answer {
     let id = |i: u32| share(i, 2 + 2 * i).id();
+    let live = |state: &Model, n: u8, i: ShareId| state.get(&(n, i)).is_some_and(|e| !e.1);
     match op {
         Op::Put(n, v) => {
             for &i in v {
-                state.insert((*n, id(i)), u64::from(18 + 2 * i));
+                state.insert((*n, id(i)), (u64::from(18 + 2 * i), false));
             }
             Answer::Unit
         }
         Op::Get(n, i) => Answer::Share(state.contains_key(&(*n, id(*i))).then(|| id(*i))),
-        Op::Has(n, v) => Answer::Bools(
-            v.iter()
-                .map(|&i| state.contains_key(&(*n, id(i))))
-                .collect(),
-        ),
+        Op::Has(n, v) => Answer::Bools(v.iter().map(|&i| live(state, *n, id(i))).collect()),
         Op::Delete(n, v) => {
             let mut count = 0;
-            let mut seen = std::collections::HashSet::new();
             for &i in v {
-                if seen.insert(i) && state.remove(&(*n, id(i))).is_some() {
+                if let Some(entry) = state.get_mut(&(*n, id(i)))
+                    && !entry.1
+                {
+                    entry.1 = true;
                     count += 1;
                 }
             }
             Answer::Count(count)
         }
+        Op::Purge(n, v) => {
+            let mut count = 0;
+            let mut seen = std::collections::HashSet::new();
+            for &i in v {
+                if seen.insert(i)
+                    && let Some((_, deleted)) = state.remove(&(*n, id(i)))
+                {
+                    count += u64::from(!deleted);
+                }
+            }
+            Answer::Count(count)
+        }
+        Op::Expire => {
+            let before = state.len();
+            state.retain(|_, e| !e.1);
+            Answer::Count((before - state.len()) as u64)
+        }
         Op::List(n, after, limit) => {
             let after = after.map(id);
             Answer::Ids(
                 state
-                    .keys()
-                    .filter(|(m, i)| m == n && after.is_none_or(|a| *i > a))
-                    .map(|(_, i)| *i)
+                    .iter()
+                    .filter(|((m, i), e)| m == n && !e.1 && after.is_none_or(|a| *i > a))
+                    .map(|((_, i), _)| *i)
                     .take(*limit)
                     .collect(),
             )
@@ -198,11 +225,14 @@ proptest! {
             prop_assert_eq!(&apply(&plain, op), &expected, "plain, {:?}", op);
             prop_assert_eq!(&apply(&scatter, op), &expected, "scatter, {:?}", op);
         }
-        let used: u64 = state.values().sum();
+        let used: u64 = state.values().map(|e| e.0).sum();
+        let reclaimable: u64 = state.values().filter(|e| e.1).map(|e| e.0).sum();
+        let live = state.values().filter(|e| !e.1).count() as u64;
         for store in [&memory as &dyn ShareStore, &plain, &scatter] {
             let usage = store.usage().unwrap();
-            prop_assert_eq!(usage.shares, state.len() as u64);
+            prop_assert_eq!(usage.shares, live);
             prop_assert_eq!(usage.used, used);
+            prop_assert_eq!(usage.reclaimable, reclaimable);
         }
         // Nothing lingers: no temp files, and the scatter tree holds exactly the live shares.
         prop_assert!(fs::read_dir(scatter_dir.path().join(".tmp")).unwrap().next().is_none());
@@ -316,11 +346,52 @@ fn quota_refuses_a_put_and_keeps_everything_else() {
         assert_eq!(store.get(&ns(1), &s.id()).unwrap().as_ref(), Some(s));
     }
     assert_eq!(files_under(dir.path()).len(), 8);
-    // Room made by a delete can be used.
+    // Room held by a deleted share (in its grace period) is reclaimed when needed.
     assert_eq!(store.delete(&ns(1), &[first[0].id()]).unwrap(), 1);
+    assert_eq!(store.usage().unwrap().reclaimable, 1016);
+    assert_eq!(store.usage().unwrap().free(), Some(3 * 1016));
     store.put(&ns(1), &more[..2]).unwrap();
+    store.put(&ns(1), &more[2..]).unwrap();
+    assert_eq!(store.get(&ns(1), &first[0].id()).unwrap(), None);
+    assert_eq!(store.usage().unwrap().reclaimable, 0);
     let mem = MemoryStore::with_quota(2000);
     assert!(matches!(mem.put(&ns(1), &more), Err(Error::Full { .. })));
+}
+
+#[test]
+fn a_deleted_share_stays_its_owners_through_the_grace_period() {
+    let plain_dir = fast_tempdir();
+    let scatter_dir = fast_tempdir();
+    let stores: Vec<Box<dyn ShareStore>> = vec![
+        Box::new(MemoryStore::new()),
+        Box::new(open(plain_dir.path(), Layout::Plain)),
+        Box::new(open(scatter_dir.path(), Layout::Scatter)),
+    ];
+    for store in &stores {
+        let shares: Vec<Share> = (0..4).map(|i| share(i, 300)).collect();
+        store.put(&ns(1), &shares).unwrap();
+        let ids: Vec<ShareId> = shares.iter().map(Share::id).collect();
+        assert_eq!(store.delete(&ns(1), &ids).unwrap(), 4);
+        // Gone from what is offered, but readable by the owner, and back when stored again.
+        assert_eq!(store.has(&ns(1), &ids).unwrap(), vec![false; 4]);
+        assert!(store.list(&ns(1), None, 10).unwrap().is_empty());
+        assert_eq!(
+            store.get(&ns(1), &ids[0]).unwrap().as_ref(),
+            Some(&shares[0])
+        );
+        assert_eq!(store.get(&ns(2), &ids[0]).unwrap(), None);
+        store.put(&ns(1), &shares[..1]).unwrap();
+        assert_eq!(store.has(&ns(1), &ids[..1]).unwrap(), vec![true]);
+        // Not yet over: nothing expires. Over: the rest goes, the revived one stays.
+        assert_eq!(store.expire(0).unwrap(), (0, 0));
+        assert_eq!(store.expire(i64::MAX).unwrap(), (3, 3 * 316));
+        assert_eq!(store.get(&ns(1), &ids[1]).unwrap(), None);
+        assert_eq!(
+            store.get(&ns(1), &ids[0]).unwrap().as_ref(),
+            Some(&shares[0])
+        );
+        assert_eq!(store.usage().unwrap().used, 316);
+    }
 }
 
 #[test]

@@ -19,7 +19,7 @@ use shard_proto::{NodeId, ShareId};
 
 pub use schema::SCHEMA_VERSION;
 pub use vault::{
-    AckedShare, ChunkHealth, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
+    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
     VaultCatalog,
 };
 pub use vault::{SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
@@ -66,6 +66,9 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten, not left in free pages: after a passphrase change the
+        // old key record must not stay readable in the file (see `update_key_record`).
+        conn.pragma_update(None, "secure_delete", "ON")?;
         // 32 MiB of page cache (default 2 MB): at 100 000 files the default made SQLite re-read
         // pages through the kernel for most statements (profiled: kernel copies on top).
         conn.pragma_update(None, "cache_size", -32_768)?;
@@ -155,14 +158,29 @@ impl Catalog {
             .collect()
     }
 
-    /// Replaces an account's key record (a passphrase change).
+    /// Replaces an account's key record (a passphrase change). The old record is gone from
+    /// the database file, its free pages (`secure_delete`) and its write-ahead log (checkpointed
+    /// and truncated) when this returns, so the old passphrase opens nothing left on disk.
     pub fn update_key_record(&self, account: AccountId, record: &KeyRecord) -> Result<()> {
-        let changed = self.conn().execute(
+        let conn = self.conn();
+        let changed = conn.execute(
             "UPDATE accounts SET key_record = ?2 WHERE id = ?1 AND vault_id = ?3",
             params![account.0, record.as_bytes(), &record.vault_id().0[..]],
         )?;
         if changed == 0 {
             return Err(Error::NoSuchAccount(format!("#{}", account.0)));
+        }
+        // The WAL still holds the page with the old record until a checkpoint copies the new
+        // one over it; TRUNCATE then empties the log file. A reader holding an old snapshot
+        // would make the checkpoint partial: say so rather than claim it is gone.
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy != 0 {
+            return Err(Error::InvalidParameters(
+                "the old key record could not be wiped from the catalog's log (a reader is busy); run `account passwd` again",
+            ));
         }
         Ok(())
     }
@@ -251,39 +269,101 @@ impl Catalog {
             .collect())
     }
 
-    /// Share deletions waiting for `peer` (any account): (vault, share).
-    pub fn pending_deletions(&self, peer: &NodeId) -> Result<Vec<([u8; 16], ShareId)>> {
+    /// Share deletions waiting to be sent to `peer` (any account): (account, vault, share).
+    pub fn pending_deletions(&self, peer: &NodeId) -> Result<Vec<(AccountId, [u8; 16], ShareId)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT vault, share FROM deletions WHERE peer = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT account, vault, share FROM deletions WHERE peer = ?1 AND done_at IS NULL",
+        )?;
         let rows = stmt
             .query_map(params![&peer.0[..]], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(vault, share)| {
+            .map(|(account, vault, share)| {
                 let vault = <[u8; 16]>::try_from(vault.as_slice())
                     .map_err(|_| Error::IndexDamaged("vault id of the wrong length"))?;
                 let share = <[u8; 32]>::try_from(share.as_slice())
                     .map_err(|_| Error::IndexDamaged("share id of the wrong length"))?;
-                Ok((vault, ShareId(share)))
+                Ok((AccountId(account), vault, ShareId(share)))
             })
             .collect()
     }
 
-    /// Forgets deletions that `peer` carried out.
+    /// Records that `peer` accepted these deletions (now): it keeps the shares through its
+    /// grace period, and the catalog remembers them until [`Catalog::forget_deletions`].
     pub fn deletions_done(&self, peer: &NodeId, done: &[([u8; 16], ShareId)]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let now = unix_now();
         for (vault, share) in done {
             tx.prepare_cached(
-                "DELETE FROM deletions WHERE peer = ?1 AND vault = ?2 AND share = ?3",
+                "UPDATE deletions SET done_at = ?4 WHERE peer = ?1 AND vault = ?2 AND share = ?3",
             )?
-            .execute(params![&peer.0[..], &vault[..], &share.0[..]])?;
+            .execute(params![&peer.0[..], &vault[..], &share.0[..], now])?;
         }
         tx.commit()?;
         Ok(())
     }
+
+    /// Forgets deletions that peers accepted before `before` (seconds since the epoch): their
+    /// grace period is over. Returns how many.
+    pub fn forget_deletions(&self, before: i64) -> Result<u64> {
+        let n = self.conn().execute(
+            "DELETE FROM deletions WHERE done_at IS NOT NULL AND done_at < ?1",
+            params![before],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// An account's deleted shares that peers still keep in their grace period: how many, and
+    /// when the oldest was deleted (seconds since the epoch).
+    pub fn deletions_in_grace(&self, account: AccountId) -> Result<(u64, Option<i64>)> {
+        let (n, oldest): (i64, Option<i64>) = self.conn().query_row(
+            "SELECT COUNT(*), MIN(done_at) FROM deletions WHERE account = ?1 AND done_at IS NOT NULL",
+            params![account.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((u64::try_from(n).unwrap_or(0), oldest))
+    }
+
+    /// Remembers that `peers` still have to hand `account`'s vault over to this node (they
+    /// were offline during its recovery).
+    pub fn add_adoptions(&self, account: AccountId, peers: &[NodeId]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for peer in peers {
+            tx.prepare_cached("INSERT OR IGNORE INTO adoptions (account, peer) VALUES (?1, ?2)")?
+                .execute(params![account.0, &peer.0[..]])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Accounts whose vault `peer` still has to hand over.
+    pub fn pending_adoptions(&self, peer: &NodeId) -> Result<Vec<AccountId>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT account FROM adoptions WHERE peer = ?1")?;
+        let rows = stmt
+            .query_map(params![&peer.0[..]], |r| r.get::<_, i64>(0))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows.into_iter().map(AccountId).collect())
+    }
+
+    /// `peer` handed `account`'s vault over.
+    pub fn adoption_done(&self, account: AccountId, peer: &NodeId) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM adoptions WHERE account = ?1 AND peer = ?2",
+            params![account.0, &peer.0[..]],
+        )?;
+        Ok(())
+    }
+
     /// Failed logins of an account so far and when the last one was (seconds since the epoch).
     pub fn login_failures(&self, account: AccountId) -> Result<(u32, Option<i64>)> {
         let (count, last): (i64, Option<i64>) = self.conn().query_row(
@@ -298,6 +378,16 @@ impl Catalog {
     pub fn record_login_failure(&self, account: AccountId) -> Result<()> {
         self.conn().execute(
             "UPDATE accounts SET failed_logins = failed_logins + 1, last_failure = ?2 WHERE id = ?1",
+            params![account.0, unix_now()],
+        )?;
+        Ok(())
+    }
+
+    /// Moves the time of the last failed login to now (the end of a failed attempt, which was
+    /// counted when it began), so the next delay runs from the answer, not the question.
+    pub fn restamp_login_failure(&self, account: AccountId) -> Result<()> {
+        self.conn().execute(
+            "UPDATE accounts SET last_failure = ?2 WHERE id = ?1",
             params![account.0, unix_now()],
         )?;
         Ok(())

@@ -21,13 +21,28 @@
 //! Version 3 adds `accounts.failed_logins` and `accounts.last_failure` (the login delay survives
 //! restarts) and `vault_state(account, seq, epoch, snapshot)`: the newest catalog snapshot's
 //! head sequence, the vault's hand-over epoch, and where that snapshot's shares are (sealed).
+//!
+//! Version 4 (the vault id became the hash of the vault authority's key and chunk keys bind
+//! the padded length, so data of earlier versions cannot be read: a catalog with accounts is
+//! refused, an empty one is migrated):
+//! ```text
+//! chunks(account, id, k, n, share_len, refs, PRIMARY KEY(account, id, k, n))
+//!     one row per *encoding* of a chunk: the same chunk stored k-of-n and k'-of-n' is two
+//!     records with their own shares, and an encoding is never changed in place.
+//! shares(id, account, chunk, k, n, idx, peer, state)      (k, n): the encoding it belongs to
+//! deletions(account, peer, vault, share, done_at)
+//!     done_at: NULL while waiting for the peer; else when it accepted the deletion (it keeps
+//!     the share for its grace period from then).
+//! adoptions(account, peer)      peers that still have to hand a recovered vault over
+//! vault_state(account, seq, snapshot)
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -84,7 +99,44 @@ const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL,
          epoch INTEGER NOT NULL,
          snapshot BLOB);",
+    // 3 → 4: encodings as their own records; deletions remembered through the peers' grace
+    // period; hand-overs still owed. Only ever run on a catalog without accounts (checked).
+    "DROP TABLE shares;
+     DROP TABLE chunks;
+     DROP TABLE vault_state;
+     CREATE TABLE chunks (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         id BLOB NOT NULL,
+         k INTEGER NOT NULL,
+         n INTEGER NOT NULL,
+         share_len INTEGER NOT NULL,
+         refs INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (account, id, k, n)) WITHOUT ROWID;
+     CREATE TABLE shares (
+         id BLOB NOT NULL PRIMARY KEY,
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         chunk BLOB NOT NULL,
+         k INTEGER NOT NULL,
+         n INTEGER NOT NULL,
+         idx INTEGER NOT NULL,
+         peer BLOB NOT NULL,
+         state INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE INDEX shares_by_chunk ON shares(account, chunk, k, n);
+     CREATE INDEX shares_by_peer ON shares(peer, state);
+     ALTER TABLE deletions ADD COLUMN done_at INTEGER;
+     CREATE TABLE adoptions (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         peer BLOB NOT NULL,
+         PRIMARY KEY (account, peer)) WITHOUT ROWID;
+     CREATE TABLE vault_state (
+         account INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+         seq INTEGER NOT NULL,
+         snapshot BLOB);",
 ];
+
+/// The first schema version whose data this build reads (earlier vault ids and chunk keys are
+/// derived differently).
+const OLDEST_READABLE: i64 = 4;
 
 /// Brings `conn` to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<()> {
@@ -96,6 +148,12 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     )?;
     if current > SCHEMA_VERSION {
         return Err(Error::NewerCatalog(current));
+    }
+    if current > 0 && current < OLDEST_READABLE {
+        let accounts: i64 = conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+        if accounts > 0 {
+            return Err(Error::OlderCatalog(current));
+        }
     }
     for (i, sql) in MIGRATIONS
         .iter()

@@ -3,6 +3,8 @@
 //! Every write comes in batches (one transaction, one sync), because a tree of twenty thousand
 //! small files must not cost forty thousand fsyncs.
 
+use std::collections::HashMap;
+
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use shard_crypto::{Label, SecretKey, VaultKeys, hmac_sha256, open, seal};
@@ -103,7 +105,11 @@ pub struct ShareRecord {
     pub id: ShareId,
     /// The chunk it belongs to.
     pub chunk: ChunkId,
-    /// Its index among the chunk's `n` shares.
+    /// The `k` of the chunk's encoding this share is part of.
+    pub k: u8,
+    /// The `n` of that encoding.
+    pub n: u8,
+    /// Its index among the encoding's `n` shares.
     pub index: u8,
     /// The peer holding it.
     pub peer: NodeId,
@@ -130,15 +136,19 @@ pub struct AckedShare {
     pub peer: NodeId,
 }
 
-/// How many shares of a chunk are acknowledged, against what it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkHealth {
+/// One stored encoding of a chunk (`k`-of-`n`), as the catalog records it. A chunk may have
+/// several (stored again with another redundancy); each keeps its own shares, and none is ever
+/// changed in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
     /// Shares needed.
     pub k: u8,
     /// Shares made.
     pub n: u8,
-    /// Shares acknowledged and not known missing or bad.
-    pub acked: u8,
+    /// Payload length of each share.
+    pub share_len: u32,
+    /// The shares recorded for it, by index (some may be missing, pending or bad).
+    pub shares: Vec<ShareRecord>,
 }
 
 /// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
@@ -223,13 +233,11 @@ pub struct SnapshotShare {
     pub peer: NodeId,
 }
 
-/// A vault's snapshot bookkeeping (see the catalog schema, version 3).
+/// A vault's snapshot bookkeeping (see the catalog schema, version 4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VaultState {
     /// Sequence number of the newest catalog head written.
     pub seq: u64,
-    /// Hand-over epoch (which adoption secret guards the vault now).
-    pub epoch: u64,
     /// The newest snapshot's location record, sealed by the caller.
     pub snapshot: Option<Vec<u8>>,
 }
@@ -244,6 +252,11 @@ pub struct VaultCatalog<'a> {
 
 const FILE_PENDING: i64 = 0;
 const FILE_VISIBLE: i64 = 1;
+
+/// A chunk encoding's key: (chunk, k, n).
+fn enc_key(chunk: &ChunkRef) -> (ChunkId, u8, u8) {
+    (chunk.id, chunk.k, chunk.n)
+}
 
 fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
     <[u8; 32]>::try_from(v.as_slice()).map_err(|_| Error::IndexDamaged("id of the wrong length"))
@@ -368,14 +381,16 @@ impl<'a> VaultCatalog<'a> {
             )?
             .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO shares (id, account, chunk, idx, peer, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                "INSERT OR IGNORE INTO shares (id, account, chunk, k, n, idx, peer, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
             )?;
             for (index, (share, peer)) in (0u8..).zip(chunk.shares.iter().zip(peers.iter())) {
                 stmt.execute(params![
                     &share.0[..],
                     self.account.0,
                     &chunk.id.0[..],
+                    chunk.k,
+                    chunk.n,
                     index,
                     &peer.0[..]
                 ])?;
@@ -385,8 +400,8 @@ impl<'a> VaultCatalog<'a> {
         Ok(())
     }
 
-    /// Records acknowledged shares (and their chunks), in one transaction. A share recorded
-    /// before is moved to the peer given, acknowledged.
+    /// Records acknowledged shares (and their chunks' encodings), in one transaction. A share
+    /// recorded before is moved to the peer given, acknowledged.
     pub fn record_acks(&self, acks: &[AckedShare]) -> Result<()> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
@@ -396,79 +411,120 @@ impl<'a> VaultCatalog<'a> {
             )?
             .execute(params![self.account.0, &ack.chunk.0[..], ack.k, ack.n, ack.share_len])?;
             tx.prepare_cached(
-                "INSERT INTO shares (id, account, chunk, idx, peer, state) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                "INSERT INTO shares (id, account, chunk, k, n, idx, peer, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
                  ON CONFLICT (id) DO UPDATE SET peer = excluded.peer, state = 1",
             )?
-            .execute(params![&ack.share.0[..], self.account.0, &ack.chunk.0[..], ack.index, &ack.peer.0[..]])?;
+            .execute(params![
+                &ack.share.0[..],
+                self.account.0,
+                &ack.chunk.0[..],
+                ack.k,
+                ack.n,
+                ack.index,
+                &ack.peer.0[..]
+            ])?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Acknowledged shares per chunk, for the chunks asked (missing chunks are left out).
-    pub fn chunk_health(&self, chunks: &[ChunkId]) -> Result<Vec<(ChunkId, ChunkHealth)>> {
+    /// Every encoding of `chunk` the catalog records, with its shares by index.
+    pub fn encodings(&self, chunk: &ChunkId) -> Result<Vec<Encoding>> {
         let conn = self.catalog.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT c.k, c.n, (SELECT COUNT(*) FROM shares s
-                                WHERE s.account = c.account AND s.chunk = c.id AND s.state = 1)
-             FROM chunks c WHERE c.account = ?1 AND c.id = ?2",
-        )?;
-        let mut out = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            let row = stmt
-                .query_row(params![self.account.0, &chunk.0[..]], |r| {
-                    Ok((r.get::<_, u8>(0)?, r.get::<_, u8>(1)?, r.get::<_, i64>(2)?))
+        let rows = conn
+            .prepare_cached("SELECT k, n, share_len FROM chunks WHERE account = ?1 AND id = ?2")?
+            .query_map(params![self.account.0, &chunk.0[..]], |r| {
+                Ok((r.get::<_, u8>(0)?, r.get::<_, u8>(1)?, r.get::<_, u32>(2)?))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(conn);
+        rows.into_iter()
+            .map(|(k, n, share_len)| {
+                Ok(Encoding {
+                    k,
+                    n,
+                    share_len,
+                    shares: self.encoding_shares(chunk, k, n)?,
                 })
-                .optional()?;
-            if let Some((k, n, acked)) = row {
-                out.push((
-                    *chunk,
-                    ChunkHealth {
-                        k,
-                        n,
-                        acked: u8::try_from(acked).unwrap_or(u8::MAX),
-                    },
-                ));
-            }
-        }
-        Ok(out)
+            })
+            .collect()
     }
 
-    /// The health of every chunk of the vault, in one query (the file list shows a badge per
-    /// file: asking chunk by chunk cost a query per file).
-    pub fn all_chunk_health(&self) -> Result<std::collections::HashMap<ChunkId, ChunkHealth>> {
+    /// The recorded shares of one encoding of a chunk, by index.
+    pub fn encoding_shares(&self, chunk: &ChunkId, k: u8, n: u8) -> Result<Vec<ShareRecord>> {
         let conn = self.catalog.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT c.id, c.k, c.n, COUNT(s.id) FROM chunks c
-             LEFT JOIN shares s ON s.account = c.account AND s.chunk = c.id AND s.state = 1
-             WHERE c.account = ?1 GROUP BY c.id",
+            "SELECT id, idx, peer, state FROM shares
+             WHERE account = ?1 AND chunk = ?2 AND k = ?3 AND n = ?4 ORDER BY idx",
         )?;
         let rows = stmt
-            .query_map(params![self.account.0], |r| {
+            .query_map(params![self.account.0, &chunk.0[..], k, n], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, u8>(1)?,
-                    r.get::<_, u8>(2)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
                     r.get::<_, i64>(3)?,
                 ))
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(id, k, n, acked)| {
-                Ok((
-                    ChunkId(blob32(id)?),
-                    ChunkHealth {
-                        k,
-                        n,
-                        acked: u8::try_from(acked).unwrap_or(u8::MAX),
-                    },
-                ))
+            .map(|(id, idx, peer, state)| {
+                Ok(ShareRecord {
+                    id: ShareId(blob32(id)?),
+                    chunk: *chunk,
+                    k,
+                    n,
+                    index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
+                    peer: NodeId(blob32(peer)?),
+                    state: ShareState::from_code(state)?,
+                })
             })
             .collect()
     }
 
-    /// Removes file versions. Chunks no visible version uses any more are removed too, and
-    /// their shares are returned: the caller deletes them on their peers. In the same
+    /// What the catalog records of each of `ids` (ids it does not know are left out): where a
+    /// manifest's shares are is looked up by their ids, never by chunk, so a share of another
+    /// encoding can never stand in for one the manifest lists.
+    pub fn locate(&self, ids: &[ShareId]) -> Result<HashMap<ShareId, ShareRecord>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT chunk, k, n, idx, peer, state FROM shares WHERE account = ?1 AND id = ?2",
+        )?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let row = stmt
+                .query_row(params![self.account.0, &id.0[..]], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, u8>(1)?,
+                        r.get::<_, u8>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((chunk, k, n, idx, peer, state)) = row {
+                out.insert(
+                    *id,
+                    ShareRecord {
+                        id: *id,
+                        chunk: ChunkId(blob32(chunk)?),
+                        k,
+                        n,
+                        index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
+                        peer: NodeId(blob32(peer)?),
+                        state: ShareState::from_code(state)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes file versions. Chunk encodings no visible version uses any more are removed too,
+    /// and their shares are returned: the caller deletes them on their peers. In the same
     /// transaction each of those shares is queued for deletion (vault `vault`), so that a crash
     /// before the peers are told leaves a queue to finish, not shares nobody knows about; the
     /// caller marks each deletion done ([`Catalog::deletions_done`]) once its peer did it.
@@ -485,29 +541,38 @@ impl<'a> VaultCatalog<'a> {
             if state == FILE_VISIBLE {
                 let manifest = self.manifest_in(&tx, *file)?;
                 let mut seen = std::collections::HashSet::new();
-                for chunk in manifest.chunks.iter().filter(|c| seen.insert(c.id)) {
+                for chunk in manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {
                     tx.prepare_cached(
-                        "UPDATE chunks SET refs = refs - 1 WHERE account = ?1 AND id = ?2",
+                        "UPDATE chunks SET refs = refs - 1
+                         WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
                     )?
-                    .execute(params![self.account.0, &chunk.id.0[..]])?;
-                    released.push(chunk.id);
+                    .execute(params![
+                        self.account.0,
+                        &chunk.id.0[..],
+                        chunk.k,
+                        chunk.n
+                    ])?;
+                    released.push(enc_key(chunk));
                 }
             }
             tx.prepare_cached("DELETE FROM files WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0])?;
         }
         let mut freed = Vec::new();
-        for chunk in released {
+        for (chunk, k, n) in released {
             let refs: Option<i64> = tx
-                .prepare_cached("SELECT refs FROM chunks WHERE account = ?1 AND id = ?2")?
-                .query_row(params![self.account.0, &chunk.0[..]], |r| r.get(0))
+                .prepare_cached(
+                    "SELECT refs FROM chunks WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
+                )?
+                .query_row(params![self.account.0, &chunk.0[..], k, n], |r| r.get(0))
                 .optional()?;
             if refs.is_some_and(|r| r <= 0) {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT id, idx, peer, state FROM shares WHERE account = ?1 AND chunk = ?2",
+                    "SELECT id, idx, peer, state FROM shares
+                     WHERE account = ?1 AND chunk = ?2 AND k = ?3 AND n = ?4",
                 )?;
                 let rows = stmt
-                    .query_map(params![self.account.0, &chunk.0[..]], |r| {
+                    .query_map(params![self.account.0, &chunk.0[..], k, n], |r| {
                         Ok((
                             r.get::<_, Vec<u8>>(0)?,
                             r.get::<_, i64>(1)?,
@@ -518,21 +583,28 @@ impl<'a> VaultCatalog<'a> {
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 for (id, idx, peer, state) in rows {
                     tx.prepare_cached(
-                        "INSERT OR IGNORE INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (peer, vault, share) DO UPDATE SET done_at = NULL",
                     )?
                     .execute(params![self.account.0, &peer, &vault[..], &id])?;
                     freed.push(ShareRecord {
                         id: ShareId(blob32(id)?),
                         chunk,
+                        k,
+                        n,
                         index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
                         peer: NodeId(blob32(peer)?),
                         state: ShareState::from_code(state)?,
                     });
                 }
-                tx.prepare_cached("DELETE FROM shares WHERE account = ?1 AND chunk = ?2")?
-                    .execute(params![self.account.0, &chunk.0[..]])?;
-                tx.prepare_cached("DELETE FROM chunks WHERE account = ?1 AND id = ?2")?
-                    .execute(params![self.account.0, &chunk.0[..]])?;
+                tx.prepare_cached(
+                    "DELETE FROM shares WHERE account = ?1 AND chunk = ?2 AND k = ?3 AND n = ?4",
+                )?
+                .execute(params![self.account.0, &chunk.0[..], k, n])?;
+                tx.prepare_cached(
+                    "DELETE FROM chunks WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
+                )?
+                .execute(params![self.account.0, &chunk.0[..], k, n])?;
             }
         }
         tx.commit()?;
@@ -545,9 +617,15 @@ impl<'a> VaultCatalog<'a> {
         let tx = conn.transaction()?;
         for (peer, share) in shares {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO deletions (account, peer, vault, share) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (peer, vault, share) DO UPDATE SET done_at = NULL",
             )?
-            .execute(params![self.account.0, &peer.0[..], &vault[..], &share.0[..]])?;
+            .execute(params![
+                self.account.0,
+                &peer.0[..],
+                &vault[..],
+                &share.0[..]
+            ])?;
         }
         tx.commit()?;
         Ok(())
@@ -620,24 +698,29 @@ impl<'a> VaultCatalog<'a> {
     /// Every recorded share of the vault (for `check` and `repair`), in one query.
     pub fn all_shares(&self) -> Result<Vec<ShareRecord>> {
         let conn = self.catalog.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT id, chunk, idx, peer, state FROM shares WHERE account = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, chunk, k, n, idx, peer, state FROM shares WHERE account = ?1",
+        )?;
         let rows = stmt
             .query_map(params![self.account.0], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, u8>(2)?,
+                    r.get::<_, u8>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(id, chunk, idx, peer, state)| {
+            .map(|(id, chunk, k, n, idx, peer, state)| {
                 Ok(ShareRecord {
                     id: ShareId(blob32(id)?),
                     chunk: ChunkId(blob32(chunk)?),
+                    k,
+                    n,
                     index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
                     peer: NodeId(blob32(peer)?),
                     state: ShareState::from_code(state)?,
@@ -646,38 +729,11 @@ impl<'a> VaultCatalog<'a> {
             .collect()
     }
 
-    /// The recorded shares of a chunk, by index.
-    pub fn chunk_shares(&self, chunk: &ChunkId) -> Result<Vec<ShareRecord>> {
-        let conn = self.catalog.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, idx, peer, state FROM shares WHERE account = ?1 AND chunk = ?2 ORDER BY idx",
-        )?;
-        let rows = stmt
-            .query_map(params![self.account.0, &chunk.0[..]], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, idx, peer, state)| {
-                Ok(ShareRecord {
-                    id: ShareId(blob32(id)?),
-                    chunk: *chunk,
-                    index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
-                    peer: NodeId(blob32(peer)?),
-                    state: ShareState::from_code(state)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Makes pending files visible, all in one transaction — but only if every share of every
-    /// chunk of each is acknowledged; otherwise nothing changes and the first chunk still
-    /// waiting is named.
+    /// Makes pending files visible, all in one transaction — but only if every share id each
+    /// one's manifest lists is recorded as acknowledged, for that chunk, encoding and index;
+    /// otherwise nothing changes and the first chunk still waiting is named. (Counting the
+    /// acknowledged shares of a chunk is not enough: shares of another encoding of the same
+    /// chunk would pass for the ones the manifest names.)
     pub fn commit_files(&self, files: &[FileId]) -> Result<()> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
@@ -685,25 +741,53 @@ impl<'a> VaultCatalog<'a> {
             let manifest = self.manifest_in(&tx, *file)?;
             let mut seen = std::collections::HashSet::new();
             for chunk in &manifest.chunks {
-                if !seen.insert(chunk.id) {
+                if !seen.insert(enc_key(chunk)) {
                     continue;
                 }
-                let acked: i64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM shares WHERE account = ?1 AND chunk = ?2 AND state = 1",
-                    )?
-                    .query_row(params![self.account.0, &chunk.id.0[..]], |r| r.get(0))?;
-                let acked = u64::try_from(acked).unwrap_or(0);
-                if acked < u64::from(chunk.n) {
+                let mut unacked = 0u64;
+                for (index, share) in (0u8..).zip(&chunk.shares) {
+                    let row = tx
+                        .prepare_cached(
+                            "SELECT chunk, k, n, idx, state FROM shares WHERE account = ?1 AND id = ?2",
+                        )?
+                        .query_row(params![self.account.0, &share.0[..]], |r| {
+                            Ok((
+                                r.get::<_, Vec<u8>>(0)?,
+                                r.get::<_, u8>(1)?,
+                                r.get::<_, u8>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, i64>(4)?,
+                            ))
+                        })
+                        .optional()?;
+                    let acknowledged = row.is_some_and(|(c, k, n, idx, state)| {
+                        c.as_slice() == chunk.id.0.as_slice()
+                            && (k, n) == (chunk.k, chunk.n)
+                            && idx == i64::from(index)
+                            && state == ShareState::Acked.code()
+                    });
+                    unacked += u64::from(!acknowledged);
+                }
+                if unacked > 0 {
                     return Err(Error::NotAcknowledged {
                         chunk: chunk.id,
-                        unacked: u64::from(chunk.n) - acked,
+                        unacked,
                     });
                 }
                 tx.prepare_cached(
-                    "UPDATE chunks SET refs = refs + 1 WHERE account = ?1 AND id = ?2",
+                    "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![self.account.0, &chunk.id.0[..]])?;
+                .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+                tx.prepare_cached(
+                    "UPDATE chunks SET refs = refs + 1
+                     WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
+                )?
+                .execute(params![
+                    self.account.0,
+                    &chunk.id.0[..],
+                    chunk.k,
+                    chunk.n
+                ])?;
             }
             tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
@@ -815,7 +899,7 @@ impl<'a> VaultCatalog<'a> {
         let conn = self.catalog.conn();
         let mut stmt = conn.prepare(
             "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
-             JOIN chunks c ON c.account = s.account AND c.id = s.chunk
+             JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
              WHERE s.account = ?1 AND s.state = 1",
         )?;
         let rows = stmt
@@ -896,15 +980,21 @@ impl<'a> VaultCatalog<'a> {
         let tx = conn.transaction()?;
         for file in files {
             let mut seen = std::collections::HashSet::new();
-            for chunk in manifest.chunks.iter().filter(|c| seen.insert(c.id)) {
+            for chunk in manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
                 tx.prepare_cached(
-                    "UPDATE chunks SET refs = refs + 1 WHERE account = ?1 AND id = ?2",
+                    "UPDATE chunks SET refs = refs + 1
+                     WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
                 )?
-                .execute(params![self.account.0, &chunk.id.0[..]])?;
+                .execute(params![
+                    self.account.0,
+                    &chunk.id.0[..],
+                    chunk.k,
+                    chunk.n
+                ])?;
             }
             tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
@@ -919,21 +1009,14 @@ impl<'a> VaultCatalog<'a> {
             .catalog
             .conn()
             .query_row(
-                "SELECT seq, epoch, snapshot FROM vault_state WHERE account = ?1",
+                "SELECT seq, snapshot FROM vault_state WHERE account = ?1",
                 params![self.account.0],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<Vec<u8>>>(2)?,
-                    ))
-                },
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
             )
             .optional()?;
         Ok(match row {
-            Some((seq, epoch, snapshot)) => VaultState {
+            Some((seq, snapshot)) => VaultState {
                 seq: u64::try_from(seq).unwrap_or(0),
-                epoch: u64::try_from(epoch).unwrap_or(0),
                 snapshot,
             },
             None => VaultState::default(),
@@ -943,11 +1026,10 @@ impl<'a> VaultCatalog<'a> {
     /// Records the vault's snapshot state.
     pub fn set_state(&self, state: &VaultState) -> Result<()> {
         let seq = i64::try_from(state.seq).map_err(|_| Error::InvalidParameters("sequence"))?;
-        let epoch = i64::try_from(state.epoch).map_err(|_| Error::InvalidParameters("epoch"))?;
         self.catalog.conn().execute(
-            "INSERT INTO vault_state (account, seq, epoch, snapshot) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (account) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch, snapshot = excluded.snapshot",
-            params![self.account.0, seq, epoch, state.snapshot],
+            "INSERT INTO vault_state (account, seq, snapshot) VALUES (?1, ?2, ?3)
+             ON CONFLICT (account) DO UPDATE SET seq = excluded.seq, snapshot = excluded.snapshot",
+            params![self.account.0, seq, state.snapshot],
         )?;
         Ok(())
     }

@@ -15,7 +15,11 @@
 //!    (scatter) it into place, and fsync every folder that gained an entry;
 //! 3. commit the rows as *ok* (one transaction), then return: the caller may acknowledge.
 //!
-//! Delete marks rows *pending*, removes the files, then deletes the rows. On open, every
+//! Delete (by the owner, signed) keeps the file and marks its row *deleted* with the time: the
+//! share stops being listed, counted or offered, but stays readable by its owner and is revived
+//! by a put of the same share, until the grace period ends ([`ShareStore::expire`]) or the
+//! store needs the room (oldest deletions first, logged). Purge marks rows *pending*, removes
+//! the files, then deletes the rows. On open, every
 //! *pending* row's file is removed along with the row, and stray `.part` files are deleted.
 //! So after a crash at any point: no index row without a complete file, no half-written share
 //! served, no file left behind that the index does not know (so scatter never leaks).
@@ -101,6 +105,8 @@ struct Inner {
     created: Vec<PathBuf>,
     used: u64,
     count: u64,
+    /// Of `used`, bytes of deleted shares in their grace period.
+    deleted: u64,
 }
 
 /// A scatter folder the store created.
@@ -182,6 +188,7 @@ impl DiskStore {
             .map(ScatterDir::new)
             .collect();
         let (used, count) = index.totals()?;
+        let deleted = index.deleted_bytes()?;
         Ok(Self {
             root,
             layout: options.layout,
@@ -194,6 +201,7 @@ impl DiskStore {
                 created: Vec::new(),
                 used,
                 count,
+                deleted,
             }),
             settled: Condvar::new(),
         })
@@ -493,12 +501,28 @@ impl DiskStore {
         let mut seen = HashSet::new();
         let mut planned = Vec::new();
         let mut replaced_quarantine = Vec::new();
+        let mut revived = Vec::new();
         for share in shares {
             if !seen.insert(share.id()) {
                 continue;
             }
             match inner.index.row(ns, &share.id())? {
                 Some(row) if row.state == State::Ok => continue,
+                Some(row) if row.state == State::Deleted => {
+                    // Stored again within the grace period: the file is still there. It is
+                    // revived only if its bytes are this share's (read under the lock: rare,
+                    // and a revival must not race a purge of the same file).
+                    if self.file_holds(&row, share) {
+                        revived.push((*ns, share.id()));
+                        inner.deleted = inner.deleted.saturating_sub(row.size);
+                        continue;
+                    }
+                    inner.used = inner.used.saturating_sub(row.size);
+                    inner.deleted = inner.deleted.saturating_sub(row.size);
+                    if self.layout == Layout::Scatter {
+                        replaced_quarantine.push(row.path);
+                    }
+                }
                 Some(row) if row.state == State::Corrupt => {
                     // The quarantined copy goes once the good one is in place.
                     inner.used = inner.used.saturating_sub(row.size);
@@ -507,6 +531,10 @@ impl DiskStore {
                 _ => {}
             }
             planned.push(share);
+        }
+        if !revived.is_empty() {
+            inner.index.set_state(&revived, State::Ok)?;
+            inner.count += revived.len() as u64;
         }
         if planned.is_empty() {
             return Ok(());
@@ -576,9 +604,69 @@ impl DiskStore {
     }
 }
 
+impl DiskStore {
+    /// Whether `row`'s file holds exactly `share` (size, then bytes).
+    fn file_holds(&self, row: &Row, share: &Share) -> bool {
+        if !valid_relpath(&row.path) || row.size != share.encoded_len() as u64 {
+            return false;
+        }
+        fs::read(self.root.join(&row.path))
+            .ok()
+            .and_then(|bytes| Share::decode(Bytes::from(bytes)).ok())
+            .is_some_and(|held| held.id() == share.id())
+    }
+
+    /// Purges deleted shares, oldest deletion first, until `needed` bytes are freed (or none
+    /// is left); returns (shares, bytes) purged.
+    fn reclaim(&self, needed: u64) -> Result<(u64, u64)> {
+        let candidates = self.lock().index.deleted(None, 4096)?;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut take = Vec::new();
+        for row in candidates {
+            if bytes >= needed.max(1) {
+                break;
+            }
+            bytes += row.size;
+            count += 1;
+            take.push((row.ns, row.id));
+        }
+        self.purge_rows(&take)?;
+        Ok((count, bytes))
+    }
+
+    /// Purges `items` (any namespaces).
+    fn purge_rows(&self, items: &[(Namespace, ShareId)]) -> Result<()> {
+        let mut by_ns: std::collections::BTreeMap<Namespace, Vec<ShareId>> = Default::default();
+        for (ns, id) in items {
+            by_ns.entry(*ns).or_default().push(*id);
+        }
+        for (ns, ids) in by_ns {
+            self.purge_batch(&ns, &ids)?;
+        }
+        Ok(())
+    }
+}
+
 impl ShareStore for DiskStore {
     fn put(&self, ns: &Namespace, shares: &[Share]) -> Result<()> {
-        self.put_batch(ns, shares).map_err(|e| self.classify(e))
+        match self.put_batch(ns, shares).map_err(|e| self.classify(e)) {
+            Err(Error::Full { needed, free }) if self.lock().deleted > 0 => {
+                // Deleted shares wait out their grace period only while there is room. (A full
+                // disk reports no figures: make room for the whole batch.)
+                let batch: u64 = shares.iter().map(|s| s.encoded_len() as u64).sum();
+                let want = if needed == 0 {
+                    batch
+                } else {
+                    needed - free.min(needed)
+                };
+                let (count, bytes) = self.reclaim(want)?;
+                tracing::warn!(
+                    "store full: reclaimed {count} deleted shares ({bytes} bytes) before the end of their grace period, oldest first"
+                );
+                self.put_batch(ns, shares).map_err(|e| self.classify(e))
+            }
+            other => other,
+        }
     }
 
     fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>> {
@@ -586,7 +674,8 @@ impl ShareStore for DiskStore {
             let inner = self.wait_idle(self.lock(), &[(*ns, *id)]);
             inner.index.row(ns, id)?
         };
-        let Some(row) = row.filter(|r| r.state == State::Ok) else {
+        // A deleted share is still its owner's to read through the grace period.
+        let Some(row) = row.filter(|r| matches!(r.state, State::Ok | State::Deleted)) else {
             return Ok(None);
         };
         if !valid_relpath(&row.path) || row.size > MAX_SHARE_FILE {
@@ -648,7 +737,29 @@ impl ShareStore for DiskStore {
     }
 
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
-        self.delete_batch(ns, ids).map_err(|e| self.classify(e))
+        self.soft_delete(ns, ids).map_err(|e| self.classify(e))
+    }
+
+    fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        self.purge_batch(ns, ids).map_err(|e| self.classify(e))
+    }
+
+    fn expire(&self, before: i64) -> Result<(u64, u64)> {
+        let mut total = (0u64, 0u64);
+        loop {
+            let rows = self.lock().index.deleted(Some(before), 1024)?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            total.0 += rows.len() as u64;
+            total.1 += rows.iter().map(|r| r.size).sum::<u64>();
+            let items: Vec<_> = rows.iter().map(|r| (r.ns, r.id)).collect();
+            self.purge_rows(&items).map_err(|e| self.classify(e))?;
+        }
+    }
+
+    fn namespaces(&self) -> Result<Vec<Namespace>> {
+        self.lock().index.namespaces()
     }
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>> {
         self.lock().index.list(ns, after, limit)
@@ -678,12 +789,45 @@ impl ShareStore for DiskStore {
             used: inner.used,
             shares: inner.count,
             quota: self.quota,
+            reclaimable: inner.deleted,
         })
     }
 }
 
 impl DiskStore {
-    fn delete_batch(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+    /// The owner's delete: servable shares are marked deleted (kept through the grace
+    /// period); quarantined or vanished ones are purged at once. Returns how many servable
+    /// shares were deleted.
+    fn soft_delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        let keys: Vec<_> = ids.iter().map(|id| (*ns, *id)).collect();
+        let mut inner = self.wait_idle(self.lock(), &keys);
+        let mut keep = Vec::new();
+        let mut purge = Vec::new();
+        let mut bytes = 0u64;
+        for id in ids {
+            match inner.index.row(ns, id)? {
+                Some(row) if row.state == State::Ok && !keep.contains(&(*ns, *id)) => {
+                    keep.push((*ns, *id));
+                    bytes += row.size;
+                }
+                Some(row) if row.state == State::Ok => {}
+                Some(row) if row.state != State::Deleted => purge.push(*id),
+                _ => {}
+            }
+        }
+        if !keep.is_empty() {
+            inner.index.set_deleted(&keep, crate::catalog::unix_now())?;
+            inner.count = inner.count.saturating_sub(keep.len() as u64);
+            inner.deleted += bytes;
+        }
+        drop(inner);
+        if !purge.is_empty() {
+            self.purge_batch(ns, &purge)?;
+        }
+        Ok(keep.len() as u64)
+    }
+
+    fn purge_batch(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
         let keys: Vec<_> = ids.iter().map(|id| (*ns, *id)).collect();
         let mut inner = self.wait_idle(self.lock(), &keys);
         let mut rows = Vec::new();
@@ -731,6 +875,9 @@ impl DiskStore {
                 }
                 if row.state == State::Ok {
                     inner.count = inner.count.saturating_sub(1);
+                }
+                if row.state == State::Deleted {
+                    inner.deleted = inner.deleted.saturating_sub(row.size);
                 }
             }
         }

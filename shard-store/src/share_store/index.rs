@@ -1,13 +1,16 @@
 //! The disk store's SQLite index: which shares a namespace holds, where each file is, its size
 //! and state. WAL mode with `synchronous = FULL`: a commit is on disk when it returns.
 //!
-//! Schema version 1:
+//! Schema version 2:
 //! ```text
-//! shares(ns BLOB, id BLOB, path TEXT UNIQUE, size INTEGER, state INTEGER, PRIMARY KEY(ns, id))
+//! shares(ns BLOB, id BLOB, path TEXT UNIQUE, size INTEGER, state INTEGER,
+//!        deleted_at INTEGER, PRIMARY KEY(ns, id))
 //! dirs(path TEXT PRIMARY KEY)            -- folders the scatter layout created
 //! ```
 //! States: 0 pending (being written or deleted: its file may or may not exist), 1 ok,
-//! 2 missing (file gone), 3 corrupt (file quarantined).
+//! 2 missing (file gone), 3 corrupt (file quarantined), 4 deleted (its owner deleted it at
+//! `deleted_at`, seconds since the epoch; the file stays through the grace period).
+//! Version 1 had no `deleted_at`; opening adds it.
 
 use std::path::Path;
 
@@ -16,7 +19,7 @@ use shard_proto::{Namespace, ShareId};
 
 use crate::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -24,6 +27,7 @@ pub(super) enum State {
     Ok = 1,
     Missing = 2,
     Corrupt = 3,
+    Deleted = 4,
 }
 
 impl State {
@@ -33,6 +37,7 @@ impl State {
             1 => State::Ok,
             2 => State::Missing,
             3 => State::Corrupt,
+            4 => State::Deleted,
             _ => return Err(Error::IndexDamaged("unknown share state")),
         })
     }
@@ -74,11 +79,19 @@ impl Index {
                     "BEGIN;
                      CREATE TABLE shares (
                          ns BLOB NOT NULL, id BLOB NOT NULL, path TEXT NOT NULL UNIQUE,
-                         size INTEGER NOT NULL, state INTEGER NOT NULL,
+                         size INTEGER NOT NULL, state INTEGER NOT NULL, deleted_at INTEGER,
                          PRIMARY KEY (ns, id)) WITHOUT ROWID;
                      CREATE INDEX shares_state ON shares(state);
                      CREATE TABLE dirs (path TEXT PRIMARY KEY) WITHOUT ROWID;
-                     PRAGMA user_version = 1;
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )?;
+            }
+            1 => {
+                conn.execute_batch(
+                    "BEGIN;
+                     ALTER TABLE shares ADD COLUMN deleted_at INTEGER;
+                     PRAGMA user_version = 2;
                      COMMIT;",
                 )?;
             }
@@ -130,7 +143,8 @@ impl Index {
                 // An upsert on (ns, id) only: `INSERT OR REPLACE` would also silently drop
                 // another share's row if a path ever collided.
                 "INSERT INTO shares (ns, id, path, size, state) VALUES (?1, ?2, ?3, ?4, 0)
-                 ON CONFLICT (ns, id) DO UPDATE SET path = excluded.path, size = excluded.size, state = 0",
+                 ON CONFLICT (ns, id) DO UPDATE SET path = excluded.path, size = excluded.size,
+                     state = 0, deleted_at = NULL",
             )?;
             for row in rows {
                 let size = i64::try_from(row.size).map_err(|_| Error::IndexDamaged("size"))?;
@@ -149,14 +163,66 @@ impl Index {
     pub fn set_state(&mut self, items: &[(Namespace, ShareId)], state: State) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt =
-                tx.prepare_cached("UPDATE shares SET state = ?3 WHERE ns = ?1 AND id = ?2")?;
+            let mut stmt = tx.prepare_cached(
+                "UPDATE shares SET state = ?3, deleted_at = NULL WHERE ns = ?1 AND id = ?2",
+            )?;
             for (ns, id) in items {
                 stmt.execute(params![&ns.to_bytes()[..], &id.0[..], state as i64])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Marks shares deleted at `at` (they stay on disk through the grace period).
+    pub fn set_deleted(&mut self, items: &[(Namespace, ShareId)], at: i64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE shares SET state = 4, deleted_at = ?3 WHERE ns = ?1 AND id = ?2",
+            )?;
+            for (ns, id) in items {
+                stmt.execute(params![&ns.to_bytes()[..], &id.0[..], at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deleted shares, oldest deletion first: those deleted before `before` (all of them for
+    /// `None`), at most `limit`.
+    pub fn deleted(&self, before: Option<i64>, limit: usize) -> Result<Vec<Row>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows_where(
+            "SELECT ns, id, path, size, state FROM shares
+             WHERE state = 4 AND (?1 IS NULL OR deleted_at < ?1)
+             ORDER BY deleted_at, ns, id LIMIT ?2",
+            params![before, limit],
+        )
+    }
+
+    /// Bytes of deleted shares (reclaimable at once when the store fills up).
+    pub fn deleted_bytes(&self) -> Result<u64> {
+        let bytes: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM shares WHERE state = 4",
+            [],
+            |r| r.get(0),
+        )?;
+        size_from(bytes)
+    }
+
+    /// Every namespace holding rows.
+    pub fn namespaces(&self) -> Result<Vec<Namespace>> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT ns FROM shares")?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|ns| {
+                Namespace::from_bytes(&ns)
+                    .ok_or(Error::IndexDamaged("namespace of the wrong length"))
+            })
+            .collect()
     }
     /// Re-files rows of `from` under `to`. A share `to` already holds stays in `from` (row and
     /// file together, so the index never loses track of a file).

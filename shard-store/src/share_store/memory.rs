@@ -14,11 +14,56 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+/// A share held, and when its owner deleted it (kept through the grace period).
+struct Held {
+    share: Share,
+    deleted_at: Option<i64>,
+}
+
 #[derive(Default)]
 struct Inner {
-    shares: HashMap<Namespace, BTreeMap<ShareId, Share>>,
+    shares: HashMap<Namespace, BTreeMap<ShareId, Held>>,
     used: u64,
     quota: Option<u64>,
+}
+
+impl Inner {
+    fn deleted_bytes(&self) -> u64 {
+        self.shares
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|h| h.deleted_at.is_some())
+            .map(|h| h.share.encoded_len() as u64)
+            .sum()
+    }
+
+    /// Removes deleted shares matching `pick`, oldest deletion first, until `enough` bytes are
+    /// freed; returns (shares, bytes).
+    fn purge_deleted(&mut self, pick: impl Fn(i64) -> bool, enough: u64) -> (u64, u64) {
+        let mut victims: Vec<(i64, Namespace, ShareId)> = self
+            .shares
+            .iter()
+            .flat_map(|(ns, m)| {
+                m.iter()
+                    .filter_map(move |(id, h)| h.deleted_at.map(|at| (at, *ns, *id)))
+            })
+            .filter(|(at, _, _)| pick(*at))
+            .collect();
+        victims.sort_by_key(|(at, ns, id)| (*at, ns.to_bytes(), id.0));
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for (_, ns, id) in victims {
+            if bytes >= enough {
+                break;
+            }
+            if let Some(held) = self.shares.get_mut(&ns).and_then(|m| m.remove(&id)) {
+                let len = held.share.encoded_len() as u64;
+                bytes += len;
+                count += 1;
+                self.used -= len;
+            }
+        }
+        (count, bytes)
+    }
 }
 
 impl MemoryStore {
@@ -49,29 +94,54 @@ impl MemoryStore {
 impl ShareStore for MemoryStore {
     fn put(&self, ns: &Namespace, shares: &[Share]) -> Result<()> {
         let mut inner = self.lock()?;
-        let existing = inner.shares.get(ns);
         let mut seen = std::collections::HashSet::new();
-        let new: Vec<&Share> = shares
-            .iter()
-            .filter(|s| existing.is_none_or(|m| !m.contains_key(&s.id())) && seen.insert(s.id()))
-            .collect();
+        let mut new = Vec::new();
+        for share in shares {
+            if !seen.insert(share.id()) {
+                continue;
+            }
+            match inner
+                .shares
+                .get_mut(ns)
+                .and_then(|m| m.get_mut(&share.id()))
+            {
+                // Stored again within the grace period: it is back.
+                Some(held) => held.deleted_at = None,
+                None => new.push(share),
+            }
+        }
         let needed: u64 = new.iter().map(|s| s.encoded_len() as u64).sum();
         if let Some(quota) = inner.quota {
             let free = quota.saturating_sub(inner.used);
             if needed > free {
-                return Err(Error::Full { needed, free });
+                inner.purge_deleted(|_| true, needed - free);
+                let free = quota.saturating_sub(inner.used);
+                if needed > free {
+                    return Err(Error::Full { needed, free });
+                }
             }
         }
         inner.used += needed;
         let map = inner.shares.entry(*ns).or_default();
         for share in new {
-            map.insert(share.id(), share.clone());
+            map.insert(
+                share.id(),
+                Held {
+                    share: share.clone(),
+                    deleted_at: None,
+                },
+            );
         }
         Ok(())
     }
 
     fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>> {
-        Ok(self.lock()?.shares.get(ns).and_then(|m| m.get(id)).cloned())
+        Ok(self
+            .lock()?
+            .shares
+            .get(ns)
+            .and_then(|m| m.get(id))
+            .map(|h| h.share.clone()))
     }
 
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>> {
@@ -79,19 +149,39 @@ impl ShareStore for MemoryStore {
         let map = inner.shares.get(ns);
         Ok(ids
             .iter()
-            .map(|id| map.is_some_and(|m| m.contains_key(id)))
+            .map(|id| {
+                map.and_then(|m| m.get(id))
+                    .is_some_and(|h| h.deleted_at.is_none())
+            })
             .collect())
     }
 
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
         let mut inner = self.lock()?;
+        let now = crate::catalog::unix_now();
+        let mut deleted = 0u64;
+        if let Some(map) = inner.shares.get_mut(ns) {
+            for id in ids {
+                if let Some(held) = map.get_mut(id)
+                    && held.deleted_at.is_none()
+                {
+                    held.deleted_at = Some(now);
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        let mut inner = self.lock()?;
         let mut freed = 0u64;
         let mut removed = 0u64;
         if let Some(map) = inner.shares.get_mut(ns) {
             for id in ids {
-                if let Some(share) = map.remove(id) {
-                    freed += share.encoded_len() as u64;
-                    removed += 1;
+                if let Some(held) = map.remove(id) {
+                    freed += held.share.encoded_len() as u64;
+                    removed += u64::from(held.deleted_at.is_none());
                 }
             }
         }
@@ -99,24 +189,40 @@ impl ShareStore for MemoryStore {
         Ok(removed)
     }
 
+    fn expire(&self, before: i64) -> Result<(u64, u64)> {
+        Ok(self.lock()?.purge_deleted(|at| at < before, u64::MAX))
+    }
+
+    fn namespaces(&self) -> Result<Vec<Namespace>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .shares
+            .iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(ns, _)| *ns)
+            .collect())
+    }
+
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>> {
         let inner = self.lock()?;
         let Some(map) = inner.shares.get(ns) else {
             return Ok(Vec::new());
         };
+        let live = |(id, h): (&ShareId, &Held)| h.deleted_at.is_none().then_some(*id);
         let ids = match after {
             Some(after) => map
                 .range((
                     std::ops::Bound::Excluded(*after),
                     std::ops::Bound::Unbounded,
                 ))
-                .map(|(id, _)| *id)
+                .filter_map(live)
                 .take(limit)
                 .collect(),
-            None => map.keys().copied().take(limit).collect(),
+            None => map.iter().filter_map(live).take(limit).collect(),
         };
         Ok(ids)
     }
+
     fn walk(
         &self,
         after: Option<&(Namespace, ShareId)>,
@@ -126,7 +232,11 @@ impl ShareStore for MemoryStore {
         let mut all: Vec<(Namespace, ShareId)> = inner
             .shares
             .iter()
-            .flat_map(|(ns, map)| map.keys().map(move |id| (*ns, *id)))
+            .flat_map(|(ns, map)| {
+                map.iter()
+                    .filter(|(_, h)| h.deleted_at.is_none())
+                    .map(move |(id, _)| (*ns, *id))
+            })
             .filter(|(ns, id)| {
                 after.is_none_or(|(a_ns, a_id)| (ns.to_bytes(), id.0) > (a_ns.to_bytes(), a_id.0))
             })
@@ -142,14 +252,14 @@ impl ShareStore for MemoryStore {
             return Ok(0);
         };
         let target = inner.shares.entry(*to).or_default();
-        let mut left = std::collections::BTreeMap::new();
+        let mut left = BTreeMap::new();
         let mut count = 0;
-        for (id, share) in moving {
+        for (id, held) in moving {
             if let std::collections::btree_map::Entry::Vacant(slot) = target.entry(id) {
-                slot.insert(share);
+                slot.insert(held);
                 count += 1;
             } else {
-                left.insert(id, share);
+                left.insert(id, held);
             }
         }
         if !left.is_empty() {
@@ -162,8 +272,14 @@ impl ShareStore for MemoryStore {
         let inner = self.lock()?;
         Ok(Usage {
             used: inner.used,
-            shares: inner.shares.values().map(|m| m.len() as u64).sum(),
+            shares: inner
+                .shares
+                .values()
+                .flat_map(|m| m.values())
+                .filter(|h| h.deleted_at.is_none())
+                .count() as u64,
             quota: inner.quota,
+            reclaimable: inner.deleted_bytes(),
         })
     }
 }

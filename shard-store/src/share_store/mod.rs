@@ -27,12 +27,18 @@ pub struct Usage {
     pub shares: u64,
     /// The configured quota, if any.
     pub quota: Option<u64>,
+    /// Of `used`, bytes of shares their owners deleted, kept through the grace period but
+    /// reclaimed first when room is needed.
+    #[serde(default)]
+    pub reclaimable: u64,
 }
 
 impl Usage {
-    /// Bytes that may still be stored under the quota (`None`: no quota, only the disk limits).
+    /// Bytes that may still be stored under the quota (`None`: no quota, only the disk limits);
+    /// deleted shares in their grace period give way.
     pub fn free(&self) -> Option<u64> {
-        self.quota.map(|q| q.saturating_sub(self.used))
+        self.quota
+            .map(|q| q.saturating_sub(self.used.saturating_sub(self.reclaimable)))
     }
 }
 
@@ -60,9 +66,21 @@ pub trait ShareStore: Send + Sync {
     /// For each id, whether it is held (and not known to be damaged).
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>>;
 
-    /// Deletes the shares with these ids (missing ones are ignored); returns how many were
-    /// removed.
+    /// The owner's delete: the shares stop being listed, counted and offered, but stay readable
+    /// through `get` and come back when stored again, until [`ShareStore::expire`] or
+    /// [`ShareStore::purge`] removes them (or room is needed: then oldest first). Missing ids
+    /// are ignored; returns how many shares were deleted.
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
+
+    /// Removes the shares at once, deleted or not; returns how many were servable.
+    fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
+
+    /// Removes the shares deleted before `before` (seconds since the epoch): their grace
+    /// period is over. Returns (shares, bytes) removed.
+    fn expire(&self, before: i64) -> Result<(u64, u64)>;
+
+    /// Every namespace that holds shares (servable or deleted).
+    fn namespaces(&self) -> Result<Vec<Namespace>>;
 
     /// Up to `limit` ids held in `ns`, in ascending order, starting after `after`.
     fn list(&self, ns: &Namespace, after: Option<&ShareId>, limit: usize) -> Result<Vec<ShareId>>;
