@@ -313,6 +313,7 @@ pub fn recover(
     home: &Home,
     json: bool,
     code: CodeSource,
+    head: Option<u64>,
     user: Option<&str>,
     password_file: Option<&Path>,
 ) -> Result<()> {
@@ -331,7 +332,7 @@ pub fn recover(
     )?;
     let answer = client.post(
         "/v1/recover",
-        &json!({"code": code.as_str(), "password": pass.as_str(), "user": user}),
+        &json!({"code": code.as_str(), "password": pass.as_str(), "user": user, "head": head}),
     )?;
     if json {
         println!("{answer}");
@@ -346,6 +347,22 @@ pub fn recover(
         println!(
             "It is unlocked on this node with the new passphrase; `shard ls` lists the files. The old node can no longer change or delete them."
         );
+        let chosen = answer["catalog_head"].as_u64();
+        let older: Vec<String> = answer["heads_available"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["head"].as_u64() != chosen)
+            .map(|h| format!("{} ({})", h["head"], crate::vault::when(&h["written_at"])))
+            .collect();
+        if !older.is_empty() {
+            println!(
+                "This was catalog head {} ({}); the peers also keep heads {}: `shard recover --head N` brings the catalog back as it was then.",
+                answer["catalog_head"],
+                crate::vault::when(&answer["catalog_written_at"]),
+                older.join(", ")
+            );
+        }
     }
     Ok(())
 }

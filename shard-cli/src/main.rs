@@ -107,6 +107,11 @@ enum Command {
         /// Read the recovery code from this file.
         #[arg(long, value_name = "FILE", conflicts_with = "code")]
         code_file: Option<PathBuf>,
+        /// Recover the catalog as catalog head N left it [default: the newest]. Peers keep the
+        /// heads they replaced for their grace period: the way back when everything was
+        /// removed by whoever had the vault unlocked. The output lists the heads available.
+        #[arg(long, value_name = "N")]
+        head: Option<u64>,
         /// Name of the recovered account [default: its old name].
         #[arg(long)]
         user: Option<String>,
@@ -376,12 +381,14 @@ fn main() -> ExitCode {
         Command::Recover {
             code,
             code_file,
+            head,
             user,
             password_file,
         } => accounts::recover(
             &home,
             json,
             accounts::CodeSource::new(code, code_file),
+            head,
             user.as_deref(),
             password_file.as_deref(),
         ),

@@ -247,3 +247,19 @@ pub fn rm(home: &Home, json: bool, name: &str, user: Option<&str>) -> Result<()>
     }
     Ok(())
 }
+
+/// A time the node reported (seconds since the epoch, in JSON) as people read it, in UTC.
+pub fn when(secs: &serde_json::Value) -> String {
+    match secs.as_u64() {
+        Some(secs) => {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let text = humantime::format_rfc3339_seconds(at).to_string();
+            // 2026-11-30T12:00:00Z → 2026-11-30 12:00 UTC
+            match (text.get(..10), text.get(11..16)) {
+                (Some(day), Some(time)) => format!("{day} {time} UTC"),
+                _ => text,
+            }
+        }
+        None => "unknown time".to_string(),
+    }
+}

@@ -397,3 +397,61 @@ fn a_new_machine_recovers_the_vault_from_the_code_and_the_peers() {
     check_all(&fresh, again.path());
     assert!(names(&fresh.json(&["ls"])).contains(&"after.txt".to_string()));
 }
+
+/// After `account passwd`, nothing left in the catalog's files (the database, its write-ahead
+/// log, its shared memory) holds the old key record: the old passphrase opens nothing there,
+/// however the files are read. (The vault key itself stays: that is what keeps the files and
+/// the recovery code valid.)
+#[test]
+fn passwd_leaves_no_trace_of_the_old_key_record() {
+    let mut node = TestNode::init("solo");
+    node.create_account("alice");
+    node.serve(&["--login", "alice"]);
+    let catalog_path = node.home().join("catalog.db");
+    let old = {
+        let catalog = shard_store::Catalog::open(&catalog_path).unwrap();
+        catalog
+            .account("alice")
+            .unwrap()
+            .unwrap()
+            .key_record
+            .as_bytes()
+            .to_vec()
+    };
+    // Its salt and its wrapped key are what only this record has (the vault id stays).
+    let (salt, wrapped) = (&old[16..32], &old[48..]);
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let home = node.home();
+    let files = || {
+        ["catalog.db", "catalog.db-wal", "catalog.db-shm"]
+            .iter()
+            .filter_map(|f| fs::read(home.join(f)).ok())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        files().iter().any(|b| contains(b, salt)),
+        "the old record should be found before the change (else the search proves nothing)"
+    );
+    let out = node.run_env(
+        &["account", "passwd", "alice"],
+        &[
+            ("SHARD_PASSWORD", PASSWORD),
+            ("SHARD_NEW_PASSWORD", NEW_PASSWORD),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for bytes in files() {
+        assert!(!contains(&bytes, salt), "the old salt is still on disk");
+        assert!(
+            !contains(&bytes, wrapped),
+            "the old wrapped key is still on disk"
+        );
+    }
+    node.stop();
+    for bytes in files() {
+        assert!(
+            !contains(&bytes, salt),
+            "the old salt came back at shutdown"
+        );
+    }
+}

@@ -127,13 +127,6 @@ pub fn login_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64.checked_shl(failures - 1).unwrap_or(u64::MAX).min(60))
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// An account as `shard account ls` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AccountInfo {
@@ -170,11 +163,21 @@ pub fn account(catalog: &Catalog, user: &str) -> Result<Account> {
         .ok_or_else(|| shard_store::Error::NoSuchAccount(user.to_string()))?)
 }
 
-/// What is left of the delay the account's failed attempts impose on the next one.
-pub fn wait_before_attempt(catalog: &Catalog, account: &Account) -> Result<Duration> {
+/// The delay unit of a real node: 1 s, 2 s, 4 s … (tests run with a shorter one).
+pub const DELAY_UNIT: Duration = Duration::from_secs(1);
+
+/// What is left of the delay the account's failed attempts impose on the next one, in units of
+/// `unit` ([`DELAY_UNIT`] but in tests).
+pub fn wait_before_attempt(
+    catalog: &Catalog,
+    account: &Account,
+    unit: Duration,
+) -> Result<Duration> {
     let (failures, last) = catalog.login_failures(account.id)?;
-    let since = u64::try_from(unix_now().saturating_sub(last.unwrap_or(0))).unwrap_or(0);
-    Ok(login_delay(failures).saturating_sub(Duration::from_secs(since)))
+    let since_ms = shard_store::unix_now_ms().saturating_sub(last.unwrap_or(0));
+    let since = Duration::from_millis(u64::try_from(since_ms).unwrap_or(0));
+    let delay = unit.saturating_mul(u32::try_from(login_delay(failures).as_secs()).unwrap_or(60));
+    Ok(delay.saturating_sub(since))
 }
 
 /// Unwraps the account's vault key with `passphrase` (Argon2id: run it off async threads).
@@ -277,7 +280,7 @@ pub fn unwrap_blocking(
     passphrase: &[u8],
 ) -> Result<(Account, VaultKey)> {
     let account = account(catalog, user)?;
-    std::thread::sleep(wait_before_attempt(catalog, &account)?);
+    std::thread::sleep(wait_before_attempt(catalog, &account, DELAY_UNIT)?);
     let key = try_unwrap(catalog, &account, passphrase)?;
     Ok((account, key))
 }
@@ -382,7 +385,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let account = account(&catalog, "alice").unwrap();
-        assert!(wait_before_attempt(&catalog, &account).unwrap() > Duration::ZERO);
+        assert!(wait_before_attempt(&catalog, &account, DELAY_UNIT).unwrap() > Duration::ZERO);
         assert!(matches!(
             recovery_code(&catalog, "bob", b"whatever it is"),
             Err(Error::Store(shard_store::Error::NoSuchAccount(_)))

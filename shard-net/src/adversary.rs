@@ -186,6 +186,10 @@ impl ShareStore for Adversary {
         self.inner.delete(ns, ids)
     }
 
+    fn undelete(&self, ns: &Namespace, ids: &[ShareId]) -> shard_store::Result<u64> {
+        self.inner.undelete(ns, ids)
+    }
+
     fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> shard_store::Result<u64> {
         self.inner.purge(ns, ids)
     }

@@ -609,6 +609,8 @@ struct RecoverBody {
     code: String,
     password: String,
     user: Option<String>,
+    /// The catalog head to recover from (default: the newest).
+    head: Option<u64>,
 }
 
 async fn recover(
@@ -618,7 +620,14 @@ async fn recover(
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
     let code = zeroize::Zeroizing::new(body.code);
     Ok(Json(
-        crate::recover::recover(&state.node, &code, body.user.as_deref(), passphrase).await?,
+        crate::recover::recover(
+            &state.node,
+            &code,
+            body.user.as_deref(),
+            passphrase,
+            body.head,
+        )
+        .await?,
     ))
 }
 

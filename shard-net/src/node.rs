@@ -51,6 +51,9 @@ pub struct RunOptions {
     pub ui: Option<SocketAddr>,
     /// Allows the web UI on an address other than loopback.
     pub ui_public: bool,
+    /// The unit of the delay after failed logins (1, 2, 4 … of it, at most 60): 1 s, but in
+    /// tests.
+    pub login_delay_unit: Duration,
 }
 
 impl Default for RunOptions {
@@ -67,6 +70,7 @@ impl Default for RunOptions {
             mdns_interfaces: None,
             ui: None,
             ui_public: false,
+            login_delay_unit: crate::accounts::DELAY_UNIT,
         }
     }
 }
@@ -577,7 +581,11 @@ impl Node {
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
         let _turn = self.passphrases.turn(account.id).await;
-        let wait = crate::accounts::wait_before_attempt(&self.catalog, &account)?;
+        let wait = crate::accounts::wait_before_attempt(
+            &self.catalog,
+            &account,
+            self.options.login_delay_unit,
+        )?;
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -635,6 +643,11 @@ impl Node {
         tokio::task::spawn_blocking(move || crate::accounts::create(&catalog, &user, &passphrase))
             .await
             .map_err(|_| Error::Internal("the account creation crashed".into()))?
+    }
+
+    /// The service answering peers from this node's store.
+    pub(crate) fn service(&self) -> &Arc<ShareService> {
+        &self.service
     }
 
     /// The catalog heads this node keeps for others.
@@ -865,6 +878,18 @@ impl Node {
         let session = self.session(user)?;
         let job = self.jobs.create("get");
         crate::get::run(self.clone(), session, request, job).await
+    }
+
+    /// Removes every version of `name` (a folder with everything under it) as `user`; returns
+    /// the removal's summary. (The caller writes the new catalog snapshot:
+    /// [`Node::catalog_changed`].)
+    pub async fn remove(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        name: &[u8],
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        crate::files::rm(self, &session, name).await
     }
 
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
@@ -1253,9 +1278,13 @@ async fn expire_loop(node: Arc<Node>) {
         let before = unix_now().saturating_sub(grace);
         let store = node.store().clone();
         let catalog = node.catalog.clone();
+        let heads = node.heads().cloned();
         let done = tokio::task::spawn_blocking(move || {
             let expired = store.expire(before)?;
             let forgotten = catalog.forget_deletions(before)?;
+            if let Some(heads) = heads {
+                heads.expire(before)?;
+            }
             Ok::<_, shard_store::Error>((expired, forgotten))
         })
         .await;

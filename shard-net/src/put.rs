@@ -318,10 +318,12 @@ fn encode_files(
         ChunkSizes::DEFAULT,
     )?;
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, usize, Vec<u8>)>(ENCODERS);
-    let work_rx = std::sync::Mutex::new(work_rx);
+    // Only the encoder threads hold the receiving end: when they all stop (the put ended
+    // early), the reader's blocked send fails instead of waiting for ever.
+    let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     std::thread::scope(|scope| {
         for _ in 0..ENCODERS {
-            let (rx, tx, keys) = (&work_rx, tx.clone(), keys.clone());
+            let (rx, tx, keys) = (work_rx.clone(), tx.clone(), keys.clone());
             scope.spawn(move || {
                 let Ok(mut encoder) = ChunkEncoder::new(keys, redundancy) else {
                     return;
@@ -365,6 +367,7 @@ fn encode_files(
                 }
             });
         }
+        drop(work_rx);
         for (file, entry) in entries.iter().enumerate() {
             if entry.meta.kind != FileKind::File {
                 continue;

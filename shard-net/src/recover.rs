@@ -1,23 +1,28 @@
 //! `shard recover`: a vault back on a new machine, from its recovery code and the old peers.
 //!
 //! 1. The recovery code gives the vault key, hence the vault id and every derived key.
-//! 2. Every connected peer is asked for the vault's catalog head; the newest one that opens
-//!    under the vault key wins (a forged or altered head does not open).
+//! 2. Every connected peer is asked for the vault's catalog heads (the current one and those
+//!    it replaced within its grace period); the newest that opens under the vault key wins, or
+//!    the one asked for by sequence number (`--head N`: the catalog as it was before, say,
+//!    everything was removed by whoever held the unlocked vault).
 //! 3. The vault is taken over on each peer: a hand-over signed by the vault authority (derived
 //!    from the vault key; each peer checks it against the vault id, for itself and a fresh
 //!    challenge of its own, so nothing a peer sees is worth anything at another). Peers move the
 //!    vault's shares to this node's namespace and from then on accept heads only from here. The
-//!    old node, if it comes back, can no longer reach them. Peers that hold shares of the vault
-//!    but are offline now are remembered and handed the vault over when they connect.
+//!    old node, if it comes back, can no longer reach them. This node's own store hands over
+//!    too (it may have kept shares for the old node). Peers that hold shares of the vault but
+//!    are offline now are remembered and hand the vault over when they connect.
 //! 4. The snapshot's shares are fetched and decoded, the snapshot opened, and the catalog
-//!    rebuilt under an account of the snapshot's name, with a new passphrase.
-//! 5. A fresh snapshot and head are written by the new owner.
+//!    rebuilt under an account of the snapshot's name, with a new passphrase. Shares the
+//!    catalog lists that peers keep as deleted (within their grace period) are brought back.
+//! 5. A fresh snapshot and head are written by the new owner, numbered after every head seen.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code};
-use shard_proto::Share;
+use shard_proto::{NodeId, Share, ShareId};
 use shard_store::{ChunkDecoder, VaultSnapshot, VaultState};
 use zeroize::Zeroizing;
 
@@ -27,12 +32,14 @@ use crate::target::Target;
 use crate::{Error, Result};
 
 /// Recovers the vault of `code` under the account name `user` (default: its old name);
-/// `passphrase` protects the rebuilt account.
+/// `passphrase` protects the rebuilt account. `head`: the catalog head to recover from
+/// (default: the newest).
 pub async fn recover(
     node: &Arc<Node>,
     code: &str,
     user: Option<&str>,
     passphrase: Zeroizing<Vec<u8>>,
+    head: Option<u64>,
 ) -> Result<Value> {
     let key = decode_recovery_code(code)?;
     let keys = Arc::new(VaultKeys::derive(&key));
@@ -45,28 +52,59 @@ pub async fn recover(
         ));
     }
 
-    // 2. The newest head that opens.
-    let mut heads: Vec<(u64, bytes::Bytes)> = Vec::new();
+    // 2. Every head that opens; the one asked for, or the newest.
+    let mut found: Vec<(u64, HeadPayload)> = Vec::new();
+    let mut newest_seen = 0u64;
     for (client, _) in &peers {
-        match client.catalog_head(vault, timeout).await {
-            Ok(Some(head)) => heads.push(head),
-            Ok(None) => {}
+        match client.catalog_heads(vault, timeout).await {
+            Ok(heads) => {
+                for (seq, bytes) in heads {
+                    newest_seen = newest_seen.max(seq);
+                    if let Ok(payload) = open_head(&keys, seq, &bytes)
+                        && !found.iter().any(|(s, _)| *s == seq)
+                    {
+                        found.push((seq, payload));
+                    }
+                }
+            }
             Err(e) => tracing::warn!(
-                "{} did not answer for the catalog head: {e}",
+                "{} did not answer for the catalog heads: {e}",
                 client.peer().hello.name
             ),
         }
     }
-    heads.sort_by_key(|h| std::cmp::Reverse(h.0));
-    let found: Option<(u64, HeadPayload)> = heads
+    found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    let available: Vec<Value> = found
         .iter()
-        .find_map(|(seq, bytes)| open_head(&keys, *seq, bytes).ok().map(|p| (*seq, p)));
-    let Some((seq, payload)) = found else {
-        return Err(Error::Recovery(format!(
-            "none of the {} connected peers keeps a catalog for this vault: the recovery code may be from another vault, or the old peers are not paired with this node yet",
-            peers.len()
-        )));
+        .map(|(seq, p)| json!({"head": seq, "written_at": p.written_at}))
+        .collect();
+    let chosen = match head {
+        Some(wanted) => found
+            .iter()
+            .position(|(seq, _)| *seq == wanted)
+            .ok_or_else(|| {
+                Error::Recovery(format!(
+                    "no connected peer keeps catalog head {wanted} of this vault; kept: {}",
+                    if found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        found
+                            .iter()
+                            .map(|(s, _)| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ))
+            })?,
+        None if found.is_empty() => {
+            return Err(Error::Recovery(format!(
+                "none of the {} connected peers keeps a catalog for this vault: the recovery code may be from another vault, or the old peers are not paired with this node yet",
+                peers.len()
+            )));
+        }
+        None => 0,
     };
+    let (seq, payload) = found.swap_remove(chosen);
 
     let account_name = user.unwrap_or(&payload.account).to_string();
     let new_passphrase = std::str::from_utf8(&passphrase)
@@ -84,10 +122,10 @@ pub async fn recover(
         )));
     }
 
-    // 3. Take the vault over on every peer that is here.
-    let mut moved = 0u64;
+    // 3. Take the vault over on every peer that is here, and in this node's own store.
+    let mut moved = node.service().adopt_here(vault).await?;
     let mut adopted_on = 0usize;
-    let mut handed_over = std::collections::HashSet::new();
+    let mut handed_over = HashSet::new();
     for (client, _) in &peers {
         match client.adopt(vault, keys.authority(), timeout).await {
             Ok(n) => {
@@ -104,7 +142,7 @@ pub async fn recover(
 
     crate::crash_point!("recover:adopted");
 
-    // 4. The snapshot, from the shares the head lists.
+    // 4. The snapshot, from the shares the head lists (kept as deleted or not).
     let targets: Vec<Target> = node.targets();
     let mut sealed = Vec::new();
     let mut decoder = ChunkDecoder::new(keys.clone());
@@ -133,11 +171,11 @@ pub async fn recover(
         let key = key.clone();
         tokio::task::spawn_blocking(move || KeyRecord::wrap(&key, &passphrase, KdfParams::DEFAULT))
             .await
-            .map_err(|_| Error::Disconnected)??
+            .map_err(|_| Error::Internal("the key wrap crashed".into()))??
     };
     // A recovery of this same vault that a crash interrupted (or that is run again) left its
-    // account behind: it is made again from the newest head rather than refused. An account of
-    // that name with another vault is left alone (create_account refuses it).
+    // account behind: it is made again from the head rather than refused. An account of that
+    // name with another vault is left alone (create_account refuses it).
     if let Some(existing) = node.catalog().account(&account_name)?
         && existing.key_record.vault_id() == keys.vault_id()
     {
@@ -147,14 +185,16 @@ pub async fn recover(
     let account = node.catalog().create_account(&account_name, &record)?;
     let catalog = node.catalog().vault(account, &keys);
     catalog.import(&snapshot)?;
+    // The next head must be newer than every head the peers keep (an older catalog may have
+    // been chosen).
     catalog.set_state(&VaultState {
-        seq,
+        seq: newest_seen.max(seq),
         snapshot: None,
     })?;
     // Peers holding shares of the vault that did not hand it over now (offline): when they
     // connect.
     let me = node.node_id();
-    let mut owed: Vec<shard_proto::NodeId> = snapshot
+    let mut owed: Vec<NodeId> = snapshot
         .shares
         .iter()
         .map(|s| s.peer)
@@ -165,16 +205,47 @@ pub async fn recover(
     owed.dedup();
     node.catalog().add_adoptions(account, &owed)?;
     crate::crash_point!("recover:imported");
-    let session = node.unlock(&account_name, account, keys);
 
-    // 5. A snapshot and head from the new owner.
+    // Shares the catalog lists that their holders keep as deleted come back.
+    let mut by_holder: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
+    for s in &snapshot.shares {
+        by_holder.entry(s.peer).or_default().push(s.share);
+    }
+    let mut undeleted = 0u64;
+    for (holder, ids) in by_holder {
+        let Some(target) = targets.iter().find(|t| t.node() == holder) else {
+            continue;
+        };
+        for batch in ids.chunks(shard_proto::MAX_IDS_PER_REQUEST) {
+            match target.undelete(vault, batch.to_vec(), timeout).await {
+                Ok(n) => undeleted += n,
+                Err(e) => tracing::warn!("{} did not bring shares back: {e}", target.name()),
+            }
+        }
+    }
+    let session = node.unlock(&account_name, account, keys.clone());
+
+    // 5. A snapshot and head from the new owner; the recovered snapshot's shares go (those
+    // it does not share with the new one).
     crate::snapshot::write_snapshot(node, &session).await?;
+    let state = node.catalog().vault(account, &keys).state()?;
+    if let Some(new) = state
+        .snapshot
+        .as_deref()
+        .and_then(|b| open_head(&keys, state.seq, b).ok())
+    {
+        let keep = crate::snapshot::share_ids(&new);
+        crate::snapshot::delete_snapshot_shares(node, &session, &payload, &keep).await;
+    }
     Ok(json!({
         "account": account_name,
         "files": snapshot.files.len(),
         "catalog_head": seq,
+        "catalog_written_at": payload.written_at,
+        "heads_available": available,
         "peers_handed_over": adopted_on,
         "shares_moved": moved,
+        "shares_brought_back": undeleted,
         // Offline now: they hand the vault over when they connect (while it is unlocked).
         "peers_owing_hand_over": owed.len(),
     }))

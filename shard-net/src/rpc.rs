@@ -272,6 +272,33 @@ impl PeerClient {
         }
     }
 
+    /// The catalog heads the peer keeps for `vault`, newest first (the current one and some it
+    /// replaced within its grace period).
+    pub async fn catalog_heads(
+        &self,
+        vault: VaultRef,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, Bytes)>> {
+        match self.call(Request::CatalogHeads { vault }, timeout).await? {
+            Response::CatalogHeads { heads } => Ok(heads),
+            _ => Err(Error::UnexpectedResponse("catalog heads")),
+        }
+    }
+
+    /// Brings back this node's deleted shares of `vault` that the peer still keeps; returns
+    /// how many came back.
+    pub async fn undelete(
+        &self,
+        vault: VaultRef,
+        ids: Vec<ShareId>,
+        timeout: Duration,
+    ) -> Result<u64> {
+        match self.call(Request::Undelete { vault, ids }, timeout).await? {
+            Response::Undeleted { count } => Ok(count),
+            _ => Err(Error::UnexpectedResponse("undelete")),
+        }
+    }
+
     /// Asks the peer to keep a catalog head.
     pub async fn put_catalog_head(
         &self,
@@ -584,23 +611,42 @@ impl ShareService {
                 .await
                 .map(|()| Response::HeadStored),
             VaultOp::Adopt { vault } => self
-                .with_heads(move |h, store| {
-                    // Every namespace holding the vault's shares (the old node's, and any an
-                    // interrupted recovery left) moves to the asker, then the head. Both steps
-                    // are idempotent: a crash in between is finished by the next hand-over.
-                    let to = Namespace { owner, vault };
-                    let mut moved = 0;
-                    for from in store.namespaces()? {
-                        if from.vault == vault && from.owner != owner {
-                            moved += store.move_namespace(&from, &to)?;
-                        }
-                    }
-                    h.adopt(&owner, &vault)?;
-                    Ok(moved)
-                })
+                .hand_over(owner, vault)
                 .await
                 .map(|moved| Response::Adopted { moved }),
         }
+    }
+
+    /// Hands `vault` over to `owner`: every namespace holding the vault's shares (the old
+    /// node's, and any an interrupted recovery left) moves to it, then the head. Both steps are
+    /// idempotent: a crash in between is finished by the next hand-over. Returns how many
+    /// shares moved.
+    async fn hand_over(
+        &self,
+        owner: NodeId,
+        vault: VaultRef,
+    ) -> std::result::Result<u64, Response> {
+        self.with_heads(move |h, store| {
+            let to = Namespace { owner, vault };
+            let mut moved = 0;
+            for from in store.namespaces()? {
+                if from.vault == vault && from.owner != owner {
+                    moved += store.move_namespace(&from, &to)?;
+                }
+            }
+            h.adopt(&owner, &vault)?;
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// This node takes `vault` over in its own store (a recovery on a node that kept shares of
+    /// the vault for its old owner).
+    pub async fn adopt_here(&self, vault: VaultRef) -> Result<u64> {
+        self.hand_over(self.me, vault).await.map_err(|e| match e {
+            Response::Error { code, message } => Error::Remote { code, message },
+            _ => Error::UnexpectedResponse("hand-over"),
+        })
     }
 
     /// The answer to one request; a share to send back travels beside it (a placeholder in the
@@ -670,6 +716,21 @@ impl ShareService {
                 quota: u.quota,
                 reclaimable: u.reclaimable,
             }),
+            Request::CatalogHeads { vault } => self
+                .with_heads(move |h, _| h.list(&vault, shard_proto::MAX_HEADS_LISTED))
+                .await
+                .map(|heads| Response::CatalogHeads {
+                    heads: heads
+                        .into_iter()
+                        .map(|(seq, head)| (seq, Bytes::from(head)))
+                        .collect(),
+                }),
+            Request::Undelete { vault, ids } => {
+                let ns = ns(vault);
+                self.blocking(move |s| s.undelete(&ns, &ids))
+                    .await
+                    .map(|count| Response::Undeleted { count })
+            }
             Request::Challenge => match self.challenges.issue(owner) {
                 Ok(nonce) => Ok(Response::Challenge { nonce }),
                 Err(_) => Err(error(ErrorCode::Internal, "no randomness for a challenge")),

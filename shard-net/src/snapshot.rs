@@ -8,7 +8,7 @@
 //! seq       the head's sequence number (peers keep only the newest from the vault's owner)
 //! payload   sealed with the catalog key, AAD = "shard head v2" ‖ vault id ‖ seq:
 //!           postcard (account name, snapshot manifest, holders: the node of each snapshot
-//!           share)
+//!           share, when it was written: seconds since the epoch)
 //! ```
 //! A peer keeps a head only when the vault authority signed the request for it (see
 //! [`crate::rpc`]). With the recovery code, a new machine opens the newest head, takes the
@@ -41,6 +41,8 @@ pub(crate) struct HeadPayload {
     pub snapshot: Manifest,
     /// For each chunk, the node holding each share (by index).
     pub holders: Vec<Vec<NodeId>>,
+    /// When the head was written, seconds since the epoch.
+    pub written_at: i64,
 }
 
 fn with_vault(label: &[u8], vault: &[u8; 16], seq: Option<u64>) -> Vec<u8> {
@@ -92,7 +94,7 @@ pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<Hea
 }
 
 /// Share ids of a head's snapshot.
-fn share_ids(payload: &HeadPayload) -> HashSet<ShareId> {
+pub(crate) fn share_ids(payload: &HeadPayload) -> HashSet<ShareId> {
     payload
         .snapshot
         .chunks
@@ -116,6 +118,17 @@ pub(crate) async fn delete_snapshot(
     else {
         return;
     };
+    delete_snapshot_shares(node, session, &old, keep).await;
+}
+
+/// Deletes the shares of the snapshot `old` names, except `keep`; those on peers that cannot
+/// be reached now are queued.
+pub(crate) async fn delete_snapshot_shares(
+    node: &Arc<Node>,
+    session: &Session,
+    old: &HeadPayload,
+    keep: &HashSet<ShareId>,
+) {
     let mut by_node: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
     for (chunk, nodes) in old.snapshot.chunks.iter().zip(&old.holders) {
         for (share, holder) in chunk.shares.iter().zip(nodes) {
@@ -192,6 +205,9 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         holders.push(by_index);
     }
     let payload = HeadPayload {
+        written_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         account: session.user.clone(),
         snapshot: Manifest {
             size: sealed.len() as u64,

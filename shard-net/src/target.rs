@@ -116,6 +116,25 @@ impl Target {
         }
     }
 
+    /// Brings back deleted shares the node still keeps; returns how many came back.
+    pub async fn undelete(
+        &self,
+        vault: VaultRef,
+        ids: Vec<ShareId>,
+        timeout: Duration,
+    ) -> Result<u64> {
+        match self {
+            Target::Local { id, service } => {
+                let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
+                tokio::task::spawn_blocking(move || store.undelete(&ns, &ids))
+                    .await
+                    .map_err(|_| Error::Internal("the store task crashed".into()))?
+                    .map_err(Error::Store)
+            }
+            Target::Peer(p) => p.undelete(vault, ids, timeout).await,
+        }
+    }
+
     /// Deletes shares (the node keeps them through its grace period); returns how many it
     /// deleted. A peer requires the vault authority's signature; this node's own store is this
     /// node's own disk.

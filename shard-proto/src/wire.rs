@@ -41,6 +41,8 @@ pub const MAX_IDS_PER_REQUEST: usize = 65_536;
 /// Largest catalog head a peer is asked to keep (a head names the snapshot's shares; 1 MiB is
 /// the snapshot of millions of files).
 pub const MAX_HEAD: usize = 1 << 20;
+/// Most heads a [`Response::CatalogHeads`] carries (so the answer fits in a frame).
+pub const MAX_HEADS_LISTED: usize = 8;
 /// Length of a challenge a peer issues for an authorized request.
 pub const CHALLENGE_LEN: usize = 32;
 /// What a vault authority signs before the operation's bytes (domain separation).
@@ -113,6 +115,21 @@ pub enum Request {
     CatalogHead {
         /// The vault.
         vault: VaultRef,
+    },
+    /// The catalog heads the peer holds for a vault, newest first: the current one and up to
+    /// [`MAX_HEADS_LISTED`]` − 1` it replaced within its grace period (recovery of an earlier
+    /// catalog).
+    CatalogHeads {
+        /// The vault.
+        vault: VaultRef,
+    },
+    /// Bring back shares of the asker's namespace that were deleted and are still within the
+    /// peer's grace period (nothing destructive: no signature needed).
+    Undelete {
+        /// The vault.
+        vault: VaultRef,
+        /// The shares.
+        ids: Vec<ShareId>,
     },
     /// A fresh challenge to sign into the next [`Request::Authorized`] (good once, for a
     /// short while, on this peer only).
@@ -279,6 +296,16 @@ pub enum Response {
     },
     /// The catalog head is kept.
     HeadStored,
+    /// Answer to [`Request::CatalogHeads`]: (sequence number, sealed head), newest first.
+    CatalogHeads {
+        /// The heads.
+        heads: Vec<(u64, Bytes)>,
+    },
+    /// How many shares [`Request::Undelete`] brought back.
+    Undeleted {
+        /// Count.
+        count: u64,
+    },
     /// A challenge for [`Request::Authorized`].
     Challenge {
         /// Sign it in; good once.
@@ -439,6 +466,7 @@ impl Message {
         if let Message::Request { body, .. } = self {
             match body {
                 Request::Have { ids, .. }
+                | Request::Undelete { ids, .. }
                 | Request::Authorized {
                     op: VaultOp::Delete { ids, .. },
                     ..
@@ -515,6 +543,17 @@ mod tests {
                 body: Request::Challenge,
             },
             Message::Request {
+                id: 10,
+                body: Request::CatalogHeads { vault: [2; 16] },
+            },
+            Message::Request {
+                id: 11,
+                body: Request::Undelete {
+                    vault: [2; 16],
+                    ids: vec![id],
+                },
+            },
+            Message::Request {
                 id: 6,
                 body: Request::List {
                     vault: [1; 16],
@@ -574,6 +613,16 @@ mod tests {
             Message::Response {
                 id: 10,
                 body: Response::Challenge { nonce: [6; 32] },
+            },
+            Message::Response {
+                id: 11,
+                body: Response::CatalogHeads {
+                    heads: vec![(3, Bytes::from_static(b"h"))],
+                },
+            },
+            Message::Response {
+                id: 12,
+                body: Response::Undeleted { count: 2 },
             },
             Message::Response {
                 id: 9,

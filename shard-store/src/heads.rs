@@ -11,9 +11,15 @@
 //! - another node becomes the owner only by a hand-over ([`HeadStore::adopt`], signed too):
 //!   a recovery on a new machine.
 //!
+//! A replaced head is kept in the vault's history (at most [`HISTORY_PER_VAULT`], until the
+//! grace period of deleted shares ends, [`HeadStore::expire`]): if whoever held the unlocked
+//! vault removed everything, the owner can still recover the catalog as it was before, from
+//! shares the peers keep through the same grace period.
+//!
 //! SQLite, `synchronous = FULL`, schema version 2: `heads(vault PRIMARY KEY, owner, seq,
-//! head)`. (Version 1 also kept a verifier of a bearer secret; its heads belong to vaults of an
-//! earlier format and are dropped.)
+//! head)`, `history(vault, seq, head, replaced_at, PRIMARY KEY(vault, seq))`. (Version 1 also
+//! kept a verifier of a bearer secret; its heads belong to vaults of an earlier format and are
+//! dropped.)
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -24,6 +30,8 @@ use shard_proto::NodeId;
 use crate::{Error, Result};
 
 const SCHEMA_VERSION: i64 = 2;
+/// Replaced heads kept per vault.
+pub const HISTORY_PER_VAULT: usize = 32;
 
 /// A stored head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +70,13 @@ impl HeadStore {
             conn.execute_batch(
                 "BEGIN;
                  DROP TABLE IF EXISTS heads;
+                 DROP TABLE IF EXISTS history;
                  CREATE TABLE heads (
                      vault BLOB PRIMARY KEY, owner BLOB NOT NULL, seq INTEGER NOT NULL,
                      head BLOB NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE history (
+                     vault BLOB NOT NULL, seq INTEGER NOT NULL, head BLOB NOT NULL,
+                     replaced_at INTEGER NOT NULL, PRIMARY KEY (vault, seq)) WITHOUT ROWID;
                  PRAGMA user_version = 2;
                  COMMIT;",
             )?;
@@ -127,6 +139,17 @@ impl HeadStore {
                     got: seq,
                 });
             }
+            // The head being replaced joins the history; the oldest beyond the limit goes.
+            tx.execute(
+                "INSERT OR REPLACE INTO history (vault, seq, head, replaced_at)
+                 SELECT vault, seq, head, ?2 FROM heads WHERE vault = ?1",
+                params![&vault[..], crate::catalog::unix_now()],
+            )?;
+            tx.execute(
+                "DELETE FROM history WHERE vault = ?1 AND seq NOT IN
+                     (SELECT seq FROM history WHERE vault = ?1 ORDER BY seq DESC LIMIT ?2)",
+                params![&vault[..], i64::try_from(HISTORY_PER_VAULT).unwrap_or(32)],
+            )?;
         }
         tx.execute(
             "INSERT INTO heads (vault, owner, seq, head) VALUES (?1, ?2, ?3, ?4)
@@ -159,20 +182,63 @@ impl HeadStore {
             .transpose()
     }
 
-    /// Bytes of the heads `owner` stored here (they count against its use of this node).
+    /// The heads of `vault`, newest first: the current one, then at most `limit − 1` replaced
+    /// ones from the history.
+    pub fn list(&self, vault: &[u8; 16], limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, head FROM heads WHERE vault = ?1
+             UNION ALL SELECT seq, head FROM history WHERE vault = ?1
+             ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![&vault[..], i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(seq, head)| {
+                Ok((
+                    u64::try_from(seq).map_err(|_| Error::IndexDamaged("head sequence"))?,
+                    head,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forgets replaced heads replaced before `before` (seconds since the epoch); returns how
+    /// many.
+    pub fn expire(&self, before: i64) -> Result<u64> {
+        let n = self.conn().execute(
+            "DELETE FROM history WHERE replaced_at < ?1",
+            params![before],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Bytes of the heads `owner` stored here, kept or replaced (they count against its use of
+    /// this node).
     pub fn bytes_of(&self, owner: &NodeId) -> Result<u64> {
         let n: i64 = self.conn().query_row(
             "SELECT COALESCE(SUM(LENGTH(head)), 0) FROM heads WHERE owner = ?1",
             params![&owner.0[..]],
             |r| r.get(0),
         )?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let replaced: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(LENGTH(h.head)), 0) FROM history h
+             JOIN heads c ON c.vault = h.vault WHERE c.owner = ?1",
+            params![&owner.0[..]],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n.saturating_add(replaced)).unwrap_or(0))
     }
 
-    /// Bytes of every head kept.
+    /// Bytes of every head kept, current and replaced.
     pub fn total_bytes(&self) -> Result<u64> {
         let n: i64 = self.conn().query_row(
-            "SELECT COALESCE(SUM(LENGTH(head)), 0) FROM heads",
+            "SELECT (SELECT COALESCE(SUM(LENGTH(head)), 0) FROM heads)
+                  + (SELECT COALESCE(SUM(LENGTH(head)), 0) FROM history)",
             [],
             |r| r.get(0),
         )?;
@@ -207,8 +273,29 @@ mod tests {
             Err(Error::StaleHead { .. })
         ));
         assert_eq!(s.get(&V).unwrap().unwrap().head, b"three");
-        assert_eq!(s.bytes_of(&owner).unwrap(), 5);
-        assert_eq!(s.total_bytes().unwrap(), 5);
+        // The replaced head stays in the history, newest first after the current one.
+        assert_eq!(
+            s.list(&V, 10).unwrap(),
+            vec![(3, b"three".to_vec()), (1, b"one".to_vec())]
+        );
+        assert_eq!(s.list(&V, 1).unwrap().len(), 1);
+        assert_eq!(s.bytes_of(&owner).unwrap(), 8);
+        assert_eq!(s.total_bytes().unwrap(), 8);
+        assert_eq!(s.expire(0).unwrap(), 0);
+        assert_eq!(s.expire(i64::MAX).unwrap(), 1);
+        assert_eq!(s.list(&V, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_history_keeps_only_the_newest_replaced_heads() {
+        let (_d, s) = store();
+        let owner = NodeId([1; 32]);
+        for seq in 1..=(HISTORY_PER_VAULT as u64 + 10) {
+            s.put(&owner, &V, seq, &seq.to_le_bytes()).unwrap();
+        }
+        let listed = s.list(&V, 1000).unwrap();
+        assert_eq!(listed.len(), HISTORY_PER_VAULT + 1);
+        assert_eq!(listed[0].0, HISTORY_PER_VAULT as u64 + 10);
     }
 
     #[test]

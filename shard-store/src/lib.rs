@@ -43,7 +43,7 @@ mod stream;
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
     PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotShare, VaultCatalog,
-    VaultSnapshot, VaultState,
+    VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

@@ -84,6 +84,7 @@ enum Op {
     Has(u8, Vec<u32>),
     Delete(u8, Vec<u32>),
     Purge(u8, Vec<u32>),
+    Undelete(u8, Vec<u32>),
     Expire,
     List(u8, Option<u32>, usize),
     Reopen,
@@ -97,7 +98,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (ns.clone(), 0u32..12).prop_map(|(n, i)| Op::Get(n, i)),
         2 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Has(n, v)),
         2 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Delete(n, v)),
-        1 => (ns.clone(), ids).prop_map(|(n, v)| Op::Purge(n, v)),
+        1 => (ns.clone(), ids.clone()).prop_map(|(n, v)| Op::Purge(n, v)),
+        1 => (ns.clone(), ids).prop_map(|(n, v)| Op::Undelete(n, v)),
         1 => Just(Op::Expire),
         2 => (ns, proptest::option::of(0u32..12), 1usize..6).prop_map(|(n, a, l)| Op::List(n, a, l)),
         1 => Just(Op::Reopen),
@@ -130,6 +132,7 @@ fn apply(store: &dyn ShareStore, op: &Op) -> Answer {
         Op::Has(n, v) => Answer::Bools(store.has(&ns(*n), &ids(v)).unwrap()),
         Op::Delete(n, v) => Answer::Count(store.delete(&ns(*n), &ids(v)).unwrap()),
         Op::Purge(n, v) => Answer::Count(store.purge(&ns(*n), &ids(v)).unwrap()),
+        Op::Undelete(n, v) => Answer::Count(store.undelete(&ns(*n), &ids(v)).unwrap()),
         // Everything deleted so far, as if its grace period were over.
         Op::Expire => Answer::Count(store.expire(i64::MAX).unwrap().0),
         Op::List(n, after, limit) => {
@@ -177,6 +180,18 @@ fn model(state: &mut Model, op: &Op) -> Answer {
                     && let Some((_, deleted)) = state.remove(&(*n, id(i)))
                 {
                     count += u64::from(!deleted);
+                }
+            }
+            Answer::Count(count)
+        }
+        Op::Undelete(n, v) => {
+            let mut count = 0;
+            for &i in v {
+                if let Some(entry) = state.get_mut(&(*n, id(i)))
+                    && entry.1
+                {
+                    entry.1 = false;
+                    count += 1;
                 }
             }
             Answer::Count(count)
@@ -382,6 +397,11 @@ fn a_deleted_share_stays_its_owners_through_the_grace_period() {
         assert_eq!(store.get(&ns(2), &ids[0]).unwrap(), None);
         store.put(&ns(1), &shares[..1]).unwrap();
         assert_eq!(store.has(&ns(1), &ids[..1]).unwrap(), vec![true]);
+        // Or brought back without its bytes: a recovery from an earlier catalog.
+        assert_eq!(store.undelete(&ns(1), &ids[3..]).unwrap(), 1);
+        assert_eq!(store.undelete(&ns(2), &ids[2..3]).unwrap(), 0);
+        assert_eq!(store.has(&ns(1), &ids[3..]).unwrap(), vec![true]);
+        assert_eq!(store.delete(&ns(1), &ids[3..]).unwrap(), 1);
         // Not yet over: nothing expires. Over: the rest goes, the revived one stays.
         assert_eq!(store.expire(0).unwrap(), (0, 0));
         assert_eq!(store.expire(i64::MAX).unwrap(), (3, 3 * 316));

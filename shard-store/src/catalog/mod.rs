@@ -364,7 +364,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// Failed logins of an account so far and when the last one was (seconds since the epoch).
+    /// Failed logins of an account so far and when the last one was (milliseconds since the
+    /// epoch).
     pub fn login_failures(&self, account: AccountId) -> Result<(u32, Option<i64>)> {
         let (count, last): (i64, Option<i64>) = self.conn().query_row(
             "SELECT failed_logins, last_failure FROM accounts WHERE id = ?1",
@@ -378,7 +379,7 @@ impl Catalog {
     pub fn record_login_failure(&self, account: AccountId) -> Result<()> {
         self.conn().execute(
             "UPDATE accounts SET failed_logins = failed_logins + 1, last_failure = ?2 WHERE id = ?1",
-            params![account.0, unix_now()],
+            params![account.0, unix_now_ms()],
         )?;
         Ok(())
     }
@@ -388,7 +389,7 @@ impl Catalog {
     pub fn restamp_login_failure(&self, account: AccountId) -> Result<()> {
         self.conn().execute(
             "UPDATE accounts SET last_failure = ?2 WHERE id = ?1",
-            params![account.0, unix_now()],
+            params![account.0, unix_now_ms()],
         )?;
         Ok(())
     }
@@ -416,6 +417,14 @@ impl Catalog {
     pub fn vault<'a>(&'a self, account: AccountId, keys: &'a VaultKeys) -> VaultCatalog<'a> {
         VaultCatalog::new(self, account, keys)
     }
+}
+
+/// Milliseconds since the epoch.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -35,6 +35,7 @@
 //!     the share for its grace period from then).
 //! adoptions(account, peer)      peers that still have to hand a recovered vault over
 //! vault_state(account, seq, snapshot)
+//! accounts.last_failure          now in milliseconds since the epoch (was seconds)
 //! ```
 
 use rusqlite::Connection;

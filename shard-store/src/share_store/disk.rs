@@ -744,6 +744,31 @@ impl ShareStore for DiskStore {
         self.purge_batch(ns, ids).map_err(|e| self.classify(e))
     }
 
+    fn undelete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        let keys: Vec<_> = ids.iter().map(|id| (*ns, *id)).collect();
+        let mut inner = self.wait_idle(self.lock(), &keys);
+        let mut back = Vec::new();
+        let mut bytes = 0u64;
+        for id in ids {
+            if let Some(row) = inner.index.row(ns, id)?
+                && row.state == State::Deleted
+                && !back.contains(&(*ns, *id))
+            {
+                back.push((*ns, *id));
+                bytes += row.size;
+            }
+        }
+        if !back.is_empty() {
+            inner
+                .index
+                .set_state(&back, State::Ok)
+                .map_err(|e| self.classify(e))?;
+            inner.count += back.len() as u64;
+            inner.deleted = inner.deleted.saturating_sub(bytes);
+        }
+        Ok(back.len() as u64)
+    }
+
     fn expire(&self, before: i64) -> Result<(u64, u64)> {
         let mut total = (0u64, 0u64);
         loop {

@@ -173,6 +173,21 @@ impl ShareStore for MemoryStore {
         Ok(deleted)
     }
 
+    fn undelete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
+        let mut inner = self.lock()?;
+        let mut back = 0u64;
+        if let Some(map) = inner.shares.get_mut(ns) {
+            for id in ids {
+                if let Some(held) = map.get_mut(id)
+                    && held.deleted_at.take().is_some()
+                {
+                    back += 1;
+                }
+            }
+        }
+        Ok(back)
+    }
+
     fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64> {
         let mut inner = self.lock()?;
         let mut freed = 0u64;

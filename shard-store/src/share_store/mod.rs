@@ -72,6 +72,10 @@ pub trait ShareStore: Send + Sync {
     /// are ignored; returns how many shares were deleted.
     fn delete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
 
+    /// Brings deleted shares (still in their grace period) back, as if never deleted; returns
+    /// how many came back.
+    fn undelete(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
+
     /// Removes the shares at once, deleted or not; returns how many were servable.
     fn purge(&self, ns: &Namespace, ids: &[ShareId]) -> Result<u64>;
 

@@ -1,0 +1,199 @@
+//! Nodes in this test process, on 127.0.0.1 with ports the system picks: an owner with an
+//! account and peers paired with it, driven through the library, for tests that need many
+//! operations (property tests) and cannot afford a process per command.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shard_crypto::{KdfParams, KeyRecord, VaultKey};
+use shard_net::get::GetRequest;
+use shard_net::home::{Home, NodeConfig};
+use shard_net::node::{Node, RunOptions};
+use shard_net::put::PutRequest;
+use shard_proto::NodeId;
+
+/// The test account and its passphrase.
+pub const USER: &str = "alice";
+pub const PASSWORD: &[u8] = b"correct horse battery staple";
+
+/// A node's home in `dir`: loopback only, no mDNS, no web UI.
+pub fn home(dir: &Path, name: &str) -> Home {
+    let home = Home::new(dir.join(name));
+    let mut config = NodeConfig::new(name);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.api = "127.0.0.1:0".parse().unwrap();
+    config.ui = None;
+    // mDNS off: tests on the host must not multicast on its real interfaces.
+    config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
+    home.init(&config).unwrap();
+    home
+}
+
+/// Options for test nodes: short timeouts, short login delays.
+pub fn options() -> RunOptions {
+    RunOptions {
+        request_timeout: Duration::from_secs(10),
+        ping_interval: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(1),
+        login_delay_unit: Duration::from_millis(10),
+        ..RunOptions::default()
+    }
+}
+
+/// Nodes `0..` of which node 0 owns the account [`USER`] (unlocked); some are paired with it.
+pub struct Swarm {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Arc<Node>>,
+    pub paired: Vec<bool>,
+    pub recovery_code: String,
+}
+
+impl Swarm {
+    /// `total` nodes, the first `paired` of the others paired with the owner and online.
+    pub async fn start(total: usize, paired: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 0..total {
+            let h = home(dir.path(), &format!("node{i}"));
+            nodes.push(Node::start(h, options()).await.unwrap());
+        }
+        let owner = nodes[0].clone();
+        let key = VaultKey::generate().unwrap();
+        let record = KeyRecord::wrap(&key, PASSWORD, KdfParams::INSECURE_FAST).unwrap();
+        owner.catalog().create_account(USER, &record).unwrap();
+        owner
+            .login(USER, zeroize::Zeroizing::new(PASSWORD.to_vec()))
+            .await
+            .unwrap();
+        let recovery_code = shard_crypto::encode_recovery_code(&key).to_string();
+        let mut swarm = Swarm {
+            dir,
+            nodes,
+            paired: vec![false; total],
+            recovery_code,
+        };
+        swarm.paired[0] = true;
+        for i in 1..=paired {
+            swarm.pair(i).await;
+        }
+        swarm
+    }
+
+    pub fn owner(&self) -> &Arc<Node> {
+        &self.nodes[0]
+    }
+
+    pub fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].node_id()
+    }
+
+    /// Pairs node `i` with the owner and waits until they are connected.
+    pub async fn pair(&mut self, i: usize) {
+        let code = self.nodes[i].invite(None).unwrap().encode();
+        self.owner().join(&code).await.unwrap();
+        self.paired[i] = true;
+        let id = self.id(i);
+        wait_until(|| {
+            self.owner()
+                .online_clients()
+                .iter()
+                .any(|c| c.peer().id == id)
+        })
+        .await;
+    }
+
+    /// Nodes paired with the owner, itself included.
+    pub fn paired_count(&self) -> usize {
+        self.paired.iter().filter(|p| **p).count()
+    }
+
+    /// Stores `path` as `name` with `shares`; the put's summary, or its error.
+    pub async fn put(
+        &self,
+        path: &Path,
+        name: &str,
+        shares: Option<(u8, u8)>,
+    ) -> shard_net::Result<Value> {
+        self.owner()
+            .put(
+                Some(USER),
+                PutRequest {
+                    paths: vec![path.to_path_buf()],
+                    name: Some(name.as_bytes().to_vec()),
+                    redundancy: shares,
+                    move_original: false,
+                },
+            )
+            .await
+    }
+
+    /// Restores `name` (`@version`) into `out`.
+    pub async fn get(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        out: &Path,
+    ) -> shard_net::Result<Value> {
+        self.owner()
+            .get(
+                Some(USER),
+                GetRequest {
+                    name: name.as_bytes().to_vec(),
+                    version,
+                    out: out.to_path_buf(),
+                    force: true,
+                },
+            )
+            .await
+    }
+
+    /// `check` of every file, reading `fraction` of the shares back.
+    pub async fn check(&self, fraction: f64) -> Value {
+        let node = self.owner().clone();
+        let session = node.session(Some(USER)).unwrap();
+        let job = node.jobs().create("check");
+        shard_net::health::check(node, session, Vec::new(), fraction, job)
+            .await
+            .unwrap()
+    }
+
+    /// Every stored file version: (name, version).
+    pub fn versions(&self) -> Vec<(String, u32)> {
+        let node = self.owner();
+        let session = node.session(Some(USER)).unwrap();
+        node.catalog()
+            .vault(session.account, &session.keys)
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.meta.kind == shard_store::FileKind::File)
+            .map(|e| (String::from_utf8(e.meta.name).unwrap(), e.version))
+            .collect()
+    }
+
+    /// A scratch path under the swarm's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Waits (at most 15 s) until `cond` holds.
+pub async fn wait_until(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "condition not met in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
