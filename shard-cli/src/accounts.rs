@@ -171,13 +171,21 @@ pub fn passwd(
         false,
     )?;
     let new = new_passphrase(new_password_file, "SHARD_NEW_PASSWORD", user)?;
-    accounts::change_passphrase(&catalog, user, old.as_bytes(), &new)?;
+    let wiped = accounts::change_passphrase(&catalog, user, old.as_bytes(), &new)?;
     if json {
-        println!("{}", json!({"user": user, "changed": true}));
+        println!(
+            "{}",
+            json!({"user": user, "changed": true, "old_record_wiped": wiped})
+        );
     } else {
         println!(
             "the passphrase of {user} is changed; the old one no longer unlocks it (files and recovery code are unchanged)"
         );
+        if !wiped {
+            println!(
+                "note: the node was busy with the catalog, so the old wrapped key stays in the catalog's log until its next checkpoint (a restart of the node does it)"
+            );
+        }
     }
     Ok(())
 }

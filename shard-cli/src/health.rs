@@ -118,6 +118,11 @@ pub fn check(
             "  {unrecorded} shares that stored files list were never acknowledged by any node: missing"
         );
     }
+    if let Some(why) = report["catalog_snapshot_failure"].as_str() {
+        println!(
+            "the catalog snapshot could not be written ({why}): a new machine would recover an older catalog; `shard repair` writes it again"
+        );
+    }
     let in_grace = &report["deleted_in_grace"];
     if in_grace["shares"].as_u64().unwrap_or(0) > 0 {
         println!(

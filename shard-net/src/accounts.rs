@@ -217,9 +217,33 @@ pub const SIGNUPS_PER_WINDOW: usize = 5;
 /// The window of [`SIGNUPS_PER_WINDOW`].
 pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60);
 
+/// Passphrase attempts on one account that may wait for their turn at once; more are refused
+/// at once (so guesses cannot queue up to keep the owner out for hours).
+pub const WAITING_PER_ACCOUNT: usize = 4;
+
+/// One account's turn: the lock, and how many attempts hold or wait for it.
+#[derive(Default)]
+struct Turn {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An account's turn to check a passphrase, held until dropped.
+pub struct TurnGuard {
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        self.queued
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// What bounds passphrase work in a running node (see the module docs).
 pub struct Gate {
-    turns: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    turns: Mutex<HashMap<AccountId, Turn>>,
     argon: Arc<tokio::sync::Semaphore>,
     signups: Mutex<VecDeque<Instant>>,
 }
@@ -235,16 +259,25 @@ impl Default for Gate {
 }
 
 impl Gate {
-    /// Waits for `account`'s turn: one passphrase attempt per account at a time.
-    pub async fn turn(&self, account: AccountId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self
-            .turns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(account)
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+    /// Waits for `account`'s turn: one passphrase attempt per account at a time, at most
+    /// [`WAITING_PER_ACCOUNT`] waiting (more are refused with [`Error::TooManyAttempts`]).
+    pub async fn turn(&self, account: AccountId) -> Result<TurnGuard> {
+        let (lock, queued) = {
+            let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+            let turn = turns.entry(account).or_default();
+            (turn.lock.clone(), turn.queued.clone())
+        };
+        let before = queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if before >= WAITING_PER_ACCOUNT {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(Error::TooManyAttempts(format!(
+                "{WAITING_PER_ACCOUNT} passphrase attempts for this account are already waiting; try again later"
+            )));
+        }
+        Ok(TurnGuard {
+            _lock: lock.lock_owned().await,
+            queued,
+        })
     }
 
     /// Waits for room to run Argon2.
@@ -299,13 +332,14 @@ pub fn create(catalog: &Catalog, user: &str, passphrase: &str) -> Result<Zeroizi
 }
 
 /// Re-wraps `user`'s vault key under `new` after checking `old`: the old passphrase stops
-/// working, the vault (its key, files and shares) is untouched.
-pub fn change_passphrase(catalog: &Catalog, user: &str, old: &[u8], new: &str) -> Result<()> {
+/// working, the vault (its key, files and shares) is untouched. Returns whether the old key
+/// record is gone from the catalog's write-ahead log too (see
+/// [`Catalog::update_key_record`]).
+pub fn change_passphrase(catalog: &Catalog, user: &str, old: &[u8], new: &str) -> Result<bool> {
     check_new_passphrase(user, new)?;
     let (account, key) = unwrap_blocking(catalog, user, old)?;
     let record = KeyRecord::wrap(&key, new.as_bytes(), KdfParams::DEFAULT)?;
-    catalog.update_key_record(account.id, &record)?;
-    Ok(())
+    Ok(catalog.update_key_record(account.id, &record)?)
 }
 
 /// The recovery code of `user`'s vault, after checking the passphrase.

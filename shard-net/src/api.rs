@@ -599,7 +599,7 @@ async fn rm(
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
-    let removed = crate::files::rm(&state.node, &session, &name).await?;
+    let removed = crate::files::rm(&state.node, &session, &name, false).await?;
     state.node.catalog_changed(&session);
     Ok(Json(removed))
 }
@@ -679,8 +679,25 @@ async fn repair(
     let job = state.node.jobs().create_for("repair", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
-        let result =
-            crate::health::repair(node, session, names, Default::default(), j.clone()).await;
+        let result = crate::health::repair(
+            node.clone(),
+            session.clone(),
+            names,
+            Default::default(),
+            j.clone(),
+        )
+        .await;
+        // Repaired shares moved: the catalog snapshot says where (and one that failed before
+        // is written again).
+        let result = match result {
+            Ok(mut report) => {
+                if let Err(e) = node.write_snapshot(&session).await {
+                    report["catalog_snapshot_failure"] = json!(e.to_string());
+                }
+                Ok(report)
+            }
+            Err(e) => Err(e),
+        };
         finish(&j, result);
     });
     Ok(Json(json!({"job": job.id})))

@@ -106,7 +106,14 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
 
 /// Removes every version of `name` (and, for a folder, everything under it); deletes the shares
 /// no other file uses.
-pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) -> Result<Value> {
+/// With `purge` the shares are removed from their nodes at once, not kept through the nodes'
+/// grace period (removing an account and everything in it).
+pub(crate) async fn rm(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    name: &[u8],
+    purge: bool,
+) -> Result<Value> {
     let _writer = session.writer.lock().await;
     let vault = node.catalog().vault(session.account, &session.keys);
     let versions = vault.versions(name)?;
@@ -141,6 +148,7 @@ pub(crate) async fn rm(node: &Arc<Node>, session: &Arc<Session>, name: &[u8]) ->
                 .delete(
                     vault_id,
                     shares.clone(),
+                    purge,
                     session.keys.authority(),
                     node.options().request_timeout,
                 )

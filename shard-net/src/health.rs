@@ -472,7 +472,10 @@ pub async fn check(
     let count = |s: &str| totals.get(s).copied().unwrap_or(0);
     // Shares of removed files that peers still keep through their grace period.
     let (in_grace, oldest) = node.catalog().deletions_in_grace(session.account)?;
+    // A catalog head that did not reach the peers: a new machine would recover an older one.
+    let snapshot_failure = node.snapshot_failure(session.account);
     Ok(json!({
+        "catalog_snapshot_failure": snapshot_failure,
         "deleted_in_grace": {
             "shares": in_grace,
             "oldest_deleted_at": oldest,
@@ -489,7 +492,7 @@ pub async fn check(
         "unrecorded": survey.chunks.values().flat_map(|c| &c.shares).filter(|s| s.record.is_none()).count(),
         "nodes": peers,
         "read": {"shares": survey.read.0, "bad": survey.read.1, "fraction": read_fraction},
-        "ok": count("degraded") == 0 && count("lost") == 0,
+        "ok": count("degraded") == 0 && count("lost") == 0 && snapshot_failure.is_none(),
         "elapsed_secs": started.elapsed().as_secs_f64(),
     }))
 }
@@ -810,6 +813,7 @@ impl RepairCtx {
                 .delete(
                     self.vault,
                     vec![record.id],
+                    false,
                     self.session.keys.authority(),
                     self.timeout,
                 )

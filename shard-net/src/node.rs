@@ -160,6 +160,8 @@ pub struct Node {
     health_wake: tokio::sync::Notify,
     /// Bounds passphrase checks and sign-ups.
     passphrases: crate::accounts::Gate,
+    /// Accounts whose last catalog snapshot failed, and why.
+    snapshot_failures: Mutex<HashMap<shard_store::AccountId, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -276,6 +278,7 @@ impl Node {
             config: Mutex::new(config.clone()),
             health_wake: tokio::sync::Notify::new(),
             passphrases: crate::accounts::Gate::default(),
+            snapshot_failures: Mutex::new(HashMap::new()),
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
         if mode != MdnsMode::Off {
@@ -580,7 +583,7 @@ impl Node {
     /// for concurrent ones too, and at most two Argon2 runs share the node's memory.
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
-        let _turn = self.passphrases.turn(account.id).await;
+        let _turn = self.passphrases.turn(account.id).await?;
         let wait = crate::accounts::wait_before_attempt(
             &self.catalog,
             &account,
@@ -682,7 +685,7 @@ impl Node {
                 names
             };
             for name in names {
-                match crate::files::rm(self, &session, &name).await {
+                match crate::files::rm(self, &session, &name, true).await {
                     Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
                     Err(e) => return Err(e),
                 }
@@ -699,13 +702,35 @@ impl Node {
     }
 
     /// After a change to `session`'s catalog: writes a new snapshot and head in the background.
+    /// A failure is remembered until a later snapshot succeeds (`check` reports it).
     pub fn catalog_changed(self: &Arc<Self>, session: &Arc<Session>) {
         let (node, session) = (self.clone(), session.clone());
         self.spawn(async move {
-            if let Err(e) = crate::snapshot::write_snapshot(&node, &session).await {
+            if let Err(e) = node.write_snapshot(&session).await {
                 tracing::warn!("catalog snapshot not written: {e}; it will be at the next change");
             }
         });
+    }
+
+    /// Writes `session`'s catalog snapshot and head now, remembering a failure until a later
+    /// snapshot succeeds (`check` reports it); returns the head's sequence number.
+    pub async fn write_snapshot(self: &Arc<Self>, session: &Arc<Session>) -> Result<u64> {
+        let written = crate::snapshot::write_snapshot(self, session).await;
+        let mut failures = lock(&self.snapshot_failures);
+        match &written {
+            Ok(_) => {
+                failures.remove(&session.account);
+            }
+            Err(e) => {
+                failures.insert(session.account, e.to_string());
+            }
+        }
+        written
+    }
+
+    /// Why the last catalog snapshot of `account` could not be written, if it could not.
+    pub fn snapshot_failure(&self, account: shard_store::AccountId) -> Option<String> {
+        lock(&self.snapshot_failures).get(&account).cloned()
     }
 
     /// Locks `user`'s vault (or every vault): its keys are dropped and zeroized.
@@ -889,7 +914,7 @@ impl Node {
         name: &[u8],
     ) -> Result<serde_json::Value> {
         let session = self.session(user)?;
-        crate::files::rm(self, &session, name).await
+        crate::files::rm(self, &session, name, false).await
     }
 
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
@@ -1332,13 +1357,18 @@ async fn settle_with(node: &Node, client: &Arc<PeerClient>) {
                 let Some(session) = node.sessions.by_account(account) else {
                     continue;
                 };
+                let former = node.catalog.former_owners(account).unwrap_or_default();
                 match client
-                    .adopt(session.vault(), session.keys.authority(), timeout)
+                    .adopt(session.vault(), former, session.keys.authority(), timeout)
                     .await
                 {
                     Ok(moved) => {
                         if let Err(e) = node.catalog.adoption_done(account, &peer) {
                             tracing::warn!("could not record the hand-over by {name}: {e}");
+                        }
+                        // Its head may be the old node's: a fresh one from here replaces it.
+                        if let Some(me) = node.me.upgrade() {
+                            me.catalog_changed(&session);
                         }
                         tracing::info!(
                             "{name} handed the vault of {} over to this node ({moved} shares)",

@@ -490,6 +490,11 @@ impl Ctx {
     pub(crate) fn online(&self) -> usize {
         self.targets.len()
     }
+
+    /// Nodes found full during this job.
+    pub(crate) fn full_count(&self) -> usize {
+        self.full.list().len()
+    }
 }
 
 /// Sends the shares of one chunk that are not acknowledged yet; returns the new acks.

@@ -52,19 +52,27 @@ pub async fn recover(
         ));
     }
 
-    // 2. Every head that opens; the one asked for, or the newest.
+    // 2. Every head that opens under the vault key (what peers keep, and this node, which may
+    // have been one of them); the one asked for, or the newest. A head that does not open is
+    // no one's word for anything, its sequence number included.
     let mut found: Vec<(u64, HeadPayload)> = Vec::new();
-    let mut newest_seen = 0u64;
+    let mut consider = |seq: u64, bytes: &[u8]| {
+        if let Ok(payload) = open_head(&keys, seq, bytes)
+            && !found.iter().any(|(s, _)| *s == seq)
+        {
+            found.push((seq, payload));
+        }
+    };
+    if let Some(heads) = node.heads() {
+        for (seq, bytes) in heads.list(&vault, None, 1024)? {
+            consider(seq, &bytes);
+        }
+    }
     for (client, _) in &peers {
-        match client.catalog_heads(vault, timeout).await {
+        match client.catalog_heads(vault, keys.authority(), timeout).await {
             Ok(heads) => {
                 for (seq, bytes) in heads {
-                    newest_seen = newest_seen.max(seq);
-                    if let Ok(payload) = open_head(&keys, seq, &bytes)
-                        && !found.iter().any(|(s, _)| *s == seq)
-                    {
-                        found.push((seq, payload));
-                    }
+                    consider(seq, &bytes);
                 }
             }
             Err(e) => tracing::warn!(
@@ -73,6 +81,12 @@ pub async fn recover(
             ),
         }
     }
+    let newest_seen = found.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    // The nodes that held the vault: what they stored moves here.
+    let mut former: Vec<NodeId> = found.iter().map(|(_, p)| p.owner).collect();
+    former.sort();
+    former.dedup();
+    former.truncate(shard_proto::MAX_ADOPT_FROM);
     found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
     let available: Vec<Value> = found
         .iter()
@@ -123,11 +137,14 @@ pub async fn recover(
     }
 
     // 3. Take the vault over on every peer that is here, and in this node's own store.
-    let mut moved = node.service().adopt_here(vault).await?;
+    let mut moved = node.service().adopt_here(vault, former.clone()).await?;
     let mut adopted_on = 0usize;
     let mut handed_over = HashSet::new();
     for (client, _) in &peers {
-        match client.adopt(vault, keys.authority(), timeout).await {
+        match client
+            .adopt(vault, former.clone(), keys.authority(), timeout)
+            .await
+        {
             Ok(n) => {
                 moved += n;
                 adopted_on += 1;
@@ -203,7 +220,7 @@ pub async fn recover(
         .collect();
     owed.sort();
     owed.dedup();
-    node.catalog().add_adoptions(account, &owed)?;
+    node.catalog().add_adoptions(account, &owed, &former)?;
     crate::crash_point!("recover:imported");
 
     // Shares the catalog lists that their holders keep as deleted come back.
@@ -217,7 +234,10 @@ pub async fn recover(
             continue;
         };
         for batch in ids.chunks(shard_proto::MAX_IDS_PER_REQUEST) {
-            match target.undelete(vault, batch.to_vec(), timeout).await {
+            match target
+                .undelete(vault, batch.to_vec(), keys.authority(), timeout)
+                .await
+            {
                 Ok(n) => undeleted += n,
                 Err(e) => tracing::warn!("{} did not bring shares back: {e}", target.name()),
             }

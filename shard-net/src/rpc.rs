@@ -255,34 +255,32 @@ impl PeerClient {
         }
     }
 
-    /// The newest catalog head the peer keeps for `vault`: sequence number and sealed bytes.
-    pub async fn catalog_head(
-        &self,
-        vault: VaultRef,
-        timeout: Duration,
-    ) -> Result<Option<(u64, Bytes)>> {
-        match self.call(Request::CatalogHead { vault }, timeout).await {
-            Ok(Response::CatalogHead { head }) => Ok(head),
-            Ok(_) => Err(Error::UnexpectedResponse("catalog head")),
-            Err(Error::Remote {
-                code: ErrorCode::Unsupported,
-                ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The catalog heads the peer keeps for `vault`, newest first (the current one and some it
-    /// replaced within its grace period).
+    /// The catalog heads the peer keeps for `vault`, newest first: the current one and those
+    /// it replaced within its grace period (read a page at a time, with the vault's signature).
     pub async fn catalog_heads(
         &self,
         vault: VaultRef,
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<Vec<(u64, Bytes)>> {
-        match self.call(Request::CatalogHeads { vault }, timeout).await? {
-            Response::CatalogHeads { heads } => Ok(heads),
-            _ => Err(Error::UnexpectedResponse("catalog heads")),
+        let mut out: Vec<(u64, Bytes)> = Vec::new();
+        let mut before = None;
+        // Bounded: a peer keeps a few dozen heads per vault; a liar gets no more pages.
+        for _ in 0..16 {
+            let op = VaultOp::Heads { vault, before };
+            let page = match self.authorized(op, authority, timeout).await? {
+                Response::CatalogHeads { heads } => heads,
+                _ => return Err(Error::UnexpectedResponse("catalog heads")),
+            };
+            let last = page.last().map(|(seq, _)| *seq);
+            let full = page.len() >= shard_proto::MAX_HEADS_LISTED;
+            out.extend(page);
+            match last {
+                Some(seq) if full && before.is_none_or(|b| seq < b) => before = Some(seq),
+                _ => break,
+            }
         }
+        Ok(out)
     }
 
     /// Brings back this node's deleted shares of `vault` that the peer still keeps; returns
@@ -291,9 +289,13 @@ impl PeerClient {
         &self,
         vault: VaultRef,
         ids: Vec<ShareId>,
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
-        match self.call(Request::Undelete { vault, ids }, timeout).await? {
+        match self
+            .authorized(VaultOp::Undelete { vault, ids }, authority, timeout)
+            .await?
+        {
             Response::Undeleted { count } => Ok(count),
             _ => Err(Error::UnexpectedResponse("undelete")),
         }
@@ -315,15 +317,17 @@ impl PeerClient {
         }
     }
 
-    /// Takes the vault over on the peer; returns how many shares moved to this node.
+    /// Takes the vault over on the peer: the shares the nodes in `from` stored for it move to
+    /// this node; returns how many.
     pub async fn adopt(
         &self,
         vault: VaultRef,
+        from: Vec<NodeId>,
         authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
         match self
-            .authorized(VaultOp::Adopt { vault }, authority, timeout)
+            .authorized(VaultOp::Adopt { vault, from }, authority, timeout)
             .await?
         {
             Response::Adopted { moved } => Ok(moved),
@@ -421,39 +425,39 @@ type PutJob = (
 
 /// How long a challenge stays good.
 const CHALLENGE_TTL: Duration = Duration::from_secs(120);
-/// Challenges outstanding per requesting node (older ones are forgotten first).
-const CHALLENGES_PER_NODE: usize = 16;
+/// Challenges outstanding per connection (older ones are forgotten first).
+const CHALLENGES_PER_CONNECTION: usize = 16;
+/// Bytes of catalog heads (kept and replaced) one node may leave here: heads are pointers to
+/// shares (kilobytes for a real vault), not storage.
+pub const HEAD_BYTES_PER_NODE: u64 = 64 << 20;
 
-/// Challenges this node issued for authorized requests: per requesting node, a few, each good
-/// once and for [`CHALLENGE_TTL`].
+/// Challenges this node issued on one connection for authorized requests: a few, each good
+/// once and for [`CHALLENGE_TTL`], and only on that connection — so another connection of
+/// the same node id (a copy of its key) cannot crowd out the owner's.
 #[derive(Default)]
-struct Challenges {
-    issued: Mutex<HashMap<NodeId, VecDeque<Issued>>>,
+pub struct Challenges {
+    issued: Mutex<VecDeque<Issued>>,
 }
 
 /// A challenge and when it was issued.
 type Issued = ([u8; CHALLENGE_LEN], Instant);
 
 impl Challenges {
-    fn issue(&self, to: NodeId) -> Result<[u8; CHALLENGE_LEN]> {
+    fn issue(&self) -> Result<[u8; CHALLENGE_LEN]> {
         let mut nonce = [0u8; CHALLENGE_LEN];
         shard_crypto::fill_random(&mut nonce)?;
-        let mut issued = lock(&self.issued);
-        let queue = issued.entry(to).or_default();
+        let mut queue = lock(&self.issued);
         queue.retain(|(_, at)| at.elapsed() < CHALLENGE_TTL);
-        if queue.len() >= CHALLENGES_PER_NODE {
+        if queue.len() >= CHALLENGES_PER_CONNECTION {
             queue.pop_front();
         }
         queue.push_back((nonce, Instant::now()));
         Ok(nonce)
     }
 
-    /// Spends `nonce` if it was issued to `from`, is fresh and unused.
-    fn spend(&self, from: &NodeId, nonce: &[u8; CHALLENGE_LEN]) -> bool {
-        let mut issued = lock(&self.issued);
-        let Some(queue) = issued.get_mut(from) else {
-            return false;
-        };
+    /// Spends `nonce` if it was issued here, is fresh and unused.
+    fn spend(&self, nonce: &[u8; CHALLENGE_LEN]) -> bool {
+        let mut queue = lock(&self.issued);
         let found = queue
             .iter()
             .position(|(n, at)| shard_crypto::ct_eq(n, nonce) && at.elapsed() < CHALLENGE_TTL);
@@ -467,7 +471,6 @@ pub struct ShareService {
     store: Arc<dyn ShareStore>,
     heads: Option<Arc<HeadStore>>,
     puts: mpsc::Sender<PutJob>,
-    challenges: Challenges,
 }
 
 impl ShareService {
@@ -481,7 +484,6 @@ impl ShareService {
             store,
             heads,
             puts,
-            challenges: Challenges::default(),
         })
     }
 
@@ -544,9 +546,16 @@ impl ShareService {
         }
     }
 
-    /// The answer to one request from `owner` (called `who` in logs).
-    pub async fn handle(&self, owner: NodeId, who: &str, body: Request) -> Response {
-        match self.handle_with_share(owner, who, body).await {
+    /// The answer to one request from `owner` (called `who` in logs) on a connection whose
+    /// challenges are `challenges`.
+    pub async fn handle(
+        &self,
+        owner: NodeId,
+        who: &str,
+        challenges: &Challenges,
+        body: Request,
+    ) -> Response {
+        match self.handle_with_share(owner, who, challenges, body).await {
             (Response::Share { .. }, Some(share)) => Response::Share {
                 share: Bytes::from(share.to_bytes()),
             },
@@ -554,16 +563,16 @@ impl ShareService {
         }
     }
 
-    /// Checks an authorized request from `from`: the challenge is one this node issued to it
+    /// Checks an authorized request: its challenge is one this node issued on this connection
     /// and is spent now (whatever follows), and the signature is the vault authority's — the
     /// key the vault id certifies — over this node's id, the challenge and `op`.
     fn authorize(
         &self,
-        from: &NodeId,
+        challenges: &Challenges,
         op: &VaultOp,
         auth: &VaultAuth,
     ) -> std::result::Result<(), &'static str> {
-        if !self.challenges.spend(from, &auth.challenge) {
+        if !challenges.spend(&auth.challenge) {
             return Err("its challenge is unknown, expired or already used");
         }
         let message = op.signed_message(&self.me, &auth.challenge);
@@ -599,40 +608,52 @@ impl ShareService {
                     {
                         return Ok(());
                     }
-                    // Heads are kept only for vaults whose shares the sender keeps here (or
-                    // whose head it already owns): a head points at shares, it is not storage.
-                    let holds = !store.list(&Namespace { owner, vault }, None, 1)?.is_empty()
-                        || h.get(&vault)?.is_some_and(|kept| kept.owner == owner);
-                    if !holds {
-                        return Err(shard_store::Error::NoSharesForHead);
-                    }
-                    h.put(&owner, &vault, seq, &head)
+                    keep_head(h, store, owner, vault, seq, &head)
                 })
                 .await
                 .map(|()| Response::HeadStored),
-            VaultOp::Adopt { vault } => self
-                .hand_over(owner, vault)
+            VaultOp::Adopt { vault, from } => self
+                .hand_over(owner, vault, from)
                 .await
                 .map(|moved| Response::Adopted { moved }),
+            VaultOp::Heads { vault, before } => self
+                .with_heads(move |h, _| h.list(&vault, before, shard_proto::MAX_HEADS_LISTED))
+                .await
+                .map(|heads| Response::CatalogHeads {
+                    heads: heads
+                        .into_iter()
+                        .map(|(seq, head)| (seq, Bytes::from(head)))
+                        .collect(),
+                }),
+            VaultOp::Undelete { vault, ids } => {
+                let ns = Namespace { owner, vault };
+                self.blocking(move |s| s.undelete(&ns, &ids))
+                    .await
+                    .map(|count| Response::Undeleted { count })
+            }
         }
     }
 
-    /// Hands `vault` over to `owner`: every namespace holding the vault's shares (the old
-    /// node's, and any an interrupted recovery left) moves to it, then the head. Both steps are
+    /// Hands `vault` over to `owner`: the shares the nodes in `from` stored for it (its former
+    /// owners, named by its heads — not every namespace with that vault id, which a node that
+    /// learned the id could fill with junk) move to it, then the head. Both steps are
     /// idempotent: a crash in between is finished by the next hand-over. Returns how many
     /// shares moved.
     async fn hand_over(
         &self,
         owner: NodeId,
         vault: VaultRef,
+        from: Vec<NodeId>,
     ) -> std::result::Result<u64, Response> {
         self.with_heads(move |h, store| {
             let to = Namespace { owner, vault };
             let mut moved = 0;
-            for from in store.namespaces()? {
-                if from.vault == vault && from.owner != owner {
-                    moved += store.move_namespace(&from, &to)?;
-                }
+            for former in from.iter().filter(|f| **f != owner) {
+                let ns = Namespace {
+                    owner: *former,
+                    vault,
+                };
+                moved += store.move_namespace(&ns, &to)?;
             }
             h.adopt(&owner, &vault)?;
             Ok(moved)
@@ -641,12 +662,14 @@ impl ShareService {
     }
 
     /// This node takes `vault` over in its own store (a recovery on a node that kept shares of
-    /// the vault for its old owner).
-    pub async fn adopt_here(&self, vault: VaultRef) -> Result<u64> {
-        self.hand_over(self.me, vault).await.map_err(|e| match e {
-            Response::Error { code, message } => Error::Remote { code, message },
-            _ => Error::UnexpectedResponse("hand-over"),
-        })
+    /// the vault for its former owners `from`).
+    pub async fn adopt_here(&self, vault: VaultRef, from: Vec<NodeId>) -> Result<u64> {
+        self.hand_over(self.me, vault, from)
+            .await
+            .map_err(|e| match e {
+                Response::Error { code, message } => Error::Remote { code, message },
+                _ => Error::UnexpectedResponse("hand-over"),
+            })
     }
 
     /// The answer to one request; a share to send back travels beside it (a placeholder in the
@@ -655,6 +678,7 @@ impl ShareService {
         &self,
         owner: NodeId,
         who: &str,
+        challenges: &Challenges,
         body: Request,
     ) -> (Response, Option<Share>) {
         let ns = |vault: VaultRef| Namespace { owner, vault };
@@ -710,32 +734,29 @@ impl ShareService {
                     .await
                     .map(|ids| Response::List { ids })
             }
-            Request::Usage => self.blocking(|s| s.usage()).await.map(|u| Response::Usage {
-                used: u.used,
-                shares: u.shares,
-                quota: u.quota,
-                reclaimable: u.reclaimable,
-            }),
-            Request::CatalogHeads { vault } => self
-                .with_heads(move |h, _| h.list(&vault, shard_proto::MAX_HEADS_LISTED))
+            Request::Usage => {
+                let heads = self.heads.clone();
+                self.blocking(move |s| {
+                    let mut usage = s.usage()?;
+                    // Catalog heads take room too.
+                    if let Some(h) = heads {
+                        usage.used = usage.used.saturating_add(h.total_bytes()?);
+                    }
+                    Ok(usage)
+                })
                 .await
-                .map(|heads| Response::CatalogHeads {
-                    heads: heads
-                        .into_iter()
-                        .map(|(seq, head)| (seq, Bytes::from(head)))
-                        .collect(),
-                }),
-            Request::Undelete { vault, ids } => {
-                let ns = ns(vault);
-                self.blocking(move |s| s.undelete(&ns, &ids))
-                    .await
-                    .map(|count| Response::Undeleted { count })
+                .map(|u| Response::Usage {
+                    used: u.used,
+                    shares: u.shares,
+                    quota: u.quota,
+                    reclaimable: u.reclaimable,
+                })
             }
-            Request::Challenge => match self.challenges.issue(owner) {
+            Request::Challenge => match challenges.issue() {
                 Ok(nonce) => Ok(Response::Challenge { nonce }),
                 Err(_) => Err(error(ErrorCode::Internal, "no randomness for a challenge")),
             },
-            Request::Authorized { op, auth } => match self.authorize(&owner, &op, &auth) {
+            Request::Authorized { op, auth } => match self.authorize(challenges, &op, &auth) {
                 Ok(()) => self.vault_op(owner, op).await,
                 Err(why) => {
                     tracing::warn!(
@@ -750,13 +771,6 @@ impl ShareService {
                     ))
                 }
             },
-            Request::CatalogHead { vault } => {
-                self.with_heads(move |h, _| h.get(&vault))
-                    .await
-                    .map(|head| Response::CatalogHead {
-                        head: head.map(|h| (h.seq, Bytes::from(h.head))),
-                    })
-            }
             Request::Quarantined { vault } => {
                 let ns = ns(vault);
                 self.blocking(move |s| s.quarantined(&ns))
@@ -769,6 +783,46 @@ impl ShareService {
         };
         (result.unwrap_or_else(|e| e), None)
     }
+}
+
+/// Keeps a catalog head from `owner`, if it may: for a vault whose shares it keeps here (or
+/// whose head it owns already: a head points at shares, it is not storage), within what one
+/// node may leave here in heads, and within the quota.
+fn keep_head(
+    h: &HeadStore,
+    store: &dyn ShareStore,
+    owner: NodeId,
+    vault: VaultRef,
+    seq: u64,
+    head: &[u8],
+) -> shard_store::Result<()> {
+    let holds = !store.list(&Namespace { owner, vault }, None, 1)?.is_empty()
+        || h.get(&vault)?.is_some_and(|kept| kept.owner == owner);
+    if !holds {
+        return Err(shard_store::Error::NoSharesForHead);
+    }
+    let len = head.len() as u64;
+    let mine = h.bytes_of(&owner)?;
+    if mine.saturating_add(len) > HEAD_BYTES_PER_NODE {
+        return Err(shard_store::Error::Full {
+            needed: len,
+            free: HEAD_BYTES_PER_NODE.saturating_sub(mine),
+        });
+    }
+    let usage = store.usage()?;
+    if let Some(quota) = usage.quota {
+        let used = usage
+            .used
+            .saturating_sub(usage.reclaimable)
+            .saturating_add(h.total_bytes()?);
+        if used.saturating_add(len) > quota {
+            return Err(shard_store::Error::Full {
+                needed: len,
+                free: quota.saturating_sub(used),
+            });
+        }
+    }
+    h.put(&owner, &vault, seq, head)
 }
 
 fn error(code: ErrorCode, message: &str) -> Response {
@@ -884,6 +938,7 @@ pub async fn serve_channel(
         let _ = writer.shutdown().await;
     });
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let challenges = Arc::new(Challenges::default());
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, reader.read_frame()) => match frame {
@@ -903,8 +958,11 @@ pub async fn serve_channel(
                 let service = service.clone();
                 let answers = answers.clone();
                 let who = peer.hello.name.clone();
+                let challenges = challenges.clone();
                 tokio::spawn(async move {
-                    let (body, share) = service.handle_with_share(owner, &who, body).await;
+                    let (body, share) = service
+                        .handle_with_share(owner, &who, &challenges, body)
+                        .await;
                     let _ = answers.send((Message::Response { id, body }, share)).await;
                     drop(permit);
                 });

@@ -8,7 +8,7 @@
 //! seq       the head's sequence number (peers keep only the newest from the vault's owner)
 //! payload   sealed with the catalog key, AAD = "shard head v2" ‖ vault id ‖ seq:
 //!           postcard (account name, snapshot manifest, holders: the node of each snapshot
-//!           share, when it was written: seconds since the epoch)
+//!           share, when it was written: seconds since the epoch, the node that wrote it)
 //! ```
 //! A peer keeps a head only when the vault authority signed the request for it (see
 //! [`crate::rpc`]). With the recovery code, a new machine opens the newest head, takes the
@@ -43,6 +43,9 @@ pub(crate) struct HeadPayload {
     pub holders: Vec<Vec<NodeId>>,
     /// When the head was written, seconds since the epoch.
     pub written_at: i64,
+    /// The node that wrote it: the one whose namespace holds the vault's shares on the peers
+    /// (a recovery's hand-over moves what this node stored).
+    pub owner: NodeId,
 }
 
 fn with_vault(label: &[u8], vault: &[u8; 16], seq: Option<u64>) -> Vec<u8> {
@@ -145,6 +148,7 @@ pub(crate) async fn delete_snapshot_shares(
                 .delete(
                     session.vault(),
                     shares.clone(),
+                    false,
                     session.keys.authority(),
                     node.options().request_timeout,
                 )
@@ -161,6 +165,38 @@ pub(crate) async fn delete_snapshot_shares(
     }
 }
 
+/// Stores the sealed snapshot as chunks `redundancy` over the nodes of `ctx`; returns the
+/// chunks and, for each, the node holding each share.
+async fn store_sealed(
+    ctx: &Arc<Ctx>,
+    keys: &Arc<VaultKeys>,
+    chunker: &KeyedFastCdc,
+    redundancy: Redundancy,
+    sealed: &[u8],
+) -> std::result::Result<(Vec<shard_proto::ChunkRef>, Vec<Vec<NodeId>>), String> {
+    let mut encoder = ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?;
+    let mut rest: &[u8] = sealed;
+    let mut chunks = Vec::new();
+    let mut holders = Vec::new();
+    while !rest.is_empty() {
+        let cut = chunker.cut(rest).clamp(1, rest.len());
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        let encoded = encoder.encode(piece).map_err(|e| e.to_string())?;
+        chunks.push(encoded.chunk.clone());
+        let n = usize::from(encoded.chunk.n);
+        let (acks, _) = send_chunk(ctx.clone(), encoded, HashMap::new()).await?;
+        let mut by_index = vec![NodeId([0; 32]); n];
+        for ack in acks {
+            if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
+                *slot = ack.peer;
+            }
+        }
+        holders.push(by_index);
+    }
+    Ok((chunks, holders))
+}
+
 /// Writes a new snapshot of the vault and its head; returns the head's sequence number.
 pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<u64> {
     let _writer = session.writer.lock().await;
@@ -175,35 +211,30 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     );
     let sealed = seal_snapshot(&keys, &plain)?;
 
-    // Stored like a file, over whoever is online now.
+    // Stored like a file, over whoever is online now and has room: a node found full while
+    // storing it is left out and the snapshot stored again over the others.
     let ctx = Arc::new(Ctx::for_node(node, vault_id));
-    let redundancy = Redundancy::for_peers(ctx.online()).map_err(Error::Store)?;
     let chunker = KeyedFastCdc::new(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
     )?;
-    let mut encoder = ChunkEncoder::new(keys.clone(), redundancy)?;
-    let mut rest: &[u8] = &sealed;
-    let mut chunks = Vec::new();
-    let mut holders = Vec::new();
-    while !rest.is_empty() {
-        let cut = chunker.cut(rest).clamp(1, rest.len());
-        let (piece, tail) = rest.split_at(cut);
-        rest = tail;
-        let encoded = encoder.encode(piece)?;
-        chunks.push(encoded.chunk.clone());
-        let n = usize::from(encoded.chunk.n);
-        let (acks, _) = send_chunk(ctx.clone(), encoded, HashMap::new())
-            .await
-            .map_err(|e| Error::Config(format!("could not store the catalog snapshot: {e}")))?;
-        let mut by_index = vec![NodeId([0; 32]); n];
-        for ack in acks {
-            if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
-                *slot = ack.peer;
+    let mut attempt = 0;
+    let (chunks, holders) = loop {
+        attempt += 1;
+        let room = ctx.online().saturating_sub(ctx.full_count()).max(1);
+        let redundancy = Redundancy::for_peers(room).map_err(Error::Store)?;
+        match store_sealed(&ctx, &keys, &chunker, redundancy, &sealed).await {
+            Ok(stored) => break stored,
+            Err(e) if attempt < 3 && ctx.full_count() > 0 => {
+                tracing::info!("catalog snapshot stored again without the full nodes: {e}");
+            }
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "could not store the catalog snapshot: {e}"
+                )));
             }
         }
-        holders.push(by_index);
-    }
+    };
     let payload = HeadPayload {
         written_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -214,48 +245,90 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
             chunks,
         },
         holders,
+        owner: node.node_id(),
     };
     crate::crash_point!("snapshot:stored");
-    let seq = state.seq + 1;
-    let head = Bytes::from(seal_head(&keys, seq, &payload)?);
+    // Numbered after the newest head this node knows it wrote: the catalog's record, or this
+    // node's own head store, which is ahead of it when a crash came between the two.
+    let me = node.node_id();
+    let kept_here = node
+        .heads()
+        .and_then(|h| h.get(&vault_id).ok().flatten())
+        .filter(|h| h.owner == me && open_head(&keys, h.seq, &h.head).is_ok())
+        .map_or(0, |h| h.seq);
+    let mut seq = state.seq.max(kept_here) + 1;
 
     // Every peer holding any of the vault's shares gets the head, and this node keeps one too.
     let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
     tell.extend(payload.holders.iter().flatten().copied());
-    let me = node.node_id();
+    tell.remove(&me);
+    let peers: Vec<_> = node
+        .online_peers()
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| tell.contains(&c.peer().id))
+        .collect();
+    let timeout = node.options().request_timeout;
     let mut told = 0;
-    for (client, _) in node.online_peers() {
-        if !tell.contains(&client.peer().id) {
+    for round in 0..2 {
+        let head = Bytes::from(seal_head(&keys, seq, &payload)?);
+        let (mut ok, mut newer) = (0, 0u64);
+        for client in &peers {
+            match client
+                .put_catalog_head(vault_id, seq, head.clone(), keys.authority(), timeout)
+                .await
+            {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    tracing::warn!(
+                        "{} did not keep the catalog head: {e}",
+                        client.peer().hello.name
+                    );
+                    // A peer may hold a newer head of this vault written elsewhere (before a
+                    // recovery here): only one that opens under the vault key counts.
+                    if round == 0
+                        && let Ok(heads) = client
+                            .catalog_heads(vault_id, keys.authority(), timeout)
+                            .await
+                        && let Some(top) = heads
+                            .iter()
+                            .filter(|(s, b)| open_head(&keys, *s, b).is_ok())
+                            .map(|(s, _)| *s)
+                            .max()
+                    {
+                        newer = newer.max(top);
+                    }
+                }
+            }
+        }
+        told = ok;
+        if newer >= seq {
+            seq = newer + 1;
             continue;
         }
-        match client
-            .put_catalog_head(
-                vault_id,
-                seq,
-                head.clone(),
-                keys.authority(),
-                node.options().request_timeout,
-            )
-            .await
-        {
-            Ok(()) => told += 1,
-            Err(e) => tracing::warn!(
-                "{} did not keep the catalog head: {e}",
-                client.peer().hello.name
-            ),
+        if let Some(heads) = node.heads() {
+            heads.put(&me, &vault_id, seq, &head)?;
         }
+        crate::crash_point!("snapshot:head-sent");
+        catalog.set_state(&VaultState {
+            seq,
+            snapshot: Some(head.to_vec()),
+        })?;
+        break;
     }
-    if let Some(heads) = node.heads() {
-        heads.put(&me, &vault_id, seq, &head)?;
+    // The previous snapshot's shares that this one does not reuse are deleted — unless no peer
+    // took the new head: the peers' heads still point at the previous snapshot, so it stays
+    // (its shares are left behind rather than the only catalog a new machine could find).
+    if told == 0 && !peers.is_empty() {
+        tracing::warn!(
+            "no peer kept catalog head {seq}; the previous catalog snapshot is kept for recovery"
+        );
+        return Err(Error::Recovery(format!(
+            "catalog head {seq} was kept by none of the {} peers holding the vault's shares; a new machine would recover an older catalog",
+            peers.len()
+        )));
     }
-
-    crate::crash_point!("snapshot:head-sent");
-    // The previous snapshot's shares that this one does not reuse are deleted.
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
-    catalog.set_state(&VaultState {
-        seq,
-        snapshot: Some(head.to_vec()),
-    })?;
     // Logged last: tests and operators read this line as "the old snapshot is gone too".
     tracing::info!(
         "catalog snapshot {seq} written ({} bytes sealed), head kept by {told} peers",

@@ -121,6 +121,7 @@ impl Target {
         &self,
         vault: VaultRef,
         ids: Vec<ShareId>,
+        authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
         match self {
@@ -131,29 +132,36 @@ impl Target {
                     .map_err(|_| Error::Internal("the store task crashed".into()))?
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.undelete(vault, ids, timeout).await,
+            Target::Peer(p) => p.undelete(vault, ids, authority, timeout).await,
         }
     }
 
-    /// Deletes shares (the node keeps them through its grace period); returns how many it
-    /// deleted. A peer requires the vault authority's signature; this node's own store is this
-    /// node's own disk.
+    /// Deletes shares: kept by the node through its grace period, or removed at once when
+    /// `purge`. Returns how many it deleted. A peer requires the vault authority's signature;
+    /// this node's own store is this node's own disk.
     pub async fn delete(
         &self,
         vault: VaultRef,
         ids: Vec<ShareId>,
+        purge: bool,
         authority: &VaultAuthority,
         timeout: Duration,
     ) -> Result<u64> {
         match self {
             Target::Local { id, service } => {
                 let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
-                tokio::task::spawn_blocking(move || store.delete(&ns, &ids))
-                    .await
-                    .map_err(|_| Error::Disconnected)?
-                    .map_err(Error::Store)
+                tokio::task::spawn_blocking(move || {
+                    if purge {
+                        store.purge(&ns, &ids)
+                    } else {
+                        store.delete(&ns, &ids)
+                    }
+                })
+                .await
+                .map_err(|_| Error::Internal("the store task crashed".into()))?
+                .map_err(Error::Store)
             }
-            Target::Peer(p) => p.delete(vault, ids, false, authority, timeout).await,
+            Target::Peer(p) => p.delete(vault, ids, purge, authority, timeout).await,
         }
     }
 }

@@ -569,7 +569,18 @@ async fn the_node_key_alone_cannot_delete_replace_a_head_or_take_a_vault_over() 
             seq: u64::MAX,
             head: Bytes::from_static(b"empty catalog"),
         },
-        VaultOp::Adopt { vault },
+        VaultOp::Adopt {
+            vault,
+            from: vec![owner.node_id()],
+        },
+        VaultOp::Heads {
+            vault,
+            before: None,
+        },
+        VaultOp::Undelete {
+            vault,
+            ids: vec![s.id()],
+        },
     ];
     for op in ops {
         // Signed by a key that is not the vault's.
@@ -593,7 +604,7 @@ async fn the_node_key_alone_cannot_delete_replace_a_head_or_take_a_vault_over() 
     assert_eq!((kept.seq, kept.head.as_slice()), (1, &head[..]));
     assert_eq!(kept.owner, owner.node_id());
     let text = log.text();
-    assert_eq!(text.matches("refused a").count(), 6, "{text}");
+    assert_eq!(text.matches("refused a").count(), 10, "{text}");
     assert!(
         text.contains("from client"),
         "the log names the sender: {text}"
@@ -618,7 +629,10 @@ async fn a_signed_request_is_good_once_and_only_at_the_peer_it_was_made_for() {
     let nonce = to_liar.challenge(T).await.unwrap();
     let for_liar = signed(
         &keys,
-        VaultOp::Adopt { vault },
+        VaultOp::Adopt {
+            vault,
+            from: vec![owner.node_id()],
+        },
         &liar.identity.node_id(),
         nonce,
     );
@@ -658,7 +672,10 @@ async fn a_signed_request_is_good_once_and_only_at_the_peer_it_was_made_for() {
     // A challenge made up, never issued: refused.
     let made_up = signed(
         &keys,
-        VaultOp::Adopt { vault },
+        VaultOp::Heads {
+            vault,
+            before: None,
+        },
         &honest.identity.node_id(),
         [9; 32],
     );
@@ -749,29 +766,127 @@ async fn a_squatters_head_is_refused_and_the_owners_accepted() {
     );
 }
 
-/// A hand-over signed by the vault authority moves every namespace holding the vault's
-/// shares, and the head, to the new node; run again, it changes nothing.
+/// A hand-over signed by the vault authority moves what the named former owner stored, and
+/// the head, to the new node — not what a third node stored under the same vault id (junk a
+/// node that learned the id could plant); run again, it changes nothing.
 #[tokio::test]
 async fn a_signed_hand_over_moves_the_vault_and_can_be_run_again() {
     let old = NodeIdentity::generate().unwrap();
     let new = NodeIdentity::generate().unwrap();
-    let srv = server(&[old.node_id(), new.node_id()]).await;
+    let planter = NodeIdentity::generate().unwrap();
+    let srv = server(&[old.node_id(), new.node_id(), planter.node_id()]).await;
     let o = client(&srv, &old).await;
     let n = client(&srv, &new).await;
+    let p = client(&srv, &planter).await;
     let (keys, vault) = vault_keys();
     let shares: Vec<Share> = (20..25).map(share).collect();
     for s in &shares {
         o.put_share(vault, s, T).await.unwrap();
     }
+    p.put_share(vault, &share(99), T).await.unwrap();
     o.put_catalog_head(vault, 4, Bytes::from_static(b"h"), keys.authority(), T)
         .await
         .unwrap();
-    assert_eq!(n.adopt(vault, keys.authority(), T).await.unwrap(), 5);
-    assert_eq!(n.adopt(vault, keys.authority(), T).await.unwrap(), 0);
+    let former = vec![old.node_id()];
+    assert_eq!(
+        n.adopt(vault, former.clone(), keys.authority(), T)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        n.adopt(vault, former, keys.authority(), T).await.unwrap(),
+        0
+    );
+    assert_eq!(p.list(vault, None, 10, T).await.unwrap().len(), 1);
     assert_eq!(srv.heads.get(&vault).unwrap().unwrap().owner, new.node_id());
     assert_eq!(n.list(vault, None, 10, T).await.unwrap().len(), 5);
     assert!(o.list(vault, None, 10, T).await.unwrap().is_empty());
     n.put_catalog_head(vault, 5, Bytes::from_static(b"h5"), keys.authority(), T)
         .await
         .unwrap();
+}
+
+/// Another connection of the same node id (a copy of the node key) asking for challenge after
+/// challenge cannot crowd out the owner's: challenges belong to the connection that asked.
+#[tokio::test]
+async fn challenges_of_one_connection_are_its_own() {
+    let owner = NodeIdentity::generate().unwrap();
+    let srv = server(&[owner.node_id()]).await;
+    let mine = client(&srv, &owner).await;
+    let copy = client(&srv, &owner).await;
+    let (keys, vault) = vault_keys();
+    mine.put_share(vault, &share(1), T).await.unwrap();
+    let nonce = mine.challenge(T).await.unwrap();
+    for _ in 0..100 {
+        copy.challenge(T).await.unwrap();
+    }
+    let request = signed(
+        &keys,
+        VaultOp::PutCatalogHead {
+            vault,
+            seq: 1,
+            head: Bytes::from_static(b"h"),
+        },
+        &srv.identity.node_id(),
+        nonce,
+    );
+    // Not on the other connection...
+    assert!(is_unauthorized(&copy.call(request.clone(), T).await));
+    // ...but still on its own (the failed attempt there spent nothing here).
+    let nonce = mine.challenge(T).await.unwrap();
+    let request = signed(
+        &keys,
+        VaultOp::PutCatalogHead {
+            vault,
+            seq: 1,
+            head: Bytes::from_static(b"h"),
+        },
+        &srv.identity.node_id(),
+        nonce,
+    );
+    assert!(matches!(
+        mine.call(request, T).await,
+        Ok(Response::HeadStored)
+    ));
+}
+
+/// Heads a node leaves count: against what one node may keep here in heads, and the quota.
+#[tokio::test]
+async fn catalog_heads_are_bounded_per_node() {
+    let owner = NodeIdentity::generate().unwrap();
+    let srv = server(&[owner.node_id()]).await;
+    let c = client(&srv, &owner).await;
+    let (mut stored, mut share_bytes) = (0u64, 0u64);
+    let head = Bytes::from(vec![7u8; shard_proto::MAX_HEAD]);
+    let mut refused = None;
+    // 64 MiB of heads per node: the 65th 1-MiB head (current or kept in a history) is refused.
+    for i in 0..80u32 {
+        let (keys, vault) = vault_keys();
+        let s = share(1000 + i);
+        share_bytes += s.encoded_len() as u64;
+        c.put_share(vault, &s, T).await.unwrap();
+        match c
+            .put_catalog_head(vault, 1, head.clone(), keys.authority(), T)
+            .await
+        {
+            Ok(()) => stored += head.len() as u64,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(Error::Remote {
+                code: ErrorCode::Full,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(stored <= shard_net::rpc::HEAD_BYTES_PER_NODE, "{stored}");
+    assert_eq!(c.usage(T).await.unwrap().used, stored + share_bytes);
 }

@@ -230,9 +230,16 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_vault_key
             .await,
     );
     assert!(message.contains("vault's authority"), "{message}");
-    refused(thief_to_keeper.adopt(vault, theirs, t).await);
-    let kept = thief_to_keeper.catalog_head(vault, t).await.unwrap();
-    assert_eq!(kept, Some((2, Bytes::from_static(b"head two"))));
+    let former = vec![owner.node_id()];
+    refused(
+        thief_to_keeper
+            .adopt(vault, former.clone(), theirs, t)
+            .await,
+    );
+    // Heads are read with the vault's signature too: the thief's key reads nothing.
+    refused(thief_to_keeper.catalog_heads(vault, theirs, t).await);
+    let kept = thief_to_keeper.catalog_heads(vault, ours, t).await.unwrap();
+    assert_eq!(kept, vec![(2, Bytes::from_static(b"head two"))]);
     // The thief sees none of the owner's shares.
     assert!(
         thief_to_keeper
@@ -243,7 +250,10 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_vault_key
     );
 
     // With the vault key (a recovery on a new machine), the vault moves: shares and head.
-    assert_eq!(thief_to_keeper.adopt(vault, ours, t).await.unwrap(), 1);
+    assert_eq!(
+        thief_to_keeper.adopt(vault, former, ours, t).await.unwrap(),
+        1
+    );
     assert!(
         thief_to_keeper
             .get_share(vault, share(1).id(), t)

@@ -33,7 +33,7 @@ pub use share::{
     ShareHeader, share_id,
 };
 pub use wire::{
-    CHALLENGE_LEN, ErrorCode, FRAME_HEADER_LEN, MAX_FRAME, MAX_HEAD, MAX_HEADS_LISTED,
-    MAX_IDS_PER_REQUEST, Message, PROTOCOL_VERSION, Request, Response, VaultAuth, VaultOp,
-    VaultRef, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
+    CHALLENGE_LEN, ErrorCode, FRAME_HEADER_LEN, MAX_ADOPT_FROM, MAX_FRAME, MAX_HEAD,
+    MAX_HEADS_LISTED, MAX_IDS_PER_REQUEST, Message, PROTOCOL_VERSION, Request, Response, VaultAuth,
+    VaultOp, VaultRef, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };

@@ -41,6 +41,8 @@ pub const MAX_IDS_PER_REQUEST: usize = 65_536;
 /// Largest catalog head a peer is asked to keep (a head names the snapshot's shares; 1 MiB is
 /// the snapshot of millions of files).
 pub const MAX_HEAD: usize = 1 << 20;
+/// Most former holders one hand-over names.
+pub const MAX_ADOPT_FROM: usize = 64;
 /// Most heads a [`Response::CatalogHeads`] carries (so the answer fits in a frame).
 pub const MAX_HEADS_LISTED: usize = 8;
 /// Length of a challenge a peer issues for an authorized request.
@@ -111,26 +113,6 @@ pub enum Request {
     },
     /// How much the peer stores and may still store.
     Usage,
-    /// The newest catalog head the peer holds for a vault (recovery).
-    CatalogHead {
-        /// The vault.
-        vault: VaultRef,
-    },
-    /// The catalog heads the peer holds for a vault, newest first: the current one and up to
-    /// [`MAX_HEADS_LISTED`]` − 1` it replaced within its grace period (recovery of an earlier
-    /// catalog).
-    CatalogHeads {
-        /// The vault.
-        vault: VaultRef,
-    },
-    /// Bring back shares of the asker's namespace that were deleted and are still within the
-    /// peer's grace period (nothing destructive: no signature needed).
-    Undelete {
-        /// The vault.
-        vault: VaultRef,
-        /// The shares.
-        ids: Vec<ShareId>,
-    },
     /// A fresh challenge to sign into the next [`Request::Authorized`] (good once, for a
     /// short while, on this peer only).
     Challenge,
@@ -171,11 +153,32 @@ pub enum VaultOp {
         /// The sealed head (opaque to the peer).
         head: Bytes,
     },
-    /// Hand the vault (every namespace holding its shares, and its head) over to the asking
-    /// node: a recovery on a new machine.
+    /// Hand the vault over to the asking node (a recovery on a new machine): the shares the
+    /// nodes in `from` stored for it, and its head.
     Adopt {
         /// The vault.
         vault: VaultRef,
+        /// The nodes that held the vault before (the heads name them); at most
+        /// [`MAX_ADOPT_FROM`].
+        from: Vec<NodeId>,
+    },
+    /// The catalog heads kept for the vault, newest first: the current one and those replaced
+    /// within the grace period, at most [`MAX_HEADS_LISTED`] with a sequence number below
+    /// `before` (paging back through the history). Read with the vault's signature only, so
+    /// no other node learns how large or how busy a vault is.
+    Heads {
+        /// The vault.
+        vault: VaultRef,
+        /// Only heads older than this sequence number.
+        before: Option<u64>,
+    },
+    /// Bring back shares of the asker's namespace that were deleted and are still within the
+    /// grace period (a recovery of an earlier catalog).
+    Undelete {
+        /// The vault.
+        vault: VaultRef,
+        /// The shares.
+        ids: Vec<ShareId>,
     },
 }
 
@@ -185,7 +188,9 @@ impl VaultOp {
         match self {
             VaultOp::Delete { vault, .. }
             | VaultOp::PutCatalogHead { vault, .. }
-            | VaultOp::Adopt { vault } => vault,
+            | VaultOp::Adopt { vault, .. }
+            | VaultOp::Heads { vault, .. }
+            | VaultOp::Undelete { vault, .. } => vault,
         }
     }
 
@@ -208,6 +213,8 @@ impl VaultOp {
             VaultOp::Delete { .. } => "delete",
             VaultOp::PutCatalogHead { .. } => "catalog head",
             VaultOp::Adopt { .. } => "hand-over",
+            VaultOp::Heads { .. } => "reading of catalog heads",
+            VaultOp::Undelete { .. } => "undelete",
         }
     }
 }
@@ -289,19 +296,14 @@ pub enum Response {
         /// when the store fills up).
         reclaimable: u64,
     },
-    /// The newest catalog head held for the vault, if any: its sequence number and bytes.
-    CatalogHead {
-        /// The sealed head.
-        head: Option<(u64, Bytes)>,
-    },
     /// The catalog head is kept.
     HeadStored,
-    /// Answer to [`Request::CatalogHeads`]: (sequence number, sealed head), newest first.
+    /// Answer to [`VaultOp::Heads`]: (sequence number, sealed head), newest first.
     CatalogHeads {
         /// The heads.
         heads: Vec<(u64, Bytes)>,
     },
-    /// How many shares [`Request::Undelete`] brought back.
+    /// How many shares [`VaultOp::Undelete`] brought back.
     Undeleted {
         /// Count.
         count: u64,
@@ -466,11 +468,16 @@ impl Message {
         if let Message::Request { body, .. } = self {
             match body {
                 Request::Have { ids, .. }
-                | Request::Undelete { ids, .. }
                 | Request::Authorized {
-                    op: VaultOp::Delete { ids, .. },
+                    op: VaultOp::Delete { ids, .. } | VaultOp::Undelete { ids, .. },
                     ..
                 } if ids.len() > MAX_IDS_PER_REQUEST => {
+                    return Err(Error::MalformedMessage("too many ids in one request"));
+                }
+                Request::Authorized {
+                    op: VaultOp::Adopt { from, .. },
+                    ..
+                } if from.len() > MAX_ADOPT_FROM => {
                     return Err(Error::MalformedMessage("too many ids in one request"));
                 }
                 Request::Authorized {
@@ -544,13 +551,30 @@ mod tests {
             },
             Message::Request {
                 id: 10,
-                body: Request::CatalogHeads { vault: [2; 16] },
+                body: Request::Authorized {
+                    op: VaultOp::Adopt {
+                        vault: [2; 16],
+                        from: vec![NodeId([5; 32])],
+                    },
+                    auth: VaultAuth {
+                        key: [3; 32],
+                        challenge: [4; 32],
+                        signature: [5; 64],
+                    },
+                },
             },
             Message::Request {
                 id: 11,
-                body: Request::Undelete {
-                    vault: [2; 16],
-                    ids: vec![id],
+                body: Request::Authorized {
+                    op: VaultOp::Heads {
+                        vault: [2; 16],
+                        before: Some(9),
+                    },
+                    auth: VaultAuth {
+                        key: [3; 32],
+                        challenge: [4; 32],
+                        signature: [5; 64],
+                    },
                 },
             },
             Message::Request {
@@ -564,10 +588,6 @@ mod tests {
             Message::Request {
                 id: 7,
                 body: Request::Usage,
-            },
-            Message::Request {
-                id: 8,
-                body: Request::CatalogHead { vault: [2; 16] },
             },
             Message::Response {
                 id: 1,
@@ -605,10 +625,6 @@ mod tests {
                     quota: Some(10),
                     reclaimable: 2,
                 },
-            },
-            Message::Response {
-                id: 8,
-                body: Response::CatalogHead { head: None },
             },
             Message::Response {
                 id: 10,

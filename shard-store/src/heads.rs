@@ -11,10 +11,12 @@
 //! - another node becomes the owner only by a hand-over ([`HeadStore::adopt`], signed too):
 //!   a recovery on a new machine.
 //!
-//! A replaced head is kept in the vault's history (at most [`HISTORY_PER_VAULT`], until the
-//! grace period of deleted shares ends, [`HeadStore::expire`]): if whoever held the unlocked
+//! A replaced head is kept in the vault's history until the grace period of deleted shares ends
+//! ([`HeadStore::expire`]): every head replaced in the last hour (at most
+//! [`HISTORY_RECENT`]), and before that the last of each day. If whoever held the unlocked
 //! vault removed everything, the owner can still recover the catalog as it was before, from
-//! shares the peers keep through the same grace period.
+//! shares the peers keep through the same grace period — and a flood of changes can push out
+//! only the last hour's heads, not yesterday's.
 //!
 //! SQLite, `synchronous = FULL`, schema version 2: `heads(vault PRIMARY KEY, owner, seq,
 //! head)`, `history(vault, seq, head, replaced_at, PRIMARY KEY(vault, seq))`. (Version 1 also
@@ -30,8 +32,10 @@ use shard_proto::NodeId;
 use crate::{Error, Result};
 
 const SCHEMA_VERSION: i64 = 2;
-/// Replaced heads kept per vault.
-pub const HISTORY_PER_VAULT: usize = 32;
+/// Heads replaced in the last hour kept per vault (older ones: the last of each day).
+pub const HISTORY_RECENT: usize = 32;
+/// A replaced head counts as recent this long, seconds.
+const RECENT_SECS: i64 = 3600;
 
 /// A stored head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,16 +143,30 @@ impl HeadStore {
                     got: seq,
                 });
             }
-            // The head being replaced joins the history; the oldest beyond the limit goes.
+            // The head being replaced joins the history, which is thinned: the last hour's
+            // heads (at most HISTORY_RECENT of them), and before that the last of each day.
+            let now = crate::catalog::unix_now();
             tx.execute(
                 "INSERT OR REPLACE INTO history (vault, seq, head, replaced_at)
                  SELECT vault, seq, head, ?2 FROM heads WHERE vault = ?1",
-                params![&vault[..], crate::catalog::unix_now()],
+                params![&vault[..], now],
+            )?;
+            let recent = now - RECENT_SECS;
+            tx.execute(
+                "DELETE FROM history WHERE vault = ?1 AND replaced_at >= ?2 AND seq NOT IN
+                     (SELECT seq FROM history WHERE vault = ?1 AND replaced_at >= ?2
+                      ORDER BY seq DESC LIMIT ?3)",
+                params![
+                    &vault[..],
+                    recent,
+                    i64::try_from(HISTORY_RECENT).unwrap_or(32)
+                ],
             )?;
             tx.execute(
-                "DELETE FROM history WHERE vault = ?1 AND seq NOT IN
-                     (SELECT seq FROM history WHERE vault = ?1 ORDER BY seq DESC LIMIT ?2)",
-                params![&vault[..], i64::try_from(HISTORY_PER_VAULT).unwrap_or(32)],
+                "DELETE FROM history WHERE vault = ?1 AND replaced_at < ?2 AND seq NOT IN
+                     (SELECT MAX(seq) FROM history WHERE vault = ?1 AND replaced_at < ?2
+                      GROUP BY replaced_at / 86400)",
+                params![&vault[..], recent],
             )?;
         }
         tx.execute(
@@ -182,18 +200,25 @@ impl HeadStore {
             .transpose()
     }
 
-    /// The heads of `vault`, newest first: the current one, then at most `limit − 1` replaced
-    /// ones from the history.
-    pub fn list(&self, vault: &[u8; 16], limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// The heads of `vault`, newest first — the current one, then the replaced ones from the
+    /// history — with a sequence number below `before` (all for `None`), at most `limit`.
+    pub fn list(
+        &self,
+        vault: &[u8; 16],
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let conn = self.conn();
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, head FROM heads WHERE vault = ?1
-             UNION ALL SELECT seq, head FROM history WHERE vault = ?1
-             ORDER BY seq DESC LIMIT ?2",
+            "SELECT seq, head FROM (
+                 SELECT seq, head FROM heads WHERE vault = ?1
+                 UNION ALL SELECT seq, head FROM history WHERE vault = ?1)
+             WHERE seq < ?3 ORDER BY seq DESC LIMIT ?2",
         )?;
         let rows = stmt
             .query_map(
-                params![&vault[..], i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![&vault[..], i64::try_from(limit).unwrap_or(i64::MAX), before],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )?
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -275,27 +300,51 @@ mod tests {
         assert_eq!(s.get(&V).unwrap().unwrap().head, b"three");
         // The replaced head stays in the history, newest first after the current one.
         assert_eq!(
-            s.list(&V, 10).unwrap(),
+            s.list(&V, None, 10).unwrap(),
             vec![(3, b"three".to_vec()), (1, b"one".to_vec())]
         );
-        assert_eq!(s.list(&V, 1).unwrap().len(), 1);
+        assert_eq!(s.list(&V, None, 1).unwrap().len(), 1);
+        assert_eq!(s.list(&V, Some(3), 10).unwrap(), vec![(1, b"one".to_vec())]);
         assert_eq!(s.bytes_of(&owner).unwrap(), 8);
         assert_eq!(s.total_bytes().unwrap(), 8);
         assert_eq!(s.expire(0).unwrap(), 0);
         assert_eq!(s.expire(i64::MAX).unwrap(), 1);
-        assert_eq!(s.list(&V, 10).unwrap().len(), 1);
+        assert_eq!(s.list(&V, None, 10).unwrap().len(), 1);
     }
 
     #[test]
-    fn the_history_keeps_only_the_newest_replaced_heads() {
+    fn a_flood_of_heads_pushes_out_the_last_hour_only_not_earlier_days() {
         let (_d, s) = store();
         let owner = NodeId([1; 32]);
-        for seq in 1..=(HISTORY_PER_VAULT as u64 + 10) {
+        // Yesterday's last head and an earlier one of that day, already in the history.
+        s.put(&owner, &V, 1, b"yesterday morning").unwrap();
+        s.put(&owner, &V, 2, b"yesterday evening").unwrap();
+        s.put(&owner, &V, 3, b"today").unwrap();
+        let day = 86_400;
+        let yesterday = crate::catalog::unix_now() - day;
+        s.conn()
+            .execute(
+                "UPDATE history SET replaced_at = ?1 + seq WHERE seq IN (1, 2)",
+                params![yesterday],
+            )
+            .unwrap();
+        // A flood today: only the last hour's are kept, at most HISTORY_RECENT of them; of
+        // yesterday only its last head stays.
+        for seq in 4..(4 + HISTORY_RECENT as u64 + 20) {
             s.put(&owner, &V, seq, &seq.to_le_bytes()).unwrap();
         }
-        let listed = s.list(&V, 1000).unwrap();
-        assert_eq!(listed.len(), HISTORY_PER_VAULT + 1);
-        assert_eq!(listed[0].0, HISTORY_PER_VAULT as u64 + 10);
+        let listed: Vec<u64> = s
+            .list(&V, None, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(listed.len(), 1 + HISTORY_RECENT + 1, "{listed:?}");
+        assert!(
+            listed.contains(&2),
+            "yesterday's last head was pushed out: {listed:?}"
+        );
+        assert!(!listed.contains(&1), "{listed:?}");
     }
 
     #[test]

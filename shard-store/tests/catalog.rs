@@ -573,7 +573,7 @@ fn a_version_one_catalog_is_migrated() {
     // Take it back to version 1, as an older build left it.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions;
+        "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions; DROP TABLE former_owners;
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
          UPDATE schema_version SET version = 1;",
     )
@@ -660,4 +660,33 @@ fn a_vault_exported_to_a_snapshot_imports_whole_on_a_new_catalog() {
         })
         .unwrap();
     assert_eq!(vault2.state().unwrap().seq, 4);
+}
+
+/// A removal queues a share's deletion for an offline peer; the same share is stored there
+/// again before the peer comes back: the queued deletion is dropped, never sent.
+#[test]
+fn a_share_stored_again_cancels_its_queued_deletion() {
+    use shard_store::AckedShare;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let m = manifest(44, 700, 1);
+    let c = &m.chunks[0];
+    vault
+        .queue_deletions(&[7; 16], &[(PEERS[1], c.shares[1])])
+        .unwrap();
+    assert_eq!(catalog.pending_deletions(&PEERS[1]).unwrap().len(), 1);
+    vault
+        .record_acks(&[AckedShare {
+            chunk: c.id,
+            k: c.k,
+            n: c.n,
+            share_len: c.share_len,
+            index: 1,
+            share: c.shares[1],
+            peer: PEERS[1],
+        }])
+        .unwrap();
+    assert!(catalog.pending_deletions(&PEERS[1]).unwrap().is_empty());
 }

@@ -159,9 +159,11 @@ impl Catalog {
     }
 
     /// Replaces an account's key record (a passphrase change). The old record is gone from
-    /// the database file, its free pages (`secure_delete`) and its write-ahead log (checkpointed
-    /// and truncated) when this returns, so the old passphrase opens nothing left on disk.
-    pub fn update_key_record(&self, account: AccountId, record: &KeyRecord) -> Result<()> {
+    /// the database file and its free pages (`secure_delete`), and from its write-ahead log
+    /// (checkpointed and truncated) when this returns `true`, so the old passphrase opens
+    /// nothing left on disk. `false`: the change is made, but another connection kept the log
+    /// from being emptied now (it will be at a later checkpoint).
+    pub fn update_key_record(&self, account: AccountId, record: &KeyRecord) -> Result<bool> {
         let conn = self.conn();
         let changed = conn.execute(
             "UPDATE accounts SET key_record = ?2 WHERE id = ?1 AND vault_id = ?3",
@@ -172,17 +174,13 @@ impl Catalog {
         }
         // The WAL still holds the page with the old record until a checkpoint copies the new
         // one over it; TRUNCATE then empties the log file. A reader holding an old snapshot
-        // would make the checkpoint partial: say so rather than claim it is gone.
+        // (for longer than the busy timeout) makes the checkpoint partial: say so rather than
+        // claim it is gone.
         let (busy, _, _): (i64, i64, i64) =
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
-        if busy != 0 {
-            return Err(Error::InvalidParameters(
-                "the old key record could not be wiped from the catalog's log (a reader is busy); run `account passwd` again",
-            ));
-        }
-        Ok(())
+        Ok(busy == 0)
     }
 
     /// Deletes an account and everything the catalog knows of its files.
@@ -333,16 +331,44 @@ impl Catalog {
     }
 
     /// Remembers that `peers` still have to hand `account`'s vault over to this node (they
-    /// were offline during its recovery).
-    pub fn add_adoptions(&self, account: AccountId, peers: &[NodeId]) -> Result<()> {
+    /// were offline during its recovery), and which nodes held it before (`former`: what
+    /// they stored moves in the hand-over).
+    pub fn add_adoptions(
+        &self,
+        account: AccountId,
+        peers: &[NodeId],
+        former: &[NodeId],
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for peer in peers {
             tx.prepare_cached("INSERT OR IGNORE INTO adoptions (account, peer) VALUES (?1, ?2)")?
                 .execute(params![account.0, &peer.0[..]])?;
         }
+        for node in former {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO former_owners (account, node) VALUES (?1, ?2)",
+            )?
+            .execute(params![account.0, &node.0[..]])?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The nodes that held `account`'s vault before its recovery here.
+    pub fn former_owners(&self, account: AccountId) -> Result<Vec<NodeId>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT node FROM former_owners WHERE account = ?1")?;
+        let rows = stmt
+            .query_map(params![account.0], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|n| {
+                <[u8; 32]>::try_from(n.as_slice())
+                    .map(NodeId)
+                    .map_err(|_| Error::IndexDamaged("node id of the wrong length"))
+            })
+            .collect()
     }
 
     /// Accounts whose vault `peer` still has to hand over.

@@ -34,6 +34,8 @@
 //!     done_at: NULL while waiting for the peer; else when it accepted the deletion (it keeps
 //!     the share for its grace period from then).
 //! adoptions(account, peer)      peers that still have to hand a recovered vault over
+//! former_owners(account, node)  the nodes that held a recovered vault before (the hand-over
+//!                               moves what they stored)
 //! vault_state(account, seq, snapshot)
 //! accounts.last_failure          now in milliseconds since the epoch (was seconds)
 //! ```
@@ -132,7 +134,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE vault_state (
          account INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
          seq INTEGER NOT NULL,
-         snapshot BLOB);",
+         snapshot BLOB);
+     CREATE TABLE former_owners (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         node BLOB NOT NULL,
+         PRIMARY KEY (account, node)) WITHOUT ROWID;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids and chunk keys are

@@ -424,6 +424,10 @@ impl<'a> VaultCatalog<'a> {
                 ack.index,
                 &ack.peer.0[..]
             ])?;
+            // Stored again where an earlier removal queued its deletion: that deletion must
+            // never reach the peer now (it would delete the share this ack is for).
+            tx.prepare_cached("DELETE FROM deletions WHERE peer = ?1 AND share = ?2")?
+                .execute(params![&ack.peer.0[..], &ack.share.0[..]])?;
         }
         tx.commit()?;
         Ok(())
