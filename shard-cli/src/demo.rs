@@ -175,6 +175,7 @@ async fn demo(root: &Path) -> Result<()> {
                 version: None,
                 out: restored.clone(),
                 force: false,
+                keep_special_bits: false,
             },
         )
         .await?;

@@ -160,6 +160,10 @@ enum Command {
         /// Overwrite what exists.
         #[arg(long)]
         force: bool,
+        /// Restore setuid, setgid and sticky bits as stored (by default they are cleared: a
+        /// restored file never runs as its restorer by accident).
+        #[arg(long)]
+        keep_special_bits: bool,
         /// The account (when several are unlocked).
         #[arg(long)]
         user: Option<String>,
@@ -202,6 +206,8 @@ enum Command {
     },
     /// This node: name, id, addresses, peers online.
     Status,
+    /// Print the web UI's address (with a one-time setup link while the node has no account).
+    UiLink,
     /// Print a one-time pairing code (valid 10 minutes, single use).
     Invite {
         /// Validity in seconds (at most 3600).
@@ -416,8 +422,19 @@ fn main() -> ExitCode {
             name,
             out,
             force,
+            keep_special_bits,
             user,
-        } => vault::get(&home, json, &name, out.as_deref(), force, user.as_deref()),
+        } => vault::get(
+            &home,
+            json,
+            &name,
+            vault::Restore {
+                out: out.as_deref(),
+                force,
+                keep_special_bits,
+            },
+            user.as_deref(),
+        ),
         Command::Ls { prefix, user } => vault::ls(&home, json, prefix.as_deref(), user.as_deref()),
         Command::Rm { name, user } => vault::rm(&home, json, &name, user.as_deref()),
         Command::Check {
@@ -439,6 +456,7 @@ fn main() -> ExitCode {
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, code),
+        Command::UiLink => network::ui_link(&home, json),
         Command::Peers { action: None } => network::peers(&home, json),
         Command::Peers {
             action: Some(PeersAction::Add { addr }),

@@ -192,8 +192,14 @@ pub fn serve(
             "node {:?} ({}) serving peers on {}; control API ready; Ctrl-C to stop",
             status.name, status.short_id, status.listen
         );
-        if let Some(ui) = node.ui_addr() {
-            println!("web UI: http://{ui}/");
+        if let Some(link) = node.ui_link()? {
+            if link.contains("#setup=") {
+                println!(
+                    "web UI: {link}\n  (no account yet: this link creates the first one, the node's administrator; it works once, for an hour — `shard ui-link` prints a fresh one)"
+                );
+            } else {
+                println!("web UI: {link}");
+            }
         }
         let mut stop = node.shutdown_signal();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -344,6 +350,30 @@ pub fn peers_add(home: &Home, json: bool, addr: &str) -> Result<()> {
         print_json(&answer);
     } else {
         println!("will look for paired peers at {addr} too");
+    }
+    Ok(())
+}
+
+/// `shard ui-link`: the web UI's address, with a one-time setup token while the node has no
+/// account yet.
+pub fn ui_link(home: &Home, json: bool) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.post("/v1/ui-link", &json!({}))?;
+    if json {
+        print_json(&answer);
+        return Ok(());
+    }
+    match answer["url"].as_str() {
+        Some(url) => {
+            println!("{url}");
+            if answer["setup"] == true {
+                eprintln!(
+                    "Open it to create the node's first account (its administrator). It works once, for an hour."
+                );
+            }
+        }
+        None => bail!(
+            "this node runs no web UI\n  hint: start it with `shard serve --ui 127.0.0.1:7716`"
+        ),
     }
     Ok(())
 }

@@ -149,12 +149,21 @@ pub fn put(
     Ok(())
 }
 
+/// How `get` writes what it restores.
+pub struct Restore<'a> {
+    /// Where (default: the name's last part, here).
+    pub out: Option<&'a Path>,
+    /// Overwrite what exists.
+    pub force: bool,
+    /// Keep setuid, setgid and sticky bits.
+    pub keep_special_bits: bool,
+}
+
 pub fn get(
     home: &Home,
     json: bool,
     spec: &str,
-    out: Option<&Path>,
-    force: bool,
+    how: Restore<'_>,
     user: Option<&str>,
 ) -> Result<()> {
     let client = ApiClient::for_home(home)?;
@@ -163,8 +172,15 @@ pub fn get(
         _ => (spec, None),
     };
     let default_out = Path::new(name.rsplit('/').next().unwrap_or(name)).to_path_buf();
-    let out = absolute(out.unwrap_or(&default_out))?;
-    let body = json!({"name": name, "version": version, "out": out.to_string_lossy(), "force": force, "user": user});
+    let out = absolute(how.out.unwrap_or(&default_out))?;
+    let body = json!({
+        "name": name,
+        "version": version,
+        "out": out.to_string_lossy(),
+        "force": how.force,
+        "keep_special_bits": how.keep_special_bits,
+        "user": user,
+    });
     let job = client.post("/v1/get", &body)?["job"].as_u64().unwrap_or(0);
     let result = follow(&client, job, json)?;
     if json {

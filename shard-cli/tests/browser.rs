@@ -1,5 +1,6 @@
 //! The web UI in a real browser: headless Chromium (Debian's) driven by playwright-core
-//! (`tests/browser/run.mjs`) against a three-node swarm on 127.0.0.1 — sign up, the
+//! (`tests/browser/run.mjs`) against a three-node swarm on 127.0.0.1 — the first account
+//! through the one-time setup link (which works once; sign-up is closed otherwise), the
 //! recovery code step, a wrong passphrase, log in, upload, the share picture with three
 //! machines and then one offline, download (bytes compared here), a request without the CSRF
 //! token refused, peers, health, delete, log out. Screenshots go to
@@ -48,7 +49,10 @@ fn a_person_uses_the_web_ui_in_chromium() {
         owner.pair_with(p);
     }
     owner.wait_online(&["peer0", "peer1"], Duration::from_secs(15));
-    let ui = std::fs::read_to_string(owner.home().join("ui.addr")).unwrap();
+    // The node has no account: its web UI is set up through the one-time link.
+    let link = owner.json(&["ui-link"]);
+    assert_eq!(link["setup"], true, "{link}");
+    let setup_url = link["url"].as_str().unwrap().to_string();
 
     let work = tempfile::tempdir().unwrap();
     let upload = work.path().join("family papers.pdf");
@@ -61,7 +65,7 @@ fn a_person_uses_the_web_ui_in_chromium() {
     let mut driver = Command::new("node")
         .current_dir(&driver_dir)
         .arg("run.mjs")
-        .arg(format!("http://{}/", ui.trim()))
+        .arg(&setup_url)
         .arg(&upload)
         .arg(&shots)
         .arg(&downloaded)

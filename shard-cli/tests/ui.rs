@@ -53,6 +53,10 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<Value>, csrf: bool) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        // What a browser sends with every change from the node's own page.
+        if method != "GET" {
+            request = request.header("Origin", &self.base);
+        }
         if let Some(c) = &self.cookie {
             request = request.header("Cookie", format!("shard_session={c}"));
         }
@@ -100,6 +104,7 @@ impl Browser {
         let request = ureq::http::Request::builder()
             .method("POST")
             .uri(&url)
+            .header("Origin", &self.base)
             .header(
                 "Cookie",
                 format!("shard_session={}", self.cookie.as_deref().unwrap_or("")),
@@ -155,7 +160,19 @@ impl Browser {
 
 #[test]
 fn the_web_ui_keeps_sessions_and_changes_safe() {
+    let work = tempfile::tempdir().unwrap();
     let mut node = TestNode::init("home-server");
+    // A folder on the node opened to web sessions (none is, by default).
+    let config = node.home().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "node_paths = []",
+            &format!("node_paths = [{:?}]", work.path().to_str().unwrap()),
+        ),
+    )
+    .unwrap();
     node.create_account("bob");
     node.serve(&["--login", "bob"]);
     let mut browser = Browser::new(&node);
@@ -177,12 +194,27 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
     assert!(!page.body.contains("<script>"), "no inline script");
     assert_eq!(browser.call("GET", "/app.js", None, false).status, 200);
 
-    // Sign-up: the rules with their reason; the recovery code once.
-    let weak = browser.call(
+    // Sign-up is the administrator's (bob, the node's first account): not open to anyone.
+    let open = browser.call(
+        "POST",
+        "/ui/signup",
+        Some(json!({"user": "alice", "password": PASSWORD})),
+        false,
+    );
+    assert_eq!(open.status, 403, "{}", open.body);
+    assert!(open.body.contains("administrator"), "{}", open.body);
+    let mut admin = Browser::new(&node);
+    assert_eq!(admin.login("bob", PASSWORD).status, 200);
+    assert_eq!(
+        admin.call("GET", "/ui/session", None, false).json()["admin"],
+        true
+    );
+    // The rules with their reason; the recovery code once.
+    let weak = admin.call(
         "POST",
         "/ui/signup",
         Some(json!({"user": "alice", "password": "short"})),
-        false,
+        true,
     );
     assert_eq!(weak.status, 400);
     assert!(
@@ -193,11 +225,11 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
         "{}",
         weak.body
     );
-    let created = browser.call(
+    let created = admin.call(
         "POST",
         "/ui/signup",
         Some(json!({"user": "alice", "password": PASSWORD})),
-        false,
+        true,
     );
     assert_eq!(created.status, 200, "{}", created.body);
     assert_eq!(created.json()["recovery_code"].as_str().unwrap().len(), 71);
@@ -238,8 +270,8 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
         403
     );
 
-    // Store a file by a path on the node: needs the CSRF token.
-    let work = tempfile::tempdir().unwrap();
+    // Store a file by a path on the node (under the folder opened to web sessions): needs the
+    // CSRF token.
     let letter = work.path().join("letter.txt");
     std::fs::write(&letter, b"dear alice").unwrap();
     let put = json!({"paths": [letter.to_str().unwrap()]});

@@ -210,6 +210,14 @@ pub fn try_unwrap(catalog: &Catalog, account: &Account, passphrase: &[u8]) -> Re
     }
 }
 
+fn fill(buf: &mut [u8]) {
+    // A decoy's passphrase need not be secret, only unguessable: if randomness fails, a fixed
+    // value still opens nothing a person types.
+    if shard_crypto::fill_random(buf).is_err() {
+        buf.fill(0xA5);
+    }
+}
+
 /// Argon2 computations a node runs at once (each holds 64 MiB).
 pub const ARGON2_AT_ONCE: usize = 2;
 /// Sign-ups a node accepts in [`SIGNUP_WINDOW`].
@@ -241,11 +249,19 @@ impl Drop for TurnGuard {
     }
 }
 
+/// Names with no account that logins were tried for, remembered (for their delays) at most.
+const UNKNOWN_NAMES: usize = 1024;
+
 /// What bounds passphrase work in a running node (see the module docs).
 pub struct Gate {
     turns: Mutex<HashMap<AccountId, Turn>>,
     argon: Arc<tokio::sync::Semaphore>,
     signups: Mutex<VecDeque<Instant>>,
+    /// Failed logins for names that have no account: (count, when the last one ended), so a
+    /// wrong name waits exactly as a wrong passphrase would.
+    unknown: Mutex<HashMap<String, (u32, Instant)>>,
+    /// A key record no passphrase opens, checked for names with no account (same Argon2 cost).
+    decoy: std::sync::OnceLock<Option<KeyRecord>>,
 }
 
 impl Default for Gate {
@@ -254,6 +270,8 @@ impl Default for Gate {
             turns: Mutex::default(),
             argon: Arc::new(tokio::sync::Semaphore::new(ARGON2_AT_ONCE)),
             signups: Mutex::default(),
+            unknown: Mutex::default(),
+            decoy: std::sync::OnceLock::new(),
         }
     }
 }
@@ -287,6 +305,58 @@ impl Gate {
             .acquire_owned()
             .await
             .map_err(|_| Error::Config("the node is stopping".into()))
+    }
+
+    /// A login for `user`, a name with no account, answered exactly as a wrong passphrase
+    /// would be — the same delay after earlier failures of that name, the same Argon2 run,
+    /// the same error — so that the answer tells nobody which names exist.
+    pub async fn wrong_name(&self, user: &str, passphrase: &[u8], unit: Duration) -> Error {
+        let failures = {
+            let map = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+            map.get(user).copied()
+        };
+        if let Some((count, last)) = failures {
+            let delay =
+                unit.saturating_mul(u32::try_from(login_delay(count).as_secs()).unwrap_or(60));
+            let left = delay.saturating_sub(last.elapsed());
+            tokio::time::sleep(left).await;
+        }
+        if let Ok(_argon) = self.argon().await {
+            let decoy = self
+                .decoy
+                .get_or_init(|| {
+                    let key = VaultKey::generate().ok()?;
+                    let mut secret = [0u8; 32];
+                    crate::accounts::fill(&mut secret);
+                    KeyRecord::wrap(&key, &secret, KdfParams::DEFAULT).ok()
+                })
+                .clone();
+            let passphrase = passphrase.to_vec();
+            let _ = tokio::task::spawn_blocking(move || {
+                decoy.map(|record| record.unwrap_key(&passphrase).is_ok())
+            })
+            .await;
+        }
+        let count = {
+            let mut map = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= UNKNOWN_NAMES
+                && !map.contains_key(user)
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+            let entry = map.entry(user.to_string()).or_insert((0, Instant::now()));
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = Instant::now();
+            entry.0
+        };
+        Error::WrongPassphrase {
+            user: user.to_string(),
+            next_wait_secs: login_delay(count).as_secs(),
+        }
     }
 
     /// Counts a sign-up, or refuses it when [`SIGNUPS_PER_WINDOW`] happened in the last

@@ -27,6 +27,8 @@
 //! POST /v1/peers/rm            {"id", "now"?} → unpairs (after moving its shares unless now)
 //! GET  /v1/accounts              accounts: name, files, unlocked, failed logins
 //! POST /v1/accounts/rm          {"user", "purge"?} → removes the account (and, with purge, its files)
+//! POST /v1/ui-link              {"url", "setup"}: the web UI's address; while the node has no
+//!                               account, with a one-time setup token in its fragment
 //! ```
 //! Names and paths travel as UTF-8 strings, or hex (`*_hex`) for any other bytes.
 
@@ -57,6 +59,71 @@ pub(crate) struct ApiState {
 /// the request may name no other.
 #[derive(Clone, Debug)]
 pub(crate) struct Acting(pub String);
+
+/// Whether the request comes from a web UI session (not the token-holding CLI).
+fn acting_is_session(acting: &Option<Extension<Acting>>) -> bool {
+    acting.is_some()
+}
+
+/// What a browser session wants to do with a path on the node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Store it (it must exist).
+    Read,
+    /// Restore into it (its folder must exist; it need not).
+    Write,
+}
+
+/// `path` as the node's file system resolves it, if it lies under one of the folders listed in
+/// `[web] node_paths`; otherwise the refusal. Symbolic links are resolved first, so a link
+/// cannot lead out; a restore target that is itself a link is refused.
+fn confine(
+    node: &Node,
+    path: &std::path::Path,
+    reach: Reach,
+) -> Result<std::path::PathBuf, ApiError> {
+    let roots: Vec<std::path::PathBuf> = node
+        .web_config()
+        .node_paths
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .collect();
+    let refused = |why: String| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            why,
+            "store by upload and restore by download, or ask the node's administrator to list the folder in [web] node_paths (config.toml)",
+        )
+    };
+    if roots.is_empty() {
+        return Err(refused(
+            "a web session may not reach paths on the node: no folder is open to it".into(),
+        ));
+    }
+    let resolved = match reach {
+        Reach::Read => std::fs::canonicalize(path).ok(),
+        Reach::Write => {
+            let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            let name = path.file_name().filter(|n| *n != "..");
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            match (
+                is_link,
+                name,
+                parent.and_then(|p| std::fs::canonicalize(p).ok()),
+            ) {
+                (false, Some(name), Some(dir)) => Some(dir.join(name)),
+                _ => None,
+            }
+        }
+    };
+    match resolved {
+        Some(p) if roots.iter().any(|r| p.starts_with(r)) => Ok(p),
+        _ => Err(refused(format!(
+            "{} is not under a folder open to web sessions",
+            path.display()
+        ))),
+    }
+}
 
 /// The account to act for: the session's (web UI), or the one the request names (CLI).
 fn acting_user(
@@ -222,8 +289,16 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
         token: Arc::new(token),
         ui: Arc::default(),
     };
+    let hosts = match listener.local_addr() {
+        Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, false)),
+        Err(e) => {
+            tracing::error!("control API not started: {e}");
+            return;
+        }
+    };
     let router = routes()
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .with_state(state);
     let mut stop = node.shutdown_signal();
     let served = axum::serve(listener, router)
@@ -262,6 +337,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
+        .route("/v1/ui-link", post(ui_link))
 }
 
 async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -281,6 +357,13 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
         )
         .into_response()
     }
+}
+
+/// The web UI's address, with a fresh one-time setup token while the node has no account.
+async fn ui_link(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let url = state.node.ui_link()?;
+    let setup = url.as_deref().is_some_and(|u| u.contains("#setup="));
+    Ok(Json(json!({"url": url, "setup": setup})))
 }
 
 async fn status(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -446,6 +529,7 @@ async fn put(
     acting: Option<Extension<Acting>>,
     Json(body): Json<PutBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let browser = acting_is_session(&acting);
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let paths: Vec<std::path::PathBuf> = match (body.paths, body.paths_hex) {
@@ -476,6 +560,15 @@ async fn put(
             "name one or more files or folders",
         ));
     }
+    // A browser session reads only under the folders the administrator opened to it.
+    let paths = if browser {
+        paths
+            .iter()
+            .map(|p| confine(&state.node, p, Reach::Read))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        paths
+    };
     let request = crate::put::PutRequest {
         paths,
         name: body.name.map(String::into_bytes),
@@ -500,6 +593,10 @@ struct GetBody {
     name_hex: Option<String>,
     version: Option<u32>,
     out: String,
+    /// Restore setuid, setgid and sticky bits too (the CLI's `--keep-special-bits`; never for
+    /// a web session).
+    #[serde(default)]
+    keep_special_bits: bool,
     #[serde(default)]
     force: bool,
     user: Option<String>,
@@ -510,13 +607,23 @@ async fn get_file(
     acting: Option<Extension<Acting>>,
     Json(body): Json<GetBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let browser = acting_is_session(&acting);
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
+    let out: std::path::PathBuf = body.out.into();
+    // A browser session writes only under the folders the administrator opened to it, and
+    // never a setuid, setgid or sticky file.
+    let out = if browser {
+        confine(&state.node, &out, Reach::Write)?
+    } else {
+        out
+    };
     let request = crate::get::GetRequest {
         name: bytes_of(body.name, body.name_hex, "name")?,
         version: body.version,
-        out: body.out.into(),
+        out,
         force: body.force,
+        keep_special_bits: body.keep_special_bits && !browser,
     };
     let job = state.node.jobs().create_for("get", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
@@ -912,6 +1019,7 @@ async fn download(
         version: q.version,
         out: path.clone(),
         force: false,
+        keep_special_bits: false,
     };
     let job = state.node.jobs().create_for("get", Some(&session.user));
     let restored = crate::get::run(state.node.clone(), session, request, job).await;

@@ -44,6 +44,8 @@ pub struct GetRequest {
     pub out: PathBuf,
     /// Overwrite what exists.
     pub force: bool,
+    /// Restore setuid, setgid and sticky bits as stored (otherwise they are cleared).
+    pub keep_special_bits: bool,
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -233,6 +235,7 @@ async fn restore_file(
     entry: &FileEntry,
     dest: &Path,
     progress: &Progress,
+    keep_special: bool,
 ) -> Result<()> {
     let manifest = node
         .catalog()
@@ -263,20 +266,48 @@ async fn restore_file(
     }
     drop(out);
     fs::rename(&tmp, dest).map_err(|e| access(dest, &e))?;
-    set_meta(dest, entry)?;
+    set_meta(dest, entry, keep_special)?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| access(dir, &e))?;
     Ok(())
 }
 
-fn set_meta(path: &Path, entry: &FileEntry) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(entry.meta.mode & 0o7777))
+/// Restores a file's or folder's mode and time. Setuid, setgid and sticky bits are cleared
+/// unless `keep_special` (a restored file must not become a way to run as its restorer).
+fn set_meta(path: &Path, entry: &FileEntry, keep_special: bool) -> Result<()> {
+    let mask = if keep_special { 0o7777 } else { 0o777 };
+    fs::set_permissions(path, fs::Permissions::from_mode(entry.meta.mode & mask))
         .map_err(|e| access(path, &e))?;
     let secs = u64::try_from(entry.meta.mtime).unwrap_or(0);
     let mtime = UNIX_EPOCH + Duration::new(secs, entry.meta.mtime_nanos);
     let f = fs::File::open(path).map_err(|e| access(path, &e))?;
     f.set_modified(mtime).map_err(|e| access(path, &e))
+}
+
+fn through_link(path: &Path) -> Error {
+    Error::PathAccess {
+        path: path.display().to_string(),
+        reason: "it is a symbolic link: a restore never writes through one".into(),
+    }
+}
+
+/// Refuses to restore `rel` under `out` when a folder on the way is a symbolic link (one the
+/// restore itself made from a stored link, or one that was there): nothing is ever written
+/// outside `out` through a link.
+fn no_link_on_the_way(out: &Path, rel: &[u8]) -> Result<()> {
+    let mut at = out.to_path_buf();
+    let mut parts = rel.split(|b| *b == b'/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            break;
+        }
+        at.push(std::ffi::OsStr::from_bytes(part));
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(through_link(&at));
+        }
+    }
+    Ok(())
 }
 
 /// The entries a get restores: one file or link, or a folder and everything under it (newest
@@ -353,10 +384,16 @@ pub(crate) async fn run(
                 .get(root_name.len() + 1..)
                 .unwrap_or_default();
             check_name(rel)?;
+            no_link_on_the_way(&request.out, rel)?;
             request.out.join(std::ffi::OsStr::from_bytes(rel))
         };
         match entry.meta.kind {
             FileKind::Dir => {
+                if dest != request.out
+                    && fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    return Err(through_link(&dest));
+                }
                 if let Err(e) = fs::create_dir(&dest)
                     && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
                 {
@@ -368,7 +405,16 @@ pub(crate) async fn run(
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
                 }
-                restore_file(&node, &session, &sources, entry, &dest, progress).await?;
+                restore_file(
+                    &node,
+                    &session,
+                    &sources,
+                    entry,
+                    &dest,
+                    progress,
+                    request.keep_special_bits,
+                )
+                .await?;
             }
             FileKind::Symlink => {
                 let target = entry.meta.link_target.clone().unwrap_or_default();
@@ -384,7 +430,7 @@ pub(crate) async fn run(
     // Folders last, deepest first, so writing into them does not change their times.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, entry) in &dirs {
-        set_meta(path, entry)?;
+        set_meta(path, entry, request.keep_special_bits)?;
     }
     Ok(json!({
         "files": entries.iter().filter(|e| e.meta.kind == FileKind::File).count(),

@@ -63,12 +63,17 @@ pub struct WebConfig {
     /// A session with no request for this long ends (the browser goes back to the login
     /// page), seconds.
     pub session_idle_secs: u64,
+    /// Folders on this node a web session may store from and restore into (and everything
+    /// under them). Empty: a browser stores by upload and restores by download only. (The
+    /// `shard` command, which holds the node's API token, is not limited.)
+    pub node_paths: Vec<PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             session_idle_secs: 30 * 60,
+            node_paths: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod files;
 pub mod get;
 pub mod health;
 pub mod home;
+pub mod hosts;
 pub mod identity;
 pub mod jobs;
 pub mod node;

@@ -162,7 +162,12 @@ pub struct Node {
     passphrases: crate::accounts::Gate,
     /// Accounts whose last catalog snapshot failed, and why.
     snapshot_failures: Mutex<HashMap<shard_store::AccountId, String>>,
+    /// The one-time token of the web UI's setup link, while the node has no account.
+    setup: Mutex<Option<(String, Instant)>>,
 }
+
+/// How long a setup link works.
+const SETUP_TTL: Duration = Duration::from_secs(3600);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a single map update.
@@ -279,6 +284,7 @@ impl Node {
             health_wake: tokio::sync::Notify::new(),
             passphrases: crate::accounts::Gate::default(),
             snapshot_failures: Mutex::new(HashMap::new()),
+            setup: Mutex::new(None),
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
         if mode != MdnsMode::Off {
@@ -609,6 +615,22 @@ impl Node {
         Ok(())
     }
 
+    /// [`Node::login`] as the web UI needs it: a name with no account gets exactly the answer
+    /// (and the wait) of a wrong passphrase, so the login page tells nobody which names exist.
+    pub async fn login_uniformly(
+        &self,
+        user: &str,
+        passphrase: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<()> {
+        if self.catalog.account(user)?.is_none() {
+            return Err(self
+                .passphrases
+                .wrong_name(user, &passphrase, self.options.login_delay_unit)
+                .await);
+        }
+        self.login(user, passphrase).await
+    }
+
     /// Opens a session for a vault whose keys are already derived (after recovery).
     pub fn unlock(
         &self,
@@ -651,6 +673,55 @@ impl Node {
     /// The service answering peers from this node's store.
     pub(crate) fn service(&self) -> &Arc<ShareService> {
         &self.service
+    }
+
+    /// The web UI's address for a person: with a one-time setup token (in the fragment, which
+    /// browsers never send to a server) while the node has no account yet, and only then.
+    /// `None` when the node runs no web UI.
+    pub fn ui_link(&self) -> Result<Option<String>> {
+        let Some(addr) = self.ui_addr() else {
+            return Ok(None);
+        };
+        let host = if addr.ip().is_unspecified() {
+            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        if !self.catalog.has_no_account()? {
+            *lock(&self.setup) = None;
+            return Ok(Some(format!("http://{host}/")));
+        }
+        let mut setup = lock(&self.setup);
+        let token = match &*setup {
+            Some((token, at)) if at.elapsed() < SETUP_TTL => token.clone(),
+            _ => {
+                let mut bytes = [0u8; 16];
+                shard_crypto::fill_random(&mut bytes)?;
+                let token = hex::encode(bytes);
+                *setup = Some((token.clone(), Instant::now()));
+                token
+            }
+        };
+        Ok(Some(format!("http://{host}/#setup={token}")))
+    }
+
+    /// Spends the setup token (constant-time comparison): true if `token` is the live one and
+    /// the node still has no account.
+    pub(crate) fn spend_setup(&self, token: &str) -> Result<bool> {
+        let mut setup = lock(&self.setup);
+        let good = setup.as_ref().is_some_and(|(live, at)| {
+            at.elapsed() < SETUP_TTL && shard_crypto::ct_eq(live.as_bytes(), token.as_bytes())
+        });
+        if good && self.catalog.has_no_account()? {
+            *setup = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether `user` is the node's administrator (its first account).
+    pub fn is_admin(&self, user: &str) -> Result<bool> {
+        Ok(self.catalog.account(user)?.is_some_and(|a| a.admin))
     }
 
     /// The catalog heads this node keeps for others.
@@ -743,6 +814,11 @@ impl Node {
                 any
             }
         }
+    }
+
+    /// The web UI's settings.
+    pub fn web_config(&self) -> crate::home::WebConfig {
+        lock(&self.config).web.clone()
     }
 
     /// The share store's settings.

@@ -6,13 +6,24 @@
 //! failures as the CLI), unlocks the vault and sets a random session cookie (`HttpOnly`,
 //! `SameSite=Strict`); the answer carries a CSRF token that every state-changing request must
 //! send back in `X-CSRF-Token` (compared in constant time). A session acts only for its own
-//! account, ends after 30 idle minutes (`[web] session_idle_secs`), and `POST /ui/logout` locks the vault. No secret
-//! travels in a URL. Every answer carries a strict Content-Security-Policy.
+//! account, ends after 30 idle minutes (`[web] session_idle_secs`), and `POST /ui/logout`
+//! locks the vault. At most 8 sessions per account (its oldest goes) and 256 in all (then a
+//! login waits). No secret travels in a URL sent to the server (the setup token rides in
+//! the fragment, which browsers keep to themselves). Every answer carries a strict
+//! Content-Security-Policy, and only requests for this listener's own address are answered
+//! (see [`crate::hosts`]).
+//!
+//! Who may do what: an account is made in the browser only by the administrator (the node's
+//! first account, from its session), or — while the node has no account at all — by whoever
+//! holds the one-time setup link `shard serve` prints (`shard ui-link` prints a fresh one).
+//! Pairing and unpairing are the administrator's; others see peers read-only. A session
+//! reaches paths on the node only under `[web] node_paths`, and never restores setuid,
+//! setgid or sticky bits.
 //! ```text
 //! GET  /, /app.js, /style.css  the pages
-//! POST /ui/signup              {"user", "password"} → {"recovery_code"} (shown once)
+//! POST /ui/signup              {"user", "password", "setup"?} → {"recovery_code"} (shown once)
 //! POST /ui/login               {"user", "password"} → {"user", "csrf"} and the cookie
-//! GET  /ui/session             {"user", "csrf"} while the session lasts
+//! GET  /ui/session             {"user", "csrf", "admin", "node_paths"} while the session lasts
 //! POST /ui/logout              locks the vault, ends the session
 //! /v1/...                      the control API, acting for the session's account
 //! ```
@@ -23,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -36,8 +47,10 @@ use crate::node::Node;
 
 /// The session cookie's name.
 const COOKIE: &str = "shard_session";
-/// Most sessions kept at once (the oldest goes first).
-const MAX_SESSIONS: usize = 64;
+/// Sessions one account may have at once (its oldest goes first).
+const SESSIONS_PER_ACCOUNT: usize = 8;
+/// Sessions kept at once in all (then a new login is refused until some end).
+const MAX_SESSIONS: usize = 256;
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -96,18 +109,27 @@ impl UiSessions {
         Some((s.user.clone(), s.csrf.clone()))
     }
 
+    /// A new session for `user`. Its own oldest session goes when it has
+    /// [`SESSIONS_PER_ACCOUNT`]; nobody else's ever does (so one account's logins cannot log
+    /// the others out): with [`MAX_SESSIONS`] open, the login is refused instead.
     fn create(&self, user: &str) -> crate::Result<(String, String)> {
         let (cookie, csrf) = (random_token()?, random_token()?);
         let mut map = self.lock();
         let idle = self.idle;
         map.retain(|_, s| s.last.elapsed() < idle);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
+        let mine: Vec<(&String, &UiSession)> = map.iter().filter(|(_, s)| s.user == user).collect();
+        if mine.len() >= SESSIONS_PER_ACCOUNT
+            && let Some(oldest) = mine
                 .iter()
                 .min_by_key(|(_, s)| s.last)
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| (*k).clone())
         {
             map.remove(&oldest);
+        }
+        if map.len() >= MAX_SESSIONS {
+            return Err(crate::Error::TooManyAttempts(
+                "too many web sessions are open on this node; try again later".into(),
+            ));
         }
         map.insert(
             cookie.clone(),
@@ -132,8 +154,11 @@ fn random_token() -> crate::Result<String> {
 }
 
 fn cookie_of(request: &Request) -> Option<String> {
-    request
-        .headers()
+    cookie_in(request.headers())
+}
+
+fn cookie_in(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -155,6 +180,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         token: Arc::new(String::new()),
         ui: Arc::new(UiSessions::new(Duration::from_secs(idle))),
     };
+    let hosts = match listener.local_addr() {
+        Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, true)),
+        Err(e) => {
+            tracing::error!("web UI not started: {e}");
+            return;
+        }
+    };
     let api = crate::api::routes().layer(middleware::from_fn_with_state(state.clone(), guard));
     let router = Router::new()
         .route(
@@ -174,6 +206,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/ui/session", get(session))
         .route("/ui/logout", post(logout))
         .merge(api)
+        .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state);
     let mut stop = node.shutdown_signal();
@@ -223,8 +256,11 @@ fn unauthorized(why: &str) -> Response {
 /// The refusal of a request whose `X-CSRF-Token` is not the session's `csrf` (constant-time
 /// comparison), or `None` when it matches.
 fn csrf_refusal(request: &Request, csrf: &str) -> Option<Response> {
-    let presented = request
-        .headers()
+    csrf_refusal_in(request.headers(), csrf)
+}
+
+fn csrf_refusal_in(headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    let presented = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -250,6 +286,8 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
         "/v1/logout",
         "/v1/recover",
         "/v1/accounts",
+        "/v1/accounts/rm",
+        "/v1/ui-link",
     ];
     if closed.contains(&path) {
         return ApiError::new(
@@ -271,6 +309,17 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
     if state.node.session(Some(&user)).is_err() {
         return unauthorized("the account was locked on the node");
     }
+    // What the whole node trusts is the administrator's to change.
+    let pairing = ["/v1/invite", "/v1/join", "/v1/peers/add", "/v1/peers/rm"];
+    if pairing.contains(&path) && !state.node.is_admin(&user).unwrap_or(false) {
+        tracing::warn!("refused {path} to {user:?}: not the node's administrator");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only the node's administrator (its first account) may pair or unpair nodes",
+            "ask the administrator, or use the shard command on the node",
+        )
+        .into_response();
+    }
     request.extensions_mut().insert(Acting(user));
     next.run(request).await
 }
@@ -281,11 +330,56 @@ struct Credentials {
     password: String,
 }
 
+#[derive(Deserialize)]
+struct SignUp {
+    user: String,
+    password: String,
+    /// The setup link's token (a node with no account yet).
+    setup: Option<String>,
+}
+
 async fn signup(
     State(state): State<ApiState>,
-    Json(body): Json<Credentials>,
+    headers: HeaderMap,
+    Json(body): Json<SignUp>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let password = zeroize::Zeroizing::new(body.password);
+    let refused = |why: &str| {
+        tracing::warn!("refused a sign-up for {:?}: {why}", body.user);
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            why.to_string(),
+            "the node's administrator adds accounts (from their session, or `shard account create` on the node); a node with no account yet is set up through the link `shard serve` printed (`shard ui-link` prints a fresh one)",
+        )
+    };
+    match &body.setup {
+        Some(token) => {
+            // The link is spent only on an account that can be made (a typo does not burn it).
+            crate::accounts::check_account_name(&body.user)?;
+            crate::accounts::check_new_passphrase(&body.user, &password)?;
+            if !state.node.spend_setup(token)? {
+                return Err(refused(
+                    "this setup link was used, has expired, or the node has an account already",
+                ));
+            }
+        }
+        None => {
+            let session = cookie_in(&headers).and_then(|c| state.ui.touch(&c));
+            let Some((user, csrf)) = session else {
+                return Err(refused("only the node's administrator may add accounts"));
+            };
+            if csrf_refusal_in(&headers, &csrf).is_some() {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong CSRF token",
+                    "reload the page and try again",
+                ));
+            }
+            if !state.node.is_admin(&user)? {
+                return Err(refused("only the node's administrator may add accounts"));
+            }
+        }
+    }
     let code = state.node.sign_up(&body.user, password).await?;
     Ok(Json(
         json!({"user": body.user, "recovery_code": code.as_str()}),
@@ -294,7 +388,22 @@ async fn signup(
 
 async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> Response {
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
-    if let Err(e) = state.node.login(&body.user, passphrase).await {
+    if let Err(e) = state.node.login_uniformly(&body.user, passphrase).await {
+        // One wording for a wrong passphrase and a name with no account.
+        if let crate::Error::WrongPassphrase {
+            user,
+            next_wait_secs,
+        } = &e
+        {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "wrong passphrase for account {user:?}, or no such account; the next attempt waits {next_wait_secs} s"
+                ),
+                "check the account name and the passphrase, and try again",
+            )
+            .into_response();
+        }
         return ApiError::from(e).into_response();
     }
     let (cookie, csrf) = match state.ui.create(&body.user) {
@@ -302,17 +411,31 @@ async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> 
         Err(e) => return ApiError::from(e).into_response(),
     };
     let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
-    let mut response = Json(json!({"user": body.user, "csrf": csrf})).into_response();
+    let mut response = Json(session_info(&state, &body.user, &csrf)).into_response();
     if let Ok(value) = HeaderValue::from_str(&set) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
 }
 
+/// What the page needs of a session: who, its CSRF token, whether it is the administrator,
+/// and the folders on the node it may reach.
+fn session_info(state: &ApiState, user: &str, csrf: &str) -> serde_json::Value {
+    let admin = state.node.is_admin(user).unwrap_or(false);
+    let node_paths: Vec<String> = state
+        .node
+        .web_config()
+        .node_paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    json!({"user": user, "csrf": csrf, "admin": admin, "node_paths": node_paths})
+}
+
 async fn session(State(state): State<ApiState>, request: Request) -> Response {
     match cookie_of(&request).and_then(|c| state.ui.touch(&c)) {
         Some((user, csrf)) if state.node.session(Some(&user)).is_ok() => {
-            Json(json!({"user": user, "csrf": csrf})).into_response()
+            Json(session_info(&state, &user, &csrf)).into_response()
         }
         _ => unauthorized("not logged in"),
     }

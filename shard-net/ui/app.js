@@ -3,6 +3,11 @@
 "use strict";
 
 let csrf = null;
+// What the session may do: pair and add accounts (the administrator), folders on the node.
+let admin = false;
+// The setup link's token (the node has no account yet), read from the URL's fragment, which
+// the browser never sends to the server.
+let setup = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -294,11 +299,15 @@ async function loadPeers() {
     bar.append(fill);
     const usage = cell(row, bar);
     usage.append(` ${human(used)}`);
-    cell(row, button("Remove", async () => {
-      if (!window.confirm(`Unpair ${p.name}? Its shares are moved to other machines first.`)) return;
-      await api("POST", "/v1/peers/rm", { id: p.id });
-      await loadPeers();
-    }));
+    if (admin) {
+      cell(row, button("Remove", async () => {
+        if (!window.confirm(`Unpair ${p.name}? Its shares are moved to other machines first.`)) return;
+        await api("POST", "/v1/peers/rm", { id: p.id });
+        await loadPeers();
+      }));
+    } else {
+      cell(row, "");
+    }
     body.append(row);
   }
   const nearby = $("nearby");
@@ -380,7 +389,13 @@ async function drawPicture(name) {
 
 async function enter(session, listing) {
   csrf = session.csrf;
-  $("who").textContent = `Logged in as ${session.user}`;
+  admin = !!session.admin;
+  $("who").textContent = `Logged in as ${session.user}${admin ? " (administrator)" : ""}`;
+  $("admin-only").hidden = !admin;
+  $("not-admin").hidden = admin;
+  const folders = session.node_paths || [];
+  $("path-form").hidden = folders.length === 0;
+  $("path-form").path.placeholder = folders.length ? `under ${folders.join(" or ")}` : "";
   if (listing) {
     // Already fetched (page load): no second round trip.
     show("files-page");
@@ -392,8 +407,17 @@ async function enter(session, listing) {
 
 async function start() {
   $("files").querySelector("tbody").addEventListener("click", onFileAction);
-  $("to-signup").addEventListener("click", (e) => { e.preventDefault(); showError(""); show("signup-page"); });
-  $("to-login").addEventListener("click", (e) => { e.preventDefault(); showError(""); show("login-page"); });
+  $("to-login").addEventListener("click", (e) => {
+    e.preventDefault();
+    showError("");
+    if (csrf) goTo("peers-page"); else show("login-page");
+  });
+  $("add-account").addEventListener("click", () => {
+    showError("");
+    $("signup-title").textContent = "Add an account to this node";
+    $("signup-note").textContent = "It gets a vault of its own; give its owner the recovery code shown next.";
+    show("signup-page");
+  });
 
   $("login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -426,13 +450,18 @@ async function start() {
     button.disabled = true;
     try {
       const created = await api("POST", "/ui/signup", {
-        user: form.user.value, password: form.password.value,
+        user: form.user.value, password: form.password.value, setup: setup || undefined,
       });
-      form.password.value = ""; form.again.value = "";
+      if (setup) {
+        // Spent: out of the address bar and the history.
+        setup = null;
+        history.replaceState(null, "", location.pathname);
+      }
+      form.user.value = ""; form.password.value = ""; form.again.value = "";
       $("code").textContent = created.recovery_code;
       $("written").checked = false;
       $("code-done").disabled = true;
-      $("login-form").user.value = created.user;
+      if (!csrf) $("login-form").user.value = created.user;
       show("code-page");
     } catch (err) {
       showError(err.message);
@@ -480,7 +509,7 @@ async function start() {
   $("written").addEventListener("change", () => { $("code-done").disabled = !$("written").checked; });
   $("code-done").addEventListener("click", () => {
     $("code").textContent = ""; // shown once: gone from the page
-    show("login-page");
+    if (csrf) goTo("peers-page"); else show("login-page");
   });
 
   $("logout").addEventListener("click", async () => {
@@ -494,6 +523,12 @@ async function start() {
     show("login-page");
   });
 
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("setup")) {
+    setup = fragment.get("setup");
+    show("signup-page");
+    return;
+  }
   try {
     // The session and the file list at once: a page load is one round trip.
     const [session, listing] = await Promise.all([

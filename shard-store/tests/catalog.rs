@@ -575,6 +575,7 @@ fn a_version_one_catalog_is_migrated() {
     conn.execute_batch(
         "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions; DROP TABLE former_owners;
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
+         ALTER TABLE accounts DROP COLUMN admin;
          UPDATE schema_version SET version = 1;",
     )
     .unwrap();
@@ -689,4 +690,20 @@ fn a_share_stored_again_cancels_its_queued_deletion() {
         }])
         .unwrap();
     assert!(catalog.pending_deletions(&PEERS[1]).unwrap().is_empty());
+}
+
+#[test]
+fn the_first_account_is_the_administrator_and_the_role_passes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    assert!(catalog.has_no_account().unwrap());
+    let (a, _) = account(&catalog, "alice");
+    let (_b, _) = account(&catalog, "bob");
+    let (_c, _) = account(&catalog, "carol");
+    assert!(!catalog.has_no_account().unwrap());
+    let admin = |n: &str| catalog.account(n).unwrap().unwrap().admin;
+    assert!(admin("alice") && !admin("bob") && !admin("carol"));
+    // The administrator leaves: the oldest remaining account takes over, only one.
+    catalog.delete_account(a).unwrap();
+    assert!(admin("bob") && !admin("carol"));
 }

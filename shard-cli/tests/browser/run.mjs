@@ -1,5 +1,6 @@
 // Drives the shard web UI in headless Chromium, as a person would, for shard-cli/tests/browser.rs.
-// Usage: node run.mjs URL FILE_TO_UPLOAD SCREENSHOT_DIR DOWNLOAD_PATH
+// Usage: node run.mjs SETUP_URL FILE_TO_UPLOAD SCREENSHOT_DIR DOWNLOAD_PATH
+// (SETUP_URL: the one-time link `shard ui-link` prints while the node has no account)
 // Talks to the Rust test on stdout/stdin: "STOP_PEER" asks it to stop a peer; it answers "OK".
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -26,14 +27,11 @@ try {
   });
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
-  const started = Date.now();
+  const setupToken = new URL(url).hash.replace("#setup=", "");
   await page.goto(url);
-  await page.waitForSelector("#login-page:not([hidden])");
-  console.log(`LOAD_MS ${Date.now() - started}`);
-  await shot("login");
+  await page.waitForSelector("#signup-page:not([hidden])");
 
-  step("sign up");
-  await page.click("#to-signup");
+  step("sign up through the setup link");
   await page.fill("#signup-form [name=user]", "alice");
   await page.fill("#signup-form [name=password]", "violet kettle across the dunes");
   await page.fill("#signup-form [name=again]", "violet kettle across the dunes");
@@ -50,6 +48,27 @@ try {
   await page.click("#code-done");
   await page.waitForSelector("#login-page:not([hidden])");
   if ((await page.textContent("#code")).trim() !== "") fail("the recovery code stayed on the page");
+  if (page.url().includes("setup=")) fail(`the spent setup token stayed in the address: ${page.url()}`);
+
+  step("the setup link works once");
+  const again = await page.evaluate(async (token) => {
+    const r = await fetch("/ui/signup", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: "mallory", password: "a long enough passphrase", setup: token }) });
+    return r.status;
+  }, setupToken);
+  if (again !== 403) fail(`a second sign-up with the setup token got ${again}`);
+  const open = await page.evaluate(async () => {
+    const r = await fetch("/ui/signup", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: "mallory", password: "a long enough passphrase" }) });
+    return r.status;
+  });
+  if (open !== 403) fail(`a sign-up without the link or a session got ${open}`);
+
+  const started = Date.now();
+  await page.goto(url.replace(/#.*$/, ""));
+  await page.waitForSelector("#login-page:not([hidden])");
+  console.log(`LOAD_MS ${Date.now() - started}`);
+  await shot("login");
 
   step("wrong passphrase");
   await page.fill("#login-form [name=user]", "alice");
@@ -115,6 +134,7 @@ try {
   step("peers and health");
   await page.click('nav a[data-page="peers-page"]');
   await page.waitForSelector("#peers tbody tr");
+  if (await page.isHidden("#admin-only")) fail("the administrator does not see the pairing controls");
   await shot("peers");
   await page.click('nav a[data-page="health-page"]');
   await page.click("#check");

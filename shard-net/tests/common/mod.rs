@@ -151,6 +151,7 @@ impl Swarm {
                     version,
                     out: out.to_path_buf(),
                     force: true,
+                    keep_special_bits: false,
                 },
             )
             .await

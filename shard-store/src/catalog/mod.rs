@@ -39,6 +39,9 @@ pub struct Account {
     pub name: String,
     /// The vault key, wrapped under the passphrase.
     pub key_record: KeyRecord,
+    /// The node's administrator (its first account): pairs and unpairs nodes, adds accounts
+    /// from the web UI.
+    pub admin: bool,
 }
 
 /// A pinned peer: a node whose key was exchanged by pairing.
@@ -85,11 +88,13 @@ impl Catalog {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates an account whose vault key is wrapped in `record`.
+    /// Creates an account whose vault key is wrapped in `record`; the first account of the
+    /// node is its administrator.
     pub fn create_account(&self, name: &str, record: &KeyRecord) -> Result<AccountId> {
         let conn = self.conn();
         let result = conn.execute(
-            "INSERT INTO accounts (name, vault_id, key_record, created) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO accounts (name, vault_id, key_record, created, admin)
+             VALUES (?1, ?2, ?3, ?4, NOT EXISTS (SELECT 1 FROM accounts))",
             params![
                 name,
                 &record.vault_id().0[..],
@@ -113,49 +118,31 @@ impl Catalog {
         let row = self
             .conn()
             .query_row(
-                "SELECT id, name, key_record FROM accounts WHERE name = ?1",
+                "SELECT id, name, key_record, admin FROM accounts WHERE name = ?1",
                 params![name],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
+                account_row,
             )
             .optional()?;
-        row.map(|(id, name, record)| {
-            Ok(Account {
-                id: AccountId(id),
-                name,
-                key_record: KeyRecord::from_bytes(&record)?,
-            })
-        })
-        .transpose()
+        row.map(account_of).transpose()
     }
 
     /// Every account, by name.
     pub fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, name, key_record FROM accounts ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT id, name, key_record, admin FROM accounts ORDER BY name")?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })?
+            .query_map([], account_row)?
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, name, record)| {
-                Ok(Account {
-                    id: AccountId(id),
-                    name,
-                    key_record: KeyRecord::from_bytes(&record)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(account_of).collect()
+    }
+
+    /// Whether the node has no account yet (its first one becomes the administrator).
+    pub fn has_no_account(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+        Ok(n == 0)
     }
 
     /// Replaces an account's key record (a passphrase change). The old record is gone from
@@ -183,10 +170,18 @@ impl Catalog {
         Ok(busy == 0)
     }
 
-    /// Deletes an account and everything the catalog knows of its files.
+    /// Deletes an account and everything the catalog knows of its files. When it was the
+    /// administrator, the oldest remaining account becomes the administrator.
     pub fn delete_account(&self, account: AccountId) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM accounts WHERE id = ?1", params![account.0])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM accounts WHERE id = ?1", params![account.0])?;
+        tx.execute(
+            "UPDATE accounts SET admin = 1 WHERE id = (SELECT MIN(id) FROM accounts)
+               AND NOT EXISTS (SELECT 1 FROM accounts WHERE admin = 1)",
+            [],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -451,6 +446,21 @@ pub fn unix_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+type AccountRow = (i64, String, Vec<u8>, bool);
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn account_of((id, name, record, admin): AccountRow) -> Result<Account> {
+    Ok(Account {
+        id: AccountId(id),
+        name,
+        key_record: KeyRecord::from_bytes(&record)?,
+        admin,
+    })
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -38,6 +38,7 @@
 //!                               moves what they stored)
 //! vault_state(account, seq, snapshot)
 //! accounts.last_failure          now in milliseconds since the epoch (was seconds)
+//! accounts.admin                 1 for the node's administrator (its first account)
 //! ```
 
 use rusqlite::Connection;
@@ -138,7 +139,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE former_owners (
          account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
          node BLOB NOT NULL,
-         PRIMARY KEY (account, node)) WITHOUT ROWID;",
+         PRIMARY KEY (account, node)) WITHOUT ROWID;
+     ALTER TABLE accounts ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids and chunk keys are
