@@ -246,6 +246,104 @@ impl ShareStore for Adversary {
     }
 }
 
+/// What a hostile client does to a node over the network (the node's side needs no lie):
+/// connections held open without a handshake, connection storms, and a paired node that asks
+/// for shares and never reads the answers. Tests drive them against real nodes.
+pub mod attacks {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use shard_proto::{Message, Request, Share, VaultRef};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use crate::identity::NodeIdentity;
+    use crate::noise::{self, Hello, PairingKey};
+
+    /// Opens `count` connections to `to` from the local address `from` (a loopback address of
+    /// the test's choosing, so the flood has an address of its own) and holds them open,
+    /// silent. Connections the node closes at once are counted but not kept.
+    pub async fn idle_connections(to: SocketAddr, from: IpAddr, count: usize) -> Vec<TcpStream> {
+        let mut held = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = match to {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            };
+            let Ok(socket) = socket else { break };
+            if socket.bind(SocketAddr::new(from, 0)).is_err() {
+                break;
+            }
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(2), socket.connect(to)).await
+            {
+                held.push(stream);
+            }
+        }
+        held
+    }
+
+    /// Connects to `to` `count` times, closing each connection at once (a storm of refused
+    /// connections). Returns how many were made.
+    pub async fn connect_and_close(to: SocketAddr, count: usize) -> usize {
+        let mut made = 0;
+        for _ in 0..count {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(to)).await
+            {
+                made += 1;
+                drop(stream);
+            }
+        }
+        made
+    }
+
+    /// As node `identity`, pairs with the node at `to` through `pairing` (its invite), stores
+    /// `shares` of `vault` there, then asks for them over one connection, up to `max_requests`
+    /// times, without ever reading an answer. Stops when a write stalls for 2 s (the node
+    /// stopped reading: its memory for the connection is spent and the kernel's buffers are
+    /// full) or the node closes. Returns the requests written and the connection, still open
+    /// (so the node's memory can be measured while it is held).
+    pub async fn ask_without_reading(
+        to: SocketAddr,
+        identity: &NodeIdentity,
+        pairing: &PairingKey,
+        vault: VaultRef,
+        shares: &[Share],
+        max_requests: usize,
+    ) -> crate::Result<(usize, noise::SecureChannel)> {
+        let hello = Hello {
+            name: "hoarder".into(),
+            listen: Vec::new(),
+            protocol: shard_proto::PROTOCOL_VERSION,
+        };
+        let paired = noise::connect(to, identity, &hello, None, Some(pairing)).await?;
+        let client = crate::rpc::PeerClient::start(paired);
+        for share in shares {
+            client
+                .put_share(vault, share, Duration::from_secs(30))
+                .await?;
+        }
+        let mut channel = noise::connect(to, identity, &hello, None, None).await?;
+        let mut written = 0;
+        for (id, share) in (1..).zip(shares.iter().cycle().take(max_requests)) {
+            let ask = Message::Request {
+                id,
+                body: Request::GetShare {
+                    vault,
+                    id: share.id(),
+                },
+            };
+            match tokio::time::timeout(Duration::from_secs(2), channel.writer.write_frame(&ask))
+                .await
+            {
+                Ok(Ok(())) => written += 1,
+                _ => break,
+            }
+        }
+        Ok((written, channel))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

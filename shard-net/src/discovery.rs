@@ -29,8 +29,6 @@ pub const SERVICE_TYPE: &str = "_shard._tcp.local.";
 pub const MAX_NEARBY: usize = 64;
 /// Most addresses remembered per node.
 const MAX_ADDRS: usize = 8;
-/// Longest name kept from a TXT record.
-const MAX_NAME: usize = 64;
 
 /// How the node uses mDNS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,15 +176,10 @@ pub fn parse_announcement(
     if port == 0 {
         return Err("no port");
     }
-    let name: String = name
-        .unwrap_or("?")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME)
-        .collect();
+    let name = crate::noise::clean_name(name.unwrap_or("?"));
     let mut addrs: Vec<SocketAddr> = ips
         .into_iter()
-        .filter(|ip| !ip.is_unspecified() && !ip.is_multicast())
+        .filter(|ip| crate::noise::dialable(*ip))
         .map(|ip| SocketAddr::new(ip, port))
         .collect();
     addrs.sort();
@@ -360,7 +353,7 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(a.name.len(), MAX_NAME);
+        assert_eq!(a.name.len(), crate::noise::MAX_NAME_CHARS);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Default for RunOptions {
         Self {
             listen: None,
             api: None,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
@@ -162,6 +162,8 @@ pub struct Node {
     passphrases: crate::accounts::Gate,
     /// Accounts whose last catalog snapshot failed, and why.
     snapshot_failures: Mutex<HashMap<shard_store::AccountId, String>>,
+    /// Connections each paired node holds open here.
+    inbound_per_peer: Arc<Mutex<HashMap<NodeId, usize>>>,
     /// The one-time token of the web UI's setup link, while the node has no account.
     setup: Mutex<Option<(String, Instant)>>,
 }
@@ -284,6 +286,7 @@ impl Node {
             health_wake: tokio::sync::Notify::new(),
             passphrases: crate::accounts::Gate::default(),
             snapshot_failures: Mutex::new(HashMap::new()),
+            inbound_per_peer: Arc::default(),
             setup: Mutex::new(None),
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
@@ -317,7 +320,12 @@ impl Node {
         for record in node.catalog.peers()? {
             node.add_peer(record);
         }
-        node.spawn(accept_loop(node.clone(), listener));
+        // As many descriptors as the system allows; peer connections get what is left after a
+        // reserve for the API, the web UI, the store and the databases.
+        let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+        let max_connections =
+            usize::try_from(nofile.saturating_sub(RESERVED_FDS).clamp(16, 16_384)).unwrap_or(16);
+        node.spawn(accept_loop(node.clone(), listener, max_connections));
         node.spawn(crate::health::scrub_loop(node.clone()));
         node.spawn(crate::health::repair_loop(node.clone()));
         node.spawn(expire_loop(node.clone()));
@@ -359,7 +367,10 @@ impl Node {
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        lock(&self.tasks).spawn(task);
+        let mut tasks = lock(&self.tasks);
+        // Tasks that ended are dropped now, not kept until shutdown.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
     }
 
     /// Asks the node to stop: no new connections or requests; requests in flight finish.
@@ -1143,35 +1154,169 @@ impl Gatekeeper for Node {
     }
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
-    let mut stop = node.shutdown_signal();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let node2 = node.clone();
-                node.spawn(inbound(node2, stream));
-            }
-            Err(e) => {
-                tracing::warn!("accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// Handshakes in progress at once (strangers' included: before a handshake nobody is known).
+pub const MAX_HANDSHAKES: usize = 64;
+/// Handshakes in progress at once from one address.
+pub const HANDSHAKES_PER_ADDRESS: usize = 8;
+/// Connections one paired node may hold open here at once.
+pub const CONNECTIONS_PER_PEER: usize = 4;
+/// File descriptors kept back from peer connections for the control API, the web UI, the
+/// store and the databases.
+const RESERVED_FDS: u64 = 256;
+
+/// Counts held while something lasts (handshakes per address, connections per peer): the
+/// count drops when the guard does.
+struct Held<K: std::hash::Hash + Eq + Clone> {
+    key: K,
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Held<K> {
+    /// One more for `key`, unless it has `max` already.
+    fn take(counts: &Arc<Mutex<HashMap<K, usize>>>, key: K, max: usize) -> Option<Self> {
+        let mut map = lock(counts);
+        let count = map.entry(key.clone()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            key,
+            counts: counts.clone(),
+        })
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Drop for Held<K> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.counts);
+        if let Some(count) = map.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.key);
             }
         }
     }
 }
 
-async fn inbound(node: Arc<Node>, stream: TcpStream) {
+/// Logs a line at most once a second, saying how many were left out meanwhile (a storm of
+/// refused connections must not become a storm of log lines).
+struct Quiet {
+    last: Mutex<Option<Instant>>,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl Quiet {
+    fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+            skipped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn warn(&self, line: impl FnOnce() -> String) {
+        let mut last = lock(&self.last);
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        *last = Some(Instant::now());
+        let skipped = self.skipped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if skipped > 0 {
+            tracing::warn!("{} ({skipped} more like it in the last second)", line());
+        } else {
+            tracing::warn!("{}", line());
+        }
+    }
+}
+
+/// Accepts peer connections within bounds, so that a stranger's flood cannot take the
+/// descriptors the control API, the web UI and the store need: at most [`MAX_HANDSHAKES`]
+/// handshakes at once ([`HANDSHAKES_PER_ADDRESS`] from one address), each within the
+/// handshake timeout, and peer connections within the descriptors left after
+/// [`RESERVED_FDS`]. Connection tasks are reaped as they end.
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: usize) {
+    let mut stop = node.shutdown_signal();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let quiet = Arc::new(Quiet::new());
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let (stream, from) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                quiet.warn(|| format!("accepting a connection failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Over a bound: closed at once, before any work.
+        let Ok(connection) = connections.clone().try_acquire_owned() else {
+            quiet.warn(|| {
+                format!("refused a connection from {from}: {max_connections} connections open")
+            });
+            continue;
+        };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            quiet.warn(|| {
+                format!("refused a connection from {from}: {MAX_HANDSHAKES} handshakes in progress")
+            });
+            continue;
+        };
+        let Some(from_here) = Held::take(&per_address, from.ip(), HANDSHAKES_PER_ADDRESS) else {
+            quiet.warn(|| {
+                format!(
+                    "refused a connection from {from}: {HANDSHAKES_PER_ADDRESS} handshakes in progress from that address"
+                )
+            });
+            continue;
+        };
+        let (node, quiet) = (node.clone(), quiet.clone());
+        conns.spawn(async move {
+            let _connection = connection;
+            inbound(node, stream, (handshake, from_here), quiet).await;
+        });
+    }
+    // Requests in flight finish (the node's stop waits, within its grace).
+    while conns.join_next().await.is_some() {}
+}
+
+async fn inbound(
+    node: Arc<Node>,
+    stream: TcpStream,
+    handshaking: (tokio::sync::OwnedSemaphorePermit, Held<IpAddr>),
+    quiet: Arc<Quiet>,
+) {
     let from = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let hello = node.hello();
     let handshake = noise::accept(stream, &node.identity, &hello, node.as_ref());
-    match tokio::time::timeout(node.options.handshake_timeout, handshake).await {
+    let outcome = tokio::time::timeout(node.options.handshake_timeout, handshake).await;
+    drop(handshaking);
+    match outcome {
         Ok(Ok(channel)) => {
+            let Some(_held) = Held::take(
+                &node.inbound_per_peer,
+                channel.peer.id,
+                CONNECTIONS_PER_PEER,
+            ) else {
+                quiet.warn(|| {
+                    format!(
+                        "closed a connection from {} ({from}): {CONNECTIONS_PER_PEER} of its connections are open already",
+                        channel.peer.hello.name
+                    )
+                });
+                return;
+            };
             tracing::debug!("serving {} ({from})", channel.peer.hello.name);
             serve_channel(
                 channel,
@@ -1181,12 +1326,136 @@ async fn inbound(node: Arc<Node>, stream: TcpStream) {
             )
             .await;
         }
-        Ok(Err(e)) => tracing::warn!("connection from {from} closed: {e}"),
-        Err(_) => tracing::warn!(
-            "connection from {from} closed: no handshake within {:?}",
-            node.options.handshake_timeout
-        ),
+        Ok(Err(e)) => quiet.warn(|| format!("connection from {from} closed: {e}")),
+        Err(_) => quiet.warn(|| {
+            format!(
+                "connection from {from} closed: no handshake within {:?}",
+                node.options.handshake_timeout
+            )
+        }),
     }
+}
+
+/// What one round of dialing a peer came to.
+enum Dialed {
+    Connected(crate::transport::Connection),
+    /// Nothing yet (waited out the backoff, or new addresses appeared): try again.
+    Again,
+    Stop,
+}
+
+/// Dials every address known for `id` at once; the first successful handshake wins (an old
+/// address nobody answers on must not hold up the new one). On failure, records why and waits
+/// out the backoff (or a sighting).
+async fn dial(
+    node: &Arc<Node>,
+    id: NodeId,
+    waker: &tokio::sync::Notify,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Dialed {
+    let addrs = node.candidate_addrs(&id);
+    let mut attempts = handshakes(node, id, &addrs);
+    let mut channel = None;
+    // Every address's failure, so `shard peers` shows them all (one may be an impostor's).
+    let mut failures: Vec<String> = Vec::new();
+    let mut new_addresses = false;
+    while channel.is_none() {
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                None => break,
+                Some(joined) => match outcome(joined) {
+                    Some(Ok(c)) => channel = Some(c),
+                    Some(Err(failure)) => failures.push(failure),
+                    None => {}
+                },
+            },
+            _ = waker.notified() => {
+                // Seen at an address not being tried: start over with it.
+                if node.candidate_addrs(&id).iter().any(|a| !addrs.contains(a)) {
+                    new_addresses = true;
+                    break;
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return Dialed::Stop,
+        }
+    }
+    attempts.abort_all();
+    if let Some(channel) = channel {
+        *backoff = Duration::from_secs(1);
+        return Dialed::Connected(channel);
+    }
+    if new_addresses {
+        return Dialed::Again;
+    }
+    let failure = if failures.is_empty() {
+        "no address known".to_string()
+    } else {
+        failures.join("; ")
+    };
+    node.update_peer(&id, |p| p.last_error = Some(failure));
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = waker.notified() => {}
+        _ = stop.wait_for(|s| *s) => return Dialed::Stop,
+    }
+    *backoff = (*backoff * 2).min(node.options.max_backoff);
+    Dialed::Again
+}
+
+/// One handshake attempt per address, at once, each within the handshake timeout.
+fn handshakes(
+    node: &Arc<Node>,
+    id: NodeId,
+    addrs: &[SocketAddr],
+) -> JoinSet<(SocketAddr, Result<crate::transport::Connection>)> {
+    let mut attempts = JoinSet::new();
+    for addr in addrs.iter().copied() {
+        let node = node.clone();
+        attempts.spawn(async move {
+            let limit = node.options.handshake_timeout;
+            let attempt = tokio::time::timeout(limit, node.transport.connect(addr, Some(id), None))
+                .await
+                .unwrap_or(Err(Error::Timeout(limit)));
+            (addr, attempt)
+        });
+    }
+    attempts
+}
+
+/// A finished attempt: the connection, or the failure as `shard peers` shows it (`None` for
+/// a task that was cancelled).
+fn outcome(
+    joined: std::result::Result<
+        (SocketAddr, Result<crate::transport::Connection>),
+        tokio::task::JoinError,
+    >,
+) -> Option<std::result::Result<crate::transport::Connection, String>> {
+    match joined {
+        Ok((_, Ok(c))) => Some(Ok(c)),
+        Ok((addr, Err(Error::Timeout(_)))) => Some(Err(format!("{addr}: no answer"))),
+        Ok((addr, Err(e))) => Some(Err(format!("{addr}: {e}"))),
+        Err(_) => None,
+    }
+}
+
+/// The first of `addrs` where a handshake with the pinned key of `id` succeeds, or every
+/// address's failure.
+async fn first_handshake(
+    node: &Arc<Node>,
+    id: NodeId,
+    addrs: &[SocketAddr],
+) -> std::result::Result<crate::transport::Connection, Vec<String>> {
+    let mut attempts = handshakes(node, id, addrs);
+    let mut failures = Vec::new();
+    while let Some(joined) = attempts.join_next().await {
+        match outcome(joined) {
+            Some(Ok(c)) => return Ok(c),
+            Some(Err(failure)) => failures.push(failure),
+            None => {}
+        }
+    }
+    Err(failures)
 }
 
 /// Keeps a connection to one paired peer: connect, ping, and on loss retry with backoff.
@@ -1194,6 +1463,8 @@ async fn connector(node: Arc<Node>, id: NodeId) {
     let mut stop = node.shutdown_signal();
     let waker = lock(&node.wakers).entry(id).or_default().clone();
     let mut backoff = Duration::from_secs(1);
+    // A connection already made to where the peer was seen anew (it moved).
+    let mut moved_to: Option<crate::transport::Connection> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -1201,62 +1472,13 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         if !lock(&node.peers).contains_key(&id) {
             return;
         }
-        let addrs = node.candidate_addrs(&id);
-        // Every address at once, first successful handshake wins: an old address nobody
-        // answers on must not hold up the new one (it would cost the whole handshake timeout).
-        let mut attempts = JoinSet::new();
-        for addr in addrs.iter().copied() {
-            let node = node.clone();
-            attempts.spawn(async move {
-                let attempt = tokio::time::timeout(
-                    node.options.handshake_timeout,
-                    node.transport.connect(addr, Some(id), None),
-                )
-                .await;
-                (addr, attempt)
-            });
-        }
-        let mut channel = None;
-        // Every address's failure, so `shard peers` shows them all (one may be an impostor's).
-        let mut failures: Vec<String> = Vec::new();
-        let mut new_addresses = false;
-        while channel.is_none() {
-            tokio::select! {
-                joined = attempts.join_next() => match joined {
-                    None => break,
-                    Some(Ok((_, Ok(Ok(c))))) => channel = Some(c),
-                    Some(Ok((addr, Ok(Err(e))))) => failures.push(format!("{addr}: {e}")),
-                    Some(Ok((addr, Err(_)))) => failures.push(format!("{addr}: no answer")),
-                    Some(Err(_)) => {}
-                },
-                _ = waker.notified() => {
-                    // Seen at an address not being tried: start over with it.
-                    if node.candidate_addrs(&id).iter().any(|a| !addrs.contains(a)) {
-                        new_addresses = true;
-                        break;
-                    }
-                }
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
-        attempts.abort_all();
-        if channel.is_none() && new_addresses {
-            continue;
-        }
-        let Some(channel) = channel else {
-            let failure = if failures.is_empty() {
-                "no address known".to_string()
-            } else {
-                failures.join("; ")
-            };
-            node.update_peer(&id, |p| p.last_error = Some(failure));
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = waker.notified() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            backoff = (backoff * 2).min(node.options.max_backoff);
-            continue;
+        let channel = match moved_to.take() {
+            Some(channel) => channel,
+            None => match dial(&node, id, &waker, &mut stop, &mut backoff).await {
+                Dialed::Connected(channel) => channel,
+                Dialed::Again => continue,
+                Dialed::Stop => return,
+            },
         };
         backoff = Duration::from_secs(1);
         let client = PeerClient::start(channel);
@@ -1308,24 +1530,40 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             {
                 tracing::warn!("could not record when {} was last seen: {e}", record.name);
             }
-            let moved = tokio::select! {
-                _ = tokio::time::sleep(node.options.ping_interval) => false,
+            let seen_elsewhere = tokio::select! {
+                _ = tokio::time::sleep(node.options.ping_interval) => Vec::new(),
                 _ = waker.notified() => {
                     // Seen again on the LAN: if none of its announced addresses is the one this
-                    // connection goes to, it moved (DHCP, Wi-Fi to cable) and this connection is
-                    // stale — reconnect now instead of waiting for a ping to time out.
+                    // connection goes to, it may have moved (DHCP, Wi-Fi to cable).
                     let seen = node.sightings.addresses_of(&id);
-                    !seen.is_empty() && !seen.iter().any(|a| a.ip() == client.peer().addr.ip())
+                    if seen.iter().any(|a| a.ip() == client.peer().addr.ip()) {
+                        Vec::new()
+                    } else {
+                        seen
+                    }
                 }
                 _ = stop.wait_for(|s| *s) => return,
             };
-            if moved {
-                tracing::info!(
-                    "{} moved to {:?}; reconnecting",
-                    client.peer().hello.name,
-                    node.sightings.addresses_of(&id)
-                );
-                break;
+            if !seen_elsewhere.is_empty() {
+                // A sighting is anyone's word: the working connection stays until the new
+                // address proves, by a handshake with the pinned key, that the peer is there.
+                match first_handshake(&node, id, &seen_elsewhere).await {
+                    Ok(channel) => {
+                        tracing::info!(
+                            "{} moved to {}; switching to it",
+                            client.peer().hello.name,
+                            channel.peer.addr
+                        );
+                        moved_to = Some(channel);
+                        break;
+                    }
+                    Err(failures) => tracing::warn!(
+                        "{} was announced at {seen_elsewhere:?}, but not there ({}); keeping the connection to {}",
+                        client.peer().hello.name,
+                        failures.join("; "),
+                        client.peer().addr
+                    ),
+                }
             }
         }
         tracing::info!(

@@ -8,12 +8,17 @@
 //! 1. initiator → `mode` (1 byte: 0 session, 1 pairing) ‖ Noise message 1. Its payload, in the
 //!    clear, is empty for a session and the 8-byte invite id for pairing (the responder picks the
 //!    pre-shared key by it). The mode is also in the prologue.
-//! 2. responder → Noise message 2, payload: its [`Hello`] (encrypted). Or, if it will not pair,
-//!    an empty record then a record with the reason in UTF-8.
+//! 2. responder → Noise message 2, with an empty payload: the responder says nothing about
+//!    itself (beyond the static key Noise XX shows) until it knows who asks. Or, if it will not
+//!    pair, an empty record then a record with the reason in UTF-8.
 //! 3. initiator → Noise message 3, payload: its [`Hello`]. The initiator checks the responder's
 //!    key against the node it meant to reach before sending it.
-//! 4. responder → first transport message: [`Admission`] — accepted, or refused with a reason
-//!    the initiator can log (an unpaired key, for instance) before closing.
+//! 4. responder → first transport message: [`Admission`] — accepted, with the responder's
+//!    [`Hello`] (its name and addresses: a stranger never learns them), or refused with a
+//!    reason the initiator can log (an unpaired key, for instance) before closing.
+//!
+//! A [`Hello`] is cleaned as it is read: a name without control characters, at most
+//! [`MAX_NAME_CHARS`]; at most [`MAX_LISTEN_ADDRS`] addresses, each a real `IP:port`.
 //!
 //! After that each direction is a stream of protocol frames (see `shard_proto::wire`) cut into
 //! Noise transport messages of at most 65 535 bytes. The state is split in two halves with their
@@ -55,10 +60,15 @@ pub(crate) fn builder(pairing: bool) -> Result<Builder<'static>> {
 }
 
 fn prologue(mode: u8) -> [u8; 15] {
-    let mut p = *b"shard noise v1\0";
+    let mut p = *b"shard noise v2\0";
     p[14] = mode;
     p
 }
+
+/// Longest node name kept from a peer (characters).
+pub const MAX_NAME_CHARS: usize = 64;
+/// Most addresses kept from a peer's hello (the ones a node dials).
+pub const MAX_LISTEN_ADDRS: usize = 16;
 
 /// What a node says about itself during the handshake (encrypted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +84,54 @@ pub struct Hello {
 /// The responder's verdict, the first message after the handshake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Admission {
-    Accepted,
+    /// Admitted; who the responder is.
+    Accepted(Hello),
+    /// Refused, and why.
     Refused(String),
+}
+
+impl Hello {
+    /// What is kept of a peer's hello: its name through [`clean_name`] ("unnamed" if nothing
+    /// is left); at most [`MAX_LISTEN_ADDRS`] addresses that parse as `IP:port` with a port and
+    /// are [`dialable`].
+    pub fn cleaned(self) -> Self {
+        let name = clean_name(&self.name);
+        let listen = self
+            .listen
+            .into_iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok())
+            .filter(|a| a.port() != 0 && dialable(a.ip()))
+            .map(|a| a.to_string())
+            .take(MAX_LISTEN_ADDRS)
+            .collect();
+        Self {
+            name: if name.is_empty() {
+                "unnamed".into()
+            } else {
+                name
+            },
+            listen,
+            protocol: self.protocol,
+        }
+    }
+}
+
+/// A node name as another node (or an announcement) gave it, made safe to show: no control
+/// characters (no terminal escapes in `shard peers`), trimmed, at most [`MAX_NAME_CHARS`].
+/// May be empty.
+pub fn clean_name(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .collect()
+}
+
+/// Whether an address another node gave is one to dial: not unspecified, not multicast.
+pub fn dialable(ip: std::net::IpAddr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast()
 }
 
 /// The authenticated other end of a channel.
@@ -164,7 +220,12 @@ fn hello_bytes(hello: &Hello) -> Result<Vec<u8>> {
 }
 
 fn read_hello(payload: &[u8]) -> Result<Hello> {
-    postcard::from_bytes(payload).map_err(|_| Error::Noise("peer's hello does not decode".into()))
+    if payload.len() > MAX_HELLO {
+        return Err(Error::Noise("peer's hello is too long".into()));
+    }
+    postcard::from_bytes::<Hello>(payload)
+        .map(Hello::cleaned)
+        .map_err(|_| Error::Noise("peer's hello does not decode".into()))
 }
 
 fn remote_key(hs: &HandshakeState) -> Result<[u8; 32]> {
@@ -211,8 +272,7 @@ pub async fn connect(
         ));
     }
     let mut payload = vec![0u8; MAX_RECORD];
-    let n = hs.read_message(&msg2, &mut payload)?;
-    let their_hello = read_hello(payload.get(..n).unwrap_or_default())?;
+    hs.read_message(&msg2, &mut payload)?;
     let public = remote_key(&hs)?;
     let id = node_id_of(&public);
     if let Some(expected) = expect
@@ -229,12 +289,19 @@ pub async fn connect(
     let peer = PeerInfo {
         id,
         public,
-        hello: their_hello,
+        hello: Hello {
+            name: String::new(),
+            listen: Vec::new(),
+            protocol: 0,
+        },
         addr,
     };
     let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
     match channel.reader.read_admission().await? {
-        Admission::Accepted => Ok(channel),
+        Admission::Accepted(hello) => {
+            channel.peer.hello = hello.cleaned();
+            Ok(channel)
+        }
         Admission::Refused(reason) => Err(Error::Refused(reason)),
     }
 }
@@ -280,7 +347,7 @@ pub async fn accept(
         invite = Some(id);
     }
     let mut buf = vec![0u8; MAX_RECORD];
-    let n = hs.write_message(&hello_bytes(hello)?, &mut buf)?;
+    let n = hs.write_message(&[], &mut buf)?;
     write_record(&mut stream, &[buf.get(..n).unwrap_or_default()]).await?;
 
     let msg3 = read_record(&mut stream).await?;
@@ -293,9 +360,6 @@ pub async fn accept(
             )),
             None => Error::from(e),
         })?;
-    if n > MAX_HELLO {
-        return Err(Error::Noise("peer's hello is too long".into()));
-    }
     let their_hello = read_hello(payload.get(..n).unwrap_or_default())?;
     let public = remote_key(&hs)?;
     let peer = PeerInfo {
@@ -307,7 +371,10 @@ pub async fn accept(
     let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
     match gate.admit(&channel.peer, invite.as_ref()) {
         Ok(()) => {
-            channel.writer.write_admission(&Admission::Accepted).await?;
+            channel
+                .writer
+                .write_admission(&Admission::Accepted(hello.clone()))
+                .await?;
             Ok(channel)
         }
         Err(reason) => {
@@ -410,6 +477,9 @@ impl ChannelReader {
     async fn read_admission(&mut self) -> Result<Admission> {
         self.read_record().await?;
         let bytes = self.plain.split();
+        if bytes.len() > MAX_HELLO + 8 {
+            return Err(Error::Noise("admission is too long".into()));
+        }
         postcard::from_bytes(&bytes).map_err(|_| Error::Noise("admission does not decode".into()))
     }
 }
@@ -537,5 +607,44 @@ impl ChannelWriter {
     pub async fn shutdown(&mut self) -> Result<()> {
         self.io.shutdown().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_hello_is_cleaned_of_escapes_and_excess() {
+        let mut listen: Vec<String> = (1..=200u16).map(|p| format!("10.0.0.1:{p}")).collect();
+        listen.insert(0, "0.0.0.0:7714".into());
+        listen.insert(0, "224.0.0.251:7714".into());
+        listen.insert(0, "10.0.0.9:0".into());
+        listen.insert(0, "not an address".into());
+        let hello = Hello {
+            name: format!(
+                "  \u{1b}[2J\u{1b}]0;pwned\u{7}evil\r\nnode{}",
+                "x".repeat(500)
+            ),
+            listen,
+            protocol: 2,
+        }
+        .cleaned();
+        assert!(
+            hello.name.starts_with("[2J]0;pwnedevilnode"),
+            "{}",
+            hello.name
+        );
+        assert!(!hello.name.chars().any(char::is_control));
+        assert_eq!(hello.name.chars().count(), MAX_NAME_CHARS);
+        assert_eq!(hello.listen.len(), MAX_LISTEN_ADDRS);
+        assert_eq!(hello.listen.first().map(String::as_str), Some("10.0.0.1:1"));
+        let blank = Hello {
+            name: "\u{1b}\t ".into(),
+            listen: vec![],
+            protocol: 2,
+        }
+        .cleaned();
+        assert_eq!(blank.name, "unnamed");
     }
 }

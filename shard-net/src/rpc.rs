@@ -21,7 +21,7 @@ use shard_proto::{
     VaultAuth, VaultOp, VaultRef,
 };
 use shard_store::{HeadStore, ShareStore, Usage};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::noise::PeerInfo;
 use crate::transport::{Connection, FrameRead, FrameWrite};
@@ -907,10 +907,40 @@ fn clone_store_error(e: &shard_store::Error) -> shard_store::Error {
     }
 }
 
+/// Bytes (KiB) of requests and answers one connection may hold in memory at once: the reader
+/// stops reading requests while they are spent, and they come back once the answers are
+/// written. A peer that asks without reading pins at most this much.
+pub const CONNECTION_BUDGET_KIB: u32 = 64 * 1024;
+/// An answer that cannot be written for this long (the peer reads nothing) ends the
+/// connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a request may hold in memory until its answer is written, in KiB: its own bytes, and
+/// the most its answer can carry.
+fn request_cost_kib(body: &Request) -> u32 {
+    let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    let largest_share = shard_proto::SHARE_HEADER_LEN + shard_proto::MAX_SHARE_PAYLOAD as usize;
+    let cost = match body {
+        Request::PutShare { share, .. } => kib(share.len()),
+        Request::GetShare { .. } => kib(largest_share),
+        Request::Have { ids, .. } => kib(ids.len() * 33),
+        Request::List { limit, .. } => kib(*limit as usize * 32),
+        Request::Authorized { op, .. } => match op {
+            VaultOp::Heads { .. } => kib(shard_proto::MAX_HEADS_LISTED * shard_proto::MAX_HEAD),
+            VaultOp::PutCatalogHead { head, .. } => kib(head.len()),
+            VaultOp::Delete { ids, .. } | VaultOp::Undelete { ids, .. } => kib(ids.len() * 32),
+            VaultOp::Adopt { .. } => 1,
+        },
+        _ => 1,
+    };
+    cost.clamp(1, CONNECTION_BUDGET_KIB)
+}
+
 /// Serves one admitted peer's requests until it disconnects, breaks the protocol, sends no
-/// frame for `idle` (a half-open connection), or `shutdown` turns true. Requests in flight when
-/// shutdown comes are finished (a put that completes is acknowledged, one that does not never
-/// is).
+/// frame for `idle` (a half-open connection), leaves its answers unread for [`WRITE_TIMEOUT`],
+/// or `shutdown` turns true. Memory is bounded by [`CONNECTION_BUDGET_KIB`]. Requests in
+/// flight when shutdown comes are finished (a put that completes is acknowledged, one that
+/// does not never is).
 pub async fn serve_channel(
     connection: impl Into<Connection>,
     service: Arc<ShareService>,
@@ -923,21 +953,39 @@ pub async fn serve_channel(
         peer,
     } = connection.into();
     let owner = peer.id;
-    let (answers, mut outbox) = mpsc::channel::<(Message, Option<Share>)>(MAX_IN_FLIGHT);
+    let (answers, mut outbox) =
+        mpsc::channel::<(Message, Option<Share>, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
+    let (writer_gone, mut writer_ended) = watch::channel(false);
+    let addr = peer.addr;
     let writer_task = tokio::spawn(async move {
-        while let Some((message, share)) = outbox.recv().await {
-            let written = match &share {
-                Some(share) => writer.write_share_frame(&message, share).await,
-                None => writer.write_frame(&message).await,
+        while let Some((message, share, budget)) = outbox.recv().await {
+            let write = async {
+                match &share {
+                    Some(share) => writer.write_share_frame(&message, share).await,
+                    None => writer.write_frame(&message).await,
+                }
             };
-            if let Err(e) = written {
-                tracing::debug!("answer write failed: {e}");
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!("answer write failed: {e}");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        peer = %addr,
+                        "closing connection: its answers went unread for {WRITE_TIMEOUT:?}"
+                    );
+                    break;
+                }
             }
+            drop(budget);
         }
+        let _ = writer_gone.send(true);
         let _ = writer.shutdown().await;
     });
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET_KIB as usize));
     let challenges = Arc::new(Challenges::default());
     loop {
         let frame = tokio::select! {
@@ -949,9 +997,18 @@ pub async fn serve_channel(
                 }
             },
             _ = shutdown.changed() => break,
+            _ = writer_ended.wait_for(|gone| *gone) => break,
         };
         match frame {
             Ok(Message::Request { id, body }) => {
+                // No further reading while this connection's memory is spent: the peer waits
+                // (TCP holds it back) until answers are written.
+                let cost = request_cost_kib(&body);
+                let held = tokio::select! {
+                    held = budget.clone().acquire_many_owned(cost) => held,
+                    _ = writer_ended.wait_for(|gone| *gone) => break,
+                };
+                let Ok(held) = held else { break };
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
@@ -963,7 +1020,9 @@ pub async fn serve_channel(
                     let (body, share) = service
                         .handle_with_share(owner, &who, &challenges, body)
                         .await;
-                    let _ = answers.send((Message::Response { id, body }, share)).await;
+                    let _ = answers
+                        .send((Message::Response { id, body }, share, held))
+                        .await;
                     drop(permit);
                 });
             }

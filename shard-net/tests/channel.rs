@@ -72,8 +72,13 @@ struct Server {
 /// A node serving `trusted` peers from a memory store (and keeping catalog heads), each
 /// handshake limited to 2 s.
 async fn server(trusted: &[NodeId]) -> Server {
+    server_with(trusted, MemoryStore::new()).await
+}
+
+/// [`server`] with a store of the test's choosing (a quota, for instance).
+async fn server_with(trusted: &[NodeId], store: MemoryStore) -> Server {
     let identity = Arc::new(NodeIdentity::generate().unwrap());
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(store);
     let dir = tempfile::tempdir().unwrap();
     let heads = Arc::new(HeadStore::open(&dir.path().join("heads.db")).unwrap());
     let service = ShareService::new(identity.node_id(), store.clone(), Some(heads.clone()));
@@ -889,4 +894,49 @@ async fn catalog_heads_are_bounded_per_node() {
     );
     assert!(stored <= shard_net::rpc::HEAD_BYTES_PER_NODE, "{stored}");
     assert_eq!(c.usage(T).await.unwrap().used, stored + share_bytes);
+}
+
+/// Heads count against the node's quota: under a 1 MiB quota, 256-KiB heads are taken until
+/// the quota is spent, then refused as `Full`, and usage reports them.
+#[tokio::test]
+async fn heads_beyond_the_quota_are_refused() {
+    let owner = NodeIdentity::generate().unwrap();
+    let srv = server_with(&[owner.node_id()], MemoryStore::with_quota(1 << 20)).await;
+    let c = client(&srv, &owner).await;
+    let head = Bytes::from(vec![7u8; 256 << 10]);
+    let (mut taken, mut used_by_shares) = (0u64, 0u64);
+    let mut refused = None;
+    for i in 0..8u32 {
+        let (keys, vault) = vault_keys();
+        let s = share(2000 + i);
+        c.put_share(vault, &s, T).await.unwrap();
+        used_by_shares += s.encoded_len() as u64;
+        match c
+            .put_catalog_head(vault, 1, head.clone(), keys.authority(), T)
+            .await
+        {
+            Ok(()) => taken += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(Error::Remote {
+                code: ErrorCode::Full,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        taken, 3,
+        "three 256-KiB heads and four shares fit in 1 MiB, not four heads"
+    );
+    let usage = c.usage(T).await.unwrap();
+    assert_eq!(usage.used, taken * (256 << 10) + used_by_shares);
+    assert!(usage.used <= 1 << 20);
 }

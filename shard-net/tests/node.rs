@@ -278,3 +278,114 @@ async fn catalog_heads_are_kept_newest_first_and_only_the_owner_or_the_vault_key
         .await
         .unwrap();
 }
+
+/// "b is now at this address", said by anyone on the LAN, while a works with b: the working
+/// connection stays until an address proves, by a handshake with b's pinned key, that b is
+/// there. Neither an impostor's address nor a dead one takes it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_sighting_does_not_drop_a_working_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home, c_home) = (
+        home(dir.path(), "a"),
+        home(dir.path(), "b"),
+        home(dir.path(), "c"),
+    );
+    let a = Node::start(a_home, RunOptions::default()).await.unwrap();
+    let b = Node::start(b_home, RunOptions::default()).await.unwrap();
+    let c = Node::start(c_home, RunOptions::default()).await.unwrap();
+    a.join(&b.invite(None).unwrap().encode()).await.unwrap();
+    connected(&a, 1).await;
+    let working = a.online_clients()[0].clone();
+    let b_addr = working.peer().addr;
+
+    // An impostor's address (c answers with its own key) and one where nobody listens.
+    let c_addr: std::net::SocketAddr = c.status().unwrap().listen.parse().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    a.inject_sighting(b.node_id(), "b", vec![c_addr, dead_addr]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let now = a.online_clients();
+    assert_eq!(now.len(), 1, "a lost b");
+    assert!(
+        std::sync::Arc::ptr_eq(&now[0], &working) && !working.is_closed(),
+        "the working connection was dropped for a sighting nobody proved"
+    );
+    assert_eq!(
+        a.peers()[0].addr.as_deref(),
+        Some(b_addr.to_string().as_str())
+    );
+    working
+        .put_share([7; 16], &share(1), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(b.status().unwrap().usage.shares, 1);
+    // c was dialed, refused the key it did not know and learned nothing.
+    assert_eq!(c.status().unwrap().usage.shares, 0);
+    assert!(c.peers().is_empty());
+}
+
+/// Everything a stranger can decrypt from a node it dials: the second handshake message's
+/// payload and the admission. Neither names the node nor gives one of its addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_learns_no_name_and_no_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(home(dir.path(), "grandmas-attic"), RunOptions::default())
+        .await
+        .unwrap();
+    let listen: std::net::SocketAddr = node.status().unwrap().listen.parse().unwrap();
+
+    let key = snow::Builder::new("Noise_XX_25519_AESGCM_SHA256".parse().unwrap())
+        .generate_keypair()
+        .unwrap();
+    let mut hs = snow::Builder::new("Noise_XX_25519_AESGCM_SHA256".parse().unwrap())
+        .local_private_key(&key.private)
+        .unwrap()
+        .prologue(b"shard noise v2\0")
+        .unwrap()
+        .build_initiator()
+        .unwrap();
+    async fn record(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let len = stream.read_u16().await.unwrap();
+        let mut buf = vec![0; usize::from(len)];
+        stream.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+    async fn send(stream: &mut tokio::net::TcpStream, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        stream.write_u16(len as u16).await.unwrap();
+        for p in parts {
+            stream.write_all(p).await.unwrap();
+        }
+    }
+    let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let n = hs.write_message(&[], &mut buf).unwrap();
+    send(&mut stream, &[&[0], &buf[..n]]).await;
+    let msg2 = record(&mut stream).await;
+    let mut plain = vec![0u8; 65_535];
+    let n = hs.read_message(&msg2, &mut plain).unwrap();
+    let mut learned = plain[..n].to_vec();
+    assert!(learned.is_empty(), "the node spoke before it knew who asks");
+    // The stranger's own hello (postcard: name, addresses, version).
+    let hello = [8, b's', b't', b'r', b'a', b'n', b'g', b'e', b'r', 0, 2];
+    let n = hs.write_message(&hello, &mut buf).unwrap();
+    send(&mut stream, &[&buf[..n]]).await;
+    let mut transport = hs.into_transport_mode().unwrap();
+    let admission = record(&mut stream).await;
+    let n = transport.read_message(&admission, &mut plain).unwrap();
+    learned.extend_from_slice(&plain[..n]);
+    let text = String::from_utf8_lossy(&learned).to_string();
+    assert!(text.contains("not paired"), "not a refusal: {text:?}");
+    assert!(!text.contains("grandmas"), "the name leaked: {text:?}");
+    assert!(!text.contains("127.0.0.1"), "an address leaked: {text:?}");
+    // And the node closes.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {closed:?}"
+    );
+}

@@ -77,6 +77,8 @@ pub struct TestNode {
     pub name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The peer address of the last run (a clean stop removes `listen.addr`).
+    last_listen: Option<String>,
 }
 
 impl TestNode {
@@ -106,6 +108,7 @@ impl TestNode {
             name: name.to_string(),
             dir,
             child: None,
+            last_listen: None,
         }
     }
 
@@ -217,6 +220,7 @@ impl TestNode {
             name: name.to_string(),
             dir,
             child: None,
+            last_listen: None,
         }
     }
 
@@ -266,7 +270,9 @@ impl TestNode {
 
     /// Starts the node again on its peer address, with extra environment variables.
     pub fn restart_env(&mut self, login: Option<&str>, env: &[(&str, &str)]) {
-        let listen = std::fs::read_to_string(self.home().join("listen.addr")).ok();
+        let listen = std::fs::read_to_string(self.home().join("listen.addr"))
+            .ok()
+            .or_else(|| self.last_listen.clone());
         let mut args: Vec<String> = Vec::new();
         if let Some(l) = listen {
             args.extend(["--listen".into(), l.trim().to_string()]);
@@ -308,6 +314,37 @@ impl TestNode {
         response.body_mut().read_json().unwrap_or(Value::Null)
     }
 
+    /// The running node's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the running node now, bytes (VmRSS).
+    pub fn rss(&self) -> u64 {
+        let pid = self.pid().expect("the node runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// Open file descriptors of the running node.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid().expect("the node runs");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    }
+
+    /// The address the node listens on for peers.
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        std::fs::read_to_string(self.home().join("listen.addr"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -319,6 +356,7 @@ impl TestNode {
     /// SIGTERM, then waits for the exit; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
+        self.last_listen = std::fs::read_to_string(self.home().join("listen.addr")).ok();
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())

@@ -49,6 +49,8 @@ const MAX_SHARE_FILE: u64 = SHARE_HEADER_LEN as u64 + MAX_SHARE_PAYLOAD as u64;
 const WRITERS: usize = 4;
 /// Deepest nesting of scatter folders.
 const SCATTER_MAX_DEPTH: usize = 7;
+/// Ids looked up in the index per hold of the store's lock (see `has`).
+const HAS_PER_LOCK: usize = 256;
 /// Shares per scatter folder before a new folder is preferred.
 const SCATTER_FILES_PER_DIR: usize = 48;
 
@@ -701,13 +703,16 @@ impl ShareStore for DiskStore {
     }
 
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>> {
-        let rows: Vec<Option<Row>> = {
-            let keys: Vec<(Namespace, ShareId)> = ids.iter().map(|id| (*ns, *id)).collect();
+        // The index is read a slice of ids at a time: a batch of 65 536 must not hold the
+        // store's lock (and every other request) for the whole of it.
+        let mut rows: Vec<Option<Row>> = Vec::with_capacity(ids.len());
+        for slice in ids.chunks(HAS_PER_LOCK) {
+            let keys: Vec<(Namespace, ShareId)> = slice.iter().map(|id| (*ns, *id)).collect();
             let inner = self.wait_idle(self.lock(), &keys);
-            ids.iter()
-                .map(|id| inner.index.row(ns, id))
-                .collect::<Result<_>>()?
-        };
+            for id in slice {
+                rows.push(inner.index.row(ns, id)?);
+            }
+        }
         let mut out = Vec::with_capacity(ids.len());
         for (id, row) in ids.iter().zip(rows) {
             let Some(row) = row.filter(|r| r.state == State::Ok) else {
