@@ -247,8 +247,10 @@ impl ShareStore for Adversary {
 }
 
 /// What a hostile client does to a node over the network (the node's side needs no lie):
-/// connections held open without a handshake, connection storms, and a paired node that asks
-/// for shares and never reads the answers. Tests drive them against real nodes.
+/// connections held open without a handshake, connection storms, a paired node that asks for
+/// shares and never reads the answers, and one that floods catalog heads. Tests drive them
+/// against real nodes. (A forged mDNS sighting is fed to the node with
+/// `Node::inject_sighting`: tests may not send multicast on the machine's interfaces.)
 pub mod attacks {
     use std::net::{IpAddr, SocketAddr};
     use std::time::Duration;
@@ -341,6 +343,55 @@ pub mod attacks {
             }
         }
         Ok((written, channel))
+    }
+
+    /// A paired node that floods catalog heads: for each of up to `max` made-up vaults it
+    /// stores one share (the node takes heads only for vaults the sender keeps shares of),
+    /// then a head of `head_len` bytes, signed by that vault's own key (a vault it invented,
+    /// so the signature is valid). Stops at the first refusal. Returns the heads taken, the
+    /// bytes of shares stored on the way, and the refusal.
+    pub async fn flood_heads(
+        client: &crate::rpc::PeerClient,
+        head_len: usize,
+        max: usize,
+    ) -> (usize, u64, Option<crate::Error>) {
+        let head = bytes::Bytes::from(vec![0x5a; head_len]);
+        let (mut taken, mut share_bytes) = (0, 0u64);
+        for i in 0..max {
+            let keys = match shard_crypto::VaultKey::generate() {
+                Ok(key) => shard_crypto::VaultKeys::derive(&key),
+                Err(e) => return (taken, share_bytes, Some(e.into())),
+            };
+            let vault = keys.vault_id().0;
+            let payload = bytes::Bytes::from((i as u64).to_le_bytes().repeat(128));
+            let share = shard_proto::ShareHeader::new(1, 1, 0, payload.len() as u32)
+                .and_then(|header| Share::new(header, payload));
+            let share = match share {
+                Ok(share) => share,
+                Err(e) => return (taken, share_bytes, Some(e.into())),
+            };
+            if let Err(e) = client
+                .put_share(vault, &share, Duration::from_secs(30))
+                .await
+            {
+                return (taken, share_bytes, Some(e));
+            }
+            share_bytes += share.encoded_len() as u64;
+            match client
+                .put_catalog_head(
+                    vault,
+                    1,
+                    head.clone(),
+                    keys.authority(),
+                    Duration::from_secs(30),
+                )
+                .await
+            {
+                Ok(()) => taken += 1,
+                Err(e) => return (taken, share_bytes, Some(e)),
+            }
+        }
+        (taken, share_bytes, None)
     }
 }
 

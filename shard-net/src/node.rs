@@ -511,7 +511,7 @@ impl Node {
         out
     }
 
-    /// Makes a waiting connector try again now.    /// Feeds a sighting as if mDNS had reported it: for tests of what a forged or stale
+    /// Feeds a sighting as if mDNS had reported it: for tests of what a forged or stale
     /// announcement can do (nothing the handshake does not confirm).
     #[doc(hidden)]
     pub fn inject_sighting(&self, id: NodeId, name: &str, addrs: Vec<SocketAddr>) {

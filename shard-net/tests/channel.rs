@@ -857,31 +857,16 @@ async fn challenges_of_one_connection_are_its_own() {
 }
 
 /// Heads a node leaves count: against what one node may keep here in heads, and the quota.
+/// A paired node floods 1-MiB heads, each for a vault of its own making (validly signed): the
+/// 65th is refused (64 MiB of heads per node, current or kept in a history).
+#[cfg(feature = "adversary")]
 #[tokio::test]
 async fn catalog_heads_are_bounded_per_node() {
     let owner = NodeIdentity::generate().unwrap();
     let srv = server(&[owner.node_id()]).await;
     let c = client(&srv, &owner).await;
-    let (mut stored, mut share_bytes) = (0u64, 0u64);
-    let head = Bytes::from(vec![7u8; shard_proto::MAX_HEAD]);
-    let mut refused = None;
-    // 64 MiB of heads per node: the 65th 1-MiB head (current or kept in a history) is refused.
-    for i in 0..80u32 {
-        let (keys, vault) = vault_keys();
-        let s = share(1000 + i);
-        share_bytes += s.encoded_len() as u64;
-        c.put_share(vault, &s, T).await.unwrap();
-        match c
-            .put_catalog_head(vault, 1, head.clone(), keys.authority(), T)
-            .await
-        {
-            Ok(()) => stored += head.len() as u64,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
+    let (taken, share_bytes, refused) =
+        shard_net::adversary::attacks::flood_heads(&c, shard_proto::MAX_HEAD, 80).await;
     assert!(
         matches!(
             refused,
@@ -892,36 +877,21 @@ async fn catalog_heads_are_bounded_per_node() {
         ),
         "{refused:?}"
     );
-    assert!(stored <= shard_net::rpc::HEAD_BYTES_PER_NODE, "{stored}");
+    let stored = (taken * shard_proto::MAX_HEAD) as u64;
+    assert_eq!(stored, shard_net::rpc::HEAD_BYTES_PER_NODE, "{taken} heads");
     assert_eq!(c.usage(T).await.unwrap().used, stored + share_bytes);
 }
 
 /// Heads count against the node's quota: under a 1 MiB quota, 256-KiB heads are taken until
 /// the quota is spent, then refused as `Full`, and usage reports them.
+#[cfg(feature = "adversary")]
 #[tokio::test]
 async fn heads_beyond_the_quota_are_refused() {
     let owner = NodeIdentity::generate().unwrap();
     let srv = server_with(&[owner.node_id()], MemoryStore::with_quota(1 << 20)).await;
     let c = client(&srv, &owner).await;
-    let head = Bytes::from(vec![7u8; 256 << 10]);
-    let (mut taken, mut used_by_shares) = (0u64, 0u64);
-    let mut refused = None;
-    for i in 0..8u32 {
-        let (keys, vault) = vault_keys();
-        let s = share(2000 + i);
-        c.put_share(vault, &s, T).await.unwrap();
-        used_by_shares += s.encoded_len() as u64;
-        match c
-            .put_catalog_head(vault, 1, head.clone(), keys.authority(), T)
-            .await
-        {
-            Ok(()) => taken += 1,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
+    let (taken, share_bytes, refused) =
+        shard_net::adversary::attacks::flood_heads(&c, 256 << 10, 8).await;
     assert!(
         matches!(
             refused,
@@ -934,9 +904,9 @@ async fn heads_beyond_the_quota_are_refused() {
     );
     assert_eq!(
         taken, 3,
-        "three 256-KiB heads and four shares fit in 1 MiB, not four heads"
+        "three 256-KiB heads and their shares fit in 1 MiB, not four heads"
     );
     let usage = c.usage(T).await.unwrap();
-    assert_eq!(usage.used, taken * (256 << 10) + used_by_shares);
+    assert_eq!(usage.used, (taken as u64) * (256 << 10) + share_bytes);
     assert!(usage.used <= 1 << 20);
 }
