@@ -78,7 +78,7 @@ impl Node {
             .arg(&home)
             .args(&args)
             .env("SHARD_PASSWORD", PASSWORD)
-            .env("SHARD_LOG", "warn,shard_net::health=debug")
+            .env("SHARD_LOG", "warn,shard_node::health=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

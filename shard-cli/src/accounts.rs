@@ -2,15 +2,15 @@
 //!
 //! Passphrases come from a file (`--password-file`), the environment (`SHARD_PASSWORD`, and
 //! `SHARD_NEW_PASSWORD` for the new one of `passwd`) or a prompt without echo; the rules they
-//! must meet and the delay after failures live in `shard_net::accounts`.
+//! must meet and the delay after failures live in `shard_node::accounts`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use shard_net::accounts;
-use shard_net::home::Home;
+use shard_node::accounts;
+use shard_node::home::Home;
 use zeroize::Zeroizing;
 
 use crate::client::ApiClient;

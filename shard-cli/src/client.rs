@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
-use shard_net::home::Home;
+use shard_node::home::Home;
 
 /// Largest answer read from the node.
 const MAX_ANSWER: u64 = 1 << 30;
@@ -34,11 +34,43 @@ impl ApiClient {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .new_agent();
-        Ok(Self {
+        let client = Self {
             base: format!("http://{addr}"),
             token,
             agent,
-        })
+        };
+        client.check_server(home)?;
+        Ok(client)
+    }
+
+    /// Asks whoever answers at the address for proof that it holds this home's token, before
+    /// anything secret is sent there (see `shard_http::proof`): after a crash, `api.addr` is
+    /// stale and any program may listen on its port.
+    fn check_server(&self, home: &Home) -> Result<()> {
+        let mut nonce = [0u8; shard_http::proof::NONCE_LEN];
+        shard_crypto::fill_random(&mut nonce).context("drawing a nonce")?;
+        let response = self
+            .agent
+            .get(format!(
+                "{}/v1/proof?nonce={}",
+                self.base,
+                hex::encode(nonce)
+            ))
+            .call();
+        let answer = self.finish(response);
+        let proven = answer.as_ref().ok().and_then(|a| a["proof"].as_str());
+        if proven.is_some_and(|p| shard_http::proof::check(&self.token, &nonce, p)) {
+            return Ok(());
+        }
+        let root = home.root().display();
+        match answer {
+            // Nothing answers: the usual "is it running?" from `finish`.
+            Err(e) if e.to_string().contains("does not answer") => Err(e),
+            _ => bail!(
+                "the program answering at {} is not the node of {root}: it could not prove it holds the home's API token, so nothing was sent to it\n  hint: the node probably stopped without cleaning up; start it again with `shard serve --home {root}`",
+                self.base.trim_start_matches("http://")
+            ),
+        }
     }
 
     /// GET `path`.

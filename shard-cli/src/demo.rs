@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use shard_crypto::sha256;
-use shard_net::get::GetRequest;
-use shard_net::home::{Home, NodeConfig};
-use shard_net::node::{Node, RunOptions};
-use shard_net::put::PutRequest;
+use shard_http::{HttpOptions, HttpServer};
+use shard_node::get::GetRequest;
+use shard_node::home::{Home, NodeConfig};
+use shard_node::node::{Node, RunOptions};
+use shard_node::put::PutRequest;
 
 const NODES: usize = 5;
 const USER: &str = "demo";
@@ -69,24 +70,25 @@ async fn demo(root: &Path) -> Result<()> {
         .map(|i| home_at(root, i))
         .collect::<Result<_>>()?;
     let mut nodes = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        // node1 has the web UI: on its usual port if free, else wherever the system says.
-        let mut options = RunOptions::default();
-        if i == 0 {
-            options.ui = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7716)));
-        }
-        let started = match Node::start(home.clone(), options).await {
-            Err(_) if i == 0 => {
-                let options = RunOptions {
-                    ui: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-                    ..RunOptions::default()
-                };
-                Node::start(home.clone(), options).await?
-            }
-            other => other?,
-        };
-        nodes.push(started);
+    for home in &homes {
+        nodes.push(Node::start(home.clone(), RunOptions::default()).await?);
     }
+    // node1 has the control API and the web UI (the UI on its usual port if free, else
+    // wherever the system says); the CLI reaches node1 only.
+    let usual = HttpOptions {
+        ui: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7716))),
+        ..HttpOptions::default()
+    };
+    let http = match HttpServer::start(nodes[0].clone(), &usual).await {
+        Ok(http) => http,
+        Err(_) => {
+            let anywhere = HttpOptions {
+                ui: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..HttpOptions::default()
+            };
+            HttpServer::start(nodes[0].clone(), &anywhere).await?
+        }
+    };
     let owner = nodes[0].clone();
     println!(
         "1. Started {NODES} nodes; each has its own X25519 identity, share store and catalog."
@@ -94,7 +96,7 @@ async fn demo(root: &Path) -> Result<()> {
 
     let catalog = owner.catalog();
     if catalog.account(USER)?.is_none() {
-        let code = shard_net::accounts::create(catalog, USER, PASSPHRASE)?;
+        let code = shard_node::accounts::create(catalog, USER, PASSPHRASE)?;
         println!(
             "2. Created account {USER:?} on node1 (vault key wrapped with Argon2id); its recovery code,"
         );
@@ -191,14 +193,14 @@ async fn demo(root: &Path) -> Result<()> {
     }
     println!("\nThe bytes match: 3 of 5 nodes were enough.");
 
-    owner.announce()?;
+    http.announce()?;
     let alive: Vec<Arc<Node>> = nodes[..3].to_vec();
     println!(
         "\nnode1, node2 and node3 keep running; try `shard --home {} ls` or `shard --home {} peers`.",
         homes[0].root().display(),
         homes[0].root().display()
     );
-    if let Some(ui) = owner.ui_addr() {
+    if let Some(ui) = http.ui_addr() {
         println!("web UI of node1: http://{ui}/ (account {USER:?}, passphrase {PASSPHRASE:?})");
     }
     println!("Ctrl-C stops the demo.");

@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use shard_net::home::Home;
+use shard_node::home::Home;
 
 use crate::client::ApiClient;
 use crate::network::human;

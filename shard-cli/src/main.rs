@@ -3,6 +3,9 @@
 //! This binary parses arguments, prompts and prints; everything worth reusing lives in the
 //! `shard-*` libraries. Exit codes: 0 success, 1 failure, 2 usage error.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+// The doc comments of the arguments are the help text `shard --help` prints, not rustdoc: a
+// `<home>` there is a placeholder for the user, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod accounts;
 mod client;
@@ -16,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shard_net::home::Home;
+use shard_node::home::Home;
 
 #[derive(Parser)]
 #[command(

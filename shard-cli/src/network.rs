@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use shard_http::{HttpOptions, HttpServer};
 use shard_net::discovery::MdnsMode;
-use shard_net::home::{Home, NodeConfig, StoreConfig};
 use shard_net::identity::fingerprint;
-use shard_net::node::{Node, RunOptions};
+use shard_node::home::{Home, NodeConfig, StoreConfig};
+use shard_node::node::{Node, RunOptions};
 
 use crate::client::ApiClient;
 
@@ -114,7 +115,7 @@ pub fn init(
             quota_bytes: quota.as_deref().map(parse_size).transpose()?,
             deleted_grace_days: 7,
         },
-        discovery: shard_net::home::DiscoveryConfig {
+        discovery: shard_node::home::DiscoveryConfig {
             mdns: match mdns {
                 "quiet" => MdnsMode::Quiet,
                 "off" => MdnsMode::Off,
@@ -122,8 +123,8 @@ pub fn init(
             },
             ..Default::default()
         },
-        health: shard_net::home::HealthConfig::default(),
-        web: shard_net::home::WebConfig::default(),
+        health: shard_node::home::HealthConfig::default(),
+        web: shard_node::home::WebConfig::default(),
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());
@@ -170,29 +171,37 @@ pub fn serve(
     runtime.block_on(async {
         let options = RunOptions {
             listen,
-            api,
-            ui,
-            ui_public,
+            #[cfg(feature = "adversary")]
+            store_layer: Some(shard_testkit::adversary::Adversary::from_env),
             mdns: no_mdns.then_some(MdnsMode::Quiet),
             mdns_interfaces: (!mdns_interfaces.is_empty()).then_some(mdns_interfaces),
             ..RunOptions::default()
         };
         let node = Node::start(home.clone(), options).await?;
+        let http = HttpOptions { api, ui, ui_public };
+        let http = match HttpServer::start(node.clone(), &http).await {
+            Ok(http) => http,
+            Err(e) => {
+                node.shutdown();
+                node.stopped(Duration::from_secs(5)).await;
+                return Err(e.into());
+            }
+        };
         if let (Some(user), Some(pass)) = (login, passphrase) {
             let bytes = zeroize::Zeroizing::new(pass.as_bytes().to_vec());
-            if let Err(e) = node.login(user, bytes).await {
+            if let Err(e) = node.login_as_owner(user, bytes).await {
                 node.shutdown();
                 node.stopped(Duration::from_secs(5)).await;
                 return Err(e.into());
             }
         }
-        node.announce()?;
+        http.announce()?;
         let status = node.status()?;
         println!(
             "node {:?} ({}) serving peers on {}; control API ready; Ctrl-C to stop",
             status.name, status.short_id, status.listen
         );
-        if let Some(link) = node.ui_link()? {
+        if let Some(link) = http.ui_link()? {
             if link.contains("#setup=") {
                 println!(
                     "web UI: {link}\n  (no account yet: this link creates the first one, the node's administrator; it works once, for an hour — `shard ui-link` prints a fresh one)"
@@ -210,6 +219,7 @@ pub fn serve(
         }
         node.shutdown();
         node.stopped(Duration::from_secs(10)).await;
+        http.stopped(Duration::from_secs(5)).await;
         println!("node stopped");
         Ok::<(), anyhow::Error>(())
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use shard_net::home::Home;
+use shard_node::home::Home;
 
 use crate::client::ApiClient;
 use crate::network::{human, rate};

@@ -1,6 +1,6 @@
 //! What strangers and paired peers can exhaust on a node: descriptors with handshakes that never
 //! come, memory with connection storms, memory with answers never read. Each attack comes from
-//! the test-only adversary (`shard_net::adversary::attacks`) against a real `shard serve`, and
+//! the test-only adversary (`shard_testkit::attacks`) against a real `shard serve`, and
 //! each test checks what a user would: the API answers, a paired peer gets through, the node's
 //! memory stays within its stated bound. Figures are printed (RELIABILITY.md keeps them).
 // Test code: panicking on failure and casting made-up numbers are the point.
@@ -21,7 +21,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestNode;
-use shard_net::adversary::attacks;
+use shard_testkit::attacks;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

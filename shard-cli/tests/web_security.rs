@@ -451,3 +451,134 @@ fn a_restore_never_writes_through_a_link() {
         "a file was written through the link"
     );
 }
+
+/// Another user of the machine plants a link where a restore writes its temporary file (the
+/// name of earlier versions was predictable: `.NAME.shard-part`): the restore neither writes
+/// through it nor changes the linked file's mode.
+#[test]
+fn a_restore_never_writes_through_a_planted_temporary_name() {
+    let mut node = TestNode::init("solo");
+    node.create_account("alice");
+    node.serve(&["--login", "alice"]);
+    let work = tempfile::tempdir().unwrap();
+    let report = work.path().join("report.txt");
+    std::fs::write(&report, b"the quarterly figures").unwrap();
+    assert!(
+        node.run(&["put", report.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let victim = work.path().join("authorized_keys");
+    std::fs::write(&victim, b"ssh-ed25519 AAAA owner").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = work.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::symlink(&victim, shared.join(".report.txt.shard-part")).unwrap();
+
+    let out = shared.join("report.txt");
+    let restore = node.run(&["get", "report.txt", "-o", out.to_str().unwrap()]);
+    assert!(restore.status.success(), "{}", stderr(&restore));
+    assert_eq!(std::fs::read(&out).unwrap(), b"the quarterly figures");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"ssh-ed25519 AAAA owner");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "the linked file's mode changed");
+}
+
+/// After a crash `api.addr` is stale and another program may listen on its port: the CLI asks
+/// it to prove it holds the home's token and, when it cannot, sends it nothing secret (not
+/// the token, not the passphrase) and says why.
+#[test]
+fn the_cli_tells_no_secret_to_a_program_squatting_the_api_port() {
+    use std::io::{Read, Write};
+    let mut node = TestNode::init("solo");
+    node.create_account("alice");
+    node.serve(&[]);
+    let api: std::net::SocketAddr = std::fs::read_to_string(node.home().join("api.addr"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let token = std::fs::read_to_string(node.home().join("api.token")).unwrap();
+    node.kill9();
+    assert!(node.home().join("api.addr").exists(), "a crash leaves it");
+
+    let squatter = std::net::TcpListener::bind(api).unwrap();
+    squatter.set_nonblocking(true).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let heard = std::thread::spawn(move || {
+        let mut heard = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut served = 0;
+        while Instant::now() < deadline
+            && served < 8
+            && !stop.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let Ok((mut stream, _)) = squatter.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            served += 1;
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = [0u8; 8192];
+            if let Ok(n) = stream.read(&mut buf) {
+                heard.extend_from_slice(&buf[..n]);
+            }
+            let body = format!("{{\"proof\":\"{}\",\"user\":\"alice\"}}", "00".repeat(32));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        heard
+    });
+    let login = node.run_env(&["login", "alice"], &[("SHARD_PASSWORD", PASSWORD)]);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(login.status.code(), Some(1), "{}", stderr(&login));
+    assert!(
+        stderr(&login).contains("could not prove it holds the home's API token"),
+        "{}",
+        stderr(&login)
+    );
+    let heard = String::from_utf8_lossy(&heard.join().unwrap()).into_owned();
+    assert!(heard.contains("/v1/proof"), "{heard}");
+    assert!(!heard.contains(token.trim()), "the token was sent: {heard}");
+    assert!(
+        !heard.contains(PASSWORD),
+        "the passphrase was sent: {heard}"
+    );
+}
+
+/// A web session lasts only as long as the vault unlock it was opened with: a logout and a
+/// new login on the CLI, or the account removed and another made with the same name, leave
+/// the old cookie with nothing.
+#[test]
+fn a_web_session_ends_with_the_unlock_it_was_opened_with() {
+    let mut node = TestNode::init("desk");
+    node.create_account("admin");
+    node.create_account("bob");
+    node.serve(&[]);
+    let bob = session(&node, "bob");
+    assert_eq!(bob.call("GET", "/v1/ls", None).status, 200);
+
+    assert!(node.run(&["logout", "bob"]).status.success());
+    let login = node.run_env(&["login", "bob"], &[("SHARD_PASSWORD", PASSWORD)]);
+    assert!(login.status.success(), "{}", stderr(&login));
+    let stale = bob.call("GET", "/v1/ls", None);
+    assert_eq!(stale.status, 401, "{}", stale.body);
+
+    let again = session(&node, "bob");
+    assert_eq!(again.call("GET", "/v1/ls", None).status, 200);
+    let removed = node.run(&["account", "rm", "bob", "--yes"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    node.create_account("bob");
+    let login = node.run_env(&["login", "bob"], &[("SHARD_PASSWORD", PASSWORD)]);
+    assert!(login.status.success(), "{}", stderr(&login));
+    let other_bob = again.call("GET", "/v1/ls", None);
+    assert_eq!(other_bob.status, 401, "{}", other_bob.body);
+}

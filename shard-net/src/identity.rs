@@ -14,7 +14,7 @@ use data_encoding::BASE32_NOPAD;
 use shard_proto::NodeId;
 use zeroize::Zeroizing;
 
-use crate::noise::builder;
+use crate::suite::builder;
 use crate::{Error, Result};
 
 /// A node's static key pair.

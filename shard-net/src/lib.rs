@@ -1,44 +1,21 @@
-//! The shard node: the secure channel (Noise over TCP), pairing, the share protocol, the
-//! connections to paired peers, and the local control API the CLI and web UI use.
+//! shard's transport: what crosses a socket between nodes.
 //!
-//! What it is for: everything that crosses a socket. What it is not for: the data path itself
-//! (`shard-store`) or formats (`shard-proto`).
+//! The node's identity (its static Noise key and id), the secure channel (Noise XX over
+//! TCP, with pairing by a one-time code), the [`transport::Transport`] seam the engine dials
+//! and accepts through, the share protocol's request layer ([`rpc`]: the client a node uses
+//! and the service that answers its peers from a [`shard_store::ShareStore`]), and discovery
+//! of paired peers on the LAN. What it is not for: the engine that decides what to store
+//! where (`shard-node`), the data path (`shard-store`) or formats (`shard-proto`).
 
-pub mod accounts;
-#[cfg(feature = "adversary")]
-pub mod adversary;
-pub mod api;
 pub mod discovery;
 mod error;
-mod files;
-pub mod get;
-pub mod health;
-pub mod home;
-pub mod hosts;
+#[cfg(feature = "adversary")]
+pub mod faults;
 pub mod identity;
-pub mod jobs;
-pub mod node;
 pub mod noise;
 pub mod pairing;
-pub mod placement;
-pub mod put;
-pub mod recover;
 pub mod rpc;
-pub mod session;
-pub mod snapshot;
-pub mod target;
+mod suite;
 pub mod transport;
-pub mod ui;
 
 pub use error::{Error, Result};
-
-/// A place where a test can make the node die on the spot (`SHARD_CRASH_AT=PHASE`, with the
-/// test-only `adversary` feature; nothing in other builds).
-#[macro_export]
-#[doc(hidden)]
-macro_rules! crash_point {
-    ($phase:literal) => {
-        #[cfg(feature = "adversary")]
-        $crate::adversary::crash_point($phase);
-    };
-}

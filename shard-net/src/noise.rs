@@ -13,7 +13,7 @@
 //!    pair, an empty record then a record with the reason in UTF-8.
 //! 3. initiator → Noise message 3, payload: its [`Hello`]. The initiator checks the responder's
 //!    key against the node it meant to reach before sending it.
-//! 4. responder → first transport message: [`Admission`] — accepted, with the responder's
+//! 4. responder → first transport message: `Admission` — accepted, with the responder's
 //!    [`Hello`] (its name and addresses: a stranger never learns them), or refused with a
 //!    reason the initiator can log (an unpaired key, for instance) before closing.
 //!
@@ -32,17 +32,15 @@ use serde::{Deserialize, Serialize};
 use shard_proto::{
     Message, NodeId, Share, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };
-use snow::resolvers::{DefaultResolver, FallbackResolver, RingResolver};
-use snow::{Builder, HandshakeState, StatelessTransportState};
+use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::identity::{NodeIdentity, fingerprint, node_id_of};
+use crate::suite::builder;
 use crate::{Error, Result};
 
-const SESSION: &str = "Noise_XX_25519_AESGCM_SHA256";
-const PAIRING: &str = "Noise_XXpsk3_25519_AESGCM_SHA256";
 const MODE_SESSION: u8 = 0;
 const MODE_PAIRING: u8 = 1;
 const MAX_RECORD: usize = 65_535;
@@ -51,13 +49,6 @@ const TAG: usize = 16;
 const MAX_PLAIN: usize = MAX_RECORD - TAG;
 /// Longest handshake payload accepted (names and addresses).
 const MAX_HELLO: usize = 4096;
-
-/// A Noise builder for sessions or pairing, preferring ring's primitives.
-pub(crate) fn builder(pairing: bool) -> Result<Builder<'static>> {
-    let params = if pairing { PAIRING } else { SESSION }.parse()?;
-    let resolver = FallbackResolver::new(Box::new(RingResolver), Box::new(DefaultResolver));
-    Ok(Builder::with_resolver(params, Box::new(resolver)))
-}
 
 fn prologue(mode: u8) -> [u8; 15] {
     let mut p = *b"shard noise v2\0";

@@ -47,7 +47,25 @@ pub struct PeerClient {
     requests: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_id: AtomicU64,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
+}
+
+/// Whether a connection has ended, and a way to wait for it.
+#[derive(Default)]
+struct Closed {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Closed {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
 }
 
 impl PeerClient {
@@ -60,7 +78,7 @@ impl PeerClient {
         } = connection.into();
         let (requests, queue) = mpsc::channel(MAX_IN_FLIGHT);
         let pending: Pending = Arc::default();
-        let closed = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(Closed::default());
         tokio::spawn(client_writer(writer, queue, closed.clone()));
         tokio::spawn(client_reader(
             reader,
@@ -84,7 +102,18 @@ impl PeerClient {
 
     /// True once the connection has failed or closed; make a new one.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed.is_set()
+    }
+
+    /// Resolves once the connection has failed or closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed.notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Sends a request and waits (at most `timeout`) for its answer. An error answer is
@@ -370,7 +399,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn client_writer(
     mut writer: Box<dyn FrameWrite>,
     mut queue: mpsc::Receiver<Outgoing>,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
 ) {
     while let Some(Outgoing { id, body, share }) = queue.recv().await {
         let message = Message::Request { id, body };
@@ -383,14 +412,14 @@ async fn client_writer(
             break;
         }
     }
-    closed.store(true, Ordering::Release);
+    closed.set();
     let _ = writer.shutdown().await;
 }
 
 async fn client_reader(
     mut reader: Box<dyn FrameRead>,
     pending: Pending,
-    closed: Arc<AtomicBool>,
+    closed: Arc<Closed>,
     peer: NodeId,
 ) {
     loop {
@@ -411,7 +440,7 @@ async fn client_reader(
             }
         }
     }
-    closed.store(true, Ordering::Release);
+    closed.set();
     // Dropping the senders wakes every waiting call with `Disconnected`.
     lock(&pending).clear();
 }
@@ -432,7 +461,7 @@ const CHALLENGES_PER_CONNECTION: usize = 16;
 pub const HEAD_BYTES_PER_NODE: u64 = 64 << 20;
 
 /// Challenges this node issued on one connection for authorized requests: a few, each good
-/// once and for [`CHALLENGE_TTL`], and only on that connection — so another connection of
+/// once and for `CHALLENGE_TTL`, and only on that connection — so another connection of
 /// the same node id (a copy of its key) cannot crowd out the owner's.
 #[derive(Default)]
 pub struct Challenges {
@@ -603,7 +632,7 @@ impl ShareService {
             VaultOp::PutCatalogHead { vault, seq, head } => self
                 .with_heads(move |h, store| {
                     #[cfg(feature = "adversary")]
-                    if crate::adversary::active(crate::adversary::Lie::OldHeads)
+                    if crate::faults::active(crate::faults::Lie::OldHeads)
                         && h.get(&vault)?.is_some()
                     {
                         return Ok(());

@@ -866,7 +866,7 @@ async fn catalog_heads_are_bounded_per_node() {
     let srv = server(&[owner.node_id()]).await;
     let c = client(&srv, &owner).await;
     let (taken, share_bytes, refused) =
-        shard_net::adversary::attacks::flood_heads(&c, shard_proto::MAX_HEAD, 80).await;
+        shard_testkit::attacks::flood_heads(&c, shard_proto::MAX_HEAD, 80).await;
     assert!(
         matches!(
             refused,
@@ -890,8 +890,7 @@ async fn heads_beyond_the_quota_are_refused() {
     let owner = NodeIdentity::generate().unwrap();
     let srv = server_with(&[owner.node_id()], MemoryStore::with_quota(1 << 20)).await;
     let c = client(&srv, &owner).await;
-    let (taken, share_bytes, refused) =
-        shard_net::adversary::attacks::flood_heads(&c, 256 << 10, 8).await;
+    let (taken, share_bytes, refused) = shard_testkit::attacks::flood_heads(&c, 256 << 10, 8).await;
     assert!(
         matches!(
             refused,

@@ -85,7 +85,7 @@ async fn a_liars_head_numbering_is_ignored_by_recovery() {
         new.join(&code).await.unwrap();
     }
     wait_until(|| new.online_clients().len() == 2).await;
-    let recovered = shard_net::recover::recover(
+    let recovered = shard_node::recover::recover(
         &new,
         &swarm.recovery_code,
         None,

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use shard_store::{Catalog, DiskOptions, DiskStore, Layout};
 
-use crate::identity::NodeIdentity;
 use crate::{Error, Result};
+use shard_net::identity::NodeIdentity;
 
 /// Default port for peers.
 pub const DEFAULT_PORT: u16 = 7714;
@@ -56,7 +56,7 @@ pub struct NodeConfig {
     pub web: WebConfig,
 }
 
-/// The web UI's sessions (see [`crate::ui`]).
+/// The web UI's sessions (see `shard_http::ui`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WebConfig {
@@ -103,12 +103,12 @@ impl Default for HealthConfig {
     }
 }
 
-/// How peers are found (see [`crate::discovery`]).
+/// How peers are found (see [`shard_net::discovery`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DiscoveryConfig {
     /// mDNS: `on` (announce and browse), `quiet` (browse only) or `off`.
     #[serde(default)]
-    pub mdns: crate::discovery::MdnsMode,
+    pub mdns: shard_net::discovery::MdnsMode,
     /// Interfaces to use for mDNS (empty: every up, non-loopback one).
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -232,7 +232,7 @@ impl Home {
 
     /// The node's key.
     pub fn identity(&self) -> Result<NodeIdentity> {
-        NodeIdentity::load(&self.key_path())
+        Ok(NodeIdentity::load(&self.key_path())?)
     }
 
     /// The control API token.
@@ -302,7 +302,7 @@ impl Home {
 }
 
 /// Writes a file only its owner can read, replacing it atomically, synced.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
         .write(true)

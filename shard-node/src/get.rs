@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,30 +23,16 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
-use crate::put::{Entry, check_name};
+pub use crate::request::GetRequest;
 use crate::session::Session;
 use crate::target::Target;
+use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
 /// Chunks fetched at once.
 const CHUNKS_AHEAD: usize = 8;
 /// A share request unanswered this long gets a second holder asked beside it.
 const HEDGE_AFTER: Duration = Duration::from_secs(3);
-
-/// What to restore.
-#[derive(Debug, Clone)]
-pub struct GetRequest {
-    /// Name in the vault.
-    pub name: Vec<u8>,
-    /// Version (default: the newest).
-    pub version: Option<u32>,
-    /// Where to write it (a file, or a folder for a tree).
-    pub out: PathBuf,
-    /// Overwrite what exists.
-    pub force: bool,
-    /// Restore setuid, setgid and sticky bits as stored (otherwise they are cleared).
-    pub keep_special_bits: bool,
-}
 
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
@@ -178,7 +164,7 @@ async fn fetch_chunk(
     let keys = session.keys.clone();
     tokio::task::spawn_blocking(move || ChunkDecoder::new(keys).decode(&chunk, &good))
         .await
-        .map_err(|_| Error::Disconnected)?
+        .map_err(|e| Error::task(&e))?
         .map_err(Error::Store)
 }
 
@@ -206,26 +192,13 @@ async fn stream_chunks(
             )));
         }
         let Some(next) = ahead.pop_front() else { break };
-        let plain = next.await.map_err(|_| Error::Disconnected)??;
+        let plain = next.await.map_err(|e| Error::task(&e))??;
         sink(&plain)?;
         if let Some(p) = progress {
             Progress::add(&p.bytes_done, plain.len() as u64);
         }
     }
     Ok(())
-}
-
-fn access(path: &Path, e: &std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::StorageFull {
-        return Error::PathAccess {
-            path: path.display().to_string(),
-            reason: "the disk is full".into(),
-        };
-    }
-    Error::PathAccess {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 async fn restore_file(
@@ -242,13 +215,23 @@ async fn restore_file(
         .vault(session.account, &session.keys)
         .manifest(entry.id)?;
     let dir = dest.parent().unwrap_or(Path::new("."));
+    // A fresh name nobody can have prepared, created only if nothing is there (not even a
+    // link: O_EXCL never follows one), private until it is complete.
+    let mut salt = [0u8; 8];
+    shard_crypto::fill_random(&mut salt)?;
     let tmp = dir.join(format!(
-        ".{}.shard-part",
+        ".{}.{}.shard-part",
         dest.file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        hex::encode(salt)
     ));
-    let mut out = fs::File::create(&tmp).map_err(|e| access(&tmp, &e))?;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| access(&tmp, &e))?;
     let written = stream_chunks(
         node,
         session,
@@ -259,30 +242,45 @@ async fn restore_file(
         |bytes| out.write_all(bytes).map_err(|e| access(&tmp, &e)),
     )
     .await
+    // Mode and time are set on the open file, never by a path somebody could swap.
+    .and_then(|()| set_meta(&out, &tmp, entry, keep_special))
     .and_then(|()| out.sync_all().map_err(|e| access(&tmp, &e)));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
     drop(out);
+    // rename replaces whatever is at `dest`, a link included, and never follows it.
     fs::rename(&tmp, dest).map_err(|e| access(dest, &e))?;
-    set_meta(dest, entry, keep_special)?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| access(dir, &e))?;
     Ok(())
 }
 
-/// Restores a file's or folder's mode and time. Setuid, setgid and sticky bits are cleared
-/// unless `keep_special` (a restored file must not become a way to run as its restorer).
-fn set_meta(path: &Path, entry: &FileEntry, keep_special: bool) -> Result<()> {
+/// Restores a file's or folder's mode and time on the open `file` (`path` names it in
+/// errors). Setuid, setgid and sticky bits are cleared unless `keep_special` (a restored file
+/// must not become a way to run as its restorer).
+fn set_meta(file: &fs::File, path: &Path, entry: &FileEntry, keep_special: bool) -> Result<()> {
     let mask = if keep_special { 0o7777 } else { 0o777 };
-    fs::set_permissions(path, fs::Permissions::from_mode(entry.meta.mode & mask))
+    file.set_permissions(fs::Permissions::from_mode(entry.meta.mode & mask))
         .map_err(|e| access(path, &e))?;
     let secs = u64::try_from(entry.meta.mtime).unwrap_or(0);
     let mtime = UNIX_EPOCH + Duration::new(secs, entry.meta.mtime_nanos);
-    let f = fs::File::open(path).map_err(|e| access(path, &e))?;
-    f.set_modified(mtime).map_err(|e| access(path, &e))
+    file.set_modified(mtime).map_err(|e| access(path, &e))
+}
+
+/// Opens a restored folder to set its mode and time, refusing a link put in its place since
+/// it was made (O_NOFOLLOW).
+fn open_dir(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => through_link(path),
+            _ => access(path, &e),
+        })
 }
 
 fn through_link(path: &Path) -> Error {
@@ -355,7 +353,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<F
 }
 
 /// Runs a get; the result is the job's summary.
-pub(crate) async fn run(
+pub async fn run(
     node: Arc<Node>,
     session: Arc<Session>,
     request: GetRequest,
@@ -430,7 +428,7 @@ pub(crate) async fn run(
     // Folders last, deepest first, so writing into them does not change their times.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, entry) in &dirs {
-        set_meta(path, entry, request.keep_special_bits)?;
+        set_meta(&open_dir(path)?, path, entry, request.keep_special_bits)?;
     }
     Ok(json!({
         "files": entries.iter().filter(|e| e.meta.kind == FileKind::File).count(),
@@ -477,4 +475,18 @@ pub(crate) async fn verify_read_back(
         }
     }
     Ok(())
+}
+
+/// Restoring files, for a program that drives the node directly.
+impl Node {
+    /// Restores a file or tree as `user`; returns the get's summary.
+    pub async fn get(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        request: GetRequest,
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        let job = self.jobs().create("get");
+        run(self.clone(), session, request, job).await
+    }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Swarm, USER, wait_until};
-use shard_net::node::Node;
+use shard_node::node::Node;
 use shard_proto::{ErrorCode, Namespace, Request, VaultAuth, VaultOp};
 
 /// Everything the nodes of this process log (installed once, for the whole test binary).
@@ -66,7 +66,7 @@ async fn a_copy_of_the_owners_home_without_the_passphrase_can_destroy_nothing() 
     swarm.put(&file, "will.txt", None).await.unwrap();
     let owner = swarm.owner().clone();
     let session = owner.session(Some(USER)).unwrap();
-    let seq = shard_net::snapshot::write_snapshot(&owner, &session)
+    let seq = shard_node::snapshot::write_snapshot(&owner, &session)
         .await
         .unwrap();
     let vault = session.vault();
@@ -92,7 +92,7 @@ async fn a_copy_of_the_owners_home_without_the_passphrase_can_destroy_nothing() 
         .status()
         .unwrap();
     assert!(status.success());
-    let thief = Node::start(shard_net::home::Home::new(copy), common::options())
+    let thief = Node::start(shard_node::home::Home::new(copy), common::options())
         .await
         .unwrap();
     assert_eq!(thief.node_id(), swarm.id(0));
@@ -202,11 +202,11 @@ async fn a_removed_file_comes_back_from_the_grace_period_with_an_earlier_catalog
     let bytes: Vec<u8> = (0..900_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&file, &bytes).unwrap();
     swarm.put(&file, "papers.pdf", None).await.unwrap();
-    let before = shard_net::snapshot::write_snapshot(&owner, &session)
+    let before = shard_node::snapshot::write_snapshot(&owner, &session)
         .await
         .unwrap();
     owner.remove(Some(USER), b"papers.pdf").await.unwrap();
-    let after = shard_net::snapshot::write_snapshot(&owner, &session)
+    let after = shard_node::snapshot::write_snapshot(&owner, &session)
         .await
         .unwrap();
     assert!(after > before);
@@ -221,7 +221,7 @@ async fn a_removed_file_comes_back_from_the_grace_period_with_an_earlier_catalog
     wait_until(|| new.online_clients().len() == 2).await;
 
     // The newest catalog has no file; the one before does.
-    let latest = shard_net::recover::recover(
+    let latest = shard_node::recover::recover(
         &new,
         &swarm.recovery_code,
         None,
@@ -238,7 +238,7 @@ async fn a_removed_file_comes_back_from_the_grace_period_with_an_earlier_catalog
         .map(|h| h["head"].as_u64().unwrap())
         .collect();
     assert!(heads.contains(&before), "{latest}");
-    let earlier = shard_net::recover::recover(
+    let earlier = shard_node::recover::recover(
         &new,
         &swarm.recovery_code,
         None,
@@ -285,7 +285,7 @@ async fn concurrent_wrong_logins_wait_their_turn_and_bound_memory() {
     let mut users = Vec::new();
     for i in 0..8 {
         let user = format!("user{i}");
-        shard_net::accounts::create(node.catalog(), &user, "a fine long passphrase").unwrap();
+        shard_node::accounts::create(node.catalog(), &user, "a fine long passphrase").unwrap();
         users.push(user);
     }
     let baseline = peak_rss();
@@ -305,8 +305,8 @@ async fn concurrent_wrong_logins_wait_their_turn_and_bound_memory() {
     let (mut ran, mut turned_away) = (0u32, 0u32);
     for a in attempts {
         match a.await.unwrap() {
-            Err(shard_net::Error::WrongPassphrase { .. }) => ran += 1,
-            Err(shard_net::Error::TooManyAttempts(_)) => turned_away += 1,
+            Err(shard_node::Error::WrongPassphrase { .. }) => ran += 1,
+            Err(shard_node::Error::TooManyAttempts(_)) => turned_away += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -315,7 +315,7 @@ async fn concurrent_wrong_logins_wait_their_turn_and_bound_memory() {
     assert!(ran >= 1, "{ran}");
     // Delay units (10 ms in tests): 0, 1, 2, 4, … 60, 60 … for the failures that ran.
     let units: u64 = (0..ran)
-        .map(|n| shard_net::accounts::login_delay(n).as_secs())
+        .map(|n| shard_node::accounts::login_delay(n).as_secs())
         .sum();
     let owed = common::options().login_delay_unit * u32::try_from(units).unwrap();
     assert!(
@@ -336,7 +336,7 @@ async fn concurrent_wrong_logins_wait_their_turn_and_bound_memory() {
         assert!(node.login("user0", wrong).await.is_err());
     }
     let units: u64 = (ran..ran + 8)
-        .map(|n| shard_net::accounts::login_delay(n).as_secs())
+        .map(|n| shard_node::accounts::login_delay(n).as_secs())
         .sum();
     let owed_more = common::options().login_delay_unit * u32::try_from(units).unwrap();
     assert!(started.elapsed() >= owed_more);
@@ -362,4 +362,49 @@ async fn concurrent_wrong_logins_wait_their_turn_and_bound_memory() {
     // Two Argon2 runs of 64 MiB at once, and some slack; 21 at once would be 1.3 GiB.
     assert!(grown < 200 << 20, "peak RSS grew by {} MiB", grown >> 20);
     node.shutdown();
+}
+
+/// A crowd of web logins — wrong passphrases for a name that exists, and names that do not —
+/// is turned away beyond a bound, treats both kinds of name alike, and never keeps the owner
+/// (who holds the API token) out: the owner's login is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_web_logins_cannot_keep_the_owner_out() {
+    let swarm = Swarm::start(1, 0).await;
+    let node = swarm.owner().clone();
+    shard_node::accounts::create(node.catalog(), "owner", "the owner's long passphrase").unwrap();
+    let mut crowd = Vec::new();
+    for i in 0..48 {
+        let node = node.clone();
+        let user = if i % 2 == 0 {
+            "owner".to_string()
+        } else {
+            format!("nobody{i}")
+        };
+        crowd.push(tokio::spawn(async move {
+            node.login_uniformly(&user, zeroize::Zeroizing::new(b"a guess".to_vec()))
+                .await
+        }));
+    }
+    // While the crowd waits, the owner comes in.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.login_as_owner(
+        "owner",
+        zeroize::Zeroizing::new(b"the owner's long passphrase".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert!(node.session(Some("owner")).is_ok());
+    let (mut wrong, mut too_many) = (0, 0);
+    for attempt in crowd {
+        match attempt.await.unwrap() {
+            Err(shard_node::Error::WrongPassphrase { .. }) => wrong += 1,
+            Err(shard_node::Error::TooManyAttempts(_)) => too_many += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(wrong + too_many, 48);
+    assert!(
+        too_many >= 48 - shard_node::accounts::WEB_LOGINS_WAITING,
+        "{too_many} turned away"
+    );
 }

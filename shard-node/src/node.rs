@@ -1,6 +1,6 @@
 //! The running node: serves paired peers, keeps a connection to each of them (reconnecting with
-//! backoff), hands out invites and joins with them. The control API ([`crate::api`]) and
-//! `shard serve` drive it.
+//! backoff), hands out invites and joins with them. `shard serve` starts it and puts the
+//! control API and the web UI (`shard-http`) in front of it; a program can embed it alone.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,25 +14,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::discovery::{Mdns, MdnsMode, Nearby, Sightings};
 use crate::home::Home;
-use crate::identity::{NodeIdentity, fingerprint, short_fingerprint};
 use crate::jobs::Jobs;
-use crate::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
-use crate::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
-use crate::rpc::{PeerClient, ShareService, serve_channel};
 use crate::session::{Pick, Session, Sessions};
 use crate::target::Target;
-use crate::transport::{NoiseTcp, Transport};
 use crate::{Error, Result};
+use shard_net::Error as NetError;
+use shard_net::discovery::{Mdns, MdnsMode, Nearby, Sightings};
+use shard_net::identity::{NodeIdentity, fingerprint, short_fingerprint};
+use shard_net::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
+use shard_net::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
+use shard_net::rpc::{PeerClient, ShareService, serve_channel};
+use shard_net::transport::{NoiseTcp, Transport};
 
 /// Timings of a running node.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Overrides the config's peer address.
     pub listen: Option<SocketAddr>,
-    /// Overrides the config's control API address.
-    pub api: Option<SocketAddr>,
     /// Longest an incoming handshake may take.
     pub handshake_timeout: Duration,
     /// How often connected peers are pinged (round-trip time, usage).
@@ -44,23 +43,24 @@ pub struct RunOptions {
     /// A peer connection with no frame for this long is closed (half-open connections).
     pub idle_timeout: Duration,
     /// Overrides the config's mDNS mode (`--no-mdns` makes it quiet).
-    pub mdns: Option<crate::discovery::MdnsMode>,
+    pub mdns: Option<shard_net::discovery::MdnsMode>,
     /// Overrides the config's mDNS interfaces.
     pub mdns_interfaces: Option<Vec<String>>,
-    /// Overrides the config's web UI address.
-    pub ui: Option<SocketAddr>,
-    /// Allows the web UI on an address other than loopback.
-    pub ui_public: bool,
     /// The unit of the delay after failed logins (1, 2, 4 … of it, at most 60): 1 s, but in
     /// tests.
     pub login_delay_unit: Duration,
+    /// Wraps the node's share store (a test's lying store; nothing in a release build).
+    pub store_layer: Option<StoreLayer>,
 }
+
+/// A wrapper put around the node's share store when it starts; an error is a configuration
+/// problem, said in words.
+pub type StoreLayer = fn(Arc<dyn ShareStore>) -> std::result::Result<Arc<dyn ShareStore>, String>;
 
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
             listen: None,
-            api: None,
             handshake_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
@@ -68,9 +68,8 @@ impl Default for RunOptions {
             idle_timeout: Duration::from_secs(300),
             mdns: None,
             mdns_interfaces: None,
-            ui: None,
-            ui_public: false,
             login_delay_unit: crate::accounts::DELAY_UNIT,
+            store_layer: None,
         }
     }
 }
@@ -149,8 +148,6 @@ pub struct Node {
     tasks: Mutex<JoinSet<()>>,
     sessions: Sessions,
     jobs: Jobs,
-    api_addr: Mutex<Option<SocketAddr>>,
-    ui_addr: Mutex<Option<SocketAddr>>,
     sightings: Arc<Sightings>,
     mdns: Mutex<Option<Mdns>>,
     /// Wakes a peer's connector early (mDNS saw it).
@@ -163,7 +160,7 @@ pub struct Node {
     /// Accounts whose last catalog snapshot failed, and why.
     snapshot_failures: Mutex<HashMap<shard_store::AccountId, String>>,
     /// Connections each paired node holds open here.
-    inbound_per_peer: Arc<Mutex<HashMap<NodeId, usize>>>,
+    inbound_per_peer: Arc<PeerConnections>,
     /// The one-time token of the web UI's setup link, while the node has no account.
     setup: Mutex<Option<(String, Instant)>>,
 }
@@ -195,16 +192,17 @@ fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
 }
 
 impl Node {
-    /// Opens the home, binds the peer and API sockets and starts serving. Returns once
-    /// listening; [`Node::announce`] then tells the CLI where; [`Node::stopped`] waits for the
-    /// end.
-    pub async fn start(home: Home, options: RunOptions) -> Result<Arc<Node>> {
+    /// Opens the home, binds the peer socket and starts serving peers (the background loops
+    /// of health are started by [`Node::start`], which calls this).
+    pub(crate) async fn open(home: Home, options: RunOptions) -> Result<Arc<Node>> {
         let config = home.config()?;
         let identity = Arc::new(home.identity()?);
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
-        #[cfg(feature = "adversary")]
-        let store = crate::adversary::Adversary::from_env(store)?;
+        let store = match options.store_layer {
+            Some(layer) => layer(store).map_err(Error::Config)?,
+            None => store,
+        };
         let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);
         // Deletions of this node's own shares that a crash interrupted (peers get theirs when
         // they connect).
@@ -221,36 +219,6 @@ impl Node {
             .await
             .map_err(|e| Error::Config(format!("cannot listen for peers on {listen_at}: {e}")))?;
         let listen = listener.local_addr()?;
-        let api_at = options.api.unwrap_or(config.api);
-        if !api_at.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "the control API must listen on a loopback address, not {api_at}"
-            )));
-        }
-        let api_listener = TcpListener::bind(api_at)
-            .await
-            .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
-        let api_addr = api_listener.local_addr()?;
-        let ui_listener = match options.ui.or(config.ui) {
-            Some(at) => {
-                if !at.ip().is_loopback() && !options.ui_public {
-                    return Err(Error::Config(format!(
-                        "the web UI would be reachable from other machines at {at}; to allow that, add --ui-public"
-                    )));
-                }
-                if !at.ip().is_loopback() {
-                    tracing::warn!(
-                        "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
-                    );
-                }
-                Some(TcpListener::bind(at).await.map_err(|e| {
-                    Error::Config(format!(
-                        "cannot open the web UI on {at}: {e} (choose another with --ui)"
-                    ))
-                })?)
-            }
-            None => None,
-        };
         let (shutdown, _) = watch::channel(false);
         let advertised = advertised_addrs(listen);
         let hello = Hello {
@@ -277,8 +245,6 @@ impl Node {
             tasks: Mutex::new(JoinSet::new()),
             sessions: Sessions::default(),
             jobs: Jobs::default(),
-            api_addr: Mutex::new(None),
-            ui_addr: Mutex::new(None),
             sightings: Arc::new(Sightings::default()),
             mdns: Mutex::new(None),
             wakers: Mutex::new(HashMap::new()),
@@ -326,44 +292,23 @@ impl Node {
         let max_connections =
             usize::try_from(nofile.saturating_sub(RESERVED_FDS).clamp(16, 16_384)).unwrap_or(16);
         node.spawn(accept_loop(node.clone(), listener, max_connections));
-        node.spawn(crate::health::scrub_loop(node.clone()));
-        node.spawn(crate::health::repair_loop(node.clone()));
         node.spawn(expire_loop(node.clone()));
-        let token = home.token()?;
-        node.spawn(crate::api::serve(node.clone(), api_listener, token));
-        *lock(&node.api_addr) = Some(api_addr);
-        if let Some(listener) = ui_listener {
-            *lock(&node.ui_addr) = Some(listener.local_addr()?);
-            node.spawn(crate::ui::serve(node.clone(), listener));
-        }
         tracing::info!(
-            "node {} ({}) listening for peers on {listen}, control API on {api_addr}",
+            "node {} ({}) listening for peers on {listen}",
             node.name,
             fingerprint(&node.identity.node_id())
         );
         Ok(node)
     }
 
-    /// Writes the address files the CLI finds the node by: call once the node is ready to
-    /// answer (after an unattended login, say), so no command arrives before.
-    pub fn announce(&self) -> Result<()> {
-        if let Some(ui) = *lock(&self.ui_addr) {
-            crate::home::write_private(&self.home.ui_addr_path(), ui.to_string().as_bytes())?;
-        }
-        match *lock(&self.api_addr) {
-            Some(api) => self.home.write_addrs(api, self.listen),
-            None => Ok(()),
-        }
+    /// Where the node listens for peers.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
     }
 
     /// The node's home folder.
     pub fn home(&self) -> &Home {
         &self.home
-    }
-
-    /// Where the web UI answers, if it runs.
-    pub fn ui_addr(&self) -> Option<SocketAddr> {
-        *lock(&self.ui_addr)
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -600,7 +545,7 @@ impl Node {
     /// for concurrent ones too, and at most two Argon2 runs share the node's memory.
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
-        let _turn = self.passphrases.turn(account.id).await?;
+        let _turn = self.passphrases.turn(user).await?;
         let wait = crate::accounts::wait_before_attempt(
             &self.catalog,
             &account,
@@ -633,13 +578,56 @@ impl Node {
         user: &str,
         passphrase: zeroize::Zeroizing<Vec<u8>>,
     ) -> Result<()> {
+        let _place = self.passphrases.web_login()?;
+        if passphrase.len() > crate::accounts::MAX_PASSPHRASE_BYTES {
+            // Said at once, whether the name exists or not.
+            return Err(Error::WeakPassphrase(
+                "the passphrase is longer than 1024 bytes".into(),
+            ));
+        }
         if self.catalog.account(user)?.is_none() {
+            let _turn = self.passphrases.turn(user).await?;
             return Err(self
                 .passphrases
                 .wrong_name(user, &passphrase, self.options.login_delay_unit)
                 .await);
         }
         self.login(user, passphrase).await
+    }
+
+    /// [`Node::login`] for whoever holds the node's API token (the CLI): it waits the delay
+    /// earned by earlier failures like any attempt, but not in the account's queue, and is
+    /// never turned away, so attempts kept waiting from the web cannot lock the owner out
+    /// (the token holder could read the key record in the home anyway).
+    pub async fn login_as_owner(
+        &self,
+        user: &str,
+        passphrase: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<()> {
+        let account = crate::accounts::account(&self.catalog, user)?;
+        let wait = crate::accounts::wait_before_attempt(
+            &self.catalog,
+            &account,
+            self.options.login_delay_unit,
+        )?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let _argon = self.passphrases.argon().await?;
+        let catalog = self.catalog.clone();
+        let checked = account.clone();
+        let key = tokio::task::spawn_blocking(move || {
+            crate::accounts::try_unwrap(&catalog, &checked, &passphrase)
+        })
+        .await
+        .map_err(|e| Error::task(&e))??;
+        self.unlock(
+            user,
+            account.id,
+            Arc::new(shard_crypto::VaultKeys::derive(&key)),
+        );
+        tracing::info!("account {user} unlocked");
+        Ok(())
     }
 
     /// Opens a session for a vault whose keys are already derived (after recovery).
@@ -686,21 +674,13 @@ impl Node {
         &self.service
     }
 
-    /// The web UI's address for a person: with a one-time setup token (in the fragment, which
-    /// browsers never send to a server) while the node has no account yet, and only then.
-    /// `None` when the node runs no web UI.
-    pub fn ui_link(&self) -> Result<Option<String>> {
-        let Some(addr) = self.ui_addr() else {
-            return Ok(None);
-        };
-        let host = if addr.ip().is_unspecified() {
-            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-        } else {
-            addr
-        };
+    /// The one-time token of the web UI's setup link while the node has no account (a fresh
+    /// one once the last has expired), and `None` once it has one: whoever holds it may create
+    /// the first account, the administrator.
+    pub fn setup_token(&self) -> Result<Option<String>> {
         if !self.catalog.has_no_account()? {
             *lock(&self.setup) = None;
-            return Ok(Some(format!("http://{host}/")));
+            return Ok(None);
         }
         let mut setup = lock(&self.setup);
         let token = match &*setup {
@@ -713,12 +693,12 @@ impl Node {
                 token
             }
         };
-        Ok(Some(format!("http://{host}/#setup={token}")))
+        Ok(Some(token))
     }
 
     /// Spends the setup token (constant-time comparison): true if `token` is the live one and
     /// the node still has no account.
-    pub(crate) fn spend_setup(&self, token: &str) -> Result<bool> {
+    pub fn spend_setup(&self, token: &str) -> Result<bool> {
         let mut setup = lock(&self.setup);
         let good = setup.as_ref().is_some_and(|(live, at)| {
             at.elapsed() < SETUP_TTL && shard_crypto::ct_eq(live.as_bytes(), token.as_bytes())
@@ -738,76 +718,6 @@ impl Node {
     /// The catalog heads this node keeps for others.
     pub fn heads(&self) -> Option<&Arc<shard_store::HeadStore>> {
         self.service.heads()
-    }
-
-    /// Removes an account; it must be unlocked (whoever removes it proves they own it). Refused
-    /// while it has files, unless `purge`: then every file is removed first, shares included,
-    /// and the shares of its catalog snapshot go too.
-    pub async fn remove_account(self: &Arc<Self>, user: &str, purge: bool) -> Result<u64> {
-        let account = self
-            .catalog
-            .account(user)?
-            .ok_or_else(|| shard_store::Error::NoSuchAccount(user.to_string()))?;
-        let files = self.catalog.file_count(account.id)?;
-        if files > 0 && !purge {
-            return Err(Error::FilesRemain {
-                user: user.to_string(),
-                files,
-            });
-        }
-        let session = self.session(Some(user))?;
-        if files > 0 {
-            let names: Vec<Vec<u8>> = {
-                let vault = self.catalog.vault(session.account, &session.keys);
-                let mut names: Vec<Vec<u8>> =
-                    vault.list()?.into_iter().map(|e| e.meta.name).collect();
-                names.extend(vault.pending()?.into_iter().map(|e| e.meta.name));
-                names.sort();
-                names.dedup();
-                names
-            };
-            for name in names {
-                match crate::files::rm(self, &session, &name, true).await {
-                    Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        {
-            let _writer = session.writer.lock().await;
-            let state = self.catalog.vault(session.account, &session.keys).state()?;
-            crate::snapshot::delete_snapshot(self, &session, &state, &Default::default()).await;
-            self.logout(Some(user));
-            self.catalog.delete_account(account.id)?;
-        }
-        Ok(files)
-    }
-
-    /// After a change to `session`'s catalog: writes a new snapshot and head in the background.
-    /// A failure is remembered until a later snapshot succeeds (`check` reports it).
-    pub fn catalog_changed(self: &Arc<Self>, session: &Arc<Session>) {
-        let (node, session) = (self.clone(), session.clone());
-        self.spawn(async move {
-            if let Err(e) = node.write_snapshot(&session).await {
-                tracing::warn!("catalog snapshot not written: {e}; it will be at the next change");
-            }
-        });
-    }
-
-    /// Writes `session`'s catalog snapshot and head now, remembering a failure until a later
-    /// snapshot succeeds (`check` reports it); returns the head's sequence number.
-    pub async fn write_snapshot(self: &Arc<Self>, session: &Arc<Session>) -> Result<u64> {
-        let written = crate::snapshot::write_snapshot(self, session).await;
-        let mut failures = lock(&self.snapshot_failures);
-        match &written {
-            Ok(_) => {
-                failures.remove(&session.account);
-            }
-            Err(e) => {
-                failures.insert(session.account, e.to_string());
-            }
-        }
-        written
     }
 
     /// Why the last catalog snapshot of `account` could not be written, if it could not.
@@ -897,52 +807,41 @@ impl Node {
         }
     }
 
-    /// Unpairs a peer. Unless `now`, first moves every share it holds for this node's
-    /// accounts to other nodes (a repair that counts it as lost); accounts with shares there
-    /// must be unlocked for that. With `now`, it is forgotten at once and the automatic
-    /// repair rebuilds its shares later.
-    pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<serde_json::Value> {
-        let name = lock(&self.peers)
-            .get(&id)
-            .map(|p| p.record.name.clone())
-            .ok_or_else(|| Error::Config("that node is not paired with this one".into()))?;
-        let mut moved = Vec::new();
-        if !now {
-            let holders = self.catalog.shares_on_peer(&id)?;
-            let unlocked = self.users();
-            if let Some((user, count)) = holders.iter().find(|(u, _)| !unlocked.contains(u)) {
-                return Err(Error::NotLoggedIn(format!(
-                    "account {user:?} has {count} shares on {name} and is locked: unlock it (`shard login {user}`) so they can be moved, or forget the peer at once with --now and let repair rebuild them"
-                )));
+    /// Remembers how the latest catalog snapshot of `account` went: a failure stays until a
+    /// later snapshot succeeds (`check` reports it).
+    pub(crate) fn record_snapshot(
+        &self,
+        account: shard_store::AccountId,
+        outcome: std::result::Result<(), String>,
+    ) {
+        let mut failures = lock(&self.snapshot_failures);
+        match outcome {
+            Ok(()) => {
+                failures.remove(&account);
             }
-            for (user, _) in &holders {
-                let session = self.session(Some(user))?;
-                let job = self.jobs.create("repair");
-                let lost = std::iter::once(id).collect();
-                let result =
-                    crate::health::repair(self.clone(), session, Vec::new(), lost, job).await?;
-                if result["ok"] != true {
-                    return Err(Error::Config(format!(
-                        "not every share on {name} could be moved, so it stays paired: {}",
-                        result["waiting"]
-                            .as_str()
-                            .or_else(|| result["failures"][0].as_str())
-                            .unwrap_or("see the node's log")
-                    )));
-                }
-                moved.push(serde_json::json!({
-                    "user": user,
-                    "shares_moved": result["shares_rebuilt"],
-                    "bytes_rebuilt": result["bytes_rebuilt"],
-                    "repair_secs": result["elapsed_secs"],
-                }));
+            Err(e) => {
+                failures.insert(account, e);
             }
         }
-        lock(&self.peers).remove(&id);
-        self.catalog.remove_peer(&id)?;
-        tracing::info!("forgot peer {name} ({})", fingerprint(&id));
+    }
+
+    /// Runs `task` with the node's other tasks (joined at shutdown).
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.spawn(task);
+    }
+
+    /// The display name of paired peer `id`.
+    pub(crate) fn paired_name(&self, id: &NodeId) -> Option<String> {
+        lock(&self.peers).get(id).map(|p| p.record.name.clone())
+    }
+
+    /// Forgets paired peer `id` (its connection, its record) and lets health look again.
+    pub(crate) fn forget_peer(&self, id: &NodeId, name: &str) -> Result<()> {
+        lock(&self.peers).remove(id);
+        self.catalog.remove_peer(id)?;
+        tracing::info!("forgot peer {name} ({})", fingerprint(id));
         self.wake_health();
-        Ok(serde_json::json!({"removed": name, "id": fingerprint(&id), "moved": moved, "now": now}))
+        Ok(())
     }
 
     /// The node's accounts, and which are unlocked.
@@ -970,62 +869,29 @@ impl Node {
         })
     }
 
-    /// Stores files as `user` (or the only unlocked account); returns the put's summary.
-    pub async fn put(
-        self: &Arc<Self>,
-        user: Option<&str>,
-        request: crate::put::PutRequest,
-    ) -> Result<serde_json::Value> {
-        let session = self.session(user)?;
-        let job = self.jobs.create("put");
-        crate::put::run(self.clone(), session, request, job).await
-    }
-
-    /// Restores a file or tree as `user`; returns the get's summary.
-    pub async fn get(
-        self: &Arc<Self>,
-        user: Option<&str>,
-        request: crate::get::GetRequest,
-    ) -> Result<serde_json::Value> {
-        let session = self.session(user)?;
-        let job = self.jobs.create("get");
-        crate::get::run(self.clone(), session, request, job).await
-    }
-
-    /// Removes every version of `name` (a folder with everything under it) as `user`; returns
-    /// the removal's summary. (The caller writes the new catalog snapshot:
-    /// [`Node::catalog_changed`].)
-    pub async fn remove(
-        self: &Arc<Self>,
-        user: Option<&str>,
-        name: &[u8],
-    ) -> Result<serde_json::Value> {
-        let session = self.session(user)?;
-        crate::files::rm(self, &session, name, false).await
-    }
-
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
     pub fn invite(&self, ttl: Option<Duration>) -> Result<Invite> {
         let ttl = ttl
             .unwrap_or(DEFAULT_INVITE_TTL)
             .min(Duration::from_secs(3600));
-        self.invites
-            .create(self.node_id(), self.advertised.clone(), ttl)
+        Ok(self
+            .invites
+            .create(self.node_id(), self.advertised.clone(), ttl)?)
     }
 
     /// Pairs with the node that made `code`: both pin each other's key and name.
     pub async fn join(&self, code: &str) -> Result<PeerStatus> {
         let invite = Invite::decode(code)?;
         if invite.node == self.node_id() {
-            return Err(Error::InvalidInvite("it was made by this very node"));
+            return Err(NetError::InvalidInvite("it was made by this very node").into());
         }
         if invite.is_expired() {
-            return Err(Error::InvalidInvite(
-                "it expired; ask for a new one (`shard invite`)",
-            ));
+            return Err(
+                NetError::InvalidInvite("it expired; ask for a new one (`shard invite`)").into(),
+            );
         }
         let key = invite.key();
-        let mut last = Error::InvalidInvite("it lists no address");
+        let mut last: Error = NetError::InvalidInvite("it lists no address").into();
         for addr in &invite.addrs {
             let attempt = tokio::time::timeout(
                 self.options.handshake_timeout,
@@ -1052,12 +918,14 @@ impl Node {
                         fingerprint(&channel.peer.id)
                     );
                     let status = lock(&self.peers).get(&channel.peer.id).map(status_of);
-                    return status.ok_or(Error::Disconnected);
+                    return status.ok_or(Error::Net(NetError::Disconnected));
                 }
                 // The inviter answered and said no: another address will not change that.
-                Ok(Err(e @ (Error::Refused(_) | Error::UnexpectedPeer { .. }))) => return Err(e),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = Error::Timeout(self.options.handshake_timeout),
+                Ok(Err(e @ (NetError::Refused(_) | NetError::UnexpectedPeer { .. }))) => {
+                    return Err(e.into());
+                }
+                Ok(Err(e)) => last = e.into(),
+                Err(_) => last = NetError::Timeout(self.options.handshake_timeout).into(),
             }
         }
         Err(last)
@@ -1199,6 +1067,72 @@ impl<K: std::hash::Hash + Eq + Clone> Drop for Held<K> {
     }
 }
 
+/// The connections each paired peer has open to this node, oldest first: at most
+/// [`CONNECTIONS_PER_PEER`]; a new one closes the oldest.
+#[derive(Default)]
+struct PeerConnections {
+    /// Per peer: (connection number, how to tell it to close), oldest first.
+    open: Mutex<HashMap<NodeId, std::collections::VecDeque<OpenConnection>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl PeerConnections {
+    /// A place for a new connection of `peer`, and whether an older one was told to close
+    /// to make room.
+    fn take(self: &Arc<Self>, peer: NodeId) -> (PeerSlot, bool) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut open = lock(&self.open);
+        let mine = open.entry(peer).or_default();
+        mine.push_back((id, close.clone()));
+        let mut evicted = false;
+        while mine.len() > CONNECTIONS_PER_PEER {
+            if let Some((_, oldest)) = mine.pop_front() {
+                // A permit is kept if that connection is not waiting yet.
+                oldest.notify_one();
+                evicted = true;
+            }
+        }
+        let slot = PeerSlot {
+            peer,
+            id,
+            close,
+            all: self.clone(),
+        };
+        (slot, evicted)
+    }
+}
+
+/// A connection's number, and how to tell it to close.
+type OpenConnection = (u64, Arc<tokio::sync::Notify>);
+
+/// One connection's place among its peer's; given back when dropped.
+struct PeerSlot {
+    peer: NodeId,
+    id: u64,
+    close: Arc<tokio::sync::Notify>,
+    all: Arc<PeerConnections>,
+}
+
+impl PeerSlot {
+    /// Resolves when a newer connection of the same peer needs the place.
+    async fn closed(&self) {
+        self.close.notified().await;
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.all.open);
+        if let Some(mine) = open.get_mut(&self.peer) {
+            mine.retain(|(id, _)| *id != self.id);
+            if mine.is_empty() {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Logs a line at most once a second, saying how many were left out meanwhile (a storm of
 /// refused connections must not become a storm of log lines).
 struct Quiet {
@@ -1304,27 +1238,43 @@ async fn inbound(
     drop(handshaking);
     match outcome {
         Ok(Ok(channel)) => {
-            let Some(_held) = Held::take(
-                &node.inbound_per_peer,
-                channel.peer.id,
-                CONNECTIONS_PER_PEER,
-            ) else {
+            let (slot, evicted) = node.inbound_per_peer.take(channel.peer.id);
+            if evicted {
+                // The newest connection wins, so copies of a node's key (a stolen home) cannot
+                // hold every place and lock the real node out; they can only take turns with it.
                 quiet.warn(|| {
                     format!(
-                        "closed a connection from {} ({from}): {CONNECTIONS_PER_PEER} of its connections are open already",
+                        "{} ({from}) opened more than {CONNECTIONS_PER_PEER} connections: closed its oldest (if this repeats, its key may be in use on two machines)",
                         channel.peer.hello.name
                     )
                 });
-                return;
-            };
+            }
             tracing::debug!("serving {} ({from})", channel.peer.hello.name);
-            serve_channel(
-                channel,
-                node.service.clone(),
-                node.shutdown_signal(),
-                node.options.idle_timeout,
-            )
-            .await;
+            // This connection ends as the node stops, or when a newer one of the same peer
+            // needs its place: either way through the service's own shutdown, which finishes
+            // the request in flight and closes the socket.
+            let (stop, stopped) = watch::channel(false);
+            let mut node_stops = node.shutdown_signal();
+            let ending = async move {
+                tokio::select! {
+                    _ = node_stops.wait_for(|s| *s) => {}
+                    () = slot.closed() => {
+                        tracing::debug!("closing an older connection of a peer");
+                    }
+                }
+                let _ = stop.send(true);
+                // Keeps the place (and the sender) until the connection is gone.
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = serve_channel(
+                    channel,
+                    node.service.clone(),
+                    stopped,
+                    node.options.idle_timeout,
+                ) => {}
+                () = ending => {}
+            }
         }
         Ok(Err(e)) => quiet.warn(|| format!("connection from {from} closed: {e}")),
         Err(_) => quiet.warn(|| {
@@ -1338,7 +1288,7 @@ async fn inbound(
 
 /// What one round of dialing a peer came to.
 enum Dialed {
-    Connected(crate::transport::Connection),
+    Connected(shard_net::transport::Connection),
     /// Nothing yet (waited out the backoff, or new addresses appeared): try again.
     Again,
     Stop,
@@ -1408,7 +1358,10 @@ fn handshakes(
     node: &Arc<Node>,
     id: NodeId,
     addrs: &[SocketAddr],
-) -> JoinSet<(SocketAddr, Result<crate::transport::Connection>)> {
+) -> JoinSet<(
+    SocketAddr,
+    shard_net::Result<shard_net::transport::Connection>,
+)> {
     let mut attempts = JoinSet::new();
     for addr in addrs.iter().copied() {
         let node = node.clone();
@@ -1416,7 +1369,7 @@ fn handshakes(
             let limit = node.options.handshake_timeout;
             let attempt = tokio::time::timeout(limit, node.transport.connect(addr, Some(id), None))
                 .await
-                .unwrap_or(Err(Error::Timeout(limit)));
+                .unwrap_or(Err(NetError::Timeout(limit)));
             (addr, attempt)
         });
     }
@@ -1427,13 +1380,16 @@ fn handshakes(
 /// a task that was cancelled).
 fn outcome(
     joined: std::result::Result<
-        (SocketAddr, Result<crate::transport::Connection>),
+        (
+            SocketAddr,
+            shard_net::Result<shard_net::transport::Connection>,
+        ),
         tokio::task::JoinError,
     >,
-) -> Option<std::result::Result<crate::transport::Connection, String>> {
+) -> Option<std::result::Result<shard_net::transport::Connection, String>> {
     match joined {
         Ok((_, Ok(c))) => Some(Ok(c)),
-        Ok((addr, Err(Error::Timeout(_)))) => Some(Err(format!("{addr}: no answer"))),
+        Ok((addr, Err(NetError::Timeout(_)))) => Some(Err(format!("{addr}: no answer"))),
         Ok((addr, Err(e))) => Some(Err(format!("{addr}: {e}"))),
         Err(_) => None,
     }
@@ -1445,7 +1401,7 @@ async fn first_handshake(
     node: &Arc<Node>,
     id: NodeId,
     addrs: &[SocketAddr],
-) -> std::result::Result<crate::transport::Connection, Vec<String>> {
+) -> std::result::Result<shard_net::transport::Connection, Vec<String>> {
     let mut attempts = handshakes(node, id, addrs);
     let mut failures = Vec::new();
     while let Some(joined) = attempts.join_next().await {
@@ -1464,7 +1420,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
     let waker = lock(&node.wakers).entry(id).or_default().clone();
     let mut backoff = Duration::from_secs(1);
     // A connection already made to where the peer was seen anew (it moved).
-    let mut moved_to: Option<crate::transport::Connection> = None;
+    let mut moved_to: Option<shard_net::transport::Connection> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -1532,6 +1488,8 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             }
             let seen_elsewhere = tokio::select! {
                 _ = tokio::time::sleep(node.options.ping_interval) => Vec::new(),
+                // A closed connection is redialed at once, not at the next ping.
+                () = client.closed() => Vec::new(),
                 _ = waker.notified() => {
                     // Seen again on the LAN: if none of its announced addresses is the one this
                     // connection goes to, it may have moved (DHCP, Wi-Fi to cable).

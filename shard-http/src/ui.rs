@@ -43,7 +43,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api::{Acting, ApiError, ApiState};
-use crate::node::Node;
+use shard_node::node::Node;
 
 /// The session cookie's name.
 const COOKIE: &str = "shard_session";
@@ -63,6 +63,10 @@ struct UiSession {
     user: String,
     csrf: String,
     last: Instant,
+    /// The unlock of the vault this session was opened with: once that ends (a logout here
+    /// or on the CLI, the account removed, another account of the same name), so does the
+    /// session. Weak, so the session keeps no vault key alive.
+    vault: std::sync::Weak<shard_node::session::Session>,
 }
 
 /// The web UI's sessions, by cookie value.
@@ -75,7 +79,7 @@ pub struct UiSessions {
 impl Default for UiSessions {
     fn default() -> Self {
         Self::new(Duration::from_secs(
-            crate::home::WebConfig::default().session_idle_secs,
+            shard_node::home::WebConfig::default().session_idle_secs,
         ))
     }
 }
@@ -93,14 +97,19 @@ impl UiSessions {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session of `cookie` (its user and CSRF token), refreshed; `None` if unknown or idle
-    /// too long (then it is dropped).
-    fn touch(&self, cookie: &str) -> Option<(String, String)> {
+    /// The session of `cookie` (its user and CSRF token), refreshed; `None` if unknown, idle
+    /// too long, or its vault unlock on `node` has ended (then it is dropped).
+    fn touch(&self, cookie: &str, node: &Node) -> Option<(String, String)> {
         let mut map = self.lock();
-        let fresh = map
-            .get(cookie)
-            .is_some_and(|s| s.last.elapsed() < self.idle);
-        if !fresh {
+        let live = map.get(cookie).is_some_and(|s| {
+            s.last.elapsed() < self.idle
+                && node.session(Some(&s.user)).is_ok_and(|current| {
+                    s.vault
+                        .upgrade()
+                        .is_some_and(|opened| Arc::ptr_eq(&opened, &current))
+                })
+        });
+        if !live {
             map.remove(cookie);
             return None;
         }
@@ -112,7 +121,11 @@ impl UiSessions {
     /// A new session for `user`. Its own oldest session goes when it has
     /// [`SESSIONS_PER_ACCOUNT`]; nobody else's ever does (so one account's logins cannot log
     /// the others out): with [`MAX_SESSIONS`] open, the login is refused instead.
-    fn create(&self, user: &str) -> crate::Result<(String, String)> {
+    fn create(
+        &self,
+        user: &str,
+        vault: &Arc<shard_node::session::Session>,
+    ) -> shard_node::Result<(String, String)> {
         let (cookie, csrf) = (random_token()?, random_token()?);
         let mut map = self.lock();
         let idle = self.idle;
@@ -127,7 +140,7 @@ impl UiSessions {
             map.remove(&oldest);
         }
         if map.len() >= MAX_SESSIONS {
-            return Err(crate::Error::TooManyAttempts(
+            return Err(shard_node::Error::TooManyAttempts(
                 "too many web sessions are open on this node; try again later".into(),
             ));
         }
@@ -137,6 +150,7 @@ impl UiSessions {
                 user: user.to_string(),
                 csrf: csrf.clone(),
                 last: Instant::now(),
+                vault: Arc::downgrade(vault),
             },
         );
         Ok((cookie, csrf))
@@ -147,7 +161,7 @@ impl UiSessions {
     }
 }
 
-fn random_token() -> crate::Result<String> {
+fn random_token() -> shard_node::Result<String> {
     let mut bytes = [0u8; 32];
     shard_crypto::fill_random(&mut bytes)?;
     Ok(hex::encode(bytes))
@@ -168,17 +182,33 @@ fn cookie_in(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// The web UI's address for a person, `addr` being where it listens: with the one-time setup
+/// token in the fragment (which browsers never send to a server) while the node has no
+/// account, and only then.
+pub fn link(node: &Node, addr: std::net::SocketAddr) -> shard_node::Result<String> {
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    Ok(match node.setup_token()? {
+        Some(token) => format!("http://{host}/#setup={token}"),
+        None => format!("http://{host}/"),
+    })
+}
+
 /// Serves the web UI on `listener` until the node shuts down.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let idle = node
         .home()
         .config()
         .map(|c| c.web.session_idle_secs)
-        .unwrap_or_else(|_| crate::home::WebConfig::default().session_idle_secs);
+        .unwrap_or_else(|_| shard_node::home::WebConfig::default().session_idle_secs);
     let state = ApiState {
         node: node.clone(),
         token: Arc::new(String::new()),
         ui: Arc::new(UiSessions::new(Duration::from_secs(idle))),
+        ui_addr: listener.local_addr().ok(),
     };
     let hosts = match listener.local_addr() {
         Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, true)),
@@ -210,6 +240,11 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .layer(middleware::from_fn(security_headers))
         .with_state(state);
     let mut stop = node.shutdown_signal();
+    let listener = crate::listener::Bounded::new(
+        listener,
+        crate::listener::MAX_CONNECTIONS,
+        crate::listener::IDLE,
+    );
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -297,8 +332,11 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
         )
         .into_response();
     }
-    let Some((user, csrf)) = cookie_of(&request).and_then(|c| state.ui.touch(&c)) else {
-        return unauthorized("not logged in, or the session expired");
+    let Some((user, csrf)) = cookie_of(&request).and_then(|c| state.ui.touch(&c, &state.node))
+    else {
+        return unauthorized(
+            "not logged in, the session expired, or the account was locked on the node",
+        );
     };
     if request.method() != Method::GET
         && request.method() != Method::HEAD
@@ -355,8 +393,8 @@ async fn signup(
     match &body.setup {
         Some(token) => {
             // The link is spent only on an account that can be made (a typo does not burn it).
-            crate::accounts::check_account_name(&body.user)?;
-            crate::accounts::check_new_passphrase(&body.user, &password)?;
+            shard_node::accounts::check_account_name(&body.user)?;
+            shard_node::accounts::check_new_passphrase(&body.user, &password)?;
             if !state.node.spend_setup(token)? {
                 return Err(refused(
                     "this setup link was used, has expired, or the node has an account already",
@@ -364,7 +402,7 @@ async fn signup(
             }
         }
         None => {
-            let session = cookie_in(&headers).and_then(|c| state.ui.touch(&c));
+            let session = cookie_in(&headers).and_then(|c| state.ui.touch(&c, &state.node));
             let Some((user, csrf)) = session else {
                 return Err(refused("only the node's administrator may add accounts"));
             };
@@ -390,7 +428,7 @@ async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> 
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
     if let Err(e) = state.node.login_uniformly(&body.user, passphrase).await {
         // One wording for a wrong passphrase and a name with no account.
-        if let crate::Error::WrongPassphrase {
+        if let shard_node::Error::WrongPassphrase {
             user,
             next_wait_secs,
         } = &e
@@ -406,7 +444,11 @@ async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> 
         }
         return ApiError::from(e).into_response();
     }
-    let (cookie, csrf) = match state.ui.create(&body.user) {
+    let vault = match state.node.session(Some(&body.user)) {
+        Ok(vault) => vault,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let (cookie, csrf) = match state.ui.create(&body.user, &vault) {
         Ok(pair) => pair,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -433,10 +475,8 @@ fn session_info(state: &ApiState, user: &str, csrf: &str) -> serde_json::Value {
 }
 
 async fn session(State(state): State<ApiState>, request: Request) -> Response {
-    match cookie_of(&request).and_then(|c| state.ui.touch(&c)) {
-        Some((user, csrf)) if state.node.session(Some(&user)).is_ok() => {
-            Json(session_info(&state, &user, &csrf)).into_response()
-        }
+    match cookie_of(&request).and_then(|c| state.ui.touch(&c, &state.node)) {
+        Some((user, csrf)) => Json(session_info(&state, &user, &csrf)).into_response(),
         _ => unauthorized("not logged in"),
     }
 }
@@ -445,8 +485,10 @@ async fn logout(State(state): State<ApiState>, request: Request) -> Response {
     let Some(cookie) = cookie_of(&request) else {
         return unauthorized("not logged in");
     };
-    let Some((_, csrf)) = state.ui.touch(&cookie) else {
-        return unauthorized("not logged in, or the session expired");
+    let Some((_, csrf)) = state.ui.touch(&cookie, &state.node) else {
+        return unauthorized(
+            "not logged in, the session expired, or the account was locked on the node",
+        );
     };
     if let Some(refused) = csrf_refusal(&request, &csrf) {
         return refused;

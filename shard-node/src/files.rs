@@ -55,7 +55,7 @@ fn health(
 }
 
 /// The newest version of each name (under `prefix`), with its number of versions and health.
-pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value> {
+pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value> {
     let vault = node.catalog().vault(session.account, &session.keys);
     let mut by_name: BTreeMap<Vec<u8>, (FileEntry, usize)> = BTreeMap::new();
     for e in vault.list()? {
@@ -108,7 +108,7 @@ pub(crate) fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value>
 /// no other file uses.
 /// With `purge` the shares are removed from their nodes at once, not kept through the nodes'
 /// grace period (removing an account and everything in it).
-pub(crate) async fn rm(
+pub async fn rm(
     node: &Arc<Node>,
     session: &Arc<Session>,
     name: &[u8],
@@ -169,4 +169,65 @@ pub(crate) async fn rm(
     Ok(
         json!({"removed": ids.len(), "shares_deleted": deleted, "shares_queued_for_offline_peers": queued}),
     )
+}
+
+/// Removing files and accounts.
+impl Node {
+    /// Removes every version of `name` (a folder with everything under it) as `user`; returns
+    /// the removal's summary. (The caller writes the new catalog snapshot:
+    /// [`Node::catalog_changed`].)
+    pub async fn remove(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        name: &[u8],
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        rm(self, &session, name, false).await
+    }
+
+    /// Removes an account; it must be unlocked (whoever removes it proves they own it). Refused
+    /// while it has files, unless `purge`: then every file is removed first, shares included,
+    /// and the shares of its catalog snapshot go too.
+    pub async fn remove_account(self: &Arc<Self>, user: &str, purge: bool) -> Result<u64> {
+        let account = self
+            .catalog()
+            .account(user)?
+            .ok_or_else(|| shard_store::Error::NoSuchAccount(user.to_string()))?;
+        let files = self.catalog().file_count(account.id)?;
+        if files > 0 && !purge {
+            return Err(Error::FilesRemain {
+                user: user.to_string(),
+                files,
+            });
+        }
+        let session = self.session(Some(user))?;
+        if files > 0 {
+            let names: Vec<Vec<u8>> = {
+                let vault = self.catalog().vault(session.account, &session.keys);
+                let mut names: Vec<Vec<u8>> =
+                    vault.list()?.into_iter().map(|e| e.meta.name).collect();
+                names.extend(vault.pending()?.into_iter().map(|e| e.meta.name));
+                names.sort();
+                names.dedup();
+                names
+            };
+            for name in names {
+                match rm(self, &session, &name, true).await {
+                    Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        {
+            let _writer = session.writer.lock().await;
+            let state = self
+                .catalog()
+                .vault(session.account, &session.keys)
+                .state()?;
+            crate::snapshot::delete_snapshot(self, &session, &state, &Default::default()).await;
+            self.logout(Some(user));
+            self.catalog().delete_account(account.id)?;
+        }
+        Ok(files)
+    }
 }

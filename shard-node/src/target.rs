@@ -6,8 +6,8 @@ use std::time::Duration;
 use shard_crypto::VaultAuthority;
 use shard_proto::{Namespace, NodeId, Share, ShareId, VaultRef};
 
-use crate::rpc::{PeerClient, ShareService};
 use crate::{Error, Result};
+use shard_net::rpc::{PeerClient, ShareService};
 
 /// A node that can hold shares.
 #[derive(Clone)]
@@ -50,7 +50,10 @@ impl Target {
                     .await
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.put_share(vault, share, timeout).await,
+            Target::Peer(p) => p
+                .put_share(vault, share, timeout)
+                .await
+                .map_err(Error::from),
         }
     }
 
@@ -66,10 +69,10 @@ impl Target {
                 let (store, ns) = (service.store().clone(), Namespace { owner: *me, vault });
                 tokio::task::spawn_blocking(move || store.get(&ns, &id))
                     .await
-                    .map_err(|_| Error::Disconnected)?
+                    .map_err(|e| Error::task(&e))?
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.get_share(vault, id, timeout).await,
+            Target::Peer(p) => p.get_share(vault, id, timeout).await.map_err(Error::from),
         }
     }
 
@@ -89,13 +92,15 @@ impl Target {
                     let batch = batch.to_vec();
                     tokio::task::spawn_blocking(move || store.has(&ns, &batch))
                         .await
-                        .map_err(|_| Error::Disconnected)?
+                        .map_err(|e| Error::task(&e))?
                         .map_err(Error::Store)?
                 }
                 Target::Peer(p) => p.have(vault, batch.to_vec(), timeout).await?,
             };
             if part.len() != batch.len() {
-                return Err(Error::UnexpectedResponse("have: wrong number of answers"));
+                return Err(
+                    shard_net::Error::UnexpectedResponse("have: wrong number of answers").into(),
+                );
             }
             out.extend(part);
         }
@@ -109,10 +114,10 @@ impl Target {
                 let (store, ns) = (service.store().clone(), Namespace { owner: *id, vault });
                 tokio::task::spawn_blocking(move || store.quarantined(&ns))
                     .await
-                    .map_err(|_| Error::Disconnected)?
+                    .map_err(|e| Error::task(&e))?
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.quarantined(vault, timeout).await,
+            Target::Peer(p) => p.quarantined(vault, timeout).await.map_err(Error::from),
         }
     }
 
@@ -132,7 +137,10 @@ impl Target {
                     .map_err(|_| Error::Internal("the store task crashed".into()))?
                     .map_err(Error::Store)
             }
-            Target::Peer(p) => p.undelete(vault, ids, authority, timeout).await,
+            Target::Peer(p) => p
+                .undelete(vault, ids, authority, timeout)
+                .await
+                .map_err(Error::from),
         }
     }
 
@@ -161,7 +169,10 @@ impl Target {
                 .map_err(|_| Error::Internal("the store task crashed".into()))?
                 .map_err(Error::Store)
             }
-            Target::Peer(p) => p.delete(vault, ids, purge, authority, timeout).await,
+            Target::Peer(p) => p
+                .delete(vault, ids, purge, authority, timeout)
+                .await
+                .map_err(Error::from),
         }
     }
 }

@@ -197,7 +197,7 @@ async fn survey(
             Ok((files, chunks))
         })
         .await
-        .map_err(|_| Error::Disconnected)??
+        .map_err(|e| Error::task(&e))??
     };
     tracing::debug!("survey: catalog read in {:?}", t0.elapsed());
     let me = node.node_id();
@@ -320,11 +320,8 @@ async fn survey(
                     Seen::Good
                 }
                 Ok(None) => Seen::Missing,
-                Err(Error::Store(shard_store::Error::Corrupt { .. }))
-                | Err(Error::Remote {
-                    code: shard_proto::ErrorCode::Corrupt,
-                    ..
-                }) => Seen::Bad,
+                Err(Error::Store(shard_store::Error::Corrupt { .. })) => Seen::Bad,
+                Err(e) if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) => Seen::Bad,
                 Err(e) => {
                     tracing::warn!("reading share {id} back failed: {e}");
                     Seen::Unknown
@@ -367,7 +364,7 @@ async fn survey(
                 .set_share_states(&updates)
         })
         .await
-        .map_err(|_| Error::Disconnected)??;
+        .map_err(|e| Error::task(&e))??;
     }
     Ok(Survey {
         files,
@@ -385,7 +382,12 @@ fn node_name(node: &Node, id: &NodeId) -> String {
         .into_iter()
         .find(|(p, _)| p == id)
         .map(|(_, name)| name)
-        .unwrap_or_else(|| format!("removed node {}", crate::identity::short_fingerprint(id)))
+        .unwrap_or_else(|| {
+            format!(
+                "removed node {}",
+                shard_net::identity::short_fingerprint(id)
+            )
+        })
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -459,7 +461,7 @@ pub async fn check(
         .map(|(id, (asked, missing, bad, error))| {
             json!({
                 "node": node_name(&node, id),
-                "id": crate::identity::fingerprint(id),
+                "id": shard_net::identity::fingerprint(id),
                 "shares": asked,
                 "missing": missing,
                 "bad": bad,
@@ -658,13 +660,7 @@ impl RepairCtx {
                 Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), slot.id),
                 Err(e) => {
                     tracing::warn!("share {} from {}: {e}", slot.id, target.name());
-                    if matches!(
-                        e,
-                        Error::Remote {
-                            code: shard_proto::ErrorCode::Corrupt,
-                            ..
-                        }
-                    ) {
+                    if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) {
                         bad.insert(slot.id);
                     }
                 }
@@ -944,7 +940,7 @@ async fn needs_repair(
                 .holders()
         })
         .await
-        .map_err(|_| Error::Disconnected)??
+        .map_err(|e| Error::task(&e))??
     };
     let broken = holders.iter().any(|(peer, _, count)| {
         *count > 0 && (lost.contains(peer) || (*peer != me && !paired.contains(peer)))
@@ -968,7 +964,7 @@ async fn needs_repair(
             n.catalog().vault(s.account, &s.keys).known_shares(&ids)
         })
         .await
-        .map_err(|_| Error::Disconnected)??;
+        .map_err(|e| Error::task(&e))??;
         if known > 0 {
             return Ok(true);
         }
@@ -1048,7 +1044,10 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
             "this node".to_string()
         } else {
             names.get(id).cloned().unwrap_or_else(|| {
-                format!("removed node {}", crate::identity::short_fingerprint(id))
+                format!(
+                    "removed node {}",
+                    shard_net::identity::short_fingerprint(id)
+                )
             })
         }
     };
@@ -1085,7 +1084,7 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
                 };
                 json!({
                     "index": r.index,
-                    "node": crate::identity::short_fingerprint(&r.peer),
+                    "node": shard_net::identity::short_fingerprint(&r.peer),
                     "node_name": label(&r.peer),
                     "state": state,
                 })
@@ -1103,7 +1102,7 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
         .iter()
         .map(|id| {
             json!({
-                "node": crate::identity::short_fingerprint(id),
+                "node": shard_net::identity::short_fingerprint(id),
                 "name": label(id),
                 "online": online.contains(id),
             })
@@ -1118,4 +1117,52 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
         "chunks": chunks,
         "nodes": nodes,
     }))
+}
+
+/// Unpairing, which moves a peer's shares first.
+impl Node {
+    /// Unpairs a peer. Unless `now`, first moves every share it holds for this node's
+    /// accounts to other nodes (a repair that counts it as lost); accounts with shares there
+    /// must be unlocked for that. With `now`, it is forgotten at once and the automatic
+    /// repair rebuilds its shares later.
+    pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<serde_json::Value> {
+        let name = self
+            .paired_name(&id)
+            .ok_or_else(|| Error::Config("that node is not paired with this one".into()))?;
+        let mut moved = Vec::new();
+        if !now {
+            let holders = self.catalog().shares_on_peer(&id)?;
+            let unlocked = self.users();
+            if let Some((user, count)) = holders.iter().find(|(u, _)| !unlocked.contains(u)) {
+                return Err(Error::NotLoggedIn(format!(
+                    "account {user:?} has {count} shares on {name} and is locked: unlock it (`shard login {user}`) so they can be moved, or forget the peer at once with --now and let repair rebuild them"
+                )));
+            }
+            for (user, _) in &holders {
+                let session = self.session(Some(user))?;
+                let job = self.jobs().create("repair");
+                let lost = std::iter::once(id).collect();
+                let result = repair(self.clone(), session, Vec::new(), lost, job).await?;
+                if result["ok"] != true {
+                    return Err(Error::Config(format!(
+                        "not every share on {name} could be moved, so it stays paired: {}",
+                        result["waiting"]
+                            .as_str()
+                            .or_else(|| result["failures"][0].as_str())
+                            .unwrap_or("see the node's log")
+                    )));
+                }
+                moved.push(serde_json::json!({
+                    "user": user,
+                    "shares_moved": result["shares_rebuilt"],
+                    "bytes_rebuilt": result["bytes_rebuilt"],
+                    "repair_secs": result["elapsed_secs"],
+                }));
+            }
+        }
+        self.forget_peer(&id, &name)?;
+        Ok(
+            serde_json::json!({"removed": name, "id": shard_net::identity::fingerprint(&id), "moved": moved, "now": now}),
+        )
+    }
 }

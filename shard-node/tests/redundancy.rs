@@ -123,7 +123,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     // Refused whole (too few nodes for n): nothing acknowledged, nothing to
                     // restore.
-                    Err(shard_net::Error::NotEnoughNodes { .. }) => {}
+                    Err(shard_node::Error::NotEnoughNodes { .. }) => {}
                     Err(e) => return Err(TestCaseError::fail(format!("{op:?}: {e}"))),
                 }
             }
@@ -145,7 +145,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let node = swarm.owner().clone();
                 let session = node.session(Some(common::USER)).unwrap();
                 let job = node.jobs().create("repair");
-                shard_net::health::repair(node, session, Vec::new(), Default::default(), job)
+                shard_node::health::repair(node, session, Vec::new(), Default::default(), job)
                     .await
                     .map_err(|e| TestCaseError::fail(format!("repair: {e}")))?;
             }

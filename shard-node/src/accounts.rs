@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use shard_crypto::{KdfParams, KeyRecord, VaultKey, encode_recovery_code};
-use shard_store::{Account, AccountId, Catalog};
+use shard_store::{Account, Catalog};
 use zeroize::Zeroizing;
 
 use crate::{Error, Result};
@@ -240,21 +240,35 @@ struct Turn {
 pub struct TurnGuard {
     _lock: tokio::sync::OwnedMutexGuard<()>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    name: String,
+    turns: Arc<Mutex<HashMap<String, Turn>>>,
 }
 
 impl Drop for TurnGuard {
     fn drop(&mut self) {
-        self.queued
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self
+            .queued
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        // The last one out forgets the name (names with no account must not pile up).
+        if before == 1 {
+            turns.remove(&self.name);
+        }
     }
 }
 
 /// Names with no account that logins were tried for, remembered (for their delays) at most.
 const UNKNOWN_NAMES: usize = 1024;
 
+/// Logins from the web UI waiting at once, whatever the name: more are refused with
+/// [`Error::TooManyAttempts`], so a crowd of attempts (on names that exist or not) cannot
+/// stand for minutes between the owner and the two Argon2 slots.
+pub const WEB_LOGINS_WAITING: usize = 16;
+
 /// What bounds passphrase work in a running node (see the module docs).
 pub struct Gate {
-    turns: Mutex<HashMap<AccountId, Turn>>,
+    /// Turns by login name: accounts and names with no account alike.
+    turns: Arc<Mutex<HashMap<String, Turn>>>,
     argon: Arc<tokio::sync::Semaphore>,
     signups: Mutex<VecDeque<Instant>>,
     /// Failed logins for names that have no account: (count, when the last one ended), so a
@@ -262,40 +276,65 @@ pub struct Gate {
     unknown: Mutex<HashMap<String, (u32, Instant)>>,
     /// A key record no passphrase opens, checked for names with no account (same Argon2 cost).
     decoy: std::sync::OnceLock<Option<KeyRecord>>,
+    /// Web logins under way (see [`WEB_LOGINS_WAITING`]).
+    web_waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for Gate {
     fn default() -> Self {
         Self {
-            turns: Mutex::default(),
+            turns: Arc::default(),
             argon: Arc::new(tokio::sync::Semaphore::new(ARGON2_AT_ONCE)),
             signups: Mutex::default(),
             unknown: Mutex::default(),
             decoy: std::sync::OnceLock::new(),
+            web_waiting: Arc::default(),
         }
     }
 }
 
 impl Gate {
-    /// Waits for `account`'s turn: one passphrase attempt per account at a time, at most
-    /// [`WAITING_PER_ACCOUNT`] waiting (more are refused with [`Error::TooManyAttempts`]).
-    pub async fn turn(&self, account: AccountId) -> Result<TurnGuard> {
+    /// Waits for the turn of login name `user`: one passphrase attempt per name at a time, at
+    /// most [`WAITING_PER_ACCOUNT`] waiting (more are refused with
+    /// [`Error::TooManyAttempts`]) — for names with no account too, so that the answers do not
+    /// tell which names exist.
+    pub async fn turn(&self, user: &str) -> Result<TurnGuard> {
         let (lock, queued) = {
             let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
-            let turn = turns.entry(account).or_default();
+            let turn = turns.entry(user.to_string()).or_default();
+            let before = turn
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if before >= WAITING_PER_ACCOUNT {
+                turn.queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(Error::TooManyAttempts(format!(
+                    "{WAITING_PER_ACCOUNT} passphrase attempts for this account are already waiting; try again later"
+                )));
+            }
             (turn.lock.clone(), turn.queued.clone())
         };
-        let before = queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if before >= WAITING_PER_ACCOUNT {
-            queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(Error::TooManyAttempts(format!(
-                "{WAITING_PER_ACCOUNT} passphrase attempts for this account are already waiting; try again later"
-            )));
-        }
         Ok(TurnGuard {
             _lock: lock.lock_owned().await,
             queued,
+            name: user.to_string(),
+            turns: self.turns.clone(),
         })
+    }
+
+    /// A place among the web logins under way, or [`Error::TooManyAttempts`] when
+    /// [`WEB_LOGINS_WAITING`] are.
+    pub fn web_login(&self) -> Result<WebLogin> {
+        let before = self
+            .web_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let place = WebLogin(self.web_waiting.clone());
+        if before >= WEB_LOGINS_WAITING {
+            return Err(Error::TooManyAttempts(
+                "too many logins are waiting on this node; try again in a minute".into(),
+            ));
+        }
+        Ok(place)
     }
 
     /// Waits for room to run Argon2.
@@ -420,6 +459,15 @@ pub fn recovery_code(
 ) -> Result<Zeroizing<String>> {
     let (_, key) = unwrap_blocking(catalog, user, passphrase)?;
     Ok(encode_recovery_code(&key))
+}
+
+/// A web login under way; its place is given back when dropped.
+pub struct WebLogin(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WebLogin {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

@@ -49,10 +49,20 @@ impl Sessions {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds (or replaces) a session.
+    /// Adds a session, or returns the one already open for the same account and vault (a
+    /// second login while unlocked changes nothing: operations keep serializing on one
+    /// writer lock, and web sessions opened with it stay valid). Another account under the
+    /// same name replaces it.
     pub fn insert(&self, session: Session) -> Arc<Session> {
+        let mut map = self.lock();
+        if let Some(open) = map.get(&session.user)
+            && open.account == session.account
+            && open.vault() == session.vault()
+        {
+            return open.clone();
+        }
         let session = Arc::new(session);
-        self.lock().insert(session.user.clone(), session.clone());
+        map.insert(session.user.clone(), session.clone());
         session
     }
 

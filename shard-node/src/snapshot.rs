@@ -11,8 +11,8 @@
 //!           share, when it was written: seconds since the epoch, the node that wrote it)
 //! ```
 //! A peer keeps a head only when the vault authority signed the request for it (see
-//! [`crate::rpc`]). With the recovery code, a new machine opens the newest head, takes the
-//! vault over (signed too), fetches the snapshot and rebuilds the catalog ([`crate::recover`]).
+//! [`shard_net::rpc`]). With the recovery code, a new machine opens the newest head, takes the
+//! vault over (signed too), fetches the snapshot and rebuilds the catalog (the `recover` module).
 //! Old snapshot shares that the new snapshot does not reuse are deleted.
 
 use std::collections::{HashMap, HashSet};
@@ -335,4 +335,29 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         sealed.len()
     );
     Ok(seq)
+}
+
+/// Snapshots after each change of a catalog.
+impl Node {
+    /// After a change to `session`'s catalog: writes a new snapshot and head in the background.
+    /// A failure is remembered until a later snapshot succeeds (`check` reports it).
+    pub fn catalog_changed(self: &Arc<Self>, session: &Arc<Session>) {
+        let (node, session) = (self.clone(), session.clone());
+        self.spawn_task(async move {
+            if let Err(e) = node.write_snapshot(&session).await {
+                tracing::warn!("catalog snapshot not written: {e}; it will be at the next change");
+            }
+        });
+    }
+
+    /// Writes `session`'s catalog snapshot and head now, remembering a failure until a later
+    /// snapshot succeeds (`check` reports it); returns the head's sequence number.
+    pub async fn write_snapshot(self: &Arc<Self>, session: &Arc<Session>) -> Result<u64> {
+        let written = write_snapshot(self, session).await;
+        self.record_snapshot(
+            session.account,
+            written.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        written
+    }
 }

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shard_crypto::{KdfParams, KeyRecord, VaultKey};
-use shard_net::get::GetRequest;
-use shard_net::home::{Home, NodeConfig};
-use shard_net::node::{Node, RunOptions};
-use shard_net::put::PutRequest;
+use shard_node::get::GetRequest;
+use shard_node::home::{Home, NodeConfig};
+use shard_node::node::{Node, RunOptions};
+use shard_node::put::PutRequest;
 use shard_proto::NodeId;
 
 /// The test account and its passphrase.
@@ -122,7 +122,7 @@ impl Swarm {
         path: &Path,
         name: &str,
         shares: Option<(u8, u8)>,
-    ) -> shard_net::Result<Value> {
+    ) -> shard_node::Result<Value> {
         self.owner()
             .put(
                 Some(USER),
@@ -142,7 +142,7 @@ impl Swarm {
         name: &str,
         version: Option<u32>,
         out: &Path,
-    ) -> shard_net::Result<Value> {
+    ) -> shard_node::Result<Value> {
         self.owner()
             .get(
                 Some(USER),
@@ -162,7 +162,7 @@ impl Swarm {
         let node = self.owner().clone();
         let session = node.session(Some(USER)).unwrap();
         let job = node.jobs().create("check");
-        shard_net::health::check(node, session, Vec::new(), fraction, job)
+        shard_node::health::check(node, session, Vec::new(), fraction, job)
             .await
             .unwrap()
     }

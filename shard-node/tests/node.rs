@@ -15,9 +15,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use shard_net::home::{Home, NodeConfig};
-use shard_net::node::{Node, RunOptions};
 use shard_net::rpc::PeerClient;
+use shard_node::home::{Home, NodeConfig};
+use shard_node::node::{Node, RunOptions};
 use shard_proto::{Namespace, Share, ShareHeader};
 use shard_store::ShareStore;
 
@@ -52,11 +52,6 @@ async fn shutdown_mid_stream_never_acknowledges_a_share_it_did_not_keep() {
     let server = Node::start(server_home.clone(), RunOptions::default())
         .await
         .unwrap();
-    server.announce().unwrap();
-    assert!(
-        server_home.api_addr_path().exists(),
-        "announce writes where the API is"
-    );
     let client = Node::start(client_home.clone(), RunOptions::default())
         .await
         .unwrap();
@@ -388,4 +383,61 @@ async fn a_stranger_learns_no_name_and_no_address() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "still open: {closed:?}"
     );
+}
+
+/// Copies of a node's key (a stolen home) hold connections to its peer: they cannot lock the
+/// real node out. Each new connection of an id closes its oldest, so the real node gets back
+/// in and stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_nodes_key_cannot_hold_every_place_at_its_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (home(dir.path(), "a"), home(dir.path(), "b"));
+    let b = Node::start(b_home, RunOptions::default()).await.unwrap();
+    let a = Node::start(
+        a_home.clone(),
+        RunOptions {
+            max_backoff: Duration::from_millis(300),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    a.join(&b.invite(None).unwrap().encode()).await.unwrap();
+    connected(&a, 1).await;
+    let b_addr: std::net::SocketAddr = b.status().unwrap().listen.parse().unwrap();
+
+    // The thief's copies, as many as a peer may have open.
+    let stolen = a_home.identity().unwrap();
+    let hello = shard_net::noise::Hello {
+        name: "a".into(),
+        listen: Vec::new(),
+        protocol: shard_proto::PROTOCOL_VERSION,
+    };
+    let mut copies = Vec::new();
+    for _ in 0..shard_node::node::CONNECTIONS_PER_PEER {
+        let channel = shard_net::noise::connect(b_addr, &stolen, &hello, Some(b.node_id()), None)
+            .await
+            .unwrap();
+        copies.push(PeerClient::start(channel));
+    }
+    // The real node is back within its backoff, and its puts land.
+    let start = std::time::Instant::now();
+    loop {
+        let put = match a.online_clients().first() {
+            Some(client) => client
+                .put_share([9; 16], &share(7), Duration::from_secs(5))
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if put {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the real node stayed locked out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.status().unwrap().usage.shares, 1);
 }

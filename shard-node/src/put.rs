@@ -15,7 +15,7 @@
 //! of its shares are already acknowledged, and only the others are sent. The same file put
 //! again sends nothing; a put interrupted and run again sends only what was not acknowledged.
 //!
-//! A chunk stored before keeps its encoding ([`choose_encoding`]): its `k`-of-`n` is reused
+//! A chunk stored before keeps its encoding (`choose_encoding`): its `k`-of-`n` is reused
 //! when it survives at least as many losses as the put asks for, and its missing shares are
 //! sent again (encoding is deterministic: the same chunk and `k`-of-`n` give the same shares).
 //! Otherwise the chunk is stored a second time, with the put's redundancy, as an encoding of
@@ -25,9 +25,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +44,10 @@ use tokio::task::JoinSet;
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
 use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
+pub use crate::request::PutRequest;
 use crate::session::Session;
 use crate::target::Target;
+use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
 /// Chunks whose shares are on their way at once: many small ones (so peers get batches to
@@ -59,29 +60,6 @@ pub const PER_NODE: usize = 16;
 /// Attempts to place one share before the chunk fails.
 const ATTEMPTS: usize = 3;
 
-/// What to store.
-#[derive(Debug, Clone)]
-pub struct PutRequest {
-    /// Files and folders.
-    pub paths: Vec<PathBuf>,
-    /// Name in the vault (only with one path; default: the path's last component).
-    pub name: Option<Vec<u8>>,
-    /// `k`-of-`n` (default: from the nodes online).
-    pub redundancy: Option<(u8, u8)>,
-    /// Delete the originals once stored and read back.
-    pub move_original: bool,
-}
-
-/// One thing to store.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub src: PathBuf,
-    pub meta: FileMeta,
-    pub dev_ino: (u64, u64),
-    /// Its bytes come from the put's [`Upload`], not from `src`.
-    pub streamed: bool,
-}
-
 /// Bytes arriving from elsewhere (a web upload), stored as one file as they come: never held
 /// whole, in memory or on disk.
 pub struct Upload {
@@ -91,128 +69,6 @@ pub struct Upload {
     pub size: u64,
     /// The bytes; an error ends the put without storing the file.
     pub reader: Box<dyn Read + Send>,
-}
-
-/// Checks a vault name: not empty, not absolute, no empty, `.` or `..` component, no NUL.
-pub fn check_name(name: &[u8]) -> Result<()> {
-    let bad = name.is_empty()
-        || name.first() == Some(&b'/')
-        || name.contains(&0)
-        || name
-            .split(|&b| b == b'/')
-            .any(|c| c.is_empty() || c == b"." || c == b"..");
-    if bad {
-        return Err(Error::InvalidName(
-            String::from_utf8_lossy(name).into_owned(),
-        ));
-    }
-    Ok(())
-}
-
-fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Result<Entry> {
-    let link_target = if kind == FileKind::Symlink {
-        let target = fs::read_link(path).map_err(|e| access(path, &e))?;
-        Some(serde_bytes::ByteBuf::from(
-            target.as_os_str().as_bytes().to_vec(),
-        ))
-    } else {
-        None
-    };
-    Ok(Entry {
-        src: path.to_path_buf(),
-        meta: FileMeta {
-            name,
-            kind,
-            size: if kind == FileKind::File { md.len() } else { 0 },
-            mtime: md.mtime(),
-            mtime_nanos: u32::try_from(md.mtime_nsec()).unwrap_or(0),
-            mode: md.mode() & 0o7777,
-            link_target,
-        },
-        dev_ino: (md.dev(), md.ino()),
-        streamed: false,
-    })
-}
-
-fn access(path: &Path, e: &std::io::Error) -> Error {
-    Error::PathAccess {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
-/// Lists what a put stores, in a stable order; returns warnings for skipped paths.
-pub(crate) fn scan(request: &PutRequest) -> Result<(Vec<Entry>, Vec<String>)> {
-    if request.name.is_some() && request.paths.len() != 1 {
-        return Err(Error::Usage(
-            "--as names one stored file: give exactly one path with it".into(),
-        ));
-    }
-    let mut entries = Vec::new();
-    let mut warnings = Vec::new();
-    for path in &request.paths {
-        let md = match fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::PathMissing(path.display().to_string()));
-            }
-            Err(e) => return Err(access(path, &e)),
-        };
-        let name = match &request.name {
-            Some(n) => n.clone(),
-            None => path
-                .file_name()
-                .map(|n| n.as_bytes().to_vec())
-                .ok_or_else(|| {
-                    Error::InvalidName(format!(
-                        "{} has no name; give one with --as",
-                        path.display()
-                    ))
-                })?,
-        };
-        check_name(&name)?;
-        walk(path, name, &md, &mut entries, &mut warnings)?;
-    }
-    Ok((entries, warnings))
-}
-
-fn walk(
-    path: &Path,
-    name: Vec<u8>,
-    md: &fs::Metadata,
-    out: &mut Vec<Entry>,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let ft = md.file_type();
-    if ft.is_file() {
-        // Opened now so that an unreadable file fails the put before anything is sent.
-        fs::File::open(path).map_err(|e| access(path, &e))?;
-        out.push(meta_of(path, name, md, FileKind::File)?);
-    } else if ft.is_symlink() {
-        out.push(meta_of(path, name, md, FileKind::Symlink)?);
-    } else if ft.is_dir() {
-        out.push(meta_of(path, name.clone(), md, FileKind::Dir)?);
-        let mut children: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(|e| access(path, &e))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| access(path, &e))?;
-        children.sort();
-        for child in children {
-            let child_md = fs::symlink_metadata(&child).map_err(|e| access(&child, &e))?;
-            let mut child_name = name.clone();
-            child_name.push(b'/');
-            child_name
-                .extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
-            walk(&child, child_name, &child_md, out, warnings)?;
-        }
-    } else {
-        warnings.push(format!(
-            "skipped {}: not a regular file, folder or link",
-            path.display()
-        ));
-    }
-    Ok(())
 }
 
 /// What the encoder threads tell the dispatcher. Chunks of a file may arrive out of order and
@@ -631,7 +487,7 @@ struct FileTrack {
 }
 
 /// Runs a put; the result is the job's summary.
-pub(crate) async fn run(
+pub async fn run(
     node: Arc<Node>,
     session: Arc<Session>,
     request: PutRequest,
@@ -639,9 +495,10 @@ pub(crate) async fn run(
 ) -> Result<Value> {
     let _writer = session.writer.lock().await;
     let req = request.clone();
-    let (entries, warnings) = tokio::task::spawn_blocking(move || scan(&req))
-        .await
-        .map_err(|_| Error::Disconnected)??;
+    let (entries, warnings) =
+        tokio::task::spawn_blocking(move || crate::tree::scan(&req.paths, req.name.as_deref()))
+            .await
+            .map_err(|e| Error::task(&e))??;
     store(
         node,
         session.clone(),
@@ -876,7 +733,7 @@ async fn store(
             break;
         }
     }
-    encoder.await.map_err(|_| Error::Disconnected)??;
+    encoder.await.map_err(|e| Error::task(&e))??;
     flush(
         &vault,
         &mut pending_acks,
@@ -1025,4 +882,18 @@ fn remove_originals(entries: &[Entry]) -> Result<()> {
         let _ = fs::remove_dir(&d.src);
     }
     Ok(())
+}
+
+/// Storing files, for a program that drives the node directly.
+impl Node {
+    /// Stores files as `user` (or the only unlocked account); returns the put's summary.
+    pub async fn put(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        request: PutRequest,
+    ) -> Result<serde_json::Value> {
+        let session = self.session(user)?;
+        let job = self.jobs().create("put");
+        run(self.clone(), session, request, job).await
+    }
 }

@@ -45,14 +45,16 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::Error;
-use crate::node::Node;
+use shard_node::node::Node;
+use shard_node::{Error, ErrorKind};
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) node: Arc<Node>,
     pub(crate) token: Arc<String>,
     pub(crate) ui: Arc<crate::ui::UiSessions>,
+    /// Where the web UI answers, if it runs (for `shard ui-link`).
+    pub(crate) ui_addr: Option<std::net::SocketAddr>,
 }
 
 /// The account a request acts for when it comes from a web UI session (set by [`crate::ui`]):
@@ -176,118 +178,33 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let (status, hint) = match &e {
-            Error::InvalidInvite(_) => (
-                StatusCode::BAD_REQUEST,
-                "copy the whole code as `shard invite` printed it, or ask for a new one",
-            ),
-            Error::Refused(_) => (
-                StatusCode::CONFLICT,
-                "ask the other node for a new code (`shard invite`)",
-            ),
-            Error::UnexpectedPeer { .. } => (
-                StatusCode::CONFLICT,
-                "another node answered at that address; check the code and the network",
-            ),
-            Error::NotLoggedIn(_) => (
-                StatusCode::UNAUTHORIZED,
-                "unlock an account with `shard login USER`",
-            ),
-            Error::WrongPassphrase { .. } => (
-                StatusCode::UNAUTHORIZED,
-                "check the passphrase and try again",
-            ),
-            Error::NotEnoughNodes { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "start more paired nodes (`shard peers` shows which are offline) or choose fewer shares with --shares K/N",
-            ),
-            Error::PathMissing(_) | Error::PathAccess { .. } => (
-                StatusCode::BAD_REQUEST,
-                "check the path and its permissions",
-            ),
-            Error::InvalidName(_) => (
-                StatusCode::BAD_REQUEST,
-                "a stored name is a relative path: not empty, not starting with /, without empty, `.` or `..` parts",
-            ),
-            Error::UnknownPeer(_) => (
-                StatusCode::NOT_FOUND,
-                "`shard peers` lists the paired peers with their names and ids",
-            ),
-            Error::Usage(_) => (
-                StatusCode::BAD_REQUEST,
-                "`shard help` describes every command and option",
-            ),
-            Error::Exists(_) => (
-                StatusCode::CONFLICT,
-                "choose another output path with -o, or overwrite with --force",
-            ),
-            Error::ChunkUnavailable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "start the offline peers named above; the file comes back once k shares of every chunk are reachable",
-            ),
-            Error::PartialPut { .. } => (
-                StatusCode::CONFLICT,
-                "fix the cause named above and run the same put again: it resumes",
-            ),
-            Error::MoveAborted(_) => (
-                StatusCode::CONFLICT,
-                "nothing was deleted; run `shard check`, then the put again",
-            ),
-            Error::TooManyAttempts(_) => {
-                (StatusCode::TOO_MANY_REQUESTS, "wait a minute and try again")
-            }
-            Error::WeakPassphrase(_) => (
-                StatusCode::BAD_REQUEST,
-                "use at least 10 characters that are not a common password: a few unrelated words work well",
-            ),
-            Error::Recovery(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "pair this node with at least k of the old peers (`shard invite` on them, `shard join` here), wait until `shard peers` shows them online, and check the code",
-            ),
-            Error::FilesRemain { .. } => (
-                StatusCode::CONFLICT,
-                "remove the files first (`shard rm`), or remove them with the account: --purge",
-            ),
-            Error::Store(shard_store::Error::NoSuchAccount(_)) => (
-                StatusCode::NOT_FOUND,
-                "`shard account ls` lists the accounts of this node",
-            ),
-            Error::Store(shard_store::Error::AccountExists(_)) => (
-                StatusCode::CONFLICT,
-                "choose another name for the recovered account with --user NAME",
-            ),
-            Error::Crypto(
-                shard_crypto::Error::RecoveryCodeLength { .. }
-                | shard_crypto::Error::RecoveryCodeCharacter { .. }
-                | shard_crypto::Error::RecoveryCodeGroup { .. }
-                | shard_crypto::Error::RecoveryCodeChecksum
-                | shard_crypto::Error::UnsupportedRecoveryCode(_),
-            ) => (
-                StatusCode::BAD_REQUEST,
-                "type the recovery code exactly as written down: groups of letters and digits",
-            ),
-            Error::Store(shard_store::Error::NoSuchFile(_)) => {
-                (StatusCode::NOT_FOUND, "`shard ls` lists what is stored")
-            }
-            Error::Timeout(_) | Error::Io(_) | Error::Disconnected => (
-                StatusCode::BAD_GATEWAY,
-                "check that the other node runs (`shard serve`) and that its address is reachable",
-            ),
-            _ => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "see the node's log for details",
-            ),
+        let (kind, hint) = e.kind_and_hint();
+        let status = match kind {
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::PeerUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string(), hint)
     }
 }
 
 /// Serves the API on `listener` until the node shuts down.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    token: String,
+    ui_addr: Option<std::net::SocketAddr>,
+) {
     let state = ApiState {
         node: node.clone(),
         token: Arc::new(token),
         ui: Arc::default(),
+        ui_addr,
     };
     let hosts = match listener.local_addr() {
         Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, false)),
@@ -298,9 +215,16 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, token: String) {
     };
     let router = routes()
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // The one route without the token: the server proves it holds it (see crate::proof).
+        .route("/v1/proof", get(proof))
         .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .with_state(state);
     let mut stop = node.shutdown_signal();
+    let listener = crate::listener::Bounded::new(
+        listener,
+        crate::listener::MAX_CONNECTIONS,
+        crate::listener::IDLE,
+    );
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -359,9 +283,36 @@ async fn authorize(State(state): State<ApiState>, request: Request, next: Next) 
     }
 }
 
+#[derive(Deserialize)]
+struct ProofQuery {
+    nonce: String,
+}
+
+/// Answers the CLI's nonce with proof that this server holds the token.
+async fn proof(
+    State(state): State<ApiState>,
+    Query(q): Query<ProofQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let nonce = hex::decode(&q.nonce)
+        .ok()
+        .and_then(|n| <[u8; crate::proof::NONCE_LEN]>::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the nonce must be 32 bytes in hex",
+                "the CLI sends a fresh one with every command",
+            )
+        })?;
+    let answer = crate::proof::answer(&state.token, &nonce);
+    Ok(Json(json!({"proof": hex::encode(answer)})))
+}
+
 /// The web UI's address, with a fresh one-time setup token while the node has no account.
 async fn ui_link(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let url = state.node.ui_link()?;
+    let url = match state.ui_addr {
+        Some(addr) => Some(crate::ui::link(&state.node, addr)?),
+        None => None,
+    };
     let setup = url.as_deref().is_some_and(|u| u.contains("#setup="));
     Ok(Json(json!({"url": url, "setup": setup})))
 }
@@ -463,7 +414,7 @@ async fn login(
     Json(body): Json<LoginBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
-    state.node.login(&body.user, passphrase).await?;
+    state.node.login_as_owner(&body.user, passphrase).await?;
     Ok(Json(json!({"user": body.user, "unlocked": true})))
 }
 
@@ -569,7 +520,7 @@ async fn put(
     } else {
         paths
     };
-    let request = crate::put::PutRequest {
+    let request = shard_node::put::PutRequest {
         paths,
         name: body.name.map(String::into_bytes),
         redundancy: body.shares.as_deref().map(parse_shares).transpose()?,
@@ -578,7 +529,7 @@ async fn put(
     let job = state.node.jobs().create_for("put", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
-        let result = crate::put::run(node.clone(), session.clone(), request, j.clone()).await;
+        let result = shard_node::put::run(node.clone(), session.clone(), request, j.clone()).await;
         if result.is_ok() {
             node.catalog_changed(&session);
         }
@@ -618,7 +569,7 @@ async fn get_file(
     } else {
         out
     };
-    let request = crate::get::GetRequest {
+    let request = shard_node::get::GetRequest {
         name: bytes_of(body.name, body.name_hex, "name")?,
         version: body.version,
         out,
@@ -628,13 +579,13 @@ async fn get_file(
     let job = state.node.jobs().create_for("get", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
-        let result = crate::get::run(node, session, request, j.clone()).await;
+        let result = shard_node::get::run(node, session, request, j.clone()).await;
         finish(&j, result);
     });
     Ok(Json(json!({"job": job.id})))
 }
 
-fn finish(job: &crate::jobs::Job, result: crate::Result<serde_json::Value>) {
+fn finish(job: &shard_node::jobs::Job, result: shard_node::Result<serde_json::Value>) {
     match result {
         Ok(v) => job.finish(v),
         Err(e) => {
@@ -650,7 +601,7 @@ async fn job(
     UrlPath(id): UrlPath<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // A web UI session sees only its own account's jobs.
-    let mine = |job: &crate::jobs::Job| match &acting {
+    let mine = |job: &shard_node::jobs::Job| match &acting {
         Some(Extension(Acting(user))) => job.user.as_deref() == Some(user.as_str()),
         None => true,
     };
@@ -679,15 +630,16 @@ async fn ls(
     let session = state.node.session(user.as_deref())?;
     let node = state.node.clone();
     let prefix = q.prefix.unwrap_or_default().into_bytes();
-    let listing = tokio::task::spawn_blocking(move || crate::files::ls(&node, &session, &prefix))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "listing failed",
-                "see the node's log",
-            )
-        })??;
+    let listing =
+        tokio::task::spawn_blocking(move || shard_node::files::ls(&node, &session, &prefix))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "listing failed",
+                    "see the node's log",
+                )
+            })??;
     Ok(Json(listing))
 }
 
@@ -706,7 +658,7 @@ async fn rm(
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
-    let removed = crate::files::rm(&state.node, &session, &name, false).await?;
+    let removed = shard_node::files::rm(&state.node, &session, &name, false).await?;
     state.node.catalog_changed(&session);
     Ok(Json(removed))
 }
@@ -727,7 +679,7 @@ async fn recover(
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
     let code = zeroize::Zeroizing::new(body.code);
     Ok(Json(
-        crate::recover::recover(
+        shard_node::recover::recover(
             &state.node,
             &code,
             body.user.as_deref(),
@@ -769,7 +721,7 @@ async fn check(
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
         let result =
-            crate::health::check(node, session, names, body.read_fraction, j.clone()).await;
+            shard_node::health::check(node, session, names, body.read_fraction, j.clone()).await;
         finish(&j, result);
     });
     Ok(Json(json!({"job": job.id})))
@@ -786,7 +738,7 @@ async fn repair(
     let job = state.node.jobs().create_for("repair", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     tokio::spawn(async move {
-        let result = crate::health::repair(
+        let result = shard_node::health::repair(
             node.clone(),
             session.clone(),
             names,
@@ -942,7 +894,7 @@ async fn upload(
         ));
     };
     let (tx, pieces) = tokio::sync::mpsc::channel(8);
-    let upload = crate::put::Upload {
+    let upload = shard_node::put::Upload {
         name,
         size,
         reader: Box::new(BodyReader {
@@ -953,9 +905,14 @@ async fn upload(
     let job = state.node.jobs().create_for("put", Some(&session.user));
     let (node, j) = (state.node.clone(), job.clone());
     let put = tokio::spawn(async move {
-        let result =
-            crate::put::run_upload(node.clone(), session.clone(), upload, redundancy, j.clone())
-                .await;
+        let result = shard_node::put::run_upload(
+            node.clone(),
+            session.clone(),
+            upload,
+            redundancy,
+            j.clone(),
+        )
+        .await;
         match result {
             Ok(summary) => {
                 node.catalog_changed(&session);
@@ -1014,7 +971,7 @@ async fn download(
     let session = state.node.session(user.as_deref())?;
     let name = vault_name(&q.name)?;
     let path = spool(&state.node)?;
-    let request = crate::get::GetRequest {
+    let request = shard_node::get::GetRequest {
         name,
         version: q.version,
         out: path.clone(),
@@ -1022,7 +979,7 @@ async fn download(
         keep_special_bits: false,
     };
     let job = state.node.jobs().create_for("get", Some(&session.user));
-    let restored = crate::get::run(state.node.clone(), session, request, job).await;
+    let restored = shard_node::get::run(state.node.clone(), session, request, job).await;
     let opened = match restored {
         Ok(_) => tokio::fs::File::open(&path).await.map_err(Error::Io),
         Err(e) => Err(e),
@@ -1132,7 +1089,7 @@ struct PictureQuery {
 }
 
 /// `GET /v1/picture?name=&version=`: where the file's shares are (see
-/// [`crate::health::picture`]).
+/// [`shard_node::health::picture`]).
 async fn picture(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
@@ -1143,7 +1100,7 @@ async fn picture(
     let node = state.node.clone();
     let name = q.name.into_bytes();
     let picture = tokio::task::spawn_blocking(move || {
-        crate::health::picture(&node, &session, &name, q.version)
+        shard_node::health::picture(&node, &session, &name, q.version)
     })
     .await
     .map_err(|_| {

@@ -1,0 +1,130 @@
+//! The shard node's HTTP faces: the control API the CLI drives ([`api`], loopback only, with
+//! the token in `<home>/api.token`) and the web UI ([`ui`], browser sessions, its pages
+//! embedded), both guarded against requests for another host ([`hosts`]).
+//!
+//! `shard serve` starts a [`shard_node::node::Node`] and then an [`HttpServer`] in front of
+//! it; a program that embeds the engine needs neither.
+
+pub mod api;
+pub mod hosts;
+mod listener;
+pub mod proof;
+pub mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shard_node::node::Node;
+use shard_node::{Error, Result};
+use tokio::net::TcpListener;
+
+/// Where the API and the web UI listen (`None`: the node's config says).
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Overrides the config's control API address.
+    pub api: Option<SocketAddr>,
+    /// Overrides the config's web UI address.
+    pub ui: Option<SocketAddr>,
+    /// Allows the web UI on an address other than loopback.
+    pub ui_public: bool,
+}
+
+/// The control API and (if configured) the web UI of a running node; both stop when the
+/// node shuts down.
+pub struct HttpServer {
+    node: Arc<Node>,
+    api: SocketAddr,
+    ui: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds the API (and the web UI, if asked for) and serves them in front of `node`.
+    pub async fn start(node: Arc<Node>, options: &HttpOptions) -> Result<HttpServer> {
+        let config = node.home().config()?;
+        let api_at = options.api.unwrap_or(config.api);
+        if !api_at.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "the control API must listen on a loopback address, not {api_at}"
+            )));
+        }
+        let api_listener = TcpListener::bind(api_at)
+            .await
+            .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
+        let api = api_listener.local_addr()?;
+        let ui_listener = match options.ui.or(config.ui) {
+            Some(at) => {
+                if !at.ip().is_loopback() && !options.ui_public {
+                    return Err(Error::Config(format!(
+                        "the web UI would be reachable from other machines at {at}; to allow that, add --ui-public"
+                    )));
+                }
+                if !at.ip().is_loopback() {
+                    tracing::warn!(
+                        "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
+                    );
+                }
+                Some(TcpListener::bind(at).await.map_err(|e| {
+                    Error::Config(format!(
+                        "cannot open the web UI on {at}: {e} (choose another with --ui)"
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let ui = match &ui_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let token = node.home().token()?;
+        let mut tasks = vec![tokio::spawn(api::serve(
+            node.clone(),
+            api_listener,
+            token,
+            ui,
+        ))];
+        if let Some(listener) = ui_listener {
+            tasks.push(tokio::spawn(ui::serve(node.clone(), listener)));
+        }
+        tracing::info!("control API on {api}");
+        Ok(HttpServer {
+            node,
+            api,
+            ui,
+            tasks,
+        })
+    }
+
+    /// Writes the address files the CLI finds the node by: call once the node is ready to
+    /// answer (after an unattended login, say), so no command arrives before.
+    pub fn announce(&self) -> Result<()> {
+        let home = self.node.home();
+        if let Some(ui) = self.ui {
+            shard_node::home::write_private(&home.ui_addr_path(), ui.to_string().as_bytes())?;
+        }
+        home.write_addrs(self.api, self.node.listen_addr())
+    }
+
+    /// Waits (at most `limit`) until both servers have answered their last request; they
+    /// stop once the node shuts down.
+    pub async fn stopped(self, limit: std::time::Duration) {
+        let all = futures_util::future::join_all(self.tasks);
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+
+    /// Where the control API answers.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// Where the web UI answers, if it runs.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui
+    }
+
+    /// The web UI's address for a person (with the one-time setup token while the node has
+    /// no account); `None` when no web UI runs.
+    pub fn ui_link(&self) -> Result<Option<String>> {
+        self.ui.map(|addr| ui::link(&self.node, addr)).transpose()
+    }
+}

@@ -1,0 +1,193 @@
+//! The sockets of the API and the web UI, bounded: at most [`MAX_CONNECTIONS`] open at once
+//! on each (more wait in the kernel's backlog), and a connection that moves no byte either
+//! way for [`IDLE`] is closed. Without this, another local user (or anyone who can reach a
+//! public UI) could hold connections open until the node's descriptors ran out, and then
+//! neither peers nor the store could open anything. Server-sent events keep their
+//! connections alive with their own keep-alive messages.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Connections open at once on one listener.
+pub const MAX_CONNECTIONS: usize = 128;
+/// A connection with no byte read or written for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(300);
+
+/// A listener that hands out at most `max` connections at a time.
+pub(crate) struct Bounded {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    idle: Duration,
+}
+
+impl Bounded {
+    pub(crate) fn new(inner: TcpListener, max: usize, idle: Duration) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(Semaphore::new(max)),
+            idle,
+        }
+    }
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        let permit = loop {
+            // The semaphore is never closed; should it be, wait rather than spin.
+            match self.permits.clone().acquire_owned().await {
+                Ok(permit) => break permit,
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let guarded = Guarded {
+            stream,
+            _permit: permit,
+            idle: self.idle,
+            deadline: Box::pin(tokio::time::sleep(self.idle)),
+        };
+        (guarded, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection: holds its place until dropped, and fails with `TimedOut` once it
+/// has been idle too long.
+pub(crate) struct Guarded {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Guarded {
+    fn moved(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn idle_out<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.idle_out(cx),
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(result) => {
+                if result.as_ref().is_ok_and(|n| *n > 0) {
+                    self.moved();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.idle_out(cx),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(result) => {
+                if result.as_ref().is_ok_and(|n| *n > 0) {
+                    self.moved();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.idle_out(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn connections_beyond_the_bound_wait_and_idle_ones_are_closed() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let mut bounded = Bounded::new(inner, 2, Duration::from_millis(200));
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let _c2 = TcpStream::connect(addr).await.unwrap();
+        let _c3 = TcpStream::connect(addr).await.unwrap();
+        let (mut first, _) = bounded.accept().await;
+        let (_second, _) = bounded.accept().await;
+        // The third waits for a place...
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), bounded.accept())
+                .await
+                .is_err()
+        );
+        // ...which the first gives back once idle too long.
+        let mut buf = [0u8; 1];
+        let idle = first.read(&mut buf).await.unwrap_err();
+        assert_eq!(idle.kind(), io::ErrorKind::TimedOut);
+        drop(first);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), bounded.accept())
+                .await
+                .is_ok()
+        );
+    }
+}

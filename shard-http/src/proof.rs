@@ -1,0 +1,46 @@
+//! The control API proves who it is before the CLI sends it anything secret.
+//!
+//! The CLI finds the node by `<home>/api.addr`. After a crash that file is stale, and any
+//! program of any user can listen on the port it names: the CLI would hand it the API token,
+//! a passphrase or a recovery code. So the CLI first sends a fresh random nonce (nothing
+//! secret) to `GET /v1/proof?nonce=HEX`, and the server answers HMAC-SHA256 over it under a
+//! key derived from the token: only a program that can read the token (the node, run by the
+//! home's owner) can answer. The CLI compares in constant time and stops on a wrong answer.
+
+use sha2::{Digest, Sha256};
+use shard_crypto::SecretKey;
+
+/// Bytes of a nonce.
+pub const NONCE_LEN: usize = 32;
+
+const CONTEXT: &[u8] = b"shard api proof v1\0";
+
+/// The answer to `nonce` of a server that holds `token`.
+pub fn answer(token: &str, nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+    let key = SecretKey::from_bytes(Sha256::digest(token.as_bytes()).into());
+    let mut data = Vec::with_capacity(CONTEXT.len() + NONCE_LEN);
+    data.extend_from_slice(CONTEXT);
+    data.extend_from_slice(nonce);
+    shard_crypto::hmac_sha256(&key, &data)
+}
+
+/// Whether `presented` (hex, as the server sent it) is the answer to `nonce` under `token`.
+pub fn check(token: &str, nonce: &[u8; NONCE_LEN], presented: &str) -> bool {
+    hex::decode(presented).is_ok_and(|bytes| shard_crypto::ct_eq(&bytes, &answer(token, nonce)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_token_answers_and_only_its_nonce() {
+        let nonce = [7u8; NONCE_LEN];
+        let good = hex::encode(answer("token-a", &nonce));
+        assert!(check("token-a", &nonce, &good));
+        assert!(!check("token-b", &nonce, &good));
+        assert!(!check("token-a", &[8u8; NONCE_LEN], &good));
+        assert!(!check("token-a", &nonce, "not hex"));
+        assert!(!check("token-a", &nonce, ""));
+    }
+}

@@ -1,0 +1,289 @@
+//! The engine's error: typed variants a caller can act on, each with a [`Error::hint`] that
+//! says how to fix it, shared by the CLI, the control API and programs that embed the node.
+
+use shard_net::Error as NetError;
+use shard_proto::ErrorCode;
+
+/// Everything that can go wrong running the node and its vault operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to a peer failed (refused, timed out, closed, or it answered with an error).
+    #[error(transparent)]
+    Net(#[from] shard_net::Error),
+    /// A socket or file operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent bytes that break the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] shard_proto::Error),
+    /// The local share store or catalog failed.
+    #[error(transparent)]
+    Store(#[from] shard_store::Error),
+    /// A key or code problem.
+    #[error(transparent)]
+    Crypto(#[from] shard_crypto::Error),
+    /// The node's home or configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A bug or a crash inside the node (a task that panicked): not the peer's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// No account is unlocked (or not the one named).
+    #[error("{0}")]
+    NotLoggedIn(String),
+    /// Too many attempts (sign-ups) in a short time; try again later.
+    #[error("{0}")]
+    TooManyAttempts(String),
+    /// A passphrase that does not unlock the account.
+    #[error("wrong passphrase for account {user:?}; the next attempt waits {next_wait_secs} s")]
+    WrongPassphrase {
+        /// The account.
+        user: String,
+        /// Seconds the next attempt will wait.
+        next_wait_secs: u64,
+    },
+    /// Fewer storage nodes online than the shares need.
+    #[error(
+        "{needed} storage nodes must be online to store {k}-of-{needed}; {online} online now (this node and {peers} of its peers)"
+    )]
+    NotEnoughNodes {
+        /// Nodes online, this one included.
+        online: usize,
+        /// Connected peers.
+        peers: usize,
+        /// Nodes needed (`n`).
+        needed: usize,
+        /// Shares needed to restore (`k`).
+        k: usize,
+    },
+    /// A path to store that does not exist.
+    #[error("{0} does not exist")]
+    PathMissing(String),
+    /// A path that cannot be read or written.
+    #[error("cannot access {path}: {reason}")]
+    PathAccess {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The restore target exists and `--force` was not given.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// A name that cannot be stored or restored safely (empty, absolute, `..`).
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// A chunk has too few reachable shares.
+    #[error(
+        "chunk {chunk} of {file} cannot be restored: {have} of the {need} shares needed are reachable{holders}"
+    )]
+    ChunkUnavailable {
+        /// The file.
+        file: String,
+        /// The chunk (short id).
+        chunk: String,
+        /// Good shares reached.
+        have: usize,
+        /// Shares needed.
+        need: usize,
+        /// Which offline peers hold its other shares, as text.
+        holders: String,
+    },
+    /// Some files of a put could not be stored (the others were).
+    #[error("{failed} of {total} files could not be stored: {first}")]
+    PartialPut {
+        /// Files that failed.
+        failed: usize,
+        /// Files in the put.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// `--move` kept the originals because the stored copy did not read back identical.
+    #[error("the originals were kept: {0}")]
+    MoveAborted(String),
+    /// A new passphrase that breaks a rule (the reason says which).
+    #[error("{0}")]
+    WeakPassphrase(String),
+    /// Recovery cannot go on (no peer with the vault's head, nothing to fetch).
+    #[error("{0}")]
+    Recovery(String),
+    /// An account still has files and `--purge` was not given.
+    #[error("account {user:?} still has {files} stored file versions")]
+    FilesRemain {
+        /// The account.
+        user: String,
+        /// Its file versions.
+        files: u64,
+    },
+    /// No paired peer goes by that name or id (or several do).
+    #[error("{0}")]
+    UnknownPeer(String),
+    /// A request that cannot be carried out as asked (the message says how to ask).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Whether the store that answered is full (a quota, a disk, or a peer saying so): the
+    /// caller places elsewhere and stops offering that node shares for the rest of the job.
+    pub fn is_full(&self) -> bool {
+        match self {
+            Error::Store(shard_store::Error::Full { .. }) => true,
+            Error::Net(e) => e.is_full(),
+            _ => false,
+        }
+    }
+
+    /// The peer's error code, when a peer answered with one.
+    pub fn remote_code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Net(shard_net::Error::Remote { code, .. }) => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// A task of the node that panicked or was cancelled: a bug, not the peer's doing.
+    pub(crate) fn task(e: &tokio::task::JoinError) -> Self {
+        Error::Internal(format!("a task of the node failed: {e}"))
+    }
+}
+
+/// What kind of failure an [`Error`] is, for a caller that must choose a reaction (an HTTP
+/// status, an exit code, a retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong as asked (a path, a name, a code, an option).
+    BadInput,
+    /// No account is unlocked, or the passphrase is wrong.
+    Unauthorized,
+    /// It clashes with what exists (a file, an account, a pairing).
+    Conflict,
+    /// What was named does not exist.
+    NotFound,
+    /// Not enough of the swarm is reachable now; it may work later.
+    Unavailable,
+    /// Too many attempts in a short time.
+    TooMany,
+    /// A peer could not be reached or stopped answering.
+    PeerUnreachable,
+    /// A bug, a crash or a local failure: see the node's log.
+    Internal,
+}
+
+impl Error {
+    /// What kind of failure this is and how to fix it, in one place for the CLI, the control
+    /// API and programs that embed the node.
+    pub fn kind_and_hint(&self) -> (ErrorKind, &'static str) {
+        match self {
+            Error::Net(NetError::InvalidInvite(_)) => (
+                ErrorKind::BadInput,
+                "copy the whole code as `shard invite` printed it, or ask for a new one",
+            ),
+            Error::Net(NetError::Refused(_)) => (
+                ErrorKind::Conflict,
+                "ask the other node for a new code (`shard invite`)",
+            ),
+            Error::Net(NetError::UnexpectedPeer { .. }) => (
+                ErrorKind::Conflict,
+                "another node answered at that address; check the code and the network",
+            ),
+            Error::NotLoggedIn(_) => (
+                ErrorKind::Unauthorized,
+                "unlock an account with `shard login USER`",
+            ),
+            Error::WrongPassphrase { .. } => (
+                ErrorKind::Unauthorized,
+                "check the passphrase and try again",
+            ),
+            Error::NotEnoughNodes { .. } => (
+                ErrorKind::Unavailable,
+                "start more paired nodes (`shard peers` shows which are offline) or choose fewer shares with --shares K/N",
+            ),
+            Error::PathMissing(_) | Error::PathAccess { .. } => {
+                (ErrorKind::BadInput, "check the path and its permissions")
+            }
+            Error::InvalidName(_) => (
+                ErrorKind::BadInput,
+                "a stored name is a relative path: not empty, not starting with /, without empty, `.` or `..` parts",
+            ),
+            Error::UnknownPeer(_) => (
+                ErrorKind::NotFound,
+                "`shard peers` lists the paired peers with their names and ids",
+            ),
+            Error::Usage(_) => (
+                ErrorKind::BadInput,
+                "`shard help` describes every command and option",
+            ),
+            Error::Exists(_) => (
+                ErrorKind::Conflict,
+                "choose another output path with -o, or overwrite with --force",
+            ),
+            Error::ChunkUnavailable { .. } => (
+                ErrorKind::Unavailable,
+                "start the offline peers named above; the file comes back once k shares of every chunk are reachable",
+            ),
+            Error::PartialPut { .. } => (
+                ErrorKind::Conflict,
+                "fix the cause named above and run the same put again: it resumes",
+            ),
+            Error::MoveAborted(_) => (
+                ErrorKind::Conflict,
+                "nothing was deleted; run `shard check`, then the put again",
+            ),
+            Error::TooManyAttempts(_) => (ErrorKind::TooMany, "wait a minute and try again"),
+            Error::WeakPassphrase(_) => (
+                ErrorKind::BadInput,
+                "use at least 10 characters that are not a common password: a few unrelated words work well",
+            ),
+            Error::Recovery(_) => (
+                ErrorKind::Unavailable,
+                "pair this node with at least k of the old peers (`shard invite` on them, `shard join` here), wait until `shard peers` shows them online, and check the code",
+            ),
+            Error::FilesRemain { .. } => (
+                ErrorKind::Conflict,
+                "remove the files first (`shard rm`), or remove them with the account: --purge",
+            ),
+            Error::Store(shard_store::Error::NoSuchAccount(_)) => (
+                ErrorKind::NotFound,
+                "`shard account ls` lists the accounts of this node",
+            ),
+            Error::Store(shard_store::Error::AccountExists(_)) => (
+                ErrorKind::Conflict,
+                "choose another name for the recovered account with --user NAME",
+            ),
+            Error::Crypto(
+                shard_crypto::Error::RecoveryCodeLength { .. }
+                | shard_crypto::Error::RecoveryCodeCharacter { .. }
+                | shard_crypto::Error::RecoveryCodeGroup { .. }
+                | shard_crypto::Error::RecoveryCodeChecksum
+                | shard_crypto::Error::UnsupportedRecoveryCode(_),
+            ) => (
+                ErrorKind::BadInput,
+                "type the recovery code exactly as written down: groups of letters and digits",
+            ),
+            Error::Store(shard_store::Error::NoSuchFile(_)) => {
+                (ErrorKind::NotFound, "`shard ls` lists what is stored")
+            }
+            Error::Net(NetError::Timeout(_) | NetError::Io(_) | NetError::Disconnected)
+            | Error::Io(_) => (
+                ErrorKind::PeerUnreachable,
+                "check that the other node runs (`shard serve`) and that its address is reachable",
+            ),
+            _ => (ErrorKind::Internal, "see the node's log for details"),
+        }
+    }
+
+    /// What kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        self.kind_and_hint().0
+    }
+
+    /// How to fix it, in a sentence.
+    pub fn hint(&self) -> &'static str {
+        self.kind_and_hint().1
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;

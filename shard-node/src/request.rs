@@ -1,0 +1,33 @@
+//! What a caller asks of the engine: the requests of [`Node::put`](crate::node::Node::put) and
+//! [`Node::get`](crate::node::Node::get). They sit below the operations so that the node and
+//! every operation can name them without depending on each other.
+
+use std::path::PathBuf;
+
+/// What to store.
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    /// Files and folders.
+    pub paths: Vec<PathBuf>,
+    /// Name in the vault (only with one path; default: the path's last component).
+    pub name: Option<Vec<u8>>,
+    /// `k`-of-`n` (default: from the nodes online).
+    pub redundancy: Option<(u8, u8)>,
+    /// Delete the originals once stored and read back.
+    pub move_original: bool,
+}
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct GetRequest {
+    /// Name in the vault.
+    pub name: Vec<u8>,
+    /// Version (default: the newest).
+    pub version: Option<u32>,
+    /// Where to write it (a file, or a folder for a tree).
+    pub out: PathBuf,
+    /// Overwrite what exists.
+    pub force: bool,
+    /// Restore setuid, setgid and sticky bits as stored (otherwise they are cleared).
+    pub keep_special_bits: bool,
+}

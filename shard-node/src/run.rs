@@ -1,0 +1,21 @@
+//! Starting a node: open it ([`crate::node`]) and start the background loops that keep its
+//! vaults healthy ([`crate::health`]: scrub and automatic repair).
+
+use std::sync::Arc;
+
+use crate::Result;
+use crate::home::Home;
+use crate::node::{Node, RunOptions};
+
+impl Node {
+    /// Opens the home, binds the peer socket and starts serving peers and the background
+    /// loops. Returns once listening; [`Node::stopped`] waits for the end. It binds no HTTP
+    /// socket (the control API and the web UI are `shard-http`'s, started in front of the
+    /// node).
+    pub async fn start(home: Home, options: RunOptions) -> Result<Arc<Node>> {
+        let node = Node::open(home, options).await?;
+        node.spawn_task(crate::health::scrub_loop(node.clone()));
+        node.spawn_task(crate::health::repair_loop(node.clone()));
+        Ok(node)
+    }
+}
