@@ -70,7 +70,10 @@ async fn main() -> Result<()> {
             },
         )
         .await?;
-    println!("stored: {stored}");
+    println!(
+        "stored {} bytes as {} chunk(s), {} shares coded {}",
+        stored.bytes, stored.chunks, stored.shares_sent, stored.redundancy
+    );
 
     let restored = dir.path().join("letter.restored.txt");
     a.get(

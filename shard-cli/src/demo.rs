@@ -153,12 +153,12 @@ async fn demo(root: &Path) -> Result<()> {
         "4. Stored {} ({} bytes): {} chunks, each sealed with AES-256-GCM and coded {},",
         original.display(),
         data.len(),
-        stored["chunks"],
-        stored["redundancy"].as_str().unwrap_or("?")
+        stored.chunks,
+        stored.redundancy
     );
     println!(
         "   {} shares ({} bytes) spread over the five nodes; each node holds one share per chunk.",
-        stored["shares_sent"], stored["share_bytes_sent"]
+        stored.shares_sent, stored.share_bytes_sent
     );
 
     for node in &nodes[3..] {

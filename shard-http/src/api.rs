@@ -585,9 +585,17 @@ async fn get_file(
     Ok(Json(json!({"job": job.id})))
 }
 
-fn finish(job: &shard_node::jobs::Job, result: shard_node::Result<serde_json::Value>) {
+/// Ends `job` with what the operation returned: its report as JSON (this is the edge where
+/// reports become JSON), or its error with the hint.
+fn finish<T: serde::Serialize>(job: &shard_node::jobs::Job, result: shard_node::Result<T>) {
     match result {
-        Ok(v) => job.finish(v),
+        Ok(report) => match serde_json::to_value(report) {
+            Ok(v) => job.finish(v),
+            Err(e) => job.fail(
+                format!("the result could not be written: {e}"),
+                "see the node's log".into(),
+            ),
+        },
         Err(e) => {
             let api = ApiError::from(e);
             job.fail(api.error, api.hint);
@@ -751,7 +759,7 @@ async fn repair(
         let result = match result {
             Ok(mut report) => {
                 if let Err(e) = node.write_snapshot(&session).await {
-                    report["catalog_snapshot_failure"] = json!(e.to_string());
+                    report.catalog_snapshot_failure = Some(e.to_string());
                 }
                 Ok(report)
             }
@@ -774,7 +782,8 @@ async fn peers_rm(
     Json(body): Json<PeerRmBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = state.node.resolve_peer(&body.id)?;
-    Ok(Json(state.node.remove_peer(id, body.now).await?))
+    let removal = state.node.remove_peer(id, body.now).await?;
+    Ok(Json(json!(removal)))
 }
 
 async fn accounts(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -916,7 +925,7 @@ async fn upload(
         match result {
             Ok(summary) => {
                 node.catalog_changed(&session);
-                j.finish(summary);
+                finish(&j, Ok(summary));
                 None
             }
             Err(e) => {

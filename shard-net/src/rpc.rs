@@ -1010,7 +1010,7 @@ pub async fn serve_channel(
             }
             drop(budget);
         }
-        let _ = writer_gone.send(true);
+        writer_gone.send_replace(true);
         let _ = writer.shutdown().await;
     });
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));

@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shard_proto::{ChunkRef, Manifest, NodeId, Share};
 use shard_store::{ChunkDecoder, FileEntry, FileKind, ShareState, check_share};
@@ -23,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
+use crate::report::GetReport;
 pub use crate::request::GetRequest;
 use crate::session::Session;
 use crate::target::Target;
@@ -358,7 +358,7 @@ pub async fn run(
     session: Arc<Session>,
     request: GetRequest,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<GetReport> {
     let entries = resolve(&node, &session, &request)?;
     let progress = &job.progress;
     Progress::add(&progress.files_total, entries.len() as u64);
@@ -430,14 +430,23 @@ pub async fn run(
     for (path, entry) in &dirs {
         set_meta(&open_dir(path)?, path, entry, request.keep_special_bits)?;
     }
-    Ok(json!({
-        "files": entries.iter().filter(|e| e.meta.kind == FileKind::File).count(),
-        "dirs": dirs.len(),
-        "links": entries.iter().filter(|e| e.meta.kind == FileKind::Symlink).count(),
-        "bytes": entries.iter().map(|e| e.meta.size).sum::<u64>(),
-        "out": request.out.display().to_string(),
-        "restored_at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    }))
+    Ok(GetReport {
+        files: entries
+            .iter()
+            .filter(|e| e.meta.kind == FileKind::File)
+            .count(),
+        dirs: dirs.len(),
+        links: entries
+            .iter()
+            .filter(|e| e.meta.kind == FileKind::Symlink)
+            .count(),
+        bytes: entries.iter().map(|e| e.meta.size).sum(),
+        out: request.out.display().to_string(),
+        restored_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
 }
 
 /// `--move`'s check: every stored file reads back from its shares with the SHA-256 it had when
@@ -484,7 +493,7 @@ impl Node {
         self: &Arc<Self>,
         user: Option<&str>,
         request: GetRequest,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<GetReport> {
         let session = self.session(user)?;
         let job = self.jobs().create("get");
         run(self.clone(), session, request, job).await

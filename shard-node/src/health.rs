@@ -26,6 +26,10 @@ use tokio::task::JoinSet;
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
 use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
+use crate::report::{
+    CheckReport, ChunkHealth, DeletedInGrace, FileHealth, NodeCheck, NodeCheckState, PeerRemoval,
+    ReadSummary, RepairReport, SharesMoved, WorstChunk,
+};
 use crate::session::Session;
 use crate::target::Target;
 use crate::{Error, Result};
@@ -81,27 +85,18 @@ impl ChunkState {
     }
 
     /// healthy / degraded / unknown / lost, as the module says.
-    fn state(&self) -> &'static str {
+    fn state(&self) -> ChunkHealth {
         let (good, unknown) = (self.count(Seen::Good), self.count(Seen::Unknown));
         let (k, n) = (usize::from(self.chunk.k), usize::from(self.chunk.n));
         if good >= n {
-            "healthy"
+            ChunkHealth::Healthy
         } else if good + unknown < k {
-            "lost"
+            ChunkHealth::Lost
         } else if good + unknown < n {
-            "degraded"
+            ChunkHealth::Degraded
         } else {
-            "unknown"
+            ChunkHealth::Unknown
         }
-    }
-}
-
-fn rank(state: &str) -> u8 {
-    match state {
-        "lost" => 3,
-        "degraded" => 2,
-        "unknown" => 1,
-        _ => 0,
     }
 }
 
@@ -401,7 +396,7 @@ pub async fn check(
     names: Vec<Vec<u8>>,
     read_fraction: f64,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<CheckReport> {
     let started = Instant::now();
     let survey = survey(
         &node,
@@ -412,7 +407,7 @@ pub async fn check(
         Some(&job),
     )
     .await?;
-    let mut totals: HashMap<&str, u64> = HashMap::new();
+    let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
     let mut files = Vec::new();
     for (entry, ids) in &survey.files {
         let mut worst: Option<&ChunkState> = None;
@@ -421,82 +416,90 @@ pub async fn check(
                 continue;
             };
             let margin = |c: &ChunkState| c.margin();
-            if worst.is_none_or(|w| (rank(c.state()), -margin(c)) > (rank(w.state()), -margin(w))) {
+            if worst.is_none_or(|w| (c.state(), -margin(c)) > (w.state(), -margin(w))) {
                 worst = Some(c);
             }
         }
-        let state = worst.map_or("healthy", ChunkState::state);
+        let state = worst.map_or(ChunkHealth::Healthy, ChunkState::state);
         *totals.entry(state).or_default() += 1;
         Progress::add(&job.progress.files_done, 1);
-        let detail = worst.map(|c| {
-            json!({
-                "k": c.chunk.k,
-                "n": c.chunk.n,
-                "good": c.count(Seen::Good),
-                "missing": c.count(Seen::Missing),
-                "bad": c.count(Seen::Bad),
-                "unknown": c.count(Seen::Unknown),
-                // More shares of the worst chunk that may be lost before the file is.
-                "survives_losses": c.margin().max(-1),
-            })
+        let worst_chunk = worst.map(|c| WorstChunk {
+            k: c.chunk.k,
+            n: c.chunk.n,
+            good: c.count(Seen::Good),
+            missing: c.count(Seen::Missing),
+            bad: c.count(Seen::Bad),
+            unknown: c.count(Seen::Unknown),
+            // More shares of the worst chunk that may be lost before the file is.
+            survives_losses: c.margin().max(-1),
         });
-        files.push(json!({
-            "name": lossy(&entry.meta.name),
-            "name_hex": hex::encode(&entry.meta.name),
-            "version": entry.version,
-            "size": entry.meta.size,
-            "state": state,
-            "chunks": ids.len(),
-            "worst_chunk": detail,
-        }));
+        files.push(FileHealth {
+            name: lossy(&entry.meta.name),
+            name_hex: hex::encode(&entry.meta.name),
+            version: entry.version,
+            size: entry.meta.size,
+            state,
+            chunks: ids.len(),
+            worst_chunk,
+        });
     }
-    files.sort_by(|a, b| {
-        rank(b["state"].as_str().unwrap_or(""))
-            .cmp(&rank(a["state"].as_str().unwrap_or("")))
-            .then_with(|| a["name"].as_str().cmp(&b["name"].as_str()))
-    });
-    let mut peers: Vec<Value> = survey
+    files.sort_by(|a, b| b.state.cmp(&a.state).then_with(|| a.name.cmp(&b.name)));
+    let mut peers: Vec<NodeCheck> = survey
         .nodes
         .iter()
-        .map(|(id, (asked, missing, bad, error))| {
-            json!({
-                "node": node_name(&node, id),
-                "id": shard_net::identity::fingerprint(id),
-                "shares": asked,
-                "missing": missing,
-                "bad": bad,
-                "state": if error.is_some() { "unknown" } else { "checked" },
-                "error": error,
-            })
+        .map(|(id, (asked, missing, bad, error))| NodeCheck {
+            node: node_name(&node, id),
+            id: shard_net::identity::fingerprint(id),
+            shares: *asked,
+            missing: *missing,
+            bad: *bad,
+            state: if error.is_some() {
+                NodeCheckState::Unknown
+            } else {
+                NodeCheckState::Checked
+            },
+            error: error.clone(),
         })
         .collect();
-    peers.sort_by(|a, b| a["node"].as_str().cmp(&b["node"].as_str()));
-    let count = |s: &str| totals.get(s).copied().unwrap_or(0);
+    peers.sort_by(|a, b| a.node.cmp(&b.node));
+    let count = |s: ChunkHealth| totals.get(&s).copied().unwrap_or(0);
     // Shares of removed files that peers still keep through their grace period.
     let (in_grace, oldest) = node.catalog().deletions_in_grace(session.account)?;
     // A catalog head that did not reach the peers: a new machine would recover an older one.
     let snapshot_failure = node.snapshot_failure(session.account);
-    Ok(json!({
-        "catalog_snapshot_failure": snapshot_failure,
-        "deleted_in_grace": {
-            "shares": in_grace,
-            "oldest_deleted_at": oldest,
-            "grace_days": node.store_config().deleted_grace_days,
+    let ok = count(ChunkHealth::Degraded) == 0
+        && count(ChunkHealth::Lost) == 0
+        && snapshot_failure.is_none();
+    Ok(CheckReport {
+        catalog_snapshot_failure: snapshot_failure,
+        deleted_in_grace: DeletedInGrace {
+            shares: in_grace,
+            oldest_deleted_at: oldest,
+            grace_days: node.store_config().deleted_grace_days,
         },
-        "files": files,
-        "healthy": count("healthy"),
-        "degraded": count("degraded"),
-        "lost": count("lost"),
-        "unknown": count("unknown"),
-        "chunks": survey.chunks.len(),
-        "shares": survey.chunks.values().map(|c| c.shares.len()).sum::<usize>(),
+        files,
+        healthy: count(ChunkHealth::Healthy),
+        degraded: count(ChunkHealth::Degraded),
+        lost: count(ChunkHealth::Lost),
+        unknown: count(ChunkHealth::Unknown),
+        chunks: survey.chunks.len(),
+        shares: survey.chunks.values().map(|c| c.shares.len()).sum(),
         // Shares manifests list that no node ever acknowledged (counted missing above).
-        "unrecorded": survey.chunks.values().flat_map(|c| &c.shares).filter(|s| s.record.is_none()).count(),
-        "nodes": peers,
-        "read": {"shares": survey.read.0, "bad": survey.read.1, "fraction": read_fraction},
-        "ok": count("degraded") == 0 && count("lost") == 0 && snapshot_failure.is_none(),
-        "elapsed_secs": started.elapsed().as_secs_f64(),
-    }))
+        unrecorded: survey
+            .chunks
+            .values()
+            .flat_map(|c| &c.shares)
+            .filter(|s| s.record.is_none())
+            .count(),
+        nodes: peers,
+        read: ReadSummary {
+            shares: survey.read.0,
+            bad: survey.read.1,
+            fraction: read_fraction,
+        },
+        ok,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// What one chunk's repair did.
@@ -514,7 +517,7 @@ pub async fn repair(
     names: Vec<Vec<u8>>,
     lost: HashSet<NodeId>,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<RepairReport> {
     let started = Instant::now();
     let _writer = session.writer.lock().await;
     let survey = survey(&node, &session, &names, 0.0, &lost, Some(&job)).await?;
@@ -583,20 +586,21 @@ pub async fn repair(
             "repaired {repaired} chunks: {shares} shares rebuilt ({bytes} bytes) in {secs:.1} s"
         );
     }
-    Ok(json!({
-        "chunks_degraded": degraded,
-        "chunks_repaired": repaired,
-        "shares_rebuilt": shares,
-        "bytes_rebuilt": bytes,
-        "chunks_lost": lost_chunks.len(),
-        "files_lost": lost_files,
-        "chunks_waiting_for_room": waiting.len(),
-        "waiting": waiting.first(),
-        "failures": failures,
-        "full_nodes": crate::put::names_of(&node, &ctx.full.list()),
-        "ok": usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
-        "elapsed_secs": secs,
-    }))
+    Ok(RepairReport {
+        chunks_degraded: degraded,
+        chunks_repaired: repaired,
+        shares_rebuilt: shares,
+        bytes_rebuilt: bytes,
+        chunks_lost: lost_chunks.len(),
+        files_lost: lost_files,
+        chunks_waiting_for_room: waiting.len(),
+        waiting: waiting.first().cloned(),
+        failures,
+        full_nodes: crate::put::names_of(&node, &ctx.full.list()),
+        ok: usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
+        elapsed_secs: secs,
+        catalog_snapshot_failure: None,
+    })
 }
 
 /// Where a repair can fetch from and place to.
@@ -1009,9 +1013,9 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
             match repair(node.clone(), session, Vec::new(), lost.clone(), job).await {
                 Ok(result) => tracing::info!(
                     "automatic repair of {user}: {} chunks repaired, {} shares rebuilt, {} chunks lost",
-                    result["chunks_repaired"],
-                    result["shares_rebuilt"],
-                    result["chunks_lost"]
+                    result.chunks_repaired,
+                    result.shares_rebuilt,
+                    result.chunks_lost
                 ),
                 Err(e) => tracing::warn!("automatic repair of {user}: {e}"),
             }
@@ -1125,7 +1129,7 @@ impl Node {
     /// accounts to other nodes (a repair that counts it as lost); accounts with shares there
     /// must be unlocked for that. With `now`, it is forgotten at once and the automatic
     /// repair rebuilds its shares later.
-    pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<serde_json::Value> {
+    pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<PeerRemoval> {
         let name = self
             .paired_name(&id)
             .ok_or_else(|| Error::Config("that node is not paired with this one".into()))?;
@@ -1143,26 +1147,30 @@ impl Node {
                 let job = self.jobs().create("repair");
                 let lost = std::iter::once(id).collect();
                 let result = repair(self.clone(), session, Vec::new(), lost, job).await?;
-                if result["ok"] != true {
+                if !result.ok {
                     return Err(Error::Config(format!(
                         "not every share on {name} could be moved, so it stays paired: {}",
-                        result["waiting"]
-                            .as_str()
-                            .or_else(|| result["failures"][0].as_str())
+                        result
+                            .waiting
+                            .as_deref()
+                            .or_else(|| result.failures.first().map(String::as_str))
                             .unwrap_or("see the node's log")
                     )));
                 }
-                moved.push(serde_json::json!({
-                    "user": user,
-                    "shares_moved": result["shares_rebuilt"],
-                    "bytes_rebuilt": result["bytes_rebuilt"],
-                    "repair_secs": result["elapsed_secs"],
-                }));
+                moved.push(SharesMoved {
+                    user: user.clone(),
+                    shares_moved: result.shares_rebuilt,
+                    bytes_rebuilt: result.bytes_rebuilt,
+                    repair_secs: result.elapsed_secs,
+                });
             }
         }
         self.forget_peer(&id, &name)?;
-        Ok(
-            serde_json::json!({"removed": name, "id": shard_net::identity::fingerprint(&id), "moved": moved, "now": now}),
-        )
+        Ok(PeerRemoval {
+            removed: name,
+            id: shard_net::identity::fingerprint(&id),
+            moved,
+            now,
+        })
     }
 }

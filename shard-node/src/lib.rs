@@ -53,6 +53,7 @@ pub mod node;
 pub mod placement;
 pub mod put;
 pub mod recover;
+pub mod report;
 pub mod request;
 mod run;
 pub mod session;

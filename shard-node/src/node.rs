@@ -320,7 +320,8 @@ impl Node {
 
     /// Asks the node to stop: no new connections or requests; requests in flight finish.
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        // send_replace: the flag must stick even when no task listens yet (send would drop it).
+        self.shutdown.send_replace(true);
     }
 
     /// A receiver that turns true at shutdown.
@@ -1262,7 +1263,7 @@ async fn inbound(
                         tracing::debug!("closing an older connection of a peer");
                     }
                 }
-                let _ = stop.send(true);
+                stop.send_replace(true);
                 // Keeps the place (and the sender) until the connection is gone.
                 std::future::pending::<()>().await;
             };

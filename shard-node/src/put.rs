@@ -30,7 +30,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shard_crypto::Label;
 use shard_proto::{ChunkId, Manifest, NodeId};
@@ -44,6 +43,7 @@ use tokio::task::JoinSet;
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
 use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
+use crate::report::PutReport;
 pub use crate::request::PutRequest;
 use crate::session::Session;
 use crate::target::Target;
@@ -492,7 +492,7 @@ pub async fn run(
     session: Arc<Session>,
     request: PutRequest,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
     let req = request.clone();
     let (entries, warnings) =
@@ -518,7 +518,7 @@ pub async fn run_upload(
     upload: Upload,
     redundancy: Option<(u8, u8)>,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
     check_name(&upload.name)?;
     let mtime = std::time::SystemTime::now()
@@ -565,7 +565,7 @@ async fn store(
     request: &PutRequest,
     upload: Option<Box<dyn Read + Send>>,
     job: Arc<Job>,
-) -> Result<Value> {
+) -> Result<PutReport> {
     let progress = &job.progress;
     let files_total = entries.len() as u64;
     Progress::add(&progress.files_total, files_total);
@@ -753,23 +753,23 @@ async fn store(
         })
         .collect();
     let count = |k: FileKind| entries.iter().filter(|e| e.meta.kind == k).count();
-    let mut summary = json!({
-        "files": count(FileKind::File),
-        "dirs": count(FileKind::Dir),
-        "links": count(FileKind::Symlink),
-        "bytes": entries.iter().map(|e| e.meta.size).sum::<u64>(),
-        "redundancy": redundancy.to_string(),
-        "chunks": chunks_total,
-        "chunks_sent": chunks_sent,
-        "chunks_already_stored": chunks_dedup,
-        "chunks_kept_at_earlier_redundancy": chunks_earlier,
-        "shares_sent": shares_sent,
-        "share_bytes_sent": bytes_sent,
-        "skipped": warnings,
-        "failed": failures,
-        "moved": false,
-        "full_nodes": names_of(&node, &ctx.full.list()),
-    });
+    let mut report = PutReport {
+        files: count(FileKind::File),
+        dirs: count(FileKind::Dir),
+        links: count(FileKind::Symlink),
+        bytes: entries.iter().map(|e| e.meta.size).sum(),
+        redundancy: redundancy.to_string(),
+        chunks: chunks_total,
+        chunks_sent,
+        chunks_already_stored: chunks_dedup,
+        chunks_kept_at_earlier_redundancy: chunks_earlier,
+        shares_sent,
+        share_bytes_sent: bytes_sent,
+        skipped: warnings,
+        failed: failures.clone(),
+        moved: false,
+        full_nodes: names_of(&node, &ctx.full.list()),
+    };
     if let Some(first) = failures.first() {
         return Err(Error::PartialPut {
             failed: failures.len(),
@@ -789,9 +789,9 @@ async fn store(
         )
         .await?;
         remove_originals(&entries)?;
-        summary["moved"] = json!(true);
+        report.moved = true;
     }
-    Ok(summary)
+    Ok(report)
 }
 
 /// Display names of `nodes` (this node's own name for itself), sorted.
@@ -891,7 +891,7 @@ impl Node {
         self: &Arc<Self>,
         user: Option<&str>,
         request: PutRequest,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<PutReport> {
         let session = self.session(user)?;
         let job = self.jobs().create("put");
         run(self.clone(), session, request, job).await

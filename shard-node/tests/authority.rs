@@ -258,7 +258,7 @@ async fn a_removed_file_comes_back_from_the_grace_period_with_an_earlier_catalog
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     // The shares are live again: nothing missing (the old owner's share is gone with it).
     let report = swarm.check(1.0).await;
-    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report.lost, 0, "{report:?}");
     for node in &swarm.nodes {
         node.shutdown();
     }

@@ -441,3 +441,20 @@ async fn copies_of_a_nodes_key_cannot_hold_every_place_at_its_peer() {
     }
     assert_eq!(b.status().unwrap().usage.shares, 1);
 }
+
+/// A node told to stop before any of its tasks has run (a failed start of the HTTP servers
+/// in front of it does that) stops: the stop request is kept even when nobody listens yet.
+#[tokio::test]
+async fn a_stop_asked_at_once_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(home(dir.path(), "brief"), RunOptions::default())
+        .await
+        .unwrap();
+    node.shutdown();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        node.stopped(Duration::from_secs(1)),
+    )
+    .await
+    .expect("the node never stopped");
+}

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use shard_crypto::{KdfParams, KeyRecord, VaultKey};
 use shard_node::get::GetRequest;
 use shard_node::home::{Home, NodeConfig};
 use shard_node::node::{Node, RunOptions};
 use shard_node::put::PutRequest;
+use shard_node::report::{CheckReport, GetReport, PutReport};
 use shard_proto::NodeId;
 
 /// The test account and its passphrase.
@@ -122,7 +122,7 @@ impl Swarm {
         path: &Path,
         name: &str,
         shares: Option<(u8, u8)>,
-    ) -> shard_node::Result<Value> {
+    ) -> shard_node::Result<PutReport> {
         self.owner()
             .put(
                 Some(USER),
@@ -142,7 +142,7 @@ impl Swarm {
         name: &str,
         version: Option<u32>,
         out: &Path,
-    ) -> shard_node::Result<Value> {
+    ) -> shard_node::Result<GetReport> {
         self.owner()
             .get(
                 Some(USER),
@@ -158,7 +158,7 @@ impl Swarm {
     }
 
     /// `check` of every file, reading `fraction` of the shares back.
-    pub async fn check(&self, fraction: f64) -> Value {
+    pub async fn check(&self, fraction: f64) -> CheckReport {
         let node = self.owner().clone();
         let session = node.session(Some(USER)).unwrap();
         let job = node.jobs().create("check");

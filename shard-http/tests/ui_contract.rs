@@ -1,0 +1,154 @@
+//! The web UI reads the engine's reports by field name: every field its code reads from a
+//! check's or a repair's report is one the report serializes. (A field renamed in Rust and
+//! not in app.js would show "undefined" in the browser; this catches it first.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use shard_node::report::{
+    CheckReport, ChunkHealth, DeletedInGrace, FileHealth, NodeCheck, NodeCheckState, ReadSummary,
+    RepairReport, WorstChunk,
+};
+
+const APP_JS: &str = include_str!("../ui/app.js");
+
+/// The text of the function `name` in app.js (from its header to the next top-level `}`).
+fn function(name: &str) -> &'static str {
+    let start = APP_JS
+        .find(&format!("function {name}("))
+        .unwrap_or_else(|| panic!("app.js has no function {name}"));
+    let end = APP_JS[start..].find("\n}\n").unwrap() + start;
+    &APP_JS[start..end]
+}
+
+/// The fields `code` reads from variable `var` (`var.field`).
+fn fields_read(code: &str, var: &str) -> BTreeSet<String> {
+    let needle = format!("{var}.");
+    let mut fields = BTreeSet::new();
+    for (at, _) in code.match_indices(&needle) {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let field: String = code[at + needle.len()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !field.is_empty() && field != "length" {
+            fields.insert(field);
+        }
+    }
+    fields
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+fn check_report() -> CheckReport {
+    CheckReport {
+        catalog_snapshot_failure: None,
+        deleted_in_grace: DeletedInGrace {
+            shares: 0,
+            oldest_deleted_at: None,
+            grace_days: 7,
+        },
+        files: vec![FileHealth {
+            name: "a".into(),
+            name_hex: "61".into(),
+            version: 1,
+            size: 1,
+            state: ChunkHealth::Degraded,
+            chunks: 1,
+            worst_chunk: Some(WorstChunk {
+                k: 2,
+                n: 3,
+                good: 2,
+                missing: 1,
+                bad: 0,
+                unknown: 0,
+                survives_losses: 0,
+            }),
+        }],
+        healthy: 0,
+        degraded: 1,
+        lost: 0,
+        unknown: 0,
+        chunks: 1,
+        shares: 3,
+        unrecorded: 0,
+        nodes: vec![NodeCheck {
+            node: "b".into(),
+            id: "x".into(),
+            shares: 1,
+            missing: 1,
+            bad: 0,
+            state: NodeCheckState::Checked,
+            error: None,
+        }],
+        read: ReadSummary {
+            shares: 0,
+            bad: 0,
+            fraction: 0.0,
+        },
+        ok: false,
+        elapsed_secs: 0.1,
+    }
+}
+
+#[test]
+fn the_check_view_reads_only_fields_the_check_report_has() {
+    let report = serde_json::to_value(check_report()).unwrap();
+    let code = function("runCheck");
+    let read = fields_read(code, "report");
+    assert!(read.contains("healthy"), "{read:?}");
+    assert!(
+        read.is_subset(&keys(&report)),
+        "{read:?} vs {:?}",
+        keys(&report)
+    );
+    let file = &report["files"][0];
+    let read = fields_read(code, "f");
+    assert!(read.is_subset(&keys(file)), "{read:?} vs {:?}", keys(file));
+    assert_eq!(
+        file["state"], "degraded",
+        "the badge's class is the state word"
+    );
+    let read = fields_read(code, "w");
+    let worst = &file["worst_chunk"];
+    assert!(
+        read.is_subset(&keys(worst)),
+        "{read:?} vs {:?}",
+        keys(worst)
+    );
+}
+
+#[test]
+fn the_repair_view_reads_only_fields_the_repair_report_has() {
+    let report = serde_json::to_value(RepairReport {
+        chunks_degraded: 1,
+        chunks_repaired: 1,
+        shares_rebuilt: 1,
+        bytes_rebuilt: 1,
+        chunks_lost: 0,
+        files_lost: Vec::new(),
+        chunks_waiting_for_room: 0,
+        waiting: None,
+        failures: Vec::new(),
+        full_nodes: Vec::new(),
+        ok: true,
+        elapsed_secs: 0.1,
+        catalog_snapshot_failure: None,
+    })
+    .unwrap();
+    let start = APP_JS.find("follow(job, \"repairing\")").unwrap();
+    let code = &APP_JS[start..start + APP_JS[start..].find('\n').unwrap() + 200];
+    let read = fields_read(code, "r");
+    assert!(read.contains("chunks_repaired"), "{read:?}");
+    assert!(
+        read.is_subset(&keys(&report)),
+        "{read:?} vs {:?}",
+        keys(&report)
+    );
+}

@@ -1,0 +1,294 @@
+//! What the engine's operations return: typed reports a program can read field by field. The
+//! control API serializes them as they are (the JSON the CLI and the web UI read has these
+//! field names), and nothing below the HTTP edge builds JSON for them.
+
+use serde::Serialize;
+
+/// The health of a chunk, and of a file by its worst chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkHealth {
+    /// Every share is where it should be.
+    Healthy,
+    /// Some shares could not be asked about (a node offline); the rest are good.
+    Unknown,
+    /// Fewer good shares than `n`, but at least `k`: restorable, less safe than asked.
+    Degraded,
+    /// Fewer than `k` shares reachable: cannot be restored now.
+    Lost,
+}
+
+impl ChunkHealth {
+    /// The word `check` and `ls` print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkHealth::Healthy => "healthy",
+            ChunkHealth::Unknown => "unknown",
+            ChunkHealth::Degraded => "degraded",
+            ChunkHealth::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a put stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutReport {
+    /// Regular files stored.
+    pub files: usize,
+    /// Folders stored.
+    pub dirs: usize,
+    /// Symbolic links stored.
+    pub links: usize,
+    /// Bytes of the files.
+    pub bytes: u64,
+    /// The `k`-of-`n` asked for (or chosen from the nodes online), as `K-of-N`.
+    pub redundancy: String,
+    /// Chunks the files were cut into.
+    pub chunks: u64,
+    /// Chunks whose shares were sent.
+    pub chunks_sent: u64,
+    /// Chunks stored before, with every share in place: nothing sent.
+    pub chunks_already_stored: u64,
+    /// Chunks kept with an earlier, at least as strong encoding.
+    pub chunks_kept_at_earlier_redundancy: u64,
+    /// Shares sent.
+    pub shares_sent: u64,
+    /// Bytes of shares sent.
+    pub share_bytes_sent: u64,
+    /// Paths skipped, with why (not a file, folder or link).
+    pub skipped: Vec<String>,
+    /// Files that failed, with why.
+    pub failed: Vec<String>,
+    /// The originals were deleted after the stored copy read back identical (`--move`).
+    pub moved: bool,
+    /// Nodes that were full during the put.
+    pub full_nodes: Vec<String>,
+}
+
+/// What a get restored.
+#[derive(Debug, Clone, Serialize)]
+pub struct GetReport {
+    /// Regular files restored.
+    pub files: usize,
+    /// Folders restored.
+    pub dirs: usize,
+    /// Symbolic links restored.
+    pub links: usize,
+    /// Bytes of the files.
+    pub bytes: u64,
+    /// Where.
+    pub out: String,
+    /// When it finished, seconds since the epoch.
+    pub restored_at: u64,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Why the last catalog snapshot did not reach the peers, if it did not.
+    pub catalog_snapshot_failure: Option<String>,
+    /// Shares of removed files that peers keep through their grace period.
+    pub deleted_in_grace: DeletedInGrace,
+    /// Each file checked, worst first.
+    pub files: Vec<FileHealth>,
+    /// Files whose every chunk is healthy.
+    pub healthy: usize,
+    /// Files with a degraded chunk.
+    pub degraded: usize,
+    /// Files with a lost chunk.
+    pub lost: usize,
+    /// Files whose state could not be told (nodes offline).
+    pub unknown: usize,
+    /// Chunks checked.
+    pub chunks: usize,
+    /// Shares their manifests list.
+    pub shares: usize,
+    /// Shares a manifest lists that no node ever acknowledged (counted missing).
+    pub unrecorded: usize,
+    /// What each node said.
+    pub nodes: Vec<NodeCheck>,
+    /// What `--read-data` read.
+    pub read: ReadSummary,
+    /// Nothing degraded or lost, and the catalog's snapshot reached the peers.
+    pub ok: bool,
+    /// How long the check took.
+    pub elapsed_secs: f64,
+}
+
+/// Shares peers keep for a while after their files were removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletedInGrace {
+    /// How many.
+    pub shares: u64,
+    /// When the oldest was deleted (seconds since the epoch).
+    pub oldest_deleted_at: Option<i64>,
+    /// How long peers keep them.
+    pub grace_days: u64,
+}
+
+/// One file's health, by its worst chunk.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileHealth {
+    /// Its name (lossy UTF-8).
+    pub name: String,
+    /// Its name's bytes, in hex.
+    pub name_hex: String,
+    /// Its version.
+    pub version: u32,
+    /// Its size.
+    pub size: u64,
+    /// Its worst chunk's health.
+    pub state: ChunkHealth,
+    /// Its chunks.
+    pub chunks: usize,
+    /// Its worst chunk, if it has chunks.
+    pub worst_chunk: Option<WorstChunk>,
+}
+
+/// The shares of a file's worst chunk.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorstChunk {
+    /// Shares needed.
+    pub k: u8,
+    /// Shares made.
+    pub n: u8,
+    /// Good shares.
+    pub good: usize,
+    /// Shares not where they should be.
+    pub missing: usize,
+    /// Shares that read back wrong.
+    pub bad: usize,
+    /// Shares that could not be asked about.
+    pub unknown: usize,
+    /// More shares of this chunk that may be lost before the file is (−1: lost already).
+    pub survives_losses: i64,
+}
+
+/// What one node said in a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeCheck {
+    /// Its name.
+    pub node: String,
+    /// Its fingerprint.
+    pub id: String,
+    /// Shares asked about.
+    pub shares: u64,
+    /// Of which it does not have.
+    pub missing: u64,
+    /// Of which read back wrong.
+    pub bad: u64,
+    /// `checked`, or `unknown` when it could not be asked.
+    pub state: NodeCheckState,
+    /// Why it could not be asked.
+    pub error: Option<String>,
+}
+
+/// Whether a node could be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeCheckState {
+    /// It answered.
+    Checked,
+    /// It could not be asked.
+    Unknown,
+}
+
+/// What `--read-data` read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadSummary {
+    /// Shares read.
+    pub shares: u64,
+    /// Of which bad.
+    pub bad: u64,
+    /// The fraction asked for.
+    pub fraction: f64,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairReport {
+    /// Chunks found with fewer good shares than `n`.
+    pub chunks_degraded: usize,
+    /// Of which brought back to `n`.
+    pub chunks_repaired: u64,
+    /// Shares rebuilt.
+    pub shares_rebuilt: u64,
+    /// Their bytes.
+    pub bytes_rebuilt: u64,
+    /// Chunks with fewer than `k` good shares: beyond repair now.
+    pub chunks_lost: usize,
+    /// The files those belong to.
+    pub files_lost: Vec<String>,
+    /// Chunks that found no node with room.
+    pub chunks_waiting_for_room: usize,
+    /// Why, for the first of them.
+    pub waiting: Option<String>,
+    /// What failed (the first 20).
+    pub failures: Vec<String>,
+    /// Nodes that were full.
+    pub full_nodes: Vec<String>,
+    /// Every degraded chunk repaired and none lost.
+    pub ok: bool,
+    /// How long it took.
+    pub elapsed_secs: f64,
+    /// Why the catalog snapshot written after the repair did not reach the peers, if it
+    /// did not (absent when it did, or was not written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_snapshot_failure: Option<String>,
+}
+
+/// What unpairing a peer did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRemoval {
+    /// Its name.
+    pub removed: String,
+    /// Its fingerprint.
+    pub id: String,
+    /// The shares moved off it first, per account (none with `now`).
+    pub moved: Vec<SharesMoved>,
+    /// Forgotten at once, shares left for the automatic repair.
+    pub now: bool,
+}
+
+/// One account's shares moved off a peer before it was unpaired.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharesMoved {
+    /// The account.
+    pub user: String,
+    /// Shares rebuilt elsewhere.
+    pub shares_moved: u64,
+    /// Their bytes.
+    pub bytes_rebuilt: u64,
+    /// How long the repair took.
+    pub repair_secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reads_and_orders_as_check_prints_it() {
+        assert_eq!(
+            serde_json::to_value(ChunkHealth::Degraded).ok(),
+            Some(serde_json::json!("degraded"))
+        );
+        let mut all = [
+            ChunkHealth::Lost,
+            ChunkHealth::Healthy,
+            ChunkHealth::Degraded,
+            ChunkHealth::Unknown,
+        ];
+        all.sort();
+        assert_eq!(
+            all.map(ChunkHealth::as_str),
+            ["healthy", "unknown", "degraded", "lost"]
+        );
+    }
+}
