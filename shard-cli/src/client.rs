@@ -12,6 +12,7 @@ const MAX_ANSWER: u64 = 1 << 30;
 /// A client for the node of one home.
 pub struct ApiClient {
     base: String,
+    addr: std::net::SocketAddr,
     token: String,
     agent: ureq::Agent,
 }
@@ -36,6 +37,7 @@ impl ApiClient {
             .new_agent();
         let client = Self {
             base: format!("http://{addr}"),
+            addr,
             token,
             agent,
         };
@@ -59,7 +61,7 @@ impl ApiClient {
             .call();
         let answer = self.finish(response);
         let proven = answer.as_ref().ok().and_then(|a| a["proof"].as_str());
-        if proven.is_some_and(|p| shard_http::proof::check(&self.token, &nonce, p)) {
+        if proven.is_some_and(|p| shard_http::proof::check(&self.token, &nonce, self.addr, p)) {
             return Ok(());
         }
         let root = home.root().display();

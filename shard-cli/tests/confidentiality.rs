@@ -90,16 +90,32 @@ fn capture(ports: &[String], to: &Path) -> Option<Child> {
         .map(|p| format!("tcp port {p}"))
         .collect::<Vec<_>>()
         .join(" or ");
-    let child = Command::new("tcpdump")
+    let mut child = Command::new("tcpdump")
         .args(["-i", "lo", "-U", "-s", "0", "-w"])
         .arg(to)
         .arg(&filter)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .ok()?;
-    // tcpdump needs a moment before it sees packets.
-    std::thread::sleep(Duration::from_millis(700));
+    // Capturing once it says so ("listening on lo"), not after a guessed moment: under load
+    // a fixed wait missed the start of the put.
+    let stderr = child.stderr.take()?;
+    let (ready, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    let _ = listening.recv_timeout(Duration::from_secs(20));
+    // The kernel attaches the filter as tcpdump says it listens; a little margin.
+    std::thread::sleep(Duration::from_millis(200));
     Some(child)
 }
 

@@ -206,17 +206,23 @@ pub async fn serve(
         ui: Arc::default(),
         ui_addr,
     };
-    let hosts = match listener.local_addr() {
-        Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, false)),
+    let api_addr = match listener.local_addr() {
+        Ok(addr) => addr,
         Err(e) => {
             tracing::error!("control API not started: {e}");
             return;
         }
     };
+    let hosts = Arc::new(crate::hosts::Hosts::new(api_addr, false));
     let router = routes()
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // The one route without the token: the server proves it holds it (see crate::proof).
-        .route("/v1/proof", get(proof))
+        .route(
+            "/v1/proof",
+            get(move |state: State<ApiState>, query: Query<ProofQuery>| {
+                proof(state, query, api_addr)
+            }),
+        )
         .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .with_state(state);
     let mut stop = node.shutdown_signal();
@@ -292,6 +298,7 @@ struct ProofQuery {
 async fn proof(
     State(state): State<ApiState>,
     Query(q): Query<ProofQuery>,
+    api_addr: std::net::SocketAddr,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let nonce = hex::decode(&q.nonce)
         .ok()
@@ -303,7 +310,7 @@ async fn proof(
                 "the CLI sends a fresh one with every command",
             )
         })?;
-    let answer = crate::proof::answer(&state.token, &nonce);
+    let answer = crate::proof::answer(&state.token, &nonce, api_addr);
     Ok(Json(json!({"proof": hex::encode(answer)})))
 }
 
@@ -810,6 +817,15 @@ async fn account_rm(
 }
 
 /// A private folder under the home for bytes on their way in or out (uploads, downloads).
+/// A spool path removed (with anything under it) when dropped.
+struct Spooled(std::path::PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn spool(node: &Node) -> Result<std::path::PathBuf, ApiError> {
     let dir = node.home().root().join("spool");
     let made = std::fs::create_dir_all(&dir).and_then(|()| {
@@ -979,7 +995,18 @@ async fn download(
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = vault_name(&q.name)?;
-    let path = spool(&state.node)?;
+    // A folder of its own in the spool, removed with whatever is in it when this request
+    // ends in any way (also when the browser gives up half-way through the restore).
+    let folder = Spooled(spool(&state.node)?);
+    std::fs::create_dir(&folder.0)
+        .and_then(|()| {
+            std::fs::set_permissions(
+                &folder.0,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+        })
+        .map_err(Error::Io)?;
+    let path = folder.0.join("file");
     let request = shard_node::get::GetRequest {
         name,
         version: q.version,
@@ -989,25 +1016,34 @@ async fn download(
     };
     let job = state.node.jobs().create_for("get", Some(&session.user));
     let restored = shard_node::get::run(state.node.clone(), session, request, job).await;
-    let opened = match restored {
-        Ok(_) => tokio::fs::File::open(&path).await.map_err(Error::Io),
-        Err(e) => Err(e),
-    };
-    let is_dir = tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir());
-    // Unlinked now: the open handle keeps the bytes until the stream ends.
-    let _ = if is_dir {
-        tokio::fs::remove_dir_all(&path).await
-    } else {
-        tokio::fs::remove_file(&path).await
-    };
-    if is_dir {
+    restored?;
+    let kind = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_err(Error::Io)?
+        .file_type();
+    if kind.is_dir() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("{} is a folder", q.name),
             "download its files one by one, or restore the folder with `shard get`",
         ));
     }
-    let file = opened?;
+    if kind.is_symlink() {
+        // Its bytes would be those of whatever file on the node it points to.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{} is a symbolic link", q.name),
+            "restore it with `shard get` on the node",
+        ));
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .await
+        .map_err(Error::Io)?;
+    // Unlinked now: the open handle keeps the bytes until the stream ends.
+    drop(folder);
     let length = file.metadata().await.map(|m| m.len()).ok();
     let stream = futures_util::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;

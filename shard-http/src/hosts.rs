@@ -104,7 +104,10 @@ pub async fn guard(State(hosts): State<Arc<Hosts>>, request: Request, next: Next
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !hosts.allows(host) {
-        tracing::warn!("refused a request for host {host:?}: not this node's address");
+        tracing::warn!(
+            "refused a request for host {}: not this node's address",
+            crate::shown(host)
+        );
         return ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             format!("this node answers only at its own address, not {host:?}"),
@@ -127,8 +130,9 @@ pub async fn guard(State(hosts): State<Arc<Hosts>>, request: Request, next: Next
         };
         if refused {
             tracing::warn!(
-                "refused a change to {} from origin {origin:?}",
-                request.uri().path()
+                "refused a change to {} from origin {}",
+                crate::shown(request.uri().path()),
+                crate::shown(origin.unwrap_or("(none)"))
             );
             return ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -18,6 +18,16 @@ use shard_node::node::Node;
 use shard_node::{Error, Result};
 use tokio::net::TcpListener;
 
+/// A value a stranger chose, as a log line may show it: at most 64 characters, escaped (a
+/// megabyte of name must not become a megabyte of log).
+pub(crate) fn shown(value: &str) -> String {
+    let mut short: String = value.chars().take(64).collect();
+    if short.len() < value.len() {
+        short.push('…');
+    }
+    format!("{short:?}")
+}
+
 /// Where the API and the web UI listen (`None`: the node's config says).
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {

@@ -1,8 +1,9 @@
 //! The sockets of the API and the web UI, bounded: at most [`MAX_CONNECTIONS`] open at once
 //! on each (more wait in the kernel's backlog), and a connection that moves no byte either
-//! way for [`IDLE`] is closed. Without this, another local user (or anyone who can reach a
-//! public UI) could hold connections open until the node's descriptors ran out, and then
-//! neither peers nor the store could open anything. Server-sent events keep their
+//! way for [`IDLE`] is closed (an hour: a web download says nothing while its file is
+//! restored). Without this, another local user (or anyone who can reach a public UI) could
+//! hold connections open until the node's descriptors ran out, and then neither peers nor
+//! the store could open anything. Server-sent events keep their
 //! connections alive with their own keep-alive messages.
 
 use std::io;
@@ -20,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 /// Connections open at once on one listener.
 pub const MAX_CONNECTIONS: usize = 128;
 /// A connection with no byte read or written for this long is closed.
-pub const IDLE: Duration = Duration::from_secs(300);
+pub const IDLE: Duration = Duration::from_secs(3600);
 
 /// A listener that hands out at most `max` connections at a time.
 pub(crate) struct Bounded {

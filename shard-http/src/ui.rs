@@ -383,7 +383,7 @@ async fn signup(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let password = zeroize::Zeroizing::new(body.password);
     let refused = |why: &str| {
-        tracing::warn!("refused a sign-up for {:?}: {why}", body.user);
+        tracing::warn!("refused a sign-up for {}: {why}", crate::shown(&body.user));
         ApiError::new(
             StatusCode::FORBIDDEN,
             why.to_string(),

@@ -969,7 +969,8 @@ fn request_cost_kib(body: &Request) -> u32 {
 /// frame for `idle` (a half-open connection), leaves its answers unread for [`WRITE_TIMEOUT`],
 /// or `shutdown` turns true. Memory is bounded by [`CONNECTION_BUDGET_KIB`]. Requests in
 /// flight when shutdown comes are finished (a put that completes is acknowledged, one that
-/// does not never is).
+/// does not never is). Dropping the future instead ends the connection at once: its writer
+/// is aborted and the answers it held are freed with it.
 pub async fn serve_channel(
     connection: impl Into<Connection>,
     service: Arc<ShareService>,
@@ -986,7 +987,7 @@ pub async fn serve_channel(
         mpsc::channel::<(Message, Option<Share>, OwnedSemaphorePermit)>(MAX_IN_FLIGHT);
     let (writer_gone, mut writer_ended) = watch::channel(false);
     let addr = peer.addr;
-    let writer_task = tokio::spawn(async move {
+    let mut writer_task = AbortOnDrop(tokio::spawn(async move {
         while let Some((message, share, budget)) = outbox.recv().await {
             let write = async {
                 match &share {
@@ -1012,7 +1013,7 @@ pub async fn serve_channel(
         }
         writer_gone.send_replace(true);
         let _ = writer.shutdown().await;
-    });
+    }));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET_KIB as usize));
     let challenges = Arc::new(Challenges::default());
@@ -1071,5 +1072,14 @@ pub async fn serve_channel(
         .acquire_many(u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX))
         .await;
     drop(answers);
-    let _ = writer_task.await;
+    let _ = (&mut writer_task.0).await;
+}
+
+/// A task aborted when its handle is dropped (a connection's writer dies with its reader).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

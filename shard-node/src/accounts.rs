@@ -239,12 +239,18 @@ struct Turn {
 /// An account's turn to check a passphrase, held until dropped.
 pub struct TurnGuard {
     _lock: tokio::sync::OwnedMutexGuard<()>,
+    _queued: Queued,
+}
+
+/// A place in a name's queue, given back when dropped — also when the attempt is given up
+/// while it waits (a cancelled request must not keep its place for ever).
+struct Queued {
     queued: Arc<std::sync::atomic::AtomicUsize>,
     name: String,
     turns: Arc<Mutex<HashMap<String, Turn>>>,
 }
 
-impl Drop for TurnGuard {
+impl Drop for Queued {
     fn drop(&mut self) {
         let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
         let before = self
@@ -314,11 +320,14 @@ impl Gate {
             }
             (turn.lock.clone(), turn.queued.clone())
         };
-        Ok(TurnGuard {
-            _lock: lock.lock_owned().await,
+        let place = Queued {
             queued,
             name: user.to_string(),
             turns: self.turns.clone(),
+        };
+        Ok(TurnGuard {
+            _lock: lock.lock_owned().await,
+            _queued: place,
         })
     }
 

@@ -219,13 +219,9 @@ async fn restore_file(
     // link: O_EXCL never follows one), private until it is complete.
     let mut salt = [0u8; 8];
     shard_crypto::fill_random(&mut salt)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.shard-part",
-        dest.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        hex::encode(salt)
-    ));
+    // Not derived from the file's name: a name near the file system's limit (255 bytes)
+    // must restore too.
+    let tmp = dir.join(format!(".shard-{}.part", hex::encode(salt)));
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -163,6 +163,8 @@ pub struct Node {
     inbound_per_peer: Arc<PeerConnections>,
     /// The one-time token of the web UI's setup link, while the node has no account.
     setup: Mutex<Option<(String, Instant)>>,
+    /// Held while the node runs (see [`lock_home`]).
+    _home_lock: std::fs::File,
 }
 
 /// How long a setup link works.
@@ -174,6 +176,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Addresses peers can reach `listen` at: itself, or every up interface for 0.0.0.0 / [::].
+/// Takes the home's lock (`node.lock`, an advisory `flock` the system drops when the process
+/// ends, crash included), or says that another node runs from it.
+fn lock_home(home: &Home) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = home.root().join("node.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "another node is running from {} (stop it first, or give this one another --home)",
+            home.root().display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
     if !listen.ip().is_unspecified() {
         return vec![listen];
@@ -195,6 +218,9 @@ impl Node {
     /// Opens the home, binds the peer socket and starts serving peers (the background loops
     /// of health are started by [`Node::start`], which calls this).
     pub(crate) async fn open(home: Home, options: RunOptions) -> Result<Arc<Node>> {
+        // One node per home: a second one would share its databases and, stopping, remove
+        // the running node's address files and spool.
+        let home_lock = lock_home(&home)?;
         let config = home.config()?;
         let identity = Arc::new(home.identity()?);
         let catalog = Arc::new(home.open_catalog()?);
@@ -254,6 +280,7 @@ impl Node {
             snapshot_failures: Mutex::new(HashMap::new()),
             inbound_per_peer: Arc::default(),
             setup: Mutex::new(None),
+            _home_lock: home_lock,
         });
         let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
         if mode != MdnsMode::Off {
@@ -580,6 +607,14 @@ impl Node {
         passphrase: zeroize::Zeroizing<Vec<u8>>,
     ) -> Result<()> {
         let _place = self.passphrases.web_login()?;
+        if crate::accounts::check_account_name(user).is_err() {
+            // No account can have such a name (nor is it worth remembering): the answer of a
+            // wrong passphrase, at once.
+            return Err(Error::WrongPassphrase {
+                user: user.chars().take(64).collect(),
+                next_wait_secs: 1,
+            });
+        }
         if passphrase.len() > crate::accounts::MAX_PASSPHRASE_BYTES {
             // Said at once, whether the name exists or not.
             return Err(Error::WeakPassphrase(
@@ -1251,31 +1286,19 @@ async fn inbound(
                 });
             }
             tracing::debug!("serving {} ({from})", channel.peer.hello.name);
-            // This connection ends as the node stops, or when a newer one of the same peer
-            // needs its place: either way through the service's own shutdown, which finishes
-            // the request in flight and closes the socket.
-            let (stop, stopped) = watch::channel(false);
-            let mut node_stops = node.shutdown_signal();
-            let ending = async move {
-                tokio::select! {
-                    _ = node_stops.wait_for(|s| *s) => {}
-                    () = slot.closed() => {
-                        tracing::debug!("closing an older connection of a peer");
-                    }
-                }
-                stop.send_replace(true);
-                // Keeps the place (and the sender) until the connection is gone.
-                std::future::pending::<()>().await;
-            };
+            // A newer connection of the same peer that needs the place ends this one at
+            // once: dropping the service's future aborts its writer and frees the answers it
+            // held (a peer must not keep closed connections' memory by opening new ones).
             tokio::select! {
                 () = serve_channel(
                     channel,
                     node.service.clone(),
-                    stopped,
+                    node.shutdown_signal(),
                     node.options.idle_timeout,
                 ) => {}
-                () = ending => {}
+                () = slot.closed() => tracing::debug!("closed an older connection of a peer"),
             }
+            drop(slot);
         }
         Ok(Err(e)) => quiet.warn(|| format!("connection from {from} closed: {e}")),
         Err(_) => quiet.warn(|| {
@@ -1420,6 +1443,9 @@ async fn connector(node: Arc<Node>, id: NodeId) {
     let mut stop = node.shutdown_signal();
     let waker = lock(&node.wakers).entry(id).or_default().clone();
     let mut backoff = Duration::from_secs(1);
+    // Wait before redialing a peer whose connections end soon after they start (one that
+    // accepts and hangs up must not make this node dial it in a loop).
+    let mut flapping = Duration::ZERO;
     // A connection already made to where the peer was seen anew (it moved).
     let mut moved_to: Option<shard_net::transport::Connection> = None;
     loop {
@@ -1534,8 +1560,24 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             p.client = None;
             p.last_error = Some("connection closed".into());
         });
+        flapping = if started.elapsed() < SHORT_LIVED {
+            (flapping * 2)
+                .max(Duration::from_millis(500))
+                .min(node.options.max_backoff)
+        } else {
+            Duration::ZERO
+        };
+        if !flapping.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(flapping) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
     }
 }
+
+/// A connection that ends sooner than this after it was made counts as flapping.
+const SHORT_LIVED: Duration = Duration::from_secs(5);
 
 impl Node {
     /// Puts the address a connection just succeeded on first in the peer's pinned list (and in

@@ -869,7 +869,25 @@ fn flush(
 /// After a verified `--move`: removes the stored files and links, then the folders that are
 /// left empty (deepest first). Only what the put stored is touched.
 fn remove_originals(entries: &[Entry]) -> Result<()> {
+    // Only what was read: a path that now leads elsewhere (a folder on the way swapped for a
+    // link by someone who can write there) names another file, which must not be deleted.
+    let same = |e: &Entry| {
+        fs::symlink_metadata(&e.src)
+            .is_ok_and(|md| (md.dev(), md.ino()) == e.dev_ino && kind_of(&md) == e.meta.kind)
+    };
+    if let Some(changed) = entries.iter().find(|e| !same(e)) {
+        return Err(Error::MoveAborted(format!(
+            "{} is no longer what was stored (moved, replaced, or a folder on its way became a link); nothing was deleted",
+            changed.src.display()
+        )));
+    }
     for e in entries.iter().filter(|e| e.meta.kind != FileKind::Dir) {
+        if !same(e) {
+            return Err(Error::MoveAborted(format!(
+                "{} changed while the originals were being deleted; it and the rest were kept",
+                e.src.display()
+            )));
+        }
         fs::remove_file(&e.src).map_err(|err| access(&e.src, &err))?;
     }
     let mut dirs: Vec<&Entry> = entries
@@ -879,9 +897,22 @@ fn remove_originals(entries: &[Entry]) -> Result<()> {
     dirs.sort_by_key(|e| std::cmp::Reverse(e.src.components().count()));
     for d in dirs {
         // A folder that still holds something the put did not store stays.
-        let _ = fs::remove_dir(&d.src);
+        if same(d) {
+            let _ = fs::remove_dir(&d.src);
+        }
     }
     Ok(())
+}
+
+fn kind_of(md: &fs::Metadata) -> FileKind {
+    let t = md.file_type();
+    if t.is_dir() {
+        FileKind::Dir
+    } else if t.is_symlink() {
+        FileKind::Symlink
+    } else {
+        FileKind::File
+    }
 }
 
 /// Storing files, for a program that drives the node directly.
