@@ -14,7 +14,7 @@
 //! use shard_node::node::{Node, RunOptions};
 //! use shard_node::put::PutRequest;
 //!
-//! let home = Home::new("/var/lib/my-app/shard".into());
+//! let home = Home::new("/var/lib/my-app/shard");
 //! home.init(&NodeConfig::new("my-app"))?;
 //! let node = Node::start(home, RunOptions::default()).await?;
 //! node.join("<an invite code from `shard invite` on a peer>").await?;
