@@ -225,20 +225,7 @@ pub async fn serve(
         )
         .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .with_state(state);
-    let mut stop = node.shutdown_signal();
-    let listener = crate::listener::Bounded::new(
-        listener,
-        crate::listener::MAX_CONNECTIONS,
-        crate::listener::IDLE,
-    );
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::error!("control API stopped: {e}");
-    }
+    crate::listener::serve(listener, router, &node, "control API").await;
 }
 
 /// The version 1 routes, without authorization (each listener adds its own).

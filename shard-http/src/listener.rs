@@ -18,10 +18,27 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use shard_node::node::Node;
+
 /// Connections open at once on one listener.
 pub const MAX_CONNECTIONS: usize = 128;
 /// A connection with no byte read or written for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(3600);
+
+/// Serves `router` on `listener`, bounded as the module says, until `node` shuts down;
+/// `what` names the server in the log if it stops on an error.
+pub(crate) async fn serve(listener: TcpListener, router: axum::Router, node: &Node, what: &str) {
+    let mut stop = node.shutdown_signal();
+    let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!("{what} stopped: {e}");
+    }
+}
 
 /// A listener that hands out at most `max` connections at a time.
 pub(crate) struct Bounded {

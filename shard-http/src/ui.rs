@@ -239,20 +239,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state);
-    let mut stop = node.shutdown_signal();
-    let listener = crate::listener::Bounded::new(
-        listener,
-        crate::listener::MAX_CONNECTIONS,
-        crate::listener::IDLE,
-    );
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::error!("web UI stopped: {e}");
-    }
+    crate::listener::serve(listener, router, &node, "web UI").await;
 }
 
 fn page(body: &'static str, kind: &'static str) -> Response {

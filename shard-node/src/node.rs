@@ -574,6 +574,17 @@ impl Node {
     pub async fn login(&self, user: &str, passphrase: zeroize::Zeroizing<Vec<u8>>) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
         let _turn = self.passphrases.turn(user).await?;
+        self.attempt(user, account, passphrase).await
+    }
+
+    /// One passphrase attempt on `account`: waits the delay its failures earned, takes a turn
+    /// at Argon2, and unlocks the vault if the passphrase opens it.
+    async fn attempt(
+        &self,
+        user: &str,
+        account: shard_store::Account,
+        passphrase: zeroize::Zeroizing<Vec<u8>>,
+    ) -> Result<()> {
         let wait = crate::accounts::wait_before_attempt(
             &self.catalog,
             &account,
@@ -589,7 +600,7 @@ impl Node {
             crate::accounts::try_unwrap(&catalog, &checked, &passphrase)
         })
         .await
-        .map_err(|_| Error::Internal("the passphrase check crashed".into()))??;
+        .map_err(|e| Error::task(&e))??;
         self.unlock(
             user,
             account.id,
@@ -641,29 +652,7 @@ impl Node {
         passphrase: zeroize::Zeroizing<Vec<u8>>,
     ) -> Result<()> {
         let account = crate::accounts::account(&self.catalog, user)?;
-        let wait = crate::accounts::wait_before_attempt(
-            &self.catalog,
-            &account,
-            self.options.login_delay_unit,
-        )?;
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let _argon = self.passphrases.argon().await?;
-        let catalog = self.catalog.clone();
-        let checked = account.clone();
-        let key = tokio::task::spawn_blocking(move || {
-            crate::accounts::try_unwrap(&catalog, &checked, &passphrase)
-        })
-        .await
-        .map_err(|e| Error::task(&e))??;
-        self.unlock(
-            user,
-            account.id,
-            Arc::new(shard_crypto::VaultKeys::derive(&key)),
-        );
-        tracing::info!("account {user} unlocked");
-        Ok(())
+        self.attempt(user, account, passphrase).await
     }
 
     /// Opens a session for a vault whose keys are already derived (after recovery).
