@@ -171,13 +171,15 @@ pub fn serve(
     runtime.block_on(async {
         let options = RunOptions {
             listen,
-            #[cfg(feature = "adversary")]
-            store_layer: Some(shard_testkit::adversary::Adversary::from_env),
             mdns: no_mdns.then_some(MdnsMode::Quiet),
             mdns_interfaces: (!mdns_interfaces.is_empty()).then_some(mdns_interfaces),
             ..RunOptions::default()
         };
-        let node = Node::start(home.clone(), options).await?;
+        let node = Node::builder(home.clone()).options(options);
+        // A test adversary's lies, when the test build asks for them (never in a release).
+        #[cfg(feature = "adversary")]
+        let node = node.store_layer(shard_testkit::adversary::Adversary::from_env);
+        let node = node.start().await?;
         let http = HttpOptions { api, ui, ui_public };
         let http = match HttpServer::start(node.clone(), &http).await {
             Ok(http) => http,

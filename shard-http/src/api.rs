@@ -579,17 +579,14 @@ async fn get_file(
     Ok(Json(json!({"job": job.id})))
 }
 
-/// Ends `job` with what the operation returned: its report as JSON (this is the edge where
-/// reports become JSON), or its error with the hint.
-fn finish<T: serde::Serialize>(job: &shard_node::jobs::Job, result: shard_node::Result<T>) {
+/// Ends `job` with what the operation returned: its report (serialized when the job is
+/// asked about, at this edge), or its error with the hint.
+fn finish<T: Into<shard_node::jobs::JobResult>>(
+    job: &shard_node::jobs::Job,
+    result: shard_node::Result<T>,
+) {
     match result {
-        Ok(report) => match serde_json::to_value(report) {
-            Ok(v) => job.finish(v),
-            Err(e) => job.fail(
-                format!("the result could not be written: {e}"),
-                "see the node's log".into(),
-            ),
-        },
+        Ok(report) => job.finish(report),
         Err(e) => {
             let api = ApiError::from(e);
             job.fail(api.error, api.hint);
@@ -608,7 +605,7 @@ async fn job(
         None => true,
     };
     match state.node.jobs().get(id).filter(|j| mine(j)) {
-        Some(job) => Ok(Json(job.snapshot())),
+        Some(job) => Ok(Json(json!(job.status()))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no job {id}"),
@@ -627,7 +624,7 @@ async fn ls(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Query(q): Query<LsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<shard_node::report::Listing>, ApiError> {
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let node = state.node.clone();
@@ -656,7 +653,7 @@ async fn rm(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<RmBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<shard_node::report::Removal>, ApiError> {
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
@@ -677,7 +674,7 @@ struct RecoverBody {
 async fn recover(
     State(state): State<ApiState>,
     Json(body): Json<RecoverBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<shard_node::report::Recovery>, ApiError> {
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
     let code = zeroize::Zeroizing::new(body.code);
     Ok(Json(
@@ -1098,14 +1095,14 @@ async fn job_events(
         if ended {
             return None;
         }
-        let snapshot = job.snapshot();
-        let running = snapshot["state"] == "running";
+        let status = job.status();
+        let running = status.running();
         if running {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let event = Event::default()
             .event(if running { "progress" } else { "end" })
-            .data(snapshot.to_string());
+            .data(serde_json::to_string(&status).unwrap_or_default());
         Some((Ok::<_, std::convert::Infallible>(event), (job, !running)))
     });
     Ok(Sse::new(stream)
@@ -1126,7 +1123,7 @@ async fn picture(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Query(q): Query<PictureQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<shard_node::report::Picture>, ApiError> {
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let node = state.node.clone();

@@ -6,9 +6,11 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use shard_node::jobs::{JobResult, JobState, JobStatus};
 use shard_node::report::{
-    CheckReport, ChunkHealth, DeletedInGrace, FileHealth, NodeCheck, NodeCheckState, ReadSummary,
-    RepairReport, WorstChunk,
+    CheckReport, ChunkHealth, DeletedInGrace, EntryKind, FileHealth, GetReport, ListedFile,
+    Listing, NodeCheck, NodeCheckState, Picture, PictureChunk, PictureNode, PictureShare,
+    ReadSummary, RepairReport, ShareView, StoredHealth, WorstChunk,
 };
 
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -151,4 +153,129 @@ fn the_repair_view_reads_only_fields_the_repair_report_has() {
         "{read:?} vs {:?}",
         keys(&report)
     );
+}
+
+#[test]
+fn the_file_list_reads_only_fields_a_listing_has() {
+    let listing = serde_json::to_value(Listing {
+        files: vec![ListedFile {
+            name: "a".into(),
+            name_hex: "61".into(),
+            kind: EntryKind::File,
+            size: 1,
+            mtime: 0,
+            mode: 0o644,
+            version: 1,
+            versions: 1,
+            stored_at: 1,
+            health: Some(StoredHealth {
+                state: ChunkHealth::Degraded,
+                k: Some(2),
+                n: Some(3),
+                min_acked: Some(2),
+                spare: Some(0),
+            }),
+        }],
+    })
+    .unwrap();
+    let file = &listing["files"][0];
+    let code = function("fileRow");
+    let read = fields_read(code, "f");
+    assert!(read.contains("versions"), "{read:?}");
+    assert!(read.is_subset(&keys(file)), "{read:?} vs {:?}", keys(file));
+    assert_eq!(file["kind"], "file", "the row's buttons test this word");
+    assert_eq!(file["health"]["state"], "degraded");
+    let read = fields_read(function("renderFiles"), "listing");
+    assert!(read.is_subset(&keys(&listing)), "{read:?}");
+}
+
+#[test]
+fn the_picture_reads_only_fields_a_picture_has() {
+    let picture = serde_json::to_value(Picture {
+        name: "a".into(),
+        version: 1,
+        size: 1,
+        kind: EntryKind::File,
+        chunks: vec![PictureChunk {
+            id: "00".into(),
+            size: 1,
+            k: 1,
+            n: 2,
+            shares: vec![PictureShare {
+                index: 0,
+                node: Some("ab".into()),
+                node_name: "b".into(),
+                state: ShareView::Offline,
+            }],
+        }],
+        nodes: vec![PictureNode {
+            node: "ab".into(),
+            name: "b".into(),
+            online: false,
+        }],
+    })
+    .unwrap();
+    let code = function("drawPicture");
+    for (var, value) in [
+        ("picture", &picture),
+        ("n", &picture["nodes"][0]),
+        ("c", &picture["chunks"][0]),
+        ("share", &picture["chunks"][0]["shares"][0]),
+    ] {
+        let read = fields_read(code, var);
+        assert!(!read.is_empty(), "{var}");
+        assert!(
+            read.is_subset(&keys(value)),
+            "{var}: {read:?} vs {:?}",
+            keys(value)
+        );
+    }
+    assert_eq!(
+        picture["chunks"][0]["shares"][0]["state"], "offline",
+        "the circle's class is the state word"
+    );
+}
+
+fn job_status(state: JobState) -> JobStatus {
+    JobStatus {
+        id: 1,
+        kind: "get",
+        bytes_total: 1,
+        bytes_done: 1,
+        files_total: 1,
+        files_done: 1,
+        elapsed_secs: 0.1,
+        state,
+    }
+}
+
+#[test]
+fn following_a_job_reads_only_fields_its_status_has() {
+    let done = serde_json::to_value(job_status(JobState::Done {
+        result: JobResult::Get(GetReport {
+            files: 1,
+            dirs: 0,
+            links: 0,
+            bytes: 1,
+            out: "x".into(),
+            restored_at: 1,
+        }),
+    }))
+    .unwrap();
+    let failed = serde_json::to_value(job_status(JobState::Failed {
+        error: "e".into(),
+        hint: "h".into(),
+    }))
+    .unwrap();
+    assert_eq!(done["state"], "done");
+    assert_eq!(
+        done["result"]["files"], 1,
+        "the result is the report itself"
+    );
+    assert_eq!(failed["state"], "failed");
+    let mut all = keys(&done);
+    all.extend(keys(&failed));
+    let read = fields_read(function("follow"), "state");
+    assert!(read.contains("bytes_done"), "{read:?}");
+    assert!(read.is_subset(&all), "{read:?} vs {all:?}");
 }

@@ -12,6 +12,7 @@ mod error;
 #[cfg(feature = "adversary")]
 pub mod faults;
 pub mod identity;
+pub mod memory;
 pub mod noise;
 pub mod pairing;
 pub mod rpc;

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use shard_proto::{Manifest, NodeId, ShareId};
 use shard_store::{FileEntry, FileId, FileKind, ShareState};
 
 use crate::node::Node;
+use crate::report::{ChunkHealth, ListedFile, Listing, Removal, StoredHealth};
 use crate::session::Session;
 use crate::{Error, Result};
 
@@ -22,9 +22,9 @@ fn health(
     entry: &FileEntry,
     manifest: Option<&Manifest>,
     shares: &HashMap<ShareId, ShareState>,
-) -> Value {
+) -> Option<StoredHealth> {
     if entry.meta.kind != FileKind::File {
-        return json!(null);
+        return None;
     }
     let mut worst: Option<(u8, u8, u8)> = None;
     for c in manifest.iter().flat_map(|m| m.chunks.iter()) {
@@ -39,23 +39,32 @@ fn health(
             worst = Some(this);
         }
     }
-    match worst {
-        None => json!({"state": "healthy", "spare": null}),
-        Some((k, n, acked)) => {
-            let state = if acked >= n {
-                "healthy"
+    Some(match worst {
+        None => StoredHealth {
+            state: ChunkHealth::Healthy,
+            k: None,
+            n: None,
+            min_acked: None,
+            spare: None,
+        },
+        Some((k, n, acked)) => StoredHealth {
+            state: if acked >= n {
+                ChunkHealth::Healthy
             } else if acked >= k {
-                "degraded"
+                ChunkHealth::Degraded
             } else {
-                "lost"
-            };
-            json!({"state": state, "k": k, "n": n, "min_acked": acked, "spare": i32::from(acked) - i32::from(k)})
-        }
-    }
+                ChunkHealth::Lost
+            },
+            k: Some(k),
+            n: Some(n),
+            min_acked: Some(acked),
+            spare: Some(i32::from(acked) - i32::from(k)),
+        },
+    })
 }
 
 /// The newest version of each name (under `prefix`), with its number of versions and health.
-pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value> {
+pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Listing> {
     let vault = node.catalog().vault(session.account, &session.keys);
     let mut by_name: BTreeMap<Vec<u8>, (FileEntry, usize)> = BTreeMap::new();
     for e in vault.list()? {
@@ -88,20 +97,20 @@ pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Value> {
         .collect();
     let mut files = Vec::with_capacity(by_name.len());
     for (name, (entry, versions)) in by_name {
-        files.push(json!({
-            "name": lossy(&name),
-            "name_hex": hex::encode(&name),
-            "kind": match entry.meta.kind { FileKind::File => "file", FileKind::Dir => "dir", FileKind::Symlink => "link" },
-            "size": entry.meta.size,
-            "mtime": entry.meta.mtime,
-            "mode": entry.meta.mode,
-            "version": entry.version,
-            "versions": versions,
-            "stored_at": entry.stored_at,
-            "health": health(&entry, manifests.get(&entry.id), &shares),
-        }));
+        files.push(ListedFile {
+            name: lossy(&name),
+            name_hex: hex::encode(&name),
+            kind: entry.meta.kind.into(),
+            size: entry.meta.size,
+            mtime: entry.meta.mtime,
+            mode: entry.meta.mode,
+            version: entry.version,
+            versions,
+            stored_at: entry.stored_at,
+            health: health(&entry, manifests.get(&entry.id), &shares),
+        });
     }
-    Ok(json!({"files": files}))
+    Ok(Listing { files })
 }
 
 /// Removes every version of `name` (and, for a folder, everything under it); deletes the shares
@@ -113,7 +122,7 @@ pub async fn rm(
     session: &Arc<Session>,
     name: &[u8],
     purge: bool,
-) -> Result<Value> {
+) -> Result<Removal> {
     let _writer = session.writer.lock().await;
     let vault = node.catalog().vault(session.account, &session.keys);
     let versions = vault.versions(name)?;
@@ -166,9 +175,11 @@ pub async fn rm(
         }
     }
     crate::crash_point!("rm:shares-deleted");
-    Ok(
-        json!({"removed": ids.len(), "shares_deleted": deleted, "shares_queued_for_offline_peers": queued}),
-    )
+    Ok(Removal {
+        removed: ids.len(),
+        shares_deleted: deleted,
+        shares_queued_for_offline_peers: queued,
+    })
 }
 
 /// Removing files and accounts.
@@ -176,11 +187,7 @@ impl Node {
     /// Removes every version of `name` (a folder with everything under it) as `user`; returns
     /// the removal's summary. (The caller writes the new catalog snapshot:
     /// [`Node::catalog_changed`].)
-    pub async fn remove(
-        self: &Arc<Self>,
-        user: Option<&str>,
-        name: &[u8],
-    ) -> Result<serde_json::Value> {
+    pub async fn remove(self: &Arc<Self>, user: Option<&str>, name: &[u8]) -> Result<Removal> {
         let session = self.session(user)?;
         rm(self, &session, name, false).await
     }

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, NodeId, Share};
-use shard_store::{ChunkDecoder, FileEntry, FileKind, ShareState, check_share};
-use tokio::task::JoinSet;
+use shard_proto::{ChunkRef, Manifest, NodeId};
+use shard_store::{ChunkDecoder, FileEntry, FileKind, ShareState};
+
+use crate::swarm::{Asking, Holder};
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
@@ -31,8 +32,6 @@ use crate::{Error, Result};
 
 /// Chunks fetched at once.
 const CHUNKS_AHEAD: usize = 8;
-/// A share request unanswered this long gets a second holder asked beside it.
-const HEDGE_AFTER: Duration = Duration::from_secs(3);
 
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
@@ -40,9 +39,8 @@ fn lossy(name: &[u8]) -> String {
 
 /// Where the shares of chunks can come from, best first.
 struct Sources {
-    vault: [u8; 16],
     ordered: Vec<Target>,
-    timeout: Duration,
+    asking: Asking,
 }
 
 impl Sources {
@@ -54,9 +52,12 @@ impl Sources {
         let mut ordered = vec![node.local_target()];
         ordered.extend(peers.into_iter().map(|(c, _)| Target::Peer(c)));
         Self {
-            vault: session.vault(),
             ordered,
-            timeout: node.options().request_timeout,
+            asking: Asking {
+                vault: session.vault(),
+                timeout: node.options().request_timeout,
+                hedge_after: node.options().hedge_after,
+            },
         }
     }
 
@@ -83,68 +84,27 @@ async fn fetch_chunk(
         .zip(&chunk.shares)
         .filter_map(|(index, id)| located.get(id).filter(|r| r.index == index))
         .collect();
-    let mut candidates: Vec<(usize, u8, shard_proto::ShareId, Target)> = Vec::new();
+    let mut holders = Vec::new();
     let mut offline = Vec::new();
     for r in records.iter().filter(|r| r.state == ShareState::Acked) {
         match sources.target(&r.peer) {
-            Some(t) => {
-                let rank = sources
+            Some(t) => holders.push(Holder {
+                id: r.id,
+                index: r.index,
+                target: t.clone(),
+                rank: sources
                     .ordered
                     .iter()
                     .position(|o| o.node() == r.peer)
-                    .unwrap_or(usize::MAX);
-                candidates.push((rank, r.index, r.id, t.clone()));
-            }
+                    .unwrap_or(usize::MAX),
+            }),
             None => offline.push(node.name_of(&r.peer)),
         }
     }
-    // Data shares first (all k of them make decoding a plain copy; a recovery share costs a
-    // Reed-Solomon decode), then the best source: this node, then peers by round-trip time.
-    // Placement put each chunk's data shares on random nodes, so this also spreads the reads.
-    candidates.sort_by_key(|c| (c.1 >= chunk.k, c.0));
     let need = usize::from(chunk.k);
-    let mut good: Vec<Share> = Vec::with_capacity(need);
-    let mut queue: VecDeque<_> = candidates.into();
-    let mut set = JoinSet::new();
-    let launch = |set: &mut JoinSet<_>,
-                  (_, _, id, target): (usize, u8, shard_proto::ShareId, Target)| {
-        let (vault, timeout) = (sources.vault, sources.timeout);
-        set.spawn(async move { (target.name(), target.get(vault, id, timeout).await) });
-    };
-    for _ in 0..need {
-        if let Some(c) = queue.pop_front() {
-            launch(&mut set, c);
-        }
-    }
-    while good.len() < need {
-        // A holder slower than HEDGE_AFTER (stalled, or on a bad link) does not hold the
-        // chunk up: one more holder is asked, and whichever answers first is used.
-        let joined = match tokio::time::timeout(HEDGE_AFTER, set.join_next()).await {
-            Ok(Some(joined)) => joined,
-            Ok(None) => break,
-            Err(_) => {
-                if let Some(c) = queue.pop_front() {
-                    launch(&mut set, c);
-                }
-                continue;
-            }
-        };
-        let Ok((from, result)) = joined else { continue };
-        match result {
-            Ok(Some(share)) if check_share(&chunk, &share).is_ok() => good.push(share),
-            Ok(Some(_)) => tracing::warn!(
-                "{from} served a share that does not belong to chunk {:?}",
-                chunk.id
-            ),
-            Ok(None) => tracing::warn!("{from} no longer has a share of chunk {:?}", chunk.id),
-            Err(e) => tracing::warn!("fetching from {from} failed: {e}"),
-        }
-        if good.len() + set.len() < need
-            && let Some(c) = queue.pop_front()
-        {
-            launch(&mut set, c);
-        }
-    }
+    let good = crate::swarm::fetch(&chunk, holders, sources.asking)
+        .await
+        .good;
     if good.len() < need {
         offline.sort();
         offline.dedup();

@@ -17,7 +17,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use shard_proto::{ChunkId, ChunkRef, NodeId, Share, ShareId};
 use shard_store::{AckedShare, ChunkDecoder, FileEntry, FileKind, ShareRecord, ShareState};
 use tokio::sync::Semaphore;
@@ -28,9 +27,11 @@ use crate::node::Node;
 use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
 use crate::report::{
     CheckReport, ChunkHealth, DeletedInGrace, FileHealth, NodeCheck, NodeCheckState, PeerRemoval,
-    ReadSummary, RepairReport, SharesMoved, WorstChunk,
+    Picture, PictureChunk, PictureNode, PictureShare, ReadSummary, RepairReport, ShareView,
+    SharesMoved, WorstChunk,
 };
 use crate::session::Session;
+use crate::swarm::{Asking, Holder};
 use crate::target::Target;
 use crate::{Error, Result};
 
@@ -612,6 +613,8 @@ struct RepairCtx {
     candidates: Vec<Candidate>,
     lost: HashSet<NodeId>,
     timeout: Duration,
+    /// How shares are asked for.
+    asking: Asking,
     /// Nodes that said they were full during this repair.
     full: FullNodes,
 }
@@ -639,6 +642,11 @@ impl RepairCtx {
             candidates,
             lost,
             timeout: node.options().request_timeout,
+            asking: Asking {
+                vault: session.vault(),
+                timeout: node.options().request_timeout,
+                hedge_after: node.options().hedge_after,
+            },
             full: FullNodes::default(),
         }
     }
@@ -646,31 +654,23 @@ impl RepairCtx {
     /// `k` verified shares of the chunk, data shares first, and the ids of shares whose
     /// holder served other bytes on the way (they are rebuilt too).
     async fn fetch(&self, c: &ChunkState) -> (Vec<Share>, HashSet<ShareId>) {
-        let k = usize::from(c.chunk.k);
-        let mut got = Vec::with_capacity(k);
-        let mut bad = HashSet::new();
-        for slot in &c.shares {
-            if got.len() == k {
-                break;
-            }
-            if slot.seen != Seen::Good {
-                continue;
-            }
-            let Some(target) = slot.holder().and_then(|p| self.targets.get(&p)) else {
-                continue;
-            };
-            match target.get(self.vault, slot.id, self.timeout).await {
-                Ok(Some(share)) if share.id() == slot.id => got.push(share),
-                Ok(_) => tracing::warn!("{} no longer has share {}", target.name(), slot.id),
-                Err(e) => {
-                    tracing::warn!("share {} from {}: {e}", slot.id, target.name());
-                    if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) {
-                        bad.insert(slot.id);
-                    }
-                }
-            }
-        }
-        (got, bad)
+        let holders = c
+            .shares
+            .iter()
+            .filter(|slot| slot.seen == Seen::Good)
+            .filter_map(|slot| {
+                let target = slot.holder().and_then(|p| self.targets.get(&p))?;
+                Some(Holder {
+                    id: slot.id,
+                    index: slot.index,
+                    target: target.clone(),
+                    // This node first; peers alike.
+                    rank: usize::from(target.node() != self.node.node_id()),
+                })
+            })
+            .collect();
+        let fetched = crate::swarm::fetch(&c.chunk, holders, self.asking).await;
+        (fetched.good, fetched.bad)
     }
 
     async fn repair_chunk(&self, c: ChunkState) -> Outcome {
@@ -1027,7 +1027,12 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
 /// shares with the node holding it and its state — present (acknowledged, node online),
 /// offline (node not connected), missing (known lost or bad), pending (not acknowledged) —
 /// from the catalog and the connections, without asking any peer.
-pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>) -> Result<Value> {
+pub fn picture(
+    node: &Node,
+    session: &Session,
+    name: &[u8],
+    version: Option<u32>,
+) -> Result<Picture> {
     let vault = node.catalog().vault(session.account, &session.keys);
     let versions = vault.versions(name)?;
     let entry = match version {
@@ -1068,59 +1073,57 @@ pub fn picture(node: &Node, session: &Session, name: &[u8], version: Option<u32>
     for chunk in &manifest.chunks {
         // The shares this version lists, by id: another encoding's never stand in for them.
         let located = vault.locate(&chunk.shares)?;
-        let shares: Vec<Value> = (0u8..)
+        let shares: Vec<PictureShare> = (0u8..)
             .zip(&chunk.shares)
             .map(|(index, id)| {
                 let Some(r) = located.get(id).filter(|r| r.index == index) else {
-                    return json!({
-                        "index": index,
-                        "node": null,
-                        "node_name": "no node",
-                        "state": "missing",
-                    });
+                    return PictureShare {
+                        index,
+                        node: None,
+                        node_name: "no node".to_string(),
+                        state: ShareView::Missing,
+                    };
                 };
                 holders.insert(r.peer);
                 let state = match r.state {
-                    ShareState::Missing | ShareState::Bad => "missing",
-                    ShareState::Pending => "pending",
-                    ShareState::Acked if online.contains(&r.peer) => "present",
-                    ShareState::Acked => "offline",
+                    ShareState::Missing | ShareState::Bad => ShareView::Missing,
+                    ShareState::Pending => ShareView::Pending,
+                    ShareState::Acked if online.contains(&r.peer) => ShareView::Present,
+                    ShareState::Acked => ShareView::Offline,
                 };
-                json!({
-                    "index": r.index,
-                    "node": shard_net::identity::short_fingerprint(&r.peer),
-                    "node_name": label(&r.peer),
-                    "state": state,
-                })
+                PictureShare {
+                    index: r.index,
+                    node: Some(shard_net::identity::short_fingerprint(&r.peer)),
+                    node_name: label(&r.peer),
+                    state,
+                }
             })
             .collect();
-        chunks.push(json!({
-            "id": hex::encode(chunk.id.0.get(..6).unwrap_or_default()),
-            "size": chunk.len,
-            "k": chunk.k,
-            "n": chunk.n,
-            "shares": shares,
-        }));
+        chunks.push(PictureChunk {
+            id: hex::encode(chunk.id.0.get(..6).unwrap_or_default()),
+            size: chunk.len,
+            k: chunk.k,
+            n: chunk.n,
+            shares,
+        });
     }
-    let mut nodes: Vec<Value> = holders
+    let mut nodes: Vec<PictureNode> = holders
         .iter()
-        .map(|id| {
-            json!({
-                "node": shard_net::identity::short_fingerprint(id),
-                "name": label(id),
-                "online": online.contains(id),
-            })
+        .map(|id| PictureNode {
+            node: shard_net::identity::short_fingerprint(id),
+            name: label(id),
+            online: online.contains(id),
         })
         .collect();
-    nodes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(json!({
-        "name": lossy(name),
-        "version": entry.version,
-        "size": entry.meta.size,
-        "kind": match entry.meta.kind { FileKind::File => "file", FileKind::Dir => "dir", FileKind::Symlink => "link" },
-        "chunks": chunks,
-        "nodes": nodes,
-    }))
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Picture {
+        name: lossy(name),
+        version: entry.version,
+        size: entry.meta.size,
+        kind: entry.meta.kind.into(),
+        chunks,
+        nodes,
+    })
 }
 
 /// Unpairing, which moves a peer's shares first.

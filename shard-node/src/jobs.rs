@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+
+use crate::report::{CheckReport, GetReport, PutReport, RepairReport};
 
 /// Counters a job advances as it goes.
 #[derive(Debug, Default)]
@@ -28,10 +30,78 @@ impl Progress {
     }
 }
 
-enum State {
+/// What a finished job returned.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum JobResult {
+    /// A put's report.
+    Put(PutReport),
+    /// A get's report.
+    Get(GetReport),
+    /// A check's report.
+    Check(CheckReport),
+    /// A repair's report.
+    Repair(RepairReport),
+}
+
+macro_rules! job_result_from {
+    ($($report:ident => $variant:ident),*) => {$(
+        impl From<$report> for JobResult {
+            fn from(report: $report) -> Self {
+                JobResult::$variant(report)
+            }
+        }
+    )*};
+}
+job_result_from!(PutReport => Put, GetReport => Get, CheckReport => Check, RepairReport => Repair);
+
+/// Where a job stands, with its result or error once it ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum JobState {
+    /// Still going.
     Running,
-    Done(Value),
-    Failed { error: String, hint: String },
+    /// Ended well.
+    Done {
+        /// What it returned.
+        result: JobResult,
+    },
+    /// Ended with an error.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+/// A job as the CLI and the web UI follow it: counters and state.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    /// Its id.
+    pub id: u64,
+    /// What it does.
+    pub kind: &'static str,
+    /// Bytes to process.
+    pub bytes_total: u64,
+    /// Bytes processed.
+    pub bytes_done: u64,
+    /// Files to process.
+    pub files_total: u64,
+    /// Files processed.
+    pub files_done: u64,
+    /// Seconds since it started.
+    pub elapsed_secs: f64,
+    /// Where it stands (flattened: `state`, and `result` or `error` and `hint`).
+    #[serde(flatten)]
+    pub state: JobState,
+}
+
+impl JobStatus {
+    /// Whether it is still going.
+    pub fn running(&self) -> bool {
+        matches!(self.state, JobState::Running)
+    }
 }
 
 /// One job.
@@ -45,49 +115,39 @@ pub struct Job {
     /// Its counters.
     pub progress: Progress,
     started: Instant,
-    state: Mutex<State>,
+    state: Mutex<JobState>,
 }
 
 impl Job {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks the job done with its result.
-    pub fn finish(&self, result: Value) {
-        *self.lock() = State::Done(result);
+    pub fn finish(&self, result: impl Into<JobResult>) {
+        *self.lock() = JobState::Done {
+            result: result.into(),
+        };
     }
 
     /// Marks the job failed.
     pub fn fail(&self, error: String, hint: String) {
-        *self.lock() = State::Failed { error, hint };
+        *self.lock() = JobState::Failed { error, hint };
     }
 
-    /// The job as JSON: state, counters, and the result or error once it ended.
-    pub fn snapshot(&self) -> Value {
+    /// The job's counters and state now.
+    pub fn status(&self) -> JobStatus {
         let p = &self.progress;
-        let mut v = json!({
-            "id": self.id,
-            "kind": self.kind,
-            "bytes_total": p.bytes_total.load(Ordering::Relaxed),
-            "bytes_done": p.bytes_done.load(Ordering::Relaxed),
-            "files_total": p.files_total.load(Ordering::Relaxed),
-            "files_done": p.files_done.load(Ordering::Relaxed),
-            "elapsed_secs": self.started.elapsed().as_secs_f64(),
-        });
-        match &*self.lock() {
-            State::Running => v["state"] = json!("running"),
-            State::Done(result) => {
-                v["state"] = json!("done");
-                v["result"] = result.clone();
-            }
-            State::Failed { error, hint } => {
-                v["state"] = json!("failed");
-                v["error"] = json!(error);
-                v["hint"] = json!(hint);
-            }
+        JobStatus {
+            id: self.id,
+            kind: self.kind,
+            bytes_total: p.bytes_total.load(Ordering::Relaxed),
+            bytes_done: p.bytes_done.load(Ordering::Relaxed),
+            files_total: p.files_total.load(Ordering::Relaxed),
+            files_done: p.files_done.load(Ordering::Relaxed),
+            elapsed_secs: self.started.elapsed().as_secs_f64(),
+            state: self.lock().clone(),
         }
-        v
     }
 }
 
@@ -113,7 +173,7 @@ impl Jobs {
             user: user.map(str::to_string),
             progress: Progress::default(),
             started: Instant::now(),
-            state: Mutex::new(State::Running),
+            state: Mutex::new(JobState::Running),
         });
         self.map
             .lock()

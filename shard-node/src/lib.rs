@@ -58,6 +58,7 @@ pub mod request;
 mod run;
 pub mod session;
 pub mod snapshot;
+mod swarm;
 pub mod target;
 pub mod tree;
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use shard_proto::{NodeId, PROTOCOL_VERSION};
 use shard_store::{Catalog, PeerRecord, ShareStore, Usage};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -22,10 +21,10 @@ use crate::{Error, Result};
 use shard_net::Error as NetError;
 use shard_net::discovery::{Mdns, MdnsMode, Nearby, Sightings};
 use shard_net::identity::{NodeIdentity, fingerprint, short_fingerprint};
-use shard_net::noise::{self, Gatekeeper, Hello, PairingKey, PeerInfo};
+use shard_net::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
 use shard_net::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
 use shard_net::rpc::{PeerClient, ShareService, serve_channel};
-use shard_net::transport::{NoiseTcp, Transport};
+use shard_net::transport::{Incoming, Listener, NoiseTcp, Transport};
 
 /// Timings of a running node.
 #[derive(Debug, Clone)]
@@ -40,6 +39,8 @@ pub struct RunOptions {
     pub max_backoff: Duration,
     /// Timeout of each request to a peer.
     pub request_timeout: Duration,
+    /// A share request of a restore unanswered this long gets another holder asked beside it.
+    pub hedge_after: Duration,
     /// A peer connection with no frame for this long is closed (half-open connections).
     pub idle_timeout: Duration,
     /// Overrides the config's mDNS mode (`--no-mdns` makes it quiet).
@@ -49,13 +50,87 @@ pub struct RunOptions {
     /// The unit of the delay after failed logins (1, 2, 4 … of it, at most 60): 1 s, but in
     /// tests.
     pub login_delay_unit: Duration,
-    /// Wraps the node's share store (a test's lying store; nothing in a release build).
-    pub store_layer: Option<StoreLayer>,
 }
 
-/// A wrapper put around the node's share store when it starts; an error is a configuration
-/// problem, said in words.
-pub type StoreLayer = fn(Arc<dyn ShareStore>) -> std::result::Result<Arc<dyn ShareStore>, String>;
+/// A wrapper put around the node's share store when it starts (a test's lying store); an
+/// error is a configuration problem, said in words.
+pub type StoreLayer =
+    Box<dyn FnOnce(Arc<dyn ShareStore>) -> std::result::Result<Arc<dyn ShareStore>, String> + Send>;
+
+/// Makes the node's transport from its identity (the Noise/TCP one unless a builder says
+/// otherwise).
+pub type MakeTransport = Box<dyn FnOnce(Arc<NodeIdentity>) -> Arc<dyn Transport> + Send>;
+
+/// What a node is started with: its home, its timings and the seams a program (or a test)
+/// may replace — the transport and a layer around the share store.
+///
+/// ```no_run
+/// # async fn run(home: shard_node::home::Home) -> shard_node::Result<()> {
+/// use shard_node::node::{Node, RunOptions};
+/// let node = Node::builder(home)
+///     .options(RunOptions::default())
+///     .start()
+///     .await?;
+/// # let _ = node;
+/// # Ok(())
+/// # }
+/// ```
+pub struct NodeBuilder {
+    home: Home,
+    options: RunOptions,
+    transport: Option<MakeTransport>,
+    store_layer: Option<StoreLayer>,
+    background: bool,
+}
+
+impl NodeBuilder {
+    /// Timings and overrides of the config.
+    pub fn options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Reaches peers through the transport `make` returns for the node's identity (an
+    /// in-memory one, say) instead of Noise over TCP. mDNS stays off then: it announces a
+    /// TCP port, which another transport does not serve.
+    pub fn transport(
+        mut self,
+        make: impl FnOnce(Arc<NodeIdentity>) -> Arc<dyn Transport> + Send + 'static,
+    ) -> Self {
+        self.transport = Some(Box::new(make));
+        self
+    }
+
+    /// Wraps the node's share store in what `layer` returns.
+    pub fn store_layer(
+        mut self,
+        layer: impl FnOnce(Arc<dyn ShareStore>) -> std::result::Result<Arc<dyn ShareStore>, String>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.store_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// Without the background loops of health (scrub, automatic repair): a test that drives
+    /// repair itself.
+    pub fn without_background_health(mut self) -> Self {
+        self.background = false;
+        self
+    }
+
+    /// Opens the home, listens for peers and starts serving them, and the background loops.
+    /// Returns once listening; [`Node::stopped`] waits for the end.
+    pub async fn start(self) -> Result<Arc<Node>> {
+        let background = self.background;
+        let node = Node::open(self).await?;
+        if background {
+            node.spawn_task(crate::health::scrub_loop(node.clone()));
+            node.spawn_task(crate::health::repair_loop(node.clone()));
+        }
+        Ok(node)
+    }
+}
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -65,11 +140,11 @@ impl Default for RunOptions {
             ping_interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            hedge_after: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
             mdns: None,
             mdns_interfaces: None,
             login_delay_unit: crate::accounts::DELAY_UNIT,
-            store_layer: None,
         }
     }
 }
@@ -135,7 +210,7 @@ pub struct Node {
     me: Weak<Node>,
     home: Home,
     identity: Arc<NodeIdentity>,
-    transport: Box<dyn Transport>,
+    transport: Arc<dyn Transport>,
     name: String,
     catalog: Arc<Catalog>,
     service: Arc<ShareService>,
@@ -215,9 +290,27 @@ fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
 }
 
 impl Node {
-    /// Opens the home, binds the peer socket and starts serving peers (the background loops
-    /// of health are started by [`Node::start`], which calls this).
-    pub(crate) async fn open(home: Home, options: RunOptions) -> Result<Arc<Node>> {
+    /// A node of `home` to start, with default options and seams.
+    pub fn builder(home: Home) -> NodeBuilder {
+        NodeBuilder {
+            home,
+            options: RunOptions::default(),
+            transport: None,
+            store_layer: None,
+            background: true,
+        }
+    }
+
+    /// Opens the home, listens for peers and starts serving them (the background loops of
+    /// health are started by [`NodeBuilder::start`], which calls this).
+    async fn open(builder: NodeBuilder) -> Result<Arc<Node>> {
+        let NodeBuilder {
+            home,
+            options,
+            transport,
+            store_layer,
+            background: _,
+        } = builder;
         // One node per home: a second one would share its databases and, stopping, remove
         // the running node's address files and spool.
         let home_lock = lock_home(&home)?;
@@ -225,7 +318,7 @@ impl Node {
         let identity = Arc::new(home.identity()?);
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
-        let store = match options.store_layer {
+        let store = match store_layer {
             Some(layer) => layer(store).map_err(Error::Config)?,
             None => store,
         };
@@ -241,18 +334,18 @@ impl Node {
             Err(e) => tracing::warn!("could not clear the spool folder: {e}"),
         }
         let listen_at = options.listen.unwrap_or(config.listen);
-        let listener = TcpListener::bind(listen_at)
+        let custom_transport = transport.is_some();
+        let transport: Arc<dyn Transport> = match transport {
+            Some(make) => make(identity.clone()),
+            None => Arc::new(NoiseTcp::new(identity.clone())),
+        };
+        let listener = transport
+            .listen(listen_at)
             .await
             .map_err(|e| Error::Config(format!("cannot listen for peers on {listen_at}: {e}")))?;
-        let listen = listener.local_addr()?;
+        let listen = listener.local_addr();
         let (shutdown, _) = watch::channel(false);
         let advertised = advertised_addrs(listen);
-        let hello = Hello {
-            name: config.name.clone(),
-            listen: advertised.iter().map(ToString::to_string).collect(),
-            protocol: PROTOCOL_VERSION,
-        };
-        let transport = Box::new(NoiseTcp::new(identity.clone(), hello));
         let service = ShareService::new(identity.node_id(), store, Some(heads));
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
@@ -282,7 +375,11 @@ impl Node {
             setup: Mutex::new(None),
             _home_lock: home_lock,
         });
-        let mode = node.options.mdns.unwrap_or(config.discovery.mdns);
+        let mode = if custom_transport {
+            MdnsMode::Off
+        } else {
+            node.options.mdns.unwrap_or(config.discovery.mdns)
+        };
         if mode != MdnsMode::Off {
             let interfaces = node
                 .options
@@ -920,7 +1017,8 @@ impl Node {
         for addr in &invite.addrs {
             let attempt = tokio::time::timeout(
                 self.options.handshake_timeout,
-                self.transport.connect(*addr, Some(invite.node), Some(&key)),
+                self.transport
+                    .connect(*addr, &self.hello(), Some(invite.node), Some(&key)),
             )
             .await;
             match attempt {
@@ -1195,7 +1293,7 @@ impl Quiet {
 /// handshakes at once ([`HANDSHAKES_PER_ADDRESS`] from one address), each within the
 /// handshake timeout, and peer connections within the descriptors left after
 /// [`RESERVED_FDS`]. Connection tasks are reaped as they end.
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: usize) {
+async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_connections: usize) {
     let mut stop = node.shutdown_signal();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
@@ -1208,8 +1306,8 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: us
             _ = stop.wait_for(|s| *s) => break,
         };
         while conns.try_join_next().is_some() {}
-        let (stream, from) = match accepted {
-            Ok(pair) => pair,
+        let incoming = match accepted {
+            Ok(incoming) => incoming,
             Err(e) => {
                 quiet.warn(|| format!("accepting a connection failed: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1217,6 +1315,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: us
             }
         };
         // Over a bound: closed at once, before any work.
+        let from = incoming.from;
         let Ok(connection) = connections.clone().try_acquire_owned() else {
             quiet.warn(|| {
                 format!("refused a connection from {from}: {max_connections} connections open")
@@ -1240,7 +1339,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: us
         let (node, quiet) = (node.clone(), quiet.clone());
         conns.spawn(async move {
             let _connection = connection;
-            inbound(node, stream, (handshake, from_here), quiet).await;
+            inbound(node, incoming, (handshake, from_here), quiet).await;
         });
     }
     // Requests in flight finish (the node's stop waits, within its grace).
@@ -1249,16 +1348,12 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, max_connections: us
 
 async fn inbound(
     node: Arc<Node>,
-    stream: TcpStream,
+    incoming: Incoming,
     handshaking: (tokio::sync::OwnedSemaphorePermit, Held<IpAddr>),
     quiet: Arc<Quiet>,
 ) {
-    let from = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let hello = node.hello();
-    let handshake = noise::accept(stream, &node.identity, &hello, node.as_ref());
+    let from = incoming.from;
+    let handshake = incoming.authenticate(node.hello(), node.clone());
     let outcome = tokio::time::timeout(node.options.handshake_timeout, handshake).await;
     drop(handshaking);
     match outcome {
@@ -1380,9 +1475,11 @@ fn handshakes(
         let node = node.clone();
         attempts.spawn(async move {
             let limit = node.options.handshake_timeout;
-            let attempt = tokio::time::timeout(limit, node.transport.connect(addr, Some(id), None))
-                .await
-                .unwrap_or(Err(NetError::Timeout(limit)));
+            let hello = node.hello();
+            let attempt =
+                tokio::time::timeout(limit, node.transport.connect(addr, &hello, Some(id), None))
+                    .await
+                    .unwrap_or(Err(NetError::Timeout(limit)));
             (addr, attempt)
         });
     }

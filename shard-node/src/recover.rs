@@ -20,14 +20,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
 use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code};
-use shard_proto::{NodeId, Share, ShareId};
+use shard_proto::{NodeId, ShareId};
 use shard_store::{ChunkDecoder, VaultSnapshot, VaultState};
 use zeroize::Zeroizing;
 
 use crate::node::Node;
+use crate::report::{HeadSeen, Recovery};
 use crate::snapshot::{HeadPayload, open_head, open_snapshot};
+use crate::swarm::{Asking, Holder};
 use crate::target::Target;
 use crate::{Error, Result};
 
@@ -40,7 +41,7 @@ pub async fn recover(
     user: Option<&str>,
     passphrase: Zeroizing<Vec<u8>>,
     head: Option<u64>,
-) -> Result<Value> {
+) -> Result<Recovery> {
     let key = decode_recovery_code(code)?;
     let keys = Arc::new(VaultKeys::derive(&key));
     let vault = keys.vault_id().0;
@@ -88,9 +89,12 @@ pub async fn recover(
     former.dedup();
     former.truncate(shard_proto::MAX_ADOPT_FROM);
     found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-    let available: Vec<Value> = found
+    let available: Vec<HeadSeen> = found
         .iter()
-        .map(|(seq, p)| json!({"head": seq, "written_at": p.written_at}))
+        .map(|(seq, p)| HeadSeen {
+            head: *seq,
+            written_at: p.written_at,
+        })
         .collect();
     let chosen = match head {
         Some(wanted) => found
@@ -163,18 +167,28 @@ pub async fn recover(
     let targets: Vec<Target> = node.targets();
     let mut sealed = Vec::new();
     let mut decoder = ChunkDecoder::new(keys.clone());
+    let asking = Asking {
+        vault,
+        timeout,
+        hedge_after: node.options().hedge_after,
+    };
     for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
-        let mut shares: Vec<Share> = Vec::new();
-        for (share, holder) in chunk.shares.iter().zip(holders) {
-            if shares.len() == usize::from(chunk.k) {
-                break;
-            }
-            if let Some(t) = targets.iter().find(|t| t.node() == *holder)
-                && let Ok(Some(s)) = t.get(vault, *share, timeout).await
-            {
-                shares.push(s);
-            }
-        }
+        let holders = chunk
+            .shares
+            .iter()
+            .zip(holders)
+            .zip(0u8..)
+            .filter_map(|((id, holder), index)| {
+                let target = targets.iter().find(|t| t.node() == *holder)?;
+                Some(Holder {
+                    id: *id,
+                    index,
+                    target: target.clone(),
+                    rank: usize::from(*holder != node.node_id()),
+                })
+            })
+            .collect();
+        let shares = crate::swarm::fetch(chunk, holders, asking).await.good;
         sealed.extend(decoder.decode(chunk, &shares)?);
     }
     let plain = Zeroizing::new(open_snapshot(&keys, &sealed)?);
@@ -257,16 +271,16 @@ pub async fn recover(
         let keep = crate::snapshot::share_ids(&new);
         crate::snapshot::delete_snapshot_shares(node, &session, &payload, &keep).await;
     }
-    Ok(json!({
-        "account": account_name,
-        "files": snapshot.files.len(),
-        "catalog_head": seq,
-        "catalog_written_at": payload.written_at,
-        "heads_available": available,
-        "peers_handed_over": adopted_on,
-        "shares_moved": moved,
-        "shares_brought_back": undeleted,
+    Ok(Recovery {
+        account: account_name,
+        files: snapshot.files.len(),
+        catalog_head: seq,
+        catalog_written_at: payload.written_at,
+        heads_available: available,
+        peers_handed_over: adopted_on,
+        shares_moved: moved,
+        shares_brought_back: undeleted,
         // Offline now: they hand the vault over when they connect (while it is unlocked).
-        "peers_owing_hand_over": owed.len(),
-    }))
+        peers_owing_hand_over: owed.len(),
+    })
 }

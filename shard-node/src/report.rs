@@ -269,6 +269,192 @@ pub struct SharesMoved {
     pub repair_secs: f64,
 }
 
+/// What a stored entry is, as `ls` and the picture name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link.
+    Link,
+}
+
+impl From<shard_store::FileKind> for EntryKind {
+    fn from(kind: shard_store::FileKind) -> Self {
+        match kind {
+            shard_store::FileKind::File => EntryKind::File,
+            shard_store::FileKind::Dir => EntryKind::Dir,
+            shard_store::FileKind::Symlink => EntryKind::Link,
+        }
+    }
+}
+
+/// What `ls` lists: the newest version of each name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    /// In name order.
+    pub files: Vec<ListedFile>,
+}
+
+/// One name in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedFile {
+    /// Its name (lossy UTF-8).
+    pub name: String,
+    /// Its name's bytes, in hex.
+    pub name_hex: String,
+    /// File, folder or link.
+    pub kind: EntryKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Unix mode bits.
+    pub mode: u32,
+    /// The newest version's number.
+    pub version: u32,
+    /// How many versions are kept.
+    pub versions: usize,
+    /// When the newest version was stored, seconds since the epoch.
+    pub stored_at: i64,
+    /// For a regular file, its health from the catalog (no peer asked); none for others.
+    pub health: Option<StoredHealth>,
+}
+
+/// A file's health as the catalog records it: by its chunk with the fewest acknowledged
+/// shares above `k`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredHealth {
+    /// Healthy (every share acknowledged), degraded (at least `k`) or lost.
+    pub state: ChunkHealth,
+    /// The worst chunk's `k` (absent for an empty file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<u8>,
+    /// The worst chunk's `n`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<u8>,
+    /// Its acknowledged shares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_acked: Option<u8>,
+    /// Acknowledged shares beyond `k` (negative: lost; none for an empty file).
+    pub spare: Option<i32>,
+}
+
+/// What `rm` removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removal {
+    /// Entries removed (every version, and what a folder held).
+    pub removed: usize,
+    /// Shares deleted on their nodes now.
+    pub shares_deleted: u64,
+    /// Shares whose nodes are offline: deleted when they are back.
+    pub shares_queued_for_offline_peers: u64,
+}
+
+/// Where a stored file's shares are, for the web UI's picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Picture {
+    /// The file's name (lossy UTF-8).
+    pub name: String,
+    /// The version shown.
+    pub version: u32,
+    /// Its size.
+    pub size: u64,
+    /// File, folder or link.
+    pub kind: EntryKind,
+    /// Its chunks, in order.
+    pub chunks: Vec<PictureChunk>,
+    /// The nodes holding its shares, by name.
+    pub nodes: Vec<PictureNode>,
+}
+
+/// One chunk in a picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct PictureChunk {
+    /// The first bytes of its id, in hex.
+    pub id: String,
+    /// Its plaintext length.
+    pub size: u32,
+    /// Shares needed.
+    pub k: u8,
+    /// Shares made.
+    pub n: u8,
+    /// Each of its `n` shares.
+    pub shares: Vec<PictureShare>,
+}
+
+/// One share in a picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct PictureShare {
+    /// Its index in the chunk's encoding.
+    pub index: u8,
+    /// The holder's fingerprint (none when no node holds it).
+    pub node: Option<String>,
+    /// The holder's name.
+    pub node_name: String,
+    /// Where it stands.
+    pub state: ShareView,
+}
+
+/// A share's state as the picture shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareView {
+    /// Acknowledged, and its node is online.
+    Present,
+    /// Acknowledged, its node is not connected.
+    Offline,
+    /// Known lost or bad, or never stored.
+    Missing,
+    /// Sent, not acknowledged.
+    Pending,
+}
+
+/// A node in a picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct PictureNode {
+    /// Its fingerprint.
+    pub node: String,
+    /// Its name.
+    pub name: String,
+    /// Connected now.
+    pub online: bool,
+}
+
+/// What a recovery did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// The account the vault now belongs to.
+    pub account: String,
+    /// Entries in the recovered catalog.
+    pub files: usize,
+    /// The catalog head recovered from.
+    pub catalog_head: u64,
+    /// When that head was written, seconds since the epoch.
+    pub catalog_written_at: i64,
+    /// Every head found, newest first.
+    pub heads_available: Vec<HeadSeen>,
+    /// Peers that handed the vault over.
+    pub peers_handed_over: usize,
+    /// Shares those moved to this node.
+    pub shares_moved: u64,
+    /// Shares brought back from their holders' grace period.
+    pub shares_brought_back: u64,
+    /// Offline peers that hand the vault over when they connect (while it is unlocked).
+    pub peers_owing_hand_over: usize,
+}
+
+/// A catalog head found at recovery.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadSeen {
+    /// Its sequence number.
+    pub head: u64,
+    /// When it was written, seconds since the epoch.
+    pub written_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

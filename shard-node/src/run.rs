@@ -9,13 +9,10 @@ use crate::node::{Node, RunOptions};
 
 impl Node {
     /// Opens the home, binds the peer socket and starts serving peers and the background
-    /// loops. Returns once listening; [`Node::stopped`] waits for the end. It binds no HTTP
-    /// socket (the control API and the web UI are `shard-http`'s, started in front of the
-    /// node).
+    /// loops, with the default seams ([`Node::builder`] chooses others). Returns once
+    /// listening; [`Node::stopped`] waits for the end. It binds no HTTP socket (the control
+    /// API and the web UI are `shard-http`'s, started in front of the node).
     pub async fn start(home: Home, options: RunOptions) -> Result<Arc<Node>> {
-        let node = Node::open(home, options).await?;
-        node.spawn_task(crate::health::scrub_loop(node.clone()));
-        node.spawn_task(crate::health::repair_loop(node.clone()));
-        Ok(node)
+        Node::builder(home).options(options).start().await
     }
 }

@@ -94,8 +94,8 @@ async fn a_liars_head_numbering_is_ignored_by_recovery() {
     )
     .await
     .unwrap();
-    assert_eq!(recovered["catalog_head"], seq, "{recovered}");
-    assert_eq!(recovered["files"], 1, "{recovered}");
+    assert_eq!(recovered.catalog_head, seq, "{recovered:?}");
+    assert_eq!(recovered.files, 1, "{recovered:?}");
     let session = new.session(Some(USER)).unwrap();
     let again = new.write_snapshot(&session).await.unwrap();
     assert!(

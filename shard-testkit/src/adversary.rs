@@ -49,6 +49,15 @@ impl Adversary {
         }))
     }
 
+    /// Wraps `inner` in a store that tells `lies` (an in-process test's lying node).
+    pub fn wrap(inner: Arc<dyn ShareStore>, lies: Vec<Lie>) -> Arc<dyn ShareStore> {
+        Arc::new(Self {
+            inner,
+            lies,
+            accepted: AtomicU64::new(0),
+        })
+    }
+
     fn lies(&self, lie: Lie) -> bool {
         self.lies.contains(&lie)
     }

@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shard_crypto::{KdfParams, KeyRecord, VaultKey};
+use shard_net::memory::{Link, MemoryNet};
 use shard_node::get::GetRequest;
 use shard_node::home::{Home, NodeConfig};
 use shard_node::node::{Node, RunOptions};
 use shard_node::put::PutRequest;
 use shard_node::report::{CheckReport, GetReport, PutReport};
 use shard_proto::NodeId;
+use shard_testkit::adversary::{Adversary, Lie};
 
 /// The test account and its passphrase.
 pub const USER: &str = "alice";
@@ -42,6 +44,7 @@ pub fn home(dir: &Path, name: &str) -> Home {
 pub fn options() -> RunOptions {
     RunOptions {
         request_timeout: Duration::from_secs(10),
+        hedge_after: Duration::from_millis(100),
         ping_interval: Duration::from_millis(500),
         max_backoff: Duration::from_secs(1),
         login_delay_unit: Duration::from_millis(10),
@@ -55,16 +58,59 @@ pub struct Swarm {
     pub nodes: Vec<Arc<Node>>,
     pub paired: Vec<bool>,
     pub recovery_code: String,
+    /// The in-memory network, when the nodes run on one.
+    pub net: Option<Arc<MemoryNet>>,
+}
+
+/// Starts node `i` of a swarm in `dir`: on `net` when given (without background health, so a
+/// test drives repair itself), telling `lies` from its store when there are any.
+pub async fn start_node(
+    dir: &Path,
+    name: &str,
+    net: Option<&Arc<MemoryNet>>,
+    lies: Vec<Lie>,
+) -> Arc<Node> {
+    let mut builder = Node::builder(home(dir, name)).options(options());
+    if let Some(net) = net {
+        let net = net.clone();
+        builder = builder
+            .transport(move |identity| net.transport(identity))
+            .without_background_health();
+    }
+    if !lies.is_empty() {
+        builder = builder.store_layer(move |inner| Ok(Adversary::wrap(inner, lies)));
+    }
+    builder.start().await.unwrap()
 }
 
 impl Swarm {
-    /// `total` nodes, the first `paired` of the others paired with the owner and online.
+    /// `total` nodes on loopback TCP, the first `paired` of the others paired with the owner
+    /// and online.
     pub async fn start(total: usize, paired: usize) -> Self {
+        Self::start_with(total, paired, None, &[]).await
+    }
+
+    /// `total` nodes on an in-memory network, the first `paired` of the others paired with the
+    /// owner; node `i` of `lies` tells that lie.
+    pub async fn in_memory(total: usize, paired: usize, lies: &[(usize, Lie)]) -> Self {
+        Self::start_with(total, paired, Some(MemoryNet::new()), lies).await
+    }
+
+    async fn start_with(
+        total: usize,
+        paired: usize,
+        net: Option<Arc<MemoryNet>>,
+        lies: &[(usize, Lie)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 0..total {
-            let h = home(dir.path(), &format!("node{i}"));
-            nodes.push(Node::start(h, options()).await.unwrap());
+            let told: Vec<Lie> = lies
+                .iter()
+                .filter(|(at, _)| *at == i)
+                .map(|(_, lie)| *lie)
+                .collect();
+            nodes.push(start_node(dir.path(), &format!("node{i}"), net.as_ref(), told).await);
         }
         let owner = nodes[0].clone();
         let key = VaultKey::generate().unwrap();
@@ -80,12 +126,27 @@ impl Swarm {
             nodes,
             paired: vec![false; total],
             recovery_code,
+            net,
         };
         swarm.paired[0] = true;
         for i in 1..=paired {
             swarm.pair(i).await;
         }
         swarm
+    }
+
+    /// Sets node `i`'s links on the in-memory network.
+    pub fn set_link(&self, i: usize, link: Link) {
+        let net = self.net.as_ref().expect("an in-memory swarm");
+        net.set_link(self.nodes[i].listen_addr(), link);
+    }
+
+    /// The index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.status().unwrap().name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
     }
 
     pub fn owner(&self) -> &Arc<Node> {
