@@ -88,6 +88,33 @@ fn client(net: &Arc<MemoryNet>) -> (Arc<dyn Transport>, NodeId) {
     (net.transport(identity), id)
 }
 
+/// A paired node connected to a server, and both ends of the connection.
+struct Pair {
+    net: Arc<MemoryNet>,
+    dialer: Arc<dyn Transport>,
+    srv: Server,
+    mine: Connection,
+    theirs: Connection,
+}
+
+async fn pair() -> Pair {
+    let net = MemoryNet::new();
+    let (dialer, me) = client(&net);
+    let mut srv = server(&net, me).await;
+    let mine = dialer
+        .connect(srv.addr, &hello("me"), None, None)
+        .await
+        .unwrap();
+    let theirs = srv.accepted.recv().await.unwrap().unwrap();
+    Pair {
+        net,
+        dialer,
+        srv,
+        mine,
+        theirs,
+    }
+}
+
 fn ping() -> Message {
     Message::Request {
         id: 1,
@@ -186,14 +213,13 @@ async fn the_wrong_node_at_an_address_is_an_error() {
 
 #[tokio::test]
 async fn a_node_switched_off_ends_its_connections_and_refuses_new_ones() {
-    let net = MemoryNet::new();
-    let (dialer, me) = client(&net);
-    let mut srv = server(&net, me).await;
-    let mut mine = dialer
-        .connect(srv.addr, &hello("me"), None, None)
-        .await
-        .unwrap();
-    let _theirs = srv.accepted.recv().await.unwrap().unwrap();
+    let Pair {
+        net,
+        dialer,
+        srv,
+        mut mine,
+        theirs: _theirs,
+    } = pair().await;
     let reading = tokio::spawn(async move { mine.reader.read_frame().await });
     net.set_link(srv.addr, Link::Down);
     let read = tokio::time::timeout(Duration::from_secs(5), reading)
@@ -211,14 +237,13 @@ async fn a_node_switched_off_ends_its_connections_and_refuses_new_ones() {
 
 #[tokio::test]
 async fn a_connection_cut_by_a_switch_off_stays_cut_when_the_node_is_back() {
-    let net = MemoryNet::new();
-    let (dialer, me) = client(&net);
-    let mut srv = server(&net, me).await;
-    let mut mine = dialer
-        .connect(srv.addr, &hello("me"), None, None)
-        .await
-        .unwrap();
-    let _theirs = srv.accepted.recv().await.unwrap().unwrap();
+    let Pair {
+        net,
+        dialer,
+        srv,
+        mut mine,
+        theirs: _theirs,
+    } = pair().await;
     // Off and on again before anyone looked.
     net.set_link(srv.addr, Link::Down);
     net.set_link(srv.addr, Link::Up);
@@ -237,14 +262,13 @@ async fn a_connection_cut_by_a_switch_off_stays_cut_when_the_node_is_back() {
 /// An idle reader costs nothing, whatever the links did: no poll loop.
 #[tokio::test]
 async fn an_idle_reader_sleeps_through_link_changes() {
-    let net = MemoryNet::new();
-    let (dialer, me) = client(&net);
-    let mut srv = server(&net, me).await;
-    let mut mine = dialer
-        .connect(srv.addr, &hello("me"), None, None)
-        .await
-        .unwrap();
-    let _theirs = srv.accepted.recv().await.unwrap().unwrap();
+    let Pair {
+        net,
+        srv,
+        mut mine,
+        theirs: _theirs,
+        ..
+    } = pair().await;
     let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = polls.clone();
     let reading = tokio::spawn(async move {
@@ -267,14 +291,13 @@ async fn an_idle_reader_sleeps_through_link_changes() {
 
 #[tokio::test]
 async fn a_stalled_node_holds_frames_until_it_comes_back() {
-    let net = MemoryNet::new();
-    let (dialer, me) = client(&net);
-    let mut srv = server(&net, me).await;
-    let mut mine = dialer
-        .connect(srv.addr, &hello("me"), None, None)
-        .await
-        .unwrap();
-    let mut theirs = srv.accepted.recv().await.unwrap().unwrap();
+    let Pair {
+        net,
+        srv,
+        mut mine,
+        mut theirs,
+        ..
+    } = pair().await;
     net.set_link(srv.addr, Link::Stalled);
     mine.writer.write_frame(&ping()).await.unwrap();
     assert!(
