@@ -1,13 +1,15 @@
 //! Finding peers: where a paired node may be reached, and who is nearby.
 //!
-//! [`Discovery`] combines three sources, none of them trusted — every address is only a hint,
-//! and the Noise handshake (which checks the node's key) decides:
-//! - the addresses pinned at pairing (from the invite code and the peer's own hello), kept in
-//!   the catalog and updated when a connection succeeds;
-//! - static addresses from the config (`shard peers add ADDR`), tried for every paired peer;
-//! - mDNS/DNS-SD ([`Mdns`]): each node announces `_shard._tcp.local.` with its id, name and
-//!   protocol version in TXT records, and browses for the others. A paired node seen at a new
-//!   address is reconnected at once; an unpaired one is listed as "nearby", never sent data.
+//! A node tries the addresses pinned at pairing (from the invite code and the peer's own
+//! hello, kept in the catalog and updated when a connection succeeds) and those of its
+//! [`Discovery`] sources, none of them trusted — every address is only a hint, and the
+//! handshake (which checks the node's key) decides:
+//! - [`StaticAddrs`]: addresses from the config (`shard peers add ADDR`), tried for every
+//!   paired peer;
+//! - [`Sightings`], fed by mDNS/DNS-SD ([`Mdns`]): each node announces `_shard._tcp.local.`
+//!   with its id, name and protocol version in TXT records, and browses for the others. A
+//!   paired node seen at a new address is reconnected at once; an unpaired one is listed as
+//!   "nearby", never sent data. Fed by hand, the same type is the test double.
 //!
 //! There is no address scanning. Announcing tells the LAN that shard runs here: `--no-mdns`
 //! (mode `quiet`) only browses, and mode `off` runs no mDNS at all (not even a multicast
@@ -60,8 +62,52 @@ pub struct Nearby {
 pub trait Discovery: Send + Sync {
     /// Addresses learned for `node` (besides the pinned ones), most recent first.
     fn addresses(&self, node: &NodeId) -> Vec<SocketAddr>;
-    /// Unpaired nodes seen recently.
-    fn nearby(&self) -> Vec<Nearby>;
+    /// Nodes seen recently that are not among `paired`.
+    fn nearby(&self, paired: &[NodeId]) -> Vec<Nearby>;
+}
+
+impl Discovery for Sightings {
+    fn addresses(&self, node: &NodeId) -> Vec<SocketAddr> {
+        self.addresses_of(node)
+    }
+
+    fn nearby(&self, paired: &[NodeId]) -> Vec<Nearby> {
+        self.unpaired(paired)
+    }
+}
+
+/// Addresses where any paired node may be (the config's `static_addrs`): tried for all.
+#[derive(Default)]
+pub struct StaticAddrs(Mutex<Vec<SocketAddr>>);
+
+impl StaticAddrs {
+    /// These addresses.
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        Self(Mutex::new(addrs))
+    }
+
+    /// Adds one; false if it was there already.
+    pub fn add(&self, addr: SocketAddr) -> bool {
+        let mut addrs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if addrs.contains(&addr) {
+            return false;
+        }
+        addrs.push(addr);
+        true
+    }
+}
+
+impl Discovery for StaticAddrs {
+    fn addresses(&self, _node: &NodeId) -> Vec<SocketAddr> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn nearby(&self, _paired: &[NodeId]) -> Vec<Nearby> {
+        Vec::new()
+    }
 }
 
 struct Seen {

@@ -352,7 +352,7 @@ impl Gate {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::Config("the node is stopping".into()))
+            .map_err(|_| Error::Stopping)
     }
 
     /// A login for `user`, a name with no account, answered exactly as a wrong passphrase

@@ -105,9 +105,6 @@ pub enum Error {
     /// A new passphrase that breaks a rule (the reason says which).
     #[error("{0}")]
     WeakPassphrase(String),
-    /// Recovery cannot go on (no peer with the vault's head, nothing to fetch).
-    #[error("{0}")]
-    Recovery(String),
     /// An account still has files and `--purge` was not given.
     #[error("account {user:?} still has {files} stored file versions")]
     FilesRemain {
@@ -116,6 +113,71 @@ pub enum Error {
         /// Its file versions.
         files: u64,
     },
+    /// Another node runs from this home (one node per home).
+    #[error(
+        "another node is running from {} (stop it first, or give this one another --home)",
+        home.display()
+    )]
+    HomeInUse {
+        /// The home.
+        home: std::path::PathBuf,
+    },
+    /// The peer address cannot be listened on (taken, or not this machine's).
+    #[error("cannot listen for peers on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Text that is not a socket address.
+    #[error("{0:?} is not an address like 192.168.1.20:7714")]
+    NotAnAddress(String),
+    /// Unpairing stopped: some of the peer's shares found no other node.
+    #[error("not every share on {peer} could be moved, so it stays paired: {reason}")]
+    SharesNotMoved {
+        /// The peer.
+        peer: String,
+        /// Why (the first failure).
+        reason: String,
+    },
+    /// The catalog snapshot could not be stored on enough nodes.
+    #[error("could not store the catalog snapshot: {0}")]
+    SnapshotNotStored(String),
+    /// No peer took the new catalog head: a new machine would recover an older catalog.
+    #[error(
+        "catalog head {seq} was kept by none of the {peers} peers holding the vault's shares; a new machine would recover an older catalog"
+    )]
+    HeadNotKept {
+        /// The head's sequence number.
+        seq: u64,
+        /// Peers asked.
+        peers: usize,
+    },
+    /// Recovery needs connected peers and there are none.
+    #[error(
+        "no peer is connected: pair this node with the old peers first (`shard invite` / `shard join`)"
+    )]
+    NoPeersConnected,
+    /// Recovery from a catalog head that no connected peer keeps.
+    #[error("no connected peer keeps catalog head {wanted} of this vault; kept: {kept}")]
+    NoSuchHead {
+        /// The head asked for.
+        wanted: u64,
+        /// The heads kept, as text ("none", or numbers).
+        kept: String,
+    },
+    /// No connected peer keeps a catalog of the vault of this recovery code.
+    #[error(
+        "none of the {peers} connected peers keeps a catalog for this vault: the recovery code may be from another vault, or the old peers are not paired with this node yet"
+    )]
+    NoCatalogFound {
+        /// Peers asked.
+        peers: usize,
+    },
+    /// The node is stopping: nothing new starts.
+    #[error("the node is stopping")]
+    Stopping,
     /// No paired peer goes by that name or id (or several do).
     #[error("{0}")]
     UnknownPeer(String),
@@ -236,10 +298,31 @@ impl Error {
                 ErrorKind::BadInput,
                 "use at least 10 characters that are not a common password: a few unrelated words work well",
             ),
-            Error::Recovery(_) => (
+            Error::NoPeersConnected | Error::NoSuchHead { .. } | Error::NoCatalogFound { .. } => (
                 ErrorKind::Unavailable,
                 "pair this node with at least k of the old peers (`shard invite` on them, `shard join` here), wait until `shard peers` shows them online, and check the code",
             ),
+            Error::HomeInUse { .. } => (
+                ErrorKind::Conflict,
+                "one node runs per home: stop the other `shard serve`, or give this one another --home",
+            ),
+            Error::Listen { .. } => (
+                ErrorKind::Conflict,
+                "the `listen` address in the config must be one of this machine's, with a port no other program holds",
+            ),
+            Error::NotAnAddress(_) => (
+                ErrorKind::BadInput,
+                "give an address with its port, like 192.168.1.20:7714",
+            ),
+            Error::SharesNotMoved { .. } => (
+                ErrorKind::Unavailable,
+                "start the peers that hold the chunk's other shares, or pair nodes with room, and unpair again; --now forgets the peer at once, with shares that may exist nowhere else",
+            ),
+            Error::SnapshotNotStored(_) | Error::HeadNotKept { .. } => (
+                ErrorKind::Unavailable,
+                "the catalog snapshot needs paired nodes online and with room (`shard peers` shows both); it is written again after the next change",
+            ),
+            Error::Stopping => (ErrorKind::Unavailable, "start the node again"),
             Error::FilesRemain { .. } => (
                 ErrorKind::Conflict,
                 "remove the files first (`shard rm`), or remove them with the account: --purge",

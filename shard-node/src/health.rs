@@ -24,14 +24,13 @@ use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
-use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
 use crate::report::{
     CheckReport, ChunkHealth, DeletedInGrace, FileHealth, NodeCheck, NodeCheckState, PeerRemoval,
     Picture, PictureChunk, PictureNode, PictureShare, ReadSummary, RepairReport, ShareView,
     SharesMoved, WorstChunk,
 };
 use crate::session::Session;
-use crate::swarm::{Asking, Holder};
+use crate::swarm::{Asking, Holder, Nodes};
 use crate::target::Target;
 use crate::{Error, Result};
 
@@ -597,7 +596,7 @@ pub async fn repair(
         chunks_waiting_for_room: waiting.len(),
         waiting: waiting.first().cloned(),
         failures,
-        full_nodes: crate::put::names_of(&node, &ctx.full.list()),
+        full_nodes: crate::put::names_of(&node, &ctx.nodes.full()),
         ok: usize::try_from(repaired).is_ok_and(|r| r == degraded) && lost_chunks.is_empty(),
         elapsed_secs: secs,
         catalog_snapshot_failure: None,
@@ -609,37 +608,27 @@ struct RepairCtx {
     node: Arc<Node>,
     session: Arc<Session>,
     vault: [u8; 16],
+    /// Every node reachable now, the lost ones included (shares are fetched from, and old
+    /// copies deleted on, whichever answers).
     targets: HashMap<NodeId, Target>,
-    candidates: Vec<Candidate>,
+    /// Where rebuilt shares can go: the reachable nodes less the lost ones.
+    nodes: Nodes,
     lost: HashSet<NodeId>,
     timeout: Duration,
     /// How shares are asked for.
     asking: Asking,
-    /// Nodes that said they were full during this repair.
-    full: FullNodes,
 }
 
 impl RepairCtx {
     fn new(node: &Arc<Node>, session: &Arc<Session>, lost: HashSet<NodeId>) -> Self {
         let targets: HashMap<NodeId, Target> =
             node.targets().into_iter().map(|t| (t.node(), t)).collect();
-        let mut candidates = vec![Candidate {
-            node: node.node_id(),
-            free: node.store().usage().ok().and_then(|u| u.free()),
-        }];
-        for (client, usage) in node.online_peers() {
-            candidates.push(Candidate {
-                node: client.peer().id,
-                free: usage.and_then(|u| u.free()),
-            });
-        }
-        candidates.retain(|c| !lost.contains(&c.node));
         Self {
             node: node.clone(),
             session: session.clone(),
             vault: session.vault(),
             targets,
-            candidates,
+            nodes: Nodes::gather(node, session.vault(), &lost),
             lost,
             timeout: node.options().request_timeout,
             asking: Asking {
@@ -647,7 +636,6 @@ impl RepairCtx {
                 timeout: node.options().request_timeout,
                 hedge_after: node.options().hedge_after,
             },
-            full: FullNodes::default(),
         }
     }
 
@@ -708,7 +696,7 @@ impl RepairCtx {
         };
         // Nodes holding a good (or possibly good) share of the chunk get no second one; nodes
         // that served bad bytes come last.
-        let mut exclude: Vec<NodeId> = c
+        let exclude: Vec<NodeId> = c
             .shares
             .iter()
             .filter(|s| matches!(s.seen, Seen::Good | Seen::Unknown))
@@ -719,51 +707,22 @@ impl RepairCtx {
             .filter(|s| s.seen == Seen::Bad)
             .filter_map(Slot::holder)
             .collect();
+        let by_index: HashMap<u8, &Slot> = broken.iter().map(|s| (s.index, s)).collect();
+        let rebuilt: Vec<(u8, Share)> = broken.iter().map(|s| s.index).zip(rebuilt).collect();
+        // The report counts payload bytes, as it always has.
+        let payload: HashMap<u8, u64> = rebuilt
+            .iter()
+            .map(|(i, s)| (*i, s.payload().len() as u64))
+            .collect();
+        let placing = self.nodes.place(rebuilt, &exclude, &bad_holders).await;
         let (mut shares, mut bytes) = (0u64, 0u64);
         let mut acks = Vec::new();
-        for (slot, share) in broken.iter().zip(rebuilt) {
-            let mut placed = None;
-            for _attempt in 0..3 {
-                exclude.extend(self.full.list());
-                let mut choice = WeightedByFree.choose(
-                    &self.candidates,
-                    1,
-                    &[exclude.as_slice(), bad_holders.as_slice()].concat(),
-                );
-                if choice.is_empty() {
-                    choice = WeightedByFree.choose(&self.candidates, 1, &exclude);
-                }
-                let Some(to) = choice.first().copied() else {
-                    break;
-                };
-                let Some(target) = self.targets.get(&to) else {
-                    exclude.push(to);
-                    continue;
-                };
-                match target.put(self.vault, &share, self.timeout).await {
-                    Ok(()) => {
-                        placed = Some(to);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "repair: {} refused share {}: {e}",
-                            target.name(),
-                            share.id()
-                        );
-                        if e.is_full() {
-                            self.full.mark(to);
-                        }
-                        exclude.push(to);
-                    }
-                }
-            }
-            let Some(to) = placed else {
+        for placed in placing.placed {
+            let Some(slot) = by_index.get(&placed.index) else {
                 continue;
             };
-            exclude.push(to);
             shares += 1;
-            bytes += share.payload().len() as u64;
+            bytes += payload.get(&placed.index).copied().unwrap_or(0);
             acks.push(AckedShare {
                 chunk: c.chunk.id,
                 k: c.chunk.k,
@@ -771,10 +730,10 @@ impl RepairCtx {
                 share_len: c.chunk.share_len,
                 index: slot.index,
                 share: slot.id,
-                peer: to,
+                peer: placed.node,
             });
             if let Some(record) = &slot.record
-                && record.peer != to
+                && record.peer != placed.node
             {
                 self.forget_old_copy(record).await;
             }
@@ -1135,7 +1094,7 @@ impl Node {
     pub async fn remove_peer(self: &Arc<Self>, id: NodeId, now: bool) -> Result<PeerRemoval> {
         let name = self
             .paired_name(&id)
-            .ok_or_else(|| Error::Config("that node is not paired with this one".into()))?;
+            .ok_or_else(|| Error::UnknownPeer("that node is not paired with this one".into()))?;
         let mut moved = Vec::new();
         if !now {
             let holders = self.catalog().shares_on_peer(&id)?;
@@ -1151,14 +1110,15 @@ impl Node {
                 let lost = std::iter::once(id).collect();
                 let result = repair(self.clone(), session, Vec::new(), lost, job).await?;
                 if !result.ok {
-                    return Err(Error::Config(format!(
-                        "not every share on {name} could be moved, so it stays paired: {}",
-                        result
+                    return Err(Error::SharesNotMoved {
+                        peer: name,
+                        reason: result
                             .waiting
                             .as_deref()
                             .or_else(|| result.failures.first().map(String::as_str))
                             .unwrap_or("see the node's log")
-                    )));
+                            .to_string(),
+                    });
                 }
                 moved.push(SharesMoved {
                     user: user.clone(),

@@ -15,11 +15,12 @@ use tokio::task::JoinSet;
 
 use crate::home::Home;
 use crate::jobs::Jobs;
+use crate::placement::{Placement, WeightedByFree};
 use crate::session::{Pick, Session, Sessions};
 use crate::target::Target;
 use crate::{Error, Result};
 use shard_net::Error as NetError;
-use shard_net::discovery::{Mdns, MdnsMode, Nearby, Sightings};
+use shard_net::discovery::{Discovery, Mdns, MdnsMode, Nearby, Sightings, StaticAddrs};
 use shard_net::identity::{NodeIdentity, fingerprint, short_fingerprint};
 use shard_net::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
 use shard_net::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
@@ -80,6 +81,8 @@ pub struct NodeBuilder {
     options: RunOptions,
     transport: Option<MakeTransport>,
     store_layer: Option<StoreLayer>,
+    placement: Arc<dyn Placement>,
+    discovery: Vec<Arc<dyn Discovery>>,
     background: bool,
 }
 
@@ -112,6 +115,21 @@ impl NodeBuilder {
         self
     }
 
+    /// Also looks for paired peers where `discovery` says they are (besides the addresses
+    /// pinned at pairing, the config's static ones and mDNS); its addresses are read at each
+    /// dial.
+    pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
+        self.discovery.push(discovery);
+        self
+    }
+
+    /// Chooses the nodes for shares with `placement` instead of weighting by free room (a
+    /// test that needs to know where shares go: [`crate::placement::InOrder`]).
+    pub fn placement(mut self, placement: Arc<dyn Placement>) -> Self {
+        self.placement = placement;
+        self
+    }
+
     /// Without the background loops of health (scrub, automatic repair): a test that drives
     /// repair itself.
     pub fn without_background_health(mut self) -> Self {
@@ -119,16 +137,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Opens the home, listens for peers and starts serving them, and the background loops.
-    /// Returns once listening; [`Node::stopped`] waits for the end.
-    pub async fn start(self) -> Result<Arc<Node>> {
-        let background = self.background;
-        let node = Node::open(self).await?;
-        if background {
-            node.spawn_task(crate::health::scrub_loop(node.clone()));
-            node.spawn_task(crate::health::repair_loop(node.clone()));
-        }
-        Ok(node)
+    /// Whether the background loops of health start with the node.
+    pub(crate) fn wants_background(&self) -> bool {
+        self.background
     }
 }
 
@@ -211,6 +222,7 @@ pub struct Node {
     home: Home,
     identity: Arc<NodeIdentity>,
     transport: Arc<dyn Transport>,
+    placement: Arc<dyn Placement>,
     name: String,
     catalog: Arc<Catalog>,
     service: Arc<ShareService>,
@@ -224,6 +236,11 @@ pub struct Node {
     sessions: Sessions,
     jobs: Jobs,
     sightings: Arc<Sightings>,
+    /// The config's static addresses.
+    static_addrs: Arc<StaticAddrs>,
+    /// Where peers may be besides their pinned addresses: mDNS's sightings, the static
+    /// addresses, and what the builder added.
+    discovery: Vec<Arc<dyn Discovery>>,
     mdns: Mutex<Option<Mdns>>,
     /// Wakes a peer's connector early (mDNS saw it).
     wakers: Mutex<HashMap<NodeId, Arc<tokio::sync::Notify>>>,
@@ -264,10 +281,9 @@ fn lock_home(home: &Home) -> Result<std::fs::File> {
         .open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
-            "another node is running from {} (stop it first, or give this one another --home)",
-            home.root().display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::HomeInUse {
+            home: home.root().to_path_buf(),
+        }),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
@@ -297,18 +313,22 @@ impl Node {
             options: RunOptions::default(),
             transport: None,
             store_layer: None,
+            placement: Arc::new(WeightedByFree),
+            discovery: Vec::new(),
             background: true,
         }
     }
 
     /// Opens the home, listens for peers and starts serving them (the background loops of
     /// health are started by [`NodeBuilder::start`], which calls this).
-    async fn open(builder: NodeBuilder) -> Result<Arc<Node>> {
+    pub(crate) async fn open(builder: NodeBuilder) -> Result<Arc<Node>> {
         let NodeBuilder {
             home,
             options,
             transport,
             store_layer,
+            placement,
+            discovery,
             background: _,
         } = builder;
         // One node per home: a second one would share its databases and, stopping, remove
@@ -342,16 +362,29 @@ impl Node {
         let listener = transport
             .listen(listen_at)
             .await
-            .map_err(|e| Error::Config(format!("cannot listen for peers on {listen_at}: {e}")))?;
+            .map_err(|e| Error::Listen {
+                addr: listen_at,
+                reason: e.to_string(),
+            })?;
         let listen = listener.local_addr();
         let (shutdown, _) = watch::channel(false);
         let advertised = advertised_addrs(listen);
         let service = ShareService::new(identity.node_id(), store, Some(heads));
+        let sightings = Arc::new(Sightings::default());
+        let static_addrs = Arc::new(StaticAddrs::new(
+            config
+                .discovery
+                .static_addrs
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        ));
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
             home: home.clone(),
             identity,
             transport,
+            placement,
             name: config.name.clone(),
             catalog,
             service,
@@ -364,7 +397,13 @@ impl Node {
             tasks: Mutex::new(JoinSet::new()),
             sessions: Sessions::default(),
             jobs: Jobs::default(),
-            sightings: Arc::new(Sightings::default()),
+            sightings: sightings.clone(),
+            static_addrs: static_addrs.clone(),
+            discovery: {
+                let mut all: Vec<Arc<dyn Discovery>> = vec![sightings, static_addrs];
+                all.extend(discovery);
+                all
+            },
             mdns: Mutex::new(None),
             wakers: Mutex::new(HashMap::new()),
             config: Mutex::new(config.clone()),
@@ -491,6 +530,11 @@ impl Node {
         &self.options
     }
 
+    /// How this node chooses the nodes for shares.
+    pub(crate) fn placement(&self) -> Arc<dyn Placement> {
+        self.placement.clone()
+    }
+
     fn hello(&self) -> Hello {
         Hello {
             name: self.name.clone(),
@@ -537,20 +581,29 @@ impl Node {
     /// Unpaired nodes seen nearby (mDNS).
     pub fn nearby(&self) -> Vec<Nearby> {
         let paired: Vec<NodeId> = lock(&self.peers).keys().copied().collect();
-        self.sightings.unpaired(&paired)
+        let mut all: Vec<Nearby> = Vec::new();
+        for source in &self.discovery {
+            for n in source.nearby(&paired) {
+                if !all.iter().any(|a| a.id == n.id) {
+                    all.push(n);
+                }
+            }
+        }
+        all
     }
 
     /// Adds a static address where paired peers may be found (kept in the config).
     pub fn add_static_addr(&self, addr: &str) -> Result<()> {
-        let parsed: SocketAddr = addr.parse().map_err(|_| {
-            Error::Config(format!("{addr:?} is not an address like 192.168.1.20:7714"))
-        })?;
+        let parsed: SocketAddr = addr
+            .parse()
+            .map_err(|_| Error::NotAnAddress(addr.to_string()))?;
         let mut config = lock(&self.config);
         if !config.discovery.static_addrs.contains(&parsed.to_string()) {
             config.discovery.static_addrs.push(parsed.to_string());
             self.home.save_config(&config)?;
         }
         drop(config);
+        self.static_addrs.add(parsed);
         let ids: Vec<NodeId> = lock(&self.peers).keys().copied().collect();
         for id in ids {
             self.wake(&id);
@@ -558,9 +611,14 @@ impl Node {
         Ok(())
     }
 
-    /// Every address to try for `id`: pinned, then seen by mDNS, then static.
+    /// Every address to try for `id`: what the discovery sources say (mDNS first), then the
+    /// pinned ones.
     fn candidate_addrs(&self, id: &NodeId) -> Vec<SocketAddr> {
-        let mut out: Vec<SocketAddr> = self.sightings.addresses_of(id);
+        let mut out: Vec<SocketAddr> = self
+            .discovery
+            .iter()
+            .flat_map(|d| d.addresses(id))
+            .collect();
         if let Some(p) = lock(&self.peers).get(id) {
             out.extend(
                 p.record
@@ -569,13 +627,6 @@ impl Node {
                     .filter_map(|a| a.parse::<SocketAddr>().ok()),
             );
         }
-        out.extend(
-            lock(&self.config)
-                .discovery
-                .static_addrs
-                .iter()
-                .filter_map(|a| a.parse::<SocketAddr>().ok()),
-        );
         let mut seen = std::collections::HashSet::new();
         out.retain(|a| seen.insert(*a));
         out

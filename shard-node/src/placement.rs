@@ -88,6 +88,21 @@ impl Placement for WeightedByFree {
     }
 }
 
+/// The first eligible candidates, in the order given (this node first, then peers as they
+/// connected): deterministic, for tests that need to know where shares go.
+pub struct InOrder;
+
+impl Placement for InOrder {
+    fn choose(&self, candidates: &[Candidate], count: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        candidates
+            .iter()
+            .filter(|c| !exclude.contains(&c.node))
+            .take(count)
+            .map(|c| c.node)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +132,16 @@ mod tests {
             5,
             "never more than exist"
         );
+    }
+
+    #[test]
+    fn in_order_takes_the_first_eligible() {
+        let candidates: Vec<Candidate> = (0..4).map(|i| node(i, None)).collect();
+        assert_eq!(
+            InOrder.choose(&candidates, 2, &[NodeId([0; 32])]),
+            vec![NodeId([1; 32]), NodeId([2; 32])]
+        );
+        assert_eq!(InOrder.choose(&candidates, 9, &[]).len(), 4);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! 1. scan the paths (files, folders, links; other kinds are skipped with a warning);
 //! 2. one blocking thread reads and encodes files into chunks of `n` shares (a bounded channel
 //!    holds it back when sending lags);
-//! 3. the dispatcher sends the shares of each chunk to `n` distinct nodes chosen by the
-//!    [`Placement`], at most [`CHUNKS_IN_FLIGHT`] chunks and [`PER_NODE`] shares per node at a
-//!    time; a node that fails is replaced by another that holds no share of the chunk;
+//! 3. the dispatcher sends the shares of each chunk to `n` distinct nodes (the swarm's
+//!    placement, shared with repair and catalog snapshots), at most [`CHUNKS_IN_FLIGHT`]
+//!    chunks and [`PER_NODE`] shares per node at a time; a node that fails is replaced by
+//!    another that holds no share of the chunk;
 //! 4. acknowledged shares are recorded in the catalog in batches; a file becomes visible
 //!    (begin + commit, one transaction per batch) only once every share of every chunk is.
 //!
@@ -37,16 +38,15 @@ use shard_store::{
     AckedShare, ChunkEncoder, ChunkReader, ChunkSizes, EncodedChunk, Encoding, FileKind, FileMeta,
     KeyedFastCdc, Redundancy, ShareRecord, ShareState,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::jobs::{Job, Progress};
 use crate::node::Node;
-use crate::placement::{Candidate, FullNodes, Placement, WeightedByFree};
 use crate::report::PutReport;
 pub use crate::request::PutRequest;
 use crate::session::Session;
-use crate::target::Target;
+use crate::swarm::Nodes;
 use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
@@ -56,9 +56,7 @@ pub const CHUNKS_IN_FLIGHT: usize = 64;
 /// Chunk bytes on their way at once (their shares take n/k times as much memory).
 pub const BYTES_IN_FLIGHT: u64 = 24 << 20;
 /// Shares in flight to one node at once (home routers choke on floods).
-pub const PER_NODE: usize = 16;
-/// Attempts to place one share before the chunk fails.
-const ATTEMPTS: usize = 3;
+pub use crate::swarm::PER_NODE;
 
 /// Bytes arriving from elsewhere (a web upload), stored as one file as they come: never held
 /// whole, in memory or on disk.
@@ -296,89 +294,30 @@ fn encode_files(
     Ok(())
 }
 
-pub(crate) struct Ctx {
-    vault: [u8; 16],
-    targets: HashMap<NodeId, (Target, Arc<Semaphore>)>,
-    candidates: Vec<Candidate>,
-    timeout: Duration,
-    /// Nodes that said they were full during this job.
-    full: FullNodes,
-}
-
-impl Ctx {
-    /// Where shares of `vault` can go now: this node and every connected peer.
-    pub(crate) fn for_node(node: &Node, vault: [u8; 16]) -> Self {
-        let mut targets = HashMap::new();
-        let local = node.local_target();
-        let mut candidates = vec![Candidate {
-            node: local.node(),
-            free: node.store().usage().ok().and_then(|u| u.free()),
-        }];
-        targets.insert(local.node(), (local, Arc::new(Semaphore::new(PER_NODE))));
-        for (client, usage) in node.online_peers() {
-            let id = client.peer().id;
-            candidates.push(Candidate {
-                node: id,
-                free: usage.and_then(|u| u.free()),
-            });
-            targets.insert(
-                id,
-                (Target::Peer(client), Arc::new(Semaphore::new(PER_NODE))),
-            );
-        }
-        Self {
-            vault,
-            targets,
-            candidates,
-            timeout: node.options().request_timeout,
-            full: FullNodes::default(),
-        }
-    }
-
-    /// Nodes not to offer shares to, besides `holders`.
-    fn excluding(&self, holders: &[NodeId]) -> Vec<NodeId> {
-        let mut out = holders.to_vec();
-        out.extend(self.full.list());
-        out
-    }
-
-    /// Nodes that can take shares now.
-    pub(crate) fn online(&self) -> usize {
-        self.targets.len()
-    }
-
-    /// Nodes found full during this job.
-    pub(crate) fn full_count(&self) -> usize {
-        self.full.list().len()
-    }
-}
-
-/// Sends the shares of one chunk that are not acknowledged yet; returns the new acks.
+/// Sends the shares of one chunk that are not acknowledged yet; returns the new acks and
+/// their bytes. Nothing is sent unless every missing share has a node to go to.
 pub(crate) async fn send_chunk(
-    ctx: Arc<Ctx>,
+    nodes: Arc<Nodes>,
     chunk: EncodedChunk,
     acked: HashMap<u8, NodeId>,
 ) -> std::result::Result<(Vec<AckedShare>, u64), String> {
     let c = &chunk.chunk;
-    let mut holders: Vec<NodeId> = acked.values().copied().collect();
-    let needed: Vec<u8> = (0..c.n).filter(|i| !acked.contains_key(i)).collect();
-    let mut tries: Vec<(u8, NodeId)> = Vec::new();
-    let chosen = WeightedByFree.choose(&ctx.candidates, needed.len(), &ctx.excluding(&holders));
-    if chosen.len() < needed.len() {
+    let holding: Vec<NodeId> = acked.values().copied().collect();
+    let needed: Vec<(u8, shard_proto::Share)> = (0..c.n)
+        .filter(|i| !acked.contains_key(i))
+        .filter_map(|i| chunk.shares.get(usize::from(i)).map(|s| (i, s.clone())))
+        .collect();
+    let available = nodes.available(&holding);
+    if available < needed.len() {
         // Nodes an earlier chunk found full are left out: say so, or the count looks wrong.
-        let full: Vec<String> = ctx
-            .full
-            .list()
+        let full: Vec<String> = nodes
+            .full()
             .iter()
-            .filter_map(|n| {
-                ctx.targets
-                    .get(n)
-                    .map(|(t, _)| format!("{} is full", t.name()))
-            })
+            .filter_map(|n| nodes.target(n).map(|t| format!("{} is full", t.name())))
             .collect();
         return Err(format!(
             "only {} nodes can take shares of this chunk, {} needed{}",
-            chosen.len() + holders.len(),
+            available + holding.len(),
             c.n,
             if full.is_empty() {
                 String::new()
@@ -387,82 +326,29 @@ pub(crate) async fn send_chunk(
             }
         ));
     }
-    holders.extend(&chosen);
-    tries.extend(needed.iter().copied().zip(chosen));
-    let mut acks = Vec::new();
-    let mut sent_bytes = 0u64;
-    let mut failed: Vec<NodeId> = Vec::new();
-    let mut refused: Vec<String> = Vec::new();
-    for _attempt in 0..ATTEMPTS {
-        let mut set = JoinSet::new();
-        for (index, node) in tries.drain(..) {
-            let Some((target, slots)) = ctx.targets.get(&node).cloned() else {
-                continue;
-            };
-            let Some(share) = chunk.shares.get(usize::from(index)).cloned() else {
-                continue;
-            };
-            let (vault, timeout) = (ctx.vault, ctx.timeout);
-            set.spawn(async move {
-                let _slot = slots.acquire_owned().await;
-                let result = target.put(vault, &share, timeout).await;
-                (index, node, share.id(), share.encoded_len() as u64, result)
-            });
-        }
-        let mut retry: Vec<u8> = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            let Ok((index, node, share, len, result)) = joined else {
-                continue;
-            };
-            match result {
-                Ok(()) => {
-                    sent_bytes += len;
-                    acks.push(AckedShare {
-                        chunk: c.id,
-                        k: c.k,
-                        n: c.n,
-                        share_len: c.share_len,
-                        index,
-                        share,
-                        peer: node,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("share {index} of chunk {:?} to {node:?} failed: {e}", c.id);
-                    let name = ctx
-                        .targets
-                        .get(&node)
-                        .map_or_else(|| format!("{node:?}"), |(t, _)| t.name());
-                    if e.is_full() {
-                        ctx.full.mark(node);
-                        refused.push(format!("{name} is full"));
-                    } else {
-                        refused.push(format!("{name}: {e}"));
-                    }
-                    failed.push(node);
-                    retry.push(index);
-                }
-            }
-        }
-        if retry.is_empty() {
-            return Ok((acks, sent_bytes));
-        }
-        // Replace failed nodes by others holding nothing of this chunk.
-        let mut exclude = ctx.excluding(&holders);
-        exclude.extend(&failed);
-        let replacements = WeightedByFree.choose(&ctx.candidates, retry.len(), &exclude);
-        if replacements.len() < retry.len() {
-            refused.dedup();
-            return Err(format!(
-                "{} shares could not be placed: too few nodes accept them ({})",
-                retry.len(),
-                refused.join("; ")
-            ));
-        }
-        holders.extend(&replacements);
-        tries.extend(retry.into_iter().zip(replacements));
+    let placing = nodes.place(needed, &holding, &[]).await;
+    if !placing.unplaced.is_empty() {
+        return Err(format!(
+            "{} shares could not be placed: too few nodes accept them ({})",
+            placing.unplaced.len(),
+            placing.refused.join("; ")
+        ));
     }
-    Err("shares could not be placed after several attempts".into())
+    let bytes = placing.placed.iter().map(|p| p.len).sum();
+    let acks = placing
+        .placed
+        .into_iter()
+        .map(|p| AckedShare {
+            chunk: c.id,
+            k: c.k,
+            n: c.n,
+            share_len: c.share_len,
+            index: p.index,
+            share: p.id,
+            peer: p.node,
+        })
+        .collect();
+    Ok((acks, bytes))
 }
 
 /// One encoding of a chunk: (chunk, k, n). The unit put tracks, dedups and commits.
@@ -574,9 +460,8 @@ async fn store(
         entries.iter().map(|e| e.meta.size).sum(),
     );
 
-    let targets_ctx = Ctx::for_node(&node, session.vault());
-    let (targets, candidates) = (targets_ctx.targets, targets_ctx.candidates);
-    let online = targets.len();
+    let nodes = Arc::new(Nodes::gather(&node, session.vault(), &HashSet::new()));
+    let online = nodes.online();
     // The default comes from the nodes paired, not those online: a put while peers are away
     // must not quietly store with less redundancy; it is refused and says how many are missing.
     let paired = node.peers().len() + 1;
@@ -592,13 +477,7 @@ async fn store(
             k: usize::from(redundancy.k()),
         });
     }
-    let ctx = Arc::new(Ctx {
-        vault: session.vault(),
-        targets,
-        candidates,
-        timeout: node.options().request_timeout,
-        full: FullNodes::default(),
-    });
+    let ctx = nodes;
 
     // Shares that still count: acknowledged, on this node or a paired one (a share on a node
     // since unpaired is sent again, to another).
@@ -768,7 +647,7 @@ async fn store(
         skipped: warnings,
         failed: failures.clone(),
         moved: false,
-        full_nodes: names_of(&node, &ctx.full.list()),
+        full_nodes: names_of(&node, &ctx.full()),
     };
     if let Some(first) = failures.first() {
         return Err(Error::PartialPut {

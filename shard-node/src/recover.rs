@@ -48,9 +48,7 @@ pub async fn recover(
     let timeout = node.options().request_timeout;
     let peers = node.online_peers();
     if peers.is_empty() {
-        return Err(Error::Recovery(
-            "no peer is connected: pair this node with the old peers first (`shard invite` / `shard join`)".into(),
-        ));
+        return Err(Error::NoPeersConnected);
     }
 
     // 2. Every head that opens under the vault key (what peers keep, and this node, which may
@@ -100,25 +98,20 @@ pub async fn recover(
         Some(wanted) => found
             .iter()
             .position(|(seq, _)| *seq == wanted)
-            .ok_or_else(|| {
-                Error::Recovery(format!(
-                    "no connected peer keeps catalog head {wanted} of this vault; kept: {}",
-                    if found.is_empty() {
-                        "none".to_string()
-                    } else {
-                        found
-                            .iter()
-                            .map(|(s, _)| s.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                ))
+            .ok_or_else(|| Error::NoSuchHead {
+                wanted,
+                kept: if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found
+                        .iter()
+                        .map(|(s, _)| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
             })?,
         None if found.is_empty() => {
-            return Err(Error::Recovery(format!(
-                "none of the {} connected peers keeps a catalog for this vault: the recovery code may be from another vault, or the old peers are not paired with this node yet",
-                peers.len()
-            )));
+            return Err(Error::NoCatalogFound { peers: peers.len() });
         }
         None => 0,
     };

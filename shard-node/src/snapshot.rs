@@ -25,8 +25,9 @@ use shard_proto::{Manifest, NodeId, ShareId};
 use shard_store::{ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, VaultState};
 
 use crate::node::Node;
-use crate::put::{Ctx, send_chunk};
+use crate::put::send_chunk;
 use crate::session::Session;
+use crate::swarm::Nodes;
 use crate::{Error, Result};
 
 const SNAPSHOT_AAD: &[u8] = b"shard snapshot v1";
@@ -168,7 +169,7 @@ pub(crate) async fn delete_snapshot_shares(
 /// Stores the sealed snapshot as chunks `redundancy` over the nodes of `ctx`; returns the
 /// chunks and, for each, the node holding each share.
 async fn store_sealed(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<Nodes>,
     keys: &Arc<VaultKeys>,
     chunker: &KeyedFastCdc,
     redundancy: Redundancy,
@@ -213,7 +214,7 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
 
     // Stored like a file, over whoever is online now and has room: a node found full while
     // storing it is left out and the snapshot stored again over the others.
-    let ctx = Arc::new(Ctx::for_node(node, vault_id));
+    let ctx = Arc::new(Nodes::gather(node, vault_id, &Default::default()));
     let chunker = KeyedFastCdc::new(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
@@ -221,17 +222,15 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     let mut attempt = 0;
     let (chunks, holders) = loop {
         attempt += 1;
-        let room = ctx.online().saturating_sub(ctx.full_count()).max(1);
+        let room = ctx.online().saturating_sub(ctx.full().len()).max(1);
         let redundancy = Redundancy::for_peers(room).map_err(Error::Store)?;
         match store_sealed(&ctx, &keys, &chunker, redundancy, &sealed).await {
             Ok(stored) => break stored,
-            Err(e) if attempt < 3 && ctx.full_count() > 0 => {
+            Err(e) if attempt < 3 && !ctx.full().is_empty() => {
                 tracing::info!("catalog snapshot stored again without the full nodes: {e}");
             }
             Err(e) => {
-                return Err(Error::Config(format!(
-                    "could not store the catalog snapshot: {e}"
-                )));
+                return Err(Error::SnapshotNotStored(e));
             }
         }
     };
@@ -323,10 +322,10 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
         tracing::warn!(
             "no peer kept catalog head {seq}; the previous catalog snapshot is kept for recovery"
         );
-        return Err(Error::Recovery(format!(
-            "catalog head {seq} was kept by none of the {} peers holding the vault's shares; a new machine would recover an older catalog",
-            peers.len()
-        )));
+        return Err(Error::HeadNotKept {
+            seq,
+            peers: peers.len(),
+        });
     }
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
     // Logged last: tests and operators read this line as "the old snapshot is gone too".

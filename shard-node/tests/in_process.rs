@@ -12,10 +12,11 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Swarm, USER, wait_until};
-use shard_net::memory::Link;
+use shard_net::memory::{Link, MemoryNet};
 use shard_node::report::{ChunkHealth, NodeCheckState, ShareView};
 use shard_testkit::adversary::Lie;
 
@@ -210,22 +211,57 @@ async fn a_peer_serving_wrong_bytes_is_caught_and_the_file_still_restores() {
 
 #[tokio::test]
 async fn a_full_peer_is_skipped_and_named() {
-    let swarm = Swarm::in_memory(4, 3, &[(2, Lie::FakeCapacity)]).await;
+    // In order: the owner, node1 and node2 are asked first; node1 is full, so node3 takes
+    // its share.
+    let swarm = Swarm::in_memory_in_order(4, 3, &[(1, Lie::FakeCapacity)]).await;
     let bytes = content(300_000, 6);
     let report = swarm
         .put(&file(&swarm, "will", &bytes), "will", Some((2, 3)))
         .await
         .unwrap();
-    let full = swarm.nodes[2].status().unwrap().name;
-    // Placement may not have offered it a share; when it did, it is named and skipped.
-    if report.full_nodes.is_empty() {
-        assert!(!holders(&swarm, "will").contains(&full));
-    } else {
-        assert_eq!(report.full_nodes, vec![full.clone()], "{report:?}");
-    }
-    assert!(!holders(&swarm, "will").contains(&full));
-    assert_eq!(holders(&swarm, "will").len(), 3);
+    assert_eq!(report.full_nodes, vec!["node1".to_string()], "{report:?}");
+    let held = holders(&swarm, "will");
+    assert_eq!(
+        held,
+        [OWNER, "node2", "node3"]
+            .into_iter()
+            .map(String::from)
+            .collect::<HashSet<_>>()
+    );
     assert_eq!(restored(&swarm, "will").await.unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn repair_moves_shares_off_a_node_that_serves_wrong_bytes() {
+    // In order: the owner, node1 (the liar) and node2 hold the shares; node3 has room.
+    let swarm = Swarm::in_memory_in_order(4, 3, &[(1, Lie::WrongBytes)]).await;
+    let bytes = content(300_000, 9);
+    swarm
+        .put(&file(&swarm, "deed", &bytes), "deed", Some((2, 3)))
+        .await
+        .unwrap();
+    assert!(holders(&swarm, "deed").contains("node1"));
+    let owner = swarm.owner().clone();
+    let session = owner.session(Some(USER)).unwrap();
+    // Reading the shares back finds the liar's; repair rebuilds them on node3.
+    let check = swarm.check(1.0).await;
+    assert!(check.read.bad >= 1, "{check:?}");
+    let job = owner.jobs().create("repair");
+    let repair =
+        shard_node::health::repair(owner.clone(), session, Vec::new(), HashSet::new(), job)
+            .await
+            .unwrap();
+    assert!(repair.ok, "{repair:?}");
+    assert!(repair.shares_rebuilt >= 1, "{repair:?}");
+    let held = holders(&swarm, "deed");
+    assert!(
+        held.contains("node3") && !held.contains("node1"),
+        "{held:?}"
+    );
+    // With the liar off, the file restores from the three honest holders.
+    swarm.set_link(1, Link::Down);
+    gone(&swarm, 1).await;
+    assert_eq!(restored(&swarm, "deed").await.unwrap(), bytes);
 }
 
 #[tokio::test]
@@ -285,4 +321,188 @@ async fn a_new_machine_recovers_the_vault_though_a_peer_lies() {
     swarm.set_link(4, Link::Down);
     gone(&swarm, 4).await;
     assert_eq!(restored(&swarm, "album").await.unwrap(), bytes);
+}
+
+/// A paired peer that comes back at another address is found where a discovery source says it
+/// is (its pinned address no longer answers, and what it says of itself when it dials in is
+/// not taken as its address).
+#[tokio::test]
+async fn a_peer_that_moved_is_found_through_an_injected_discovery_source() {
+    use shard_net::discovery::Sightings;
+    use shard_node::node::Node;
+
+    let net = MemoryNet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Sightings::default());
+    let start = |name: &str, fresh: bool, seen: Option<Arc<Sightings>>| {
+        let net = net.clone();
+        let home = if fresh {
+            common::home(dir.path(), name)
+        } else {
+            shard_node::home::Home::new(dir.path().join(name))
+        };
+        async move {
+            let mut builder = Node::builder(home)
+                .options(common::options())
+                .transport(move |identity| net.transport(identity))
+                .without_background_health();
+            if let Some(seen) = seen {
+                builder = builder.discovery(seen);
+            }
+            builder.start().await.unwrap()
+        }
+    };
+    let owner = start("owner", true, Some(seen.clone())).await;
+    let peer = start("peer", true, None).await;
+    owner
+        .join(&peer.invite(None).unwrap().encode())
+        .await
+        .unwrap();
+    let id = peer.node_id();
+    let online = |node: &Node| node.online_clients().iter().any(|c| c.peer().id == id);
+    wait_until(|| online(&owner)).await;
+
+    // The peer restarts elsewhere (a new address on the network).
+    let old = peer.listen_addr();
+    peer.shutdown();
+    peer.stopped(Duration::from_secs(5)).await;
+    drop(peer);
+    let peer = start("peer", false, None).await;
+    assert_ne!(peer.listen_addr(), old);
+    wait_until(|| !online(&owner)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!online(&owner), "the old address cannot reach it");
+
+    seen.record(id, "peer".into(), vec![peer.listen_addr()]);
+    wait_until(|| online(&owner)).await;
+    let status = owner
+        .peers()
+        .into_iter()
+        .find(|p| p.name == "peer")
+        .unwrap();
+    assert!(status.online, "{status:?}");
+}
+
+/// Conditions a program embedding the engine acts on come as typed errors, each with a kind
+/// and a hint (the same ones the CLI and the API show).
+#[tokio::test]
+async fn conditions_a_caller_acts_on_are_typed_errors() {
+    use shard_node::{Error, ErrorKind};
+
+    let swarm = Swarm::in_memory(2, 0, &[]).await;
+    let owner = swarm.owner().clone();
+
+    // One node per home.
+    let net = swarm.net.clone().unwrap();
+    let again = shard_node::node::Node::builder(owner.home().clone())
+        .options(common::options())
+        .transport(move |identity| net.transport(identity))
+        .start()
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(again, Error::HomeInUse { .. }), "{again}");
+    assert_eq!(again.kind(), ErrorKind::Conflict);
+    assert!(again.hint().contains("--home"), "{}", again.hint());
+
+    let bad = owner.add_static_addr("the attic").err().unwrap();
+    assert!(
+        matches!(&bad, Error::NotAnAddress(a) if a == "the attic"),
+        "{bad}"
+    );
+    assert_eq!(bad.kind(), ErrorKind::BadInput);
+
+    // A recovery with no peer to ask.
+    let lone = swarm.nodes[1].clone();
+    let err = shard_node::recover::recover(
+        &lone,
+        &swarm.recovery_code,
+        None,
+        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::NoPeersConnected), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+}
+
+/// A placement that misbehaves (the same node twice, nodes that do not exist, nodes it was
+/// told to leave out) cannot make a put acknowledge a file with shares doubled up or missing:
+/// only distinct nodes holding nothing of the chunk are used, and a put that cannot place
+/// every share fails.
+#[tokio::test]
+async fn a_misbehaving_placement_cannot_double_up_or_drop_shares() {
+    use shard_node::node::Node;
+    use shard_node::placement::{Candidate, Placement};
+    use shard_proto::NodeId;
+
+    struct Stubborn;
+    impl Placement for Stubborn {
+        fn choose(&self, candidates: &[Candidate], count: usize, _: &[NodeId]) -> Vec<NodeId> {
+            let mut out = vec![NodeId([7; 32])];
+            out.extend(std::iter::repeat_n(candidates[0].node, count));
+            out
+        }
+    }
+
+    let net = MemoryNet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for name in ["owner", "node1", "node2"] {
+        let net = net.clone();
+        let node = Node::builder(common::home(dir.path(), name))
+            .options(common::options())
+            .transport(move |identity| net.transport(identity))
+            .placement(Arc::new(Stubborn))
+            .without_background_health()
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let owner = nodes[0].clone();
+    for peer in &nodes[1..] {
+        owner
+            .join(&peer.invite(None).unwrap().encode())
+            .await
+            .unwrap();
+    }
+    wait_until(|| owner.online_clients().len() == 2).await;
+    let passphrase = "a passphrase long enough to pass";
+    shard_node::accounts::create(owner.catalog(), USER, passphrase).unwrap();
+    owner
+        .login(
+            USER,
+            zeroize::Zeroizing::new(passphrase.as_bytes().to_vec()),
+        )
+        .await
+        .unwrap();
+    let path = dir.path().join("letter");
+    std::fs::write(&path, content(50_000, 10)).unwrap();
+    let err = owner
+        .put(
+            Some(USER),
+            shard_node::put::PutRequest {
+                paths: vec![path],
+                name: None,
+                redundancy: Some((2, 3)),
+                move_original: false,
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("could not be placed"), "{err}");
+    let session = owner.session(Some(USER)).unwrap();
+    let listed = owner
+        .catalog()
+        .vault(session.account, &session.keys)
+        .list()
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "nothing half-placed is listed: {listed:?}"
+    );
 }

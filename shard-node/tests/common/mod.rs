@@ -69,8 +69,12 @@ pub async fn start_node(
     name: &str,
     net: Option<&Arc<MemoryNet>>,
     lies: Vec<Lie>,
+    in_order: bool,
 ) -> Arc<Node> {
     let mut builder = Node::builder(home(dir, name)).options(options());
+    if in_order {
+        builder = builder.placement(Arc::new(shard_node::placement::InOrder));
+    }
     if let Some(net) = net {
         let net = net.clone();
         builder = builder
@@ -87,13 +91,19 @@ impl Swarm {
     /// `total` nodes on loopback TCP, the first `paired` of the others paired with the owner
     /// and online.
     pub async fn start(total: usize, paired: usize) -> Self {
-        Self::start_with(total, paired, None, &[]).await
+        Self::start_with(total, paired, None, &[], false).await
     }
 
     /// `total` nodes on an in-memory network, the first `paired` of the others paired with the
     /// owner; node `i` of `lies` tells that lie.
     pub async fn in_memory(total: usize, paired: usize, lies: &[(usize, Lie)]) -> Self {
-        Self::start_with(total, paired, Some(MemoryNet::new()), lies).await
+        Self::start_with(total, paired, Some(MemoryNet::new()), lies, false).await
+    }
+
+    /// As [`Swarm::in_memory`], with shares placed in order (this node, then peers by name):
+    /// where each share goes is known in advance.
+    pub async fn in_memory_in_order(total: usize, paired: usize, lies: &[(usize, Lie)]) -> Self {
+        Self::start_with(total, paired, Some(MemoryNet::new()), lies, true).await
     }
 
     async fn start_with(
@@ -101,6 +111,7 @@ impl Swarm {
         paired: usize,
         net: Option<Arc<MemoryNet>>,
         lies: &[(usize, Lie)],
+        in_order: bool,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
@@ -110,7 +121,16 @@ impl Swarm {
                 .filter(|(at, _)| *at == i)
                 .map(|(_, lie)| *lie)
                 .collect();
-            nodes.push(start_node(dir.path(), &format!("node{i}"), net.as_ref(), told).await);
+            nodes.push(
+                start_node(
+                    dir.path(),
+                    &format!("node{i}"),
+                    net.as_ref(),
+                    told,
+                    in_order,
+                )
+                .await,
+            );
         }
         let owner = nodes[0].clone();
         let key = VaultKey::generate().unwrap();
