@@ -175,6 +175,14 @@ impl Links {
         a.now().max(b.now())
     }
 
+    /// Returns (with the error) once the link goes down.
+    async fn down(mut self) -> Error {
+        while self.now() != Link::Down {
+            self.changed().await;
+        }
+        Error::Disconnected
+    }
+
     /// Waits until either end's link changes.
     async fn changed(&mut self) {
         let [a, b] = &mut self.0;
@@ -305,7 +313,7 @@ impl Transport for MemoryTransport {
             queue.send(incoming).await.map_err(|_| refused())?;
             let their_hello = tokio::select! {
                 a = answered => a.map_err(|_| Error::Disconnected)?,
-                e = links.clone().up_then_down() => return Err(e),
+                e = links.clone().down() => return Err(e),
             }
             .map_err(Error::Refused)?;
             let mine = Pipe {
@@ -320,16 +328,6 @@ impl Transport for MemoryTransport {
                 addr,
             }))
         })
-    }
-}
-
-impl Links {
-    /// Returns (with the error) when the link goes down.
-    async fn up_then_down(mut self) -> Error {
-        while self.now() != Link::Down {
-            self.changed().await;
-        }
-        Error::Disconnected
     }
 }
 
@@ -474,7 +472,7 @@ impl FrameWrite for PipeWriter {
                 return Err(Error::Disconnected);
             }
             let outbox = self.outbox.as_ref().ok_or(Error::Disconnected)?;
-            let down = self.links.clone().up_then_down();
+            let down = self.links.clone().down();
             tokio::select! {
                 sent = outbox.send(message.clone()) => sent.map_err(|_| Error::Disconnected),
                 e = down => Err(e),

@@ -53,11 +53,7 @@ impl Sources {
         ordered.extend(peers.into_iter().map(|(c, _)| Target::Peer(c)));
         Self {
             ordered,
-            asking: Asking {
-                vault: session.vault(),
-                timeout: node.options().request_timeout,
-                hedge_after: node.options().hedge_after,
-            },
+            asking: Asking::new(node, session.vault()),
         }
     }
 

@@ -607,15 +607,13 @@ pub async fn repair(
 struct RepairCtx {
     node: Arc<Node>,
     session: Arc<Session>,
-    vault: [u8; 16],
     /// Every node reachable now, the lost ones included (shares are fetched from, and old
     /// copies deleted on, whichever answers).
     targets: HashMap<NodeId, Target>,
     /// Where rebuilt shares can go: the reachable nodes less the lost ones.
     nodes: Nodes,
     lost: HashSet<NodeId>,
-    timeout: Duration,
-    /// How shares are asked for.
+    /// The vault, and how its shares are asked for.
     asking: Asking,
 }
 
@@ -626,16 +624,10 @@ impl RepairCtx {
         Self {
             node: node.clone(),
             session: session.clone(),
-            vault: session.vault(),
             targets,
             nodes: Nodes::gather(node, session.vault(), &lost),
             lost,
-            timeout: node.options().request_timeout,
-            asking: Asking {
-                vault: session.vault(),
-                timeout: node.options().request_timeout,
-                hedge_after: node.options().hedge_after,
-            },
+            asking: Asking::new(node, session.vault()),
         }
     }
 
@@ -770,11 +762,11 @@ impl RepairCtx {
         let deleted = match self.targets.get(&record.peer) {
             Some(t) if !self.lost.contains(&record.peer) => t
                 .delete(
-                    self.vault,
+                    self.asking.vault,
                     vec![record.id],
                     false,
                     self.session.keys.authority(),
-                    self.timeout,
+                    self.asking.timeout,
                 )
                 .await
                 .is_ok(),
@@ -786,7 +778,7 @@ impl RepairCtx {
                 self.session.clone(),
                 (record.peer, record.id),
             );
-            let vault = self.vault;
+            let vault = self.asking.vault;
             let _ = tokio::task::spawn_blocking(move || {
                 node.catalog()
                     .vault(session.account, &session.keys)

@@ -477,7 +477,6 @@ async fn store(
             k: usize::from(redundancy.k()),
         });
     }
-    let ctx = nodes;
 
     // Shares that still count: acknowledged, on this node or a paired one (a share on a node
     // since unpaired is sent again, to another).
@@ -566,8 +565,8 @@ async fn store(
                     }
                     chunks_sent += 1;
                     bytes_in_flight += u64::from(chunk.chunk.len);
-                    let ctx = ctx.clone();
-                    set.spawn(async move { (id, send_chunk(ctx, chunk, acked).await) });
+                    let nodes = nodes.clone();
+                    set.spawn(async move { (id, send_chunk(nodes, chunk, acked).await) });
                 }
                 Some(Encoded::FileDone { file, chunks, size, sha256 }) => {
                     if let Some(track) = files.get_mut(file) {
@@ -647,7 +646,7 @@ async fn store(
         skipped: warnings,
         failed: failures.clone(),
         moved: false,
-        full_nodes: names_of(&node, &ctx.full()),
+        full_nodes: names_of(&node, &nodes.full()),
     };
     if let Some(first) = failures.first() {
         return Err(Error::PartialPut {

@@ -160,11 +160,7 @@ pub async fn recover(
     let targets: Vec<Target> = node.targets();
     let mut sealed = Vec::new();
     let mut decoder = ChunkDecoder::new(keys.clone());
-    let asking = Asking {
-        vault,
-        timeout,
-        hedge_after: node.options().hedge_after,
-    };
+    let asking = Asking::new(node, vault);
     for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
         let holders = chunk
             .shares

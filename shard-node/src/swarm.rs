@@ -143,8 +143,8 @@ impl Nodes {
             if pending.is_empty() {
                 break;
             }
-            let mut exclude = [taken.as_slice(), failed.as_slice()].concat();
-            exclude.extend(self.full.list());
+            let full = self.full.list();
+            let mut exclude = [taken.as_slice(), failed.as_slice(), full.as_slice()].concat();
             let mut chosen = self.placement.choose(
                 &self.candidates,
                 pending.len(),
@@ -165,7 +165,7 @@ impl Nodes {
                     && !taken.contains(&node)
                     && !failed.contains(&node)
                     && !valid.contains(&node)
-                    && !self.full.list().contains(&node)
+                    && !full.contains(&node)
                 {
                     valid.push(node);
                 }
@@ -255,6 +255,17 @@ pub(crate) struct Asking {
     pub timeout: Duration,
     /// A request unanswered this long gets another holder asked beside it.
     pub hedge_after: Duration,
+}
+
+impl Asking {
+    /// How `node` asks for shares of `vault`: its request timeout and hedge delay.
+    pub(crate) fn new(node: &Node, vault: [u8; 16]) -> Self {
+        Self {
+            vault,
+            timeout: node.options().request_timeout,
+            hedge_after: node.options().hedge_after,
+        }
+    }
 }
 
 /// What a fetch brought back.
