@@ -75,7 +75,7 @@ fn assert_clean(what: &str, path: &Path, needles: &[(String, Vec<u8>)]) {
 }
 
 /// tcpdump on loopback for the nodes' peer ports, when it can run (root, installed).
-fn capture(ports: &[String], to: &Path) -> Option<Child> {
+fn capture(ports: &[String], to: &Path) -> Option<Capture> {
     let is_root = fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()
@@ -91,7 +91,9 @@ fn capture(ports: &[String], to: &Path) -> Option<Child> {
         .collect::<Vec<_>>()
         .join(" or ");
     let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-s", "0", "-w"])
+        // A 64 MiB kernel buffer (-B, in KiB) holds the whole exchange: with the default 2 MiB,
+        // loopback's 64 KiB packets were dropped under load and the search missed them.
+        .args(["-i", "lo", "-U", "-s", "0", "-B", "65536", "-w"])
         .arg(to)
         .arg(&filter)
         .stdout(Stdio::null())
@@ -99,24 +101,53 @@ fn capture(ports: &[String], to: &Path) -> Option<Child> {
         .spawn()
         .ok()?;
     // Capturing once it says so ("listening on lo"), not after a guessed moment: under load
-    // a fixed wait missed the start of the put.
+    // a fixed wait missed the start of the put. Every line goes to the test, which reads the
+    // drop count tcpdump prints at exit.
     let stderr = child.stderr.take()?;
-    let (ready, listening) = std::sync::mpsc::channel();
+    let (line_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("listening on") {
-                let _ = ready.send(());
-            }
+            let _ = line_tx.send(line);
         }
     });
-    let _ = listening.recv_timeout(Duration::from_secs(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("listening on") => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     // The kernel attaches the filter as tcpdump says it listens; a little margin.
     std::thread::sleep(Duration::from_millis(200));
-    Some(child)
+    Some(Capture { child, lines })
+}
+
+/// A running tcpdump and the lines it prints on stderr.
+struct Capture {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Capture {
+    /// Stops the capture and returns how many packets the kernel dropped before tcpdump read
+    /// them (`None` if it did not say).
+    fn stop(mut self) -> Option<u64> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.lines.iter().find_map(|l| {
+            l.strip_suffix(" packets dropped by kernel")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
 }
 
 #[test]
@@ -150,7 +181,7 @@ fn peers_logs_databases_and_the_wire_show_no_names_contents_or_sizes() {
         })
         .collect();
     let pcap = work.path().join("wire.pcap");
-    let mut tcpdump = capture(&ports, &pcap);
+    let tcpdump = capture(&ports, &pcap);
     if tcpdump.is_none() {
         eprintln!("NOTE: no loopback capture (needs root and tcpdump); files are still checked");
     }
@@ -162,13 +193,10 @@ fn peers_logs_databases_and_the_wire_show_no_names_contents_or_sizes() {
     assert_eq!(fs::read(&back).unwrap().len() as u64, will_size);
     fs::remove_file(&back).unwrap();
 
-    if let Some(child) = tcpdump.as_mut() {
+    let captured = tcpdump.map(|capture| {
         std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-    }
+        capture.stop()
+    });
 
     let needles = needles(
         &["grandmas-will-Q7X", "tax-records-Z4K", "return-2025-W2P"],
@@ -200,7 +228,10 @@ fn peers_logs_databases_and_the_wire_show_no_names_contents_or_sizes() {
         assert_clean("owner", f, &needles);
     }
     // The wire.
-    if tcpdump.is_some() {
+    if let Some(dropped) = captured {
+        // A packet the kernel dropped is a packet nobody searched: the capture buffer (-B)
+        // holds the whole exchange, so none may be missing.
+        assert_eq!(dropped, Some(0), "packets the capture missed");
         let size = fs::metadata(&pcap).unwrap().len();
         assert!(
             size > 2 * will_size,
