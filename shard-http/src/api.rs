@@ -598,20 +598,28 @@ async fn job(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     UrlPath(id): UrlPath<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // A web UI session sees only its own account's jobs.
     let mine = |job: &shard_node::jobs::Job| match &acting {
         Some(Extension(Acting(user))) => job.user.as_deref() == Some(user.as_str()),
         None => true,
     };
     match state.node.jobs().get(id).filter(|j| mine(j)) {
-        Some(job) => Ok(Json(json!(job.status()))),
+        Some(job) => Ok(crate::stream::json_value(job.status()).await),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no job {id}"),
-            "jobs last until the node restarts",
+            job_gone(),
         )),
     }
+}
+
+/// Why a job id may not be found.
+fn job_gone() -> String {
+    format!(
+        "a job's result is kept for {} minutes after it ends, and until the node stops",
+        shard_node::jobs::KEEP_ENDED.as_secs() / 60
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -620,26 +628,21 @@ struct LsQuery {
     user: Option<String>,
 }
 
+/// Streamed as it is read from the catalog (`crate::stream`): a vault of 10⁵ files is never
+/// held whole, neither as a listing nor as its JSON.
 async fn ls(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Query(q): Query<LsQuery>,
-) -> Result<Json<shard_node::report::Listing>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let node = state.node.clone();
     let prefix = q.prefix.unwrap_or_default().into_bytes();
-    let listing =
-        tokio::task::spawn_blocking(move || shard_node::files::ls(&node, &session, &prefix))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "listing failed",
-                    "see the node's log",
-                )
-            })??;
-    Ok(Json(listing))
+    crate::stream::json_list("files", move |each| {
+        shard_node::files::ls_each(&node, &session, &prefix, each).map(drop)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -1084,13 +1087,7 @@ async fn job_events(
             Some(Extension(Acting(user))) => j.user.as_deref() == Some(user.as_str()),
             None => true,
         })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no job {id}"),
-                "jobs last until the node restarts",
-            )
-        })?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"), job_gone()))?;
     let stream = futures_util::stream::unfold((job, false), |(job, ended)| async move {
         if ended {
             return None;

@@ -9,6 +9,7 @@ pub mod api;
 pub mod hosts;
 mod listener;
 pub mod proof;
+pub mod stream;
 pub mod ui;
 
 use std::net::SocketAddr;

@@ -252,14 +252,14 @@ fn job_status(state: JobState) -> JobStatus {
 #[test]
 fn following_a_job_reads_only_fields_its_status_has() {
     let done = serde_json::to_value(job_status(JobState::Done {
-        result: JobResult::Get(GetReport {
+        result: std::sync::Arc::new(JobResult::Get(GetReport {
             files: 1,
             dirs: 0,
             links: 0,
             bytes: 1,
             out: "x".into(),
             restored_at: 1,
-        }),
+        })),
     }))
     .unwrap();
     let failed = serde_json::to_value(job_status(JobState::Failed {

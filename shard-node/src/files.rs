@@ -63,54 +63,119 @@ fn health(
     })
 }
 
-/// The newest version of each name (under `prefix`), with its number of versions and health.
+/// Files whose details are read from the catalog at a time while listing.
+const LIST_BATCH: usize = 512;
+
+/// The newest version of each name (under `prefix`), with its number of versions and health,
+/// collected. A caller that passes the entries on (the HTTP API) uses [`ls_each`], which does
+/// not hold the listing.
 pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Listing> {
-    let vault = node.catalog().vault(session.account, &session.keys);
-    let mut by_name: BTreeMap<Vec<u8>, (FileEntry, usize)> = BTreeMap::new();
-    for e in vault.list()? {
-        if !e.meta.name.starts_with(prefix) {
-            continue;
-        }
-        let slot = by_name
-            .entry(e.meta.name.clone())
-            .or_insert_with(|| (e.clone(), 0));
-        slot.1 += 1;
-        if e.version >= slot.0.version {
-            slot.0 = e;
-        }
-    }
-    // Two reads for the whole list: every share's state, every file's chunk list.
-    let shares: HashMap<ShareId, ShareState> = vault
-        .all_shares()?
-        .into_iter()
-        .map(|r| (r.id, r.state))
-        .collect();
-    let regular: Vec<FileId> = by_name
-        .values()
-        .filter(|(e, _)| e.meta.kind == FileKind::File)
-        .map(|(e, _)| e.id)
-        .collect();
-    let manifests: HashMap<FileId, Manifest> = regular
-        .iter()
-        .copied()
-        .zip(vault.manifests(&regular)?)
-        .collect();
-    let mut files = Vec::with_capacity(by_name.len());
-    for (name, (entry, versions)) in by_name {
-        files.push(ListedFile {
-            name: lossy(&name),
-            name_hex: hex::encode(&name),
-            kind: entry.meta.kind.into(),
-            size: entry.meta.size,
-            mtime: entry.meta.mtime,
-            mode: entry.meta.mode,
-            version: entry.version,
-            versions,
-            stored_at: entry.stored_at,
-            health: health(&entry, manifests.get(&entry.id), &shares),
-        });
-    }
+    let mut files = Vec::new();
+    ls_each(node, session, prefix, |f| {
+        files.push(f);
+        Ok(())
+    })?;
     Ok(Listing { files })
+}
+
+/// Calls `each` with the newest version of each name under `prefix`, in name order, with its
+/// number of versions and health; returns how many. What stays in memory is one small record
+/// per name (its bytes, the newest version's id, how many versions) and the details —
+/// metadata, manifests, share states — of [`LIST_BATCH`] files at a time, so a vault of 10⁵
+/// files lists in a few MiB rather than in its whole listing.
+pub fn ls_each(
+    node: &Node,
+    session: &Session,
+    prefix: &[u8],
+    mut each: impl FnMut(ListedFile) -> Result<()>,
+) -> Result<usize> {
+    struct Newest {
+        id: FileId,
+        version: u32,
+        versions: usize,
+    }
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let mut by_name: BTreeMap<Vec<u8>, Newest> = BTreeMap::new();
+    vault.for_each_entry(|e| {
+        if !e.meta.name.starts_with(prefix) {
+            return Ok(());
+        }
+        let slot = by_name.entry(e.meta.name).or_insert(Newest {
+            id: e.id,
+            version: e.version,
+            versions: 0,
+        });
+        slot.versions += 1;
+        if e.version >= slot.version {
+            slot.id = e.id;
+            slot.version = e.version;
+        }
+        Ok(())
+    })?;
+    let mut listed_count = 0;
+    let mut names = by_name.into_iter().peekable();
+    while names.peek().is_some() {
+        let batch: Vec<(Vec<u8>, Newest)> = names.by_ref().take(LIST_BATCH).collect();
+        // The keys stay only while the account is unlocked: a listing a slow client is still
+        // reading stops at logout.
+        if !node.is_current(session) {
+            return Err(Error::NotLoggedIn(format!(
+                "account {:?} was locked during the listing",
+                session.user
+            )));
+        }
+        let ids: Vec<FileId> = batch.iter().map(|(_, n)| n.id).collect();
+        // A version removed since the names were read is left out, as it would be a moment
+        // later.
+        let mut entries: HashMap<FileId, FileEntry> = vault
+            .entries_by_id(&ids)?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        let mut manifests: HashMap<FileId, Manifest> = HashMap::new();
+        for e in entries.values() {
+            if e.meta.kind != FileKind::File {
+                continue;
+            }
+            match vault.manifest(e.id) {
+                Ok(m) => {
+                    manifests.insert(e.id, m);
+                }
+                Err(shard_store::Error::NoSuchFile(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        entries.retain(|id, e| e.meta.kind != FileKind::File || manifests.contains_key(id));
+        // The states of exactly the shares these manifests list, looked up by id.
+        let listed: Vec<ShareId> = manifests
+            .values()
+            .flat_map(|m| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
+            .collect();
+        let shares: HashMap<ShareId, ShareState> = vault
+            .locate(&listed)?
+            .into_iter()
+            .map(|(id, r)| (id, r.state))
+            .collect();
+        for (name, newest) in batch {
+            let Some(entry) = entries.remove(&newest.id) else {
+                continue;
+            };
+            listed_count += 1;
+            each(ListedFile {
+                name: lossy(&name),
+                name_hex: hex::encode(&name),
+                kind: entry.meta.kind.into(),
+                size: entry.meta.size,
+                mtime: entry.meta.mtime,
+                mode: entry.meta.mode,
+                version: entry.version,
+                versions: newest.versions,
+                stored_at: entry.stored_at,
+                health: health(&entry, manifests.get(&entry.id), &shares),
+            })?;
+        }
+    }
+    Ok(listed_count)
 }
 
 /// Removes every version of `name` (and, for a folder, everything under it); deletes the shares

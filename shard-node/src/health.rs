@@ -151,44 +151,57 @@ async fn survey(
             let vault = node.catalog().vault(session.account, &session.keys);
             let mut files = Vec::new();
             let mut chunks: HashMap<EncKey, ChunkState> = HashMap::new();
-            let entries: Vec<FileEntry> = vault
-                .list()?
-                .into_iter()
-                .filter(|e| e.meta.kind == FileKind::File && selected(e, &names))
-                .collect();
-            let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-            for (entry, manifest) in entries.into_iter().zip(vault.manifests(&ids)?) {
-                let keys = manifest.chunks.iter().map(|c| (c.id, c.k, c.n)).collect();
-                for chunk in manifest.chunks {
-                    let shares = (0u8..)
-                        .zip(&chunk.shares)
-                        .map(|(index, id)| Slot {
-                            id: *id,
-                            index,
-                            record: None,
-                            seen: Seen::Missing,
-                        })
-                        .collect();
-                    chunks
-                        .entry((chunk.id, chunk.k, chunk.n))
-                        .or_insert(ChunkState { chunk, shares });
+            let mut entries: Vec<FileEntry> = Vec::new();
+            vault.for_each_entry(|e| {
+                if e.meta.kind == FileKind::File && selected(&e, &names) {
+                    entries.push(e);
                 }
-                files.push((entry, keys));
-            }
-            let records: HashMap<ShareId, ShareRecord> =
-                vault.all_shares()?.into_iter().map(|r| (r.id, r)).collect();
-            for c in chunks.values_mut() {
-                for slot in &mut c.shares {
-                    // Only a record of this very share, for this chunk, encoding and index.
-                    if let Some(r) = records.get(&slot.id).filter(|r| {
-                        (r.chunk, r.k, r.n, r.index)
-                            == (c.chunk.id, c.chunk.k, c.chunk.n, slot.index)
-                    }) {
-                        slot.record = Some(r.clone());
-                        slot.seen = Seen::Unknown;
+                Ok(())
+            })?;
+            // In name and version order, as reports list them.
+            entries.sort_by(|a, b| {
+                a.meta
+                    .name
+                    .cmp(&b.meta.name)
+                    .then(a.version.cmp(&b.version))
+            });
+            // Manifests a batch at a time: each is folded into the chunk table at once.
+            let mut entries = entries.into_iter().peekable();
+            while entries.peek().is_some() {
+                let batch: Vec<FileEntry> = entries.by_ref().take(512).collect();
+                let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+                for (entry, manifest) in batch.into_iter().zip(vault.manifests(&ids)?) {
+                    let keys = manifest.chunks.iter().map(|c| (c.id, c.k, c.n)).collect();
+                    for chunk in manifest.chunks {
+                        let shares = (0u8..)
+                            .zip(&chunk.shares)
+                            .map(|(index, id)| Slot {
+                                id: *id,
+                                index,
+                                record: None,
+                                seen: Seen::Missing,
+                            })
+                            .collect();
+                        chunks
+                            .entry((chunk.id, chunk.k, chunk.n))
+                            .or_insert(ChunkState { chunk, shares });
                     }
+                    files.push((entry, keys));
                 }
             }
+            // Every share record, one row at a time, straight into its slot: only a record of
+            // this very share, for this chunk, encoding and index.
+            vault.for_each_share(|r| {
+                let Some(slot) = chunks
+                    .get_mut(&(r.chunk, r.k, r.n))
+                    .and_then(|c| c.shares.get_mut(usize::from(r.index)))
+                    .filter(|slot| slot.id == r.id)
+                else {
+                    return;
+                };
+                slot.record = Some(r);
+                slot.seen = Seen::Unknown;
+            })?;
             Ok((files, chunks))
         })
         .await
@@ -197,10 +210,12 @@ async fn survey(
     tracing::debug!("survey: catalog read in {:?}", t0.elapsed());
     let me = node.node_id();
     let paired: HashSet<NodeId> = node.peer_names().into_iter().map(|(id, _)| id).collect();
-    let previous: HashMap<ShareId, ShareState> = chunks
+    // Shares read wrong before (few): a node still offering one does not make it good.
+    let previously_bad: HashSet<ShareId> = chunks
         .values()
         .flat_map(|c| c.shares.iter().filter_map(|s| s.record.as_ref()))
-        .map(|r| (r.id, r.state))
+        .filter(|r| r.state == ShareState::Bad)
+        .map(|r| r.id)
         .collect();
 
     // Who holds what.
@@ -252,7 +267,7 @@ async fn survey(
                 let mut missing = 0;
                 let mut still_bad = 0;
                 for (id, has) in ids.iter().zip(have) {
-                    let seen = if has && previous.get(id) != Some(&ShareState::Bad) {
+                    let seen = if has && !previously_bad.contains(id) {
                         Seen::Good
                     } else if has {
                         // Read wrong before, and the node still offers it: it stays bad.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -63,8 +63,9 @@ pub enum JobState {
     Running,
     /// Ended well.
     Done {
-        /// What it returned.
-        result: JobResult,
+        /// What it returned (shared: a check of 10⁵ files returns tens of MiB, and every look
+        /// at the job's status must not copy them).
+        result: Arc<JobResult>,
     },
     /// Ended with an error.
     Failed {
@@ -116,6 +117,7 @@ pub struct Job {
     pub progress: Progress,
     started: Instant,
     state: Mutex<JobState>,
+    ended_at: Mutex<Option<Instant>>,
 }
 
 impl Job {
@@ -126,13 +128,24 @@ impl Job {
     /// Marks the job done with its result.
     pub fn finish(&self, result: impl Into<JobResult>) {
         *self.lock() = JobState::Done {
-            result: result.into(),
+            result: Arc::new(result.into()),
         };
+        self.ended();
     }
 
     /// Marks the job failed.
     pub fn fail(&self, error: String, hint: String) {
         *self.lock() = JobState::Failed { error, hint };
+        self.ended();
+    }
+
+    fn ended(&self) {
+        *self.ended_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// When it ended, if it did.
+    fn ended_at(&self) -> Option<Instant> {
+        *self.ended_at.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The job's counters and state now.
@@ -151,7 +164,17 @@ impl Job {
     }
 }
 
-/// The jobs of a node (kept until the node stops; they are small).
+/// How long a job's result is kept after it ended: long enough for whoever started it to
+/// fetch it, short enough that results of large checks do not pile up in a node that runs for
+/// months.
+pub const KEEP_ENDED: Duration = Duration::from_secs(15 * 60);
+
+/// Ended jobs kept at most per account (and for the token-holding CLI), whatever their age:
+/// one account's many small jobs cannot push out another's result.
+const MAX_ENDED: usize = 64;
+
+/// The jobs of a node: running ones, and ended ones for [`KEEP_ENDED`] (at most [`MAX_ENDED`]
+/// of them).
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
@@ -174,20 +197,78 @@ impl Jobs {
             progress: Progress::default(),
             started: Instant::now(),
             state: Mutex::new(JobState::Running),
+            ended_at: Mutex::new(None),
         });
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, job.clone());
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        forget_old(&mut map);
+        map.insert(id, job.clone());
         job
     }
 
-    /// A job by id.
+    /// A job by id (running, or ended less than [`KEEP_ENDED`] ago).
     pub fn get(&self, id: u64) -> Option<Arc<Job>> {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned()
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        forget_old(&mut map);
+        map.get(&id).cloned()
+    }
+}
+
+/// Drops jobs that ended more than [`KEEP_ENDED`] ago, and each account's oldest ended ones
+/// beyond [`MAX_ENDED`].
+fn forget_old(map: &mut HashMap<u64, Arc<Job>>) {
+    map.retain(|_, j| j.ended_at().is_none_or(|at| at.elapsed() < KEEP_ENDED));
+    let mut ended: HashMap<Option<String>, Vec<(Instant, u64)>> = HashMap::new();
+    for j in map.values() {
+        if let Some(at) = j.ended_at() {
+            ended.entry(j.user.clone()).or_default().push((at, j.id));
+        }
+    }
+    for mut theirs in ended.into_values() {
+        if theirs.len() > MAX_ENDED {
+            theirs.sort_unstable();
+            for (_, old) in theirs.iter().take(theirs.len() - MAX_ENDED) {
+                map.remove(old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ended jobs beyond the cap go, oldest first; running ones stay whatever their number.
+    #[test]
+    fn ended_jobs_do_not_pile_up() {
+        let jobs = Jobs::default();
+        let running: Vec<_> = (0..3).map(|_| jobs.create("check")).collect();
+        let ended: Vec<_> = (0..MAX_ENDED + 10)
+            .map(|_| {
+                let job = jobs.create("check");
+                job.fail("failed".into(), "try again".into());
+                job
+            })
+            .collect();
+        jobs.create("put");
+        for job in &running {
+            assert!(jobs.get(job.id).is_some(), "running job {} kept", job.id);
+        }
+        let kept = ended.iter().filter(|j| jobs.get(j.id).is_some()).count();
+        assert_eq!(kept, MAX_ENDED);
+        assert!(jobs.get(ended[0].id).is_none(), "the oldest ended job went");
+        assert!(
+            jobs.get(ended[MAX_ENDED + 9].id).is_some(),
+            "the newest stayed"
+        );
+
+        // Another account's many jobs leave this one's result alone.
+        let mine = jobs.create_for("check", Some("ada"));
+        mine.fail("failed".into(), "try again".into());
+        for _ in 0..MAX_ENDED * 2 {
+            jobs.create_for("get", Some("mallory"))
+                .fail("failed".into(), "try again".into());
+        }
+        jobs.create_for("get", Some("mallory"));
+        assert!(jobs.get(mine.id).is_some(), "ada's result kept");
     }
 }

@@ -1042,6 +1042,14 @@ impl Node {
         })
     }
 
+    /// Whether `session` is still the unlocked session of its account (not logged out, and
+    /// not replaced by a new login): long work holding a session's keys checks this as it goes.
+    pub fn is_current(&self, session: &Session) -> bool {
+        self.sessions
+            .pick(Some(&session.user))
+            .is_ok_and(|current| std::ptr::eq(Arc::as_ptr(&current), session))
+    }
+
     /// A new invite code for this node, valid for `ttl` (10 minutes by default, at most an hour).
     pub fn invite(&self, ttl: Option<Duration>) -> Result<Invite> {
         let ttl = ttl

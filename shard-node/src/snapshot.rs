@@ -206,11 +206,16 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     let catalog = node.catalog().vault(session.account, &keys);
     let state = catalog.state()?;
     let snapshot = catalog.export(&session.user)?;
+    // Who holds the vault's shares, kept; the snapshot itself goes as soon as it is encoded,
+    // and its bytes as soon as they are sealed: with 10⁵ files each is tens of MiB.
+    let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
     let plain = zeroize::Zeroizing::new(
         postcard::to_stdvec(&snapshot)
             .map_err(|_| Error::Config("catalog snapshot does not encode".into()))?,
     );
+    drop(snapshot);
     let sealed = seal_snapshot(&keys, &plain)?;
+    drop(plain);
 
     // Stored like a file, over whoever is online now and has room: a node found full while
     // storing it is left out and the snapshot stored again over the others.
@@ -258,7 +263,6 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     let mut seq = state.seq.max(kept_here) + 1;
 
     // Every peer holding any of the vault's shares gets the head, and this node keeps one too.
-    let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
     tell.extend(payload.holders.iter().flatten().copied());
     tell.remove(&me);
     let peers: Vec<_> = node

@@ -262,6 +262,15 @@ fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
     <[u8; 32]>::try_from(v.as_slice()).map_err(|_| Error::IndexDamaged("id of the wrong length"))
 }
 
+/// Rows read per page by the `for_each_*` scans (the LIMIT in their queries).
+const PAGE: usize = 1024;
+
+/// Column `i` of `row` as a 32-byte id, read in place (no allocation per row).
+fn id32(row: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 32]> {
+    let blob = row.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?;
+    <[u8; 32]>::try_from(blob).map_err(|_| Error::IndexDamaged("id of the wrong length"))
+}
+
 impl<'a> VaultCatalog<'a> {
     pub(super) fn new(catalog: &'a Catalog, account: AccountId, keys: &VaultKeys) -> Self {
         Self {
@@ -701,36 +710,51 @@ impl<'a> VaultCatalog<'a> {
 
     /// Every recorded share of the vault (for `check` and `repair`), in one query.
     pub fn all_shares(&self) -> Result<Vec<ShareRecord>> {
-        let conn = self.catalog.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, chunk, k, n, idx, peer, state FROM shares WHERE account = ?1",
-        )?;
-        let rows = stmt
-            .query_map(params![self.account.0], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, u8>(2)?,
-                    r.get::<_, u8>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Vec<u8>>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, chunk, k, n, idx, peer, state)| {
-                Ok(ShareRecord {
-                    id: ShareId(blob32(id)?),
-                    chunk: ChunkId(blob32(chunk)?),
-                    k,
-                    n,
-                    index: u8::try_from(idx).map_err(|_| Error::IndexDamaged("share index"))?,
-                    peer: NodeId(blob32(peer)?),
-                    state: ShareState::from_code(state)?,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.for_each_share(|r| out.push(r))?;
+        Ok(out)
+    }
+
+    /// Calls `each` with every recorded share of the vault (for `check`), read a page of
+    /// [`PAGE`] rows at a time: nothing else is collected, so what the caller keeps is all this
+    /// costs, and the catalog is free for others between pages (and for `each`).
+    pub fn for_each_share(&self, mut each: impl FnMut(ShareRecord)) -> Result<()> {
+        let mut after = [0u8; 32];
+        let mut first = true;
+        loop {
+            let page: Vec<ShareRecord> = {
+                let conn = self.catalog.conn();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, chunk, k, n, idx, peer, state FROM shares
+                     WHERE (?2 OR id > ?3) AND account = ?1 ORDER BY id LIMIT 1024",
+                )?;
+                let mut rows = stmt.query(params![self.account.0, first, &after[..]])?;
+                let mut page = Vec::with_capacity(PAGE);
+                while let Some(r) = rows.next()? {
+                    page.push(ShareRecord {
+                        id: ShareId(id32(r, 0)?),
+                        chunk: ChunkId(id32(r, 1)?),
+                        k: r.get(2)?,
+                        n: r.get(3)?,
+                        index: u8::try_from(r.get::<_, i64>(4)?)
+                            .map_err(|_| Error::IndexDamaged("share index"))?,
+                        peer: NodeId(id32(r, 5)?),
+                        state: ShareState::from_code(r.get(6)?)?,
+                    });
+                }
+                page
+            };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.id.0;
+            first = false;
+            let full = page.len() == PAGE;
+            page.into_iter().for_each(&mut each);
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Makes pending files visible, all in one transaction — but only if every share id each
@@ -888,6 +912,73 @@ impl<'a> VaultCatalog<'a> {
         });
         Ok(out)
     }
+    /// Calls `each` with every visible file version, in no particular order, read a page of
+    /// [`PAGE`] rows at a time (a listing of a large vault keeps only what it needs of each;
+    /// the catalog is free for others between pages, and for `each`).
+    pub fn for_each_entry(&self, mut each: impl FnMut(FileEntry) -> Result<()>) -> Result<()> {
+        let mut after = i64::MIN;
+        loop {
+            let page: Vec<FileEntry> = {
+                let conn = self.catalog.conn();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, name_mac, version, meta FROM files
+                     WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT 1024",
+                )?;
+                let mut rows = stmt.query(params![self.account.0, FILE_VISIBLE, after])?;
+                let mut page = Vec::with_capacity(PAGE);
+                while let Some(r) = rows.next()? {
+                    let version: u32 = r.get(2)?;
+                    let sealed = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                    let (meta, stored_at) = self.open_meta(sealed, &id32(r, 1)?, version)?;
+                    page.push(FileEntry {
+                        id: FileId(r.get(0)?),
+                        version,
+                        stored_at,
+                        meta,
+                    });
+                }
+                page
+            };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.id.0;
+            let full = page.len() == PAGE;
+            for entry in page {
+                each(entry)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The visible file versions `ids`, in that order; one removed meanwhile (or never a
+    /// visible version of this vault) is left out.
+    pub fn entries_by_id(&self, ids: &[FileId]) -> Result<Vec<FileEntry>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name_mac, version, meta FROM files WHERE account = ?1 AND id = ?2 AND state = ?3",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut rows = stmt.query(params![self.account.0, id.0, FILE_VISIBLE])?;
+            let Some(r) = rows.next()? else {
+                continue;
+            };
+            let version: u32 = r.get(1)?;
+            let sealed = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            let (meta, stored_at) = self.open_meta(sealed, &id32(r, 0)?, version)?;
+            out.push(FileEntry {
+                id: *id,
+                version,
+                stored_at,
+                meta,
+            });
+        }
+        Ok(out)
+    }
+
     /// The whole vault, for a catalog snapshot.
     pub fn export(&self, account_name: &str) -> Result<VaultSnapshot> {
         let mut files = Vec::new();
@@ -906,33 +997,22 @@ impl<'a> VaultCatalog<'a> {
              JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
              WHERE s.account = ?1 AND s.state = 1",
         )?;
-        let rows = stmt
-            .query_map(params![self.account.0], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, u8>(2)?,
-                    r.get::<_, u8>(3)?,
-                    r.get::<_, u8>(4)?,
-                    r.get::<_, u32>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                ))
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let shares = rows
-            .into_iter()
-            .map(|(id, chunk, index, k, n, share_len, peer)| {
-                Ok(SnapshotShare {
-                    share: ShareId(blob32(id)?),
-                    chunk: ChunkId(blob32(chunk)?),
-                    index,
-                    k,
-                    n,
-                    share_len,
-                    peer: NodeId(blob32(peer)?),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Read in place, row by row: a snapshot of 10⁵ files has 3·10⁵ of these.
+        let mut shares = Vec::new();
+        let mut rows = stmt.query(params![self.account.0])?;
+        while let Some(r) = rows.next()? {
+            shares.push(SnapshotShare {
+                share: ShareId(id32(r, 0)?),
+                chunk: ChunkId(id32(r, 1)?),
+                index: r.get(2)?,
+                k: r.get(3)?,
+                n: r.get(4)?,
+                share_len: r.get(5)?,
+                peer: NodeId(id32(r, 6)?),
+            });
+        }
+        drop(rows);
+        drop(stmt);
         Ok(VaultSnapshot {
             version: 1,
             account: account_name.to_string(),
