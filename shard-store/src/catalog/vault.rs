@@ -724,11 +724,22 @@ impl<'a> VaultCatalog<'a> {
         loop {
             let page: Vec<ShareRecord> = {
                 let conn = self.catalog.conn();
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, chunk, k, n, idx, peer, state FROM shares
-                     WHERE (?2 OR id > ?3) AND account = ?1 ORDER BY id LIMIT 1024",
-                )?;
-                let mut rows = stmt.query(params![self.account.0, first, &after[..]])?;
+                // Two statements, not `(first OR id > ?)`, and `+account` so that the
+                // primary key, not the (account, chunk) index, is walked: otherwise SQLite
+                // cannot seek to `after` and every page is a scan and a sort of the vault
+                // (measured: `check` of 10⁵ files 5 s → 155 s).
+                let mut stmt = if first {
+                    conn.prepare_cached(
+                        "SELECT id, chunk, k, n, idx, peer, state FROM shares
+                         WHERE +account = ?1 AND ?2 = ?2 ORDER BY id LIMIT 1024",
+                    )?
+                } else {
+                    conn.prepare_cached(
+                        "SELECT id, chunk, k, n, idx, peer, state FROM shares
+                         WHERE id > ?2 AND +account = ?1 ORDER BY id LIMIT 1024",
+                    )?
+                };
+                let mut rows = stmt.query(params![self.account.0, &after[..]])?;
                 let mut page = Vec::with_capacity(PAGE);
                 while let Some(r) = rows.next()? {
                     page.push(ShareRecord {
