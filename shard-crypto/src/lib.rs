@@ -45,7 +45,7 @@ mod keys;
 mod recovery;
 mod secret;
 
-pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal};
+pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal, seal_in_place};
 pub use authority::{AUTHORITY_KEY_LEN, AuthorityKey, SIGNATURE_LEN, VaultAuthority};
 pub use error::{Error, Result};
 pub use kdf::{KdfParams, SALT_LEN, derive_kek};

@@ -81,7 +81,7 @@ pub fn ls(node: &Node, session: &Session, prefix: &[u8]) -> Result<Listing> {
 /// Calls `each` with the newest version of each name under `prefix`, in name order, with its
 /// number of versions and health; returns how many. What stays in memory is one small record
 /// per name (its bytes, the newest version's id, how many versions) and the details —
-/// metadata, manifests, share states — of [`LIST_BATCH`] files at a time, so a vault of 10⁵
+/// metadata, manifests, share states — of 512 files at a time, so a vault of 10⁵
 /// files lists in a few MiB rather than in its whole listing.
 pub fn ls_each(
     node: &Node,

@@ -173,8 +173,8 @@ pub const KEEP_ENDED: Duration = Duration::from_secs(15 * 60);
 /// one account's many small jobs cannot push out another's result.
 const MAX_ENDED: usize = 64;
 
-/// The jobs of a node: running ones, and ended ones for [`KEEP_ENDED`] (at most [`MAX_ENDED`]
-/// of them).
+/// The jobs of a node: running ones, and ended ones for [`KEEP_ENDED`] (at most 64 per
+/// account).
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,

@@ -22,7 +22,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shard_crypto::{Label, VaultKeys, open, seal};
 use shard_proto::{Manifest, NodeId, ShareId};
-use shard_store::{ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, VaultState};
+use shard_store::{
+    ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, ShareState, VaultState,
+};
 
 use crate::node::Node;
 use crate::put::send_chunk;
@@ -58,12 +60,12 @@ fn with_vault(label: &[u8], vault: &[u8; 16], seq: Option<u64>) -> Vec<u8> {
     aad
 }
 
-/// Seals a snapshot's bytes.
-pub(crate) fn seal_snapshot(keys: &VaultKeys, plain: &[u8]) -> Result<Vec<u8>> {
-    Ok(seal(
+/// Seals a snapshot's bytes in place (`buf` holds the plaintext, then the sealed bytes).
+pub(crate) fn seal_snapshot_in_place(keys: &VaultKeys, buf: &mut Vec<u8>) -> Result<()> {
+    Ok(shard_crypto::seal_in_place(
         &keys.subkey(Label::Catalog),
         &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
-        plain,
+        buf,
     )?)
 }
 
@@ -205,17 +207,17 @@ pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<
     let vault_id = session.vault();
     let catalog = node.catalog().vault(session.account, &keys);
     let state = catalog.state()?;
-    let snapshot = catalog.export(&session.user)?;
-    // Who holds the vault's shares, kept; the snapshot itself goes as soon as it is encoded,
-    // and its bytes as soon as they are sealed: with 10⁵ files each is tens of MiB.
-    let mut tell: HashSet<NodeId> = snapshot.shares.iter().map(|s| s.peer).collect();
-    let plain = zeroize::Zeroizing::new(
-        postcard::to_stdvec(&snapshot)
-            .map_err(|_| Error::Config("catalog snapshot does not encode".into()))?,
-    );
-    drop(snapshot);
-    let sealed = seal_snapshot(&keys, &plain)?;
-    drop(plain);
+    // Written straight from the catalog and sealed in place: with 10⁵ files the snapshot is
+    // tens of MiB, held once (not also decoded, and not also as plaintext beside it).
+    let mut sealed = catalog.export_bytes(&session.user)?;
+    seal_snapshot_in_place(&keys, &mut sealed)?;
+    // Every node holding an acknowledged share of the vault is told of the new head.
+    let mut tell: HashSet<NodeId> = catalog
+        .holders()?
+        .into_iter()
+        .filter(|(_, state, _)| *state == ShareState::Acked)
+        .map(|(peer, _, _)| peer)
+        .collect();
 
     // Stored like a file, over whoever is online now and has room: a node found full while
     // storing it is left out and the snapshot stored again over the others.

@@ -265,6 +265,34 @@ fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
 /// Rows read per page by the `for_each_*` scans (the LIMIT in their queries).
 const PAGE: usize = 1024;
 
+/// The longest varint postcard writes for a `usize`.
+const MAX_VARINT: usize = 10;
+
+/// Appends `value`, postcard-encoded, to `out`.
+fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<()> {
+    postcard::to_io(value, &mut *out)
+        .map(drop)
+        .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))
+}
+
+/// Writes `count`'s varint into the [`MAX_VARINT`] bytes left at `at` and moves what follows
+/// back over the rest of them.
+fn close_gap(out: &mut Vec<u8>, at: usize, count: usize) -> Result<()> {
+    let varint = postcard::to_stdvec(&count)
+        .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))?;
+    let room = out
+        .get_mut(at..at + MAX_VARINT)
+        .ok_or(Error::InvalidParameters(
+            "catalog snapshot gap out of place",
+        ))?;
+    room.get_mut(..varint.len())
+        .ok_or(Error::InvalidParameters("catalog snapshot count too long"))?
+        .copy_from_slice(&varint);
+    out.copy_within(at + MAX_VARINT.., at + varint.len());
+    out.truncate(out.len() - (MAX_VARINT - varint.len()));
+    Ok(())
+}
+
 /// Column `i` of `row` as a 32-byte id, read in place (no allocation per row).
 fn id32(row: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 32]> {
     let blob = row.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?;
@@ -716,7 +744,7 @@ impl<'a> VaultCatalog<'a> {
     }
 
     /// Calls `each` with every recorded share of the vault (for `check`), read a page of
-    /// [`PAGE`] rows at a time: nothing else is collected, so what the caller keeps is all this
+    /// 1 024 rows at a time: nothing else is collected, so what the caller keeps is all this
     /// costs, and the catalog is free for others between pages (and for `each`).
     pub fn for_each_share(&self, mut each: impl FnMut(ShareRecord)) -> Result<()> {
         let mut after = [0u8; 32];
@@ -924,7 +952,7 @@ impl<'a> VaultCatalog<'a> {
         Ok(out)
     }
     /// Calls `each` with every visible file version, in no particular order, read a page of
-    /// [`PAGE`] rows at a time (a listing of a large vault keeps only what it needs of each;
+    /// 1 024 rows at a time (a listing of a large vault keeps only what it needs of each;
     /// the catalog is free for others between pages, and for `each`).
     pub fn for_each_entry(&self, mut each: impl FnMut(FileEntry) -> Result<()>) -> Result<()> {
         let mut after = i64::MIN;
@@ -1030,6 +1058,66 @@ impl<'a> VaultCatalog<'a> {
             files,
             shares,
         })
+    }
+
+    /// The whole vault as a catalog snapshot's plain bytes: exactly what `postcard` makes of the
+    /// [`VaultSnapshot`] that [`VaultCatalog::export`] returns (files in the catalog's order
+    /// rather than by name), written straight from the catalog. A vault of 10⁵ files costs its
+    /// encoded size once, not also the decoded snapshot beside it.
+    pub fn export_bytes(&self, account_name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let mut out = zeroize::Zeroizing::new(Vec::new());
+        encode_into(&mut out, &1u8)?;
+        encode_into(&mut out, account_name)?;
+        // Each sequence's length goes before it, but is known only after it: room for the
+        // longest varint is left and closed up at the end, in place.
+        let files_at = out.len();
+        out.extend_from_slice(&[0; MAX_VARINT]);
+        let mut files = 0usize;
+        self.for_each_entry(|entry| {
+            let manifest = self.manifest(entry.id)?;
+            encode_into(
+                &mut out,
+                &SnapshotFile {
+                    meta: entry.meta,
+                    version: entry.version,
+                    stored_at: entry.stored_at,
+                    manifest,
+                },
+            )?;
+            files += 1;
+            Ok(())
+        })?;
+        let shares_at = out.len();
+        out.extend_from_slice(&[0; MAX_VARINT]);
+        let mut shares = 0usize;
+        {
+            let conn = self.catalog.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
+                 JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
+                 WHERE s.account = ?1 AND s.state = 1",
+            )?;
+            let mut rows = stmt.query(params![self.account.0])?;
+            while let Some(r) = rows.next()? {
+                encode_into(
+                    &mut out,
+                    &SnapshotShare {
+                        share: ShareId(id32(r, 0)?),
+                        chunk: ChunkId(id32(r, 1)?),
+                        index: r.get(2)?,
+                        k: r.get(3)?,
+                        n: r.get(4)?,
+                        share_len: r.get(5)?,
+                        peer: NodeId(id32(r, 6)?),
+                    },
+                )?;
+                shares += 1;
+            }
+        }
+        // The later gap first, so that the earlier one's offset still holds.
+        close_gap(&mut out, shares_at, shares)?;
+        close_gap(&mut out, files_at, files)?;
+        Ok(out)
     }
 
     /// Rebuilds the vault from a snapshot (into an empty account): every file visible again,
