@@ -370,6 +370,8 @@ struct FileTrack {
     sha256: Option<[u8; 32]>,
     failed: Option<String>,
     committed: bool,
+    /// Whether its manifest is still wanted once committed (`--move` reads everything back).
+    keep_manifest: bool,
 }
 
 /// Runs a put; the result is the job's summary.
@@ -512,6 +514,7 @@ async fn store(
             sha256: None,
             failed: None,
             committed: false,
+            keep_manifest: request.move_original,
         })
         .collect();
     let mut complete: HashSet<EncKey> = HashSet::new();
@@ -686,9 +689,11 @@ impl FileTrack {
             && self.manifest.is_none()
             && self.refs.len() == count
         {
+            // The refs move into the manifest: a put of 10⁵ files holds each file's chunk
+            // list once, and (below) only until the file is committed.
             self.manifest = Some(Manifest {
                 size,
-                chunks: self.refs.values().cloned().collect(),
+                chunks: std::mem::take(&mut self.refs).into_values().collect(),
             });
         }
     }
@@ -738,6 +743,9 @@ fn flush(
     for i in ready {
         if let Some(t) = files.get_mut(i) {
             t.committed = true;
+            if !t.keep_manifest {
+                t.manifest = None;
+            }
         }
     }
     Progress::add(&progress.files_done, batch.len() as u64);
