@@ -55,30 +55,30 @@ impl HttpServer {
         let config = node.home().config()?;
         let api_at = options.api.unwrap_or(config.api);
         if !api_at.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "the control API must listen on a loopback address, not {api_at}"
-            )));
+            return Err(Error::ApiNotLoopback(api_at));
         }
         let api_listener = TcpListener::bind(api_at)
             .await
-            .map_err(|e| Error::Config(format!("cannot open the control API on {api_at}: {e}")))?;
+            .map_err(|e| Error::HttpListen {
+                what: "control API",
+                addr: api_at,
+                reason: e.to_string(),
+            })?;
         let api = api_listener.local_addr()?;
         let ui_listener = match options.ui.or(config.ui) {
             Some(at) => {
                 if !at.ip().is_loopback() && !options.ui_public {
-                    return Err(Error::Config(format!(
-                        "the web UI would be reachable from other machines at {at}; to allow that, add --ui-public"
-                    )));
+                    return Err(Error::UiNotLoopback(at));
                 }
                 if !at.ip().is_loopback() {
                     tracing::warn!(
                         "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
                     );
                 }
-                Some(TcpListener::bind(at).await.map_err(|e| {
-                    Error::Config(format!(
-                        "cannot open the web UI on {at}: {e} (choose another with --ui)"
-                    ))
+                Some(TcpListener::bind(at).await.map_err(|e| Error::HttpListen {
+                    what: "web UI",
+                    addr: at,
+                    reason: e.to_string(),
                 })?)
             }
             None => None,

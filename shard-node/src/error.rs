@@ -22,9 +22,63 @@ pub enum Error {
     /// A key or code problem.
     #[error(transparent)]
     Crypto(#[from] shard_crypto::Error),
-    /// The node's home or configuration is unusable.
-    #[error("{0}")]
-    Config(String),
+    /// `init` in a folder that already is a node's home.
+    #[error("{} is already a node's home; use --home to choose another folder", home.display())]
+    AlreadyANode {
+        /// The home.
+        home: std::path::PathBuf,
+    },
+    /// No node lives in this home.
+    #[error("no node at {}; create one with `shard init --home {}`", home.display(), home.display())]
+    NoNode {
+        /// The home.
+        home: std::path::PathBuf,
+    },
+    /// `config.toml` does not parse.
+    #[error("{}: {reason}", path.display())]
+    BadConfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// `config.toml` names a share store layout that does not exist.
+    #[error("unknown store layout {layout:?} in {}: use \"scatter\" or \"plain\"", config.display())]
+    UnknownStoreLayout {
+        /// The layout named.
+        layout: String,
+        /// The file.
+        config: std::path::PathBuf,
+    },
+    /// The control API was asked to listen where other machines could reach it.
+    #[error("the control API must listen on a loopback address, not {0}")]
+    ApiNotLoopback(std::net::SocketAddr),
+    /// The web UI was asked to listen where other machines could reach it, without
+    /// `--ui-public`.
+    #[error(
+        "the web UI would be reachable from other machines at {0}; to allow that, add --ui-public"
+    )]
+    UiNotLoopback(std::net::SocketAddr),
+    /// The control API's or the web UI's address cannot be listened on.
+    #[error("cannot open the {what} on {addr}: {reason}")]
+    HttpListen {
+        /// "control API" or "web UI".
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The layer an embedding program put around the share store (`NodeBuilder::store_layer`)
+    /// could not be set up.
+    #[error("the share store's layer could not be set up: {0}")]
+    StoreLayer(String),
+    /// A catalog snapshot or head fetched from the peers opened (it is the vault's) but does not
+    /// decode: damaged, or written by a newer build.
+    #[error(
+        "the catalog snapshot cannot be read ({0}); the vault's files cannot be listed from it"
+    )]
+    SnapshotUnreadable(String),
     /// A bug or a crash inside the node (a task that panicked): not the peer's doing.
     #[error("internal error: {0}")]
     Internal(String),
@@ -305,6 +359,38 @@ impl Error {
             Error::HomeInUse { .. } => (
                 ErrorKind::Conflict,
                 "one node runs per home: stop the other `shard serve`, or give this one another --home",
+            ),
+            Error::AlreadyANode { .. } => (
+                ErrorKind::Conflict,
+                "give another folder with --home, or use the node that lives there",
+            ),
+            Error::NoNode { .. } => (
+                ErrorKind::NotFound,
+                "point --home (or SHARD_HOME) at a node's folder, or create a node with `shard init`",
+            ),
+            Error::BadConfig { .. } | Error::UnknownStoreLayout { .. } => (
+                ErrorKind::BadInput,
+                "fix config.toml where the error points (the node's home holds it)",
+            ),
+            Error::ApiNotLoopback(_) => (
+                ErrorKind::BadInput,
+                "the API hands out the node's whole power to whoever holds its token: give it a 127.0.0.1 address",
+            ),
+            Error::UiNotLoopback(_) => (
+                ErrorKind::BadInput,
+                "give the web UI a 127.0.0.1 address with --ui, or allow others with --ui-public",
+            ),
+            Error::HttpListen { .. } => (
+                ErrorKind::Conflict,
+                "another program holds that port: stop it, or choose another address (--api, --ui)",
+            ),
+            Error::StoreLayer(_) => (
+                ErrorKind::BadInput,
+                "check what the program embedding the node passes to `store_layer`",
+            ),
+            Error::SnapshotUnreadable(_) => (
+                ErrorKind::Internal,
+                "the peers hold a damaged catalog snapshot: on the machine that wrote it, `shard check` stores a new one",
             ),
             Error::Listen { .. } => (
                 ErrorKind::Conflict,

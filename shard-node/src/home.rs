@@ -186,10 +186,9 @@ impl Home {
     /// Creates a node here: key, token, config, catalog, store. Refuses if one exists.
     pub fn init(&self, config: &NodeConfig) -> Result<NodeIdentity> {
         if self.is_initialized() {
-            return Err(Error::Config(format!(
-                "{} is already a node's home; use --home to choose another folder",
-                self.root.display()
-            )));
+            return Err(Error::AlreadyANode {
+                home: self.root.clone(),
+            });
         }
         fs::DirBuilder::new()
             .recursive(true)
@@ -201,7 +200,8 @@ impl Home {
         let mut token = [0u8; 32];
         shard_crypto::fill_random(&mut token)?;
         write_private(&self.token_path(), hex::encode(token).as_bytes())?;
-        let text = toml::to_string(config).map_err(|e| Error::Config(e.to_string()))?;
+        let text = toml::to_string(config)
+            .map_err(|e| Error::Internal(format!("the config does not encode: {e}")))?;
         write_private(&self.config_path(), text.as_bytes())?;
         Catalog::open(&self.catalog_path())?;
         let store_root = self.store_root(config);
@@ -212,22 +212,23 @@ impl Home {
 
     /// Rewrites `config.toml` (atomically, synced).
     pub fn save_config(&self, config: &NodeConfig) -> Result<()> {
-        let text = toml::to_string(config).map_err(|e| Error::Config(e.to_string()))?;
+        let text = toml::to_string(config)
+            .map_err(|e| Error::Internal(format!("the config does not encode: {e}")))?;
         write_private(&self.config_path(), text.as_bytes())
     }
 
     /// Reads `config.toml`.
     pub fn config(&self) -> Result<NodeConfig> {
         if !self.is_initialized() {
-            return Err(Error::Config(format!(
-                "no node at {}; create one with `shard init --home {}`",
-                self.root.display(),
-                self.root.display()
-            )));
+            return Err(Error::NoNode {
+                home: self.root.clone(),
+            });
         }
         let text = fs::read_to_string(self.config_path())?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))
+        toml::from_str(&text).map_err(|e| Error::BadConfig {
+            path: self.config_path(),
+            reason: e.to_string(),
+        })
     }
 
     /// The node's key.
@@ -254,10 +255,10 @@ impl Home {
             "scatter" => Layout::Scatter,
             "plain" => Layout::Plain,
             other => {
-                return Err(Error::Config(format!(
-                    "unknown store layout {other:?} in {}: use \"scatter\" or \"plain\"",
-                    self.config_path().display()
-                )));
+                return Err(Error::UnknownStoreLayout {
+                    layout: other.to_string(),
+                    config: self.config_path(),
+                });
             }
         };
         let options = DiskOptions {

@@ -339,7 +339,7 @@ impl Node {
         let catalog = Arc::new(home.open_catalog()?);
         let store: Arc<dyn ShareStore> = Arc::new(home.open_store(&config)?);
         let store = match store_layer {
-            Some(layer) => layer(store).map_err(Error::Config)?,
+            Some(layer) => layer(store).map_err(Error::StoreLayer)?,
             None => store,
         };
         let heads = Arc::new(shard_store::HeadStore::open(&home.root().join("heads.db"))?);

@@ -181,11 +181,8 @@ pub async fn recover(
         sealed.extend(decoder.decode(chunk, &shares)?);
     }
     let plain = Zeroizing::new(open_snapshot(&keys, &sealed)?);
-    let snapshot = VaultSnapshot::from_bytes(&plain).map_err(|e| {
-        Error::Config(format!(
-            "the catalog snapshot cannot be read ({e}); the vault's files cannot be listed from it"
-        ))
-    })?;
+    let snapshot =
+        VaultSnapshot::from_bytes(&plain).map_err(|e| Error::SnapshotUnreadable(e.to_string()))?;
 
     let record = {
         let key = key.clone();

@@ -80,8 +80,8 @@ pub(crate) fn open_snapshot(keys: &VaultKeys, sealed: &[u8]) -> Result<Vec<u8>> 
 
 /// Seals a head's payload for sequence number `seq`.
 pub(crate) fn seal_head(keys: &VaultKeys, seq: u64, payload: &HeadPayload) -> Result<Vec<u8>> {
-    let plain =
-        postcard::to_stdvec(payload).map_err(|_| Error::Config("head does not encode".into()))?;
+    let plain = postcard::to_stdvec(payload)
+        .map_err(|_| Error::Internal("a head does not encode".into()))?;
     Ok(seal(
         &keys.subkey(Label::Catalog),
         &with_vault(HEAD_AAD, &keys.vault_id().0, Some(seq)),
@@ -96,7 +96,8 @@ pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<Hea
         &with_vault(HEAD_AAD, &keys.vault_id().0, Some(seq)),
         sealed,
     )?;
-    postcard::from_bytes(&plain).map_err(|_| Error::Config("a catalog head does not decode".into()))
+    postcard::from_bytes(&plain)
+        .map_err(|_| Error::SnapshotUnreadable("a catalog head does not decode".into()))
 }
 
 /// Share ids of a head's snapshot.

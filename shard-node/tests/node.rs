@@ -458,3 +458,47 @@ async fn a_stop_asked_at_once_is_not_lost() {
     .await
     .expect("the node never stopped");
 }
+
+/// A home that is no node, a second `init`, a config that does not parse and one that names an
+/// unknown store layout are typed errors a caller can tell apart, with a kind and a hint.
+#[test]
+fn a_home_that_cannot_be_used_says_why_in_types() {
+    use shard_node::{Error, ErrorKind};
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = Home::new(dir.path().join("nowhere"));
+    let err = nowhere.config().unwrap_err();
+    assert!(
+        matches!(&err, Error::NoNode { home } if home == nowhere.root()),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("shard init"), "{err}");
+
+    let attic = home(dir.path(), "attic");
+    let err = attic.init(&NodeConfig::new("attic")).unwrap_err();
+    assert!(matches!(err, Error::AlreadyANode { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+
+    let text = std::fs::read_to_string(attic.config_path()).unwrap();
+    std::fs::write(
+        attic.config_path(),
+        text.replace("layout = \"scatter\"", "layout = \"heap\""),
+    )
+    .unwrap();
+    let Err(err) = attic.open_store(&attic.config().unwrap()) else {
+        panic!("an unknown layout opened a store");
+    };
+    assert!(
+        matches!(&err, Error::UnknownStoreLayout { layout, .. } if layout == "heap"),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::BadInput);
+
+    std::fs::write(attic.config_path(), "name = [unclosed").unwrap();
+    let err = attic.config().unwrap_err();
+    assert!(
+        matches!(&err, Error::BadConfig { path, .. } if *path == attic.config_path()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("config.toml"), "{err}");
+}

@@ -1030,28 +1030,11 @@ impl<'a> VaultCatalog<'a> {
                 manifest,
             });
         }
-        let conn = self.catalog.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
-             JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
-             WHERE s.account = ?1 AND s.state = 1",
-        )?;
-        // Read in place, row by row: a snapshot of 10⁵ files has 3·10⁵ of these.
         let mut shares = Vec::new();
-        let mut rows = stmt.query(params![self.account.0])?;
-        while let Some(r) = rows.next()? {
-            shares.push(SnapshotShare {
-                share: ShareId(id32(r, 0)?),
-                chunk: ChunkId(id32(r, 1)?),
-                index: r.get(2)?,
-                k: r.get(3)?,
-                n: r.get(4)?,
-                share_len: r.get(5)?,
-                peer: NodeId(id32(r, 6)?),
-            });
-        }
-        drop(rows);
-        drop(stmt);
+        self.for_each_snapshot_share(|share| {
+            shares.push(share);
+            Ok(())
+        })?;
         Ok(VaultSnapshot {
             version: 1,
             account: account_name.to_string(),
@@ -1063,7 +1046,9 @@ impl<'a> VaultCatalog<'a> {
     /// The whole vault as a catalog snapshot's plain bytes: exactly what `postcard` makes of the
     /// [`VaultSnapshot`] that [`VaultCatalog::export`] returns (files in the catalog's order
     /// rather than by name), written straight from the catalog. A vault of 10⁵ files costs its
-    /// encoded size once, not also the decoded snapshot beside it.
+    /// encoded size once, not also the decoded snapshot beside it. The files are read in pages:
+    /// run it while nothing else writes the vault (the node holds the vault's writer lock), or a
+    /// file committed meanwhile may be missed and one removed meanwhile ends it with an error.
     pub fn export_bytes(&self, account_name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut out = zeroize::Zeroizing::new(Vec::new());
         encode_into(&mut out, &1u8)?;
@@ -1090,34 +1075,43 @@ impl<'a> VaultCatalog<'a> {
         let shares_at = out.len();
         out.extend_from_slice(&[0; MAX_VARINT]);
         let mut shares = 0usize;
-        {
-            let conn = self.catalog.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
-                 JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
-                 WHERE s.account = ?1 AND s.state = 1",
-            )?;
-            let mut rows = stmt.query(params![self.account.0])?;
-            while let Some(r) = rows.next()? {
-                encode_into(
-                    &mut out,
-                    &SnapshotShare {
-                        share: ShareId(id32(r, 0)?),
-                        chunk: ChunkId(id32(r, 1)?),
-                        index: r.get(2)?,
-                        k: r.get(3)?,
-                        n: r.get(4)?,
-                        share_len: r.get(5)?,
-                        peer: NodeId(id32(r, 6)?),
-                    },
-                )?;
-                shares += 1;
-            }
-        }
+        self.for_each_snapshot_share(|share| {
+            encode_into(&mut out, &share)?;
+            shares += 1;
+            Ok(())
+        })?;
         // The later gap first, so that the earlier one's offset still holds.
         close_gap(&mut out, shares_at, shares)?;
         close_gap(&mut out, files_at, files)?;
         Ok(out)
+    }
+
+    /// Calls `each` with every acknowledged share of the vault as a snapshot records it, read
+    /// in place row by row (a snapshot of 10⁵ files has 3·10⁵ of them). `each` must not use the
+    /// catalog: the connection is held while it runs.
+    fn for_each_snapshot_share(
+        &self,
+        mut each: impl FnMut(SnapshotShare) -> Result<()>,
+    ) -> Result<()> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
+             JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k AND c.n = s.n
+             WHERE s.account = ?1 AND s.state = 1",
+        )?;
+        let mut rows = stmt.query(params![self.account.0])?;
+        while let Some(r) = rows.next()? {
+            each(SnapshotShare {
+                share: ShareId(id32(r, 0)?),
+                chunk: ChunkId(id32(r, 1)?),
+                index: r.get(2)?,
+                k: r.get(3)?,
+                n: r.get(4)?,
+                share_len: r.get(5)?,
+                peer: NodeId(id32(r, 6)?),
+            })?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the vault from a snapshot (into an empty account): every file visible again,
