@@ -40,48 +40,114 @@ fn send_piece(
         .map_err(|_| Error::Internal("the client went away or stopped reading".into()))
 }
 
-/// Writes `head`, then each item pushed as JSON separated by commas, then `tail`, in pieces of
-/// about `piece` bytes handed to `send`.
-pub struct JsonSeq<S> {
+/// Bytes written through `std::io::Write`, handed to `send` in pieces of about `piece` bytes.
+pub struct Pieces<S> {
     buf: Vec<u8>,
     piece: usize,
-    first: bool,
     send: S,
 }
 
-impl<S: FnMut(Bytes) -> Result<(), Error>> JsonSeq<S> {
-    /// Starts a sequence after `head` (e.g. `{"files":[`).
-    pub fn new(head: &[u8], piece: usize, send: S) -> Self {
-        let mut buf = Vec::with_capacity(piece + 1024);
-        buf.extend_from_slice(head);
+impl<S: FnMut(Bytes) -> Result<(), Error>> Pieces<S> {
+    /// Pieces of about `piece` bytes for `send`.
+    pub fn new(piece: usize, send: S) -> Self {
         Self {
-            buf,
+            buf: Vec::with_capacity(piece + 1024),
             piece,
-            first: true,
             send,
         }
+    }
+
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.piece + 1024));
+        (self.send)(Bytes::from(full)).map_err(std::io::Error::other)
+    }
+}
+
+impl<S: FnMut(Bytes) -> Result<(), Error>> std::io::Write for Pieces<S> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= self.piece {
+            self.hand_over()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.hand_over()
+    }
+}
+
+/// Writes `head`, then each item pushed as JSON separated by commas, then `tail`, to `out`.
+pub struct JsonSeq<W> {
+    out: W,
+    first: bool,
+}
+
+fn encoding(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("an answer did not encode: {e}"))
+}
+
+impl<W: std::io::Write> JsonSeq<W> {
+    /// Starts a sequence with `head` (e.g. `{"files":[`).
+    pub fn new(head: &[u8], mut out: W) -> Result<Self, Error> {
+        out.write_all(head).map_err(encoding)?;
+        Ok(Self { out, first: true })
     }
 
     /// Adds one item.
     pub fn push(&mut self, item: &impl Serialize) -> Result<(), Error> {
         if !self.first {
-            self.buf.push(b',');
+            self.out.write_all(b",").map_err(encoding)?;
         }
         self.first = false;
-        serde_json::to_writer(&mut self.buf, item)
-            .map_err(|e| Error::Internal(format!("an answer did not encode: {e}")))?;
-        if self.buf.len() >= self.piece {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.piece + 1024));
-            (self.send)(Bytes::from(full))?;
-        }
-        Ok(())
+        serde_json::to_writer(&mut self.out, item).map_err(encoding)
     }
 
     /// Ends the sequence with `tail` (e.g. `]}`) and sends what is left.
     pub fn finish(mut self, tail: &[u8]) -> Result<(), Error> {
-        self.buf.extend_from_slice(tail);
-        (self.send)(Bytes::from(self.buf))
+        self.out.write_all(tail).map_err(encoding)?;
+        self.out.flush().map_err(encoding)
     }
+}
+
+/// What a blocking producer sends to the connection: pieces, or the error that cut it short.
+type PieceSender = mpsc::Sender<Result<Bytes, Error>>;
+/// Where the connection takes them from.
+type PieceReceiver = mpsc::Receiver<Result<Bytes, Error>>;
+
+/// A channel for pieces, and a writer a blocking thread fills it through.
+fn channel() -> (
+    Pieces<impl FnMut(Bytes) -> Result<(), Error> + Send>,
+    PieceSender,
+    PieceReceiver,
+) {
+    let (tx, rx) = mpsc::channel(PIECES);
+    let (send_to, handle) = (tx.clone(), tokio::runtime::Handle::current());
+    let pieces = Pieces::new(PIECE, move |piece| send_piece(&send_to, &handle, Ok(piece)));
+    (pieces, tx, rx)
+}
+
+/// Ends a body with `error` (logged): it is cut short, so a client never takes it for whole.
+fn cut_short(tx: &PieceSender, handle: &tokio::runtime::Handle, error: Error) {
+    tracing::warn!("an answer stopped: {error}");
+    let _ = send_piece(tx, handle, Err(error));
+}
+
+/// The body that streams what arrives on `rx`, led by `first` if given.
+fn body(first: Option<Bytes>, rx: PieceReceiver) -> Response {
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        let next = rx.recv().await?;
+        Some((next.map_err(std::io::Error::other), rx))
+    });
+    let lead = futures_util::stream::iter(first.map(Ok::<_, std::io::Error>));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures_util::stream::StreamExt::chain(lead, rest)),
+    )
+        .into_response()
 }
 
 /// Answers with `{"<field>":[…]}` whose items `produce` pushes, produced on a blocking thread.
@@ -93,18 +159,16 @@ where
     T: Serialize,
     P: FnOnce(&mut dyn FnMut(T) -> Result<(), Error>) -> Result<(), Error> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(PIECES);
+    let (pieces, tx, mut rx) = channel();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let head = format!("{{\"{field}\":[");
-        let (send_to, on) = (tx.clone(), handle.clone());
-        let mut seq = JsonSeq::new(head.as_bytes(), PIECE, move |piece| {
-            send_piece(&send_to, &on, Ok(piece))
+        let outcome = JsonSeq::new(head.as_bytes(), pieces).and_then(|mut seq| {
+            produce(&mut |item| seq.push(&item))?;
+            seq.finish(b"]}")
         });
-        let outcome = produce(&mut |item| seq.push(&item)).and_then(|()| seq.finish(b"]}"));
         if let Err(e) = outcome {
-            tracing::warn!("a listing stopped: {e}");
-            let _ = send_piece(&tx, &handle, Err(e));
+            cut_short(&tx, &handle, e);
         }
     });
     let first = match rx.recv().await {
@@ -112,75 +176,23 @@ where
         Some(Err(e)) => return Err(e.into()),
         None => return Err(Error::Internal("a listing stopped before it began".into()).into()),
     };
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        let next = rx.recv().await?;
-        Some((next.map_err(std::io::Error::other), rx))
-    });
-    let body = futures_util::stream::StreamExt::chain(
-        futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }),
-        rest,
-    );
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-/// Pieces of bytes written through `std::io::Write`, each sent once it is [`PIECE`] long.
-struct Pieces {
-    buf: Vec<u8>,
-    tx: mpsc::Sender<Result<Bytes, Error>>,
-    handle: tokio::runtime::Handle,
-}
-
-impl std::io::Write for Pieces {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= PIECE {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let piece = Bytes::from(std::mem::take(&mut self.buf));
-        send_piece(&self.tx, &self.handle, Ok(piece)).map_err(std::io::Error::other)
-    }
+    Ok(body(Some(first), rx))
 }
 
 /// Answers with `value` as JSON, serialized on a blocking thread straight into pieces sent as
 /// they fill: a check's result of 10⁵ files is never also held as one JSON buffer.
 pub async fn json_value<T: Serialize + Send + 'static>(value: T) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(PIECES);
+    let (mut pieces, tx, rx) = channel();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let mut out = Pieces {
-            buf: Vec::with_capacity(PIECE + 1024),
-            tx: tx.clone(),
-            handle: handle.clone(),
-        };
-        let outcome = serde_json::to_writer(&mut out, &value)
-            .map_err(|e| e.to_string())
-            .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
+        let outcome = serde_json::to_writer(&mut pieces, &value)
+            .map_err(encoding)
+            .and_then(|()| std::io::Write::flush(&mut pieces).map_err(encoding));
         if let Err(e) = outcome {
-            // The body ends in an error, not cleanly: a client never takes it for whole.
-            tracing::warn!("an answer stopped: {e}");
-            let _ = send_piece(&tx, &handle, Err(Error::Internal(e)));
+            cut_short(&tx, &handle, e);
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        let next = rx.recv().await?;
-        Some((next.map_err(std::io::Error::other), rx))
-    });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    body(None, rx)
 }
 
 #[cfg(test)]
@@ -223,10 +235,11 @@ mod tests {
         for (count, piece) in [(0, 16), (1, 16), (1000, 1), (1000, 100), (1000, PIECE)] {
             let files: Vec<ListedFile> = (0..count).map(file).collect();
             let mut sent: Vec<Bytes> = Vec::new();
-            let mut seq = JsonSeq::new(b"{\"files\":[", piece, |b| {
+            let pieces = Pieces::new(piece, |b| {
                 sent.push(b);
                 Ok(())
             });
+            let mut seq = JsonSeq::new(b"{\"files\":[", pieces).unwrap();
             for f in &files {
                 seq.push(f).unwrap();
             }
@@ -246,7 +259,8 @@ mod tests {
     /// A receiver that went away stops the producer with an error instead of piling pieces up.
     #[test]
     fn a_gone_client_stops_the_sequence() {
-        let mut seq = JsonSeq::new(b"[", 1, |_| Err(Error::Internal("gone".into())));
-        assert!(seq.push(&file(1)).is_err());
+        let gone = Pieces::new(1, |_| Err(Error::Internal("gone".into())));
+        let outcome = JsonSeq::new(b"[", gone).and_then(|mut seq| seq.push(&file(1)));
+        assert!(outcome.is_err());
     }
 }
