@@ -22,6 +22,7 @@ use shard_store::{
     CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, ChunkSizes, Chunker, ErasureCoder, KeyedFastCdc,
     Redundancy, ShareSource, Splitter, padded_len, restore,
 };
+use shard_store::{ChunkSource, restore_parallel, split_parallel};
 
 const PIECE: usize = 1 << 20;
 
@@ -51,7 +52,24 @@ fn chunker(keys: &VaultKeys) -> KeyedFastCdc {
     .unwrap()
 }
 
+/// Encoder threads of a put and chunks a get restores at once: the node's own settings.
+const PUT_WORKERS: usize = 2;
+const GET_WORKERS: usize = 8;
+
 struct MemSource(HashMap<ShareId, Vec<u8>>);
+
+impl ChunkSource for MemSource {
+    type Error = shard_store::Error;
+    fn shares(&self, chunk: &ChunkRef) -> shard_store::Result<Vec<shard_proto::Share>> {
+        chunk
+            .shares
+            .iter()
+            .filter_map(|id| self.0.get(id))
+            .take(usize::from(chunk.k))
+            .map(|b| Ok(shard_proto::Share::decode(b.clone().into())?))
+            .collect()
+    }
+}
 impl ShareSource for MemSource {
     fn fetch(&mut self, id: &ShareId) -> shard_store::Result<Option<Vec<u8>>> {
         Ok(self.0.get(id).cloned())
@@ -211,6 +229,25 @@ fn pipelines(c: &mut Criterion) {
         })
     });
 
+    // The path a put runs: one thread cuts, PUT_WORKERS encode.
+    g.bench_function("store_3of5_parallel", |b| {
+        b.iter(|| {
+            split_parallel(
+                &keys,
+                redundancy,
+                &chunker(&keys),
+                PUT_WORKERS,
+                &|_| Ok(redundancy),
+                &|chunk| {
+                    black_box(chunk);
+                    true
+                },
+                |feed| feed.file(0, &data[..]).unwrap(),
+            )
+            .unwrap()
+        })
+    });
+
     let mut shares = HashMap::new();
     let encoder = ChunkEncoder::new(keys.clone(), redundancy).unwrap();
     let manifest = Splitter::new(&data[..], chunker(&keys), encoder)
@@ -228,6 +265,16 @@ fn pipelines(c: &mut Criterion) {
             restore(&mut decoder, &manifest.chunks, &mut source, std::io::sink()).unwrap()
         })
     });
+    // The path a get runs: GET_WORKERS fetch and decode, this thread writes in order.
+    g.bench_function("restore_3of5_parallel", |b| {
+        b.iter(|| {
+            restore_parallel(&keys, &manifest.chunks, &source, GET_WORKERS, |b| {
+                black_box(b);
+                Ok(())
+            })
+            .unwrap()
+        })
+    });
     // Two data shares of every chunk lost: Reed-Solomon decoding on the restore path.
     let lost: Vec<ChunkRef> = manifest.chunks.clone();
     for chunk in &lost {
@@ -238,6 +285,15 @@ fn pipelines(c: &mut Criterion) {
         b.iter(|| {
             let mut decoder = ChunkDecoder::new(keys.clone());
             restore(&mut decoder, &lost, &mut source, std::io::sink()).unwrap()
+        })
+    });
+    g.bench_function("restore_3of5_2lost_parallel", |b| {
+        b.iter(|| {
+            restore_parallel(&keys, &lost, &source, GET_WORKERS, |b| {
+                black_box(b);
+                Ok(())
+            })
+            .unwrap()
         })
     });
     g.finish();

@@ -6,7 +6,6 @@
 //! temporary file beside the target, which is synced and renamed into place only when complete,
 //! so a failed restore leaves nothing half-written.
 
-use std::collections::VecDeque;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -16,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, NodeId};
-use shard_store::{ChunkDecoder, FileEntry, FileKind, ShareState};
+use shard_proto::{ChunkRef, Manifest, NodeId, Share};
+use shard_store::{ChunkSource, FileEntry, FileKind, ShareState, restore_parallel};
 
 use crate::swarm::{Asking, Holder};
 
@@ -62,14 +61,15 @@ impl Sources {
     }
 }
 
-/// Fetches and decodes one chunk.
-async fn fetch_chunk(
-    sources: Arc<Sources>,
-    session: Arc<Session>,
-    node: Arc<Node>,
-    chunk: ChunkRef,
-    file: String,
-) -> Result<Vec<u8>> {
+/// The shares of one chunk that a restore needs, fetched from the swarm (hedged: `k` at once
+/// from the best sources, a missing or bad one replaced by the next).
+async fn fetch_shares(
+    sources: &Sources,
+    session: &Session,
+    node: &Node,
+    chunk: &ChunkRef,
+    file: &str,
+) -> Result<Vec<Share>> {
     // Where the shares this manifest lists are, looked up by their ids: a share of another
     // encoding of the same chunk is never asked for.
     let located = node
@@ -98,7 +98,7 @@ async fn fetch_chunk(
         }
     }
     let need = usize::from(chunk.k);
-    let good = crate::swarm::fetch(&chunk, holders, sources.asking)
+    let good = crate::swarm::fetch(chunk, holders, sources.asking)
         .await
         .good;
     if good.len() < need {
@@ -110,57 +110,72 @@ async fn fetch_chunk(
             format!("; other shares are on {} (offline)", offline.join(", "))
         };
         return Err(Error::ChunkUnavailable {
-            file,
+            file: file.to_string(),
             chunk: chunk.id.to_hex().chars().take(12).collect(),
             have: good.len(),
             need,
             holders,
         });
     }
-    let keys = session.keys.clone();
-    tokio::task::spawn_blocking(move || ChunkDecoder::new(keys).decode(&chunk, &good))
-        .await
-        .map_err(|e| Error::task(&e))?
-        .map_err(Error::Store)
+    Ok(good)
 }
 
-/// Streams a file's chunks, in order, into `sink`.
-async fn stream_chunks(
-    node: &Arc<Node>,
-    session: &Arc<Session>,
-    sources: &Arc<Sources>,
+/// A file's chunks from the swarm, for shard-store's parallel restore: its worker threads
+/// wait here for the async fetches, which run on the node's runtime.
+struct SwarmChunks<'a> {
+    runtime: tokio::runtime::Handle,
+    node: &'a Node,
+    session: &'a Session,
+    sources: &'a Sources,
+    file: &'a str,
+}
+
+impl ChunkSource for SwarmChunks<'_> {
+    type Error = Error;
+
+    fn shares(&self, chunk: &ChunkRef) -> Result<Vec<Share>> {
+        self.runtime.block_on(fetch_shares(
+            self.sources,
+            self.session,
+            self.node,
+            chunk,
+            self.file,
+        ))
+    }
+}
+
+/// Streams a file's chunks, in order, into `sink`: shard-store's parallel restore over the
+/// swarm, [`CHUNKS_AHEAD`] chunks at once. Runs on a blocking thread (`runtime` is the node's).
+fn stream_chunks(
+    source: &SwarmChunks<'_>,
     manifest: &Manifest,
-    file: &str,
     progress: Option<&Progress>,
     mut sink: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut ahead = VecDeque::new();
-    let mut chunks = manifest.chunks.iter();
-    loop {
-        while ahead.len() < CHUNKS_AHEAD {
-            let Some(chunk) = chunks.next() else { break };
-            ahead.push_back(tokio::spawn(fetch_chunk(
-                sources.clone(),
-                session.clone(),
-                node.clone(),
-                chunk.clone(),
-                file.to_string(),
-            )));
-        }
-        let Some(next) = ahead.pop_front() else { break };
-        let plain = next.await.map_err(|e| Error::task(&e))??;
-        sink(&plain)?;
-        if let Some(p) = progress {
-            Progress::add(&p.bytes_done, plain.len() as u64);
-        }
-    }
+    restore_parallel(
+        &source.session.keys,
+        &manifest.chunks,
+        source,
+        CHUNKS_AHEAD,
+        |bytes| {
+            sink(bytes)?;
+            if let Some(p) = progress {
+                Progress::add(&p.bytes_done, bytes.len() as u64);
+            }
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 
-async fn restore_file(
-    node: &Arc<Node>,
-    session: &Arc<Session>,
-    sources: &Arc<Sources>,
+/// Restores one file to `dest` (on a blocking thread: the chunks come through
+/// [`stream_chunks`]).
+#[allow(clippy::too_many_arguments)]
+fn restore_file(
+    runtime: tokio::runtime::Handle,
+    node: &Node,
+    session: &Session,
+    sources: &Sources,
     entry: &FileEntry,
     dest: &Path,
     progress: &Progress,
@@ -184,16 +199,17 @@ async fn restore_file(
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| access(&tmp, &e))?;
-    let written = stream_chunks(
+    let file = lossy(&entry.meta.name);
+    let source = SwarmChunks {
+        runtime,
         node,
         session,
         sources,
-        &manifest,
-        &lossy(&entry.meta.name),
-        Some(progress),
-        |bytes| out.write_all(bytes).map_err(|e| access(&tmp, &e)),
-    )
-    .await
+        file: &file,
+    };
+    let written = stream_chunks(&source, &manifest, Some(progress), |bytes| {
+        out.write_all(bytes).map_err(|e| access(&tmp, &e))
+    })
     // Mode and time are set on the open file, never by a path somebody could swap.
     .and_then(|()| set_meta(&out, &tmp, entry, keep_special))
     .and_then(|()| out.sync_all().map_err(|e| access(&tmp, &e)));
@@ -355,16 +371,29 @@ pub async fn run(
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
                 }
-                restore_file(
-                    &node,
-                    &session,
-                    &sources,
-                    entry,
-                    &dest,
-                    progress,
-                    request.keep_special_bits,
-                )
-                .await?;
+                let (node, session, sources, entry, job) = (
+                    node.clone(),
+                    session.clone(),
+                    sources.clone(),
+                    entry.clone(),
+                    job.clone(),
+                );
+                let (runtime, keep) =
+                    (tokio::runtime::Handle::current(), request.keep_special_bits);
+                tokio::task::spawn_blocking(move || {
+                    restore_file(
+                        runtime,
+                        &node,
+                        &session,
+                        &sources,
+                        &entry,
+                        &dest,
+                        &job.progress,
+                        keep,
+                    )
+                })
+                .await
+                .map_err(|e| Error::task(&e))??;
             }
             FileKind::Symlink => {
                 let target = entry.meta.link_target.clone().unwrap_or_default();
@@ -414,26 +443,38 @@ pub(crate) async fn verify_read_back(
         if entry.meta.kind != FileKind::File {
             continue;
         }
-        let (Some(manifest), Some(expected)) = (manifest, sha) else {
+        let (Some(manifest), Some(expected)) = (manifest.clone(), *sha) else {
             return Err(Error::MoveAborted(format!(
                 "{} was not fully stored",
                 entry.src.display()
             )));
         };
-        let mut hasher = Sha256::new();
         let name = entry.src.display().to_string();
-        stream_chunks(node, session, &sources, manifest, &name, None, |bytes| {
-            hasher.update(bytes);
+        let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let source = SwarmChunks {
+                runtime,
+                node: &node,
+                session: &session,
+                sources: &sources,
+                file: &name,
+            };
+            stream_chunks(&source, &manifest, None, |bytes| {
+                hasher.update(bytes);
+                Ok(())
+            })
+            .map_err(|e| Error::MoveAborted(format!("{name} could not be read back: {e}")))?;
+            let got: [u8; 32] = hasher.finalize().into();
+            if got != expected {
+                return Err(Error::MoveAborted(format!(
+                    "{name} read back different from the original"
+                )));
+            }
             Ok(())
-        })
-        .await
-        .map_err(|e| Error::MoveAborted(format!("{name} could not be read back: {e}")))?;
-        let got: [u8; 32] = hasher.finalize().into();
-        if got != *expected {
-            return Err(Error::MoveAborted(format!(
-                "{name} read back different from the original"
-            )));
-        }
+        });
+        read.await.map_err(|e| Error::task(&e))??;
     }
     Ok(())
 }

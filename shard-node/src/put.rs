@@ -35,8 +35,8 @@ use sha2::{Digest, Sha256};
 use shard_crypto::Label;
 use shard_proto::{ChunkId, Manifest, NodeId};
 use shard_store::{
-    AckedShare, ChunkEncoder, ChunkReader, ChunkSizes, EncodedChunk, Encoding, FileKind, FileMeta,
-    KeyedFastCdc, Redundancy, ShareRecord, ShareState,
+    AckedShare, ChunkSizes, EncodedChunk, Encoding, Feeder, FileKind, FileMeta, KeyedFastCdc,
+    Redundancy, ShareRecord, ShareState, SplitChunk, split_parallel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -154,8 +154,10 @@ struct Chooser<'a> {
     usable: Usable<'a>,
 }
 
-/// Reads and cuts files on this thread (content-defined chunking is sequential) and encodes the
-/// chunks on [`ENCODERS`] threads, so a single large file uses more than one core.
+/// Reads and cuts files on this thread and encodes their chunks on [`ENCODERS`] threads
+/// (shard-store's parallel split, the same path its benchmarks measure), so a single large
+/// file uses more than one core. Each file's end (or failure) goes to the dispatcher after the
+/// file is read; its chunks may still be on their way.
 fn encode_files(
     entries: &[Entry],
     chooser: &Chooser<'_>,
@@ -164,118 +166,44 @@ fn encode_files(
     tx: &mpsc::Sender<Encoded>,
 ) -> Result<()> {
     let session = chooser.session;
-    let redundancy = chooser.asked;
+    let asked = chooser.asked;
     let keys = session.keys.clone();
     // One keyed chunker for the whole put: its gear table is drawn once, not per file.
     let chunker = KeyedFastCdc::new(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
     )?;
-    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, usize, Vec<u8>)>(ENCODERS);
-    // Only the encoder threads hold the receiving end: when they all stop (the put ended
-    // early), the reader's blocked send fails instead of waiting for ever.
-    let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
-    std::thread::scope(|scope| {
-        for _ in 0..ENCODERS {
-            let (rx, tx, keys) = (work_rx.clone(), tx.clone(), keys.clone());
-            scope.spawn(move || {
-                let Ok(mut encoder) = ChunkEncoder::new(keys, redundancy) else {
-                    return;
-                };
-                let catalog = chooser.node.catalog().vault(session.account, &session.keys);
-                loop {
-                    let job = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((file, seq, plain)) = job else {
-                        return;
-                    };
-                    let mut earlier = false;
-                    let encoded = encoder.encode_choosing(&plain, |id| {
-                        let existing = catalog.encodings(id)?;
-                        let chosen = choose_encoding(
-                            chooser.asked,
-                            &existing,
-                            chooser.online,
-                            chooser.usable,
-                        );
-                        earlier = chosen != chooser.asked;
-                        Ok(chosen)
-                    });
-                    let message = match encoded {
-                        Ok(chunk) => Encoded::Chunk {
-                            file,
-                            seq,
-                            chunk,
-                            earlier,
-                        },
-                        Err(e) => Encoded::FileFailed {
-                            file,
-                            error: e.to_string(),
-                        },
-                    };
-                    if tx.blocking_send(message).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(work_rx);
+    let catalog = chooser.node.catalog().vault(session.account, &session.keys);
+    let choose = |id: &ChunkId| {
+        let existing = catalog.encodings(id)?;
+        Ok(choose_encoding(
+            asked,
+            &existing,
+            chooser.online,
+            chooser.usable,
+        ))
+    };
+    let emit = |c: SplitChunk| {
+        let message = match c.result {
+            Ok(chunk) => Encoded::Chunk {
+                file: c.file,
+                seq: c.seq,
+                earlier: (chunk.chunk.k, chunk.chunk.n) != (asked.k(), asked.n()),
+                chunk,
+            },
+            Err(e) => Encoded::FileFailed {
+                file: c.file,
+                error: e.to_string(),
+            },
+        };
+        tx.blocking_send(message).is_ok()
+    };
+    split_parallel(&keys, asked, &chunker, ENCODERS, &choose, &emit, |feed| {
         for (file, entry) in entries.iter().enumerate() {
             if entry.meta.kind != FileKind::File {
                 continue;
             }
-            let outcome = (|| -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
-                let cut = |source: &mut dyn Read| {
-                    let mut hashing = Hashing {
-                        inner: source,
-                        hasher: hash.then(Sha256::new),
-                    };
-                    let mut reader = ChunkReader::new(&mut hashing, &chunker);
-                    let (mut seq, mut size) = (0usize, 0u64);
-                    while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
-                        size += chunk.len() as u64;
-                        if size > entry.meta.size && entry.streamed {
-                            return Err(format!(
-                                "more than the {} bytes announced arrived; nothing was stored for it",
-                                entry.meta.size
-                            ));
-                        }
-                        if work_tx.send((file, seq, chunk.to_vec())).is_err() {
-                            return Err("put cancelled".to_string());
-                        }
-                        seq += 1;
-                    }
-                    drop(reader);
-                    Ok((seq, size, hashing.hasher.map(|h| h.finalize().into())))
-                };
-                if entry.streamed {
-                    let mut source = upload
-                        .take()
-                        .ok_or_else(|| "the upload's bytes are gone".to_string())?;
-                    let (seq, size, sha256) = cut(&mut source)?;
-                    if size != entry.meta.size {
-                        return Err(format!(
-                            "the upload ended after {size} of {} bytes; nothing was stored for it",
-                            entry.meta.size
-                        ));
-                    }
-                    return Ok((seq, size, sha256));
-                }
-                let mut f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
-                let (seq, size, sha256) = cut(&mut f)?;
-                let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
-                let changed = after.len() != size
-                    || size != entry.meta.size
-                    || after.mtime() != entry.meta.mtime
-                    || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
-                    || (after.dev(), after.ino()) != entry.dev_ino;
-                if changed {
-                    return Err("it changed while being read; nothing was stored for it (run the put again)".into());
-                }
-                Ok((seq, size, sha256))
-            })();
+            let outcome = read_file(feed, file, entry, hash, &mut upload);
             let message = match outcome {
                 Ok((chunks, size, sha256)) => Encoded::FileDone {
                     file,
@@ -289,9 +217,69 @@ fn encode_files(
                 break;
             }
         }
-        drop(work_tx);
-    });
+    })?;
     Ok(())
+}
+
+/// Feeds one file (or the upload) to the encoders: its chunk count, size and, for `--move`,
+/// SHA-256; or why nothing may be stored for it.
+fn read_file(
+    feed: &mut Feeder<'_, KeyedFastCdc>,
+    file: usize,
+    entry: &Entry,
+    hash: bool,
+    upload: &mut Option<Box<dyn Read + Send>>,
+) -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
+    let mut cut = |source: &mut dyn Read| -> std::result::Result<_, String> {
+        // One byte more than announced is enough to know a stream ran long.
+        let limit = if entry.streamed {
+            entry.meta.size.saturating_add(1)
+        } else {
+            u64::MAX
+        };
+        let mut hashing = Hashing {
+            inner: source.take(limit),
+            hasher: hash.then(Sha256::new),
+        };
+        let (chunks, size) = feed.file(file, &mut hashing).map_err(|e| match e {
+            shard_store::Error::Stopped => "put cancelled".to_string(),
+            e => e.to_string(),
+        })?;
+        Ok((chunks, size, hashing.hasher.map(|h| h.finalize().into())))
+    };
+    if entry.streamed {
+        let mut source = upload
+            .take()
+            .ok_or_else(|| "the upload's bytes are gone".to_string())?;
+        let (chunks, size, sha256) = cut(&mut source)?;
+        if size > entry.meta.size {
+            return Err(format!(
+                "more than the {} bytes announced arrived; nothing was stored for it",
+                entry.meta.size
+            ));
+        }
+        if size != entry.meta.size {
+            return Err(format!(
+                "the upload ended after {size} of {} bytes; nothing was stored for it",
+                entry.meta.size
+            ));
+        }
+        return Ok((chunks, size, sha256));
+    }
+    let mut f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
+    let (chunks, size, sha256) = cut(&mut f)?;
+    let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
+    let changed = after.len() != size
+        || size != entry.meta.size
+        || after.mtime() != entry.meta.mtime
+        || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
+        || (after.dev(), after.ino()) != entry.dev_ino;
+    if changed {
+        return Err(
+            "it changed while being read; nothing was stored for it (run the put again)".into(),
+        );
+    }
+    Ok((chunks, size, sha256))
 }
 
 /// Sends the shares of one chunk that are not acknowledged yet; returns the new acks and

@@ -121,6 +121,9 @@ pub enum Error {
         /// What failed.
         reason: &'static str,
     },
+    /// A parallel split whose consumer stopped taking chunks (a put that ended early).
+    #[error("the data path was stopped: the chunks' consumer went away")]
+    Stopped,
 }
 
 impl Error {

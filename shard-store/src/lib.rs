@@ -36,6 +36,7 @@ mod erasure;
 mod error;
 mod heads;
 mod padding;
+mod parallel;
 mod pipeline;
 mod share_store;
 mod stream;
@@ -50,6 +51,7 @@ pub use erasure::ErasureCoder;
 pub use error::{Error, Result};
 pub use heads::{HeadStore, StoredHead};
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
+pub use parallel::{ChunkSource, Feeder, SplitChunk, restore_parallel, split_parallel};
 pub use pipeline::{
     CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy, check_share,
 };

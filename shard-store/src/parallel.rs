@@ -1,0 +1,426 @@
+//! The data path on several cores, as `put` and `get` run it.
+//!
+//! Storing: the calling thread reads and cuts (content-defined chunking is sequential), and
+//! worker threads id, seal and erasure-code the chunks ([`split_parallel`]). Restoring: worker
+//! threads fetch and decode chunks while the calling thread writes them in order
+//! ([`restore_parallel`]). Both keep a bounded number of chunks in flight, so memory does not
+//! grow with the file, and both are what the node runs: the benchmarks of this module measure
+//! the product's path.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex, mpsc};
+
+use shard_crypto::VaultKeys;
+use shard_proto::{ChunkId, ChunkRef, Share};
+
+use crate::chunker::{ChunkReader, Chunker};
+use crate::pipeline::{ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy};
+use crate::{Error, Result};
+
+/// One chunk the workers encoded: which file it is from, its position in that file, and the
+/// chunk or why encoding failed. Chunks arrive in any order.
+#[derive(Debug)]
+pub struct SplitChunk {
+    /// The number the feeder gave the file.
+    pub file: usize,
+    /// The chunk's position in the file, from 0.
+    pub seq: usize,
+    /// The encoded chunk.
+    pub result: Result<EncodedChunk>,
+}
+
+/// A chunk's plaintext on its way to a worker: (file, seq, bytes).
+type Work = (usize, usize, Vec<u8>);
+
+/// Hands files to [`split_parallel`]'s workers, on the calling thread.
+pub struct Feeder<'a, C> {
+    chunker: &'a C,
+    work: mpsc::SyncSender<Work>,
+}
+
+impl<C: Chunker> Feeder<'_, C> {
+    /// Cuts `reader` into chunks and hands them to the workers as file number `file`; blocks
+    /// while they are busy. Returns the file's chunk count and size. [`Error::Stopped`] when
+    /// the workers stopped (the consumer of the chunks went away).
+    pub fn file(&mut self, file: usize, reader: impl Read) -> Result<(usize, u64)> {
+        let mut chunks = ChunkReader::new(reader, self.chunker);
+        let (mut seq, mut size) = (0usize, 0u64);
+        while let Some(chunk) = chunks.next_chunk()? {
+            size += chunk.len() as u64;
+            self.work
+                .send((file, seq, chunk.to_vec()))
+                .map_err(|_| Error::Stopped)?;
+            seq += 1;
+        }
+        Ok((seq, size))
+    }
+}
+
+/// Splits files into encoded chunks on `workers` threads (at least one) while `feed` reads
+/// and cuts them on the calling thread; returns what `feed` returns.
+///
+/// Each chunk is encoded with the redundancy `choose` picks once its id is known (a chunk
+/// stored before keeps the encoding it has), starting from `redundancy`. Every encoded chunk
+/// goes to `emit`, on a worker thread; `emit` returning `false` stops the workers, and the
+/// feeder's next chunk fails with [`Error::Stopped`]. At most `workers` chunks wait between
+/// the feeder and the workers.
+///
+/// ```
+/// # use std::sync::{Arc, Mutex};
+/// # use shard_crypto::{Label, VaultKey, VaultKeys};
+/// use shard_store::{ChunkSizes, KeyedFastCdc, Redundancy, split_parallel};
+/// # let keys = Arc::new(VaultKeys::derive(&VaultKey::generate()?));
+/// let chunker = KeyedFastCdc::new(keys.subkey(Label::ChunkerSeed).expose(), ChunkSizes::DEFAULT)?;
+/// let r = Redundancy::new(2, 3)?;
+/// let shares = Mutex::new(0);
+/// let (chunks, size) = split_parallel(&keys, r, &chunker, 2, &|_| Ok(r), &|c| {
+///     *shares.lock().unwrap() += c.result.map_or(0, |c| c.shares.len());
+///     true
+/// }, |feed| feed.file(0, &[7u8; 100_000][..]))??;
+/// assert_eq!(size, 100_000);
+/// assert_eq!(*shares.lock().unwrap(), 3 * chunks);
+/// # Ok::<(), shard_store::Error>(())
+/// ```
+pub fn split_parallel<C, T>(
+    keys: &Arc<VaultKeys>,
+    redundancy: Redundancy,
+    chunker: &C,
+    workers: usize,
+    choose: &(dyn Fn(&ChunkId) -> Result<Redundancy> + Sync),
+    emit: &(dyn Fn(SplitChunk) -> bool + Sync),
+    feed: impl FnOnce(&mut Feeder<'_, C>) -> T,
+) -> Result<T>
+where
+    C: Chunker,
+{
+    let workers = workers.max(1);
+    let encoders = (0..workers)
+        .map(|_| ChunkEncoder::new(keys.clone(), redundancy))
+        .collect::<Result<Vec<_>>>()?;
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers);
+    // Only the workers hold the receiving end: when they all stop, the feeder's blocked send
+    // fails instead of waiting for ever.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    Ok(std::thread::scope(|scope| {
+        for mut encoder in encoders {
+            let work_rx = work_rx.clone();
+            scope.spawn(move || {
+                loop {
+                    let job = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((file, seq, plain)) = job else {
+                        return;
+                    };
+                    let result = encoder.encode_choosing(&plain, choose);
+                    if !emit(SplitChunk { file, seq, result }) {
+                        // The feeder learns on its next send, once every worker has left.
+                        return;
+                    }
+                }
+            });
+        }
+        drop(work_rx);
+        let mut feeder = Feeder {
+            chunker,
+            work: work_tx,
+        };
+        // The feeder (and with it the sending end) is dropped when `feed` returns, so the
+        // workers finish what is queued and leave.
+        feed(&mut feeder)
+    }))
+}
+
+/// Where [`restore_parallel`] gets the shares of a chunk: at least `k` of them that are the
+/// chunk's (the decoder skips any that are not), from a folder, the swarm or a test double.
+/// Called from several threads at once.
+pub trait ChunkSource: Sync {
+    /// The caller's error type; the data path's own errors convert into it.
+    type Error: From<Error> + Send;
+    /// Shares of `chunk`, or why there are not enough.
+    fn shares(&self, chunk: &ChunkRef) -> std::result::Result<Vec<Share>, Self::Error>;
+}
+
+/// Restores the plaintext of `chunks`, in order, into `write`: `workers` threads fetch (from
+/// `source`) and decode chunks while this thread writes, at most `workers` chunks ahead of the
+/// one being written. Returns the bytes written. The first failure stops the restore (chunks
+/// being fetched are finished and dropped); nothing after a failed chunk is written. A file of
+/// one chunk is restored on this thread alone.
+///
+/// ```
+/// # use std::collections::HashMap;
+/// # use std::sync::{Arc, Mutex};
+/// # use shard_crypto::{Label, VaultKey, VaultKeys};
+/// # use shard_proto::{ChunkRef, Share};
+/// use shard_store::{ChunkEncoder, ChunkSizes, ChunkSource, KeyedFastCdc, Redundancy};
+/// use shard_store::{Splitter, restore_parallel};
+/// # let keys = Arc::new(VaultKeys::derive(&VaultKey::generate()?));
+/// # let chunker = KeyedFastCdc::new(keys.subkey(Label::ChunkerSeed).expose(), ChunkSizes::DEFAULT)?;
+/// struct Memory(HashMap<shard_proto::ShareId, Share>);
+/// impl ChunkSource for Memory {
+///     type Error = shard_store::Error;
+///     fn shares(&self, chunk: &ChunkRef) -> shard_store::Result<Vec<Share>> {
+///         Ok(chunk.shares.iter().filter_map(|id| self.0.get(id).cloned()).collect())
+///     }
+/// }
+/// let file = vec![9u8; 3 << 20];
+/// let mut memory = Memory(HashMap::new());
+/// let encoder = ChunkEncoder::new(keys.clone(), Redundancy::new(2, 3)?)?;
+/// let manifest = Splitter::new(&file[..], chunker, encoder).run(|c| {
+///     memory.0.extend(c.shares.into_iter().map(|s| (s.id(), s)));
+///     Ok(())
+/// })?;
+/// let mut out = Vec::new();
+/// restore_parallel(&keys, &manifest.chunks, &memory, 4, |b| Ok(out.extend_from_slice(b)))?;
+/// assert_eq!(out, file);
+/// # Ok::<(), shard_store::Error>(())
+/// ```
+pub fn restore_parallel<S>(
+    keys: &Arc<VaultKeys>,
+    chunks: &[ChunkRef],
+    source: &S,
+    workers: usize,
+    mut write: impl FnMut(&[u8]) -> std::result::Result<(), S::Error>,
+) -> std::result::Result<u64, S::Error>
+where
+    S: ChunkSource + ?Sized,
+{
+    let fetch = |decoder: &mut ChunkDecoder, chunk: &ChunkRef| {
+        let shares = source.shares(chunk)?;
+        decoder.decode(chunk, &shares).map_err(S::Error::from)
+    };
+    let workers = workers.max(1).min(chunks.len());
+    if workers <= 1 {
+        let mut decoder = ChunkDecoder::new(keys.clone());
+        let mut bytes = 0u64;
+        for chunk in chunks {
+            let plain = fetch(&mut decoder, chunk)?;
+            write(&plain)?;
+            bytes += plain.len() as u64;
+        }
+        return Ok(bytes);
+    }
+    let (work_tx, work_rx) = mpsc::sync_channel::<(usize, &ChunkRef)>(workers);
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, std::result::Result<Vec<u8>, S::Error>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (work_rx, done_tx, fetch) = (&work_rx, done_tx.clone(), &fetch);
+            scope.spawn(move || {
+                let mut decoder = ChunkDecoder::new(keys.clone());
+                loop {
+                    let job = match work_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((index, chunk)) = job else { return };
+                    if done_tx.send((index, fetch(&mut decoder, chunk))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // Moved in, so leaving this closure drops the sending end of the work: the workers
+        // finish the chunk they hold and leave, and the scope waits for them.
+        let work_tx = work_tx;
+        let mut queue = chunks.iter().enumerate();
+        let (mut issued, mut written, mut bytes) = (0usize, 0usize, 0u64);
+        let mut ready: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        while written < chunks.len() {
+            while issued < written + workers {
+                let Some(next) = queue.next() else { break };
+                if work_tx.send(next).is_err() {
+                    break;
+                }
+                issued += 1;
+            }
+            // Every worker gone with chunks outstanding is a worker that panicked; the scope
+            // re-raises its panic when it joins.
+            let Ok((index, plain)) = done_rx.recv() else {
+                break;
+            };
+            ready.insert(index, plain?);
+            while let Some(plain) = ready.remove(&written) {
+                write(&plain)?;
+                bytes += plain.len() as u64;
+                written += 1;
+            }
+        }
+        Ok(bytes)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use shard_crypto::{Label, VaultKey};
+    use shard_proto::ShareId;
+
+    use super::*;
+    use crate::chunker::{ChunkSizes, KeyedFastCdc};
+
+    fn keys() -> Arc<VaultKeys> {
+        Arc::new(VaultKeys::derive(&VaultKey::from_bytes([3; 32])))
+    }
+
+    fn chunker(keys: &VaultKeys) -> KeyedFastCdc {
+        let sizes = ChunkSizes {
+            min: 4 << 10,
+            avg: 16 << 10,
+            max: 64 << 10,
+        };
+        KeyedFastCdc::new(keys.subkey(Label::ChunkerSeed).expose(), sizes).unwrap()
+    }
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        use rand_core::{Rng, SeedableRng};
+        let mut v = vec![0u8; len];
+        rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(seed)).fill_bytes(&mut v);
+        v
+    }
+
+    /// Everything the workers emitted, by (file, seq).
+    type Emitted = Mutex<BTreeMap<(usize, usize), EncodedChunk>>;
+
+    fn split(files: &[Vec<u8>], workers: usize) -> (Vec<(usize, u64)>, Emitted) {
+        let keys = keys();
+        let r = Redundancy::new(3, 5).unwrap();
+        let emitted = Emitted::default();
+        let sizes = split_parallel(
+            &keys,
+            r,
+            &chunker(&keys),
+            workers,
+            &|_| Ok(r),
+            &|c| {
+                let chunk = c.result.unwrap();
+                emitted.lock().unwrap().insert((c.file, c.seq), chunk);
+                true
+            },
+            |feed| {
+                files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| feed.file(i, &f[..]).unwrap())
+                    .collect::<Vec<_>>()
+            },
+        )
+        .unwrap();
+        (sizes, emitted)
+    }
+
+    struct Memory(HashMap<ShareId, Share>, AtomicUsize);
+
+    impl ChunkSource for Memory {
+        type Error = Error;
+        fn shares(&self, chunk: &ChunkRef) -> Result<Vec<Share>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Ok(chunk
+                .shares
+                .iter()
+                .filter_map(|id| self.0.get(id).cloned())
+                .collect())
+        }
+    }
+
+    #[test]
+    fn parallel_split_equals_the_sequential_one_and_restores_in_order() {
+        let files = vec![data(300_000, 1), data(10, 2), Vec::new(), data(200_000, 3)];
+        let (sizes, emitted) = split(&files, 3);
+        let emitted = emitted.into_inner().unwrap();
+        let keys = keys();
+        let mut memory = Memory(HashMap::new(), AtomicUsize::new(0));
+        for (i, file) in files.iter().enumerate() {
+            // The same chunks, byte for byte, as the one-thread splitter makes.
+            let encoder = ChunkEncoder::new(keys.clone(), Redundancy::new(3, 5).unwrap()).unwrap();
+            let manifest = crate::Splitter::new(&file[..], chunker(&keys), encoder)
+                .run(|_| Ok(()))
+                .unwrap();
+            let ours: Vec<ChunkRef> = emitted
+                .range((i, 0)..(i + 1, 0))
+                .map(|(_, c)| c.chunk.clone())
+                .collect();
+            assert_eq!(ours, manifest.chunks, "file {i}");
+            assert_eq!(sizes[i], (ours.len(), file.len() as u64));
+            for c in emitted.range((i, 0)..(i + 1, 0)).map(|(_, c)| c) {
+                memory
+                    .0
+                    .extend(c.shares.iter().map(|s| (s.id(), s.clone())));
+            }
+            for workers in [1, 4] {
+                let mut out = Vec::new();
+                let bytes = restore_parallel(&keys, &ours, &memory, workers, |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(out, *file, "file {i} with {workers} workers");
+                assert_eq!(bytes, file.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn a_consumer_that_stops_stops_the_feeder() {
+        let keys = keys();
+        let r = Redundancy::new(1, 2).unwrap();
+        let file = data(2 << 20, 9);
+        let seen = AtomicUsize::new(0);
+        let fed = split_parallel(
+            &keys,
+            r,
+            &chunker(&keys),
+            2,
+            &|_| Ok(r),
+            &|_| seen.fetch_add(1, Ordering::Relaxed) < 3,
+            |feed| feed.file(0, &file[..]),
+        )
+        .unwrap();
+        assert!(matches!(fed, Err(Error::Stopped)), "{fed:?}");
+        // The feeder stopped long before the file's ~64 chunks were all encoded.
+        assert!(seen.load(Ordering::Relaxed) < 16);
+    }
+
+    #[test]
+    fn a_missing_chunk_fails_the_restore_and_nothing_after_it_is_written() {
+        let file = data(400_000, 5);
+        let (_, emitted) = split(std::slice::from_ref(&file), 2);
+        let emitted = emitted.into_inner().unwrap();
+        let chunks: Vec<ChunkRef> = emitted.values().map(|c| c.chunk.clone()).collect();
+        assert!(chunks.len() > 6);
+        let mut memory = Memory(HashMap::new(), AtomicUsize::new(0));
+        for (n, c) in emitted.values().enumerate() {
+            // Chunk 5 keeps only two of its five shares: one fewer than k.
+            let keep = if n == 5 { 2 } else { 5 };
+            memory
+                .0
+                .extend(c.shares.iter().take(keep).map(|s| (s.id(), s.clone())));
+        }
+        let mut out = Vec::new();
+        let err = restore_parallel(&keys(), &chunks, &memory, 3, |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotEnoughShares {
+                    have: 2,
+                    need: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let before: usize = chunks.iter().take(5).map(|c| c.len as usize).sum();
+        assert_eq!(out, file[..before]);
+        // Never more than `workers` chunks ahead of the one being written.
+        assert!(memory.1.load(Ordering::Relaxed) <= 5 + 1 + 3);
+    }
+}
