@@ -121,25 +121,61 @@ async fn fetch_shares(
 }
 
 /// A file's chunks from the swarm, for shard-store's parallel restore: its worker threads
-/// wait here for the async fetches, which run on the node's runtime.
-struct SwarmChunks<'a> {
+/// wait here for the async fetches, which run on the node's runtime. The first chunk's shares
+/// are fetched beforehand, on the runtime (a small file is one chunk: it then costs no thread
+/// a wait).
+struct SwarmChunks {
     runtime: tokio::runtime::Handle,
-    node: &'a Node,
-    session: &'a Session,
-    sources: &'a Sources,
-    file: &'a str,
+    node: Arc<Node>,
+    session: Arc<Session>,
+    sources: Arc<Sources>,
+    file: String,
+    first: std::sync::Mutex<Option<(ChunkRef, Vec<Share>)>>,
 }
 
-impl ChunkSource for SwarmChunks<'_> {
+impl SwarmChunks {
+    /// The source of `file`'s chunks, with the shares of `manifest`'s first chunk fetched.
+    async fn prefetched(
+        node: &Arc<Node>,
+        session: &Arc<Session>,
+        sources: &Arc<Sources>,
+        manifest: &Manifest,
+        file: String,
+    ) -> Result<Self> {
+        let first = match manifest.chunks.first() {
+            Some(chunk) => Some((
+                chunk.clone(),
+                fetch_shares(sources, session, node, chunk, &file).await?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            runtime: tokio::runtime::Handle::current(),
+            node: node.clone(),
+            session: session.clone(),
+            sources: sources.clone(),
+            file,
+            first: std::sync::Mutex::new(first),
+        })
+    }
+}
+
+impl ChunkSource for SwarmChunks {
     type Error = Error;
 
     fn shares(&self, chunk: &ChunkRef) -> Result<Vec<Share>> {
+        if let Ok(mut first) = self.first.lock()
+            && first.as_ref().is_some_and(|(c, _)| c == chunk)
+            && let Some((_, shares)) = first.take()
+        {
+            return Ok(shares);
+        }
         self.runtime.block_on(fetch_shares(
-            self.sources,
-            self.session,
-            self.node,
+            &self.sources,
+            &self.session,
+            &self.node,
             chunk,
-            self.file,
+            &self.file,
         ))
     }
 }
@@ -147,7 +183,7 @@ impl ChunkSource for SwarmChunks<'_> {
 /// Streams a file's chunks, in order, into `sink`: shard-store's parallel restore over the
 /// swarm, [`CHUNKS_AHEAD`] chunks at once. Runs on a blocking thread (`runtime` is the node's).
 fn stream_chunks(
-    source: &SwarmChunks<'_>,
+    source: &SwarmChunks,
     manifest: &Manifest,
     progress: Option<&Progress>,
     mut sink: impl FnMut(&[u8]) -> Result<()>,
@@ -170,21 +206,14 @@ fn stream_chunks(
 
 /// Restores one file to `dest` (on a blocking thread: the chunks come through
 /// [`stream_chunks`]).
-#[allow(clippy::too_many_arguments)]
 fn restore_file(
-    runtime: tokio::runtime::Handle,
-    node: &Node,
-    session: &Session,
-    sources: &Sources,
+    source: &SwarmChunks,
+    manifest: &Manifest,
     entry: &FileEntry,
     dest: &Path,
     progress: &Progress,
     keep_special: bool,
 ) -> Result<()> {
-    let manifest = node
-        .catalog()
-        .vault(session.account, &session.keys)
-        .manifest(entry.id)?;
     let dir = dest.parent().unwrap_or(Path::new("."));
     // A fresh name nobody can have prepared, created only if nothing is there (not even a
     // link: O_EXCL never follows one), private until it is complete.
@@ -199,15 +228,7 @@ fn restore_file(
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| access(&tmp, &e))?;
-    let file = lossy(&entry.meta.name);
-    let source = SwarmChunks {
-        runtime,
-        node,
-        session,
-        sources,
-        file: &file,
-    };
-    let written = stream_chunks(&source, &manifest, Some(progress), |bytes| {
+    let written = stream_chunks(source, manifest, Some(progress), |bytes| {
         out.write_all(bytes).map_err(|e| access(&tmp, &e))
     })
     // Mode and time are set on the open file, never by a path somebody could swap.
@@ -371,26 +392,21 @@ pub async fn run(
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
                 }
-                let (node, session, sources, entry, job) = (
-                    node.clone(),
-                    session.clone(),
-                    sources.clone(),
-                    entry.clone(),
-                    job.clone(),
-                );
-                let (runtime, keep) =
-                    (tokio::runtime::Handle::current(), request.keep_special_bits);
+                let manifest = node
+                    .catalog()
+                    .vault(session.account, &session.keys)
+                    .manifest(entry.id)?;
+                let source = SwarmChunks::prefetched(
+                    &node,
+                    &session,
+                    &sources,
+                    &manifest,
+                    lossy(&entry.meta.name),
+                )
+                .await?;
+                let (entry, job, keep) = (entry.clone(), job.clone(), request.keep_special_bits);
                 tokio::task::spawn_blocking(move || {
-                    restore_file(
-                        runtime,
-                        &node,
-                        &session,
-                        &sources,
-                        &entry,
-                        &dest,
-                        &job.progress,
-                        keep,
-                    )
+                    restore_file(&source, &manifest, &entry, &dest, &job.progress, keep)
                 })
                 .await
                 .map_err(|e| Error::task(&e))??;
@@ -450,17 +466,11 @@ pub(crate) async fn verify_read_back(
             )));
         };
         let name = entry.src.display().to_string();
-        let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
-        let runtime = tokio::runtime::Handle::current();
+        let source = SwarmChunks::prefetched(node, session, &sources, &manifest, name.clone())
+            .await
+            .map_err(|e| Error::MoveAborted(format!("{name} could not be read back: {e}")))?;
         let read = tokio::task::spawn_blocking(move || {
             let mut hasher = Sha256::new();
-            let source = SwarmChunks {
-                runtime,
-                node: &node,
-                session: &session,
-                sources: &sources,
-                file: &name,
-            };
             stream_chunks(&source, &manifest, None, |bytes| {
                 hasher.update(bytes);
                 Ok(())
