@@ -8,12 +8,15 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 use shard_node::accounts;
 use shard_node::home::Home;
 use zeroize::Zeroizing;
 
-use crate::client::ApiClient;
+use shard_http::client::Client as ApiClient;
+use shard_http::types::{Accounts, RecoverBody};
+
+use crate::network::print_json;
 
 /// Where a passphrase comes from: the file, the environment variable `env`, or a prompt.
 fn read_secret(
@@ -121,35 +124,36 @@ pub fn create(home: &Home, json: bool, user: &str, password_file: Option<&Path>)
 }
 
 pub fn ls(home: &Home, json: bool) -> Result<()> {
-    let list: Value = if home.api_addr().is_some() {
-        ApiClient::for_home(home)?.get("/v1/accounts")?["accounts"].clone()
+    let list = if home.api_addr().is_some() {
+        ApiClient::for_home(home)?.accounts()?
     } else {
-        json!(accounts::list(&home.open_catalog()?, &[])?)
+        Accounts {
+            accounts: accounts::list(&home.open_catalog()?, &[])?,
+        }
     };
     if json {
-        println!("{}", json!({"accounts": list}));
-        return Ok(());
+        return print_json(&list);
     }
-    let list = list.as_array().cloned().unwrap_or_default();
+    let list = list.accounts;
     if list.is_empty() {
         println!("no accounts on this node\n  create one with `shard account create USER`");
         return Ok(());
     }
     println!("{:<24}  {:>6}  STATE", "ACCOUNT", "FILES");
     for a in list {
-        let mut state = if a["unlocked"] == true {
+        let mut state = if a.unlocked {
             "unlocked".to_string()
         } else {
             "locked".to_string()
         };
-        let failed = a["failed_logins"].as_u64().unwrap_or(0);
+        let failed = a.failed_logins;
         if failed > 0 {
             state.push_str(&format!(", {failed} failed logins"));
         }
         println!(
             "{:<24}  {:>6}  {state}",
-            a["name"].as_str().unwrap_or("?").escape_debug().to_string(),
-            a["files"]
+            a.name.escape_debug().to_string(),
+            a.files
         );
     }
     Ok(())
@@ -245,14 +249,13 @@ pub fn rm(home: &Home, json: bool, user: &str, purge: bool, yes: bool) -> Result
     confirm(&question, user, yes)?;
     // Through the node, with the account unlocked: removing it needs its passphrase, and its
     // files and catalog snapshots are deleted from the peers.
-    let answer = ApiClient::for_home(home)?
-        .post("/v1/accounts/rm", &json!({"user": user, "purge": purge}))?;
+    let answer = ApiClient::for_home(home)?.remove_account(user, purge)?;
     if json {
-        println!("{answer}");
+        print_json(&answer)?;
     } else {
         println!(
             "removed account {user:?} ({} file versions deleted)",
-            answer["file_versions_removed"]
+            answer.file_versions_removed
         );
     }
     Ok(())
@@ -338,36 +341,34 @@ pub fn recover(
         "SHARD_PASSWORD",
         user.unwrap_or("the recovered account"),
     )?;
-    let answer = client.post(
-        "/v1/recover",
-        &json!({"code": code.as_str(), "password": pass.as_str(), "user": user, "head": head}),
-    )?;
+    let answer = client.recover(&RecoverBody {
+        code: code.as_str().to_string(),
+        password: pass.as_str().to_string(),
+        user: user.map(str::to_string),
+        head,
+    })?;
     if json {
-        println!("{answer}");
+        print_json(&answer)?;
     } else {
         println!(
             "recovered account {:?}: {} files in its catalog; {} peers handed the vault over to this node ({} shares moved)",
-            answer["account"].as_str().unwrap_or("?"),
-            answer["files"],
-            answer["peers_handed_over"],
-            answer["shares_moved"],
+            answer.account, answer.files, answer.peers_handed_over, answer.shares_moved,
         );
         println!(
             "It is unlocked on this node with the new passphrase; `shard ls` lists the files. The old node can no longer change or delete them."
         );
-        let chosen = answer["catalog_head"].as_u64();
-        let older: Vec<String> = answer["heads_available"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|h| h["head"].as_u64() != chosen)
-            .map(|h| format!("{} ({})", h["head"], crate::vault::when(&h["written_at"])))
+        let chosen = answer.catalog_head;
+        let older: Vec<String> = answer
+            .heads_available
+            .iter()
+            .filter(|h| h.head != chosen)
+            .map(|h| format!("{} ({})", h.head, crate::vault::when(h.written_at)))
             .collect();
         if !older.is_empty() {
             println!(
                 "This was catalog head {} ({}); the peers also keep heads {}: `shard recover --head N` brings the catalog back as it was then.",
-                answer["catalog_head"],
-                crate::vault::when(&answer["catalog_written_at"]),
+                answer.catalog_head,
+                crate::vault::when(answer.catalog_written_at),
                 older.join(", ")
             );
         }

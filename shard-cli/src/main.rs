@@ -8,7 +8,6 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod accounts;
-mod client;
 mod demo;
 mod health;
 mod network;

@@ -5,17 +5,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 use shard_http::{HttpOptions, HttpServer};
 use shard_net::discovery::MdnsMode;
 use shard_net::identity::fingerprint;
 use shard_node::home::{Home, NodeConfig, StoreConfig};
 use shard_node::node::{Node, RunOptions};
 
-use crate::client::ApiClient;
+use shard_http::client::Client as ApiClient;
 
-fn print_json(value: &Value) {
-    println!("{value}");
+/// Prints an answer as `--json` shows it: one line, keys sorted.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_value(value)?);
+    Ok(())
 }
 
 /// Parses sizes like `500M`, `50G`, `1T` or plain bytes.
@@ -129,7 +131,7 @@ pub fn init(
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());
     if json {
-        print_json(&json!({"name": config.name, "id": id, "home": home.root()}));
+        print_json(&json!({"name": config.name, "id": id, "home": home.root()}))?;
     } else {
         println!(
             "created node {:?} in {}",
@@ -228,35 +230,27 @@ pub fn serve(
 }
 
 pub fn status(home: &Home, json: bool) -> Result<()> {
-    let status = ApiClient::for_home(home)?.get("/v1/status")?;
+    let status = ApiClient::for_home(home)?.status()?;
     if json {
-        print_json(&status);
+        print_json(&status)?;
     } else {
-        println!(
-            "node {} ({})",
-            status["name"].as_str().unwrap_or("?"),
-            status["id"].as_str().unwrap_or("?")
-        );
-        println!(
-            "peers: {} paired, {} online",
-            status["peers"], status["online"]
-        );
-        println!("listening on {}", status["listen"].as_str().unwrap_or("?"));
+        println!("node {} ({})", status.name, status.id);
+        println!("peers: {} paired, {} online", status.peers, status.online);
+        println!("listening on {}", status.listen);
     }
     Ok(())
 }
 
 pub fn invite(home: &Home, json: bool, valid_for: u64) -> Result<()> {
-    let answer =
-        ApiClient::for_home(home)?.post("/v1/invite", &json!({"valid_for_secs": valid_for}))?;
-    let code = answer["code"].as_str().unwrap_or_default();
+    let answer = ApiClient::for_home(home)?.invite(Some(valid_for))?;
     if json {
-        print_json(&answer);
+        print_json(&answer)?;
     } else {
+        let code = &answer.code;
         println!("{code}");
         eprintln!(
             "On the other machine run `shard join {code}` within {} minutes. The code works once.",
-            answer["valid_for_secs"].as_u64().unwrap_or(0).div_ceil(60)
+            answer.valid_for_secs.div_ceil(60)
         );
     }
     Ok(())
@@ -273,40 +267,29 @@ pub fn join(home: &Home, json: bool, code: Option<String>) -> Result<()> {
             "`shard join CODE`",
         )?,
     };
-    let answer = ApiClient::for_home(home)?.post("/v1/join", &json!({"code": code.as_str()}))?;
+    let answer = ApiClient::for_home(home)?.join(code.as_str())?;
     if json {
-        print_json(&answer);
+        print_json(&answer)?;
     } else {
-        let peer = &answer["peer"];
-        println!(
-            "paired with {:?} ({})",
-            peer["name"].as_str().unwrap_or("?"),
-            peer["id"].as_str().unwrap_or("?")
-        );
+        println!("paired with {:?} ({})", answer.peer.name, answer.peer.id);
     }
     Ok(())
 }
 
 pub fn peers(home: &Home, json: bool) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.get("/v1/peers")?;
+    let answer = ApiClient::for_home(home)?.peers()?;
     if json {
-        print_json(&answer);
-        return Ok(());
+        return print_json(&answer);
     }
-    let peers = answer["peers"].as_array().cloned().unwrap_or_default();
-    let nearby = answer["nearby"].as_array().cloned().unwrap_or_default();
+    let (peers, nearby) = (answer.peers, answer.nearby);
     if !nearby.is_empty() {
         println!("nearby, not paired (pair with `shard invite` / `shard join`):");
         for n in &nearby {
             println!(
                 "  {:<20} {}  {}",
-                n["name"].as_str().unwrap_or("?"),
-                n["id"].as_str().unwrap_or("?"),
-                n["addrs"]
-                    .as_array()
-                    .and_then(|a| a.first())
-                    .and_then(Value::as_str)
-                    .unwrap_or("-")
+                n.name,
+                n.id,
+                n.addrs.first().map_or("-", String::as_str)
             );
         }
         println!();
@@ -322,44 +305,32 @@ pub fn peers(home: &Home, json: bool) -> Result<()> {
         "NAME", "ID", "STATE", "ADDRESS", "RTT"
     );
     for p in peers {
-        let state = if p["online"].as_bool() == Some(true) {
-            "online"
-        } else {
-            "offline"
-        };
-        let rtt = p["rtt_ms"]
-            .as_f64()
+        let state = if p.online { "online" } else { "offline" };
+        let rtt = p
+            .rtt_ms
             .map(|ms| format!("{ms:.1} ms"))
             .unwrap_or_else(|| "-".into());
-        let used = match (p["used"].as_u64(), p["quota"].as_u64()) {
+        let used = match (p.used, p.quota) {
             (Some(u), Some(q)) => format!("{} of {}", human(u), human(q)),
             (Some(u), None) => human(u),
             _ => "-".into(),
         };
-        let addr = p["addr"].as_str().map(str::to_string).unwrap_or_else(|| {
-            p["addrs"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_string()
-        });
+        let addr = p
+            .addr
+            .or_else(|| p.addrs.first().cloned())
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<20} {:<10} {:<8} {:<22} {:>9}  {used}",
-            p["name"].as_str().unwrap_or("?"),
-            p["short_id"].as_str().unwrap_or("?"),
-            state,
-            addr,
-            rtt
+            p.name, p.short_id, state, addr, rtt
         );
     }
     Ok(())
 }
 
 pub fn peers_add(home: &Home, json: bool, addr: &str) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.post("/v1/peers/add", &json!({"addr": addr}))?;
+    let answer = ApiClient::for_home(home)?.add_peer(addr)?;
     if json {
-        print_json(&answer);
+        print_json(&answer)?;
     } else {
         println!("will look for paired peers at {addr} too");
     }
@@ -369,15 +340,14 @@ pub fn peers_add(home: &Home, json: bool, addr: &str) -> Result<()> {
 /// `shard ui-link`: the web UI's address, with a one-time setup token while the node has no
 /// account yet.
 pub fn ui_link(home: &Home, json: bool) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.post("/v1/ui-link", &json!({}))?;
+    let answer = ApiClient::for_home(home)?.ui_link()?;
     if json {
-        print_json(&answer);
-        return Ok(());
+        return print_json(&answer);
     }
-    match answer["url"].as_str() {
+    match answer.url {
         Some(url) => {
             println!("{url}");
-            if answer["setup"] == true {
+            if answer.setup {
                 eprintln!(
                     "Open it to create the node's first account (its administrator). It works once, for an hour."
                 );

@@ -6,22 +6,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use serde_json::{Value, json};
-
+use shard_http::client::Client as ApiClient;
+use shard_http::types::{GetBody, JobResult, JobState, PutBody, RmBody};
 use shard_node::home::Home;
+use shard_node::report::EntryKind;
 
-use crate::client::ApiClient;
-use crate::network::{human, rate};
+use crate::network::{human, print_json, rate};
 
 pub fn login(home: &Home, json: bool, user: &str, password_file: Option<&Path>) -> Result<()> {
     let client = ApiClient::for_home(home)?;
     let pass = crate::accounts::passphrase(password_file, user)?;
-    let answer = client.post(
-        "/v1/login",
-        &json!({"user": user, "password": pass.as_str()}),
-    )?;
+    let answer = client.login(user, pass.as_str())?;
     if json {
-        println!("{answer}");
+        print_json(&answer)?;
     } else {
         println!("{user} is unlocked on this node");
     }
@@ -29,10 +26,10 @@ pub fn login(home: &Home, json: bool, user: &str, password_file: Option<&Path>) 
 }
 
 pub fn logout(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.post("/v1/logout", &json!({"user": user}))?;
+    let answer = ApiClient::for_home(home)?.logout(user)?;
     if json {
-        println!("{answer}");
-    } else if answer["locked"] == true {
+        print_json(&answer)?;
+    } else if answer.locked {
         println!("locked; the vault keys are gone from the node's memory");
     } else {
         println!("nothing was unlocked");
@@ -40,8 +37,27 @@ pub fn logout(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// A finished job's report and how long the job took.
+pub struct Finished {
+    /// What it returned.
+    pub result: JobResult,
+    /// Seconds from its start to its end, as the node measured them.
+    pub elapsed_secs: f64,
+}
+
+impl Finished {
+    /// Prints the report as `--json` shows it: the report with the job's time in it.
+    pub fn print_json(&self) -> Result<()> {
+        let mut value = serde_json::to_value(&self.result)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("elapsed_secs".into(), serde_json::json!(self.elapsed_secs));
+        }
+        print_json(&value)
+    }
+}
+
 /// Follows a job to its end, with a progress bar on a terminal; returns its result.
-pub fn follow(client: &ApiClient, job: u64, json: bool) -> Result<Value> {
+pub fn follow(client: &ApiClient, job: u64, json: bool) -> Result<Finished> {
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -53,45 +69,71 @@ pub fn follow(client: &ApiClient, job: u64, json: bool) -> Result<Value> {
         bar
     });
     loop {
-        let state = client.get(&format!("/v1/jobs/{job}"))?;
+        let status = client.job(job)?;
         if let Some(bar) = &bar {
-            bar.set_length(state["bytes_total"].as_u64().unwrap_or(0));
-            bar.set_position(state["bytes_done"].as_u64().unwrap_or(0));
+            bar.set_length(status.bytes_total);
+            bar.set_position(status.bytes_done);
             bar.set_message(format!(
                 "{}/{} files",
-                state["files_done"].as_u64().unwrap_or(0),
-                state["files_total"].as_u64().unwrap_or(0)
+                status.files_done, status.files_total
             ));
         }
-        match state["state"].as_str() {
-            Some("done") => {
+        match status.state {
+            JobState::Done { result } => {
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();
                 }
-                let mut result = state["result"].clone();
-                result["elapsed_secs"] = state["elapsed_secs"].clone();
-                return Ok(result);
+                return Ok(Finished {
+                    result: std::sync::Arc::unwrap_or_clone(result),
+                    elapsed_secs: status.elapsed_secs,
+                });
             }
-            Some("failed") => {
+            JobState::Failed { error, hint } => {
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
-                let error = state["error"].as_str().unwrap_or("the job failed");
-                match state["hint"].as_str() {
-                    Some(hint) => bail!("{error}\n  hint: {hint}"),
-                    None => bail!("{error}"),
-                }
+                bail!("{error}\n  hint: {hint}");
             }
-            _ => std::thread::sleep(Duration::from_millis(150)),
+            JobState::Running => std::thread::sleep(Duration::from_millis(150)),
         }
     }
 }
 
-fn path_field(paths: &[PathBuf]) -> Value {
+/// The report a job of kind `what` returns, or an error naming what came instead.
+macro_rules! expect_report {
+    ($finished:expr, $variant:ident) => {
+        match &$finished.result {
+            shard_http::types::JobResult::$variant(report) => report,
+            _ => anyhow::bail!(
+                "the node's answer could not be read (a {} job returned another report)",
+                stringify!($variant).to_lowercase()
+            ),
+        }
+    };
+}
+pub(crate) use expect_report;
+
+fn path_field(paths: &[PathBuf]) -> PutBody {
     if paths.iter().all(|p| p.to_str().is_some()) {
-        json!({"paths": paths.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>()})
+        PutBody {
+            paths: Some(
+                paths
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            ..PutBody::default()
+        }
     } else {
-        json!({"paths_hex": paths.iter().map(|p| hex::encode(p.as_os_str().as_bytes())).collect::<Vec<_>>()})
+        PutBody {
+            paths_hex: Some(
+                paths
+                    .iter()
+                    .map(|p| hex::encode(p.as_os_str().as_bytes()))
+                    .collect(),
+            ),
+            ..PutBody::default()
+        }
     }
 }
 
@@ -115,35 +157,37 @@ pub fn put(
 ) -> Result<()> {
     let client = ApiClient::for_home(home)?;
     let paths: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?;
-    let mut body = path_field(&paths);
-    body["as"] = json!(name);
-    body["shares"] = json!(shares);
-    body["move"] = json!(move_original);
-    body["user"] = json!(user);
-    let job = client.post("/v1/put", &body)?["job"].as_u64().unwrap_or(0);
-    let result = follow(&client, job, json)?;
+    let body = PutBody {
+        name: name.map(str::to_string),
+        shares: shares.map(str::to_string),
+        move_original,
+        user: user.map(str::to_string),
+        ..path_field(&paths)
+    };
+    let job = client.put(&body)?.job;
+    let finished = follow(&client, job, json)?;
     if json {
-        println!("{result}");
-        return Ok(());
+        return finished.print_json();
     }
-    for warning in result["skipped"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+    let result = expect_report!(finished, Put);
+    for warning in &result.skipped {
+        eprintln!("warning: {warning}");
     }
-    let bytes = result["bytes"].as_u64().unwrap_or(0);
-    let secs = result["elapsed_secs"].as_f64().unwrap_or(0.0).max(1e-3);
+    let bytes = result.bytes;
+    let secs = finished.elapsed_secs.max(1e-3);
     println!(
         "stored {} files, {} folders, {} links ({}) as {} in {:.1} s ({}); {} of {} chunks were already stored",
-        result["files"],
-        result["dirs"],
-        result["links"],
+        result.files,
+        result.dirs,
+        result.links,
         human(bytes),
-        result["redundancy"].as_str().unwrap_or("?"),
+        result.redundancy,
         secs,
         rate(bytes, secs),
-        result["chunks_already_stored"],
-        result["chunks"],
+        result.chunks_already_stored,
+        result.chunks,
     );
-    if result["moved"] == true {
+    if result.moved {
         println!("the originals were read back from the shares, found identical, and deleted");
     }
     Ok(())
@@ -173,26 +217,28 @@ pub fn get(
     };
     let default_out = Path::new(name.rsplit('/').next().unwrap_or(name)).to_path_buf();
     let out = absolute(how.out.unwrap_or(&default_out))?;
-    let body = json!({
-        "name": name,
-        "version": version,
-        "out": out.to_string_lossy(),
-        "force": how.force,
-        "keep_special_bits": how.keep_special_bits,
-        "user": user,
-    });
-    let job = client.post("/v1/get", &body)?["job"].as_u64().unwrap_or(0);
-    let result = follow(&client, job, json)?;
+    let body = GetBody {
+        name: Some(name.to_string()),
+        version,
+        out: out.to_string_lossy().into_owned(),
+        force: how.force,
+        keep_special_bits: how.keep_special_bits,
+        user: user.map(str::to_string),
+        ..GetBody::default()
+    };
+    let job = client.restore(&body)?.job;
+    let finished = follow(&client, job, json)?;
     if json {
-        println!("{result}");
+        finished.print_json()?;
     } else {
-        let bytes = result["bytes"].as_u64().unwrap_or(0);
-        let secs = result["elapsed_secs"].as_f64().unwrap_or(0.0).max(1e-3);
+        let result = expect_report!(finished, Get);
+        let bytes = result.bytes;
+        let secs = finished.elapsed_secs.max(1e-3);
         println!(
             "restored {} to {} ({} files, {}) in {:.1} s ({})",
             name,
             out.display(),
-            result["files"],
+            result.files,
             human(bytes),
             secs,
             rate(bytes, secs)
@@ -203,19 +249,11 @@ pub fn get(
 
 pub fn ls(home: &Home, json: bool, prefix: Option<&str>, user: Option<&str>) -> Result<()> {
     let client = ApiClient::for_home(home)?;
-    let mut query = String::from("/v1/ls?");
-    if let Some(p) = prefix {
-        query.push_str(&format!("prefix={}&", urlencode(p)));
-    }
-    if let Some(u) = user {
-        query.push_str(&format!("user={}", urlencode(u)));
-    }
-    let answer = client.get(&query)?;
+    let answer = client.ls(prefix, user)?;
     if json {
-        println!("{answer}");
-        return Ok(());
+        return print_json(&answer);
     }
-    let files = answer["files"].as_array().cloned().unwrap_or_default();
+    let files = answer.files;
     if files.is_empty() {
         println!(
             "nothing stored{}",
@@ -225,49 +263,42 @@ pub fn ls(home: &Home, json: bool, prefix: Option<&str>, user: Option<&str>) -> 
     }
     println!("{:>10}  {:>3}  {:<9}  NAME", "SIZE", "VER", "HEALTH");
     for f in files {
-        let health = f["health"]["state"].as_str().unwrap_or("-");
-        let size = if f["kind"] == "dir" {
+        let health = f.health.as_ref().map_or("-", |h| h.state.as_str());
+        let size = if f.kind == EntryKind::Dir {
             "folder".to_string()
         } else {
-            human(f["size"].as_u64().unwrap_or(0))
+            human(f.size)
         };
         println!(
             "{size:>10}  {:>3}  {health:<9}  {}",
-            f["versions"],
-            f["name"].as_str().unwrap_or("?").escape_debug()
+            f.versions,
+            f.name.escape_debug()
         );
     }
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub fn rm(home: &Home, json: bool, name: &str, user: Option<&str>) -> Result<()> {
-    let answer = ApiClient::for_home(home)?.post("/v1/rm", &json!({"name": name, "user": user}))?;
+    let answer = ApiClient::for_home(home)?.rm(&RmBody {
+        name: Some(name.to_string()),
+        user: user.map(str::to_string),
+        ..RmBody::default()
+    })?;
     if json {
-        println!("{answer}");
+        print_json(&answer)?;
     } else {
         println!(
             "removed {name} ({} entries); {} shares deleted, {} to delete when their peers come back",
-            answer["removed"], answer["shares_deleted"], answer["shares_queued_for_offline_peers"]
+            answer.removed, answer.shares_deleted, answer.shares_queued_for_offline_peers
         );
     }
     Ok(())
 }
 
-/// A time the node reported (seconds since the epoch, in JSON) as people read it, in UTC.
-pub fn when(secs: &serde_json::Value) -> String {
-    match secs.as_u64() {
-        Some(secs) => {
+/// A time the node reported (seconds since the epoch) as people read it, in UTC.
+pub fn when(secs: i64) -> String {
+    match u64::try_from(secs) {
+        Ok(secs) => {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
             let text = humantime::format_rfc3339_seconds(at).to_string();
             // 2026-11-30T12:00:00Z → 2026-11-30 12:00 UTC
@@ -276,6 +307,6 @@ pub fn when(secs: &serde_json::Value) -> String {
                 _ => text,
             }
         }
-        None => "unknown time".to_string(),
+        Err(_) => "unknown time".to_string(),
     }
 }

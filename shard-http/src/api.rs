@@ -42,10 +42,16 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use shard_node::node::Node;
+
+use crate::types::{
+    AccountRemoved, AccountRmBody, Accounts, AddPeer, Failure, GetBody, HealthBody, Invitation,
+    InviteBody, JobStarted, JoinBody, Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus,
+    PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PutBody, RecoverBody, RmBody, UiLink,
+    UserBody,
+};
 use shard_node::{Error, ErrorKind};
 
 #[derive(Clone)]
@@ -170,7 +176,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": self.error, "hint": self.hint})),
+            Json(Failure {
+                error: self.error,
+                hint: self.hint,
+            }),
         )
             .into_response()
     }
@@ -286,7 +295,7 @@ async fn proof(
     State(state): State<ApiState>,
     Query(q): Query<ProofQuery>,
     api_addr: std::net::SocketAddr,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Proof>, ApiError> {
     let nonce = hex::decode(&q.nonce)
         .ok()
         .and_then(|n| <[u8; crate::proof::NONCE_LEN]>::try_from(n).ok())
@@ -298,49 +307,44 @@ async fn proof(
             )
         })?;
     let answer = crate::proof::answer(&state.token, &nonce, api_addr);
-    Ok(Json(json!({"proof": hex::encode(answer)})))
+    Ok(Json(Proof {
+        proof: hex::encode(answer),
+    }))
 }
 
 /// The web UI's address, with a fresh one-time setup token while the node has no account.
-async fn ui_link(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn ui_link(State(state): State<ApiState>) -> Result<Json<UiLink>, ApiError> {
     let url = match state.ui_addr {
         Some(addr) => Some(crate::ui::link(&state.node, addr)?),
         None => None,
     };
     let setup = url.as_deref().is_some_and(|u| u.contains("#setup="));
-    Ok(Json(json!({"url": url, "setup": setup})))
+    Ok(Json(UiLink { url, setup }))
 }
 
-async fn status(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!(state.node.status()?)))
+async fn status(State(state): State<ApiState>) -> Result<Json<NodeStatus>, ApiError> {
+    Ok(Json(state.node.status()?))
 }
 
-async fn peers(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(json!({"peers": state.node.peers(), "nearby": state.node.nearby()}))
-}
-
-#[derive(Deserialize)]
-struct AddBody {
-    addr: String,
+async fn peers(State(state): State<ApiState>) -> Json<Peers> {
+    Json(Peers {
+        peers: state.node.peers(),
+        nearby: state.node.nearby(),
+    })
 }
 
 async fn peers_add(
     State(state): State<ApiState>,
-    Json(body): Json<AddBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Json(body): Json<AddPeer>,
+) -> Result<Json<PeerAdded>, ApiError> {
     state.node.add_static_addr(&body.addr)?;
-    Ok(Json(json!({"added": body.addr})))
-}
-
-#[derive(Deserialize, Default)]
-struct InviteBody {
-    valid_for_secs: Option<u64>,
+    Ok(Json(PeerAdded { added: body.addr }))
 }
 
 async fn invite(
     State(state): State<ApiState>,
     body: Option<Json<InviteBody>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Invitation>, ApiError> {
     let ttl = body
         .and_then(|Json(b)| b.valid_for_secs)
         .map(Duration::from_secs);
@@ -349,24 +353,19 @@ async fn invite(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Ok(Json(json!({
-        "code": invite.encode().as_str(),
-        "expires": invite.expires,
-        "valid_for_secs": invite.expires.saturating_sub(now),
-    })))
-}
-
-#[derive(Deserialize)]
-struct JoinBody {
-    code: String,
+    Ok(Json(Invitation {
+        code: invite.encode().as_str().to_string(),
+        expires: invite.expires,
+        valid_for_secs: invite.expires.saturating_sub(now),
+    }))
 }
 
 async fn join(
     State(state): State<ApiState>,
     Json(body): Json<JoinBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Joined>, ApiError> {
     let peer = state.node.join(&body.code).await?;
-    Ok(Json(json!({"peer": peer})))
+    Ok(Json(Joined { peer }))
 }
 
 async fn shutdown(State(state): State<ApiState>) -> StatusCode {
@@ -397,30 +396,22 @@ fn bytes_of(
     }
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    user: String,
-    password: String,
-}
-
 async fn login(
     State(state): State<ApiState>,
     Json(body): Json<LoginBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoggedIn>, ApiError> {
     let passphrase = zeroize::Zeroizing::new(body.password.into_bytes());
     state.node.login_as_owner(&body.user, passphrase).await?;
-    Ok(Json(json!({"user": body.user, "unlocked": true})))
-}
-
-#[derive(Deserialize, Default)]
-struct UserBody {
-    user: Option<String>,
+    Ok(Json(LoggedIn {
+        user: body.user,
+        unlocked: true,
+    }))
 }
 
 async fn logout(
     State(state): State<ApiState>,
     body: Option<Json<UserBody>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoggedOut>, ApiError> {
     let user = body.and_then(|Json(b)| b.user);
     if let Some(name) = &user
         && !state.node.accounts()?.iter().any(|a| &a.name == name)
@@ -428,19 +419,7 @@ async fn logout(
         return Err(Error::Store(shard_store::Error::NoSuchAccount(name.clone())).into());
     }
     let locked = state.node.logout(user.as_deref());
-    Ok(Json(json!({"locked": locked})))
-}
-
-#[derive(Deserialize)]
-struct PutBody {
-    paths: Option<Vec<String>>,
-    paths_hex: Option<Vec<String>>,
-    #[serde(rename = "as")]
-    name: Option<String>,
-    shares: Option<String>,
-    #[serde(rename = "move", default)]
-    move_original: bool,
-    user: Option<String>,
+    Ok(Json(LoggedOut { locked }))
 }
 
 fn parse_shares(text: &str) -> Result<(u8, u8), ApiError> {
@@ -473,7 +452,7 @@ async fn put(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<PutBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     let browser = acting_is_session(&acting);
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
@@ -529,29 +508,17 @@ async fn put(
         }
         finish(&j, result);
     });
-    Ok(Json(json!({"job": job.id})))
-}
-
-#[derive(Deserialize)]
-struct GetBody {
-    name: Option<String>,
-    name_hex: Option<String>,
-    version: Option<u32>,
-    out: String,
-    /// Restore setuid, setgid and sticky bits too (the CLI's `--keep-special-bits`; never for
-    /// a web session).
-    #[serde(default)]
-    keep_special_bits: bool,
-    #[serde(default)]
-    force: bool,
-    user: Option<String>,
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
 }
 
 async fn get_file(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<GetBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     let browser = acting_is_session(&acting);
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
@@ -576,7 +543,10 @@ async fn get_file(
         let result = shard_node::get::run(node, session, request, j.clone()).await;
         finish(&j, result);
     });
-    Ok(Json(json!({"job": job.id})))
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
 }
 
 /// Ends `job` with what the operation returned: its report (serialized when the job is
@@ -622,12 +592,6 @@ fn job_gone() -> String {
     )
 }
 
-#[derive(Deserialize, Default)]
-struct LsQuery {
-    prefix: Option<String>,
-    user: Option<String>,
-}
-
 /// Streamed as it is read from the catalog (`crate::stream`): a vault of 10⁵ files is never
 /// held whole, neither as a listing nor as its JSON.
 async fn ls(
@@ -645,13 +609,6 @@ async fn ls(
     .await
 }
 
-#[derive(Deserialize)]
-struct RmBody {
-    name: Option<String>,
-    name_hex: Option<String>,
-    user: Option<String>,
-}
-
 async fn rm(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
@@ -663,15 +620,6 @@ async fn rm(
     let removed = shard_node::files::rm(&state.node, &session, &name, false).await?;
     state.node.catalog_changed(&session);
     Ok(Json(removed))
-}
-
-#[derive(Deserialize)]
-struct RecoverBody {
-    code: String,
-    password: String,
-    user: Option<String>,
-    /// The catalog head to recover from (default: the newest).
-    head: Option<u64>,
 }
 
 async fn recover(
@@ -692,20 +640,11 @@ async fn recover(
     ))
 }
 
-#[derive(Deserialize, Default)]
-struct HealthBody {
-    #[serde(default)]
-    names: Vec<String>,
-    #[serde(default)]
-    read_fraction: f64,
-    user: Option<String>,
-}
-
 async fn check(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<HealthBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     let user = acting_user(acting, body.user.clone())?;
     if !(0.0..=1.0).contains(&body.read_fraction) {
         return Err(ApiError::new(
@@ -726,14 +665,17 @@ async fn check(
             shard_node::health::check(node, session, names, body.read_fraction, j.clone()).await;
         finish(&j, result);
     });
-    Ok(Json(json!({"job": job.id})))
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
 }
 
 async fn repair(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<HealthBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let names = body.names.into_iter().map(String::into_bytes).collect();
@@ -761,46 +703,37 @@ async fn repair(
         };
         finish(&j, result);
     });
-    Ok(Json(json!({"job": job.id})))
-}
-
-#[derive(Deserialize)]
-struct PeerRmBody {
-    id: String,
-    #[serde(default)]
-    now: bool,
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
 }
 
 async fn peers_rm(
     State(state): State<ApiState>,
     Json(body): Json<PeerRmBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PeerRemoval>, ApiError> {
     let id = state.node.resolve_peer(&body.id)?;
-    let removal = state.node.remove_peer(id, body.now).await?;
-    Ok(Json(json!(removal)))
+    Ok(Json(state.node.remove_peer(id, body.now).await?))
 }
 
-async fn accounts(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({"accounts": state.node.accounts()?})))
-}
-
-#[derive(Deserialize)]
-struct AccountRmBody {
-    user: String,
-    #[serde(default)]
-    purge: bool,
+async fn accounts(State(state): State<ApiState>) -> Result<Json<Accounts>, ApiError> {
+    Ok(Json(Accounts {
+        accounts: state.node.accounts()?,
+    }))
 }
 
 async fn account_rm(
     State(state): State<ApiState>,
     acting: Option<Extension<Acting>>,
     Json(body): Json<AccountRmBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AccountRemoved>, ApiError> {
     acting_user(acting, Some(body.user.clone()))?;
     let files = state.node.remove_account(&body.user, body.purge).await?;
-    Ok(Json(
-        json!({"removed": body.user, "file_versions_removed": files}),
-    ))
+    Ok(Json(AccountRemoved {
+        removed: body.user,
+        file_versions_removed: files,
+    }))
 }
 
 /// A private folder under the home for bytes on their way in or out (uploads, downloads).
@@ -892,7 +825,7 @@ async fn upload(
     acting: Option<Extension<Acting>>,
     Query(q): Query<UploadQuery>,
     body: axum::body::Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobStarted>, ApiError> {
     use futures_util::StreamExt;
     let user = acting_user(acting, q.user.clone())?;
     let session = state.node.session(user.as_deref())?;
@@ -962,7 +895,10 @@ async fn upload(
     if ended_early && let Ok(Some(refusal)) = put.await {
         return Err(refusal);
     }
-    Ok(Json(json!({"job": job.id, "bytes": bytes})))
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: Some(bytes),
+    }))
 }
 
 #[derive(Deserialize)]

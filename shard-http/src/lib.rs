@@ -6,10 +6,12 @@
 //! it; a program that embeds the engine needs neither.
 
 pub mod api;
+pub mod client;
 pub mod hosts;
 mod listener;
 pub mod proof;
 pub mod stream;
+pub mod types;
 pub mod ui;
 
 use std::net::SocketAddr;

@@ -239,7 +239,7 @@ fn the_picture_reads_only_fields_a_picture_has() {
 fn job_status(state: JobState) -> JobStatus {
     JobStatus {
         id: 1,
-        kind: "get",
+        kind: "get".to_string(),
         bytes_total: 1,
         bytes_done: 1,
         files_total: 1,

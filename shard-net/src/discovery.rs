@@ -46,7 +46,7 @@ pub enum MdnsMode {
 }
 
 /// A node seen on the LAN that is not paired with this one.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Nearby {
     /// Its fingerprint (as announced: a hint until a handshake proves it).
     pub id: String,

@@ -128,7 +128,7 @@ pub fn login_delay(failures: u32) -> Duration {
 }
 
 /// An account as `shard account ls` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AccountInfo {
     /// Its name.
     pub name: String,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::report::{CheckReport, GetReport, PutReport, RepairReport};
 
@@ -31,7 +31,7 @@ impl Progress {
 }
 
 /// What a finished job returned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum JobResult {
     /// A put's report.
@@ -56,7 +56,7 @@ macro_rules! job_result_from {
 job_result_from!(PutReport => Put, GetReport => Get, CheckReport => Check, RepairReport => Repair);
 
 /// Where a job stands, with its result or error once it ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum JobState {
     /// Still going.
@@ -77,12 +77,12 @@ pub enum JobState {
 }
 
 /// A job as the CLI and the web UI follow it: counters and state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatus {
     /// Its id.
     pub id: u64,
-    /// What it does.
-    pub kind: &'static str,
+    /// What it does: `put`, `get`, `check` or `repair`.
+    pub kind: String,
     /// Bytes to process.
     pub bytes_total: u64,
     /// Bytes processed.
@@ -153,7 +153,7 @@ impl Job {
         let p = &self.progress;
         JobStatus {
             id: self.id,
-            kind: self.kind,
+            kind: self.kind.to_string(),
             bytes_total: p.bytes_total.load(Ordering::Relaxed),
             bytes_done: p.bytes_done.load(Ordering::Relaxed),
             files_total: p.files_total.load(Ordering::Relaxed),
@@ -270,5 +270,93 @@ mod tests {
         }
         jobs.create_for("get", Some("mallory"));
         assert!(jobs.get(mine.id).is_some(), "ada's result kept");
+    }
+
+    /// A client reads a job's result back as the report it was: the untagged variants are
+    /// told apart by their fields, and a round trip through JSON is the identity.
+    #[test]
+    fn every_report_reads_back_as_its_own_variant() {
+        use crate::report::*;
+        let put = PutReport {
+            files: 2,
+            dirs: 1,
+            links: 0,
+            bytes: 10,
+            redundancy: "2-of-3".into(),
+            chunks: 2,
+            chunks_sent: 1,
+            chunks_already_stored: 1,
+            chunks_kept_at_earlier_redundancy: 0,
+            shares_sent: 3,
+            share_bytes_sent: 30,
+            skipped: vec!["a fifo".into()],
+            failed: Vec::new(),
+            moved: false,
+            full_nodes: Vec::new(),
+        };
+        let get = GetReport {
+            files: 2,
+            dirs: 1,
+            links: 0,
+            bytes: 10,
+            out: "/tmp/x".into(),
+            restored_at: 1,
+        };
+        let check = CheckReport {
+            catalog_snapshot_failure: None,
+            deleted_in_grace: DeletedInGrace {
+                shares: 0,
+                oldest_deleted_at: None,
+                grace_days: 30,
+            },
+            files: Vec::new(),
+            healthy: 0,
+            degraded: 0,
+            lost: 0,
+            unknown: 0,
+            chunks: 0,
+            shares: 0,
+            unrecorded: 0,
+            nodes: Vec::new(),
+            read: ReadSummary {
+                shares: 0,
+                bad: 0,
+                fraction: 0.0,
+            },
+            ok: true,
+            elapsed_secs: 0.5,
+        };
+        let repair = RepairReport {
+            chunks_degraded: 0,
+            chunks_repaired: 0,
+            shares_rebuilt: 0,
+            bytes_rebuilt: 0,
+            chunks_lost: 0,
+            files_lost: Vec::new(),
+            chunks_waiting_for_room: 0,
+            waiting: None,
+            failures: Vec::new(),
+            full_nodes: Vec::new(),
+            ok: true,
+            elapsed_secs: 0.25,
+            catalog_snapshot_failure: None,
+        };
+        for (result, kind) in [
+            (JobResult::from(put), "put"),
+            (JobResult::from(get), "get"),
+            (JobResult::from(check), "check"),
+            (JobResult::from(repair), "repair"),
+        ] {
+            let json = serde_json::to_value(&result).unwrap();
+            let back: JobResult = serde_json::from_value(json.clone()).unwrap();
+            let variant = match back {
+                JobResult::Put(_) => "put",
+                JobResult::Get(_) => "get",
+                JobResult::Check(_) => "check",
+                JobResult::Repair(_) => "repair",
+            };
+            assert_eq!(variant, kind);
+            assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shard_proto::{NodeId, PROTOCOL_VERSION};
 use shard_store::{Catalog, PeerRecord, ShareStore, Usage};
 use tokio::sync::watch;
@@ -161,7 +161,7 @@ impl Default for RunOptions {
 }
 
 /// A paired peer as `shard peers` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
     /// Full fingerprint.
     pub id: String,
@@ -188,7 +188,7 @@ pub struct PeerStatus {
 }
 
 /// This node, as `shard status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// Its name.
     pub name: String,

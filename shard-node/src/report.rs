@@ -2,10 +2,10 @@
 //! control API serializes them as they are (the JSON the CLI and the web UI read has these
 //! field names), and nothing below the HTTP edge builds JSON for them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The health of a chunk, and of a file by its worst chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChunkHealth {
     /// Every share is where it should be.
@@ -37,7 +37,7 @@ impl std::fmt::Display for ChunkHealth {
 }
 
 /// What a put stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutReport {
     /// Regular files stored.
     pub files: usize,
@@ -72,7 +72,7 @@ pub struct PutReport {
 }
 
 /// What a get restored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetReport {
     /// Regular files restored.
     pub files: usize,
@@ -89,7 +89,7 @@ pub struct GetReport {
 }
 
 /// What `check` found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
     /// Why the last catalog snapshot did not reach the peers, if it did not.
     pub catalog_snapshot_failure: Option<String>,
@@ -122,7 +122,7 @@ pub struct CheckReport {
 }
 
 /// Shares peers keep for a while after their files were removed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletedInGrace {
     /// How many.
     pub shares: u64,
@@ -133,7 +133,7 @@ pub struct DeletedInGrace {
 }
 
 /// One file's health, by its worst chunk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileHealth {
     /// Its name (lossy UTF-8).
     pub name: String,
@@ -152,7 +152,7 @@ pub struct FileHealth {
 }
 
 /// The shares of a file's worst chunk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorstChunk {
     /// Shares needed.
     pub k: u8,
@@ -171,7 +171,7 @@ pub struct WorstChunk {
 }
 
 /// What one node said in a check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeCheck {
     /// Its name.
     pub node: String,
@@ -190,7 +190,7 @@ pub struct NodeCheck {
 }
 
 /// Whether a node could be asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeCheckState {
     /// It answered.
@@ -200,7 +200,7 @@ pub enum NodeCheckState {
 }
 
 /// What `--read-data` read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadSummary {
     /// Shares read.
     pub shares: u64,
@@ -211,7 +211,7 @@ pub struct ReadSummary {
 }
 
 /// What a repair did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepairReport {
     /// Chunks found with fewer good shares than `n`.
     pub chunks_degraded: usize,
@@ -244,7 +244,7 @@ pub struct RepairReport {
 }
 
 /// What unpairing a peer did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRemoval {
     /// Its name.
     pub removed: String,
@@ -257,7 +257,7 @@ pub struct PeerRemoval {
 }
 
 /// One account's shares moved off a peer before it was unpaired.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SharesMoved {
     /// The account.
     pub user: String,
@@ -270,7 +270,7 @@ pub struct SharesMoved {
 }
 
 /// What a stored entry is, as `ls` and the picture name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// A regular file.
@@ -292,14 +292,14 @@ impl From<shard_store::FileKind> for EntryKind {
 }
 
 /// What `ls` lists: the newest version of each name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Listing {
     /// In name order.
     pub files: Vec<ListedFile>,
 }
 
 /// One name in a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListedFile {
     /// Its name (lossy UTF-8).
     pub name: String,
@@ -325,7 +325,7 @@ pub struct ListedFile {
 
 /// A file's health as the catalog records it: by its chunk with the fewest acknowledged
 /// shares above `k`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredHealth {
     /// Healthy (every share acknowledged), degraded (at least `k`) or lost.
     pub state: ChunkHealth,
@@ -343,7 +343,7 @@ pub struct StoredHealth {
 }
 
 /// What `rm` removed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Removal {
     /// Entries removed (every version, and what a folder held).
     pub removed: usize,
@@ -354,7 +354,7 @@ pub struct Removal {
 }
 
 /// Where a stored file's shares are, for the web UI's picture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Picture {
     /// The file's name (lossy UTF-8).
     pub name: String,
@@ -371,7 +371,7 @@ pub struct Picture {
 }
 
 /// One chunk in a picture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PictureChunk {
     /// The first bytes of its id, in hex.
     pub id: String,
@@ -386,7 +386,7 @@ pub struct PictureChunk {
 }
 
 /// One share in a picture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PictureShare {
     /// Its index in the chunk's encoding.
     pub index: u8,
@@ -399,7 +399,7 @@ pub struct PictureShare {
 }
 
 /// A share's state as the picture shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ShareView {
     /// Acknowledged, and its node is online.
@@ -413,7 +413,7 @@ pub enum ShareView {
 }
 
 /// A node in a picture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PictureNode {
     /// Its fingerprint.
     pub node: String,
@@ -424,7 +424,7 @@ pub struct PictureNode {
 }
 
 /// What a recovery did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recovery {
     /// The account the vault now belongs to.
     pub account: String,
@@ -447,7 +447,7 @@ pub struct Recovery {
 }
 
 /// A catalog head found at recovery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeadSeen {
     /// Its sequence number.
     pub head: u64,
