@@ -9,7 +9,7 @@
     clippy::print_stderr
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -14,7 +14,7 @@
     clippy::print_stderr
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -16,7 +16,7 @@
 // The attacks live in the test-only adversary module.
 #![cfg(feature = "adversary")]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::time::{Duration, Instant};
 

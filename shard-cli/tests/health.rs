@@ -11,7 +11,7 @@
     clippy::cast_possible_truncation
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

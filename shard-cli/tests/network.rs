@@ -12,7 +12,7 @@
     clippy::cast_possible_wrap
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::time::Duration;
 

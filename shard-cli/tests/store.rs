@@ -11,7 +11,7 @@
     clippy::cast_possible_wrap
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

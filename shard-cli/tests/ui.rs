@@ -11,7 +11,7 @@
     clippy::print_stderr
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use common::{PASSWORD, TestNode, stderr};
 use serde_json::{Value, json};

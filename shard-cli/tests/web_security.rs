@@ -10,7 +10,7 @@
     clippy::print_stderr
 )]
 
-mod common;
+use shard_testkit::nodes as common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

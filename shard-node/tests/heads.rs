@@ -13,7 +13,7 @@
     clippy::cast_possible_wrap
 )]
 
-mod common;
+use shard_testkit::swarm as common;
 
 use std::time::Duration;
 

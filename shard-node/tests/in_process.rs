@@ -9,7 +9,7 @@
     clippy::cast_possible_truncation
 )]
 
-mod common;
+use shard_testkit::swarm as common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

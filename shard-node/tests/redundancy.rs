@@ -15,7 +15,7 @@
     clippy::cast_possible_wrap
 )]
 
-mod common;
+use shard_testkit::swarm as common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

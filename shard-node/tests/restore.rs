@@ -1,7 +1,7 @@
 //! Restores in process: names at the file system's limit come back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use shard_testkit::swarm as common;
 
 use common::Swarm;
 

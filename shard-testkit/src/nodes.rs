@@ -1,6 +1,7 @@
 //! Real `shard` nodes for end-to-end tests: temporary homes, peers and API on 127.0.0.1 with
-//! ports the system picks, processes killed when the test ends.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! ports the system picks, processes killed when the test ends. The `shard` binary is the one
+//! cargo built beside the running test (`shard-cli`'s integration tests), or `SHARD_TEST_BIN`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod lan;
 
@@ -13,8 +14,28 @@ use serde_json::Value;
 /// The passphrase of every test account.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The `shard` binary the tests run.
 pub fn shard_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shard")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("SHARD_TEST_BIN") {
+            return bin;
+        }
+        // target/<profile>/deps/<test> → target/<profile>/shard: where cargo puts the binary
+        // it builds for shard-cli's integration tests.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("shard"))
+            .expect("the test's target folder");
+        assert!(
+            bin.is_file(),
+            "no shard binary at {} (run the tests of shard-cli, or set SHARD_TEST_BIN)",
+            bin.display()
+        );
+        bin.to_string_lossy().into_owned()
+    })
 }
 
 /// `len` pseudo-random bytes from `seed` (xorshift: fast, and the same on every run).

@@ -1,8 +1,9 @@
-//! Nodes in this test process, on 127.0.0.1 with ports the system picks: an owner with an
-//! account and peers paired with it, driven through the library, for tests that need many
-//! operations (property tests) and cannot afford a process per command.
+//! Nodes in this test process, on 127.0.0.1 with ports the system picks (or on the in-memory
+//! transport): an owner with an account and peers paired with it, driven through the library,
+//! for engine tests and for tests that need many operations (property tests) and cannot afford
+//! a process per command. Failures panic: this is a test harness.
 #![allow(
-    dead_code,
+    missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::adversary::{Adversary, Lie};
 use shard_crypto::{KdfParams, KeyRecord, VaultKey};
 use shard_net::memory::{Link, MemoryNet};
 use shard_node::get::GetRequest;
@@ -21,7 +23,6 @@ use shard_node::node::{Node, RunOptions};
 use shard_node::put::PutRequest;
 use shard_node::report::{CheckReport, GetReport, PutReport};
 use shard_proto::NodeId;
-use shard_testkit::adversary::{Adversary, Lie};
 
 /// The test account and its passphrase.
 pub const USER: &str = "alice";

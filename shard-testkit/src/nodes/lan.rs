@@ -4,7 +4,7 @@
 //! A hub namespace holds a bridge; each node namespace has one veth end in the hub, attached to
 //! the bridge, and an address in 10.77.0.0/24 that exists nowhere else. The root namespace gets
 //! no interface at all. Everything is deleted on drop, also when the test fails. Needs root.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
