@@ -151,7 +151,7 @@ pub fn ls(home: &Home, json: bool) -> Result<()> {
             state.push_str(&format!(", {failed} failed logins"));
         }
         println!(
-            "{:<24}  {:>6}  {state}",
+            "{:<24}  {}  {state}",
             a.name.escape_debug().to_string(),
             a.files
         );

@@ -79,7 +79,7 @@ pub fn check(
             }
         };
         println!(
-            "{:<9}  {:>10}  {:>6}  {:<22}  {}",
+            "{:<9}  {:>10}  {}  {:<22}  {}",
             f.state.as_str(),
             human(f.size),
             f.chunks,

@@ -270,7 +270,7 @@ pub fn ls(home: &Home, json: bool, prefix: Option<&str>, user: Option<&str>) -> 
             human(f.size)
         };
         println!(
-            "{size:>10}  {:>3}  {health:<9}  {}",
+            "{size:>10}  {}  {health:<9}  {}",
             f.versions,
             f.name.escape_debug()
         );

@@ -30,8 +30,8 @@ pub struct Proof {
     pub proof: String,
 }
 
-/// `POST /v1/ui-link`'s answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/ui-link`'s answer (no `Debug`: the link may carry the one-time setup token).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct UiLink {
     /// The web UI's address (none when the node serves no UI).
     pub url: Option<String>,
@@ -69,8 +69,8 @@ pub struct InviteBody {
     pub valid_for_secs: Option<u64>,
 }
 
-/// `POST /v1/invite`'s answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/invite`'s answer (no `Debug`: the code pairs whoever types it).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Invitation {
     /// The invite code to type on the other node.
     pub code: String,
@@ -80,8 +80,8 @@ pub struct Invitation {
     pub valid_for_secs: u64,
 }
 
-/// `POST /v1/join`'s body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/join`'s body (no `Debug`: it carries the invite code).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct JoinBody {
     /// The invite code.
     pub code: String,

@@ -124,6 +124,10 @@ pub enum Error {
     /// A parallel split whose consumer stopped taking chunks (a put that ended early).
     #[error("the data path was stopped: the chunks' consumer went away")]
     Stopped,
+    /// A worker thread of the data path panicked: a bug. The operation fails instead of
+    /// hanging or unwinding through its caller's cleanup.
+    #[error("a worker of the data path crashed (a bug in shard); nothing was written past it")]
+    WorkerPanicked,
 }
 
 impl Error {

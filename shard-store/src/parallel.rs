@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use shard_crypto::VaultKeys;
@@ -28,6 +30,15 @@ pub struct SplitChunk {
     pub seq: usize,
     /// The encoded chunk.
     pub result: Result<EncodedChunk>,
+}
+
+/// Runs `work` on a worker thread, a panic turned into [`Error::WorkerPanicked`]: a worker that
+/// unwinds would leave its caller waiting for a chunk that never comes (or unwind through the
+/// caller's cleanup of a half-written file).
+fn guarded<T, E: From<Error>>(
+    work: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| Err(Error::WorkerPanicked.into()))
 }
 
 /// A chunk's plaintext on its way to a worker: (file, seq, bytes).
@@ -114,7 +125,14 @@ where
                     let Ok((file, seq, plain)) = job else {
                         return;
                     };
-                    let result = encoder.encode_choosing(&plain, choose);
+                    let result = guarded(|| encoder.encode_choosing(&plain, choose));
+                    if matches!(result, Err(Error::WorkerPanicked)) {
+                        // Its buffers may be half-changed: a fresh encoder for what follows.
+                        match ChunkEncoder::new(keys.clone(), redundancy) {
+                            Ok(fresh) => encoder = fresh,
+                            Err(_) => return,
+                        }
+                    }
                     if !emit(SplitChunk { file, seq, result }) {
                         // The feeder learns on its next send, once every worker has left.
                         return;
@@ -145,9 +163,10 @@ pub trait ChunkSource: Sync {
 
 /// Restores the plaintext of `chunks`, in order, into `write`: `workers` threads fetch (from
 /// `source`) and decode chunks while this thread writes, at most `workers` chunks ahead of the
-/// one being written. Returns the bytes written. The first failure stops the restore (chunks
-/// being fetched are finished and dropped); nothing after a failed chunk is written. A file of
-/// one chunk is restored on this thread alone.
+/// one being written. Returns the bytes written. A failure stops the restore: no chunk after
+/// it is fetched or written, and the error returned is that of the first failed chunk in file
+/// order. A worker that panics fails the restore with [`Error::WorkerPanicked`]. A file of one
+/// chunk is restored on this thread alone.
 ///
 /// ```
 /// # use std::collections::HashMap;
@@ -196,7 +215,7 @@ where
         let mut decoder = ChunkDecoder::new(keys.clone());
         let mut bytes = 0u64;
         for chunk in chunks {
-            let plain = fetch(&mut decoder, chunk)?;
+            let plain = guarded(|| fetch(&mut decoder, chunk))?;
             write(&plain)?;
             bytes += plain.len() as u64;
         }
@@ -205,9 +224,13 @@ where
     let (work_tx, work_rx) = mpsc::sync_channel::<(usize, &ChunkRef)>(workers);
     let work_rx = Mutex::new(work_rx);
     let (done_tx, done_rx) = mpsc::channel::<(usize, std::result::Result<Vec<u8>, S::Error>)>();
+    // The first chunk (in file order) known to have failed: chunks after it are not fetched,
+    // those before it are, so the error reported is the file's first.
+    let failed_at = AtomicUsize::new(usize::MAX);
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (work_rx, done_tx, fetch) = (&work_rx, done_tx.clone(), &fetch);
+            let (work_rx, done_tx, fetch, failed_at) =
+                (&work_rx, done_tx.clone(), &fetch, &failed_at);
             scope.spawn(move || {
                 let mut decoder = ChunkDecoder::new(keys.clone());
                 loop {
@@ -216,7 +239,15 @@ where
                         Err(_) => return,
                     };
                     let Ok((index, chunk)) = job else { return };
-                    if done_tx.send((index, fetch(&mut decoder, chunk))).is_err() {
+                    if index > failed_at.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let result = guarded(|| fetch(&mut decoder, chunk));
+                    if result.is_err() {
+                        // A decoder that panicked may be half-changed.
+                        decoder = ChunkDecoder::new(keys.clone());
+                    }
+                    if done_tx.send((index, result)).is_err() {
                         return;
                     }
                 }
@@ -228,22 +259,26 @@ where
         let work_tx = work_tx;
         let mut queue = chunks.iter().enumerate();
         let (mut issued, mut written, mut bytes) = (0usize, 0usize, 0u64);
-        let mut ready: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        let mut ready = BTreeMap::new();
         while written < chunks.len() {
-            while issued < written + workers {
+            while issued < written + workers && failed_at.load(Ordering::Relaxed) == usize::MAX {
                 let Some(next) = queue.next() else { break };
                 if work_tx.send(next).is_err() {
                     break;
                 }
                 issued += 1;
             }
-            // Every worker gone with chunks outstanding is a worker that panicked; the scope
-            // re-raises its panic when it joins.
-            let Ok((index, plain)) = done_rx.recv() else {
-                break;
+            // Workers catch their panics and skip only chunks after a failure, so every chunk
+            // up to the first failure is answered; no answer at all is a bug, not a hang.
+            let Ok((index, result)) = done_rx.recv() else {
+                return Err(Error::WorkerPanicked.into());
             };
-            ready.insert(index, plain?);
-            while let Some(plain) = ready.remove(&written) {
+            if result.is_err() {
+                failed_at.fetch_min(index, Ordering::Relaxed);
+            }
+            ready.insert(index, result);
+            while let Some(result) = ready.remove(&written) {
+                let plain = result?;
                 write(&plain)?;
                 bytes += plain.len() as u64;
                 written += 1;
@@ -434,5 +469,66 @@ mod tests {
         );
         // Never more than `workers` chunks ahead of the one being written.
         assert!(memory.1.load(Ordering::Relaxed) <= 5 + 1 + 3);
+    }
+
+    /// Shares of the chunks of one file, kept whole except where `keep` says otherwise.
+    fn stored(file: &[u8], keep: impl Fn(usize) -> usize) -> (Vec<ChunkRef>, Memory) {
+        let (_, emitted) = split(&[file.to_vec()], 2);
+        let emitted = emitted.into_inner().unwrap();
+        let mut memory = Memory(HashMap::new(), AtomicUsize::new(0));
+        for (n, c) in emitted.values().enumerate() {
+            memory
+                .0
+                .extend(c.shares.iter().take(keep(n)).map(|s| (s.id(), s.clone())));
+        }
+        (emitted.values().map(|c| c.chunk.clone()).collect(), memory)
+    }
+
+    #[test]
+    fn the_error_is_the_first_failed_chunk_in_file_order() {
+        let file = data(600_000, 6);
+        // Chunks 2 and 7 are lost; 7's error usually arrives first.
+        let (chunks, memory) = stored(&file, |n| if n == 2 || n == 7 { 1 } else { 5 });
+        assert!(chunks.len() > 8);
+        for _ in 0..20 {
+            let err = restore_parallel(&keys(), &chunks, &memory, 8, |_| Ok(())).unwrap_err();
+            match err {
+                Error::NotEnoughShares { chunk, .. } => assert_eq!(chunk, chunks[2].id),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A source that panics on one chunk.
+    struct Panicky<'a>(&'a Memory, ChunkId);
+
+    impl ChunkSource for Panicky<'_> {
+        type Error = Error;
+        fn shares(&self, chunk: &ChunkRef) -> Result<Vec<Share>> {
+            assert!(chunk.id != self.1, "a bug in the source");
+            self.0.shares(chunk)
+        }
+    }
+
+    #[test]
+    fn a_worker_that_panics_fails_the_restore_instead_of_hanging_it() {
+        let file = data(600_000, 8);
+        let (chunks, memory) = stored(&file, |_| 5);
+        for (workers, victim) in [(8, 3), (1, 0), (2, chunks.len() - 1)] {
+            let source = Panicky(&memory, chunks[victim].id);
+            let mut out = Vec::new();
+            let err = restore_parallel(&keys(), &chunks, &source, workers, |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap_err();
+            assert!(matches!(err, Error::WorkerPanicked), "{err:?}");
+            let before: usize = chunks.iter().take(victim).map(|c| c.len as usize).sum();
+            assert!(out.len() <= before && out == file[..out.len()]);
+        }
+        // One chunk: restored on the calling thread, guarded the same way.
+        let one = &chunks[..1];
+        let err = restore_parallel(&keys(), one, &Panicky(&memory, one[0].id), 8, |_| Ok(()));
+        assert!(matches!(err, Err(Error::WorkerPanicked)), "{err:?}");
     }
 }
