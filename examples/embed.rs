@@ -27,6 +27,9 @@ fn home(root: &Path, name: &str) -> shard_node::Result<Home> {
     config.listen = ([127, 0, 0, 1], 0).into();
     config.api = ([127, 0, 0, 1], 0).into();
     config.discovery.mdns = MdnsMode::Off;
+    // No relays: this example stays on loopback (an embedder reaching other homes leaves the
+    // default, the public relays, or names its own).
+    config.net.relays = Some(Vec::new());
     home.init(&config)?;
     Ok(home)
 }

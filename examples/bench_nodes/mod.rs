@@ -52,6 +52,8 @@ pub fn init(dir: &Path, name: &str, login: bool) -> PathBuf {
             "off",
             "--mdns",
             "off",
+            "--relay",
+            "none",
         ],
     );
     if login {

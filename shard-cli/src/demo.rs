@@ -43,6 +43,8 @@ fn home_at(root: &Path, i: usize) -> Result<Home> {
         config.api = "127.0.0.1:0".parse()?;
         // Loopback only: no multicast on the machine's real interfaces.
         config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
+        // No relays: the demo never leaves 127.0.0.1.
+        config.net.relays = Some(Vec::new());
         home.init(&config)?;
     }
     Ok(home)

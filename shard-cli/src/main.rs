@@ -65,6 +65,13 @@ enum Command {
         /// mDNS on the LAN: on (announce and browse), quiet (browse only) or off.
         #[arg(long, default_value = "on", value_parser = ["on", "quiet", "off"])]
         mdns: String,
+        /// A relay for peers in other homes, https://HOST[:PORT] (repeatable); "none": no
+        /// relays, LAN and forwarded addresses only [default: the public relays].
+        #[arg(long = "relay", value_name = "URL")]
+        relays: Vec<String>,
+        /// Trust this PEM certificate for relays too (a relay with a self-signed certificate).
+        #[arg(long, value_name = "PEM")]
+        relay_ca: Option<PathBuf>,
     },
     /// Run the node: serve paired peers, keep connections to them, answer the CLI.
     Serve {
@@ -92,6 +99,33 @@ enum Command {
         /// Use mDNS on this interface only (repeatable) [default: every up, non-loopback one].
         #[arg(long = "mdns-interface", value_name = "IF")]
         mdns_interfaces: Vec<String>,
+        /// A relay for peers in other homes (repeatable); "none": no relays [default: from
+        /// the config].
+        #[arg(long = "relay", value_name = "URL")]
+        relays: Vec<String>,
+        /// Trust this PEM certificate for relays too [default: from the config].
+        #[arg(long, value_name = "PEM")]
+        relay_ca: Option<PathBuf>,
+    },
+    /// Run a relay of your own for nodes in different homes (iroh's relay server). Give nodes
+    /// its URL with `--relay`.
+    Relay {
+        /// Address to serve on, e.g. 0.0.0.0:443.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// The certificate chain, PEM (with --key: HTTPS, plus QUIC address discovery).
+        #[arg(long, value_name = "PEM", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The certificate's private key, PEM.
+        #[arg(long, value_name = "PEM", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Serve plain HTTP without a certificate: relaying only, no address discovery (so no
+        /// hole punching: peers stay on the relay).
+        #[arg(long, conflicts_with_all = ["cert", "key"])]
+        insecure_http: bool,
+        /// UDP port of the QUIC address discovery (nodes assume 7842).
+        #[arg(long, default_value_t = shard_net::relay::DEFAULT_QUIC_PORT)]
+        quic_port: u16,
     },
     /// Accounts: each has its own vault.
     #[command(subcommand)]
@@ -340,8 +374,23 @@ fn main() -> ExitCode {
             layout,
             quota,
             mdns,
+            relays,
+            relay_ca,
         } => network::init(
-            &home, json, name, listen, api, &ui, store, layout, quota, &mdns,
+            &home,
+            json,
+            network::InitOptions {
+                name,
+                listen,
+                api,
+                ui,
+                store,
+                layout,
+                quota,
+                mdns,
+                relays,
+                relay_ca,
+            },
         ),
         Command::Serve {
             listen,
@@ -352,17 +401,30 @@ fn main() -> ExitCode {
             password_file,
             no_mdns,
             mdns_interfaces,
+            relays,
+            relay_ca,
         } => network::serve(
             &home,
-            listen,
-            api,
-            ui,
-            ui_public,
-            login.as_deref(),
-            password_file.as_deref(),
-            no_mdns,
-            mdns_interfaces,
+            network::ServeOptions {
+                listen,
+                api,
+                ui,
+                ui_public,
+                login,
+                password_file,
+                no_mdns,
+                mdns_interfaces,
+                relays,
+                relay_ca,
+            },
         ),
+        Command::Relay {
+            listen,
+            cert,
+            key,
+            insecure_http,
+            quic_port,
+        } => network::relay(listen, cert.zip(key), insecure_http, quic_port),
         Command::Account(AccountCommand::Create {
             user,
             password_file,

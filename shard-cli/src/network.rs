@@ -76,19 +76,66 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn init(
-    home: &Home,
-    json: bool,
-    name: Option<String>,
-    listen: SocketAddr,
-    api: SocketAddr,
-    ui: &str,
-    store: Option<PathBuf>,
-    layout: String,
-    quota: Option<String>,
-    mdns: &str,
-) -> Result<()> {
+/// What `shard init` was given.
+pub struct InitOptions {
+    pub name: Option<String>,
+    pub listen: SocketAddr,
+    pub api: SocketAddr,
+    pub ui: String,
+    pub store: Option<PathBuf>,
+    pub layout: String,
+    pub quota: Option<String>,
+    pub mdns: String,
+    pub relays: Vec<String>,
+    pub relay_ca: Option<PathBuf>,
+}
+
+/// `--relay` as given: none given, the config decides; "none" (alone), no relays; otherwise
+/// URLs, each checked now so a typo is said before the node starts.
+fn relay_choice(relays: Vec<String>) -> Result<Option<Vec<String>>> {
+    if relays.is_empty() {
+        return Ok(None);
+    }
+    if relays.iter().any(|r| r == "none") {
+        if relays.len() > 1 {
+            bail!("--relay none turns relays off; it cannot go with relay URLs");
+        }
+        return Ok(Some(Vec::new()));
+    }
+    shard_net::wan::parse_relays(&relays).map_err(|e| anyhow::anyhow!("--relay: {e}"))?;
+    Ok(Some(relays))
+}
+
+/// A `--relay-ca` file, checked now (it must hold a certificate); made absolute, since the
+/// node reads it relative to its home.
+fn relay_ca_path(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    let Some(path) = path else { return Ok(None) };
+    let pem = std::fs::read(&path)
+        .with_context(|| format!("reading the relay certificate {}", path.display()))?;
+    shard_net::wan::read_pem_certificates(&pem)
+        .map_err(|e| anyhow::anyhow!("--relay-ca {}: {e}", path.display()))?;
+    Ok(Some(std::path::absolute(&path)?))
+}
+
+pub fn init(home: &Home, json: bool, options: InitOptions) -> Result<()> {
+    let InitOptions {
+        name,
+        listen,
+        api,
+        ui,
+        store,
+        layout,
+        quota,
+        mdns,
+        relays,
+        relay_ca,
+    } = options;
+    let net = shard_node::home::NetConfig {
+        relays: relay_choice(relays)?,
+        relay_ca: relay_ca_path(relay_ca)?,
+    };
+    let ui = ui.as_str();
+    let mdns = mdns.as_str();
     if !api.ip().is_loopback() {
         bail!("the control API must listen on a loopback address such as 127.0.0.1, not {api}");
     }
@@ -127,6 +174,7 @@ pub fn init(
         },
         health: shard_node::home::HealthConfig::default(),
         web: shard_node::home::WebConfig::default(),
+        net,
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());
@@ -145,17 +193,37 @@ pub fn init(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn serve(
-    home: &Home,
-    listen: Option<SocketAddr>,
-    api: Option<SocketAddr>,
-    ui: Option<SocketAddr>,
-    ui_public: bool,
-    login: Option<&str>,
-    password_file: Option<&std::path::Path>,
-    no_mdns: bool,
-    mdns_interfaces: Vec<String>,
-) -> Result<()> {
+/// What `shard serve` was given.
+pub struct ServeOptions {
+    pub listen: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
+    pub ui: Option<SocketAddr>,
+    pub ui_public: bool,
+    pub login: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub no_mdns: bool,
+    pub mdns_interfaces: Vec<String>,
+    pub relays: Vec<String>,
+    pub relay_ca: Option<PathBuf>,
+}
+
+pub fn serve(home: &Home, options: ServeOptions) -> Result<()> {
+    let ServeOptions {
+        listen,
+        api,
+        ui,
+        ui_public,
+        login,
+        password_file,
+        no_mdns,
+        mdns_interfaces,
+        relays,
+        relay_ca,
+    } = options;
+    let relays = relay_choice(relays)?;
+    let relay_ca = relay_ca_path(relay_ca)?;
+    let login = login.as_deref();
+    let password_file = password_file.as_deref();
     // Asked before anything starts, so a prompt is not buried under log lines.
     let passphrase = match login {
         Some(user) => Some(crate::accounts::passphrase(password_file, user)?),
@@ -175,6 +243,8 @@ pub fn serve(
             listen,
             mdns: no_mdns.then_some(MdnsMode::Quiet),
             mdns_interfaces: (!mdns_interfaces.is_empty()).then_some(mdns_interfaces),
+            relays,
+            relay_ca,
             ..RunOptions::default()
         };
         let node = Node::builder(home.clone()).options(options);
@@ -237,6 +307,26 @@ pub fn status(home: &Home, json: bool) -> Result<()> {
         println!("node {} ({})", status.name, status.id);
         println!("peers: {} paired, {} online", status.peers, status.online);
         println!("listening on {}", status.listen);
+        match &status.wan {
+            None => println!("relays: none (peers on the LAN or at forwarded addresses only)"),
+            Some(wan) => {
+                if wan.relays.is_empty() {
+                    println!("relays: none reachable now");
+                } else {
+                    println!("relays: {}", wan.relays.join(", "));
+                }
+                for why in &wan.unreachable {
+                    println!("  unreachable: {why}");
+                }
+                if wan.direct.is_empty() {
+                    println!(
+                        "directly reachable: not known yet (peers in other homes go through a relay)"
+                    );
+                } else {
+                    println!("directly reachable at: {}", wan.direct.join(", "));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -301,8 +391,8 @@ pub fn peers(home: &Home, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<8} {:<22} {:>9}  USED",
-        "NAME", "ID", "STATE", "ADDRESS", "RTT"
+        "{:<20} {:<10} {:<8} {:<6} {:<22} {:>9}  USED",
+        "NAME", "ID", "STATE", "PATH", "ADDRESS", "RTT"
     );
     for p in peers {
         let state = if p.online { "online" } else { "offline" };
@@ -315,13 +405,19 @@ pub fn peers(home: &Home, json: bool) -> Result<()> {
             (Some(u), None) => human(u),
             _ => "-".into(),
         };
-        let addr = p
-            .addr
-            .or_else(|| p.addrs.first().cloned())
-            .unwrap_or_else(|| "-".into());
+        let path = p.path.as_deref().unwrap_or("-");
+        // Over a relay there is no address of the peer's to show.
+        let addr = match p.path.as_deref() {
+            Some("relay") => "(relayed)".to_string(),
+            _ => p
+                .addr
+                .clone()
+                .or_else(|| p.addrs.iter().find(|a| !a.starts_with("iroh:")).cloned())
+                .unwrap_or_else(|| "-".into()),
+        };
         println!(
-            "{:<20} {:<10} {:<8} {:<22} {:>9}  {used}",
-            p.name, p.short_id, state, addr, rtt
+            "{:<20} {:<10} {:<8} {:<6} {:<22} {:>9}  {used}",
+            p.name, p.short_id, state, path, addr, rtt
         );
     }
     Ok(())
@@ -358,6 +454,59 @@ pub fn ui_link(home: &Home, json: bool) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Runs a relay until Ctrl-C: over HTTPS with `tls` (certificate and key files), or plain HTTP.
+pub fn relay(
+    listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    insecure_http: bool,
+    quic_port: u16,
+) -> Result<()> {
+    if tls.is_none() && !insecure_http {
+        bail!(
+            "give the relay a certificate (--cert PEM --key PEM), or run it without one with --insecure-http"
+        );
+    }
+    let tls = match tls {
+        Some((cert, key)) => Some((
+            std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        None => None,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let relay = shard_net::relay::Relay::start(shard_net::relay::RelayOptions {
+            listen,
+            tls,
+            quic_port,
+        })
+        .await?;
+        println!("relay: {}", relay.url());
+        match relay.quic_addr() {
+            Some(quic) => println!("QUIC address discovery on udp {quic}"),
+            None => println!(
+                "plain HTTP: relaying only, no address discovery, so no hole punching (peers stay on the relay); the relay link is protected only by the peers' own encryption"
+            ),
+        }
+        println!("give nodes `--relay {}`; Ctrl-C to stop", relay.url());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        relay.shutdown().await?;
+        println!("relay stopped");
+        Ok::<(), anyhow::Error>(())
+    })
 }
 
 #[cfg(test)]

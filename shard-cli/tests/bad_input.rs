@@ -227,11 +227,11 @@ fn bad_inputs_are_refused_with_their_reason_and_change_nothing() {
             "join with garbage",
             &["join", "garbage"],
             1,
-            &["does not start with SHARD1-", "shard invite"],
+            &["does not start with SHARD2-", "shard invite"],
         ),
         cli(
             "join with a cut code",
-            &["join", "SHARD1-AAAA"],
+            &["join", "SHARD2-AAAA"],
             1,
             &["too short"],
         ),
@@ -461,7 +461,7 @@ fn bad_inputs_are_refused_with_their_reason_and_change_nothing() {
             body: Some("{\"code\": \"garbage\"}"),
             token: true,
             status: 400,
-            says: &["SHARD1-"],
+            says: &["SHARD2-"],
         },
         Api {
             what: "an upload without its size",

@@ -24,7 +24,7 @@ fn two_nodes_pair_and_see_each_other_online() {
     let beta = TestNode::start("beta");
     let invite = alpha.json(&["invite"]);
     let code = invite["code"].as_str().unwrap();
-    assert!(code.starts_with("SHARD1-"));
+    assert!(code.starts_with("SHARD2-"));
     assert!(invite["valid_for_secs"].as_u64().unwrap() > 590);
 
     let out = beta.run(&["join", code]);
@@ -168,7 +168,7 @@ fn a_code_this_node_never_issued_is_refused_by_it() {
     let node = shard_net::identity::parse_fingerprint(status["id"].as_str().unwrap()).unwrap();
     let addr = status["listen"].as_str().unwrap().parse().unwrap();
     let forged = shard_net::pairing::Invites::default()
-        .create(node, vec![addr], Duration::from_secs(600))
+        .create(node, vec![addr], None, Duration::from_secs(600))
         .unwrap();
     let out = beta.run(&["join", forged.encode().as_str()]);
     assert_eq!(out.status.code(), Some(1));

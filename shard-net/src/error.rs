@@ -60,6 +60,13 @@ pub enum Error {
     /// The node's home or configuration is unusable.
     #[error("{0}")]
     Config(String),
+    /// The route names a path this node does not have (an iroh endpoint on a node started
+    /// with `--relay none`, for instance).
+    #[error("no path to {0}: this node does not dial that kind of address")]
+    NoRoute(String),
+    /// A relay or the iroh endpoint could not be set up or reached.
+    #[error("relay: {0}")]
+    Relay(String),
     /// A bug or a crash inside the node (a task that panicked): not the peer's doing.
     #[error("internal error: {0}")]
     Internal(String),

@@ -15,8 +15,10 @@ pub mod identity;
 pub mod memory;
 pub mod noise;
 pub mod pairing;
+pub mod relay;
 pub mod rpc;
 mod suite;
 pub mod transport;
+pub mod wan;
 
 pub use error::{Error, Result};

@@ -33,7 +33,7 @@ use shard_proto::{Message, NodeId};
 use crate::identity::{NodeIdentity, fingerprint};
 use crate::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
 use crate::transport::{
-    BoxFuture, Connection, FrameRead, FrameWrite, Incoming, Listener, Transport,
+    BoxFuture, Connection, FrameRead, FrameWrite, Incoming, Listener, Route, Transport,
 };
 use crate::{Error, Result};
 
@@ -260,12 +260,15 @@ impl Transport for MemoryTransport {
 
     fn connect<'a>(
         &'a self,
-        addr: SocketAddr,
+        to: &'a Route,
         hello: &'a Hello,
         expect: Option<NodeId>,
         pairing: Option<&'a PairingKey>,
     ) -> BoxFuture<'a, Result<Connection>> {
         Box::pin(async move {
+            let Route::Tcp(addr) = *to else {
+                return Err(Error::NoRoute(to.to_string()));
+            };
             let from = self.own_addr();
             let mut links = Links([self.net.watch(from), self.net.watch(addr)]);
             let refused = || Error::Io(std::io::ErrorKind::ConnectionRefused.into());
@@ -297,6 +300,8 @@ impl Transport for MemoryTransport {
                     // As the Noise transport does: what a peer says of itself is cleaned.
                     hello: hello.clone().cleaned(),
                     addr: from,
+                    transport_key: None,
+                    probe: None,
                 },
                 pairing: pairing.cloned(),
                 answer,
@@ -326,6 +331,8 @@ impl Transport for MemoryTransport {
                 public,
                 hello: their_hello.cleaned(),
                 addr,
+                transport_key: None,
+                probe: None,
             }))
         })
     }

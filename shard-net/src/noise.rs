@@ -1,4 +1,5 @@
-//! The secure channel: Noise over TCP (snow, with its ring resolver for speed).
+//! The secure channel: Noise over a byte stream — TCP on the LAN, an iroh QUIC stream beyond
+//! it (snow, with its ring resolver for speed).
 //!
 //! Sessions use `Noise_XX_25519_AESGCM_SHA256`: both sides prove their static key. Pairing uses
 //! `Noise_XXpsk3_25519_AESGCM_SHA256` with a key derived from the invite's secret, so only
@@ -33,9 +34,8 @@ use shard_proto::{
     Message, NodeId, Share, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };
 use snow::{HandshakeState, StatelessTransportState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::identity::{NodeIdentity, fingerprint, node_id_of};
 use crate::suite::builder;
@@ -83,16 +83,21 @@ enum Admission {
 
 impl Hello {
     /// What is kept of a peer's hello: its name through [`clean_name`] ("unnamed" if nothing
-    /// is left); at most [`MAX_LISTEN_ADDRS`] addresses that parse as `IP:port` with a port and
-    /// are [`dialable`].
+    /// is left); at most [`MAX_LISTEN_ADDRS`] routes ([`crate::transport::Route`]): `IP:port`
+    /// with a port and [`dialable`], and the first iroh endpoint.
     pub fn cleaned(self) -> Self {
         let name = clean_name(&self.name);
+        let mut iroh_seen = false;
         let listen = self
             .listen
             .into_iter()
-            .filter_map(|a| a.parse::<SocketAddr>().ok())
-            .filter(|a| a.port() != 0 && dialable(a.ip()))
-            .map(|a| a.to_string())
+            .filter_map(|a| crate::transport::Route::parse(&a))
+            .filter(|r| match r {
+                crate::transport::Route::Tcp(a) => a.port() != 0 && dialable(a.ip()),
+                // One iroh endpoint per node: a second would be a second key to pin.
+                crate::transport::Route::Iroh(_) => !std::mem::replace(&mut iroh_seen, true),
+            })
+            .map(|r| r.to_string())
             .take(MAX_LISTEN_ADDRS)
             .collect();
         Self {
@@ -120,13 +125,47 @@ pub fn clean_name(raw: &str) -> String {
         .collect()
 }
 
+/// The receiving side of the byte stream a channel runs over.
+pub type StreamRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The sending side of the byte stream a channel runs over.
+pub type StreamWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How a connection reaches its peer right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// TCP to an address of the peer's (its LAN, or one forwarded to it).
+    Lan,
+    /// iroh, on a direct UDP path (after hole punching, or an address that was reachable).
+    Direct,
+    /// iroh, through a relay.
+    Relay,
+}
+
+impl PathKind {
+    /// The word `shard peers` and the API use: `lan`, `direct` or `relay`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Lan => "lan",
+            PathKind::Direct => "direct",
+            PathKind::Relay => "relay",
+        }
+    }
+}
+
+/// Tells which path a connection uses now (it may move from a relay to a direct path while
+/// it lasts).
+pub trait PathProbe: Send + Sync + std::fmt::Debug {
+    /// The path in use now.
+    fn path(&self) -> PathKind;
+}
+
 /// Whether an address another node gave is one to dial: not unspecified, not multicast.
 pub fn dialable(ip: std::net::IpAddr) -> bool {
     !ip.is_unspecified() && !ip.is_multicast()
 }
 
 /// The authenticated other end of a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PeerInfo {
     /// Its id (SHA-256 of its static key).
     pub id: NodeId,
@@ -134,8 +173,20 @@ pub struct PeerInfo {
     pub public: [u8; 32],
     /// What it said about itself.
     pub hello: Hello,
-    /// Its address as seen from here.
+    /// Its address as seen from here (for a relayed connection, the unspecified address).
     pub addr: SocketAddr,
+    /// The key the stream under the channel authenticated, when it has one: the iroh
+    /// endpoint key of a connection that came over iroh (pinned like the Noise key).
+    pub transport_key: Option<[u8; 32]>,
+    /// Which path the connection takes; `None` is TCP.
+    pub probe: Option<Arc<dyn PathProbe>>,
+}
+
+impl PeerInfo {
+    /// The path the connection takes now.
+    pub fn path(&self) -> PathKind {
+        self.probe.as_ref().map_or(PathKind::Lan, |p| p.path())
+    }
 }
 
 /// How a pairing handshake is keyed.
@@ -177,7 +228,7 @@ pub struct SecureChannel {
     pub peer: PeerInfo,
 }
 
-async fn write_record(stream: &mut TcpStream, parts: &[&[u8]]) -> Result<()> {
+async fn write_record(stream: &mut (impl AsyncWrite + Unpin), parts: &[&[u8]]) -> Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let len = u16::try_from(len).map_err(|_| Error::Noise("record too long".into()))?;
     let mut buf = Vec::with_capacity(2 + usize::from(len));
@@ -186,17 +237,18 @@ async fn write_record(stream: &mut TcpStream, parts: &[&[u8]]) -> Result<()> {
         buf.extend_from_slice(p);
     }
     stream.write_all(&buf).await?;
+    stream.flush().await?;
     Ok(())
 }
 
-async fn read_record(stream: &mut TcpStream) -> Result<Vec<u8>> {
+async fn read_record(stream: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>> {
     let len = stream.read_u16().await?;
     let mut buf = vec![0u8; usize::from(len)];
     stream.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-async fn refuse(stream: &mut TcpStream, reason: &str) -> Result<()> {
+async fn refuse(stream: &mut (impl AsyncWrite + Unpin), reason: &str) -> Result<()> {
     write_record(stream, &[]).await?;
     let reason = reason.as_bytes();
     write_record(
@@ -225,8 +277,8 @@ fn remote_key(hs: &HandshakeState) -> Result<[u8; 32]> {
         .ok_or_else(|| Error::Noise("peer sent no static key".into()))
 }
 
-/// Connects to `addr` as the initiator. With `expect`, the answering node must be that one;
-/// with `pairing`, the handshake is keyed by an invite.
+/// Connects to `addr` over TCP as the initiator. With `expect`, the answering node must be
+/// that one; with `pairing`, the handshake is keyed by an invite.
 pub async fn connect(
     addr: SocketAddr,
     identity: &NodeIdentity,
@@ -234,8 +286,48 @@ pub async fn connect(
     expect: Option<NodeId>,
     pairing: Option<&PairingKey>,
 ) -> Result<SecureChannel> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    let stream = Stream {
+        read: Box::new(read),
+        write: Box::new(write),
+        addr,
+        transport_key: None,
+        probe: None,
+    };
+    connect_over(stream, identity, hello, expect, pairing).await
+}
+
+/// A byte stream to a peer, not yet secured, and what is known of it.
+pub struct Stream {
+    /// Its receiving side.
+    pub read: StreamRead,
+    /// Its sending side.
+    pub write: StreamWrite,
+    /// The peer's address as seen from here.
+    pub addr: SocketAddr,
+    /// The key the stream itself authenticated (an iroh endpoint key), if any.
+    pub transport_key: Option<[u8; 32]>,
+    /// Which path it takes; `None` is TCP.
+    pub probe: Option<Arc<dyn PathProbe>>,
+}
+
+/// The initiator's side of the handshake over `stream` (see [`connect`]).
+pub async fn connect_over(
+    stream: Stream,
+    identity: &NodeIdentity,
+    hello: &Hello,
+    expect: Option<NodeId>,
+    pairing: Option<&PairingKey>,
+) -> Result<SecureChannel> {
+    let Stream {
+        read: mut rd,
+        write: mut wr,
+        addr,
+        transport_key,
+        probe,
+    } = stream;
     let mode = if pairing.is_some() {
         MODE_PAIRING
     } else {
@@ -253,11 +345,11 @@ pub async fn connect(
 
     let payload: &[u8] = pairing.map(|p| &p.invite_id[..]).unwrap_or(&[]);
     let n = hs.write_message(payload, &mut buf)?;
-    write_record(&mut stream, &[&[mode], buf.get(..n).unwrap_or_default()]).await?;
+    write_record(&mut wr, &[&[mode], buf.get(..n).unwrap_or_default()]).await?;
 
-    let msg2 = read_record(&mut stream).await?;
+    let msg2 = read_record(&mut rd).await?;
     if msg2.is_empty() {
-        let reason = read_record(&mut stream).await?;
+        let reason = read_record(&mut rd).await?;
         return Err(Error::Refused(
             String::from_utf8_lossy(&reason).into_owned(),
         ));
@@ -275,7 +367,7 @@ pub async fn connect(
         });
     }
     let n = hs.write_message(&hello_bytes(hello)?, &mut buf)?;
-    write_record(&mut stream, &[buf.get(..n).unwrap_or_default()]).await?;
+    write_record(&mut wr, &[buf.get(..n).unwrap_or_default()]).await?;
 
     let peer = PeerInfo {
         id,
@@ -286,8 +378,10 @@ pub async fn connect(
             protocol: 0,
         },
         addr,
+        transport_key,
+        probe,
     };
-    let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
+    let mut channel = split(rd, wr, hs.into_stateless_transport_mode()?, peer);
     match channel.reader.read_admission().await? {
         Admission::Accepted(hello) => {
             channel.peer.hello = hello.cleaned();
@@ -297,16 +391,41 @@ pub async fn connect(
     }
 }
 
-/// Answers an incoming connection as the responder; `gate` decides pairing and admission.
+/// Answers an incoming TCP connection as the responder; `gate` decides pairing and admission.
 pub async fn accept(
-    mut stream: TcpStream,
+    stream: TcpStream,
     identity: &NodeIdentity,
     hello: &Hello,
     gate: &dyn Gatekeeper,
 ) -> Result<SecureChannel> {
     stream.set_nodelay(true)?;
     let addr = stream.peer_addr()?;
-    let first = read_record(&mut stream).await?;
+    let (read, write) = stream.into_split();
+    let stream = Stream {
+        read: Box::new(read),
+        write: Box::new(write),
+        addr,
+        transport_key: None,
+        probe: None,
+    };
+    accept_over(stream, identity, hello, gate).await
+}
+
+/// The responder's side of the handshake over `stream` (see [`accept`]).
+pub async fn accept_over(
+    stream: Stream,
+    identity: &NodeIdentity,
+    hello: &Hello,
+    gate: &dyn Gatekeeper,
+) -> Result<SecureChannel> {
+    let Stream {
+        read: mut rd,
+        write: mut wr,
+        addr,
+        transport_key,
+        probe,
+    } = stream;
+    let first = read_record(&mut rd).await?;
     let Some((&mode, msg1)) = first.split_first() else {
         return Err(Error::Noise("empty first message".into()));
     };
@@ -329,7 +448,7 @@ pub async fn accept(
         match gate.pairing_key(&id) {
             Ok(key) => hs.set_psk(3, key.psk.as_ref())?,
             Err(reason) => {
-                refuse(&mut stream, &reason).await?;
+                refuse(&mut wr, &reason).await?;
                 return Err(Error::Rejected(format!(
                     "pairing attempt from {addr}: {reason}"
                 )));
@@ -339,9 +458,9 @@ pub async fn accept(
     }
     let mut buf = vec![0u8; MAX_RECORD];
     let n = hs.write_message(&[], &mut buf)?;
-    write_record(&mut stream, &[buf.get(..n).unwrap_or_default()]).await?;
+    write_record(&mut wr, &[buf.get(..n).unwrap_or_default()]).await?;
 
-    let msg3 = read_record(&mut stream).await?;
+    let msg3 = read_record(&mut rd).await?;
     let n = hs
         .read_message(&msg3, &mut payload)
         .map_err(|e| match invite {
@@ -358,8 +477,10 @@ pub async fn accept(
         public,
         hello: their_hello,
         addr,
+        transport_key,
+        probe,
     };
-    let mut channel = split(stream, hs.into_stateless_transport_mode()?, peer)?;
+    let mut channel = split(rd, wr, hs.into_stateless_transport_mode()?, peer);
     match gate.admit(&channel.peer, invite.as_ref()) {
         Ok(()) => {
             channel
@@ -382,13 +503,13 @@ pub async fn accept(
 }
 
 fn split(
-    stream: TcpStream,
+    read: StreamRead,
+    write: StreamWrite,
     state: StatelessTransportState,
     peer: PeerInfo,
-) -> Result<SecureChannel> {
+) -> SecureChannel {
     let state = Arc::new(state);
-    let (read, write) = stream.into_split();
-    Ok(SecureChannel {
+    SecureChannel {
         reader: ChannelReader {
             io: read,
             inbuf: BytesMut::with_capacity(READ_AHEAD),
@@ -404,12 +525,12 @@ fn split(
             out: Vec::new(),
         },
         peer,
-    })
+    }
 }
 
 /// The receiving half: decrypts Noise messages and yields protocol frames.
 pub struct ChannelReader {
-    io: OwnedReadHalf,
+    io: StreamRead,
     /// Ciphertext read ahead, in large reads; records are decrypted straight out of it (no
     /// intermediate copy: measured on loopback, a `BufReader` plus a record buffer cost a
     /// third of the receiver's time, and two small reads per record cost more).
@@ -477,7 +598,7 @@ impl ChannelReader {
 
 /// The sending half: encodes frames and encrypts them into Noise messages.
 pub struct ChannelWriter {
-    io: OwnedWriteHalf,
+    io: StreamWrite,
     state: Arc<StatelessTransportState>,
     nonce: u64,
     frame: Vec<u8>,

@@ -1,9 +1,11 @@
-//! How frames reach a peer, behind traits: a [`Transport`] dials, listens and authenticates
-//! (a [`Listener`] yields [`Incoming`] connections that authenticate against the node's
-//! [`Gatekeeper`]), a [`Connection`] carries frames both ways. TCP + Noise ([`NoiseTcp`]) is
-//! the real one; [`crate::memory`] is an in-process one for tests and embedders; nothing
-//! above them (the request layer, the node) knows which it runs on.
+//! How frames reach a peer, behind traits: a [`Transport`] dials a [`Route`], listens and
+//! authenticates (a [`Listener`] yields [`Incoming`] connections that authenticate against the
+//! node's [`Gatekeeper`]), a [`Connection`] carries frames both ways. TCP + Noise
+//! ([`NoiseTcp`]) is the LAN's; iroh + Noise ([`crate::iroh::IrohTransport`]) reaches peers in
+//! other homes; [`Paths`] holds both; [`crate::memory`] is an in-process one for tests and
+//! embedders. Nothing above them (the request layer, the node) knows which it runs on.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -81,20 +83,112 @@ pub struct Connection {
     pub peer: PeerInfo,
 }
 
+/// Where a peer can be dialed.
+///
+/// As text (in a peer's hello, an invite, the catalog's record of a peer): `IP:port` for TCP,
+/// `iroh:<endpoint key, 64 hex digits>` optionally followed by `@<relay URL>` for iroh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// TCP to this address.
+    Tcp(SocketAddr),
+    /// iroh, to this endpoint.
+    Iroh(IrohRoute),
+}
+
+/// An iroh endpoint: its key (pinned like a Noise key) and the relay it is homed at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IrohRoute {
+    /// The endpoint's public key.
+    pub key: [u8; 32],
+    /// Its home relay, when known.
+    pub relay: Option<String>,
+}
+
+/// Longest relay URL kept from a peer or a code.
+pub const MAX_RELAY_URL: usize = 200;
+
+impl Route {
+    /// Reads a route as written by [`Route`]'s `Display`; `None` for anything else (a peer's
+    /// word is checked, never trusted to parse).
+    pub fn parse(text: &str) -> Option<Route> {
+        if let Some(rest) = text.strip_prefix("iroh:") {
+            let (key, relay) = match rest.split_once('@') {
+                Some((k, r)) => (k, Some(r)),
+                None => (rest, None),
+            };
+            let key: [u8; 32] = hex::decode(key).ok()?.try_into().ok()?;
+            let relay = match relay {
+                Some(r) if valid_relay_url(r) => Some(r.to_string()),
+                Some(_) => return None,
+                None => None,
+            };
+            return Some(Route::Iroh(IrohRoute { key, relay }));
+        }
+        text.parse().ok().map(Route::Tcp)
+    }
+
+    /// The TCP address, for a TCP route.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Route::Tcp(a) => Some(*a),
+            Route::Iroh(_) => None,
+        }
+    }
+}
+
+/// Whether `url` is one a node would dial as a relay: `http` or `https`, a host, no spaces
+/// or control characters, not too long.
+pub fn valid_relay_url(url: &str) -> bool {
+    url.len() <= MAX_RELAY_URL
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && (url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://")))
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Tcp(a) => write!(f, "{a}"),
+            Route::Iroh(r) => {
+                write!(f, "iroh:{}", hex::encode(r.key))?;
+                if let Some(relay) = &r.relay {
+                    write!(f, "@{relay}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<SocketAddr> for Route {
+    fn from(addr: SocketAddr) -> Self {
+        Route::Tcp(addr)
+    }
+}
+
 /// Dials peers and listens for them.
 pub trait Transport: Send + Sync {
     /// Listens at `addr` (port 0: one of the transport's choosing).
     fn listen(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Box<dyn Listener>>>;
 
-    /// Connects to `addr`, introducing this node with `hello`; with `expect`, the answering
-    /// node must be that one; with `pairing`, the handshake is keyed by an invite.
+    /// Connects to `to`, introducing this node with `hello`; with `expect`, the answering
+    /// node must be that one; with `pairing`, the handshake is keyed by an invite. A route
+    /// the transport does not carry is [`crate::Error::NoRoute`].
     fn connect<'a>(
         &'a self,
-        addr: SocketAddr,
+        to: &'a Route,
         hello: &'a Hello,
         expect: Option<NodeId>,
         pairing: Option<&'a PairingKey>,
     ) -> BoxFuture<'a, Result<Connection>>;
+
+    /// The routes this node can be reached at through this transport beyond its listening
+    /// socket's (an iroh endpoint's key and relay), for its hello and invite codes.
+    fn routes(&self) -> Vec<Route> {
+        Vec::new()
+    }
 }
 
 /// Where peers' connections arrive.
@@ -194,14 +288,103 @@ impl Transport for NoiseTcp {
 
     fn connect<'a>(
         &'a self,
-        addr: SocketAddr,
+        to: &'a Route,
         hello: &'a Hello,
         expect: Option<NodeId>,
         pairing: Option<&'a PairingKey>,
     ) -> BoxFuture<'a, Result<Connection>> {
         Box::pin(async move {
-            let channel = noise::connect(addr, &self.identity, hello, expect, pairing).await?;
+            let Route::Tcp(addr) = to else {
+                return Err(crate::Error::NoRoute(to.to_string()));
+            };
+            let channel = noise::connect(*addr, &self.identity, hello, expect, pairing).await?;
             Ok(channel.into())
+        })
+    }
+}
+
+/// Every path a node has: TCP (the LAN, forwarded addresses) and, when configured, iroh. It
+/// listens on both and dials each route with the transport that carries it.
+pub struct Paths {
+    tcp: Arc<dyn Transport>,
+    iroh: Option<Arc<dyn Transport>>,
+}
+
+impl Paths {
+    /// TCP through `tcp`, iroh routes through `iroh` (none: iroh routes are not dialed).
+    pub fn new(tcp: Arc<dyn Transport>, iroh: Option<Arc<dyn Transport>>) -> Self {
+        Self { tcp, iroh }
+    }
+}
+
+impl Transport for Paths {
+    fn listen(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let tcp = self.tcp.listen(addr).await?;
+            let Some(iroh) = &self.iroh else {
+                return Ok(tcp);
+            };
+            let iroh = iroh.listen(addr).await?;
+            Ok(Box::new(Both {
+                tcp,
+                iroh,
+                tcp_first: true,
+            }) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        to: &'a Route,
+        hello: &'a Hello,
+        expect: Option<NodeId>,
+        pairing: Option<&'a PairingKey>,
+    ) -> BoxFuture<'a, Result<Connection>> {
+        match (to, &self.iroh) {
+            (Route::Tcp(_), _) => self.tcp.connect(to, hello, expect, pairing),
+            (Route::Iroh(_), Some(iroh)) => iroh.connect(to, hello, expect, pairing),
+            (Route::Iroh(_), None) => {
+                Box::pin(async move { Err(crate::Error::NoRoute(to.to_string())) })
+            }
+        }
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        let mut routes = self.tcp.routes();
+        if let Some(iroh) = &self.iroh {
+            routes.extend(iroh.routes());
+        }
+        routes
+    }
+}
+
+/// Two listeners as one: whichever has a connection first (in turn, so one cannot starve
+/// the other).
+struct Both {
+    tcp: Box<dyn Listener>,
+    iroh: Box<dyn Listener>,
+    tcp_first: bool,
+}
+
+impl Listener for Both {
+    fn local_addr(&self) -> SocketAddr {
+        self.tcp.local_addr()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, std::io::Result<Incoming>> {
+        self.tcp_first = !self.tcp_first;
+        let tcp_first = self.tcp_first;
+        Box::pin(async move {
+            let (a, b) = if tcp_first {
+                (&mut self.tcp, &mut self.iroh)
+            } else {
+                (&mut self.iroh, &mut self.tcp)
+            };
+            tokio::select! {
+                biased;
+                incoming = a.accept() => incoming,
+                incoming = b.accept() => incoming,
+            }
         })
     }
 }

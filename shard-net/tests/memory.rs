@@ -12,7 +12,7 @@ use shard_net::Error;
 use shard_net::identity::NodeIdentity;
 use shard_net::memory::{Link, MemoryNet};
 use shard_net::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
-use shard_net::transport::{Connection, Transport};
+use shard_net::transport::{Connection, Route, Transport};
 use shard_proto::{Message, NodeId, PROTOCOL_VERSION, Request};
 
 /// Admits one node by id, and pairs with one invite id whose key is all 7s.
@@ -102,7 +102,7 @@ async fn pair() -> Pair {
     let (dialer, me) = client(&net);
     let mut srv = server(&net, me).await;
     let mine = dialer
-        .connect(srv.addr, &hello("me"), None, None)
+        .connect(&Route::Tcp(srv.addr), &hello("me"), None, None)
         .await
         .unwrap();
     let theirs = srv.accepted.recv().await.unwrap().unwrap();
@@ -128,7 +128,7 @@ async fn a_paired_node_gets_in_and_frames_flow_both_ways() {
     let (dialer, me) = client(&net);
     let mut srv = server(&net, me).await;
     let mut mine = dialer
-        .connect(srv.addr, &hello("me"), Some(srv.id), None)
+        .connect(&Route::Tcp(srv.addr), &hello("me"), Some(srv.id), None)
         .await
         .unwrap();
     assert_eq!(mine.peer.id, srv.id);
@@ -154,7 +154,7 @@ async fn a_stranger_is_refused_with_the_reason() {
     let mut srv = server(&net, NodeId([9; 32])).await;
     let (stranger, _) = client(&net);
     let err = stranger
-        .connect(srv.addr, &hello("stranger"), None, None)
+        .connect(&Route::Tcp(srv.addr), &hello("stranger"), None, None)
         .await
         .err()
         .unwrap();
@@ -174,7 +174,12 @@ async fn pairing_needs_the_invites_key() {
     let mut srv = server(&net, NodeId([9; 32])).await;
     let (joiner, _) = client(&net);
     let err = joiner
-        .connect(srv.addr, &hello("j"), Some(srv.id), Some(&key(8)))
+        .connect(
+            &Route::Tcp(srv.addr),
+            &hello("j"),
+            Some(srv.id),
+            Some(&key(8)),
+        )
         .await
         .err()
         .unwrap();
@@ -186,7 +191,12 @@ async fn pairing_needs_the_invites_key() {
         Err(Error::Noise(_))
     ));
     joiner
-        .connect(srv.addr, &hello("j"), Some(srv.id), Some(&key(7)))
+        .connect(
+            &Route::Tcp(srv.addr),
+            &hello("j"),
+            Some(srv.id),
+            Some(&key(7)),
+        )
         .await
         .unwrap();
 }
@@ -197,14 +207,19 @@ async fn the_wrong_node_at_an_address_is_an_error() {
     let (dialer, me) = client(&net);
     let srv = server(&net, me).await;
     let err = dialer
-        .connect(srv.addr, &hello("me"), Some(NodeId([3; 32])), None)
+        .connect(
+            &Route::Tcp(srv.addr),
+            &hello("me"),
+            Some(NodeId([3; 32])),
+            None,
+        )
         .await
         .err()
         .unwrap();
     assert!(matches!(err, Error::UnexpectedPeer { .. }), "{err}");
     let nobody: SocketAddr = ([127, 0, 0, 1], 1).into();
     let err = dialer
-        .connect(nobody, &hello("me"), None, None)
+        .connect(&Route::Tcp(nobody), &hello("me"), None, None)
         .await
         .err()
         .unwrap();
@@ -229,7 +244,7 @@ async fn a_node_switched_off_ends_its_connections_and_refuses_new_ones() {
     assert!(matches!(read, Err(Error::Disconnected)));
     assert!(
         dialer
-            .connect(srv.addr, &hello("me"), None, None)
+            .connect(&Route::Tcp(srv.addr), &hello("me"), None, None)
             .await
             .is_err()
     );
@@ -254,7 +269,7 @@ async fn a_connection_cut_by_a_switch_off_stays_cut_when_the_node_is_back() {
     assert!(mine.writer.write_frame(&ping()).await.is_err());
     // New connections work again.
     dialer
-        .connect(srv.addr, &hello("me"), None, None)
+        .connect(&Route::Tcp(srv.addr), &hello("me"), None, None)
         .await
         .unwrap();
 }

@@ -54,6 +54,21 @@ pub struct NodeConfig {
     /// The web UI's sessions.
     #[serde(default)]
     pub web: WebConfig,
+    /// Reaching peers beyond the LAN.
+    #[serde(default)]
+    pub net: NetConfig,
+}
+
+/// Reaching peers in other homes: iroh, through relays (see `shard_net::wan`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetConfig {
+    /// The relays: absent, the engine's public relays; `[]`, none (no iroh: LAN and
+    /// forwarded addresses only); otherwise these URLs (`https://HOST[:PORT]`).
+    pub relays: Option<Vec<String>>,
+    /// A PEM file of certificates trusted for relays besides the built-in roots (a relay with
+    /// a self-signed certificate).
+    pub relay_ca: Option<PathBuf>,
 }
 
 /// The web UI's sessions (see `shard_http::ui`).
@@ -338,6 +353,7 @@ impl NodeConfig {
             discovery: DiscoveryConfig::default(),
             health: HealthConfig::default(),
             web: WebConfig::default(),
+            net: NetConfig::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use shard_net::identity::{NodeIdentity, fingerprint, short_fingerprint};
 use shard_net::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
 use shard_net::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
 use shard_net::rpc::{PeerClient, ShareService, serve_channel};
-use shard_net::transport::{Incoming, Listener, NoiseTcp, Transport};
+use shard_net::transport::{Incoming, IrohRoute, Listener, NoiseTcp, Paths, Route, Transport};
+use shard_net::wan::{IrohTransport, Relays, WanConfig, WanStatus};
 
 /// Timings of a running node.
 #[derive(Debug, Clone)]
@@ -51,6 +53,10 @@ pub struct RunOptions {
     /// The unit of the delay after failed logins (1, 2, 4 … of it, at most 60): 1 s, but in
     /// tests.
     pub login_delay_unit: Duration,
+    /// Overrides the config's relays (`--relay`; empty: none, no iroh).
+    pub relays: Option<Vec<String>>,
+    /// Overrides the config's extra relay certificates (`--relay-ca`).
+    pub relay_ca: Option<PathBuf>,
 }
 
 /// A wrapper put around the node's share store when it starts (a test's lying store); an
@@ -156,6 +162,8 @@ impl Default for RunOptions {
             mdns: None,
             mdns_interfaces: None,
             login_delay_unit: crate::accounts::DELAY_UNIT,
+            relays: None,
+            relay_ca: None,
         }
     }
 }
@@ -173,6 +181,10 @@ pub struct PeerStatus {
     pub online: bool,
     /// Address of the current connection.
     pub addr: Option<String>,
+    /// How it is reached: `lan` (TCP), `direct` (iroh, a direct path) or `relay` (iroh,
+    /// through a relay); none when offline.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Last round-trip time, milliseconds.
     pub rtt_ms: Option<f64>,
     /// Bytes it stores (for everyone).
@@ -206,6 +218,38 @@ pub struct NodeStatus {
     pub online: usize,
     /// Its own store's use.
     pub usage: Usage,
+    /// How it reaches peers beyond the LAN; none when it runs without relays.
+    #[serde(default)]
+    pub wan: Option<WanReport>,
+}
+
+/// The iroh endpoint's state, as `shard status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WanReport {
+    /// The endpoint key peers pin (hex).
+    pub key: String,
+    /// Relays it is connected to.
+    pub relays: Vec<String>,
+    /// Relays it could not reach, each with why.
+    pub unreachable: Vec<String>,
+    /// Addresses it can be reached at directly: its own and those the relays saw (empty
+    /// until a relay has answered, or when only relays can reach it).
+    pub direct: Vec<String>,
+}
+
+impl From<WanStatus> for WanReport {
+    fn from(s: WanStatus) -> Self {
+        Self {
+            key: hex::encode(s.key),
+            relays: s.relays_connected,
+            unreachable: s
+                .relays_unreachable
+                .into_iter()
+                .map(|(url, why)| format!("{url}: {why}"))
+                .collect(),
+            direct: s.direct_addrs.iter().map(ToString::to_string).collect(),
+        }
+    }
 }
 
 struct PeerState {
@@ -222,6 +266,10 @@ pub struct Node {
     home: Home,
     identity: Arc<NodeIdentity>,
     transport: Arc<dyn Transport>,
+    /// The iroh endpoint, unless the node runs without relays (or on a test's transport).
+    wan: Option<Arc<IrohTransport>>,
+    /// Whether `wan` uses the public relays (an invite then need not name one).
+    public_relays: bool,
     placement: Arc<dyn Placement>,
     name: String,
     catalog: Arc<Catalog>,
@@ -285,6 +333,98 @@ fn lock_home(home: &Home) -> Result<std::fs::File> {
             home: home.root().to_path_buf(),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// The iroh endpoint's settings from the config and the command line; `None`: no relays, no
+/// iroh. With `SHARD_NO_PUBLIC_RELAYS` set (the test suite sets it), a node that would use
+/// the public relays refuses to start: tests, benchmarks and demos never contact them.
+fn wan_config(
+    net: &crate::home::NetConfig,
+    options: &RunOptions,
+    home: &Path,
+) -> Result<Option<WanConfig>> {
+    let relays = options.relays.clone().or_else(|| net.relays.clone());
+    let relays = match relays {
+        None => Relays::Public,
+        Some(urls) if urls.is_empty() || urls.iter().any(|u| u == "none") => return Ok(None),
+        Some(urls) => {
+            shard_net::wan::parse_relays(&urls)?;
+            Relays::Own(urls)
+        }
+    };
+    if relays == Relays::Public && std::env::var_os("SHARD_NO_PUBLIC_RELAYS").is_some() {
+        return Err(Error::Net(NetError::Relay(
+            "SHARD_NO_PUBLIC_RELAYS is set and this node would use the public relays; give it \
+             --relay none or a relay of its own"
+                .into(),
+        )));
+    }
+    let ca = options.relay_ca.clone().or_else(|| net.relay_ca.clone());
+    let extra_roots = match ca {
+        Some(path) => {
+            let path = if path.is_relative() {
+                home.join(path)
+            } else {
+                path
+            };
+            let pem = std::fs::read(&path).map_err(|e| {
+                NetError::Relay(format!(
+                    "cannot read the relay certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            shard_net::wan::read_pem_certificates(&pem)?
+        }
+        None => Vec::new(),
+    };
+    Ok(Some(WanConfig {
+        relays,
+        extra_roots,
+        bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+    }))
+}
+
+/// Says, once a few seconds after start and again whenever it changes, whether the node
+/// reaches its relays: a relay that cannot be reached is named in the log (LAN peers keep
+/// working meanwhile; nothing waits on it).
+async fn watch_relays(node: Arc<Node>, wan: Arc<IrohTransport>) {
+    let mut stop = node.shutdown_signal();
+    let mut said: Option<Vec<String>> = None;
+    let mut wait = Duration::from_secs(5);
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            wan.close().await;
+            return;
+        }
+        wait = Duration::from_secs(60);
+        let status = wan.status();
+        let now: Vec<String> = status.relays_connected.clone();
+        if said.as_ref() == Some(&now) {
+            continue;
+        }
+        if now.is_empty() {
+            let why: Vec<String> = status
+                .relays_unreachable
+                .iter()
+                .map(|(url, e)| format!("{url} ({e})"))
+                .collect();
+            tracing::warn!(
+                "no relay reachable: {}; peers in other homes wait until one is (LAN peers are not affected)",
+                if why.is_empty() {
+                    "none answered yet".to_string()
+                } else {
+                    why.join("; ")
+                }
+            );
+        } else {
+            tracing::info!("reaching peers beyond the LAN through {}", now.join(", "));
+        }
+        said = Some(now);
     }
 }
 
@@ -355,9 +495,24 @@ impl Node {
         }
         let listen_at = options.listen.unwrap_or(config.listen);
         let custom_transport = transport.is_some();
+        let wan_config = if custom_transport {
+            None
+        } else {
+            wan_config(&config.net, &options, home.root())?
+        };
+        let public_relays = wan_config
+            .as_ref()
+            .is_some_and(|c| c.relays == Relays::Public);
+        let wan = match &wan_config {
+            Some(c) => Some(Arc::new(IrohTransport::bind(identity.clone(), c).await?)),
+            None => None,
+        };
         let transport: Arc<dyn Transport> = match transport {
             Some(make) => make(identity.clone()),
-            None => Arc::new(NoiseTcp::new(identity.clone())),
+            None => Arc::new(Paths::new(
+                Arc::new(NoiseTcp::new(identity.clone())),
+                wan.clone().map(|w| w as Arc<dyn Transport>),
+            )),
         };
         let listener = transport
             .listen(listen_at)
@@ -384,6 +539,8 @@ impl Node {
             home: home.clone(),
             identity,
             transport,
+            wan,
+            public_relays,
             placement,
             name: config.name.clone(),
             catalog,
@@ -456,6 +613,9 @@ impl Node {
             usize::try_from(nofile.saturating_sub(RESERVED_FDS).clamp(16, 16_384)).unwrap_or(16);
         node.spawn(accept_loop(node.clone(), listener, max_connections));
         node.spawn(expire_loop(node.clone()));
+        if let Some(wan) = node.wan.clone() {
+            node.spawn(watch_relays(node.clone(), wan));
+        }
         tracing::info!(
             "node {} ({}) listening for peers on {listen}",
             node.name,
@@ -536,11 +696,26 @@ impl Node {
     }
 
     fn hello(&self) -> Hello {
+        let mut listen: Vec<String> = self.advertised.iter().map(ToString::to_string).collect();
+        listen.extend(self.transport.routes().iter().map(ToString::to_string));
         Hello {
             name: self.name.clone(),
-            listen: self.advertised.iter().map(ToString::to_string).collect(),
+            listen,
             protocol: PROTOCOL_VERSION,
         }
+    }
+
+    /// This node's iroh endpoint as peers dial it (its key, its home relay), if it has one.
+    fn iroh_route(&self) -> Option<IrohRoute> {
+        self.transport.routes().into_iter().find_map(|r| match r {
+            Route::Iroh(r) => Some(r),
+            Route::Tcp(_) => None,
+        })
+    }
+
+    /// What the iroh endpoint knows of this node's reachability (`None`: no relays).
+    pub fn wan_status(&self) -> Option<WanStatus> {
+        self.wan.as_ref().map(|w| w.status())
     }
 
     /// This node's status.
@@ -558,6 +733,7 @@ impl Node {
                 .filter(|p| p.client.as_ref().is_some_and(|c| !c.is_closed()))
                 .count(),
             usage: self.store().usage()?,
+            wan: self.wan_status().map(WanReport::from),
         })
     }
 
@@ -629,6 +805,29 @@ impl Node {
         }
         let mut seen = std::collections::HashSet::new();
         out.retain(|a| seen.insert(*a));
+        out
+    }
+
+    /// Every route to try for `id`: its TCP addresses (see `candidate_addrs`), then its pinned
+    /// iroh endpoint when this node has iroh.
+    fn candidate_routes(&self, id: &NodeId) -> Vec<Route> {
+        let mut out: Vec<Route> = self
+            .candidate_addrs(id)
+            .into_iter()
+            .map(Route::Tcp)
+            .collect();
+        if self.wan.is_some()
+            && let Some(p) = lock(&self.peers).get(id)
+        {
+            out.extend(
+                p.record
+                    .addrs
+                    .iter()
+                    .filter_map(|a| Route::parse(a))
+                    .filter(|r| matches!(r, Route::Iroh(_)))
+                    .take(1),
+            );
+        }
         out
     }
 
@@ -1055,9 +1254,17 @@ impl Node {
         let ttl = ttl
             .unwrap_or(DEFAULT_INVITE_TTL)
             .min(Duration::from_secs(3600));
+        // The relay goes in the code only when it is not a public one (a joiner on the public
+        // relays finds the inviter through its own).
+        let iroh = self.iroh_route().map(|mut r| {
+            if self.public_relays {
+                r.relay = None;
+            }
+            r
+        });
         Ok(self
             .invites
-            .create(self.node_id(), self.advertised.clone(), ttl)?)
+            .create(self.node_id(), self.advertised.clone(), iroh, ttl)?)
     }
 
     /// Pairs with the node that made `code`: both pin each other's key and name.
@@ -1072,45 +1279,109 @@ impl Node {
             );
         }
         let key = invite.key();
-        let mut last: Error = NetError::InvalidInvite("it lists no address").into();
-        for addr in &invite.addrs {
-            let attempt = tokio::time::timeout(
-                self.options.handshake_timeout,
-                self.transport
-                    .connect(*addr, &self.hello(), Some(invite.node), Some(&key)),
-            )
-            .await;
-            match attempt {
-                Ok(Ok(channel)) => {
-                    let mut addrs: Vec<String> =
-                        invite.addrs.iter().map(ToString::to_string).collect();
-                    addrs.extend(channel.peer.hello.listen.iter().cloned());
-                    addrs.dedup();
-                    let record = PeerRecord {
-                        id: channel.peer.id,
-                        name: channel.peer.hello.name.clone(),
-                        addrs,
-                        last_seen: Some(unix_now()),
-                    };
-                    self.catalog.upsert_peer(&record)?;
-                    self.add_peer(record);
-                    tracing::info!(
-                        "paired with {} ({})",
-                        channel.peer.hello.name,
-                        fingerprint(&channel.peer.id)
-                    );
-                    let status = lock(&self.peers).get(&channel.peer.id).map(status_of);
-                    return status.ok_or(Error::Net(NetError::Disconnected));
-                }
-                // The inviter answered and said no: another address will not change that.
-                Ok(Err(e @ (NetError::Refused(_) | NetError::UnexpectedPeer { .. }))) => {
-                    return Err(e.into());
-                }
-                Ok(Err(e)) => last = e.into(),
-                Err(_) => last = NetError::Timeout(self.options.handshake_timeout).into(),
+        let mut routes: Vec<Route> = invite.addrs.iter().copied().map(Route::Tcp).collect();
+        if let Some(iroh) = &invite.iroh {
+            if self.wan.is_some() {
+                routes.push(Route::Iroh(iroh.clone()));
+            } else if routes.is_empty() {
+                return Err(NetError::Relay(
+                    "the code reaches its node through a relay only, and this node runs \
+                     without relays (--relay none); start it with a relay"
+                        .into(),
+                )
+                .into());
             }
         }
-        Err(last)
+        // Every route at once (the inviter's LAN addresses may mean nothing from another
+        // home); the first handshake wins. An invite is single-use: a second route's
+        // handshake may be refused because the first spent it, so a refusal only counts when
+        // no route succeeds.
+        let hello = self.hello();
+        let mut attempts = JoinSet::new();
+        for route in routes {
+            let transport = self.transport.clone();
+            let hello = hello.clone();
+            let key = key.clone();
+            let limit = route_timeout(&route, self.options.handshake_timeout);
+            let node = invite.node;
+            attempts.spawn(async move {
+                if matches!(route, Route::Iroh(_)) {
+                    // A head start for the LAN: two nodes in one house pair over TCP.
+                    tokio::time::sleep(IROH_HEAD_START).await;
+                }
+                let attempt = tokio::time::timeout(
+                    limit,
+                    transport.connect(&route, &hello, Some(node), Some(&key)),
+                )
+                .await
+                .unwrap_or(Err(NetError::Timeout(limit)));
+                (route, attempt)
+            });
+        }
+        let mut refused: Option<Error> = None;
+        let mut last: Error = NetError::InvalidInvite("it lists no address").into();
+        let mut channel = None;
+        while let Some(joined) = attempts.join_next().await {
+            match joined {
+                Ok((_, Ok(c))) => {
+                    channel = Some(c);
+                    break;
+                }
+                // The inviter answered and said no (or another node answered).
+                Ok((_, Err(e @ (NetError::Refused(_) | NetError::UnexpectedPeer { .. })))) => {
+                    refused = Some(e.into());
+                }
+                Ok((_, Err(e))) => last = e.into(),
+                Err(_) => {}
+            }
+        }
+        attempts.abort_all();
+        let Some(channel) = channel else {
+            return Err(refused.unwrap_or(last));
+        };
+        let mut addrs: Vec<String> = invite.addrs.iter().map(ToString::to_string).collect();
+        for said in &channel.peer.hello.listen {
+            match Route::parse(said) {
+                // The iroh key pinned is the one in the code (the inviter's own word, checked
+                // by the handshake the code keys); its hello may only add the relay.
+                Some(Route::Iroh(r)) => {
+                    if invite.iroh.as_ref().is_none_or(|i| i.key == r.key) {
+                        addrs.push(Route::Iroh(r).to_string());
+                    } else {
+                        tracing::warn!(
+                            "the inviting node's hello names another iroh key than its code; pinning the code's"
+                        );
+                    }
+                }
+                Some(Route::Tcp(_)) => addrs.push(said.clone()),
+                None => {}
+            }
+        }
+        if let Some(iroh) = &invite.iroh
+            && !addrs
+                .iter()
+                .any(|a| matches!(Route::parse(a), Some(Route::Iroh(_))))
+        {
+            addrs.push(Route::Iroh(iroh.clone()).to_string());
+        }
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
+        let record = PeerRecord {
+            id: channel.peer.id,
+            name: channel.peer.hello.name.clone(),
+            addrs,
+            last_seen: Some(unix_now()),
+        };
+        self.catalog.upsert_peer(&record)?;
+        self.add_peer(record);
+        tracing::info!(
+            "paired with {} ({}) over {}",
+            channel.peer.hello.name,
+            fingerprint(&channel.peer.id),
+            channel.peer.path().as_str()
+        );
+        let status = lock(&self.peers).get(&channel.peer.id).map(status_of);
+        status.ok_or(Error::Net(NetError::Disconnected))
     }
 
     /// Starts tracking (and connecting to) a pinned peer, unless already tracked.
@@ -1157,6 +1428,7 @@ fn status_of(p: &PeerState) -> PeerStatus {
         name: p.record.name.clone(),
         online: client.is_some(),
         addr: client.map(|c| c.peer().addr.to_string()),
+        path: client.map(|c| c.peer().path().as_str().to_string()),
         rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
         used: p.usage.map(|u| u.used),
         quota: p.usage.and_then(|u| u.quota),
@@ -1194,13 +1466,109 @@ impl Gatekeeper for Node {
             return Ok(());
         }
         if lock(&self.peers).contains_key(&peer.id) {
-            Ok(())
+            self.check_transport_key(peer)
         } else {
             Err(format!(
                 "node {} is not paired with this node; pair first (`shard invite` here, `shard join CODE` there)",
                 fingerprint(&peer.id)
             ))
         }
+    }
+}
+
+impl Node {
+    /// A paired peer that came over iroh must show the iroh key pinned for it; one with none
+    /// pinned yet (paired on the LAN, or before it had one) has this one pinned now — its
+    /// Noise key, checked already, vouches for it.
+    fn check_transport_key(&self, peer: &PeerInfo) -> std::result::Result<(), String> {
+        let Some(key) = peer.transport_key else {
+            return Ok(());
+        };
+        let said = peer
+            .hello
+            .listen
+            .iter()
+            .find_map(|a| match Route::parse(a) {
+                Some(Route::Iroh(r)) if r.key == key => r.relay,
+                _ => None,
+            });
+        let record = {
+            let mut peers = lock(&self.peers);
+            let Some(p) = peers.get_mut(&peer.id) else {
+                return Err("not paired".into());
+            };
+            let pinned =
+                p.record
+                    .addrs
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, a)| match Route::parse(a) {
+                        Some(Route::Iroh(r)) => Some((i, r)),
+                        _ => None,
+                    });
+            match pinned {
+                Some((_, r)) if r.key != key => {
+                    tracing::warn!(
+                        "refused {} ({}): it came over iroh with key {}, but key {} is pinned for it",
+                        p.record.name,
+                        fingerprint(&peer.id),
+                        hex_short(&key),
+                        hex_short(&r.key),
+                    );
+                    return Err(format!(
+                        "node {} showed iroh key {}, not the one pinned for it ({}); unpair and pair it again if it really changed",
+                        fingerprint(&peer.id),
+                        hex_short(&key),
+                        hex_short(&r.key)
+                    ));
+                }
+                Some((i, r)) => {
+                    // The same key; note its relay if it moved to another.
+                    if said.is_none() || said == r.relay {
+                        return Ok(());
+                    }
+                    let route = Route::Iroh(IrohRoute { key, relay: said }).to_string();
+                    if let Some(slot) = p.record.addrs.get_mut(i) {
+                        *slot = route;
+                    }
+                }
+                None => {
+                    tracing::info!(
+                        "pinned the iroh key {} of {}",
+                        hex_short(&key),
+                        p.record.name
+                    );
+                    p.record
+                        .addrs
+                        .push(Route::Iroh(IrohRoute { key, relay: said }).to_string());
+                }
+            }
+            p.record.clone()
+        };
+        if let Err(e) = self.catalog.upsert_peer(&record) {
+            tracing::warn!("could not record the iroh key of {}: {e}", record.name);
+        }
+        Ok(())
+    }
+}
+
+/// The first 8 bytes of a key in hex, for logs.
+fn hex_short(key: &[u8; 32]) -> String {
+    key.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// How often a peer reached over iroh is tried on its LAN addresses.
+const LAN_RETRY: Duration = Duration::from_secs(60);
+
+/// How long the LAN gets before the iroh route is tried as well.
+const IROH_HEAD_START: Duration = Duration::from_millis(300);
+
+/// How long a handshake on `route` may take: over iroh it may first go through a relay (and
+/// its TLS), so it gets longer than a LAN handshake.
+fn route_timeout(route: &Route, handshake_timeout: Duration) -> Duration {
+    match route {
+        Route::Tcp(_) => handshake_timeout,
+        Route::Iroh(_) => handshake_timeout.max(Duration::from_secs(15)),
     }
 }
 
@@ -1455,7 +1823,7 @@ async fn inbound(
 
 /// What one round of dialing a peer came to.
 enum Dialed {
-    Connected(shard_net::transport::Connection),
+    Connected(Box<shard_net::transport::Connection>),
     /// Nothing yet (waited out the backoff, or new addresses appeared): try again.
     Again,
     Stop,
@@ -1471,8 +1839,8 @@ async fn dial(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Dialed {
-    let addrs = node.candidate_addrs(&id);
-    let mut attempts = handshakes(node, id, &addrs);
+    let routes = node.candidate_routes(&id);
+    let mut attempts = handshakes(node, id, &routes);
     let mut channel = None;
     // Every address's failure, so `shard peers` shows them all (one may be an impostor's).
     let mut failures: Vec<String> = Vec::new();
@@ -1489,7 +1857,7 @@ async fn dial(
             },
             _ = waker.notified() => {
                 // Seen at an address not being tried: start over with it.
-                if node.candidate_addrs(&id).iter().any(|a| !addrs.contains(a)) {
+                if node.candidate_routes(&id).iter().any(|r| !routes.contains(r)) {
                     new_addresses = true;
                     break;
                 }
@@ -1500,7 +1868,7 @@ async fn dial(
     attempts.abort_all();
     if let Some(channel) = channel {
         *backoff = Duration::from_secs(1);
-        return Dialed::Connected(channel);
+        return Dialed::Connected(Box::new(channel));
     }
     if new_addresses {
         return Dialed::Again;
@@ -1520,26 +1888,30 @@ async fn dial(
     Dialed::Again
 }
 
-/// One handshake attempt per address, at once, each within the handshake timeout.
+/// One handshake attempt per route, at once (iroh after the LAN's head start), each within
+/// its timeout.
 fn handshakes(
     node: &Arc<Node>,
     id: NodeId,
-    addrs: &[SocketAddr],
-) -> JoinSet<(
-    SocketAddr,
-    shard_net::Result<shard_net::transport::Connection>,
-)> {
+    routes: &[Route],
+) -> JoinSet<(Route, shard_net::Result<shard_net::transport::Connection>)> {
     let mut attempts = JoinSet::new();
-    for addr in addrs.iter().copied() {
+    let lan = routes.iter().any(|r| matches!(r, Route::Tcp(_)));
+    for route in routes.iter().cloned() {
         let node = node.clone();
         attempts.spawn(async move {
-            let limit = node.options.handshake_timeout;
+            if lan && matches!(route, Route::Iroh(_)) {
+                tokio::time::sleep(IROH_HEAD_START).await;
+            }
+            let limit = route_timeout(&route, node.options.handshake_timeout);
             let hello = node.hello();
-            let attempt =
-                tokio::time::timeout(limit, node.transport.connect(addr, &hello, Some(id), None))
-                    .await
-                    .unwrap_or(Err(NetError::Timeout(limit)));
-            (addr, attempt)
+            let attempt = tokio::time::timeout(
+                limit,
+                node.transport.connect(&route, &hello, Some(id), None),
+            )
+            .await
+            .unwrap_or(Err(NetError::Timeout(limit)));
+            (route, attempt)
         });
     }
     attempts
@@ -1549,17 +1921,18 @@ fn handshakes(
 /// a task that was cancelled).
 fn outcome(
     joined: std::result::Result<
-        (
-            SocketAddr,
-            shard_net::Result<shard_net::transport::Connection>,
-        ),
+        (Route, shard_net::Result<shard_net::transport::Connection>),
         tokio::task::JoinError,
     >,
 ) -> Option<std::result::Result<shard_net::transport::Connection, String>> {
+    let name = |r: &Route| match r {
+        Route::Tcp(a) => a.to_string(),
+        Route::Iroh(_) => "iroh".to_string(),
+    };
     match joined {
         Ok((_, Ok(c))) => Some(Ok(c)),
-        Ok((addr, Err(NetError::Timeout(_)))) => Some(Err(format!("{addr}: no answer"))),
-        Ok((addr, Err(e))) => Some(Err(format!("{addr}: {e}"))),
+        Ok((route, Err(NetError::Timeout(_)))) => Some(Err(format!("{}: no answer", name(&route)))),
+        Ok((route, Err(e))) => Some(Err(format!("{}: {e}", name(&route)))),
         Err(_) => None,
     }
 }
@@ -1571,7 +1944,8 @@ async fn first_handshake(
     id: NodeId,
     addrs: &[SocketAddr],
 ) -> std::result::Result<shard_net::transport::Connection, Vec<String>> {
-    let mut attempts = handshakes(node, id, addrs);
+    let routes: Vec<Route> = addrs.iter().copied().map(Route::Tcp).collect();
+    let mut attempts = handshakes(node, id, &routes);
     let mut failures = Vec::new();
     while let Some(joined) = attempts.join_next().await {
         match outcome(joined) {
@@ -1603,19 +1977,29 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         let channel = match moved_to.take() {
             Some(channel) => channel,
             None => match dial(&node, id, &waker, &mut stop, &mut backoff).await {
-                Dialed::Connected(channel) => channel,
+                Dialed::Connected(channel) => *channel,
                 Dialed::Again => continue,
                 Dialed::Stop => return,
             },
         };
         backoff = Duration::from_secs(1);
         let client = PeerClient::start(channel);
-        node.repin(&id, client.peer().addr);
-        tracing::info!(
-            "connected to {} at {}",
-            client.peer().hello.name,
-            client.peer().addr
-        );
+        let over_iroh = client.peer().probe.is_some();
+        if over_iroh {
+            tracing::info!(
+                "connected to {} over iroh ({})",
+                client.peer().hello.name,
+                client.peer().path().as_str()
+            );
+        } else {
+            node.repin(&id, client.peer().addr);
+            tracing::info!(
+                "connected to {} at {}",
+                client.peer().hello.name,
+                client.peer().addr
+            );
+        }
+        let mut lan_tried = Instant::now();
         if !node.update_peer(&id, |p| {
             p.client = Some(client.clone());
             p.last_error = None;
@@ -1658,8 +2042,19 @@ async fn connector(node: Arc<Node>, id: NodeId) {
             {
                 tracing::warn!("could not record when {} was last seen: {e}", record.name);
             }
+            let mut periodic = false;
             let seen_elsewhere = tokio::select! {
-                _ = tokio::time::sleep(node.options.ping_interval) => Vec::new(),
+                _ = tokio::time::sleep(node.options.ping_interval) => {
+                    // Over iroh, the LAN path is the better one: try it now and then (the peer
+                    // may have come home, or a forwarded address may answer now).
+                    if over_iroh && lan_tried.elapsed() >= LAN_RETRY {
+                        lan_tried = Instant::now();
+                        periodic = true;
+                        node.candidate_addrs(&id)
+                    } else {
+                        Vec::new()
+                    }
+                }
                 // A closed connection is redialed at once, not at the next ping.
                 () = client.closed() => Vec::new(),
                 _ = waker.notified() => {
@@ -1687,6 +2082,11 @@ async fn connector(node: Arc<Node>, id: NodeId) {
                         moved_to = Some(channel);
                         break;
                     }
+                    Err(failures) if periodic => tracing::debug!(
+                        "{} is not reachable on its LAN addresses ({}); staying on iroh",
+                        client.peer().hello.name,
+                        failures.join("; ")
+                    ),
                     Err(failures) => tracing::warn!(
                         "{} was announced at {seen_elsewhere:?}, but not there ({}); keeping the connection to {}",
                         client.peer().hello.name,

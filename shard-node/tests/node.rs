@@ -28,6 +28,8 @@ fn home(dir: &std::path::Path, name: &str) -> Home {
     config.api = "127.0.0.1:0".parse().unwrap();
     // mDNS off: tests on the host must not multicast on its real interfaces.
     config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
+    // No relays: tests never contact the public ones.
+    config.net.relays = Some(Vec::new());
     home.init(&config).unwrap();
     home
 }

@@ -122,6 +122,9 @@ impl TestNode {
                 // mDNS off: tests on the host must not multicast on its real interfaces.
                 "--mdns",
                 "off",
+                // No relays: tests never contact the public ones.
+                "--relay",
+                "none",
             ],
         );
         assert!(out.status.success(), "init failed: {}", stderr(&out));

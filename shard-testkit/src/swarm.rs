@@ -37,6 +37,8 @@ pub fn home(dir: &Path, name: &str) -> Home {
     config.ui = None;
     // mDNS off: tests on the host must not multicast on its real interfaces.
     config.discovery.mdns = shard_net::discovery::MdnsMode::Off;
+    // No relays: tests never contact the public ones (a test that wants iroh gives its own).
+    config.net.relays = Some(Vec::new());
     home.init(&config).unwrap();
     home
 }

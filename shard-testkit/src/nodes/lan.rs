@@ -143,6 +143,8 @@ impl Lan {
                 "127.0.0.1:7715",
                 "--mdns",
                 mdns,
+                "--relay",
+                "none",
             ],
         );
         assert!(

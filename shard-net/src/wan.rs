@@ -1,0 +1,391 @@
+//! Peers beyond the LAN: the Noise channel carried over an iroh QUIC stream.
+//!
+//! iroh dials an endpoint by its key: through a relay until a direct path exists, then (after
+//! hole punching, when the NATs allow it) directly. shard's own authentication runs inside
+//! the stream exactly as over TCP, so a peer is pinned by its Noise key as on the LAN, its iroh
+//! key is pinned beside it, and a relay sees ciphertext twice over (QUIC's TLS, then Noise).
+//!
+//! What this endpoint does on the network, and what it never does: it talks only to the
+//! relays it was given (their HTTPS, and their QUIC address discovery) and to peers' addresses
+//! those relays or the peers themselves report. It has no address lookup (no DNS or pkarr
+//! publishing of the node), no port mapping (no UPnP, NAT-PMP or PCP to the router), and a
+//! node with no relays has no iroh endpoint at all.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::endpoint::{Connection as QuicConnection, WeakConnectionHandle, presets};
+use iroh::{Endpoint, EndpointAddr, PublicKey, RelayMap, RelayMode, RelayUrl, SecretKey, Watcher};
+use shard_proto::NodeId;
+
+use crate::identity::NodeIdentity;
+use crate::noise::{self, Hello, PairingKey, PathKind, PathProbe, Stream};
+use crate::transport::{BoxFuture, Connection, Incoming, Listener, Route, Transport};
+use crate::{Error, Result};
+
+/// How long a refused connection is kept open for the refusal to reach the other side.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+
+/// The ALPN of shard's protocol over iroh.
+pub const ALPN: &[u8] = b"shard/1";
+
+/// Which relays a node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relays {
+    /// The engine's public relays (n0's), so pairing across homes works out of the box.
+    Public,
+    /// Only these (`https://relay.example.org`, or `http://` for a relay-only server).
+    Own(Vec<String>),
+}
+
+/// How the iroh endpoint is set up.
+#[derive(Debug, Clone)]
+pub struct WanConfig {
+    /// The relays.
+    pub relays: Relays,
+    /// Certificates (DER) trusted for relays besides the built-in roots: for a relay with a
+    /// self-signed certificate.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// Where the endpoint's UDP socket binds (port 0: any).
+    pub bind: SocketAddr,
+}
+
+/// Checks and parses relay URLs as a user typed them.
+pub fn parse_relays(urls: &[String]) -> Result<Vec<RelayUrl>> {
+    urls.iter()
+        .map(|u| {
+            if !crate::transport::valid_relay_url(u) {
+                return Err(Error::Relay(format!(
+                    "{u:?} is not a relay URL (expected https://HOST[:PORT] or http://HOST[:PORT])"
+                )));
+            }
+            u.parse::<RelayUrl>()
+                .map_err(|e| Error::Relay(format!("{u:?} is not a relay URL: {e}")))
+        })
+        .collect()
+}
+
+/// Reads PEM certificates (one file may hold several) for [`WanConfig::extra_roots`].
+pub fn read_pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Relay(format!("the certificate file does not read as PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Relay(
+            "the certificate file holds no certificate".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The iroh endpoint key of a node: derived from its Noise static key, so the node's identity
+/// file is all it keeps (a domain-separated SHA-256 of a 32-byte random secret).
+fn endpoint_secret(identity: &NodeIdentity) -> SecretKey {
+    let mut input = zeroize::Zeroizing::new(Vec::with_capacity(64));
+    input.extend_from_slice(b"shard iroh endpoint key v1\0");
+    input.extend_from_slice(identity.private());
+    let seed = zeroize::Zeroizing::new(shard_crypto::sha256(&input));
+    SecretKey::from_bytes(&seed)
+}
+
+/// The iroh endpoint key `identity` has (what its peers pin).
+pub fn endpoint_key(identity: &NodeIdentity) -> [u8; 32] {
+    *endpoint_secret(identity).public().as_bytes()
+}
+
+/// What the endpoint knows of its own reachability, for `shard status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WanStatus {
+    /// The endpoint key.
+    pub key: [u8; 32],
+    /// The relays it is connected to.
+    pub relays_connected: Vec<String>,
+    /// The relays it could not reach, each with the last error.
+    pub relays_unreachable: Vec<(String, String)>,
+    /// Addresses it can be reached at directly (its own, and what the relays saw).
+    pub direct_addrs: Vec<SocketAddr>,
+}
+
+/// The Noise channel over iroh.
+pub struct IrohTransport {
+    endpoint: Endpoint,
+    identity: Arc<NodeIdentity>,
+    relays: Vec<RelayUrl>,
+}
+
+impl IrohTransport {
+    /// Binds the endpoint (its UDP socket) and starts reaching the relays.
+    pub async fn bind(identity: Arc<NodeIdentity>, config: &WanConfig) -> Result<Self> {
+        let (mode, relays) = match &config.relays {
+            Relays::Public => {
+                let mode = RelayMode::Default;
+                let relays = mode.relay_map().urls::<Vec<RelayUrl>>();
+                (mode, relays)
+            }
+            Relays::Own(urls) => {
+                let relays = parse_relays(urls)?;
+                if relays.is_empty() {
+                    return Err(Error::Relay("no relay given".into()));
+                }
+                // A plain-HTTP relay has no QUIC address discovery (`shard relay
+                // --insecure-http`): do not probe for it.
+                let map: RelayMap = relays
+                    .iter()
+                    .map(|url| {
+                        if url.scheme() == "http" {
+                            iroh::RelayConfig::new(url.clone(), None)
+                        } else {
+                            iroh::RelayConfig::from(url.clone())
+                        }
+                    })
+                    .collect();
+                (RelayMode::Custom(map), relays)
+            }
+        };
+        let roots = config
+            .extra_roots
+            .iter()
+            .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
+        let ca = iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots);
+        let endpoint = Endpoint::builder(presets::Minimal)
+            .secret_key(endpoint_secret(&identity))
+            .alpns(vec![ALPN.to_vec()])
+            .relay_mode(mode)
+            .ca_tls_config(ca)
+            .bind_addr(config.bind)
+            .map_err(|e| Error::Relay(format!("cannot bind the iroh endpoint: {e}")))?
+            .bind()
+            .await
+            .map_err(|e| Error::Relay(format!("cannot start the iroh endpoint: {e}")))?;
+        Ok(Self {
+            endpoint,
+            identity,
+            relays,
+        })
+    }
+
+    /// This endpoint's key.
+    pub fn key(&self) -> [u8; 32] {
+        *self.endpoint.id().as_bytes()
+    }
+
+    /// The relay this endpoint is homed at, once it has reached one.
+    pub fn home_relay(&self) -> Option<String> {
+        let status = self.endpoint.home_relay_status().get();
+        status
+            .iter()
+            .find(|s| s.is_connected())
+            .map(|s| s.url().to_string())
+    }
+
+    /// Waits (at most `limit`) until a relay answers: true if one did.
+    pub async fn online(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.endpoint.online())
+            .await
+            .is_ok()
+    }
+
+    /// What the endpoint knows of its reachability now.
+    pub fn status(&self) -> WanStatus {
+        let mut connected = Vec::new();
+        let mut unreachable = Vec::new();
+        for s in self.endpoint.home_relay_status().get() {
+            if s.is_connected() {
+                connected.push(s.url().to_string());
+            } else {
+                let why = s
+                    .last_error()
+                    .map_or_else(|| "not reached yet".to_string(), |e| e.to_string());
+                unreachable.push((s.url().to_string(), why));
+            }
+        }
+        WanStatus {
+            key: self.key(),
+            relays_connected: connected,
+            relays_unreachable: unreachable,
+            direct_addrs: self.endpoint.addr().ip_addrs().copied().collect(),
+        }
+    }
+
+    /// Closes the endpoint (tells peers and relays, waits briefly for that).
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.close()).await;
+    }
+
+    fn address(&self, key: PublicKey, relay: Option<&str>) -> EndpointAddr {
+        let mut addr = EndpointAddr::new(key);
+        // The peer's home relay first (from its hello or code), then every relay of this
+        // node's own: peers that share a relay find each other even after one moves.
+        if let Some(url) = relay.and_then(|r| r.parse::<RelayUrl>().ok()) {
+            addr = addr.with_relay_url(url);
+        }
+        for url in &self.relays {
+            addr.addrs.insert(iroh::TransportAddr::Relay(url.clone()));
+        }
+        addr
+    }
+}
+
+/// Which path an iroh connection takes, read from the connection while it lasts.
+#[derive(Debug)]
+struct IrohProbe {
+    connection: WeakConnectionHandle,
+}
+
+impl PathProbe for IrohProbe {
+    fn path(&self) -> PathKind {
+        let Some(connection) = self.connection.upgrade() else {
+            return PathKind::Relay;
+        };
+        let paths = connection.paths();
+        let selected = paths.iter().find(|p| p.is_selected());
+        match selected {
+            Some(p) if p.is_ip() => PathKind::Direct,
+            _ => PathKind::Relay,
+        }
+    }
+}
+
+/// The byte stream of one connection, as the Noise layer takes it.
+fn stream_of(
+    connection: &QuicConnection,
+    send: iroh::endpoint::SendStream,
+    recv: iroh::endpoint::RecvStream,
+) -> Stream {
+    let addr = {
+        let paths = connection.paths();
+        let ip = paths
+            .iter()
+            .find(|p| p.is_selected() && p.is_ip())
+            .and_then(|p| match p.remote_addr() {
+                iroh::TransportAddr::Ip(a) => Some(*a),
+                _ => None,
+            });
+        ip.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    };
+    Stream {
+        read: Box::new(recv),
+        write: Box::new(send),
+        addr,
+        transport_key: Some(*connection.remote_id().as_bytes()),
+        probe: Some(Arc::new(IrohProbe {
+            connection: connection.weak_handle(),
+        })),
+    }
+}
+
+impl Transport for IrohTransport {
+    fn listen(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let local = self
+                .endpoint
+                .bound_sockets()
+                .first()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            Ok(Box::new(IrohListener {
+                endpoint: self.endpoint.clone(),
+                identity: self.identity.clone(),
+                local,
+            }) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        to: &'a Route,
+        hello: &'a Hello,
+        expect: Option<NodeId>,
+        pairing: Option<&'a PairingKey>,
+    ) -> BoxFuture<'a, Result<Connection>> {
+        Box::pin(async move {
+            let Route::Iroh(route) = to else {
+                return Err(Error::NoRoute(to.to_string()));
+            };
+            let key = PublicKey::from_bytes(&route.key)
+                .map_err(|_| Error::Relay("the peer's iroh key is not a valid key".into()))?;
+            let connection = self
+                .endpoint
+                .connect(self.address(key, route.relay.as_deref()), ALPN)
+                .await
+                .map_err(|e| {
+                    Error::Relay(format!("no iroh connection to {}: {e}", key.fmt_short()))
+                })?;
+            let (send, recv) = connection
+                .open_bi()
+                .await
+                .map_err(|e| Error::Relay(format!("iroh stream refused: {e}")))?;
+            let stream = stream_of(&connection, send, recv);
+            let channel =
+                noise::connect_over(stream, &self.identity, hello, expect, pairing).await?;
+            Ok(channel.into())
+        })
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        vec![Route::Iroh(crate::transport::IrohRoute {
+            key: self.key(),
+            relay: self.home_relay(),
+        })]
+    }
+}
+
+/// Incoming iroh connections; each authenticates with the Noise handshake in its first stream.
+struct IrohListener {
+    endpoint: Endpoint,
+    identity: Arc<NodeIdentity>,
+    local: SocketAddr,
+}
+
+impl Listener for IrohListener {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, std::io::Result<Incoming>> {
+        Box::pin(async move {
+            let Some(incoming) = self.endpoint.accept().await else {
+                // Closed: no more connections will come.
+                return std::future::pending().await;
+            };
+            let from = match incoming.remote_addr() {
+                iroh::endpoint::IncomingAddr::Ip(a) => a,
+                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            };
+            let identity = self.identity.clone();
+            Ok(Incoming::new(
+                from,
+                Box::new(move |hello, gate| {
+                    Box::pin(async move {
+                        let accepting = incoming
+                            .accept()
+                            .map_err(|e| Error::Relay(format!("iroh connection failed: {e}")))?;
+                        let connection = accepting
+                            .await
+                            .map_err(|e| Error::Relay(format!("iroh connection failed: {e}")))?;
+                        let (send, recv) = connection
+                            .accept_bi()
+                            .await
+                            .map_err(|e| Error::Relay(format!("iroh stream failed: {e}")))?;
+                        let stream = stream_of(&connection, send, recv);
+                        match noise::accept_over(stream, &identity, &hello, gate.as_ref()).await {
+                            Ok(channel) => Ok(channel.into()),
+                            Err(e) => {
+                                // Dropping the last handle would close the connection at once
+                                // and lose the refusal still in its buffers: let the other
+                                // side read it and hang up first (briefly).
+                                let _ =
+                                    tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
+                                Err(e)
+                            }
+                        }
+                    })
+                }),
+            ))
+        })
+    }
+}
