@@ -3,6 +3,7 @@
 //! cargo built beside the running test (`shard-cli`'s integration tests), or `SHARD_TEST_BIN`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod homes;
 pub mod lan;
 
 use std::path::{Path, PathBuf};

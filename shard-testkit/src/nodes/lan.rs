@@ -30,6 +30,49 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// Runs `shard --home HOME args…` inside namespace `ns`.
+pub fn shard_in(ns: &str, home: &Path, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, super::shard_bin(), "--home"])
+        .arg(home)
+        .args(args)
+        .env("SHARD_PASSWORD", super::PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Starts `shard serve` for `home` inside namespace `ns`, logging to `log`, and waits for its
+/// API.
+pub fn serve_in(ns: &str, home: &Path, log: std::fs::File, extra: &[&str]) -> Child {
+    let _ = std::fs::remove_file(home.join("api.addr"));
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, super::shard_bin(), "--home"])
+        .arg(home)
+        .arg("serve")
+        .args(extra)
+        .env("SHARD_LOG", "info,shard_net=debug")
+        .env("SHARD_PASSWORD", super::PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !home.join("api.addr").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the node in {ns} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+pub(crate) fn ip_cmd(args: &[&str]) {
+    ip(args);
+}
+
 /// The LAN and the nodes on it.
 pub struct Lan {
     prefix: String,
@@ -106,14 +149,7 @@ impl Lan {
     /// Runs `shard --home HOME args…` inside node `i`'s namespace.
     pub fn shard(&self, i: usize, args: &[&str]) -> Output {
         let n = &self.nodes[i];
-        Command::new("ip")
-            .args(["netns", "exec", &n.ns, super::shard_bin(), "--home"])
-            .arg(&n.home)
-            .args(args)
-            .env("SHARD_PASSWORD", super::PASSWORD)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        shard_in(&n.ns, &n.home, args)
     }
 
     pub fn json(&self, i: usize, args: &[&str]) -> Value {
@@ -163,29 +199,7 @@ impl Lan {
             .open(&log_path)
             .unwrap();
         let n = &mut self.nodes[i];
-        let _ = std::fs::remove_file(n.home.join("api.addr"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &n.ns, super::shard_bin(), "--home"])
-            .arg(&n.home)
-            .arg("serve")
-            .args(extra)
-            .env("SHARD_LOG", "info,shard_net=debug")
-            .env("SHARD_PASSWORD", super::PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        n.child = Some(child);
-        let start = Instant::now();
-        while !n.home.join("api.addr").exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "node {} did not start",
-                i + 1
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        n.child = Some(serve_in(&n.ns, &n.home, log, extra));
     }
 
     /// Stops node `i` hard.
