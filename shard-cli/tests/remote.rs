@@ -87,7 +87,7 @@ fn homes_that_cannot_reach_each_other_pair_store_and_restore_through_a_relay() {
     let work = homes.dir().join("work");
     std::fs::create_dir_all(work.join("tree/sub")).unwrap();
     let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[1])
         .collect();
     std::fs::write(work.join("papers.bin"), &big).unwrap();
     std::fs::write(work.join("tree/a.txt"), b"the deeds").unwrap();
