@@ -261,6 +261,12 @@ impl Invites {
         }
     }
 
+    /// Whether some invite can still be used.
+    pub fn any_pending(&self) -> bool {
+        let t = now();
+        self.lock().values().any(|p| !p.used && t < p.expires)
+    }
+
     /// Marks an invite used; false if it was unknown, used or expired meanwhile.
     pub fn spend(&self, id: &[u8; 8]) -> bool {
         let mut pending = self.lock();

@@ -137,10 +137,13 @@ impl Route {
 }
 
 /// Whether `url` is one a node would dial as a relay: `http` or `https`, a host, no spaces
-/// or control characters, not too long.
+/// or control characters, no user name, query or fragment (a URL is shown to peers and in
+/// codes), not too long.
 pub fn valid_relay_url(url: &str) -> bool {
     url.len() <= MAX_RELAY_URL
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '@' | '?' | '#'))
         && (url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://")))

@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iroh::endpoint::{Connection as QuicConnection, WeakConnectionHandle, presets};
+use iroh::endpoint::{
+    Connection as QuicConnection, QuicTransportConfig, VarInt, WeakConnectionHandle, presets,
+};
 use iroh::{Endpoint, EndpointAddr, PublicKey, RelayMap, RelayMode, RelayUrl, SecretKey, Watcher};
 use shard_proto::NodeId;
 
@@ -49,6 +51,9 @@ pub struct WanConfig {
     pub extra_roots: Vec<Vec<u8>>,
     /// Where the endpoint's UDP socket binds (port 0: any).
     pub bind: SocketAddr,
+    /// Only ever through the relay, never a direct path: for measuring the relayed path
+    /// (benchmarks, tests); a node never sets it.
+    pub relay_only: bool,
 }
 
 /// Checks and parses relay URLs as a user typed them.
@@ -110,11 +115,17 @@ pub struct WanStatus {
     pub direct_addrs: Vec<SocketAddr>,
 }
 
+/// Decides, before any work is done for it, whether a connection that a relay says comes
+/// from this endpoint key is let in (the node: a paired peer's pinned key, or anyone while an
+/// invite is pending).
+pub type KeyFilter = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
 /// The Noise channel over iroh.
 pub struct IrohTransport {
     endpoint: Endpoint,
     identity: Arc<NodeIdentity>,
     relays: Vec<RelayUrl>,
+    filter: Arc<std::sync::RwLock<Option<KeyFilter>>>,
 }
 
 impl IrohTransport {
@@ -151,13 +162,36 @@ impl IrohTransport {
             .iter()
             .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
         let ca = iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots);
-        let endpoint = Endpoint::builder(presets::Minimal)
+        // One stream per connection (the Noise channel), none the other way, no datagrams: a
+        // connection cannot make this node buffer streams it never reads (with one stream,
+        // the default stream window, 1.25 MB, bounds what it holds). A larger window was
+        // measured to fail: with a direct and a relayed path at once, reordered packets left
+        // "too many gaps in stream buffer" and noq closed the connection.
+        let quic = QuicTransportConfig::builder()
+            .max_concurrent_bidi_streams(VarInt::from_u32(1))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .datagram_receive_buffer_size(None)
+            .build();
+        // The system's resolver only (for a relay given by name): never a public fallback.
+        let dns = iroh::dns::DnsResolver::builder()
+            .with_system_defaults()
+            .disable_fallback()
+            .build();
+        let builder = Endpoint::builder(presets::Minimal)
             .secret_key(endpoint_secret(&identity))
             .alpns(vec![ALPN.to_vec()])
             .relay_mode(mode)
             .ca_tls_config(ca)
-            .bind_addr(config.bind)
-            .map_err(|e| Error::Relay(format!("cannot bind the iroh endpoint: {e}")))?
+            .transport_config(quic)
+            .dns_resolver(dns);
+        let builder = if config.relay_only {
+            builder.clear_ip_transports()
+        } else {
+            builder
+                .bind_addr(config.bind)
+                .map_err(|e| Error::Relay(format!("cannot bind the iroh endpoint: {e}")))?
+        };
+        let endpoint = builder
             .bind()
             .await
             .map_err(|e| Error::Relay(format!("cannot start the iroh endpoint: {e}")))?;
@@ -165,7 +199,20 @@ impl IrohTransport {
             endpoint,
             identity,
             relays,
+            filter: Arc::default(),
         })
+    }
+
+    /// Lets relayed connections in only from keys `filter` accepts. Without one, every
+    /// connection goes on to the Noise handshake (which still refuses strangers). A relayed
+    /// connection names its key before the QUIC handshake; turning strangers away there keeps
+    /// them from holding handshake slots and from learning this node's addresses, which iroh
+    /// tells a connected peer.
+    pub fn set_filter(&self, filter: KeyFilter) {
+        *self
+            .filter
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(filter);
     }
 
     /// This endpoint's key.
@@ -216,11 +263,15 @@ impl IrohTransport {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.close()).await;
     }
 
-    fn address(&self, key: PublicKey, relay: Option<&str>) -> EndpointAddr {
+    /// Where to dial `key`: this node's own relays, plus `relay` when the route names one and
+    /// `trusted` says it may be contacted (a relay named in an invite code the user typed, if
+    /// HTTPS); a relay a peer merely names is used only if it is one of this node's own, so
+    /// a peer cannot send this node to a server of its choosing.
+    fn address(&self, key: PublicKey, relay: Option<&str>, trusted: bool) -> EndpointAddr {
         let mut addr = EndpointAddr::new(key);
-        // The peer's home relay first (from its hello or code), then every relay of this
-        // node's own: peers that share a relay find each other even after one moves.
-        if let Some(url) = relay.and_then(|r| r.parse::<RelayUrl>().ok()) {
+        if let Some(url) = relay.and_then(|r| r.parse::<RelayUrl>().ok())
+            && (self.relays.contains(&url) || (trusted && url.scheme() == "https"))
+        {
             addr = addr.with_relay_url(url);
         }
         for url in &self.relays {
@@ -291,6 +342,7 @@ impl Transport for IrohTransport {
                 endpoint: self.endpoint.clone(),
                 identity: self.identity.clone(),
                 local,
+                filter: self.filter.clone(),
             }) as Box<dyn Listener>)
         })
     }
@@ -310,7 +362,10 @@ impl Transport for IrohTransport {
                 .map_err(|_| Error::Relay("the peer's iroh key is not a valid key".into()))?;
             let connection = self
                 .endpoint
-                .connect(self.address(key, route.relay.as_deref()), ALPN)
+                .connect(
+                    self.address(key, route.relay.as_deref(), pairing.is_some()),
+                    ALPN,
+                )
                 .await
                 .map_err(|e| {
                     Error::Relay(format!("no iroh connection to {}: {e}", key.fmt_short()))
@@ -339,6 +394,17 @@ struct IrohListener {
     endpoint: Endpoint,
     identity: Arc<NodeIdentity>,
     local: SocketAddr,
+    filter: Arc<std::sync::RwLock<Option<KeyFilter>>>,
+}
+
+impl IrohListener {
+    fn lets_in(&self, key: &[u8; 32]) -> bool {
+        let filter = self
+            .filter
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        filter.as_ref().is_none_or(|f| f(key))
+    }
 }
 
 impl Listener for IrohListener {
@@ -348,13 +414,35 @@ impl Listener for IrohListener {
 
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<Incoming>> {
         Box::pin(async move {
-            let Some(incoming) = self.endpoint.accept().await else {
-                // Closed: no more connections will come.
-                return std::future::pending().await;
-            };
-            let from = match incoming.remote_addr() {
-                iroh::endpoint::IncomingAddr::Ip(a) => a,
-                _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+            let (incoming, from) = loop {
+                let Some(incoming) = self.endpoint.accept().await else {
+                    // Closed (the node is stopping): no more connections will come.
+                    tracing::debug!("the iroh endpoint closed; no more connections over iroh");
+                    return std::future::pending().await;
+                };
+                match incoming.remote_addr() {
+                    // A direct packet's source may be forged: make it prove the address
+                    // (a retry round trip) before it counts against that address's slots.
+                    iroh::endpoint::IncomingAddr::Ip(a) => {
+                        if incoming.remote_addr_validated() {
+                            break (incoming, a);
+                        }
+                        if let Err(e) = incoming.retry() {
+                            e.into_incoming().ignore();
+                        }
+                    }
+                    iroh::endpoint::IncomingAddr::Relay { endpoint_id, .. } => {
+                        if self.lets_in(endpoint_id.as_bytes()) {
+                            break (incoming, SocketAddr::from(([0, 0, 0, 0], 0)));
+                        }
+                        tracing::debug!(
+                            "refused a relayed connection from unknown key {}",
+                            endpoint_id.fmt_short()
+                        );
+                        incoming.refuse();
+                    }
+                    _ => incoming.refuse(),
+                }
             };
             let identity = self.identity.clone();
             Ok(Incoming::new(

@@ -56,6 +56,7 @@ async fn endpoint(relay: &Relay) -> (Arc<NodeIdentity>, IrohTransport) {
         relays: Relays::Own(vec![relay.url().to_string()]),
         extra_roots: Vec::new(),
         bind: ([127, 0, 0, 1], 0).into(),
+        relay_only: false,
     };
     let transport = IrohTransport::bind(identity.clone(), &config)
         .await

@@ -347,7 +347,12 @@ fn wan_config(
     let relays = options.relays.clone().or_else(|| net.relays.clone());
     let relays = match relays {
         None => Relays::Public,
-        Some(urls) if urls.is_empty() || urls.iter().any(|u| u == "none") => return Ok(None),
+        Some(urls) if urls.is_empty() || urls == ["none"] => return Ok(None),
+        Some(urls) if urls.iter().any(|u| u == "none") => {
+            return Err(Error::Net(NetError::Relay(
+                "relays: \"none\" turns relays off; it cannot go with relay URLs".into(),
+            )));
+        }
         Some(urls) => {
             shard_net::wan::parse_relays(&urls)?;
             Relays::Own(urls)
@@ -382,6 +387,7 @@ fn wan_config(
         relays,
         extra_roots,
         bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+        relay_only: false,
     }))
 }
 
@@ -606,6 +612,17 @@ impl Node {
         for record in node.catalog.peers()? {
             node.add_peer(record);
         }
+        if node.public_relays {
+            tracing::info!(
+                "peers in other homes are reached through the public relays (iroh's); `--relay none` or `[net] relays = []` turns that off, `--relay URL` names your own"
+            );
+        }
+        if let Some(wan) = &node.wan {
+            let weak = node.me.clone();
+            wan.set_filter(Arc::new(move |key| {
+                weak.upgrade().is_some_and(|n| n.lets_in_iroh(key))
+            }));
+        }
         // As many descriptors as the system allows; peer connections get what is left after a
         // reserve for the API, the web UI, the store and the databases.
         let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
@@ -696,8 +713,14 @@ impl Node {
     }
 
     fn hello(&self) -> Hello {
-        let mut listen: Vec<String> = self.advertised.iter().map(ToString::to_string).collect();
-        listen.extend(self.transport.routes().iter().map(ToString::to_string));
+        // The iroh route first: a peer keeps only the first entries of a long list.
+        let mut listen: Vec<String> = self
+            .transport
+            .routes()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        listen.extend(self.advertised.iter().map(ToString::to_string));
         Hello {
             name: self.name.clone(),
             listen,
@@ -1298,6 +1321,7 @@ impl Node {
         // no route succeeds.
         let hello = self.hello();
         let mut attempts = JoinSet::new();
+        let lan = routes.iter().any(|r| matches!(r, Route::Tcp(_)));
         for route in routes {
             let transport = self.transport.clone();
             let hello = hello.clone();
@@ -1305,7 +1329,7 @@ impl Node {
             let limit = route_timeout(&route, self.options.handshake_timeout);
             let node = invite.node;
             attempts.spawn(async move {
-                if matches!(route, Route::Iroh(_)) {
+                if lan && matches!(route, Route::Iroh(_)) {
                     // A head start for the LAN: two nodes in one house pair over TCP.
                     tokio::time::sleep(IROH_HEAD_START).await;
                 }
@@ -1448,10 +1472,36 @@ impl Gatekeeper for Node {
             if !self.invites.spend(invite) {
                 return Err("this invite code was already used or just expired".into());
             }
+            // Over iroh, the key the connection proved is the one pinned; a hello naming
+            // another (a joiner pointing this node at somebody else) is not taken.
+            let mut addrs: Vec<String> = peer
+                .hello
+                .listen
+                .iter()
+                .filter(|a| match (Route::parse(a), peer.transport_key) {
+                    (Some(Route::Iroh(r)), Some(proved)) => r.key == proved,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            if let Some(proved) = peer.transport_key
+                && !addrs
+                    .iter()
+                    .any(|a| matches!(Route::parse(a), Some(Route::Iroh(_))))
+            {
+                addrs.insert(
+                    0,
+                    Route::Iroh(IrohRoute {
+                        key: proved,
+                        relay: None,
+                    })
+                    .to_string(),
+                );
+            }
             let record = PeerRecord {
                 id: peer.id,
                 name: peer.hello.name.clone(),
-                addrs: peer.hello.listen.clone(),
+                addrs,
                 last_seen: Some(unix_now()),
             };
             self.catalog
@@ -1481,17 +1531,20 @@ impl Node {
     /// pinned yet (paired on the LAN, or before it had one) has this one pinned now — its
     /// Noise key, checked already, vouches for it.
     fn check_transport_key(&self, peer: &PeerInfo) -> std::result::Result<(), String> {
-        let Some(key) = peer.transport_key else {
-            return Ok(());
-        };
-        let said = peer
+        // Over TCP, the key its (Noise-authenticated) hello names; over iroh, the one the
+        // connection proved.
+        let said_route = peer
             .hello
             .listen
             .iter()
             .find_map(|a| match Route::parse(a) {
-                Some(Route::Iroh(r)) if r.key == key => r.relay,
+                Some(Route::Iroh(r)) => Some(r),
                 _ => None,
             });
+        let Some(key) = peer.transport_key.or(said_route.as_ref().map(|r| r.key)) else {
+            return Ok(());
+        };
+        let said = said_route.filter(|r| r.key == key).and_then(|r| r.relay);
         let record = {
             let mut peers = lock(&self.peers);
             let Some(p) = peers.get_mut(&peer.id) else {
@@ -1507,6 +1560,9 @@ impl Node {
                         _ => None,
                     });
             match pinned {
+                // A hello over TCP naming another key than the pinned one: not proof of
+                // anything, keep the pin and say nothing more.
+                Some((_, r)) if r.key != key && peer.transport_key.is_none() => return Ok(()),
                 Some((_, r)) if r.key != key => {
                     tracing::warn!(
                         "refused {} ({}): it came over iroh with key {}, but key {} is pinned for it",
@@ -1549,6 +1605,22 @@ impl Node {
             tracing::warn!("could not record the iroh key of {}: {e}", record.name);
         }
         Ok(())
+    }
+}
+
+impl Node {
+    /// Whether a connection over iroh from `key` may go on to the handshake: a paired peer's
+    /// pinned key, or anyone while an invite is pending (the joiner's key is not known yet).
+    fn lets_in_iroh(&self, key: &[u8; 32]) -> bool {
+        if self.invites.any_pending() {
+            return true;
+        }
+        lock(&self.peers).values().any(|p| {
+            p.record
+                .addrs
+                .iter()
+                .any(|a| matches!(Route::parse(a), Some(Route::Iroh(r)) if r.key == *key))
+        })
     }
 }
 
@@ -2137,7 +2209,15 @@ impl Node {
             }
             p.record.addrs.retain(|a| *a != addr);
             p.record.addrs.insert(0, addr);
-            p.record.addrs.truncate(8);
+            // At most 8 TCP addresses; the iroh route (the pinned key) is never dropped.
+            let mut tcp = 0;
+            p.record.addrs.retain(|a| {
+                if a.starts_with("iroh:") {
+                    return true;
+                }
+                tcp += 1;
+                tcp <= 8
+            });
             p.record.clone()
         };
         if let Err(e) = self.catalog.upsert_peer(&record) {
