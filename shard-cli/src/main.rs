@@ -65,7 +65,7 @@ enum Command {
         /// mDNS on the LAN: on (announce and browse), quiet (browse only) or off.
         #[arg(long, default_value = "on", value_parser = ["on", "quiet", "off"])]
         mdns: String,
-        /// A relay for peers in other homes, https://HOST[:PORT] (repeatable); "none": no
+        /// A relay for peers in other homes, `https://HOST:PORT` (repeatable); "none": no
         /// relays, LAN and forwarded addresses only [default: the public relays].
         #[arg(long = "relay", value_name = "URL")]
         relays: Vec<String>,

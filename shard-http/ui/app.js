@@ -290,7 +290,11 @@ async function loadPeers() {
     const row = document.createElement("tr");
     cell(row, p.name);
     cell(row, p.online ? "online" : "offline");
-    cell(row, p.addr || (p.addrs || [])[0] || "");
+    // How it is reached: the LAN, iroh on a direct path, or through a relay; and its round trip.
+    const via = { lan: "LAN", direct: "direct (internet)", relay: "through a relay" }[p.path] || "";
+    cell(row, p.online ? `${via}${p.rtt_ms != null ? `, ${p.rtt_ms.toFixed(1)} ms` : ""}` : "");
+    const lan = (p.addrs || []).find((a) => !a.startsWith("iroh:"));
+    cell(row, p.path === "relay" ? "" : (p.addr || lan || ""));
     const bar = document.createElement("span");
     bar.className = "usage";
     const fill = document.createElement("span");

@@ -1,7 +1,7 @@
 //! How frames reach a peer, behind traits: a [`Transport`] dials a [`Route`], listens and
 //! authenticates (a [`Listener`] yields [`Incoming`] connections that authenticate against the
 //! node's [`Gatekeeper`]), a [`Connection`] carries frames both ways. TCP + Noise
-//! ([`NoiseTcp`]) is the LAN's; iroh + Noise ([`crate::iroh::IrohTransport`]) reaches peers in
+//! ([`NoiseTcp`]) is the LAN's; iroh + Noise ([`crate::wan::IrohTransport`]) reaches peers in
 //! other homes; [`Paths`] holds both; [`crate::memory`] is an in-process one for tests and
 //! embedders. Nothing above them (the request layer, the node) knows which it runs on.
 
