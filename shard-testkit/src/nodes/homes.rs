@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::lan::{ip_cmd as ip, serve_in, shard_in};
+use super::lan::{ip_cmd as ip, json_in, serve_in, shard_in};
 
 /// The relay's address in the internet namespace.
 pub const RELAY_IP: &str = "10.99.9.9";
@@ -22,7 +22,6 @@ pub const RELAY_IP: &str = "10.99.9.9";
 pub const RELAY_PORT: u16 = 3340;
 
 pub struct Homes {
-    prefix: String,
     internet: String,
     homes: Vec<Home>,
     relay: Option<Child>,
@@ -46,7 +45,6 @@ impl Homes {
         let internet = format!("{prefix}i");
         ip(&["netns", "add", &internet]);
         let mut homes = Self {
-            prefix: prefix.clone(),
             internet: internet.clone(),
             homes: Vec::new(),
             relay: None,
@@ -160,16 +158,8 @@ impl Homes {
 
     /// `shard --json args…` in home `i`, which must succeed.
     pub fn json(&self, i: usize, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.shard(i, &full);
-        assert!(
-            out.status.success(),
-            "shard {args:?} in home {}: {}",
-            i + 1,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let h = &self.homes[i];
+        json_in(&h.ns, &h.home, args)
     }
 
     /// `shard init` in home `i`, with `relay` (a URL, or "none").
@@ -250,10 +240,6 @@ impl Homes {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 }
 

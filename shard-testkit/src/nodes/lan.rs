@@ -42,6 +42,19 @@ pub fn shard_in(ns: &str, home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `shard --json args…` inside namespace `ns`, which must succeed; its answer.
+pub fn json_in(ns: &str, home: &Path, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = shard_in(ns, home, &full);
+    assert!(
+        out.status.success(),
+        "shard {args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Starts `shard serve` for `home` inside namespace `ns`, logging to `log`, and waits for its
 /// API.
 pub fn serve_in(ns: &str, home: &Path, log: std::fs::File, extra: &[&str]) -> Child {
@@ -153,16 +166,8 @@ impl Lan {
     }
 
     pub fn json(&self, i: usize, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.shard(i, &full);
-        assert!(
-            out.status.success(),
-            "shard {args:?} in node {}: {}",
-            i + 1,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let n = &self.nodes[i];
+        json_in(&n.ns, &n.home, args)
     }
 
     /// `shard init` in node `i` (listening for peers on all its interfaces, port 7714).
