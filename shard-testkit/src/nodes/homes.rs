@@ -1,11 +1,21 @@
-//! Homes that cannot reach each other, and a relay they all reach: for tests of peers in other
-//! homes, made of network namespaces (nothing is sent on the machine's real interfaces).
+//! Homes on an "internet", and a relay they all reach: for tests of peers in other homes, made
+//! of network namespaces (nothing is sent on the machine's real interfaces).
 //!
-//! An "internet" namespace holds the relay's address (10.99.9.9, on its loopback) and one veth
-//! link to each home namespace (home `i`: 10.98.i.2, its gateway 10.98.i.1). The internet does
-//! not forward between homes, so a home's address means nothing from another home: nodes there
-//! reach each other only through the relay, exactly as two homes behind NATs with no direct
-//! path would. Everything is deleted on drop, also when the test fails. Needs root.
+//! An "internet" namespace holds the relay's address (10.99.9.9, on its loopback). Two shapes:
+//!
+//! - [`Homes::new`]: each home is one machine (10.98.i.2) on a veth link to the internet, which
+//!   does not forward between homes, so a home's address means nothing from another home:
+//!   nodes there reach each other only through the relay. The relay speaks plain HTTP.
+//! - [`Homes::behind_nats`]: each home is a router namespace (internet side 10.97.h.2) with a
+//!   bridge for its machines (192.168.h.10+j), doing what a home router does — MASQUERADE,
+//!   inbound only for established flows — either keeping one mapping per local endpoint (what
+//!   most home routers do, and what lets hole punching work) or a fresh random port per flow
+//!   (`--random-fully`, a symmetric NAT, which hole punching cannot cross). The internet
+//!   forwards between the routers. The relay runs over HTTPS with a self-signed certificate
+//!   that the nodes are told to trust (`--relay-ca`), so it also answers QUIC address
+//!   discovery, which hole punching needs.
+//!
+//! Everything is deleted on drop, also when the test fails. Needs root (and iptables for NATs).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -21,35 +31,48 @@ pub const RELAY_IP: &str = "10.99.9.9";
 /// Its port.
 pub const RELAY_PORT: u16 = 3340;
 
+/// What a home's router does to the traffic of its machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// One public port per local endpoint, whoever it talks to (Linux MASQUERADE keeps the
+    /// source port): hole punching works.
+    PerEndpoint,
+    /// A fresh random public port for every flow (`--random-fully`): hole punching cannot
+    /// guess it, so peers stay on the relay.
+    Symmetric,
+}
+
 pub struct Homes {
     internet: String,
-    homes: Vec<Home>,
+    /// Router namespaces, one per home (behind NATs only).
+    routers: Vec<String>,
+    machines: Vec<Machine>,
     relay: Option<Child>,
+    /// The relay's certificate and key, PEM files (behind NATs only: HTTPS).
+    tls: Option<(PathBuf, PathBuf)>,
     dir: tempfile::TempDir,
 }
 
-pub struct Home {
+pub struct Machine {
     pub ns: String,
     pub dev: String,
     pub addr: String,
+    /// Which home it is in (0-based).
+    pub home_index: usize,
     pub home: PathBuf,
     child: Option<Child>,
 }
 
+fn prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("sw{}x{serial}", std::process::id() % 100_000)
+}
+
 impl Homes {
-    /// `n` homes and the internet between them (no relay running yet).
-    pub fn new(n: usize) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let prefix = format!("sw{}x{serial}", std::process::id() % 100_000);
+    fn internet(prefix: &str) -> Self {
         let internet = format!("{prefix}i");
         ip(&["netns", "add", &internet]);
-        let mut homes = Self {
-            internet: internet.clone(),
-            homes: Vec::new(),
-            relay: None,
-            dir: tempfile::tempdir().unwrap(),
-        };
         ip(&["-n", &internet, "link", "set", "lo", "up"]);
         ip(&[
             "-n",
@@ -60,37 +83,43 @@ impl Homes {
             "dev",
             "lo",
         ]);
-        sysctl(&internet, "net.ipv4.ip_forward=0");
+        Self {
+            internet,
+            routers: Vec::new(),
+            machines: Vec::new(),
+            relay: None,
+            tls: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `n` homes of one machine each and an internet that does not forward between them (no
+    /// relay running yet).
+    pub fn new(n: usize) -> Self {
+        let prefix = prefix();
+        let mut homes = Self::internet(&prefix);
+        sysctl(&homes.internet, "net.ipv4.ip_forward=0");
         for i in 1..=n {
             let ns = format!("{prefix}h{i}");
             ip(&["netns", "add", &ns]);
             let dev = "e0".to_string();
-            let far = format!("r{i}");
-            ip(&[
-                "link", "add", &dev, "netns", &ns, "type", "veth", "peer", "name", &far, "netns",
-                &internet,
-            ]);
             let addr = format!("10.98.{i}.2");
             let gateway = format!("10.98.{i}.1");
-            ip(&[
-                "-n",
-                &internet,
-                "addr",
-                "add",
-                &format!("{gateway}/24"),
-                "dev",
-                &far,
-            ]);
-            ip(&["-n", &internet, "link", "set", &far, "up"]);
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &dev]);
-            ip(&["-n", &ns, "link", "set", &dev, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            link(
+                &ns,
+                &dev,
+                &addr,
+                &homes.internet,
+                &format!("r{i}"),
+                &gateway,
+            );
             ip(&["-n", &ns, "route", "add", "default", "via", &gateway]);
             let home = homes.dir.path().join(format!("home{i}"));
-            homes.homes.push(Home {
+            homes.machines.push(Machine {
                 ns,
                 dev,
                 addr,
+                home_index: i - 1,
                 home,
                 child: None,
             });
@@ -98,21 +127,171 @@ impl Homes {
         homes
     }
 
-    /// The relay's URL.
-    pub fn relay_url(&self) -> String {
-        format!("http://{RELAY_IP}:{RELAY_PORT}")
+    /// Homes behind routers: `(nat, machines)` for each. Machines are numbered across homes
+    /// in order (home 0's first, then home 1's…). No relay runs yet.
+    pub fn behind_nats(homes_spec: &[(Nat, usize)]) -> Self {
+        let prefix = prefix();
+        let mut homes = Self::internet(&prefix);
+        sysctl(&homes.internet, "net.ipv4.ip_forward=1");
+        let mut serial = 0;
+        for (h, &(nat, count)) in homes_spec.iter().enumerate() {
+            let h1 = h + 1;
+            let router = format!("{prefix}r{h1}");
+            ip(&["netns", "add", &router]);
+            homes.routers.push(router.clone());
+            let wan = format!("10.97.{h1}.2");
+            let gateway = format!("10.97.{h1}.1");
+            link(
+                &router,
+                "w0",
+                &wan,
+                &homes.internet,
+                &format!("r{h1}"),
+                &gateway,
+            );
+            ip(&["-n", &router, "route", "add", "default", "via", &gateway]);
+            ip(&["-n", &router, "link", "add", "br0", "type", "bridge"]);
+            ip(&[
+                "-n",
+                &router,
+                "addr",
+                "add",
+                &format!("192.168.{h1}.1/24"),
+                "dev",
+                "br0",
+            ]);
+            ip(&["-n", &router, "link", "set", "br0", "up"]);
+            sysctl(&router, "net.ipv4.ip_forward=1");
+            let mut masquerade = vec!["-t", "nat", "-A", "POSTROUTING", "-o", "w0"];
+            masquerade.extend(["-j", "MASQUERADE"]);
+            if nat == Nat::Symmetric {
+                masquerade.push("--random-fully");
+            }
+            iptables(&router, &masquerade);
+            // Inbound only what answers a flow from inside; nothing to the router itself.
+            iptables(
+                &router,
+                &[
+                    "-A",
+                    "FORWARD",
+                    "-i",
+                    "w0",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+            );
+            iptables(&router, &["-A", "FORWARD", "-i", "w0", "-j", "DROP"]);
+            iptables(
+                &router,
+                &[
+                    "-A",
+                    "INPUT",
+                    "-i",
+                    "w0",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+            );
+            iptables(&router, &["-A", "INPUT", "-i", "w0", "-j", "DROP"]);
+            for j in 0..count {
+                serial += 1;
+                homes.add_machine_to(h, &format!("{prefix}m{serial}"), j);
+            }
+        }
+        homes.make_certificate();
+        homes
     }
 
-    /// Starts `shard relay --insecure-http` in the internet and waits until it answers.
+    /// One more machine in home `h` (behind NATs only), returned by its number: a new laptop.
+    pub fn add_machine(&mut self, h: usize) -> usize {
+        let serial = self.machines.len() + 1;
+        let prefix = self.internet.trim_end_matches('i').to_string();
+        let j = self.machines.iter().filter(|m| m.home_index == h).count();
+        self.add_machine_to(h, &format!("{prefix}m{serial}"), j);
+        self.machines.len() - 1
+    }
+
+    fn add_machine_to(&mut self, h: usize, ns: &str, j: usize) {
+        let h1 = h + 1;
+        let router = self.routers[h].clone();
+        ip(&["netns", "add", ns]);
+        let far = format!("m{j}");
+        let addr = format!("192.168.{h1}.{}", 10 + j);
+        ip(&[
+            "link", "add", "e0", "netns", ns, "type", "veth", "peer", "name", &far, "netns",
+            &router,
+        ]);
+        ip(&["-n", &router, "link", "set", &far, "master", "br0"]);
+        ip(&["-n", &router, "link", "set", &far, "up"]);
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "e0"]);
+        ip(&["-n", ns, "link", "set", "e0", "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("192.168.{h1}.1"),
+        ]);
+        let n = self.machines.len() + 1;
+        self.machines.push(Machine {
+            ns: ns.to_string(),
+            dev: "e0".into(),
+            addr,
+            home_index: h,
+            home: self.dir.path().join(format!("home{n}")),
+            child: None,
+        });
+    }
+
+    /// A self-signed certificate for the relay's address, written beside the homes.
+    fn make_certificate(&mut self) {
+        let cert = rcgen::generate_simple_self_signed(vec![RELAY_IP.to_string()]).unwrap();
+        let cert_path = self.dir.path().join("relay-cert.pem");
+        let key_path = self.dir.path().join("relay-key.pem");
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        self.tls = Some((cert_path, key_path));
+    }
+
+    /// The relay's URL.
+    pub fn relay_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{RELAY_IP}:{RELAY_PORT}")
+    }
+
+    /// The relay's certificate (behind NATs only), what nodes are told to trust.
+    pub fn relay_ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|(cert, _)| cert.as_path())
+    }
+
+    /// Starts `shard relay` in the internet (over HTTPS behind NATs, else `--insecure-http`)
+    /// and waits until it answers.
     pub fn start_relay(&mut self) {
         let log = self.log_file("relay");
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &self.internet, super::shard_bin(), "relay"])
-            .args([
-                "--listen",
-                &format!("{RELAY_IP}:{RELAY_PORT}"),
-                "--insecure-http",
-            ])
+            .args(["--listen", &format!("{RELAY_IP}:{RELAY_PORT}")]);
+        match &self.tls {
+            Some((cert, key)) => {
+                command.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+            None => {
+                command.arg("--insecure-http");
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -120,7 +299,8 @@ impl Homes {
             .unwrap();
         self.relay = Some(child);
         let start = Instant::now();
-        while !self.read_log("relay").contains("relay: http://") {
+        let started = self.read_log("relay").matches("relay: http").count() + 1;
+        while self.read_log("relay").matches("relay: http").count() < started {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "the relay did not start: {}",
@@ -138,50 +318,141 @@ impl Homes {
         }
     }
 
+    /// Cuts home `h` off the internet (its router drops everything in and out, also of flows
+    /// already established), or mends it.
+    pub fn cut(&self, h: usize, cut: bool) {
+        let action = if cut { "-I" } else { "-D" };
+        for (chain, dir) in [
+            ("FORWARD", "-i"),
+            ("FORWARD", "-o"),
+            ("INPUT", "-i"),
+            ("OUTPUT", "-o"),
+        ] {
+            iptables(&self.routers[h], &[action, chain, dir, "w0", "-j", "DROP"]);
+        }
+    }
+
+    /// Makes the link between the internet and home `h` lose `loss_percent` of its packets
+    /// each way (iptables `statistic`) and, with `kbit`, carry at most that rate, queueing up
+    /// to 300 ms (`tbf`) — this kernel has no `netem`. `heal` undoes it. Everything home `h`
+    /// sends to the relay or to other homes crosses that link.
+    pub fn impair(&self, h: usize, loss_percent: u32, kbit: Option<u32>) {
+        self.loss_rules(h, "-I", loss_percent);
+        if let Some(kbit) = kbit {
+            let rate = format!("{kbit}kbit");
+            for (ns, dev) in self.link_ends(h) {
+                in_ns(
+                    &ns,
+                    "tc",
+                    &[
+                        "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", &rate, "burst",
+                        "32k", "latency", "300ms",
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Undoes [`Homes::impair`] (same arguments).
+    pub fn heal(&self, h: usize, loss_percent: u32, kbit: Option<u32>) {
+        self.loss_rules(h, "-D", loss_percent);
+        if kbit.is_some() {
+            for (ns, dev) in self.link_ends(h) {
+                in_ns(&ns, "tc", &["qdisc", "del", "dev", &dev, "root"]);
+            }
+        }
+    }
+
+    /// The two ends of home `h`'s link: the internet's and the home's (its router, or its one
+    /// machine).
+    fn link_ends(&self, h: usize) -> [(String, String); 2] {
+        let near = match self.routers.get(h) {
+            Some(router) => (router.clone(), "w0".to_string()),
+            None => (self.machines[h].ns.clone(), "e0".to_string()),
+        };
+        [(self.internet.clone(), format!("r{}", h + 1)), near]
+    }
+
+    fn loss_rules(&self, h: usize, action: &str, loss_percent: u32) {
+        let p = format!("{:.2}", f64::from(loss_percent) / 100.0);
+        let dev = format!("r{}", h + 1);
+        for (chain, dir) in [
+            ("FORWARD", "-i"),
+            ("FORWARD", "-o"),
+            ("INPUT", "-i"),
+            ("OUTPUT", "-o"),
+        ] {
+            iptables(
+                &self.internet,
+                &[
+                    action,
+                    chain,
+                    dir,
+                    &dev,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ],
+            );
+        }
+    }
+
     pub fn home(&self, i: usize) -> &Path {
-        &self.homes[i].home
+        &self.machines[i].home
+    }
+
+    pub fn machine(&self, i: usize) -> &Machine {
+        &self.machines[i]
     }
 
     pub fn ns(&self, i: usize) -> &str {
-        &self.homes[i].ns
+        &self.machines[i].ns
     }
 
     pub fn dev(&self, i: usize) -> &str {
-        &self.homes[i].dev
+        &self.machines[i].dev
     }
 
-    /// `shard --home HOME args…` in home `i`.
+    /// `shard --home HOME args…` on machine `i`.
     pub fn shard(&self, i: usize, args: &[&str]) -> Output {
-        let h = &self.homes[i];
-        shard_in(&h.ns, &h.home, args)
+        let m = &self.machines[i];
+        shard_in(&m.ns, &m.home, args)
     }
 
-    /// `shard --json args…` in home `i`, which must succeed.
+    /// `shard --json args…` on machine `i`, which must succeed.
     pub fn json(&self, i: usize, args: &[&str]) -> Value {
-        let h = &self.homes[i];
-        json_in(&h.ns, &h.home, args)
+        let m = &self.machines[i];
+        json_in(&m.ns, &m.home, args)
     }
 
-    /// `shard init` in home `i`, with `relay` (a URL, or "none").
+    /// `shard init` on machine `i`, with `relay` (a URL, or "none"); behind NATs also
+    /// `--relay-ca` with the relay's certificate.
     pub fn init(&self, i: usize, name: &str, relay: &str) {
-        let out = self.shard(
-            i,
-            &[
-                "init",
-                "--name",
-                name,
-                "--listen",
-                "0.0.0.0:7714",
-                "--api",
-                "127.0.0.1:7715",
-                "--ui",
-                "off",
-                "--mdns",
-                "off",
-                "--relay",
-                relay,
-            ],
-        );
+        let mut args = vec![
+            "init",
+            "--name",
+            name,
+            "--listen",
+            "0.0.0.0:7714",
+            "--api",
+            "127.0.0.1:7715",
+            "--ui",
+            "off",
+            "--mdns",
+            "off",
+            "--relay",
+            relay,
+        ];
+        let ca = self.relay_ca().map(|p| p.to_str().unwrap().to_string());
+        if let Some(ca) = &ca {
+            args.extend(["--relay-ca", ca]);
+        }
+        let out = self.shard(i, &args);
         assert!(
             out.status.success(),
             "{}",
@@ -189,16 +460,21 @@ impl Homes {
         );
     }
 
-    /// Starts `shard serve` in home `i` and waits for its API.
+    /// Starts `shard serve` on machine `i` and waits for its API.
     pub fn serve(&mut self, i: usize, extra: &[&str]) {
         let log = self.log_file(&format!("home{}", i + 1));
-        let h = &mut self.homes[i];
-        h.child = Some(serve_in(&h.ns, &h.home, log, extra));
+        let m = &mut self.machines[i];
+        m.child = Some(serve_in(&m.ns, &m.home, log, extra));
     }
 
-    /// Stops the node of home `i` hard.
+    /// The pid of machine `i`'s node, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.machines[i].child.as_ref().map(Child::id)
+    }
+
+    /// Stops the node of machine `i` hard.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.homes[i].child.take() {
+        if let Some(mut c) = self.machines[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -220,7 +496,7 @@ impl Homes {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    /// Waits (at most `limit`) until `check` holds for home `i`'s `shard peers`.
+    /// Waits (at most `limit`) until `check` holds for machine `i`'s `shard peers`.
     pub fn wait_peers(&self, i: usize, limit: Duration, check: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
@@ -230,7 +506,7 @@ impl Homes {
             }
             assert!(
                 start.elapsed() < limit,
-                "home {}: peers never got there: {peers}\n{}",
+                "machine {}: peers never got there: {peers}\n{}",
                 i + 1,
                 self.log(i)
             );
@@ -243,29 +519,62 @@ impl Homes {
     }
 }
 
-fn sysctl(ns: &str, setting: &str) {
+/// A veth link from `ns` (device `dev`, address `addr`/24) to `far_ns` (device `far`, address
+/// `gateway`/24), both up.
+fn link(ns: &str, dev: &str, addr: &str, far_ns: &str, far: &str, gateway: &str) {
+    ip(&[
+        "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", far, "netns", far_ns,
+    ]);
+    ip(&[
+        "-n",
+        far_ns,
+        "addr",
+        "add",
+        &format!("{gateway}/24"),
+        "dev",
+        far,
+    ]);
+    ip(&["-n", far_ns, "link", "set", far, "up"]);
+    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+    ip(&["-n", ns, "link", "set", dev, "up"]);
+    ip(&["-n", ns, "link", "set", "lo", "up"]);
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sysctl", "-q", "-w", setting])
+        .args(["netns", "exec", ns, program])
+        .args(args)
         .output()
-        .expect("run sysctl");
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     assert!(
         out.status.success(),
-        "sysctl {setting}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
+fn sysctl(ns: &str, setting: &str) {
+    in_ns(ns, "sysctl", &["-q", "-w", setting]);
+}
+
+fn iptables(ns: &str, args: &[&str]) {
+    in_ns(ns, "iptables", args);
+}
+
 impl Drop for Homes {
     fn drop(&mut self) {
-        for i in 0..self.homes.len() {
+        for i in 0..self.machines.len() {
             self.kill(i);
         }
         self.stop_relay();
-        for h in &self.homes {
-            let _ = Command::new("ip").args(["netns", "del", &h.ns]).status();
+        for ns in self
+            .machines
+            .iter()
+            .map(|m| &m.ns)
+            .chain(&self.routers)
+            .chain(std::iter::once(&self.internet))
+        {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.internet])
-            .status();
     }
 }
