@@ -551,3 +551,57 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
         b"the will"
     );
 }
+
+/// A paired peer that comes back over iroh with another endpoint key than the one pinned for
+/// it (an impostor holding only its Noise key, or a tampered node) is refused, and the log
+/// names it and both keys; the real one is let in again.
+#[test]
+fn a_peer_showing_another_iroh_key_than_the_pinned_one_is_refused_and_named() {
+    if !is_root() {
+        eprintln!("SKIPPED: creating network namespaces needs root");
+        return;
+    }
+    let mut homes = Homes::new(2);
+    homes.start_relay();
+    let relay = homes.relay_url();
+    homes.init(0, "owner", &relay);
+    homes.init(1, "aunt", &relay);
+    homes.serve(0, &[]);
+    homes.serve(1, &[]);
+    pair(&homes, 0, 1);
+    homes.wait_peers(0, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
+    let pinned = homes.json(0, &["peers"])["peers"][0]["addrs"].clone();
+
+    homes.kill(1);
+    homes.wait_peers(0, Duration::from_secs(60), |p| {
+        p["peers"][0]["online"] == false
+    });
+    // An invite pending on the owner lets unknown iroh keys as far as the Noise handshake,
+    // where the aunt's id is learnt and compared with what is pinned for it.
+    homes.json(0, &["invite"]);
+    homes.serve_env(1, &[], &[("SHARD_ADVERSARY", "other-iroh-key")]);
+    let start = std::time::Instant::now();
+    while !homes.log(0).contains("refused aunt") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the owner never refused the aunt's other key:\n{}",
+            homes.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let line = homes
+        .log(0)
+        .lines()
+        .find(|l| l.contains("refused aunt"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("is pinned for it"), "{line}");
+    let peers = homes.json(0, &["peers"]);
+    assert_eq!(peers["peers"][0]["online"], false, "{peers}");
+    assert_eq!(peers["peers"][0]["addrs"], pinned, "the pin moved: {peers}");
+
+    // The real aunt, with the pinned key, is let in again.
+    homes.kill(1);
+    homes.serve(1, &[]);
+    homes.wait_peers(0, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
+}

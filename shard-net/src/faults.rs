@@ -26,6 +26,9 @@ pub enum Lie {
     FillAfter(u64),
     /// Keeps the first catalog head of a vault and serves it for ever.
     OldHeads,
+    /// Shows another iroh endpoint key than the one its Noise key derives (what a peer
+    /// replaced by an impostor that stole only the Noise key would show).
+    OtherIrohKey,
 }
 
 /// Dies on the spot, as kill -9 would (no destructors, no flushing), when the environment
@@ -64,6 +67,7 @@ impl Lie {
                 "stall" => Ok(Lie::Stall),
                 "fake-capacity" => Ok(Lie::FakeCapacity),
                 "old-heads" => Ok(Lie::OldHeads),
+                "other-iroh-key" => Ok(Lie::OtherIrohKey),
                 _ => match word.strip_prefix("fill-after=").map(str::parse) {
                     Some(Ok(n)) => Ok(Lie::FillAfter(n)),
                     _ => Err(format!("unknown {ENV} behaviour {word:?}")),

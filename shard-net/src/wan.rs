@@ -92,6 +92,10 @@ pub fn read_pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
 fn endpoint_secret(identity: &NodeIdentity) -> SecretKey {
     let mut input = zeroize::Zeroizing::new(Vec::with_capacity(64));
     input.extend_from_slice(b"shard iroh endpoint key v1\0");
+    #[cfg(feature = "adversary")]
+    if crate::faults::active(crate::faults::Lie::OtherIrohKey) {
+        input.extend_from_slice(b"a lie");
+    }
     input.extend_from_slice(identity.private());
     let seed = zeroize::Zeroizing::new(shard_crypto::sha256(&input));
     SecretKey::from_bytes(&seed)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::lan::{ip_cmd as ip, json_in, serve_in, shard_in};
+use super::lan::{ip_cmd as ip, json_in, serve_in_env, shard_in};
 
 /// The relay's address in the internet namespace.
 pub const RELAY_IP: &str = "10.99.9.9";
@@ -462,9 +462,14 @@ impl Homes {
 
     /// Starts `shard serve` on machine `i` and waits for its API.
     pub fn serve(&mut self, i: usize, extra: &[&str]) {
+        self.serve_env(i, extra, &[]);
+    }
+
+    /// [`Homes::serve`] with more environment variables (e.g. `SHARD_ADVERSARY`).
+    pub fn serve_env(&mut self, i: usize, extra: &[&str], env: &[(&str, &str)]) {
         let log = self.log_file(&format!("home{}", i + 1));
         let m = &mut self.machines[i];
-        m.child = Some(serve_in(&m.ns, &m.home, log, extra));
+        m.child = Some(serve_in_env(&m.ns, &m.home, log, extra, env));
     }
 
     /// The pid of machine `i`'s node, while it runs.

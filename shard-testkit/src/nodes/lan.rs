@@ -58,6 +58,17 @@ pub fn json_in(ns: &str, home: &Path, args: &[&str]) -> Value {
 /// Starts `shard serve` for `home` inside namespace `ns`, logging to `log`, and waits for its
 /// API.
 pub fn serve_in(ns: &str, home: &Path, log: std::fs::File, extra: &[&str]) -> Child {
+    serve_in_env(ns, home, log, extra, &[])
+}
+
+/// [`serve_in`] with more environment variables (e.g. `SHARD_ADVERSARY`).
+pub fn serve_in_env(
+    ns: &str,
+    home: &Path,
+    log: std::fs::File,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let _ = std::fs::remove_file(home.join("api.addr"));
     let child = Command::new("ip")
         .args(["netns", "exec", ns, super::shard_bin(), "--home"])
@@ -66,6 +77,7 @@ pub fn serve_in(ns: &str, home: &Path, log: std::fs::File, extra: &[&str]) -> Ch
         .args(extra)
         .env("SHARD_LOG", "info,shard_net=debug")
         .env("SHARD_PASSWORD", super::PASSWORD)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
