@@ -402,6 +402,30 @@ impl Homes {
         }
     }
 
+    /// Moves machine `i` (behind NATs) to another address on its home's LAN, as a laptop
+    /// given a new lease would: the old address is gone, flows through it are dead.
+    pub fn readdress(&mut self, i: usize, last_octet: u8) {
+        let m = &self.machines[i];
+        let h1 = m.home_index + 1;
+        let new = format!("192.168.{h1}.{last_octet}");
+        let old = format!("{}/24", m.addr);
+        let new_cidr = format!("{new}/24");
+        for (verb, addr) in [("del", old.as_str()), ("add", new_cidr.as_str())] {
+            ip(&["-n", &m.ns, "addr", verb, addr, "dev", "e0"]);
+        }
+        // Deleting the address took the default route with it.
+        ip(&[
+            "-n",
+            &m.ns,
+            "route",
+            "replace",
+            "default",
+            "via",
+            &format!("192.168.{h1}.1"),
+        ]);
+        self.machines[i].addr = new;
+    }
+
     pub fn home(&self, i: usize) -> &Path {
         &self.machines[i].home
     }
