@@ -446,8 +446,12 @@ fn advertised_addrs(listen: SocketAddr) -> Vec<SocketAddr> {
         .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
         .map(|ip| SocketAddr::new(ip, listen.port()))
         .collect();
-    // Loopback last: other machines cannot use it.
-    addrs.sort_by_key(|a| a.ip().is_loopback());
+    // Loopback only when there is nothing else: other machines cannot use it, a node on this
+    // machine can use the other addresses as well, and a joiner in another home that dials
+    // 127.0.0.1 reaches itself (and logs a refused pairing attempt it never made).
+    if addrs.iter().any(|a| !a.ip().is_loopback()) {
+        addrs.retain(|a| !a.ip().is_loopback());
+    }
     addrs
 }
 
