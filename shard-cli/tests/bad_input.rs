@@ -329,6 +329,69 @@ fn bad_inputs_are_refused_with_their_reason_and_change_nothing() {
             ),
             idle.home(),
         ),
+        with_home(
+            cli(
+                "init with a relay that is not a URL",
+                &["init", "--relay", "not a url"],
+                1,
+                &["\"not a url\" is not a relay URL", "https://HOST"],
+            ),
+            work.path().join("no-home-1"),
+        ),
+        with_home(
+            cli(
+                "init with a relay URL of another scheme",
+                &["init", "--relay", "ftp://relay.example"],
+                1,
+                &["\"ftp://relay.example\" is not a relay URL"],
+            ),
+            work.path().join("no-home-2"),
+        ),
+        with_home(
+            cli(
+                "init with relays both off and on",
+                &[
+                    "init",
+                    "--relay",
+                    "none",
+                    "--relay",
+                    "https://relay.example",
+                ],
+                1,
+                &["--relay none turns relays off"],
+            ),
+            work.path().join("no-home-3"),
+        ),
+        with_home(
+            cli(
+                "init with a relay certificate that is not one",
+                &[
+                    "init",
+                    "--relay",
+                    "https://relay.example",
+                    "--relay-ca",
+                    &keep_s,
+                ],
+                1,
+                &["holds no certificate"],
+            ),
+            work.path().join("no-home-4"),
+        ),
+        with_home(
+            cli(
+                "init with a relay certificate that does not exist",
+                &[
+                    "init",
+                    "--relay",
+                    "https://relay.example",
+                    "--relay-ca",
+                    "/no/such/ca.pem",
+                ],
+                1,
+                &["/no/such/ca.pem"],
+            ),
+            work.path().join("no-home-5"),
+        ),
         cli(
             "a password file that does not exist",
             &[
@@ -531,6 +594,12 @@ fn bad_inputs_are_refused_with_their_reason_and_change_nothing() {
             }
         }
         tried += 1;
+    }
+    for i in 1..=5 {
+        let home = work.path().join(format!("no-home-{i}"));
+        if home.exists() {
+            wrong.push(format!("a refused init left a home at {}", home.display()));
+        }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     println!(

@@ -179,3 +179,67 @@ fn a_code_this_node_never_issued_is_refused_by_it() {
     );
     assert!(alpha.peers().is_empty() && beta.peers().is_empty());
 }
+
+/// A relay URL that points at something that is not a relay (here a web server that answers
+/// 404 to everything): the node starts at once, says which relay it cannot reach and why, and
+/// its LAN peers work as before.
+#[test]
+fn a_relay_that_is_not_one_is_named_and_lan_peers_keep_working() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    // Bounded: it stops when told, or after two minutes.
+    let server = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < Duration::from_secs(120)
+        {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+                    let mut buf = [0u8; 2048];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+
+    let mut alpha = TestNode::init("alpha");
+    alpha.serve(&["--relay", &url]);
+    let start = std::time::Instant::now();
+    loop {
+        let status = alpha.json(&["status"]);
+        let unreachable = status["wan"]["unreachable"].to_string();
+        if unreachable.contains(&url) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "status never named the relay as unreachable: {status}\n{}",
+            alpha.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    alpha.wait_log("no relay reachable", Duration::from_secs(30));
+    let warned = alpha
+        .log()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains(url.trim_start_matches("http://")));
+    assert!(warned, "no warning names the relay:\n{}", alpha.log());
+
+    // A LAN peer pairs and is reached over the LAN.
+    let beta = TestNode::start("beta");
+    alpha.pair_with(&beta);
+    alpha.wait_online(&["beta"], Duration::from_secs(15));
+    let peers = alpha.peers();
+    assert_eq!(peers[0]["path"], "lan", "{peers:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+}

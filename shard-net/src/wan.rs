@@ -254,6 +254,18 @@ impl IrohTransport {
                 unreachable.push((s.url().to_string(), why));
             }
         }
+        // With no relay connected, one iroh has not taken up at all (none answered as a relay,
+        // so no home relay was chosen) is unreachable too: each relay the node was given is
+        // named. (With one connected, the others are merely not needed: iroh keeps only its
+        // home relay and reaches others when a peer is homed there.)
+        if connected.is_empty() {
+            for url in &self.relays {
+                let url = url.to_string();
+                if !unreachable.iter().any(|(u, _)| *u == url) {
+                    unreachable.push((url, "no answer as a relay yet".to_string()));
+                }
+            }
+        }
         WanStatus {
             key: self.key(),
             relays_connected: connected,
