@@ -19,8 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use shard_testkit::nodes::homes::{Homes, Nat};
+use shard_testkit::nodes::homes::{Homes, Nat, all_online_over as all_online};
 
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
@@ -44,14 +43,6 @@ fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     kib / 1024.0
-}
-
-fn all_online(peers: &Value, n: usize, path: &str) -> bool {
-    let list = peers["peers"].as_array().cloned().unwrap_or_default();
-    list.len() == n
-        && list
-            .iter()
-            .all(|p| p["online"] == true && p["path"].as_str() == Some(path))
 }
 
 fn measure(nat: Nat, peers: usize, secs: u64) {

@@ -18,17 +18,9 @@ use shard_testkit::nodes as common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::homes::{Homes, Nat};
+use common::homes::{Homes, Nat, all_online_over as online_over};
 use common::lan::is_root;
 use serde_json::Value;
-
-fn online_over(peers: &Value, n: usize, path: &str) -> bool {
-    let list = peers["peers"].as_array().cloned().unwrap_or_default();
-    list.len() == n
-        && list
-            .iter()
-            .all(|p| p["online"] == true && p["path"].as_str() == Some(path))
-}
 
 /// Each peer named in `paths` is online over its path.
 fn reached_over(peers: &Value, paths: &[(&str, &str)]) -> bool {

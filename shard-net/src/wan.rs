@@ -415,12 +415,30 @@ struct IrohListener {
 
 impl IrohListener {
     fn lets_in(&self, key: &[u8; 32]) -> bool {
-        let filter = self
-            .filter
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        filter.as_ref().is_none_or(|f| f(key))
+        lets_in(&self.filter, key)
     }
+}
+
+fn lets_in(filter: &std::sync::RwLock<Option<KeyFilter>>, key: &[u8; 32]) -> bool {
+    let filter = filter
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    filter.as_ref().is_none_or(|f| f(key))
+}
+
+/// The address a relayed connection is counted under: one per claimed endpoint key, in the
+/// discard-only prefix `100::/64` (RFC 6666), so the per-address handshake limit binds each
+/// sender on its own rather than every relayed peer together.
+fn relayed_from(key: &[u8; 32]) -> SocketAddr {
+    let mut octets = [0u8; 16];
+    octets[0] = 0x01;
+    octets[8..].copy_from_slice(&key[..8]);
+    SocketAddr::from((std::net::Ipv6Addr::from(octets), 0))
+}
+
+/// The first 8 bytes of a key in hex, for logs.
+fn hex_short(key: &[u8; 32]) -> String {
+    key[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Listener for IrohListener {
@@ -449,7 +467,8 @@ impl Listener for IrohListener {
                     }
                     iroh::endpoint::IncomingAddr::Relay { endpoint_id, .. } => {
                         if self.lets_in(endpoint_id.as_bytes()) {
-                            break (incoming, SocketAddr::from(([0, 0, 0, 0], 0)));
+                            let claimed = *endpoint_id.as_bytes();
+                            break (incoming, relayed_from(&claimed));
                         }
                         tracing::debug!(
                             "refused a relayed connection from unknown key {}",
@@ -461,6 +480,13 @@ impl Listener for IrohListener {
                 }
             };
             let identity = self.identity.clone();
+            let filter = self.filter.clone();
+            let claimed = match incoming.remote_addr() {
+                iroh::endpoint::IncomingAddr::Relay { endpoint_id, .. } => {
+                    Some(*endpoint_id.as_bytes())
+                }
+                _ => None,
+            };
             Ok(Incoming::new(
                 from,
                 Box::new(move |hello, gate| {
@@ -471,6 +497,23 @@ impl Listener for IrohListener {
                         let connection = accepting
                             .await
                             .map_err(|e| Error::Relay(format!("iroh connection failed: {e}")))?;
+                        // The key the connection proved, whatever path it came by: a direct
+                        // path skips the relay's (claimed) key check above, and a relay may
+                        // claim a key the sender does not hold. Closed before any stream.
+                        let proved = *connection.remote_id().as_bytes();
+                        let allowed = lets_in(&filter, &proved);
+                        if !allowed || claimed.is_some_and(|c| c != proved) {
+                            connection.close(VarInt::from_u32(1), b"refused");
+                            return Err(Error::Relay(format!(
+                                "refused an iroh connection from key {}: {}",
+                                hex_short(&proved),
+                                if allowed {
+                                    "the relay named another key"
+                                } else {
+                                    "not a paired peer's"
+                                }
+                            )));
+                        }
                         let (send, recv) = connection
                             .accept_bi()
                             .await

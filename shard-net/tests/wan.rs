@@ -200,3 +200,60 @@ async fn a_tcp_route_is_not_dialed_over_iroh_and_a_bad_relay_url_is_named() {
         assert!(err.to_string().contains(bad), "{err}");
     }
 }
+
+/// A stranger who reaches the node's UDP port directly (no relay to name its key first) is
+/// refused once its QUIC handshake proves its key, before any stream: the key filter holds on
+/// every path, not only on relayed connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_a_direct_path_is_refused_by_key() {
+    let relay = relay().await;
+    let (_, server) = endpoint(&relay).await;
+    let server = Arc::new(server);
+    let (client_id, client) = endpoint(&relay).await;
+    let allowed = client.key();
+    server.set_filter(Arc::new(move |key: &[u8; 32]| *key == allowed));
+    let mut accepted = serve(server.clone(), client_id.node_id());
+    let direct = server
+        .status()
+        .direct_addrs
+        .into_iter()
+        .find(std::net::SocketAddr::is_ipv4)
+        .expect("the server has a direct address on loopback");
+
+    // A bare iroh endpoint with no relay: it can only come the direct way.
+    let stranger = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .bind_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap()
+        .bind()
+        .await
+        .unwrap();
+    let target = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(&server.key()).unwrap())
+        .with_ip_addr(direct);
+    let attempt = tokio::time::timeout(Duration::from_secs(20), async {
+        let connection = stranger.connect(target, shard_net::wan::ALPN).await?;
+        let (mut send, mut recv) = connection.open_bi().await?;
+        send.write_all(b"hello?").await?;
+        let mut buf = [0u8; 16];
+        let n = recv.read(&mut buf).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(n)
+    })
+    .await
+    .expect("the stranger's attempt hung");
+    assert!(
+        !matches!(attempt, Ok(Some(n)) if n > 0),
+        "the stranger read bytes: {attempt:?}"
+    );
+    let refused = tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+        .await
+        .expect("the server never saw the stranger")
+        .unwrap()
+        .err()
+        .expect("the stranger was let in");
+    assert!(
+        refused.to_string().contains("not a paired peer"),
+        "{refused}"
+    );
+    stranger.close().await;
+    relay.shutdown().await.unwrap();
+}

@@ -169,38 +169,14 @@ impl Homes {
             }
             iptables(&router, &masquerade);
             // Inbound only what answers a flow from inside; nothing to the router itself.
-            iptables(
-                &router,
-                &[
-                    "-A",
-                    "FORWARD",
-                    "-i",
-                    "w0",
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ],
-            );
-            iptables(&router, &["-A", "FORWARD", "-i", "w0", "-j", "DROP"]);
-            iptables(
-                &router,
-                &[
-                    "-A",
-                    "INPUT",
-                    "-i",
-                    "w0",
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ],
-            );
-            iptables(&router, &["-A", "INPUT", "-i", "w0", "-j", "DROP"]);
+            for chain in ["FORWARD", "INPUT"] {
+                let established = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED"];
+                let mut rule = vec!["-A", chain, "-i", "w0"];
+                rule.extend(established);
+                rule.extend(["-j", "ACCEPT"]);
+                iptables(&router, &rule);
+                iptables(&router, &["-A", chain, "-i", "w0", "-j", "DROP"]);
+            }
             for j in 0..count {
                 serial += 1;
                 homes.add_machine_to(h, &format!("{prefix}m{serial}"), j);
@@ -546,6 +522,16 @@ impl Homes {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Whether `peers` (`shard --json peers`) lists exactly `n` peers, all online over `path`
+/// ("lan", "direct", "relay").
+pub fn all_online_over(peers: &Value, n: usize, path: &str) -> bool {
+    let list = peers["peers"].as_array().cloned().unwrap_or_default();
+    list.len() == n
+        && list
+            .iter()
+            .all(|p| p["online"] == true && p["path"].as_str() == Some(path))
 }
 
 /// A veth link from `ns` (device `dev`, address `addr`/24) to `far_ns` (device `far`, address
