@@ -302,13 +302,7 @@ fn stored_shares(home: &std::path::Path) -> usize {
 
 fn wait_snapshot_after(homes: &Homes, i: usize, before: usize) {
     let start = Instant::now();
-    while homes
-        .log(i)
-        .lines()
-        .filter(|l| l.contains("catalog snapshot") && l.contains("written"))
-        .count()
-        <= before
-    {
+    while written(homes, i) <= before {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no catalog snapshot written:\n{}",
@@ -318,6 +312,7 @@ fn wait_snapshot_after(homes: &Homes, i: usize, before: usize) {
     }
 }
 
+/// How many catalog snapshots machine `i`'s log says it wrote.
 fn written(homes: &Homes, i: usize) -> usize {
     homes
         .log(i)

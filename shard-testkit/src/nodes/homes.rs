@@ -43,6 +43,8 @@ pub enum Nat {
 }
 
 pub struct Homes {
+    /// What every namespace's name starts with (unique per process and world).
+    prefix: String,
     internet: String,
     /// Router namespaces, one per home (behind NATs only).
     routers: Vec<String>,
@@ -84,6 +86,7 @@ impl Homes {
             "lo",
         ]);
         Self {
+            prefix: prefix.to_string(),
             internet,
             routers: Vec::new(),
             machines: Vec::new(),
@@ -133,7 +136,6 @@ impl Homes {
         let prefix = prefix();
         let mut homes = Self::internet(&prefix);
         sysctl(&homes.internet, "net.ipv4.ip_forward=1");
-        let mut serial = 0;
         for (h, &(nat, count)) in homes_spec.iter().enumerate() {
             let h1 = h + 1;
             let router = format!("{prefix}r{h1}");
@@ -177,9 +179,8 @@ impl Homes {
                 iptables(&router, &rule);
                 iptables(&router, &["-A", chain, "-i", "w0", "-j", "DROP"]);
             }
-            for j in 0..count {
-                serial += 1;
-                homes.add_machine_to(h, &format!("{prefix}m{serial}"), j);
+            for _ in 0..count {
+                homes.add_machine(h);
             }
         }
         homes.make_certificate();
@@ -188,14 +189,9 @@ impl Homes {
 
     /// One more machine in home `h` (behind NATs only), returned by its number: a new laptop.
     pub fn add_machine(&mut self, h: usize) -> usize {
-        let serial = self.machines.len() + 1;
-        let prefix = self.internet.trim_end_matches('i').to_string();
+        let n = self.machines.len() + 1;
+        let ns = &format!("{}m{n}", self.prefix);
         let j = self.machines.iter().filter(|m| m.home_index == h).count();
-        self.add_machine_to(h, &format!("{prefix}m{serial}"), j);
-        self.machines.len() - 1
-    }
-
-    fn add_machine_to(&mut self, h: usize, ns: &str, j: usize) {
         let h1 = h + 1;
         let router = self.routers[h].clone();
         ip(&["netns", "add", ns]);
@@ -219,7 +215,6 @@ impl Homes {
             "via",
             &format!("192.168.{h1}.1"),
         ]);
-        let n = self.machines.len() + 1;
         self.machines.push(Machine {
             ns: ns.to_string(),
             dev: "e0".into(),
@@ -228,6 +223,7 @@ impl Homes {
             home: self.dir.path().join(format!("home{n}")),
             child: None,
         });
+        n - 1
     }
 
     /// A self-signed certificate for the relay's address, written beside the homes.
