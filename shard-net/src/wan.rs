@@ -448,7 +448,9 @@ impl Listener for IrohListener {
 
     fn accept(&mut self) -> BoxFuture<'_, std::io::Result<Incoming>> {
         Box::pin(async move {
-            let (incoming, from) = loop {
+            // Where it comes from, and the key a relay says sent it (checked against the key
+            // the connection proves).
+            let (incoming, from, claimed) = loop {
                 let Some(incoming) = self.endpoint.accept().await else {
                     // Closed (the node is stopping): no more connections will come.
                     tracing::debug!("the iroh endpoint closed; no more connections over iroh");
@@ -459,7 +461,7 @@ impl Listener for IrohListener {
                     // (a retry round trip) before it counts against that address's slots.
                     iroh::endpoint::IncomingAddr::Ip(a) => {
                         if incoming.remote_addr_validated() {
-                            break (incoming, a);
+                            break (incoming, a, None);
                         }
                         if let Err(e) = incoming.retry() {
                             e.into_incoming().ignore();
@@ -468,7 +470,7 @@ impl Listener for IrohListener {
                     iroh::endpoint::IncomingAddr::Relay { endpoint_id, .. } => {
                         if self.lets_in(endpoint_id.as_bytes()) {
                             let claimed = *endpoint_id.as_bytes();
-                            break (incoming, relayed_from(&claimed));
+                            break (incoming, relayed_from(&claimed), Some(claimed));
                         }
                         tracing::debug!(
                             "refused a relayed connection from unknown key {}",
@@ -481,12 +483,6 @@ impl Listener for IrohListener {
             };
             let identity = self.identity.clone();
             let filter = self.filter.clone();
-            let claimed = match incoming.remote_addr() {
-                iroh::endpoint::IncomingAddr::Relay { endpoint_id, .. } => {
-                    Some(*endpoint_id.as_bytes())
-                }
-                _ => None,
-            };
             Ok(Incoming::new(
                 from,
                 Box::new(move |hello, gate| {
