@@ -180,6 +180,42 @@ fn a_code_this_node_never_issued_is_refused_by_it() {
     assert!(alpha.peers().is_empty() && beta.peers().is_empty());
 }
 
+/// A code whose node is reached only through a plain-HTTP relay the joiner does not use:
+/// the joiner never contacts a plain-HTTP relay it was not given (nothing would authenticate
+/// it), and says so at once, naming the relay and the way out.
+#[test]
+fn a_code_behind_a_plain_http_relay_not_ours_is_refused_at_once_by_name() {
+    let mut beta = TestNode::init("beta");
+    // Its own relay: nothing answers there, which does not matter for this refusal.
+    beta.serve(&["--relay", "http://127.0.0.1:9"]);
+    let node = shard_net::identity::NodeIdentity::generate()
+        .unwrap()
+        .node_id();
+    let code = shard_net::pairing::Invites::default()
+        .create(
+            node,
+            Vec::new(),
+            Some(shard_net::transport::IrohRoute {
+                key: [9; 32],
+                relay: Some("http://10.20.30.40:3340".into()),
+            }),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let start = std::time::Instant::now();
+    let out = beta.run(&["join", code.encode().as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("http://10.20.30.40:3340")
+            && said.contains("plain-HTTP relay")
+            && said.contains("--relay"),
+        "{said}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5), "it waited first");
+    assert!(beta.peers().is_empty());
+}
+
 /// A relay URL that points at something that is not a relay (here a web server that answers
 /// 404 to everything): the node starts at once, says which relay it cannot reach and why, and
 /// its LAN peers work as before.

@@ -539,6 +539,80 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
     );
 }
 
+/// Two homes, each with a relay of its own: the aunt joins with the owner's code (which names
+/// the owner's relay), they store 2-of-2, and after both restart each reaches the other again
+/// at the other's relay — the one named by the code, or by the peer's hello at pairing.
+#[test]
+fn peers_homed_on_different_relays_meet_again_after_a_restart() {
+    if !is_root() {
+        eprintln!("SKIPPED: creating network namespaces needs root");
+        return;
+    }
+    // Symmetric NATs both: no hole is punched, everything goes through the relays.
+    let mut homes = Homes::behind_nats(&[(Nat::Symmetric, 1), (Nat::Symmetric, 1)]);
+    homes.start_relay_of(0);
+    homes.start_relay_of(1);
+    let (owners, aunts) = (homes.relay_url_of(0), homes.relay_url_of(1));
+    homes.init(0, "owner", &owners);
+    homes.init(1, "aunt", &aunts);
+    homes.json(0, &["account", "create", "alice"]);
+    homes.serve(0, &["--login", "alice"]);
+    homes.serve(1, &[]);
+    pair(&homes, 0, 1);
+    homes.wait_peers(0, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
+    // Each pinned the other at the other's relay.
+    for (i, relay) in [(0, &aunts), (1, &owners)] {
+        let peers = homes.json(i, &["peers"]);
+        let addrs = peers["peers"][0]["addrs"].as_array().cloned().unwrap();
+        assert!(
+            addrs
+                .iter()
+                .any(|a| a.as_str().unwrap().contains(&format!("@{relay}"))),
+            "machine {i} records its peer at {relay}: {peers}"
+        );
+    }
+
+    let work = homes.dir().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let papers = common::random_file(&work.join("papers.bin"), 1_000_000, 3);
+    let file = work.join("papers.bin");
+    assert_ok(
+        &homes.shard(0, &["put", file.to_str().unwrap(), "--shares", "2/2"]),
+        "put before the restart",
+    );
+
+    // Both machines restart (an update, a power cut): neither has a connection left, and
+    // each must dial the other at the other's relay.
+    homes.kill(0);
+    homes.kill(1);
+    homes.serve(1, &[]);
+    homes.serve(0, &["--login", "alice"]);
+    for i in 0..2 {
+        homes.wait_peers(i, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
+    }
+    // 2-of-2: the restore needs the aunt's share, the second put her acknowledgement.
+    let out = homes.dir().join("papers.out");
+    assert_ok(
+        &homes.shard(0, &["get", "papers.bin", "-o", out.to_str().unwrap()]),
+        "get after the restart",
+    );
+    assert!(std::fs::read(&out).unwrap() == papers, "papers differ");
+    std::fs::write(work.join("later.txt"), b"written after the restart").unwrap();
+    assert_ok(
+        &homes.shard(
+            0,
+            &[
+                "put",
+                work.join("later.txt").to_str().unwrap(),
+                "--shares",
+                "2/2",
+            ],
+        ),
+        "put after the restart",
+    );
+    assert_ok(&homes.shard(0, &["check"]), "check after the restart");
+}
+
 /// A paired peer that comes back over iroh with another endpoint key than the one pinned for
 /// it (an impostor holding only its Noise key, or a tampered node) is refused, and the log
 /// names it and both keys; the real one is let in again.

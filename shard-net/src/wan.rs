@@ -6,8 +6,9 @@
 //! key is pinned beside it, and a relay sees ciphertext twice over (QUIC's TLS, then Noise).
 //!
 //! What this endpoint does on the network, and what it never does: it talks only to the
-//! relays it was given (their HTTPS, and their QUIC address discovery) and to peers' addresses
-//! those relays or the peers themselves report. It has no address lookup (no DNS or pkarr
+//! relays it was given (their HTTPS, and their QUIC address discovery), to the HTTPS relay a
+//! route names for a peer homed elsewhere, and to peers' addresses those relays or the peers
+//! themselves report. It has no address lookup (no DNS or pkarr
 //! publishing of the node), no port mapping (no UPnP, NAT-PMP or PCP to the router), and a
 //! node with no relays has no iroh endpoint at all.
 
@@ -279,15 +280,21 @@ impl IrohTransport {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.close()).await;
     }
 
-    /// Where to dial `key`: this node's own relays, plus `relay` when the route names one and
-    /// `trusted` says it may be contacted (a relay named in an invite code the user typed, if
-    /// HTTPS); a relay a peer merely names is used only if it is one of this node's own, so
-    /// a peer cannot send this node to a server of its choosing.
-    fn address(&self, key: PublicKey, relay: Option<&str>, trusted: bool) -> EndpointAddr {
+    /// `relay` (a URL a route names), if this node would contact it: one of its own, or any
+    /// over HTTPS (see [`IrohTransport::address`]).
+    pub fn usable_relay(&self, relay: &str) -> Option<RelayUrl> {
+        let url = relay.parse::<RelayUrl>().ok()?;
+        (self.relays.contains(&url) || url.scheme() == "https").then_some(url)
+    }
+
+    /// Where to dial `key`: this node's own relays, plus the relay its route names if that
+    /// one is HTTPS (or one of this node's own). Routes come only from an invite code the
+    /// user typed or from a paired peer's authenticated hello, so a peer homed on a relay of
+    /// its own is reached there after a restart as at pairing; a plain-HTTP relay that is
+    /// not this node's own is never contacted (nothing would authenticate it).
+    fn address(&self, key: PublicKey, relay: Option<&str>) -> EndpointAddr {
         let mut addr = EndpointAddr::new(key);
-        if let Some(url) = relay.and_then(|r| r.parse::<RelayUrl>().ok())
-            && (self.relays.contains(&url) || (trusted && url.scheme() == "https"))
-        {
+        if let Some(url) = relay.and_then(|r| self.usable_relay(r)) {
             addr = addr.with_relay_url(url);
         }
         for url in &self.relays {
@@ -378,10 +385,7 @@ impl Transport for IrohTransport {
                 .map_err(|_| Error::Relay("the peer's iroh key is not a valid key".into()))?;
             let connection = self
                 .endpoint
-                .connect(
-                    self.address(key, route.relay.as_deref(), pairing.is_some()),
-                    ALPN,
-                )
+                .connect(self.address(key, route.relay.as_deref()), ALPN)
                 .await
                 .map_err(|e| {
                     Error::Relay(format!("no iroh connection to {}: {e}", key.fmt_short()))
@@ -397,10 +401,16 @@ impl Transport for IrohTransport {
         })
     }
 
+    /// The endpoint, at its home relay; before one is reached (an invite made right after
+    /// start), at the first relay it was given — the one a peer would otherwise have no way
+    /// to find it at, when that relay is not one of the peer's own.
     fn routes(&self) -> Vec<Route> {
+        let relay = self
+            .home_relay()
+            .or_else(|| self.relays.first().map(ToString::to_string));
         vec![Route::Iroh(crate::transport::IrohRoute {
             key: self.key(),
-            relay: self.home_relay(),
+            relay,
         })]
     }
 }
@@ -530,5 +540,67 @@ impl Listener for IrohListener {
                 }),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An endpoint whose one relay (plain HTTP, on a loopback port nothing answers on) is
+    /// never reached.
+    async fn endpoint() -> IrohTransport {
+        let identity = Arc::new(NodeIdentity::generate().unwrap());
+        let config = WanConfig {
+            relays: Relays::Own(vec!["http://127.0.0.1:9".into()]),
+            extra_roots: Vec::new(),
+            bind: ([127, 0, 0, 1], 0).into(),
+            relay_only: false,
+        };
+        IrohTransport::bind(identity, &config).await.unwrap()
+    }
+
+    fn relays_of(addr: &EndpointAddr) -> Vec<String> {
+        let mut urls: Vec<String> = addr.relay_urls().map(ToString::to_string).collect();
+        urls.sort();
+        urls
+    }
+
+    #[tokio::test]
+    async fn a_route_adds_its_https_relay_but_never_a_plain_http_one_not_our_own() {
+        let transport = endpoint().await;
+        let key = SecretKey::from_bytes(&[7; 32]).public();
+        let own = "http://127.0.0.1:9/".to_string();
+        // A peer homed on a relay of its own over HTTPS: dialed there, and at ours.
+        let theirs = "https://relay.example.org/";
+        assert_eq!(
+            relays_of(&transport.address(key, Some(theirs))),
+            vec![own.clone(), theirs.to_string()]
+        );
+        // Plain HTTP authenticates nothing: only our own.
+        assert_eq!(
+            relays_of(&transport.address(key, Some("http://10.1.2.3:3340"))),
+            vec![own.clone()]
+        );
+        assert_eq!(
+            relays_of(&transport.address(key, Some("not a url"))),
+            vec![own.clone()]
+        );
+        assert_eq!(relays_of(&transport.address(key, None)), vec![own.clone()]);
+        transport.close().await;
+    }
+
+    #[tokio::test]
+    async fn before_a_relay_answers_the_route_names_the_first_one_given() {
+        let transport = endpoint().await;
+        let routes = transport.routes();
+        let Some(Route::Iroh(route)) = routes.first() else {
+            panic!("no iroh route: {routes:?}");
+        };
+        assert_eq!(route.key, transport.key());
+        assert_eq!(route.relay.as_deref(), Some("http://127.0.0.1:9/"));
+        transport.close().await;
     }
 }

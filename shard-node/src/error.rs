@@ -439,6 +439,10 @@ impl Error {
                 ErrorKind::PeerUnreachable,
                 "check that the other node runs (`shard serve`) and that its address is reachable",
             ),
+            Error::Net(NetError::Relay(_)) => (
+                ErrorKind::BadInput,
+                "check the relays given (--relay, --relay-ca, `[net]` in config.toml); `shard status` shows which ones the node reaches",
+            ),
             _ => (ErrorKind::Internal, "see the node's log for details"),
         }
     }

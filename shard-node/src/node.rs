@@ -1319,6 +1319,28 @@ impl Node {
                 .into());
             }
         }
+        // A code that reaches its node through a plain-HTTP relay this node does not use (it
+        // never contacts one it was not given): say so — at once when there is no other
+        // route, else if the others fail — rather than "timed out".
+        let unusable_relay = match (&self.wan, &invite.iroh) {
+            (Some(wan), Some(iroh)) => iroh
+                .relay
+                .clone()
+                .filter(|relay| wan.usable_relay(relay).is_none()),
+            _ => None,
+        };
+        let relay_error = |relay: &str| {
+            Error::from(NetError::Relay(format!(
+                "the code reaches its node through {relay}, a plain-HTTP relay that is not one \
+                 of this node's; start this node with it (`shard serve --relay {relay}`) or \
+                 have the other node use an HTTPS relay"
+            )))
+        };
+        if let Some(relay) = &unusable_relay
+            && routes.iter().all(|r| matches!(r, Route::Iroh(_)))
+        {
+            return Err(relay_error(relay));
+        }
         // Every route at once (the inviter's LAN addresses may mean nothing from another
         // home); the first handshake wins. An invite is single-use: a second route's
         // handshake may be refused because the first spent it, so a refusal only counts when
@@ -1365,6 +1387,11 @@ impl Node {
         }
         attempts.abort_all();
         let Some(channel) = channel else {
+            if refused.is_none()
+                && let Some(relay) = &unusable_relay
+            {
+                return Err(relay_error(relay));
+            }
             return Err(refused.unwrap_or(last));
         };
         let mut addrs: Vec<String> = invite.addrs.iter().map(ToString::to_string).collect();

@@ -1,7 +1,8 @@
 //! Homes on an "internet", and a relay they all reach: for tests of peers in other homes, made
 //! of network namespaces (nothing is sent on the machine's real interfaces).
 //!
-//! An "internet" namespace holds the relay's address (10.99.9.9, on its loopback). Two shapes:
+//! An "internet" namespace holds the relays' addresses (10.99.9.9, and 10.99.9.10 for a second
+//! relay, on its loopback). Two shapes:
 //!
 //! - [`Homes::new`]: each home is one machine (10.98.i.2) on a veth link to the internet, which
 //!   does not forward between homes, so a home's address means nothing from another home:
@@ -11,8 +12,8 @@
 //!   inbound only for established flows — either keeping one mapping per local endpoint (what
 //!   most home routers do, and what lets hole punching work) or a fresh random port per flow
 //!   (`--random-fully`, a symmetric NAT, which hole punching cannot cross). The internet
-//!   forwards between the routers. The relay runs over HTTPS with a self-signed certificate
-//!   that the nodes are told to trust (`--relay-ca`), so it also answers QUIC address
+//!   forwards between the routers. The relays run over HTTPS with a self-signed certificate
+//!   (naming both addresses) that the nodes are told to trust (`--relay-ca`), so it also answers QUIC address
 //!   discovery, which hole punching needs.
 //!
 //! Everything is deleted on drop, also when the test fails. Needs root (and iptables for NATs).
@@ -26,9 +27,12 @@ use serde_json::Value;
 
 use super::lan::{ip_cmd as ip, json_in, serve_in_env, shard_in};
 
-/// The relay's address in the internet namespace.
-pub const RELAY_IP: &str = "10.99.9.9";
-/// Its port.
+/// The relays' addresses in the internet namespace: the one every test uses first, and a
+/// second for peers homed on relays of their own.
+pub const RELAY_IPS: [&str; 2] = ["10.99.9.9", "10.99.9.10"];
+/// The first relay's address.
+pub const RELAY_IP: &str = RELAY_IPS[0];
+/// Their port.
 pub const RELAY_PORT: u16 = 3340;
 
 /// What a home's router does to the traffic of its machines.
@@ -49,8 +53,10 @@ pub struct Homes {
     /// Router namespaces, one per home (behind NATs only).
     routers: Vec<String>,
     machines: Vec<Machine>,
-    relay: Option<Child>,
-    /// The relay's certificate and key, PEM files (behind NATs only: HTTPS).
+    /// The relays running, by number (index into [`RELAY_IPS`]).
+    relays: [Option<Child>; 2],
+    /// The relays' certificate (naming both addresses) and key, PEM files (behind NATs only:
+    /// HTTPS).
     tls: Option<(PathBuf, PathBuf)>,
     dir: tempfile::TempDir,
 }
@@ -76,21 +82,23 @@ impl Homes {
         let internet = format!("{prefix}i");
         ip(&["netns", "add", &internet]);
         ip(&["-n", &internet, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &internet,
-            "addr",
-            "add",
-            &format!("{RELAY_IP}/32"),
-            "dev",
-            "lo",
-        ]);
+        for relay_ip in RELAY_IPS {
+            ip(&[
+                "-n",
+                &internet,
+                "addr",
+                "add",
+                &format!("{relay_ip}/32"),
+                "dev",
+                "lo",
+            ]);
+        }
         Self {
             prefix: prefix.to_string(),
             internet,
             routers: Vec::new(),
             machines: Vec::new(),
-            relay: None,
+            relays: [None, None],
             tls: None,
             dir: tempfile::tempdir().unwrap(),
         }
@@ -226,9 +234,13 @@ impl Homes {
         n - 1
     }
 
-    /// A self-signed certificate for the relay's address, written beside the homes.
+    /// A self-signed certificate for the relays' addresses, written beside the homes.
     fn make_certificate(&mut self) {
-        let cert = rcgen::generate_simple_self_signed(vec![RELAY_IP.to_string()]).unwrap();
+        let names = RELAY_IPS
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
+        let cert = rcgen::generate_simple_self_signed(names).unwrap();
         let cert_path = self.dir.path().join("relay-cert.pem");
         let key_path = self.dir.path().join("relay-key.pem");
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -236,25 +248,36 @@ impl Homes {
         self.tls = Some((cert_path, key_path));
     }
 
-    /// The relay's URL.
+    /// The (first) relay's URL.
     pub fn relay_url(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://{RELAY_IP}:{RELAY_PORT}")
+        self.relay_url_of(0)
     }
 
-    /// The relay's certificate (behind NATs only), what nodes are told to trust.
+    /// Relay `r`'s URL.
+    pub fn relay_url_of(&self, r: usize) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{RELAY_PORT}", RELAY_IPS[r])
+    }
+
+    /// The relays' certificate (behind NATs only), what nodes are told to trust.
     pub fn relay_ca(&self) -> Option<&Path> {
         self.tls.as_ref().map(|(cert, _)| cert.as_path())
     }
 
-    /// Starts `shard relay` in the internet (over HTTPS behind NATs, else `--insecure-http`)
-    /// and waits until it answers.
+    /// Starts the (first) relay.
     pub fn start_relay(&mut self) {
-        let log = self.log_file("relay");
+        self.start_relay_of(0);
+    }
+
+    /// Starts `shard relay` number `r` in the internet (over HTTPS behind NATs, else
+    /// `--insecure-http`) and waits until it answers.
+    pub fn start_relay_of(&mut self, r: usize) {
+        let name = relay_log(r);
+        let log = self.log_file(&name);
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.internet, super::shard_bin(), "relay"])
-            .args(["--listen", &format!("{RELAY_IP}:{RELAY_PORT}")]);
+            .args(["--listen", &format!("{}:{RELAY_PORT}", RELAY_IPS[r])]);
         match &self.tls {
             Some((cert, key)) => {
                 command.arg("--cert").arg(cert).arg("--key").arg(key);
@@ -263,30 +286,32 @@ impl Homes {
                 command.arg("--insecure-http");
             }
         }
+        let started = self.read_log(&name).matches("relay: http").count() + 1;
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        self.relay = Some(child);
+        self.relays[r] = Some(child);
         let start = Instant::now();
-        let started = self.read_log("relay").matches("relay: http").count() + 1;
-        while self.read_log("relay").matches("relay: http").count() < started {
+        while self.read_log(&name).matches("relay: http").count() < started {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "the relay did not start: {}",
-                self.read_log("relay")
+                "relay {r} did not start: {}",
+                self.read_log(&name)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Stops the relay.
+    /// Stops every relay.
     pub fn stop_relay(&mut self) {
-        if let Some(mut c) = self.relay.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for child in &mut self.relays {
+            if let Some(mut c) = child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 
@@ -549,6 +574,14 @@ fn link(ns: &str, dev: &str, addr: &str, far_ns: &str, far: &str, gateway: &str)
     ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
     ip(&["-n", ns, "link", "set", dev, "up"]);
     ip(&["-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// The log file name of relay `r`.
+fn relay_log(r: usize) -> String {
+    match r {
+        0 => "relay".to_string(),
+        r => format!("relay{}", r + 1),
+    }
 }
 
 fn in_ns(ns: &str, program: &str, args: &[&str]) {
