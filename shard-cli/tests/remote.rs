@@ -541,7 +541,8 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
 
 /// Two homes, each with a relay of its own: the aunt joins with the owner's code (which names
 /// the owner's relay), they store 2-of-2, and after both restart each reaches the other again
-/// at the other's relay — the one named by the code, or by the peer's hello at pairing.
+/// at the other's relay — the one named by the code, or by the peer's hello at pairing — even
+/// with its own relay down.
 #[test]
 fn peers_homed_on_different_relays_meet_again_after_a_restart() {
     if !is_root() {
@@ -581,22 +582,31 @@ fn peers_homed_on_different_relays_meet_again_after_a_restart() {
         "put before the restart",
     );
 
-    // Both machines restart (an update, a power cut): neither has a connection left, and
-    // each must dial the other at the other's relay.
-    homes.kill(0);
-    homes.kill(1);
-    homes.serve(1, &[]);
-    homes.serve(0, &["--login", "alice"]);
-    for i in 0..2 {
-        homes.wait_peers(i, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
-    }
-    // 2-of-2: the restore needs the aunt's share, the second put her acknowledgement.
+    // Both machines restart (an update, a power cut): neither has a connection left. With
+    // only the aunt's relay up, the owner — homed at a relay that is down — reaches her only
+    // by dialing her at hers; 2-of-2, so the restore needs her share.
+    let restart = |homes: &mut Homes| {
+        homes.kill(0);
+        homes.kill(1);
+        homes.serve(1, &[]);
+        homes.serve(0, &["--login", "alice"]);
+        for i in 0..2 {
+            homes.wait_peers(i, Duration::from_secs(60), |p| online_over(p, 1, "relay"));
+        }
+    };
+    homes.stop_relay_of(0);
+    restart(&mut homes);
     let out = homes.dir().join("papers.out");
     assert_ok(
         &homes.shard(0, &["get", "papers.bin", "-o", out.to_str().unwrap()]),
-        "get after the restart",
+        "get through the aunt's relay",
     );
     assert!(std::fs::read(&out).unwrap() == papers, "papers differ");
+
+    // The other way: only the owner's relay up, the aunt dials the owner at his.
+    homes.start_relay_of(0);
+    homes.stop_relay_of(1);
+    restart(&mut homes);
     std::fs::write(work.join("later.txt"), b"written after the restart").unwrap();
     assert_ok(
         &homes.shard(
@@ -608,9 +618,9 @@ fn peers_homed_on_different_relays_meet_again_after_a_restart() {
                 "2/2",
             ],
         ),
-        "put after the restart",
+        "put through the owner's relay",
     );
-    assert_ok(&homes.shard(0, &["check"]), "check after the restart");
+    assert_ok(&homes.shard(0, &["check"]), "check after the restarts");
 }
 
 /// A paired peer that comes back over iroh with another endpoint key than the one pinned for

@@ -136,14 +136,16 @@ impl Route {
     }
 }
 
-/// Whether `url` is one a node would dial as a relay: `http` or `https`, a host, no spaces
-/// or control characters, no user name, query or fragment (a URL is shown to peers and in
-/// codes), not too long.
+/// Whether `url` is one a node would dial as a relay: `http` or `https`, a host, printable
+/// ASCII only (a URL is shown to peers, in codes and in `shard peers`: no spaces, control or
+/// formatting characters such as a right-to-left override that would make it read as another;
+/// an international host name goes in its `xn--` form), no user name, query or fragment, not
+/// too long.
 pub fn valid_relay_url(url: &str) -> bool {
     url.len() <= MAX_RELAY_URL
-        && !url
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '@' | '?' | '#'))
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'?' | b'#'))
         && (url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://")))
@@ -419,5 +421,41 @@ impl Listener for TcpNoiseListener {
                 }),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls_are_printable_ascii_with_a_host() {
+        for good in [
+            "https://relay.example.org",
+            "https://10.99.9.9:3340/",
+            "http://[::1]:3340",
+            "https://xn--bcher-kva.example",
+        ] {
+            assert!(valid_relay_url(good), "{good}");
+        }
+        for bad in [
+            "https://relay.example\u{202e}gro",
+            "https://bücher.example",
+            "https://relay example",
+            "https://user@relay.example",
+            "https://relay.example/?q",
+            "https://relay.example/#f",
+            "ftp://relay.example",
+            "https://",
+            "https:///path",
+            "http://relay.example\t",
+        ] {
+            assert!(!valid_relay_url(bad), "{bad:?}");
+        }
+        assert!(!valid_relay_url(&format!(
+            "https://{}",
+            "a".repeat(MAX_RELAY_URL)
+        )));
+        assert!(Route::parse("iroh:00@https://x").is_none());
     }
 }

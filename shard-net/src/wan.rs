@@ -130,6 +130,8 @@ pub struct IrohTransport {
     endpoint: Endpoint,
     identity: Arc<NodeIdentity>,
     relays: Vec<RelayUrl>,
+    /// Whether `relays` were given (not the public ones).
+    own_relays: bool,
     filter: Arc<std::sync::RwLock<Option<KeyFilter>>>,
 }
 
@@ -204,6 +206,7 @@ impl IrohTransport {
             endpoint,
             identity,
             relays,
+            own_relays: matches!(config.relays, Relays::Own(_)),
             filter: Arc::default(),
         })
     }
@@ -402,12 +405,15 @@ impl Transport for IrohTransport {
     }
 
     /// The endpoint, at its home relay; before one is reached (an invite made right after
-    /// start), at the first relay it was given — the one a peer would otherwise have no way
-    /// to find it at, when that relay is not one of the peer's own.
+    /// start), at the first of its own relays — without it a peer whose relays are others
+    /// would have no way to find it. (Not one of the public relays: which of them becomes home
+    /// is iroh's choice by latency, and a guess would send peers to the wrong one.)
     fn routes(&self) -> Vec<Route> {
-        let relay = self
-            .home_relay()
-            .or_else(|| self.relays.first().map(ToString::to_string));
+        let relay = self.home_relay().or_else(|| {
+            self.own_relays
+                .then(|| self.relays.first().map(ToString::to_string))
+                .flatten()
+        });
         vec![Route::Iroh(crate::transport::IrohRoute {
             key: self.key(),
             relay,

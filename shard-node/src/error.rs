@@ -96,6 +96,16 @@ pub enum Error {
         /// Seconds the next attempt will wait.
         next_wait_secs: u64,
     },
+    /// An invite code reaches its node through a relay this node does not contact (a
+    /// plain-HTTP relay that is not its own, which nothing would authenticate), and no other
+    /// route in the code answered.
+    #[error(
+        "the code reaches its node through {relay}, a relay this node does not contact (it uses a plain-HTTP relay only when it is one of its own), and no other address in the code answered"
+    )]
+    UnusableRelay {
+        /// The relay the code names.
+        relay: String,
+    },
     /// Fewer storage nodes online than the shares need.
     #[error(
         "{needed} storage nodes must be online to store {k}-of-{needed}; {online} online now (this node and {peers} of its peers)"
@@ -312,6 +322,10 @@ impl Error {
                 ErrorKind::Unauthorized,
                 "check the passphrase and try again",
             ),
+            Error::UnusableRelay { .. } => (
+                ErrorKind::BadInput,
+                "ask the other node's owner to use an HTTPS relay; if you both run that relay yourselves, add it to `[net] relays` in config.toml",
+            ),
             Error::NotEnoughNodes { .. } => (
                 ErrorKind::Unavailable,
                 "start more paired nodes (`shard peers` shows which are offline) or choose fewer shares with --shares K/N",
@@ -438,10 +452,6 @@ impl Error {
             | Error::Io(_) => (
                 ErrorKind::PeerUnreachable,
                 "check that the other node runs (`shard serve`) and that its address is reachable",
-            ),
-            Error::Net(NetError::Relay(_)) => (
-                ErrorKind::BadInput,
-                "check the relays given (--relay, --relay-ca, `[net]` in config.toml); `shard status` shows which ones the node reaches",
             ),
             _ => (ErrorKind::Internal, "see the node's log for details"),
         }

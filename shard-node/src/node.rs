@@ -1319,9 +1319,10 @@ impl Node {
                 .into());
             }
         }
-        // A code that reaches its node through a plain-HTTP relay this node does not use (it
-        // never contacts one it was not given): say so — at once when there is no other
-        // route, else if the others fail — rather than "timed out".
+        // A code that reaches its node through a relay this node does not contact (a
+        // plain-HTTP one not its own): said if nothing else answers, rather than "timed out".
+        // (Still dialed through this node's own relays: the inviter may be at one of them
+        // under another spelling.)
         let unusable_relay = match (&self.wan, &invite.iroh) {
             (Some(wan), Some(iroh)) => iroh
                 .relay
@@ -1329,18 +1330,6 @@ impl Node {
                 .filter(|relay| wan.usable_relay(relay).is_none()),
             _ => None,
         };
-        let relay_error = |relay: &str| {
-            Error::from(NetError::Relay(format!(
-                "the code reaches its node through {relay}, a plain-HTTP relay that is not one \
-                 of this node's; start this node with it (`shard serve --relay {relay}`) or \
-                 have the other node use an HTTPS relay"
-            )))
-        };
-        if let Some(relay) = &unusable_relay
-            && routes.iter().all(|r| matches!(r, Route::Iroh(_)))
-        {
-            return Err(relay_error(relay));
-        }
         // Every route at once (the inviter's LAN addresses may mean nothing from another
         // home); the first handshake wins. An invite is single-use: a second route's
         // handshake may be refused because the first spent it, so a refusal only counts when
@@ -1387,10 +1376,10 @@ impl Node {
         }
         attempts.abort_all();
         let Some(channel) = channel else {
-            if refused.is_none()
-                && let Some(relay) = &unusable_relay
-            {
-                return Err(relay_error(relay));
+            // (Another node answering at a LAN address of the code is not the inviter's no.)
+            let inviter_said_no = matches!(&refused, Some(Error::Net(NetError::Refused(_))));
+            if !inviter_said_no && let Some(relay) = unusable_relay {
+                return Err(Error::UnusableRelay { relay });
             }
             return Err(refused.unwrap_or(last));
         };
@@ -1421,6 +1410,12 @@ impl Node {
         }
         let mut seen = std::collections::HashSet::new();
         addrs.retain(|a| seen.insert(a.clone()));
+        self.own_iroh_keys(
+            &mut lock(&self.peers),
+            &channel.peer.id,
+            &mut addrs,
+            channel.peer.transport_key,
+        );
         let record = PeerRecord {
             id: channel.peer.id,
             name: channel.peer.hello.name.clone(),
@@ -1529,6 +1524,12 @@ impl Gatekeeper for Node {
                     .to_string(),
                 );
             }
+            self.own_iroh_keys(
+                &mut lock(&self.peers),
+                &peer.id,
+                &mut addrs,
+                peer.transport_key,
+            );
             let record = PeerRecord {
                 id: peer.id,
                 name: peer.hello.name.clone(),
@@ -1557,7 +1558,72 @@ impl Gatekeeper for Node {
     }
 }
 
+/// The iroh key of an iroh route, if `addr` is one.
+fn iroh_key(addr: &str) -> Option<[u8; 32]> {
+    match Route::parse(addr) {
+        Some(Route::Iroh(r)) => Some(r.key),
+        _ => None,
+    }
+}
+
 impl Node {
+    /// Keeps one iroh key with one peer. A key named but not proved (a hello over TCP, a code)
+    /// that is pinned for another peer is dropped from `addrs` — else a paired peer could
+    /// attach its relay to another peer's key and draw that peer's traffic through it. A key
+    /// `proved` by the connection wins: it is taken off the other peer's record (whose claim
+    /// was never proved, and is now shown false).
+    fn own_iroh_keys(
+        &self,
+        peers: &mut HashMap<NodeId, PeerState>,
+        id: &NodeId,
+        addrs: &mut Vec<String>,
+        proved: Option<[u8; 32]>,
+    ) {
+        let mut changed = Vec::new();
+        addrs.retain(|a| {
+            let Some(key) = iroh_key(a) else {
+                return true;
+            };
+            let holders: Vec<NodeId> = peers
+                .iter()
+                .filter(|(other, p)| {
+                    *other != id && p.record.addrs.iter().any(|b| iroh_key(b) == Some(key))
+                })
+                .map(|(other, _)| *other)
+                .collect();
+            if holders.is_empty() {
+                return true;
+            }
+            if proved != Some(key) {
+                tracing::warn!(
+                    "{} names iroh key {}, which is pinned for another peer; not taken",
+                    fingerprint(id),
+                    hex_short(&key)
+                );
+                return false;
+            }
+            for other in holders {
+                if let Some(p) = peers.get_mut(&other) {
+                    tracing::warn!(
+                        "{} proved iroh key {}, which {} had named as its own; taken off {}",
+                        fingerprint(id),
+                        hex_short(&key),
+                        p.record.name,
+                        p.record.name
+                    );
+                    p.record.addrs.retain(|b| iroh_key(b) != Some(key));
+                    changed.push(p.record.clone());
+                }
+            }
+            true
+        });
+        for record in changed {
+            if let Err(e) = self.catalog.upsert_peer(&record) {
+                tracing::warn!("could not update the record of {}: {e}", record.name);
+            }
+        }
+    }
+
     /// A paired peer that came over iroh must show the iroh key pinned for it; one with none
     /// pinned yet (paired on the LAN, or before it had one) has this one pinned now — its
     /// Noise key, checked already, vouches for it.
@@ -1618,19 +1684,26 @@ impl Node {
                     if let Some(slot) = p.record.addrs.get_mut(i) {
                         *slot = route;
                     }
+                    p.record.clone()
                 }
                 None => {
+                    let mut new = vec![Route::Iroh(IrohRoute { key, relay: said }).to_string()];
+                    self.own_iroh_keys(&mut peers, &peer.id, &mut new, peer.transport_key);
+                    let Some(p) = peers.get_mut(&peer.id) else {
+                        return Err("not paired".into());
+                    };
+                    if new.is_empty() {
+                        return Ok(());
+                    }
                     tracing::info!(
                         "pinned the iroh key {} of {}",
                         hex_short(&key),
                         p.record.name
                     );
-                    p.record
-                        .addrs
-                        .push(Route::Iroh(IrohRoute { key, relay: said }).to_string());
+                    p.record.addrs.extend(new);
+                    p.record.clone()
                 }
             }
-            p.record.clone()
         };
         if let Err(e) = self.catalog.upsert_peer(&record) {
             tracing::warn!("could not record the iroh key of {}: {e}", record.name);

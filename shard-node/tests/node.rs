@@ -504,3 +504,118 @@ fn a_home_that_cannot_be_used_says_why_in_types() {
     );
     assert!(err.to_string().contains("config.toml"), "{err}");
 }
+
+/// What a paired peer's hello over TCP (authenticated by its Noise key, so its own word) or an
+/// iroh connection (which proves the key) tells the node, fed to it directly.
+fn hello_from(
+    node: &Node,
+    from: shard_proto::NodeId,
+    name: &str,
+    route: &str,
+    proved: Option<[u8; 32]>,
+) -> Result<(), String> {
+    use shard_net::noise::{Gatekeeper, Hello, PeerInfo};
+    let peer = PeerInfo {
+        id: from,
+        public: [0; 32],
+        hello: Hello {
+            name: name.into(),
+            listen: vec![route.into()],
+            protocol: shard_proto::PROTOCOL_VERSION,
+        },
+        addr: ([127, 0, 0, 1], 1).into(),
+        transport_key: proved,
+        probe: None,
+    };
+    node.admit(&peer, None)
+}
+
+/// The iroh keys pinned for the peer named `name`.
+fn iroh_keys_of(node: &Node, name: &str) -> Vec<String> {
+    let peer = node.peers().into_iter().find(|p| p.name == name).unwrap();
+    peer.addrs
+        .into_iter()
+        .filter(|a| a.starts_with("iroh:"))
+        .collect()
+}
+
+/// One iroh key belongs to one peer: a paired peer that names another peer's key as its own
+/// (to draw that peer's traffic through a relay of its choosing) does not get it pinned, and
+/// a key one peer named but another proves over iroh goes to the one that proved it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_take_another_peers_iroh_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(home(dir.path(), "a"), RunOptions::default())
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for name in ["m", "v", "w"] {
+        let node = Node::start(home(dir.path(), name), RunOptions::default())
+            .await
+            .unwrap();
+        a.join(&node.invite(None).unwrap().encode()).await.unwrap();
+        others.push(node);
+    }
+    let [m, v, w] = [&others[0], &others[1], &others[2]].map(|n| n.node_id());
+    let (kv, kw) = ("11".repeat(32), "22".repeat(32));
+
+    // v names its key (over TCP): pinned. m then names v's key at its own relay: not taken.
+    hello_from(
+        &a,
+        v,
+        "v",
+        &format!("iroh:{kv}@https://v-relay.example/"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        iroh_keys_of(&a, "v"),
+        [format!("iroh:{kv}@https://v-relay.example/")]
+    );
+    hello_from(
+        &a,
+        m,
+        "m",
+        &format!("iroh:{kv}@https://evil.example/"),
+        None,
+    )
+    .unwrap();
+    assert!(iroh_keys_of(&a, "m").is_empty(), "{:?}", a.peers());
+    assert_eq!(
+        iroh_keys_of(&a, "v"),
+        [format!("iroh:{kv}@https://v-relay.example/")]
+    );
+
+    // m names w's key before w ever did: pinned for m, for now. w then proves it over iroh:
+    // it is w's, and m's claim is gone.
+    hello_from(
+        &a,
+        m,
+        "m",
+        &format!("iroh:{kw}@https://evil.example/"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(iroh_keys_of(&a, "m").len(), 1);
+    let proved: [u8; 32] = hex::decode(&kw).unwrap().try_into().unwrap();
+    hello_from(&a, w, "w", &format!("iroh:{kw}"), Some(proved)).unwrap();
+    assert_eq!(iroh_keys_of(&a, "w"), [format!("iroh:{kw}")]);
+    assert!(iroh_keys_of(&a, "m").is_empty(), "{:?}", a.peers());
+
+    // What the node keeps on disk agrees after a restart.
+    a.shutdown();
+    a.stopped(Duration::from_secs(5)).await;
+    drop(a);
+    let a = Node::start(Home::new(dir.path().join("a")), RunOptions::default())
+        .await
+        .unwrap();
+    assert!(iroh_keys_of(&a, "m").is_empty());
+    assert_eq!(iroh_keys_of(&a, "w"), [format!("iroh:{kw}")]);
+    assert_eq!(
+        iroh_keys_of(&a, "v"),
+        [format!("iroh:{kv}@https://v-relay.example/")]
+    );
+    for n in &others {
+        n.shutdown();
+    }
+}

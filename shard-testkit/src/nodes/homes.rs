@@ -307,11 +307,16 @@ impl Homes {
 
     /// Stops every relay.
     pub fn stop_relay(&mut self) {
-        for child in &mut self.relays {
-            if let Some(mut c) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        for r in 0..self.relays.len() {
+            self.stop_relay_of(r);
+        }
+    }
+
+    /// Stops relay `r`.
+    pub fn stop_relay_of(&mut self, r: usize) {
+        if let Some(mut c) = self.relays[r].take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
