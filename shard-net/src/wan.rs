@@ -284,7 +284,7 @@ impl IrohTransport {
     }
 
     /// `relay` (a URL a route names), if this node would contact it: one of its own, or any
-    /// over HTTPS (see [`IrohTransport::address`]).
+    /// over HTTPS (routes come only from a code the user typed or a paired peer).
     pub fn usable_relay(&self, relay: &str) -> Option<RelayUrl> {
         let url = relay.parse::<RelayUrl>().ok()?;
         (self.relays.contains(&url) || url.scheme() == "https").then_some(url)
