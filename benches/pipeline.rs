@@ -118,6 +118,14 @@ fn raw(c: &mut Criterion) {
             }
         })
     });
+    // What share ids and chunk ids use since format 2.
+    g.bench_function("blake3", |b| {
+        b.iter(|| {
+            for piece in data.chunks(PIECE) {
+                black_box(blake3::hash(piece));
+            }
+        })
+    });
     g.finish();
 }
 

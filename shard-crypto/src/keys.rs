@@ -98,7 +98,7 @@ impl std::fmt::Debug for VaultId {
 /// two purposes ever share a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
-    /// HMAC key for chunk ids (dedup within the vault).
+    /// Key of the keyed BLAKE3 that makes chunk ids (dedup within the vault).
     ChunkId,
     /// Seed of the keyed chunker's gear table.
     ChunkerSeed,
@@ -126,7 +126,8 @@ impl Label {
     /// The HKDF info string of this label.
     pub fn info(self) -> &'static [u8] {
         match self {
-            Label::ChunkId => b"shard/v1/chunk-id",
+            // v2: the key of a keyed BLAKE3 (it was an HMAC-SHA256 key under "v1").
+            Label::ChunkId => b"shard/v2/chunk-id",
             Label::ChunkerSeed => b"shard/v1/chunker-seed",
             Label::Catalog => b"shard/v1/catalog",
             Label::NameIndex => b"shard/v1/name-index",
@@ -184,9 +185,10 @@ impl VaultKeys {
         expand_key(&self.prk, label.info())
     }
 
-    /// Chunk id: HMAC-SHA256 of the plaintext under the vault's chunk-id key.
+    /// Chunk id: keyed BLAKE3 of the plaintext under the vault's chunk-id key (a PRF, as
+    /// HMAC-SHA256 was in format 1, at about twice its speed here).
     pub fn chunk_id(&self, plaintext: &[u8]) -> [u8; MAC_LEN] {
-        hmac_sha256(&self.chunk_id, plaintext)
+        *blake3::keyed_hash(self.chunk_id.expose(), plaintext).as_bytes()
     }
 
     /// True when `plaintext` has chunk id `expected` (constant-time comparison).

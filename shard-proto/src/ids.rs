@@ -1,4 +1,4 @@
-//! 256-bit identifiers: share ids (SHA-256 of a share) and chunk ids (keyed HMAC of a chunk).
+//! 256-bit identifiers: share ids (BLAKE3 of a share) and chunk ids (keyed BLAKE3 of a chunk).
 
 use std::fmt;
 use std::str::FromStr;
@@ -51,13 +51,13 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A share's id: SHA-256 of the whole share (header and payload). Anyone can check a share
+    /// A share's id: BLAKE3 of the whole share (header and payload). Anyone can check a share
     /// against its id without a key.
     ShareId
 );
 
 id_type!(
-    /// A chunk's id: HMAC-SHA256 of its plaintext under the vault's chunk-id key. Equal chunks
+    /// A chunk's id: keyed BLAKE3 of its plaintext under the vault's chunk-id key. Equal chunks
     /// of one vault have equal ids (dedup); nobody without the key can compute one.
     ChunkId
 );

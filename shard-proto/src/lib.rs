@@ -3,7 +3,7 @@
 //!
 //! What it is for: defining, byte by byte and versioned, everything shard writes to a disk or
 //! a socket, as pure functions over byte slices that can be fuzzed. What it is not for: I/O,
-//! keys or cryptography beyond the SHA-256 of share ids. Decoders never panic and never
+//! keys or cryptography beyond the BLAKE3 of share ids. Decoders never panic and never
 //! allocate from an unchecked length.
 //!
 //! ```

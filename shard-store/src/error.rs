@@ -32,7 +32,7 @@ pub enum Error {
     /// A share that is not the one the manifest names (altered, truncated or from elsewhere).
     #[error("share {share} does not belong to chunk {chunk}: {reason}")]
     ShareMismatch {
-        /// Id of the share as received (its SHA-256).
+        /// Id of the share as received (its BLAKE3).
         share: ShareId,
         /// The chunk it was offered for.
         chunk: ChunkId,
@@ -110,7 +110,7 @@ pub enum Error {
     /// A catalog with accounts written by a development build whose vault ids and chunk keys
     /// this build no longer derives (nothing released wrote one).
     #[error(
-        "catalog schema version {0} holds accounts of an earlier, unreleased format this build cannot read; start a new node home (`shard init --home DIR`) and store the files again"
+        "catalog schema version {0} holds accounts of an earlier, unreleased data format (format 1 or older) this build cannot read; start a new node home (`shard init --home DIR`) and store the files again"
     )]
     OlderCatalog(i64),
     /// The rebuilt chunk failed authentication or its id: the shares are inconsistent.

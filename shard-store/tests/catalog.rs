@@ -596,11 +596,13 @@ fn a_catalog_with_accounts_of_the_earlier_format_is_refused_with_the_way_out() {
     }
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute("UPDATE schema_version SET version = 3", [])
+        .execute("UPDATE schema_version SET version = 4", [])
         .unwrap();
+    // Version 4 is data format 1 (SHA-256 share ids, HMAC chunk ids).
     let err = Catalog::open(&path).err().unwrap();
-    assert!(matches!(err, Error::OlderCatalog(3)));
+    assert!(matches!(err, Error::OlderCatalog(4)));
     assert!(err.to_string().contains("shard init"), "{err}");
+    assert!(err.to_string().contains("format 1"), "{err}");
 }
 
 #[test]
@@ -759,4 +761,23 @@ fn a_large_vault_exports_the_same_snapshot_as_bytes() {
         s.shares.sort_by_key(|s| s.share);
     }
     assert_eq!(from_bytes, snapshot);
+}
+
+/// A catalog snapshot of data format 1 (an earlier build's: other chunk and share ids) is
+/// refused by name, not misread.
+#[test]
+fn a_snapshot_of_data_format_1_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let mut bytes = vault.export_bytes("alice").unwrap();
+    assert_eq!(bytes.first(), Some(&2), "the version leads the snapshot");
+    shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
+    bytes[0] = 1;
+    let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
+    assert!(err.to_string().contains("data format 1"), "{err}");
+    bytes[0] = 3;
+    let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
+    assert!(err.to_string().contains("unknown"), "{err}");
 }

@@ -40,13 +40,16 @@
 //! accounts.last_failure          now in milliseconds since the epoch (was seconds)
 //! accounts.admin                 1 for the node's administrator (its first account)
 //! ```
+//!
+//! Version 5 changes no table: it marks data format 2 (chunk ids are keyed BLAKE3, share ids
+//! BLAKE3), so a catalog with accounts of version 4 is refused like older ones.
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -141,11 +144,14 @@ const MIGRATIONS: &[&str] = &[
          node BLOB NOT NULL,
          PRIMARY KEY (account, node)) WITHOUT ROWID;
      ALTER TABLE accounts ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;",
+    // 4 → 5: no table changes; data format 2 (BLAKE3 share ids and chunk ids). Only ever run
+    // on a catalog without accounts (checked).
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
 ];
 
-/// The first schema version whose data this build reads (earlier vault ids and chunk keys are
-/// derived differently).
-const OLDEST_READABLE: i64 = 4;
+/// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk
+/// ids and share ids are derived differently).
+const OLDEST_READABLE: i64 = 5;
 
 /// Brings `conn` to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -151,11 +151,26 @@ pub struct Encoding {
     pub shares: Vec<ShareRecord>,
 }
 
+/// The catalog snapshot format this build writes and reads: 2, the snapshot of a vault in data
+/// format 2 (BLAKE3 ids); version 1 held format 1's ids and is refused by name.
+pub const SNAPSHOT_VERSION: u8 = 2;
+
+/// Checks a snapshot's version.
+fn check_snapshot_version(version: u8) -> Result<()> {
+    match version {
+        SNAPSHOT_VERSION => Ok(()),
+        1 => Err(Error::InvalidParameters(
+            "the catalog snapshot is of data format 1 (an earlier, unreleased build), which this build does not read",
+        )),
+        _ => Err(Error::InvalidParameters("unknown catalog snapshot version")),
+    }
+}
+
 /// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
-/// the account on a new machine. Version 1, postcard.
+/// the account on a new machine. Version [`SNAPSHOT_VERSION`], postcard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VaultSnapshot {
-    /// Format version (1).
+    /// Format version ([`SNAPSHOT_VERSION`]).
     pub version: u8,
     /// The account's name.
     pub account: String,
@@ -172,9 +187,7 @@ impl VaultSnapshot {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let snapshot: Self = postcard::from_bytes(bytes)
             .map_err(|_| Error::InvalidParameters("catalog snapshot does not decode"))?;
-        if snapshot.version != 1 {
-            return Err(Error::InvalidParameters("unknown catalog snapshot version"));
-        }
+        check_snapshot_version(snapshot.version)?;
         for f in &snapshot.files {
             if f.meta.name.is_empty() {
                 return Err(Error::InvalidParameters("a snapshot file has no name"));
@@ -1036,7 +1049,7 @@ impl<'a> VaultCatalog<'a> {
             Ok(())
         })?;
         Ok(VaultSnapshot {
-            version: 1,
+            version: SNAPSHOT_VERSION,
             account: account_name.to_string(),
             files,
             shares,
@@ -1051,7 +1064,7 @@ impl<'a> VaultCatalog<'a> {
     /// file committed meanwhile may be missed and one removed meanwhile ends it with an error.
     pub fn export_bytes(&self, account_name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let mut out = zeroize::Zeroizing::new(Vec::new());
-        encode_into(&mut out, &1u8)?;
+        encode_into(&mut out, &SNAPSHOT_VERSION)?;
         encode_into(&mut out, account_name)?;
         // Each sequence's length goes before it, but is known only after it: room for the
         // longest varint is left and closed up at the end, in place.
@@ -1117,9 +1130,7 @@ impl<'a> VaultCatalog<'a> {
     /// Rebuilds the vault from a snapshot (into an empty account): every file visible again,
     /// every share where it was.
     pub fn import(&self, snapshot: &VaultSnapshot) -> Result<()> {
-        if snapshot.version != 1 {
-            return Err(Error::InvalidParameters("unknown catalog snapshot version"));
-        }
+        check_snapshot_version(snapshot.version)?;
         let acks: Vec<AckedShare> = snapshot
             .shares
             .iter()
