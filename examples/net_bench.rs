@@ -6,7 +6,7 @@
 //! - Noise channel: 1 MiB frames through `ChannelWriter`/`ChannelReader` (encrypt, frame,
 //!   decrypt, decode);
 //! - share put / get: 1 MiB shares through `PeerClient` to a node serving a memory store, 16 in
-//!   flight (includes the SHA-256 check of every share on arrival);
+//!   flight (includes the BLAKE3 check of every share on arrival);
 //! - handshake + first share round trip: connect, Noise XX, admission, one 64 KiB put and its
 //!   acknowledgement; median of 50.
 #![allow(

@@ -31,7 +31,7 @@ const CHUNK_AAD: &[u8] = b"shard chunk";
 
 /// Length of a vault id.
 pub const VAULT_ID_LEN: usize = 16;
-/// Length of an HMAC-SHA256 output (chunk ids, name index entries).
+/// Length of a MAC: a keyed BLAKE3 chunk id, an HMAC-SHA256 name index entry.
 pub const MAC_LEN: usize = 32;
 
 /// The root secret of a vault: 256 random bits. Everything else is derived from it.

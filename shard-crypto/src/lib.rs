@@ -3,9 +3,10 @@
 //!
 //! What it is for: every secret in shard is born, derived, wrapped and used here, through small
 //! typed APIs, so the rest of the code never names a cipher. What it is not for: I/O, storage or
-//! networking (the Noise channel lives in `shard-net`, built on `snow`). Only RustCrypto
-//! primitives are used: AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id, and Ed25519
-//! (`ed25519-dalek`, which implements RustCrypto's `signature` traits) for the vault authority.
+//! networking (the Noise channel lives in `shard-net`, built on `snow`). The primitives are
+//! RustCrypto's — AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id, and Ed25519 (`ed25519-dalek`,
+//! which implements RustCrypto's `signature` traits) for the vault authority — and BLAKE3 (the
+//! `blake3` crate, its authors' reference implementation), keyed for chunk ids.
 //!
 //! Secrets ([`SecretKey`], [`VaultKey`], [`VaultKeys`]) are zeroized on drop, never printed by
 //! `Debug`, and compared in constant time.
@@ -57,7 +58,7 @@ pub use keys::{
 pub use recovery::{RECOVERY_CODE_CHARS, decode_recovery_code, encode_recovery_code};
 pub use secret::{KEY_LEN, SecretKey, ct_eq, fill_random};
 
-/// SHA-256 of `data` (the hash of share ids and checksums).
+/// SHA-256 of `data` (node ids, vault ids, checksums; share ids are BLAKE3 since format 2).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()

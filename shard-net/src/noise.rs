@@ -258,6 +258,15 @@ async fn refuse(stream: &mut (impl AsyncWrite + Unpin), reason: &str) -> Result<
     .await
 }
 
+/// Why two nodes speaking protocols `ours` and `theirs` cannot talk, if they cannot.
+fn protocol_mismatch(ours: u8, theirs: u8) -> Option<String> {
+    (ours != theirs).then(|| {
+        format!(
+            "the nodes speak different protocols (this one {ours}, the other {theirs}): run the same version of shard on both"
+        )
+    })
+}
+
 fn hello_bytes(hello: &Hello) -> Result<Vec<u8>> {
     postcard::to_stdvec(hello).map_err(|_| Error::Noise("hello does not encode".into()))
 }
@@ -383,8 +392,11 @@ pub async fn connect_over(
     };
     let mut channel = split(rd, wr, hs.into_stateless_transport_mode()?, peer);
     match channel.reader.read_admission().await? {
-        Admission::Accepted(hello) => {
-            channel.peer.hello = hello.cleaned();
+        Admission::Accepted(theirs) => {
+            if let Some(reason) = protocol_mismatch(hello.protocol, theirs.protocol) {
+                return Err(Error::Refused(reason));
+            }
+            channel.peer.hello = theirs.cleaned();
             Ok(channel)
         }
         Admission::Refused(reason) => Err(Error::Refused(reason)),
@@ -481,7 +493,18 @@ pub async fn accept_over(
         probe,
     };
     let mut channel = split(rd, wr, hs.into_stateless_transport_mode()?, peer);
-    match gate.admit(&channel.peer, invite.as_ref()) {
+    // Another protocol (another build's formats: share ids, frames) is refused: the two would
+    // only misunderstand each other's requests. Named only to those who may know this node —
+    // one holding the code (before the gate spends it and pins an incompatible node) or a
+    // paired node (after the gate); a stranger hears "not paired" and no version.
+    let mismatch = protocol_mismatch(hello.protocol, channel.peer.hello.protocol);
+    let admitted = match (&invite, mismatch) {
+        (Some(_), Some(reason)) => Err(reason),
+        (_, mismatch) => gate
+            .admit(&channel.peer, invite.as_ref())
+            .and_then(|()| mismatch.map_or(Ok(()), Err)),
+    };
+    match admitted {
         Ok(()) => {
             channel
                 .writer

@@ -53,10 +53,15 @@ impl Gatekeeper for Trust {
 }
 
 fn hello(name: &str) -> Hello {
+    hello_in(name, PROTOCOL_VERSION)
+}
+
+/// A hello of a node speaking `protocol`.
+fn hello_in(name: &str, protocol: u8) -> Hello {
     Hello {
         name: name.into(),
         listen: vec![],
-        protocol: 1,
+        protocol,
     }
 }
 
@@ -77,6 +82,11 @@ async fn server(trusted: &[NodeId]) -> Server {
 
 /// [`server`] with a store of the test's choosing (a quota, for instance).
 async fn server_with(trusted: &[NodeId], store: MemoryStore) -> Server {
+    server_speaking(trusted, store, PROTOCOL_VERSION).await
+}
+
+/// [`server_with`], speaking `protocol` (an older or newer build).
+async fn server_speaking(trusted: &[NodeId], store: MemoryStore, protocol: u8) -> Server {
     let identity = Arc::new(NodeIdentity::generate().unwrap());
     let store = Arc::new(store);
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +107,7 @@ async fn server_with(trusted: &[NodeId], store: MemoryStore) -> Server {
             tokio::spawn(async move {
                 let accepted = tokio::time::timeout(
                     Duration::from_secs(2),
-                    noise::accept(stream, &id, &hello("server"), gate.as_ref()),
+                    noise::accept(stream, &id, &hello_in("server", protocol), gate.as_ref()),
                 )
                 .await;
                 if let Ok(Ok(channel)) = accepted {
@@ -253,6 +263,50 @@ async fn an_unpaired_key_gets_nothing() {
         .unwrap();
     match err {
         Error::Refused(reason) => assert!(reason.contains("not paired"), "{reason}"),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(srv.store.usage().unwrap().shares, 0);
+}
+
+/// A paired node of another build (another protocol: other share ids, other frames) is told so
+/// on both sides, whichever side dials, before any request.
+#[tokio::test]
+async fn a_node_speaking_another_protocol_is_refused_naming_both() {
+    let me = NodeIdentity::generate().unwrap();
+    let srv = server(&[me.node_id()]).await;
+    let older = hello_in("older", PROTOCOL_VERSION - 1);
+    let err = noise::connect(srv.addr, &me, &older, Some(srv.identity.node_id()), None)
+        .await
+        .err()
+        .unwrap();
+    match err {
+        Error::Refused(reason) => assert!(
+            reason.contains("different protocols")
+                && reason.contains(&format!("this one {PROTOCOL_VERSION}"))
+                && reason.contains("same version of shard"),
+            "{reason}"
+        ),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // The other way: this build dials a node speaking the older protocol.
+    let old = server_speaking(&[me.node_id()], MemoryStore::new(), PROTOCOL_VERSION - 1).await;
+    let err = noise::connect(
+        old.addr,
+        &me,
+        &hello("new"),
+        Some(old.identity.node_id()),
+        None,
+    )
+    .await
+    .err()
+    .unwrap();
+    match err {
+        Error::Refused(reason) => assert!(
+            reason.contains("different protocols")
+                && reason.contains(&PROTOCOL_VERSION.to_string())
+                && reason.contains(&(PROTOCOL_VERSION - 1).to_string()),
+            "{reason}"
+        ),
         other => panic!("expected a refusal, got {other}"),
     }
     assert_eq!(srv.store.usage().unwrap().shares, 0);

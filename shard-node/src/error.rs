@@ -239,6 +239,15 @@ pub enum Error {
         /// Peers asked.
         peers: usize,
     },
+    /// The only catalog heads kept for this vault are of data format 1 (an earlier,
+    /// unreleased build), which this build does not read. Nothing was changed.
+    #[error(
+        "the peers keep {heads} catalog heads of this vault, all of data format 1 (an earlier, unreleased build), which this build does not read; nothing was changed"
+    )]
+    CatalogOfFormat1 {
+        /// Heads of format 1 seen.
+        heads: usize,
+    },
     /// The node is stopping: nothing new starts.
     #[error("the node is stopping")]
     Stopping,
@@ -369,6 +378,10 @@ impl Error {
             Error::NoPeersConnected | Error::NoSuchHead { .. } | Error::NoCatalogFound { .. } => (
                 ErrorKind::Unavailable,
                 "pair this node with at least k of the old peers (`shard invite` on them, `shard join` here), wait until `shard peers` shows them online, and check the code",
+            ),
+            Error::CatalogOfFormat1 { .. } => (
+                ErrorKind::Conflict,
+                "recover it with the build that stored it; this one starts a vault afresh",
             ),
             Error::HomeInUse { .. } => (
                 ErrorKind::Conflict,

@@ -55,12 +55,12 @@ pub async fn recover(
     // have been one of them); the one asked for, or the newest. A head that does not open is
     // no one's word for anything, its sequence number included.
     let mut found: Vec<(u64, HeadPayload)> = Vec::new();
-    let mut consider = |seq: u64, bytes: &[u8]| {
-        if let Ok(payload) = open_head(&keys, seq, bytes)
-            && !found.iter().any(|(s, _)| *s == seq)
-        {
-            found.push((seq, payload));
-        }
+    let mut format_1 = 0usize;
+    let mut consider = |seq: u64, bytes: &[u8]| match open_head(&keys, seq, bytes) {
+        Ok(payload) if !found.iter().any(|(s, _)| *s == seq) => found.push((seq, payload)),
+        Ok(_) => {}
+        Err(_) if crate::snapshot::is_format_1_head(&keys, seq, bytes) => format_1 += 1,
+        Err(_) => {}
     };
     if let Some(heads) = node.heads() {
         for (seq, bytes) in heads.list(&vault, None, 1024)? {
@@ -110,6 +110,10 @@ pub async fn recover(
                         .join(", ")
                 },
             })?,
+        // Only heads of the earlier format: refused before anything is handed over.
+        None if found.is_empty() && format_1 > 0 => {
+            return Err(Error::CatalogOfFormat1 { heads: format_1 });
+        }
         None if found.is_empty() => {
             return Err(Error::NoCatalogFound { peers: peers.len() });
         }

@@ -33,7 +33,9 @@ use crate::swarm::Nodes;
 use crate::{Error, Result};
 
 const SNAPSHOT_AAD: &[u8] = b"shard snapshot v1";
-const HEAD_AAD: &[u8] = b"shard head v2";
+/// v3: heads of data format 2 (BLAKE3 ids). A head sealed under v2 is of format 1.
+const HEAD_AAD: &[u8] = b"shard head v3";
+const HEAD_AAD_FORMAT_1: &[u8] = b"shard head v2";
 
 /// What a head points at (sealed in the head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +100,17 @@ pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<Hea
     )?;
     postcard::from_bytes(&plain)
         .map_err(|_| Error::SnapshotUnreadable("a catalog head does not decode".into()))
+}
+
+/// Whether `sealed` is a head of this vault in data format 1 (an earlier, unreleased build's:
+/// its snapshot's ids are SHA-256), which this build does not read.
+pub(crate) fn is_format_1_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> bool {
+    open(
+        &keys.subkey(Label::Catalog),
+        &with_vault(HEAD_AAD_FORMAT_1, &keys.vault_id().0, Some(seq)),
+        sealed,
+    )
+    .is_ok()
 }
 
 /// Share ids of a head's snapshot.
@@ -365,5 +378,44 @@ impl Node {
             written.as_ref().map(|_| ()).map_err(ToString::to_string),
         );
         written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn payload() -> HeadPayload {
+        HeadPayload {
+            account: "alice".into(),
+            snapshot: Manifest::default(),
+            holders: Vec::new(),
+            written_at: 1,
+            owner: NodeId([1; 32]),
+        }
+    }
+
+    #[test]
+    fn a_head_of_data_format_1_is_told_apart_and_not_opened() {
+        let keys = VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+        let plain = postcard::to_stdvec(&payload()).unwrap();
+        let old = seal(
+            &keys.subkey(Label::Catalog),
+            &with_vault(HEAD_AAD_FORMAT_1, &keys.vault_id().0, Some(7)),
+            &plain,
+        )
+        .unwrap();
+        assert!(open_head(&keys, 7, &old).is_err());
+        assert!(is_format_1_head(&keys, 7, &old));
+        // Not at another sequence number, nor under another vault's key.
+        assert!(!is_format_1_head(&keys, 8, &old));
+        let other = VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+        assert!(!is_format_1_head(&other, 7, &old));
+        // A head of this format opens, and is not taken for the old one.
+        let new = seal_head(&keys, 7, &payload()).unwrap();
+        assert_eq!(open_head(&keys, 7, &new).unwrap().account, "alice");
+        assert!(!is_format_1_head(&keys, 7, &new));
     }
 }

@@ -366,8 +366,9 @@ async fn a_stranger_learns_no_name_and_no_address() {
     let n = hs.read_message(&msg2, &mut plain).unwrap();
     let mut learned = plain[..n].to_vec();
     assert!(learned.is_empty(), "the node spoke before it knew who asks");
-    // The stranger's own hello (postcard: name, addresses, version).
-    let hello = [8, b's', b't', b'r', b'a', b'n', b'g', b'e', b'r', 0, 2];
+    // The stranger's own hello (postcard: name, addresses, version) — of another protocol
+    // than the node's, which it does not learn either.
+    let hello = [8, b's', b't', b'r', b'a', b'n', b'g', b'e', b'r', 0, 1];
     let n = hs.write_message(&hello, &mut buf).unwrap();
     send(&mut stream, &[&buf[..n]]).await;
     let mut transport = hs.into_transport_mode().unwrap();
@@ -378,6 +379,7 @@ async fn a_stranger_learns_no_name_and_no_address() {
     assert!(text.contains("not paired"), "not a refusal: {text:?}");
     assert!(!text.contains("grandmas"), "the name leaked: {text:?}");
     assert!(!text.contains("127.0.0.1"), "an address leaked: {text:?}");
+    assert!(!text.contains("protocol"), "the version leaked: {text:?}");
     // And the node closes.
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;

@@ -1,12 +1,13 @@
 //! The peer protocol: frames and the messages they carry.
 //!
-//! Protocol version 2 (version 1 had unsigned deletes, heads and hand-overs). Inside the secure
+//! Protocol version 3 (version 2 carried data format 1's SHA-256 share ids; version 1 had
+//! unsigned deletes, heads and hand-overs). Inside the secure
 //! channel (Noise, in `shard-net`) the two directions are
 //! byte streams of frames:
 //! ```text
 //! offset  len  field
 //!      0    4  length of what follows (version byte + body), little-endian, 1..=MAX_FRAME
-//!      4    1  protocol version = 2
+//!      4    1  protocol version = 3 (2 spoke data format 1: SHA-256 share ids)
 //!      5    …  body: postcard encoding of a [`Message`]
 //! ```
 //! A frame announcing more than [`MAX_FRAME`] bytes, or another version, is a protocol error:
@@ -30,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, NodeId, Result, ShareId};
 
-/// Protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Protocol version this build speaks (3: share ids are BLAKE3, data format 2).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest frame (version byte + body): a share of 8 MiB plus room for the message around it.
 pub const MAX_FRAME: usize = 9 << 20;
 /// Bytes before the body: length and version.
@@ -665,12 +666,12 @@ mod tests {
 
     #[test]
     fn known_answer_ping_frame() {
-        // Pins protocol version 2's encoding of a ping.
+        // Pins protocol version 3's encoding of a ping.
         let bytes = frame(&Message::Request {
             id: 1,
             body: Request::Ping { nonce: 2 },
         });
-        assert_eq!(bytes, [5, 0, 0, 0, 2, 0, 1, 0, 2]);
+        assert_eq!(bytes, [5, 0, 0, 0, 3, 0, 1, 0, 2]);
     }
 
     #[test]
@@ -737,7 +738,7 @@ mod tests {
         wrong_version[4] = 1;
         assert_eq!(frame_len(&wrong_version), Err(Error::UnsupportedVersion(1)));
         assert!(matches!(
-            decode_frame(&[2, 0, 0, 0, 2, 0xff]),
+            decode_frame(&[2, 0, 0, 0, PROTOCOL_VERSION, 0xff]),
             Err(Error::MalformedMessage(_))
         ));
         let mut trailing = frame(&Message::Request {

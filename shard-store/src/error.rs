@@ -69,6 +69,15 @@ pub enum Error {
     /// The store's or catalog's SQLite database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The share store holds shares of data format 1 (SHA-256 ids), written by an earlier,
+    /// unreleased build: not read, and not called corrupt either.
+    #[error(
+        "this node's share store holds {shares} shares of data format 1 (an earlier, unreleased build), which this build does not read; start a new node home (`shard init --home DIR`) and pair it again"
+    )]
+    ShareStoreOfFormat1 {
+        /// How many shares it holds.
+        shares: i64,
+    },
     /// The index holds something this build would never have written.
     #[error("store index is damaged: {0}")]
     IndexDamaged(&'static str),

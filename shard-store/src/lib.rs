@@ -43,8 +43,8 @@ mod stream;
 
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
-    PeerRecord, SCHEMA_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotShare, VaultCatalog,
-    VaultSnapshot, VaultState, unix_now_ms,
+    PeerRecord, SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile,
+    SnapshotShare, VaultCatalog, VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

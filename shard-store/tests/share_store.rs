@@ -536,3 +536,35 @@ fn a_namespace_moves_to_a_new_owner_in_every_store() {
         assert_eq!(store.move_namespace(&ns(9), &new).unwrap(), 0);
     }
 }
+
+/// A store an earlier build filled with shares of data format 1 (its index at version 2) is
+/// refused by name, and nothing in it is touched — not read, not called corrupt, not moved to
+/// quarantine; an empty one of that version is simply taken up.
+#[test]
+fn a_store_of_data_format_1_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch: Vec<Share> = (0..3).map(|i| share(i, 64)).collect();
+    drop(open(dir.path(), Layout::Plain).put(&ns(1), &batch));
+    let before = files_under(dir.path());
+    let index = rusqlite::Connection::open(dir.path().join(".index.db")).unwrap();
+    index.pragma_update(None, "user_version", 2).unwrap();
+    drop(index);
+    let Err(err) = DiskStore::open(dir.path(), DiskOptions::new(Layout::Plain)) else {
+        panic!("a store of format 1 was opened");
+    };
+    assert!(
+        matches!(err, Error::ShareStoreOfFormat1 { shares: 3 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("data format 1"), "{err}");
+    assert_eq!(files_under(dir.path()), before);
+
+    let empty = tempfile::tempdir().unwrap();
+    drop(open(empty.path(), Layout::Plain));
+    let index = rusqlite::Connection::open(empty.path().join(".index.db")).unwrap();
+    index.pragma_update(None, "user_version", 2).unwrap();
+    drop(index);
+    let store = open(empty.path(), Layout::Plain);
+    store.put(&ns(1), &batch).unwrap();
+    assert_eq!(store.usage().unwrap().shares, 3);
+}

@@ -22,7 +22,7 @@ pub use vault::{
     AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
     VaultCatalog,
 };
-pub use vault::{SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
+pub use vault::{SNAPSHOT_VERSION, SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
 
 use crate::{Error, Result};
 

@@ -19,7 +19,9 @@ use shard_proto::{Namespace, ShareId};
 
 use crate::{Error, Result};
 
-const SCHEMA_VERSION: i64 = 2;
+/// 3: the shares are of data format 2 (BLAKE3 ids). An index of version 1 or 2 holds format 1
+/// shares (SHA-256 ids): refused if it holds any, rather than have the scrub call them corrupt.
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -83,17 +85,23 @@ impl Index {
                          PRIMARY KEY (ns, id)) WITHOUT ROWID;
                      CREATE INDEX shares_state ON shares(state);
                      CREATE TABLE dirs (path TEXT PRIMARY KEY) WITHOUT ROWID;
-                     PRAGMA user_version = 2;
+                     PRAGMA user_version = 3;
                      COMMIT;",
                 )?;
             }
-            1 => {
-                conn.execute_batch(
-                    "BEGIN;
-                     ALTER TABLE shares ADD COLUMN deleted_at INTEGER;
-                     PRAGMA user_version = 2;
-                     COMMIT;",
-                )?;
+            1 | 2 => {
+                let held: i64 = conn.query_row("SELECT COUNT(*) FROM shares", [], |r| r.get(0))?;
+                if held > 0 {
+                    return Err(Error::ShareStoreOfFormat1 { shares: held });
+                }
+                let add_column = if version == 1 {
+                    "ALTER TABLE shares ADD COLUMN deleted_at INTEGER;"
+                } else {
+                    ""
+                };
+                conn.execute_batch(&format!(
+                    "BEGIN; {add_column} PRAGMA user_version = 3; COMMIT;"
+                ))?;
             }
             SCHEMA_VERSION => {}
             _ => {
