@@ -272,43 +272,32 @@ async fn an_unpaired_key_gets_nothing() {
 /// on both sides, whichever side dials, before any request.
 #[tokio::test]
 async fn a_node_speaking_another_protocol_is_refused_naming_both() {
+    // Dials `server` with `hello`; the refusal's reason.
+    async fn refusal(me: &NodeIdentity, server: &Server, hello: &Hello) -> String {
+        let to = Some(server.identity.node_id());
+        match noise::connect(server.addr, me, hello, to, None).await {
+            Err(Error::Refused(reason)) => reason,
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
     let me = NodeIdentity::generate().unwrap();
     let srv = server(&[me.node_id()]).await;
-    let older = hello_in("older", PROTOCOL_VERSION - 1);
-    let err = noise::connect(srv.addr, &me, &older, Some(srv.identity.node_id()), None)
-        .await
-        .err()
-        .unwrap();
-    match err {
-        Error::Refused(reason) => assert!(
-            reason.contains("different protocols")
-                && reason.contains(&format!("this one {PROTOCOL_VERSION}"))
-                && reason.contains("same version of shard"),
-            "{reason}"
-        ),
-        other => panic!("expected a refusal, got {other}"),
-    }
+    let reason = refusal(&me, &srv, &hello_in("older", PROTOCOL_VERSION - 1)).await;
+    assert!(
+        reason.contains("different protocols")
+            && reason.contains(&format!("this one {PROTOCOL_VERSION}"))
+            && reason.contains("same version of shard"),
+        "{reason}"
+    );
     // The other way: this build dials a node speaking the older protocol.
     let old = server_speaking(&[me.node_id()], MemoryStore::new(), PROTOCOL_VERSION - 1).await;
-    let err = noise::connect(
-        old.addr,
-        &me,
-        &hello("new"),
-        Some(old.identity.node_id()),
-        None,
-    )
-    .await
-    .err()
-    .unwrap();
-    match err {
-        Error::Refused(reason) => assert!(
-            reason.contains("different protocols")
-                && reason.contains(&PROTOCOL_VERSION.to_string())
-                && reason.contains(&(PROTOCOL_VERSION - 1).to_string()),
-            "{reason}"
-        ),
-        other => panic!("expected a refusal, got {other}"),
-    }
+    let reason = refusal(&me, &old, &hello("new")).await;
+    assert!(
+        reason.contains("different protocols")
+            && reason.contains(&PROTOCOL_VERSION.to_string())
+            && reason.contains(&(PROTOCOL_VERSION - 1).to_string()),
+        "{reason}"
+    );
     assert_eq!(srv.store.usage().unwrap().shares, 0);
 }
 
