@@ -1748,6 +1748,9 @@ fn route_timeout(route: &Route, handshake_timeout: Duration) -> Duration {
     }
 }
 
+/// How long a connection has to answer when its peer is announced at another address too.
+const SIGHTING_PING: Duration = Duration::from_secs(2);
+
 /// Handshakes in progress at once (strangers' included: before a handshake nobody is known).
 pub const MAX_HANDSHAKES: usize = 64;
 /// Handshakes in progress at once from one address.
@@ -2219,7 +2222,8 @@ async fn connector(node: Arc<Node>, id: NodeId) {
                 tracing::warn!("could not record when {} was last seen: {e}", record.name);
             }
             let mut periodic = false;
-            let seen_elsewhere = tokio::select! {
+            let mut still_here = false;
+            let mut seen_elsewhere = tokio::select! {
                 _ = tokio::time::sleep(node.options.ping_interval) => {
                     // Over iroh, the LAN path is the better one: try it now and then (the peer
                     // may have come home, or a forwarded address may answer now).
@@ -2237,14 +2241,24 @@ async fn connector(node: Arc<Node>, id: NodeId) {
                     // Seen again on the LAN: if none of its announced addresses is the one this
                     // connection goes to, it may have moved (DHCP, Wi-Fi to cable).
                     let seen = node.sightings.addresses_of(&id);
-                    if seen.iter().any(|a| a.ip() == client.peer().addr.ip()) {
+                    let here = client.peer().addr.ip();
+                    let others: Vec<SocketAddr> =
+                        seen.iter().filter(|a| a.ip() != here).copied().collect();
+                    if others.is_empty() {
                         Vec::new()
                     } else {
-                        seen
+                        // Announced here and elsewhere (a cache may still hold the address it
+                        // left, or it has two): the connection decides, below.
+                        still_here = seen.iter().any(|a| a.ip() == here);
+                        others
                     }
                 }
                 _ = stop.wait_for(|s| *s) => return,
             };
+            // While the connection answers, the peer is still where it was.
+            if still_here && client.ping(SIGHTING_PING).await.is_ok() {
+                seen_elsewhere.clear();
+            }
             if !seen_elsewhere.is_empty() {
                 // A sighting is anyone's word: the working connection stays until the new
                 // address proves, by a handshake with the pinned key, that the peer is there.
