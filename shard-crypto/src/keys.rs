@@ -186,7 +186,7 @@ impl VaultKeys {
     }
 
     /// Chunk id: keyed BLAKE3 of the plaintext under the vault's chunk-id key (a PRF, as
-    /// HMAC-SHA256 was in format 1, at about twice its speed here).
+    /// HMAC-SHA256 was in format 1, and measured 3.3× as fast here).
     pub fn chunk_id(&self, plaintext: &[u8]) -> [u8; MAC_LEN] {
         *blake3::keyed_hash(self.chunk_id.expose(), plaintext).as_bytes()
     }

@@ -410,9 +410,8 @@ impl Transport for IrohTransport {
     /// is iroh's choice by latency, and a guess would send peers to the wrong one.)
     fn routes(&self) -> Vec<Route> {
         let relay = self.home_relay().or_else(|| {
-            self.own_relays
-                .then(|| self.relays.first().map(ToString::to_string))
-                .flatten()
+            let first = self.relays.first().filter(|_| self.own_relays);
+            first.map(ToString::to_string)
         });
         vec![Route::Iroh(crate::transport::IrohRoute {
             key: self.key(),

@@ -1605,10 +1605,9 @@ impl Node {
             for other in holders {
                 if let Some(p) = peers.get_mut(&other) {
                     tracing::warn!(
-                        "{} proved iroh key {}, which {} had named as its own; taken off {}",
+                        "{} proved iroh key {}, which {} had named as its own; taken off its record",
                         fingerprint(id),
                         hex_short(&key),
-                        p.record.name,
                         p.record.name
                     );
                     p.record.addrs.retain(|b| iroh_key(b) != Some(key));
@@ -1719,12 +1718,9 @@ impl Node {
         if self.invites.any_pending() {
             return true;
         }
-        lock(&self.peers).values().any(|p| {
-            p.record
-                .addrs
-                .iter()
-                .any(|a| matches!(Route::parse(a), Some(Route::Iroh(r)) if r.key == *key))
-        })
+        lock(&self.peers)
+            .values()
+            .any(|p| p.record.addrs.iter().any(|a| iroh_key(a) == Some(*key)))
     }
 }
 

@@ -91,13 +91,18 @@ pub(crate) fn seal_head(keys: &VaultKeys, seq: u64, payload: &HeadPayload) -> Re
     )?)
 }
 
+/// Opens a head sealed under `label` for sequence number `seq`: its plain bytes.
+fn open_head_as(label: &[u8], keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+    Ok(open(
+        &keys.subkey(Label::Catalog),
+        &with_vault(label, &keys.vault_id().0, Some(seq)),
+        sealed,
+    )?)
+}
+
 /// Opens a head; a forged or altered head, or one of another vault or sequence number, fails.
 pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<HeadPayload> {
-    let plain = open(
-        &keys.subkey(Label::Catalog),
-        &with_vault(HEAD_AAD, &keys.vault_id().0, Some(seq)),
-        sealed,
-    )?;
+    let plain = open_head_as(HEAD_AAD, keys, seq, sealed)?;
     postcard::from_bytes(&plain)
         .map_err(|_| Error::SnapshotUnreadable("a catalog head does not decode".into()))
 }
@@ -105,12 +110,7 @@ pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<Hea
 /// Whether `sealed` is a head of this vault in data format 1 (an earlier, unreleased build's:
 /// its snapshot's ids are SHA-256), which this build does not read.
 pub(crate) fn is_format_1_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> bool {
-    open(
-        &keys.subkey(Label::Catalog),
-        &with_vault(HEAD_AAD_FORMAT_1, &keys.vault_id().0, Some(seq)),
-        sealed,
-    )
-    .is_ok()
+    open_head_as(HEAD_AAD_FORMAT_1, keys, seq, sealed).is_ok()
 }
 
 /// Share ids of a head's snapshot.
