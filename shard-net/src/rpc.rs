@@ -204,6 +204,41 @@ impl PeerClient {
         }
     }
 
+    /// Bytes `start..end` of a share's payload; `None` if the peer does not have the share.
+    /// The bytes cannot be checked against the share id here: the caller authenticates them.
+    /// A range the share does not have is [`Error::Remote`] with [`ErrorCode::BadRequest`].
+    pub async fn get_share_range(
+        &self,
+        vault: VaultRef,
+        id: ShareId,
+        range: std::ops::Range<u32>,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>> {
+        let asked = range.end.saturating_sub(range.start) as usize;
+        let body = Request::GetShareRange {
+            vault,
+            id,
+            start: range.start,
+            end: range.end,
+        };
+        match self.call(body, timeout).await {
+            Ok(Response::ShareRange { bytes }) if bytes.len() == asked => Ok(Some(bytes)),
+            Ok(Response::ShareRange { bytes }) => Err(Error::Remote {
+                code: ErrorCode::Corrupt,
+                message: format!(
+                    "peer served {} bytes of share {id} for a range of {asked}",
+                    bytes.len()
+                ),
+            }),
+            Ok(_) => Err(Error::UnexpectedResponse("get share range")),
+            Err(Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Which of `ids` the peer holds.
     pub async fn have(
         &self,
@@ -746,6 +781,22 @@ impl ShareService {
                     Err(e) => Err(e),
                 }
             }
+            Request::GetShareRange {
+                vault,
+                id,
+                start,
+                end,
+            } => {
+                let ns = ns(vault);
+                match self
+                    .blocking(move |s| s.get_range(&ns, &id, start, end))
+                    .await
+                {
+                    Ok(Some(bytes)) => Ok(Response::ShareRange { bytes }),
+                    Ok(None) => Err(error(ErrorCode::NotFound, "share not held")),
+                    Err(e) => Err(e),
+                }
+            }
             Request::Have { vault, ids } => {
                 let ns = ns(vault);
                 self.blocking(move |s| s.has(&ns, &ids))
@@ -868,7 +919,9 @@ fn store_error(e: &shard_store::Error) -> Response {
         S::StaleHead { .. } | S::NotHeadOwner | S::NoSharesForHead => ErrorCode::Refused,
         S::NoSuchFile(_) => ErrorCode::NotFound,
         S::Corrupt { .. } => ErrorCode::Corrupt,
-        S::Format(_) | S::InvalidParameters(_) => ErrorCode::BadRequest,
+        S::Format(_) | S::InvalidParameters(_) | S::RangeOutOfBounds { .. } => {
+            ErrorCode::BadRequest
+        }
         S::ReadOnly(_) | S::NotWritable(_) => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     };
@@ -952,6 +1005,7 @@ fn request_cost_kib(body: &Request) -> u32 {
     let cost = match body {
         Request::PutShare { share, .. } => kib(share.len()),
         Request::GetShare { .. } => kib(largest_share),
+        Request::GetShareRange { start, end, .. } => kib(end.saturating_sub(*start) as usize + 64),
         Request::Have { ids, .. } => kib(ids.len() * 33),
         Request::List { limit, .. } => kib(*limit as usize * 32),
         Request::Authorized { op, .. } => match op {

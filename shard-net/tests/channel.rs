@@ -253,6 +253,56 @@ async fn a_paired_node_stores_fetches_lists_and_deletes() {
 }
 
 #[tokio::test]
+async fn ranges_of_a_share_are_served_to_its_owner_only_and_within_its_bounds() {
+    let alice = NodeIdentity::generate().unwrap();
+    let mallory = NodeIdentity::generate().unwrap();
+    let srv = server(&[alice.node_id(), mallory.node_id()]).await;
+    let a = client(&srv, &alice).await;
+    let m = client(&srv, &mallory).await;
+    let (_, vault) = vault_keys();
+    let s = share(3);
+    a.put_share(vault, &s, T).await.unwrap();
+    let len = s.payload().len() as u32;
+    for range in [0..len, 0..1, 100..164, len - 4..len] {
+        let got = a.get_share_range(vault, s.id(), range.clone(), T).await;
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some(&s.payload()[range.start as usize..range.end as usize])
+        );
+    }
+    // Past the end, or overlapping it: a typed refusal that names the share's length.
+    for range in [len..len + 1, len - 4..len + 4, 0..len + 1] {
+        let err = a
+            .get_share_range(vault, s.id(), range.clone(), T)
+            .await
+            .unwrap_err();
+        match err {
+            Error::Remote {
+                code: ErrorCode::BadRequest,
+                message,
+            } => assert!(
+                message.contains(&format!("{len} payload bytes")),
+                "{message}"
+            ),
+            other => panic!("{range:?}: expected BadRequest, got {other}"),
+        }
+    }
+    // Not held, or another node's: nothing.
+    assert_eq!(
+        a.get_share_range(vault, share(4).id(), 0..10, T)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        m.get_share_range(vault, s.id(), 0..10, T).await.unwrap(),
+        None
+    );
+    // The connection still serves after the refusals.
+    assert_eq!(a.get_share(vault, s.id(), T).await.unwrap(), Some(s));
+}
+
+#[tokio::test]
 async fn an_unpaired_key_gets_nothing() {
     let friend = NodeIdentity::generate().unwrap();
     let srv = server(&[friend.node_id()]).await;

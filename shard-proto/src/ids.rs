@@ -1,4 +1,5 @@
-//! 256-bit identifiers: share ids (BLAKE3 of a share) and chunk ids (keyed BLAKE3 of a chunk).
+//! 256-bit identifiers: share ids (BLAKE3 of a share), chunk ids (keyed BLAKE3 of a chunk) and
+//! pack ids (random).
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,6 +61,12 @@ id_type!(
     /// A chunk's id: keyed BLAKE3 of its plaintext under the vault's chunk-id key. Equal chunks
     /// of one vault have equal ids (dedup); nobody without the key can compute one.
     ChunkId
+);
+
+id_type!(
+    /// A pack's id: 32 random bytes drawn when the pack is made. It says nothing about what the
+    /// pack holds; only the owner's sealed catalog knows which blobs are in it.
+    PackId
 );
 
 id_type!(

@@ -26,8 +26,8 @@ mod share;
 mod wire;
 
 pub use error::{Error, Result};
-pub use ids::{ChunkId, NAMESPACE_LEN, Namespace, NodeId, ShareId};
-pub use manifest::{ChunkRef, Manifest};
+pub use ids::{ChunkId, NAMESPACE_LEN, Namespace, NodeId, PackId, ShareId};
+pub use manifest::{ChunkRef, Manifest, PackRef};
 pub use share::{
     MAX_SHARE_PAYLOAD, MAX_SHARES, SHARE_HEADER_LEN, SHARE_MAGIC, SHARE_VERSION, Share,
     ShareHeader, share_id,

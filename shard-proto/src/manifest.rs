@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::share::{MAX_SHARE_PAYLOAD, MAX_SHARES, ShareHeader};
-use crate::{ChunkId, Error, Result, ShareId};
+use crate::{ChunkId, Error, PackId, Result, ShareId};
 
 const MANIFEST_VERSION: u8 = 1;
 
@@ -53,6 +53,56 @@ impl ChunkRef {
     }
 
     /// The header share `index` of this chunk must have.
+    pub fn expected_header(&self, index: u8) -> Result<ShareHeader> {
+        ShareHeader::new(self.k, self.n, index, self.share_len)
+    }
+}
+
+/// One pack: its id, erasure parameters and the ids of its `n` shares. Secret to the owner
+/// like a [`ChunkRef`] (which blobs are in the pack is recorded beside it, never in the pack).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackRef {
+    /// The pack's random id.
+    pub id: PackId,
+    /// Shares needed to rebuild the pack.
+    pub k: u8,
+    /// Shares made.
+    pub n: u8,
+    /// Payload length of each share (one of the pack classes).
+    pub share_len: u32,
+    /// The share ids, by share index.
+    pub shares: Vec<ShareId>,
+}
+
+impl PackRef {
+    /// Checks that the fields are consistent and within the format's limits.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.k > self.n || self.n > MAX_SHARES {
+            return Err(Error::InvalidManifest("k and n out of range"));
+        }
+        if self.shares.len() != usize::from(self.n) {
+            return Err(Error::InvalidManifest("number of share ids differs from n"));
+        }
+        if self.share_len == 0
+            || !self.share_len.is_multiple_of(2)
+            || self.share_len > MAX_SHARE_PAYLOAD
+        {
+            return Err(Error::InvalidManifest("share length out of range"));
+        }
+        Ok(())
+    }
+
+    /// The pack's length: `k` data shares.
+    pub fn len(&self) -> u64 {
+        u64::from(self.k) * u64::from(self.share_len)
+    }
+
+    /// Whether the pack holds no bytes (never, for a valid one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The header share `index` of this pack must have.
     pub fn expected_header(&self, index: u8) -> Result<ShareHeader> {
         ShareHeader::new(self.k, self.n, index, self.share_len)
     }

@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, NodeId, Result, ShareId};
 
-/// Protocol version this build speaks (3: share ids are BLAKE3, data format 2).
-pub const PROTOCOL_VERSION: u8 = 3;
+/// Protocol version this build speaks (3: share ids are BLAKE3, data format 2; 4: ranged share
+/// reads).
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest frame (version byte + body): a share of 8 MiB plus room for the message around it.
 pub const MAX_FRAME: usize = 9 << 20;
 /// Bytes before the body: length and version.
@@ -95,6 +96,19 @@ pub enum Request {
         vault: VaultRef,
         /// The share.
         id: ShareId,
+    },
+    /// Bytes `start..end` of a share's payload (ranged restore out of a pack). The bytes are
+    /// not checked against the share id by the peer (that needs the whole share); the owner
+    /// authenticates them as the sealed blobs they are.
+    GetShareRange {
+        /// The vault.
+        vault: VaultRef,
+        /// The share.
+        id: ShareId,
+        /// First payload byte.
+        start: u32,
+        /// One past the last payload byte; `start < end <= payload length`.
+        end: u32,
     },
     /// Which of these shares do you hold?
     Have {
@@ -269,6 +283,11 @@ pub enum Response {
     Share {
         /// The encoded share.
         share: Bytes,
+    },
+    /// Answer to [`Request::GetShareRange`]: exactly the bytes asked for.
+    ShareRange {
+        /// The payload bytes `start..end`.
+        bytes: Bytes,
     },
     /// Answer to [`Request::Have`], one flag per id asked.
     Have {
@@ -475,6 +494,13 @@ impl Message {
                 } if ids.len() > MAX_IDS_PER_REQUEST => {
                     return Err(Error::MalformedMessage("too many ids in one request"));
                 }
+                Request::GetShareRange { start, end, .. }
+                    if start >= end || *end > crate::MAX_SHARE_PAYLOAD =>
+                {
+                    return Err(Error::MalformedMessage(
+                        "share range empty or beyond the largest share",
+                    ));
+                }
                 Request::Authorized {
                     op: VaultOp::Adopt { from, .. },
                     ..
@@ -590,6 +616,21 @@ mod tests {
                 id: 7,
                 body: Request::Usage,
             },
+            Message::Request {
+                id: 8,
+                body: Request::GetShareRange {
+                    vault: [1; 16],
+                    id,
+                    start: 64,
+                    end: 4160,
+                },
+            },
+            Message::Response {
+                id: 8,
+                body: Response::ShareRange {
+                    bytes: Bytes::from_static(b"range"),
+                },
+            },
             Message::Response {
                 id: 1,
                 body: Response::Pong { nonce: 9 },
@@ -666,12 +707,12 @@ mod tests {
 
     #[test]
     fn known_answer_ping_frame() {
-        // Pins protocol version 3's encoding of a ping.
+        // Pins protocol version 4's encoding of a ping.
         let bytes = frame(&Message::Request {
             id: 1,
             body: Request::Ping { nonce: 2 },
         });
-        assert_eq!(bytes, [5, 0, 0, 0, 3, 0, 1, 0, 2]);
+        assert_eq!(bytes, [5, 0, 0, 0, 4, 0, 1, 0, 2]);
     }
 
     #[test]
@@ -751,6 +792,31 @@ mod tests {
             decode_frame(&trailing),
             Err(Error::MalformedMessage(_))
         ));
+    }
+
+    #[test]
+    fn share_ranges_that_are_empty_reversed_or_beyond_any_share_do_not_decode() {
+        let range = |start, end| Message::Request {
+            id: 1,
+            body: Request::GetShareRange {
+                vault: [1; 16],
+                id: ShareId([2; 32]),
+                start,
+                end,
+            },
+        };
+        let max = crate::MAX_SHARE_PAYLOAD;
+        for (start, end) in [(5, 5), (9, 4), (0, max + 1), (max, max + 64)] {
+            assert!(
+                matches!(
+                    decode_frame(&frame(&range(start, end))),
+                    Err(Error::MalformedMessage(_))
+                ),
+                "{start}..{end}"
+            );
+        }
+        let ok = frame(&range(0, max));
+        assert_eq!(decode_frame(&ok).unwrap(), range(0, max));
     }
 
     #[test]

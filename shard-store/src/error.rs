@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use shard_proto::{ChunkId, ShareId};
+use shard_proto::{ChunkId, PackId, ShareId};
 
 /// Everything that can go wrong in the data path, as variants a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,39 @@ pub enum Error {
         chunk: ChunkId,
         /// What did not match.
         reason: &'static str,
+    },
+    /// Fewer than `k` good shares of a pack could be found.
+    #[error("not enough shares for pack {pack}: have {have} good, need {need}")]
+    NotEnoughPackShares {
+        /// The pack that cannot be rebuilt.
+        pack: PackId,
+        /// Good shares found.
+        have: usize,
+        /// Shares needed (`k`).
+        need: usize,
+    },
+    /// A byte range that does not lie within its pack (a catalog entry that cannot be right).
+    #[error("bytes {offset}+{len} do not lie within the pack's {pack_len} bytes")]
+    OutsidePack {
+        /// First byte.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// The pack's length.
+        pack_len: u64,
+    },
+    /// A byte range of a share that the share does not have (empty, reversed, or past its
+    /// payload's end).
+    #[error("bytes {start}..{end} are not within share {share}'s {len} payload bytes")]
+    RangeOutOfBounds {
+        /// The share.
+        share: ShareId,
+        /// First byte asked for.
+        start: u32,
+        /// One past the last byte asked for.
+        end: u32,
+        /// The share's payload length.
+        len: u32,
     },
     /// The store is full: its quota is reached or the disk reported no space. Nothing of the
     /// failed write is kept; every earlier share is intact.

@@ -35,6 +35,7 @@ mod chunker;
 mod erasure;
 mod error;
 mod heads;
+mod pack;
 mod padding;
 mod parallel;
 mod pipeline;
@@ -50,6 +51,10 @@ pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;
 pub use error::{Error, Result};
 pub use heads::{HeadStore, StoredHead};
+pub use pack::{
+    BLOB_FORMAT, Blob, BlobPlace, EncodedPack, FULL_PACK_MAX, Pack, PackBuilder, PackCoder,
+    PackShape, Piece, SHARE_CLASSES, blob_in_pack, open_blob,
+};
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
 pub use parallel::{ChunkSource, Feeder, SplitChunk, restore_parallel, split_parallel};
 pub use pipeline::{

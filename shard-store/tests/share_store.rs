@@ -334,6 +334,69 @@ fn corrupt_and_missing_files_are_detected_quarantined_and_reported() {
 }
 
 #[test]
+fn ranged_reads_return_exactly_the_bytes_asked_and_refuse_ranges_a_share_lacks() {
+    let dir = fast_tempdir();
+    let disk = open(dir.path(), Layout::Scatter);
+    let memory = MemoryStore::new();
+    let stores: [&dyn ShareStore; 2] = [&disk, &memory];
+    let batch: Vec<Share> = (0..3).map(|i| share(i, 4096)).collect();
+    for store in stores {
+        store.put(&ns(1), &batch).unwrap();
+        let s = &batch[1];
+        for (start, end) in [
+            (0, 4096),
+            (0, 1),
+            (4095, 4096),
+            (64, 4160 - 64),
+            (1000, 1001),
+        ] {
+            let got = store
+                .get_range(&ns(1), &s.id(), start, end)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got[..], &s.payload()[start as usize..end as usize]);
+        }
+        for (start, end) in [(0, 4097), (4000, 5000), (10, 10), (20, 10), (4096, 4097)] {
+            match store.get_range(&ns(1), &s.id(), start, end) {
+                Err(Error::RangeOutOfBounds {
+                    share,
+                    start: a,
+                    end: b,
+                    len: 4096,
+                }) => assert_eq!((share, a, b), (s.id(), start, end)),
+                other => panic!("{start}..{end}: expected RangeOutOfBounds, got {other:?}"),
+            }
+        }
+        // Another namespace's share, or one never stored: not held.
+        assert_eq!(store.get_range(&ns(2), &s.id(), 0, 10).unwrap(), None);
+        assert_eq!(
+            store.get_range(&ns(1), &ShareId([9; 32]), 0, 10).unwrap(),
+            None
+        );
+        // Deleted: still its owner's through the grace period.
+        store.delete(&ns(1), &[s.id()]).unwrap();
+        let got = store.get_range(&ns(1), &s.id(), 8, 16).unwrap().unwrap();
+        assert_eq!(&got[..], &s.payload()[8..16]);
+    }
+    // A share file cut short on disk is quarantined, not served in part.
+    let files = files_under(dir.path());
+    let victim = files
+        .iter()
+        .find(|f| fs::read(dir.path().join(f)).unwrap() == batch[2].to_bytes())
+        .unwrap();
+    let bytes = fs::read(dir.path().join(victim)).unwrap();
+    fs::write(dir.path().join(victim), &bytes[..2000]).unwrap();
+    match disk.get_range(&ns(1), &batch[2].id(), 0, 100) {
+        Err(Error::Corrupt { share }) => assert_eq!(share, batch[2].id()),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(
+        disk.get_range(&ns(1), &batch[2].id(), 0, 100).unwrap(),
+        None
+    );
+}
+
+#[test]
 fn quota_refuses_a_put_and_keeps_everything_else() {
     let dir = fast_tempdir();
     let options = DiskOptions {

@@ -33,7 +33,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use shard_proto::{MAX_SHARE_PAYLOAD, Namespace, SHARE_HEADER_LEN, Share, ShareId};
+use shard_proto::{MAX_SHARE_PAYLOAD, Namespace, SHARE_HEADER_LEN, Share, ShareHeader, ShareId};
 
 use super::index::{Index, Row, State};
 use super::scatter::{below, dir_name, file_name, valid_relpath};
@@ -462,6 +462,35 @@ impl DiskStore {
         Ok(())
     }
 
+    /// The index row and file of a servable share (a deleted one is still its owner's to read
+    /// through the grace period); `None` if not held, and marked missing if its file is gone.
+    /// A file of the wrong kind or size is quarantined.
+    fn locate(&self, ns: &Namespace, id: &ShareId) -> Result<Option<(Row, PathBuf)>> {
+        let row = {
+            let inner = self.wait_idle(self.lock(), &[(*ns, *id)]);
+            inner.index.row(ns, id)?
+        };
+        let Some(row) = row.filter(|r| matches!(r.state, State::Ok | State::Deleted)) else {
+            return Ok(None);
+        };
+        if !valid_relpath(&row.path) || row.size > MAX_SHARE_FILE {
+            return Err(Error::IndexDamaged("share path or size out of range"));
+        }
+        let path = self.root.join(&row.path);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.mark_missing(ns, id, row.size)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.is_file() || meta.len() != row.size {
+            return Err(self.quarantine(ns, id, &row.path)?);
+        }
+        Ok(Some((row, path)))
+    }
+
     /// Moves a damaged share's file aside and marks it corrupt.
     fn quarantine(&self, ns: &Namespace, id: &ShareId, rel: &str) -> Result<Error> {
         let qrel = format!(
@@ -672,34 +701,40 @@ impl ShareStore for DiskStore {
     }
 
     fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>> {
-        let row = {
-            let inner = self.wait_idle(self.lock(), &[(*ns, *id)]);
-            inner.index.row(ns, id)?
-        };
-        // A deleted share is still its owner's to read through the grace period.
-        let Some(row) = row.filter(|r| matches!(r.state, State::Ok | State::Deleted)) else {
+        let Some((row, path)) = self.locate(ns, id)? else {
             return Ok(None);
         };
-        if !valid_relpath(&row.path) || row.size > MAX_SHARE_FILE {
-            return Err(Error::IndexDamaged("share path or size out of range"));
-        }
-        let path = self.root.join(&row.path);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.mark_missing(ns, id, row.size)?;
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !meta.is_file() || meta.len() != row.size {
-            return Err(self.quarantine(ns, id, &row.path)?);
-        }
         let bytes = fs::read(&path)?;
         match Share::decode(Bytes::from(bytes)) {
             Ok(share) if share.id() == *id => Ok(Some(share)),
             _ => Err(self.quarantine(ns, id, &row.path)?),
         }
+    }
+
+    fn get_range(
+        &self,
+        ns: &Namespace,
+        id: &ShareId,
+        start: u32,
+        end: u32,
+    ) -> Result<Option<Bytes>> {
+        use std::os::unix::fs::FileExt;
+        let Some((row, path)) = self.locate(ns, id)? else {
+            return Ok(None);
+        };
+        let file = File::open(&path)?;
+        let mut header = [0u8; SHARE_HEADER_LEN];
+        file.read_exact_at(&mut header, 0)?;
+        let len = match ShareHeader::decode(&header) {
+            Ok(h) if SHARE_HEADER_LEN as u64 + u64::from(h.payload_len()) == row.size => {
+                h.payload_len()
+            }
+            _ => return Err(self.quarantine(ns, id, &row.path)?),
+        };
+        super::check_range(id, start, end, len)?;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut bytes, SHARE_HEADER_LEN as u64 + u64::from(start))?;
+        Ok(Some(Bytes::from(bytes)))
     }
 
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>> {

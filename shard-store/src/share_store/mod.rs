@@ -53,6 +53,20 @@ pub struct ScrubReport {
     pub corrupt: Vec<ShareId>,
 }
 
+/// [`Error::RangeOutOfBounds`] unless `start < end <= len`.
+pub(crate) fn check_range(id: &ShareId, start: u32, end: u32, len: u32) -> Result<()> {
+    if start < end && end <= len {
+        Ok(())
+    } else {
+        Err(Error::RangeOutOfBounds {
+            share: *id,
+            start,
+            end,
+            len,
+        })
+    }
+}
+
 /// A store of shares, filed by namespace. Implementations are safe to share between threads.
 pub trait ShareStore: Send + Sync {
     /// Stores `shares` durably; returns once all of them are on disk. Shares already held are
@@ -62,6 +76,25 @@ pub trait ShareStore: Send + Sync {
     /// The share `id`, verified against its id; `None` if not held. A share whose bytes no
     /// longer match is quarantined and reported as [`Error::Corrupt`].
     fn get(&self, ns: &Namespace, id: &ShareId) -> Result<Option<Share>>;
+
+    /// Bytes `start..end` of the payload of share `id` (a ranged restore out of a pack);
+    /// `None` if not held, [`Error::RangeOutOfBounds`] unless `start < end <= payload length`.
+    /// Unlike [`ShareStore::get`] the bytes are not checked against the id (that takes the
+    /// whole share): their owner authenticates them, and the scrub checks whole shares.
+    fn get_range(
+        &self,
+        ns: &Namespace,
+        id: &ShareId,
+        start: u32,
+        end: u32,
+    ) -> Result<Option<bytes::Bytes>> {
+        let Some(share) = self.get(ns, id)? else {
+            return Ok(None);
+        };
+        let len = share.header().payload_len();
+        check_range(id, start, end, len)?;
+        Ok(Some(share.payload().slice(start as usize..end as usize)))
+    }
 
     /// For each id, whether it is held (and not known to be damaged).
     fn has(&self, ns: &Namespace, ids: &[ShareId]) -> Result<Vec<bool>>;

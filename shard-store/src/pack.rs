@@ -1,0 +1,695 @@
+//! Packs: the sealed chunks (blobs) of many files erasure-coded as one uniform unit.
+//!
+//! Why: a chunk coded on its own becomes `n` share files on `n` peers — a file, an fsync and
+//! an index row per small file on every peer — and every peer learns the chunk's size, which
+//! is what the published attacks on content-defined chunking use. A pack gathers the blobs of
+//! many chunks, of any files, in random order, and is coded as one: a peer sees shares of a
+//! few fixed sizes and learns neither chunk sizes nor file boundaries.
+//!
+//! Pack format 1:
+//! - A **blob** is one chunk sealed alone under its own key ([`BLOB_FORMAT`]: shard-crypto's
+//!   chunk key, bound to the chunk id and the blob's length; no padding, the pack hides the
+//!   size). Any blob can be read and authenticated from its byte range alone.
+//! - A **pack** is its blobs back to back, in random order, then random filler up to
+//!   `k × share_len`. It has no header: which blob lies where is recorded only in the owner's
+//!   sealed catalog ([`BlobPlace`]). Its id is random ([`PackId`]).
+//! - `share_len` is one of [`SHARE_CLASSES`], the same whatever `k`, so a peer holding shares
+//!   of any number of files sees at most that many share sizes. A full pack takes the largest
+//!   class that keeps it within [`FULL_PACK_MAX`] bytes; the last pack of a put, the smallest
+//!   class it fits in.
+//! - The Reed-Solomon code is systematic: data share `i` is the pack's bytes `i·L..(i+1)·L`.
+//!   A blob is read from the data shares it lies in ([`PackShape::pieces`]); when one of them
+//!   cannot be had, the same window of `k` other shares is fetched and decoded
+//!   ([`PackShape::window`]). That works because reed-solomon-simd codes every 64-byte block
+//!   of a shard on its own: a window aligned to 64 bytes decodes like whole shards.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use shard_crypto::{ChunkFormat, TAG_LEN, VaultKeys};
+use shard_proto::{ChunkId, PackId, PackRef, SHARE_VERSION, Share, ShareHeader};
+
+use crate::erasure::ErasureCoder;
+use crate::pipeline::Redundancy;
+use crate::{Error, Result};
+
+/// The blob format written by this build (padding scheme 0: none); bound into every blob key.
+pub const BLOB_FORMAT: ChunkFormat = ChunkFormat {
+    version: SHARE_VERSION,
+    padding: 0,
+};
+
+/// The share payload sizes a pack may have: 256 KiB, 1, 4 and 8 MiB. Whatever `k`, every pack
+/// share has one of these sizes.
+pub const SHARE_CLASSES: [u32; 4] = [256 << 10, 1 << 20, 4 << 20, 8 << 20];
+
+/// The most bytes a full pack holds (its `k` data shares): bounds the memory a put holds per
+/// open pack.
+pub const FULL_PACK_MAX: u64 = 32 << 20;
+
+/// Reed-Solomon codes each block of this many bytes of a shard on its own.
+const BLOCK: u32 = 64;
+
+/// Packs filled at once; each blob goes to one of them at random, so that neither the order
+/// of blobs within a pack nor the pack a blob lands in follows the order of the files.
+const OPEN_PACKS: usize = 2;
+
+/// A pack's coding: `k`-of-`n` shares of `share_len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackShape {
+    /// Shares needed.
+    pub k: u8,
+    /// Shares made.
+    pub n: u8,
+    /// Payload bytes of every share.
+    pub share_len: u32,
+}
+
+/// Part of a byte range of a pack that lies in one data share: bytes `start..end` of share
+/// `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// The data share (`< k`).
+    pub index: u8,
+    /// First byte within the share.
+    pub start: u32,
+    /// One past the last byte within the share.
+    pub end: u32,
+}
+
+impl Piece {
+    /// The byte range within the share.
+    pub fn range(&self) -> Range<u32> {
+        self.start..self.end
+    }
+}
+
+impl PackShape {
+    /// The shape of a full pack coded with `redundancy`: the largest share class whose pack
+    /// stays within [`FULL_PACK_MAX`] (the smallest class if none does).
+    pub fn full(redundancy: Redundancy) -> Self {
+        let k = u64::from(redundancy.k());
+        let share_len = SHARE_CLASSES
+            .iter()
+            .rev()
+            .copied()
+            .find(|c| k * u64::from(*c) <= FULL_PACK_MAX)
+            .unwrap_or(SHARE_CLASSES[0]);
+        Self {
+            k: redundancy.k(),
+            n: redundancy.n(),
+            share_len,
+        }
+    }
+
+    /// The smallest shape coded with `redundancy` that holds `bytes`, up to the full one.
+    pub fn fitting(redundancy: Redundancy, bytes: u64) -> Option<Self> {
+        let full = Self::full(redundancy);
+        let k = u64::from(redundancy.k());
+        SHARE_CLASSES
+            .iter()
+            .copied()
+            .take_while(|c| *c <= full.share_len)
+            .find(|c| k * u64::from(*c) >= bytes)
+            .map(|share_len| Self { share_len, ..full })
+    }
+
+    /// The shape of a recorded pack (checked).
+    pub fn of(pack: &PackRef) -> Result<Self> {
+        pack.validate()?;
+        Ok(Self {
+            k: pack.k,
+            n: pack.n,
+            share_len: pack.share_len,
+        })
+    }
+
+    /// Bytes the pack holds: its `k` data shares.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.k) * u64::from(self.share_len)
+    }
+
+    /// Where bytes `offset..offset + len` of the pack lie in its data shares, in order;
+    /// [`Error::OutsidePack`] for an empty range or one past the pack's end.
+    pub fn pieces(&self, offset: u64, len: u64) -> Result<Vec<Piece>> {
+        let end = offset.saturating_add(len);
+        if len == 0 || end > self.capacity() {
+            return Err(Error::OutsidePack {
+                offset,
+                len,
+                pack_len: self.capacity(),
+            });
+        }
+        let share_len = u64::from(self.share_len);
+        let mut pieces = Vec::new();
+        let mut at = offset;
+        while at < end {
+            let index = at / share_len;
+            let share_end = (index + 1) * share_len;
+            let stop = end.min(share_end);
+            // All three fit: index < k ≤ 32 and positions within a share < share_len ≤ u32.
+            pieces.push(Piece {
+                index: u8::try_from(index).map_err(|_| Error::InvalidParameters("share index"))?,
+                start: u32::try_from(at - index * share_len)
+                    .map_err(|_| Error::InvalidParameters("share offset"))?,
+                end: u32::try_from(stop - index * share_len)
+                    .map_err(|_| Error::InvalidParameters("share offset"))?,
+            });
+            at = stop;
+        }
+        Ok(pieces)
+    }
+
+    /// The window of every share that rebuilds `piece` by decoding: its range widened to whole
+    /// 64-byte blocks (at most the share's end).
+    pub fn window(&self, piece: &Piece) -> Range<u32> {
+        let start = piece.start - piece.start % BLOCK;
+        let end = piece
+            .end
+            .div_ceil(BLOCK)
+            .saturating_mul(BLOCK)
+            .min(self.share_len);
+        start..end
+    }
+}
+
+/// A chunk sealed as a blob, waiting for its pack.
+pub struct Blob {
+    id: ChunkId,
+    len: u32,
+    sealed: Vec<u8>,
+}
+
+impl Blob {
+    /// Seals `plaintext` (one chunk, up to 4 GiB) under its own key.
+    pub fn seal(keys: &VaultKeys, plaintext: &[u8]) -> Result<Self> {
+        let len = u32::try_from(plaintext.len())
+            .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
+        let id = keys.chunk_id(plaintext);
+        let mut sealed = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        sealed.extend_from_slice(plaintext);
+        keys.seal_chunk(&id, BLOB_FORMAT, &mut sealed)?;
+        Ok(Self {
+            id: ChunkId(id),
+            len,
+            sealed,
+        })
+    }
+
+    /// The chunk's id.
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
+
+    /// The chunk's plaintext length.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the chunk is empty (chunks never are).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes the blob takes in a pack (plaintext and tag).
+    pub fn sealed_len(&self) -> u64 {
+        self.sealed.len() as u64
+    }
+}
+
+/// Where a blob lies in its pack: what the owner's catalog records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobPlace {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Its plaintext length (the blob is 16 bytes longer: the tag).
+    pub len: u32,
+    /// Its first byte in the pack.
+    pub offset: u32,
+}
+
+impl BlobPlace {
+    /// Bytes the blob takes in the pack.
+    pub fn sealed_len(&self) -> u64 {
+        u64::from(self.len) + TAG_LEN as u64
+    }
+}
+
+/// A pack ready to be coded: its bytes (`shape.capacity()` of them) and its blobs.
+pub struct Pack {
+    /// Its random id.
+    pub id: PackId,
+    /// Its coding.
+    pub shape: PackShape,
+    /// Blobs, then random filler.
+    pub bytes: Vec<u8>,
+    /// Where each blob lies.
+    pub blobs: Vec<BlobPlace>,
+}
+
+struct Open {
+    blobs: Vec<Blob>,
+    used: u64,
+}
+
+/// Gathers blobs into packs, at random among two open ones; a pack is finished when
+/// a blob fits in none of them (the fullest is closed), and by [`PackBuilder::finish`].
+/// Holds at most two full packs of blobs.
+pub struct PackBuilder {
+    redundancy: Redundancy,
+    full: PackShape,
+    open: Vec<Open>,
+    rng: ChaCha20Rng,
+}
+
+impl PackBuilder {
+    /// A builder of packs coded with `redundancy`, seeded from the operating system.
+    pub fn new(redundancy: Redundancy) -> Result<Self> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|_| Error::Crypto(shard_crypto::Error::Random))?;
+        Ok(Self::seeded(redundancy, seed))
+    }
+
+    /// A builder whose choices follow `seed` (tests and benchmarks that must repeat).
+    pub fn seeded(redundancy: Redundancy, seed: [u8; 32]) -> Self {
+        Self {
+            redundancy,
+            full: PackShape::full(redundancy),
+            open: Vec::new(),
+            rng: ChaCha20Rng::from_seed(seed),
+        }
+    }
+
+    /// The redundancy of the packs made.
+    pub fn redundancy(&self) -> Redundancy {
+        self.redundancy
+    }
+
+    /// Bytes of blobs held in open packs.
+    pub fn buffered(&self) -> u64 {
+        self.open.iter().map(|o| o.used).sum()
+    }
+
+    /// Adds a blob; returns the pack it closed, if any. A blob larger than a full pack is
+    /// [`Error::InvalidParameters`].
+    pub fn add(&mut self, blob: Blob) -> Result<Option<Pack>> {
+        let size = blob.sealed_len();
+        let capacity = self.full.capacity();
+        if size > capacity {
+            return Err(Error::InvalidParameters("chunk larger than a full pack"));
+        }
+        while self.open.len() < OPEN_PACKS {
+            self.open.push(Open {
+                blobs: Vec::new(),
+                used: 0,
+            });
+        }
+        let fits: Vec<usize> = (0..self.open.len())
+            .filter(|i| self.open.get(*i).is_some_and(|o| o.used + size <= capacity))
+            .collect();
+        let mut closed = None;
+        let slot = if fits.is_empty() {
+            // Close the fullest; the blob starts a new pack in its place.
+            let fullest = (0..self.open.len())
+                .max_by_key(|i| self.open.get(*i).map_or(0, |o| o.used))
+                .unwrap_or(0);
+            let done = std::mem::replace(
+                self.open
+                    .get_mut(fullest)
+                    .ok_or(Error::InvalidParameters("no open pack"))?,
+                Open {
+                    blobs: Vec::new(),
+                    used: 0,
+                },
+            );
+            closed = Some(self.seal_pack(done, self.full)?);
+            fullest
+        } else {
+            let pick = self.pick(fits.len());
+            fits.get(pick).copied().unwrap_or(0)
+        };
+        let open = self
+            .open
+            .get_mut(slot)
+            .ok_or(Error::InvalidParameters("no open pack"))?;
+        open.used += size;
+        open.blobs.push(blob);
+        Ok(closed)
+    }
+
+    /// Closes the open packs, each in the smallest shape it fits.
+    pub fn finish(mut self) -> Result<Vec<Pack>> {
+        let open = std::mem::take(&mut self.open);
+        let mut packs = Vec::new();
+        for o in open.into_iter().filter(|o| !o.blobs.is_empty()) {
+            let shape = PackShape::fitting(self.redundancy, o.used).unwrap_or(self.full);
+            packs.push(self.seal_pack(o, shape)?);
+        }
+        Ok(packs)
+    }
+
+    /// A uniform choice in `0..count`.
+    fn pick(&mut self, count: usize) -> usize {
+        let count = u64::try_from(count.max(1)).unwrap_or(u64::MAX);
+        // The modulo's bias is below 2^-58 for the counts used here.
+        usize::try_from(self.rng.next_u64() % count).unwrap_or(0)
+    }
+
+    /// Lays the blobs out in random order, fills the rest with random bytes, draws an id.
+    fn seal_pack(&mut self, open: Open, shape: PackShape) -> Result<Pack> {
+        let mut blobs = open.blobs;
+        // Fisher-Yates.
+        for i in (1..blobs.len()).rev() {
+            let j = self.pick(i + 1);
+            blobs.swap(i, j);
+        }
+        let capacity =
+            usize::try_from(shape.capacity()).map_err(|_| Error::InvalidParameters("pack size"))?;
+        let mut bytes = Vec::with_capacity(capacity);
+        let mut places = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            let offset = u32::try_from(bytes.len())
+                .map_err(|_| Error::InvalidParameters("pack larger than 4 GiB"))?;
+            places.push(BlobPlace {
+                chunk: blob.id,
+                len: blob.len,
+                offset,
+            });
+            bytes.extend_from_slice(&blob.sealed);
+        }
+        if bytes.len() > capacity {
+            return Err(Error::InvalidParameters("blobs overflow their pack"));
+        }
+        let used = bytes.len();
+        bytes.resize(capacity, 0);
+        if let Some(filler) = bytes.get_mut(used..) {
+            self.rng.fill_bytes(filler);
+        }
+        let mut id = [0u8; 32];
+        self.rng.fill_bytes(&mut id);
+        Ok(Pack {
+            id: PackId(id),
+            shape,
+            bytes,
+            blobs: places,
+        })
+    }
+}
+
+/// A pack coded: what the owner records, and the `n` shares to place.
+#[derive(Debug, Clone)]
+pub struct EncodedPack {
+    /// The pack's record: id, coding, share ids.
+    pub pack: PackRef,
+    /// Where each blob lies.
+    pub blobs: Vec<BlobPlace>,
+    /// The shares; `shares[i]` has index `i`.
+    pub shares: Vec<Share>,
+}
+
+/// Codes packs into shares and back. Keeps its Reed-Solomon buffers between packs.
+#[derive(Default)]
+pub struct PackCoder {
+    coder: Option<ErasureCoder>,
+}
+
+impl PackCoder {
+    /// A coder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn coder(&mut self, k: u8, n: u8) -> Result<&mut ErasureCoder> {
+        let (k, n) = (usize::from(k), usize::from(n));
+        if !self
+            .coder
+            .as_ref()
+            .is_some_and(|c| c.k() == k && c.n() == n)
+        {
+            self.coder = Some(ErasureCoder::new(k, n)?);
+        }
+        self.coder
+            .as_mut()
+            .ok_or(Error::InvalidParameters("no erasure coder"))
+    }
+
+    /// The `n` shares of `pack`: its `k` data shares (slices of its bytes) and `n − k`
+    /// recovery shares.
+    pub fn encode(&mut self, pack: Pack) -> Result<EncodedPack> {
+        let shape = pack.shape;
+        let (k, n) = (shape.k, shape.n);
+        let recovery = Bytes::from(self.coder(k, n)?.encode(&pack.bytes)?);
+        let bytes = Bytes::from(pack.bytes);
+        let len = shape.share_len as usize;
+        let mut shares = Vec::with_capacity(usize::from(n));
+        for index in 0..n {
+            let i = usize::from(index);
+            let payload = if index < k {
+                bytes.slice(i * len..(i + 1) * len)
+            } else {
+                let r = i - usize::from(k);
+                recovery.slice(r * len..(r + 1) * len)
+            };
+            let header = ShareHeader::new(k, n, index, shape.share_len)?;
+            shares.push(Share::new(header, payload)?);
+        }
+        Ok(EncodedPack {
+            pack: PackRef {
+                id: pack.id,
+                k,
+                n,
+                share_len: shape.share_len,
+                shares: shares.iter().map(Share::id).collect(),
+            },
+            blobs: pack.blobs,
+            shares,
+        })
+    }
+
+    /// The pack's bytes from at least `k` of its shares (any order). Shares that are not the
+    /// pack's (another id or header than the record lists at their index) and repeated indices
+    /// are skipped; fewer than `k` good ones is [`Error::NotEnoughPackShares`].
+    pub fn decode(&mut self, pack: &PackRef, shares: &[Share]) -> Result<Vec<u8>> {
+        let shape = PackShape::of(pack)?;
+        let mut picked: Vec<(usize, &[u8])> = Vec::with_capacity(usize::from(pack.k));
+        for share in shares {
+            let index = share.header().index();
+            let good = pack.shares.get(usize::from(index)) == Some(&share.id())
+                && pack.expected_header(index).ok().as_ref() == Some(share.header());
+            let i = usize::from(index);
+            if good && picked.len() < usize::from(pack.k) && !picked.iter().any(|(j, _)| *j == i) {
+                picked.push((i, share.payload()));
+            }
+        }
+        if picked.len() < usize::from(pack.k) {
+            return Err(Error::NotEnoughPackShares {
+                pack: pack.id,
+                have: picked.len(),
+                need: usize::from(pack.k),
+            });
+        }
+        self.coder(pack.k, pack.n)?
+            .decode(shape.share_len as usize, &picked)
+    }
+
+    /// Reads one blob of `pack` by ranges: each piece from its data share through
+    /// `fetch(index, range)` (`None`: that share cannot be had), and a piece whose data share
+    /// fails from the same window of `k` other shares, decoded. The result is authenticated
+    /// ([`open_blob`]); bytes a peer altered are [`Error::CorruptChunk`], and the caller falls
+    /// back to whole shares, which are checked against their ids.
+    pub fn read_blob(
+        &mut self,
+        keys: &VaultKeys,
+        pack: &PackRef,
+        place: &BlobPlace,
+        mut fetch: impl FnMut(u8, Range<u32>) -> Option<Bytes>,
+    ) -> Result<Vec<u8>> {
+        let shape = PackShape::of(pack)?;
+        let pieces = shape.pieces(u64::from(place.offset), place.sealed_len())?;
+        let total = usize::try_from(place.sealed_len())
+            .map_err(|_| Error::InvalidParameters("blob length"))?;
+        let mut sealed = Vec::with_capacity(total);
+        for piece in &pieces {
+            let want = (piece.end - piece.start) as usize;
+            match fetch(piece.index, piece.range()) {
+                Some(bytes) if bytes.len() == want => sealed.extend_from_slice(&bytes),
+                _ => {
+                    let rebuilt = self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?;
+                    sealed.extend_from_slice(&rebuilt);
+                }
+            }
+        }
+        open_blob(keys, place, sealed)
+    }
+
+    /// Bytes of `piece` rebuilt from the same window of `k` shares other than its own.
+    fn rebuild_piece(
+        &mut self,
+        shape: &PackShape,
+        pack: &PackRef,
+        place: &BlobPlace,
+        piece: &Piece,
+        fetch: &mut impl FnMut(u8, Range<u32>) -> Option<Bytes>,
+    ) -> Result<Vec<u8>> {
+        let window = shape.window(piece);
+        let window_len = (window.end - window.start) as usize;
+        let mut got: Vec<(usize, Bytes)> = Vec::with_capacity(usize::from(shape.k));
+        for index in (0..shape.n).filter(|i| *i != piece.index) {
+            if got.len() == usize::from(shape.k) {
+                break;
+            }
+            if let Some(bytes) = fetch(index, window.clone()).filter(|b| b.len() == window_len) {
+                got.push((usize::from(index), bytes));
+            }
+        }
+        if got.len() < usize::from(shape.k) {
+            return Err(Error::NotEnoughShares {
+                chunk: place.chunk,
+                have: got.len(),
+                need: usize::from(shape.k),
+            });
+        }
+        let shards: Vec<(usize, &[u8])> = got.iter().map(|(i, b)| (*i, &b[..])).collect();
+        let data = self.coder(pack.k, pack.n)?.decode(window_len, &shards)?;
+        let from = usize::from(piece.index) * window_len + (piece.start - window.start) as usize;
+        let to = from + (piece.end - piece.start) as usize;
+        data.get(from..to)
+            .map(<[u8]>::to_vec)
+            .ok_or(Error::InvalidParameters("decoded window too short"))
+    }
+}
+
+/// The chunk in a blob's bytes (`place.sealed_len()` of them), authenticated and checked
+/// against its id; anything else is [`Error::CorruptChunk`].
+pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
+    let corrupt = |reason| Error::CorruptChunk {
+        chunk: place.chunk,
+        reason,
+    };
+    if sealed.len() as u64 != place.sealed_len() {
+        return Err(corrupt("blob length differs from the catalog"));
+    }
+    keys.open_chunk(&place.chunk.0, BLOB_FORMAT, &mut sealed)
+        .map_err(|_| corrupt("authentication failed"))?;
+    if !keys.verify_chunk_id(&sealed, &place.chunk.0) {
+        return Err(corrupt("content does not match the chunk id"));
+    }
+    Ok(sealed)
+}
+
+/// The blob at `place` out of a whole pack's bytes (decoded from shares checked against their
+/// ids), opened.
+pub fn blob_in_pack(keys: &Arc<VaultKeys>, place: &BlobPlace, pack: &[u8]) -> Result<Vec<u8>> {
+    let start = usize::try_from(place.offset).map_err(|_| Error::InvalidParameters("offset"))?;
+    let end = start.saturating_add(
+        usize::try_from(place.sealed_len()).map_err(|_| Error::InvalidParameters("length"))?,
+    );
+    let bytes = pack.get(start..end).ok_or(Error::OutsidePack {
+        offset: u64::from(place.offset),
+        len: place.sealed_len(),
+        pack_len: pack.len() as u64,
+    })?;
+    open_blob(keys, place, bytes.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(k: u8, n: u8) -> Redundancy {
+        Redundancy::new(k, n).unwrap()
+    }
+
+    #[test]
+    fn full_packs_hold_the_largest_chunk_for_every_k_and_stay_bounded() {
+        let largest = crate::ChunkSizes::DEFAULT.max as u64 + TAG_LEN as u64;
+        for k in 1..=32 {
+            let shape = PackShape::full(r(k, 32));
+            assert!(SHARE_CLASSES.contains(&shape.share_len));
+            assert!(shape.capacity() >= largest, "k {k}");
+            assert!(shape.capacity() <= FULL_PACK_MAX, "k {k}");
+        }
+        assert_eq!(PackShape::full(r(1, 1)).share_len, 8 << 20);
+        assert_eq!(PackShape::full(r(3, 5)).share_len, 8 << 20);
+        assert_eq!(PackShape::full(r(5, 8)).share_len, 4 << 20);
+        assert_eq!(PackShape::full(r(9, 16)).share_len, 1 << 20);
+    }
+
+    #[test]
+    fn a_small_last_pack_takes_the_smallest_class_it_fits() {
+        assert_eq!(PackShape::fitting(r(3, 5), 1).unwrap().share_len, 256 << 10);
+        assert_eq!(
+            PackShape::fitting(r(3, 5), 3 * (256 << 10))
+                .unwrap()
+                .share_len,
+            256 << 10
+        );
+        assert_eq!(
+            PackShape::fitting(r(3, 5), 3 * (256 << 10) + 1)
+                .unwrap()
+                .share_len,
+            1 << 20
+        );
+        assert_eq!(
+            PackShape::fitting(r(3, 5), 24 << 20).unwrap().share_len,
+            8 << 20
+        );
+        assert_eq!(PackShape::fitting(r(3, 5), (24 << 20) + 1), None);
+        // k = 9: the full pack is 1 MiB shares; no larger class is ever used.
+        assert_eq!(
+            PackShape::fitting(r(9, 16), 9 << 20).unwrap().share_len,
+            1 << 20
+        );
+        assert_eq!(PackShape::fitting(r(9, 16), (9 << 20) + 1), None);
+    }
+
+    #[test]
+    fn pieces_cover_a_range_across_share_boundaries_and_refuse_the_pack_end() {
+        let shape = PackShape {
+            k: 3,
+            n: 5,
+            share_len: 1024,
+        };
+        assert_eq!(
+            shape.pieces(1000, 100).unwrap(),
+            vec![
+                Piece {
+                    index: 0,
+                    start: 1000,
+                    end: 1024
+                },
+                Piece {
+                    index: 1,
+                    start: 0,
+                    end: 76
+                }
+            ]
+        );
+        assert_eq!(shape.pieces(0, 3072).unwrap().len(), 3);
+        assert_eq!(
+            shape.window(&Piece {
+                index: 1,
+                start: 70,
+                end: 130
+            }),
+            64..192
+        );
+        assert_eq!(
+            shape.window(&Piece {
+                index: 1,
+                start: 1000,
+                end: 1024
+            }),
+            960..1024
+        );
+        for (offset, len) in [(3000, 73), (0, 0), (3072, 1), (u64::MAX, 2)] {
+            assert!(
+                matches!(shape.pieces(offset, len), Err(Error::OutsidePack { .. })),
+                "{offset}+{len}"
+            );
+        }
+    }
+}
