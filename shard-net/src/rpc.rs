@@ -1005,7 +1005,10 @@ fn request_cost_kib(body: &Request) -> u32 {
     let cost = match body {
         Request::PutShare { share, .. } => kib(share.len()),
         Request::GetShare { .. } => kib(largest_share),
-        Request::GetShareRange { start, end, .. } => kib(end.saturating_sub(*start) as usize + 64),
+        // At least 64 KiB: tiny ranges must not let a peer keep endless reads in flight.
+        Request::GetShareRange { start, end, .. } => {
+            kib(end.saturating_sub(*start) as usize).max(64)
+        }
         Request::Have { ids, .. } => kib(ids.len() * 33),
         Request::List { limit, .. } => kib(*limit as usize * 32),
         Request::Authorized { op, .. } => match op {

@@ -441,6 +441,9 @@ impl PackCoder {
     pub fn encode(&mut self, pack: Pack) -> Result<EncodedPack> {
         let shape = pack.shape;
         let (k, n) = (shape.k, shape.n);
+        if pack.bytes.len() as u64 != shape.capacity() {
+            return Err(Error::InvalidParameters("pack bytes differ from its shape"));
+        }
         let recovery = Bytes::from(self.coder(k, n)?.encode(&pack.bytes)?);
         let bytes = Bytes::from(pack.bytes);
         let len = shape.share_len as usize;
@@ -512,17 +515,32 @@ impl PackCoder {
         let total = usize::try_from(place.sealed_len())
             .map_err(|_| Error::InvalidParameters("blob length"))?;
         let mut sealed = Vec::with_capacity(total);
+        let mut direct = false;
         for piece in &pieces {
             let want = (piece.end - piece.start) as usize;
             match fetch(piece.index, piece.range()) {
-                Some(bytes) if bytes.len() == want => sealed.extend_from_slice(&bytes),
+                Some(bytes) if bytes.len() == want => {
+                    direct = true;
+                    sealed.extend_from_slice(&bytes);
+                }
                 _ => {
                     let rebuilt = self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?;
                     sealed.extend_from_slice(&rebuilt);
                 }
             }
         }
-        open_blob(keys, place, sealed)
+        match open_blob(keys, place, sealed) {
+            // A data share's holder may have served other bytes: once more, every piece
+            // rebuilt from the other shares.
+            Err(Error::CorruptChunk { .. }) if direct => {
+                let mut sealed = Vec::with_capacity(total);
+                for piece in &pieces {
+                    sealed.extend(self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?);
+                }
+                open_blob(keys, place, sealed)
+            }
+            other => other,
+        }
     }
 
     /// Bytes of `piece` rebuilt from the same window of `k` shares other than its own.

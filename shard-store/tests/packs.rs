@@ -318,6 +318,24 @@ fn altered_bytes_too_few_shares_and_bad_places_are_typed_errors() {
     });
     assert!(matches!(lying, Err(Error::CorruptChunk { chunk, .. }) if chunk == place.chunk));
 
+    // Only the holder of the blob's data share lies: the blob is rebuilt from the others.
+    let pieces = shard_store::PackShape::of(&pack.pack)
+        .unwrap()
+        .pieces(u64::from(place.offset), place.sealed_len())
+        .unwrap();
+    let liar = pieces[0].index;
+    let honest = coder
+        .read_blob(&keys, &pack.pack, &place, |i, r| {
+            let mut b =
+                pack.shares[usize::from(i)].payload()[r.start as usize..r.end as usize].to_vec();
+            if i == liar {
+                b[0] ^= 1;
+            }
+            Some(Bytes::from(b))
+        })
+        .unwrap();
+    assert_eq!(&honest[..], &files[0][..honest.len()]);
+
     // Only one share answers of a 2-of-4 pack, and its data share is not it.
     let lost = [true, true, true, false];
     let few = coder.read_blob(&keys, &pack.pack, &place, |i, r| {
