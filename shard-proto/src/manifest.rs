@@ -31,18 +31,7 @@ pub struct ChunkRef {
 impl ChunkRef {
     /// Checks that the fields are consistent and within the format's limits.
     pub fn validate(&self) -> Result<()> {
-        if self.k == 0 || self.k > self.n || self.n > MAX_SHARES {
-            return Err(Error::InvalidManifest("k and n out of range"));
-        }
-        if self.shares.len() != usize::from(self.n) {
-            return Err(Error::InvalidManifest("number of share ids differs from n"));
-        }
-        if self.share_len == 0
-            || !self.share_len.is_multiple_of(2)
-            || self.share_len > MAX_SHARE_PAYLOAD
-        {
-            return Err(Error::InvalidManifest("share length out of range"));
-        }
+        validate_coding(self.k, self.n, self.shares.len(), self.share_len)?;
         // The sealed chunk (plaintext, padding marker, tag) must fit in its k data shares.
         if u64::from(self.len) + 17 > u64::from(self.k) * u64::from(self.share_len) {
             return Err(Error::InvalidManifest(
@@ -56,6 +45,21 @@ impl ChunkRef {
     pub fn expected_header(&self, index: u8) -> Result<ShareHeader> {
         ShareHeader::new(self.k, self.n, index, self.share_len)
     }
+}
+
+/// The checks a chunk's and a pack's coding share: `1 <= k <= n <= 32`, `n` share ids, and an
+/// even, non-zero share length within the share format's limit.
+fn validate_coding(k: u8, n: u8, share_ids: usize, share_len: u32) -> Result<()> {
+    if k == 0 || k > n || n > MAX_SHARES {
+        return Err(Error::InvalidManifest("k and n out of range"));
+    }
+    if share_ids != usize::from(n) {
+        return Err(Error::InvalidManifest("number of share ids differs from n"));
+    }
+    if share_len == 0 || !share_len.is_multiple_of(2) || share_len > MAX_SHARE_PAYLOAD {
+        return Err(Error::InvalidManifest("share length out of range"));
+    }
+    Ok(())
 }
 
 /// One pack: its id, erasure parameters and the ids of its `n` shares. Secret to the owner
@@ -77,18 +81,7 @@ pub struct PackRef {
 impl PackRef {
     /// Checks that the fields are consistent and within the format's limits.
     pub fn validate(&self) -> Result<()> {
-        if self.k == 0 || self.k > self.n || self.n > MAX_SHARES {
-            return Err(Error::InvalidManifest("k and n out of range"));
-        }
-        if self.shares.len() != usize::from(self.n) {
-            return Err(Error::InvalidManifest("number of share ids differs from n"));
-        }
-        if self.share_len == 0
-            || !self.share_len.is_multiple_of(2)
-            || self.share_len > MAX_SHARE_PAYLOAD
-        {
-            return Err(Error::InvalidManifest("share length out of range"));
-        }
+        validate_coding(self.k, self.n, self.shares.len(), self.share_len)?;
         Ok(())
     }
 
