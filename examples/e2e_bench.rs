@@ -151,6 +151,10 @@ fn main() {
     let put_tree = timed(|| {
         shard(&owner.home, &["put", tree.to_str().unwrap()]);
     });
+    // The same tree again, unchanged (restic: a second backup with the first as parent).
+    let put_tree_again = timed(|| {
+        shard(&owner.home, &["put", tree.to_str().unwrap()]);
+    });
     let out_tree = base.join("out/tree");
     let get_tree = timed(|| {
         shard(
@@ -198,6 +202,13 @@ fn main() {
             &["backup", "-q", tree.to_str().unwrap()],
         )
     });
+    let r_put_tree_again = timed(|| {
+        restic(
+            &repo_tree,
+            &cache,
+            &["backup", "-q", tree.to_str().unwrap()],
+        )
+    });
     let r_get_tree = timed(|| {
         restic(
             &repo_tree,
@@ -235,6 +246,12 @@ fn main() {
         fps(put_tree),
         fps(r_put_tree),
         r_put_tree / put_tree
+    );
+    println!(
+        "| put the same {files} files again, unchanged | {:.0} files/s | {:.0} files/s | {:.2}× |",
+        fps(put_tree_again),
+        fps(r_put_tree_again),
+        r_put_tree_again / put_tree_again
     );
     println!(
         "| get {files} small files | {:.0} files/s | {:.0} files/s | {:.2}× |",

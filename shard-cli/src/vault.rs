@@ -187,6 +187,18 @@ pub fn put(
         result.chunks_already_stored,
         result.chunks,
     );
+    if result.unchanged > 0 {
+        println!(
+            "{} {} ({}) unchanged since stored, not read again",
+            result.unchanged,
+            if result.unchanged == 1 {
+                "file"
+            } else {
+                "files"
+            },
+            human(result.unchanged_bytes)
+        );
+    }
     if result.moved {
         println!("the originals were read back from the shares, found identical, and deleted");
     }

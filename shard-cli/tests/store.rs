@@ -204,11 +204,34 @@ fn storing_the_same_data_twice_sends_nothing_the_second_time() {
         "{second}"
     );
     assert_eq!(second["share_bytes_sent"], 0);
-    // Both names restore; the second put of the same name is a second version.
+    // Both names restore; the second put of the same name, touched (so it is read again), is
+    // a second version.
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
     let third = swarm.put(&[file.to_str().unwrap()]);
+    assert_eq!(third["files"], 1, "{third}");
     assert_eq!(third["share_bytes_sent"], 0);
     let ls = swarm.owner.json(&["ls", "same"]);
     assert_eq!(ls["files"][0]["versions"], 2);
+    // Once its times are more than 2 s old (a coarse file system clock could hide a second
+    // write in the same tick), a put records what it was; the next one does not read it.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let fourth = swarm.put(&[file.to_str().unwrap()]);
+    assert_eq!(fourth["files"], 1, "{fourth}");
+    let fifth = swarm.owner.run(&["put", file.to_str().unwrap()]);
+    assert_eq!(fifth.status.code(), Some(0), "{}", stderr(&fifth));
+    assert!(
+        stdout(&fifth).contains("stored 0 files")
+            && stdout(&fifth).contains("1 file (24.0 MiB) unchanged since stored, not read again"),
+        "{}",
+        stdout(&fifth)
+    );
+    let ls = swarm.owner.json(&["ls", "same"]);
+    assert_eq!(ls["files"][0]["versions"], 3);
     let out = swarm.path("v1");
     swarm
         .owner

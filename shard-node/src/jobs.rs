@@ -279,6 +279,8 @@ mod tests {
         use crate::report::*;
         let put = PutReport {
             files: 2,
+            unchanged: 0,
+            unchanged_bytes: 0,
             dirs: 1,
             links: 0,
             bytes: 10,

@@ -57,6 +57,11 @@ pub struct RunOptions {
     pub relays: Option<Vec<String>>,
     /// Overrides the config's extra relay certificates (`--relay-ca`).
     pub relay_ca: Option<PathBuf>,
+    /// A file whose mtime or ctime is this close to the moment a put scans it is read again by
+    /// the next put even when its size, times and inode look unchanged: file system clocks
+    /// tick coarsely (a jiffy; 2 s on FAT), so a second write in the same tick would not show.
+    /// 2 s; shorter in tests.
+    pub racy_window: Duration,
 }
 
 /// A wrapper put around the node's share store when it starts (a test's lying store); an
@@ -164,6 +169,7 @@ impl Default for RunOptions {
             login_delay_unit: crate::accounts::DELAY_UNIT,
             relays: None,
             relay_ca: None,
+            racy_window: Duration::from_secs(2),
         }
     }
 }

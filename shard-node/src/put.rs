@@ -36,7 +36,7 @@ use shard_crypto::Label;
 use shard_proto::{ChunkId, Manifest, NodeId};
 use shard_store::{
     AckedShare, ChunkSizes, EncodedChunk, Encoding, Feeder, FileKind, FileMeta, KeyedFastCdc,
-    Redundancy, ShareRecord, ShareState, SplitChunk, split_parallel,
+    NewFile, Redundancy, ShareRecord, ShareState, SplitChunk, split_parallel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -282,6 +282,99 @@ fn read_file(
     Ok((chunks, size, sha256))
 }
 
+/// Files a put left alone because they have not changed since their newest stored version.
+#[derive(Debug, Default)]
+struct Unchanged {
+    files: u64,
+    bytes: u64,
+}
+
+/// Entries looked up in the catalog at once by [`skip_unchanged`] (what it holds in memory).
+const SKIP_BATCH: usize = 4096;
+
+/// Takes out of `entries` the regular files whose newest visible version has the same size,
+/// mtime, mode, ctime and inode (restic's test against its parent snapshot), and still stands
+/// as the put asks: every chunk encoded at least as strongly as `asked`, every share the
+/// manifest lists acknowledged on a node that counts (`usable`). A file that fails any of
+/// these is read as usual: the put then stores what it changed, re-encodes what is too weak
+/// and sends again what is missing — so a put of an unchanged tree still tops it up.
+fn skip_unchanged(
+    vault: &shard_store::VaultCatalog<'_>,
+    entries: Vec<Entry>,
+    asked: Redundancy,
+    usable: Usable<'_>,
+) -> Result<(Vec<Entry>, Unchanged)> {
+    let mut skip = vec![false; entries.len()];
+    let candidates: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.meta.kind == FileKind::File && !e.streamed && e.stamp.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    for batch in candidates.chunks(SKIP_BATCH) {
+        let names: Vec<&[u8]> = batch
+            .iter()
+            .filter_map(|&i| entries.get(i).map(|e| e.meta.name.as_slice()))
+            .collect();
+        let newest = vault.newest_stamped(&names)?;
+        let same: Vec<(usize, shard_store::FileId)> = batch
+            .iter()
+            .zip(newest)
+            .filter_map(|(&i, found)| {
+                let (stored, stamp) = found?;
+                let e = entries.get(i)?;
+                let m = (&stored.meta, &e.meta);
+                let unchanged = m.0.kind == FileKind::File
+                    && (m.0.size, m.0.mtime, m.0.mtime_nanos, m.0.mode)
+                        == (m.1.size, m.1.mtime, m.1.mtime_nanos, m.1.mode)
+                    && stamp.is_some()
+                    && stamp == e.stamp;
+                unchanged.then_some((i, stored.id))
+            })
+            .collect();
+        let ids: Vec<shard_store::FileId> = same.iter().map(|(_, id)| *id).collect();
+        let manifests = vault.manifests(&ids)?;
+        let mut shares: Vec<shard_proto::ShareId> = manifests
+            .iter()
+            .flat_map(|m| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
+            .collect();
+        shares.sort_unstable();
+        shares.dedup();
+        let located = vault.locate(&shares)?;
+        for ((i, _), manifest) in same.iter().zip(&manifests) {
+            let stands = manifest.chunks.iter().all(|c| {
+                c.n - c.k >= asked.tolerance()
+                    && (0u8..).zip(&c.shares).all(|(index, id)| {
+                        located.get(id).is_some_and(|r| {
+                            usable(r)
+                                && r.index == index
+                                && r.chunk == c.id
+                                && (r.k, r.n) == (c.k, c.n)
+                        })
+                    })
+            });
+            if let Some(flag) = skip.get_mut(*i) {
+                *flag = stands;
+            }
+        }
+    }
+    let mut unchanged = Unchanged::default();
+    let kept = entries
+        .into_iter()
+        .zip(skip)
+        .filter_map(|(e, skip)| {
+            if skip {
+                unchanged.files += 1;
+                unchanged.bytes += e.meta.size;
+                None
+            } else {
+                Some(e)
+            }
+        })
+        .collect();
+    Ok((kept, unchanged))
+}
+
 /// Sends the shares of one chunk that are not acknowledged yet; returns the new acks and
 /// their bytes. Nothing is sent unless every missing share has a node to go to.
 pub(crate) async fn send_chunk(
@@ -371,10 +464,12 @@ pub async fn run(
 ) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
     let req = request.clone();
-    let (entries, warnings) =
+    let scan_start = std::time::SystemTime::now();
+    let (mut entries, warnings) =
         tokio::task::spawn_blocking(move || crate::tree::scan(&req.paths, req.name.as_deref()))
             .await
             .map_err(|e| Error::task(&e))??;
+    crate::tree::settle(&mut entries, scan_start, node.options().racy_window);
     store(
         node,
         session.clone(),
@@ -412,6 +507,7 @@ pub async fn run_upload(
             link_target: None,
         },
         dev_ino: (0, 0),
+        stamp: None,
         streamed: true,
     };
     let request = PutRequest {
@@ -476,6 +572,17 @@ async fn store(
         s.state == ShareState::Acked && (s.peer == me || paired.contains(&s.peer))
     });
 
+    // Files stored before and unchanged since are not read again (not with `--move`, which
+    // must read every original to compare it with what comes back).
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let (entries, unchanged) = if request.move_original {
+        (entries, Unchanged::default())
+    } else {
+        skip_unchanged(&vault, entries, redundancy, usable.as_ref())?
+    };
+    Progress::add(&progress.files_done, unchanged.files);
+    Progress::add(&progress.bytes_done, unchanged.bytes);
+
     // Encoder thread.
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
     let enc_entries = entries.clone();
@@ -492,7 +599,6 @@ async fn store(
         encode_files(&enc_entries, &chooser, hash, upload, &tx)
     });
 
-    let vault = node.catalog().vault(session.account, &session.keys);
     let mut files: Vec<FileTrack> = entries
         .iter()
         .map(|e| FileTrack {
@@ -624,6 +730,8 @@ async fn store(
     let count = |k: FileKind| entries.iter().filter(|e| e.meta.kind == k).count();
     let mut report = PutReport {
         files: count(FileKind::File),
+        unchanged: unchanged.files,
+        unchanged_bytes: unchanged.bytes,
         dirs: count(FileKind::Dir),
         links: count(FileKind::Symlink),
         bytes: entries.iter().map(|e| e.meta.size).sum(),
@@ -716,16 +824,18 @@ fn flush(
     if ready.is_empty() {
         return Ok(());
     }
-    let batch: Vec<(FileMeta, Manifest)> = ready
+    let batch: Vec<NewFile> = ready
         .iter()
         .filter_map(|&i| {
-            Some((
-                entries.get(i)?.meta.clone(),
-                files.get(i)?.manifest.clone()?,
-            ))
+            let entry = entries.get(i)?;
+            Some(NewFile {
+                meta: entry.meta.clone(),
+                stamp: entry.stamp,
+                manifest: files.get(i)?.manifest.clone()?,
+            })
         })
         .collect();
-    let begun = vault.begin_files(&batch)?;
+    let begun = vault.begin_stamped(&batch)?;
     vault.commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())?;
     crate::crash_point!("put:committed");
     for i in ready {

@@ -39,8 +39,15 @@ impl std::fmt::Display for ChunkHealth {
 /// What a put stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PutReport {
-    /// Regular files stored.
+    /// Regular files stored (read, and recorded as a new version).
     pub files: usize,
+    /// Regular files left alone: unchanged since their newest stored version (same size,
+    /// times, mode and inode), whose shares are all in place. Not read, no new version.
+    #[serde(default)]
+    pub unchanged: u64,
+    /// Bytes of those files.
+    #[serde(default)]
+    pub unchanged_bytes: u64,
     /// Folders stored.
     pub dirs: usize,
     /// Symbolic links stored.

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use shard_store::{FileKind, FileMeta};
+use shard_store::{FileKind, FileMeta, FileStamp};
 
 use crate::{Error, Result};
 
@@ -16,8 +16,20 @@ pub(crate) struct Entry {
     pub src: PathBuf,
     pub meta: FileMeta,
     pub dev_ino: (u64, u64),
+    /// What it was when scanned (what the next put compares to skip it if unchanged); none
+    /// for an upload.
+    pub stamp: Option<FileStamp>,
     /// Its bytes come from the put's [`Upload`], not from `src`.
     pub streamed: bool,
+}
+
+/// What tells a later put that a file has not changed, besides its size and mtime.
+pub(crate) fn stamp_of(md: &fs::Metadata) -> FileStamp {
+    FileStamp {
+        ctime: md.ctime(),
+        ctime_nanos: u32::try_from(md.ctime_nsec()).unwrap_or(0),
+        inode: md.ino(),
+    }
 }
 
 /// Checks a vault name: not empty, not absolute, no empty, `.` or `..` component, no NUL.
@@ -57,8 +69,32 @@ fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Res
             link_target,
         },
         dev_ino: (md.dev(), md.ino()),
+        stamp: Some(stamp_of(md)),
         streamed: false,
     })
+}
+
+/// Forgets the stamps of files that changed within `window` of `scan_start` (or after it):
+/// their times may not move on a second write in the same clock tick, so the next put must
+/// read them again rather than trust them (git's "racily clean" rule).
+pub(crate) fn settle(
+    entries: &mut [Entry],
+    scan_start: std::time::SystemTime,
+    window: std::time::Duration,
+) {
+    let nanos = |secs: i64, nanos: u32| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    let start = scan_start
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().try_into().unwrap_or(i128::MAX));
+    let limit = start - i128::try_from(window.as_nanos()).unwrap_or(i128::MAX);
+    for e in entries {
+        if let Some(s) = e.stamp {
+            let latest = nanos(e.meta.mtime, e.meta.mtime_nanos).max(nanos(s.ctime, s.ctime_nanos));
+            if latest >= limit {
+                e.stamp = None;
+            }
+        }
+    }
 }
 
 /// A path that cannot be read or written, said plainly (a full disk by name).

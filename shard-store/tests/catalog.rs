@@ -781,3 +781,48 @@ fn a_snapshot_of_data_format_1_is_refused_by_name() {
     let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("unknown"), "{err}");
 }
+
+#[test]
+fn a_files_stamp_comes_back_with_its_newest_visible_version_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let stamp = |ino| shard_store::FileStamp {
+        ctime: 1_700_000_100,
+        ctime_nanos: 7,
+        inode: ino,
+    };
+    let new = |ino: Option<u64>, m: &Manifest| shard_store::NewFile {
+        meta: meta("notes.txt", 100),
+        stamp: ino.map(stamp),
+        manifest: m.clone(),
+    };
+    let m = manifest(9, 100, 1);
+    let first = vault.begin_stamped(&[new(Some(11), &m)]).unwrap();
+    let names: [&[u8]; 2] = [b"notes.txt", b"never.txt"];
+    // Pending: not yet what a put compares against.
+    assert_eq!(vault.newest_stamped(&names).unwrap(), vec![None, None]);
+    ack_all(&vault, &m);
+    vault.commit_files(&[first[0].id]).unwrap();
+    let found = vault.newest_stamped(&names).unwrap();
+    let (entry, got) = found[0].clone().unwrap();
+    assert_eq!((entry.version, got), (1, Some(stamp(11))));
+    assert_eq!(found[1], None);
+    // A second version begun but not committed leaves the first as the newest; committed
+    // without a stamp (racily clean), it is the newest and has none.
+    let second = vault.begin_stamped(&[new(None, &m)]).unwrap();
+    assert_eq!(
+        vault.newest_stamped(&names).unwrap()[0]
+            .clone()
+            .unwrap()
+            .0
+            .version,
+        1
+    );
+    vault.commit_files(&[second[0].id]).unwrap();
+    let (entry, got) = vault.newest_stamped(&names).unwrap()[0].clone().unwrap();
+    assert_eq!((entry.version, got), (2, None));
+    // The listing reads stamped and unstamped metadata alike.
+    assert_eq!(vault.versions(b"notes.txt").unwrap().len(), 2);
+}

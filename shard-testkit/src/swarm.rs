@@ -51,6 +51,9 @@ pub fn options() -> RunOptions {
         ping_interval: Duration::from_millis(500),
         max_backoff: Duration::from_secs(1),
         login_delay_unit: Duration::from_millis(10),
+        // A coarse file system tick is a few milliseconds: enough for tests that write a file
+        // and put it again at once.
+        racy_window: Duration::from_millis(50),
         ..RunOptions::default()
     }
 }

@@ -19,8 +19,8 @@ use shard_proto::{NodeId, ShareId};
 
 pub use schema::SCHEMA_VERSION;
 pub use vault::{
-    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, ShareRecord, ShareState,
-    VaultCatalog,
+    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, FileStamp, NewFile, ShareRecord,
+    ShareState, StampedEntry, VaultCatalog,
 };
 pub use vault::{SNAPSHOT_VERSION, SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
 

@@ -51,6 +51,34 @@ pub struct FileMeta {
     pub link_target: Option<serde_bytes::ByteBuf>,
 }
 
+/// What a file was on its file system when a version was read from it, besides [`FileMeta`]:
+/// with the size and modification time, what tells a later put that the file has not changed
+/// and need not be read again (restic's rule: size, mtime, ctime and inode). Sealed with the
+/// metadata; not part of a catalog snapshot (inodes mean nothing on another machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Status-change time, seconds since the epoch (moves with every write, chmod, rename).
+    pub ctime: i64,
+    /// Nanoseconds of the status-change time.
+    pub ctime_nanos: u32,
+    /// The inode number (a file replaced by another of the same size and times differs here).
+    pub inode: u64,
+}
+
+/// A stored file version with its [`FileStamp`] (none if it was recorded without one).
+pub type StampedEntry = (FileEntry, Option<FileStamp>);
+
+/// A new file version for [`VaultCatalog::begin_stamped`].
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Its metadata.
+    pub meta: FileMeta,
+    /// Where it came from on this machine, if from a file system.
+    pub stamp: Option<FileStamp>,
+    /// Its chunks.
+    pub manifest: Manifest,
+}
+
 /// A file version as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
@@ -344,10 +372,11 @@ impl<'a> VaultCatalog<'a> {
         &self,
         meta: &FileMeta,
         stored_at: i64,
+        stamp: Option<&FileStamp>,
         name_mac: &[u8; 32],
         version: u32,
     ) -> Result<Vec<u8>> {
-        let plain = postcard::to_stdvec(&(meta, stored_at))
+        let plain = postcard::to_stdvec(&(meta, stored_at, stamp))
             .map_err(|_| Error::InvalidParameters("file metadata does not serialize"))?;
         Ok(seal(
             &self.seal_key,
@@ -362,23 +391,55 @@ impl<'a> VaultCatalog<'a> {
         name_mac: &[u8; 32],
         version: u32,
     ) -> Result<(FileMeta, i64)> {
+        self.open_stamped(sealed, name_mac, version)
+            .map(|(meta, at, _)| (meta, at))
+    }
+
+    /// The metadata, when it was stored and the file's stamp. Versions sealed before stamps
+    /// existed (metadata and time only) have none.
+    fn open_stamped(
+        &self,
+        sealed: &[u8],
+        name_mac: &[u8; 32],
+        version: u32,
+    ) -> Result<(FileMeta, i64, Option<FileStamp>)> {
         let plain = open(
             &self.seal_key,
             &self.aad(META_AAD, name_mac, version),
             sealed,
         )?;
-        postcard::from_bytes(&plain)
+        postcard::from_bytes::<(FileMeta, i64, Option<FileStamp>)>(&plain)
+            .or_else(|_| postcard::from_bytes::<(FileMeta, i64)>(&plain).map(|(m, t)| (m, t, None)))
             .map_err(|_| Error::IndexDamaged("file metadata does not decode"))
     }
 
     /// Records new versions of files whose shares are about to be sent; they stay invisible
     /// until [`VaultCatalog::commit_files`]. One transaction for the whole batch.
     pub fn begin_files(&self, files: &[(FileMeta, Manifest)]) -> Result<Vec<FileEntry>> {
+        let files: Vec<NewFile> = files
+            .iter()
+            .map(|(meta, manifest)| NewFile {
+                meta: meta.clone(),
+                stamp: None,
+                manifest: manifest.clone(),
+            })
+            .collect();
+        self.begin_stamped(&files)
+    }
+
+    /// [`VaultCatalog::begin_files`], with each file's [`FileStamp`] (what lets the next put
+    /// skip it when it has not changed).
+    pub fn begin_stamped(&self, files: &[NewFile]) -> Result<Vec<FileEntry>> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(files.len());
         let now = unix_now();
-        for (meta, manifest) in files {
+        for NewFile {
+            meta,
+            stamp,
+            manifest,
+        } in files
+        {
             let mac = self.name_mac(&meta.name);
             let last: Option<i64> = tx
                 .prepare_cached(
@@ -387,7 +448,7 @@ impl<'a> VaultCatalog<'a> {
                 .query_row(params![self.account.0, &mac[..]], |r| r.get(0))?;
             let version = u32::try_from(last.unwrap_or(0) + 1)
                 .map_err(|_| Error::InvalidParameters("too many versions"))?;
-            let sealed_meta = self.seal_meta(meta, now, &mac, version)?;
+            let sealed_meta = self.seal_meta(meta, now, stamp.as_ref(), &mac, version)?;
             let sealed_manifest = seal(
                 &self.seal_key,
                 &self.aad(MANIFEST_AAD, &mac, version),
@@ -1232,8 +1293,94 @@ impl<'a> VaultCatalog<'a> {
         self.entries(FILE_VISIBLE, Some(&self.name_mac(name)))
     }
 
+    /// The newest visible version of each name with its [`FileStamp`] (`None` where a name has
+    /// no visible version), read in one transaction: what a put compares a tree against to
+    /// skip the files that have not changed.
+    pub fn newest_stamped(&self, names: &[&[u8]]) -> Result<Vec<Option<StampedEntry>>> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(names.len());
+        {
+            // `+state` keeps the (account, name_mac, version) index in use (see `entries`).
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, version, meta FROM files
+                 WHERE account = ?1 AND name_mac = ?2 AND +state = ?3
+                 ORDER BY version DESC LIMIT 1",
+            )?;
+            for name in names {
+                let mac = self.name_mac(name);
+                let mut rows = stmt.query(params![self.account.0, &mac[..], FILE_VISIBLE])?;
+                let Some(r) = rows.next()? else {
+                    out.push(None);
+                    continue;
+                };
+                let version: u32 = r.get(1)?;
+                let sealed = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                let (meta, stored_at, stamp) = self.open_stamped(sealed, &mac, version)?;
+                out.push(Some((
+                    FileEntry {
+                        id: FileId(r.get(0)?),
+                        version,
+                        stored_at,
+                        meta,
+                    },
+                    stamp,
+                )));
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Versions begun but not committed (a put that was interrupted).
     pub fn pending(&self) -> Result<Vec<FileEntry>> {
         self.entries(FILE_PENDING, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use shard_crypto::{KdfParams, KeyRecord, VaultKey};
+
+    /// Metadata sealed before stamps existed (metadata and time, no third field) still opens,
+    /// with no stamp; metadata sealed now opens with its stamp.
+    #[test]
+    fn metadata_sealed_without_a_stamp_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        let key = VaultKey::generate().unwrap();
+        let record = KeyRecord::wrap(&key, b"a good passphrase", KdfParams::INSECURE_FAST).unwrap();
+        let account = catalog.create_account("alice", &record).unwrap();
+        let keys = VaultKeys::derive(&key);
+        let vault = catalog.vault(account, &keys);
+        let meta = FileMeta {
+            name: b"old.txt".to_vec(),
+            kind: FileKind::File,
+            size: 3,
+            mtime: 1_700_000_000,
+            mtime_nanos: 0,
+            mode: 0o600,
+            link_target: None,
+        };
+        let mac = vault.name_mac(&meta.name);
+        let before = postcard::to_stdvec(&(&meta, 42i64)).unwrap();
+        let sealed = seal(&vault.seal_key, &vault.aad(META_AAD, &mac, 1), &before).unwrap();
+        assert_eq!(
+            vault.open_stamped(&sealed, &mac, 1).unwrap(),
+            (meta.clone(), 42, None)
+        );
+        let stamp = FileStamp {
+            ctime: 5,
+            ctime_nanos: 6,
+            inode: 7,
+        };
+        let now = vault.seal_meta(&meta, 43, Some(&stamp), &mac, 1).unwrap();
+        assert_eq!(
+            vault.open_stamped(&now, &mac, 1).unwrap(),
+            (meta, 43, Some(stamp))
+        );
     }
 }

@@ -1,0 +1,202 @@
+//! A put of a tree stored before reads only what changed: a file whose size, mtime, mode,
+//! ctime and inode are those of its newest stored version is not read and gets no new version
+//! — unless what was stored no longer stands as the put asks (weaker redundancy, a share
+//! gone), which the put then mends as it always did. Tried across time: the same tree twice, a
+//! file rewritten with its old mtime put back, a file replaced by another of the same size and
+//! times, a file written just before the put (racily clean), a stronger `--shares`, a peer
+//! unpaired at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use shard_testkit::swarm as common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::Swarm;
+use shard_node::report::ChunkHealth;
+
+/// Bytes that cut into several chunks and differ per seed.
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let i = u32::try_from(i).unwrap();
+            (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13).to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The tree: name → bytes.
+fn files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("a.bin", content(1_500_000, 1)),
+        ("b.txt", content(3_000, 2)),
+        ("sub/c.txt", content(40_000, 3)),
+    ]
+}
+
+fn write(root: &Path, name: &str, bytes: &[u8]) {
+    let path = root.join(name);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+/// Longer than the test nodes' racy window (50 ms): what was written before now is trusted.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(120)).await;
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    fs::metadata(path).unwrap().modified().unwrap()
+}
+
+fn set_mtime(path: &Path, to: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(to)
+        .unwrap();
+}
+
+/// Whether the newest version of `name` was recorded with a stamp (`None`: no version).
+fn stamped(swarm: &Swarm, name: &str) -> Option<bool> {
+    let node = swarm.owner();
+    let session = node.session(Some(common::USER)).unwrap();
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let found = vault.newest_stamped(&[name.as_bytes()]).unwrap();
+    found
+        .into_iter()
+        .next()
+        .flatten()
+        .map(|(_, stamp)| stamp.is_some())
+}
+
+async fn restored(swarm: &Swarm, name: &str, version: Option<u32>) -> Vec<u8> {
+    let out = swarm.path("restored");
+    swarm.get(name, version, &out).await.unwrap();
+    fs::read(&out).unwrap()
+}
+
+#[tokio::test]
+async fn a_second_put_reads_only_what_changed_and_every_version_restores() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let tree = swarm.path("tree");
+    for (name, bytes) in files() {
+        write(&tree, name, &bytes);
+    }
+    settle().await;
+    let first = swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!((first.files, first.unchanged), (3, 0), "{first:?}");
+
+    // The same tree again: nothing read, nothing sent, no new version.
+    let again = swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!((again.files, again.unchanged), (0, 3), "{again:?}");
+    assert_eq!((again.chunks, again.shares_sent), (0, 0), "{again:?}");
+    let total: u64 = files().iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(again.unchanged_bytes, total);
+    assert!(
+        swarm.versions().iter().all(|(_, v)| *v == 1),
+        "{:?}",
+        swarm.versions()
+    );
+
+    // Rewritten with the same size and its old mtime put back: the ctime tells.
+    let b = tree.join("b.txt");
+    let old = mtime(&b);
+    let edited = content(3_000, 20);
+    fs::write(&b, &edited).unwrap();
+    set_mtime(&b, old);
+    // Replaced by another file (a new inode) with the same size and mtime.
+    let c = tree.join("sub/c.txt");
+    let c_mtime = mtime(&c);
+    let replacement = content(40_000, 30);
+    let staged = swarm.path("c.new");
+    fs::write(&staged, &replacement).unwrap();
+    set_mtime(&staged, c_mtime);
+    fs::rename(&staged, &c).unwrap();
+    settle().await;
+    let third = swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!((third.files, third.unchanged), (2, 1), "{third:?}");
+    assert_eq!(restored(&swarm, "tree/b.txt", None).await, edited);
+    assert_eq!(restored(&swarm, "tree/b.txt", Some(1)).await, files()[1].1);
+    assert_eq!(restored(&swarm, "tree/sub/c.txt", None).await, replacement);
+    assert_eq!(restored(&swarm, "tree/a.bin", None).await, files()[0].1);
+}
+
+#[tokio::test]
+async fn a_file_written_just_before_a_put_is_read_again_by_the_next() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let tree = swarm.path("tree");
+    write(&tree, "note.txt", &content(2_000, 4));
+    // No pause: its times are within the racy window of the scan, so the stamp is not kept.
+    swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!(stamped(&swarm, "tree/note.txt"), Some(false));
+    // Rewritten in what may be the same clock tick, with the same size.
+    let second = content(2_000, 5);
+    let path = tree.join("note.txt");
+    let before = mtime(&path);
+    fs::write(&path, &second).unwrap();
+    set_mtime(&path, before);
+    let again = swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!((again.files, again.unchanged), (1, 0), "{again:?}");
+    assert_eq!(restored(&swarm, "tree/note.txt", None).await, second);
+    // Once its times are older than the window, the stamp is kept and trusted.
+    settle().await;
+    fs::write(&path, content(2_000, 6)).unwrap();
+    settle().await;
+    swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!(stamped(&swarm, "tree/note.txt"), Some(true));
+    let last = swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+    assert_eq!((last.files, last.unchanged), (0, 1), "{last:?}");
+}
+
+#[tokio::test]
+async fn an_unchanged_file_is_read_again_when_its_copies_no_longer_stand() {
+    let mut swarm = Swarm::in_memory(5, 4, &[]).await;
+    let tree = swarm.path("tree");
+    for (name, bytes) in files() {
+        write(&tree, name, &bytes);
+    }
+    settle().await;
+    swarm.put(&tree, "tree", Some((2, 3))).await.unwrap();
+
+    // Asked to survive more losses than it was stored for: read and stored again, stronger.
+    let stronger = swarm.put(&tree, "tree", Some((2, 4))).await.unwrap();
+    assert_eq!((stronger.files, stronger.unchanged), (3, 0), "{stronger:?}");
+    assert!(stronger.shares_sent > 0, "{stronger:?}");
+    // A weaker ask is met by what is stored.
+    let weaker = swarm.put(&tree, "tree", Some((3, 4))).await.unwrap();
+    assert_eq!((weaker.files, weaker.unchanged), (0, 3), "{weaker:?}");
+
+    // A peer unpaired at once takes its shares with it: the next put sends them again.
+    let holder = (1..5).rev().find(|i| swarm.paired[*i]).unwrap();
+    swarm
+        .owner()
+        .remove_peer(swarm.id(holder), true)
+        .await
+        .unwrap();
+    swarm.paired[holder] = false;
+    let mended = swarm.put(&tree, "tree", Some((2, 4))).await.unwrap();
+    assert!(mended.files > 0, "{mended:?}");
+    assert!(mended.shares_sent > 0, "{mended:?}");
+    let after = swarm.put(&tree, "tree", Some((2, 4))).await.unwrap();
+    assert_eq!((after.files, after.unchanged), (0, 3), "{after:?}");
+    // The newest versions stand whole (the first, 2-of-3, lost a share with the peer and is
+    // degraded until a repair: the put mends what it stores, not older versions).
+    let check = swarm.check(1.0).await;
+    assert_eq!(check.lost, 0, "{check:?}");
+    for (name, _) in files() {
+        let name = format!("tree/{name}");
+        let newest = check
+            .files
+            .iter()
+            .filter(|f| f.name == name)
+            .max_by_key(|f| f.version)
+            .unwrap();
+        assert_eq!(newest.state, ChunkHealth::Healthy, "{newest:?}");
+    }
+    for (name, bytes) in files() {
+        assert_eq!(restored(&swarm, &format!("tree/{name}"), None).await, bytes);
+    }
+}
