@@ -289,15 +289,21 @@ struct Unchanged {
     bytes: u64,
 }
 
-/// Entries looked up in the catalog at once by [`skip_unchanged`] (what it holds in memory).
+/// Names looked up in the catalog at once by [`skip_unchanged`].
 const SKIP_BATCH: usize = 4096;
+/// Share ids [`skip_unchanged`] looks up at once: what it holds in memory besides one file's
+/// manifest, whatever the files' sizes (a thousand films are a few million shares).
+const SKIP_SHARES: usize = 65_536;
 
 /// Takes out of `entries` the regular files whose newest visible version has the same size,
 /// mtime, mode, ctime and inode (restic's test against its parent snapshot), and still stands
 /// as the put asks: every chunk encoded at least as strongly as `asked`, every share the
 /// manifest lists acknowledged on a node that counts (`usable`). A file that fails any of
 /// these is read as usual: the put then stores what it changed, re-encodes what is too weak
-/// and sends again what is missing — so a put of an unchanged tree still tops it up.
+/// and sends again what is missing — so a put of an unchanged tree still tops it up. So is a
+/// file whose stored version does not open (a damaged row is no reason to stop a backup), and
+/// a name the put meets twice (two paths stored under one name: which is newest must not
+/// depend on which one was skipped).
 fn skip_unchanged(
     vault: &shard_store::VaultCatalog<'_>,
     entries: Vec<Entry>,
@@ -305,10 +311,22 @@ fn skip_unchanged(
     usable: Usable<'_>,
 ) -> Result<(Vec<Entry>, Unchanged)> {
     let mut skip = vec![false; entries.len()];
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
+    let twice: HashSet<&[u8]> = entries
+        .iter()
+        .map(|e| e.meta.name.as_slice())
+        .filter(|name| !seen.insert(name))
+        .collect();
+    drop(seen);
     let candidates: Vec<usize> = entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.meta.kind == FileKind::File && !e.streamed && e.stamp.is_some())
+        .filter(|(_, e)| {
+            e.meta.kind == FileKind::File
+                && !e.streamed
+                && e.stamp.is_some()
+                && !twice.contains(e.meta.name.as_slice())
+        })
         .map(|(i, _)| i)
         .collect();
     for batch in candidates.chunks(SKIP_BATCH) {
@@ -317,46 +335,37 @@ fn skip_unchanged(
             .filter_map(|&i| entries.get(i).map(|e| e.meta.name.as_slice()))
             .collect();
         let newest = vault.newest_stamped(&names)?;
-        let same: Vec<(usize, shard_store::FileId)> = batch
-            .iter()
-            .zip(newest)
-            .filter_map(|(&i, found)| {
-                let (stored, stamp) = found?;
-                let e = entries.get(i)?;
-                let m = (&stored.meta, &e.meta);
-                let unchanged = m.0.kind == FileKind::File
-                    && (m.0.size, m.0.mtime, m.0.mtime_nanos, m.0.mode)
-                        == (m.1.size, m.1.mtime, m.1.mtime_nanos, m.1.mode)
-                    && stamp.is_some()
-                    && stamp == e.stamp;
-                unchanged.then_some((i, stored.id))
-            })
-            .collect();
-        let ids: Vec<shard_store::FileId> = same.iter().map(|(_, id)| *id).collect();
-        let manifests = vault.manifests(&ids)?;
-        let mut shares: Vec<shard_proto::ShareId> = manifests
-            .iter()
-            .flat_map(|m| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
-            .collect();
-        shares.sort_unstable();
-        shares.dedup();
-        let located = vault.locate(&shares)?;
-        for ((i, _), manifest) in same.iter().zip(&manifests) {
-            let stands = manifest.chunks.iter().all(|c| {
-                c.n - c.k >= asked.tolerance()
-                    && (0u8..).zip(&c.shares).all(|(index, id)| {
-                        located.get(id).is_some_and(|r| {
-                            usable(r)
-                                && r.index == index
-                                && r.chunk == c.id
-                                && (r.k, r.n) == (c.k, c.n)
-                        })
-                    })
-            });
-            if let Some(flag) = skip.get_mut(*i) {
-                *flag = stands;
+        let same = batch.iter().zip(newest).filter_map(|(&i, found)| {
+            let (stored, stamp) = found?;
+            let e = entries.get(i)?;
+            let m = (&stored.meta, &e.meta);
+            let unchanged = m.0.kind == FileKind::File
+                && (m.0.size, m.0.mtime, m.0.mtime_nanos, m.0.mode)
+                    == (m.1.size, m.1.mtime, m.1.mtime_nanos, m.1.mode)
+                && stamp.is_some()
+                && stamp == e.stamp;
+            unchanged.then_some((i, stored.id))
+        });
+        // Manifests one at a time, their shares checked a bounded group at a time.
+        let mut group: Vec<(usize, Manifest)> = Vec::new();
+        let mut shares = 0usize;
+        for (i, id) in same {
+            let Ok(manifest) = vault.manifest(id) else {
+                continue;
+            };
+            shares += manifest
+                .chunks
+                .iter()
+                .map(|c| c.shares.len())
+                .sum::<usize>();
+            group.push((i, manifest));
+            if shares >= SKIP_SHARES {
+                still_stand(vault, &group, asked, usable, &mut skip)?;
+                group.clear();
+                shares = 0;
             }
         }
+        still_stand(vault, &group, asked, usable, &mut skip)?;
     }
     let mut unchanged = Unchanged::default();
     let kept = entries
@@ -373,6 +382,38 @@ fn skip_unchanged(
         })
         .collect();
     Ok((kept, unchanged))
+}
+
+/// Marks in `skip` the files of `group` whose stored copies still stand as the put asks (see
+/// [`skip_unchanged`]).
+fn still_stand(
+    vault: &shard_store::VaultCatalog<'_>,
+    group: &[(usize, Manifest)],
+    asked: Redundancy,
+    usable: Usable<'_>,
+    skip: &mut [bool],
+) -> Result<()> {
+    let mut ids: Vec<shard_proto::ShareId> = group
+        .iter()
+        .flat_map(|(_, m)| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let located = vault.locate(&ids)?;
+    for (i, manifest) in group {
+        let stands = manifest.chunks.iter().all(|c| {
+            c.n - c.k >= asked.tolerance()
+                && (0u8..).zip(&c.shares).all(|(index, id)| {
+                    located.get(id).is_some_and(|r| {
+                        usable(r) && r.index == index && r.chunk == c.id && (r.k, r.n) == (c.k, c.n)
+                    })
+                })
+        });
+        if let Some(flag) = skip.get_mut(*i) {
+            *flag = stands;
+        }
+    }
+    Ok(())
 }
 
 /// Sends the shares of one chunk that are not acknowledged yet; returns the new acks and

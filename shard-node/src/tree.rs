@@ -69,9 +69,22 @@ fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Res
             link_target,
         },
         dev_ino: (md.dev(), md.ino()),
-        stamp: Some(stamp_of(md)),
+        stamp: real_ctimes(path).then(|| stamp_of(md)),
         streamed: false,
     })
+}
+
+/// File systems whose ctime and inode numbers stand for nothing (FAT keeps no change time, and
+/// makes inode numbers up at every mount): a file there gets no stamp, and every put reads it.
+const NO_REAL_CTIME: [u64; 2] = [
+    0x4d44,      // MSDOS_SUPER_MAGIC: vfat, msdos
+    0x2011_bab0, // EXFAT_SUPER_MAGIC
+];
+
+/// Whether the file system holding `path` keeps real change times and inode numbers.
+fn real_ctimes(path: &Path) -> bool {
+    rustix::fs::statfs(path)
+        .is_ok_and(|fs| u64::try_from(fs.f_type).is_ok_and(|kind| !NO_REAL_CTIME.contains(&kind)))
 }
 
 /// Forgets the stamps of files that changed within `window` of `scan_start` (or after it):

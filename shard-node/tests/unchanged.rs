@@ -200,3 +200,27 @@ async fn an_unchanged_file_is_read_again_when_its_copies_no_longer_stand() {
         assert_eq!(restored(&swarm, &format!("tree/{name}"), None).await, bytes);
     }
 }
+
+#[tokio::test]
+async fn two_paths_stored_under_one_name_are_both_read_every_time() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let (a, b) = (swarm.path("a/notes"), swarm.path("b/notes"));
+    write(&a, "x.txt", &content(5_000, 7));
+    write(&b, "x.txt", &content(5_000, 8));
+    settle().await;
+    let both = || shard_node::put::PutRequest {
+        paths: vec![a.clone(), b.clone()],
+        name: None,
+        redundancy: Some((2, 3)),
+        move_original: false,
+    };
+    for _ in 0..2 {
+        let report = swarm.owner().put(Some(common::USER), both()).await.unwrap();
+        assert_eq!((report.files, report.unchanged), (2, 0), "{report:?}");
+        // The later path is the newest version, every time.
+        assert_eq!(
+            restored(&swarm, "notes/x.txt", None).await,
+            content(5_000, 8)
+        );
+    }
+}

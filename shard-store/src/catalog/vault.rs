@@ -1294,7 +1294,7 @@ impl<'a> VaultCatalog<'a> {
     }
 
     /// The newest visible version of each name with its [`FileStamp`] (`None` where a name has
-    /// no visible version), read in one transaction: what a put compares a tree against to
+    /// no visible version, or its metadata does not open), read in one transaction: what a put compares a tree against to
     /// skip the files that have not changed.
     pub fn newest_stamped(&self, names: &[&[u8]]) -> Result<Vec<Option<StampedEntry>>> {
         let mut conn = self.catalog.conn();
@@ -1316,7 +1316,12 @@ impl<'a> VaultCatalog<'a> {
                 };
                 let version: u32 = r.get(1)?;
                 let sealed = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-                let (meta, stored_at, stamp) = self.open_stamped(sealed, &mac, version)?;
+                // A version whose metadata does not open is not one a file can be found
+                // unchanged against: the put reads the file again (and `check` says why).
+                let Ok((meta, stored_at, stamp)) = self.open_stamped(sealed, &mac, version) else {
+                    out.push(None);
+                    continue;
+                };
                 out.push(Some((
                     FileEntry {
                         id: FileId(r.get(0)?),
