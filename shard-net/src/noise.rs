@@ -31,8 +31,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use shard_proto::{
-    Message, NodeId, Share, decode_frame_bytes, encode_frame_head, encode_share_frame_prefix,
-    frame_len,
+    Message, NodeId, Share, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };
 use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -573,10 +572,8 @@ impl ChannelReader {
     pub async fn read_frame(&mut self) -> Result<Message> {
         loop {
             if let Some(len) = frame_len(&self.plain)? {
-                // The frame leaves the buffer as it is: a share it carries stays where it was
-                // decrypted to, no copy.
-                let frame = self.plain.split_to(len).freeze();
-                return Ok(decode_frame_bytes(frame)?);
+                let frame = self.plain.split_to(len);
+                return Ok(decode_frame(&frame)?);
             }
             self.read_record().await?;
         }
@@ -633,16 +630,11 @@ pub struct ChannelWriter {
 
 impl ChannelWriter {
     /// Sends one message (one frame, in as many Noise messages as it needs, one write).
-    /// Share bytes the message carries are encrypted from where they are, not copied into the
-    /// frame first.
     pub async fn write_frame(&mut self, message: &Message) -> Result<()> {
         let mut frame = std::mem::take(&mut self.frame);
         frame.clear();
-        let result = match encode_frame_head(message, &mut frame) {
-            Ok(Some(payload)) => self.write_segments(&[&frame, &payload]).await,
-            Ok(None) => self.write_plain(&frame).await,
-            Err(e) => Err(e.into()),
-        };
+        encode_frame(message, &mut frame)?;
+        let result = self.write_plain(&frame).await;
         self.frame = frame;
         result
     }

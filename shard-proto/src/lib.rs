@@ -35,6 +35,5 @@ pub use share::{
 pub use wire::{
     CHALLENGE_LEN, ErrorCode, FRAME_HEADER_LEN, MAX_ADOPT_FROM, MAX_FRAME, MAX_HEAD,
     MAX_HEADS_LISTED, MAX_IDS_PER_REQUEST, Message, PROTOCOL_VERSION, Request, Response, VaultAuth,
-    VaultOp, VaultRef, decode_frame, decode_frame_bytes, encode_frame, encode_frame_head,
-    encode_share_frame_prefix, frame_len,
+    VaultOp, VaultRef, decode_frame, encode_frame, encode_share_frame_prefix, frame_len,
 };

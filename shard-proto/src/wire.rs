@@ -1,24 +1,15 @@
 //! The peer protocol: frames and the messages they carry.
 //!
-//! Protocol version 4 (version 3 had no ranged reads and carried shares inside the body;
-//! version 2 carried data format 1's SHA-256 share ids; version 1 had unsigned deletes, heads
-//! and hand-overs). Inside the secure
+//! Protocol version 3 (version 2 carried data format 1's SHA-256 share ids; version 1 had
+//! unsigned deletes, heads and hand-overs). Inside the secure
 //! channel (Noise, in `shard-net`) the two directions are
 //! byte streams of frames:
 //! ```text
 //! offset  len  field
 //!      0    4  length of what follows (version byte + body), little-endian, 1..=MAX_FRAME
-//!      4    1  protocol version = 4 (3 had no ranged reads and shares inside the body; 2
-//!              spoke data format 1: SHA-256 share ids)
+//!      4    1  protocol version = 3 (2 spoke data format 1: SHA-256 share ids)
 //!      5    …  body: postcard encoding of a [`Message`]
-//!      …    …  payload: the bytes of a share or share range (share messages only)
 //! ```
-//! The messages that carry share bytes ([`Request::PutShare`], [`Response::Share`],
-//! [`Response::ShareRange`]) encode that field empty in the body and the bytes after it, to
-//! the frame's end: a sender writes them straight from where they are and a receiver takes
-//! them as a slice of the frame ([`decode_frame_bytes`]) — neither copies a share through the
-//! encoder. Any other message with bytes after its body, or a share message whose field is not
-//! empty in the body, is malformed: each message has one encoding.
 //! A frame announcing more than [`MAX_FRAME`] bytes, or another version, is a protocol error:
 //! the connection is closed with a logged reason. Requests carry an id chosen by the sender;
 //! the response with the same id answers it, in any order, so many requests are in flight on
@@ -385,64 +376,8 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>> {
     Ok((buf.len() >= 4 + len).then_some(4 + len))
 }
 
-/// The share bytes a message carries after its body (see the module docs), if it is a share
-/// message.
-fn payload_of(message: &Message) -> Option<&Bytes> {
-    match message {
-        Message::Request {
-            body: Request::PutShare { share, .. },
-            ..
-        }
-        | Message::Response {
-            body: Response::Share { share },
-            ..
-        } => Some(share),
-        Message::Response {
-            body: Response::ShareRange { bytes },
-            ..
-        } => Some(bytes),
-        _ => None,
-    }
-}
-
-/// [`payload_of`], to set.
-fn payload_mut(message: &mut Message) -> Option<&mut Bytes> {
-    match message {
-        Message::Request {
-            body: Request::PutShare { share, .. },
-            ..
-        }
-        | Message::Response {
-            body: Response::Share { share },
-            ..
-        } => Some(share),
-        Message::Response {
-            body: Response::ShareRange { bytes },
-            ..
-        } => Some(bytes),
-        _ => None,
-    }
-}
-
-/// Decodes the one frame `buf` holds (as delimited by [`frame_len`]); a share it carries is
-/// copied out of `buf` (see [`decode_frame_bytes`] for a frame that is already [`Bytes`]).
+/// Decodes the one frame `buf` holds (as delimited by [`frame_len`]).
 pub fn decode_frame(buf: &[u8]) -> Result<Message> {
-    decode_with(buf, |range| {
-        Bytes::copy_from_slice(buf.get(range).unwrap_or_default())
-    })
-}
-
-/// Decodes the one frame `frame` holds (as delimited by [`frame_len`]); a share it carries is
-/// a slice of `frame`, not a copy.
-pub fn decode_frame_bytes(frame: Bytes) -> Result<Message> {
-    decode_with(&frame, |range| frame.slice(range))
-}
-
-/// Decodes a frame; `payload` turns the range of the share bytes after the body into them.
-fn decode_with(
-    buf: &[u8],
-    payload: impl FnOnce(std::ops::Range<usize>) -> Bytes,
-) -> Result<Message> {
     match frame_len(buf)? {
         Some(len) if len == buf.len() => {}
         Some(_) => return Err(Error::MalformedMessage("bytes after the frame")),
@@ -454,17 +389,10 @@ fn decode_with(
         }
     }
     let body = buf.get(FRAME_HEADER_LEN..).unwrap_or_default();
-    let (mut message, rest): (Message, &[u8]) = postcard::take_from_bytes(body)
+    let (message, rest): (Message, &[u8]) = postcard::take_from_bytes(body)
         .map_err(|_| Error::MalformedMessage("body does not decode"))?;
-    match payload_mut(&mut message) {
-        Some(field) if !field.is_empty() => {
-            return Err(Error::MalformedMessage("share bytes inside the body"));
-        }
-        Some(field) => *field = payload(buf.len() - rest.len()..buf.len()),
-        None if !rest.is_empty() => {
-            return Err(Error::MalformedMessage("bytes after the message"));
-        }
-        None => {}
+    if !rest.is_empty() {
+        return Err(Error::MalformedMessage("bytes after the message"));
     }
     message.validate()?;
     Ok(message)
@@ -472,32 +400,6 @@ fn decode_with(
 
 /// Appends the frame of `message` to `out`.
 pub fn encode_frame(message: &Message, out: &mut Vec<u8>) -> Result<()> {
-    if let Some(bytes) = encode_frame_head(message, out)? {
-        out.extend_from_slice(&bytes);
-    }
-    Ok(())
-}
-
-/// Appends the frame of `message` to `out` up to the share bytes it carries, and returns those
-/// (to be sent right after, from where they are); `None` if it carries none (the frame is
-/// whole in `out`).
-pub fn encode_frame_head(message: &Message, out: &mut Vec<u8>) -> Result<Option<Bytes>> {
-    let Some(bytes) = payload_of(message) else {
-        encode_body(message, out)?;
-        return Ok(None);
-    };
-    // Only a share message is copied, and its bytes are a reference count.
-    let mut stripped = message.clone();
-    if let Some(field) = payload_mut(&mut stripped) {
-        *field = Bytes::new();
-    }
-    encode_share_frame_prefix(&stripped, bytes.len(), out)?;
-    Ok(Some(bytes.clone()))
-}
-
-/// Appends the frame of a message that carries no share bytes after its body (or carries an
-/// empty placeholder) to `out`.
-fn encode_body(message: &Message, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, PROTOCOL_VERSION]);
     let mut out_vec = std::mem::take(out);
@@ -522,24 +424,47 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Encodes a frame whose message carries share bytes ([`Request::PutShare`],
-/// [`Response::Share`], [`Response::ShareRange`]) without copying them: `message` carries an
-/// empty placeholder where they go, and what is appended to `out` is the frame up to them.
-/// Sending `out ‖ bytes` (`bytes` being `payload_len` long) gives exactly the frame
-/// [`encode_frame`] gives for the message with the bytes in place.
+/// Encodes a frame whose message ends with a share ([`Request::PutShare`] or
+/// [`Response::Share`]) without copying the share: `message` carries an empty placeholder
+/// where the share goes, and what is appended to `out` is the frame up to the share. Sending
+/// `out ‖ share` gives exactly the bytes [`encode_frame`] gives for the message with the share
+/// in place (postcard writes a byte string as its length, then its bytes, and the share is the
+/// last field).
 pub fn encode_share_frame_prefix(
     message: &Message,
-    payload_len: usize,
+    share_len: usize,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if !payload_of(message).is_some_and(Bytes::is_empty) {
+    let placeholder_ok = matches!(
+        message,
+        Message::Request { body: Request::PutShare { share, .. }, .. } | Message::Response { body: Response::Share { share }, .. }
+            if share.is_empty()
+    );
+    if !placeholder_ok {
         return Err(Error::MalformedMessage(
             "not a share message with an empty placeholder",
         ));
     }
     let start = out.len();
-    encode_body(message, out)?;
-    let frame_len = out.len() - start - 4 + payload_len;
+    encode_frame(message, out)?;
+    // The placeholder's length, 0, is the last byte: replace it by the real length (LEB128).
+    if out.pop() != Some(0) {
+        out.truncate(start);
+        return Err(Error::MalformedMessage(
+            "unexpected encoding of the share placeholder",
+        ));
+    }
+    let mut len = share_len;
+    loop {
+        let byte = u8::try_from(len & 0x7f).unwrap_or(0);
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    let frame_len = out.len() - start - 4 + share_len;
     if frame_len > MAX_FRAME {
         out.truncate(start);
         return Err(Error::FrameTooLarge {
@@ -791,68 +716,6 @@ mod tests {
     }
 
     #[test]
-    fn known_answer_share_frame() {
-        // Pins protocol version 4's share messages: the field empty in the body, the share's
-        // bytes after it to the frame's end.
-        let bytes = frame(&Message::Request {
-            id: 7,
-            body: Request::PutShare {
-                vault: [1; 16],
-                share: Bytes::from_static(b"SHRDxyz"),
-            },
-        });
-        let mut want = vec![28, 0, 0, 0, 4, 0, 7, 1];
-        want.extend_from_slice(&[1; 16]);
-        want.push(0);
-        want.extend_from_slice(b"SHRDxyz");
-        assert_eq!(bytes, want);
-        // Decoded from `Bytes`, the share is a slice of the frame, not a copy.
-        let frame = Bytes::from(bytes);
-        let Ok(Message::Request {
-            body: Request::PutShare { share, .. },
-            ..
-        }) = decode_frame_bytes(frame.clone())
-        else {
-            panic!("the share frame does not decode");
-        };
-        assert_eq!(&share[..], b"SHRDxyz");
-        let inside = frame.as_ptr_range();
-        assert!(inside.contains(&share.as_ptr()), "the share was copied");
-    }
-
-    #[test]
-    fn share_bytes_inside_the_body_or_after_another_message_are_refused() {
-        // Version 3's encoding (the share inside the body) has no meaning in version 4.
-        let inline = Message::Response {
-            id: 1,
-            body: Response::ShareRange {
-                bytes: Bytes::from_static(b"abc"),
-            },
-        };
-        let mut bytes = vec![0, 0, 0, 0, PROTOCOL_VERSION];
-        bytes.extend_from_slice(&postcard::to_stdvec(&inline).unwrap());
-        let len = u32::try_from(bytes.len() - 4).unwrap();
-        bytes
-            .get_mut(..4)
-            .unwrap()
-            .copy_from_slice(&len.to_le_bytes());
-        assert_eq!(
-            decode_frame(&bytes),
-            Err(Error::MalformedMessage("share bytes inside the body"))
-        );
-        let mut ping = frame(&Message::Request {
-            id: 1,
-            body: Request::Ping { nonce: 2 },
-        });
-        ping.push(9);
-        ping[0] += 1;
-        assert_eq!(
-            decode_frame(&ping),
-            Err(Error::MalformedMessage("bytes after the message"))
-        );
-    }
-
-    #[test]
     fn known_answer_signed_message() {
         // Pins what a vault authority signs: a change here must bump the protocol version.
         let op = VaultOp::Delete {
@@ -1003,22 +866,24 @@ mod tests {
     proptest! {
         #[test]
         fn share_frames_without_copies_equal_plain_encoding(
-            len in 0usize..70_000, id in any::<u64>(), vault in any::<[u8; 16]>(), kind in 0u8..3
+            len in 0usize..70_000, id in any::<u64>(), vault in any::<[u8; 16]>(), put in any::<bool>()
         ) {
             let share: Vec<u8> = (0..len).map(|i| u8::try_from((i * 7 + 3) % 251).unwrap()).collect();
-            let make = |bytes: Bytes| match kind {
-                0 => Message::Request { id, body: Request::PutShare { vault, share: bytes } },
-                1 => Message::Response { id, body: Response::Share { share: bytes } },
-                _ => Message::Response { id, body: Response::ShareRange { bytes } },
+            let (full, empty) = if put {
+                (
+                    Message::Request { id, body: Request::PutShare { vault, share: Bytes::from(share.clone()) } },
+                    Message::Request { id, body: Request::PutShare { vault, share: Bytes::new() } },
+                )
+            } else {
+                (
+                    Message::Response { id, body: Response::Share { share: Bytes::from(share.clone()) } },
+                    Message::Response { id, body: Response::Share { share: Bytes::new() } },
+                )
             };
-            let (full, empty) = (make(Bytes::from(share.clone())), make(Bytes::new()));
             let mut prefix = Vec::new();
             encode_share_frame_prefix(&empty, share.len(), &mut prefix).unwrap();
             prefix.extend_from_slice(&share);
-            prop_assert_eq!(&prefix, &frame(&full));
-            // And it decodes back, copied or sliced alike.
-            prop_assert_eq!(&decode_frame(&prefix).unwrap(), &full);
-            prop_assert_eq!(&decode_frame_bytes(Bytes::from(prefix)).unwrap(), &full);
+            prop_assert_eq!(prefix, frame(&full));
         }
 
         #[test]
