@@ -346,19 +346,19 @@ fn skip_unchanged(
                 && stamp == e.stamp;
             unchanged.then_some((i, stored.id))
         });
-        // Manifests one at a time, their shares checked a bounded group at a time.
-        let mut group: Vec<(usize, Manifest)> = Vec::new();
+        // Manifests read and their shares checked a group at a time, each group at most
+        // [`SKIP_SHARES`] shares by the most a file of its size can have (chunks of at least
+        // the smallest chunk size, at most `MAX_SHARES` shares each).
+        let most = |size: u64| {
+            let chunks = size / u64::try_from(ChunkSizes::DEFAULT.min).unwrap_or(1).max(1) + 1;
+            usize::try_from(chunks.saturating_mul(u64::from(shard_proto::MAX_SHARES)))
+                .unwrap_or(usize::MAX)
+        };
+        let mut group: Vec<(usize, shard_store::FileId)> = Vec::new();
         let mut shares = 0usize;
         for (i, id) in same {
-            let Ok(manifest) = vault.manifest(id) else {
-                continue;
-            };
-            shares += manifest
-                .chunks
-                .iter()
-                .map(|c| c.shares.len())
-                .sum::<usize>();
-            group.push((i, manifest));
+            shares = shares.saturating_add(entries.get(i).map_or(0, |e| most(e.meta.size)));
+            group.push((i, id));
             if shares >= SKIP_SHARES {
                 still_stand(vault, &group, asked, usable, &mut skip)?;
                 group.clear();
@@ -384,15 +384,29 @@ fn skip_unchanged(
     Ok((kept, unchanged))
 }
 
-/// Marks in `skip` the files of `group` whose stored copies still stand as the put asks (see
-/// [`skip_unchanged`]).
+/// Marks in `skip` the files of `group` (entry, stored version) whose stored copies still
+/// stand as the put asks (see [`skip_unchanged`]).
 fn still_stand(
     vault: &shard_store::VaultCatalog<'_>,
-    group: &[(usize, Manifest)],
+    group: &[(usize, shard_store::FileId)],
     asked: Redundancy,
     usable: Usable<'_>,
     skip: &mut [bool],
 ) -> Result<()> {
+    if group.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<shard_store::FileId> = group.iter().map(|(_, id)| *id).collect();
+    // All at once; if one does not open, one at a time (that one is read again).
+    let manifests: Vec<Option<Manifest>> = match vault.manifests(&ids) {
+        Ok(all) => all.into_iter().map(Some).collect(),
+        Err(_) => ids.iter().map(|id| vault.manifest(*id).ok()).collect(),
+    };
+    let group: Vec<(usize, Manifest)> = group
+        .iter()
+        .zip(manifests)
+        .filter_map(|((i, _), m)| Some((*i, m?)))
+        .collect();
     let mut ids: Vec<shard_proto::ShareId> = group
         .iter()
         .flat_map(|(_, m)| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
@@ -400,7 +414,7 @@ fn still_stand(
     ids.sort_unstable();
     ids.dedup();
     let located = vault.locate(&ids)?;
-    for (i, manifest) in group {
+    for (i, manifest) in &group {
         let stands = manifest.chunks.iter().all(|c| {
             c.n - c.k >= asked.tolerance()
                 && (0u8..).zip(&c.shares).all(|(index, id)| {
