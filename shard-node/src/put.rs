@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shard_crypto::Label;
-use shard_proto::{ChunkId, Manifest, NodeId};
+use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId};
 use shard_store::{
     AckedShare, ChunkSizes, EncodedChunk, Encoding, Feeder, FileKind, FileMeta, KeyedFastCdc,
     NewFile, Redundancy, ShareRecord, ShareState, SplitChunk, split_parallel,
@@ -282,6 +282,14 @@ fn read_file(
     Ok((chunks, size, sha256))
 }
 
+/// Whether `record` is a share `chunk` lists: of its chunk and encoding, and the very id at its
+/// index (a share of another encoding of the same chunk never stands in for it).
+fn lists(chunk: &ChunkRef, record: &ShareRecord) -> bool {
+    record.chunk == chunk.id
+        && (record.k, record.n) == (chunk.k, chunk.n)
+        && chunk.shares.get(usize::from(record.index)) == Some(&record.id)
+}
+
 /// Files a put left alone because they have not changed since their newest stored version.
 #[derive(Debug, Default)]
 struct Unchanged {
@@ -407,20 +415,20 @@ fn still_stand(
         .zip(manifests)
         .filter_map(|((i, _), m)| Some((*i, m?)))
         .collect();
-    let mut ids: Vec<shard_proto::ShareId> = group
+    let mut shares: Vec<shard_proto::ShareId> = group
         .iter()
         .flat_map(|(_, m)| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
         .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let located = vault.locate(&ids)?;
+    shares.sort_unstable();
+    shares.dedup();
+    let located = vault.locate(&shares)?;
     for (i, manifest) in &group {
         let stands = manifest.chunks.iter().all(|c| {
             c.n - c.k >= asked.tolerance()
                 && (0u8..).zip(&c.shares).all(|(index, id)| {
-                    located.get(id).is_some_and(|r| {
-                        usable(r) && r.index == index && r.chunk == c.id && (r.k, r.n) == (c.k, c.n)
-                    })
+                    located
+                        .get(id)
+                        .is_some_and(|r| usable(r) && r.index == index && lists(c, r))
                 })
         });
         if let Some(flag) = skip.get_mut(*i) {
@@ -705,7 +713,7 @@ async fn store(
                     let acked: HashMap<u8, NodeId> = vault
                         .encoding_shares(&c.id, c.k, c.n)?
                         .into_iter()
-                        .filter(|s| usable(s) && c.shares.get(usize::from(s.index)) == Some(&s.id))
+                        .filter(|s| usable(s) && lists(c, s))
                         .map(|s| (s.index, s.peer))
                         .collect();
                     if acked.len() >= usize::from(c.n) {

@@ -416,30 +416,29 @@ impl<'a> VaultCatalog<'a> {
     /// Records new versions of files whose shares are about to be sent; they stay invisible
     /// until [`VaultCatalog::commit_files`]. One transaction for the whole batch.
     pub fn begin_files(&self, files: &[(FileMeta, Manifest)]) -> Result<Vec<FileEntry>> {
-        let files: Vec<NewFile> = files
-            .iter()
-            .map(|(meta, manifest)| NewFile {
-                meta: meta.clone(),
-                stamp: None,
-                manifest: manifest.clone(),
-            })
-            .collect();
-        self.begin_stamped(&files)
+        self.begin(files.iter().map(|(meta, manifest)| (meta, None, manifest)))
     }
 
     /// [`VaultCatalog::begin_files`], with each file's [`FileStamp`] (what lets the next put
     /// skip it when it has not changed).
     pub fn begin_stamped(&self, files: &[NewFile]) -> Result<Vec<FileEntry>> {
+        self.begin(
+            files
+                .iter()
+                .map(|f| (&f.meta, f.stamp.as_ref(), &f.manifest)),
+        )
+    }
+
+    /// Both of the above, without copying what they are given.
+    fn begin<'f>(
+        &self,
+        files: impl ExactSizeIterator<Item = (&'f FileMeta, Option<&'f FileStamp>, &'f Manifest)>,
+    ) -> Result<Vec<FileEntry>> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(files.len());
         let now = unix_now();
-        for NewFile {
-            meta,
-            stamp,
-            manifest,
-        } in files
-        {
+        for (meta, stamp, manifest) in files {
             let mac = self.name_mac(&meta.name);
             let last: Option<i64> = tx
                 .prepare_cached(
@@ -448,7 +447,7 @@ impl<'a> VaultCatalog<'a> {
                 .query_row(params![self.account.0, &mac[..]], |r| r.get(0))?;
             let version = u32::try_from(last.unwrap_or(0) + 1)
                 .map_err(|_| Error::InvalidParameters("too many versions"))?;
-            let sealed_meta = self.seal_meta(meta, now, stamp.as_ref(), &mac, version)?;
+            let sealed_meta = self.seal_meta(meta, now, stamp, &mac, version)?;
             let sealed_manifest = seal(
                 &self.seal_key,
                 &self.aad(MANIFEST_AAD, &mac, version),
