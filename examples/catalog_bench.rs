@@ -47,6 +47,7 @@ fn main() {
                     n: 3,
                     share_len: 2010,
                     shares: (0..3).map(|s| ShareId(id(i * 3 + s, 0x50))).collect(),
+                    pack: None,
                 };
                 let meta = FileMeta {
                     name: format!("photos/{:03}/IMG_{i:06}.jpg", i % 997).into_bytes(),

@@ -430,12 +430,11 @@ mod lying_peers {
         let held = liar.json(&["status"])["usage"]["shares"].as_u64().unwrap();
         assert!(held >= 2, "the liar holds shares: {held}");
 
+        // A restore reads only the byte ranges it needs, from the data shares that hold them
+        // (often this node's own): it reads around the liar whenever it asks it, and names it
+        // then (tried in-process, where placement is in order); `check --read-data` reads
+        // every share and always does.
         restore_all(&owner, &files);
-        assert!(
-            owner.log().contains("fetching from liar failed"),
-            "the restore names the peer that served bad bytes:\n{}",
-            owner.log()
-        );
         // Asking who has what cannot tell a liar; reading the bytes can.
         let (code, report) = check(&owner, &[]);
         assert_eq!(code, 0, "{report}");
@@ -491,27 +490,42 @@ mod lying_peers {
     fn a_peer_lying_about_its_capacity_is_named_and_skipped() {
         let (owner, _peers, liar) = swarm_with_liar(3, "fake-capacity");
         let work = tempfile::tempdir().unwrap();
-        let data = random_bytes(24 << 20, 77);
-        let path = work.path().join("papers.bin");
-        fs::write(&path, &data).unwrap();
-        let put = owner.json(&["put", path.to_str().unwrap(), "--shares", "2/4"]);
+        // Puts of two packs each (four of the five nodes per pack, drawn at random): put until
+        // one offers the liar a share (six tries leave a chance of 1 in 5^12 that none does).
+        let mut stored = Vec::new();
+        let mut named = None;
+        let mut logged = 0;
+        for attempt in 0..6u64 {
+            let data = random_bytes(24 << 20, 77 + attempt);
+            let name = format!("papers{attempt}.bin");
+            let path = work.path().join(&name);
+            fs::write(&path, &data).unwrap();
+            logged = owner.log().len();
+            let put = owner.json(&["put", path.to_str().unwrap(), "--shares", "2/4"]);
+            assert_eq!(put["failed"], json!([]), "{put}");
+            stored.push((name, data));
+            if put["full_nodes"] != json!([]) {
+                named = Some(put);
+                break;
+            }
+        }
+        let put = named.expect("a put offered the liar a share");
         assert_eq!(put["full_nodes"], json!(["liar"]), "{put}");
-        assert_eq!(put["failed"], json!([]), "{put}");
         assert_eq!(
             liar.json(&["status"])["usage"]["shares"],
             0,
             "the liar kept nothing"
         );
-        restore_all(&owner, &[("papers.bin".to_string(), data)]);
-        let warned = owner
-            .log()
+        restore_all(&owner, &stored);
+        // Refusals during that put.
+        let warned = owner.log()[logged..]
             .lines()
             .filter(|l| l.contains("share store is full"))
             .count();
-        let chunks = put["chunks"].as_u64().unwrap() as usize;
+        let packs = put["packs_sent"].as_u64().unwrap() as usize;
         assert!(
-            warned >= 1 && warned < chunks,
-            "a refusal costs one try per chunk in flight, not one per chunk ({chunks}): {warned}"
+            warned >= 1 && warned <= packs,
+            "a refusal costs one try per pack in flight, not one per pack ({packs}): {warned}"
         );
 
         // Five nodes needed, four honest: refused, nothing listed.
@@ -533,8 +547,8 @@ mod lying_peers {
     fn a_repair_target_filling_up_halfway_is_routed_around() {
         let (owner, peers) = swarm(3, "", "[health]\nscrub_kib_per_sec = 0\n");
         let work = tempfile::tempdir().unwrap();
-        // About forty chunks, 2 of 3 over 4 nodes: peer0 holds a share of most of them.
-        let files = store_files(&owner, work.path(), &[40 << 20], &["--shares", "2/3"]);
+        // Forty puts of one small pack each, 2 of 3 over 4 nodes: peer0 holds a share of most.
+        let files = store_files(&owner, work.path(), &[200_000; 40], &["--shares", "2/3"]);
         // Now a node that will take two shares and then be full.
         let mut small = TestNode::init("small");
         small.serve_env(&[], &[("SHARD_ADVERSARY", "fill-after=2")]);
@@ -546,7 +560,7 @@ mod lying_peers {
         let repaired = owner.json(&["repair"]);
         assert_eq!(repaired["ok"], true, "{repaired}");
         assert!(
-            repaired["shares_rebuilt"].as_u64().unwrap() >= 15,
+            repaired["shares_rebuilt"].as_u64().unwrap() >= 8,
             "{repaired}"
         );
         assert_eq!(repaired["full_nodes"], json!(["small"]), "{repaired}");

@@ -197,6 +197,7 @@ fn the_picture_reads_only_fields_a_picture_has() {
         size: 1,
         kind: EntryKind::File,
         chunks: vec![PictureChunk {
+            pack: None,
             id: "00".into(),
             size: 1,
             k: 1,

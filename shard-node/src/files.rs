@@ -147,10 +147,13 @@ pub fn ls_each(
         }
         entries.retain(|id, e| e.meta.kind != FileKind::File || manifests.contains_key(id));
         // The states of exactly the shares these manifests list, looked up by id.
-        let listed: Vec<ShareId> = manifests
+        let mut listed: Vec<ShareId> = manifests
             .values()
             .flat_map(|m| m.chunks.iter().flat_map(|c| c.shares.iter().copied()))
             .collect();
+        // Blobs of one pack list the same shares.
+        listed.sort_unstable();
+        listed.dedup();
         let shares: HashMap<ShareId, ShareState> = vault
             .locate(&listed)?
             .into_iter()

@@ -15,8 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, NodeId, Share};
-use shard_store::{ChunkSource, FileEntry, FileKind, ShareState, restore_parallel};
+use shard_proto::{ChunkRef, Manifest, NodeId, Share, ShareId};
+use shard_store::{
+    BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, PackShape, ShareState, blob_in_pack,
+    restore_parallel,
+};
 
 use crate::swarm::{Asking, Holder};
 
@@ -120,6 +123,79 @@ async fn fetch_shares(
     Ok(good)
 }
 
+/// A blob's bytes read by ranges from its pack's shares (the data shares that hold it, or
+/// the same window of `k` others, decoded) and authenticated; when that fails (a holder
+/// served other bytes), the pack's whole shares, each checked against its id. Runs on a
+/// blocking thread: each range is fetched on the node's runtime.
+fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
+    let (Some(pack), Some(place)) = (chunk.pack_ref(), BlobPlace::of(chunk)) else {
+        return Err(Error::Store(shard_store::Error::InvalidParameters(
+            "the chunk is not a blob in a pack",
+        )));
+    };
+    let located = source
+        .node
+        .catalog()
+        .vault(source.session.account, &source.session.keys)
+        .locate(&pack.shares)?;
+    // By index: the target holding the share the record lists there, if it is online.
+    let holders: Vec<Option<(ShareId, Target)>> = (0u8..)
+        .zip(&pack.shares)
+        .map(|(index, id)| {
+            let r = located.get(id).filter(|r| {
+                r.index == index && r.chunk == chunk.encoding() && r.state == ShareState::Acked
+            })?;
+            Some((*id, source.sources.target(&r.peer)?.clone()))
+        })
+        .collect();
+    let asking = source.sources.asking;
+    // A holder slower than the hedge delay counts as absent: the piece is rebuilt from others
+    // (and if they are all slow, whole shares are fetched, hedged, below).
+    let fetch = |index: u8, range: std::ops::Range<u32>| {
+        let (id, target) = holders.get(usize::from(index))?.as_ref()?;
+        let read = target.get_range(asking.vault, *id, range, asking.timeout);
+        // The timer is made inside the runtime (it needs its clock).
+        match source
+            .runtime
+            .block_on(async { tokio::time::timeout(asking.hedge_after, read).await })
+            .ok()?
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("fetching from {} failed (share {id}): {e}", target.name());
+                None
+            }
+        }
+    };
+    let mut suspects = Vec::new();
+    let read = PackCoder::new().read_blob_noting(
+        &source.session.keys,
+        &pack,
+        &place,
+        fetch,
+        &mut suspects,
+    );
+    for index in &suspects {
+        let Some(Some((id, target))) = holders.get(usize::from(*index)) else {
+            continue;
+        };
+        tracing::warn!(
+            "fetching from {} failed (share {id}): the bytes it served for a range of it do not authenticate; read from the other shares",
+            target.name()
+        );
+    }
+    match read {
+        Ok(plain) => Ok(plain),
+        Err(e) => {
+            tracing::warn!("reading a blob by ranges failed ({e}); fetching whole shares");
+            let shares = source.shares(chunk)?;
+            let bytes = PackCoder::new().decode(&pack, &shares)?;
+            let shape = PackShape::of(&pack)?;
+            Ok(blob_in_pack(&source.session.keys, &shape, &place, &bytes)?)
+        }
+    }
+}
+
 /// A file's chunks from the swarm, for shard-store's parallel restore: its worker threads
 /// wait here for the async fetches, which run on the node's runtime. The first chunk's shares
 /// are fetched beforehand, on the runtime (a small file is one chunk: it then costs no thread
@@ -142,7 +218,8 @@ impl SwarmChunks {
         manifest: &Manifest,
         file: String,
     ) -> Result<Self> {
-        let first = match manifest.chunks.first() {
+        // A blob is read by ranges, on the restore's own thread.
+        let first = match manifest.chunks.first().filter(|c| c.pack.is_none()) {
             Some(chunk) => Some((
                 chunk.clone(),
                 fetch_shares(sources, session, node, chunk, &file).await?,
@@ -177,6 +254,10 @@ impl ChunkSource for SwarmChunks {
             chunk,
             &self.file,
         ))
+    }
+
+    fn blob(&self, _keys: &shard_crypto::VaultKeys, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        fetch_blob(self, chunk)
     }
 }
 

@@ -100,9 +100,66 @@ impl ChunkState {
     }
 }
 
+/// One chunk of a file as a survey sees it: the encoding that holds it and, for a blob, the
+/// data shares its bytes lie in (first and last index).
+struct Part {
+    key: EncKey,
+    data: Option<(u8, u8)>,
+}
+
+impl Part {
+    fn of(c: &ChunkRef) -> Self {
+        let data = c.pack.and_then(|at| {
+            let shape = shard_store::PackShape {
+                k: c.k,
+                n: c.n,
+                share_len: c.share_len,
+            };
+            let pieces = shape
+                .pieces(
+                    u64::from(at.offset),
+                    u64::from(c.len) + shard_proto::BLOB_OVERHEAD,
+                )
+                .ok()?;
+            Some((pieces.first()?.index, pieces.last()?.index))
+        });
+        Self {
+            key: (c.encoding(), c.k, c.n),
+            data,
+        }
+    }
+
+    /// The chunk's health: its encoding's, except that a blob of a pack with fewer than `k`
+    /// shares left still restores when the data shares it lies in are good (the code is
+    /// systematic): degraded then, not lost (unknown if some of them were not read).
+    fn state(&self, c: &ChunkState) -> ChunkHealth {
+        let state = c.state();
+        let Some((first, last)) = self.data else {
+            return state;
+        };
+        if state != ChunkHealth::Lost {
+            return state;
+        }
+        let seen: Vec<Seen> = (first..=last)
+            .map(|i| {
+                c.shares
+                    .get(usize::from(i))
+                    .map_or(Seen::Missing, |s| s.seen)
+            })
+            .collect();
+        if seen.iter().all(|s| *s == Seen::Good) {
+            ChunkHealth::Degraded
+        } else if seen.iter().all(|s| matches!(s, Seen::Good | Seen::Unknown)) {
+            ChunkHealth::Unknown
+        } else {
+            ChunkHealth::Lost
+        }
+    }
+}
+
 /// What a survey found.
 struct Survey {
-    files: Vec<(FileEntry, Vec<EncKey>)>,
+    files: Vec<(FileEntry, Vec<Part>)>,
     chunks: HashMap<EncKey, ChunkState>,
     /// Per node: (shares asked, missing, bad, error if it could not be asked).
     nodes: HashMap<NodeId, (u64, u64, u64, Option<String>)>,
@@ -171,8 +228,14 @@ async fn survey(
                 let batch: Vec<FileEntry> = entries.by_ref().take(512).collect();
                 let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
                 for (entry, manifest) in batch.into_iter().zip(vault.manifests(&ids)?) {
-                    let keys = manifest.chunks.iter().map(|c| (c.id, c.k, c.n)).collect();
+                    let keys = manifest.chunks.iter().map(Part::of).collect();
                     for chunk in manifest.chunks {
+                        let key = (chunk.encoding(), chunk.k, chunk.n);
+                        if chunks.contains_key(&key) {
+                            continue;
+                        }
+                        // A blob stands for its pack: the encoding checked and repaired.
+                        let chunk = chunk.pack_ref().map_or(chunk, |p| p.as_chunk_ref());
                         let shares = (0u8..)
                             .zip(&chunk.shares)
                             .map(|(index, id)| Slot {
@@ -182,9 +245,7 @@ async fn survey(
                                 seen: Seen::Missing,
                             })
                             .collect();
-                        chunks
-                            .entry((chunk.id, chunk.k, chunk.n))
-                            .or_insert(ChunkState { chunk, shares });
+                        chunks.insert(key, ChunkState { chunk, shares });
                     }
                     files.push((entry, keys));
                 }
@@ -425,17 +486,18 @@ pub async fn check(
     let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
     let mut files = Vec::new();
     for (entry, ids) in &survey.files {
-        let mut worst: Option<&ChunkState> = None;
-        for id in ids {
-            let Some(c) = survey.chunks.get(id) else {
+        let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
+        for part in ids {
+            let Some(c) = survey.chunks.get(&part.key) else {
                 continue;
             };
-            let margin = |c: &ChunkState| c.margin();
-            if worst.is_none_or(|w| (c.state(), -margin(c)) > (w.state(), -margin(w))) {
-                worst = Some(c);
+            let state = part.state(c);
+            if worst.is_none_or(|(ws, w)| (state, -c.margin()) > (ws, -w.margin())) {
+                worst = Some((state, c));
             }
         }
-        let state = worst.map_or(ChunkHealth::Healthy, ChunkState::state);
+        let state = worst.map_or(ChunkHealth::Healthy, |(s, _)| s);
+        let worst = worst.map(|(_, c)| c);
         *totals.entry(state).or_default() += 1;
         Progress::add(&job.progress.files_done, 1);
         let worst_chunk = worst.map(|c| WorstChunk {
@@ -536,6 +598,22 @@ pub async fn repair(
     let started = Instant::now();
     let _writer = session.writer.lock().await;
     let survey = survey(&node, &session, &names, 0.0, &lost, Some(&job)).await?;
+    // A file is lost when one of its chunks cannot be read: its encoding has fewer than `k`
+    // good shares and (for a blob) the data shares it lies in are not all good.
+    let lost_files: Vec<String> = survey
+        .files
+        .iter()
+        .filter(|(_, parts)| {
+            parts.iter().any(|p| {
+                survey.chunks.get(&p.key).is_some_and(|c| {
+                    c.count(Seen::Good) < usize::from(c.chunk.k)
+                        && p.state(c) != ChunkHealth::Degraded
+                })
+            })
+        })
+        .map(|(e, _)| lossy(&e.meta.name))
+        .collect();
+    // Encodings that cannot be rebuilt (fewer than `k` good shares).
     let mut lost_chunks = HashSet::new();
     let mut work = Vec::new();
     for c in survey.chunks.into_values() {
@@ -554,12 +632,6 @@ pub async fn repair(
         work.push(c);
     }
     let degraded = work.len();
-    let lost_files: Vec<String> = survey
-        .files
-        .iter()
-        .filter(|(_, ids)| ids.iter().any(|id| lost_chunks.contains(id)))
-        .map(|(e, _)| lossy(&e.meta.name))
-        .collect();
 
     let ctx = Arc::new(RepairCtx::new(&node, &session, lost));
     let limit = Arc::new(Semaphore::new(REPAIR_PARALLEL));
@@ -1070,6 +1142,9 @@ pub fn picture(
             size: chunk.len,
             k: chunk.k,
             n: chunk.n,
+            pack: chunk
+                .pack
+                .map(|at| hex::encode(at.pack.0.get(..6).unwrap_or_default())),
             shares,
         });
     }

@@ -287,6 +287,7 @@ mod tests {
             redundancy: "2-of-3".into(),
             chunks: 2,
             chunks_sent: 1,
+            packs_sent: 1,
             chunks_already_stored: 1,
             chunks_kept_at_earlier_redundancy: 0,
             shares_sent: 3,

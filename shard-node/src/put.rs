@@ -2,26 +2,27 @@
 //! peers.
 //!
 //! The pipeline, with memory bounded whatever the sizes:
-//! 1. scan the paths (files, folders, links; other kinds are skipped with a warning);
-//! 2. one blocking thread reads and encodes files into chunks of `n` shares (a bounded channel
-//!    holds it back when sending lags);
-//! 3. the dispatcher sends the shares of each chunk to `n` distinct nodes (the swarm's
-//!    placement, shared with repair and catalog snapshots), at most [`CHUNKS_IN_FLIGHT`]
-//!    chunks and [`PER_NODE`] shares per node at a time; a node that fails is replaced by
-//!    another that holds no share of the chunk;
-//! 4. acknowledged shares are recorded in the catalog in batches; a file becomes visible
-//!    (begin + commit, one transaction per batch) only once every share of every chunk is.
+//! 1. scan the paths (files, folders, links; other kinds are skipped with a warning), and
+//!    leave out the files unchanged since their newest stored version;
+//! 2. one blocking thread reads and cuts files into chunks; [`ENCODERS`] threads id each
+//!    chunk, and either find it stored already (a blob in a pack whose shares are all in
+//!    place, at least as strong as asked) or seal it as a blob;
+//! 3. sealed blobs are gathered into packs (shard-store's `PackBuilder`: blobs of any files,
+//!    at random among two open packs, in random order), and each pack closed is coded into
+//!    `n` shares of one of a few fixed sizes;
+//! 4. the dispatcher sends the shares of each pack to `n` distinct nodes (the swarm's
+//!    placement, shared with repair and catalog snapshots), at most [`PACKS_IN_FLIGHT`] packs
+//!    at a time; a node that fails is replaced by another that holds no share of the pack;
+//! 5. a pack whose shares are all acknowledged is recorded in the catalog with its blobs, and
+//!    a file becomes visible (begin + commit, one transaction per batch) only once every pack
+//!    its chunks lie in is.
 //!
-//! Resume and dedup are the same mechanism: before sending a chunk, the catalog is asked which
-//! of its shares are already acknowledged, and only the others are sent. The same file put
-//! again sends nothing; a put interrupted and run again sends only what was not acknowledged.
-//!
-//! A chunk stored before keeps its encoding (`choose_encoding`): its `k`-of-`n` is reused
-//! when it survives at least as many losses as the put asks for, and its missing shares are
-//! sent again (encoding is deterministic: the same chunk and `k`-of-`n` give the same shares).
-//! Otherwise the chunk is stored a second time, with the put's redundancy, as an encoding of
-//! its own: an encoding is never changed in place, so versions stored before keep exactly the
-//! shares their manifests list.
+//! Dedup and resume are the same mechanism: a chunk whose blob lies in a pack the catalog
+//! records whole is referred to there and not sent again. The same file put again sends
+//! nothing; a put interrupted and run again sends only the packs that were not acknowledged.
+//! A pack's encoding is never changed: a chunk whose only copies are weaker than asked, or
+//! have shares on nodes no longer paired, is packed again with the put's redundancy, and
+//! versions stored before keep exactly the shares their manifests list.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -33,10 +34,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shard_crypto::Label;
-use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId};
+use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackRef};
 use shard_store::{
-    AckedShare, ChunkSizes, EncodedChunk, Encoding, Feeder, FileKind, FileMeta, KeyedFastCdc,
-    NewFile, Redundancy, ShareRecord, ShareState, SplitChunk, split_parallel,
+    AckedShare, ChunkSizes, EncodedChunk, EncodedPack, Feeder, FileKind, FileMeta, KeyedFastCdc,
+    NewFile, PackBuilder, PackCoder, Redundancy, Sealed, SealedChunk, ShareRecord, ShareState,
+    seal_parallel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -50,11 +52,9 @@ use crate::swarm::Nodes;
 use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
-/// Chunks whose shares are on their way at once: many small ones (so peers get batches to
-/// commit together), but never more than [`BYTES_IN_FLIGHT`] of chunk data.
-pub const CHUNKS_IN_FLIGHT: usize = 64;
-/// Chunk bytes on their way at once (their shares take n/k times as much memory).
-pub const BYTES_IN_FLIGHT: u64 = 24 << 20;
+/// Packs whose shares are on their way at once (each at most 16 MiB of blobs; its shares
+/// take n/k times as much memory).
+pub const PACKS_IN_FLIGHT: usize = 2;
 /// Shares in flight to one node at once (home routers choke on floods).
 pub use crate::swarm::PER_NODE;
 
@@ -70,15 +70,24 @@ pub struct Upload {
 }
 
 /// What the encoder threads tell the dispatcher. Chunks of a file may arrive out of order and
-/// after their file's `FileDone`; `seq` and `chunks` let the dispatcher rebuild the order.
+/// after their file's `FileDone`; `seq` and `chunks` let the dispatcher rebuild the order. A
+/// blob's place is known only once its pack is closed (`Pack`), which may come before or
+/// after the blob's own message.
 enum Encoded {
-    Chunk {
+    /// A chunk stored before: the reference to its copy.
+    Known {
         file: usize,
         seq: usize,
-        chunk: EncodedChunk,
-        /// Stored before with another (at least as strong) redundancy, kept as it is.
-        earlier: bool,
+        chunk: ChunkRef,
     },
+    /// A chunk sealed as a blob (or met before in this put), to be found in a pack.
+    Blob {
+        file: usize,
+        seq: usize,
+        chunk: ChunkId,
+    },
+    /// A pack closed and coded.
+    Pack(EncodedPack),
     FileDone {
         file: usize,
         chunks: usize,
@@ -107,98 +116,193 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Threads that encode chunks (id, seal, Reed-Solomon, share ids) while one reads and cuts.
+/// Threads that id and seal chunks while one reads and cuts.
 const ENCODERS: usize = 2;
 
 /// Whether a recorded share still counts: acknowledged, on this node or a paired one.
 pub(crate) type Usable<'a> = &'a (dyn Fn(&ShareRecord) -> bool + Sync);
 
-/// The encoding a chunk is stored with, given the encodings the catalog already has of it:
-/// an existing one if it survives at least as many losses as `asked` and is either complete
-/// (every share usable) or can be completed on the `online` nodes; among several, the complete
-/// ones first, then `asked` itself, then the one missing fewest shares, then the smallest.
-/// Otherwise `asked`: a new encoding of its own.
-pub(crate) fn choose_encoding(
+/// The copy of chunk `id` (plaintext `len` bytes) a put refers to instead of storing it: a
+/// blob in a pack coded at least as strongly as `asked` whose every share is usable; among
+/// several, `asked` itself first, then the fewest shares. `None`: the chunk is packed anew.
+fn stored_copy(
+    vault: &shard_store::VaultCatalog<'_>,
+    id: &ChunkId,
+    len: u32,
     asked: Redundancy,
-    existing: &[Encoding],
-    online: usize,
     usable: Usable<'_>,
-) -> Redundancy {
-    existing
-        .iter()
-        .filter_map(|e| {
+) -> shard_store::Result<Option<ChunkRef>> {
+    let best = vault
+        .blob_copies(id)?
+        .into_iter()
+        .filter_map(|copy| {
+            let e = &copy.encoding;
             let r = Redundancy::new(e.k, e.n).ok()?;
-            let have = (0..e.n)
-                .filter(|i| e.shares.iter().any(|s| s.index == *i && usable(s)))
-                .count();
-            let missing = usize::from(e.n) - have;
-            let fits = missing == 0 || usize::from(e.n) <= online;
-            (r.tolerance() >= asked.tolerance() && fits).then_some((
-                missing > 0,
-                r != asked,
-                missing,
-                e.n,
-                r,
-            ))
+            if r.tolerance() < asked.tolerance() {
+                return None;
+            }
+            let shares = (0..e.n)
+                .map(|i| {
+                    e.shares
+                        .iter()
+                        .find(|s| s.index == i && usable(s))
+                        .map(|s| s.id)
+                })
+                .collect::<Option<Vec<_>>>()?;
+            let chunk = ChunkRef {
+                id: *id,
+                len,
+                k: e.k,
+                n: e.n,
+                share_len: e.share_len,
+                shares,
+                pack: Some(copy.at),
+            };
+            chunk.validate().ok()?;
+            Some((r != asked, e.n, chunk))
         })
-        .min_by_key(|(incomplete, other, missing, n, _)| (*incomplete, *other, *missing, *n))
-        .map_or(asked, |(.., r)| r)
+        .min_by_key(|(other, n, _)| (*other, *n));
+    Ok(best.map(|(.., chunk)| chunk))
 }
 
-/// How the encoder threads pick each chunk's encoding (see [`choose_encoding`]).
-struct Chooser<'a> {
-    node: &'a Node,
-    session: &'a Session,
-    asked: Redundancy,
-    online: usize,
-    usable: Usable<'a>,
+/// Packs blobs as the encoder threads seal them, and codes each pack closed.
+struct Packer<'a> {
+    builder: std::sync::Mutex<Option<PackBuilder>>,
+    coder: std::sync::Mutex<PackCoder>,
+    /// Chunks packed (or found stored) in this put: met again, they are not packed twice.
+    met: std::sync::Mutex<HashSet<ChunkId>>,
+    tx: &'a mpsc::Sender<Encoded>,
+    /// Why packing stopped, if it failed (the put fails with it).
+    failed: std::sync::Mutex<Option<Error>>,
 }
 
-/// Reads and cuts files on this thread and encodes their chunks on [`ENCODERS`] threads
-/// (shard-store's parallel split, the same path its benchmarks measure), so a single large
-/// file uses more than one core. Each file's end (or failure) goes to the dispatcher after the
-/// file is read; its chunks may still be on their way.
+impl Packer<'_> {
+    /// Codes a closed pack and hands it to the dispatcher; `false` when the put stops.
+    fn send(&self, pack: shard_store::Pack) -> bool {
+        let encoded = self
+            .coder
+            .lock()
+            .map_err(|_| Error::Internal("pack coder poisoned".into()))
+            .and_then(|mut c| c.encode(pack).map_err(Error::Store));
+        match encoded {
+            Ok(encoded) => self.tx.blocking_send(Encoded::Pack(encoded)).is_ok(),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&self, e: Error) -> bool {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert(e);
+        }
+        false
+    }
+
+    /// One chunk from the encoder threads.
+    fn take(&self, c: SealedChunk) -> bool {
+        let (file, seq) = (c.file, c.seq);
+        let blob = match c.result {
+            Ok(Sealed::Known(chunk)) => {
+                return self
+                    .tx
+                    .blocking_send(Encoded::Known { file, seq, chunk })
+                    .is_ok();
+            }
+            Ok(Sealed::Blob(blob)) => blob,
+            Err(e) => {
+                let error = match e {
+                    shard_store::Error::Stopped => "put cancelled".to_string(),
+                    e => e.to_string(),
+                };
+                return self
+                    .tx
+                    .blocking_send(Encoded::FileFailed { file, error })
+                    .is_ok();
+            }
+        };
+        let chunk = blob.id();
+        // Announced before it is packed: its pack reaches the dispatcher after this.
+        if self
+            .tx
+            .blocking_send(Encoded::Blob { file, seq, chunk })
+            .is_err()
+        {
+            return false;
+        }
+        let fresh = self
+            .met
+            .lock()
+            .map(|mut m| m.insert(chunk))
+            .unwrap_or(false);
+        if !fresh {
+            return true;
+        }
+        let closed = match self.builder.lock() {
+            Ok(mut b) => match b.as_mut() {
+                Some(b) => b.add(blob).map_err(Error::Store),
+                None => Err(Error::Internal("packing already finished".into())),
+            },
+            Err(_) => Err(Error::Internal("pack builder poisoned".into())),
+        };
+        match closed {
+            Ok(Some(pack)) => self.send(pack),
+            Ok(None) => true,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Closes and sends the packs still open.
+    fn finish(&self) -> Result<()> {
+        let builder = self
+            .builder
+            .lock()
+            .map_err(|_| Error::Internal("pack builder poisoned".into()))?
+            .take();
+        if let Some(builder) = builder {
+            for pack in builder.finish()? {
+                if !self.send(pack) {
+                    break;
+                }
+            }
+        }
+        match self.failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads and cuts files on this thread, ids and seals their chunks on [`ENCODERS`] threads
+/// (shard-store's parallel path, the one its benchmarks measure) and packs the blobs. Each
+/// file's end (or failure) goes to the dispatcher after the file is read; its chunks may
+/// still be on their way.
+#[allow(clippy::too_many_arguments)]
 fn encode_files(
+    node: &Node,
+    session: &Session,
     entries: &[Entry],
-    chooser: &Chooser<'_>,
+    asked: Redundancy,
+    usable: Usable<'_>,
     hash: bool,
     mut upload: Option<Box<dyn Read + Send>>,
     tx: &mpsc::Sender<Encoded>,
 ) -> Result<()> {
-    let session = chooser.session;
-    let asked = chooser.asked;
     let keys = session.keys.clone();
     // One keyed chunker for the whole put: its gear table is drawn once, not per file.
     let chunker = KeyedFastCdc::new(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
     )?;
-    let catalog = chooser.node.catalog().vault(session.account, &session.keys);
-    let choose = |id: &ChunkId| {
-        let existing = catalog.encodings(id)?;
-        Ok(choose_encoding(
-            asked,
-            &existing,
-            chooser.online,
-            chooser.usable,
-        ))
+    let catalog = node.catalog().vault(session.account, &session.keys);
+    let known = |id: &ChunkId, len: u32| stored_copy(&catalog, id, len, asked, usable);
+    let packer = Packer {
+        builder: std::sync::Mutex::new(Some(PackBuilder::new(asked)?)),
+        coder: std::sync::Mutex::new(PackCoder::new()),
+        met: std::sync::Mutex::new(HashSet::new()),
+        tx,
+        failed: std::sync::Mutex::new(None),
     };
-    let emit = |c: SplitChunk| {
-        let message = match c.result {
-            Ok(chunk) => Encoded::Chunk {
-                file: c.file,
-                seq: c.seq,
-                earlier: (chunk.chunk.k, chunk.chunk.n) != (asked.k(), asked.n()),
-                chunk,
-            },
-            Err(e) => Encoded::FileFailed {
-                file: c.file,
-                error: e.to_string(),
-            },
-        };
-        tx.blocking_send(message).is_ok()
-    };
-    split_parallel(&keys, asked, &chunker, ENCODERS, &choose, &emit, |feed| {
+    let emit = |c: SealedChunk| packer.take(c);
+    seal_parallel(&keys, &chunker, ENCODERS, &known, &emit, |feed| {
         for (file, entry) in entries.iter().enumerate() {
             if entry.meta.kind != FileKind::File {
                 continue;
@@ -218,7 +322,7 @@ fn encode_files(
             }
         }
     })?;
-    Ok(())
+    packer.finish()
 }
 
 /// Feeds one file (or the upload) to the encoders: its chunk count, size and, for `--move`,
@@ -282,10 +386,10 @@ fn read_file(
     Ok((chunks, size, sha256))
 }
 
-/// Whether `record` is a share `chunk` lists: of its chunk and encoding, and the very id at its
-/// index (a share of another encoding of the same chunk never stands in for it).
+/// Whether `record` is a share `chunk` lists: of the encoding that holds it (its pack's, for
+/// a blob), and the very id at its index (a share of another encoding never stands in for it).
 fn lists(chunk: &ChunkRef, record: &ShareRecord) -> bool {
-    record.chunk == chunk.id
+    record.chunk == chunk.encoding()
         && (record.k, record.n) == (chunk.k, chunk.n)
         && chunk.shares.get(usize::from(record.index)) == Some(&record.id)
 }
@@ -495,15 +599,56 @@ pub(crate) async fn send_chunk(
     Ok((acks, bytes))
 }
 
-/// One encoding of a chunk: (chunk, k, n). The unit put tracks, dedups and commits.
+/// One encoding: (chunk or pack, k, n). The unit put tracks and commits.
 type EncKey = (ChunkId, u8, u8);
 
-fn enc_key(chunk: &shard_proto::ChunkRef) -> EncKey {
-    (chunk.id, chunk.k, chunk.n)
+fn enc_key(chunk: &ChunkRef) -> EncKey {
+    (chunk.encoding(), chunk.k, chunk.n)
 }
 
-/// What a chunk's send task returns: the new acks and the share bytes sent, or why it failed.
-type ChunkOutcome = (EncKey, std::result::Result<(Vec<AckedShare>, u64), String>);
+/// What a pack's send task returns: the new acks and the share bytes sent, or why it failed.
+type PackOutcome = (EncKey, std::result::Result<(Vec<AckedShare>, u64), String>);
+
+/// The packs of one put and where the blobs it packed lie: what turns a blob's message into
+/// its file's chunk reference. Per blob only a pack number and two lengths are held.
+#[derive(Default)]
+struct Placed {
+    packs: Vec<PackRef>,
+    blobs: HashMap<ChunkId, (usize, u32, u32)>,
+    /// Blobs announced before their pack arrived: (file, seq) by chunk.
+    waiting: HashMap<ChunkId, Vec<(usize, usize)>>,
+}
+
+impl Placed {
+    fn chunk_ref(&self, chunk: &ChunkId) -> Option<ChunkRef> {
+        let (pack, offset, len) = *self.blobs.get(chunk)?;
+        let pack = self.packs.get(pack)?;
+        Some(ChunkRef {
+            id: *chunk,
+            len,
+            k: pack.k,
+            n: pack.n,
+            share_len: pack.share_len,
+            shares: pack.shares.clone(),
+            pack: Some(BlobAt {
+                pack: pack.id,
+                offset,
+            }),
+        })
+    }
+}
+
+/// What a put counts as it goes.
+#[derive(Default)]
+struct Stats {
+    chunks: u64,
+    sent: u64,
+    packs: u64,
+    dedup: u64,
+    earlier: u64,
+    shares: u64,
+    bytes: u64,
+}
 
 struct FileTrack {
     /// Chunk refs received so far, by position in the file.
@@ -646,20 +791,22 @@ async fn store(
     Progress::add(&progress.files_done, unchanged.files);
     Progress::add(&progress.bytes_done, unchanged.bytes);
 
-    // Encoder thread.
+    // Encoder threads.
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
     let enc_entries = entries.clone();
     let (enc_node, enc_session, enc_usable) = (node.clone(), session.clone(), usable.clone());
     let hash = request.move_original;
     let encoder = tokio::task::spawn_blocking(move || {
-        let chooser = Chooser {
-            node: &enc_node,
-            session: &enc_session,
-            asked: redundancy,
-            online,
-            usable: enc_usable.as_ref(),
-        };
-        encode_files(&enc_entries, &chooser, hash, upload, &tx)
+        encode_files(
+            &enc_node,
+            &enc_session,
+            &enc_entries,
+            redundancy,
+            enc_usable.as_ref(),
+            hash,
+            upload,
+            &tx,
+        )
     });
 
     let mut files: Vec<FileTrack> = entries
@@ -674,59 +821,86 @@ async fn store(
             keep_manifest: request.move_original,
         })
         .collect();
+    let mut placed = Placed::default();
     let mut complete: HashSet<EncKey> = HashSet::new();
-    let mut in_flight: HashSet<EncKey> = HashSet::new();
-    let mut chunk_files: HashMap<EncKey, Vec<usize>> = HashMap::new();
-    let mut chunk_len: HashMap<EncKey, u64> = HashMap::new();
+    let mut failed_packs: HashMap<EncKey, String> = HashMap::new();
+    // Files with a blob in each pack on its way (told if the pack fails), and its blobs.
+    let mut pack_files: HashMap<EncKey, Vec<usize>> = HashMap::new();
+    let mut pack_blobs: HashMap<EncKey, (Vec<(ChunkId, BlobAt)>, u64)> = HashMap::new();
     let mut pending_acks: Vec<AckedShare> = Vec::new();
-    let mut set: JoinSet<ChunkOutcome> = JoinSet::new();
-    let (mut chunks_total, mut chunks_sent, mut chunks_dedup, mut shares_sent, mut bytes_sent) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut chunks_earlier = 0u64;
+    let mut pending_blobs: Vec<(ChunkId, BlobAt)> = Vec::new();
+    let mut set: JoinSet<PackOutcome> = JoinSet::new();
+    let mut stats = Stats::default();
     let mut encoder_open = true;
-    let mut bytes_in_flight = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+
+    // A chunk reference reaches its file: recorded at its position, and the file learns of
+    // the pack it depends on (or that the pack failed).
+    let attach = |files: &mut Vec<FileTrack>,
+                  pack_files: &mut HashMap<EncKey, Vec<usize>>,
+                  failed_packs: &HashMap<EncKey, String>,
+                  file: usize,
+                  seq: usize,
+                  chunk: ChunkRef| {
+        let key = enc_key(&chunk);
+        if let Some(track) = files.get_mut(file) {
+            if let Some(error) = failed_packs.get(&key) {
+                track.failed.get_or_insert_with(|| error.clone());
+            }
+            track.refs.insert(seq, chunk);
+            track.try_manifest();
+        }
+        pack_files.entry(key).or_default().push(file);
+    };
 
     loop {
         tokio::select! {
-            message = rx.recv(), if encoder_open && set.len() < CHUNKS_IN_FLIGHT && bytes_in_flight < BYTES_IN_FLIGHT => match message {
+            message = rx.recv(), if encoder_open && set.len() < PACKS_IN_FLIGHT => match message {
                 None => encoder_open = false,
-                Some(Encoded::Chunk { file, seq, chunk, earlier }) => {
-                    let id = enc_key(&chunk.chunk);
-                    chunks_total += 1;
-                    chunks_earlier += u64::from(earlier);
-                    if let Some(track) = files.get_mut(file) {
-                        track.refs.insert(seq, chunk.chunk.clone());
-                        track.try_manifest();
+                Some(Encoded::Known { file, seq, chunk }) => {
+                    stats.chunks += 1;
+                    stats.dedup += 1;
+                    stats.earlier += u64::from((chunk.k, chunk.n) != (redundancy.k(), redundancy.n()));
+                    Progress::add(&progress.bytes_done, u64::from(chunk.len));
+                    complete.insert(enc_key(&chunk));
+                    attach(&mut files, &mut pack_files, &failed_packs, file, seq, chunk);
+                }
+                Some(Encoded::Blob { file, seq, chunk }) => {
+                    stats.chunks += 1;
+                    match placed.chunk_ref(&chunk) {
+                        Some(r) => {
+                            // Met before in this put, its pack already on its way.
+                            stats.dedup += 1;
+                            attach(&mut files, &mut pack_files, &failed_packs, file, seq, r);
+                        }
+                        None => placed.waiting.entry(chunk).or_default().push((file, seq)),
                     }
-                    chunk_files.entry(id).or_default().push(file);
-                    chunk_len.insert(id, u64::from(chunk.chunk.len));
-                    if complete.contains(&id) {
-                        Progress::add(&progress.bytes_done, u64::from(chunk.chunk.len));
-                        continue;
+                }
+                Some(Encoded::Pack(encoded)) => {
+                    let number = placed.packs.len();
+                    let as_chunk = encoded.pack.as_chunk_ref();
+                    let key = enc_key(&as_chunk);
+                    placed.packs.push(encoded.pack.clone());
+                    let mut blobs = Vec::with_capacity(encoded.blobs.len());
+                    let mut plain = 0u64;
+                    for b in &encoded.blobs {
+                        placed.blobs.insert(b.chunk, (number, b.offset, b.len));
+                        blobs.push((b.chunk, BlobAt { pack: encoded.pack.id, offset: b.offset }));
+                        plain += u64::from(b.len);
+                        let waiting = placed.waiting.remove(&b.chunk).unwrap_or_default();
+                        // The first is the blob packed; any other, the same chunk met again.
+                        stats.sent += u64::from(!waiting.is_empty());
+                        stats.dedup += waiting.len().saturating_sub(1) as u64;
+                        for (file, seq) in waiting {
+                            if let Some(r) = placed.chunk_ref(&b.chunk) {
+                                attach(&mut files, &mut pack_files, &failed_packs, file, seq, r);
+                            }
+                        }
                     }
-                    if !in_flight.insert(id) {
-                        continue;
-                    }
-                    // Only the very shares this encoding lists count, where they still count.
-                    let c = &chunk.chunk;
-                    let acked: HashMap<u8, NodeId> = vault
-                        .encoding_shares(&c.id, c.k, c.n)?
-                        .into_iter()
-                        .filter(|s| usable(s) && lists(c, s))
-                        .map(|s| (s.index, s.peer))
-                        .collect();
-                    if acked.len() >= usize::from(c.n) {
-                        chunks_dedup += 1;
-                        in_flight.remove(&id);
-                        complete.insert(id);
-                        Progress::add(&progress.bytes_done, u64::from(c.len));
-                        continue;
-                    }
-                    chunks_sent += 1;
-                    bytes_in_flight += u64::from(chunk.chunk.len);
+                    pack_blobs.insert(key, (blobs, plain));
                     let nodes = nodes.clone();
-                    set.spawn(async move { (id, send_chunk(nodes, chunk, acked).await) });
+                    let chunk = EncodedChunk { chunk: as_chunk, shares: encoded.shares };
+                    set.spawn(async move { (key, send_chunk(nodes, chunk, HashMap::new()).await) });
                 }
                 Some(Encoded::FileDone { file, chunks, size, sha256 }) => {
                     if let Some(track) = files.get_mut(file) {
@@ -742,28 +916,31 @@ async fn store(
                 }
             },
             Some(joined) = set.join_next() => {
-                let Ok((id, result)) = joined else { continue };
-                in_flight.remove(&id);
-                bytes_in_flight = bytes_in_flight.saturating_sub(chunk_len.get(&id).copied().unwrap_or(0));
+                let Ok((key, result)) = joined else { continue };
+                let (blobs, plain) = pack_blobs.remove(&key).unwrap_or_default();
                 match result {
                     Ok((acks, bytes)) => {
-                        shares_sent += acks.len() as u64;
-                        bytes_sent += bytes;
+                        stats.packs += 1;
+                        stats.shares += acks.len() as u64;
+                        stats.bytes += bytes;
                         pending_acks.extend(acks);
-                        complete.insert(id);
-                        Progress::add(&progress.bytes_done, chunk_len.get(&id).copied().unwrap_or(0));
+                        pending_blobs.extend(blobs);
+                        complete.insert(key);
+                        Progress::add(&progress.bytes_done, plain);
                     }
                     Err(error) => {
-                        for &file in chunk_files.get(&id).map(Vec::as_slice).unwrap_or_default() {
+                        for &file in pack_files.get(&key).map(Vec::as_slice).unwrap_or_default() {
                             if let Some(track) = files.get_mut(file) {
                                 track.failed.get_or_insert_with(|| error.clone());
                             }
                         }
+                        failed_packs.insert(key, error);
                     }
                 }
+                pack_files.remove(&key);
             },
             _ = tick.tick() => {
-                flush(&vault, &mut pending_acks, &complete, &mut files, &entries, progress)?;
+                flush(&vault, &mut pending_acks, &mut pending_blobs, &complete, &mut files, &entries, progress)?;
             },
             else => break,
         }
@@ -775,11 +952,19 @@ async fn store(
     flush(
         &vault,
         &mut pending_acks,
+        &mut pending_blobs,
         &complete,
         &mut files,
         &entries,
         progress,
     )?;
+    // Every file is committed or failed; one that is neither lost a chunk on the way (a bug):
+    // it is reported, never dropped in silence.
+    for (track, entry) in files.iter_mut().zip(&entries) {
+        if !track.committed && track.failed.is_none() && entry.meta.kind == FileKind::File {
+            track.failed = Some("not every chunk of it was stored; run the put again".into());
+        }
+    }
 
     let failures: Vec<String> = files
         .iter()
@@ -799,12 +984,13 @@ async fn store(
         links: count(FileKind::Symlink),
         bytes: entries.iter().map(|e| e.meta.size).sum(),
         redundancy: redundancy.to_string(),
-        chunks: chunks_total,
-        chunks_sent,
-        chunks_already_stored: chunks_dedup,
-        chunks_kept_at_earlier_redundancy: chunks_earlier,
-        shares_sent,
-        share_bytes_sent: bytes_sent,
+        chunks: stats.chunks,
+        chunks_sent: stats.sent,
+        packs_sent: stats.packs,
+        chunks_already_stored: stats.dedup,
+        chunks_kept_at_earlier_redundancy: stats.earlier,
+        shares_sent: stats.shares,
+        share_bytes_sent: stats.bytes,
         skipped: warnings,
         failed: failures.clone(),
         moved: false,
@@ -858,18 +1044,21 @@ impl FileTrack {
     }
 }
 
-/// Records acks, then makes visible every file whose chunks are all recorded.
+/// Records acks and the blobs of the packs they complete, then makes visible every file whose
+/// chunks are all recorded.
 fn flush(
     vault: &shard_store::VaultCatalog<'_>,
     pending_acks: &mut Vec<AckedShare>,
+    pending_blobs: &mut Vec<(ChunkId, BlobAt)>,
     complete: &HashSet<EncKey>,
     files: &mut [FileTrack],
     entries: &[Entry],
     progress: &Progress,
 ) -> Result<()> {
-    if !pending_acks.is_empty() {
-        vault.record_acks(pending_acks)?;
+    if !pending_acks.is_empty() || !pending_blobs.is_empty() {
+        vault.record_acks_and_blobs(pending_acks, pending_blobs)?;
         pending_acks.clear();
+        pending_blobs.clear();
         crate::crash_point!("put:acks-recorded");
     }
     let ready: Vec<usize> = files

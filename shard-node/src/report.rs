@@ -58,9 +58,13 @@ pub struct PutReport {
     pub redundancy: String,
     /// Chunks the files were cut into.
     pub chunks: u64,
-    /// Chunks whose shares were sent.
+    /// Chunks sent (sealed as blobs and packed).
     pub chunks_sent: u64,
-    /// Chunks stored before, with every share in place: nothing sent.
+    /// Packs made of them whose shares were sent.
+    #[serde(default)]
+    pub packs_sent: u64,
+    /// Chunks stored before (or met twice in this put), with every share in place: nothing
+    /// sent for them.
     pub chunks_already_stored: u64,
     /// Chunks kept with an earlier, at least as strong encoding.
     pub chunks_kept_at_earlier_redundancy: u64,
@@ -388,6 +392,9 @@ pub struct PictureChunk {
     pub k: u8,
     /// Shares made.
     pub n: u8,
+    /// The first bytes of the id of the pack it lies in, in hex (its shares are the pack's).
+    #[serde(default)]
+    pub pack: Option<String>,
     /// Each of its `n` shares.
     pub shares: Vec<PictureShare>,
 }

@@ -76,6 +76,32 @@ impl Target {
         }
     }
 
+    /// Bytes `range` of a share's payload, unverified (the caller authenticates what it
+    /// assembles); `None` if the node does not have the share.
+    pub async fn get_range(
+        &self,
+        vault: VaultRef,
+        id: ShareId,
+        range: std::ops::Range<u32>,
+        timeout: Duration,
+    ) -> Result<Option<bytes::Bytes>> {
+        match self {
+            Target::Local { id: me, service } => {
+                let (store, ns) = (service.store().clone(), Namespace { owner: *me, vault });
+                tokio::task::spawn_blocking(move || {
+                    store.get_range(&ns, &id, range.start, range.end)
+                })
+                .await
+                .map_err(|e| Error::task(&e))?
+                .map_err(Error::Store)
+            }
+            Target::Peer(p) => p
+                .get_share_range(vault, id, range, timeout)
+                .await
+                .map_err(Error::from),
+        }
+    }
+
     /// For each id, whether the node holds it (batches of at most
     /// [`shard_proto::MAX_IDS_PER_REQUEST`]).
     pub async fn have(

@@ -1,17 +1,21 @@
 //! Manifests: which chunks make a file and which shares make a chunk. Secret to the owner
 //! (kept sealed in the catalog), never sent to a peer in the clear.
 //!
-//! Encoding, version 1: one version byte (= 1) followed by the postcard encoding of
-//! [`Manifest`]. Decoding checks every field against the share format's limits.
+//! Encoding, version 2: one version byte (= 2) followed by the postcard encoding of
+//! [`Manifest`]. Decoding checks every field against the share format's limits. Version 2
+//! added [`ChunkRef::pack`] (chunks stored as blobs in packs); version 1 is refused.
 
 use serde::{Deserialize, Serialize};
 
 use crate::share::{MAX_SHARE_PAYLOAD, MAX_SHARES, ShareHeader};
 use crate::{ChunkId, Error, PackId, Result, ShareId};
 
-const MANIFEST_VERSION: u8 = 1;
+const MANIFEST_VERSION: u8 = 2;
 
-/// One chunk of a file: its id, length, erasure parameters and the ids of its `n` shares.
+/// One chunk of a file: its id, length, and the encoding that holds it — erasure parameters
+/// and the ids of its `n` shares. A chunk is either coded on its own (`pack` is `None`: the
+/// encoding is the chunk's, recorded under its id) or a blob in a pack (`pack` says which and
+/// where: the encoding is the pack's, recorded under the pack's id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     /// Keyed hash of the chunk's plaintext.
@@ -26,19 +30,65 @@ pub struct ChunkRef {
     pub share_len: u32,
     /// The share ids, by share index.
     pub shares: Vec<ShareId>,
+    /// The pack the chunk lies in, when it is a blob in one.
+    pub pack: Option<BlobAt>,
 }
+
+/// Where a chunk lies as a blob: its pack and first byte in it. The blob is the chunk's
+/// plaintext sealed alone, `len + 16` bytes (the tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobAt {
+    /// The pack.
+    pub pack: PackId,
+    /// The blob's first byte in the pack.
+    pub offset: u32,
+}
+
+/// Bytes a blob takes beyond its chunk's plaintext: the AEAD tag.
+pub const BLOB_OVERHEAD: u64 = 16;
 
 impl ChunkRef {
     /// Checks that the fields are consistent and within the format's limits.
     pub fn validate(&self) -> Result<()> {
         validate_coding(self.k, self.n, self.shares.len(), self.share_len)?;
-        // The sealed chunk (plaintext, padding marker, tag) must fit in its k data shares.
-        if u64::from(self.len) + 17 > u64::from(self.k) * u64::from(self.share_len) {
-            return Err(Error::InvalidManifest(
-                "chunk length does not fit its shares",
-            ));
+        let capacity = u64::from(self.k) * u64::from(self.share_len);
+        match self.pack {
+            // The blob (plaintext and tag) must lie within the pack's k data shares.
+            Some(at) => {
+                if self.len == 0
+                    || u64::from(at.offset) + u64::from(self.len) + BLOB_OVERHEAD > capacity
+                {
+                    return Err(Error::InvalidManifest("blob lies outside its pack"));
+                }
+            }
+            // The sealed chunk (plaintext, padding marker, tag) must fit in its k data shares.
+            None => {
+                if u64::from(self.len) + 17 > capacity {
+                    return Err(Error::InvalidManifest(
+                        "chunk length does not fit its shares",
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The id the encoding that holds the chunk is recorded under: the pack's for a blob, the
+    /// chunk's own otherwise (the two never collide: pack ids are random, chunk ids keyed
+    /// hashes).
+    pub fn encoding(&self) -> ChunkId {
+        self.pack.map_or(self.id, |at| ChunkId(at.pack.0))
+    }
+
+    /// The record of the pack the chunk lies in, if it is a blob.
+    pub fn pack_ref(&self) -> Option<PackRef> {
+        self.pack.map(|at| PackRef {
+            id: at.pack,
+            k: self.k,
+            n: self.n,
+            share_len: self.share_len,
+            shares: self.shares.clone(),
+        })
     }
 
     /// The header share `index` of this chunk must have.
@@ -98,6 +148,20 @@ impl PackRef {
     /// The header share `index` of this pack must have.
     pub fn expected_header(&self, index: u8) -> Result<ShareHeader> {
         ShareHeader::new(self.k, self.n, index, self.share_len)
+    }
+
+    /// The pack as the share path (placement, fetch, check, repair) handles any encoding: a
+    /// chunk reference under the pack's id with no plaintext of its own.
+    pub fn as_chunk_ref(&self) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId(self.id.0),
+            len: 0,
+            k: self.k,
+            n: self.n,
+            share_len: self.share_len,
+            shares: self.shares.clone(),
+            pack: None,
+        }
     }
 }
 
@@ -167,7 +231,29 @@ mod tests {
             n: 3,
             share_len: 64,
             shares: vec![ShareId([2; 32]), ShareId([3; 32]), ShareId([4; 32])],
+            pack: None,
         }
+    }
+
+    #[test]
+    fn a_blob_must_lie_within_its_pack() {
+        let mut c = chunk(60);
+        c.pack = Some(BlobAt {
+            pack: PackId([5; 32]),
+            offset: 128 - 60 - 16,
+        });
+        assert!(c.validate().is_ok());
+        assert_eq!(c.encoding(), ChunkId([5; 32]));
+        c.pack = Some(BlobAt {
+            pack: PackId([5; 32]),
+            offset: 128 - 60 - 15,
+        });
+        assert!(c.validate().is_err());
+        c.pack = Some(BlobAt {
+            pack: PackId([5; 32]),
+            offset: u32::MAX,
+        });
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod stream;
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
     FileStamp, NewFile, PeerRecord, SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState,
-    SnapshotFile, SnapshotShare, StampedEntry, VaultCatalog, VaultSnapshot, VaultState,
+    SnapshotFile, SnapshotShare, StampedEntry, StoredBlob, VaultCatalog, VaultSnapshot, VaultState,
     unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
@@ -57,7 +57,10 @@ pub use pack::{
     PackShape, Piece, SHARE_CLASSES, blob_in_pack, open_blob,
 };
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
-pub use parallel::{ChunkSource, Feeder, SplitChunk, restore_parallel, split_parallel};
+pub use parallel::{
+    ChunkSource, Feeder, Sealed, SealedChunk, SplitChunk, restore_parallel, seal_parallel,
+    split_parallel,
+};
 pub use pipeline::{
     CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy, check_share,
 };

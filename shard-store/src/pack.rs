@@ -10,9 +10,16 @@
 //! - A **blob** is one chunk sealed alone under its own key ([`BLOB_FORMAT`]: shard-crypto's
 //!   chunk key, bound to the chunk id and the blob's length; no padding, the pack hides the
 //!   size). Any blob can be read and authenticated from its byte range alone.
-//! - A **pack** is its blobs back to back, in random order, then random filler up to
-//!   `k × share_len`. It has no header: which blob lies where is recorded only in the owner's
-//!   sealed catalog ([`BlobPlace`]). Its id is random ([`PackId`]).
+//! - A **pack** is `k` data shares of `share_len` bytes. Each begins with [`SHARE_SALT`]
+//!   random bytes; the rest, read share after share, holds the blobs back to back in random
+//!   order, then random filler. Offsets of blobs count only those bytes (a pack's
+//!   *capacity*, [`PackShape::capacity`]). It has no header: which blob lies where is recorded
+//!   only in the owner's sealed catalog ([`BlobPlace`]). Its id is random ([`PackId`]).
+//! - Why the salt: blobs are sealed deterministically (the same chunk gives the same bytes),
+//!   so two packs holding the same blob at the same place would otherwise have identical
+//!   shares — one share id for two packs' shares, and deleting one would delete the other.
+//!   With 128 random bits in every data share (and so in every recovery share), no two
+//!   shares of any packs are the same.
 //! - `share_len` is one of [`SHARE_CLASSES`], the same whatever `k`, so a peer holding shares
 //!   of any number of files sees at most that many share sizes. A full pack takes the largest
 //!   class that keeps it within [`FULL_PACK_MAX`] bytes; the last pack of a put, the smallest
@@ -24,7 +31,6 @@
 //!   of a shard on its own: a window aligned to 64 bytes decodes like whole shards.
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
@@ -48,10 +54,13 @@ pub const SHARE_CLASSES: [u32; 4] = [256 << 10, 1 << 20, 4 << 20, 8 << 20];
 
 /// The most bytes a full pack holds (its `k` data shares): bounds the memory a put holds per
 /// open pack.
-pub const FULL_PACK_MAX: u64 = 32 << 20;
+pub const FULL_PACK_MAX: u64 = 16 << 20;
 
 /// Reed-Solomon codes each block of this many bytes of a shard on its own.
 const BLOCK: u32 = 64;
+
+/// Random bytes at the start of every data share of a pack (see the module's docs).
+pub const SHARE_SALT: u32 = 16;
 
 /// Packs filled at once; each blob goes to one of them at random, so that neither the order
 /// of blobs within a pack nor the pack a blob lands in follows the order of the files.
@@ -105,16 +114,16 @@ impl PackShape {
         }
     }
 
-    /// The smallest shape coded with `redundancy` that holds `bytes`, up to the full one.
+    /// The smallest shape coded with `redundancy` that holds `bytes` of blobs, up to the
+    /// full one.
     pub fn fitting(redundancy: Redundancy, bytes: u64) -> Option<Self> {
         let full = Self::full(redundancy);
-        let k = u64::from(redundancy.k());
         SHARE_CLASSES
             .iter()
             .copied()
             .take_while(|c| *c <= full.share_len)
-            .find(|c| k * u64::from(*c) >= bytes)
             .map(|share_len| Self { share_len, ..full })
+            .find(|shape| shape.capacity() >= bytes)
     }
 
     /// The shape of a recorded pack (checked).
@@ -127,35 +136,46 @@ impl PackShape {
         })
     }
 
-    /// Bytes the pack holds: its `k` data shares.
+    /// Bytes of blobs the pack holds: its `k` data shares less their salt.
     pub fn capacity(&self) -> u64 {
+        u64::from(self.k) * u64::from(self.room())
+    }
+
+    /// The pack's bytes as coded: its `k` data shares, salt included.
+    pub fn coded_len(&self) -> u64 {
         u64::from(self.k) * u64::from(self.share_len)
     }
 
-    /// Where bytes `offset..offset + len` of the pack lie in its data shares, in order;
-    /// [`Error::OutsidePack`] for an empty range or one past the pack's end.
+    /// Bytes of blobs one data share holds.
+    fn room(&self) -> u32 {
+        self.share_len.saturating_sub(SHARE_SALT)
+    }
+
+    /// Where blob bytes `offset..offset + len` (offsets past the salt, as [`BlobPlace`]
+    /// records them) lie in the pack's data shares, in order; [`Error::OutsidePack`] for an
+    /// empty range or one past the pack's end.
     pub fn pieces(&self, offset: u64, len: u64) -> Result<Vec<Piece>> {
         let end = offset.saturating_add(len);
-        if len == 0 || end > self.capacity() {
+        let room = u64::from(self.room());
+        if len == 0 || end > self.capacity() || room == 0 {
             return Err(Error::OutsidePack {
                 offset,
                 len,
                 pack_len: self.capacity(),
             });
         }
-        let share_len = u64::from(self.share_len);
+        let salt = u64::from(SHARE_SALT);
         let mut pieces = Vec::new();
         let mut at = offset;
         while at < end {
-            let index = at / share_len;
-            let share_end = (index + 1) * share_len;
-            let stop = end.min(share_end);
+            let index = at / room;
+            let stop = end.min((index + 1) * room);
             // All three fit: index < k ≤ 32 and positions within a share < share_len ≤ u32.
             pieces.push(Piece {
                 index: u8::try_from(index).map_err(|_| Error::InvalidParameters("share index"))?,
-                start: u32::try_from(at - index * share_len)
+                start: u32::try_from(salt + at - index * room)
                     .map_err(|_| Error::InvalidParameters("share offset"))?,
-                end: u32::try_from(stop - index * share_len)
+                end: u32::try_from(salt + stop - index * room)
                     .map_err(|_| Error::InvalidParameters("share offset"))?,
             });
             at = stop;
@@ -199,6 +219,19 @@ impl Blob {
         })
     }
 
+    /// Seals `plaintext`, whose id the caller computed (`keys.chunk_id`), taking its buffer.
+    pub(crate) fn seal_as(keys: &VaultKeys, id: ChunkId, mut plaintext: Vec<u8>) -> Result<Self> {
+        let len = u32::try_from(plaintext.len())
+            .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
+        plaintext.reserve_exact(TAG_LEN);
+        keys.seal_chunk(&id.0, BLOB_FORMAT, &mut plaintext)?;
+        Ok(Self {
+            id,
+            len,
+            sealed: plaintext,
+        })
+    }
+
     /// The chunk's id.
     pub fn id(&self) -> ChunkId {
         self.id
@@ -232,13 +265,22 @@ pub struct BlobPlace {
 }
 
 impl BlobPlace {
+    /// Where the blob a chunk reference names lies (`None` if it is not a blob).
+    pub fn of(chunk: &shard_proto::ChunkRef) -> Option<Self> {
+        chunk.pack.map(|at| Self {
+            chunk: chunk.id,
+            len: chunk.len,
+            offset: at.offset,
+        })
+    }
+
     /// Bytes the blob takes in the pack.
     pub fn sealed_len(&self) -> u64 {
         u64::from(self.len) + TAG_LEN as u64
     }
 }
 
-/// A pack ready to be coded: its bytes (`shape.capacity()` of them) and its blobs.
+/// A pack ready to be coded: its bytes (`shape.coded_len()` of them) and its blobs.
 pub struct Pack {
     /// Its random id.
     pub id: PackId,
@@ -366,27 +408,35 @@ impl PackBuilder {
             let j = self.pick(i + 1);
             blobs.swap(i, j);
         }
-        let capacity =
-            usize::try_from(shape.capacity()).map_err(|_| Error::InvalidParameters("pack size"))?;
-        let mut bytes = Vec::with_capacity(capacity);
+        let coded = usize::try_from(shape.coded_len())
+            .map_err(|_| Error::InvalidParameters("pack size"))?;
+        // Random throughout (salt and filler); the blobs are written over it.
+        let mut bytes = vec![0u8; coded];
+        self.rng.fill_bytes(&mut bytes);
         let mut places = Vec::with_capacity(blobs.len());
+        let mut offset = 0u64;
         for blob in blobs {
-            let offset = u32::try_from(bytes.len())
-                .map_err(|_| Error::InvalidParameters("pack larger than 4 GiB"))?;
             places.push(BlobPlace {
                 chunk: blob.id,
                 len: blob.len,
-                offset,
+                offset: u32::try_from(offset)
+                    .map_err(|_| Error::InvalidParameters("pack larger than 4 GiB"))?,
             });
-            bytes.extend_from_slice(&blob.sealed);
-        }
-        if bytes.len() > capacity {
-            return Err(Error::InvalidParameters("blobs overflow their pack"));
-        }
-        let used = bytes.len();
-        bytes.resize(capacity, 0);
-        if let Some(filler) = bytes.get_mut(used..) {
-            self.rng.fill_bytes(filler);
+            let mut from = 0usize;
+            for piece in shape.pieces(offset, blob.sealed_len())? {
+                let start = usize::from(piece.index) * shape.share_len as usize;
+                let (a, b) = (start + piece.start as usize, start + piece.end as usize);
+                let part = blob
+                    .sealed
+                    .get(from..from + (b - a))
+                    .ok_or(Error::InvalidParameters("blob shorter than its pieces"))?;
+                bytes
+                    .get_mut(a..b)
+                    .ok_or(Error::InvalidParameters("blobs overflow their pack"))?
+                    .copy_from_slice(part);
+                from += b - a;
+            }
+            offset += blob.sealed_len();
         }
         let mut id = [0u8; 32];
         self.rng.fill_bytes(&mut id);
@@ -441,7 +491,7 @@ impl PackCoder {
     pub fn encode(&mut self, pack: Pack) -> Result<EncodedPack> {
         let shape = pack.shape;
         let (k, n) = (shape.k, shape.n);
-        if pack.bytes.len() as u64 != shape.capacity() {
+        if pack.bytes.len() as u64 != shape.coded_len() {
             return Err(Error::InvalidParameters("pack bytes differ from its shape"));
         }
         let recovery = Bytes::from(self.coder(k, n)?.encode(&pack.bytes)?);
@@ -508,20 +558,35 @@ impl PackCoder {
         keys: &VaultKeys,
         pack: &PackRef,
         place: &BlobPlace,
+        fetch: impl FnMut(u8, Range<u32>) -> Option<Bytes>,
+    ) -> Result<Vec<u8>> {
+        self.read_blob_noting(keys, pack, place, fetch, &mut Vec::new())
+    }
+
+    /// [`PackCoder::read_blob`], noting in `suspects` the data shares whose holders served
+    /// bytes other than those rebuilt from the other shares (found when the blob did not
+    /// authenticate with what they served).
+    pub fn read_blob_noting(
+        &mut self,
+        keys: &VaultKeys,
+        pack: &PackRef,
+        place: &BlobPlace,
         mut fetch: impl FnMut(u8, Range<u32>) -> Option<Bytes>,
+        suspects: &mut Vec<u8>,
     ) -> Result<Vec<u8>> {
         let shape = PackShape::of(pack)?;
         let pieces = shape.pieces(u64::from(place.offset), place.sealed_len())?;
         let total = usize::try_from(place.sealed_len())
             .map_err(|_| Error::InvalidParameters("blob length"))?;
         let mut sealed = Vec::with_capacity(total);
-        let mut direct = false;
-        for piece in &pieces {
+        // Pieces read straight from their data share: (position in `pieces`, bytes).
+        let mut direct: Vec<(usize, Bytes)> = Vec::new();
+        for (at, piece) in pieces.iter().enumerate() {
             let want = (piece.end - piece.start) as usize;
             match fetch(piece.index, piece.range()) {
                 Some(bytes) if bytes.len() == want => {
-                    direct = true;
                     sealed.extend_from_slice(&bytes);
+                    direct.push((at, bytes));
                 }
                 _ => {
                     let rebuilt = self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?;
@@ -532,12 +597,24 @@ impl PackCoder {
         match open_blob(keys, place, sealed) {
             // A data share's holder may have served other bytes: once more, every piece
             // rebuilt from the other shares.
-            Err(Error::CorruptChunk { .. }) if direct => {
+            Err(Error::CorruptChunk { .. }) if !direct.is_empty() => {
                 let mut sealed = Vec::with_capacity(total);
+                let mut rebuilt = Vec::with_capacity(pieces.len());
                 for piece in &pieces {
-                    sealed.extend(self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?);
+                    let bytes = self.rebuild_piece(&shape, pack, place, piece, &mut fetch)?;
+                    sealed.extend_from_slice(&bytes);
+                    rebuilt.push(bytes);
                 }
-                open_blob(keys, place, sealed)
+                let plain = open_blob(keys, place, sealed)?;
+                // What authenticates is right: a direct piece that differs from it was a lie.
+                for (at, bytes) in &direct {
+                    if rebuilt.get(*at).is_some_and(|r| r[..] != bytes[..])
+                        && let Some(piece) = pieces.get(*at)
+                    {
+                        suspects.push(piece.index);
+                    }
+                }
+                Ok(plain)
             }
             other => other,
         }
@@ -598,19 +675,27 @@ pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, mut sealed: Vec<u8>) -> Re
     Ok(sealed)
 }
 
-/// The blob at `place` out of a whole pack's bytes (decoded from shares checked against their
-/// ids), opened.
-pub fn blob_in_pack(keys: &Arc<VaultKeys>, place: &BlobPlace, pack: &[u8]) -> Result<Vec<u8>> {
-    let start = usize::try_from(place.offset).map_err(|_| Error::InvalidParameters("offset"))?;
-    let end = start.saturating_add(
-        usize::try_from(place.sealed_len()).map_err(|_| Error::InvalidParameters("length"))?,
-    );
-    let bytes = pack.get(start..end).ok_or(Error::OutsidePack {
-        offset: u64::from(place.offset),
-        len: place.sealed_len(),
-        pack_len: pack.len() as u64,
-    })?;
-    open_blob(keys, place, bytes.to_vec())
+/// The blob at `place` out of a whole pack of `shape` (its bytes decoded from shares checked
+/// against their ids), opened.
+pub fn blob_in_pack(
+    keys: &VaultKeys,
+    shape: &PackShape,
+    place: &BlobPlace,
+    pack: &[u8],
+) -> Result<Vec<u8>> {
+    let mut sealed = Vec::with_capacity(usize::try_from(place.sealed_len()).unwrap_or(0));
+    for piece in shape.pieces(u64::from(place.offset), place.sealed_len())? {
+        let start = usize::from(piece.index) * shape.share_len as usize;
+        let bytes = pack
+            .get(start + piece.start as usize..start + piece.end as usize)
+            .ok_or(Error::OutsidePack {
+                offset: u64::from(place.offset),
+                len: place.sealed_len(),
+                pack_len: pack.len() as u64,
+            })?;
+        sealed.extend_from_slice(bytes);
+    }
+    open_blob(keys, place, sealed)
 }
 
 #[cfg(test)]
@@ -631,62 +716,70 @@ mod tests {
             assert!(shape.capacity() <= FULL_PACK_MAX, "k {k}");
         }
         assert_eq!(PackShape::full(r(1, 1)).share_len, 8 << 20);
-        assert_eq!(PackShape::full(r(3, 5)).share_len, 8 << 20);
-        assert_eq!(PackShape::full(r(5, 8)).share_len, 4 << 20);
+        assert_eq!(PackShape::full(r(3, 5)).share_len, 4 << 20);
+        assert_eq!(PackShape::full(r(5, 8)).share_len, 1 << 20);
         assert_eq!(PackShape::full(r(9, 16)).share_len, 1 << 20);
     }
 
     #[test]
     fn a_small_last_pack_takes_the_smallest_class_it_fits() {
+        // Each data share holds its length less the salt.
+        let room = |class: u64| class - u64::from(SHARE_SALT);
         assert_eq!(PackShape::fitting(r(3, 5), 1).unwrap().share_len, 256 << 10);
         assert_eq!(
-            PackShape::fitting(r(3, 5), 3 * (256 << 10))
+            PackShape::fitting(r(3, 5), 3 * room(256 << 10))
                 .unwrap()
                 .share_len,
             256 << 10
         );
         assert_eq!(
-            PackShape::fitting(r(3, 5), 3 * (256 << 10) + 1)
+            PackShape::fitting(r(3, 5), 3 * room(256 << 10) + 1)
                 .unwrap()
                 .share_len,
             1 << 20
         );
         assert_eq!(
-            PackShape::fitting(r(3, 5), 24 << 20).unwrap().share_len,
-            8 << 20
+            PackShape::fitting(r(3, 5), 3 * room(4 << 20))
+                .unwrap()
+                .share_len,
+            4 << 20
         );
-        assert_eq!(PackShape::fitting(r(3, 5), (24 << 20) + 1), None);
+        assert_eq!(PackShape::fitting(r(3, 5), 3 * room(4 << 20) + 1), None);
         // k = 9: the full pack is 1 MiB shares; no larger class is ever used.
         assert_eq!(
-            PackShape::fitting(r(9, 16), 9 << 20).unwrap().share_len,
+            PackShape::fitting(r(9, 16), 9 * room(1 << 20))
+                .unwrap()
+                .share_len,
             1 << 20
         );
-        assert_eq!(PackShape::fitting(r(9, 16), (9 << 20) + 1), None);
+        assert_eq!(PackShape::fitting(r(9, 16), 9 * room(1 << 20) + 1), None);
     }
 
     #[test]
-    fn pieces_cover_a_range_across_share_boundaries_and_refuse_the_pack_end() {
+    fn pieces_cover_a_range_across_share_boundaries_past_each_salt_and_refuse_the_pack_end() {
         let shape = PackShape {
             k: 3,
             n: 5,
             share_len: 1024,
         };
+        // 1008 bytes of blobs per share, after 16 of salt.
         assert_eq!(
             shape.pieces(1000, 100).unwrap(),
             vec![
                 Piece {
                     index: 0,
-                    start: 1000,
+                    start: 1016,
                     end: 1024
                 },
                 Piece {
                     index: 1,
-                    start: 0,
-                    end: 76
+                    start: 16,
+                    end: 108
                 }
             ]
         );
-        assert_eq!(shape.pieces(0, 3072).unwrap().len(), 3);
+        assert_eq!(shape.capacity(), 3 * 1008);
+        assert!(shape.pieces(0, 3 * 1008 + 1).is_err());
         assert_eq!(
             shape.window(&Piece {
                 index: 1,
@@ -703,7 +796,8 @@ mod tests {
             }),
             960..1024
         );
-        for (offset, len) in [(3000, 73), (0, 0), (3072, 1), (u64::MAX, 2)] {
+        assert_eq!(shape.pieces(0, 3 * 1008).unwrap().len(), 3);
+        for (offset, len) in [(3000, 25), (0, 0), (3024, 1), (u64::MAX, 2)] {
             assert!(
                 matches!(shape.pieces(offset, len), Err(Error::OutsidePack { .. })),
                 "{offset}+{len}"

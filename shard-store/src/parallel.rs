@@ -17,6 +17,7 @@ use shard_crypto::VaultKeys;
 use shard_proto::{ChunkId, ChunkRef, Share};
 
 use crate::chunker::{ChunkReader, Chunker};
+use crate::pack::{Blob, BlobPlace, PackCoder, PackShape, blob_in_pack};
 use crate::pipeline::{ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy};
 use crate::{Error, Result};
 
@@ -105,16 +106,93 @@ pub fn split_parallel<C, T>(
 where
     C: Chunker,
 {
+    on_workers(
+        chunker,
+        workers,
+        || ChunkEncoder::new(keys.clone(), redundancy),
+        |encoder, plain| encoder.encode_choosing(&plain, choose),
+        |file, seq, result| emit(SplitChunk { file, seq, result }),
+        feed,
+    )
+}
+
+/// A chunk as [`seal_parallel`]'s workers left it: stored already (the reference to its
+/// copy), or sealed as a blob for a pack.
+pub enum Sealed {
+    /// The chunk is stored already; the reference says where.
+    Known(ChunkRef),
+    /// The chunk sealed, to be packed.
+    Blob(Blob),
+}
+
+/// One chunk [`seal_parallel`]'s workers handled: which file it is from, its position in that
+/// file, and what became of it.
+pub struct SealedChunk {
+    /// The number the feeder gave the file.
+    pub file: usize,
+    /// The chunk's position in the file, from 0.
+    pub seq: usize,
+    /// The chunk stored already or sealed, or why that failed.
+    pub result: Result<Sealed>,
+}
+
+/// Cuts files into chunks on the calling thread while `workers` threads (at least one) id
+/// each chunk and either find it stored already (`known` returns its reference) or seal it
+/// as a blob; returns what `feed` returns. Everything goes to `emit` on a worker thread, as in
+/// [`split_parallel`]; chunks arrive in any order.
+pub fn seal_parallel<C, T>(
+    keys: &Arc<VaultKeys>,
+    chunker: &C,
+    workers: usize,
+    known: &(dyn Fn(&ChunkId, u32) -> Result<Option<ChunkRef>> + Sync),
+    emit: &(dyn Fn(SealedChunk) -> bool + Sync),
+    feed: impl FnOnce(&mut Feeder<'_, C>) -> T,
+) -> Result<T>
+where
+    C: Chunker,
+{
+    on_workers(
+        chunker,
+        workers,
+        || Ok(()),
+        |(), plain| {
+            let id = ChunkId(keys.chunk_id(&plain));
+            let len = u32::try_from(plain.len())
+                .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
+            match known(&id, len)? {
+                Some(found) => Ok(Sealed::Known(found)),
+                None => Ok(Sealed::Blob(Blob::seal_as(keys, id, plain)?)),
+            }
+        },
+        |file, seq, result| emit(SealedChunk { file, seq, result }),
+        feed,
+    )
+}
+
+/// The threads of [`split_parallel`] and [`seal_parallel`]: `workers` threads each with its
+/// own state (from `make`) run `work` on each chunk the feeder cuts and hand the result to
+/// `emit`; `emit` returning `false` stops them.
+fn on_workers<C, T, W, O>(
+    chunker: &C,
+    workers: usize,
+    make: impl Fn() -> Result<W> + Sync,
+    work: impl Fn(&mut W, Vec<u8>) -> Result<O> + Sync,
+    emit: impl Fn(usize, usize, Result<O>) -> bool + Sync,
+    feed: impl FnOnce(&mut Feeder<'_, C>) -> T,
+) -> Result<T>
+where
+    C: Chunker,
+    W: Send,
+{
     let workers = workers.max(1);
-    let encoders = (0..workers)
-        .map(|_| ChunkEncoder::new(keys.clone(), redundancy))
-        .collect::<Result<Vec<_>>>()?;
+    let states = (0..workers).map(|_| make()).collect::<Result<Vec<_>>>()?;
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers);
     // Only the workers hold the receiving end: when they all stop, the feeder's blocked send
     // fails instead of waiting for ever.
     let work_rx = Arc::new(Mutex::new(work_rx));
+    let (make, work, emit) = (&make, &work, &emit);
     Ok(std::thread::scope(|scope| {
-        for mut encoder in encoders {
+        for mut state in states {
             let work_rx = work_rx.clone();
             scope.spawn(move || {
                 loop {
@@ -125,15 +203,15 @@ where
                     let Ok((file, seq, plain)) = job else {
                         return;
                     };
-                    let result = guarded(|| encoder.encode_choosing(&plain, choose));
+                    let result = guarded(|| work(&mut state, plain));
                     if matches!(result, Err(Error::WorkerPanicked)) {
-                        // Its buffers may be half-changed: a fresh encoder for what follows.
-                        match ChunkEncoder::new(keys.clone(), redundancy) {
-                            Ok(fresh) => encoder = fresh,
+                        // Its buffers may be half-changed: a fresh state for what follows.
+                        match make() {
+                            Ok(fresh) => state = fresh,
                             Err(_) => return,
                         }
                     }
-                    if !emit(SplitChunk { file, seq, result }) {
+                    if !emit(file, seq, result) {
                         // The feeder learns on its next send, once every worker has left.
                         return;
                     }
@@ -159,6 +237,22 @@ pub trait ChunkSource: Sync {
     type Error: From<Error> + Send;
     /// Shares of `chunk`, or why there are not enough.
     fn shares(&self, chunk: &ChunkRef) -> std::result::Result<Vec<Share>, Self::Error>;
+
+    /// The plaintext of `chunk`, a blob in a pack, authenticated. By default the whole pack
+    /// is decoded from the shares [`ChunkSource::shares`] gives; a source that can read byte
+    /// ranges of shares reads only the blob's (see [`crate::PackCoder::read_blob`]).
+    fn blob(
+        &self,
+        keys: &VaultKeys,
+        chunk: &ChunkRef,
+    ) -> std::result::Result<Vec<u8>, Self::Error> {
+        let (Some(pack), Some(place)) = (chunk.pack_ref(), BlobPlace::of(chunk)) else {
+            return Err(Error::InvalidParameters("the chunk is not a blob in a pack").into());
+        };
+        let shares = self.shares(chunk)?;
+        let bytes = PackCoder::new().decode(&pack, &shares)?;
+        Ok(blob_in_pack(keys, &PackShape::of(&pack)?, &place, &bytes)?)
+    }
 }
 
 /// Restores the plaintext of `chunks`, in order, into `write`: `workers` threads fetch (from
@@ -207,6 +301,9 @@ where
     S: ChunkSource + ?Sized,
 {
     let fetch = |decoder: &mut ChunkDecoder, chunk: &ChunkRef| {
+        if chunk.pack.is_some() {
+            return source.blob(keys, chunk);
+        }
         let shares = source.shares(chunk)?;
         decoder.decode(chunk, &shares).map_err(S::Error::from)
     };

@@ -166,6 +166,7 @@ impl ChunkEncoder {
                 n: self.redundancy.n,
                 share_len,
                 shares: shares.iter().map(Share::id).collect(),
+                pack: None,
             },
             shares,
         })

@@ -114,8 +114,9 @@ impl ShareStore for Adversary {
             return Ok(Some(Share::new(cut, payload)?));
         }
         if self.lies(Lie::WrongBytes) {
+            // One bit in every 4 KiB: a read of any range of a few KiB sees some.
             let mut payload = share.payload().to_vec();
-            if let Some(b) = payload.get_mut(0) {
+            for b in payload.iter_mut().step_by(4096) {
                 *b ^= 0x01;
             }
             return Ok(Some(Share::new(*header, Bytes::from(payload))?));

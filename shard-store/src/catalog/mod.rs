@@ -20,7 +20,7 @@ use shard_proto::{NodeId, ShareId};
 pub use schema::SCHEMA_VERSION;
 pub use vault::{
     AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, FileStamp, NewFile, ShareRecord,
-    ShareState, StampedEntry, VaultCatalog,
+    ShareState, StampedEntry, StoredBlob, VaultCatalog,
 };
 pub use vault::{SNAPSHOT_VERSION, SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
 

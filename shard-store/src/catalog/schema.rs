@@ -43,13 +43,22 @@
 //!
 //! Version 5 changes no table: it marks data format 2 (chunk ids are keyed BLAKE3, share ids
 //! BLAKE3), so a catalog with accounts of version 4 is refused like older ones.
+//!
+//! Version 6 (packs: manifests of version 2 name the pack each blob lies in; a catalog with
+//! accounts of an earlier version is refused):
+//! ```text
+//! blobs(account, chunk, pack, at, PRIMARY KEY(account, chunk, pack))
+//!     a chunk stored as a blob at byte `at` of pack `pack` (whose encoding is the `chunks` row
+//!     with id = pack): where a put finds a chunk it meets again. Written once every share of
+//!     the pack is acknowledged; removed with the pack.
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -147,11 +156,19 @@ const MIGRATIONS: &[&str] = &[
     // 4 → 5: no table changes; data format 2 (BLAKE3 share ids and chunk ids). Only ever run
     // on a catalog without accounts (checked).
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
+    // 5 → 6: packs. Only ever run on a catalog without accounts (checked).
+    "CREATE TABLE blobs (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         chunk BLOB NOT NULL,
+         pack BLOB NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (account, chunk, pack)) WITHOUT ROWID;
+     CREATE INDEX blobs_by_pack ON blobs(account, pack);",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk
-/// ids and share ids are derived differently).
-const OLDEST_READABLE: i64 = 5;
+/// ids and share ids are derived differently, and manifests before packs are of version 1).
+const OLDEST_READABLE: i64 = 6;
 
 /// Brings `conn` to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use shard_crypto::{Label, SecretKey, VaultKeys, hmac_sha256, open, seal};
-use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, ShareId};
+use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackId, ShareId};
 
 use super::{AccountId, Catalog, unix_now};
 use crate::{Error, Result};
@@ -179,16 +179,39 @@ pub struct Encoding {
     pub shares: Vec<ShareRecord>,
 }
 
-/// The catalog snapshot format this build writes and reads: 2, the snapshot of a vault in data
-/// format 2 (BLAKE3 ids); version 1 held format 1's ids and is refused by name.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// A copy of a chunk as a blob in a pack: where, and the pack's encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The pack and the blob's offset in it.
+    pub at: BlobAt,
+    /// The pack's coding and shares.
+    pub encoding: Encoding,
+}
+
+fn insert_blob(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    chunk: &ChunkId,
+    at: &BlobAt,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO blobs (account, chunk, pack, at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![account.0, &chunk.0[..], &at.pack.0[..], at.offset])?;
+    Ok(())
+}
+
+/// The catalog snapshot format this build writes and reads: 3, the snapshot of a vault in data
+/// format 2 with packs (manifests name the pack a blob lies in); versions 1 and 2 came from
+/// earlier, unreleased builds and are refused by name.
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// Checks a snapshot's version.
 fn check_snapshot_version(version: u8) -> Result<()> {
     match version {
         SNAPSHOT_VERSION => Ok(()),
-        1 => Err(Error::InvalidParameters(
-            "the catalog snapshot is of data format 1 (an earlier, unreleased build), which this build does not read",
+        1 | 2 => Err(Error::InvalidParameters(
+            "the catalog snapshot is of an earlier, unreleased data format (before packs), which this build does not read",
         )),
         _ => Err(Error::InvalidParameters("unknown catalog snapshot version")),
     }
@@ -294,9 +317,9 @@ pub struct VaultCatalog<'a> {
 const FILE_PENDING: i64 = 0;
 const FILE_VISIBLE: i64 = 1;
 
-/// A chunk encoding's key: (chunk, k, n).
+/// The key of the encoding that holds a chunk: (chunk or pack, k, n).
 fn enc_key(chunk: &ChunkRef) -> (ChunkId, u8, u8) {
-    (chunk.id, chunk.k, chunk.n)
+    (chunk.encoding(), chunk.k, chunk.n)
 }
 
 fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
@@ -489,7 +512,7 @@ impl<'a> VaultCatalog<'a> {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+            .execute(params![self.account.0, &chunk.encoding().0[..], chunk.k, chunk.n, chunk.share_len])?;
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO shares (id, account, chunk, k, n, idx, peer, state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
@@ -498,7 +521,7 @@ impl<'a> VaultCatalog<'a> {
                 stmt.execute(params![
                     &share.0[..],
                     self.account.0,
-                    &chunk.id.0[..],
+                    &chunk.encoding().0[..],
                     chunk.k,
                     chunk.n,
                     index,
@@ -513,8 +536,21 @@ impl<'a> VaultCatalog<'a> {
     /// Records acknowledged shares (and their chunks' encodings), in one transaction. A share
     /// recorded before is moved to the peer given, acknowledged.
     pub fn record_acks(&self, acks: &[AckedShare]) -> Result<()> {
+        self.record_acks_and_blobs(acks, &[])
+    }
+
+    /// Records acknowledged shares and where blobs lie in the packs they complete, in one
+    /// transaction (a crash never leaves a pack acknowledged whose blobs nobody can find).
+    pub fn record_acks_and_blobs(
+        &self,
+        acks: &[AckedShare],
+        blobs: &[(ChunkId, BlobAt)],
+    ) -> Result<()> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
+        for (chunk, at) in blobs {
+            insert_blob(&tx, self.account, chunk, at)?;
+        }
         for ack in acks {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -597,6 +633,42 @@ impl<'a> VaultCatalog<'a> {
             .collect()
     }
 
+    /// Every pack the catalog records `chunk` in, with that pack's encoding and shares.
+    pub fn blob_copies(&self, chunk: &ChunkId) -> Result<Vec<StoredBlob>> {
+        let conn = self.catalog.conn();
+        let rows = conn
+            .prepare_cached(
+                "SELECT b.pack, b.at, c.k, c.n, c.share_len FROM blobs b
+                 JOIN chunks c ON c.account = b.account AND c.id = b.pack
+                 WHERE b.account = ?1 AND b.chunk = ?2",
+            )?
+            .query_map(params![self.account.0, &chunk.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, u8>(2)?,
+                    r.get::<_, u8>(3)?,
+                    r.get::<_, u32>(4)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(conn);
+        rows.into_iter()
+            .map(|(pack, offset, k, n, share_len)| {
+                let pack = PackId(blob32(pack)?);
+                Ok(StoredBlob {
+                    at: BlobAt { pack, offset },
+                    encoding: Encoding {
+                        k,
+                        n,
+                        share_len,
+                        shares: self.encoding_shares(&ChunkId(pack.0), k, n)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// What the catalog records of each of `ids` (ids it does not know are left out): where a
     /// manifest's shares are is looked up by their ids, never by chunk, so a share of another
     /// encoding can never stand in for one the manifest lists.
@@ -666,7 +738,7 @@ impl<'a> VaultCatalog<'a> {
                     )?
                     .execute(params![
                         self.account.0,
-                        &chunk.id.0[..],
+                        &chunk.encoding().0[..],
                         chunk.k,
                         chunk.n
                     ])?;
@@ -723,6 +795,9 @@ impl<'a> VaultCatalog<'a> {
                     "DELETE FROM chunks WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
                 )?
                 .execute(params![self.account.0, &chunk.0[..], k, n])?;
+                // A pack no file uses any more: its blobs are no source for dedup.
+                tx.prepare_cached("DELETE FROM blobs WHERE account = ?1 AND pack = ?2")?
+                    .execute(params![self.account.0, &chunk.0[..]])?;
             }
         }
         tx.commit()?;
@@ -905,7 +980,7 @@ impl<'a> VaultCatalog<'a> {
                         })
                         .optional()?;
                     let acknowledged = row.is_some_and(|(c, k, n, idx, state)| {
-                        c.as_slice() == chunk.id.0.as_slice()
+                        c.as_slice() == chunk.encoding().0.as_slice()
                             && (k, n) == (chunk.k, chunk.n)
                             && idx == i64::from(index)
                             && state == ShareState::Acked.code()
@@ -921,14 +996,14 @@ impl<'a> VaultCatalog<'a> {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+                .execute(params![self.account.0, &chunk.encoding().0[..], chunk.k, chunk.n, chunk.share_len])?;
                 tx.prepare_cached(
                     "UPDATE chunks SET refs = refs + 1
                      WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
                 )?
                 .execute(params![
                     self.account.0,
-                    &chunk.id.0[..],
+                    &chunk.encoding().0[..],
                     chunk.k,
                     chunk.n
                 ])?;
@@ -1236,17 +1311,23 @@ impl<'a> VaultCatalog<'a> {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![self.account.0, &chunk.id.0[..], chunk.k, chunk.n, chunk.share_len])?;
+                .execute(params![self.account.0, &chunk.encoding().0[..], chunk.k, chunk.n, chunk.share_len])?;
                 tx.prepare_cached(
                     "UPDATE chunks SET refs = refs + 1
                      WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
                 )?
                 .execute(params![
                     self.account.0,
-                    &chunk.id.0[..],
+                    &chunk.encoding().0[..],
                     chunk.k,
                     chunk.n
                 ])?;
+            }
+            // Blobs of recovered packs are sources for dedup again.
+            for chunk in &manifest.chunks {
+                if let Some(at) = chunk.pack {
+                    insert_blob(&tx, self.account, &chunk.id, &at)?;
+                }
             }
             tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
