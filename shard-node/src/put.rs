@@ -4,7 +4,7 @@
 //! The pipeline, with memory bounded whatever the sizes:
 //! 1. scan the paths (files, folders, links; other kinds are skipped with a warning), and
 //!    leave out the files unchanged since their newest stored version;
-//! 2. one blocking thread reads and cuts files into chunks; [`ENCODERS`] threads id each
+//! 2. one blocking thread reads and cuts files into chunks; two threads id each
 //!    chunk, and either find it stored already (a blob in a pack whose shares are all in
 //!    place, at least as strong as asked) or seal it as a blob;
 //! 3. sealed blobs are gathered into packs (shard-store's `PackBuilder`: blobs of any files,
