@@ -35,6 +35,13 @@ use crate::{Error, Result};
 /// Chunks fetched at once.
 const CHUNKS_AHEAD: usize = 8;
 
+/// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
+const RANGE_BLOCK: u32 = 16 << 10;
+
+/// The pace (bytes a second) a ranged read is given beyond the hedge delay before its holder
+/// counts as too slow: a poor home uplink's.
+const SLOW_LINK_BYTES: u64 = 256 << 10;
+
 fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
@@ -149,23 +156,37 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         })
         .collect();
     let asking = source.sources.asking;
-    // A holder slower than the hedge delay counts as absent: the piece is rebuilt from others
-    // (and if they are all slow, whole shares are fetched, hedged, below).
+    // Each range is read as whole aligned blocks of [`RANGE_BLOCK`] bytes and cut here: a
+    // holder learns which blocks of its share are read, never a blob's exact bounds (and so
+    // not the chunk's length). A holder slower than the hedge delay plus the time the bytes
+    // take at a slow link's pace counts as absent: the piece is rebuilt from others (and if
+    // they are all slow, whole shares are fetched, hedged, below).
     let fetch = |index: u8, range: std::ops::Range<u32>| {
         let (id, target) = holders.get(usize::from(index))?.as_ref()?;
-        let read = target.get_range(asking.vault, *id, range, asking.timeout);
+        let start = range.start - range.start % RANGE_BLOCK;
+        let end = range
+            .end
+            .div_ceil(RANGE_BLOCK)
+            .saturating_mul(RANGE_BLOCK)
+            .min(pack.share_len);
+        let patience =
+            asking.hedge_after + Duration::from_secs(u64::from(end - start) / SLOW_LINK_BYTES);
+        let read = target.get_range(asking.vault, *id, start..end, asking.timeout);
         // The timer is made inside the runtime (it needs its clock).
-        match source
+        let block = match source
             .runtime
-            .block_on(async { tokio::time::timeout(asking.hedge_after, read).await })
+            .block_on(async { tokio::time::timeout(patience, read).await })
             .ok()?
         {
-            Ok(bytes) => bytes,
+            Ok(bytes) => bytes?,
             Err(e) => {
                 tracing::warn!("fetching from {} failed (share {id}): {e}", target.name());
-                None
+                return None;
             }
-        }
+        };
+        let from = (range.start - start) as usize;
+        let to = (range.end - start) as usize;
+        (to <= block.len()).then(|| block.slice(from..to))
     };
     let mut suspects = Vec::new();
     let read = PackCoder::new().read_blob_noting(

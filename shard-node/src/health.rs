@@ -606,7 +606,9 @@ pub async fn repair(
         .filter(|(_, parts)| {
             parts.iter().any(|p| {
                 survey.chunks.get(&p.key).is_some_and(|c| {
-                    c.count(Seen::Good) < usize::from(c.chunk.k)
+                    // Shares merely unknown (their nodes offline) lose nothing.
+                    c.count(Seen::Missing) + c.count(Seen::Bad) > 0
+                        && c.count(Seen::Good) < usize::from(c.chunk.k)
                         && p.state(c) != ChunkHealth::Degraded
                 })
             })

@@ -47,16 +47,22 @@ pub struct BlobAt {
 /// Bytes a blob takes beyond its chunk's plaintext: the AEAD tag.
 pub const BLOB_OVERHEAD: u64 = 16;
 
+/// Random bytes at the start of every data share of a pack: blobs lie in the rest.
+pub const PACK_SHARE_SALT: u32 = 16;
+
 impl ChunkRef {
     /// Checks that the fields are consistent and within the format's limits.
     pub fn validate(&self) -> Result<()> {
         validate_coding(self.k, self.n, self.shares.len(), self.share_len)?;
         let capacity = u64::from(self.k) * u64::from(self.share_len);
         match self.pack {
-            // The blob (plaintext and tag) must lie within the pack's k data shares.
+            // The blob (plaintext and tag) must lie within the room the pack's k data shares
+            // leave after their salt.
             Some(at) => {
+                let room =
+                    u64::from(self.k) * u64::from(self.share_len.saturating_sub(PACK_SHARE_SALT));
                 if self.len == 0
-                    || u64::from(at.offset) + u64::from(self.len) + BLOB_OVERHEAD > capacity
+                    || u64::from(at.offset) + u64::from(self.len) + BLOB_OVERHEAD > room
                 {
                     return Err(Error::InvalidManifest("blob lies outside its pack"));
                 }
@@ -238,15 +244,16 @@ mod tests {
     #[test]
     fn a_blob_must_lie_within_its_pack() {
         let mut c = chunk(60);
+        // Two data shares of 64 bytes, 48 of each past the salt: 96 bytes of room.
         c.pack = Some(BlobAt {
             pack: PackId([5; 32]),
-            offset: 128 - 60 - 16,
+            offset: 96 - 60 - 16,
         });
         assert!(c.validate().is_ok());
         assert_eq!(c.encoding(), ChunkId([5; 32]));
         c.pack = Some(BlobAt {
             pack: PackId([5; 32]),
-            offset: 128 - 60 - 15,
+            offset: 96 - 60 - 15,
         });
         assert!(c.validate().is_err());
         c.pack = Some(BlobAt {

@@ -60,7 +60,7 @@ pub const FULL_PACK_MAX: u64 = 16 << 20;
 const BLOCK: u32 = 64;
 
 /// Random bytes at the start of every data share of a pack (see the module's docs).
-pub const SHARE_SALT: u32 = 16;
+pub const SHARE_SALT: u32 = shard_proto::PACK_SHARE_SALT;
 
 /// Packs filled at once; each blob goes to one of them at random, so that neither the order
 /// of blobs within a pack nor the pack a blob lands in follows the order of the files.
