@@ -52,9 +52,10 @@ use crate::swarm::Nodes;
 use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
-/// Packs whose shares are on their way at once (each at most 16 MiB of blobs; its shares
-/// take n/k times as much memory).
-pub const PACKS_IN_FLIGHT: usize = 2;
+/// Packs coded and not yet acknowledged at once — waiting for the dispatcher or on their
+/// way (each at most 16 MiB of blobs; its shares take n/k times as much memory). Coding a
+/// pack waits for one of them to finish: what bounds a put's memory.
+pub const PACKS_IN_FLIGHT: usize = 3;
 /// Shares in flight to one node at once (home routers choke on floods).
 pub use crate::swarm::PER_NODE;
 
@@ -86,8 +87,8 @@ enum Encoded {
         seq: usize,
         chunk: ChunkId,
     },
-    /// A pack closed and coded.
-    Pack(EncodedPack),
+    /// A pack closed and coded, with its place among the packs in flight.
+    Pack(EncodedPack, tokio::sync::OwnedSemaphorePermit),
     FileDone {
         file: usize,
         chunks: usize,
@@ -172,6 +173,9 @@ struct Packer<'a> {
     /// Chunks packed (or found stored) in this put: met again, they are not packed twice.
     met: std::sync::Mutex<HashSet<ChunkId>>,
     tx: &'a mpsc::Sender<Encoded>,
+    /// Places among the packs in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    runtime: tokio::runtime::Handle,
     /// Why packing stopped, if it failed (the put fails with it).
     failed: std::sync::Mutex<Option<Error>>,
 }
@@ -179,13 +183,20 @@ struct Packer<'a> {
 impl Packer<'_> {
     /// Codes a closed pack and hands it to the dispatcher; `false` when the put stops.
     fn send(&self, pack: shard_store::Pack) -> bool {
+        let in_flight = self.in_flight.clone();
+        let Ok(permit) = self.runtime.block_on(in_flight.acquire_owned()) else {
+            return false;
+        };
         let encoded = self
             .coder
             .lock()
             .map_err(|_| Error::Internal("pack coder poisoned".into()))
             .and_then(|mut c| c.encode(pack).map_err(Error::Store));
         match encoded {
-            Ok(encoded) => self.tx.blocking_send(Encoded::Pack(encoded)).is_ok(),
+            Ok(encoded) => self
+                .tx
+                .blocking_send(Encoded::Pack(encoded, permit))
+                .is_ok(),
             Err(e) => self.fail(e),
         }
     }
@@ -299,6 +310,8 @@ fn encode_files(
         coder: std::sync::Mutex::new(PackCoder::new()),
         met: std::sync::Mutex::new(HashSet::new()),
         tx,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(PACKS_IN_FLIGHT)),
+        runtime: tokio::runtime::Handle::current(),
         failed: std::sync::Mutex::new(None),
     };
     let emit = |c: SealedChunk| packer.take(c);
@@ -855,7 +868,7 @@ async fn store(
 
     loop {
         tokio::select! {
-            message = rx.recv(), if encoder_open && set.len() < PACKS_IN_FLIGHT => match message {
+            message = rx.recv(), if encoder_open => match message {
                 None => encoder_open = false,
                 Some(Encoded::Known { file, seq, chunk }) => {
                     stats.chunks += 1;
@@ -876,7 +889,7 @@ async fn store(
                         None => placed.waiting.entry(chunk).or_default().push((file, seq)),
                     }
                 }
-                Some(Encoded::Pack(encoded)) => {
+                Some(Encoded::Pack(encoded, permit)) => {
                     let number = placed.packs.len();
                     let as_chunk = encoded.pack.as_chunk_ref();
                     let key = enc_key(&as_chunk);
@@ -900,7 +913,11 @@ async fn store(
                     pack_blobs.insert(key, (blobs, plain));
                     let nodes = nodes.clone();
                     let chunk = EncodedChunk { chunk: as_chunk, shares: encoded.shares };
-                    set.spawn(async move { (key, send_chunk(nodes, chunk, HashMap::new()).await) });
+                    set.spawn(async move {
+                        let sent = send_chunk(nodes, chunk, HashMap::new()).await;
+                        drop(permit);
+                        (key, sent)
+                    });
                 }
                 Some(Encoded::FileDone { file, chunks, size, sha256 }) => {
                     if let Some(track) = files.get_mut(file) {

@@ -410,9 +410,14 @@ impl PackBuilder {
         }
         let coded = usize::try_from(shape.coded_len())
             .map_err(|_| Error::InvalidParameters("pack size"))?;
-        // Random throughout (salt and filler); the blobs are written over it.
         let mut bytes = vec![0u8; coded];
-        self.rng.fill_bytes(&mut bytes);
+        let share_len = shape.share_len as usize;
+        // Each data share's salt, random.
+        for i in 0..usize::from(shape.k) {
+            if let Some(salt) = bytes.get_mut(i * share_len..i * share_len + SHARE_SALT as usize) {
+                self.rng.fill_bytes(salt);
+            }
+        }
         let mut places = Vec::with_capacity(blobs.len());
         let mut offset = 0u64;
         for blob in blobs {
@@ -437,6 +442,17 @@ impl PackBuilder {
                 from += b - a;
             }
             offset += blob.sealed_len();
+        }
+        // Random filler after the last blob.
+        if offset < shape.capacity() {
+            for piece in shape.pieces(offset, shape.capacity() - offset)? {
+                let start = usize::from(piece.index) * share_len;
+                if let Some(filler) =
+                    bytes.get_mut(start + piece.start as usize..start + piece.end as usize)
+                {
+                    self.rng.fill_bytes(filler);
+                }
+            }
         }
         let mut id = [0u8; 32];
         self.rng.fill_bytes(&mut id);
