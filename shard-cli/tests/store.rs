@@ -333,17 +333,22 @@ fn move_deletes_originals_only_after_a_verified_read_back() {
     swarm.peers[3].kill9();
     let out = handle.join().unwrap().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // The peer dies while the put sends, or (a put of packs can be done by then) while it
+    // reads the stored copy back: either way the original stays.
+    let err = stderr(&out);
+    let stored_but_unread = err.contains("could not be read back");
     assert!(
-        stderr(&out).contains("could not be stored"),
-        "{}",
-        stderr(&out)
+        err.contains("could not be stored") || stored_but_unread,
+        "{err}"
     );
     assert_eq!(
         fs::read(&file).unwrap(),
         before,
         "the original must be kept intact"
     );
-    assert!(!stdout(&swarm.owner.run(&["ls"])).contains("keep-me.bin"));
+    if !stored_but_unread {
+        assert!(!stdout(&swarm.owner.run(&["ls"])).contains("keep-me.bin"));
+    }
 }
 
 #[test]
