@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use shard_proto::{ChunkRef, Manifest, NodeId, Share, ShareId};
 use shard_store::{
-    BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, PackShape, ShareState, blob_in_pack,
+    BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, ShareState, blob_from_shares,
     restore_parallel,
 };
 
@@ -210,9 +210,7 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         Err(e) => {
             tracing::warn!("reading a blob by ranges failed ({e}); fetching whole shares");
             let shares = source.shares(chunk)?;
-            let bytes = PackCoder::new().decode(&pack, &shares)?;
-            let shape = PackShape::of(&pack)?;
-            Ok(blob_in_pack(&source.session.keys, &shape, &place, &bytes)?)
+            Ok(blob_from_shares(&source.session.keys, chunk, &shares)?)
         }
     }
 }

@@ -206,17 +206,10 @@ pub struct Blob {
 impl Blob {
     /// Seals `plaintext` (one chunk, up to 4 GiB) under its own key.
     pub fn seal(keys: &VaultKeys, plaintext: &[u8]) -> Result<Self> {
-        let len = u32::try_from(plaintext.len())
-            .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
-        let id = keys.chunk_id(plaintext);
-        let mut sealed = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        sealed.extend_from_slice(plaintext);
-        keys.seal_chunk(&id, BLOB_FORMAT, &mut sealed)?;
-        Ok(Self {
-            id: ChunkId(id),
-            len,
-            sealed,
-        })
+        let id = ChunkId(keys.chunk_id(plaintext));
+        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(plaintext);
+        Self::seal_as(keys, id, buf)
     }
 
     /// Seals `plaintext`, whose id the caller computed (`keys.chunk_id`), taking its buffer.
@@ -689,6 +682,22 @@ pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, mut sealed: Vec<u8>) -> Re
         return Err(corrupt("content does not match the chunk id"));
     }
     Ok(sealed)
+}
+
+/// The blob `chunk` names, out of its pack decoded whole from `shares` (each checked against
+/// the id the pack's record lists): the way to a blob when ranged reads fail.
+pub fn blob_from_shares(
+    keys: &VaultKeys,
+    chunk: &shard_proto::ChunkRef,
+    shares: &[Share],
+) -> Result<Vec<u8>> {
+    let (Some(pack), Some(place)) = (chunk.pack_ref(), BlobPlace::of(chunk)) else {
+        return Err(Error::InvalidParameters(
+            "the chunk is not a blob in a pack",
+        ));
+    };
+    let bytes = PackCoder::new().decode(&pack, shares)?;
+    blob_in_pack(keys, &PackShape::of(&pack)?, &place, &bytes)
 }
 
 /// The blob at `place` out of a whole pack of `shape` (its bytes decoded from shares checked

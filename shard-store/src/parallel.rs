@@ -17,7 +17,7 @@ use shard_crypto::VaultKeys;
 use shard_proto::{ChunkId, ChunkRef, Share};
 
 use crate::chunker::{ChunkReader, Chunker};
-use crate::pack::{Blob, BlobPlace, PackCoder, PackShape, blob_in_pack};
+use crate::pack::{Blob, blob_from_shares};
 use crate::pipeline::{ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy};
 use crate::{Error, Result};
 
@@ -246,12 +246,8 @@ pub trait ChunkSource: Sync {
         keys: &VaultKeys,
         chunk: &ChunkRef,
     ) -> std::result::Result<Vec<u8>, Self::Error> {
-        let (Some(pack), Some(place)) = (chunk.pack_ref(), BlobPlace::of(chunk)) else {
-            return Err(Error::InvalidParameters("the chunk is not a blob in a pack").into());
-        };
         let shares = self.shares(chunk)?;
-        let bytes = PackCoder::new().decode(&pack, &shares)?;
-        Ok(blob_in_pack(keys, &PackShape::of(&pack)?, &place, &bytes)?)
+        Ok(blob_from_shares(keys, chunk, &shares)?)
     }
 }
 
