@@ -21,7 +21,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroize;
 
-use crate::aead::{open_fixed, seal_fixed};
+use crate::aead::{open, open_fixed, seal_fixed, seal_in_place};
 use crate::authority::VaultAuthority;
 use crate::{Error, KEY_LEN, Result, SecretKey, ct_eq};
 
@@ -207,6 +207,38 @@ impl VaultKeys {
         let padded = padded_len_field(buf.len())?;
         let key = self.chunk_key(chunk_id, format, padded);
         seal_fixed(&key, &chunk_aad(chunk_id, format, padded), buf)
+    }
+
+    /// Seals one chunk as a blob for a pack: under its chunk key (bound to the id, the format
+    /// and the plaintext's length), with a fresh random nonce, so the same chunk sealed again
+    /// (packed a second time) gives unrelated bytes. `buf`, the plaintext, becomes
+    /// `nonce ‖ ciphertext ‖ tag` ([`crate::SEAL_OVERHEAD`] bytes longer).
+    pub fn seal_blob(
+        &self,
+        chunk_id: &[u8; MAC_LEN],
+        format: ChunkFormat,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let len = padded_len_field(buf.len())?;
+        let key = self.chunk_key(chunk_id, format, len);
+        seal_in_place(&key, &chunk_aad(chunk_id, format, len), buf)
+    }
+
+    /// The plaintext of a blob [`VaultKeys::seal_blob`] made. [`Error::Unauthentic`] if
+    /// anything differs: the bytes, the id, the format or the length.
+    pub fn open_blob(
+        &self,
+        chunk_id: &[u8; MAC_LEN],
+        format: ChunkFormat,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let len = sealed
+            .len()
+            .checked_sub(crate::SEAL_OVERHEAD)
+            .ok_or(Error::Unauthentic)?;
+        let len = padded_len_field(len)?;
+        let key = self.chunk_key(chunk_id, format, len);
+        open(&key, &chunk_aad(chunk_id, format, len), sealed)
     }
 
     /// Opens a sealed chunk in place (removes the tag). [`Error::Unauthentic`] if anything

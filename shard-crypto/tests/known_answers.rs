@@ -127,6 +127,38 @@ fn one_chunk_key_never_seals_two_plaintexts() {
 }
 
 #[test]
+fn a_blob_sealed_twice_differs_and_opens_only_as_itself() {
+    let k = keys();
+    let format = shard_crypto::ChunkFormat {
+        version: 2,
+        padding: 0,
+    };
+    let plain = b"the same chunk, packed twice".to_vec();
+    let id = k.chunk_id(&plain);
+    let (mut a, mut b) = (plain.clone(), plain.clone());
+    k.seal_blob(&id, format, &mut a).unwrap();
+    k.seal_blob(&id, format, &mut b).unwrap();
+    assert_eq!(a.len(), plain.len() + shard_crypto::SEAL_OVERHEAD);
+    // No common run a holder of both could line up: fresh nonces, unrelated keystreams.
+    assert_ne!(a[12..], b[12..]);
+    assert_eq!(k.open_blob(&id, format, &a).unwrap(), plain);
+    assert_eq!(k.open_blob(&id, format, &b).unwrap(), plain);
+    // Another id, another format, a flipped bit, a cut: refused.
+    let other = k.chunk_id(b"another");
+    assert!(k.open_blob(&other, format, &a).is_err());
+    let format1 = shard_crypto::ChunkFormat {
+        version: 2,
+        padding: 1,
+    };
+    assert!(k.open_blob(&id, format1, &a).is_err());
+    let mut flipped = a.clone();
+    flipped[20] ^= 1;
+    assert!(k.open_blob(&id, format, &flipped).is_err());
+    assert!(k.open_blob(&id, format, &a[..a.len() - 1]).is_err());
+    assert!(k.open_blob(&id, format, &a[..5]).is_err());
+}
+
+#[test]
 fn every_label_gives_a_distinct_key() {
     let k = keys();
     let mut seen: Vec<[u8; 32]> = Vec::new();

@@ -1,16 +1,17 @@
 //! Manifests: which chunks make a file and which shares make a chunk. Secret to the owner
 //! (kept sealed in the catalog), never sent to a peer in the clear.
 //!
-//! Encoding, version 2: one version byte (= 2) followed by the postcard encoding of
+//! Encoding, version 3: one version byte (= 3) followed by the postcard encoding of
 //! [`Manifest`]. Decoding checks every field against the share format's limits. Version 2
-//! added [`ChunkRef::pack`] (chunks stored as blobs in packs); version 1 is refused.
+//! added [`ChunkRef::pack`] (chunks stored as blobs in packs); version 3 changed no field
+//! but the blobs it names (sealed with a random nonce). Earlier versions are refused.
 
 use serde::{Deserialize, Serialize};
 
 use crate::share::{MAX_SHARE_PAYLOAD, MAX_SHARES, ShareHeader};
 use crate::{ChunkId, Error, PackId, Result, ShareId};
 
-const MANIFEST_VERSION: u8 = 2;
+const MANIFEST_VERSION: u8 = 3;
 
 /// One chunk of a file: its id, length, and the encoding that holds it — erasure parameters
 /// and the ids of its `n` shares. A chunk is either coded on its own (`pack` is `None`: the
@@ -35,7 +36,7 @@ pub struct ChunkRef {
 }
 
 /// Where a chunk lies as a blob: its pack and first byte in it. The blob is the chunk's
-/// plaintext sealed alone, `len + 16` bytes (the tag).
+/// plaintext sealed alone, `len + 28` bytes (nonce and tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlobAt {
     /// The pack.
@@ -44,8 +45,8 @@ pub struct BlobAt {
     pub offset: u32,
 }
 
-/// Bytes a blob takes beyond its chunk's plaintext: the AEAD tag.
-pub const BLOB_OVERHEAD: u64 = 16;
+/// Bytes a blob takes beyond its chunk's plaintext: the AEAD nonce and tag.
+pub const BLOB_OVERHEAD: u64 = 28;
 
 /// Random bytes at the start of every data share of a pack: blobs lie in the rest.
 pub const PACK_SHARE_SALT: u32 = 16;
@@ -243,17 +244,17 @@ mod tests {
 
     #[test]
     fn a_blob_must_lie_within_its_pack() {
-        let mut c = chunk(60);
         // Two data shares of 64 bytes, 48 of each past the salt: 96 bytes of room.
+        let mut c = chunk(50);
         c.pack = Some(BlobAt {
             pack: PackId([5; 32]),
-            offset: 96 - 60 - 16,
+            offset: 96 - 50 - 28,
         });
         assert!(c.validate().is_ok());
         assert_eq!(c.encoding(), ChunkId([5; 32]));
         c.pack = Some(BlobAt {
             pack: PackId([5; 32]),
-            offset: 96 - 60 - 15,
+            offset: 96 - 50 - 27,
         });
         assert!(c.validate().is_err());
         c.pack = Some(BlobAt {

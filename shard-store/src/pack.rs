@@ -8,16 +8,20 @@
 //!
 //! Pack format 1:
 //! - A **blob** is one chunk sealed alone under its own key ([`BLOB_FORMAT`]: shard-crypto's
-//!   chunk key, bound to the chunk id and the blob's length; no padding, the pack hides the
-//!   size). Any blob can be read and authenticated from its byte range alone.
+//!   chunk key, bound to the chunk id and the chunk's length; no padding, the pack hides the
+//!   size) with a fresh random nonce: `nonce ‖ ciphertext ‖ tag`, [`BLOB_OVERHEAD`] bytes
+//!   more than the chunk. The same chunk packed twice (a put run again, a stronger
+//!   redundancy) is two unrelated byte strings, so no peer can link the packs by it. Any blob
+//!   can be read and authenticated from its byte range alone.
 //! - A **pack** is `k` data shares of `share_len` bytes. Each begins with [`SHARE_SALT`]
 //!   random bytes; the rest, read share after share, holds the blobs back to back in random
 //!   order, then random filler. Offsets of blobs count only those bytes (a pack's
 //!   *capacity*, [`PackShape::capacity`]). It has no header: which blob lies where is recorded
 //!   only in the owner's sealed catalog ([`BlobPlace`]). Its id is random ([`PackId`]).
-//! - Why the salt: blobs are sealed deterministically (the same chunk gives the same bytes),
-//!   so two packs holding the same blob at the same place would otherwise have identical
-//!   shares — one share id for two packs' shares, and deleting one would delete the other.
+//! - Why the salt: a data share may lie wholly within one blob or within filler, and share
+//!   ids are hashes of the share: the salt makes every share of every pack unique whatever
+//!   it holds, so no share id is ever two packs' shares (deleting one would delete the
+//!   other).
 //!   With 128 random bits in every data share (and so in every recovery share), no two
 //!   shares of any packs are the same.
 //! - `share_len` is one of [`SHARE_CLASSES`], the same whatever `k`, so a peer holding shares
@@ -35,7 +39,8 @@ use std::ops::Range;
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use shard_crypto::{ChunkFormat, TAG_LEN, VaultKeys};
+use shard_crypto::{ChunkFormat, SEAL_OVERHEAD, VaultKeys};
+use shard_proto::BLOB_OVERHEAD;
 use shard_proto::{ChunkId, PackId, PackRef, SHARE_VERSION, Share, ShareHeader};
 
 use crate::erasure::ErasureCoder;
@@ -207,7 +212,7 @@ impl Blob {
     /// Seals `plaintext` (one chunk, up to 4 GiB) under its own key.
     pub fn seal(keys: &VaultKeys, plaintext: &[u8]) -> Result<Self> {
         let id = ChunkId(keys.chunk_id(plaintext));
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        let mut buf = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         buf.extend_from_slice(plaintext);
         Self::seal_as(keys, id, buf)
     }
@@ -216,8 +221,8 @@ impl Blob {
     pub(crate) fn seal_as(keys: &VaultKeys, id: ChunkId, mut plaintext: Vec<u8>) -> Result<Self> {
         let len = u32::try_from(plaintext.len())
             .map_err(|_| Error::InvalidParameters("chunk larger than 4 GiB"))?;
-        plaintext.reserve_exact(TAG_LEN);
-        keys.seal_chunk(&id.0, BLOB_FORMAT, &mut plaintext)?;
+        plaintext.reserve_exact(SEAL_OVERHEAD);
+        keys.seal_blob(&id.0, BLOB_FORMAT, &mut plaintext)?;
         Ok(Self {
             id,
             len,
@@ -269,7 +274,7 @@ impl BlobPlace {
 
     /// Bytes the blob takes in the pack.
     pub fn sealed_len(&self) -> u64 {
-        u64::from(self.len) + TAG_LEN as u64
+        u64::from(self.len) + BLOB_OVERHEAD
     }
 }
 
@@ -668,7 +673,7 @@ impl PackCoder {
 
 /// The chunk in a blob's bytes (`place.sealed_len()` of them), authenticated and checked
 /// against its id; anything else is [`Error::CorruptChunk`].
-pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
+pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, sealed: Vec<u8>) -> Result<Vec<u8>> {
     let corrupt = |reason| Error::CorruptChunk {
         chunk: place.chunk,
         reason,
@@ -676,12 +681,13 @@ pub fn open_blob(keys: &VaultKeys, place: &BlobPlace, mut sealed: Vec<u8>) -> Re
     if sealed.len() as u64 != place.sealed_len() {
         return Err(corrupt("blob length differs from the catalog"));
     }
-    keys.open_chunk(&place.chunk.0, BLOB_FORMAT, &mut sealed)
+    let plain = keys
+        .open_blob(&place.chunk.0, BLOB_FORMAT, &sealed)
         .map_err(|_| corrupt("authentication failed"))?;
-    if !keys.verify_chunk_id(&sealed, &place.chunk.0) {
+    if !keys.verify_chunk_id(&plain, &place.chunk.0) {
         return Err(corrupt("content does not match the chunk id"));
     }
-    Ok(sealed)
+    Ok(plain)
 }
 
 /// The blob `chunk` names, out of its pack decoded whole from `shares` (each checked against
@@ -733,7 +739,7 @@ mod tests {
 
     #[test]
     fn full_packs_hold_the_largest_chunk_for_every_k_and_stay_bounded() {
-        let largest = crate::ChunkSizes::DEFAULT.max as u64 + TAG_LEN as u64;
+        let largest = crate::ChunkSizes::DEFAULT.max as u64 + BLOB_OVERHEAD;
         for k in 1..=32 {
             let shape = PackShape::full(r(k, 32));
             assert!(SHARE_CLASSES.contains(&shape.share_len));
