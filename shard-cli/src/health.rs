@@ -1,8 +1,8 @@
-//! The health commands: check, repair, and peers rm (which repairs before it forgets).
+//! The health commands: check, repair, prune, and peers rm (which repairs before it forgets).
 
 use anyhow::{Result, bail};
 use shard_http::client::Client as ApiClient;
-use shard_http::types::HealthBody;
+use shard_http::types::{HealthBody, PruneBody};
 use shard_node::home::Home;
 use shard_node::report::ChunkHealth;
 
@@ -188,6 +188,69 @@ pub fn repair(home: &Home, json: bool, names: &[String], user: Option<&str>) -> 
         eprintln!("  hint: start the offline peers, then run `shard check` again");
     }
     Ok(ok)
+}
+
+pub fn prune(home: &Home, json: bool, dead: u8, user: Option<&str>) -> Result<bool> {
+    let client = ApiClient::for_home(home)?;
+    let body = PruneBody {
+        dead_percent: Some(dead),
+        user: user.map(str::to_string),
+    };
+    let job = client.prune(&body)?.job;
+    let finished = follow(&client, job, json)?;
+    let report = expect_report!(finished, Prune);
+    if json {
+        finished.print_json()?;
+        return Ok(report.ok);
+    }
+    println!(
+        "{} packs in use, {} of them dead (removed files)",
+        report.packs,
+        human(report.dead_bytes)
+    );
+    if report.unused_packs_removed > 0 {
+        println!(
+            "removed {} packs no file used (left by a stopped put or prune)",
+            report.unused_packs_removed
+        );
+    }
+    if report.packs_to_compact == 0 {
+        println!(
+            "nothing to compact: no pack has {}% or more dead bytes",
+            report.dead_percent
+        );
+    } else {
+        println!(
+            "compacted {} of {} packs into {}: {} blobs ({}) copied, {} freed, in {:.1} s",
+            report.packs_compacted,
+            report.packs_to_compact,
+            report.packs_written,
+            report.blobs_moved,
+            human(report.bytes_moved),
+            human(report.bytes_freed),
+            finished.elapsed_secs
+        );
+    }
+    if report.shares_queued_for_offline_peers > 0 {
+        println!(
+            "{} shares are deleted when their offline nodes are back",
+            report.shares_queued_for_offline_peers
+        );
+    }
+    for failure in &report.failures {
+        eprintln!("warning: {failure}");
+    }
+    if let Some(why) = &report.catalog_snapshot_failure {
+        eprintln!(
+            "warning: the catalog snapshot could not be written ({why}): a new machine would recover an older catalog; `shard repair` writes it again"
+        );
+    }
+    if !report.ok {
+        eprintln!(
+            "  hint: the packs named were left as they were; start the offline nodes and run `shard prune` again"
+        );
+    }
+    Ok(report.ok)
 }
 
 pub fn peers_rm(home: &Home, json: bool, id: &str, now: bool) -> Result<()> {

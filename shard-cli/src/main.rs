@@ -240,6 +240,16 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Give back the room of removed files: rewrite packs whose dead share reached PCT, and
+    /// remove packs no file uses (left by a stopped put).
+    Prune {
+        /// Rewrite packs with at least this percentage of dead bytes (0: any dead byte).
+        #[arg(long, value_name = "PCT", default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
+        dead: u8,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// This node: name, id, addresses, peers online.
     Status,
     /// Print the web UI's address (with a one-time setup link while the node has no account).
@@ -517,6 +527,11 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Command::Prune { dead, user } => match health::prune(&home, json, dead, user.as_deref()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Status => network::status(&home, json),
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, code),

@@ -661,6 +661,98 @@ mod lying_peers {
     }
 }
 
+/// `shard prune` as a user sees it: nothing to do at first; after a removal, the room comes
+/// back (by hand, and by the node on its own past `[health] prune_dead_percent`), and what
+/// is left restores bit-exact.
+#[test]
+fn prune_by_hand_and_on_its_own_gives_back_removed_files_room() {
+    let (owner, _peers) = swarm(
+        3,
+        "[health]\nrepair_check_secs = 1\nprune_dead_percent = 10\n",
+        "",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let idle = owner.run(&["prune"]);
+    assert!(idle.status.success(), "{}", stderr(&idle));
+    assert!(
+        stdout(&idle).contains("nothing to compact: no pack has 5% or more dead bytes"),
+        "{}",
+        stdout(&idle)
+    );
+    let bad = owner.run(&["prune", "--dead", "101"]);
+    assert!(!bad.status.success());
+
+    // Three folders of ten files, spread at random over a put's two packs (each pack holds
+    // files of every folder); one folder removed and pruned by hand.
+    let tree = work.path().join("tree");
+    let mut files = Vec::new();
+    for (d, dir) in ["a", "b", "c"].into_iter().enumerate() {
+        fs::create_dir_all(tree.join(dir)).unwrap();
+        for i in 0..10u64 {
+            let data = random_bytes(30_000, d as u64 * 100 + i);
+            fs::write(tree.join(dir).join(format!("f{i}.bin")), &data).unwrap();
+            files.push((format!("tree/{dir}/f{i}.bin"), data));
+        }
+    }
+    let put = owner.run(&["put", tree.to_str().unwrap(), "--shares", "2/4"]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    // The automatic compaction is about to look too: a prune by hand may meet it running.
+    let rm = owner.run(&["rm", "tree/a"]);
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    let start = Instant::now();
+    loop {
+        let pruned = owner.run(&["prune", "--dead", "0"]);
+        if pruned.status.success() {
+            let out = stdout(&pruned);
+            assert!(out.contains("packs in use"), "{out}");
+            break;
+        }
+        let err = stderr(&pruned);
+        assert!(err.contains("already running"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(30), "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = owner.json(&["prune", "--dead", "0"]);
+    assert_eq!(after["dead_bytes"], 0, "{after}");
+    assert_eq!(after["ok"], true, "{after}");
+
+    // A second removal: the node compacts on its own (half of the pack is dead).
+    let said = |owner: &TestNode| owner.log().matches("automatic compaction of alice").count();
+    let before = said(&owner);
+    let rm = owner.run(&["rm", "tree/b"]);
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    let start = Instant::now();
+    while said(&owner) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no automatic compaction: {}",
+            owner.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = owner.json(&["prune", "--dead", "0"]);
+    assert_eq!(after["dead_bytes"], 0, "{after}");
+    restore_all_under(&owner, &files[20..]);
+    let listed = stdout(&owner.run(&["ls"]));
+    assert!(
+        !listed.contains("tree/a/") && !listed.contains("tree/b/"),
+        "{listed}"
+    );
+}
+
+/// Every file (names with folders) restores, bit-exact.
+fn restore_all_under(owner: &TestNode, files: &[(String, Vec<u8>)]) {
+    let out = tempfile::tempdir().unwrap();
+    for (i, (name, data)) in files.iter().enumerate() {
+        let to = out.path().join(format!("{i}.out"));
+        owner.json(&["get", name, "-o", to.to_str().unwrap()]);
+        assert!(
+            fs::read(&to).unwrap() == *data,
+            "{name} differs after restore"
+        );
+    }
+}
+
 /// The owner killed at each phase of a put, a removal, a repair and a snapshot, through the
 /// test-only crash points (`SHARD_CRASH_AT`, feature `adversary`).
 #[cfg(feature = "adversary")]
@@ -673,13 +765,19 @@ mod crash_points {
         Put,
         Rm,
         Repair,
+        Prune,
     }
 
     /// The owner dies on the spot at `phase` of `op` (as kill -9 would); after a plain restart
     /// nothing acknowledged is lost, the operation run again converges, the catalog and the
     /// stores agree (no orphan shares after a removal) and `check` is healthy.
     fn crash_at(phase: &str, op: Op) {
-        let (mut owner, peers) = swarm(3, "", "[health]\nscrub_kib_per_sec = 0\n");
+        // No automatic compaction: the prune under test is the one the test runs.
+        let (mut owner, peers) = swarm(
+            3,
+            "[health]\nprune_dead_percent = 0\n",
+            "[health]\nscrub_kib_per_sec = 0\n",
+        );
         let work = tempfile::tempdir().unwrap();
         // Six chunks or so: every node holds several of its shares.
         let kept = store_files(&owner, work.path(), &[6 << 20], &["--shares", "2/4"]);
@@ -702,6 +800,27 @@ mod crash_points {
                     fs::remove_file(path).unwrap();
                 }
                 owner.run(&["repair"])
+            }
+            Op::Prune => {
+                // Files of two folders spread over a put's two packs, one folder removed:
+                // about half of each pack is dead.
+                let pair = work.path().join("pair");
+                for i in 0..10u64 {
+                    for dir in ["x", "y"] {
+                        fs::create_dir_all(pair.join(dir)).unwrap();
+                        let seed = 700 + i + u64::from(dir == "y") * 50;
+                        fs::write(
+                            pair.join(dir).join(format!("{i}.bin")),
+                            random_bytes(100_000, seed),
+                        )
+                        .unwrap();
+                    }
+                }
+                let put = owner.run(&["put", pair.to_str().unwrap(), "--shares", "2/4"]);
+                assert!(put.status.success(), "{}", stderr(&put));
+                let rm = owner.run(&["rm", "pair/y"]);
+                assert!(rm.status.success(), "{}", stderr(&rm));
+                owner.run(&["prune", "--dead", "0"])
             }
         };
         let start = Instant::now();
@@ -764,6 +883,31 @@ mod crash_points {
                 assert_eq!(again["ok"], true, "{again}");
                 files.extend(kept);
             }
+            Op::Prune => {
+                // The prune run again finishes: nothing dead is left, and the packs the
+                // crashed one wrote are removed or used.
+                let again = owner.json(&["prune", "--dead", "0"]);
+                assert_eq!(again["ok"], true, "{again}");
+                let after = owner.json(&["prune", "--dead", "0"]);
+                assert_eq!(after["dead_bytes"], 0, "{after}");
+                assert_eq!(after["unused_packs_removed"], 0, "{after}");
+                let out = tempfile::tempdir().unwrap();
+                for i in 0..10u64 {
+                    let to = out.path().join(format!("{i}.bin"));
+                    owner.json(&[
+                        "get",
+                        &format!("pair/x/{i}.bin"),
+                        "-o",
+                        to.to_str().unwrap(),
+                    ]);
+                    assert!(
+                        fs::read(&to).unwrap() == random_bytes(100_000, 700 + i),
+                        "x/{i}"
+                    );
+                }
+                assert!(!stdout(&owner.run(&["ls"])).contains("pair/y/"));
+                files.extend(kept);
+            }
         }
         let _ = owner.json(&["repair"]);
         let (code, report) = check(&owner, &["--read-data"]);
@@ -809,6 +953,16 @@ mod crash_points {
     #[test]
     fn a_crash_after_repair_records_them_converges() {
         crash_at("repair:recorded", Op::Repair);
+    }
+
+    #[test]
+    fn a_crash_after_prunes_copies_are_acknowledged_converges() {
+        crash_at("prune:packs-acked", Op::Prune);
+    }
+
+    #[test]
+    fn a_crash_after_prune_points_the_files_at_the_copies_converges() {
+        crash_at("prune:relocated", Op::Prune);
     }
 
     /// The new machine dies at `phase` of `shard recover`; restarted, the same command run

@@ -24,6 +24,7 @@
 //! POST /v1/recover              {"code", "password", "user"?} → the vault rebuilt from the peers
 //! POST /v1/check               {"names"?, "read_fraction"?: 0..1, "user"?} → {"job"}: files by health
 //! POST /v1/repair              {"names"?, "user"?} → {"job"}: missing and bad shares rebuilt
+//! POST /v1/prune               {"dead_percent"?, "user"?} → {"job"}: packs with dead blobs rewritten
 //! POST /v1/peers/rm            {"id", "now"?} → unpairs (after moving its shares unless now)
 //! GET  /v1/accounts              accounts: name, files, unlocked, failed logins
 //! POST /v1/accounts/rm          {"user", "purge"?} → removes the account (and, with purge, its files)
@@ -49,8 +50,8 @@ use shard_node::node::Node;
 use crate::types::{
     AccountRemoved, AccountRmBody, Accounts, AddPeer, Failure, GetBody, HealthBody, Invitation,
     InviteBody, JobStarted, JoinBody, Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus,
-    PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PutBody, RecoverBody, RmBody, UiLink,
-    UserBody,
+    PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody,
+    UiLink, UserBody,
 };
 use shard_node::{Error, ErrorKind};
 
@@ -260,6 +261,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/recover", post(recover))
         .route("/v1/check", post(check))
         .route("/v1/repair", post(repair))
+        .route("/v1/prune", post(prune))
         .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
@@ -701,6 +703,39 @@ async fn repair(
             }
             Err(e) => Err(e),
         };
+        finish(&j, result);
+    });
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
+}
+
+async fn prune(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<PruneBody>,
+) -> Result<Json<JobStarted>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let request = shard_node::prune::PruneRequest {
+        dead_percent: body
+            .dead_percent
+            .unwrap_or(shard_node::prune::DEFAULT_DEAD_PERCENT),
+        unused: true,
+    };
+    if request.dead_percent > 100 {
+        return Err(shard_node::Error::Usage(format!(
+            "dead_percent is a percentage: {} is more than 100",
+            request.dead_percent
+        ))
+        .into());
+    }
+    let job = state.node.jobs().create_for("prune", Some(&session.user));
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        // The prune writes the catalog snapshot itself (before it deletes old packs).
+        let result = shard_node::prune::run(node, session, request, j.clone()).await;
         finish(&j, result);
     });
     Ok(Json(JobStarted {

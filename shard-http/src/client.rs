@@ -14,8 +14,8 @@ use shard_node::home::Home;
 use crate::types::{
     AccountRemoved, AccountRmBody, Accounts, AddPeer, Failure, GetBody, HealthBody, Invitation,
     InviteBody, JobStarted, JobStatus, JoinBody, Joined, Listing, LoggedIn, LoggedOut, LoginBody,
-    NodeStatus, PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PutBody, RecoverBody, Recovery,
-    Removal, RmBody, UiLink, UserBody,
+    NodeStatus, PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody,
+    Recovery, Removal, RmBody, UiLink, UserBody,
 };
 
 /// Largest answer read from the node (a check of 10⁵ files is tens of MiB).
@@ -272,6 +272,11 @@ impl Client {
     /// Starts a repair.
     pub fn repair(&self, body: &HealthBody) -> Result<JobStarted> {
         self.post("/v1/repair", body)
+    }
+
+    /// Starts a prune.
+    pub fn prune(&self, body: &PruneBody) -> Result<JobStarted> {
+        self.post("/v1/prune", body)
     }
 
     /// Where a job stands.

@@ -10,8 +10,8 @@ pub use shard_node::accounts::AccountInfo;
 pub use shard_node::jobs::{JobResult, JobState, JobStatus};
 pub use shard_node::node::{NodeStatus, PeerStatus};
 pub use shard_node::report::{
-    CheckReport, GetReport, Listing, PeerRemoval, Picture, PutReport, Recovery, Removal,
-    RepairReport,
+    CheckReport, GetReport, Listing, PeerRemoval, Picture, PruneReport, PutReport, Recovery,
+    Removal, RepairReport,
 };
 
 /// An error as the API reports it: what went wrong and what to do about it.
@@ -220,6 +220,15 @@ pub struct HealthBody {
     /// Share of the stored data to read and verify (check only), 0 to 1.
     #[serde(default)]
     pub read_fraction: f64,
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/prune`'s body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneBody {
+    /// Packs with at least this percentage of dead bytes are compacted (default 5; 0: any).
+    pub dead_percent: Option<u8>,
     /// The account.
     pub user: Option<String>,
 }

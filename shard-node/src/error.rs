@@ -257,6 +257,12 @@ pub enum Error {
     /// A request that cannot be carried out as asked (the message says how to ask).
     #[error("{0}")]
     Usage(String),
+    /// A prune of this vault is running already.
+    #[error("a prune of account {user:?} is already running")]
+    PruneRunning {
+        /// The account.
+        user: String,
+    },
 }
 
 impl Error {
@@ -436,6 +442,10 @@ impl Error {
                 "the catalog snapshot needs paired nodes online and with room (`shard peers` shows both); it is written again after the next change",
             ),
             Error::Stopping => (ErrorKind::Unavailable, "start the node again"),
+            Error::PruneRunning { .. } => (
+                ErrorKind::Conflict,
+                "wait for it to finish (the node's automatic compaction may be the one running), then run `shard prune` again if there is still dead space",
+            ),
             Error::FilesRemain { .. } => (
                 ErrorKind::Conflict,
                 "remove the files first (`shard rm`), or remove them with the account: --purge",

@@ -213,8 +213,31 @@ pub async fn rm(
     // The catalog forgets the files and queues their shares' deletions in one transaction.
     let freed = vault.delete_files(&vault_id, &ids)?;
     crate::crash_point!("rm:catalog-deleted");
+    session
+        .compaction_due
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let (deleted, queued) = delete_on_peers(node, session, &freed, purge).await?;
+    crate::crash_point!("rm:shares-deleted");
+    Ok(Removal {
+        removed: ids.len(),
+        shares_deleted: deleted,
+        shares_queued_for_offline_peers: queued,
+    })
+}
+
+/// Deletes `freed` shares (queued for deletion in the catalog already) on the peers that hold
+/// them; the deletions of peers that cannot be reached stay queued and go out when they are
+/// back. Returns (deleted, still queued). With `purge` the peers drop them at once rather than
+/// after their grace period.
+pub(crate) async fn delete_on_peers(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    freed: &[shard_store::ShareRecord],
+    purge: bool,
+) -> Result<(u64, u64)> {
+    let vault_id = session.vault();
     let mut by_peer: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
-    for share in &freed {
+    for share in freed {
         by_peer.entry(share.peer).or_default().push(share.id);
     }
     let (mut deleted, mut queued) = (0u64, 0u64);
@@ -242,12 +265,7 @@ pub async fn rm(
             queued += shares.len() as u64;
         }
     }
-    crate::crash_point!("rm:shares-deleted");
-    Ok(Removal {
-        removed: ids.len(),
-        shares_deleted: deleted,
-        shares_queued_for_offline_peers: queued,
-    })
+    Ok((deleted, queued))
 }
 
 /// Removing files and accounts.

@@ -280,6 +280,32 @@ impl ChunkSource for SwarmChunks {
     }
 }
 
+/// Blobs read one at a time out of the swarm, by range (how prune reads the blobs it copies).
+/// Blocking: used from a blocking thread of the node's runtime.
+pub(crate) struct BlobReader(SwarmChunks);
+
+impl BlobReader {
+    /// A reader over the sources online now; call on the node's runtime.
+    pub(crate) fn new(node: &Arc<Node>, session: &Arc<Session>, what: String) -> Self {
+        Self(SwarmChunks {
+            runtime: tokio::runtime::Handle::current(),
+            node: node.clone(),
+            session: session.clone(),
+            sources: Arc::new(Sources::new(node, session)),
+            file: what,
+            first: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The bytes of `pack`, decoded whole from `k` of its shares (each checked against its
+    /// id): what a prune reads of a pack it compacts — all of it, so a holder does not learn
+    /// which blobs are still used.
+    pub(crate) fn pack(&self, pack: &shard_proto::PackRef) -> Result<Vec<u8>> {
+        let shares = self.0.shares(&pack.as_chunk_ref())?;
+        Ok(PackCoder::new().decode(pack, &shares)?)
+    }
+}
+
 /// Streams a file's chunks, in order, into `sink`: shard-store's parallel restore over the
 /// swarm, [`CHUNKS_AHEAD`] chunks at once. Runs on a blocking thread (`runtime` is the node's).
 fn stream_chunks(

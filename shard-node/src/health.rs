@@ -1018,7 +1018,9 @@ async fn needs_repair(
 
 /// The automatic repair: every `repair_check_secs` (and when a peer connects), for each
 /// unlocked account, rebuilds shares that are missing, reported corrupt, or on peers gone
-/// longer than `repair_after_secs`. Locked accounts wait for their next login.
+/// longer than `repair_after_secs`. Locked accounts wait for their next login. Before it,
+/// the automatic compaction ([`crate::prune::automatic`]) of an account whose files were
+/// removed since.
 pub(crate) async fn repair_loop(node: Arc<Node>) {
     let mut stop = node.shutdown_signal();
     loop {
@@ -1041,6 +1043,8 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
             let Ok(session) = node.session(Some(&user)) else {
                 continue;
             };
+            // Compaction first: what it frees need not be repaired.
+            crate::prune::automatic(&node, &session).await;
             match needs_repair(&node, &session, &lost).await {
                 Ok(true) => {}
                 Ok(false) => continue,

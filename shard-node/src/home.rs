@@ -105,6 +105,9 @@ pub struct HealthConfig {
     pub repair_after_secs: u64,
     /// How often the node looks for shares to repair, seconds (also when a peer connects).
     pub repair_check_secs: u64,
+    /// The automatic compaction rewrites packs once this percentage of their bytes belongs
+    /// to removed files (looked at after removals, with the repair check); 0: never.
+    pub prune_dead_percent: u8,
 }
 
 impl Default for HealthConfig {
@@ -114,6 +117,7 @@ impl Default for HealthConfig {
             scrub_every_secs: 24 * 3600,
             repair_after_secs: 24 * 3600,
             repair_check_secs: 300,
+            prune_dead_percent: 25,
         }
     }
 }

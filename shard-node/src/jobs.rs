@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{CheckReport, GetReport, PutReport, RepairReport};
+use crate::report::{CheckReport, GetReport, PruneReport, PutReport, RepairReport};
 
 /// Counters a job advances as it goes.
 #[derive(Debug, Default)]
@@ -42,6 +42,8 @@ pub enum JobResult {
     Check(CheckReport),
     /// A repair's report.
     Repair(RepairReport),
+    /// A prune's report.
+    Prune(PruneReport),
 }
 
 macro_rules! job_result_from {
@@ -53,7 +55,7 @@ macro_rules! job_result_from {
         }
     )*};
 }
-job_result_from!(PutReport => Put, GetReport => Get, CheckReport => Check, RepairReport => Repair);
+job_result_from!(PutReport => Put, GetReport => Get, CheckReport => Check, RepairReport => Repair, PruneReport => Prune);
 
 /// Where a job stands, with its result or error once it ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +83,7 @@ pub enum JobState {
 pub struct JobStatus {
     /// Its id.
     pub id: u64,
-    /// What it does: `put`, `get`, `check` or `repair`.
+    /// What it does: `put`, `get`, `check`, `repair` or `prune`.
     pub kind: String,
     /// Bytes to process.
     pub bytes_total: u64,
@@ -344,11 +346,18 @@ mod tests {
             elapsed_secs: 0.25,
             catalog_snapshot_failure: None,
         };
+        let prune = PruneReport {
+            packs: 3,
+            packs_compacted: 1,
+            ok: true,
+            ..PruneReport::default()
+        };
         for (result, kind) in [
             (JobResult::from(put), "put"),
             (JobResult::from(get), "get"),
             (JobResult::from(check), "check"),
             (JobResult::from(repair), "repair"),
+            (JobResult::from(prune), "prune"),
         ] {
             let json = serde_json::to_value(&result).unwrap();
             let back: JobResult = serde_json::from_value(json.clone()).unwrap();
@@ -357,6 +366,7 @@ mod tests {
                 JobResult::Get(_) => "get",
                 JobResult::Check(_) => "check",
                 JobResult::Repair(_) => "repair",
+                JobResult::Prune(_) => "prune",
             };
             assert_eq!(variant, kind);
             assert_eq!(serde_json::to_value(&back).unwrap(), json);

@@ -51,6 +51,7 @@ pub mod home;
 pub mod jobs;
 pub mod node;
 pub mod placement;
+pub mod prune;
 pub mod put;
 pub mod recover;
 pub mod report;

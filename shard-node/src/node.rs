@@ -1047,6 +1047,8 @@ impl Node {
             account,
             keys,
             writer: tokio::sync::Mutex::new(()),
+            pruning: tokio::sync::Mutex::new(()),
+            compaction_due: std::sync::atomic::AtomicBool::new(true),
         });
         // Deletions and hand-overs that waited for this vault's signature go out now.
         if let Some(node) = self.me.upgrade() {

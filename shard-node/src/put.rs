@@ -37,8 +37,8 @@ use shard_crypto::Label;
 use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackRef};
 use shard_store::{
     AckedShare, ChunkSizes, EncodedChunk, EncodedPack, Feeder, FileKind, FileMeta, KeyedFastCdc,
-    NewFile, PackBuilder, PackCoder, Redundancy, Sealed, SealedChunk, ShareRecord, ShareState,
-    seal_parallel,
+    NewFile, PackBuilder, PackCoder, PackedBlob, Redundancy, Sealed, SealedChunk, ShareRecord,
+    ShareState, seal_parallel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -839,9 +839,9 @@ async fn store(
     let mut failed_packs: HashMap<EncKey, String> = HashMap::new();
     // Files with a blob in each pack on its way (told if the pack fails), and its blobs.
     let mut pack_files: HashMap<EncKey, Vec<usize>> = HashMap::new();
-    let mut pack_blobs: HashMap<EncKey, (Vec<(ChunkId, BlobAt)>, u64)> = HashMap::new();
+    let mut pack_blobs: HashMap<EncKey, (Vec<PackedBlob>, u64)> = HashMap::new();
     let mut pending_acks: Vec<AckedShare> = Vec::new();
-    let mut pending_blobs: Vec<(ChunkId, BlobAt)> = Vec::new();
+    let mut pending_blobs: Vec<PackedBlob> = Vec::new();
     let mut set: JoinSet<PackOutcome> = JoinSet::new();
     let mut stats = Stats::default();
     let mut encoder_open = true;
@@ -898,7 +898,7 @@ async fn store(
                     let mut plain = 0u64;
                     for b in &encoded.blobs {
                         placed.blobs.insert(b.chunk, (number, b.offset, b.len));
-                        blobs.push((b.chunk, BlobAt { pack: encoded.pack.id, offset: b.offset }));
+                        blobs.push((b.chunk, BlobAt { pack: encoded.pack.id, offset: b.offset }, b.len));
                         plain += u64::from(b.len);
                         let waiting = placed.waiting.remove(&b.chunk).unwrap_or_default();
                         // The first is the blob packed; any other, the same chunk met again.
@@ -1066,7 +1066,7 @@ impl FileTrack {
 fn flush(
     vault: &shard_store::VaultCatalog<'_>,
     pending_acks: &mut Vec<AckedShare>,
-    pending_blobs: &mut Vec<(ChunkId, BlobAt)>,
+    pending_blobs: &mut Vec<PackedBlob>,
     complete: &HashSet<EncKey>,
     files: &mut [FileTrack],
     entries: &[Entry],

@@ -254,6 +254,45 @@ pub struct RepairReport {
     pub catalog_snapshot_failure: Option<String>,
 }
 
+/// What a prune did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Packs that files use, counted.
+    pub packs: u64,
+    /// Sealed bytes in them that no file uses any more.
+    pub dead_bytes: u64,
+    /// Of those packs, the ones whose dead share reached the threshold.
+    pub packs_to_compact: u64,
+    /// The threshold: packs with at least this percentage of dead bytes are compacted.
+    pub dead_percent: u8,
+    /// Old packs whose live blobs were copied and which were then removed.
+    pub packs_compacted: u64,
+    /// New packs written with the copies.
+    pub packs_written: u64,
+    /// Blobs copied.
+    pub blobs_moved: u64,
+    /// Their plaintext bytes.
+    pub bytes_moved: u64,
+    /// Dead bytes given back (removed with the old packs).
+    pub bytes_freed: u64,
+    /// Packs no file used (left by a put or a prune that was stopped), removed.
+    pub unused_packs_removed: u64,
+    /// Shares deleted on their nodes.
+    pub shares_deleted: u64,
+    /// Shares whose nodes are offline: deleted when they are back.
+    pub shares_queued_for_offline_peers: u64,
+    /// What failed (the first 20); the packs concerned are left as they were.
+    pub failures: Vec<String>,
+    /// Every pack to compact was compacted.
+    pub ok: bool,
+    /// How long it took.
+    pub elapsed_secs: f64,
+    /// Why the catalog snapshot written after the prune did not reach the peers, if it did
+    /// not (absent when it did, or was not written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_snapshot_failure: Option<String>,
+}
+
 /// What unpairing a peer did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRemoval {

@@ -18,6 +18,11 @@ pub struct Session {
     /// Serializes operations that change what is stored (put, rm, repair) so that, say, an rm
     /// never deletes the shares of a chunk a concurrent put just found already stored.
     pub writer: tokio::sync::Mutex<()>,
+    /// Held by a running prune: a second one is refused rather than queued behind it.
+    pub pruning: tokio::sync::Mutex<()>,
+    /// Whether files were removed since the last prune (the automatic compaction looks only
+    /// then; set at login, as removals before it are not known).
+    pub compaction_due: std::sync::atomic::AtomicBool,
 }
 
 impl Session {

@@ -217,6 +217,12 @@ async fn store_sealed(
 /// Writes a new snapshot of the vault and its head; returns the head's sequence number.
 pub async fn write_snapshot(node: &Arc<Node>, session: &Arc<Session>) -> Result<u64> {
     let _writer = session.writer.lock().await;
+    write_snapshot_held(node, session).await
+}
+
+/// [`write_snapshot`] by a caller that holds the vault's writer lock already (prune writes
+/// one between relocating files and deleting the packs they left).
+pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>) -> Result<u64> {
     let keys = session.keys.clone();
     let vault_id = session.vault();
     let catalog = node.catalog().vault(session.account, &keys);
@@ -373,6 +379,19 @@ impl Node {
     /// snapshot succeeds (`check` reports it); returns the head's sequence number.
     pub async fn write_snapshot(self: &Arc<Self>, session: &Arc<Session>) -> Result<u64> {
         let written = write_snapshot(self, session).await;
+        self.record_snapshot(
+            session.account,
+            written.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        written
+    }
+
+    /// [`Node::write_snapshot`] while holding the vault's writer lock.
+    pub(crate) async fn write_snapshot_held(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+    ) -> Result<u64> {
+        let written = write_snapshot_held(self, session).await;
         self.record_snapshot(
             session.account,
             written.as_ref().map(|_| ()).map_err(ToString::to_string),

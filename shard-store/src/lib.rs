@@ -44,9 +44,9 @@ mod stream;
 
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
-    FileStamp, NewFile, PeerRecord, SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState,
-    SnapshotFile, SnapshotShare, StampedEntry, StoredBlob, VaultCatalog, VaultSnapshot, VaultState,
-    unix_now_ms,
+    FileStamp, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord, Relocated, SCHEMA_VERSION,
+    SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotShare, StampedEntry,
+    StoredBlob, VaultCatalog, VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

@@ -256,7 +256,7 @@ impl Blob {
 pub struct BlobPlace {
     /// The chunk.
     pub chunk: ChunkId,
-    /// Its plaintext length (the blob is 16 bytes longer: the tag).
+    /// Its plaintext length (the blob is `BLOB_OVERHEAD` bytes longer: nonce and tag).
     pub len: u32,
     /// Its first byte in the pack.
     pub offset: u32,

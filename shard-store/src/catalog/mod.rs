@@ -19,8 +19,9 @@ use shard_proto::{NodeId, ShareId};
 
 pub use schema::SCHEMA_VERSION;
 pub use vault::{
-    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, FileStamp, NewFile, ShareRecord,
-    ShareState, StampedEntry, StoredBlob, VaultCatalog,
+    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, FileStamp, LiveBlob, NewFile,
+    PackUsage, PackedBlob, Relocated, ShareRecord, ShareState, StampedEntry, StoredBlob,
+    VaultCatalog,
 };
 pub use vault::{SNAPSHOT_VERSION, SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
 

@@ -52,13 +52,20 @@
 //!     with id = pack): where a put finds a chunk it meets again. Written once every share of
 //!     the pack is acknowledged; removed with the pack.
 //! ```
+//!
+//! Version 7 (compaction; a catalog with accounts of an earlier version is refused, as blobs
+//! sealed before carry no nonce of their own):
+//! ```text
+//! blobs.len    the chunk's length (what a pack's dead bytes are counted from)
+//! blobs.live   1 when a visible file used the blob at the last count (`shard prune` recounts)
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -164,11 +171,14 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL,
          PRIMARY KEY (account, chunk, pack)) WITHOUT ROWID;
      CREATE INDEX blobs_by_pack ON blobs(account, pack);",
+    // 6 → 7: what prune counts. Only ever run on a catalog without accounts (checked).
+    "ALTER TABLE blobs ADD COLUMN len INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE blobs ADD COLUMN live INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk
-/// ids and share ids are derived differently, and manifests before packs are of version 1).
-const OLDEST_READABLE: i64 = 6;
+/// ids and share ids are derived differently, manifests before packs are of version 1, and blobs before version 7 share a nonce).
+const OLDEST_READABLE: i64 = 7;
 
 /// Brings `conn` to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -11,7 +11,10 @@ use shard_crypto::{Label, SecretKey, VaultKeys, hmac_sha256, open, seal};
 use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackId, ShareId};
 
 use super::{AccountId, Catalog, unix_now};
+
+mod compact;
 use crate::{Error, Result};
+pub use compact::{LiveBlob, PackUsage, Relocated};
 
 const META_AAD: &[u8] = b"shard catalog meta v1";
 const MANIFEST_AAD: &[u8] = b"shard catalog manifest v1";
@@ -188,16 +191,27 @@ pub struct StoredBlob {
     pub encoding: Encoding,
 }
 
+/// A blob as [`VaultCatalog::record_acks_and_blobs`] records it: the chunk, where it lies,
+/// and the chunk's length.
+pub type PackedBlob = (ChunkId, BlobAt, u32);
+
 fn insert_blob(
     tx: &Transaction<'_>,
     account: AccountId,
     chunk: &ChunkId,
     at: &BlobAt,
+    len: u32,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO blobs (account, chunk, pack, at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO blobs (account, chunk, pack, at, len) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![account.0, &chunk.0[..], &at.pack.0[..], at.offset])?;
+    .execute(params![
+        account.0,
+        &chunk.0[..],
+        &at.pack.0[..],
+        at.offset,
+        len
+    ])?;
     Ok(())
 }
 
@@ -539,17 +553,14 @@ impl<'a> VaultCatalog<'a> {
         self.record_acks_and_blobs(acks, &[])
     }
 
-    /// Records acknowledged shares and where blobs lie in the packs they complete, in one
-    /// transaction (a crash never leaves a pack acknowledged whose blobs nobody can find).
-    pub fn record_acks_and_blobs(
-        &self,
-        acks: &[AckedShare],
-        blobs: &[(ChunkId, BlobAt)],
-    ) -> Result<()> {
+    /// Records acknowledged shares and where blobs lie in the packs they complete (each with
+    /// its chunk's length), in one transaction (a crash never leaves a pack acknowledged whose
+    /// blobs nobody can find).
+    pub fn record_acks_and_blobs(&self, acks: &[AckedShare], blobs: &[PackedBlob]) -> Result<()> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
-        for (chunk, at) in blobs {
-            insert_blob(&tx, self.account, chunk, at)?;
+        for (chunk, at, len) in blobs {
+            insert_blob(&tx, self.account, chunk, at, *len)?;
         }
         for ack in acks {
             tx.prepare_cached(
@@ -748,8 +759,23 @@ impl<'a> VaultCatalog<'a> {
             tx.prepare_cached("DELETE FROM files WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0])?;
         }
+        let freed = self.free_encodings(&tx, vault, released)?;
+        tx.commit()?;
+        Ok(freed)
+    }
+
+    /// Removes, in `tx`, each of `encodings` no visible file uses any more (refs at 0): its
+    /// shares are queued for deletion on their peers (vault `vault`) and returned, its record
+    /// and (for a pack) its blobs go. The one way an encoding leaves the catalog: `rm` and
+    /// prune both come here.
+    fn free_encodings(
+        &self,
+        tx: &Transaction<'_>,
+        vault: &[u8; 16],
+        encodings: impl IntoIterator<Item = (ChunkId, u8, u8)>,
+    ) -> Result<Vec<ShareRecord>> {
         let mut freed = Vec::new();
-        for (chunk, k, n) in released {
+        for (chunk, k, n) in encodings {
             let refs: Option<i64> = tx
                 .prepare_cached(
                     "SELECT refs FROM chunks WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
@@ -800,7 +826,6 @@ impl<'a> VaultCatalog<'a> {
                     .execute(params![self.account.0, &chunk.0[..]])?;
             }
         }
-        tx.commit()?;
         Ok(freed)
     }
 
@@ -963,30 +988,7 @@ impl<'a> VaultCatalog<'a> {
                 if !seen.insert(enc_key(chunk)) {
                     continue;
                 }
-                let mut unacked = 0u64;
-                for (index, share) in (0u8..).zip(&chunk.shares) {
-                    let row = tx
-                        .prepare_cached(
-                            "SELECT chunk, k, n, idx, state FROM shares WHERE account = ?1 AND id = ?2",
-                        )?
-                        .query_row(params![self.account.0, &share.0[..]], |r| {
-                            Ok((
-                                r.get::<_, Vec<u8>>(0)?,
-                                r.get::<_, u8>(1)?,
-                                r.get::<_, u8>(2)?,
-                                r.get::<_, i64>(3)?,
-                                r.get::<_, i64>(4)?,
-                            ))
-                        })
-                        .optional()?;
-                    let acknowledged = row.is_some_and(|(c, k, n, idx, state)| {
-                        c.as_slice() == chunk.encoding().0.as_slice()
-                            && (k, n) == (chunk.k, chunk.n)
-                            && idx == i64::from(index)
-                            && state == ShareState::Acked.code()
-                    });
-                    unacked += u64::from(!acknowledged);
-                }
+                let unacked = self.unacked(&tx, chunk)?;
                 if unacked > 0 {
                     return Err(Error::NotAcknowledged {
                         chunk: chunk.id,
@@ -1013,6 +1015,37 @@ impl<'a> VaultCatalog<'a> {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// How many of the share ids `chunk` lists are not recorded as acknowledged for that very
+    /// encoding and index (counting a chunk's acknowledged shares is not enough: shares of
+    /// another encoding of the same chunk would pass for the ones listed).
+    fn unacked(&self, tx: &Transaction<'_>, chunk: &ChunkRef) -> Result<u64> {
+        let mut unacked = 0u64;
+        for (index, share) in (0u8..).zip(&chunk.shares) {
+            let row = tx
+                .prepare_cached(
+                    "SELECT chunk, k, n, idx, state FROM shares WHERE account = ?1 AND id = ?2",
+                )?
+                .query_row(params![self.account.0, &share.0[..]], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, u8>(1)?,
+                        r.get::<_, u8>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            let acknowledged = row.is_some_and(|(c, k, n, idx, state)| {
+                c.as_slice() == chunk.encoding().0.as_slice()
+                    && (k, n) == (chunk.k, chunk.n)
+                    && idx == i64::from(index)
+                    && state == ShareState::Acked.code()
+            });
+            unacked += u64::from(!acknowledged);
+        }
+        Ok(unacked)
     }
 
     fn manifest_in(&self, tx: &Transaction<'_>, file: FileId) -> Result<Manifest> {
@@ -1326,7 +1359,7 @@ impl<'a> VaultCatalog<'a> {
             // Blobs of recovered packs are sources for dedup again.
             for chunk in &manifest.chunks {
                 if let Some(at) = chunk.pack {
-                    insert_blob(&tx, self.account, &chunk.id, &at)?;
+                    insert_blob(&tx, self.account, &chunk.id, &at, chunk.len)?;
                 }
             }
             tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
