@@ -4,7 +4,8 @@
 //! frozen with SIGSTOP for a few seconds (its connections stall), and a peer's disk "filled"
 //! (restarted with a quota at what it holds, so every new share is refused, then freed again).
 //! At the end the faults stop, every node runs, `shard repair` runs, and `shard check` must be
-//! healthy and every file whose put was acknowledged must restore bit-exact.
+//! healthy and every file whose put was acknowledged must restore bit-exact. Removals and
+//! `shard prune` (compaction) run among the operations, under the same faults.
 //!
 //! ```text
 //! cargo build --release -p shard-cli
@@ -275,6 +276,7 @@ fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut ops, mut puts, mut gets, mut rms, mut failed, mut bad_restores) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut prunes = 0u64;
     let out = base.join("restored.bin");
     let started = Instant::now();
     let mut failed_before = 0;
@@ -337,6 +339,14 @@ fn main() {
             } else {
                 failed += 1;
             }
+        } else if roll >= 97 {
+            // Compaction under faults: the files it moves must stay whole.
+            let prune = cli(&owner, &["--json", "prune", "--dead", "0"]);
+            if prune.status.success() && json(&prune)["ok"] == true {
+                prunes += 1;
+            } else {
+                failed += 1;
+            }
         } else {
             let i = pick(&mut rng, 0..acked.len() as u64) as usize;
             let name = acked.keys().nth(i).cloned().unwrap();
@@ -367,6 +377,9 @@ fn main() {
         wait_online(&owner, 5, Duration::from_secs(60)),
         "peers did not come back"
     );
+    // A last prune once calm: what the faults interrupted converges.
+    let last_prune = cli(&owner, &["--json", "prune", "--dead", "0"]);
+    let last_prune_ok = last_prune.status.success() && json(&last_prune)["ok"] == true;
     let mut healthy = false;
     for _ in 0..10 {
         let _ = cli(&owner, &["repair"]);
@@ -389,7 +402,8 @@ fn main() {
         }
     }
     println!(
-        "operations: {ops} in {chaos_secs:.0} s ({puts} puts, {gets} gets checked, {rms} removals acknowledged; {failed} refused or cut short by a fault, {uncertain} removals of unknown outcome)"
+        "operations: {ops} in {chaos_secs:.0} s ({puts} puts, {gets} gets checked, {rms} removals acknowledged, {prunes} prunes done; {failed} refused or cut short by a fault, {uncertain} removals of unknown outcome); last prune once calm: {}",
+        if last_prune_ok { "ok" } else { "FAILED" }
     );
     println!(
         "faults: {} in all — peer killed and restarted {}, owner killed mid-operation and restarted {}, peer frozen (SIGSTOP) {}, peer disk filled {}",
@@ -410,7 +424,7 @@ fn main() {
     for p in &mut procs {
         p.kill();
     }
-    if !lost.is_empty() || bad_restores > 0 || !healthy {
+    if !lost.is_empty() || bad_restores > 0 || !healthy || !last_prune_ok {
         println!("lost: {lost:?}");
         std::process::exit(1);
     }

@@ -11,23 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-use common::Swarm;
+use common::{Swarm, content};
 use shard_net::memory::Link;
 use shard_node::report::ChunkHealth;
 use shard_store::SHARE_CLASSES;
-
-/// Bytes that differ per seed (and do not compress into one chunk).
-fn content(len: usize, seed: u32) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            let i = u32::try_from(i).unwrap();
-            (i.wrapping_mul(2_654_435_761)
-                .wrapping_add(seed.wrapping_mul(97))
-                >> 11)
-                .to_le_bytes()[0]
-        })
-        .collect()
-}
 
 /// A tree of `count` files of varied sizes (0 bytes to 300 KB, and one of several chunks):
 /// name → bytes.

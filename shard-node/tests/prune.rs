@@ -11,23 +11,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::Swarm;
+use common::{Swarm, content};
 use shard_net::memory::Link;
 use shard_node::prune::{PruneRequest, run};
 use shard_node::report::PruneReport;
-
-/// Bytes that differ per seed.
-fn content(len: usize, seed: u32) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            let i = u32::try_from(i).unwrap();
-            (i.wrapping_mul(2_654_435_761)
-                .wrapping_add(seed.wrapping_mul(97))
-                >> 11)
-                .to_le_bytes()[0]
-        })
-        .collect()
-}
 
 /// `count` files under `keep/` and as many under `drop/` (a few KB to 200 KB each, their bytes
 /// drawn from `seed`), written under `root`: name → bytes.

@@ -274,6 +274,19 @@ impl Swarm {
     }
 }
 
+/// Bytes that differ per seed and do not compress into one chunk (test files).
+pub fn content(len: usize, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let i = u32::try_from(i).unwrap();
+            (i.wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(97))
+                >> 11)
+                .to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// Waits (at most 15 s) until `cond` holds.
 pub async fn wait_until(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

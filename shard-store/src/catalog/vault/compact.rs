@@ -76,13 +76,14 @@ pub struct Relocated {
 type Page = Vec<(i64, Vec<u8>, u32, Vec<u8>)>;
 
 impl VaultCatalog<'_> {
-    /// Visible files with an id above `after`, a page of them.
+    /// Visible files with an id above `after`, a page of them (through the (account, state)
+    /// index, in id order: each page costs its own rows, not a scan of the vault).
     fn visible_page(&self, tx: &rusqlite::Transaction<'_>, after: i64) -> Result<Page> {
         let limit = i64::try_from(PAGE).unwrap_or(i64::MAX);
         Ok(tx
             .prepare_cached(
                 "SELECT id, name_mac, version, manifest FROM files
-                 WHERE account = ?1 AND +state = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                 WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
             )?
             .query_map(params![self.account.0, FILE_VISIBLE, after, limit], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
