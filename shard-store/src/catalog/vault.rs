@@ -743,16 +743,7 @@ impl<'a> VaultCatalog<'a> {
                 let manifest = self.manifest_in(&tx, *file)?;
                 let mut seen = std::collections::HashSet::new();
                 for chunk in manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {
-                    tx.prepare_cached(
-                        "UPDATE chunks SET refs = refs - 1
-                         WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-                    )?
-                    .execute(params![
-                        self.account.0,
-                        &chunk.encoding().0[..],
-                        chunk.k,
-                        chunk.n
-                    ])?;
+                    self.drop_ref(&tx, enc_key(chunk))?;
                     released.push(enc_key(chunk));
                 }
             }
@@ -995,20 +986,7 @@ impl<'a> VaultCatalog<'a> {
                         unacked,
                     });
                 }
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![self.account.0, &chunk.encoding().0[..], chunk.k, chunk.n, chunk.share_len])?;
-                tx.prepare_cached(
-                    "UPDATE chunks SET refs = refs + 1
-                     WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-                )?
-                .execute(params![
-                    self.account.0,
-                    &chunk.encoding().0[..],
-                    chunk.k,
-                    chunk.n
-                ])?;
+                self.add_ref(&tx, chunk)?;
             }
             tx.prepare_cached("UPDATE files SET state = ?3 WHERE account = ?1 AND id = ?2")?
                 .execute(params![self.account.0, file.0, FILE_VISIBLE])?;
@@ -1048,6 +1026,30 @@ impl<'a> VaultCatalog<'a> {
         Ok(unacked)
     }
 
+    /// One more visible file uses the encoding holding `chunk` (its record made if new).
+    fn add_ref(&self, tx: &Transaction<'_>, chunk: &ChunkRef) -> Result<()> {
+        let (id, k, n) = enc_key(chunk);
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![self.account.0, &id.0[..], k, n, chunk.share_len])?;
+        tx.prepare_cached(
+            "UPDATE chunks SET refs = refs + 1 WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
+        )?
+        .execute(params![self.account.0, &id.0[..], k, n])?;
+        Ok(())
+    }
+
+    /// One visible file fewer uses encoding `(id, k, n)` ([`Self::free_encodings`] removes it
+    /// once none does).
+    fn drop_ref(&self, tx: &Transaction<'_>, (id, k, n): (ChunkId, u8, u8)) -> Result<()> {
+        tx.prepare_cached(
+            "UPDATE chunks SET refs = refs - 1 WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
+        )?
+        .execute(params![self.account.0, &id.0[..], k, n])?;
+        Ok(())
+    }
+
     fn manifest_in(&self, tx: &Transaction<'_>, file: FileId) -> Result<Manifest> {
         let row = tx
             .prepare_cached(
@@ -1063,12 +1065,7 @@ impl<'a> VaultCatalog<'a> {
             .optional()?;
         let (mac, version, sealed) =
             row.ok_or_else(|| Error::NoSuchFile(format!("#{}", file.0)))?;
-        let plain = open(
-            &self.seal_key,
-            &self.aad(MANIFEST_AAD, &blob32(mac)?, version),
-            &sealed,
-        )?;
-        Ok(Manifest::from_bytes(&plain)?)
+        self.open_manifest(mac, version, &sealed)
     }
 
     /// The chunk lists of many file versions, read in one transaction (a check of 100 000
@@ -1341,20 +1338,7 @@ impl<'a> VaultCatalog<'a> {
         for file in files {
             let mut seen = std::collections::HashSet::new();
             for chunk in manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![self.account.0, &chunk.encoding().0[..], chunk.k, chunk.n, chunk.share_len])?;
-                tx.prepare_cached(
-                    "UPDATE chunks SET refs = refs + 1
-                     WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-                )?
-                .execute(params![
-                    self.account.0,
-                    &chunk.encoding().0[..],
-                    chunk.k,
-                    chunk.n
-                ])?;
+                self.add_ref(&tx, chunk)?;
             }
             // Blobs of recovered packs are sources for dedup again.
             for chunk in &manifest.chunks {

@@ -91,7 +91,13 @@ impl VaultCatalog<'_> {
             .collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
-    fn open_manifest(&self, mac: Vec<u8>, version: u32, sealed: &[u8]) -> Result<Manifest> {
+    /// A manifest as the catalog seals it (bound to the account, name and version).
+    pub(super) fn open_manifest(
+        &self,
+        mac: Vec<u8>,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<Manifest> {
         let plain = open(
             &self.seal_key,
             &self.aad(MANIFEST_AAD, &blob32(mac)?, version),
@@ -262,35 +268,15 @@ impl VaultCatalog<'_> {
                     continue;
                 }
                 let after_move: HashSet<_> = manifest.chunks.iter().map(enc_key).collect();
-                for (chunk, k, n) in after_move.difference(&before) {
-                    let share_len = manifest
-                        .chunks
-                        .iter()
-                        .find(|c| enc_key(c) == (*chunk, *k, *n))
-                        .map_or(0, |c| c.share_len);
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO chunks (account, id, k, n, share_len)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        self.account.0,
-                        &chunk.0[..],
-                        k,
-                        n,
-                        share_len
-                    ])?;
-                    tx.prepare_cached(
-                        "UPDATE chunks SET refs = refs + 1
-                         WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-                    )?
-                    .execute(params![self.account.0, &chunk.0[..], k, n])?;
+                let mut added = HashSet::new();
+                for chunk in &manifest.chunks {
+                    let key = enc_key(chunk);
+                    if !before.contains(&key) && added.insert(key) {
+                        self.add_ref(&tx, chunk)?;
+                    }
                 }
-                for key @ (chunk, k, n) in before.difference(&after_move) {
-                    tx.prepare_cached(
-                        "UPDATE chunks SET refs = refs - 1
-                         WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-                    )?
-                    .execute(params![self.account.0, &chunk.0[..], k, n])?;
+                for key in before.difference(&after_move) {
+                    self.drop_ref(&tx, *key)?;
                     released.insert(*key);
                 }
                 let resealed = seal(
