@@ -32,8 +32,14 @@ use crate::target::Target;
 use crate::tree::{Entry, access, check_name};
 use crate::{Error, Result};
 
-/// Chunks fetched at once.
+/// Chunks fetched at once, within a file.
 const CHUNKS_AHEAD: usize = 8;
+
+/// Small files restored at once.
+const FILES_AHEAD: usize = 16;
+
+/// Files up to this size are restored [`FILES_AHEAD`] at once; larger ones alone.
+const SMALL_FILE: u64 = 1 << 20;
 
 /// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
 const RANGE_BLOCK: u32 = 16 << 10;
@@ -467,6 +473,17 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<F
     Ok(out)
 }
 
+/// A file restore that finished: counted, and its weight in the window given back, when it
+/// succeeded; its error otherwise.
+fn joined(
+    done: std::result::Result<Result<usize>, tokio::task::JoinError>,
+    progress: &Progress,
+) -> Result<usize> {
+    let weight = done.map_err(|e| Error::task(&e))??;
+    Progress::add(&progress.files_done, 1);
+    Ok(weight)
+}
+
 /// Runs a get; the result is the job's summary.
 pub async fn run(
     node: Arc<Node>,
@@ -487,6 +504,8 @@ pub async fn run(
     let sources = Arc::new(Sources::new(&node, &session));
     let root_name = request.name.clone();
     let mut dirs = Vec::new();
+    let mut files = tokio::task::JoinSet::new();
+    let mut in_flight = 0usize;
     for entry in &entries {
         let dest = if entry.meta.name == root_name {
             request.out.clone()
@@ -518,24 +537,43 @@ pub async fn run(
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
                 }
-                let manifest = node
-                    .catalog()
-                    .vault(session.account, &session.keys)
-                    .manifest(entry.id)?;
-                let source = SwarmChunks::prefetched(
-                    &node,
-                    &session,
-                    &sources,
-                    &manifest,
-                    lossy(&entry.meta.name),
-                )
-                .await?;
+                // A small file costs a round trip or two and no CPU to speak of: several are
+                // restored at once, or the restore waits on the network file after file. A
+                // large one streams [`CHUNKS_AHEAD`] chunks at once by itself: it takes the
+                // whole window, so memory stays that of one file.
+                let weight = if entry.meta.size <= SMALL_FILE {
+                    1
+                } else {
+                    FILES_AHEAD
+                };
+                while in_flight + weight > FILES_AHEAD {
+                    let Some(done) = files.join_next().await else {
+                        break;
+                    };
+                    in_flight -= joined(done, progress)?;
+                }
+                in_flight += weight;
+                let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
                 let (entry, job, keep) = (entry.clone(), job.clone(), request.keep_special_bits);
-                tokio::task::spawn_blocking(move || {
-                    restore_file(&source, &manifest, &entry, &dest, &job.progress, keep)
-                })
-                .await
-                .map_err(|e| Error::task(&e))??;
+                files.spawn(async move {
+                    let (n, s, id) = (node.clone(), session.clone(), entry.id);
+                    let manifest = tokio::task::spawn_blocking(move || {
+                        n.catalog().vault(s.account, &s.keys).manifest(id)
+                    })
+                    .await
+                    .map_err(|e| Error::task(&e))??;
+                    let name = lossy(&entry.meta.name);
+                    let source =
+                        SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
+                            .await?;
+                    tokio::task::spawn_blocking(move || {
+                        restore_file(&source, &manifest, &entry, &dest, &job.progress, keep)
+                    })
+                    .await
+                    .map_err(|e| Error::task(&e))??;
+                    Ok(weight)
+                });
+                continue;
             }
             FileKind::Symlink => {
                 let target = entry.meta.link_target.clone().unwrap_or_default();
@@ -547,6 +585,9 @@ pub async fn run(
             }
         }
         Progress::add(&progress.files_done, 1);
+    }
+    while let Some(done) = files.join_next().await {
+        joined(done, progress)?;
     }
     // Folders last, deepest first, so writing into them does not change their times.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
