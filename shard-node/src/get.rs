@@ -564,8 +564,7 @@ pub async fn run(
                     .map_err(|e| Error::task(&e))??;
                     let name = lossy(&entry.meta.name);
                     let source =
-                        SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
-                            .await?;
+                        SwarmChunks::prefetched(&node, &session, &sources, &manifest, name).await?;
                     tokio::task::spawn_blocking(move || {
                         restore_file(&source, &manifest, &entry, &dest, &job.progress, keep)
                     })

@@ -23,3 +23,78 @@ async fn a_name_near_the_limit_restores() {
         node.shutdown();
     }
 }
+
+/// Writes a tree of `small` files of a few KiB (in ten folders) and two of several MiB under
+/// `root`; returns each file's path below it and its bytes.
+fn write_tree(root: &std::path::Path, small: u32) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for i in 0..small {
+        let rel = format!("d{}/f{i:03}.txt", i % 10);
+        files.push((rel, common::content(500 + (i as usize * 97) % 7000, i)));
+    }
+    files.push(("big/a.bin".into(), common::content(3 << 20, 1000)));
+    files.push(("big/b.bin".into(), common::content(5 << 20, 1001)));
+    for (rel, bytes) in &files {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    files
+}
+
+/// Small files are restored several at once, large ones on their own: a tree of both comes
+/// back byte for byte, every file in its place, nothing else beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_small_and_large_files_restores_exactly() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let tree = swarm.path("papers");
+    let files = write_tree(&tree, 120);
+    swarm.put(&tree, "papers", Some((2, 3))).await.unwrap();
+    let out = swarm.path("out");
+    let report = swarm.get("papers", None, &out).await.unwrap();
+    assert_eq!(report.files, files.len(), "{report:?}");
+    for (rel, bytes) in &files {
+        assert!(
+            std::fs::read(out.join(rel)).unwrap() == *bytes,
+            "{rel} differs"
+        );
+    }
+    let mut found = 0;
+    for dir in std::fs::read_dir(&out).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let name = file.unwrap().file_name();
+            assert!(!name.to_string_lossy().starts_with(".shard-"), "{name:?}");
+            found += 1;
+        }
+    }
+    assert_eq!(found, files.len(), "only the tree's files are there");
+}
+
+/// With too few shares reachable, a tree restore fails with the reason, and what it could not
+/// restore is not there, not even half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_that_cannot_be_read_fails_and_leaves_no_part_files() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let tree = swarm.path("papers");
+    let files = write_tree(&tree, 60);
+    swarm.put(&tree, "papers", Some((3, 3))).await.unwrap();
+    swarm.set_link(2, shard_net::memory::Link::Down);
+    let out = swarm.path("out");
+    let err = swarm.get("papers", None, &out).await.unwrap_err();
+    assert!(err.to_string().contains("cannot be restored"), "{err}");
+    // Let restores that were still running when the error came finish.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (rel, _) in &files {
+        let dir = out.join(rel).parent().unwrap().to_path_buf();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry.unwrap().file_name();
+            assert!(
+                !name.to_string_lossy().starts_with(".shard-"),
+                "{name:?} left"
+            );
+        }
+    }
+}
