@@ -526,7 +526,14 @@ pub async fn run(
                 {
                     return Err(through_link(&dest));
                 }
-                if let Err(e) = fs::create_dir(&dest)
+                // The folder asked for is made with its parents (as `restic restore --target`
+                // does); the ones inside it one at a time, each checked above.
+                let made = if dest == request.out {
+                    fs::create_dir_all(&dest)
+                } else {
+                    fs::create_dir(&dest)
+                };
+                if let Err(e) = made
                     && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
                 {
                     return Err(access(&dest, &e));

@@ -43,14 +43,16 @@ fn write_tree(root: &std::path::Path, small: u32) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Small files are restored several at once, large ones on their own: a tree of both comes
-/// back byte for byte, every file in its place, nothing else beside them.
+/// back byte for byte, every file in its place, nothing else beside them, into a folder made
+/// with its parents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_of_small_and_large_files_restores_exactly() {
     let swarm = Swarm::in_memory(3, 2, &[]).await;
     let tree = swarm.path("papers");
     let files = write_tree(&tree, 120);
     swarm.put(&tree, "papers", Some((2, 3))).await.unwrap();
-    let out = swarm.path("out");
+    // Into a folder whose parent does not exist yet: both are made.
+    let out = swarm.path("restored").join("papers");
     let report = swarm.get("papers", None, &out).await.unwrap();
     assert_eq!(report.files, files.len(), "{report:?}");
     for (rel, bytes) in &files {
