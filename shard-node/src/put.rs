@@ -804,7 +804,9 @@ async fn store(
     Progress::add(&progress.files_done, unchanged.files);
     Progress::add(&progress.bytes_done, unchanged.bytes);
 
-    // Encoder threads.
+    // Encoder threads. The entries are shared with them, not copied: a put of 10⁶ files
+    // holds a few hundred bytes for each.
+    let entries = Arc::new(entries);
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
     let enc_entries = entries.clone();
     let (enc_node, enc_session, enc_usable) = (node.clone(), session.clone(), usable.clone());
@@ -834,6 +836,14 @@ async fn store(
             keep_manifest: request.move_original,
         })
         .collect();
+    // Files with a manifest, not yet committed: what a flush looks at (not all the files of
+    // the put, which made a put of 10⁶ files quadratic). Folders and links have theirs at once.
+    let mut manifested: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.meta.kind != FileKind::File)
+        .map(|(i, _)| i)
+        .collect();
     let mut placed = Placed::default();
     let mut complete: HashSet<EncKey> = HashSet::new();
     let mut failed_packs: HashMap<EncKey, String> = HashMap::new();
@@ -850,6 +860,7 @@ async fn store(
     // A chunk reference reaches its file: recorded at its position, and the file learns of
     // the pack it depends on (or that the pack failed).
     let attach = |files: &mut Vec<FileTrack>,
+                  manifested: &mut Vec<usize>,
                   pack_files: &mut HashMap<EncKey, Vec<usize>>,
                   failed_packs: &HashMap<EncKey, String>,
                   file: usize,
@@ -861,7 +872,9 @@ async fn store(
                 track.failed.get_or_insert_with(|| error.clone());
             }
             track.refs.insert(seq, chunk);
-            track.try_manifest();
+            if track.try_manifest() {
+                manifested.push(file);
+            }
         }
         pack_files.entry(key).or_default().push(file);
     };
@@ -876,7 +889,7 @@ async fn store(
                     stats.earlier += u64::from((chunk.k, chunk.n) != (redundancy.k(), redundancy.n()));
                     Progress::add(&progress.bytes_done, u64::from(chunk.len));
                     complete.insert(enc_key(&chunk));
-                    attach(&mut files, &mut pack_files, &failed_packs, file, seq, chunk);
+                    attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, chunk);
                 }
                 Some(Encoded::Blob { file, seq, chunk }) => {
                     stats.chunks += 1;
@@ -884,7 +897,7 @@ async fn store(
                         Some(r) => {
                             // Met before in this put, its pack already on its way.
                             stats.dedup += 1;
-                            attach(&mut files, &mut pack_files, &failed_packs, file, seq, r);
+                            attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, r);
                         }
                         None => placed.waiting.entry(chunk).or_default().push((file, seq)),
                     }
@@ -906,7 +919,7 @@ async fn store(
                         stats.dedup += waiting.len().saturating_sub(1) as u64;
                         for (file, seq) in waiting {
                             if let Some(r) = placed.chunk_ref(&b.chunk) {
-                                attach(&mut files, &mut pack_files, &failed_packs, file, seq, r);
+                                attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, r);
                             }
                         }
                     }
@@ -923,7 +936,9 @@ async fn store(
                     if let Some(track) = files.get_mut(file) {
                         track.expected = Some((chunks, size));
                         track.sha256 = sha256;
-                        track.try_manifest();
+                        if track.try_manifest() {
+                            manifested.push(file);
+                        }
                     }
                 }
                 Some(Encoded::FileFailed { file, error }) => {
@@ -957,7 +972,7 @@ async fn store(
                 pack_files.remove(&key);
             },
             _ = tick.tick() => {
-                flush(&vault, &mut pending_acks, &mut pending_blobs, &complete, &mut files, &entries, progress)?;
+                flush(&vault, &mut pending_acks, &mut pending_blobs, &complete, &mut files, &mut manifested, &entries, progress)?;
             },
             else => break,
         }
@@ -972,12 +987,13 @@ async fn store(
         &mut pending_blobs,
         &complete,
         &mut files,
+        &mut manifested,
         &entries,
         progress,
     )?;
     // Every file is committed or failed; one that is neither lost a chunk on the way (a bug):
     // it is reported, never dropped in silence.
-    for (track, entry) in files.iter_mut().zip(&entries) {
+    for (track, entry) in files.iter_mut().zip(entries.iter()) {
         if !track.committed && track.failed.is_none() && entry.meta.kind == FileKind::File {
             track.failed = Some("not every chunk of it was stored; run the put again".into());
         }
@@ -985,7 +1001,7 @@ async fn store(
 
     let failures: Vec<String> = files
         .iter()
-        .zip(&entries)
+        .zip(entries.iter())
         .filter_map(|(t, e)| {
             t.failed
                 .as_ref()
@@ -1045,8 +1061,9 @@ pub(crate) fn names_of(node: &Node, nodes: &[NodeId]) -> Vec<String> {
 }
 
 impl FileTrack {
-    /// Builds the manifest once every chunk of the file has been encoded.
-    fn try_manifest(&mut self) {
+    /// Builds the manifest once every chunk of the file has been encoded; true when this call
+    /// built it.
+    fn try_manifest(&mut self) -> bool {
         if let Some((count, size)) = self.expected
             && self.manifest.is_none()
             && self.refs.len() == count
@@ -1057,18 +1074,22 @@ impl FileTrack {
                 size,
                 chunks: std::mem::take(&mut self.refs).into_values().collect(),
             });
+            return true;
         }
+        false
     }
 }
 
 /// Records acks and the blobs of the packs they complete, then makes visible every file whose
 /// chunks are all recorded.
+#[allow(clippy::too_many_arguments)]
 fn flush(
     vault: &shard_store::VaultCatalog<'_>,
     pending_acks: &mut Vec<AckedShare>,
     pending_blobs: &mut Vec<PackedBlob>,
     complete: &HashSet<EncKey>,
     files: &mut [FileTrack],
+    manifested: &mut Vec<usize>,
     entries: &[Entry],
     progress: &Progress,
 ) -> Result<()> {
@@ -1078,18 +1099,22 @@ fn flush(
         pending_blobs.clear();
         crate::crash_point!("put:acks-recorded");
     }
-    let ready: Vec<usize> = files
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| {
-            !t.committed
-                && t.failed.is_none()
-                && t.manifest
-                    .as_ref()
-                    .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&enc_key(c))))
-        })
-        .map(|(i, _)| i)
-        .collect();
+    // Failed files leave the list; those whose packs are all acknowledged are committed now;
+    // the rest wait for the next flush.
+    let mut ready = Vec::new();
+    manifested.retain(|&i| {
+        let Some(t) = files.get(i).filter(|t| !t.committed && t.failed.is_none()) else {
+            return false;
+        };
+        let whole = t
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&enc_key(c))));
+        if whole {
+            ready.push(i);
+        }
+        !whole
+    });
     if ready.is_empty() {
         return Ok(());
     }
