@@ -337,15 +337,19 @@ fn stream_chunks(
 }
 
 /// Restores one file to `dest` (on a blocking thread: the chunks come through
-/// [`stream_chunks`]).
+/// [`stream_chunks`]). `within` is the restore's folder and the file's path below it: no folder
+/// on that way may be a link when the temporary file is made, nor when it is renamed into
+/// place (a folder swapped for a link while the file was restored is caught there).
 fn restore_file(
     source: &SwarmChunks,
     manifest: &Manifest,
     entry: &FileEntry,
-    dest: &Path,
+    (dest, within): (&Path, Option<(&Path, &[u8])>),
     progress: &Progress,
     keep_special: bool,
 ) -> Result<()> {
+    let no_link = || within.map_or(Ok(()), |(out, rel)| no_link_on_the_way(out, rel));
+    no_link()?;
     let dir = dest.parent().unwrap_or(Path::new("."));
     // A fresh name nobody can have prepared, created only if nothing is there (not even a
     // link: O_EXCL never follows one), private until it is complete.
@@ -372,7 +376,10 @@ fn restore_file(
     }
     drop(out);
     // rename replaces whatever is at `dest`, a link included, and never follows it.
-    fs::rename(&tmp, dest).map_err(|e| access(dest, &e))?;
+    if let Err(e) = no_link().and_then(|()| fs::rename(&tmp, dest).map_err(|e| access(dest, &e))) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| access(dir, &e))?;
@@ -473,6 +480,18 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<F
     Ok(out)
 }
 
+/// A file's place in the window of restores running at once: a small file one, a large one
+/// all of it (it streams [`CHUNKS_AHEAD`] chunks by itself, so memory stays that of one file).
+/// A small file costs a round trip or two and no CPU to speak of: several at once keep the
+/// restore from waiting on the network file after file.
+fn file_weight(entry: &FileEntry) -> usize {
+    if entry.meta.size <= SMALL_FILE {
+        1
+    } else {
+        FILES_AHEAD
+    }
+}
+
 /// A file restore that finished: counted, and its weight in the window given back, when it
 /// succeeded; its error otherwise.
 fn joined(
@@ -506,94 +525,120 @@ pub async fn run(
     let mut dirs = Vec::new();
     let mut files = tokio::task::JoinSet::new();
     let mut in_flight = 0usize;
-    for entry in &entries {
-        let dest = if entry.meta.name == root_name {
-            request.out.clone()
-        } else {
-            let rel = entry
-                .meta
-                .name
-                .get(root_name.len() + 1..)
-                .unwrap_or_default();
-            check_name(rel)?;
-            no_link_on_the_way(&request.out, rel)?;
-            request.out.join(std::ffi::OsStr::from_bytes(rel))
-        };
-        match entry.meta.kind {
-            FileKind::Dir => {
-                if dest != request.out
-                    && fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink())
-                {
-                    return Err(through_link(&dest));
-                }
-                // The folder asked for is made with its parents (as `restic restore --target`
-                // does); the ones inside it one at a time, each checked above.
-                let made = if dest == request.out {
-                    fs::create_dir_all(&dest)
-                } else {
-                    fs::create_dir(&dest)
-                };
-                if let Err(e) = made
-                    && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
-                {
-                    return Err(access(&dest, &e));
-                }
-                dirs.push((dest, entry.clone()));
+    let walked: Result<()> = async {
+        for entry in &entries {
+            // Restores that ended are collected first: a failure stops the walk at once.
+            while let Some(done) = files.try_join_next() {
+                in_flight -= joined(done, progress)?;
             }
-            FileKind::File => {
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
-                }
-                // A small file costs a round trip or two and no CPU to speak of: several are
-                // restored at once, or the restore waits on the network file after file. A
-                // large one streams [`CHUNKS_AHEAD`] chunks at once by itself: it takes the
-                // whole window, so memory stays that of one file.
-                let weight = if entry.meta.size <= SMALL_FILE {
-                    1
-                } else {
-                    FILES_AHEAD
-                };
+            if entry.meta.kind == FileKind::File {
+                // A file waits for its place in the window before its path is checked and its
+                // folder made, so that what is checked is what it is written into.
+                let weight = file_weight(entry);
                 while in_flight + weight > FILES_AHEAD {
                     let Some(done) = files.join_next().await else {
                         break;
                     };
                     in_flight -= joined(done, progress)?;
                 }
-                in_flight += weight;
-                let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
-                let (entry, job, keep) = (entry.clone(), job.clone(), request.keep_special_bits);
-                files.spawn(async move {
-                    let (n, s, id) = (node.clone(), session.clone(), entry.id);
-                    let manifest = tokio::task::spawn_blocking(move || {
-                        n.catalog().vault(s.account, &s.keys).manifest(id)
-                    })
-                    .await
-                    .map_err(|e| Error::task(&e))??;
-                    let name = lossy(&entry.meta.name);
-                    let source =
-                        SwarmChunks::prefetched(&node, &session, &sources, &manifest, name).await?;
-                    tokio::task::spawn_blocking(move || {
-                        restore_file(&source, &manifest, &entry, &dest, &job.progress, keep)
-                    })
-                    .await
-                    .map_err(|e| Error::task(&e))??;
-                    Ok(weight)
-                });
-                continue;
             }
-            FileKind::Symlink => {
-                let target = entry.meta.link_target.clone().unwrap_or_default();
-                if request.force {
-                    let _ = fs::remove_file(&dest);
+            let rel = if entry.meta.name == root_name {
+                None
+            } else {
+                let rel = entry
+                    .meta
+                    .name
+                    .get(root_name.len() + 1..)
+                    .unwrap_or_default();
+                check_name(rel)?;
+                no_link_on_the_way(&request.out, rel)?;
+                Some(rel)
+            };
+            let dest = rel.map_or_else(
+                || request.out.clone(),
+                |rel| request.out.join(std::ffi::OsStr::from_bytes(rel)),
+            );
+            match entry.meta.kind {
+                FileKind::Dir => {
+                    if dest != request.out
+                        && fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink())
+                    {
+                        return Err(through_link(&dest));
+                    }
+                    // The folder asked for is made with its parents (as `restic restore
+                    // --target` does); the ones inside it one at a time, each checked above.
+                    let made = if dest == request.out {
+                        fs::create_dir_all(&dest)
+                    } else {
+                        fs::create_dir(&dest)
+                    };
+                    if let Err(e) = made
+                        && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
+                    {
+                        return Err(access(&dest, &e));
+                    }
+                    dirs.push((dest, entry.clone()));
                 }
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)
-                    .map_err(|e| access(&dest, &e))?;
+                FileKind::File => {
+                    if let Some(parent) = dest.parent() {
+                        fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
+                    }
+                    let weight = file_weight(entry);
+                    in_flight += weight;
+                    let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
+                    let (entry, job, keep) =
+                        (entry.clone(), job.clone(), request.keep_special_bits);
+                    let within = rel.map(|rel| (request.out.clone(), rel.to_vec()));
+                    files.spawn(async move {
+                        let (n, s, id) = (node.clone(), session.clone(), entry.id);
+                        let manifest = tokio::task::spawn_blocking(move || {
+                            n.catalog().vault(s.account, &s.keys).manifest(id)
+                        })
+                        .await
+                        .map_err(|e| Error::task(&e))??;
+                        let name = lossy(&entry.meta.name);
+                        let source =
+                            SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
+                                .await?;
+                        tokio::task::spawn_blocking(move || {
+                            let within = within.as_ref().map(|(o, r)| (o.as_path(), r.as_slice()));
+                            restore_file(
+                                &source,
+                                &manifest,
+                                &entry,
+                                (&dest, within),
+                                &job.progress,
+                                keep,
+                            )
+                        })
+                        .await
+                        .map_err(|e| Error::task(&e))??;
+                        Ok(weight)
+                    });
+                    continue;
+                }
+                FileKind::Symlink => {
+                    let target = entry.meta.link_target.clone().unwrap_or_default();
+                    if request.force {
+                        let _ = fs::remove_file(&dest);
+                    }
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)
+                        .map_err(|e| access(&dest, &e))?;
+                }
             }
+            Progress::add(&progress.files_done, 1);
         }
-        Progress::add(&progress.files_done, 1);
+        while let Some(done) = files.join_next().await {
+            in_flight -= joined(done, progress)?;
+        }
+        Ok(())
     }
-    while let Some(done) = files.join_next().await {
-        joined(done, progress)?;
+    .await;
+    if let Err(e) = walked {
+        // Restores already running are waited for (the blocking part of one cannot be
+        // stopped): nothing is written after the get has said it failed.
+        while files.join_next().await.is_some() {}
+        return Err(e);
     }
     // Folders last, deepest first, so writing into them does not change their times.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
