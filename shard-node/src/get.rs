@@ -577,7 +577,7 @@ pub async fn run(
                     {
                         return Err(access(&dest, &e));
                     }
-                    dirs.push((dest, entry.clone()));
+                    dirs.push((dest, rel.map(<[u8]>::to_vec), entry.clone()));
                 }
                 FileKind::File => {
                     if let Some(parent) = dest.parent() {
@@ -641,8 +641,13 @@ pub async fn run(
         return Err(e);
     }
     // Folders last, deepest first, so writing into them does not change their times.
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, entry) in &dirs {
+    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+    for (path, rel, entry) in &dirs {
+        // Checked again now, not only when it was made: a folder on the way swapped for a
+        // link since must not lend this folder's mode and time to whatever the link names.
+        if let Some(rel) = rel {
+            no_link_on_the_way(&request.out, rel)?;
+        }
         set_meta(&open_dir(path)?, path, entry, request.keep_special_bits)?;
     }
     Ok(GetReport {

@@ -87,7 +87,13 @@ async fn a_tree_that_cannot_be_read_fails_and_leaves_no_part_files() {
     let out = swarm.path("out");
     let err = swarm.get("papers", None, &out).await.unwrap_err();
     assert!(err.to_string().contains("cannot be restored"), "{err}");
-    // The get returns only once every restore it started has ended: nothing is left.
+    // The get returns only once every restore it started has ended: nothing half-written is
+    // left, and what is there is whole.
+    for (rel, bytes) in &files {
+        if let Ok(found) = std::fs::read(out.join(rel)) {
+            assert!(found == *bytes, "{rel} is there but not whole");
+        }
+    }
     for (rel, _) in &files {
         let dir = out.join(rel).parent().unwrap().to_path_buf();
         let Ok(entries) = std::fs::read_dir(&dir) else {
