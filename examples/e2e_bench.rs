@@ -29,7 +29,7 @@ use rand_core::{Rng, SeedableRng};
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
 
-use bench_nodes::{Node, PASSWORD, bench_dir, flag, pair_all, run, shard, timed};
+use bench_nodes::{Node, PASSWORD, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed};
 
 fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
     let big = dir.join("data/big.bin");
@@ -169,14 +169,7 @@ fn main() {
     });
     same_tree(&tree, &out_tree);
     fs::remove_dir_all(&out_tree).unwrap();
-    let rss: Vec<(String, u64)> = std::iter::once(("owner".to_string(), owner.peak_rss_mib()))
-        .chain(
-            peers
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (format!("peer{}", i + 1), p.peak_rss_mib())),
-        )
-        .collect();
+    let rss = peak_rss_line(&owner, &peers);
     drop(peers);
     drop(owner);
 
@@ -270,12 +263,6 @@ fn main() {
         dd_mbps * 3.0 / 5.0,
         mbps(big_bytes, put_big) / (dd_mbps * 3.0 / 5.0) * 100.0
     );
-    println!(
-        "peak RSS (VmHWM): {}",
-        rss.iter()
-            .map(|(n, m)| format!("{n} {m} MiB"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("peak RSS (VmHWM): {rss}");
     let _ = fs::remove_dir_all(&base);
 }

@@ -27,7 +27,7 @@ use rand_core::{Rng, SeedableRng};
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
 
-use bench_nodes::{Node, bench_dir, flag, pair_all, run, shard, timed};
+use bench_nodes::{Node, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed};
 
 /// Writes `files` files of 0.5–8 KiB under `tree`, a thousand to a folder; returns their bytes.
 fn make_tree(tree: &Path, files: usize) -> u64 {
@@ -114,14 +114,7 @@ fn main() {
     let verify = timed(|| {
         run(Command::new("diff").arg("-rq").arg(&tree).arg(&out));
     });
-    let rss: Vec<String> = std::iter::once(format!("owner {} MiB", owner.peak_rss_mib()))
-        .chain(
-            peers
-                .iter()
-                .enumerate()
-                .map(|(i, p)| format!("peer{} {} MiB", i + 1, p.peak_rss_mib())),
-        )
-        .collect();
+    let rss = peak_rss_line(&owner, &peers);
     let per_sec = |secs: f64| files as f64 / secs;
     println!();
     println!(
@@ -142,5 +135,5 @@ fn main() {
         catalog as f64 / 1e6,
         catalog as f64 / files as f64
     );
-    println!("peak RSS (VmHWM): {}", rss.join(", "));
+    println!("peak RSS (VmHWM): {rss}");
 }

@@ -146,6 +146,19 @@ pub fn bench_dir(default: &str) -> PathBuf {
     base
 }
 
+/// Every node's peak RSS (VmHWM), as a benchmark prints it: `owner N MiB, peer1 N MiB, …`.
+pub fn peak_rss_line(owner: &Node, peers: &[Node]) -> String {
+    std::iter::once(format!("owner {} MiB", owner.peak_rss_mib()))
+        .chain(
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("peer{} {} MiB", i + 1, p.peak_rss_mib())),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Pairs every peer with the owner and waits until all are online.
 pub fn pair_all(owner: &Node, peers: &[Node]) {
     for p in peers {

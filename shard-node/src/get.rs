@@ -531,10 +531,10 @@ pub async fn run(
             while let Some(done) = files.try_join_next() {
                 in_flight -= joined(done, progress)?;
             }
+            // A file waits for its place in the window before its path is checked and its
+            // folder made, so that what is checked is what it is written into.
+            let weight = file_weight(entry);
             if entry.meta.kind == FileKind::File {
-                // A file waits for its place in the window before its path is checked and its
-                // folder made, so that what is checked is what it is written into.
-                let weight = file_weight(entry);
                 while in_flight + weight > FILES_AHEAD {
                     let Some(done) = files.join_next().await else {
                         break;
@@ -583,7 +583,6 @@ pub async fn run(
                     if let Some(parent) = dest.parent() {
                         fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
                     }
-                    let weight = file_weight(entry);
                     in_flight += weight;
                     let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
                     let (entry, job, keep) =
