@@ -87,13 +87,21 @@ fn main() {
         .collect();
     pair_all(&owner, &peers);
 
-    let put = timed(|| {
+    // Each phase's own peak: the owner's high-water mark is started afresh before it.
+    let mut peaks: Vec<(&str, u64)> = Vec::new();
+    let mut phase = |name: &'static str, f: &mut dyn FnMut()| {
+        owner.reset_peak_rss();
+        let secs = timed(f);
+        peaks.push((name, owner.peak_rss_mib()));
+        secs
+    };
+    let put = phase("put", &mut || {
         shard(&owner.home, &["put", tree.to_str().unwrap()]);
     });
     println!("put: {put:.0} s");
     let catalog = db_bytes(&owner.home.join("catalog.db"));
     let mut listed = 0usize;
-    let ls = timed(|| {
+    let ls = phase("ls", &mut || {
         let out = shard(&owner.home, &["ls", "tree/"]);
         listed = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -102,12 +110,12 @@ fn main() {
     });
     assert_eq!(listed, files, "ls lists every file");
     println!("ls: {ls:.1} s");
-    let check = timed(|| {
+    let check = phase("check", &mut || {
         shard(&owner.home, &["check"]);
     });
     println!("check: {check:.0} s");
     let out = base.join("out/tree");
-    let get = timed(|| {
+    let get = phase("get", &mut || {
         shard(&owner.home, &["get", "tree", "-o", out.to_str().unwrap()]);
     });
     println!("get: {get:.0} s");
@@ -135,5 +143,10 @@ fn main() {
         catalog as f64 / 1e6,
         catalog as f64 / files as f64
     );
-    println!("peak RSS (VmHWM): {rss}");
+    println!("peak RSS (VmHWM) over the whole run: {rss}");
+    let each: Vec<String> = peaks
+        .iter()
+        .map(|(name, mib)| format!("{name} {mib} MiB"))
+        .collect();
+    println!("owner's peak RSS in each phase alone: {}", each.join(", "));
 }

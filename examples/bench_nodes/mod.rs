@@ -97,6 +97,12 @@ impl Node {
         Self { home, child }
     }
 
+    /// Starts this node's peak RSS afresh (`5` to `/proc/PID/clear_refs`, Linux ≥ 4.0), so the
+    /// next [`Self::peak_rss_mib`] is the peak of what ran since, not of the process's life.
+    pub fn reset_peak_rss(&self) {
+        let _ = fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
     pub fn peak_rss_mib(&self) -> u64 {
         fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()

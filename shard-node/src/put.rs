@@ -2,8 +2,11 @@
 //! peers.
 //!
 //! The pipeline, with memory bounded whatever the sizes:
-//! 1. scan the paths (files, folders, links; other kinds are skipped with a warning), and
-//!    leave out the files unchanged since their newest stored version;
+//! 1. walk the paths (files, folders, links; other kinds are skipped with a warning) a
+//!    window of entries at a time, and leave out the files unchanged since their newest
+//!    stored version; a path that cannot be read is named and the put goes on (it ends
+//!    partial). What the put holds is a window of the walk and the files not yet committed,
+//!    never the whole tree;
 //! 2. one blocking thread reads and cuts files into chunks; two threads id each
 //!    chunk, and either find it stored already (a blob in a pack whose shares are all in
 //!    place, at least as strong as asked) or seal it as a blob;
@@ -49,7 +52,7 @@ use crate::report::PutReport;
 pub use crate::request::PutRequest;
 use crate::session::Session;
 use crate::swarm::Nodes;
-use crate::tree::{Entry, access, check_name};
+use crate::tree::{Entry, Found, Walk, access, check_name};
 use crate::{Error, Result};
 
 /// Packs coded and not yet acknowledged at once — waiting for the dispatcher or on their
@@ -81,12 +84,25 @@ enum Encoded {
         seq: usize,
         chunk: ChunkRef,
     },
-    /// A chunk sealed as a blob (or met before in this put), to be found in a pack.
+    /// A chunk sealed as a blob, to be found in a pack: one packed now (`fresh`; its pack
+    /// comes after this message), or one met before in this put (in a pack on its way, or
+    /// already recorded in the catalog).
     Blob {
         file: usize,
         seq: usize,
         chunk: ChunkId,
+        len: u32,
+        fresh: bool,
     },
+    /// Entries of the walk about to be read (files) or stored as they are (folders, links),
+    /// with their numbers in the put: sent before any chunk of theirs.
+    Entries(Vec<(usize, Entry)>),
+    /// Files the walk met that have not changed since their newest stored version.
+    Unchanged(Unchanged),
+    /// A path the walk could not read (the put goes on and ends partial).
+    Unreadable(String),
+    /// Something the walk left out (not a file, folder or link): a warning.
+    Skipped(String),
     /// A pack closed and coded, with its place among the packs in flight.
     Pack(EncodedPack, tokio::sync::OwnedSemaphorePermit),
     FileDone {
@@ -170,8 +186,9 @@ fn stored_copy(
 struct Packer<'a> {
     builder: std::sync::Mutex<Option<PackBuilder>>,
     coder: std::sync::Mutex<PackCoder>,
-    /// Chunks packed (or found stored) in this put: met again, they are not packed twice.
-    met: std::sync::Mutex<HashSet<ChunkId>>,
+    /// Chunks packed in this put whose packs the catalog does not record yet: met again,
+    /// they are not packed twice (once recorded, the catalog finds them).
+    met: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
     tx: &'a mpsc::Sender<Encoded>,
     /// Places among the packs in flight.
     in_flight: Arc<tokio::sync::Semaphore>,
@@ -230,20 +247,23 @@ impl Packer<'_> {
                     .is_ok();
             }
         };
-        let chunk = blob.id();
-        // Announced before it is packed: its pack reaches the dispatcher after this.
-        if self
-            .tx
-            .blocking_send(Encoded::Blob { file, seq, chunk })
-            .is_err()
-        {
-            return false;
-        }
+        let (chunk, len) = (blob.id(), blob.len());
         let fresh = self
             .met
             .lock()
             .map(|mut m| m.insert(chunk))
             .unwrap_or(false);
+        // Announced before it is packed: its pack reaches the dispatcher after this.
+        let announced = Encoded::Blob {
+            file,
+            seq,
+            chunk,
+            len,
+            fresh,
+        };
+        if self.tx.blocking_send(announced).is_err() {
+            return false;
+        }
         if !fresh {
             return true;
         }
@@ -282,20 +302,41 @@ impl Packer<'_> {
     }
 }
 
-/// Reads and cuts files on this thread, ids and seals their chunks on [`ENCODERS`] threads
-/// (shard-store's parallel path, the one its benchmarks measure) and packs the blobs. Each
-/// file's end (or failure) goes to the dispatcher after the file is read; its chunks may
-/// still be on their way.
+/// Entries of the walk taken at once: looked up in the catalog together (to leave out the
+/// unchanged), announced to the dispatcher, then read. What a put holds of its tree is about
+/// one window and the files not yet committed, whatever the tree's size.
+const WINDOW: usize = SKIP_BATCH;
+
+/// What a put stores: the walk of its paths, or one upload.
+pub(crate) struct Source {
+    found: Box<dyn Iterator<Item = Found> + Send>,
+    /// Whether files unchanged since their newest stored version are left alone (not with
+    /// `--move`, which reads every original back, nor for an upload).
+    skip: bool,
+    /// Names more than one path gives (`put a/x b/x`): never left alone, for which one is
+    /// newest must not depend on which was skipped.
+    twice: HashSet<Vec<u8>>,
+    /// When the walk started, and how close to it a file's times must not be trusted.
+    scan_start: std::time::SystemTime,
+    racy_window: Duration,
+}
+
+/// Walks the source and reads and cuts its files on this thread, a window at a time; ids and
+/// seals their chunks on [`ENCODERS`] threads (shard-store's parallel path, the one its
+/// benchmarks measure) and packs the blobs. Each window's entries reach the dispatcher before
+/// any chunk of theirs, each file's end (or failure) after it is read; its chunks may still
+/// be on their way.
 #[allow(clippy::too_many_arguments)]
 fn encode_files(
     node: &Node,
     session: &Session,
-    entries: &[Entry],
+    source: Source,
     asked: Redundancy,
     usable: Usable<'_>,
     hash: bool,
     mut upload: Option<Box<dyn Read + Send>>,
     tx: &mpsc::Sender<Encoded>,
+    met: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
 ) -> Result<()> {
     let keys = session.keys.clone();
     // One keyed chunker for the whole put: its gear table is drawn once, not per file.
@@ -308,33 +349,92 @@ fn encode_files(
     let packer = Packer {
         builder: std::sync::Mutex::new(Some(PackBuilder::new(asked)?)),
         coder: std::sync::Mutex::new(PackCoder::new()),
-        met: std::sync::Mutex::new(HashSet::new()),
+        met,
         tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(PACKS_IN_FLIGHT)),
         runtime: tokio::runtime::Handle::current(),
         failed: std::sync::Mutex::new(None),
     };
     let emit = |c: SealedChunk| packer.take(c);
-    seal_parallel(&keys, &chunker, ENCODERS, &known, &emit, |feed| {
-        for (file, entry) in entries.iter().enumerate() {
-            if entry.meta.kind != FileKind::File {
-                continue;
+    let Source {
+        mut found,
+        skip,
+        twice,
+        scan_start,
+        racy_window,
+    } = source;
+    let twice = |name: &[u8]| {
+        let top = name.split(|&b| b == b'/').next().unwrap_or_default();
+        twice.contains(top)
+    };
+    seal_parallel(
+        &keys,
+        &chunker,
+        ENCODERS,
+        &known,
+        &emit,
+        |feed| -> Result<()> {
+            let mut next = 0usize;
+            loop {
+                let mut window = Vec::with_capacity(WINDOW);
+                for f in found.by_ref() {
+                    let message = match f {
+                        Found::Entry(e) => {
+                            window.push(e);
+                            if window.len() == WINDOW {
+                                break;
+                            }
+                            continue;
+                        }
+                        Found::Unreadable { path, reason } => {
+                            Encoded::Unreadable(format!("{}: {reason}", path.display()))
+                        }
+                        Found::Skipped(warning) => Encoded::Skipped(warning),
+                    };
+                    if tx.blocking_send(message).is_err() {
+                        return Ok(());
+                    }
+                }
+                if window.is_empty() {
+                    return Ok(());
+                }
+                crate::tree::settle(&mut window, scan_start, racy_window);
+                let (kept, unchanged) = if skip {
+                    skip_unchanged(&catalog, window, asked, usable, &twice)?
+                } else {
+                    (window, Unchanged::default())
+                };
+                if unchanged.files > 0 && tx.blocking_send(Encoded::Unchanged(unchanged)).is_err() {
+                    return Ok(());
+                }
+                let numbered: Vec<(usize, Entry)> = (next..).zip(kept).collect();
+                next += numbered.len();
+                if tx
+                    .blocking_send(Encoded::Entries(numbered.clone()))
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                for (file, entry) in numbered {
+                    if entry.meta.kind != FileKind::File {
+                        continue;
+                    }
+                    let message = match read_file(feed, file, &entry, hash, &mut upload) {
+                        Ok((chunks, size, sha256)) => Encoded::FileDone {
+                            file,
+                            chunks,
+                            size,
+                            sha256,
+                        },
+                        Err(error) => Encoded::FileFailed { file, error },
+                    };
+                    if tx.blocking_send(message).is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            let outcome = read_file(feed, file, entry, hash, &mut upload);
-            let message = match outcome {
-                Ok((chunks, size, sha256)) => Encoded::FileDone {
-                    file,
-                    chunks,
-                    size,
-                    sha256,
-                },
-                Err(error) => Encoded::FileFailed { file, error },
-            };
-            if tx.blocking_send(message).is_err() {
-                break;
-            }
-        }
-    })?;
+        },
+    )??;
     packer.finish()
 }
 
@@ -427,22 +527,16 @@ const SKIP_SHARES: usize = 65_536;
 /// these is read as usual: the put then stores what it changed, re-encodes what is too weak
 /// and sends again what is missing — so a put of an unchanged tree still tops it up. So is a
 /// file whose stored version does not open (a damaged row is no reason to stop a backup), and
-/// a name the put meets twice (two paths stored under one name: which is newest must not
-/// depend on which one was skipped).
+/// a name the put may meet twice (`twice`: two paths stored under one name, where which is
+/// newest must not depend on which one was skipped).
 fn skip_unchanged(
     vault: &shard_store::VaultCatalog<'_>,
     entries: Vec<Entry>,
     asked: Redundancy,
     usable: Usable<'_>,
+    twice: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(Vec<Entry>, Unchanged)> {
     let mut skip = vec![false; entries.len()];
-    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
-    let twice: HashSet<&[u8]> = entries
-        .iter()
-        .map(|e| e.meta.name.as_slice())
-        .filter(|name| !seen.insert(name))
-        .collect();
-    drop(seen);
     let candidates: Vec<usize> = entries
         .iter()
         .enumerate()
@@ -450,7 +544,7 @@ fn skip_unchanged(
             e.meta.kind == FileKind::File
                 && !e.streamed
                 && e.stamp.is_some()
-                && !twice.contains(e.meta.name.as_slice())
+                && !twice(&e.meta.name)
         })
         .map(|(i, _)| i)
         .collect();
@@ -623,7 +717,8 @@ fn enc_key(chunk: &ChunkRef) -> EncKey {
 type PackOutcome = (EncKey, std::result::Result<(Vec<AckedShare>, u64), String>);
 
 /// The packs of one put and where the blobs it packed lie: what turns a blob's message into
-/// its file's chunk reference. Per blob only a pack number and two lengths are held.
+/// its file's chunk reference. Per blob only a pack number and two lengths are held, and only
+/// until its pack is recorded in the catalog (which then answers for it).
 #[derive(Default)]
 struct Placed {
     packs: Vec<PackRef>,
@@ -663,17 +758,114 @@ struct Stats {
     bytes: u64,
 }
 
+/// A file (or folder, or link) of the put from the moment its entry reaches the dispatcher
+/// until it is committed; then it is forgotten (kept only for `--move`, which reads it back).
 struct FileTrack {
+    entry: Entry,
     /// Chunk refs received so far, by position in the file.
-    refs: std::collections::BTreeMap<usize, shard_proto::ChunkRef>,
+    refs: std::collections::BTreeMap<usize, ChunkRef>,
     /// Chunk count and size, once the file is fully read.
     expected: Option<(usize, u64)>,
     manifest: Option<Manifest>,
     sha256: Option<[u8; 32]>,
     failed: Option<String>,
-    committed: bool,
-    /// Whether its manifest is still wanted once committed (`--move` reads everything back).
-    keep_manifest: bool,
+}
+
+/// A file committed by a put with `--move`, with what it is read back against: its manifest
+/// and its SHA-256.
+type Moved = (Entry, Option<Manifest>, Option<[u8; 32]>);
+
+/// The files of a put as the dispatcher sees them: those on their way, what was stored and
+/// what failed. Only the files not yet committed are held (about the packs in flight's worth),
+/// never the whole tree.
+#[derive(Default)]
+struct Files {
+    /// Announced and not committed (on their way, or failed), by number.
+    open: HashMap<usize, FileTrack>,
+    /// Files with a manifest, not yet committed: what a flush looks at (not all the open
+    /// files, which made a put of 10⁶ files quadratic). Folders and links have theirs at once.
+    manifested: Vec<usize>,
+    /// Entries announced, and of them files, folders, links, and the files' bytes.
+    announced: usize,
+    files: usize,
+    dirs: usize,
+    links: usize,
+    bytes: u64,
+    /// Paths the walk could not read.
+    unreadable: usize,
+    /// Why what failed failed, by its place in the walk.
+    failures: Vec<(usize, String)>,
+    /// With `--move`: what was committed, with the manifest and SHA-256 of each file.
+    moved: Option<Vec<Moved>>,
+}
+
+impl Files {
+    fn announce(&mut self, list: Vec<(usize, Entry)>) {
+        for (i, entry) in list {
+            self.announced += 1;
+            match entry.meta.kind {
+                FileKind::File => self.files += 1,
+                FileKind::Dir => self.dirs += 1,
+                FileKind::Symlink => self.links += 1,
+            }
+            self.bytes += entry.meta.size;
+            let manifest = (entry.meta.kind != FileKind::File).then(Manifest::default);
+            if manifest.is_some() {
+                self.manifested.push(i);
+            }
+            self.open.insert(
+                i,
+                FileTrack {
+                    entry,
+                    refs: std::collections::BTreeMap::new(),
+                    expected: None,
+                    manifest,
+                    sha256: None,
+                    failed: None,
+                },
+            );
+        }
+    }
+
+    /// A chunk reference reaches its file: recorded at its position, and the file learns of
+    /// the pack it depends on (or that the pack failed).
+    fn attach(&mut self, packs: &mut Packs, file: usize, seq: usize, chunk: ChunkRef) {
+        let key = enc_key(&chunk);
+        if let Some(track) = self.open.get_mut(&file) {
+            if let Some(error) = packs.failed.get(&key) {
+                track.failed.get_or_insert_with(|| error.clone());
+            }
+            track.refs.insert(seq, chunk);
+            if track.try_manifest() {
+                self.manifested.push(file);
+            }
+        }
+        // Only a pack on its way can still fail and take the file with it.
+        if !packs.complete.contains(&key) {
+            packs.files.entry(key).or_default().push(file);
+        }
+    }
+
+    fn fail(&mut self, file: usize, error: String) {
+        if let Some(track) = self.open.get_mut(&file) {
+            track.failed.get_or_insert(error);
+        }
+    }
+}
+
+/// The packs of a put as the dispatcher sees them.
+#[derive(Default)]
+struct Packs {
+    /// Encodings whose every share is acknowledged (this put's, and those it refers to).
+    complete: HashSet<EncKey>,
+    failed: HashMap<EncKey, String>,
+    /// Files with a blob in each pack on its way (told if the pack fails).
+    files: HashMap<EncKey, Vec<usize>>,
+    /// The blobs of each pack on its way, and their plaintext bytes.
+    blobs: HashMap<EncKey, (Vec<PackedBlob>, u64)>,
+    /// Acks and blobs not yet recorded in the catalog.
+    pending_acks: Vec<AckedShare>,
+    pending_blobs: Vec<PackedBlob>,
 }
 
 /// Runs a put; the result is the job's summary.
@@ -684,23 +876,57 @@ pub async fn run(
     job: Arc<Job>,
 ) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
-    let req = request.clone();
     let scan_start = std::time::SystemTime::now();
-    let (mut entries, warnings) =
-        tokio::task::spawn_blocking(move || crate::tree::scan(&req.paths, req.name.as_deref()))
-            .await
-            .map_err(|e| Error::task(&e))??;
-    crate::tree::settle(&mut entries, scan_start, node.options().racy_window);
-    store(
-        node,
-        session.clone(),
-        entries,
-        warnings,
-        &request,
-        None,
-        job,
-    )
-    .await
+    let req = request.clone();
+    let walk = tokio::task::spawn_blocking(move || Walk::new(&req.paths, req.name.as_deref()))
+        .await
+        .map_err(|e| Error::task(&e))??;
+    // The progress totals come from a second walk that only looks (the put's own walk is as
+    // slow as the reading it feeds); it stops when the put ends.
+    let counting = Counting::default();
+    let (req, count_job, stop) = (request.clone(), job.clone(), counting.0.clone());
+    tokio::task::spawn_blocking(move || {
+        count_totals(&req.paths, req.name.as_deref(), &count_job.progress, &stop);
+    });
+    let source = Source {
+        found: Box::new(walk),
+        skip: !request.move_original,
+        twice: Walk::names_twice(&request.paths, request.name.as_deref()),
+        scan_start,
+        racy_window: node.options().racy_window,
+    };
+    store(node, session.clone(), source, &request, None, job).await
+}
+
+/// Stops a put's counting walk when the put ends, however it ends.
+#[derive(Default)]
+struct Counting(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Adds what a walk of `paths` meets to the progress totals, until `stop`.
+fn count_totals(
+    paths: &[PathBuf],
+    as_name: Option<&[u8]>,
+    progress: &Progress,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let Ok(walk) = Walk::new(paths, as_name) else {
+        return;
+    };
+    for found in walk {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Found::Entry(e) = found {
+            Progress::add(&progress.files_total, 1);
+            Progress::add(&progress.bytes_total, e.meta.size);
+        }
+    }
 }
 
 /// Stores an [`Upload`] as it arrives (the web UI's uploads); the result is the job's summary.
@@ -713,7 +939,8 @@ pub async fn run_upload(
 ) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
     check_name(&upload.name)?;
-    let mtime = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now();
+    let mtime = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let entry = Entry {
@@ -731,17 +958,25 @@ pub async fn run_upload(
         stamp: None,
         streamed: true,
     };
+    Progress::add(&job.progress.files_total, 1);
+    Progress::add(&job.progress.bytes_total, upload.size);
     let request = PutRequest {
         paths: Vec::new(),
         name: Some(upload.name),
         redundancy,
         move_original: false,
     };
+    let source = Source {
+        found: Box::new(std::iter::once(Found::Entry(entry))),
+        skip: false,
+        twice: HashSet::new(),
+        scan_start: now,
+        racy_window: node.options().racy_window,
+    };
     store(
         node,
         session.clone(),
-        vec![entry],
-        Vec::new(),
+        source,
         &request,
         Some(upload.reader),
         job,
@@ -749,24 +984,16 @@ pub async fn run_upload(
     .await
 }
 
-/// The put itself, once the entries are known (the caller holds the vault's writer lock).
+/// The put itself (the caller holds the vault's writer lock).
 async fn store(
     node: Arc<Node>,
     session: Arc<Session>,
-    entries: Vec<Entry>,
-    warnings: Vec<String>,
+    source: Source,
     request: &PutRequest,
     upload: Option<Box<dyn Read + Send>>,
     job: Arc<Job>,
 ) -> Result<PutReport> {
     let progress = &job.progress;
-    let files_total = entries.len() as u64;
-    Progress::add(&progress.files_total, files_total);
-    Progress::add(
-        &progress.bytes_total,
-        entries.iter().map(|e| e.meta.size).sum(),
-    );
-
     let nodes = Arc::new(Nodes::gather(&node, session.vault(), &HashSet::new()));
     let online = nodes.online();
     // The default comes from the nodes paired, not those online: a put while peers are away
@@ -792,112 +1019,82 @@ async fn store(
     let usable = Arc::new(move |s: &ShareRecord| {
         s.state == ShareState::Acked && (s.peer == me || paired.contains(&s.peer))
     });
-
-    // Files stored before and unchanged since are not read again (not with `--move`, which
-    // must read every original to compare it with what comes back).
     let vault = node.catalog().vault(session.account, &session.keys);
-    let (entries, unchanged) = if request.move_original {
-        (entries, Unchanged::default())
-    } else {
-        skip_unchanged(&vault, entries, redundancy, usable.as_ref())?
-    };
-    Progress::add(&progress.files_done, unchanged.files);
-    Progress::add(&progress.bytes_done, unchanged.bytes);
 
-    // Encoder threads. The entries are shared with them, not copied: a put of 10⁶ files
-    // holds a few hundred bytes for each.
-    let entries = Arc::new(entries);
+    // The walk, the reading and the encoder threads; files stored before and unchanged since
+    // are left out there, a window at a time.
+    let met = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
-    let enc_entries = entries.clone();
-    let (enc_node, enc_session, enc_usable) = (node.clone(), session.clone(), usable.clone());
+    let (enc_node, enc_session, enc_usable, enc_met) =
+        (node.clone(), session.clone(), usable.clone(), met.clone());
     let hash = request.move_original;
     let encoder = tokio::task::spawn_blocking(move || {
         encode_files(
             &enc_node,
             &enc_session,
-            &enc_entries,
+            source,
             redundancy,
             enc_usable.as_ref(),
             hash,
             upload,
             &tx,
+            enc_met,
         )
     });
 
-    let mut files: Vec<FileTrack> = entries
-        .iter()
-        .map(|e| FileTrack {
-            refs: std::collections::BTreeMap::new(),
-            expected: None,
-            manifest: (e.meta.kind != FileKind::File).then(Manifest::default),
-            sha256: None,
-            failed: None,
-            committed: false,
-            keep_manifest: request.move_original,
-        })
-        .collect();
-    // Files with a manifest, not yet committed: what a flush looks at (not all the files of
-    // the put, which made a put of 10⁶ files quadratic). Folders and links have theirs at once.
-    let mut manifested: Vec<usize> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.meta.kind != FileKind::File)
-        .map(|(i, _)| i)
-        .collect();
+    let mut files = Files {
+        moved: request.move_original.then(Vec::new),
+        ..Files::default()
+    };
+    let mut packs = Packs::default();
     let mut placed = Placed::default();
-    let mut complete: HashSet<EncKey> = HashSet::new();
-    let mut failed_packs: HashMap<EncKey, String> = HashMap::new();
-    // Files with a blob in each pack on its way (told if the pack fails), and its blobs.
-    let mut pack_files: HashMap<EncKey, Vec<usize>> = HashMap::new();
-    let mut pack_blobs: HashMap<EncKey, (Vec<PackedBlob>, u64)> = HashMap::new();
-    let mut pending_acks: Vec<AckedShare> = Vec::new();
-    let mut pending_blobs: Vec<PackedBlob> = Vec::new();
+    let mut unchanged = Unchanged::default();
+    let mut warnings = Vec::new();
     let mut set: JoinSet<PackOutcome> = JoinSet::new();
     let mut stats = Stats::default();
     let mut encoder_open = true;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
 
-    // A chunk reference reaches its file: recorded at its position, and the file learns of
-    // the pack it depends on (or that the pack failed).
-    let attach = |files: &mut Vec<FileTrack>,
-                  manifested: &mut Vec<usize>,
-                  pack_files: &mut HashMap<EncKey, Vec<usize>>,
-                  failed_packs: &HashMap<EncKey, String>,
-                  file: usize,
-                  seq: usize,
-                  chunk: ChunkRef| {
-        let key = enc_key(&chunk);
-        if let Some(track) = files.get_mut(file) {
-            if let Some(error) = failed_packs.get(&key) {
-                track.failed.get_or_insert_with(|| error.clone());
-            }
-            track.refs.insert(seq, chunk);
-            if track.try_manifest() {
-                manifested.push(file);
-            }
-        }
-        pack_files.entry(key).or_default().push(file);
-    };
-
     loop {
         tokio::select! {
             message = rx.recv(), if encoder_open => match message {
                 None => encoder_open = false,
+                Some(Encoded::Entries(list)) => files.announce(list),
+                Some(Encoded::Unchanged(u)) => {
+                    Progress::add(&progress.files_done, u.files);
+                    Progress::add(&progress.bytes_done, u.bytes);
+                    unchanged.files += u.files;
+                    unchanged.bytes += u.bytes;
+                }
+                Some(Encoded::Unreadable(why)) => {
+                    files.unreadable += 1;
+                    files.failures.push((files.announced, why));
+                }
+                Some(Encoded::Skipped(warning)) => warnings.push(warning),
                 Some(Encoded::Known { file, seq, chunk }) => {
                     stats.chunks += 1;
                     stats.dedup += 1;
                     stats.earlier += u64::from((chunk.k, chunk.n) != (redundancy.k(), redundancy.n()));
                     Progress::add(&progress.bytes_done, u64::from(chunk.len));
-                    complete.insert(enc_key(&chunk));
-                    attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, chunk);
+                    packs.complete.insert(enc_key(&chunk));
+                    files.attach(&mut packs, file, seq, chunk);
                 }
-                Some(Encoded::Blob { file, seq, chunk }) => {
+                Some(Encoded::Blob { file, seq, chunk, len, fresh }) => {
                     stats.chunks += 1;
-                    match placed.chunk_ref(&chunk) {
+                    // A chunk met before in this put: its pack is on its way, or recorded
+                    // already (and forgotten here: the catalog has it).
+                    let before = if fresh {
+                        None
+                    } else {
+                        match placed.chunk_ref(&chunk) {
+                            Some(r) => Some(r),
+                            None => stored_copy(&vault, &chunk, len, redundancy, usable.as_ref())?,
+                        }
+                    };
+                    match before {
                         Some(r) => {
-                            // Met before in this put, its pack already on its way.
                             stats.dedup += 1;
-                            attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, r);
+                            files.attach(&mut packs, file, seq, r);
                         }
                         None => placed.waiting.entry(chunk).or_default().push((file, seq)),
                     }
@@ -919,11 +1116,11 @@ async fn store(
                         stats.dedup += waiting.len().saturating_sub(1) as u64;
                         for (file, seq) in waiting {
                             if let Some(r) = placed.chunk_ref(&b.chunk) {
-                                attach(&mut files, &mut manifested, &mut pack_files, &failed_packs, file, seq, r);
+                                files.attach(&mut packs, file, seq, r);
                             }
                         }
                     }
-                    pack_blobs.insert(key, (blobs, plain));
+                    packs.blobs.insert(key, (blobs, plain));
                     let nodes = nodes.clone();
                     let chunk = EncodedChunk { chunk: as_chunk, shares: encoded.shares };
                     set.spawn(async move {
@@ -933,46 +1130,40 @@ async fn store(
                     });
                 }
                 Some(Encoded::FileDone { file, chunks, size, sha256 }) => {
-                    if let Some(track) = files.get_mut(file) {
+                    if let Some(track) = files.open.get_mut(&file) {
                         track.expected = Some((chunks, size));
                         track.sha256 = sha256;
                         if track.try_manifest() {
-                            manifested.push(file);
+                            files.manifested.push(file);
                         }
                     }
                 }
-                Some(Encoded::FileFailed { file, error }) => {
-                    if let Some(track) = files.get_mut(file) {
-                        track.failed = Some(error);
-                    }
-                }
+                Some(Encoded::FileFailed { file, error }) => files.fail(file, error),
             },
             Some(joined) = set.join_next() => {
                 let Ok((key, result)) = joined else { continue };
-                let (blobs, plain) = pack_blobs.remove(&key).unwrap_or_default();
+                let (blobs, plain) = packs.blobs.remove(&key).unwrap_or_default();
                 match result {
                     Ok((acks, bytes)) => {
                         stats.packs += 1;
                         stats.shares += acks.len() as u64;
                         stats.bytes += bytes;
-                        pending_acks.extend(acks);
-                        pending_blobs.extend(blobs);
-                        complete.insert(key);
+                        packs.pending_acks.extend(acks);
+                        packs.pending_blobs.extend(blobs);
+                        packs.complete.insert(key);
                         Progress::add(&progress.bytes_done, plain);
                     }
                     Err(error) => {
-                        for &file in pack_files.get(&key).map(Vec::as_slice).unwrap_or_default() {
-                            if let Some(track) = files.get_mut(file) {
-                                track.failed.get_or_insert_with(|| error.clone());
-                            }
+                        for file in packs.files.get(&key).cloned().unwrap_or_default() {
+                            files.fail(file, error.clone());
                         }
-                        failed_packs.insert(key, error);
+                        packs.failed.insert(key, error);
                     }
                 }
-                pack_files.remove(&key);
+                packs.files.remove(&key);
             },
             _ = tick.tick() => {
-                flush(&vault, &mut pending_acks, &mut pending_blobs, &complete, &mut files, &mut manifested, &entries, progress)?;
+                flush(&vault, &mut packs, &mut files, &mut placed, &met, progress)?;
             },
             else => break,
         }
@@ -981,41 +1172,30 @@ async fn store(
         }
     }
     encoder.await.map_err(|e| Error::task(&e))??;
-    flush(
-        &vault,
-        &mut pending_acks,
-        &mut pending_blobs,
-        &complete,
-        &mut files,
-        &mut manifested,
-        &entries,
-        progress,
-    )?;
+    flush(&vault, &mut packs, &mut files, &mut placed, &met, progress)?;
     // Every file is committed or failed; one that is neither lost a chunk on the way (a bug):
     // it is reported, never dropped in silence.
-    for (track, entry) in files.iter_mut().zip(entries.iter()) {
-        if !track.committed && track.failed.is_none() && entry.meta.kind == FileKind::File {
-            track.failed = Some("not every chunk of it was stored; run the put again".into());
-        }
+    for (i, track) in files.open.drain() {
+        let why = match track.failed {
+            Some(f) => f,
+            None if track.entry.meta.kind == FileKind::File => {
+                "not every chunk of it was stored; run the put again".into()
+            }
+            None => continue,
+        };
+        files
+            .failures
+            .push((i, format!("{}: {why}", track.entry.src.display())));
     }
-
-    let failures: Vec<String> = files
-        .iter()
-        .zip(entries.iter())
-        .filter_map(|(t, e)| {
-            t.failed
-                .as_ref()
-                .map(|f| format!("{}: {f}", e.src.display()))
-        })
-        .collect();
-    let count = |k: FileKind| entries.iter().filter(|e| e.meta.kind == k).count();
+    files.failures.sort_by_key(|(i, _)| *i);
+    let failures: Vec<String> = files.failures.into_iter().map(|(_, f)| f).collect();
     let mut report = PutReport {
-        files: count(FileKind::File),
+        files: files.files,
         unchanged: unchanged.files,
         unchanged_bytes: unchanged.bytes,
-        dirs: count(FileKind::Dir),
-        links: count(FileKind::Symlink),
-        bytes: entries.iter().map(|e| e.meta.size).sum(),
+        dirs: files.dirs,
+        links: files.links,
+        bytes: files.bytes,
         redundancy: redundancy.to_string(),
         chunks: stats.chunks,
         chunks_sent: stats.sent,
@@ -1030,23 +1210,17 @@ async fn store(
         full_nodes: names_of(&node, &nodes.full()),
     };
     if let Some(first) = failures.first() {
+        // Paths the walk could not read count with the entries it announced.
         return Err(Error::PartialPut {
             failed: failures.len(),
-            total: entries.len(),
+            total: files.announced + files.unreadable,
             first: first.clone(),
         });
     }
-    if request.move_original {
-        crate::get::verify_read_back(
-            &node,
-            &session,
-            &entries,
-            &files
-                .iter()
-                .map(|t| (t.manifest.clone(), t.sha256))
-                .collect::<Vec<_>>(),
-        )
-        .await?;
+    if let Some(moved) = files.moved {
+        let (entries, stored): (Vec<Entry>, Vec<_>) =
+            moved.into_iter().map(|(e, m, s)| (e, (m, s))).unzip();
+        crate::get::verify_read_back(&node, &session, &entries, &stored).await?;
         remove_originals(&entries)?;
         report.moved = true;
     }
@@ -1082,34 +1256,45 @@ impl FileTrack {
 
 /// Records acks and the blobs of the packs they complete, then makes visible every file whose
 /// chunks are all recorded.
-#[allow(clippy::too_many_arguments)]
 fn flush(
     vault: &shard_store::VaultCatalog<'_>,
-    pending_acks: &mut Vec<AckedShare>,
-    pending_blobs: &mut Vec<PackedBlob>,
-    complete: &HashSet<EncKey>,
-    files: &mut [FileTrack],
-    manifested: &mut Vec<usize>,
-    entries: &[Entry],
+    packs: &mut Packs,
+    files: &mut Files,
+    placed: &mut Placed,
+    met: &std::sync::Mutex<HashSet<ChunkId>>,
     progress: &Progress,
 ) -> Result<()> {
-    if !pending_acks.is_empty() || !pending_blobs.is_empty() {
-        vault.record_acks_and_blobs(pending_acks, pending_blobs)?;
-        pending_acks.clear();
-        pending_blobs.clear();
+    if !packs.pending_acks.is_empty() || !packs.pending_blobs.is_empty() {
+        vault.record_acks_and_blobs(&packs.pending_acks, &packs.pending_blobs)?;
         crate::crash_point!("put:acks-recorded");
+        // Blobs the catalog records are found there when met again: forgotten here, so what
+        // the put holds per chunk is that of the packs on their way.
+        if let Ok(mut met) = met.lock() {
+            for (chunk, ..) in &packs.pending_blobs {
+                met.remove(chunk);
+            }
+        }
+        for (chunk, ..) in &packs.pending_blobs {
+            placed.blobs.remove(chunk);
+        }
+        packs.pending_acks.clear();
+        packs.pending_blobs.clear();
     }
     // Failed files leave the list; those whose packs are all acknowledged are committed now;
     // the rest wait for the next flush.
     let mut ready = Vec::new();
+    let Files {
+        open, manifested, ..
+    } = &mut *files;
     manifested.retain(|&i| {
-        let Some(t) = files.get(i).filter(|t| !t.committed && t.failed.is_none()) else {
+        let Some(t) = open.get(&i).filter(|t| t.failed.is_none()) else {
             return false;
         };
-        let whole = t
-            .manifest
-            .as_ref()
-            .is_some_and(|m| m.chunks.iter().all(|c| complete.contains(&enc_key(c))));
+        let whole = t.manifest.as_ref().is_some_and(|m| {
+            m.chunks
+                .iter()
+                .all(|c| packs.complete.contains(&enc_key(c)))
+        });
         if whole {
             ready.push(i);
         }
@@ -1120,12 +1305,12 @@ fn flush(
     }
     let batch: Vec<NewFile> = ready
         .iter()
-        .filter_map(|&i| {
-            let entry = entries.get(i)?;
+        .filter_map(|i| {
+            let t = open.get(i)?;
             Some(NewFile {
-                meta: entry.meta.clone(),
-                stamp: entry.stamp,
-                manifest: files.get(i)?.manifest.clone()?,
+                meta: t.entry.meta.clone(),
+                stamp: t.entry.stamp,
+                manifest: t.manifest.clone()?,
             })
         })
         .collect();
@@ -1133,11 +1318,10 @@ fn flush(
     vault.commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())?;
     crate::crash_point!("put:committed");
     for i in ready {
-        if let Some(t) = files.get_mut(i) {
-            t.committed = true;
-            if !t.keep_manifest {
-                t.manifest = None;
-            }
+        if let Some(t) = files.open.remove(&i)
+            && let Some(moved) = &mut files.moved
+        {
+            moved.push((t.entry, t.manifest, t.sha256));
         }
     }
     Progress::add(&progress.files_done, batch.len() as u64);

@@ -1,6 +1,7 @@
 //! The file-tree walk of a put, and the rules for names in a vault: what a put stores, in a
 //! stable order, and which names a restore may write.
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -48,7 +49,13 @@ pub fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Result<Entry> {
+fn meta_of(
+    path: &Path,
+    name: Vec<u8>,
+    md: &fs::Metadata,
+    kind: FileKind,
+    real_ctimes: bool,
+) -> Result<Entry> {
     let link_target = if kind == FileKind::Symlink {
         let target = fs::read_link(path).map_err(|e| access(path, &e))?;
         Some(serde_bytes::ByteBuf::from(
@@ -69,7 +76,7 @@ fn meta_of(path: &Path, name: Vec<u8>, md: &fs::Metadata, kind: FileKind) -> Res
             link_target,
         },
         dev_ino: (md.dev(), md.ino()),
-        stamp: real_ctimes(path).then(|| stamp_of(md)),
+        stamp: real_ctimes.then(|| stamp_of(md)),
         streamed: false,
     })
 }
@@ -81,7 +88,9 @@ const NO_REAL_CTIME: [u64; 2] = [
     0x2011_bab0, // EXFAT_SUPER_MAGIC
 ];
 
-/// Whether the file system holding `path` keeps real change times and inode numbers.
+/// Whether the file system holding `path` keeps real change times and inode numbers (asked
+/// once per folder: what a folder holds lies on its file system, but for a mount point, whose
+/// own times do not decide whether a file is read).
 fn real_ctimes(path: &Path) -> bool {
     rustix::fs::statfs(path)
         .is_ok_and(|fs| u64::try_from(fs.f_type).is_ok_and(|kind| !NO_REAL_CTIME.contains(&kind)))
@@ -124,76 +133,261 @@ pub(crate) fn access(path: &Path, e: &std::io::Error) -> Error {
     }
 }
 
-/// Lists what a put stores, in a stable order; returns warnings for skipped paths.
-pub(crate) fn scan(paths: &[PathBuf], as_name: Option<&[u8]>) -> Result<(Vec<Entry>, Vec<String>)> {
-    if as_name.is_some() && paths.len() != 1 {
-        return Err(Error::Usage(
-            "--as names one stored file: give exactly one path with it".into(),
-        ));
-    }
-    let mut entries = Vec::new();
-    let mut warnings = Vec::new();
-    for path in paths {
-        let md = match fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::PathMissing(path.display().to_string()));
-            }
-            Err(e) => return Err(access(path, &e)),
-        };
-        let name = match as_name {
-            Some(n) => n.to_vec(),
-            None => path
-                .file_name()
-                .map(|n| n.as_bytes().to_vec())
-                .ok_or_else(|| {
-                    Error::InvalidName(format!(
-                        "{} has no name; give one with --as",
-                        path.display()
-                    ))
-                })?,
-        };
-        check_name(&name)?;
-        walk(path, name, &md, &mut entries, &mut warnings)?;
-    }
-    Ok((entries, warnings))
+/// What the walk of a put meets, one at a time.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// Something to store.
+    Entry(Entry),
+    /// A path that could not be read (a folder not listed, a link not read, a child that
+    /// vanished): the put goes on with the rest and ends partial, naming it.
+    Unreadable { path: PathBuf, reason: String },
+    /// Something a vault does not keep (a socket, a device): a warning, not a failure.
+    Skipped(String),
 }
 
-fn walk(
-    path: &Path,
+/// A folder being walked: its name in the vault, whether its file system keeps real change
+/// times, and its children not yet visited (sorted, last first).
+struct Frame {
     name: Vec<u8>,
-    md: &fs::Metadata,
-    out: &mut Vec<Entry>,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let ft = md.file_type();
-    if ft.is_file() {
-        // Opened now so that an unreadable file fails the put before anything is sent.
-        fs::File::open(path).map_err(|e| access(path, &e))?;
-        out.push(meta_of(path, name, md, FileKind::File)?);
-    } else if ft.is_symlink() {
-        out.push(meta_of(path, name, md, FileKind::Symlink)?);
-    } else if ft.is_dir() {
-        out.push(meta_of(path, name.clone(), md, FileKind::Dir)?);
-        let mut children: Vec<PathBuf> = fs::read_dir(path)
-            .map_err(|e| access(path, &e))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|e| access(path, &e))?;
-        children.sort();
-        for child in children {
-            let child_md = fs::symlink_metadata(&child).map_err(|e| access(&child, &e))?;
-            let mut child_name = name.clone();
-            child_name.push(b'/');
-            child_name
-                .extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
-            walk(&child, child_name, &child_md, out, warnings)?;
+    real_ctimes: bool,
+    children: Vec<PathBuf>,
+}
+
+/// The entries a put stores, found as they are needed, in a stable order (each folder before
+/// what it holds, children by name): folders are listed one at a time, so what the walk holds
+/// is the children of the folders on its current way, never the whole tree.
+pub(crate) struct Walk {
+    roots: std::vec::IntoIter<(PathBuf, Vec<u8>, fs::Metadata)>,
+    stack: Vec<Frame>,
+}
+
+impl Walk {
+    /// Checks the paths given (each exists and has a name the vault takes) before anything is
+    /// read.
+    pub(crate) fn new(paths: &[PathBuf], as_name: Option<&[u8]>) -> Result<Self> {
+        if as_name.is_some() && paths.len() != 1 {
+            return Err(Error::Usage(
+                "--as names one stored file: give exactly one path with it".into(),
+            ));
         }
-    } else {
-        warnings.push(format!(
-            "skipped {}: not a regular file, folder or link",
-            path.display()
-        ));
+        let mut roots = Vec::with_capacity(paths.len());
+        for path in paths {
+            let md = match fs::symlink_metadata(path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::PathMissing(path.display().to_string()));
+                }
+                Err(e) => return Err(access(path, &e)),
+            };
+            let name = match as_name {
+                Some(n) => n.to_vec(),
+                None => path
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .ok_or_else(|| {
+                        Error::InvalidName(format!(
+                            "{} has no name; give one with --as",
+                            path.display()
+                        ))
+                    })?,
+            };
+            check_name(&name)?;
+            roots.push((path.clone(), name, md));
+        }
+        Ok(Self {
+            roots: roots.into_iter(),
+            stack: Vec::new(),
+        })
     }
-    Ok(())
+
+    /// Names given to more than one of the paths (`put a/x b/x`): every name under them may be
+    /// met twice in one put.
+    pub(crate) fn names_twice(paths: &[PathBuf], as_name: Option<&[u8]>) -> HashSet<Vec<u8>> {
+        let mut seen = HashSet::new();
+        paths
+            .iter()
+            .filter_map(|p| {
+                as_name
+                    .map(<[u8]>::to_vec)
+                    .or_else(|| p.file_name().map(|n| n.as_bytes().to_vec()))
+            })
+            .filter(|name| !seen.insert(name.clone()))
+            .collect()
+    }
+
+    /// What `path` (met as `name`) is: an entry, and for a folder its children to visit next.
+    fn visit(&mut self, path: PathBuf, name: Vec<u8>, md: &fs::Metadata, real: bool) -> Found {
+        let ft = md.file_type();
+        let kind = if ft.is_file() {
+            FileKind::File
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else {
+            return Found::Skipped(format!(
+                "skipped {}: not a regular file, folder or link",
+                path.display()
+            ));
+        };
+        if kind == FileKind::Dir {
+            let listed = fs::read_dir(&path).and_then(|dir| {
+                dir.map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<Vec<_>>>()
+            });
+            let mut children = match listed {
+                Ok(children) => children,
+                Err(e) => {
+                    return Found::Unreadable {
+                        reason: format!("its folder could not be listed: {e}"),
+                        path,
+                    };
+                }
+            };
+            children.sort();
+            children.reverse();
+            self.stack.push(Frame {
+                name: name.clone(),
+                real_ctimes: real_ctimes(&path),
+                children,
+            });
+        }
+        match meta_of(&path, name, md, kind, real) {
+            Ok(entry) => Found::Entry(entry),
+            Err(e) => Found::Unreadable {
+                reason: e.to_string(),
+                path,
+            },
+        }
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Found;
+
+    fn next(&mut self) -> Option<Found> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                let (path, name, md) = self.roots.next()?;
+                let real = real_ctimes(&path);
+                return Some(self.visit(path, name, &md, real));
+            };
+            let Some(child) = frame.children.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            let mut name = frame.name.clone();
+            name.push(b'/');
+            name.extend_from_slice(child.file_name().map(|n| n.as_bytes()).unwrap_or_default());
+            let real = frame.real_ctimes;
+            return Some(match fs::symlink_metadata(&child) {
+                Ok(md) => self.visit(child, name, &md, real),
+                Err(e) => Found::Unreadable {
+                    reason: e.to_string(),
+                    path: child,
+                },
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(walk: Walk) -> Vec<String> {
+        walk.map(|f| match f {
+            Found::Entry(e) => String::from_utf8_lossy(&e.meta.name).into_owned(),
+            Found::Unreadable { path, reason } => {
+                format!("unreadable {}: {reason}", path.display())
+            }
+            Found::Skipped(w) => w,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_walk_meets_each_folder_before_what_it_holds_children_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        fs::create_dir_all(root.join("b/inner")).unwrap();
+        fs::create_dir_all(root.join("a")).unwrap();
+        fs::write(root.join("z.txt"), b"z").unwrap();
+        fs::write(root.join("b/inner/deep"), b"d").unwrap();
+        fs::write(root.join("b/c"), b"c").unwrap();
+        fs::write(root.join("a/x"), b"x").unwrap();
+        std::os::unix::fs::symlink("z.txt", root.join("link")).unwrap();
+        let walk = Walk::new(&[root], None).unwrap();
+        assert_eq!(
+            names(walk),
+            [
+                "top",
+                "top/a",
+                "top/a/x",
+                "top/b",
+                "top/b/c",
+                "top/b/inner",
+                "top/b/inner/deep",
+                "top/link",
+                "top/z.txt",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_walk_cannot_read_or_keep_is_named_and_the_walk_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("top");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("kept"), b"k").unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        let walk = Walk::new(std::slice::from_ref(&root), None).unwrap();
+        let found = names(walk);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.first().map(String::as_str), Some("top"));
+        assert_eq!(found.get(1).map(String::as_str), Some("top/kept"));
+        assert!(
+            found.get(2).is_some_and(|w| w.starts_with("skipped ")
+                && w.ends_with("sock: not a regular file, folder or link")),
+            "{found:?}"
+        );
+        // A folder gone between being seen and being listed (root reads any folder, so a
+        // permission cannot make one unreadable here) is named with the reason.
+        let md = fs::symlink_metadata(&root).unwrap();
+        let mut walk = Walk::new(std::slice::from_ref(&root), None).unwrap();
+        let gone = dir.path().join("gone");
+        match walk.visit(gone.clone(), b"top/gone".to_vec(), &md, true) {
+            Found::Unreadable { path, reason } => {
+                assert_eq!(path, gone);
+                assert!(
+                    reason.starts_with("its folder could not be listed: "),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_path_or_a_nameless_one_stops_the_walk_before_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nothing here");
+        assert!(matches!(
+            Walk::new(&[missing], None),
+            Err(Error::PathMissing(_))
+        ));
+        assert!(matches!(
+            Walk::new(&[PathBuf::from("/")], None),
+            Err(Error::InvalidName(_))
+        ));
+        let twice = Walk::names_twice(
+            &[
+                PathBuf::from("a/x"),
+                PathBuf::from("b/x"),
+                PathBuf::from("c/y"),
+            ],
+            None,
+        );
+        assert_eq!(twice, HashSet::from([b"x".to_vec()]));
+    }
 }
