@@ -63,8 +63,59 @@ fn health(
     })
 }
 
-/// Files whose details are read from the catalog at a time while listing.
-const LIST_BATCH: usize = 512;
+/// Files whose details are read from the catalog at a time while listing or restoring.
+pub(crate) const LIST_BATCH: usize = 512;
+
+/// A name's newest visible version, its size, and how many visible versions it has.
+pub(crate) struct Newest {
+    pub id: FileId,
+    pub version: u32,
+    pub size: u64,
+    pub versions: usize,
+}
+
+/// The newest visible version of each name starting with `prefix`, by name. Names are sealed
+/// in the catalog, so their order is known only once all are read: what is held is one small
+/// record per name (its bytes, an id, two numbers), never the entries themselves.
+pub(crate) fn newest_by_name(
+    vault: &shard_store::VaultCatalog<'_>,
+    prefix: &[u8],
+) -> Result<BTreeMap<Vec<u8>, Newest>> {
+    let mut by_name: BTreeMap<Vec<u8>, Newest> = BTreeMap::new();
+    vault.for_each_entry(|e| {
+        if !e.meta.name.starts_with(prefix) {
+            return Ok(());
+        }
+        let slot = by_name.entry(e.meta.name).or_insert(Newest {
+            id: e.id,
+            version: e.version,
+            size: e.meta.size,
+            versions: 0,
+        });
+        slot.versions += 1;
+        if e.version >= slot.version {
+            slot.id = e.id;
+            slot.version = e.version;
+            slot.size = e.meta.size;
+        }
+        Ok(())
+    })?;
+    Ok(by_name)
+}
+
+/// The entries of `ids` still visible, in the order of `ids` (a version removed since its id
+/// was read is left out, as it would be a moment later).
+pub(crate) fn entries_in_order(
+    vault: &shard_store::VaultCatalog<'_>,
+    ids: &[FileId],
+) -> Result<Vec<FileEntry>> {
+    let mut found: HashMap<FileId, FileEntry> = vault
+        .entries_by_id(ids)?
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
 
 /// The newest version of each name (under `prefix`), with its number of versions and health,
 /// collected. A caller that passes the entries on (the HTTP API) uses [`ls_each`], which does
@@ -89,29 +140,8 @@ pub fn ls_each(
     prefix: &[u8],
     mut each: impl FnMut(ListedFile) -> Result<()>,
 ) -> Result<usize> {
-    struct Newest {
-        id: FileId,
-        version: u32,
-        versions: usize,
-    }
     let vault = node.catalog().vault(session.account, &session.keys);
-    let mut by_name: BTreeMap<Vec<u8>, Newest> = BTreeMap::new();
-    vault.for_each_entry(|e| {
-        if !e.meta.name.starts_with(prefix) {
-            return Ok(());
-        }
-        let slot = by_name.entry(e.meta.name).or_insert(Newest {
-            id: e.id,
-            version: e.version,
-            versions: 0,
-        });
-        slot.versions += 1;
-        if e.version >= slot.version {
-            slot.id = e.id;
-            slot.version = e.version;
-        }
-        Ok(())
-    })?;
+    let by_name = newest_by_name(&vault, prefix)?;
     let mut listed_count = 0;
     let mut names = by_name.into_iter().peekable();
     while names.peek().is_some() {

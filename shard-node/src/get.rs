@@ -436,9 +436,19 @@ fn no_link_on_the_way(out: &Path, rel: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// What a get restores: the version asked for and, for a folder, the newest version of each
+/// name under it in name order, held as ids (their entries are read a page at a time as the
+/// restore goes), with how many they are and their bytes.
+struct Resolved {
+    chosen: FileEntry,
+    under: Vec<shard_store::FileId>,
+    count: u64,
+    bytes: u64,
+}
+
 /// The entries a get restores: one file or link, or a folder and everything under it (newest
 /// versions).
-fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<FileEntry>> {
+fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resolved> {
     let vault = node.catalog().vault(session.account, &session.keys);
     let versions = vault.versions(&request.name)?;
     let chosen = match request.version {
@@ -463,21 +473,23 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Vec<F
             .cloned()
             .ok_or_else(|| Error::Store(shard_store::Error::NoSuchFile(lossy(&request.name))))?,
     };
-    if chosen.meta.kind != FileKind::Dir {
-        return Ok(vec![chosen]);
+    let mut resolved = Resolved {
+        count: 1,
+        bytes: chosen.meta.size,
+        chosen,
+        under: Vec::new(),
+    };
+    if resolved.chosen.meta.kind != FileKind::Dir {
+        return Ok(resolved);
     }
     let mut prefix = request.name.clone();
     prefix.push(b'/');
-    let mut newest: std::collections::BTreeMap<Vec<u8>, FileEntry> =
-        std::collections::BTreeMap::new();
-    for e in vault.list()? {
-        if e.meta.name.starts_with(&prefix) {
-            newest.insert(e.meta.name.clone(), e);
-        }
+    for newest in crate::files::newest_by_name(&vault, &prefix)?.into_values() {
+        resolved.count += 1;
+        resolved.bytes += newest.size;
+        resolved.under.push(newest.id);
     }
-    let mut out = vec![chosen];
-    out.extend(newest.into_values());
-    Ok(out)
+    Ok(resolved)
 }
 
 /// A file's place in the window of restores running at once: a small file one, a large one
@@ -510,13 +522,10 @@ pub async fn run(
     request: GetRequest,
     job: Arc<Job>,
 ) -> Result<GetReport> {
-    let entries = resolve(&node, &session, &request)?;
+    let resolved = resolve(&node, &session, &request)?;
     let progress = &job.progress;
-    Progress::add(&progress.files_total, entries.len() as u64);
-    Progress::add(
-        &progress.bytes_total,
-        entries.iter().map(|e| e.meta.size).sum(),
-    );
+    Progress::add(&progress.files_total, resolved.count);
+    Progress::add(&progress.bytes_total, resolved.bytes);
     if fs::symlink_metadata(&request.out).is_ok() && !request.force {
         return Err(Error::Exists(request.out.display().to_string()));
     }
@@ -525,107 +534,126 @@ pub async fn run(
     let mut dirs = Vec::new();
     let mut files = tokio::task::JoinSet::new();
     let mut in_flight = 0usize;
+    // What was restored, for the report.
+    let (mut files_restored, mut links, mut bytes) = (0usize, 0usize, 0u64);
+    let vault = node.catalog().vault(session.account, &session.keys);
+    let mut pages = resolved.under.chunks(crate::files::LIST_BATCH);
+    let mut first = Some(vec![resolved.chosen.clone()]);
     let walked: Result<()> = async {
-        for entry in &entries {
-            // Restores that ended are collected first: a failure stops the walk at once.
-            while let Some(done) = files.try_join_next() {
-                in_flight -= joined(done, progress)?;
-            }
-            // A file waits for its place in the window before its path is checked and its
-            // folder made, so that what is checked is what it is written into.
-            let weight = file_weight(entry);
-            if entry.meta.kind == FileKind::File {
-                while in_flight + weight > FILES_AHEAD {
-                    let Some(done) = files.join_next().await else {
-                        break;
-                    };
+        loop {
+            let page = match first.take() {
+                Some(page) => page,
+                None => match pages.next() {
+                    Some(ids) => crate::files::entries_in_order(&vault, ids)?,
+                    None => break,
+                },
+            };
+            for entry in &page {
+                // Restores that ended are collected first: a failure stops the walk at once.
+                while let Some(done) = files.try_join_next() {
                     in_flight -= joined(done, progress)?;
                 }
+                // A file waits for its place in the window before its path is checked and its
+                // folder made, so that what is checked is what it is written into.
+                let weight = file_weight(entry);
+                if entry.meta.kind == FileKind::File {
+                    while in_flight + weight > FILES_AHEAD {
+                        let Some(done) = files.join_next().await else {
+                            break;
+                        };
+                        in_flight -= joined(done, progress)?;
+                    }
+                }
+                let rel = if entry.meta.name == root_name {
+                    None
+                } else {
+                    let rel = entry
+                        .meta
+                        .name
+                        .get(root_name.len() + 1..)
+                        .unwrap_or_default();
+                    check_name(rel)?;
+                    no_link_on_the_way(&request.out, rel)?;
+                    Some(rel)
+                };
+                let dest = rel.map_or_else(
+                    || request.out.clone(),
+                    |rel| request.out.join(std::ffi::OsStr::from_bytes(rel)),
+                );
+                match entry.meta.kind {
+                    FileKind::Dir => {
+                        if dest != request.out
+                            && fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink())
+                        {
+                            return Err(through_link(&dest));
+                        }
+                        // The folder asked for is made with its parents (as `restic restore
+                        // --target` does); the ones inside it one at a time, each checked above.
+                        let made = if dest == request.out {
+                            fs::create_dir_all(&dest)
+                        } else {
+                            fs::create_dir(&dest)
+                        };
+                        if let Err(e) = made
+                            && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
+                        {
+                            return Err(access(&dest, &e));
+                        }
+                        dirs.push((dest, rel.map(<[u8]>::to_vec), entry.clone()));
+                    }
+                    FileKind::File => {
+                        if let Some(parent) = dest.parent() {
+                            fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
+                        }
+                        in_flight += weight;
+                        files_restored += 1;
+                        bytes += entry.meta.size;
+                        let (node, session, sources) =
+                            (node.clone(), session.clone(), sources.clone());
+                        let (entry, job, keep) =
+                            (entry.clone(), job.clone(), request.keep_special_bits);
+                        let within = rel.map(|rel| (request.out.clone(), rel.to_vec()));
+                        files.spawn(async move {
+                            let (n, s, id) = (node.clone(), session.clone(), entry.id);
+                            let manifest = tokio::task::spawn_blocking(move || {
+                                n.catalog().vault(s.account, &s.keys).manifest(id)
+                            })
+                            .await
+                            .map_err(|e| Error::task(&e))??;
+                            let name = lossy(&entry.meta.name);
+                            let source =
+                                SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
+                                    .await?;
+                            tokio::task::spawn_blocking(move || {
+                                let within =
+                                    within.as_ref().map(|(o, r)| (o.as_path(), r.as_slice()));
+                                restore_file(
+                                    &source,
+                                    &manifest,
+                                    &entry,
+                                    (&dest, within),
+                                    &job.progress,
+                                    keep,
+                                )
+                            })
+                            .await
+                            .map_err(|e| Error::task(&e))??;
+                            Ok(weight)
+                        });
+                        continue;
+                    }
+                    FileKind::Symlink => {
+                        let target = entry.meta.link_target.clone().unwrap_or_default();
+                        if request.force {
+                            let _ = fs::remove_file(&dest);
+                        }
+                        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)
+                            .map_err(|e| access(&dest, &e))?;
+                        links += 1;
+                    }
+                }
+                Progress::add(&progress.files_done, 1);
             }
-            let rel = if entry.meta.name == root_name {
-                None
-            } else {
-                let rel = entry
-                    .meta
-                    .name
-                    .get(root_name.len() + 1..)
-                    .unwrap_or_default();
-                check_name(rel)?;
-                no_link_on_the_way(&request.out, rel)?;
-                Some(rel)
-            };
-            let dest = rel.map_or_else(
-                || request.out.clone(),
-                |rel| request.out.join(std::ffi::OsStr::from_bytes(rel)),
-            );
-            match entry.meta.kind {
-                FileKind::Dir => {
-                    if dest != request.out
-                        && fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink())
-                    {
-                        return Err(through_link(&dest));
-                    }
-                    // The folder asked for is made with its parents (as `restic restore
-                    // --target` does); the ones inside it one at a time, each checked above.
-                    let made = if dest == request.out {
-                        fs::create_dir_all(&dest)
-                    } else {
-                        fs::create_dir(&dest)
-                    };
-                    if let Err(e) = made
-                        && !(e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir())
-                    {
-                        return Err(access(&dest, &e));
-                    }
-                    dirs.push((dest, rel.map(<[u8]>::to_vec), entry.clone()));
-                }
-                FileKind::File => {
-                    if let Some(parent) = dest.parent() {
-                        fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
-                    }
-                    in_flight += weight;
-                    let (node, session, sources) = (node.clone(), session.clone(), sources.clone());
-                    let (entry, job, keep) =
-                        (entry.clone(), job.clone(), request.keep_special_bits);
-                    let within = rel.map(|rel| (request.out.clone(), rel.to_vec()));
-                    files.spawn(async move {
-                        let (n, s, id) = (node.clone(), session.clone(), entry.id);
-                        let manifest = tokio::task::spawn_blocking(move || {
-                            n.catalog().vault(s.account, &s.keys).manifest(id)
-                        })
-                        .await
-                        .map_err(|e| Error::task(&e))??;
-                        let name = lossy(&entry.meta.name);
-                        let source =
-                            SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
-                                .await?;
-                        tokio::task::spawn_blocking(move || {
-                            let within = within.as_ref().map(|(o, r)| (o.as_path(), r.as_slice()));
-                            restore_file(
-                                &source,
-                                &manifest,
-                                &entry,
-                                (&dest, within),
-                                &job.progress,
-                                keep,
-                            )
-                        })
-                        .await
-                        .map_err(|e| Error::task(&e))??;
-                        Ok(weight)
-                    });
-                    continue;
-                }
-                FileKind::Symlink => {
-                    let target = entry.meta.link_target.clone().unwrap_or_default();
-                    if request.force {
-                        let _ = fs::remove_file(&dest);
-                    }
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)
-                        .map_err(|e| access(&dest, &e))?;
-                }
-            }
-            Progress::add(&progress.files_done, 1);
         }
         while let Some(done) = files.join_next().await {
             in_flight -= joined(done, progress)?;
@@ -650,16 +678,10 @@ pub async fn run(
         set_meta(&open_dir(path)?, path, entry, request.keep_special_bits)?;
     }
     Ok(GetReport {
-        files: entries
-            .iter()
-            .filter(|e| e.meta.kind == FileKind::File)
-            .count(),
+        files: files_restored,
         dirs: dirs.len(),
-        links: entries
-            .iter()
-            .filter(|e| e.meta.kind == FileKind::Symlink)
-            .count(),
-        bytes: entries.iter().map(|e| e.meta.size).sum(),
+        links,
+        bytes,
         out: request.out.display().to_string(),
         restored_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
