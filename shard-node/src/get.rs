@@ -441,9 +441,37 @@ fn no_link_on_the_way(out: &Path, rel: &[u8]) -> Result<()> {
 /// restore goes), with how many they are and their bytes.
 struct Resolved {
     chosen: FileEntry,
-    under: Vec<shard_store::FileId>,
+    /// Each name's newest version: its row and version number.
+    under: Vec<(shard_store::FileId, u32)>,
     count: u64,
     bytes: u64,
+}
+
+/// The entries of one page of a folder's restore, checked to be what was found when the get
+/// began: a row removed since, or reused by another file (row ids are given again after a
+/// removal), fails the get rather than restore something else under the folder's name.
+fn page_of(
+    vault: &shard_store::VaultCatalog<'_>,
+    root: &[u8],
+    page: &[(shard_store::FileId, u32)],
+) -> Result<Vec<FileEntry>> {
+    let ids: Vec<shard_store::FileId> = page.iter().map(|(id, _)| *id).collect();
+    let entries = crate::files::entries_in_order(vault, &ids)?;
+    let same = entries.len() == page.len()
+        && entries.iter().zip(page).all(|(e, (id, version))| {
+            e.id == *id
+                && e.version == *version
+                && e.meta.name.get(..root.len()) == Some(root)
+                && e.meta.name.get(root.len()) == Some(&b'/')
+        });
+    if !same {
+        return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
+            "{}: what it holds changed in the vault during the restore (a file under it was \
+             removed); run the get again",
+            lossy(root)
+        ))));
+    }
+    Ok(entries)
 }
 
 /// The entries a get restores: one file or link, or a folder and everything under it (newest
@@ -487,7 +515,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
     for newest in crate::files::newest_by_name(&vault, &prefix)?.into_values() {
         resolved.count += 1;
         resolved.bytes += newest.size;
-        resolved.under.push(newest.id);
+        resolved.under.push((newest.id, newest.version));
     }
     Ok(resolved)
 }
@@ -544,7 +572,7 @@ pub async fn run(
             let page = match first.take() {
                 Some(page) => page,
                 None => match pages.next() {
-                    Some(ids) => crate::files::entries_in_order(&vault, ids)?,
+                    Some(page) => page_of(&vault, &request.name, page)?,
                     None => break,
                 },
             };

@@ -195,6 +195,23 @@ struct Packer<'a> {
     runtime: tokio::runtime::Handle,
     /// Why packing stopped, if it failed (the put fails with it).
     failed: std::sync::Mutex<Option<Error>>,
+    /// The dispatcher's files not yet committed, and entries announced so far.
+    crowd: Arc<Crowd>,
+    /// Entries announced when the open packs were last closed early.
+    closed_at: std::sync::atomic::AtomicUsize,
+}
+
+/// Files a put holds before they are committed; past this, the open packs are closed early.
+/// A file waits for every pack it has a blob in: many tiny files, or one file's bytes met in
+/// thousands of files (the same licence in every package), would otherwise keep a whole
+/// tree waiting on a pack that fills slowly or never.
+const OPEN_FILES: usize = 32_768;
+
+/// What the dispatcher tells the packer of its files (see [`OPEN_FILES`]).
+#[derive(Default)]
+struct Crowd {
+    open: std::sync::atomic::AtomicUsize,
+    announced: std::sync::atomic::AtomicUsize,
 }
 
 impl Packer<'_> {
@@ -225,8 +242,38 @@ impl Packer<'_> {
         false
     }
 
+    /// Closes the open packs early when too many files wait (at most once per half of
+    /// [`OPEN_FILES`] entries announced: each early pack has that many files' worth to hold).
+    fn close_if_crowded(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let announced = self.crowd.announced.load(Relaxed);
+        if self.crowd.open.load(Relaxed) <= OPEN_FILES
+            || announced < self.closed_at.load(Relaxed) + OPEN_FILES / 2
+        {
+            return true;
+        }
+        self.closed_at.store(announced, Relaxed);
+        let closed = match self.builder.lock() {
+            Ok(mut b) => match b.as_mut() {
+                Some(open) => PackBuilder::new(open.redundancy())
+                    .map(|fresh| std::mem::replace(open, fresh))
+                    .and_then(PackBuilder::finish)
+                    .map_err(Error::Store),
+                None => Ok(Vec::new()),
+            },
+            Err(_) => Err(Error::Internal("pack builder poisoned".into())),
+        };
+        match closed {
+            Ok(packs) => packs.into_iter().all(|pack| self.send(pack)),
+            Err(e) => self.fail(e),
+        }
+    }
+
     /// One chunk from the encoder threads.
     fn take(&self, c: SealedChunk) -> bool {
+        if !self.close_if_crowded() {
+            return false;
+        }
         let (file, seq) = (c.file, c.seq);
         let blob = match c.result {
             Ok(Sealed::Known(chunk)) => {
@@ -337,6 +384,7 @@ fn encode_files(
     mut upload: Option<Box<dyn Read + Send>>,
     tx: &mpsc::Sender<Encoded>,
     met: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
+    crowd: Arc<Crowd>,
 ) -> Result<()> {
     let keys = session.keys.clone();
     // One keyed chunker for the whole put: its gear table is drawn once, not per file.
@@ -354,6 +402,8 @@ fn encode_files(
         in_flight: Arc::new(tokio::sync::Semaphore::new(PACKS_IN_FLIGHT)),
         runtime: tokio::runtime::Handle::current(),
         failed: std::sync::Mutex::new(None),
+        crowd,
+        closed_at: std::sync::atomic::AtomicUsize::new(0),
     };
     let emit = |c: SealedChunk| packer.take(c);
     let Source {
@@ -1024,6 +1074,8 @@ async fn store(
     // The walk, the reading and the encoder threads; files stored before and unchanged since
     // are left out there, a window at a time.
     let met = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let crowd = Arc::new(Crowd::default());
+    let enc_crowd = crowd.clone();
     let (tx, mut rx) = mpsc::channel::<Encoded>(4);
     let (enc_node, enc_session, enc_usable, enc_met) =
         (node.clone(), session.clone(), usable.clone(), met.clone());
@@ -1039,6 +1091,7 @@ async fn store(
             upload,
             &tx,
             enc_met,
+            enc_crowd,
         )
     });
 
@@ -1167,6 +1220,12 @@ async fn store(
             },
             else => break,
         }
+        crowd
+            .open
+            .store(files.open.len(), std::sync::atomic::Ordering::Relaxed);
+        crowd
+            .announced
+            .store(files.announced, std::sync::atomic::Ordering::Relaxed);
         if !encoder_open && set.is_empty() {
             break;
         }
