@@ -369,46 +369,8 @@ fn default_home() -> PathBuf {
     home.join(".local/share/shard")
 }
 
-/// What `serve` sets glibc's mmap threshold to: buffers this large or larger are mapped on
-/// their own and given back to the system when freed.
-const MMAP_THRESHOLD: &str = "glibc.malloc.mmap_threshold=1048576";
-
-/// glibc's malloc raises its mmap threshold to the largest block freed (up to 32 MiB); after
-/// that a node's pack buffers (8–16 MiB) come from its per-thread heaps and stay there, so a
-/// node that has run one large put keeps a few hundred MiB it no longer uses (BENCHMARKS.md:
-/// a fixed threshold took the owner's peak in a 2·10⁵-file put from 297 to 224 MiB, and what
-/// it kept afterwards from 229 to 114). The tunable is read only when a process starts, and
-/// setting it from inside needs `mallopt` (unsafe code, which the workspace forbids), so
-/// `serve` starts itself again, once, with it in its environment. `SHARD_MALLOC_TUNING=0`, or
-/// any `GLIBC_TUNABLES` of the user's own, leaves the allocator as it is (the user has taken it
-/// in hand); if the new start fails, the node runs untuned.
-fn restart_with_tuned_allocator() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("SHARD_MALLOC_TUNING").is_some() {
-        return;
-    }
-    if std::env::var_os("GLIBC_TUNABLES").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    // Returns only if the new start failed.
-    let _ = std::process::Command::new(&exe)
-        .arg0(arg0)
-        .args(args)
-        .env("GLIBC_TUNABLES", MMAP_THRESHOLD)
-        .env("SHARD_MALLOC_TUNING", "1")
-        .exec();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve { .. }) {
-        restart_with_tuned_allocator();
-    }
     let cli_home = cli.home.clone();
     let home = Home::new(cli.home.clone().unwrap_or_else(default_home));
     let json = cli.json;

@@ -145,39 +145,6 @@ fn sigterm_stops_cleanly_and_the_cli_then_explains() {
     assert!(stderr(&out).contains("shard serve"), "{}", stderr(&out));
 }
 
-/// The `GLIBC_TUNABLES` a running node was started with.
-fn tunables(node: &TestNode) -> String {
-    let pid = node.pid().expect("the node runs");
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    environ
-        .split(|b| *b == 0)
-        .find_map(|v| v.strip_prefix(b"GLIBC_TUNABLES="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
-}
-
-/// `serve` starts itself again once with glibc's mmap threshold fixed (large freed buffers go
-/// back to the system), in the same process (SIGTERM still stops it cleanly); tunables the
-/// user set are kept as they are, and `SHARD_MALLOC_TUNING=0` turns it off.
-#[test]
-fn serve_runs_with_its_allocator_tuned_unless_told_otherwise() {
-    let mut alpha = TestNode::start("alpha");
-    assert_eq!(tunables(&alpha), "glibc.malloc.mmap_threshold=1048576");
-    assert_eq!(alpha.stop(), Some(0));
-    alpha.restart_env(
-        None,
-        &[("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4194304")],
-    );
-    assert_eq!(tunables(&alpha), "glibc.malloc.mmap_threshold=4194304");
-    assert_eq!(alpha.stop(), Some(0));
-    alpha.restart_env(None, &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]);
-    assert_eq!(tunables(&alpha), "glibc.malloc.arena_max=2");
-    assert_eq!(alpha.stop(), Some(0));
-    alpha.restart_env(None, &[("SHARD_MALLOC_TUNING", "0")]);
-    assert_eq!(tunables(&alpha), "");
-    assert_eq!(alpha.stop(), Some(0));
-}
-
 #[test]
 fn init_refuses_to_overwrite_a_node() {
     let alpha = TestNode::init("alpha");
