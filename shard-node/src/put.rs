@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -498,12 +498,9 @@ fn read_file(
     upload: &mut Option<Box<dyn Read + Send>>,
 ) -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
     let mut cut = |source: &mut dyn Read| -> std::result::Result<_, String> {
-        // One byte more than announced is enough to know a stream ran long.
-        let limit = if entry.streamed {
-            entry.meta.size.saturating_add(1)
-        } else {
-            u64::MAX
-        };
+        // One byte more than announced (or than the walk saw) is enough to know a stream ran
+        // long or a file grew: a file swapped for an endless one is not read without end.
+        let limit = entry.meta.size.saturating_add(1);
         let mut hashing = Hashing {
             inner: source.take(limit),
             hasher: hash.then(Sha256::new),
@@ -533,14 +530,33 @@ fn read_file(
         }
         return Ok((chunks, size, sha256));
     }
-    let mut f = fs::File::open(&entry.src).map_err(|e| e.to_string())?;
+    // What is read is the file the walk found: not a link put in its place (O_NOFOLLOW), not a
+    // FIFO that would block the put (O_NONBLOCK, then the type), not another file renamed
+    // over it (the inode).
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&entry.src)
+        .map_err(|e| e.to_string())?;
+    let before = f.metadata().map_err(|e| e.to_string())?;
+    if !before.is_file() || (before.dev(), before.ino()) != entry.dev_ino {
+        return Err(
+            "it was replaced by something else after the walk found it; nothing was stored for it (run the put again)"
+                .into(),
+        );
+    }
     let (chunks, size, sha256) = cut(&mut f)?;
-    let after = fs::symlink_metadata(&entry.src).map_err(|e| e.to_string())?;
+    let after = f.metadata().map_err(|e| e.to_string())?;
     let changed = after.len() != size
         || size != entry.meta.size
         || after.mtime() != entry.meta.mtime
         || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
-        || (after.dev(), after.ino()) != entry.dev_ino;
+        || entry.stamp.is_some_and(|s| {
+            (
+                after.ctime(),
+                u32::try_from(after.ctime_nsec()).unwrap_or(0),
+            ) != (s.ctime, s.ctime_nanos)
+        });
     if changed {
         return Err(
             "it changed while being read; nothing was stored for it (run the put again)".into(),
