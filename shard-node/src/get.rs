@@ -441,8 +441,8 @@ fn no_link_on_the_way(out: &Path, rel: &[u8]) -> Result<()> {
 /// restore goes), with how many they are and their bytes.
 struct Resolved {
     chosen: FileEntry,
-    /// Each name's newest version: its row and version number.
-    under: Vec<(shard_store::FileId, u32)>,
+    /// Each name's newest version: its row, version number and a hash of the name.
+    under: Vec<(shard_store::FileId, u32, u64)>,
     count: u64,
     bytes: u64,
 }
@@ -453,14 +453,15 @@ struct Resolved {
 fn page_of(
     vault: &shard_store::VaultCatalog<'_>,
     root: &[u8],
-    page: &[(shard_store::FileId, u32)],
+    page: &[(shard_store::FileId, u32, u64)],
 ) -> Result<Vec<FileEntry>> {
-    let ids: Vec<shard_store::FileId> = page.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<shard_store::FileId> = page.iter().map(|(id, ..)| *id).collect();
     let entries = crate::files::entries_in_order(vault, &ids)?;
     let same = entries.len() == page.len()
-        && entries.iter().zip(page).all(|(e, (id, version))| {
+        && entries.iter().zip(page).all(|(e, (id, version, name))| {
             e.id == *id
                 && e.version == *version
+                && name_hash(&e.meta.name) == *name
                 && e.meta.name.get(..root.len()) == Some(root)
                 && e.meta.name.get(root.len()) == Some(&b'/')
         });
@@ -472,6 +473,15 @@ fn page_of(
         ))));
     }
     Ok(entries)
+}
+
+/// A name's hash, to tell that a page's row still holds the name it held (8 bytes a name
+/// instead of the name).
+fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
 }
 
 /// The entries a get restores: one file or link, or a folder and everything under it (newest
@@ -512,10 +522,12 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
     }
     let mut prefix = request.name.clone();
     prefix.push(b'/');
-    for newest in crate::files::newest_by_name(&vault, &prefix)?.into_values() {
+    for (name, newest) in crate::files::newest_by_name(&vault, &prefix)? {
         resolved.count += 1;
         resolved.bytes += newest.size;
-        resolved.under.push((newest.id, newest.version));
+        resolved
+            .under
+            .push((newest.id, newest.version, name_hash(&name)));
     }
     Ok(resolved)
 }
@@ -642,9 +654,11 @@ pub async fn run(
                             (entry.clone(), job.clone(), request.keep_special_bits);
                         let within = rel.map(|rel| (request.out.clone(), rel.to_vec()));
                         files.spawn(async move {
-                            let (n, s, id) = (node.clone(), session.clone(), entry.id);
+                            let (n, s, e) = (node.clone(), session.clone(), entry.clone());
+                            // Of exactly this version: its row may have been removed (and its
+                            // id given to another file) since its page was read.
                             let manifest = tokio::task::spawn_blocking(move || {
-                                n.catalog().vault(s.account, &s.keys).manifest(id)
+                                n.catalog().vault(s.account, &s.keys).manifest_of(&e)
                             })
                             .await
                             .map_err(|e| Error::task(&e))??;

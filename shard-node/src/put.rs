@@ -247,12 +247,18 @@ impl Packer<'_> {
     fn close_if_crowded(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let announced = self.crowd.announced.load(Relaxed);
-        if self.crowd.open.load(Relaxed) <= OPEN_FILES
-            || announced < self.closed_at.load(Relaxed) + OPEN_FILES / 2
+        let last = self.closed_at.load(Relaxed);
+        if self.crowd.open.load(Relaxed) <= OPEN_FILES || announced < last + OPEN_FILES / 2 {
+            return true;
+        }
+        // One encoder thread closes; the other, seeing the mark moved, goes on.
+        if self
+            .closed_at
+            .compare_exchange(last, announced, Relaxed, Relaxed)
+            .is_err()
         {
             return true;
         }
-        self.closed_at.store(announced, Relaxed);
         let closed = match self.builder.lock() {
             Ok(mut b) => match b.as_mut() {
                 Some(open) => PackBuilder::new(open.redundancy())
@@ -533,11 +539,19 @@ fn read_file(
     // What is read is the file the walk found: not a link put in its place (O_NOFOLLOW), not a
     // FIFO that would block the put (O_NONBLOCK, then the type), not another file renamed
     // over it (the inode).
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&entry.src)
-        .map_err(|e| e.to_string())?;
+    let open = |flags| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&entry.src)
+    };
+    let mut f = match open(libc::O_NOFOLLOW | libc::O_NONBLOCK) {
+        // A lease held elsewhere (a Samba oplock, an NFS delegation) is waited for, as a
+        // plain open would; a FIFO never answers so (it opens at once without a writer).
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open(libc::O_NOFOLLOW),
+        other => other,
+    }
+    .map_err(|e| e.to_string())?;
     let before = f.metadata().map_err(|e| e.to_string())?;
     if !before.is_file() || (before.dev(), before.ino()) != entry.dev_ino {
         return Err(
@@ -551,12 +565,10 @@ fn read_file(
         || size != entry.meta.size
         || after.mtime() != entry.meta.mtime
         || u32::try_from(after.mtime_nsec()).unwrap_or(0) != entry.meta.mtime_nanos
-        || entry.stamp.is_some_and(|s| {
-            (
-                after.ctime(),
-                u32::try_from(after.ctime_nsec()).unwrap_or(0),
-            ) != (s.ctime, s.ctime_nanos)
-        });
+        || (
+            after.ctime(),
+            u32::try_from(after.ctime_nsec()).unwrap_or(0),
+        ) != entry.ctime;
     if changed {
         return Err(
             "it changed while being read; nothing was stored for it (run the put again)".into(),
@@ -834,7 +846,6 @@ struct FileTrack {
     expected: Option<(usize, u64)>,
     manifest: Option<Manifest>,
     sha256: Option<[u8; 32]>,
-    failed: Option<String>,
 }
 
 /// A file committed by a put with `--move`, with what it is read back against: its manifest
@@ -887,7 +898,6 @@ impl Files {
                     expected: None,
                     manifest,
                     sha256: None,
-                    failed: None,
                 },
             );
         }
@@ -897,10 +907,9 @@ impl Files {
     /// the pack it depends on (or that the pack failed).
     fn attach(&mut self, packs: &mut Packs, file: usize, seq: usize, chunk: ChunkRef) {
         let key = enc_key(&chunk);
-        if let Some(track) = self.open.get_mut(&file) {
-            if let Some(error) = packs.failed.get(&key) {
-                track.failed.get_or_insert_with(|| error.clone());
-            }
+        if let Some(error) = packs.failed.get(&key) {
+            self.fail(file, error);
+        } else if let Some(track) = self.open.get_mut(&file) {
             track.refs.insert(seq, chunk);
             if track.try_manifest() {
                 self.manifested.push(file);
@@ -912,9 +921,12 @@ impl Files {
         }
     }
 
-    fn fail(&mut self, file: usize, error: String) {
-        if let Some(track) = self.open.get_mut(&file) {
-            track.failed.get_or_insert(error);
+    /// A file that failed leaves the open files at once (its later chunks are ignored), so
+    /// that failures do not count as files waiting for their packs.
+    fn fail(&mut self, file: usize, error: &str) {
+        if let Some(track) = self.open.remove(&file) {
+            self.failures
+                .push((file, format!("{}: {error}", track.entry.src.display())));
         }
     }
 }
@@ -1021,6 +1033,7 @@ pub async fn run_upload(
             link_target: None,
         },
         dev_ino: (0, 0),
+        ctime: (0, 0),
         stamp: None,
         streamed: true,
     };
@@ -1207,7 +1220,7 @@ async fn store(
                         }
                     }
                 }
-                Some(Encoded::FileFailed { file, error }) => files.fail(file, error),
+                Some(Encoded::FileFailed { file, error }) => files.fail(file, &error),
             },
             Some(joined) = set.join_next() => {
                 let Ok((key, result)) = joined else { continue };
@@ -1224,7 +1237,7 @@ async fn store(
                     }
                     Err(error) => {
                         for file in packs.files.get(&key).cloned().unwrap_or_default() {
-                            files.fail(file, error.clone());
+                            files.fail(file, &error);
                         }
                         packs.failed.insert(key, error);
                     }
@@ -1251,16 +1264,15 @@ async fn store(
     // Every file is committed or failed; one that is neither lost a chunk on the way (a bug):
     // it is reported, never dropped in silence.
     for (i, track) in files.open.drain() {
-        let why = match track.failed {
-            Some(f) => f,
-            None if track.entry.meta.kind == FileKind::File => {
-                "not every chunk of it was stored; run the put again".into()
-            }
-            None => continue,
-        };
-        files
-            .failures
-            .push((i, format!("{}: {why}", track.entry.src.display())));
+        if track.entry.meta.kind == FileKind::File {
+            files.failures.push((
+                i,
+                format!(
+                    "{}: not every chunk of it was stored; run the put again",
+                    track.entry.src.display()
+                ),
+            ));
+        }
     }
     files.failures.sort_by_key(|(i, _)| *i);
     let failures: Vec<String> = files.failures.into_iter().map(|(_, f)| f).collect();
@@ -1362,7 +1374,7 @@ fn flush(
         open, manifested, ..
     } = &mut *files;
     manifested.retain(|&i| {
-        let Some(t) = open.get(&i).filter(|t| t.failed.is_none()) else {
+        let Some(t) = open.get(&i) else {
             return false;
         };
         let whole = t.manifest.as_ref().is_some_and(|m| {

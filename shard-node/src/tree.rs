@@ -17,6 +17,8 @@ pub(crate) struct Entry {
     pub src: PathBuf,
     pub meta: FileMeta,
     pub dev_ino: (u64, u64),
+    /// Its change time when the walk found it (compared after it is read, stamp or not).
+    pub ctime: (i64, u32),
     /// What it was when scanned (what the next put compares to skip it if unchanged); none
     /// for an upload.
     pub stamp: Option<FileStamp>,
@@ -76,6 +78,7 @@ fn meta_of(
             link_target,
         },
         dev_ino: (md.dev(), md.ino()),
+        ctime: (md.ctime(), u32::try_from(md.ctime_nsec()).unwrap_or(0)),
         stamp: real_ctimes.then(|| stamp_of(md)),
         streamed: false,
     })

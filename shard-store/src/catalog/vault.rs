@@ -1076,6 +1076,38 @@ impl<'a> VaultCatalog<'a> {
         files.iter().map(|f| self.manifest_in(&tx, *f)).collect()
     }
 
+    /// The chunk list of exactly the version `entry` names: a row removed since, or its id
+    /// given to another file or version after a removal, is [`Error::NoSuchFile`], never that
+    /// other file's chunks.
+    pub fn manifest_of(&self, entry: &FileEntry) -> Result<Manifest> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let row = tx
+            .prepare_cached(
+                "SELECT name_mac, version, manifest FROM files WHERE account = ?1 AND id = ?2",
+            )?
+            .query_row(params![self.account.0, entry.id.0], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        let gone = || {
+            Error::NoSuchFile(format!(
+                "{}@{} (removed from the vault meanwhile)",
+                String::from_utf8_lossy(&entry.meta.name),
+                entry.version
+            ))
+        };
+        let (mac, version, sealed) = row.ok_or_else(gone)?;
+        if version != entry.version || mac[..] != self.name_mac(&entry.meta.name)[..] {
+            return Err(gone());
+        }
+        self.open_manifest(mac, version, &sealed)
+    }
+
     /// The chunk list of a stored file version.
     pub fn manifest(&self, file: FileId) -> Result<Manifest> {
         let mut conn = self.catalog.conn();
