@@ -857,7 +857,7 @@ type Moved = (Entry, Option<Manifest>, Option<[u8; 32]>);
 /// never the whole tree.
 #[derive(Default)]
 struct Files {
-    /// Announced and not committed (on their way, or failed), by number.
+    /// Announced, not committed and not failed (on their way), by number.
     open: HashMap<usize, FileTrack>,
     /// Files with a manifest, not yet committed: what a flush looks at (not all the open
     /// files, which made a put of 10⁶ files quadratic). Folders and links have theirs at once.
