@@ -195,6 +195,9 @@ pub struct StoredBlob {
 /// and the chunk's length.
 pub type PackedBlob = (ChunkId, BlobAt, u32);
 
+/// A file row as its manifest is opened from: name MAC, version, sealed manifest.
+type ManifestRow = (Vec<u8>, u32, Vec<u8>);
+
 fn insert_blob(
     tx: &Transaction<'_>,
     account: AccountId,
@@ -1050,8 +1053,9 @@ impl<'a> VaultCatalog<'a> {
         Ok(())
     }
 
-    fn manifest_in(&self, tx: &Transaction<'_>, file: FileId) -> Result<Manifest> {
-        let row = tx
+    /// A file row's name MAC, version and sealed manifest, if the row exists.
+    fn manifest_row(&self, tx: &Transaction<'_>, file: FileId) -> Result<Option<ManifestRow>> {
+        Ok(tx
             .prepare_cached(
                 "SELECT name_mac, version, manifest FROM files WHERE account = ?1 AND id = ?2",
             )?
@@ -1062,9 +1066,13 @@ impl<'a> VaultCatalog<'a> {
                     r.get::<_, Vec<u8>>(2)?,
                 ))
             })
-            .optional()?;
-        let (mac, version, sealed) =
-            row.ok_or_else(|| Error::NoSuchFile(format!("#{}", file.0)))?;
+            .optional()?)
+    }
+
+    fn manifest_in(&self, tx: &Transaction<'_>, file: FileId) -> Result<Manifest> {
+        let (mac, version, sealed) = self
+            .manifest_row(tx, file)?
+            .ok_or_else(|| Error::NoSuchFile(format!("#{}", file.0)))?;
         self.open_manifest(mac, version, &sealed)
     }
 
@@ -1082,18 +1090,7 @@ impl<'a> VaultCatalog<'a> {
     pub fn manifest_of(&self, entry: &FileEntry) -> Result<Manifest> {
         let mut conn = self.catalog.conn();
         let tx = conn.transaction()?;
-        let row = tx
-            .prepare_cached(
-                "SELECT name_mac, version, manifest FROM files WHERE account = ?1 AND id = ?2",
-            )?
-            .query_row(params![self.account.0, entry.id.0], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .optional()?;
+        let row = self.manifest_row(&tx, entry.id)?;
         let gone = || {
             Error::NoSuchFile(format!(
                 "{}@{} (removed from the vault meanwhile)",
