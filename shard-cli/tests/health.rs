@@ -823,9 +823,16 @@ mod crash_points {
             Op::Put => put_later(&owner),
             Op::Rm => owner.run(&["rm", "file0.bin"]),
             Op::Repair => {
-                for path in share_files(&peers[0]).iter().step_by(2) {
-                    fs::remove_file(path).unwrap();
+                // The peer's pack shares go (megabytes each); its share of the catalog
+                // snapshot (kilobytes) stays, so there is always a pack to repair.
+                let mut removed = 0;
+                for path in share_files(&peers[0]) {
+                    if fs::metadata(&path).unwrap().len() >= 1 << 20 {
+                        fs::remove_file(path).unwrap();
+                        removed += 1;
+                    }
                 }
+                assert!(removed > 0, "{} holds no pack share", peers[0].name);
                 owner.run(&["repair"])
             }
             Op::Prune => {

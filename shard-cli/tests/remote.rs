@@ -321,6 +321,17 @@ fn written(homes: &Homes, i: usize) -> usize {
         .count()
 }
 
+/// [`assert_ok`], and when it fails the end of the owner's log says why.
+fn assert_ok_logged(homes: &Homes, out: &std::process::Output, what: &str) {
+    if !out.status.success() {
+        let log = homes.log(0);
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        eprintln!("the owner's log ends:\n{tail}");
+    }
+    assert_ok(out, what);
+}
+
 fn assert_ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
@@ -394,7 +405,8 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
     let restore = |homes: &Homes, tag: &str| {
         let out_dir = homes.dir().join(format!("restored-{tag}"));
         let papers_out = out_dir.join("papers.bin");
-        assert_ok(
+        assert_ok_logged(
+            homes,
             &homes.shard(
                 0,
                 &["get", "papers.bin", "-o", papers_out.to_str().unwrap()],
@@ -402,7 +414,8 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
             "get papers",
         );
         let tree_out = out_dir.join("tree");
-        assert_ok(
+        assert_ok_logged(
+            homes,
             &homes.shard(0, &["get", "tree", "-o", tree_out.to_str().unwrap()]),
             "get tree",
         );

@@ -24,6 +24,9 @@ pub enum Lie {
     FakeCapacity,
     /// Accepts this many more shares, then is full.
     FillAfter(u64),
+    /// Fails every share read for this many milliseconds from its first one, then serves
+    /// honestly: not a lie but a passing fault (a disk that hiccups, a link being re-made).
+    FailReadsFor(u64),
     /// Keeps the first catalog head of a vault and serves it for ever.
     OldHeads,
     /// Shows another iroh endpoint key than the one its Noise key derives (what a peer
@@ -68,10 +71,14 @@ impl Lie {
                 "fake-capacity" => Ok(Lie::FakeCapacity),
                 "old-heads" => Ok(Lie::OldHeads),
                 "other-iroh-key" => Ok(Lie::OtherIrohKey),
-                _ => match word.strip_prefix("fill-after=").map(str::parse) {
-                    Some(Ok(n)) => Ok(Lie::FillAfter(n)),
-                    _ => Err(format!("unknown {ENV} behaviour {word:?}")),
-                },
+                _ => if let Some(n) = word.strip_prefix("fill-after=") {
+                    n.parse().map(Lie::FillAfter)
+                } else if let Some(ms) = word.strip_prefix("fail-reads-for-ms=") {
+                    ms.parse().map(Lie::FailReadsFor)
+                } else {
+                    return Err(format!("unknown {ENV} behaviour {word:?}"));
+                }
+                .map_err(|_| format!("unknown {ENV} behaviour {word:?}")),
             })
             .collect()
     }
@@ -87,6 +94,11 @@ mod tests {
             Lie::parse_list("wrong-bytes, fill-after=7"),
             Ok(vec![Lie::WrongBytes, Lie::FillAfter(7)])
         );
+        assert_eq!(
+            Lie::parse_list("fail-reads-for-ms=500"),
+            Ok(vec![Lie::FailReadsFor(500)])
+        );
+        assert!(Lie::parse_list("fail-reads-for-ms=").is_err());
         assert!(Lie::parse_list("wrong-byte").is_err());
         assert!(Lie::parse_list("fill-after=x").is_err());
     }

@@ -41,6 +41,9 @@ const FILES_AHEAD: usize = 16;
 /// Files up to this size are restored [`FILES_AHEAD`] at once; larger ones alone.
 const SMALL_FILE: u64 = 1 << 20;
 
+/// How long a restore waits before its second round of asking for a chunk's shares.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
 const RANGE_BLOCK: u32 = 16 << 10;
 
@@ -78,8 +81,32 @@ impl Sources {
 }
 
 /// The shares of one chunk that a restore needs, fetched from the swarm (hedged: `k` at once
-/// from the best sources, a missing or bad one replaced by the next).
+/// from the best sources, a missing or bad one replaced by the next). When too few came back,
+/// one more round asks the nodes connected by then: a peer whose connection dropped and came
+/// back, or whose request failed on a passing fault, is not taken for lost on its first
+/// failure.
 async fn fetch_shares(
+    sources: &Sources,
+    session: &Session,
+    node: &Node,
+    chunk: &ChunkRef,
+    file: &str,
+) -> Result<Vec<Share>> {
+    match fetch_shares_from(sources, session, node, chunk, file).await {
+        Err(Error::ChunkUnavailable { .. }) => {
+            tracing::info!(
+                "too few shares of a chunk of {file} came back; asking the nodes connected now again"
+            );
+            tokio::time::sleep(RETRY_AFTER).await;
+            let now = Sources::new(node, session);
+            fetch_shares_from(&now, session, node, chunk, file).await
+        }
+        fetched => fetched,
+    }
+}
+
+/// One round of [`fetch_shares`], from `sources`.
+async fn fetch_shares_from(
     sources: &Sources,
     session: &Session,
     node: &Node,

@@ -186,6 +186,22 @@ async fn a_stalled_holder_is_hedged_with_another_one() {
 }
 
 #[tokio::test]
+async fn a_holder_whose_reads_fail_for_a_moment_is_asked_again() {
+    // 2-of-3 over the owner and two peers, in order (one share each). One peer is off and
+    // the other fails every read for half a second from its first: the restore's first round
+    // finds one share of the two it needs; a second round, a second later, finds both.
+    let swarm = Swarm::in_memory_in_order(3, 2, &[(2, Lie::FailReadsFor(500))]).await;
+    let bytes = content(400_000, 9 << 13);
+    swarm
+        .put(&file(&swarm, "will", &bytes), "will", Some((2, 3)))
+        .await
+        .unwrap();
+    swarm.set_link(1, Link::Down);
+    gone(&swarm, 1).await;
+    assert_eq!(restored(&swarm, "will").await.unwrap(), bytes);
+}
+
+#[tokio::test]
 async fn a_peer_serving_wrong_bytes_is_caught_and_the_file_still_restores() {
     let swarm = Swarm::in_memory(3, 2, &[(1, Lie::WrongBytes)]).await;
     let bytes = content(400_000, 5);

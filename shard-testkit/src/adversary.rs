@@ -11,15 +11,17 @@
 //! - `stall`: never answers a share request (the caller's timeout must fire);
 //! - `fake-capacity`: claims a terabyte free but refuses every put as full;
 //! - `fill-after=N`: accepts `N` more shares, then is full (a disk filling up mid-repair);
+//! - `fail-reads-for-ms=MS`: fails every share read for `MS` milliseconds from its first one,
+//!   then serves honestly (a passing fault);
 //! - `old-heads`: keeps the first catalog head it is given, acknowledges newer ones, and
 //!   serves the old one for ever (a replay).
 //!
 //! Everything else (has, list, delete, heads) is honest, so the lie is the only difference
 //! from a good peer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shard_proto::{Namespace, Share, ShareHeader, ShareId};
@@ -32,6 +34,7 @@ pub struct Adversary {
     inner: Arc<dyn ShareStore>,
     lies: Vec<Lie>,
     accepted: AtomicU64,
+    first_read: OnceLock<Instant>,
 }
 
 impl Adversary {
@@ -46,6 +49,7 @@ impl Adversary {
             inner,
             lies,
             accepted: AtomicU64::new(0),
+            first_read: OnceLock::new(),
         }))
     }
 
@@ -55,11 +59,23 @@ impl Adversary {
             inner,
             lies,
             accepted: AtomicU64::new(0),
+            first_read: OnceLock::new(),
         })
     }
 
     fn lies(&self, lie: Lie) -> bool {
         self.lies.contains(&lie)
+    }
+
+    /// Whether a share read now falls in the `fail-reads-for-ms` window.
+    fn read_fails(&self) -> bool {
+        self.lies.iter().any(|l| match l {
+            Lie::FailReadsFor(ms) => {
+                let first = self.first_read.get_or_init(Instant::now);
+                first.elapsed() < Duration::from_millis(*ms)
+            }
+            _ => false,
+        })
     }
 
     fn fill_after(&self) -> Option<u64> {
@@ -93,6 +109,9 @@ impl ShareStore for Adversary {
         if self.lies(Lie::Stall) {
             // A blocking-pool thread parked for the rest of the test: what a wedged disk does.
             std::thread::sleep(Duration::from_secs(3600));
+        }
+        if self.read_fails() {
+            return Err(std::io::Error::other("a passing read fault (test adversary)").into());
         }
         if self.lies(Lie::OtherShare) {
             for other in self.inner.list(ns, None, 64)? {
