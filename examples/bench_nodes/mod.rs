@@ -65,6 +65,7 @@ pub fn init(dir: &Path, name: &str, login: bool) -> PathBuf {
 pub struct Node {
     pub home: PathBuf,
     pub child: Child,
+    log: PathBuf,
 }
 
 impl Node {
@@ -80,7 +81,10 @@ impl Node {
             .arg(&home)
             .args(&args)
             .env("SHARD_PASSWORD", PASSWORD)
-            .env("SHARD_LOG", "warn,shard_node::health=debug")
+            .env(
+                "SHARD_LOG",
+                "warn,shard_node::health=debug,shard_node::snapshot=info",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -94,7 +98,25 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { home, child }
+        Self {
+            home,
+            child,
+            log: dir.join(format!("{name}.log")),
+        }
+    }
+
+    /// Waits (at most `limit`) until catalog snapshot `seq` is written: the snapshot after a
+    /// put runs beside whatever comes next, and a step measured alone must not count it.
+    pub fn wait_snapshot(&self, seq: u64, limit: Duration) -> bool {
+        let start = Instant::now();
+        let line = format!("catalog snapshot {seq} written");
+        while start.elapsed() < limit {
+            if fs::read_to_string(&self.log).is_ok_and(|l| l.contains(&line)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 
     /// Starts this node's peak RSS afresh (`5` to `/proc/PID/clear_refs`, Linux ≥ 4.0), so the

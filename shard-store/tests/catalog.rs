@@ -757,6 +757,16 @@ fn a_large_vault_exports_the_same_snapshot_as_bytes() {
     vault.commit_files(&ids).unwrap();
     let mut snapshot = vault.export("alice").unwrap();
     assert_eq!(snapshot.files.len(), 1100);
+    // Written into room reserved beforehand, with the seal's 28 bytes to spare: not grown by
+    // doubling (which would copy the plaintext and leave a copy of it in freed memory).
+    let bytes = vault.export_bytes("alice").unwrap();
+    assert_eq!(bytes.capacity(), vault.snapshot_size_hint().unwrap());
+    assert!(
+        bytes.len() + 28 <= bytes.capacity() && bytes.capacity() < bytes.len() * 3 / 2,
+        "{} bytes in a buffer of {}",
+        bytes.len(),
+        bytes.capacity()
+    );
     let mut from_bytes = streamed(&vault);
     for s in [&mut snapshot, &mut from_bytes] {
         s.shares.sort_by_key(|s| s.share);

@@ -1261,7 +1261,7 @@ impl<'a> VaultCatalog<'a> {
     /// run it while nothing else writes the vault (the node holds the vault's writer lock), or a
     /// file committed meanwhile may be missed and one removed meanwhile ends it with an error.
     pub fn export_bytes(&self, account_name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        let mut out = zeroize::Zeroizing::new(Vec::new());
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(self.snapshot_size_hint()?));
         encode_into(&mut out, &SNAPSHOT_VERSION)?;
         encode_into(&mut out, account_name)?;
         // Each sequence's length goes before it, but is known only after it: room for the
@@ -1295,6 +1295,27 @@ impl<'a> VaultCatalog<'a> {
         close_gap(&mut out, shares_at, shares)?;
         close_gap(&mut out, files_at, files)?;
         Ok(out)
+    }
+
+    /// A little more than the bytes [`Self::export_bytes`] will write (and the seal after
+    /// them), from the lengths of the sealed rows: reserved at once, the snapshot's plaintext
+    /// is never copied by a growing buffer, which would hold it twice at the peak and leave a
+    /// copy of it in freed memory.
+    pub fn snapshot_size_hint(&self) -> Result<usize> {
+        let conn = self.catalog.conn();
+        let (files, shares): (i64, i64) = conn.query_row(
+            "SELECT (SELECT COALESCE(SUM(length(meta) + length(manifest) + 16), 0) FROM files
+                     WHERE account = ?1 AND state = ?2),
+                    (SELECT COUNT(*) FROM shares WHERE account = ?1 AND state = 1)",
+            params![self.account.0, FILE_VISIBLE],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // A file's record is its meta and manifest, unsealed (smaller than sealed), and two
+        // small integers; a share's is three ids of 32 bytes and four small integers.
+        let bytes = files
+            .saturating_add(shares.saturating_mul(112))
+            .saturating_add(4096);
+        Ok(usize::try_from(bytes).unwrap_or(0))
     }
 
     /// Calls `each` with every acknowledged share of the vault as a snapshot records it, read
