@@ -371,8 +371,9 @@ fn default_home() -> PathBuf {
 
 /// jemalloc, not glibc's malloc: a node allocates and frees pack and share buffers of 4–16
 /// MiB all day, which glibc keeps in its heaps (it raises its mmap threshold to the largest
-/// block freed), so every operation started from what the last one left; jemalloc hands
-/// freed pages back to the system within seconds.
+/// block freed), so every operation started from what the last one left; jemalloc gives
+/// freed pages back to the system as it goes on allocating (its decay), so a busy node's
+/// memory follows what it holds (BENCHMARKS.md, "jemalloc as the `shard` binary's allocator").
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, NodeId, Share, ShareId};
+use shard_proto::{ChunkRef, Manifest, Share, ShareId};
 use shard_store::{
     BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, ShareState, blob_from_shares,
     restore_parallel,
@@ -55,36 +55,65 @@ fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Where the shares of chunks can come from, best first.
+/// Where the shares of chunks can come from, best first. Gathered when a restore starts and
+/// again when a chunk's first round finds too few shares: a peer that reconnected (a new
+/// connection), or came online, is then used for every chunk after it too.
 struct Sources {
-    ordered: Vec<Target>,
+    ordered: std::sync::RwLock<Arc<Vec<Target>>>,
     asking: Asking,
 }
 
 impl Sources {
     fn new(node: &Node, session: &Session) -> Self {
+        Self {
+            ordered: std::sync::RwLock::new(Arc::new(Self::gather(node))),
+            asking: Asking::new(node, session.vault()),
+        }
+    }
+
+    /// This node's store, then the connected peers by round-trip time.
+    fn gather(node: &Node) -> Vec<Target> {
         let mut peers: Vec<_> = node.online_peers();
         peers.sort_by(|a, b| a.0.peer().hello.name.cmp(&b.0.peer().hello.name));
         let rtts = node.rtts();
         peers.sort_by_key(|(c, _)| rtts.get(&c.peer().id).copied().unwrap_or(Duration::MAX));
         let mut ordered = vec![node.local_target()];
         ordered.extend(peers.into_iter().map(|(c, _)| Target::Peer(c)));
-        Self {
-            ordered,
-            asking: Asking::new(node, session.vault()),
+        ordered
+    }
+
+    /// The sources as they are now.
+    fn now(&self) -> Arc<Vec<Target>> {
+        match self.ordered.read() {
+            Ok(o) => o.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn target(&self, node: &NodeId) -> Option<&Target> {
-        self.ordered.iter().find(|t| t.node() == *node)
+    /// Gathers the sources again; whether any connection is new (a peer came online or
+    /// reconnected since they were gathered).
+    fn refresh(&self, node: &Node) -> bool {
+        let fresh = Self::gather(node);
+        let mut slot = match self.ordered.write() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let new = fresh.iter().any(|t| match t {
+            Target::Peer(c) => !slot
+                .iter()
+                .any(|o| matches!(o, Target::Peer(old) if Arc::ptr_eq(old, c))),
+            Target::Local { .. } => false,
+        });
+        *slot = Arc::new(fresh);
+        new
     }
 }
 
 /// The shares of one chunk that a restore needs, fetched from the swarm (hedged: `k` at once
-/// from the best sources, a missing or bad one replaced by the next). When too few came back,
-/// one more round asks the nodes connected by then: a peer whose connection dropped and came
-/// back, or whose request failed on a passing fault, is not taken for lost on its first
-/// failure.
+/// from the best sources, a missing or bad one replaced by the next). When too few came back
+/// and a second round could change that (a request failed in a way that may pass, or a
+/// connection is new since), the sources are gathered again and, a moment later, the shares
+/// still missing are asked for; the ones already fetched are kept.
 async fn fetch_shares(
     sources: &Sources,
     session: &Session,
@@ -92,27 +121,74 @@ async fn fetch_shares(
     chunk: &ChunkRef,
     file: &str,
 ) -> Result<Vec<Share>> {
-    match fetch_shares_from(sources, session, node, chunk, file).await {
-        Err(Error::ChunkUnavailable { .. }) => {
-            tracing::info!(
-                "too few shares of a chunk of {file} came back; asking the nodes connected now again"
-            );
-            tokio::time::sleep(RETRY_AFTER).await;
-            let now = Sources::new(node, session);
-            fetch_shares_from(&now, session, node, chunk, file).await
-        }
-        fetched => fetched,
+    let first = fetch_round(sources, session, node, chunk, Vec::new()).await?;
+    let mut round = match first {
+        Round::Done(good) => return Ok(good),
+        Round::Short(short) => short,
+    };
+    let renewed = sources.refresh(node);
+    if round.passing > 0 || renewed {
+        tracing::debug!(
+            "chunk {}: {} of {} shares came back; asking again",
+            short_id(chunk),
+            round.good.len(),
+            chunk.k
+        );
+        tokio::time::sleep(RETRY_AFTER).await;
+        round = match fetch_round(sources, session, node, chunk, round.good).await? {
+            Round::Done(good) => return Ok(good),
+            Round::Short(short) => short,
+        };
     }
+    let mut offline = round.offline;
+    offline.sort();
+    offline.dedup();
+    let holders = if offline.is_empty() {
+        String::new()
+    } else {
+        format!("; other shares are on {} (offline)", offline.join(", "))
+    };
+    Err(Error::ChunkUnavailable {
+        file: file.to_string(),
+        chunk: short_id(chunk),
+        have: round.good.len(),
+        need: usize::from(chunk.k),
+        holders,
+    })
 }
 
-/// One round of [`fetch_shares`], from `sources`.
-async fn fetch_shares_from(
+/// A chunk id as errors and logs show it.
+fn short_id(chunk: &ChunkRef) -> String {
+    chunk.id.to_hex().chars().take(12).collect()
+}
+
+/// What one round of [`fetch_shares`] brought.
+enum Round {
+    /// `k` verified shares.
+    Done(Vec<Share>),
+    /// Too few.
+    Short(Shortfall),
+}
+
+/// A round that found too few shares.
+struct Shortfall {
+    /// The verified shares it has.
+    good: Vec<Share>,
+    /// Requests that failed in a way that may pass.
+    passing: usize,
+    /// The offline nodes holding the others, by name.
+    offline: Vec<String>,
+}
+
+/// One round of [`fetch_shares`], from the sources as they are now, on top of the shares
+/// `have` (asked for only those still missing).
+async fn fetch_round(
     sources: &Sources,
     session: &Session,
     node: &Node,
     chunk: &ChunkRef,
-    file: &str,
-) -> Result<Vec<Share>> {
+    mut have: Vec<Share>,
+) -> Result<Round> {
     // Where the shares this manifest lists are, looked up by their ids: a share of another
     // encoding of the same chunk is never asked for.
     let located = node
@@ -122,45 +198,40 @@ async fn fetch_shares_from(
     let records: Vec<_> = (0u8..)
         .zip(&chunk.shares)
         .filter_map(|(index, id)| located.get(id).filter(|r| r.index == index))
+        .filter(|r| !have.iter().any(|h| h.id() == r.id))
         .collect();
+    let ordered = sources.now();
     let mut holders = Vec::new();
     let mut offline = Vec::new();
     for r in records.iter().filter(|r| r.state == ShareState::Acked) {
-        match sources.target(&r.peer) {
-            Some(t) => holders.push(Holder {
+        match ordered.iter().position(|o| o.node() == r.peer) {
+            Some(rank) => holders.extend(ordered.get(rank).map(|t| Holder {
                 id: r.id,
                 index: r.index,
                 target: t.clone(),
-                rank: sources
-                    .ordered
-                    .iter()
-                    .position(|o| o.node() == r.peer)
-                    .unwrap_or(usize::MAX),
-            }),
+                rank,
+            })),
             None => offline.push(node.name_of(&r.peer)),
         }
     }
     let need = usize::from(chunk.k);
-    let good = crate::swarm::fetch(chunk, holders, sources.asking)
-        .await
-        .good;
-    if good.len() < need {
-        offline.sort();
-        offline.dedup();
-        let holders = if offline.is_empty() {
-            String::new()
-        } else {
-            format!("; other shares are on {} (offline)", offline.join(", "))
-        };
-        return Err(Error::ChunkUnavailable {
-            file: file.to_string(),
-            chunk: chunk.id.to_hex().chars().take(12).collect(),
-            have: good.len(),
-            need,
-            holders,
-        });
+    let fetched = crate::swarm::fetch_some(
+        chunk,
+        holders,
+        sources.asking,
+        need.saturating_sub(have.len()),
+    )
+    .await;
+    have.extend(fetched.good);
+    if have.len() >= need {
+        have.truncate(need);
+        return Ok(Round::Done(have));
     }
-    Ok(good)
+    Ok(Round::Short(Shortfall {
+        good: have,
+        passing: fetched.passing,
+        offline,
+    }))
 }
 
 /// A blob's bytes read by ranges from its pack's shares (the data shares that hold it, or
@@ -179,13 +250,14 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         .vault(source.session.account, &source.session.keys)
         .locate(&pack.shares)?;
     // By index: the target holding the share the record lists there, if it is online.
+    let ordered = source.sources.now();
     let holders: Vec<Option<(ShareId, Target)>> = (0u8..)
         .zip(&pack.shares)
         .map(|(index, id)| {
             let r = located.get(id).filter(|r| {
                 r.index == index && r.chunk == chunk.encoding() && r.state == ShareState::Acked
             })?;
-            Some((*id, source.sources.target(&r.peer)?.clone()))
+            Some((*id, ordered.iter().find(|t| t.node() == r.peer)?.clone()))
         })
         .collect();
     let asking = source.sources.asking;

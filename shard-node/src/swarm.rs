@@ -274,16 +274,29 @@ pub(crate) struct Fetched {
     pub good: Vec<Share>,
     /// Shares whose holder served other bytes, or said its copy is corrupt.
     pub bad: HashSet<ShareId>,
+    /// Requests that failed in a way that may pass (a timeout, a dropped connection, an
+    /// error of the holder's), as opposed to "not held" or bad bytes.
+    pub passing: usize,
 }
 
 /// Fetches `k` verified shares of `chunk` from `holders`, at most `k` requests at once plus
 /// one per holder that is slower than `hedge_after`.
-pub(crate) async fn fetch(chunk: &ChunkRef, mut holders: Vec<Holder>, asking: Asking) -> Fetched {
+pub(crate) async fn fetch(chunk: &ChunkRef, holders: Vec<Holder>, asking: Asking) -> Fetched {
+    fetch_some(chunk, holders, asking, usize::from(chunk.k)).await
+}
+
+/// [`fetch`] of `need` shares (fewer than `k` when the others are at hand already).
+pub(crate) async fn fetch_some(
+    chunk: &ChunkRef,
+    mut holders: Vec<Holder>,
+    asking: Asking,
+    need: usize,
+) -> Fetched {
     holders.sort_by_key(|h| (h.index >= chunk.k, h.rank));
-    let need = usize::from(chunk.k);
     let mut fetched = Fetched {
         good: Vec::with_capacity(need),
         bad: HashSet::new(),
+        passing: 0,
     };
     let mut queue: VecDeque<Holder> = holders.into();
     let mut set = JoinSet::new();
@@ -335,6 +348,8 @@ pub(crate) async fn fetch(chunk: &ChunkRef, mut holders: Vec<Holder>, asking: As
                 tracing::warn!("fetching from {from} failed (share {id}): {e}");
                 if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) {
                     fetched.bad.insert(id);
+                } else {
+                    fetched.passing += 1;
                 }
             }
         }

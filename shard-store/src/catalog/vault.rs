@@ -1261,7 +1261,9 @@ impl<'a> VaultCatalog<'a> {
     /// run it while nothing else writes the vault (the node holds the vault's writer lock), or a
     /// file committed meanwhile may be missed and one removed meanwhile ends it with an error.
     pub fn export_bytes(&self, account_name: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(self.snapshot_size_hint()?));
+        let mut out = zeroize::Zeroizing::new(Vec::new());
+        // Without the room (a machine short of memory), the buffer grows as it goes.
+        let _ = out.try_reserve_exact(self.snapshot_size_hint()?);
         encode_into(&mut out, &SNAPSHOT_VERSION)?;
         encode_into(&mut out, account_name)?;
         // Each sequence's length goes before it, but is known only after it: room for the
