@@ -135,6 +135,8 @@ async fn fetch_shares(
             chunk.k
         );
         tokio::time::sleep(RETRY_AFTER).await;
+        // Again: a connection made during the pause counts too.
+        sources.refresh(node);
         round = match fetch_round(sources, session, node, chunk, round.good).await? {
             Round::Done(good) => return Ok(good),
             Round::Short(short) => short,
