@@ -71,14 +71,16 @@ impl Lie {
                 "fake-capacity" => Ok(Lie::FakeCapacity),
                 "old-heads" => Ok(Lie::OldHeads),
                 "other-iroh-key" => Ok(Lie::OtherIrohKey),
-                _ => if let Some(n) = word.strip_prefix("fill-after=") {
-                    n.parse().map(Lie::FillAfter)
-                } else if let Some(ms) = word.strip_prefix("fail-reads-for-ms=") {
-                    ms.parse().map(Lie::FailReadsFor)
-                } else {
-                    return Err(format!("unknown {ENV} behaviour {word:?}"));
+                _ => {
+                    let unknown = || format!("unknown {ENV} behaviour {word:?}");
+                    if let Some(n) = word.strip_prefix("fill-after=") {
+                        n.parse().map(Lie::FillAfter).map_err(|_| unknown())
+                    } else if let Some(ms) = word.strip_prefix("fail-reads-for-ms=") {
+                        ms.parse().map(Lie::FailReadsFor).map_err(|_| unknown())
+                    } else {
+                        Err(unknown())
+                    }
                 }
-                .map_err(|_| format!("unknown {ENV} behaviour {word:?}")),
             })
             .collect()
     }

@@ -109,6 +109,11 @@ impl Sources {
     }
 }
 
+/// `peer` among the sources `ordered`, with its rank (lower is better), if it is online.
+fn ranked<'a>(ordered: &'a [Target], peer: &shard_proto::NodeId) -> Option<(usize, &'a Target)> {
+    ordered.iter().enumerate().find(|(_, t)| t.node() == *peer)
+}
+
 /// The shares of one chunk that a restore needs, fetched from the swarm (hedged: `k` at once
 /// from the best sources, a missing or bad one replaced by the next). When too few came back
 /// and a second round could change that (a request failed in a way that may pass, or a
@@ -206,13 +211,13 @@ async fn fetch_round(
     let mut holders = Vec::new();
     let mut offline = Vec::new();
     for r in records.iter().filter(|r| r.state == ShareState::Acked) {
-        match ordered.iter().position(|o| o.node() == r.peer) {
-            Some(rank) => holders.extend(ordered.get(rank).map(|t| Holder {
+        match ranked(&ordered, &r.peer) {
+            Some((rank, t)) => holders.push(Holder {
                 id: r.id,
                 index: r.index,
                 target: t.clone(),
                 rank,
-            })),
+            }),
             None => offline.push(node.name_of(&r.peer)),
         }
     }
@@ -259,7 +264,7 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
             let r = located.get(id).filter(|r| {
                 r.index == index && r.chunk == chunk.encoding() && r.state == ShareState::Acked
             })?;
-            Some((*id, ordered.iter().find(|t| t.node() == r.peer)?.clone()))
+            Some((*id, ranked(&ordered, &r.peer)?.1.clone()))
         })
         .collect();
     let asking = source.sources.asking;
