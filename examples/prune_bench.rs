@@ -7,7 +7,8 @@
 //! 4 000 bytes, one blob each, 1 000 blobs per pack, 3-of-5. Prints files/s recorded, catalog
 //! bytes per file, then removes every third file, counts the packs' dead bytes and moves one
 //! round's blobs ([`shard_node::prune::ROUND_BLOBS`]) to new packs, with the peak RSS of that
-//! phase alone.
+//! phase alone. With `PRUNE_BENCH_COPY=FILE`, a copy of the catalog as recorded is left in
+//! `FILE` (to see where its bytes go, e.g. with SQLite's `dbstat` table).
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -145,6 +146,9 @@ fn main() {
     );
     drop(vault);
     drop(catalog);
+    if let Ok(copy) = std::env::var("PRUNE_BENCH_COPY") {
+        std::fs::copy(&path, copy).unwrap();
+    }
     let bytes: u64 = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok()?.metadata().ok())

@@ -27,7 +27,9 @@ mod wire;
 
 pub use error::{Error, Result};
 pub use ids::{ChunkId, NAMESPACE_LEN, Namespace, NodeId, PackId, ShareId};
-pub use manifest::{BLOB_OVERHEAD, BlobAt, ChunkRef, Manifest, PACK_SHARE_SALT, PackRef};
+pub use manifest::{
+    BLOB_OVERHEAD, BlobAt, ChunkRef, CompactManifest, Manifest, PACK_SHARE_SALT, PackRef,
+};
 pub use share::{
     MAX_SHARE_PAYLOAD, MAX_SHARES, SHARE_HEADER_LEN, SHARE_MAGIC, SHARE_VERSION, Share,
     ShareHeader, share_id,

@@ -5,6 +5,11 @@
 //! [`Manifest`]. Decoding checks every field against the share format's limits. Version 2
 //! added [`ChunkRef::pack`] (chunks stored as blobs in packs); version 3 changed no field
 //! but the blobs it names (sealed with a random nonce). Earlier versions are refused.
+//!
+//! Version 4 is how the catalog keeps a manifest ([`Manifest::to_compact_bytes`],
+//! [`CompactManifest`]): the same fields, but a blob's reference lists none of its pack's share
+//! ids (an empty list), since the catalog records them once per pack. Five ids of 32 bytes in
+//! every small file's manifest were most of its catalog row.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +17,7 @@ use crate::share::{MAX_SHARE_PAYLOAD, MAX_SHARES, ShareHeader};
 use crate::{ChunkId, Error, PackId, Result, ShareId};
 
 const MANIFEST_VERSION: u8 = 3;
+const COMPACT_MANIFEST_VERSION: u8 = 4;
 
 /// One chunk of a file: its id, length, and the encoding that holds it — erasure parameters
 /// and the ids of its `n` shares. A chunk is either coded on its own (`pack` is `None`: the
@@ -172,6 +178,59 @@ impl PackRef {
     }
 }
 
+/// The version byte and the postcard body of a manifest, decoded but not validated.
+fn decode(bytes: &[u8], expected: u8) -> Result<Manifest> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(Error::Truncated { need: 1, have: 0 });
+    };
+    if version != expected {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let (manifest, rest): (Manifest, _) =
+        postcard::take_from_bytes(body).map_err(|_| Error::InvalidManifest("does not decode"))?;
+    if !rest.is_empty() {
+        return Err(Error::InvalidManifest("trailing bytes"));
+    }
+    Ok(manifest)
+}
+
+/// A manifest as the catalog keeps it (version 4), decoded: its blobs do not list their packs'
+/// share ids yet. [`CompactManifest::resolve`] makes it a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactManifest(Manifest);
+
+impl CompactManifest {
+    /// Decodes a manifest of version 4 and checks that its blobs list no share ids (the rest is
+    /// checked by [`CompactManifest::resolve`], once they are back).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let manifest = decode(bytes, COMPACT_MANIFEST_VERSION)?;
+        for chunk in &manifest.chunks {
+            if chunk.pack.is_some() && !chunk.shares.is_empty() {
+                return Err(Error::InvalidManifest(
+                    "a blob lists share ids its pack's record holds",
+                ));
+            }
+        }
+        Ok(Self(manifest))
+    }
+
+    /// The manifest with each blob's pack share ids from `shares_of(pack, k, n, share_len)`
+    /// (asked once per blob), validated whole.
+    pub fn resolve<E: From<Error>>(
+        self,
+        mut shares_of: impl FnMut(&PackId, u8, u8, u32) -> std::result::Result<Vec<ShareId>, E>,
+    ) -> std::result::Result<Manifest, E> {
+        let mut manifest = self.0;
+        for chunk in &mut manifest.chunks {
+            if let Some(at) = chunk.pack {
+                chunk.shares = shares_of(&at.pack, chunk.k, chunk.n, chunk.share_len)?;
+            }
+        }
+        manifest.validate()?;
+        Ok(manifest)
+    }
+}
+
 /// The chunks of one file, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -192,19 +251,44 @@ impl Manifest {
         }
     }
 
-    /// Decodes and validates a manifest.
+    /// Encodes the manifest as the catalog keeps it (version 4): a blob's reference leaves
+    /// out its pack's share ids, which [`CompactManifest::resolve`] puts back.
+    pub fn to_compact_bytes(&self) -> Vec<u8> {
+        /// A [`ChunkRef`] field for field (postcard writes a slice as it writes a `Vec`), so
+        /// that the bytes decode as a [`Manifest`] whose blobs list no share ids.
+        #[derive(Serialize)]
+        struct View<'a> {
+            id: &'a ChunkId,
+            len: u32,
+            k: u8,
+            n: u8,
+            share_len: u32,
+            shares: &'a [ShareId],
+            pack: &'a Option<BlobAt>,
+        }
+        let chunks: Vec<View<'_>> = self
+            .chunks
+            .iter()
+            .map(|c| View {
+                id: &c.id,
+                len: c.len,
+                k: c.k,
+                n: c.n,
+                share_len: c.share_len,
+                shares: if c.pack.is_some() { &[] } else { &c.shares },
+                pack: &c.pack,
+            })
+            .collect();
+        let out = vec![COMPACT_MANIFEST_VERSION];
+        match postcard::to_extend(&(self.size, chunks), out) {
+            Ok(v) => v,
+            Err(_) => unreachable!("postcard serialization into a Vec is infallible"),
+        }
+    }
+
+    /// Decodes and validates a manifest of version 3 (every share id listed).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let Some((&version, body)) = bytes.split_first() else {
-            return Err(Error::Truncated { need: 1, have: 0 });
-        };
-        if version != MANIFEST_VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
-        let (manifest, rest): (Manifest, _) = postcard::take_from_bytes(body)
-            .map_err(|_| Error::InvalidManifest("does not decode"))?;
-        if !rest.is_empty() {
-            return Err(Error::InvalidManifest("trailing bytes"));
-        }
+        let manifest = decode(bytes, MANIFEST_VERSION)?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -300,10 +384,80 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_compact_form_leaves_out_only_a_blobs_share_ids() {
+        let own = chunk(60);
+        let mut blob = chunk(40);
+        blob.pack = Some(BlobAt {
+            pack: PackId([5; 32]),
+            offset: 0,
+        });
+        let m = Manifest {
+            size: 100,
+            chunks: vec![own, blob.clone()],
+        };
+        let compact = m.to_compact_bytes();
+        // The blob's three share ids of 32 bytes are gone, nothing else.
+        assert_eq!(compact.len() + 3 * 32, m.to_bytes().len());
+        let mut asked = Vec::new();
+        let back = CompactManifest::from_bytes(&compact)
+            .unwrap()
+            .resolve(|pack, k, n, share_len| {
+                asked.push((*pack, k, n, share_len));
+                Ok::<_, Error>(blob.shares.clone())
+            })
+            .unwrap();
+        assert_eq!(back, m);
+        assert_eq!(asked, vec![(PackId([5; 32]), 2, 3, 64)]);
+        // A record with the wrong number of ids fails validation; a failed lookup is the
+        // caller's error; versions are not mixed up.
+        let short = CompactManifest::from_bytes(&compact)
+            .unwrap()
+            .resolve(|_, _, _, _| Ok::<_, Error>(vec![ShareId([2; 32])]));
+        assert_eq!(
+            short,
+            Err(Error::InvalidManifest("number of share ids differs from n"))
+        );
+        let missing = CompactManifest::from_bytes(&compact)
+            .unwrap()
+            .resolve(|_, _, _, _| Err(Error::InvalidManifest("no such pack")));
+        assert_eq!(missing, Err(Error::InvalidManifest("no such pack")));
+        assert_eq!(
+            Manifest::from_bytes(&compact),
+            Err(Error::UnsupportedVersion(4))
+        );
+        assert_eq!(
+            CompactManifest::from_bytes(&m.to_bytes()),
+            Err(Error::UnsupportedVersion(3))
+        );
+    }
+
+    #[test]
+    fn a_compact_blob_that_lists_share_ids_is_refused() {
+        let mut blob = chunk(40);
+        blob.pack = Some(BlobAt {
+            pack: PackId([5; 32]),
+            offset: 0,
+        });
+        let mut bytes = Manifest {
+            size: 40,
+            chunks: vec![blob],
+        }
+        .to_bytes();
+        bytes[0] = 4;
+        assert_eq!(
+            CompactManifest::from_bytes(&bytes),
+            Err(Error::InvalidManifest(
+                "a blob lists share ids its pack's record holds"
+            ))
+        );
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Manifest::from_bytes(&bytes);
+            let _ = CompactManifest::from_bytes(&bytes);
         }
     }
 }

@@ -146,6 +146,11 @@ pub enum Error {
         /// How many of its shares are not acknowledged.
         unacked: u64,
     },
+    /// A file's chunk list names a pack the catalog has no record of (or a record without its
+    /// share ids): the catalog was damaged or edited, since a pack's record goes only with the
+    /// last file that uses it.
+    #[error("the catalog lists a file in pack {0}, of which it has no record")]
+    UnknownPack(shard_proto::PackId),
     /// A catalog database written by a newer build.
     #[error("catalog schema version {0} is newer than this build understands")]
     NewerCatalog(i64),

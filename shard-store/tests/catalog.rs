@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use shard_crypto::{KdfParams, KeyRecord, VaultKey, VaultKeys};
-use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, ShareId};
+use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackId, PackRef, ShareId};
 use shard_store::{Catalog, Error, FileKind, FileMeta, ShareState};
 
 fn account(catalog: &Catalog, name: &str) -> (shard_store::AccountId, VaultKeys) {
@@ -576,7 +576,8 @@ fn a_version_one_catalog_is_migrated() {
     conn.execute_batch(
         "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions; DROP TABLE former_owners;
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
-         ALTER TABLE accounts DROP COLUMN admin; DROP TABLE blobs;
+         ALTER TABLE accounts DROP COLUMN admin; DROP TABLE blobs; DROP TABLE packs;
+         ALTER TABLE chunks DROP COLUMN share_ids;
          UPDATE schema_version SET version = 1;",
     )
     .unwrap();
@@ -585,6 +586,61 @@ fn a_version_one_catalog_is_migrated() {
     assert!(catalog.pending_deletions(&PEERS[0]).unwrap().is_empty());
     let (acct, _) = account(&catalog, "after-migration");
     assert_eq!(catalog.login_failures(acct).unwrap(), (0, None));
+}
+
+/// A catalog of version 7 (blob rows naming their pack by its 32-byte id) keeps its blobs
+/// through the migration to version 8: a put finds them again, prune counts them.
+#[test]
+fn a_version_seven_catalogs_blobs_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let pack = PackId([77; 32]);
+    let chunk = ChunkId([5; 32]);
+    let (acct, keys, before) = {
+        let catalog = Catalog::open(&path).unwrap();
+        let (acct, keys) = account(&catalog, "alice");
+        let vault = catalog.vault(acct, &keys);
+        let acks: Vec<_> = (0u8..3)
+            .map(|index| shard_store::AckedShare {
+                chunk: ChunkId(pack.0),
+                k: 2,
+                n: 3,
+                share_len: 4096,
+                index,
+                share: ShareId([200 + index; 32]),
+                peer: PEERS[usize::from(index)],
+            })
+            .collect();
+        let at = BlobAt { pack, offset: 16 };
+        vault
+            .record_acks_and_blobs(&acks, &[(chunk, at, 100)])
+            .unwrap();
+        let before = vault.blob_copies(&chunk).unwrap();
+        (acct, keys, before)
+    };
+    assert_eq!(before.len(), 1);
+    // Back to version 7's tables, as the build before left them.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE old_blobs (
+                 account INTEGER NOT NULL, chunk BLOB NOT NULL, pack BLOB NOT NULL,
+                 at INTEGER NOT NULL, len INTEGER NOT NULL DEFAULT 0,
+                 live INTEGER NOT NULL DEFAULT 1,
+                 PRIMARY KEY (account, chunk, pack)) WITHOUT ROWID;
+             INSERT INTO old_blobs SELECT b.account, b.chunk, p.id, b.at, b.len, b.live
+                 FROM blobs b JOIN packs p ON p.no = b.pack;
+             DROP TABLE blobs; DROP TABLE packs;
+             ALTER TABLE old_blobs RENAME TO blobs;
+             CREATE INDEX blobs_by_pack ON blobs(account, pack);
+             ALTER TABLE chunks DROP COLUMN share_ids;
+             UPDATE schema_version SET version = 7;",
+        )
+        .unwrap();
+    let catalog = Catalog::open(&path).unwrap();
+    let vault = catalog.vault(acct, &keys);
+    assert_eq!(vault.blob_copies(&chunk).unwrap(), before);
+    assert_eq!(vault.live_blobs(&pack).unwrap().len(), 1);
 }
 
 #[test]
@@ -783,7 +839,7 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
     let (acct, keys) = account(&catalog, "alice");
     let vault = catalog.vault(acct, &keys);
     let mut bytes = vault.export_bytes("alice").unwrap();
-    assert_eq!(bytes.first(), Some(&3), "the version leads the snapshot");
+    assert_eq!(bytes.first(), Some(&4), "the version leads the snapshot");
     shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
     for earlier in [1, 2] {
         bytes[0] = earlier;
@@ -793,9 +849,113 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
             "{err}"
         );
     }
-    bytes[0] = 4;
+    bytes[0] = 5;
     let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("unknown"), "{err}");
+}
+
+/// Snapshot version 4 lists each pack's share ids once, not in every manifest; a snapshot of
+/// version 3 (whole manifests, written by the build before) still reads to the same vault, and
+/// a blob whose pack the snapshot does not list is refused.
+#[test]
+fn snapshots_list_a_packs_shares_once_and_version_3_still_reads() {
+    #[derive(serde::Serialize)]
+    struct V3<'a> {
+        version: u8,
+        account: &'a str,
+        files: &'a [shard_store::SnapshotFile],
+        shares: &'a [shard_store::SnapshotShare],
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    // 50 small files in one pack of three shares.
+    let shares = [ShareId([201; 32]), ShareId([202; 32]), ShareId([203; 32])];
+    let pack = PackId([77; 32]);
+    let files: Vec<_> = (0..50u8)
+        .map(|i| {
+            let chunk = ChunkRef {
+                id: ChunkId([i; 32]),
+                len: 100,
+                k: 2,
+                n: 3,
+                share_len: 4096,
+                shares: shares.to_vec(),
+                pack: Some(BlobAt {
+                    pack,
+                    offset: u32::from(i) * 128,
+                }),
+            };
+            (
+                meta(&format!("f{i:02}"), 100),
+                Manifest {
+                    size: 100,
+                    chunks: vec![chunk],
+                },
+            )
+        })
+        .collect();
+    let begun = vault.begin_files(&files).unwrap();
+    ack_all(&vault, &files[0].1);
+    vault
+        .commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())
+        .unwrap();
+    let snapshot = vault.export("alice").unwrap();
+    let v4 = vault.export_bytes("alice").unwrap();
+    let v3 = postcard::to_stdvec(&V3 {
+        version: 3,
+        account: "alice",
+        files: &snapshot.files,
+        shares: &snapshot.shares,
+    })
+    .unwrap();
+    // The list of packs, the last thing in the snapshot.
+    let list = postcard::to_stdvec(&vec![PackRef {
+        id: pack,
+        k: 2,
+        n: 3,
+        share_len: 4096,
+        shares: shares.to_vec(),
+    }])
+    .unwrap();
+    // Each file's three share ids of 32 bytes are left out, the pack's listed once instead.
+    assert_eq!(v4.len() + 50 * 96, v3.len() + list.len());
+    let mut from_v4 = streamed(&vault);
+    let mut from_v3 = shard_store::VaultSnapshot::from_bytes(&v3).unwrap();
+    from_v3
+        .files
+        .sort_by(|a, b| (&a.meta.name, a.version).cmp(&(&b.meta.name, b.version)));
+    for s in [&mut from_v4, &mut from_v3] {
+        s.shares.sort_by_key(|s| s.share);
+    }
+    assert_eq!(from_v4, from_v3);
+    assert_eq!(from_v4.files[7].manifest, files[7].1);
+    // Version 3 with two files that name the pack with different shares: no catalog wrote it.
+    let mut forged = snapshot.files.clone();
+    forged[1].manifest.chunks[0].shares[0] = ShareId([9; 32]);
+    let v3 = postcard::to_stdvec(&V3 {
+        version: 3,
+        account: "alice",
+        files: &forged,
+        shares: &snapshot.shares,
+    })
+    .unwrap();
+    let err = shard_store::VaultSnapshot::from_bytes(&v3).unwrap_err();
+    assert!(
+        err.to_string().contains("one pack with different shares"),
+        "{err}"
+    );
+    // The same bytes with that list emptied.
+    assert!(v4.ends_with(&list));
+    let mut orphaned = v4[..v4.len() - list.len()].to_vec();
+    orphaned.push(0);
+    let err = shard_store::VaultSnapshot::from_bytes(&orphaned).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a pack the snapshot does not list"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -59,13 +59,30 @@
 //! blobs.len    the chunk's length (what a pack's dead bytes are counted from)
 //! blobs.live   1 when a visible file used the blob at the last count (`shard prune` recounts)
 //! ```
+//!
+//! Version 8 (what a stored small file costs: manifests sealed in version 4, whose blobs leave
+//! their pack's share ids to the pack's record — manifests of version 3 written before are
+//! still read as they are —, and blob rows that name their pack by number):
+//! ```text
+//! chunks.share_ids   the encoding's n share ids, 32 bytes each, by index: set for a pack
+//!                    when a manifest naming it is first sealed (NULL for records written
+//!                    before, whose manifests list the ids themselves)
+//! packs(no, account, id, UNIQUE(account, id))   a number for each pack blobs lie in, never
+//!     given to another pack (AUTOINCREMENT: a blob row left behind can never name a new pack)
+//! blobs(account, chunk, pack, at, len, live)     pack: packs.no; a table with row ids, found
+//!     by chunk through an index of the chunk id's first 8 bytes (the row holds the whole id)
+//!     and by pack through an index of the number: two 32-byte ids in each of two indexes
+//!     were most of a blob's bytes
+//! files.name_mac     rows written from now on hold the first 16 bytes of the name's HMAC
+//!                    (rows written before keep all 32; a lookup asks for either)
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -174,6 +191,29 @@ const MIGRATIONS: &[&str] = &[
     // 6 → 7: what prune counts. Only ever run on a catalog without accounts (checked).
     "ALTER TABLE blobs ADD COLUMN len INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE blobs ADD COLUMN live INTEGER NOT NULL DEFAULT 1;",
+    // 7 → 8: a pack's share ids on its record, not in every manifest that names it; packs
+    // numbered for the blob rows.
+    "ALTER TABLE chunks ADD COLUMN share_ids BLOB;
+     CREATE TABLE packs (
+         no INTEGER PRIMARY KEY AUTOINCREMENT,
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         id BLOB NOT NULL,
+         UNIQUE (account, id));
+     INSERT INTO packs (account, id) SELECT DISTINCT account, pack FROM blobs;
+     CREATE TABLE blobs_by_number (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         chunk BLOB NOT NULL,
+         pack INTEGER NOT NULL REFERENCES packs(no) ON DELETE CASCADE,
+         at INTEGER NOT NULL,
+         len INTEGER NOT NULL,
+         live INTEGER NOT NULL DEFAULT 1);
+     INSERT INTO blobs_by_number (account, chunk, pack, at, len, live)
+         SELECT b.account, b.chunk, p.no, b.at, b.len, b.live
+         FROM blobs b JOIN packs p ON p.account = b.account AND p.id = b.pack;
+     DROP TABLE blobs;
+     ALTER TABLE blobs_by_number RENAME TO blobs;
+     CREATE INDEX blobs_by_chunk ON blobs(substr(chunk, 1, 8));
+     CREATE INDEX blobs_by_pack ON blobs(pack);",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk

@@ -9,10 +9,9 @@
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::params;
-use shard_crypto::{open, seal};
-use shard_proto::{BLOB_OVERHEAD, BlobAt, ChunkId, ChunkRef, Manifest, PackId};
+use shard_proto::{BLOB_OVERHEAD, BlobAt, ChunkId, ChunkRef, PackId};
 
-use super::{FILE_VISIBLE, MANIFEST_AAD, PAGE, ShareRecord, VaultCatalog, blob32, enc_key};
+use super::{FILE_VISIBLE, PAGE, ShareRecord, VaultCatalog, blob32, enc_key};
 use crate::{Error, Result};
 
 /// How much of one pack the vault's files use, at the last count.
@@ -91,28 +90,14 @@ impl VaultCatalog<'_> {
             .collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
-    /// A manifest as the catalog seals it (bound to the account, name and version).
-    pub(super) fn open_manifest(
-        &self,
-        mac: Vec<u8>,
-        version: u32,
-        sealed: &[u8],
-    ) -> Result<Manifest> {
-        let plain = open(
-            &self.seal_key,
-            &self.aad(MANIFEST_AAD, &blob32(mac)?, version),
-            sealed,
-        )?;
-        Ok(Manifest::from_bytes(&plain)?)
-    }
-
     /// Counts which blobs the visible files use (marking each blob row live or dead) and
     /// returns the usage of every pack a file uses. Reads a page of manifests at a time, each
     /// page in its own transaction: the catalog is free for readers in between (the caller
     /// holds the vault's writer lock, so no file comes or goes meanwhile).
     pub fn count_pack_usage(&self) -> Result<Vec<PackUsage>> {
         self.catalog.conn().execute(
-            "UPDATE blobs SET live = 0 WHERE account = ?1",
+            // Through the vault's packs (the by-pack index), not a scan of every vault's blobs.
+            "UPDATE blobs SET live = 0 WHERE pack IN (SELECT no FROM packs WHERE account = ?1)",
             params![self.account.0],
         )?;
         let mut after = i64::MIN;
@@ -125,11 +110,14 @@ impl VaultCatalog<'_> {
             };
             after = last;
             for (_, mac, version, sealed) in page {
-                let manifest = self.open_manifest(mac, version, &sealed)?;
+                let manifest = self.open_manifest(&tx, mac, version, &sealed)?;
                 for chunk in &manifest.chunks {
                     let Some(at) = chunk.pack else { continue };
                     tx.prepare_cached(
-                        "UPDATE blobs SET live = 1 WHERE account = ?1 AND chunk = ?2 AND pack = ?3",
+                        // `+pack`: found by the chunk, not by walking the pack's blobs.
+                        "UPDATE blobs SET live = 1
+                         WHERE substr(chunk, 1, 8) = substr(?2, 1, 8) AND chunk = ?2
+                         AND +pack = (SELECT no FROM packs WHERE account = ?1 AND id = ?3)",
                     )?
                     .execute(params![
                         self.account.0,
@@ -144,11 +132,12 @@ impl VaultCatalog<'_> {
         let overhead = i64::try_from(BLOB_OVERHEAD).unwrap_or(0);
         let rows = conn
             .prepare_cached(
-                "SELECT b.pack, c.k, c.n, c.share_len, COUNT(*), SUM(b.live),
+                "SELECT p.id, c.k, c.n, c.share_len, COUNT(*), SUM(b.live),
                         SUM(b.len + ?2), SUM((b.len + ?2) * b.live)
-                 FROM blobs b JOIN chunks c ON c.account = b.account AND c.id = b.pack
-                 WHERE b.account = ?1 AND c.refs > 0
-                 GROUP BY b.pack, c.k, c.n",
+                 FROM packs p JOIN blobs b ON b.pack = p.no
+                 JOIN chunks c ON c.account = p.account AND c.id = p.id
+                 WHERE p.account = ?1 AND c.refs > 0
+                 GROUP BY p.no, c.k, c.n",
             )?
             .query_map(params![self.account.0, overhead], |r| {
                 Ok((
@@ -190,7 +179,8 @@ impl VaultCatalog<'_> {
         let rows = conn
             .prepare_cached(
                 "SELECT chunk, at, len FROM blobs
-                 WHERE account = ?1 AND pack = ?2 AND live = 1 ORDER BY at",
+                 WHERE pack = (SELECT no FROM packs WHERE account = ?1 AND id = ?2)
+                 AND live = 1 ORDER BY at",
             )?
             .query_map(params![self.account.0, &pack.0[..]], |r| {
                 Ok((
@@ -253,8 +243,7 @@ impl VaultCatalog<'_> {
             };
             after = last;
             for (id, mac, version, sealed) in page {
-                let mac = blob32(mac)?;
-                let mut manifest = self.open_manifest(mac.to_vec(), version, &sealed)?;
+                let mut manifest = self.open_manifest(&tx, mac.clone(), version, &sealed)?;
                 let before: HashSet<_> = manifest.chunks.iter().map(enc_key).collect();
                 let mut moved = false;
                 for chunk in &mut manifest.chunks {
@@ -279,11 +268,7 @@ impl VaultCatalog<'_> {
                     self.drop_ref(&tx, *key)?;
                     released.insert(*key);
                 }
-                let resealed = seal(
-                    &self.seal_key,
-                    &self.aad(MANIFEST_AAD, &mac, version),
-                    &manifest.to_bytes(),
-                )?;
+                let resealed = self.seal_manifest(&tx, &manifest, &mac, version)?;
                 tx.prepare_cached("UPDATE files SET manifest = ?3 WHERE account = ?1 AND id = ?2")?
                     .execute(params![self.account.0, id, resealed])?;
                 out.files += 1;
