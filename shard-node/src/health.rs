@@ -1043,6 +1043,16 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
             let Ok(session) = node.session(Some(&user)) else {
                 continue;
             };
+            // A catalog snapshot that could not be written (a peer dropped while it was sent)
+            // is written again here — on a connection, most often the peer's return — rather
+            // than only at the vault's next change: until then a new machine would recover an
+            // older catalog.
+            if node.snapshot_failure(session.account).is_some() {
+                match node.write_snapshot(&session).await {
+                    Ok(seq) => tracing::info!("catalog snapshot of {user} written again ({seq})"),
+                    Err(e) => tracing::warn!("catalog snapshot of {user} still not written: {e}"),
+                }
+            }
             // Compaction first: what it frees need not be repaired.
             crate::prune::automatic(&node, &session).await;
             match needs_repair(&node, &session, &lost).await {
