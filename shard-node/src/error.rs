@@ -439,7 +439,7 @@ impl Error {
             ),
             Error::SnapshotNotStored(_) | Error::HeadNotKept { .. } => (
                 ErrorKind::Unavailable,
-                "the catalog snapshot needs paired nodes online and with room (`shard peers` shows both); it is written again after the next change",
+                "the catalog snapshot needs paired nodes online and with room (`shard peers` shows both); it is written again when a node comes back (the repair check) or after the next change",
             ),
             Error::Stopping => (ErrorKind::Unavailable, "start the node again"),
             Error::PruneRunning { .. } => (

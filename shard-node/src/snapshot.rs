@@ -370,7 +370,9 @@ impl Node {
         let (node, session) = (self.clone(), session.clone());
         self.spawn_task(async move {
             if let Err(e) = node.write_snapshot(&session).await {
-                tracing::warn!("catalog snapshot not written: {e}; it will be at the next change");
+                tracing::warn!(
+                    "catalog snapshot not written: {e}; it will be at the repair check or the next change"
+                );
             }
         });
     }
