@@ -233,6 +233,13 @@ fn name_mac_of_row(mac: &[u8]) -> Result<&[u8]> {
     }
 }
 
+/// The packs a transaction has put on (or checked against) their records: share length and
+/// share ids by encoding.
+type PackShares = HashMap<(ChunkId, u8, u8), (u32, Vec<ShareId>)>;
+
+/// Why a chunk list is refused whose pack has other shares on record.
+const OTHER_SHARES: &str = "a chunk list names other shares for a pack than the pack's record";
+
 /// A file row as its manifest is opened from: name MAC, version, sealed manifest.
 type ManifestRow = (Vec<u8>, u32, Vec<u8>);
 
@@ -337,7 +344,7 @@ impl VaultSnapshot {
             // lists once), or the snapshot is not one a catalog wrote.
             let mut packs = Packs::default();
             for f in &v3.files {
-                packs.take_shares(f.manifest.clone())?;
+                packs.list(&f.manifest)?;
             }
             (v3.account, v3.files, v3.shares)
         } else {
@@ -429,21 +436,28 @@ impl Packs {
     /// blob that names a pack listed before with another coding or other shares is an error
     /// (one list per pack is all version 4 can say).
     fn take_shares(&mut self, mut manifest: Manifest) -> Result<Manifest> {
-        for chunk in &mut manifest.chunks {
-            if let Some(pack) = chunk.pack_ref() {
-                if pack.validate().is_err() {
-                    return Err(Error::InvalidParameters("a snapshot pack is invalid"));
-                }
-                let listed = self.0.entry(pack.id).or_insert_with(|| pack.clone());
-                if *listed != pack {
-                    return Err(Error::InvalidParameters(
-                        "two files name one pack with different shares",
-                    ));
-                }
-                chunk.shares = Vec::new();
-            }
+        self.list(&manifest)?;
+        for chunk in manifest.chunks.iter_mut().filter(|c| c.pack.is_some()) {
+            chunk.shares = Vec::new();
         }
         Ok(manifest)
+    }
+
+    /// Lists the packs `manifest`'s blobs lie in, each once; one listed before with another
+    /// coding or other shares is an error.
+    fn list(&mut self, manifest: &Manifest) -> Result<()> {
+        for pack in manifest.chunks.iter().filter_map(ChunkRef::pack_ref) {
+            if pack.validate().is_err() {
+                return Err(Error::InvalidParameters("a snapshot pack is invalid"));
+            }
+            let listed = self.0.entry(pack.id).or_insert_with(|| pack.clone());
+            if *listed != pack {
+                return Err(Error::InvalidParameters(
+                    "two files name one pack with different shares",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn into_list(self) -> Vec<PackRef> {
@@ -644,6 +658,7 @@ impl<'a> VaultCatalog<'a> {
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(files.len());
         let now = unix_now();
+        let mut recorded = PackShares::new();
         for (meta, stamp, manifest) in files {
             let mac = self.name_mac(&meta.name);
             let last: Option<i64> = tx
@@ -658,7 +673,7 @@ impl<'a> VaultCatalog<'a> {
             let version = u32::try_from(last.unwrap_or(0) + 1)
                 .map_err(|_| Error::InvalidParameters("too many versions"))?;
             let sealed_meta = self.seal_meta(meta, now, stamp, mac, version)?;
-            let sealed_manifest = self.seal_manifest(&tx, manifest, mac, version)?;
+            let sealed_manifest = self.seal_manifest(&tx, &mut recorded, manifest, mac, version)?;
             tx.prepare_cached(
                 "INSERT INTO files (account, name_mac, version, meta, manifest, state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1223,18 +1238,29 @@ impl<'a> VaultCatalog<'a> {
     }
 
     /// Seals a file version's chunk list as the catalog keeps it (version 4: a blob names its
-    /// pack, whose share ids go on the pack's record, once, in `tx`).
+    /// pack, whose share ids go on the pack's record, once, in `tx`). `recorded`: the packs
+    /// `tx` has recorded or checked so far, so that a batch of files in one pack costs one
+    /// look at its record, not one per file (each file's list is still compared with it).
     fn seal_manifest(
         &self,
         tx: &Transaction<'_>,
+        recorded: &mut PackShares,
         manifest: &Manifest,
         mac: &[u8],
         version: u32,
     ) -> Result<Vec<u8>> {
-        let mut recorded = std::collections::HashSet::new();
-        for chunk in &manifest.chunks {
-            if chunk.pack.is_some() && recorded.insert(enc_key(chunk)) {
-                self.record_pack_shares(tx, chunk)?;
+        for chunk in manifest.chunks.iter().filter(|c| c.pack.is_some()) {
+            match recorded.get(&enc_key(chunk)) {
+                Some((share_len, shares)) => {
+                    chunk.validate()?;
+                    if *share_len != chunk.share_len || *shares != chunk.shares {
+                        return Err(Error::InvalidParameters(OTHER_SHARES));
+                    }
+                }
+                None => {
+                    self.record_pack_shares(tx, chunk)?;
+                    recorded.insert(enc_key(chunk), (chunk.share_len, chunk.shares.clone()));
+                }
             }
         }
         Ok(seal(
@@ -1266,20 +1292,31 @@ impl<'a> VaultCatalog<'a> {
             chunk.share_len,
             ids
         ])?;
-        let (share_len, recorded): (u32, Vec<u8>) = tx
+        let recorded = self.pack_record(tx, &id, k, n)?;
+        if recorded != Some((chunk.share_len, Some(ids))) {
+            return Err(Error::InvalidParameters(OTHER_SHARES));
+        }
+        Ok(())
+    }
+
+    /// The record of encoding (`id`, `k`, `n`): its share length and share ids (`None` where
+    /// they were never recorded), if there is one.
+    fn pack_record(
+        &self,
+        conn: &rusqlite::Connection,
+        id: &ChunkId,
+        k: u8,
+        n: u8,
+    ) -> Result<Option<(u32, Option<Vec<u8>>)>> {
+        Ok(conn
             .prepare_cached(
                 "SELECT share_len, share_ids FROM chunks
                  WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
             )?
             .query_row(params![self.account.0, &id.0[..], k, n], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })?;
-        if share_len != chunk.share_len || recorded != ids {
-            return Err(Error::InvalidParameters(
-                "a chunk list names other shares for a pack than the pack's record",
-            ));
-        }
-        Ok(())
+            })
+            .optional()?)
     }
 
     /// The share ids of pack `pack` (encoding `k`-of-`n`, shares of `share_len`), from its
@@ -1292,16 +1329,8 @@ impl<'a> VaultCatalog<'a> {
         n: u8,
         share_len: u32,
     ) -> Result<Vec<ShareId>> {
-        let row: Option<(u32, Option<Vec<u8>>)> = conn
-            .prepare_cached(
-                "SELECT share_len, share_ids FROM chunks
-                 WHERE account = ?1 AND id = ?2 AND k = ?3 AND n = ?4",
-            )?
-            .query_row(params![self.account.0, &pack.0[..], k, n], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let Some((recorded_len, Some(ids))) = row else {
+        let Some((recorded_len, Some(ids))) = self.pack_record(conn, &ChunkId(pack.0), k, n)?
+        else {
             return Err(Error::UnknownPack(*pack));
         };
         if recorded_len != share_len || ids.len() != usize::from(n) * 32 {
@@ -1995,6 +2024,15 @@ mod tests {
         let liar = [(file("c"), blob_in(9, [1, 2, 4], 2))];
         assert!(matches!(
             vault.begin_files(&liar),
+            Err(Error::InvalidParameters(m)) if m.contains("other shares for a pack")
+        ));
+        // The same within one batch: the second file is checked against the first's list.
+        let liars = [
+            (file("d"), blob_in(8, [5, 6, 7], 3)),
+            (file("e"), blob_in(8, [5, 6, 8], 4)),
+        ];
+        assert!(matches!(
+            vault.begin_files(&liars),
             Err(Error::InvalidParameters(m)) if m.contains("other shares for a pack")
         ));
         let pending: Vec<_> = vault

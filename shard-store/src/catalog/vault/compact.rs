@@ -235,6 +235,7 @@ impl VaultCatalog<'_> {
         }
         let mut out = Relocated::default();
         let mut released = HashSet::new();
+        let mut recorded = super::PackShares::new();
         let mut after = i64::MIN;
         loop {
             let page = self.visible_page(&tx, after)?;
@@ -268,7 +269,7 @@ impl VaultCatalog<'_> {
                     self.drop_ref(&tx, *key)?;
                     released.insert(*key);
                 }
-                let resealed = self.seal_manifest(&tx, &manifest, &mac, version)?;
+                let resealed = self.seal_manifest(&tx, &mut recorded, &manifest, &mac, version)?;
                 tx.prepare_cached("UPDATE files SET manifest = ?3 WHERE account = ?1 AND id = ?2")?
                     .execute(params![self.account.0, id, resealed])?;
                 out.files += 1;
