@@ -4,7 +4,8 @@
 //! What it is for: every secret in shard is born, derived, wrapped and used here, through small
 //! typed APIs, so the rest of the code never names a cipher. What it is not for: I/O, storage or
 //! networking (the Noise channel lives in `shard-net`, built on `snow`). The primitives are
-//! RustCrypto's — AES-256-GCM, SHA-256, HMAC, HKDF, Argon2id, and Ed25519 (`ed25519-dalek`,
+//! RustCrypto's — AES-256-GCM (one message, or a long one as a stream of segments: the STREAM
+//! construction of `aead-stream`), SHA-256, HMAC, HKDF, Argon2id, and Ed25519 (`ed25519-dalek`,
 //! which implements RustCrypto's `signature` traits) for the vault authority — and BLAKE3 (the
 //! `blake3` crate, its authors' reference implementation), keyed for chunk ids.
 //!
@@ -45,6 +46,7 @@ mod key_record;
 mod keys;
 mod recovery;
 mod secret;
+mod stream;
 
 pub use aead::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, open, seal, seal_in_place};
 pub use authority::{AUTHORITY_KEY_LEN, AuthorityKey, SIGNATURE_LEN, VaultAuthority};
@@ -57,6 +59,7 @@ pub use keys::{
 };
 pub use recovery::{RECOVERY_CODE_CHARS, decode_recovery_code, encode_recovery_code};
 pub use secret::{KEY_LEN, SecretKey, ct_eq, fill_random};
+pub use stream::{SEGMENT_LEN, STREAM_PREFIX_LEN, StreamOpener, StreamSealer};
 
 /// SHA-256 of `data` (node ids, vault ids, checksums; share ids are BLAKE3 since format 2).
 pub fn sha256(data: &[u8]) -> [u8; 32] {

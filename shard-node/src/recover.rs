@@ -22,12 +22,12 @@ use std::sync::Arc;
 
 use shard_crypto::{KdfParams, KeyRecord, VaultKeys, decode_recovery_code};
 use shard_proto::{NodeId, ShareId};
-use shard_store::{ChunkDecoder, VaultSnapshot, VaultState};
+use shard_store::{AccountId, ChunkDecoder, SnapshotItem, SnapshotReader, VaultState};
 use zeroize::Zeroizing;
 
 use crate::node::Node;
 use crate::report::{HeadSeen, Recovery};
-use crate::snapshot::{HeadPayload, open_head, open_snapshot};
+use crate::snapshot::{HeadPayload, SnapshotOpener, SnapshotSeal, open_head, open_head_sealing};
 use crate::swarm::{Asking, Holder};
 use crate::target::Target;
 use crate::{Error, Result};
@@ -54,10 +54,12 @@ pub async fn recover(
     // 2. Every head that opens under the vault key (what peers keep, and this node, which may
     // have been one of them); the one asked for, or the newest. A head that does not open is
     // no one's word for anything, its sequence number included.
-    let mut found: Vec<(u64, HeadPayload)> = Vec::new();
+    let mut found: Vec<(u64, HeadPayload, SnapshotSeal)> = Vec::new();
     let mut format_1 = 0usize;
-    let mut consider = |seq: u64, bytes: &[u8]| match open_head(&keys, seq, bytes) {
-        Ok(payload) if !found.iter().any(|(s, _)| *s == seq) => found.push((seq, payload)),
+    let mut consider = |seq: u64, bytes: &[u8]| match open_head_sealing(&keys, seq, bytes) {
+        Ok((payload, seal)) if !found.iter().any(|(s, _, _)| *s == seq) => {
+            found.push((seq, payload, seal));
+        }
         Ok(_) => {}
         Err(_) if crate::snapshot::is_format_1_head(&keys, seq, bytes) => format_1 += 1,
         Err(_) => {}
@@ -80,16 +82,16 @@ pub async fn recover(
             ),
         }
     }
-    let newest_seen = found.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    let newest_seen = found.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0);
     // The nodes that held the vault: what they stored moves here.
-    let mut former: Vec<NodeId> = found.iter().map(|(_, p)| p.owner).collect();
+    let mut former: Vec<NodeId> = found.iter().map(|(_, p, _)| p.owner).collect();
     former.sort();
     former.dedup();
     former.truncate(shard_proto::MAX_ADOPT_FROM);
-    found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    found.sort_by_key(|(seq, _, _)| std::cmp::Reverse(*seq));
     let available: Vec<HeadSeen> = found
         .iter()
-        .map(|(seq, p)| HeadSeen {
+        .map(|(seq, p, _)| HeadSeen {
             head: *seq,
             written_at: p.written_at,
         })
@@ -97,7 +99,7 @@ pub async fn recover(
     let chosen = match head {
         Some(wanted) => found
             .iter()
-            .position(|(seq, _)| *seq == wanted)
+            .position(|(seq, _, _)| *seq == wanted)
             .ok_or_else(|| Error::NoSuchHead {
                 wanted,
                 kept: if found.is_empty() {
@@ -105,7 +107,7 @@ pub async fn recover(
                 } else {
                     found
                         .iter()
-                        .map(|(s, _)| s.to_string())
+                        .map(|(s, _, _)| s.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
                 },
@@ -119,7 +121,7 @@ pub async fn recover(
         }
         None => 0,
     };
-    let (seq, payload) = found.swap_remove(chosen);
+    let (seq, payload, seal) = found.swap_remove(chosen);
 
     let account_name = user.unwrap_or(&payload.account).to_string();
     let new_passphrase = std::str::from_utf8(&passphrase)
@@ -160,34 +162,6 @@ pub async fn recover(
 
     crate::crash_point!("recover:adopted");
 
-    // 4. The snapshot, from the shares the head lists (kept as deleted or not).
-    let targets: Vec<Target> = node.targets();
-    let mut sealed = Vec::new();
-    let mut decoder = ChunkDecoder::new(keys.clone());
-    let asking = Asking::new(node, vault);
-    for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
-        let holders = chunk
-            .shares
-            .iter()
-            .zip(holders)
-            .zip(0u8..)
-            .filter_map(|((id, holder), index)| {
-                let target = targets.iter().find(|t| t.node() == *holder)?;
-                Some(Holder {
-                    id: *id,
-                    index,
-                    target: target.clone(),
-                    rank: usize::from(*holder != node.node_id()),
-                })
-            })
-            .collect();
-        let shares = crate::swarm::fetch(chunk, holders, asking).await.good;
-        sealed.extend(decoder.decode(chunk, &shares)?);
-    }
-    let plain = Zeroizing::new(open_snapshot(&keys, &sealed)?);
-    let snapshot =
-        VaultSnapshot::from_bytes(&plain).map_err(|e| Error::SnapshotUnreadable(e.to_string()))?;
-
     let record = {
         let key = key.clone();
         tokio::task::spawn_blocking(move || KeyRecord::wrap(&key, &passphrase, KdfParams::DEFAULT))
@@ -204,8 +178,21 @@ pub async fn recover(
         node.catalog().delete_account(existing.id)?;
     }
     let account = node.catalog().create_account(&account_name, &record)?;
+
+    // 4. The snapshot, from the shares the head lists (kept as deleted or not), opened and
+    // imported as it comes, a chunk at a time: neither the snapshot nor the vault is held
+    // whole. One that turns out damaged takes the new account with it.
+    let imported = import_snapshot(node, &keys, account, &payload, seal).await;
+    let (files, listed) = match imported {
+        Ok(imported) => imported,
+        Err(e) => {
+            if let Err(gone) = node.catalog().delete_account(account) {
+                tracing::warn!("the account of a failed recovery was not removed: {gone}");
+            }
+            return Err(e);
+        }
+    };
     let catalog = node.catalog().vault(account, &keys);
-    catalog.import(&snapshot)?;
     // The next head must be newer than every head the peers keep (an older catalog may have
     // been chosen).
     catalog.set_state(&VaultState {
@@ -215,10 +202,9 @@ pub async fn recover(
     // Peers holding shares of the vault that did not hand it over now (offline): when they
     // connect.
     let me = node.node_id();
-    let mut owed: Vec<NodeId> = snapshot
-        .shares
+    let mut owed: Vec<NodeId> = listed
         .iter()
-        .map(|s| s.peer)
+        .map(|(peer, _)| *peer)
         .chain(payload.holders.iter().flatten().copied())
         .filter(|p| *p != me && !handed_over.contains(p))
         .collect();
@@ -228,9 +214,10 @@ pub async fn recover(
     crate::crash_point!("recover:imported");
 
     // Shares the catalog lists that their holders keep as deleted come back.
+    let targets: Vec<Target> = node.targets();
     let mut by_holder: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
-    for s in &snapshot.shares {
-        by_holder.entry(s.peer).or_default().push(s.share);
+    for (peer, share) in listed {
+        by_holder.entry(peer).or_default().push(share);
     }
     let mut undeleted = 0u64;
     for (holder, ids) in by_holder {
@@ -263,7 +250,7 @@ pub async fn recover(
     }
     Ok(Recovery {
         account: account_name,
-        files: snapshot.files.len(),
+        files,
         catalog_head: seq,
         catalog_written_at: payload.written_at,
         heads_available: available,
@@ -273,4 +260,57 @@ pub async fn recover(
         // Offline now: they hand the vault over when they connect (while it is unlocked).
         peers_owing_hand_over: owed.len(),
     })
+}
+
+/// Fetches the snapshot `payload` names, a chunk at a time, opens it as `seal` says and imports
+/// it into `account` as it comes. Returns the file versions imported and every acknowledged
+/// share the snapshot lists, with its holder.
+async fn import_snapshot(
+    node: &Arc<Node>,
+    keys: &Arc<VaultKeys>,
+    account: AccountId,
+    payload: &HeadPayload,
+    seal: SnapshotSeal,
+) -> Result<(usize, Vec<(NodeId, ShareId)>)> {
+    let unreadable = |e: shard_store::Error| Error::SnapshotUnreadable(e.to_string());
+    let targets: Vec<Target> = node.targets();
+    let mut decoder = ChunkDecoder::new(keys.clone());
+    let asking = Asking::new(node, keys.vault_id().0);
+    let mut opener = SnapshotOpener::new(keys, seal);
+    let mut reader = SnapshotReader::new();
+    let catalog = node.catalog().vault(account, keys);
+    let mut import = catalog.import_stream();
+    let mut listed = Vec::new();
+    let mut each = |item: SnapshotItem| {
+        if let SnapshotItem::Share(s) = &item {
+            listed.push((s.peer, s.share));
+        }
+        import.add(item)
+    };
+    for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
+        let holders = chunk
+            .shares
+            .iter()
+            .zip(holders)
+            .zip(0u8..)
+            .filter_map(|((id, holder), index)| {
+                let target = targets.iter().find(|t| t.node() == *holder)?;
+                Some(Holder {
+                    id: *id,
+                    index,
+                    target: target.clone(),
+                    rank: usize::from(*holder != node.node_id()),
+                })
+            })
+            .collect();
+        let shares = crate::swarm::fetch(chunk, holders, asking).await.good;
+        let sealed = decoder.decode(chunk, &shares)?;
+        let plain = opener.push(&sealed)?;
+        reader.push(&plain, &mut each).map_err(unreadable)?;
+    }
+    let plain = opener.finish(keys)?;
+    reader.push(&plain, &mut each).map_err(unreadable)?;
+    reader.finish(&mut each).map_err(unreadable)?;
+    let files = import.finish().map_err(unreadable)?;
+    Ok((files, listed))
 }

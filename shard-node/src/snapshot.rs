@@ -1,15 +1,20 @@
 //! Catalog snapshots and heads: how a vault survives the loss of its owner's machine.
 //!
-//! After every change (a put, an rm), the node seals the vault's whole catalog
-//! ([`shard_store::VaultSnapshot`], postcard) with the vault's catalog key, stores the sealed
-//! bytes as shares exactly like a file, and leaves a *head* with every peer that holds any of
-//! the vault's shares. A head is:
+//! After every change (a put, an rm), the node writes the vault's whole catalog as a stream of
+//! records ([`shard_store::VaultCatalog::export_to`], snapshot version 5), seals it as it goes
+//! with the vault's catalog key (AES-256-GCM in the STREAM construction,
+//! [`shard_crypto::StreamSealer`], 64 KiB segments), stores the sealed bytes as shares exactly
+//! like a file, a chunk at a time, and leaves a *head* with every peer that holds any of the
+//! vault's shares. Neither the writer nor `recover` holds the snapshot whole: a vault of 10⁶
+//! files has one of hundreds of MiB. A head is:
 //! ```text
 //! seq       the head's sequence number (peers keep only the newest from the vault's owner)
-//! payload   sealed with the catalog key, AAD = "shard head v2" ‖ vault id ‖ seq:
+//! payload   sealed with the catalog key, AAD = "shard head v4" ‖ vault id ‖ seq:
 //!           postcard (account name, snapshot manifest, holders: the node of each snapshot
 //!           share, when it was written: seconds since the epoch, the node that wrote it)
 //! ```
+//! A head sealed under "shard head v3" (an earlier build of this data format) points at a
+//! snapshot sealed whole, as one GCM message; it is still read.
 //! A peer keeps a head only when the vault authority signed the request for it (see
 //! [`shard_net::rpc`]). With the recovery code, a new machine opens the newest head, takes the
 //! vault over (signed too), fetches the snapshot and rebuilds the catalog (the `recover` module).
@@ -20,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use shard_crypto::{Label, VaultKeys, open, seal};
+use shard_crypto::{Label, StreamOpener, StreamSealer, VaultKeys, open, seal};
 use shard_proto::{Manifest, NodeId, ShareId};
 use shard_store::{
     ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, ShareState, VaultState,
@@ -31,11 +36,29 @@ use crate::put::send_chunk;
 use crate::session::Session;
 use crate::swarm::Nodes;
 use crate::{Error, Result};
+use zeroize::Zeroizing;
 
+/// The AAD of a snapshot sealed whole (under a head of [`HEAD_AAD_WHOLE`]).
 const SNAPSHOT_AAD: &[u8] = b"shard snapshot v1";
-/// v3: heads of data format 2 (BLAKE3 ids). A head sealed under v2 is of format 1.
-const HEAD_AAD: &[u8] = b"shard head v3";
+/// The AAD of every segment of a snapshot sealed as a stream (under a head of [`HEAD_AAD`]).
+const SNAPSHOT_STREAM_AAD: &[u8] = b"shard snapshot stream v1";
+/// v4: heads whose snapshot is sealed as a stream. v3: heads of data format 2 (BLAKE3 ids)
+/// whose snapshot is sealed whole. A head sealed under v2 is of format 1.
+const HEAD_AAD: &[u8] = b"shard head v4";
+const HEAD_AAD_WHOLE: &[u8] = b"shard head v3";
 const HEAD_AAD_FORMAT_1: &[u8] = b"shard head v2";
+
+/// Sealed snapshot bytes handed from the catalog's reader to the uploader at a time.
+const SNAPSHOT_PIECE: usize = 1 << 20;
+
+/// How a head's snapshot is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotSeal {
+    /// As a stream of segments ([`StreamOpener`]).
+    Stream,
+    /// As one message (earlier builds).
+    Whole,
+}
 
 /// What a head points at (sealed in the head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,22 +85,47 @@ fn with_vault(label: &[u8], vault: &[u8; 16], seq: Option<u64>) -> Vec<u8> {
     aad
 }
 
-/// Seals a snapshot's bytes in place (`buf` holds the plaintext, then the sealed bytes).
-pub(crate) fn seal_snapshot_in_place(keys: &VaultKeys, buf: &mut Vec<u8>) -> Result<()> {
-    Ok(shard_crypto::seal_in_place(
-        &keys.subkey(Label::Catalog),
-        &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
-        buf,
-    )?)
+/// Opens a snapshot as its head says it is sealed, given its sealed bytes in pieces.
+pub(crate) enum SnapshotOpener {
+    /// A stream: opened a segment at a time.
+    Stream(Box<StreamOpener>),
+    /// Sealed whole: gathered, and opened at the end.
+    Whole(Zeroizing<Vec<u8>>),
 }
 
-/// Opens a snapshot's bytes.
-pub(crate) fn open_snapshot(keys: &VaultKeys, sealed: &[u8]) -> Result<Vec<u8>> {
-    Ok(open(
-        &keys.subkey(Label::Catalog),
-        &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
-        sealed,
-    )?)
+impl SnapshotOpener {
+    pub(crate) fn new(keys: &VaultKeys, seal: SnapshotSeal) -> Self {
+        match seal {
+            SnapshotSeal::Stream => Self::Stream(Box::new(StreamOpener::new(
+                &keys.subkey(Label::Catalog),
+                &with_vault(SNAPSHOT_STREAM_AAD, &keys.vault_id().0, None),
+            ))),
+            SnapshotSeal::Whole => Self::Whole(Zeroizing::new(Vec::new())),
+        }
+    }
+
+    /// Takes more sealed bytes: the plaintext now known to be authentic.
+    pub(crate) fn push(&mut self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        match self {
+            Self::Stream(opener) => Ok(opener.push(sealed)?),
+            Self::Whole(all) => {
+                all.extend_from_slice(sealed);
+                Ok(Zeroizing::new(Vec::new()))
+            }
+        }
+    }
+
+    /// The end: the rest of the plaintext.
+    pub(crate) fn finish(self, keys: &VaultKeys) -> Result<Zeroizing<Vec<u8>>> {
+        match self {
+            Self::Stream(opener) => Ok(opener.finish()?),
+            Self::Whole(all) => Ok(Zeroizing::new(open(
+                &keys.subkey(Label::Catalog),
+                &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
+                &all,
+            )?)),
+        }
+    }
 }
 
 /// Seals a head's payload for sequence number `seq`.
@@ -102,9 +150,25 @@ fn open_head_as(label: &[u8], keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Resu
 
 /// Opens a head; a forged or altered head, or one of another vault or sequence number, fails.
 pub(crate) fn open_head(keys: &VaultKeys, seq: u64, sealed: &[u8]) -> Result<HeadPayload> {
-    let plain = open_head_as(HEAD_AAD, keys, seq, sealed)?;
-    postcard::from_bytes(&plain)
-        .map_err(|_| Error::SnapshotUnreadable("a catalog head does not decode".into()))
+    open_head_sealing(keys, seq, sealed).map(|(payload, _)| payload)
+}
+
+/// [`open_head`], and how the head's snapshot is sealed.
+pub(crate) fn open_head_sealing(
+    keys: &VaultKeys,
+    seq: u64,
+    sealed: &[u8],
+) -> Result<(HeadPayload, SnapshotSeal)> {
+    let (plain, seal) = match open_head_as(HEAD_AAD, keys, seq, sealed) {
+        Ok(plain) => (plain, SnapshotSeal::Stream),
+        Err(e) => match open_head_as(HEAD_AAD_WHOLE, keys, seq, sealed) {
+            Ok(plain) => (plain, SnapshotSeal::Whole),
+            Err(_) => return Err(e),
+        },
+    };
+    let payload = postcard::from_bytes(&plain)
+        .map_err(|_| Error::SnapshotUnreadable("a catalog head does not decode".into()))?;
+    Ok((payload, seal))
 }
 
 /// Whether `sealed` is a head of this vault in data format 1 (an earlier, unreleased build's:
@@ -182,36 +246,129 @@ pub(crate) async fn delete_snapshot_shares(
     }
 }
 
-/// Stores the sealed snapshot as chunks `redundancy` over the nodes of `ctx`; returns the
-/// chunks and, for each, the node holding each share.
-async fn store_sealed(
-    ctx: &Arc<Nodes>,
-    keys: &Arc<VaultKeys>,
-    chunker: &KeyedFastCdc,
-    redundancy: Redundancy,
-    sealed: &[u8],
-) -> std::result::Result<(Vec<shard_proto::ChunkRef>, Vec<Vec<NodeId>>), String> {
-    let mut encoder = ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?;
-    let mut rest: &[u8] = sealed;
-    let mut chunks = Vec::new();
-    let mut holders = Vec::new();
-    while !rest.is_empty() {
-        let cut = chunker.cut(rest).clamp(1, rest.len());
-        let (piece, tail) = rest.split_at(cut);
-        rest = tail;
-        let encoded = encoder.encode(piece).map_err(|e| e.to_string())?;
-        chunks.push(encoded.chunk.clone());
+/// Stores a sealed snapshot given in pieces as chunks, `redundancy` over the nodes of `ctx`:
+/// a chunk is cut and sent as soon as a longest chunk's worth has come, so it holds one chunk
+/// and a piece.
+struct SnapshotUpload<'c> {
+    ctx: &'c Arc<Nodes>,
+    chunker: &'c KeyedFastCdc,
+    encoder: ChunkEncoder,
+    pending: Vec<u8>,
+    size: u64,
+    chunks: Vec<shard_proto::ChunkRef>,
+    holders: Vec<Vec<NodeId>>,
+}
+
+impl<'c> SnapshotUpload<'c> {
+    fn new(
+        ctx: &'c Arc<Nodes>,
+        keys: &Arc<VaultKeys>,
+        chunker: &'c KeyedFastCdc,
+        redundancy: Redundancy,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self {
+            ctx,
+            chunker,
+            encoder: ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?,
+            pending: Vec::new(),
+            size: 0,
+            chunks: Vec::new(),
+            holders: Vec::new(),
+        })
+    }
+
+    async fn push(&mut self, sealed: &[u8]) -> std::result::Result<(), String> {
+        self.size += sealed.len() as u64;
+        self.pending.extend_from_slice(sealed);
+        while self.pending.len() >= self.chunker.max_size() {
+            self.send_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the next chunk off the front of what is pending and stores it.
+    async fn send_one(&mut self) -> std::result::Result<(), String> {
+        let cut = self.chunker.cut(&self.pending).clamp(1, self.pending.len());
+        let encoded = self
+            .encoder
+            .encode(self.pending.get(..cut).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        self.pending.drain(..cut);
+        self.chunks.push(encoded.chunk.clone());
         let n = usize::from(encoded.chunk.n);
-        let (acks, _) = send_chunk(ctx.clone(), encoded, HashMap::new()).await?;
+        let (acks, _) = send_chunk(self.ctx.clone(), encoded, HashMap::new()).await?;
         let mut by_index = vec![NodeId([0; 32]); n];
         for ack in acks {
             if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
                 *slot = ack.peer;
             }
         }
-        holders.push(by_index);
+        self.holders.push(by_index);
+        Ok(())
     }
-    Ok((chunks, holders))
+
+    /// Stores what is left: the snapshot's manifest and, for each chunk, the node holding each
+    /// share.
+    async fn finish(mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), String> {
+        while !self.pending.is_empty() {
+            self.send_one().await?;
+        }
+        Ok((
+            Manifest {
+                size: self.size,
+                chunks: self.chunks,
+            },
+            self.holders,
+        ))
+    }
+}
+
+/// Writes the vault's catalog snapshot, sealed as a stream, into `upload`: the catalog is read
+/// on a blocking thread and its sealed bytes come over in pieces. Returns the files written.
+async fn export_sealed(
+    node: &Arc<Node>,
+    session: &Session,
+    upload: &mut SnapshotUpload<'_>,
+) -> Result<std::result::Result<usize, String>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let catalog = node.catalog().clone();
+    let (account, user, keys) = (session.account, session.user.clone(), session.keys.clone());
+    let export = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let vault = catalog.vault(account, &keys);
+        let mut sealer = StreamSealer::new(
+            &keys.subkey(Label::Catalog),
+            &with_vault(SNAPSHOT_STREAM_AAD, &keys.vault_id().0, None),
+        )?;
+        let files = vault.export_to(&user, &mut |plain| {
+            sealer.write_all(plain).map_err(shard_store::Error::from)?;
+            if sealer.sealed_len() >= SNAPSHOT_PIECE {
+                // The uploader gone (it failed): the export stops.
+                tx.blocking_send(sealer.take_sealed())
+                    .map_err(|_| shard_store::Error::Stopped)?;
+            }
+            Ok(())
+        });
+        let files = match files {
+            Err(shard_store::Error::Stopped) => return Ok(0),
+            other => other?,
+        };
+        // A closed channel here means the uploader failed; it says why.
+        let _ = tx.blocking_send(sealer.finish()?);
+        Ok(files)
+    });
+    let mut uploaded = Ok(());
+    while let Some(piece) = rx.recv().await {
+        if let Err(e) = upload.push(&piece).await {
+            uploaded = Err(e);
+            break;
+        }
+    }
+    // Dropping the receiver stops an export still writing.
+    drop(rx);
+    let files = export
+        .await
+        .map_err(|_| Error::Internal("the catalog snapshot's export crashed".into()))??;
+    Ok(uploaded.map(|()| files))
 }
 
 /// Writes a new snapshot of the vault and its head; returns the head's sequence number.
@@ -227,10 +384,6 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
     let vault_id = session.vault();
     let catalog = node.catalog().vault(session.account, &keys);
     let state = catalog.state()?;
-    // Written straight from the catalog and sealed in place: with 10⁵ files the snapshot is
-    // tens of MiB, held once (not also decoded, and not also as plaintext beside it).
-    let mut sealed = catalog.export_bytes(&session.user)?;
-    seal_snapshot_in_place(&keys, &mut sealed)?;
     // Every node holding an acknowledged share of the vault is told of the new head.
     let mut tell: HashSet<NodeId> = catalog
         .holders()?
@@ -240,18 +393,25 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
         .collect();
 
     // Stored like a file, over whoever is online now and has room: a node found full while
-    // storing it is left out and the snapshot stored again over the others.
+    // storing it is left out and the snapshot written and stored again over the others.
     let ctx = Arc::new(Nodes::gather(node, vault_id, &Default::default()));
     let chunker = KeyedFastCdc::new(
         keys.subkey(Label::ChunkerSeed).expose(),
         ChunkSizes::DEFAULT,
     )?;
     let mut attempt = 0;
-    let (chunks, holders) = loop {
+    let (snapshot, holders) = loop {
         attempt += 1;
         let room = ctx.online().saturating_sub(ctx.full().len()).max(1);
         let redundancy = Redundancy::for_peers(room).map_err(Error::Store)?;
-        match store_sealed(&ctx, &keys, &chunker, redundancy, &sealed).await {
+        let stored = match SnapshotUpload::new(&ctx, &keys, &chunker, redundancy) {
+            Ok(mut upload) => match export_sealed(node, session, &mut upload).await? {
+                Ok(_) => upload.finish().await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(stored) => break stored,
             Err(e) if attempt < 3 && !ctx.full().is_empty() => {
                 tracing::info!("catalog snapshot stored again without the full nodes: {e}");
@@ -261,15 +421,13 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
             }
         }
     };
+    let sealed_len = snapshot.size;
     let payload = HeadPayload {
         written_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         account: session.user.clone(),
-        snapshot: Manifest {
-            size: sealed.len() as u64,
-            chunks,
-        },
+        snapshot,
         holders,
         owner: node.node_id(),
     };
@@ -356,8 +514,7 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
     delete_snapshot(node, session, &state, &share_ids(&payload)).await;
     // Logged last: tests and operators read this line as "the old snapshot is gone too".
     tracing::info!(
-        "catalog snapshot {seq} written ({} bytes sealed), head kept by {told} peers",
-        sealed.len()
+        "catalog snapshot {seq} written ({sealed_len} bytes sealed), head kept by {told} peers"
     );
     Ok(seq)
 }
@@ -416,6 +573,60 @@ mod tests {
             written_at: 1,
             owner: NodeId([1; 32]),
         }
+    }
+
+    /// A head of this build says its snapshot is a sealed stream; one of the build before (a
+    /// snapshot sealed whole) still opens, and says so; each snapshot opens only as its head
+    /// says, given in pieces of any size.
+    #[test]
+    fn heads_say_how_their_snapshot_is_sealed_and_both_open() {
+        let keys = VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+        let plain = postcard::to_stdvec(&payload()).unwrap();
+        let whole_head = seal(
+            &keys.subkey(Label::Catalog),
+            &with_vault(HEAD_AAD_WHOLE, &keys.vault_id().0, Some(3)),
+            &plain,
+        )
+        .unwrap();
+        let (_, how) = open_head_sealing(&keys, 3, &whole_head).unwrap();
+        assert_eq!(how, SnapshotSeal::Whole);
+        let (_, how) =
+            open_head_sealing(&keys, 3, &seal_head(&keys, 3, &payload()).unwrap()).unwrap();
+        assert_eq!(how, SnapshotSeal::Stream);
+
+        let snapshot: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let whole = seal(
+            &keys.subkey(Label::Catalog),
+            &with_vault(SNAPSHOT_AAD, &keys.vault_id().0, None),
+            &snapshot,
+        )
+        .unwrap();
+        let mut sealer = StreamSealer::new(
+            &keys.subkey(Label::Catalog),
+            &with_vault(SNAPSHOT_STREAM_AAD, &keys.vault_id().0, None),
+        )
+        .unwrap();
+        sealer.write_all(&snapshot).unwrap();
+        let mut stream = sealer.take_sealed();
+        stream.extend(sealer.finish().unwrap());
+        let read = |how: SnapshotSeal, sealed: &[u8]| -> Result<Vec<u8>> {
+            let mut opener = SnapshotOpener::new(&keys, how);
+            let mut out = Vec::new();
+            for piece in sealed.chunks(50_000) {
+                out.extend_from_slice(&opener.push(piece)?);
+            }
+            out.extend_from_slice(&opener.finish(&keys)?);
+            Ok(out)
+        };
+        assert_eq!(read(SnapshotSeal::Whole, &whole).unwrap(), snapshot);
+        assert_eq!(read(SnapshotSeal::Stream, &stream).unwrap(), snapshot);
+        assert!(read(SnapshotSeal::Stream, &whole).is_err());
+        assert!(read(SnapshotSeal::Whole, &stream).is_err());
+        // Another vault's key opens neither.
+        let other = VaultKeys::derive(&shard_crypto::VaultKey::generate().unwrap());
+        let mut opener = SnapshotOpener::new(&other, SnapshotSeal::Stream);
+        let opened = opener.push(&stream).and_then(|_| opener.finish(&other));
+        assert!(opened.is_err());
     }
 
     #[test]

@@ -772,20 +772,56 @@ fn the_first_account_is_the_administrator_and_the_role_passes_on() {
     assert!(admin("bob") && !admin("carol"));
 }
 
-/// What `export_bytes` wrote, decoded, in `export`'s order.
+/// The bytes `export_to` writes, whole.
+fn exported(vault: &shard_store::VaultCatalog<'_>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    vault
+        .export_to("alice", &mut |piece| {
+            bytes.extend_from_slice(piece);
+            Ok(())
+        })
+        .unwrap();
+    bytes
+}
+
+/// What `export_to` wrote, decoded, in `export`'s order.
 fn streamed(vault: &shard_store::VaultCatalog<'_>) -> shard_store::VaultSnapshot {
-    let bytes = vault.export_bytes("alice").unwrap();
-    let mut snapshot = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
+    let mut snapshot = shard_store::VaultSnapshot::from_bytes(&exported(vault)).unwrap();
     snapshot
         .files
         .sort_by(|a, b| (&a.meta.name, a.version).cmp(&(&b.meta.name, b.version)));
     snapshot
 }
 
-/// With more files than one page of the catalog's scans and than a one-byte count, the bytes
-/// written straight from the catalog decode to the very snapshot `export` builds.
+/// Reads `bytes` given in pieces of `piece` bytes.
+fn read_in_pieces(bytes: &[u8], piece: usize) -> shard_store::VaultSnapshot {
+    let mut files = Vec::new();
+    let mut shares = Vec::new();
+    let mut each = |item| {
+        match item {
+            shard_store::SnapshotItem::File(f) => files.push(f),
+            shard_store::SnapshotItem::Share(s) => shares.push(s),
+        }
+        Ok(())
+    };
+    let mut reader = shard_store::SnapshotReader::new();
+    for part in bytes.chunks(piece) {
+        reader.push(part, &mut each).unwrap();
+    }
+    let account = reader.finish(&mut each).unwrap();
+    shard_store::VaultSnapshot {
+        version: shard_store::SNAPSHOT_VERSION,
+        account,
+        files,
+        shares,
+    }
+}
+
+/// With more files than one page of the catalog's scans, the snapshot written straight from
+/// the catalog, a record at a time, decodes to the very snapshot `export` builds, whether it
+/// is read whole or in pieces of any size.
 #[test]
-fn a_large_vault_exports_the_same_snapshot_as_bytes() {
+fn a_large_vault_exports_the_same_snapshot_as_a_stream() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
     let key = VaultKey::generate().unwrap();
@@ -813,21 +849,54 @@ fn a_large_vault_exports_the_same_snapshot_as_bytes() {
     vault.commit_files(&ids).unwrap();
     let mut snapshot = vault.export("alice").unwrap();
     assert_eq!(snapshot.files.len(), 1100);
-    // Written into room reserved beforehand, with the seal's 28 bytes to spare: not grown by
-    // doubling (which would copy the plaintext and leave a copy of it in freed memory).
-    let bytes = vault.export_bytes("alice").unwrap();
-    assert_eq!(bytes.capacity(), vault.snapshot_size_hint().unwrap());
-    assert!(
-        bytes.len() + 28 <= bytes.capacity() && bytes.capacity() < bytes.len() * 3 / 2,
-        "{} bytes in a buffer of {}",
-        bytes.len(),
-        bytes.capacity()
-    );
+    // Handed over a record at a time: never more than one file's record in one piece.
+    let mut largest = 0;
+    let mut pieces = 0;
+    let written = vault
+        .export_to("alice", &mut |piece| {
+            largest = largest.max(piece.len());
+            pieces += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(written, 1100);
+    assert!(pieces > 1100 + 240, "{pieces} pieces");
+    assert!(largest < 512, "a piece of {largest} bytes");
+    // A sink that fails stops the export with its error.
+    let err = vault
+        .export_to("alice", &mut |_| Err(shard_store::Error::Stopped))
+        .unwrap_err();
+    assert!(matches!(err, shard_store::Error::Stopped), "{err}");
+
+    let bytes = exported(&vault);
     let mut from_bytes = streamed(&vault);
     for s in [&mut snapshot, &mut from_bytes] {
         s.shares.sort_by_key(|s| s.share);
     }
     assert_eq!(from_bytes, snapshot);
+    for piece in [1, 7, 4096, 1 << 20] {
+        let mut read = read_in_pieces(&bytes, piece);
+        read.files
+            .sort_by(|a, b| (&a.meta.name, a.version).cmp(&(&b.meta.name, b.version)));
+        read.shares.sort_by_key(|s| s.share);
+        assert_eq!(read, snapshot, "read in pieces of {piece}");
+    }
+    // Cut short anywhere, it is an error, never a smaller vault.
+    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+        let mut reader = shard_store::SnapshotReader::new();
+        let mut each = |_| Ok(());
+        reader.push(&bytes[..cut], &mut each).unwrap();
+        let err = reader.finish(&mut each).unwrap_err();
+        assert!(
+            err.to_string().contains("ends early"),
+            "cut at {cut}: {err}"
+        );
+    }
+    // And nothing may follow its end.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let err = shard_store::VaultSnapshot::from_bytes(&longer).unwrap_err();
+    assert!(err.to_string().contains("after its end"), "{err}");
 }
 
 /// A catalog snapshot of an earlier data format (other chunk and share ids, or manifests
@@ -838,8 +907,8 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
     let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
     let (acct, keys) = account(&catalog, "alice");
     let vault = catalog.vault(acct, &keys);
-    let mut bytes = vault.export_bytes("alice").unwrap();
-    assert_eq!(bytes.first(), Some(&4), "the version leads the snapshot");
+    let mut bytes = exported(&vault);
+    assert_eq!(bytes.first(), Some(&5), "the version leads the snapshot");
     shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
     for earlier in [1, 2] {
         bytes[0] = earlier;
@@ -849,22 +918,40 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
             "{err}"
         );
     }
-    bytes[0] = 5;
+    bytes[0] = 6;
     let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("unknown"), "{err}");
 }
 
-/// Snapshot version 4 lists each pack's share ids once, not in every manifest; a snapshot of
-/// version 3 (whole manifests, written by the build before) still reads to the same vault, and
-/// a blob whose pack the snapshot does not list is refused.
+/// Snapshots list each pack's share ids once, not in every manifest; snapshots of versions 3
+/// (whole manifests) and 4 (one structure, packs listed at its end), written by earlier builds,
+/// still read to the same vault; a blob whose pack the snapshot does not list is refused.
 #[test]
-fn snapshots_list_a_packs_shares_once_and_version_3_still_reads() {
+fn snapshots_list_a_packs_shares_once_and_versions_3_and_4_still_read() {
     #[derive(serde::Serialize)]
     struct V3<'a> {
         version: u8,
         account: &'a str,
         files: &'a [shard_store::SnapshotFile],
         shares: &'a [shard_store::SnapshotShare],
+    }
+    #[derive(serde::Serialize)]
+    struct V4<'a> {
+        version: u8,
+        account: &'a str,
+        files: &'a [shard_store::SnapshotFile],
+        shares: &'a [shard_store::SnapshotShare],
+        packs: &'a [PackRef],
+    }
+    /// Version 5's records, as the catalog writes them.
+    #[derive(serde::Serialize)]
+    enum Record<'a> {
+        #[allow(dead_code)]
+        Pack(&'a PackRef),
+        #[allow(dead_code)]
+        Share(&'a shard_store::SnapshotShare),
+        File(&'a shard_store::SnapshotFile),
+        End,
     }
     let dir = tempfile::tempdir().unwrap();
     let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
@@ -902,7 +989,11 @@ fn snapshots_list_a_packs_shares_once_and_version_3_still_reads() {
         .commit_files(&begun.iter().map(|f| f.id).collect::<Vec<_>>())
         .unwrap();
     let snapshot = vault.export("alice").unwrap();
-    let v4 = vault.export_bytes("alice").unwrap();
+    let v5 = exported(&vault);
+    let count = |bytes: &[u8]| bytes.windows(32).filter(|w| *w == [201; 32]).count();
+    // Share 201 once as an acknowledged share and once on the pack's record: not in the 50
+    // chunk lists, as version 3 has it.
+    assert_eq!(count(&v5), 2);
     let v3 = postcard::to_stdvec(&V3 {
         version: 3,
         account: "alice",
@@ -910,46 +1001,89 @@ fn snapshots_list_a_packs_shares_once_and_version_3_still_reads() {
         shares: &snapshot.shares,
     })
     .unwrap();
-    // The list of packs, the last thing in the snapshot.
-    let list = postcard::to_stdvec(&vec![PackRef {
+    assert_eq!(count(&v3), 51);
+    let list = vec![PackRef {
         id: pack,
         k: 2,
         n: 3,
         share_len: 4096,
         shares: shares.to_vec(),
-    }])
-    .unwrap();
-    // Each file's three share ids of 32 bytes are left out, the pack's listed once instead.
-    assert_eq!(v4.len() + 50 * 96, v3.len() + list.len());
-    let mut from_v4 = streamed(&vault);
-    let mut from_v3 = shard_store::VaultSnapshot::from_bytes(&v3).unwrap();
-    from_v3
+    }];
+    let compact: Vec<_> = snapshot
         .files
-        .sort_by(|a, b| (&a.meta.name, a.version).cmp(&(&b.meta.name, b.version)));
-    for s in [&mut from_v4, &mut from_v3] {
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f.manifest.chunks[0].shares.clear();
+            f
+        })
+        .collect();
+    let v4 = |packs: &[PackRef]| {
+        postcard::to_stdvec(&V4 {
+            version: 4,
+            account: "alice",
+            files: &compact,
+            shares: &snapshot.shares,
+            packs,
+        })
+        .unwrap()
+    };
+    let sorted = |mut s: shard_store::VaultSnapshot| {
+        s.files
+            .sort_by(|a, b| (&a.meta.name, a.version).cmp(&(&b.meta.name, b.version)));
         s.shares.sort_by_key(|s| s.share);
-    }
-    assert_eq!(from_v4, from_v3);
-    assert_eq!(from_v4.files[7].manifest, files[7].1);
+        s
+    };
+    let from_v5 = streamed(&vault);
+    assert_eq!(
+        sorted(shard_store::VaultSnapshot::from_bytes(&v3).unwrap()),
+        sorted(from_v5.clone())
+    );
+    assert_eq!(
+        sorted(shard_store::VaultSnapshot::from_bytes(&v4(&list)).unwrap()),
+        sorted(from_v5.clone())
+    );
+    // Read in pieces, the earlier versions too.
+    assert_eq!(
+        sorted(read_in_pieces(&v4(&list), 5)),
+        sorted(from_v5.clone())
+    );
+    assert_eq!(from_v5.files[7].manifest, files[7].1);
     // Version 3 with two files that name the pack with different shares: no catalog wrote it.
     let mut forged = snapshot.files.clone();
     forged[1].manifest.chunks[0].shares[0] = ShareId([9; 32]);
-    let v3 = postcard::to_stdvec(&V3 {
+    let bad = postcard::to_stdvec(&V3 {
         version: 3,
         account: "alice",
         files: &forged,
         shares: &snapshot.shares,
     })
     .unwrap();
-    let err = shard_store::VaultSnapshot::from_bytes(&v3).unwrap_err();
+    let err = shard_store::VaultSnapshot::from_bytes(&bad).unwrap_err();
     assert!(
         err.to_string().contains("one pack with different shares"),
         "{err}"
     );
-    // The same bytes with that list emptied.
-    assert!(v4.ends_with(&list));
-    let mut orphaned = v4[..v4.len() - list.len()].to_vec();
-    orphaned.push(0);
+    let forged_snapshot = shard_store::VaultSnapshot {
+        files: forged,
+        ..snapshot.clone()
+    };
+    let err = forged_snapshot.to_bytes().unwrap_err();
+    assert!(
+        err.to_string().contains("one pack with different shares"),
+        "{err}"
+    );
+    // A blob whose pack is not listed: version 4 with an empty list, version 5 without the
+    // pack's record.
+    let err = shard_store::VaultSnapshot::from_bytes(&v4(&[])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a pack the snapshot does not list"),
+        "{err}"
+    );
+    let mut orphaned = postcard::to_stdvec(&(5u8, "alice")).unwrap();
+    orphaned.extend(postcard::to_stdvec(&Record::File(&compact[0])).unwrap());
+    orphaned.extend(postcard::to_stdvec(&Record::End).unwrap());
     let err = shard_store::VaultSnapshot::from_bytes(&orphaned).unwrap_err();
     assert!(
         err.to_string()

@@ -23,7 +23,10 @@ pub use vault::{
     PackUsage, PackedBlob, Relocated, ShareRecord, ShareState, StampedEntry, StoredBlob,
     VaultCatalog,
 };
-pub use vault::{SNAPSHOT_VERSION, SnapshotFile, SnapshotShare, VaultSnapshot, VaultState};
+pub use vault::{
+    SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare,
+    VaultSnapshot, VaultState,
+};
 
 use crate::{Error, Result};
 

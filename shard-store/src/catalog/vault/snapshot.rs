@@ -1,0 +1,760 @@
+//! Catalog snapshots: the whole vault as one stream of records, written straight from the
+//! catalog and read back into an empty account, never held whole in memory.
+//!
+//! A snapshot of version 5 (what this build writes) is postcard:
+//! ```text
+//! header    version 5, account name
+//! records   Pack    a pack's id, coding and share ids, before the first file that uses it
+//!           Share   an acknowledged share: its id, chunk or pack, index, coding, holder
+//!           File    a file version: metadata, version, time stored, chunk list whose blobs
+//!                   name their pack and leave its share ids to the pack's record
+//!           End     nothing follows
+//! ```
+//! The writer ([`VaultCatalog::export_to`]) reads the catalog a page at a time and hands the
+//! bytes on as it goes; the reader ([`SnapshotReader`]) takes them in pieces of any size and
+//! hands out each share and file as soon as its record is complete. So a vault of 10⁶ files
+//! costs its writer and its reader a page and a record, not the hundreds of MiB the snapshot
+//! is. Versions 3 and 4 (one postcard structure, written by earlier builds of this format) are
+//! still read, whole.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, PackId, PackRef, ShareId};
+
+use super::{
+    AckedShare, FILE_VISIBLE, FileMeta, PAGE, PackShares, VaultCatalog, enc_key, id32, insert_blob,
+};
+use crate::{Error, Result};
+
+/// The catalog snapshot format this build writes: 5, a stream of records (see the module
+/// documentation). It reads 5, 4 and 3 (4 and 3 whole); versions 1 and 2 came from earlier,
+/// unreleased builds and are refused by name.
+pub const SNAPSHOT_VERSION: u8 = 5;
+
+/// The largest record a reader waits for: a file's chunk list of about 3·10⁶ chunks (a file of
+/// terabytes). A stream whose record would be longer is damaged.
+const MAX_RECORD: usize = 256 << 20;
+
+/// Files written to the catalog per transaction by an import.
+const IMPORT_BATCH: usize = 512;
+
+/// Checks a snapshot's version.
+fn check_snapshot_version(version: u8) -> Result<()> {
+    match version {
+        3..=SNAPSHOT_VERSION => Ok(()),
+        1 | 2 => Err(Error::InvalidParameters(
+            "the catalog snapshot is of an earlier, unreleased data format (before packs), which this build does not read",
+        )),
+        _ => Err(Error::InvalidParameters("unknown catalog snapshot version")),
+    }
+}
+
+/// A file version in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Its metadata.
+    pub meta: FileMeta,
+    /// Its version number.
+    pub version: u32,
+    /// When it was stored.
+    pub stored_at: i64,
+    /// Its chunks.
+    pub manifest: Manifest,
+}
+
+/// A share in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotShare {
+    /// The share.
+    pub share: ShareId,
+    /// Its chunk, index and the chunk's parameters.
+    pub chunk: ChunkId,
+    /// Index among the chunk's shares.
+    pub index: u8,
+    /// The chunk's `k`.
+    pub k: u8,
+    /// The chunk's `n`.
+    pub n: u8,
+    /// The chunk's share length.
+    pub share_len: u32,
+    /// Where it is.
+    pub peer: NodeId,
+}
+
+impl SnapshotShare {
+    fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.n < self.k || self.index >= self.n {
+            return Err(Error::InvalidParameters(
+                "a snapshot share does not fit its chunk",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a snapshot holds, one piece at a time: what [`SnapshotReader`] hands out and
+/// [`SnapshotImport`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotItem {
+    /// An acknowledged share.
+    Share(SnapshotShare),
+    /// A visible file version, its chunk list whole (every share id listed).
+    File(SnapshotFile),
+}
+
+/// A record of a version-5 snapshot.
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Pack(PackRef),
+    Share(SnapshotShare),
+    File(SnapshotFile),
+    End,
+}
+
+/// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
+/// the account on a new machine. Its manifests are whole (every share id listed). Held whole
+/// in memory: for tests, tools and small vaults; the node streams ([`VaultCatalog::export_to`],
+/// [`SnapshotReader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSnapshot {
+    /// Format version: [`SNAPSHOT_VERSION`] (the version it is written in; one read from an
+    /// earlier version says so here too).
+    pub version: u8,
+    /// The account's name.
+    pub account: String,
+    /// Every visible file version.
+    pub files: Vec<SnapshotFile>,
+    /// Every acknowledged share of those files' chunks.
+    pub shares: Vec<SnapshotShare>,
+}
+
+/// A snapshot's bytes in version 3: whole manifests.
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    account: String,
+    files: Vec<SnapshotFile>,
+    shares: Vec<SnapshotShare>,
+}
+
+/// A snapshot's bytes in version 4: manifests whose blobs list no share ids, and each pack's
+/// record once.
+#[derive(Deserialize)]
+struct SnapshotV4 {
+    account: String,
+    files: Vec<SnapshotFile>,
+    shares: Vec<SnapshotShare>,
+    packs: Vec<PackRef>,
+}
+
+impl VaultSnapshot {
+    /// Decodes a snapshot's plain bytes (versions 3 to 5) and checks what a decoder alone
+    /// cannot, as [`SnapshotReader`] does.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut shares = Vec::new();
+        let mut reader = SnapshotReader::new();
+        let mut each = |item| {
+            match item {
+                SnapshotItem::File(f) => files.push(f),
+                SnapshotItem::Share(s) => shares.push(s),
+            }
+            Ok(())
+        };
+        reader.push(bytes, &mut each)?;
+        let account = reader.finish(&mut each)?;
+        Ok(Self {
+            version: SNAPSHOT_VERSION,
+            account,
+            files,
+            shares,
+        })
+    }
+
+    /// The snapshot's bytes (version [`SNAPSHOT_VERSION`]), as [`VaultSnapshot::from_bytes`]
+    /// reads them. Two manifests that name one pack with different shares are an error: one
+    /// list per pack is all the format can say.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut sink = |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        let mut writer = RecordWriter::new(&self.account, &mut sink)?;
+        for share in &self.shares {
+            writer.share(share)?;
+        }
+        for f in &self.files {
+            writer.file(f.clone())?;
+        }
+        writer.end()?;
+        Ok(out)
+    }
+}
+
+/// Writes a version-5 snapshot's records into a sink, listing each pack before the first file
+/// that uses it.
+struct RecordWriter<'s> {
+    sink: &'s mut dyn FnMut(&[u8]) -> Result<()>,
+    listed: HashMap<PackId, PackRef>,
+    scratch: Vec<u8>,
+    files: usize,
+}
+
+impl<'s> RecordWriter<'s> {
+    fn new(account: &str, sink: &'s mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Self> {
+        let mut writer = Self {
+            sink,
+            listed: HashMap::new(),
+            scratch: Vec::new(),
+            files: 0,
+        };
+        writer.write(&(SNAPSHOT_VERSION, account))?;
+        Ok(writer)
+    }
+
+    fn write<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.scratch.clear();
+        postcard::to_io(value, &mut self.scratch)
+            .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))?;
+        (self.sink)(&self.scratch)
+    }
+
+    fn share(&mut self, share: &SnapshotShare) -> Result<()> {
+        self.write(&Record::Share(share.clone()))
+    }
+
+    /// A file, its blobs' share ids moved to their packs' records (written first, once).
+    fn file(&mut self, mut file: SnapshotFile) -> Result<()> {
+        for chunk in file.manifest.chunks.iter_mut() {
+            let Some(pack) = chunk.pack_ref() else {
+                continue;
+            };
+            match self.listed.get(&pack.id) {
+                Some(listed) if *listed == pack => {}
+                Some(_) => {
+                    return Err(Error::InvalidParameters(
+                        "two files name one pack with different shares",
+                    ));
+                }
+                None => {
+                    if pack.validate().is_err() {
+                        return Err(Error::InvalidParameters("a snapshot pack is invalid"));
+                    }
+                    self.write(&Record::Pack(pack.clone()))?;
+                    self.listed.insert(pack.id, pack);
+                }
+            }
+            chunk.shares = Vec::new();
+        }
+        self.files += 1;
+        self.write(&Record::File(file))
+    }
+
+    fn end(mut self) -> Result<usize> {
+        self.write(&Record::End)?;
+        Ok(self.files)
+    }
+}
+
+/// Where a [`SnapshotReader`] is.
+enum ReadState {
+    /// Before the header.
+    Header,
+    /// Version 5, within its records.
+    Records,
+    /// Version 5, after its end record.
+    Ended,
+    /// Version 3 or 4: the whole bytes are gathered and read at the end.
+    Whole,
+}
+
+/// Reads a snapshot's plain bytes given in pieces of any size ([`SnapshotReader::push`]),
+/// handing out each share and file as soon as it is complete; [`SnapshotReader::finish`] at the
+/// end. Checks what a decoder alone cannot: a known version, each blob's pack listed (once,
+/// with one coding and one list of shares), valid manifests, shares whose index fits their
+/// chunk, an end record and nothing after it. A damaged snapshot is an error, never a panic or
+/// a huge allocation.
+pub struct SnapshotReader {
+    state: ReadState,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already read.
+    at: usize,
+    /// `buf`'s length when a record was last found incomplete: not tried again before more
+    /// than as much again has come (a long record is parsed a few times, not once a piece).
+    waited_at: usize,
+    account: String,
+    packs: HashMap<PackId, PackRef>,
+}
+
+impl Default for SnapshotReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("buffered", &(self.buf.len() - self.at))
+            .field("packs", &self.packs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotReader {
+    /// A reader at the start of a snapshot.
+    pub fn new() -> Self {
+        Self {
+            state: ReadState::Header,
+            buf: Vec::new(),
+            at: 0,
+            waited_at: 0,
+            account: String::new(),
+            packs: HashMap::new(),
+        }
+    }
+
+    /// Takes the next plain bytes; calls `each` with every share and file they complete.
+    pub fn push(
+        &mut self,
+        bytes: &[u8],
+        each: &mut dyn FnMut(SnapshotItem) -> Result<()>,
+    ) -> Result<()> {
+        self.read(bytes, each, false)
+    }
+
+    /// [`Self::push`]; `last`: no more bytes come, so a record found incomplete before is
+    /// looked at again however little came since.
+    fn read(
+        &mut self,
+        bytes: &[u8],
+        each: &mut dyn FnMut(SnapshotItem) -> Result<()>,
+        last: bool,
+    ) -> Result<()> {
+        if matches!(self.state, ReadState::Ended) && !bytes.is_empty() {
+            return Err(Error::InvalidParameters(
+                "the catalog snapshot goes on after its end",
+            ));
+        }
+        // What was read goes before more is added, so the buffer holds one record at most
+        // (and what the last piece brought).
+        self.buf.drain(..self.at);
+        self.waited_at = self.waited_at.saturating_sub(self.at);
+        self.at = 0;
+        self.buf.extend_from_slice(bytes);
+        if !last && self.buf.len() < self.waited_at.saturating_mul(2) {
+            return Ok(());
+        }
+        self.waited_at = 0;
+        loop {
+            match self.state {
+                ReadState::Whole | ReadState::Ended => return Ok(()),
+                ReadState::Header => {
+                    let Some(&version) = self.buf.first() else {
+                        return Ok(());
+                    };
+                    check_snapshot_version(version)?;
+                    if version < 5 {
+                        self.state = ReadState::Whole;
+                        return Ok(());
+                    }
+                    let Some((_, account)) = self.take::<(u8, String)>()? else {
+                        return Ok(());
+                    };
+                    self.account = account;
+                    self.state = ReadState::Records;
+                }
+                ReadState::Records => {
+                    let Some(record) = self.take::<Record>()? else {
+                        return Ok(());
+                    };
+                    match record {
+                        Record::Pack(pack) => self.list_pack(pack)?,
+                        Record::Share(share) => {
+                            share.validate()?;
+                            each(SnapshotItem::Share(share))?;
+                        }
+                        Record::File(mut file) => {
+                            self.fill_shares(&mut file.manifest)?;
+                            validate_file(&file)?;
+                            each(SnapshotItem::File(file))?;
+                        }
+                        Record::End => {
+                            if self.at != self.buf.len() {
+                                return Err(Error::InvalidParameters(
+                                    "the catalog snapshot goes on after its end",
+                                ));
+                            }
+                            self.state = ReadState::Ended;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The end of the bytes: hands out what a snapshot of version 3 or 4 holds, and returns the
+    /// account's name. A snapshot cut short is an error.
+    pub fn finish(mut self, each: &mut dyn FnMut(SnapshotItem) -> Result<()>) -> Result<String> {
+        self.read(&[], each, true)?;
+        match self.state {
+            ReadState::Ended => Ok(self.account),
+            ReadState::Whole => read_whole(&self.buf, each),
+            ReadState::Header if self.buf.is_empty() => {
+                Err(Error::InvalidParameters("catalog snapshot does not decode"))
+            }
+            ReadState::Header | ReadState::Records => {
+                Err(Error::InvalidParameters("the catalog snapshot ends early"))
+            }
+        }
+    }
+
+    /// The next value in the buffer, or `None` when it is not all there yet.
+    fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        let rest = self.buf.get(self.at..).unwrap_or_default();
+        match postcard::take_from_bytes::<T>(rest) {
+            Ok((value, left)) => {
+                self.at = self.buf.len() - left.len();
+                Ok(Some(value))
+            }
+            Err(postcard::Error::DeserializeUnexpectedEnd) if rest.len() <= MAX_RECORD => {
+                self.waited_at = self.buf.len();
+                Ok(None)
+            }
+            Err(_) => Err(Error::InvalidParameters("catalog snapshot does not decode")),
+        }
+    }
+
+    fn list_pack(&mut self, pack: PackRef) -> Result<()> {
+        if pack.validate().is_err() {
+            return Err(Error::InvalidParameters("a snapshot pack is invalid"));
+        }
+        match self.packs.get(&pack.id) {
+            Some(listed) if *listed != pack => Err(Error::InvalidParameters(
+                "two files name one pack with different shares",
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.packs.insert(pack.id, pack);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives each blob of `manifest` its pack's share ids (a pack's ids are copied into each
+    /// blob in it: at most 1 KiB for a reference of about 70 bytes).
+    fn fill_shares(&self, manifest: &mut Manifest) -> Result<()> {
+        for chunk in &mut manifest.chunks {
+            let Some(at) = chunk.pack else { continue };
+            let pack = self
+                .packs
+                .get(&at.pack)
+                .filter(|p| (p.k, p.n, p.share_len) == (chunk.k, chunk.n, chunk.share_len))
+                .filter(|_| chunk.shares.is_empty())
+                .ok_or(Error::InvalidParameters(
+                    "a snapshot file's blob lies in a pack the snapshot does not list",
+                ))?;
+            chunk.shares.clone_from(&pack.shares);
+        }
+        Ok(())
+    }
+}
+
+fn validate_file(f: &SnapshotFile) -> Result<()> {
+    if f.meta.name.is_empty() {
+        return Err(Error::InvalidParameters("a snapshot file has no name"));
+    }
+    if f.version == 0 {
+        return Err(Error::InvalidParameters("a snapshot file has version 0"));
+    }
+    if f.manifest.validate().is_err() {
+        return Err(Error::InvalidParameters(
+            "a snapshot file's manifest is invalid",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a snapshot of version 3 (whole manifests) or 4 (one postcard structure with a list of
+/// packs at its end); returns the account's name.
+fn read_whole(bytes: &[u8], each: &mut dyn FnMut(SnapshotItem) -> Result<()>) -> Result<String> {
+    let undecodable = || Error::InvalidParameters("catalog snapshot does not decode");
+    let (version, rest) = bytes.split_first().ok_or_else(undecodable)?;
+    let (account, files, shares) = if *version == 3 {
+        let v3: SnapshotV3 = postcard::from_bytes(rest).map_err(|_| undecodable())?;
+        // Every manifest names a pack with the same coding and shares, or the snapshot is not
+        // one a catalog wrote.
+        let mut reader = SnapshotReader::new();
+        for f in &v3.files {
+            for pack in f.manifest.chunks.iter().filter_map(ChunkRef::pack_ref) {
+                reader.list_pack(pack)?;
+            }
+        }
+        (v3.account, v3.files, v3.shares)
+    } else {
+        let v4: SnapshotV4 = postcard::from_bytes(rest).map_err(|_| undecodable())?;
+        let mut reader = SnapshotReader::new();
+        for pack in v4.packs {
+            reader.list_pack(pack)?;
+        }
+        let mut files = v4.files;
+        for f in &mut files {
+            reader.fill_shares(&mut f.manifest)?;
+        }
+        (v4.account, files, v4.shares)
+    };
+    for s in shares {
+        s.validate()?;
+        each(SnapshotItem::Share(s))?;
+    }
+    for f in files {
+        validate_file(&f)?;
+        each(SnapshotItem::File(f))?;
+    }
+    Ok(account)
+}
+
+impl VaultCatalog<'_> {
+    /// The whole vault, for a catalog snapshot, in memory (see [`VaultSnapshot`]).
+    pub fn export(&self, account_name: &str) -> Result<VaultSnapshot> {
+        let mut files = Vec::new();
+        for entry in self.list()? {
+            let manifest = self.manifest(entry.id)?;
+            files.push(SnapshotFile {
+                meta: entry.meta,
+                version: entry.version,
+                stored_at: entry.stored_at,
+                manifest,
+            });
+        }
+        let mut shares = Vec::new();
+        self.for_each_snapshot_share(|share| {
+            shares.push(share);
+            Ok(())
+        })?;
+        Ok(VaultSnapshot {
+            version: SNAPSHOT_VERSION,
+            account: account_name.to_string(),
+            files,
+            shares,
+        })
+    }
+
+    /// Writes the whole vault as a catalog snapshot's plain bytes (version
+    /// [`SNAPSHOT_VERSION`]) into `sink`, piece by piece, straight from the catalog: the shares,
+    /// then the files in the order they were stored. Holds a page of the catalog, never the
+    /// snapshot; the catalog is not locked while `sink` runs. Run it while nothing else writes
+    /// the vault (the node holds the vault's writer lock), or a file committed meanwhile may be
+    /// missed and one removed meanwhile ends it with an error. Returns the files written.
+    pub fn export_to(
+        &self,
+        account_name: &str,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        let mut writer = RecordWriter::new(account_name, sink)?;
+        self.for_each_snapshot_share(|share| writer.share(&share))?;
+        self.for_each_entry(|entry| {
+            writer.file(SnapshotFile {
+                manifest: self.manifest(entry.id)?,
+                meta: entry.meta,
+                version: entry.version,
+                stored_at: entry.stored_at,
+            })
+        })?;
+        writer.end()
+    }
+
+    /// Calls `each` with every acknowledged share of the vault as a snapshot records it, a page
+    /// at a time (the catalog is free while `each` runs).
+    fn for_each_snapshot_share(
+        &self,
+        mut each: impl FnMut(SnapshotShare) -> Result<()>,
+    ) -> Result<()> {
+        let mut after = Vec::new();
+        loop {
+            let page = {
+                let conn = self.catalog.conn();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT s.id, s.chunk, s.idx, c.k, c.n, c.share_len, s.peer FROM shares s
+                     JOIN chunks c ON c.account = s.account AND c.id = s.chunk AND c.k = s.k
+                          AND c.n = s.n
+                     WHERE s.account = ?1 AND s.state = 1 AND s.id > ?2 ORDER BY s.id LIMIT 1024",
+                )?;
+                let mut rows = stmt.query(params![self.account.0, after])?;
+                let mut page = Vec::with_capacity(PAGE);
+                while let Some(r) = rows.next()? {
+                    page.push(SnapshotShare {
+                        share: ShareId(id32(r, 0)?),
+                        chunk: ChunkId(id32(r, 1)?),
+                        index: r.get(2)?,
+                        k: r.get(3)?,
+                        n: r.get(4)?,
+                        share_len: r.get(5)?,
+                        peer: NodeId(id32(r, 6)?),
+                    });
+                }
+                page
+            };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.share.0.to_vec();
+            let full = page.len() == PAGE;
+            for share in page {
+                each(share)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Rebuilds the vault from a snapshot held in memory (into an empty account): see
+    /// [`VaultCatalog::import_stream`].
+    pub fn import(&self, snapshot: &VaultSnapshot) -> Result<()> {
+        check_snapshot_version(snapshot.version)?;
+        let mut import = self.import_stream();
+        for s in &snapshot.shares {
+            import.add(SnapshotItem::Share(s.clone()))?;
+        }
+        for f in &snapshot.files {
+            import.add(SnapshotItem::File(f.clone()))?;
+        }
+        import.finish()?;
+        Ok(())
+    }
+
+    /// Rebuilds the vault, into an empty account, from a snapshot's items given one at a
+    /// time: every file visible again under its version number and time stored, every share
+    /// where it was. Written in batches (a transaction per few hundred files).
+    pub fn import_stream(&self) -> SnapshotImport<'_, '_> {
+        SnapshotImport {
+            vault: self,
+            acks: Vec::new(),
+            files: Vec::new(),
+            imported: 0,
+        }
+    }
+
+    /// Writes imported file versions, visible, in one transaction. A name and version the
+    /// vault has already is an error (a snapshot lists each once).
+    fn insert_imported(&self, files: &[SnapshotFile]) -> Result<()> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let mut recorded = PackShares::new();
+        for f in files {
+            let mac = self.name_mac(&f.meta.name);
+            let mac = mac.short();
+            let sealed_meta = self.seal_meta(&f.meta, f.stored_at, None, mac, f.version)?;
+            let sealed_manifest =
+                self.seal_manifest(&tx, &mut recorded, &f.manifest, mac, f.version)?;
+            tx.prepare_cached(
+                "INSERT INTO files (account, name_mac, version, meta, manifest, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                self.account.0,
+                mac,
+                f.version,
+                sealed_meta,
+                sealed_manifest,
+                FILE_VISIBLE
+            ])
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(c, _)
+                    if c.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::InvalidParameters("a snapshot lists one file version twice")
+                }
+                e => e.into(),
+            })?;
+            let mut seen = std::collections::HashSet::new();
+            for chunk in f.manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {
+                self.add_ref(&tx, chunk)?;
+            }
+            // Blobs of recovered packs are sources for dedup again.
+            for chunk in &f.manifest.chunks {
+                if let Some(at) = chunk.pack {
+                    insert_blob(&tx, self.account, &chunk.id, &at, chunk.len)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// An import in progress: see [`VaultCatalog::import_stream`]. Shares the snapshot knows too
+/// little about (missing) do not block a file: it is visible, and health and repair will say
+/// what is missing.
+pub struct SnapshotImport<'v, 'a> {
+    vault: &'v VaultCatalog<'a>,
+    acks: Vec<AckedShare>,
+    files: Vec<SnapshotFile>,
+    imported: usize,
+}
+
+impl std::fmt::Debug for SnapshotImport<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotImport")
+            .field("imported", &self.imported)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotImport<'_, '_> {
+    /// Takes one item; writes a batch when one is full.
+    pub fn add(&mut self, item: SnapshotItem) -> Result<()> {
+        match item {
+            SnapshotItem::Share(s) => {
+                self.acks.push(AckedShare {
+                    chunk: s.chunk,
+                    k: s.k,
+                    n: s.n,
+                    share_len: s.share_len,
+                    index: s.index,
+                    share: s.share,
+                    peer: s.peer,
+                });
+                if self.acks.len() >= PAGE * 4 {
+                    self.flush_acks()?;
+                }
+            }
+            SnapshotItem::File(f) => {
+                self.files.push(f);
+                if self.files.len() >= IMPORT_BATCH {
+                    self.flush_files()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_acks(&mut self) -> Result<()> {
+        if !self.acks.is_empty() {
+            self.vault.record_acks(&self.acks)?;
+            self.acks.clear();
+        }
+        Ok(())
+    }
+
+    fn flush_files(&mut self) -> Result<()> {
+        // Shares first: a pack's record takes its coding from them.
+        self.flush_acks()?;
+        if !self.files.is_empty() {
+            self.vault.insert_imported(&self.files)?;
+            self.imported += self.files.len();
+            self.files.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is left; returns the file versions imported.
+    pub fn finish(mut self) -> Result<usize> {
+        self.flush_files()?;
+        self.flush_acks()?;
+        Ok(self.imported)
+    }
+}
