@@ -58,8 +58,8 @@ pub use keys::{
     verify_hmac_sha256,
 };
 pub use recovery::{RECOVERY_CODE_CHARS, decode_recovery_code, encode_recovery_code};
-pub use secret::{KEY_LEN, SecretKey, ct_eq, fill_random};
-pub use stream::{SEGMENT_LEN, STREAM_PREFIX_LEN, StreamOpener, StreamSealer};
+pub use secret::{KEY_LEN, SecretKey, ct_eq, extend_zeroizing, fill_random};
+pub use stream::{SEGMENT_LEN, STREAM_HEADER_LEN, StreamOpener, StreamSealer};
 
 /// SHA-256 of `data` (node ids, vault ids, checksums; share ids are BLAKE3 since format 2).
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -1,7 +1,7 @@
 //! Secret byte arrays that are wiped from memory when dropped and never printed.
 
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::{Error, Result};
 
@@ -57,6 +57,18 @@ pub fn fill_random(buf: &mut [u8]) -> Result<()> {
 /// Constant-time equality of two byte strings (lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Appends `bytes` to `buf`; when that needs a larger allocation, the bytes move to a new one
+/// and the old one is wiped, not left in freed memory.
+pub fn extend_zeroizing(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    let needed = buf.len() + bytes.len();
+    if needed > buf.capacity() {
+        let mut larger = Zeroizing::new(Vec::with_capacity(needed.max(buf.capacity() * 2)));
+        larger.extend_from_slice(buf);
+        *buf = larger;
+    }
+    buf.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

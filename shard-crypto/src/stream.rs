@@ -8,6 +8,8 @@
 //!
 //! The sealed bytes are
 //! ```text
+//! salt        32 bytes, random: the stream's key is HKDF-SHA256(the caller's key, salt,
+//!             "shard stream v1")
 //! prefix      7 bytes, random: the nonce prefix of this stream
 //! segments    each SEGMENT_LEN bytes of plaintext sealed (+ 16-byte tag), the last one shorter
 //!             or as long (possibly empty), sealed with STREAM's last-segment flag
@@ -15,20 +17,37 @@
 //! Each segment's nonce is the prefix, its position (32 bits, big-endian) and the last flag, so
 //! segments cannot be reordered, dropped, repeated or moved between streams, and a stream cut
 //! short fails (its end is not sealed as last). The caller's associated data is bound to every
-//! segment.
+//! segment. A key of its own per stream (as age derives one per file) because one caller's key
+//! seals many streams (a vault's catalog key, a snapshot per change): 56 random bits of nonce
+//! prefix alone would make two streams share nonces after a few thousand.
 
 use aead_stream::{DecryptorBE32, EncryptorBE32};
 use aes_gcm::{Aes256Gcm, KeyInit};
+use hkdf::Hkdf;
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::aead::TAG_LEN;
-use crate::{Error, Result, SecretKey, fill_random};
+use crate::{Error, Result, SecretKey, extend_zeroizing, fill_random};
 
 /// Plaintext bytes per segment (as age uses): large enough that the tags cost 0.02 %, small
 /// enough that a reader holds little.
 pub const SEGMENT_LEN: usize = 64 * 1024;
-/// Length of a stream's nonce prefix.
-pub const STREAM_PREFIX_LEN: usize = 7;
+/// Length of a stream's salt (its key's) and nonce prefix: what a sealed stream starts with.
+pub const STREAM_HEADER_LEN: usize = SALT_LEN + PREFIX_LEN;
+
+const SALT_LEN: usize = 32;
+const PREFIX_LEN: usize = 7;
+const STREAM_INFO: &[u8] = b"shard stream v1";
+
+/// The cipher of one stream: its key derived from the caller's and the stream's salt.
+fn stream_cipher(key: &SecretKey, salt: &[u8]) -> Result<Aes256Gcm> {
+    let mut stream_key = Zeroizing::new([0u8; 32]);
+    Hkdf::<Sha256>::new(Some(salt), key.expose())
+        .expand(STREAM_INFO, stream_key.as_mut())
+        .map_err(|_| Error::Length("internal: HKDF output length"))?;
+    Ok(Aes256Gcm::new((&*stream_key).into()))
+}
 
 const SEALED_SEGMENT_LEN: usize = SEGMENT_LEN + TAG_LEN;
 
@@ -57,36 +76,43 @@ impl StreamSealer {
     /// A new stream under `key`, with a fresh random nonce prefix; `aad` is bound to every
     /// segment.
     pub fn new(key: &SecretKey, aad: &[u8]) -> Result<Self> {
-        let mut prefix = [0u8; STREAM_PREFIX_LEN];
-        fill_random(&mut prefix)?;
-        let encryptor =
-            EncryptorBE32::from_aead(Aes256Gcm::new(key.expose().into()), (&prefix).into());
+        let mut header = [0u8; STREAM_HEADER_LEN];
+        fill_random(&mut header)?;
+        let (salt, prefix) = header.split_at(SALT_LEN);
+        let prefix: &[u8; PREFIX_LEN] = prefix
+            .try_into()
+            .map_err(|_| Error::Length("internal: nonce prefix length"))?;
+        let encryptor = EncryptorBE32::from_aead(stream_cipher(key, salt)?, prefix.into());
         Ok(Self {
             encryptor,
             aad: aad.to_vec(),
             plain: Zeroizing::new(Vec::with_capacity(SEGMENT_LEN * 2)),
-            sealed: prefix.to_vec(),
+            sealed: header.to_vec(),
         })
     }
 
     /// Appends plaintext; every segment that is full and followed by more is sealed.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.plain.extend_from_slice(bytes);
+        extend_zeroizing(&mut self.plain, bytes);
         // A full segment is sealed only once a byte follows it: the last segment is sealed with
         // the last flag, and may be full.
-        while self.plain.len() > SEGMENT_LEN {
-            let mut segment = Zeroizing::new(Vec::with_capacity(SEALED_SEGMENT_LEN));
-            segment.extend_from_slice(self.plain.get(..SEGMENT_LEN).unwrap_or_default());
-            self.plain.drain(..SEGMENT_LEN);
+        let mut at = 0;
+        let mut segment = Zeroizing::new(Vec::with_capacity(SEALED_SEGMENT_LEN));
+        while self.plain.len() - at > SEGMENT_LEN {
+            segment.clear();
+            segment.extend_from_slice(self.plain.get(at..at + SEGMENT_LEN).unwrap_or_default());
+            at += SEGMENT_LEN;
             self.encryptor
                 .encrypt_next_in_place(&self.aad, &mut *segment)
                 .map_err(|_| Error::Length("the stream is too long for STREAM"))?;
             self.sealed.extend_from_slice(&segment);
         }
+        // Once, not per segment: a large write costs one move, not one per 64 KiB.
+        self.plain.drain(..at);
         Ok(())
     }
 
-    /// Sealed bytes not yet taken (the prefix first), in order.
+    /// Sealed bytes not yet taken (the header first), in order.
     pub fn take_sealed(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.sealed)
     }
@@ -153,35 +179,40 @@ impl StreamOpener {
     /// last, opened.
     pub fn push(&mut self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         self.pending.extend_from_slice(sealed);
-        let mut plain = Zeroizing::new(Vec::new());
         if self.decryptor.is_none() {
-            let Some(prefix) = self.pending.get(..STREAM_PREFIX_LEN) else {
-                return Ok(plain);
+            let Some(header) = self.pending.get(..STREAM_HEADER_LEN) else {
+                return Ok(Zeroizing::new(Vec::new()));
             };
-            let prefix: [u8; STREAM_PREFIX_LEN] =
-                prefix.try_into().map_err(|_| Error::Unauthentic)?;
+            let (salt, prefix) = header.split_at(SALT_LEN);
+            let prefix: &[u8; PREFIX_LEN] = prefix.try_into().map_err(|_| Error::Unauthentic)?;
             self.decryptor = Some(DecryptorBE32::from_aead(
-                Aes256Gcm::new(self.key.expose().into()),
-                (&prefix).into(),
+                stream_cipher(&self.key, salt)?,
+                prefix.into(),
             ));
-            self.pending.drain(..STREAM_PREFIX_LEN);
+            self.pending.drain(..STREAM_HEADER_LEN);
         }
         let Some(decryptor) = self.decryptor.as_mut() else {
-            return Ok(plain);
+            return Ok(Zeroizing::new(Vec::new()));
         };
-        while self.pending.len() > SEALED_SEGMENT_LEN {
-            let mut segment = Zeroizing::new(
+        let segments = self.pending.len().saturating_sub(1) / SEALED_SEGMENT_LEN;
+        // Reserved once: the plaintext never moves to a larger buffer, leaving a copy behind.
+        let mut plain = Zeroizing::new(Vec::with_capacity(segments * SEGMENT_LEN));
+        let mut segment = Zeroizing::new(Vec::with_capacity(SEALED_SEGMENT_LEN));
+        let mut at = 0;
+        while self.pending.len() - at > SEALED_SEGMENT_LEN {
+            segment.clear();
+            segment.extend_from_slice(
                 self.pending
-                    .get(..SEALED_SEGMENT_LEN)
-                    .unwrap_or_default()
-                    .to_vec(),
+                    .get(at..at + SEALED_SEGMENT_LEN)
+                    .unwrap_or_default(),
             );
-            self.pending.drain(..SEALED_SEGMENT_LEN);
+            at += SEALED_SEGMENT_LEN;
             decryptor
                 .decrypt_next_in_place(&self.aad, &mut *segment)
                 .map_err(|_| Error::Unauthentic)?;
             plain.extend_from_slice(&segment);
         }
+        self.pending.drain(..at);
         Ok(plain)
     }
 
@@ -251,7 +282,7 @@ mod tests {
             let segments = len.div_ceil(SEGMENT_LEN).max(1);
             assert_eq!(
                 sealed.len(),
-                STREAM_PREFIX_LEN + len + segments * TAG_LEN,
+                STREAM_HEADER_LEN + len + segments * TAG_LEN,
                 "length {len}"
             );
             assert_eq!(open_all(&k, b"aad", &sealed, 777).unwrap(), plain);
@@ -264,18 +295,18 @@ mod tests {
         let plain = vec![7u8; 3 * SEGMENT_LEN + 5];
         let sealed = seal_all(&k, b"aad", &plain, 4096);
         // Cut at a segment boundary: what is left ends with a segment not sealed as last.
-        let cut = STREAM_PREFIX_LEN + 2 * SEALED_SEGMENT_LEN;
+        let cut = STREAM_HEADER_LEN + 2 * SEALED_SEGMENT_LEN;
         assert!(open_all(&k, b"aad", &sealed[..cut], 1000).is_err());
         assert!(open_all(&k, b"aad", &sealed[..sealed.len() - 1], 1000).is_err());
         // One bit changed anywhere.
-        for at in [0, STREAM_PREFIX_LEN + 3, sealed.len() - 1] {
+        for at in [0, STREAM_HEADER_LEN + 3, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[at] ^= 1;
             assert!(open_all(&k, b"aad", &bad, 1000).is_err(), "bit at {at}");
         }
         // Two segments swapped.
         let mut swapped = sealed.clone();
-        let (a, b) = (STREAM_PREFIX_LEN, STREAM_PREFIX_LEN + SEALED_SEGMENT_LEN);
+        let (a, b) = (STREAM_HEADER_LEN, STREAM_HEADER_LEN + SEALED_SEGMENT_LEN);
         let first = sealed[a..b].to_vec();
         swapped[a..b].copy_from_slice(&sealed[b..b + SEALED_SEGMENT_LEN]);
         swapped[b..b + SEALED_SEGMENT_LEN].copy_from_slice(&first);
@@ -284,7 +315,7 @@ mod tests {
         assert!(open_all(&k, b"other", &sealed, 1000).is_err());
         // Nothing at all, or the prefix alone.
         assert!(open_all(&k, b"aad", &[], 1000).is_err());
-        assert!(open_all(&k, b"aad", &sealed[..STREAM_PREFIX_LEN], 1000).is_err());
+        assert!(open_all(&k, b"aad", &sealed[..STREAM_HEADER_LEN], 1000).is_err());
     }
 
     #[test]
@@ -295,20 +326,31 @@ mod tests {
         assert_ne!(a, b, "a fresh nonce prefix per stream");
     }
 
-    /// A known answer: the construction (prefix ‖ position ‖ last flag as the GCM nonce) is
-    /// pinned, so a change of crate or of its nonce layout cannot silently make old snapshots
-    /// unreadable.
+    /// A known answer: the construction (a key of the stream's own from HKDF over its salt;
+    /// prefix ‖ position ‖ last flag as the GCM nonce) is pinned, so a change of crate or of
+    /// its nonce layout cannot silently make old snapshots unreadable.
     #[test]
-    fn the_last_segment_is_gcm_under_prefix_position_and_flag() {
+    fn the_last_segment_is_gcm_under_the_streams_key_prefix_position_and_flag() {
         let k = key(5);
         let sealed = seal_all(&k, b"ad", b"hello", 10);
-        let prefix = &sealed[..STREAM_PREFIX_LEN];
+        let (salt, rest) = sealed.split_at(SALT_LEN);
+        let (prefix, body) = rest.split_at(PREFIX_LEN);
+        let mut stream_key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(salt), k.expose())
+            .expand(b"shard stream v1", &mut stream_key)
+            .unwrap();
         let mut nonce = [0u8; crate::aead::NONCE_LEN];
-        nonce[..STREAM_PREFIX_LEN].copy_from_slice(prefix);
+        nonce[..PREFIX_LEN].copy_from_slice(prefix);
         nonce[crate::aead::NONCE_LEN - 1] = 1;
         let mut manual = nonce.to_vec();
-        manual.extend_from_slice(&sealed[STREAM_PREFIX_LEN..]);
-        assert_eq!(crate::aead::open(&k, b"ad", &manual).unwrap(), b"hello");
+        manual.extend_from_slice(body);
+        let stream_key = SecretKey::from_bytes(stream_key);
+        assert_eq!(
+            crate::aead::open(&stream_key, b"ad", &manual).unwrap(),
+            b"hello"
+        );
+        // Not under the caller's key itself.
+        assert!(crate::aead::open(&k, b"ad", &manual).is_err());
     }
 
     proptest! {

@@ -484,11 +484,19 @@ pub async fn check(
     )
     .await?;
     let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
-    let mut files = Vec::new();
-    for (entry, ids) in &survey.files {
+    let Survey {
+        files: surveyed,
+        chunks,
+        nodes,
+        read,
+    } = survey;
+    // Each file's survey record is let go as its report line is made: the two are not both
+    // held for the whole vault.
+    let mut files = Vec::with_capacity(surveyed.len());
+    for (entry, ids) in surveyed {
         let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
-        for part in ids {
-            let Some(c) = survey.chunks.get(&part.key) else {
+        for part in &ids {
+            let Some(c) = chunks.get(&part.key) else {
                 continue;
             };
             let state = part.state(c);
@@ -521,8 +529,7 @@ pub async fn check(
         });
     }
     files.sort_by(|a, b| b.state.cmp(&a.state).then_with(|| a.name.cmp(&b.name)));
-    let mut peers: Vec<NodeCheck> = survey
-        .nodes
+    let mut peers: Vec<NodeCheck> = nodes
         .iter()
         .map(|(id, (asked, missing, bad, error))| NodeCheck {
             node: node_name(&node, id),
@@ -559,19 +566,18 @@ pub async fn check(
         degraded: count(ChunkHealth::Degraded),
         lost: count(ChunkHealth::Lost),
         unknown: count(ChunkHealth::Unknown),
-        chunks: survey.chunks.len(),
-        shares: survey.chunks.values().map(|c| c.shares.len()).sum(),
+        chunks: chunks.len(),
+        shares: chunks.values().map(|c| c.shares.len()).sum(),
         // Shares manifests list that no node ever acknowledged (counted missing above).
-        unrecorded: survey
-            .chunks
+        unrecorded: chunks
             .values()
             .flat_map(|c| &c.shares)
             .filter(|s| s.record.is_none())
             .count(),
         nodes: peers,
         read: ReadSummary {
-            shares: survey.read.0,
-            bad: survey.read.1,
+            shares: read.0,
+            bad: read.1,
             fraction: read_fraction,
         },
         ok,

@@ -42,6 +42,7 @@ pub async fn recover(
     passphrase: Zeroizing<Vec<u8>>,
     head: Option<u64>,
 ) -> Result<Recovery> {
+    let _one_at_a_time = RECOVERING.lock().await;
     let key = decode_recovery_code(code)?;
     let keys = Arc::new(VaultKeys::derive(&key));
     let vault = keys.vault_id().0;
@@ -162,6 +163,17 @@ pub async fn recover(
 
     crate::crash_point!("recover:adopted");
 
+    // 4. The snapshot, from the shares the head lists (kept as deleted or not), fetched a chunk
+    // at a time into a spool file beside the catalog and read through once as it comes: it is
+    // known authentic, complete and well formed before anything here changes, and neither the
+    // snapshot nor the vault is held in memory.
+    let spool = node.home().root().join(SPOOL);
+    let fetched = fetch_snapshot(node, &keys, &payload, seal, &spool).await;
+    if let Err(e) = fetched {
+        remove_spool(&spool);
+        return Err(e);
+    }
+
     let record = {
         let key = key.clone();
         tokio::task::spawn_blocking(move || KeyRecord::wrap(&key, &passphrase, KdfParams::DEFAULT))
@@ -177,13 +189,18 @@ pub async fn recover(
         node.logout(Some(&account_name));
         node.catalog().delete_account(existing.id)?;
     }
-    let account = node.catalog().create_account(&account_name, &record)?;
-
-    // 4. The snapshot, from the shares the head lists (kept as deleted or not), opened and
-    // imported as it comes, a chunk at a time: neither the snapshot nor the vault is held
-    // whole. One that turns out damaged takes the new account with it.
-    let imported = import_snapshot(node, &keys, account, &payload, seal).await;
-    let (files, listed) = match imported {
+    let account = match node.catalog().create_account(&account_name, &record) {
+        Ok(account) => account,
+        Err(e) => {
+            remove_spool(&spool);
+            return Err(e.into());
+        }
+    };
+    // Read again from the spool, into the account, a batch of files at a time. What fails
+    // now (the catalog, not the snapshot) takes the new account with it.
+    let imported = import_spool(node, &keys, account, seal, &spool);
+    remove_spool(&spool);
+    let (files, by_holder) = match imported {
         Ok(imported) => imported,
         Err(e) => {
             if let Err(gone) = node.catalog().delete_account(account) {
@@ -202,9 +219,9 @@ pub async fn recover(
     // Peers holding shares of the vault that did not hand it over now (offline): when they
     // connect.
     let me = node.node_id();
-    let mut owed: Vec<NodeId> = listed
-        .iter()
-        .map(|(peer, _)| *peer)
+    let mut owed: Vec<NodeId> = by_holder
+        .keys()
+        .copied()
         .chain(payload.holders.iter().flatten().copied())
         .filter(|p| *p != me && !handed_over.contains(p))
         .collect();
@@ -215,10 +232,6 @@ pub async fn recover(
 
     // Shares the catalog lists that their holders keep as deleted come back.
     let targets: Vec<Target> = node.targets();
-    let mut by_holder: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
-    for (peer, share) in listed {
-        by_holder.entry(peer).or_default().push(share);
-    }
     let mut undeleted = 0u64;
     for (holder, ids) in by_holder {
         let Some(target) = targets.iter().find(|t| t.node() == holder) else {
@@ -262,31 +275,80 @@ pub async fn recover(
     })
 }
 
-/// Fetches the snapshot `payload` names, a chunk at a time, opens it as `seal` says and imports
-/// it into `account` as it comes. Returns the file versions imported and every acknowledged
-/// share the snapshot lists, with its holder.
-async fn import_snapshot(
+/// The spool file of a recovery's snapshot, in the node's home (sealed bytes only: nothing in
+/// it opens without the vault key).
+const SPOOL: &str = "recover.spool";
+
+/// Sealed snapshot bytes read from the spool at a time.
+const SPOOL_PIECE: usize = 1 << 20;
+
+/// One recovery at a time in this process: two would share the spool and the account.
+static RECOVERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn remove_spool(spool: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(spool)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("the recovery's spool file was not removed: {e}");
+    }
+}
+
+/// A snapshot's sealed bytes, opened as its head says and read record by record.
+struct SnapshotRead {
+    opener: SnapshotOpener,
+    reader: SnapshotReader,
+}
+
+impl SnapshotRead {
+    fn new(keys: &VaultKeys, seal: SnapshotSeal) -> Self {
+        Self {
+            opener: SnapshotOpener::new(keys, seal),
+            reader: SnapshotReader::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        sealed: &[u8],
+        each: &mut dyn FnMut(SnapshotItem) -> shard_store::Result<()>,
+    ) -> Result<()> {
+        let plain = self.opener.push(sealed)?;
+        self.reader.push(&plain, each).map_err(unreadable)
+    }
+
+    /// The end: the last of the plaintext read, and the whole checked complete.
+    fn finish(
+        mut self,
+        keys: &VaultKeys,
+        each: &mut dyn FnMut(SnapshotItem) -> shard_store::Result<()>,
+    ) -> Result<()> {
+        let plain = self.opener.finish(keys)?;
+        self.reader.push(&plain, each).map_err(unreadable)?;
+        self.reader.finish(each).map_err(unreadable)?;
+        Ok(())
+    }
+}
+
+fn unreadable(e: shard_store::Error) -> Error {
+    Error::SnapshotUnreadable(e.to_string())
+}
+
+/// Fetches the snapshot `payload` names, a chunk at a time, into `spool`, reading it through
+/// as it comes (opened as `seal` says, every record decoded and checked, nothing kept).
+async fn fetch_snapshot(
     node: &Arc<Node>,
     keys: &Arc<VaultKeys>,
-    account: AccountId,
     payload: &HeadPayload,
     seal: SnapshotSeal,
-) -> Result<(usize, Vec<(NodeId, ShareId)>)> {
-    let unreadable = |e: shard_store::Error| Error::SnapshotUnreadable(e.to_string());
+    spool: &std::path::Path,
+) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(spool)?);
     let targets: Vec<Target> = node.targets();
     let mut decoder = ChunkDecoder::new(keys.clone());
     let asking = Asking::new(node, keys.vault_id().0);
-    let mut opener = SnapshotOpener::new(keys, seal);
-    let mut reader = SnapshotReader::new();
-    let catalog = node.catalog().vault(account, keys);
-    let mut import = catalog.import_stream();
-    let mut listed = Vec::new();
-    let mut each = |item: SnapshotItem| {
-        if let SnapshotItem::Share(s) = &item {
-            listed.push((s.peer, s.share));
-        }
-        import.add(item)
-    };
+    let mut read = SnapshotRead::new(keys, seal);
+    let mut check = |_: SnapshotItem| Ok(());
     for (chunk, holders) in payload.snapshot.chunks.iter().zip(&payload.holders) {
         let holders = chunk
             .shares
@@ -305,12 +367,45 @@ async fn import_snapshot(
             .collect();
         let shares = crate::swarm::fetch(chunk, holders, asking).await.good;
         let sealed = decoder.decode(chunk, &shares)?;
-        let plain = opener.push(&sealed)?;
-        reader.push(&plain, &mut each).map_err(unreadable)?;
+        out.write_all(&sealed)?;
+        read.push(&sealed, &mut check)?;
     }
-    let plain = opener.finish(keys)?;
-    reader.push(&plain, &mut each).map_err(unreadable)?;
-    reader.finish(&mut each).map_err(unreadable)?;
+    read.finish(keys, &mut check)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Imports the snapshot in `spool` (fetched and checked by [`fetch_snapshot`]) into `account`.
+/// Returns the file versions imported and the acknowledged shares the snapshot lists, by
+/// holder.
+fn import_spool(
+    node: &Arc<Node>,
+    keys: &Arc<VaultKeys>,
+    account: AccountId,
+    seal: SnapshotSeal,
+    spool: &std::path::Path,
+) -> Result<(usize, HashMap<NodeId, Vec<ShareId>>)> {
+    use std::io::Read;
+    let mut input = std::fs::File::open(spool)?;
+    let catalog = node.catalog().vault(account, keys);
+    let mut import = catalog.import_stream();
+    let mut by_holder: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
+    let mut each = |item: SnapshotItem| {
+        if let SnapshotItem::Share(s) = &item {
+            by_holder.entry(s.peer).or_default().push(s.share);
+        }
+        import.add(item)
+    };
+    let mut read = SnapshotRead::new(keys, seal);
+    let mut piece = vec![0u8; SPOOL_PIECE];
+    loop {
+        let got = input.read(&mut piece)?;
+        if got == 0 {
+            break;
+        }
+        read.push(piece.get(..got).unwrap_or_default(), &mut each)?;
+    }
+    read.finish(keys, &mut each)?;
     let files = import.finish().map_err(unreadable)?;
-    Ok((files, listed))
+    Ok((files, by_holder))
 }

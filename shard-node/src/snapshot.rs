@@ -309,17 +309,36 @@ impl<'c> SnapshotUpload<'c> {
 
     /// Stores what is left: the snapshot's manifest and, for each chunk, the node holding each
     /// share.
-    async fn finish(mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), String> {
+    async fn finish(&mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), String> {
         while !self.pending.is_empty() {
             self.send_one().await?;
         }
         Ok((
             Manifest {
                 size: self.size,
+                chunks: std::mem::take(&mut self.chunks),
+            },
+            std::mem::take(&mut self.holders),
+        ))
+    }
+
+    /// After a failure: deletes the chunks stored so far (no head will ever name them), or
+    /// queues their deletion on the peers that cannot be reached now.
+    async fn discard(self, node: &Arc<Node>, session: &Session) {
+        if self.chunks.is_empty() {
+            return;
+        }
+        let stored = HeadPayload {
+            account: String::new(),
+            snapshot: Manifest {
+                size: self.size,
                 chunks: self.chunks,
             },
-            self.holders,
-        ))
+            holders: self.holders,
+            written_at: 0,
+            owner: node.node_id(),
+        };
+        delete_snapshot_shares(node, session, &stored, &HashSet::new()).await;
     }
 }
 
@@ -405,10 +424,20 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
         let room = ctx.online().saturating_sub(ctx.full().len()).max(1);
         let redundancy = Redundancy::for_peers(room).map_err(Error::Store)?;
         let stored = match SnapshotUpload::new(&ctx, &keys, &chunker, redundancy) {
-            Ok(mut upload) => match export_sealed(node, session, &mut upload).await? {
-                Ok(_) => upload.finish().await,
-                Err(e) => Err(e),
-            },
+            Ok(mut upload) => {
+                let stored = match export_sealed(node, session, &mut upload).await {
+                    Ok(Ok(_)) => upload.finish().await,
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => {
+                        upload.discard(node, session).await;
+                        return Err(e);
+                    }
+                };
+                if stored.is_err() {
+                    upload.discard(node, session).await;
+                }
+                stored
+            }
             Err(e) => Err(e),
         };
         match stored {

@@ -375,6 +375,52 @@ async fn a_new_machine_recovers_the_vault_though_a_peer_lies() {
     assert_eq!(restored(&swarm, "album").await.unwrap(), bytes);
 }
 
+/// `recover` run again on a machine that has the vault's account, while too few of the catalog
+/// snapshot's shares can be read: it fails, and the account it would have replaced is still
+/// there with every file (the snapshot is fetched and checked before anything here changes),
+/// and no spool file is left behind. With the peers back, it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_that_cannot_read_the_snapshot_keeps_the_account_it_would_replace() {
+    let swarm = Swarm::in_memory(5, 4, &[]).await;
+    let owner = swarm.owner().clone();
+    let bytes = content(120_000, 5);
+    swarm
+        .put(&file(&swarm, "notes", &bytes), "notes", Some((1, 2)))
+        .await
+        .unwrap();
+    let session = owner.session(Some(USER)).unwrap();
+    shard_node::snapshot::write_snapshot(&owner, &session)
+        .await
+        .unwrap();
+    // One peer left: the snapshot (3-of-5 over five nodes) has two shares within reach.
+    for i in 2..=4 {
+        swarm.set_link(i, Link::Down);
+        gone(&swarm, i).await;
+    }
+    let again = || {
+        shard_node::recover::recover(
+            &owner,
+            &swarm.recovery_code,
+            None,
+            zeroize::Zeroizing::new(b"another passphrase for it".to_vec()),
+            None,
+        )
+    };
+    let err = again().await.unwrap_err().to_string();
+    assert!(err.contains("shares"), "{err}");
+    assert!(owner.catalog().account(USER).unwrap().is_some());
+    assert_eq!(swarm.versions(), vec![("notes".to_string(), 1)]);
+    assert!(!owner.home().root().join("recover.spool").exists());
+    for i in 2..=4 {
+        swarm.set_link(i, Link::Up);
+    }
+    wait_until(|| owner.online_clients().len() == 4).await;
+    let recovered = again().await.unwrap();
+    assert_eq!(recovered.files, 1, "{recovered:?}");
+    assert_eq!(swarm.versions(), vec![("notes".to_string(), 1)]);
+    assert_eq!(restored(&swarm, "notes").await.unwrap(), bytes);
+}
+
 /// A paired peer that comes back at another address is found where a discovery source says it
 /// is (its pinned address no longer answers, and what it says of itself when it dials in is
 /// not taken as its address).

@@ -892,11 +892,79 @@ fn a_large_vault_exports_the_same_snapshot_as_a_stream() {
             "cut at {cut}: {err}"
         );
     }
+    // Imported from the stream into a new account (more files than one batch of the import),
+    // it is the same vault: names, version numbers, times stored, chunk lists, shares.
+    let other = Catalog::open(&dir.path().join("other.db")).unwrap();
+    let acct2 = other.create_account("alice", &record).unwrap();
+    let vault2 = other.vault(acct2, &keys);
+    let mut import = vault2.import_stream();
+    let mut reader = shard_store::SnapshotReader::new();
+    let mut each = |item| import.add(item);
+    for part in bytes.chunks(50_000) {
+        reader.push(part, &mut each).unwrap();
+    }
+    reader.finish(&mut each).unwrap();
+    assert_eq!(import.finish().unwrap(), 1100);
+    let listed = |v: &shard_store::VaultCatalog<'_>| -> Vec<_> {
+        v.list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.meta, e.version, e.stored_at))
+            .collect()
+    };
+    assert_eq!(listed(&vault2), listed(&vault));
+    let mut again = vault2.export("alice").unwrap();
+    again.shares.sort_by_key(|s| s.share);
+    assert_eq!(again, snapshot);
     // And nothing may follow its end.
     let mut longer = bytes.clone();
     longer.push(0);
     let err = shard_store::VaultSnapshot::from_bytes(&longer).unwrap_err();
     assert!(err.to_string().contains("after its end"), "{err}");
+}
+
+/// An import keeps each version's number, gaps included (versions removed before the
+/// snapshot), and the time it was stored; a snapshot naming one version twice is refused.
+#[test]
+fn an_import_keeps_version_numbers_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let m = manifest(30, 500, 1);
+    let file = |version: u32, stored_at: i64| shard_store::SnapshotFile {
+        meta: meta("diary.txt", 500),
+        version,
+        stored_at,
+        manifest: m.clone(),
+    };
+    let snapshot = shard_store::VaultSnapshot {
+        version: shard_store::SNAPSHOT_VERSION,
+        account: "alice".into(),
+        files: vec![file(2, 1_600_000_000), file(5, 1_700_000_000)],
+        shares: Vec::new(),
+    };
+    vault.import(&snapshot).unwrap();
+    let versions: Vec<_> = vault
+        .versions(b"diary.txt")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.stored_at))
+        .collect();
+    assert_eq!(versions, vec![(2, 1_600_000_000), (5, 1_700_000_000)]);
+    // The next put of the name is version 6.
+    let next = vault
+        .begin_files(&[(meta("diary.txt", 500), m.clone())])
+        .unwrap();
+    assert_eq!(next[0].version, 6);
+
+    let (acct2, keys2) = account(&catalog, "bob");
+    let twice = shard_store::VaultSnapshot {
+        files: vec![file(3, 1), file(3, 2)],
+        ..snapshot
+    };
+    let err = catalog.vault(acct2, &keys2).import(&twice).unwrap_err();
+    assert!(err.to_string().contains("one file version twice"), "{err}");
 }
 
 /// A catalog snapshot of an earlier data format (other chunk and share ids, or manifests

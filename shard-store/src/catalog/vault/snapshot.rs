@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, PackId, PackRef, ShareId};
+use zeroize::Zeroizing;
 
 use super::{
     AckedShare, FILE_VISIBLE, FileMeta, PAGE, PackShares, VaultCatalog, enc_key, id32, insert_blob,
@@ -33,9 +34,10 @@ use crate::{Error, Result};
 /// unreleased builds and are refused by name.
 pub const SNAPSHOT_VERSION: u8 = 5;
 
-/// The largest record a reader waits for: a file's chunk list of about 3·10⁶ chunks (a file of
-/// terabytes). A stream whose record would be longer is damaged.
-const MAX_RECORD: usize = 256 << 20;
+/// The longest record written or read: SQLite's longest value (10⁹ bytes by default), so any
+/// chunk list the catalog can hold fits in a record; a stream whose record would be longer is
+/// damaged.
+const MAX_RECORD: usize = 1_000_000_000;
 
 /// Files written to the catalog per transaction by an import.
 const IMPORT_BATCH: usize = 512;
@@ -198,7 +200,8 @@ impl VaultSnapshot {
 struct RecordWriter<'s> {
     sink: &'s mut dyn FnMut(&[u8]) -> Result<()>,
     listed: HashMap<PackId, PackRef>,
-    scratch: Vec<u8>,
+    /// One record's plaintext (names, sizes): wiped when the writer is done.
+    scratch: Zeroizing<Vec<u8>>,
     files: usize,
 }
 
@@ -207,7 +210,7 @@ impl<'s> RecordWriter<'s> {
         let mut writer = Self {
             sink,
             listed: HashMap::new(),
-            scratch: Vec::new(),
+            scratch: Zeroizing::new(Vec::new()),
             files: 0,
         };
         writer.write(&(SNAPSHOT_VERSION, account))?;
@@ -216,8 +219,13 @@ impl<'s> RecordWriter<'s> {
 
     fn write<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.scratch.clear();
-        postcard::to_io(value, &mut self.scratch)
+        postcard::to_io(value, &mut *self.scratch)
             .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))?;
+        if self.scratch.len() > MAX_RECORD {
+            return Err(Error::InvalidParameters(
+                "a file's chunk list is too long for a catalog snapshot",
+            ));
+        }
         (self.sink)(&self.scratch)
     }
 
@@ -278,7 +286,9 @@ enum ReadState {
 /// a huge allocation.
 pub struct SnapshotReader {
     state: ReadState,
-    buf: Vec<u8>,
+    /// Plaintext not yet read (at most a record and a piece; all of a version 3 or 4
+    /// snapshot): wiped when the reader is done.
+    buf: Zeroizing<Vec<u8>>,
     /// Bytes of `buf` already read.
     at: usize,
     /// `buf`'s length when a record was last found incomplete: not tried again before more
@@ -308,7 +318,7 @@ impl SnapshotReader {
     pub fn new() -> Self {
         Self {
             state: ReadState::Header,
-            buf: Vec::new(),
+            buf: Zeroizing::new(Vec::new()),
             at: 0,
             waited_at: 0,
             account: String::new(),
@@ -343,7 +353,7 @@ impl SnapshotReader {
         self.buf.drain(..self.at);
         self.waited_at = self.waited_at.saturating_sub(self.at);
         self.at = 0;
-        self.buf.extend_from_slice(bytes);
+        shard_crypto::extend_zeroizing(&mut self.buf, bytes);
         if !last && self.buf.len() < self.waited_at.saturating_mul(2) {
             return Ok(());
         }
