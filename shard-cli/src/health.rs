@@ -46,7 +46,8 @@ pub fn check(
         return Ok(ok);
     }
     let files = &report.files;
-    if files.is_empty() {
+    let total = report.healthy + report.degraded + report.lost + report.unknown;
+    if total == 0 {
         println!("nothing stored to check");
         return Ok(true);
     }
@@ -87,10 +88,17 @@ pub fn check(
             f.name.escape_debug()
         );
     }
+    if report.files_not_listed > 0 {
+        println!(
+            "… and {} more (the first {} of each state are listed; `shard check NAME` narrows)",
+            report.files_not_listed,
+            shard_node::health::LISTED_PER_STATE
+        );
+    }
     println!();
     println!(
         "{} files: {} healthy, {} degraded, {} lost, {} unknown ({} chunks, {} shares)",
-        files.len(),
+        total,
         report.healthy,
         report.degraded,
         report.lost,

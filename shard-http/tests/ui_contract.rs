@@ -73,6 +73,7 @@ fn check_report() -> CheckReport {
                 survives_losses: 0,
             }),
         }],
+        files_not_listed: 0,
         healthy: 0,
         degraded: 1,
         lost: 0,

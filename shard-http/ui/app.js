@@ -326,8 +326,12 @@ async function loadPeers() {
 async function runCheck(readFraction) {
   const { job } = await api("POST", "/v1/check", { read_fraction: readFraction });
   const report = await follow(job, "checking");
+  const total = report.healthy + report.degraded + report.lost + report.unknown;
+  const more = report.files_not_listed > 0
+    ? ` The first of each state are listed; ${report.files_not_listed} more are not.`
+    : "";
   $("health-summary").textContent =
-    `${report.files.length} files: ${report.healthy} healthy, ${report.degraded} degraded, ${report.lost} lost, ${report.unknown} unknown.`;
+    `${total} files: ${report.healthy} healthy, ${report.degraded} degraded, ${report.lost} lost, ${report.unknown} unknown.${more}`;
   const body = $("health").querySelector("tbody");
   body.replaceChildren();
   for (const f of report.files) {

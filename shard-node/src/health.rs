@@ -157,9 +157,9 @@ impl Part {
     }
 }
 
-/// What a survey found.
+/// What a survey found. The files themselves are not kept (a vault may have millions): what
+/// is said of each is worked out by a second pass over the catalog ([`for_each_selected`]).
 struct Survey {
-    files: Vec<(FileEntry, Vec<Part>)>,
     chunks: HashMap<EncKey, ChunkState>,
     /// Per node: (shares asked, missing, bad, error if it could not be asked).
     nodes: HashMap<NodeId, (u64, u64, u64, Option<String>)>,
@@ -172,6 +172,72 @@ fn selected(entry: &FileEntry, names: &[Vec<u8>]) -> bool {
             entry.meta.name == *n
                 || (entry.meta.name.starts_with(n) && entry.meta.name.get(n.len()) == Some(&b'/'))
         })
+}
+
+/// Manifests read from the catalog at a time by [`for_each_selected`].
+const MANIFEST_PAGE: usize = 512;
+
+/// Files a report lists at most in each state (worst first, then by name): their counts are
+/// always whole, but a vault of 10⁶ files has no use for — and a node no room for — a report
+/// line per file. `check NAME` narrows it.
+pub const LISTED_PER_STATE: usize = 10_000;
+
+/// Calls `each` with every selected regular file version and its chunk list, a page of the
+/// catalog at a time in the catalog's order: nothing per file is kept.
+fn for_each_selected(
+    vault: &shard_store::VaultCatalog<'_>,
+    names: &[Vec<u8>],
+    mut each: impl FnMut(FileEntry, shard_proto::Manifest),
+) -> shard_store::Result<()> {
+    let mut page: Vec<FileEntry> = Vec::with_capacity(MANIFEST_PAGE);
+    let mut run = |page: &mut Vec<FileEntry>| -> shard_store::Result<()> {
+        let ids: Vec<_> = page.iter().map(|e| e.id).collect();
+        for (entry, manifest) in page.drain(..).zip(vault.manifests(&ids)?) {
+            each(entry, manifest);
+        }
+        Ok(())
+    };
+    vault.for_each_entry(|e| {
+        if e.meta.kind == FileKind::File && selected(&e, names) {
+            page.push(e);
+            if page.len() == MANIFEST_PAGE {
+                run(&mut page)?;
+            }
+        }
+        Ok(())
+    })?;
+    run(&mut page)
+}
+
+/// The first `cap` values by key, and how many more there were.
+struct Capped<K, V> {
+    kept: std::collections::BTreeMap<K, V>,
+    cap: usize,
+    left_out: usize,
+}
+
+impl<K: Ord, V> Capped<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            kept: std::collections::BTreeMap::new(),
+            cap,
+            left_out: 0,
+        }
+    }
+
+    /// Keeps `value` if its key is among the first `cap`; `value` is made only then.
+    fn offer(&mut self, key: K, value: impl FnOnce() -> V) {
+        if self.kept.len() >= self.cap {
+            self.left_out += 1;
+            match self.kept.last_key_value() {
+                Some((last, _)) if key < *last => {
+                    self.kept.pop_last();
+                }
+                _ => return,
+            }
+        }
+        self.kept.insert(key, value());
+    }
 }
 
 /// Whether to read share `id` back, for a sample of `fraction` (stable within one run).
@@ -206,50 +272,30 @@ async fn survey(
         let (node, session, names) = (node.clone(), session.clone(), names.to_vec());
         tokio::task::spawn_blocking(move || -> Result<_> {
             let vault = node.catalog().vault(session.account, &session.keys);
-            let mut files = Vec::new();
+            let mut files = 0u64;
             let mut chunks: HashMap<EncKey, ChunkState> = HashMap::new();
-            let mut entries: Vec<FileEntry> = Vec::new();
-            vault.for_each_entry(|e| {
-                if e.meta.kind == FileKind::File && selected(&e, &names) {
-                    entries.push(e);
-                }
-                Ok(())
-            })?;
-            // In name and version order, as reports list them.
-            entries.sort_by(|a, b| {
-                a.meta
-                    .name
-                    .cmp(&b.meta.name)
-                    .then(a.version.cmp(&b.version))
-            });
-            // Manifests a batch at a time: each is folded into the chunk table at once.
-            let mut entries = entries.into_iter().peekable();
-            while entries.peek().is_some() {
-                let batch: Vec<FileEntry> = entries.by_ref().take(512).collect();
-                let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
-                for (entry, manifest) in batch.into_iter().zip(vault.manifests(&ids)?) {
-                    let keys = manifest.chunks.iter().map(Part::of).collect();
-                    for chunk in manifest.chunks {
-                        let key = (chunk.encoding(), chunk.k, chunk.n);
-                        if chunks.contains_key(&key) {
-                            continue;
-                        }
-                        // A blob stands for its pack: the encoding checked and repaired.
-                        let chunk = chunk.pack_ref().map_or(chunk, |p| p.as_chunk_ref());
-                        let shares = (0u8..)
-                            .zip(&chunk.shares)
-                            .map(|(index, id)| Slot {
-                                id: *id,
-                                index,
-                                record: None,
-                                seen: Seen::Missing,
-                            })
-                            .collect();
-                        chunks.insert(key, ChunkState { chunk, shares });
+            // Each chunk list is folded into the chunk table as it is read.
+            for_each_selected(&vault, &names, |_, manifest| {
+                files += 1;
+                for chunk in manifest.chunks {
+                    let key = (chunk.encoding(), chunk.k, chunk.n);
+                    if chunks.contains_key(&key) {
+                        continue;
                     }
-                    files.push((entry, keys));
+                    // A blob stands for its pack: the encoding checked and repaired.
+                    let chunk = chunk.pack_ref().map_or(chunk, |p| p.as_chunk_ref());
+                    let shares = (0u8..)
+                        .zip(&chunk.shares)
+                        .map(|(index, id)| Slot {
+                            id: *id,
+                            index,
+                            record: None,
+                            seen: Seen::Missing,
+                        })
+                        .collect();
+                    chunks.insert(key, ChunkState { chunk, shares });
                 }
-            }
+            })?;
             // Every share record, one row at a time, straight into its slot: only a record of
             // this very share, for this chunk, encoding and index.
             vault.for_each_share(|r| {
@@ -292,7 +338,7 @@ async fn survey(
         }
     }
     if let Some(job) = job {
-        Progress::add(&job.progress.files_total, files.len() as u64);
+        Progress::add(&job.progress.files_total, files);
     }
     let vault = session.vault();
     let timeout = node.options().request_timeout;
@@ -438,7 +484,6 @@ async fn survey(
         .map_err(|e| Error::task(&e))??;
     }
     Ok(Survey {
-        files,
         chunks,
         nodes,
         read,
@@ -483,52 +528,80 @@ pub async fn check(
         Some(&job),
     )
     .await?;
-    let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
     let Survey {
-        files: surveyed,
         chunks,
         nodes,
         read,
     } = survey;
-    // Each file's survey record is let go as its report line is made: the two are not both
-    // held for the whole vault.
-    let mut files = Vec::with_capacity(surveyed.len());
-    for (entry, ids) in surveyed {
-        let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
-        for part in &ids {
-            let Some(c) = chunks.get(&part.key) else {
-                continue;
-            };
-            let state = part.state(c);
-            if worst.is_none_or(|(ws, w)| (state, -c.margin()) > (ws, -w.margin())) {
-                worst = Some((state, c));
-            }
-        }
-        let state = worst.map_or(ChunkHealth::Healthy, |(s, _)| s);
-        let worst = worst.map(|(_, c)| c);
-        *totals.entry(state).or_default() += 1;
-        Progress::add(&job.progress.files_done, 1);
-        let worst_chunk = worst.map(|c| WorstChunk {
-            k: c.chunk.k,
-            n: c.chunk.n,
-            good: c.count(Seen::Good),
-            missing: c.count(Seen::Missing),
-            bad: c.count(Seen::Bad),
-            unknown: c.count(Seen::Unknown),
-            // More shares of the worst chunk that may be lost before the file is.
-            survives_losses: c.margin().max(-1),
-        });
-        files.push(FileHealth {
-            name: lossy(&entry.meta.name),
-            name_hex: hex::encode(&entry.meta.name),
-            version: entry.version,
-            size: entry.meta.size,
-            state,
-            chunks: ids.len(),
-            worst_chunk,
-        });
+    let chunk_count = chunks.len();
+    let share_count = chunks.values().map(|c| c.shares.len()).sum();
+    // Shares manifests list that no node ever acknowledged (counted missing).
+    let unrecorded = chunks
+        .values()
+        .flat_map(|c| &c.shares)
+        .filter(|s| s.record.is_none())
+        .count();
+    // Each file's state from a second pass over the catalog: counted, and listed up to
+    // [`LISTED_PER_STATE`] a state.
+    let (totals, listed) = {
+        let (node, session, job) = (node.clone(), session.clone(), job.clone());
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let vault = node.catalog().vault(session.account, &session.keys);
+            let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
+            let mut listed: HashMap<ChunkHealth, Capped<(Vec<u8>, u32), FileHealth>> =
+                HashMap::new();
+            for_each_selected(&vault, &names, |entry, manifest| {
+                let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
+                for part in manifest.chunks.iter().map(Part::of) {
+                    let Some(c) = chunks.get(&part.key) else {
+                        continue;
+                    };
+                    let state = part.state(c);
+                    if worst.is_none_or(|(ws, w)| (state, -c.margin()) > (ws, -w.margin())) {
+                        worst = Some((state, c));
+                    }
+                }
+                let state = worst.map_or(ChunkHealth::Healthy, |(s, _)| s);
+                let worst = worst.map(|(_, c)| c);
+                *totals.entry(state).or_default() += 1;
+                Progress::add(&job.progress.files_done, 1);
+                let line = || FileHealth {
+                    name: lossy(&entry.meta.name),
+                    name_hex: hex::encode(&entry.meta.name),
+                    version: entry.version,
+                    size: entry.meta.size,
+                    state,
+                    chunks: manifest.chunks.len(),
+                    worst_chunk: worst.map(|c| WorstChunk {
+                        k: c.chunk.k,
+                        n: c.chunk.n,
+                        good: c.count(Seen::Good),
+                        missing: c.count(Seen::Missing),
+                        bad: c.count(Seen::Bad),
+                        unknown: c.count(Seen::Unknown),
+                        // More shares of the worst chunk that may be lost before the file is.
+                        survives_losses: c.margin().max(-1),
+                    }),
+                };
+                listed
+                    .entry(state)
+                    .or_insert_with(|| Capped::new(LISTED_PER_STATE))
+                    .offer((entry.meta.name.clone(), entry.version), line);
+            })?;
+            Ok((totals, listed))
+        })
+        .await
+        .map_err(|e| Error::task(&e))??
+    };
+    // Worst first, then by name and version.
+    let mut states: Vec<_> = listed.into_iter().collect();
+    states.sort_by_key(|(state, _)| std::cmp::Reverse(*state));
+    let mut files = Vec::new();
+    let mut files_not_listed = 0;
+    for (_, capped) in states {
+        files_not_listed += capped.left_out;
+        files.extend(capped.kept.into_values());
     }
-    files.sort_by(|a, b| b.state.cmp(&a.state).then_with(|| a.name.cmp(&b.name)));
     let mut peers: Vec<NodeCheck> = nodes
         .iter()
         .map(|(id, (asked, missing, bad, error))| NodeCheck {
@@ -562,18 +635,14 @@ pub async fn check(
             grace_days: node.store_config().deleted_grace_days,
         },
         files,
+        files_not_listed,
         healthy: count(ChunkHealth::Healthy),
         degraded: count(ChunkHealth::Degraded),
         lost: count(ChunkHealth::Lost),
         unknown: count(ChunkHealth::Unknown),
-        chunks: chunks.len(),
-        shares: chunks.values().map(|c| c.shares.len()).sum(),
-        // Shares manifests list that no node ever acknowledged (counted missing above).
-        unrecorded: chunks
-            .values()
-            .flat_map(|c| &c.shares)
-            .filter(|s| s.record.is_none())
-            .count(),
+        chunks: chunk_count,
+        shares: share_count,
+        unrecorded,
         nodes: peers,
         read: ReadSummary {
             shares: read.0,
@@ -605,26 +674,45 @@ pub async fn repair(
     let _writer = session.writer.lock().await;
     let survey = survey(&node, &session, &names, 0.0, &lost, Some(&job)).await?;
     // A file is lost when one of its chunks cannot be read: its encoding has fewer than `k`
-    // good shares and (for a blob) the data shares it lies in are not all good.
-    let lost_files: Vec<String> = survey
-        .files
-        .iter()
-        .filter(|(_, parts)| {
-            parts.iter().any(|p| {
-                survey.chunks.get(&p.key).is_some_and(|c| {
-                    // Shares merely unknown (their nodes offline) lose nothing.
-                    c.count(Seen::Missing) + c.count(Seen::Bad) > 0
-                        && c.count(Seen::Good) < usize::from(c.chunk.k)
-                        && p.state(c) != ChunkHealth::Degraded
-                })
-            })
+    // good shares and (for a blob) the data shares it lies in are not all good. Found by a
+    // second pass over the catalog when some encoding is short (the first
+    // [`LISTED_PER_STATE`] by name).
+    let short = survey.chunks.values().any(|c| {
+        c.count(Seen::Missing) + c.count(Seen::Bad) > 0
+            && c.count(Seen::Good) < usize::from(c.chunk.k)
+    });
+    let (lost_files, chunks) = if short {
+        let (node, session, names) = (node.clone(), session.clone(), names.clone());
+        let chunks = survey.chunks;
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let vault = node.catalog().vault(session.account, &session.keys);
+            let mut lost = Capped::new(LISTED_PER_STATE);
+            for_each_selected(&vault, &names, |entry, manifest| {
+                let is_lost = manifest.chunks.iter().map(Part::of).any(|p| {
+                    chunks.get(&p.key).is_some_and(|c| {
+                        // Shares merely unknown (their nodes offline) lose nothing.
+                        c.count(Seen::Missing) + c.count(Seen::Bad) > 0
+                            && c.count(Seen::Good) < usize::from(c.chunk.k)
+                            && p.state(c) != ChunkHealth::Degraded
+                    })
+                });
+                if is_lost {
+                    lost.offer((entry.meta.name.clone(), entry.version), || {
+                        lossy(&entry.meta.name)
+                    });
+                }
+            })?;
+            Ok((lost.kept.into_values().collect::<Vec<String>>(), chunks))
         })
-        .map(|(e, _)| lossy(&e.meta.name))
-        .collect();
+        .await
+        .map_err(|e| Error::task(&e))??
+    } else {
+        (Vec::new(), survey.chunks)
+    };
     // Encodings that cannot be rebuilt (fewer than `k` good shares).
     let mut lost_chunks = HashSet::new();
     let mut work = Vec::new();
-    for c in survey.chunks.into_values() {
+    for c in chunks.into_values() {
         let broken = c.count(Seen::Missing) + c.count(Seen::Bad);
         if broken == 0 {
             continue;
@@ -1239,5 +1327,37 @@ impl Node {
             moved,
             now,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Capped;
+
+    /// A report keeps the first names of a state whatever order the catalog gives them in,
+    /// makes only the lines it keeps, and counts the rest.
+    #[test]
+    fn a_capped_listing_keeps_the_first_keys_in_any_order() {
+        let mut made = 0;
+        let mut capped = Capped::new(3);
+        for key in [9, 4, 7, 1, 8, 3, 2, 6, 5] {
+            capped.offer(key, || {
+                made += 1;
+                key * 10
+            });
+        }
+        assert_eq!(
+            capped.kept.into_iter().collect::<Vec<_>>(),
+            [(1, 10), (2, 20), (3, 30)]
+        );
+        assert_eq!(capped.left_out, 6);
+        assert!(made < 9, "a line is made only when it is kept: {made}");
+        let mut all = Capped::new(10);
+        for key in [2, 1] {
+            all.offer(key, || key);
+        }
+        assert_eq!((all.kept.len(), all.left_out), (2, 0));
     }
 }

@@ -315,6 +315,7 @@ mod tests {
                 grace_days: 30,
             },
             files: Vec::new(),
+            files_not_listed: 0,
             healthy: 0,
             degraded: 0,
             lost: 0,

@@ -106,8 +106,12 @@ pub struct CheckReport {
     pub catalog_snapshot_failure: Option<String>,
     /// Shares of removed files that peers keep through their grace period.
     pub deleted_in_grace: DeletedInGrace,
-    /// Each file checked, worst first.
+    /// The files checked, worst first, then by name: in each state the first
+    /// [`crate::health::LISTED_PER_STATE`] (the counts below are whole).
     pub files: Vec<FileHealth>,
+    /// Files checked but not listed in `files` (beyond the first of their state).
+    #[serde(default)]
+    pub files_not_listed: usize,
     /// Files whose every chunk is healthy.
     pub healthy: usize,
     /// Files with a degraded chunk.
