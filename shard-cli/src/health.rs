@@ -51,7 +51,7 @@ pub fn check(
         println!("nothing stored to check");
         return Ok(true);
     }
-    // Only the files that need attention; --json lists them all.
+    // Only the files that need attention; --json lists every state's first ones.
     let shown: Vec<_> = files
         .iter()
         .filter(|f| f.state != ChunkHealth::Healthy)
@@ -88,10 +88,16 @@ pub fn check(
             f.name.escape_debug()
         );
     }
-    if report.files_not_listed > 0 {
+    // Files of a state beyond the first listed: only those not healthy are worth a word.
+    let unhealthy = report.degraded + report.lost + report.unknown;
+    let unhealthy_listed = files
+        .iter()
+        .filter(|f| f.state != ChunkHealth::Healthy)
+        .count();
+    if unhealthy > unhealthy_listed {
         println!(
-            "… and {} more (the first {} of each state are listed; `shard check NAME` narrows)",
-            report.files_not_listed,
+            "… and {} more not healthy (the first {} of each state are listed; `shard check NAME` narrows)",
+            unhealthy - unhealthy_listed,
             shard_node::health::LISTED_PER_STATE
         );
     }
@@ -189,9 +195,14 @@ pub fn repair(home: &Home, json: bool, names: &[String], user: Option<&str>) -> 
     }
     if !report.files_lost.is_empty() {
         eprintln!(
-            "{} chunks have fewer than k good shares and cannot be rebuilt; files affected: {}",
+            "{} chunks have fewer than k good shares and cannot be rebuilt; files affected: {}{}",
             report.chunks_lost,
-            report.files_lost.join(", ")
+            report.files_lost.join(", "),
+            if report.files_lost_not_listed > 0 {
+                format!(" and {} more", report.files_lost_not_listed)
+            } else {
+                String::new()
+            }
         );
         eprintln!("  hint: start the offline peers, then run `shard check` again");
     }

@@ -136,6 +136,7 @@ fn the_repair_view_reads_only_fields_the_repair_report_has() {
         bytes_rebuilt: 1,
         chunks_lost: 0,
         files_lost: Vec::new(),
+        files_lost_not_listed: 0,
         chunks_waiting_for_room: 0,
         waiting: None,
         failures: Vec::new(),

@@ -552,8 +552,12 @@ pub async fn check(
                 HashMap::new();
             for_each_selected(&vault, &names, |entry, manifest| {
                 let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
+                // A chunk the survey did not see: stored (or moved by a prune) since the
+                // survey's pass. Its file is not known healthy.
+                let mut unseen = false;
                 for part in manifest.chunks.iter().map(Part::of) {
                     let Some(c) = chunks.get(&part.key) else {
+                        unseen = true;
                         continue;
                     };
                     let state = part.state(c);
@@ -561,7 +565,10 @@ pub async fn check(
                         worst = Some((state, c));
                     }
                 }
-                let state = worst.map_or(ChunkHealth::Healthy, |(s, _)| s);
+                let mut state = worst.map_or(ChunkHealth::Healthy, |(s, _)| s);
+                if unseen && state == ChunkHealth::Healthy {
+                    state = ChunkHealth::Unknown;
+                }
                 let worst = worst.map(|(_, c)| c);
                 *totals.entry(state).or_default() += 1;
                 Progress::add(&job.progress.files_done, 1);
@@ -681,7 +688,7 @@ pub async fn repair(
         c.count(Seen::Missing) + c.count(Seen::Bad) > 0
             && c.count(Seen::Good) < usize::from(c.chunk.k)
     });
-    let (lost_files, chunks) = if short {
+    let (lost_files, lost_not_listed, chunks) = if short {
         let (node, session, names) = (node.clone(), session.clone(), names.clone());
         let chunks = survey.chunks;
         tokio::task::spawn_blocking(move || -> Result<_> {
@@ -702,12 +709,17 @@ pub async fn repair(
                     });
                 }
             })?;
-            Ok((lost.kept.into_values().collect::<Vec<String>>(), chunks))
+            let left_out = lost.left_out;
+            Ok((
+                lost.kept.into_values().collect::<Vec<String>>(),
+                left_out,
+                chunks,
+            ))
         })
         .await
         .map_err(|e| Error::task(&e))??
     } else {
-        (Vec::new(), survey.chunks)
+        (Vec::new(), 0, survey.chunks)
     };
     // Encodings that cannot be rebuilt (fewer than `k` good shares).
     let mut lost_chunks = HashSet::new();
@@ -776,6 +788,7 @@ pub async fn repair(
         bytes_rebuilt: bytes,
         chunks_lost: lost_chunks.len(),
         files_lost: lost_files,
+        files_lost_not_listed: lost_not_listed,
         chunks_waiting_for_room: waiting.len(),
         waiting: waiting.first().cloned(),
         failures,

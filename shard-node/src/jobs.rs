@@ -339,6 +339,7 @@ mod tests {
             bytes_rebuilt: 0,
             chunks_lost: 0,
             files_lost: Vec::new(),
+            files_lost_not_listed: 0,
             chunks_waiting_for_room: 0,
             waiting: None,
             failures: Vec::new(),

@@ -167,12 +167,8 @@ pub async fn recover(
     // at a time into a spool file beside the catalog and read through once as it comes: it is
     // known authentic, complete and well formed before anything here changes, and neither the
     // snapshot nor the vault is held in memory.
-    let spool = node.home().root().join(SPOOL);
-    let fetched = fetch_snapshot(node, &keys, &payload, seal, &spool).await;
-    if let Err(e) = fetched {
-        remove_spool(&spool);
-        return Err(e);
-    }
+    let spool = Spool(node.home().root().join(SPOOL));
+    fetch_snapshot(node, &keys, &payload, seal, &spool.0).await?;
 
     let record = {
         let key = key.clone();
@@ -189,17 +185,18 @@ pub async fn recover(
         node.logout(Some(&account_name));
         node.catalog().delete_account(existing.id)?;
     }
-    let account = match node.catalog().create_account(&account_name, &record) {
-        Ok(account) => account,
-        Err(e) => {
-            remove_spool(&spool);
-            return Err(e.into());
-        }
+    let account = node.catalog().create_account(&account_name, &record)?;
+    // Read again from the spool, into the account, a batch of files at a time, off the async
+    // threads. What fails now (writing the catalog: a full disk) takes the new account with
+    // it; a rerun rebuilds it from the peers.
+    let imported = {
+        let (node, keys, path) = (node.clone(), keys.clone(), spool.0.clone());
+        tokio::task::spawn_blocking(move || import_spool(&node, &keys, account, seal, &path))
+            .await
+            .map_err(|e| Error::task(&e))
+            .and_then(|imported| imported)
     };
-    // Read again from the spool, into the account, a batch of files at a time. What fails
-    // now (the catalog, not the snapshot) takes the new account with it.
-    let imported = import_spool(node, &keys, account, seal, &spool);
-    remove_spool(&spool);
+    drop(spool);
     let (files, by_holder) = match imported {
         Ok(imported) => imported,
         Err(e) => {
@@ -285,11 +282,18 @@ const SPOOL_PIECE: usize = 1 << 20;
 /// One recovery at a time in this process: two would share the spool and the account.
 static RECOVERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn remove_spool(spool: &std::path::Path) {
-    if let Err(e) = std::fs::remove_file(spool)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("the recovery's spool file was not removed: {e}");
+/// The spool file, removed when the recovery is done with it however it ends (an error, a
+/// client that went away and dropped the recovery); one left by a crash is written over by
+/// the next recovery.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("the recovery's spool file was not removed: {e}");
+        }
     }
 }
 
@@ -379,7 +383,7 @@ async fn fetch_snapshot(
 /// Returns the file versions imported and the acknowledged shares the snapshot lists, by
 /// holder.
 fn import_spool(
-    node: &Arc<Node>,
+    node: &Node,
     keys: &Arc<VaultKeys>,
     account: AccountId,
     seal: SnapshotSeal,

@@ -240,6 +240,9 @@ pub struct RepairReport {
     pub chunks_lost: usize,
     /// The files those belong to.
     pub files_lost: Vec<String>,
+    /// Lost files beyond the first [`crate::health::LISTED_PER_STATE`] by name, not listed.
+    #[serde(default)]
+    pub files_lost_not_listed: usize,
     /// Chunks that found no node with room.
     pub chunks_waiting_for_room: usize,
     /// Why, for the first of them.

@@ -189,45 +189,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// Gives account `account` the name `name`, in one transaction with deleting `replacing`
-    /// (an account of that name, or none): what a recovery does once it has rebuilt a vault
-    /// under a name of its own, so that a failed recovery never costs the account it would
-    /// have replaced. An account of that name other than `replacing` is
-    /// [`Error::AccountExists`], and nothing changes.
-    pub fn rename_account(
-        &self,
-        account: AccountId,
-        name: &str,
-        replacing: Option<AccountId>,
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if let Some(old) = replacing {
-            tx.execute("DELETE FROM accounts WHERE id = ?1", params![old.0])?;
-        }
-        let renamed = tx.execute(
-            "UPDATE accounts SET name = ?2 WHERE id = ?1",
-            params![account.0, name],
-        );
-        match renamed {
-            Ok(1) => {}
-            Ok(_) => return Err(Error::NoSuchAccount(format!("#{}", account.0))),
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(Error::AccountExists(name.to_string()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tx.execute(
-            "UPDATE accounts SET admin = 1 WHERE id = (SELECT MIN(id) FROM accounts)
-               AND NOT EXISTS (SELECT 1 FROM accounts WHERE admin = 1)",
-            [],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Pins a peer (after pairing) or updates its name and addresses.
     pub fn upsert_peer(&self, peer: &PeerRecord) -> Result<()> {
         self.conn().execute(
