@@ -195,11 +195,36 @@ impl VaultSnapshot {
     }
 }
 
+/// The packs a snapshot has listed, each once: what its writer and its reader both hold to
+/// keep one coding and one list of shares per pack.
+#[derive(Default)]
+struct PackList(HashMap<PackId, PackRef>);
+
+impl PackList {
+    /// Lists `pack`; `true` when it was not listed before. An invalid pack, or one listed
+    /// before with another coding or other shares, is an error.
+    fn list(&mut self, pack: PackRef) -> Result<bool> {
+        if pack.validate().is_err() {
+            return Err(Error::InvalidParameters("a snapshot pack is invalid"));
+        }
+        match self.0.get(&pack.id) {
+            Some(listed) if *listed != pack => Err(Error::InvalidParameters(
+                "two files name one pack with different shares",
+            )),
+            Some(_) => Ok(false),
+            None => {
+                self.0.insert(pack.id, pack);
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// Writes a version-5 snapshot's records into a sink, listing each pack before the first file
 /// that uses it.
 struct RecordWriter<'s> {
     sink: &'s mut dyn FnMut(&[u8]) -> Result<()>,
-    listed: HashMap<PackId, PackRef>,
+    listed: PackList,
     /// One record's plaintext (names, sizes): wiped when the writer is done.
     scratch: Zeroizing<Vec<u8>>,
     files: usize,
@@ -209,7 +234,7 @@ impl<'s> RecordWriter<'s> {
     fn new(account: &str, sink: &'s mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Self> {
         let mut writer = Self {
             sink,
-            listed: HashMap::new(),
+            listed: PackList::default(),
             scratch: Zeroizing::new(Vec::new()),
             files: 0,
         };
@@ -239,20 +264,8 @@ impl<'s> RecordWriter<'s> {
             let Some(pack) = chunk.pack_ref() else {
                 continue;
             };
-            match self.listed.get(&pack.id) {
-                Some(listed) if *listed == pack => {}
-                Some(_) => {
-                    return Err(Error::InvalidParameters(
-                        "two files name one pack with different shares",
-                    ));
-                }
-                None => {
-                    if pack.validate().is_err() {
-                        return Err(Error::InvalidParameters("a snapshot pack is invalid"));
-                    }
-                    self.write(&Record::Pack(pack.clone()))?;
-                    self.listed.insert(pack.id, pack);
-                }
+            if self.listed.list(pack.clone())? {
+                self.write(&Record::Pack(pack))?;
             }
             chunk.shares = Vec::new();
         }
@@ -295,7 +308,7 @@ pub struct SnapshotReader {
     /// than as much again has come (a long record is parsed a few times, not once a piece).
     waited_at: usize,
     account: String,
-    packs: HashMap<PackId, PackRef>,
+    packs: PackList,
 }
 
 impl Default for SnapshotReader {
@@ -308,7 +321,7 @@ impl std::fmt::Debug for SnapshotReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotReader")
             .field("buffered", &(self.buf.len() - self.at))
-            .field("packs", &self.packs.len())
+            .field("packs", &self.packs.0.len())
             .finish_non_exhaustive()
     }
 }
@@ -322,7 +335,7 @@ impl SnapshotReader {
             at: 0,
             waited_at: 0,
             account: String::new(),
-            packs: HashMap::new(),
+            packs: PackList::default(),
         }
     }
 
@@ -438,19 +451,7 @@ impl SnapshotReader {
     }
 
     fn list_pack(&mut self, pack: PackRef) -> Result<()> {
-        if pack.validate().is_err() {
-            return Err(Error::InvalidParameters("a snapshot pack is invalid"));
-        }
-        match self.packs.get(&pack.id) {
-            Some(listed) if *listed != pack => Err(Error::InvalidParameters(
-                "two files name one pack with different shares",
-            )),
-            Some(_) => Ok(()),
-            None => {
-                self.packs.insert(pack.id, pack);
-                Ok(())
-            }
-        }
+        self.packs.list(pack).map(drop)
     }
 
     /// Gives each blob of `manifest` its pack's share ids (a pack's ids are copied into each
@@ -460,6 +461,7 @@ impl SnapshotReader {
             let Some(at) = chunk.pack else { continue };
             let pack = self
                 .packs
+                .0
                 .get(&at.pack)
                 .filter(|p| (p.k, p.n, p.share_len) == (chunk.k, chunk.n, chunk.share_len))
                 .filter(|_| chunk.shares.is_empty())
