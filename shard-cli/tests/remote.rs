@@ -329,13 +329,10 @@ fn written(homes: &Homes, i: usize) -> usize {
         .count()
 }
 
-/// [`assert_ok`], and when it fails the end of the owner's log says why.
+/// [`assert_ok`], and when it fails the ends of every machine's log and the relay's say why.
 fn assert_ok_logged(homes: &Homes, out: &std::process::Output, what: &str) {
     if !out.status.success() {
-        let log = homes.log(0);
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-        eprintln!("the owner's log ends:\n{tail}");
+        eprintln!("{}", homes.log_tails(60));
     }
     assert_ok(out, what);
 }

@@ -44,6 +44,13 @@ const SMALL_FILE: u64 = 1 << 20;
 /// How long a restore waits before its second round of asking for a chunk's shares.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a restore that found too few shares waits, beyond [`RETRY_AFTER`], for an
+/// offline holder to reconnect before its second round.
+const RECONNECT_WAIT: Duration = Duration::from_secs(20);
+
+/// How often that wait looks for a new connection.
+const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
 /// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
 const RANGE_BLOCK: u32 = 16 << 10;
 
@@ -131,7 +138,7 @@ async fn fetch_shares(
         Round::Done(good) => return Ok(good),
         Round::Short(short) => short,
     };
-    let renewed = sources.refresh(node);
+    let mut renewed = sources.refresh(node);
     if round.passing > 0 || renewed {
         tracing::debug!(
             "chunk {}: {} of {} shares came back; asking again",
@@ -140,8 +147,17 @@ async fn fetch_shares(
             chunk.k
         );
         tokio::time::sleep(RETRY_AFTER).await;
-        // Again: a connection made during the pause counts too.
-        sources.refresh(node);
+        // Again: a connection made during the pause counts too. When a holder asked in the
+        // round went offline during it (its connection dropped: a relayed path that stalled,
+        // a network that changed) and none has come back, wait a little longer: the node's
+        // reconnection most often follows within seconds, and that holder has what is
+        // missing. (A holder that was off before the restore began is not waited for.)
+        let waited = tokio::time::Instant::now();
+        renewed |= sources.refresh(node);
+        while !renewed && round.dropped && waited.elapsed() < RECONNECT_WAIT {
+            tokio::time::sleep(RECONNECT_POLL).await;
+            renewed = sources.refresh(node);
+        }
         round = match fetch_round(sources, session, node, chunk, round.good).await? {
             Round::Done(good) => return Ok(good),
             Round::Short(short) => short,
@@ -183,6 +199,8 @@ struct Shortfall {
     good: Vec<Share>,
     /// Requests that failed in a way that may pass.
     passing: usize,
+    /// Whether a holder asked in the round is offline after it (its connection dropped).
+    dropped: bool,
     /// The offline nodes holding the others, by name.
     offline: Vec<String>,
 }
@@ -221,6 +239,11 @@ async fn fetch_round(
             None => offline.push(node.name_of(&r.peer)),
         }
     }
+    let asked: Vec<shard_proto::NodeId> = holders
+        .iter()
+        .filter(|h| matches!(h.target, Target::Peer(_)))
+        .map(|h| h.target.node())
+        .collect();
     let need = usize::from(chunk.k);
     let fetched = crate::swarm::fetch_some(
         chunk,
@@ -234,9 +257,16 @@ async fn fetch_round(
         have.truncate(need);
         return Ok(Round::Done(have));
     }
+    let dropped = fetched.passing > 0 && {
+        let online = node.online_peers();
+        asked
+            .iter()
+            .any(|id| !online.iter().any(|(c, _)| c.peer().id == *id))
+    };
     Ok(Round::Short(Shortfall {
         good: have,
         passing: fetched.passing,
+        dropped,
         offline,
     }))
 }

@@ -210,6 +210,38 @@ async fn a_holder_whose_reads_fail_for_a_moment_is_asked_again() {
 }
 
 #[tokio::test]
+async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
+    // 2-of-3 over the owner and two peers, in order (one share each). One peer is off; the
+    // other hangs, and while the restore waits on it its connection drops and comes back
+    // three seconds later (a relayed path that stalled, then a reconnection). The restore
+    // waits for it rather than failing a second after the drop.
+    let swarm = Swarm::in_memory_in_order(3, 2, &[]).await;
+    let bytes = content(400_000, 13 << 13);
+    swarm
+        .put(&file(&swarm, "deeds", &bytes), "deeds", Some((2, 3)))
+        .await
+        .unwrap();
+    swarm.set_link(1, Link::Down);
+    gone(&swarm, 1).await;
+    swarm.set_link(2, Link::Stalled);
+    let restore = restored(&swarm, "deeds");
+    let blink = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        swarm.set_link(2, Link::Down);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        swarm.set_link(2, Link::Up);
+    };
+    let started = Instant::now();
+    let (got, ()) = tokio::join!(restore, blink);
+    assert_eq!(got.unwrap(), bytes);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "restored before the holder came back: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_chunk_whose_holders_are_off_fails_at_once_and_names_them() {
     // Nothing a second round could change (the holders are off, no connection is new): the
     // restore fails without waiting for one. (400 kB: the blob spans both data shares, so the

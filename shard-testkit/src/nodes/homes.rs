@@ -515,6 +515,27 @@ impl Homes {
         self.read_log(&format!("home{}", i + 1))
     }
 
+    /// The last `lines` lines of every machine's log and of the relays', each headed by
+    /// whose it is: what a failed test prints to say why.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let names = (0..self.machines.len())
+            .map(|i| format!("home{}", i + 1))
+            .chain((0..RELAY_IPS.len()).map(relay_log));
+        let mut out = String::new();
+        for name in names {
+            let log = self.read_log(&name);
+            if log.is_empty() {
+                continue;
+            }
+            let all: Vec<&str> = log.lines().collect();
+            let tail = all
+                .get(all.len().saturating_sub(lines)..)
+                .unwrap_or_default();
+            out.push_str(&format!("--- {name}'s log ends:\n{}\n", tail.join("\n")));
+        }
+        out
+    }
+
     fn log_file(&self, name: &str) -> std::fs::File {
         std::fs::OpenOptions::new()
             .create(true)
