@@ -29,7 +29,9 @@ use rand_core::{Rng, SeedableRng};
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
 
-use bench_nodes::{Node, PASSWORD, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed};
+use bench_nodes::{
+    Node, PASSWORD, Step, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed, timed_cpu,
+};
 
 fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
     let big = dir.join("data/big.bin");
@@ -136,12 +138,12 @@ fn main() {
         .collect();
     pair_all(&owner, &peers);
 
-    let put_big = timed(|| {
+    let put_big = timed_cpu(Some((&owner, &peers)), || {
         shard(&owner.home, &["put", big.to_str().unwrap()]);
     });
     let out_big = base.join("out/big.bin");
     fs::create_dir_all(out_big.parent().unwrap()).unwrap();
-    let get_big = timed(|| {
+    let get_big = timed_cpu(Some((&owner, &peers)), || {
         shard(
             &owner.home,
             &["get", "big.bin", "-o", out_big.to_str().unwrap()],
@@ -153,15 +155,15 @@ fn main() {
     // by the next put): a tree written just now would be, and the unchanged put below would
     // measure reading it. Backups meet trees written long before.
     std::thread::sleep(std::time::Duration::from_millis(2_500).saturating_sub(written.elapsed()));
-    let put_tree = timed(|| {
+    let put_tree = timed_cpu(Some((&owner, &peers)), || {
         shard(&owner.home, &["put", tree.to_str().unwrap()]);
     });
     // The same tree again, unchanged (restic: a second backup with the first as parent).
-    let put_tree_again = timed(|| {
+    let put_tree_again = timed_cpu(Some((&owner, &peers)), || {
         shard(&owner.home, &["put", tree.to_str().unwrap()]);
     });
     let out_tree = base.join("out/tree");
-    let get_tree = timed(|| {
+    let get_tree = timed_cpu(Some((&owner, &peers)), || {
         shard(
             &owner.home,
             &["get", "tree", "-o", out_tree.to_str().unwrap()],
@@ -177,9 +179,11 @@ fn main() {
     let (repo_big, repo_tree) = (base.join("restic-big"), base.join("restic-tree"));
     restic(&repo_big, &cache, &["init"]);
     restic(&repo_tree, &cache, &["init"]);
-    let r_put_big = timed(|| restic(&repo_big, &cache, &["backup", "-q", big.to_str().unwrap()]));
+    let r_put_big = timed_cpu(None, || {
+        restic(&repo_big, &cache, &["backup", "-q", big.to_str().unwrap()])
+    });
     let r_out = base.join("restic-out");
-    let r_get_big = timed(|| {
+    let r_get_big = timed_cpu(None, || {
         restic(
             &repo_big,
             &cache,
@@ -193,21 +197,21 @@ fn main() {
         )
     });
     fs::remove_dir_all(&r_out).unwrap();
-    let r_put_tree = timed(|| {
+    let r_put_tree = timed_cpu(None, || {
         restic(
             &repo_tree,
             &cache,
             &["backup", "-q", tree.to_str().unwrap()],
         )
     });
-    let r_put_tree_again = timed(|| {
+    let r_put_tree_again = timed_cpu(None, || {
         restic(
             &repo_tree,
             &cache,
             &["backup", "-q", tree.to_str().unwrap()],
         )
     });
-    let r_get_tree = timed(|| {
+    let r_get_tree = timed_cpu(None, || {
         restic(
             &repo_tree,
             &cache,
@@ -228,40 +232,68 @@ fn main() {
     println!("|---|---:|---:|---:|");
     println!(
         "| put {mib} MiB file | {:.0} MB/s | {:.0} MB/s | {:.2}× |",
-        mbps(big_bytes, put_big),
-        mbps(big_bytes, r_put_big),
-        r_put_big / put_big
+        mbps(big_bytes, put_big.wall),
+        mbps(big_bytes, r_put_big.wall),
+        r_put_big.wall / put_big.wall
     );
     println!(
         "| get {mib} MiB file | {:.0} MB/s | {:.0} MB/s | {:.2}× |",
-        mbps(big_bytes, get_big),
-        mbps(big_bytes, r_get_big),
-        r_get_big / get_big
+        mbps(big_bytes, get_big.wall),
+        mbps(big_bytes, r_get_big.wall),
+        r_get_big.wall / get_big.wall
     );
     println!(
         "| put {files} small files ({:.0} MB) | {:.0} files/s | {:.0} files/s | {:.2}× |",
         tree_bytes as f64 / 1e6,
-        fps(put_tree),
-        fps(r_put_tree),
-        r_put_tree / put_tree
+        fps(put_tree.wall),
+        fps(r_put_tree.wall),
+        r_put_tree.wall / put_tree.wall
     );
     println!(
         "| put the same {files} files again, unchanged | {:.0} files/s | {:.0} files/s | {:.2}× |",
-        fps(put_tree_again),
-        fps(r_put_tree_again),
-        r_put_tree_again / put_tree_again
+        fps(put_tree_again.wall),
+        fps(r_put_tree_again.wall),
+        r_put_tree_again.wall / put_tree_again.wall
     );
     println!(
         "| get {files} small files | {:.0} files/s | {:.0} files/s | {:.2}× |",
-        fps(get_tree),
-        fps(r_get_tree),
-        r_get_tree / get_tree
+        fps(get_tree.wall),
+        fps(r_get_tree.wall),
+        r_get_tree.wall / get_tree.wall
     );
+    println!();
+    println!(
+        "CPU seconds per step (user + system; this machine has {} cores):",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!();
+    println!(
+        "| step | shard owner | shard peers | shard CLI | shard total | restic | shard / restic |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let steps: [(&str, Step, Step); 5] = [
+        ("put file", put_big, r_put_big),
+        ("get file", get_big, r_get_big),
+        ("put small files", put_tree, r_put_tree),
+        ("put them again", put_tree_again, r_put_tree_again),
+        ("get small files", get_tree, r_get_tree),
+    ];
+    for (name, ours, theirs) in steps {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}× |",
+            ours.owner,
+            ours.peers,
+            ours.children,
+            ours.cpu(),
+            theirs.cpu(),
+            ours.cpu() / theirs.cpu().max(0.01)
+        );
+    }
     println!();
     println!(
         "disk: dd bs=1M conv=fdatasync {dd_mbps:.0} MB/s; ÷ n/k (5/3) = {:.0} MB/s; shard put = {:.0}% of that",
         dd_mbps * 3.0 / 5.0,
-        mbps(big_bytes, put_big) / (dd_mbps * 3.0 / 5.0) * 100.0
+        mbps(big_bytes, put_big.wall) / (dd_mbps * 3.0 / 5.0) * 100.0
     );
     println!("peak RSS (VmHWM): {rss}");
     let _ = fs::remove_dir_all(&base);

@@ -145,6 +145,74 @@ impl Drop for Node {
     }
 }
 
+/// CPU seconds (user and system) from a `/proc/…/stat` line: the process's own (`children`
+/// false) or those of its children it has waited for (true). Clock ticks are taken as 100 a
+/// second, as on every Linux this runs on.
+fn stat_cpu_seconds(stat: &str, children: bool) -> f64 {
+    // The fields after the command name (which may hold spaces) and the state, so the first
+    // is field 4 (ppid): utime and stime are fields 14 and 15, cutime and cstime 16 and 17.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let at = if children { 12 } else { 10 };
+    let ticks = fields.get(at).copied().unwrap_or(0) + fields.get(at + 1).copied().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+impl Node {
+    /// CPU seconds this node has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map_or(0.0, |s| stat_cpu_seconds(&s, false))
+    }
+}
+
+/// CPU seconds used by this program's children it waited for (the CLI runs, restic).
+pub fn children_cpu_seconds() -> f64 {
+    fs::read_to_string("/proc/self/stat").map_or(0.0, |s| stat_cpu_seconds(&s, true))
+}
+
+/// One measured step: its wall time and the CPU seconds the owner, the peers together and
+/// the waited-for children (CLI runs, restic) used meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub wall: f64,
+    pub owner: f64,
+    pub peers: f64,
+    pub children: f64,
+}
+
+impl Step {
+    /// All the CPU seconds it took.
+    pub fn cpu(&self) -> f64 {
+        self.owner + self.peers + self.children
+    }
+}
+
+/// Runs `f` and measures it as a [`Step`] (no nodes: `owner` and `peers` are 0).
+pub fn timed_cpu(nodes: Option<(&Node, &[Node])>, f: impl FnOnce()) -> Step {
+    let cpu = || {
+        nodes.map_or((0.0, 0.0), |(owner, peers)| {
+            (
+                owner.cpu_seconds(),
+                peers.iter().map(Node::cpu_seconds).sum::<f64>(),
+            )
+        })
+    };
+    let ((o, p), c) = (cpu(), children_cpu_seconds());
+    let wall = timed(f);
+    let (o2, p2) = cpu();
+    Step {
+        wall,
+        owner: o2 - o,
+        peers: p2 - p,
+        children: children_cpu_seconds() - c,
+    }
+}
+
 pub fn timed(f: impl FnOnce()) -> f64 {
     let start = Instant::now();
     f();
