@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, Share, ShareId};
+use shard_proto::{ChunkRef, Manifest, NodeId, Share, ShareId};
 use shard_store::{
     BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, ShareState, blob_from_shares,
     restore_parallel,
@@ -68,14 +68,60 @@ fn lossy(name: &[u8]) -> String {
 struct Sources {
     ordered: std::sync::RwLock<Arc<Vec<Target>>>,
     asking: Asking,
+    /// Peers seen connected during this restore, and for each that was then found without
+    /// a connection, until when chunks wait for it to be connected again (see
+    /// [`fetch_shares`]).
+    seen: std::sync::Mutex<std::collections::HashMap<NodeId, Option<tokio::time::Instant>>>,
+}
+
+/// Locks `m`, whatever panicked while holding it (what it guards stays consistent).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Sources {
     fn new(node: &Node, session: &Session) -> Self {
-        Self {
-            ordered: std::sync::RwLock::new(Arc::new(Self::gather(node))),
+        let sources = Self {
+            ordered: std::sync::RwLock::new(Arc::new(Vec::new())),
             asking: Asking::new(node, session.vault()),
+            seen: std::sync::Mutex::default(),
+        };
+        sources.refresh(node);
+        sources
+    }
+
+    /// Of `holders`, those that were connected earlier in this restore and are not now,
+    /// and whose wait has not run out: the peers a short chunk waits for. The first chunk
+    /// to find one gone starts its wait ([`RECONNECT_WAIT`]); every chunk after it shares
+    /// that deadline, so a peer gone for good costs the restore one wait, not one per
+    /// chunk. Returns them with the latest deadline.
+    fn lost(&self, node: &Node, holders: &[NodeId]) -> (Vec<NodeId>, Option<tokio::time::Instant>) {
+        let online = node.online_peers();
+        let now = tokio::time::Instant::now();
+        let mut seen = lock(&self.seen);
+        let mut lost = Vec::new();
+        let mut until = None;
+        for id in holders {
+            if online.iter().any(|(c, _)| c.peer().id == *id) {
+                continue;
+            }
+            let Some(deadline) = seen.get_mut(id) else {
+                continue;
+            };
+            let deadline = *deadline.get_or_insert(now + RECONNECT_WAIT);
+            if deadline > now && !lost.contains(id) {
+                lost.push(*id);
+                until = until.max(Some(deadline));
+            }
         }
+        (lost, until)
+    }
+
+    /// Whether any of `ids` is connected now.
+    fn any_back(node: &Node, ids: &[NodeId]) -> bool {
+        node.online_peers()
+            .iter()
+            .any(|(c, _)| ids.contains(&c.peer().id))
     }
 
     /// This node's store, then the connected peers by round-trip time.
@@ -111,21 +157,35 @@ impl Sources {
                 .any(|o| matches!(o, Target::Peer(old) if Arc::ptr_eq(old, c))),
             Target::Local { .. } => false,
         });
+        {
+            // A peer connected (again) is waited for afresh if it is lost later.
+            let mut seen = lock(&self.seen);
+            for t in fresh.iter() {
+                if let Target::Peer(c) = t {
+                    seen.insert(c.peer().id, None);
+                }
+            }
+        }
         *slot = Arc::new(fresh);
         new
     }
 }
 
 /// `peer` among the sources `ordered`, with its rank (lower is better), if it is online.
-fn ranked<'a>(ordered: &'a [Target], peer: &shard_proto::NodeId) -> Option<(usize, &'a Target)> {
+fn ranked<'a>(ordered: &'a [Target], peer: &NodeId) -> Option<(usize, &'a Target)> {
     ordered.iter().enumerate().find(|(_, t)| t.node() == *peer)
 }
 
 /// The shares of one chunk that a restore needs, fetched from the swarm (hedged: `k` at once
 /// from the best sources, a missing or bad one replaced by the next). When too few came back
-/// and a second round could change that (a request failed in a way that may pass, or a
-/// connection is new since), the sources are gathered again and, a moment later, the shares
-/// still missing are asked for; the ones already fetched are kept.
+/// and a second round could change that (a request failed in a way that may pass, a
+/// connection is new since, or a holder was lost during the restore), the sources are
+/// gathered again and, a moment later, the shares still missing are asked for; the ones
+/// already fetched are kept. A holder connected earlier in the restore and gone now (its
+/// connection dropped: a relayed path that stalled and was closed, a network that changed)
+/// is most often connected again by the node within seconds, and it has what is missing:
+/// the second round waits for it, at most [`RECONNECT_WAIT`] per peer and restore. A holder
+/// that was off when the restore began is not waited for.
 async fn fetch_shares(
     sources: &Sources,
     session: &Session,
@@ -138,8 +198,11 @@ async fn fetch_shares(
         Round::Done(good) => return Ok(good),
         Round::Short(short) => short,
     };
-    let mut renewed = sources.refresh(node);
-    if round.passing > 0 || renewed {
+    let renewed = sources.refresh(node);
+    let mut holders = round.passing.clone();
+    holders.extend(round.offline_ids.iter().copied());
+    let (lost, until) = sources.lost(node, &holders);
+    if !round.passing.is_empty() || renewed || !lost.is_empty() {
         tracing::debug!(
             "chunk {}: {} of {} shares came back; asking again",
             short_id(chunk),
@@ -147,17 +210,13 @@ async fn fetch_shares(
             chunk.k
         );
         tokio::time::sleep(RETRY_AFTER).await;
-        // Again: a connection made during the pause counts too. When a holder asked in the
-        // round went offline during it (its connection dropped: a relayed path that stalled,
-        // a network that changed) and none has come back, wait a little longer: the node's
-        // reconnection most often follows within seconds, and that holder has what is
-        // missing. (A holder that was off before the restore began is not waited for.)
-        let waited = tokio::time::Instant::now();
-        renewed |= sources.refresh(node);
-        while !renewed && round.dropped && waited.elapsed() < RECONNECT_WAIT {
-            tokio::time::sleep(RECONNECT_POLL).await;
-            renewed = sources.refresh(node);
+        if let Some(until) = until {
+            while tokio::time::Instant::now() < until && !Sources::any_back(node, &lost) {
+                tokio::time::sleep(RECONNECT_POLL).await;
+            }
         }
+        // Again: a connection made during the pause counts too.
+        sources.refresh(node);
         round = match fetch_round(sources, session, node, chunk, round.good).await? {
             Round::Done(good) => return Ok(good),
             Round::Short(short) => short,
@@ -197,12 +256,12 @@ enum Round {
 struct Shortfall {
     /// The verified shares it has.
     good: Vec<Share>,
-    /// Requests that failed in a way that may pass.
-    passing: usize,
-    /// Whether a holder asked in the round is offline after it (its connection dropped).
-    dropped: bool,
+    /// The holders of requests that failed in a way that may pass.
+    passing: Vec<NodeId>,
     /// The offline nodes holding the others, by name.
     offline: Vec<String>,
+    /// The same nodes, by id.
+    offline_ids: Vec<NodeId>,
 }
 
 /// One round of [`fetch_shares`], from the sources as they are now, on top of the shares
@@ -228,6 +287,7 @@ async fn fetch_round(
     let ordered = sources.now();
     let mut holders = Vec::new();
     let mut offline = Vec::new();
+    let mut offline_ids = Vec::new();
     for r in records.iter().filter(|r| r.state == ShareState::Acked) {
         match ranked(&ordered, &r.peer) {
             Some((rank, t)) => holders.push(Holder {
@@ -236,14 +296,12 @@ async fn fetch_round(
                 target: t.clone(),
                 rank,
             }),
-            None => offline.push(node.name_of(&r.peer)),
+            None => {
+                offline.push(node.name_of(&r.peer));
+                offline_ids.push(r.peer);
+            }
         }
     }
-    let asked: Vec<shard_proto::NodeId> = holders
-        .iter()
-        .filter(|h| matches!(h.target, Target::Peer(_)))
-        .map(|h| h.target.node())
-        .collect();
     let need = usize::from(chunk.k);
     let fetched = crate::swarm::fetch_some(
         chunk,
@@ -257,17 +315,11 @@ async fn fetch_round(
         have.truncate(need);
         return Ok(Round::Done(have));
     }
-    let dropped = fetched.passing > 0 && {
-        let online = node.online_peers();
-        asked
-            .iter()
-            .any(|id| !online.iter().any(|(c, _)| c.peer().id == *id))
-    };
     Ok(Round::Short(Shortfall {
         good: have,
         passing: fetched.passing,
-        dropped,
         offline,
+        offline_ids,
     }))
 }
 

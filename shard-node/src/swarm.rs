@@ -274,9 +274,9 @@ pub(crate) struct Fetched {
     pub good: Vec<Share>,
     /// Shares whose holder served other bytes, or said its copy is corrupt.
     pub bad: HashSet<ShareId>,
-    /// Requests that failed in a way that may pass (a timeout, a dropped connection, an
-    /// error of the holder's), as opposed to "not held" or bad bytes.
-    pub passing: usize,
+    /// The holders of requests that failed in a way that may pass (a timeout, a dropped
+    /// connection, an error of the holder's), as opposed to "not held" or bad bytes.
+    pub passing: Vec<NodeId>,
 }
 
 /// Fetches `k` verified shares of `chunk` from `holders`, at most `k` requests at once plus
@@ -296,7 +296,7 @@ pub(crate) async fn fetch_some(
     let mut fetched = Fetched {
         good: Vec::with_capacity(need),
         bad: HashSet::new(),
-        passing: 0,
+        passing: Vec::new(),
     };
     let mut queue: VecDeque<Holder> = holders.into();
     let mut set = JoinSet::new();
@@ -306,7 +306,11 @@ pub(crate) async fn fetch_some(
                 .target
                 .get(asking.vault, holder.id, asking.timeout)
                 .await;
-            (holder.id, holder.target.name(), answer)
+            (
+                holder.id,
+                (holder.target.node(), holder.target.name()),
+                answer,
+            )
         });
     };
     for _ in 0..need {
@@ -327,7 +331,7 @@ pub(crate) async fn fetch_some(
                 continue;
             }
         };
-        let Ok((id, from, answer)) = joined else {
+        let Ok((id, (node, from), answer)) = joined else {
             continue;
         };
         match answer {
@@ -349,7 +353,7 @@ pub(crate) async fn fetch_some(
                 if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) {
                     fetched.bad.insert(id);
                 } else {
-                    fetched.passing += 1;
+                    fetched.passing.push(node);
                 }
             }
         }

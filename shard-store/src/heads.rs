@@ -285,6 +285,14 @@ mod tests {
     }
 
     #[test]
+    fn the_head_store_plans_without_bound_values() {
+        let (_d, s) = store();
+        let conn = s.conn.lock().unwrap();
+        let qpsg = rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG;
+        assert!(conn.db_config(qpsg).unwrap());
+    }
+
+    #[test]
     fn the_owner_replaces_only_with_newer_heads() {
         let (_d, s) = store();
         let owner = NodeId([1; 32]);
