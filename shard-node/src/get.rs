@@ -44,8 +44,8 @@ const SMALL_FILE: u64 = 1 << 20;
 /// How long a restore waits before its second round of asking for a chunk's shares.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// How long a restore that found too few shares waits, beyond [`RETRY_AFTER`], for an
-/// offline holder to reconnect before its second round.
+/// How long a restore waits for a holder it had connected and then lost to be connected
+/// again, counted from when a chunk first finds it gone (see [`fetch_shares`]).
 const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
 /// How often that wait looks for a new connection.
