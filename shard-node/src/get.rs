@@ -24,7 +24,7 @@ use shard_store::{
 use crate::swarm::{Asking, Holder};
 
 use crate::jobs::{Job, Progress};
-use crate::node::Node;
+use crate::node::{Node, lock};
 use crate::report::GetReport;
 pub use crate::request::GetRequest;
 use crate::session::Session;
@@ -74,11 +74,6 @@ struct Sources {
     seen: std::sync::Mutex<std::collections::HashMap<NodeId, Option<tokio::time::Instant>>>,
 }
 
-/// Locks `m`, whatever panicked while holding it (what it guards stays consistent).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Sources {
     fn new(node: &Node, session: &Session) -> Self {
         let sources = Self {
@@ -96,13 +91,13 @@ impl Sources {
     /// that deadline, so a peer gone for good costs the restore one wait, not one per
     /// chunk. Returns them with the latest deadline.
     fn lost(&self, node: &Node, holders: &[NodeId]) -> (Vec<NodeId>, Option<tokio::time::Instant>) {
-        let online = node.online_peers();
+        let online = connected(node);
         let now = tokio::time::Instant::now();
         let mut seen = lock(&self.seen);
         let mut lost = Vec::new();
         let mut until = None;
         for id in holders {
-            if online.iter().any(|(c, _)| c.peer().id == *id) {
+            if online.contains(id) {
                 continue;
             }
             let Some(deadline) = seen.get_mut(id) else {
@@ -115,13 +110,6 @@ impl Sources {
             }
         }
         (lost, until)
-    }
-
-    /// Whether any of `ids` is connected now.
-    fn any_back(node: &Node, ids: &[NodeId]) -> bool {
-        node.online_peers()
-            .iter()
-            .any(|(c, _)| ids.contains(&c.peer().id))
     }
 
     /// This node's store, then the connected peers by round-trip time.
@@ -171,6 +159,11 @@ impl Sources {
     }
 }
 
+/// The peers connected now.
+fn connected(node: &Node) -> Vec<NodeId> {
+    node.online_clients().iter().map(|c| c.peer().id).collect()
+}
+
 /// `peer` among the sources `ordered`, with its rank (lower is better), if it is online.
 fn ranked<'a>(ordered: &'a [Target], peer: &NodeId) -> Option<(usize, &'a Target)> {
     ordered.iter().enumerate().find(|(_, t)| t.node() == *peer)
@@ -211,7 +204,9 @@ async fn fetch_shares(
         );
         tokio::time::sleep(RETRY_AFTER).await;
         if let Some(until) = until {
-            while tokio::time::Instant::now() < until && !Sources::any_back(node, &lost) {
+            while tokio::time::Instant::now() < until
+                && !connected(node).iter().any(|id| lost.contains(id))
+            {
                 tokio::time::sleep(RECONNECT_POLL).await;
             }
         }

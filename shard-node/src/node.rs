@@ -316,8 +316,8 @@ pub struct Node {
 /// How long a setup link works.
 const SETUP_TTL: Duration = Duration::from_secs(3600);
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is a single map update.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single map update (or, elsewhere, as short and consistent).
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -209,6 +209,27 @@ async fn a_holder_whose_reads_fail_for_a_moment_is_asked_again() {
     );
 }
 
+/// A swarm storing folder `name` of six 400 kB files 2-of-3 over the owner and two peers,
+/// in order (one share each, so every file needs both peers' shares or one of them with the
+/// owner's), with peer 1 switched off and peer 2 hanging: a restore begun now waits on
+/// peer 2. Returns the swarm and each file's name and bytes.
+async fn folder_behind_a_hanging_holder(name: &str, seed: u32) -> (Swarm, Vec<(String, Vec<u8>)>) {
+    let swarm = Swarm::in_memory_in_order(3, 2, &[]).await;
+    let folder = swarm.path(name);
+    std::fs::create_dir(&folder).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}"), content(400_000, seed + i)))
+        .collect();
+    for (file, bytes) in &files {
+        std::fs::write(folder.join(file), bytes).unwrap();
+    }
+    swarm.put(&folder, name, Some((2, 3))).await.unwrap();
+    swarm.set_link(1, Link::Down);
+    gone(&swarm, 1).await;
+    swarm.set_link(2, Link::Stalled);
+    (swarm, files)
+}
+
 #[tokio::test]
 async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
     // 2-of-3 over the owner and two peers, in order (one share each). One peer is off; the
@@ -216,17 +237,7 @@ async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
     // needing that peer) waits on it, its connection drops and comes back three seconds
     // later (a relayed path that stalled, then a reconnection). Every file waits for it
     // rather than failing a second after the drop, and no file waits longer than it must.
-    let swarm = Swarm::in_memory_in_order(3, 2, &[]).await;
-    let folder = swarm.path("deeds");
-    std::fs::create_dir(&folder).unwrap();
-    let files: Vec<Vec<u8>> = (0..6).map(|i| content(400_000, (13 << 13) + i)).collect();
-    for (i, bytes) in files.iter().enumerate() {
-        std::fs::write(folder.join(format!("deed{i}")), bytes).unwrap();
-    }
-    swarm.put(&folder, "deeds", Some((2, 3))).await.unwrap();
-    swarm.set_link(1, Link::Down);
-    gone(&swarm, 1).await;
-    swarm.set_link(2, Link::Stalled);
+    let (swarm, files) = folder_behind_a_hanging_holder("deeds", 13 << 13).await;
     let out = swarm.path("deeds.restored");
     let restore = swarm.get("deeds", None, &out);
     let blink = async {
@@ -239,12 +250,8 @@ async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
     let (got, ()) = tokio::join!(restore, blink);
     got.unwrap();
     let elapsed = started.elapsed();
-    for (i, bytes) in files.iter().enumerate() {
-        assert_eq!(
-            &std::fs::read(out.join(format!("deed{i}"))).unwrap(),
-            bytes,
-            "deed{i}"
-        );
+    for (file, bytes) in &files {
+        assert_eq!(&std::fs::read(out.join(file)).unwrap(), bytes, "{file}");
     }
     assert!(
         elapsed >= Duration::from_secs(3),
@@ -262,20 +269,7 @@ async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
 async fn a_holder_lost_for_good_costs_a_restore_one_wait_not_one_per_file() {
     // As above, but the holder never comes back: the restore fails, naming it, after one
     // wait for it (20 s) shared by every file in flight, not one wait per file.
-    let swarm = Swarm::in_memory_in_order(3, 2, &[]).await;
-    let folder = swarm.path("lost");
-    std::fs::create_dir(&folder).unwrap();
-    for i in 0..6 {
-        std::fs::write(
-            folder.join(format!("f{i}")),
-            content(400_000, (17 << 13) + i),
-        )
-        .unwrap();
-    }
-    swarm.put(&folder, "lost", Some((2, 3))).await.unwrap();
-    swarm.set_link(1, Link::Down);
-    gone(&swarm, 1).await;
-    swarm.set_link(2, Link::Stalled);
+    let (swarm, _) = folder_behind_a_hanging_holder("lost", 17 << 13).await;
     let out = swarm.path("lost.restored");
     let restore = swarm.get("lost", None, &out);
     let cut = async {

@@ -493,7 +493,7 @@ impl Homes {
 
     /// [`Homes::serve`] with more environment variables (e.g. `SHARD_ADVERSARY`).
     pub fn serve_env(&mut self, i: usize, extra: &[&str], env: &[(&str, &str)]) {
-        let log = self.log_file(&format!("home{}", i + 1));
+        let log = self.log_file(&machine_log(i));
         let m = &mut self.machines[i];
         m.child = Some(serve_in_env(&m.ns, &m.home, log, extra, env));
     }
@@ -512,14 +512,14 @@ impl Homes {
     }
 
     pub fn log(&self, i: usize) -> String {
-        self.read_log(&format!("home{}", i + 1))
+        self.read_log(&machine_log(i))
     }
 
     /// The last `lines` lines of every machine's log and of the relays', each headed by
     /// whose it is: what a failed test prints to say why.
     pub fn log_tails(&self, lines: usize) -> String {
         let names = (0..self.machines.len())
-            .map(|i| format!("home{}", i + 1))
+            .map(machine_log)
             .chain((0..RELAY_IPS.len()).map(relay_log));
         let mut out = String::new();
         for name in names {
@@ -600,6 +600,11 @@ fn link(ns: &str, dev: &str, addr: &str, far_ns: &str, far: &str, gateway: &str)
     ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
     ip(&["-n", ns, "link", "set", dev, "up"]);
     ip(&["-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// The log file name of machine `i`.
+fn machine_log(i: usize) -> String {
+    format!("home{}", i + 1)
 }
 
 /// The log file name of relay `r`.
