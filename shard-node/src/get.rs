@@ -5,20 +5,27 @@
 //! replaced by the next source. Several chunks are in flight; they are written in order to a
 //! temporary file beside the target, which is synced and renamed into place only when complete,
 //! so a failed restore leaves nothing half-written.
+//!
+//! A folder's files are taken a batch at a time: their chunk lists read in one transaction,
+//! then the small ones (one blob each) restored in the order their blobs lie in the packs, a
+//! run of neighbours on one thread with one read per data share for the whole run, as restic
+//! restores pack by pack. A peer then answers a request per run instead of one per file.
 
 use std::fs;
 use std::io::Write;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use shard_proto::{ChunkRef, Manifest, NodeId, Share, ShareId};
+use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, PackId, PackRef, Share, ShareId};
 use shard_store::{
-    BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, ShareState, blob_from_shares,
-    restore_parallel,
+    BlobPlace, ChunkSource, FileEntry, FileKind, PackCoder, PackShape, ShareState,
+    blob_from_shares, restore_parallel,
 };
 
 use crate::swarm::{Asking, Holder};
@@ -50,6 +57,20 @@ const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
 /// How often that wait looks for a new connection.
 const RECONNECT_POLL: Duration = Duration::from_millis(250);
+
+/// Files whose chunk lists are read at once, and whose small files are then restored in the
+/// order their blobs lie in the packs (see [`restore_group`]).
+const BATCH_FILES: usize = 8192;
+
+/// Small files restored together span at most this many bytes of their pack…
+const GROUP_SPAN: u64 = 256 << 10;
+
+/// …and are at most this many.
+const GROUP_FILES: usize = 64;
+
+/// A group's place in the window of restores running at once (of [`FILES_AHEAD`]): a few
+/// groups at once keep the restore from waiting on the network or the disk.
+const GROUP_WEIGHT: usize = 4;
 
 /// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
 const RANGE_BLOCK: u32 = 16 << 10;
@@ -318,6 +339,101 @@ async fn fetch_round(
     }))
 }
 
+/// A pack's shares as a restore reads them by range: by share index, the id the record lists
+/// there and the online source holding it.
+struct PackHolders {
+    pack: PackRef,
+    by_index: Vec<Option<(ShareId, Target)>>,
+}
+
+impl PackHolders {
+    /// Where `pack`'s shares are now (one catalog lookup).
+    fn of(source: &SwarmChunks, pack: PackRef) -> Result<Self> {
+        let located = source
+            .node
+            .catalog()
+            .vault(source.session.account, &source.session.keys)
+            .locate(&pack.shares)?;
+        let encoding = ChunkId(pack.id.0);
+        let ordered = source.sources.now();
+        let by_index = (0u8..)
+            .zip(&pack.shares)
+            .map(|(index, id)| {
+                let r = located.get(id).filter(|r| {
+                    r.index == index && r.chunk == encoding && r.state == ShareState::Acked
+                })?;
+                Some((*id, ranked(&ordered, &r.peer)?.1.clone()))
+            })
+            .collect();
+        Ok(Self { pack, by_index })
+    }
+
+    /// Bytes `range` of share `index`, read as whole aligned blocks of [`RANGE_BLOCK`] bytes
+    /// and cut here: a holder learns which blocks of its share are read, never a blob's exact
+    /// bounds (and so not the chunk's length). A holder slower than the hedge delay plus the
+    /// time the bytes take at a slow link's pace counts as absent (`None`): the piece is then
+    /// rebuilt from others. Blocking: the read runs on the node's runtime.
+    fn read(&self, source: &SwarmChunks, index: u8, range: Range<u32>) -> Option<Bytes> {
+        let start = range.start - range.start % RANGE_BLOCK;
+        let end = range
+            .end
+            .div_ceil(RANGE_BLOCK)
+            .saturating_mul(RANGE_BLOCK)
+            .min(self.pack.share_len);
+        let block = self.read_aligned(source, index, start..end)?;
+        let from = (range.start - start) as usize;
+        let to = (range.end - start) as usize;
+        (from <= to && to <= block.len()).then(|| block.slice(from..to))
+    }
+
+    /// Bytes `range` of share `index` as its holder serves them (see [`Self::read`]).
+    fn read_aligned(&self, source: &SwarmChunks, index: u8, range: Range<u32>) -> Option<Bytes> {
+        let (id, target) = self.by_index.get(usize::from(index))?.as_ref()?;
+        let asking = source.sources.asking;
+        let patience = asking.hedge_after
+            + Duration::from_secs(
+                u64::from(range.end.saturating_sub(range.start)) / SLOW_LINK_BYTES,
+            );
+        let read = target.get_range(asking.vault, *id, range, asking.timeout);
+        // The timer is made inside the runtime (it needs its clock).
+        match source
+            .runtime
+            .block_on(async { tokio::time::timeout(patience, read).await })
+            .ok()?
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("fetching from {} failed (share {id}): {e}", target.name());
+                None
+            }
+        }
+    }
+}
+
+/// Spans of a pack's data shares read at once for a group of small files whose blobs lie
+/// close together in it (see [`restore_group`]): each blob is then cut out of them instead of
+/// being asked for on its own.
+struct Nearby {
+    holders: PackHolders,
+    /// (share index, first byte, bytes).
+    spans: Vec<(u8, u32, Bytes)>,
+    /// Shares whose span was not served (no holder online, or one too slow): the group's
+    /// blobs there are rebuilt from the other shares without asking it again, so a stalled
+    /// holder costs a group one wait, not one per file.
+    failed: Vec<u8>,
+}
+
+impl Nearby {
+    /// Bytes `range` of share `index`, if a span holds them.
+    fn cut(&self, index: u8, range: &Range<u32>) -> Option<Bytes> {
+        self.spans.iter().find_map(|(at, start, bytes)| {
+            let from = range.start.checked_sub(*start)? as usize;
+            let to = range.end.checked_sub(*start)? as usize;
+            (*at == index && from <= to && to <= bytes.len()).then(|| bytes.slice(from..to))
+        })
+    }
+}
+
 /// A blob's bytes read by ranges from its pack's shares (the data shares that hold it, or
 /// the same window of `k` others, decoded) and authenticated; when that fails (a holder
 /// served other bytes), the pack's whole shares, each checked against its id. Runs on a
@@ -328,54 +444,21 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
             "the chunk is not a blob in a pack",
         )));
     };
-    let located = source
-        .node
-        .catalog()
-        .vault(source.session.account, &source.session.keys)
-        .locate(&pack.shares)?;
-    // By index: the target holding the share the record lists there, if it is online.
-    let ordered = source.sources.now();
-    let holders: Vec<Option<(ShareId, Target)>> = (0u8..)
-        .zip(&pack.shares)
-        .map(|(index, id)| {
-            let r = located.get(id).filter(|r| {
-                r.index == index && r.chunk == chunk.encoding() && r.state == ShareState::Acked
-            })?;
-            Some((*id, ranked(&ordered, &r.peer)?.1.clone()))
-        })
-        .collect();
-    let asking = source.sources.asking;
-    // Each range is read as whole aligned blocks of [`RANGE_BLOCK`] bytes and cut here: a
-    // holder learns which blocks of its share are read, never a blob's exact bounds (and so
-    // not the chunk's length). A holder slower than the hedge delay plus the time the bytes
-    // take at a slow link's pace counts as absent: the piece is rebuilt from others (and if
-    // they are all slow, whole shares are fetched, hedged, below).
-    let fetch = |index: u8, range: std::ops::Range<u32>| {
-        let (id, target) = holders.get(usize::from(index))?.as_ref()?;
-        let start = range.start - range.start % RANGE_BLOCK;
-        let end = range
-            .end
-            .div_ceil(RANGE_BLOCK)
-            .saturating_mul(RANGE_BLOCK)
-            .min(pack.share_len);
-        let patience =
-            asking.hedge_after + Duration::from_secs(u64::from(end - start) / SLOW_LINK_BYTES);
-        let read = target.get_range(asking.vault, *id, start..end, asking.timeout);
-        // The timer is made inside the runtime (it needs its clock).
-        let block = match source
-            .runtime
-            .block_on(async { tokio::time::timeout(patience, read).await })
-            .ok()?
-        {
-            Ok(bytes) => bytes?,
-            Err(e) => {
-                tracing::warn!("fetching from {} failed (share {id}): {e}", target.name());
-                return None;
-            }
-        };
-        let from = (range.start - start) as usize;
-        let to = (range.end - start) as usize;
-        (to <= block.len()).then(|| block.slice(from..to))
+    let nearby = source.nearby.as_deref().filter(|n| n.holders.pack == pack);
+    let own;
+    let holders = match nearby {
+        Some(n) => &n.holders,
+        None => {
+            own = PackHolders::of(source, pack.clone())?;
+            &own
+        }
+    };
+    let fetch = |index: u8, range: Range<u32>| match nearby {
+        Some(n) if n.failed.contains(&index) => None,
+        Some(n) => n
+            .cut(index, &range)
+            .or_else(|| holders.read(source, index, range)),
+        None => holders.read(source, index, range),
     };
     let mut suspects = Vec::new();
     let read = PackCoder::new().read_blob_noting(
@@ -386,7 +469,7 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         &mut suspects,
     );
     for index in &suspects {
-        let Some(Some((id, target))) = holders.get(usize::from(*index)) else {
+        let Some(Some((id, target))) = holders.by_index.get(usize::from(*index)) else {
             continue;
         };
         tracing::warn!(
@@ -415,9 +498,24 @@ struct SwarmChunks {
     sources: Arc<Sources>,
     file: String,
     first: std::sync::Mutex<Option<(ChunkRef, Vec<Share>)>>,
+    /// Bytes of the file's pack read beforehand with its neighbours'.
+    nearby: Option<Arc<Nearby>>,
 }
 
 impl SwarmChunks {
+    /// The chunks of `file` (as errors name it) from `sources`. Call on the node's runtime.
+    fn new(node: &Arc<Node>, session: &Arc<Session>, sources: Arc<Sources>, file: String) -> Self {
+        Self {
+            runtime: tokio::runtime::Handle::current(),
+            node: node.clone(),
+            session: session.clone(),
+            sources,
+            file,
+            first: std::sync::Mutex::new(None),
+            nearby: None,
+        }
+    }
+
     /// The source of `file`'s chunks, with the shares of `manifest`'s first chunk fetched.
     async fn prefetched(
         node: &Arc<Node>,
@@ -434,14 +532,22 @@ impl SwarmChunks {
             )),
             None => None,
         };
-        Ok(Self {
-            runtime: tokio::runtime::Handle::current(),
-            node: node.clone(),
-            session: session.clone(),
-            sources: sources.clone(),
+        let source = Self::new(node, session, sources.clone(), file);
+        *lock(&source.first) = first;
+        Ok(source)
+    }
+
+    /// The same sources for another file, with bytes of its pack read beforehand.
+    fn fork(&self, file: String, nearby: Option<Arc<Nearby>>) -> Self {
+        Self {
+            runtime: self.runtime.clone(),
+            node: self.node.clone(),
+            session: self.session.clone(),
+            sources: self.sources.clone(),
             file,
-            first: std::sync::Mutex::new(first),
-        })
+            first: std::sync::Mutex::new(None),
+            nearby,
+        }
     }
 }
 
@@ -476,14 +582,8 @@ pub(crate) struct BlobReader(SwarmChunks);
 impl BlobReader {
     /// A reader over the sources online now; call on the node's runtime.
     pub(crate) fn new(node: &Arc<Node>, session: &Arc<Session>, what: String) -> Self {
-        Self(SwarmChunks {
-            runtime: tokio::runtime::Handle::current(),
-            node: node.clone(),
-            session: session.clone(),
-            sources: Arc::new(Sources::new(node, session)),
-            file: what,
-            first: std::sync::Mutex::new(None),
-        })
+        let sources = Arc::new(Sources::new(node, session));
+        Self(SwarmChunks::new(node, session, sources, what))
     }
 
     /// The bytes of `pack`, decoded whole from `k` of its shares (each checked against its
@@ -530,6 +630,7 @@ fn restore_file(
     (dest, within): (&Path, Option<(&Path, &[u8])>),
     progress: &Progress,
     keep_special: bool,
+    sync_dir: bool,
 ) -> Result<()> {
     let no_link = || within.map_or(Ok(()), |(out, rel)| no_link_on_the_way(out, rel));
     no_link()?;
@@ -563,9 +664,144 @@ fn restore_file(
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
+    if sync_dir {
+        sync_folder(dir)?;
+    }
+    Ok(())
+}
+
+/// Makes the names renamed into `dir` durable.
+fn sync_folder(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| access(dir, &e))?;
+        .map_err(|e| access(dir, &e))
+}
+
+/// One file of a restore: its version, where it goes and (in a folder's restore) the
+/// restore's folder and its path below it, which no link may be on.
+struct Pending {
+    entry: FileEntry,
+    dest: PathBuf,
+    within: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl Pending {
+    fn within(&self) -> Option<(&Path, &[u8])> {
+        self.within
+            .as_ref()
+            .map(|(o, r)| (o.as_path(), r.as_slice()))
+    }
+}
+
+/// How the small files of a batch are read together: sorted by where their one blob lies,
+/// `places` (pack, first byte, sealed length) are cut into runs of one pack spanning at most
+/// [`GROUP_SPAN`] bytes of it and at most [`GROUP_FILES`] files. Returns the runs' lengths.
+fn group_lengths(places: &[(PackId, u64, u64)]) -> Vec<usize> {
+    let mut lengths = Vec::new();
+    let mut run: Option<(PackId, u64, usize)> = None;
+    for (pack, offset, len) in places {
+        let end = offset.saturating_add(*len);
+        match &mut run {
+            Some((p, start, count))
+                if p == pack
+                    && *count < GROUP_FILES
+                    && end.saturating_sub(*start) <= GROUP_SPAN =>
+            {
+                *count += 1;
+            }
+            _ => {
+                if let Some((.., count)) = run {
+                    lengths.push(count);
+                }
+                run = Some((*pack, *offset, 1));
+            }
+        }
+    }
+    if let Some((.., count)) = run {
+        lengths.push(count);
+    }
+    lengths
+}
+
+/// Restores a run of small files whose blobs lie close together in one pack (see
+/// [`group_lengths`]), on one blocking thread: the spans of the data shares that hold them
+/// are read once, a request per share, and each blob is cut out of them (a blob the spans do
+/// not hold, because a holder was slow or lied, is read on its own as [`fetch_blob`] does).
+/// The folders the files were renamed into are synced once, at the end.
+fn restore_group(
+    base: &SwarmChunks,
+    members: &[(Pending, Manifest)],
+    progress: &Progress,
+    keep_special: bool,
+) -> Result<()> {
+    let pack = members
+        .first()
+        .and_then(|(_, m)| m.chunks.first())
+        .and_then(ChunkRef::pack_ref);
+    let nearby = match pack {
+        Some(pack) => {
+            let shape = PackShape::of(&pack)?;
+            // Per data share, the bytes the run's blobs take of it.
+            let mut bounds = std::collections::BTreeMap::<u8, (u32, u32)>::new();
+            let places = members
+                .iter()
+                .flat_map(|(_, m)| &m.chunks)
+                .filter(|c| c.pack.is_some_and(|at| at.pack == pack.id))
+                .filter_map(BlobPlace::of);
+            for place in places {
+                let Ok(pieces) = shape.pieces(u64::from(place.offset), place.sealed_len()) else {
+                    continue;
+                };
+                for piece in pieces {
+                    let b = bounds
+                        .entry(piece.index)
+                        .or_insert((piece.start, piece.end));
+                    *b = (b.0.min(piece.start), b.1.max(piece.end));
+                }
+            }
+            let holders = PackHolders::of(base, pack)?;
+            let (mut spans, mut failed) = (Vec::new(), Vec::new());
+            for (index, (start, end)) in bounds {
+                let start = start - start % RANGE_BLOCK;
+                let end = end
+                    .div_ceil(RANGE_BLOCK)
+                    .saturating_mul(RANGE_BLOCK)
+                    .min(shape.share_len);
+                match holders.read_aligned(base, index, start..end) {
+                    Some(bytes) if bytes.len() == (end - start) as usize => {
+                        spans.push((index, start, bytes));
+                    }
+                    _ => failed.push(index),
+                }
+            }
+            Some(Arc::new(Nearby {
+                holders,
+                spans,
+                failed,
+            }))
+        }
+        None => None,
+    };
+    let mut folders = std::collections::BTreeSet::new();
+    for (pending, manifest) in members {
+        let source = base.fork(lossy(&pending.entry.meta.name), nearby.clone());
+        restore_file(
+            &source,
+            manifest,
+            &pending.entry,
+            (&pending.dest, pending.within()),
+            progress,
+            keep_special,
+            false,
+        )?;
+        Progress::add(&progress.files_done, 1);
+        if let Some(dir) = pending.dest.parent() {
+            folders.insert(dir.to_path_buf());
+        }
+    }
+    for dir in &folders {
+        sync_folder(dir)?;
+    }
     Ok(())
 }
 
@@ -727,15 +963,159 @@ fn file_weight(entry: &FileEntry) -> usize {
     }
 }
 
-/// A file restore that finished: counted, and its weight in the window given back, when it
-/// succeeded; its error otherwise.
-fn joined(
-    done: std::result::Result<Result<usize>, tokio::task::JoinError>,
-    progress: &Progress,
-) -> Result<usize> {
-    let weight = done.map_err(|e| Error::task(&e))??;
-    Progress::add(&progress.files_done, 1);
-    Ok(weight)
+/// The restores running at once: each task gives back its place in the window (its
+/// weight) when it succeeds, and counts the files it restored itself.
+#[derive(Default)]
+struct Window {
+    tasks: tokio::task::JoinSet<Result<usize>>,
+    in_flight: usize,
+}
+
+impl Window {
+    /// Collects the restores that ended; the first failure is returned.
+    fn reap(&mut self) -> Result<()> {
+        while let Some(done) = self.tasks.try_join_next() {
+            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+        }
+        Ok(())
+    }
+
+    /// Waits until `weight` more fits.
+    async fn room(&mut self, weight: usize) -> Result<()> {
+        while self.in_flight + weight > FILES_AHEAD {
+            let Some(done) = self.tasks.join_next().await else {
+                break;
+            };
+            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+        }
+        Ok(())
+    }
+
+    /// Waits for every restore.
+    async fn drain(&mut self) -> Result<()> {
+        while let Some(done) = self.tasks.join_next().await {
+            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+        }
+        Ok(())
+    }
+
+    fn spawn(
+        &mut self,
+        weight: usize,
+        task: impl std::future::Future<Output = Result<()>> + Send + 'static,
+    ) {
+        self.in_flight += weight;
+        self.tasks.spawn(async move { task.await.map(|()| weight) });
+    }
+}
+
+/// What every file restore of one get shares.
+#[derive(Clone)]
+struct Restore {
+    node: Arc<Node>,
+    session: Arc<Session>,
+    sources: Arc<Sources>,
+    job: Arc<Job>,
+    keep_special: bool,
+}
+
+impl Restore {
+    /// Restores a batch of files: their chunk lists read in one go, then the small files
+    /// in the order their blobs lie in the packs, close ones together (see
+    /// [`restore_group`]), then the others one by one. Returns when the last has its place
+    /// in `window`.
+    async fn launch(&self, batch: Vec<Pending>, window: &mut Window) -> Result<()> {
+        let (node, session) = (self.node.clone(), self.session.clone());
+        // Of exactly these versions: a row may have been removed (and its id given to
+        // another file) since its page was read.
+        let (batch, manifests) = tokio::task::spawn_blocking(move || {
+            let entries: Vec<FileEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+            let vault = node.catalog().vault(session.account, &session.keys);
+            vault.manifests_of(&entries).map(|m| (batch, m))
+        })
+        .await
+        .map_err(|e| Error::task(&e))??;
+        let (mut small, mut other) = (Vec::new(), Vec::new());
+        for (pending, manifest) in batch.into_iter().zip(manifests) {
+            let place = match manifest.chunks.as_slice() {
+                [chunk] => chunk
+                    .pack
+                    .zip(BlobPlace::of(chunk))
+                    .map(|(at, place)| (at.pack, u64::from(at.offset), place.sealed_len())),
+                _ => None,
+            };
+            match place {
+                Some(place) => small.push((place, pending, manifest)),
+                None => other.push((pending, manifest)),
+            }
+        }
+        small.sort_by_key(|(place, ..)| (place.0.0, place.1));
+        let places: Vec<_> = small.iter().map(|(place, ..)| *place).collect();
+        let mut small = small.into_iter().map(|(_, p, m)| (p, m));
+        for length in group_lengths(&places) {
+            let members: Vec<(Pending, Manifest)> = small.by_ref().take(length).collect();
+            window.room(GROUP_WEIGHT).await?;
+            for (pending, _) in &members {
+                make_parent(&pending.dest)?;
+            }
+            let base = SwarmChunks::new(
+                &self.node,
+                &self.session,
+                self.sources.clone(),
+                String::new(),
+            );
+            let job = self.job.clone();
+            let keep = self.keep_special;
+            window.spawn(GROUP_WEIGHT, async move {
+                tokio::task::spawn_blocking(move || {
+                    restore_group(&base, &members, &job.progress, keep)
+                })
+                .await
+                .map_err(|e| Error::task(&e))?
+            });
+        }
+        for (pending, manifest) in other {
+            let weight = file_weight(&pending.entry);
+            window.room(weight).await?;
+            make_parent(&pending.dest)?;
+            let this = self.clone();
+            window.spawn(weight, async move {
+                let name = lossy(&pending.entry.meta.name);
+                let source = SwarmChunks::prefetched(
+                    &this.node,
+                    &this.session,
+                    &this.sources,
+                    &manifest,
+                    name,
+                )
+                .await?;
+                tokio::task::spawn_blocking(move || {
+                    restore_file(
+                        &source,
+                        &manifest,
+                        &pending.entry,
+                        (&pending.dest, pending.within()),
+                        &this.job.progress,
+                        this.keep_special,
+                        true,
+                    )?;
+                    Progress::add(&this.job.progress.files_done, 1);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Error::task(&e))?
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Makes the folders a restored file goes into.
+fn make_parent(dest: &Path) -> Result<()> {
+    match dest.parent() {
+        Some(parent) => fs::create_dir_all(parent).map_err(|e| access(parent, &e)),
+        None => Ok(()),
+    }
 }
 
 /// Runs a get; the result is the job's summary.
@@ -752,11 +1132,17 @@ pub async fn run(
     if fs::symlink_metadata(&request.out).is_ok() && !request.force {
         return Err(Error::Exists(request.out.display().to_string()));
     }
-    let sources = Arc::new(Sources::new(&node, &session));
+    let restore = Restore {
+        sources: Arc::new(Sources::new(&node, &session)),
+        node: node.clone(),
+        session: session.clone(),
+        job: job.clone(),
+        keep_special: request.keep_special_bits,
+    };
     let root_name = request.name.clone();
     let mut dirs = Vec::new();
-    let mut files = tokio::task::JoinSet::new();
-    let mut in_flight = 0usize;
+    let mut window = Window::default();
+    let mut batch = Vec::new();
     // What was restored, for the report.
     let (mut files_restored, mut links, mut bytes) = (0usize, 0usize, 0u64);
     let vault = node.catalog().vault(session.account, &session.keys);
@@ -773,20 +1159,7 @@ pub async fn run(
             };
             for entry in &page {
                 // Restores that ended are collected first: a failure stops the walk at once.
-                while let Some(done) = files.try_join_next() {
-                    in_flight -= joined(done, progress)?;
-                }
-                // A file waits for its place in the window before its path is checked and its
-                // folder made, so that what is checked is what it is written into.
-                let weight = file_weight(entry);
-                if entry.meta.kind == FileKind::File {
-                    while in_flight + weight > FILES_AHEAD {
-                        let Some(done) = files.join_next().await else {
-                            break;
-                        };
-                        in_flight -= joined(done, progress)?;
-                    }
-                }
+                window.reap()?;
                 let rel = if entry.meta.name == root_name {
                     None
                 } else {
@@ -825,46 +1198,20 @@ pub async fn run(
                         dirs.push((dest, rel.map(<[u8]>::to_vec), entry.clone()));
                     }
                     FileKind::File => {
-                        if let Some(parent) = dest.parent() {
-                            fs::create_dir_all(parent).map_err(|e| access(parent, &e))?;
-                        }
-                        in_flight += weight;
                         files_restored += 1;
                         bytes += entry.meta.size;
-                        let (node, session, sources) =
-                            (node.clone(), session.clone(), sources.clone());
-                        let (entry, job, keep) =
-                            (entry.clone(), job.clone(), request.keep_special_bits);
-                        let within = rel.map(|rel| (request.out.clone(), rel.to_vec()));
-                        files.spawn(async move {
-                            let (n, s, e) = (node.clone(), session.clone(), entry.clone());
-                            // Of exactly this version: its row may have been removed (and its
-                            // id given to another file) since its page was read.
-                            let manifest = tokio::task::spawn_blocking(move || {
-                                n.catalog().vault(s.account, &s.keys).manifest_of(&e)
-                            })
-                            .await
-                            .map_err(|e| Error::task(&e))??;
-                            let name = lossy(&entry.meta.name);
-                            let source =
-                                SwarmChunks::prefetched(&node, &session, &sources, &manifest, name)
-                                    .await?;
-                            tokio::task::spawn_blocking(move || {
-                                let within =
-                                    within.as_ref().map(|(o, r)| (o.as_path(), r.as_slice()));
-                                restore_file(
-                                    &source,
-                                    &manifest,
-                                    &entry,
-                                    (&dest, within),
-                                    &job.progress,
-                                    keep,
-                                )
-                            })
-                            .await
-                            .map_err(|e| Error::task(&e))??;
-                            Ok(weight)
+                        // Its path is checked again when the file is written and when it is
+                        // renamed into place (see `restore_file`).
+                        batch.push(Pending {
+                            entry: entry.clone(),
+                            dest,
+                            within: rel.map(|rel| (request.out.clone(), rel.to_vec())),
                         });
+                        if batch.len() >= BATCH_FILES {
+                            restore
+                                .launch(std::mem::take(&mut batch), &mut window)
+                                .await?;
+                        }
                         continue;
                     }
                     FileKind::Symlink => {
@@ -880,16 +1227,16 @@ pub async fn run(
                 Progress::add(&progress.files_done, 1);
             }
         }
-        while let Some(done) = files.join_next().await {
-            in_flight -= joined(done, progress)?;
-        }
-        Ok(())
+        restore
+            .launch(std::mem::take(&mut batch), &mut window)
+            .await?;
+        window.drain().await
     }
     .await;
     if let Err(e) = walked {
         // Restores already running are waited for (the blocking part of one cannot be
         // stopped): nothing is written after the get has said it failed.
-        while files.join_next().await.is_some() {}
+        while window.tasks.join_next().await.is_some() {}
         return Err(e);
     }
     // Folders last, deepest first, so writing into them does not change their times.
@@ -969,5 +1316,45 @@ impl Node {
         let session = self.session(user)?;
         let job = self.jobs().create("get");
         run(self.clone(), session, request, job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(n: u8) -> PackId {
+        PackId([n; 32])
+    }
+
+    #[test]
+    fn small_files_are_grouped_by_pack_and_span() {
+        // Three close blobs, one far beyond the span, then another pack.
+        let places = [
+            (pack(1), 0, 4_000),
+            (pack(1), 4_000, 4_000),
+            (pack(1), 8_000, 500),
+            (pack(1), GROUP_SPAN + 1, 4_000),
+            (pack(2), 8_000, 4_000),
+        ];
+        assert_eq!(group_lengths(&places), vec![3, 1, 1]);
+        assert!(group_lengths(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_group_ends_at_its_span_and_its_count() {
+        // A blob that ends exactly at the span's end is in; one byte more is not.
+        let exact = [(pack(1), 100, 10), (pack(1), 100 + GROUP_SPAN - 10, 10)];
+        assert_eq!(group_lengths(&exact), vec![2]);
+        let over = [(pack(1), 100, 10), (pack(1), 100 + GROUP_SPAN - 9, 10)];
+        assert_eq!(group_lengths(&over), vec![1, 1]);
+        let many: Vec<_> = (0..GROUP_FILES as u64 * 2 + 1)
+            .map(|i| (pack(3), i * 16, 16))
+            .collect();
+        assert_eq!(
+            group_lengths(&many),
+            vec![GROUP_FILES, GROUP_FILES, 1],
+            "no group holds more than {GROUP_FILES} files"
+        );
     }
 }

@@ -58,19 +58,6 @@ async fn restored(swarm: &Swarm, name: &str) -> shard_node::Result<Vec<u8>> {
     Ok(std::fs::read(&out).unwrap())
 }
 
-/// Waits until the owner no longer counts node `i` as connected.
-async fn gone(swarm: &Swarm, i: usize) {
-    let id = swarm.id(i);
-    wait_until(|| {
-        !swarm
-            .owner()
-            .online_clients()
-            .iter()
-            .any(|c| c.peer().id == id)
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn put_and_get_round_trip_over_the_in_memory_transport() {
     let swarm = Swarm::in_memory(3, 2, &[]).await;
@@ -107,7 +94,7 @@ async fn a_node_switched_off_leaves_files_restorable_and_repair_rebuilds_its_sha
     assert!(peers.len() >= 2, "{peers:?}");
     let (off, later) = (peers[0], peers[1]);
     swarm.set_link(off, Link::Down);
-    gone(&swarm, off).await;
+    swarm.gone(off).await;
 
     assert_eq!(
         restored(&swarm, "tax").await.unwrap(),
@@ -134,7 +121,7 @@ async fn a_node_switched_off_leaves_files_restorable_and_repair_rebuilds_its_sha
     // The rebuilt shares are real: with a second original holder off too, the file still
     // restores (without the repair, one share of each chunk would be left).
     swarm.set_link(later, Link::Down);
-    gone(&swarm, later).await;
+    swarm.gone(later).await;
     assert_eq!(restored(&swarm, "tax").await.unwrap(), bytes);
     swarm.paired[off] = false;
 }
@@ -197,7 +184,7 @@ async fn a_holder_whose_reads_fail_for_a_moment_is_asked_again() {
         .await
         .unwrap();
     swarm.set_link(1, Link::Down);
-    gone(&swarm, 1).await;
+    swarm.gone(1).await;
     let started = Instant::now();
     assert_eq!(restored(&swarm, "will").await.unwrap(), bytes);
     // Through the second round (a second after the first), not through a first round that
@@ -225,7 +212,7 @@ async fn folder_behind_a_hanging_holder(name: &str, seed: u32) -> (Swarm, Vec<(S
     }
     swarm.put(&folder, name, Some((2, 3))).await.unwrap();
     swarm.set_link(1, Link::Down);
-    gone(&swarm, 1).await;
+    swarm.gone(1).await;
     swarm.set_link(2, Link::Stalled);
     (swarm, files)
 }
@@ -300,7 +287,7 @@ async fn a_chunk_whose_holders_are_off_fails_at_once_and_names_them() {
         .unwrap();
     for i in [1, 2] {
         swarm.set_link(i, Link::Down);
-        gone(&swarm, i).await;
+        swarm.gone(i).await;
     }
     let started = Instant::now();
     let err = restored(&swarm, "lost").await.unwrap_err().to_string();
@@ -390,7 +377,7 @@ async fn repair_moves_shares_off_a_node_that_serves_wrong_bytes() {
     );
     // With the liar off, the file restores from the three honest holders.
     swarm.set_link(1, Link::Down);
-    gone(&swarm, 1).await;
+    swarm.gone(1).await;
     assert_eq!(restored(&swarm, "deed").await.unwrap(), bytes);
 }
 
@@ -449,7 +436,7 @@ async fn a_new_machine_recovers_the_vault_though_a_peer_lies() {
     // One more peer off: 2-of-5 with the owner's share gone and the liar's refused still
     // restores from the two left.
     swarm.set_link(4, Link::Down);
-    gone(&swarm, 4).await;
+    swarm.gone(4).await;
     assert_eq!(restored(&swarm, "album").await.unwrap(), bytes);
 }
 
@@ -473,7 +460,7 @@ async fn a_recovery_that_cannot_read_the_snapshot_keeps_the_account_it_would_rep
     // One peer left: the snapshot (3-of-5 over five nodes) has two shares within reach.
     for i in 2..=4 {
         swarm.set_link(i, Link::Down);
-        gone(&swarm, i).await;
+        swarm.gone(i).await;
     }
     let again = || {
         shard_node::recover::recover(

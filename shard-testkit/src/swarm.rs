@@ -167,6 +167,20 @@ impl Swarm {
         net.set_link(self.nodes[i].listen_addr(), link);
     }
 
+    /// Waits until the owner no longer counts node `i` as connected (after its link went
+    /// down): a restore begun then does not wait for it to come back.
+    pub async fn gone(&self, i: usize) {
+        let id = self.id(i);
+        wait_until(|| {
+            !self
+                .owner()
+                .online_clients()
+                .iter()
+                .any(|c| c.peer().id == id)
+        })
+        .await;
+    }
+
     /// The index of the node called `name`.
     pub fn index_of(&self, name: &str) -> usize {
         self.nodes
