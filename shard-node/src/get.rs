@@ -417,10 +417,24 @@ struct Nearby {
     holders: PackHolders,
     /// (share index, first byte, bytes).
     spans: Vec<(u8, u32, Bytes)>,
-    /// Shares whose span was not served (no holder online, or one too slow): the group's
-    /// blobs there are rebuilt from the other shares without asking it again, so a stalled
-    /// holder costs a group one wait, not one per file.
-    failed: Vec<u8>,
+    /// Shares that were not served (no holder online, one too slow, or bytes that did not
+    /// authenticate), at any point of the run: the run's blobs there are rebuilt from the
+    /// other shares without asking it again, so a stalled holder costs a run one wait, not
+    /// one per file.
+    failed: std::sync::Mutex<Vec<u8>>,
+}
+
+impl Nearby {
+    fn failed(&self, index: u8) -> bool {
+        lock(&self.failed).contains(&index)
+    }
+
+    fn fail(&self, index: u8) {
+        let mut failed = lock(&self.failed);
+        if !failed.contains(&index) {
+            failed.push(index);
+        }
+    }
 }
 
 impl Nearby {
@@ -454,10 +468,14 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         }
     };
     let fetch = |index: u8, range: Range<u32>| match nearby {
-        Some(n) if n.failed.contains(&index) => None,
-        Some(n) => n
-            .cut(index, &range)
-            .or_else(|| holders.read(source, index, range)),
+        Some(n) if n.failed(index) => None,
+        Some(n) => n.cut(index, &range).or_else(|| {
+            let read = holders.read(source, index, range);
+            if read.is_none() {
+                n.fail(index);
+            }
+            read
+        }),
         None => holders.read(source, index, range),
     };
     let mut suspects = Vec::new();
@@ -469,6 +487,9 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
         &mut suspects,
     );
     for index in &suspects {
+        if let Some(n) = nearby {
+            n.fail(*index);
+        }
         let Some(Some((id, target))) = holders.by_index.get(usize::from(*index)) else {
             continue;
         };
@@ -761,23 +782,45 @@ fn restore_group(
             }
             let holders = PackHolders::of(base, pack)?;
             let (mut spans, mut failed) = (Vec::new(), Vec::new());
+            let mut unserved = Vec::new();
+            let read = |index: u8, range: Range<u32>, spans: &mut Vec<(u8, u32, Bytes)>| {
+                let bytes = holders.read_aligned(base, index, range.clone())?;
+                (bytes.len() == (range.end - range.start) as usize)
+                    .then(|| spans.push((index, range.start, bytes)))
+            };
             for (index, (start, end)) in bounds {
                 let start = start - start % RANGE_BLOCK;
                 let end = end
                     .div_ceil(RANGE_BLOCK)
                     .saturating_mul(RANGE_BLOCK)
                     .min(shape.share_len);
-                match holders.read_aligned(base, index, start..end) {
-                    Some(bytes) if bytes.len() == (end - start) as usize => {
-                        spans.push((index, start, bytes));
+                if read(index, start..end, &mut spans).is_none() {
+                    failed.push(index);
+                    unserved.push(start..end);
+                }
+            }
+            // A piece of a share not served is rebuilt from the same bytes of `k` others:
+            // those are read once for the run too (the other data shares first, then the
+            // recovery shares, as the rebuild asks for them).
+            for (range, lost) in unserved.into_iter().zip(failed.clone()) {
+                let mut got = 0;
+                for index in 0..shape.n {
+                    if got == shape.k {
+                        break;
                     }
-                    _ => failed.push(index),
+                    if index == lost || failed.contains(&index) {
+                        continue;
+                    }
+                    match read(index, range.clone(), &mut spans) {
+                        Some(()) => got += 1,
+                        None => failed.push(index),
+                    }
                 }
             }
             Some(Arc::new(Nearby {
                 holders,
                 spans,
-                failed,
+                failed: std::sync::Mutex::new(failed),
             }))
         }
         None => None,
@@ -1020,23 +1063,32 @@ struct Restore {
 }
 
 impl Restore {
-    /// Restores a batch of files: their chunk lists read in one go, then the small files
-    /// in the order their blobs lie in the packs, close ones together (see
-    /// [`restore_group`]), then the others one by one. Returns when the last has its place
-    /// in `window`.
+    /// Restores a batch of files: the small files' chunk lists read first, then the small
+    /// files in the order their blobs lie in the packs, close ones together (see
+    /// [`restore_group`]), then the others one by one (a large file's chunk list is read
+    /// only when its turn comes: memory stays that of the window). Returns when the last
+    /// has its place in `window`.
     async fn launch(&self, batch: Vec<Pending>, window: &mut Window) -> Result<()> {
+        let (light, large): (Vec<Pending>, Vec<Pending>) = batch
+            .into_iter()
+            .partition(|p| p.entry.meta.size <= SMALL_FILE);
         let (node, session) = (self.node.clone(), self.session.clone());
         // Of exactly these versions: a row may have been removed (and its id given to
-        // another file) since its page was read.
-        let (batch, manifests) = tokio::task::spawn_blocking(move || {
-            let entries: Vec<FileEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+        // another file) since its page was read. A transaction per page, so that other
+        // users of the catalog are not held up for the whole batch.
+        let (light, manifests) = tokio::task::spawn_blocking(move || {
             let vault = node.catalog().vault(session.account, &session.keys);
-            vault.manifests_of(&entries).map(|m| (batch, m))
+            let mut manifests = Vec::with_capacity(light.len());
+            for page in light.chunks(crate::files::LIST_BATCH) {
+                let entries: Vec<FileEntry> = page.iter().map(|p| p.entry.clone()).collect();
+                manifests.extend(vault.manifests_of(&entries)?);
+            }
+            Ok::<_, Error>((light, manifests))
         })
         .await
         .map_err(|e| Error::task(&e))??;
         let (mut small, mut other) = (Vec::new(), Vec::new());
-        for (pending, manifest) in batch.into_iter().zip(manifests) {
+        for (pending, manifest) in light.into_iter().zip(manifests) {
             let place = match manifest.chunks.as_slice() {
                 [chunk] => chunk
                     .pack
@@ -1046,17 +1098,21 @@ impl Restore {
             };
             match place {
                 Some(place) => small.push((place, pending, manifest)),
-                None => other.push((pending, manifest)),
+                None => other.push((pending, Some(manifest))),
             }
         }
+        other.extend(large.into_iter().map(|p| (p, None)));
         small.sort_by_key(|(place, ..)| (place.0.0, place.1));
         let places: Vec<_> = small.iter().map(|(place, ..)| *place).collect();
         let mut small = small.into_iter().map(|(_, p, m)| (p, m));
         for length in group_lengths(&places) {
             let members: Vec<(Pending, Manifest)> = small.by_ref().take(length).collect();
-            window.room(GROUP_WEIGHT).await?;
+            // A run of one (a blob larger than a run's span, or alone in its part of the
+            // pack) weighs what a file restored on its own does.
+            let weight = length.clamp(1, GROUP_WEIGHT);
+            window.room(weight).await?;
             for (pending, _) in &members {
-                make_parent(&pending.dest)?;
+                make_parent(pending)?;
             }
             let base = SwarmChunks::new(
                 &self.node,
@@ -1066,7 +1122,7 @@ impl Restore {
             );
             let job = self.job.clone();
             let keep = self.keep_special;
-            window.spawn(GROUP_WEIGHT, async move {
+            window.spawn(weight, async move {
                 tokio::task::spawn_blocking(move || {
                     restore_group(&base, &members, &job.progress, keep)
                 })
@@ -1077,9 +1133,24 @@ impl Restore {
         for (pending, manifest) in other {
             let weight = file_weight(&pending.entry);
             window.room(weight).await?;
-            make_parent(&pending.dest)?;
+            make_parent(&pending)?;
             let this = self.clone();
             window.spawn(weight, async move {
+                let manifest = match manifest {
+                    Some(manifest) => manifest,
+                    None => {
+                        let (n, s, e) = (
+                            this.node.clone(),
+                            this.session.clone(),
+                            pending.entry.clone(),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            n.catalog().vault(s.account, &s.keys).manifest_of(&e)
+                        })
+                        .await
+                        .map_err(|e| Error::task(&e))??
+                    }
+                };
                 let name = lossy(&pending.entry.meta.name);
                 let source = SwarmChunks::prefetched(
                     &this.node,
@@ -1110,9 +1181,13 @@ impl Restore {
     }
 }
 
-/// Makes the folders a restored file goes into.
-fn make_parent(dest: &Path) -> Result<()> {
-    match dest.parent() {
+/// Makes the folders a restored file goes into, after checking (again, now: the walk
+/// checked it a batch ago) that no folder on its way is a link.
+fn make_parent(pending: &Pending) -> Result<()> {
+    if let Some((out, rel)) = pending.within() {
+        no_link_on_the_way(out, rel)?;
+    }
+    match pending.dest.parent() {
         Some(parent) => fs::create_dir_all(parent).map_err(|e| access(parent, &e)),
         None => Ok(()),
     }
