@@ -75,6 +75,11 @@ const GROUP_WEIGHT: usize = 4;
 /// A ranged read asks for whole aligned blocks of this many bytes (see [`fetch_blob`]).
 const RANGE_BLOCK: u32 = 16 << 10;
 
+// A range rebuilt from other shares is widened to shard-store's 64-byte coding blocks
+// (`PackShape::window`): within a span read in whole range blocks only if those are whole
+// coding blocks too.
+const _: () = assert!(RANGE_BLOCK.is_multiple_of(64));
+
 /// The pace (bytes a second) a ranged read is given beyond the hedge delay before its holder
 /// counts as too slow: a poor home uplink's.
 const SLOW_LINK_BYTES: u64 = 256 << 10;
@@ -417,23 +422,26 @@ struct Nearby {
     holders: PackHolders,
     /// (share index, first byte, bytes).
     spans: Vec<(u8, u32, Bytes)>,
-    /// Shares that were not served (no holder online, one too slow, or bytes that did not
-    /// authenticate), at any point of the run: the run's blobs there are rebuilt from the
-    /// other shares without asking it again, so a stalled holder costs a run one wait, not
-    /// one per file.
-    failed: std::sync::Mutex<Vec<u8>>,
+    /// Shares that were not served at some point of the run (no holder online, one too
+    /// slow): the run's blobs there are rebuilt from the other shares (from bytes already
+    /// read where there are some) without asking it again, so a stalled holder costs a run
+    /// one wait, not one per file.
+    unserved: std::sync::Mutex<Vec<u8>>,
+    /// Shares whose bytes did not authenticate: not used again in the run, not even from
+    /// a span.
+    lied: std::sync::Mutex<Vec<u8>>,
 }
 
-impl Nearby {
-    fn failed(&self, index: u8) -> bool {
-        lock(&self.failed).contains(&index)
-    }
+/// Whether `index` is in `list`.
+fn marked(list: &std::sync::Mutex<Vec<u8>>, index: u8) -> bool {
+    lock(list).contains(&index)
+}
 
-    fn fail(&self, index: u8) {
-        let mut failed = lock(&self.failed);
-        if !failed.contains(&index) {
-            failed.push(index);
-        }
+/// Puts `index` in `list`.
+fn mark(list: &std::sync::Mutex<Vec<u8>>, index: u8) {
+    let mut list = lock(list);
+    if !list.contains(&index) {
+        list.push(index);
     }
 }
 
@@ -467,28 +475,35 @@ fn fetch_blob(source: &SwarmChunks, chunk: &ChunkRef) -> Result<Vec<u8>> {
             &own
         }
     };
-    let fetch = |index: u8, range: Range<u32>| match nearby {
-        Some(n) if n.failed(index) => None,
-        Some(n) => n.cut(index, &range).or_else(|| {
-            let read = holders.read(source, index, range);
-            if read.is_none() {
-                n.fail(index);
-            }
-            read
-        }),
-        None => holders.read(source, index, range),
+    // `patient`: ask shares marked unserved too (what changes on a second try).
+    let fetch = |patient: bool| {
+        move |index: u8, range: Range<u32>| match nearby {
+            Some(n) if marked(&n.lied, index) => None,
+            Some(n) => n.cut(index, &range).or_else(|| {
+                if !patient && marked(&n.unserved, index) {
+                    return None;
+                }
+                let read = holders.read(source, index, range);
+                if read.is_none() {
+                    mark(&n.unserved, index);
+                }
+                read
+            }),
+            None => holders.read(source, index, range),
+        }
     };
+    let keys = &source.session.keys;
     let mut suspects = Vec::new();
-    let read = PackCoder::new().read_blob_noting(
-        &source.session.keys,
-        &pack,
-        &place,
-        fetch,
-        &mut suspects,
-    );
+    let mut read =
+        PackCoder::new().read_blob_noting(keys, &pack, &place, fetch(false), &mut suspects);
+    if read.is_err() && nearby.is_some() {
+        // A share marked unserved may have been a passing fault: once more, asking every
+        // share not caught lying, before whole shares are fetched.
+        read = PackCoder::new().read_blob_noting(keys, &pack, &place, fetch(true), &mut suspects);
+    }
     for index in &suspects {
         if let Some(n) = nearby {
-            n.fail(*index);
+            mark(&n.lied, *index);
         }
         let Some(Some((id, target))) = holders.by_index.get(usize::from(*index)) else {
             continue;
@@ -820,7 +835,8 @@ fn restore_group(
             Some(Arc::new(Nearby {
                 holders,
                 spans,
-                failed: std::sync::Mutex::new(failed),
+                unserved: std::sync::Mutex::new(failed),
+                lied: std::sync::Mutex::default(),
             }))
         }
         None => None,
