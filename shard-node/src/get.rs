@@ -6,10 +6,11 @@
 //! temporary file beside the target, which is synced and renamed into place only when complete,
 //! so a failed restore leaves nothing half-written.
 //!
-//! A folder's files are taken a batch at a time: their chunk lists read in one transaction,
-//! then the small ones (one blob each) restored in the order their blobs lie in the packs, a
-//! run of neighbours on one thread with one read per data share for the whole run, as restic
-//! restores pack by pack. A peer then answers a request per run instead of one per file.
+//! A folder's files are taken a batch at a time: the small ones' chunk lists are read a page
+//! per transaction, then the small files (one blob each) restored in the order their blobs
+//! lie in the packs, a run of neighbours on one thread with one read per data share for the
+//! whole run, as restic restores pack by pack. A peer then answers a request per run instead
+//! of one per file. Large files follow one by one, as before.
 
 use std::fs;
 use std::io::Write;
