@@ -380,16 +380,22 @@ impl PackHolders {
     /// time the bytes take at a slow link's pace counts as absent (`None`): the piece is then
     /// rebuilt from others. Blocking: the read runs on the node's runtime.
     fn read(&self, source: &SwarmChunks, index: u8, range: Range<u32>) -> Option<Bytes> {
+        let Range { start, end } = self.aligned(&range);
+        let block = self.read_aligned(source, index, start..end)?;
+        let from = (range.start - start) as usize;
+        let to = (range.end - start) as usize;
+        (from <= to && to <= block.len()).then(|| block.slice(from..to))
+    }
+
+    /// `range` widened to whole [`RANGE_BLOCK`]s (at most the share's end).
+    fn aligned(&self, range: &Range<u32>) -> Range<u32> {
         let start = range.start - range.start % RANGE_BLOCK;
         let end = range
             .end
             .div_ceil(RANGE_BLOCK)
             .saturating_mul(RANGE_BLOCK)
             .min(self.pack.share_len);
-        let block = self.read_aligned(source, index, start..end)?;
-        let from = (range.start - start) as usize;
-        let to = (range.end - start) as usize;
-        (from <= to && to <= block.len()).then(|| block.slice(from..to))
+        start..end
     }
 
     /// Bytes `range` of share `index` as its holder serves them (see [`Self::read`]).
@@ -805,14 +811,10 @@ fn restore_group(
                     .then(|| spans.push((index, range.start, bytes)))
             };
             for (index, (start, end)) in bounds {
-                let start = start - start % RANGE_BLOCK;
-                let end = end
-                    .div_ceil(RANGE_BLOCK)
-                    .saturating_mul(RANGE_BLOCK)
-                    .min(shape.share_len);
-                if read(index, start..end, &mut spans).is_none() {
+                let range = holders.aligned(&(start..end));
+                if read(index, range.clone(), &mut spans).is_none() {
                     failed.push(index);
-                    unserved.push(start..end);
+                    unserved.push(range);
                 }
             }
             // A piece of a share not served is rebuilt from the same bytes of `k` others:
@@ -1032,10 +1034,19 @@ struct Window {
 }
 
 impl Window {
+    /// A restore that ended: its place given back if it succeeded, its error otherwise.
+    fn ended(
+        &mut self,
+        done: std::result::Result<Result<usize>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        self.in_flight -= done.map_err(|e| Error::task(&e))??;
+        Ok(())
+    }
+
     /// Collects the restores that ended; the first failure is returned.
     fn reap(&mut self) -> Result<()> {
         while let Some(done) = self.tasks.try_join_next() {
-            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+            self.ended(done)?;
         }
         Ok(())
     }
@@ -1046,7 +1057,7 @@ impl Window {
             let Some(done) = self.tasks.join_next().await else {
                 break;
             };
-            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+            self.ended(done)?;
         }
         Ok(())
     }
@@ -1054,7 +1065,7 @@ impl Window {
     /// Waits for every restore.
     async fn drain(&mut self) -> Result<()> {
         while let Some(done) = self.tasks.join_next().await {
-            self.in_flight -= done.map_err(|e| Error::task(&e))??;
+            self.ended(done)?;
         }
         Ok(())
     }
