@@ -42,30 +42,56 @@ fn guarded<T, E: From<Error>>(
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| Err(Error::WorkerPanicked.into()))
 }
 
-/// A chunk's plaintext on its way to a worker: (file, seq, bytes).
-type Work = (usize, usize, Vec<u8>);
+/// Chunks' plaintexts on their way to a worker, taken together: (file, seq, bytes) each.
+type Work = Vec<(usize, usize, Vec<u8>)>;
+
+/// Chunks handed to a worker at once, at most: a tree of small files is one chunk per file,
+/// and waking a worker for each cost more than sealing it (a context switch per file).
+const BATCH_CHUNKS: usize = 64;
+/// Bytes after which a batch goes at once: a large chunk (at least the chunker's minimum, in
+/// practice) travels on its own, as it did before batches.
+const BATCH_BYTES: usize = 128 * 1024;
 
 /// Hands files to [`split_parallel`]'s workers, on the calling thread.
 pub struct Feeder<'a, C> {
     chunker: &'a C,
     work: mpsc::SyncSender<Work>,
+    /// Chunks cut and not yet handed over, with their bytes.
+    batch: Work,
+    batch_bytes: usize,
 }
 
 impl<C: Chunker> Feeder<'_, C> {
     /// Cuts `reader` into chunks and hands them to the workers as file number `file`; blocks
     /// while they are busy. Returns the file's chunk count and size. [`Error::Stopped`] when
     /// the workers stopped (the consumer of the chunks went away).
+    ///
+    /// Small chunks are handed over a batch at a time (of any files): the last chunks of a
+    /// file may still be waiting here when this returns, and go with the next file's, or
+    /// when the feeding ends.
     pub fn file(&mut self, file: usize, reader: impl Read) -> Result<(usize, u64)> {
         let mut chunks = ChunkReader::new(reader, self.chunker);
         let (mut seq, mut size) = (0usize, 0u64);
         while let Some(chunk) = chunks.next_chunk()? {
             size += chunk.len() as u64;
-            self.work
-                .send((file, seq, chunk.to_vec()))
-                .map_err(|_| Error::Stopped)?;
+            self.batch_bytes += chunk.len();
+            self.batch.push((file, seq, chunk.to_vec()));
+            if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
+                self.hand_over()?;
+            }
             seq += 1;
         }
         Ok((seq, size))
+    }
+
+    /// Hands the chunks waiting to the workers.
+    fn hand_over(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_CHUNKS));
+        self.work.send(batch).map_err(|_| Error::Stopped)
     }
 }
 
@@ -75,8 +101,8 @@ impl<C: Chunker> Feeder<'_, C> {
 /// Each chunk is encoded with the redundancy `choose` picks once its id is known (a chunk
 /// stored before keeps the encoding it has), starting from `redundancy`. Every encoded chunk
 /// goes to `emit`, on a worker thread; `emit` returning `false` stops the workers, and the
-/// feeder's next chunk fails with [`Error::Stopped`]. At most `workers` chunks wait between
-/// the feeder and the workers.
+/// feeder's next chunk fails with [`Error::Stopped`]. At most `workers` batches of chunks
+/// (each at most 64 chunks, or one large chunk) wait between the feeder and the workers.
 ///
 /// ```
 /// # use std::sync::{Arc, Mutex};
@@ -200,20 +226,22 @@ where
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((file, seq, plain)) = job else {
+                    let Ok(batch) = job else {
                         return;
                     };
-                    let result = guarded(|| work(&mut state, plain));
-                    if matches!(result, Err(Error::WorkerPanicked)) {
-                        // Its buffers may be half-changed: a fresh state for what follows.
-                        match make() {
-                            Ok(fresh) => state = fresh,
-                            Err(_) => return,
+                    for (file, seq, plain) in batch {
+                        let result = guarded(|| work(&mut state, plain));
+                        if matches!(result, Err(Error::WorkerPanicked)) {
+                            // Its buffers may be half-changed: a fresh state for what follows.
+                            match make() {
+                                Ok(fresh) => state = fresh,
+                                Err(_) => return,
+                            }
                         }
-                    }
-                    if !emit(file, seq, result) {
-                        // The feeder learns on its next send, once every worker has left.
-                        return;
+                        if !emit(file, seq, result) {
+                            // The feeder learns on its next send, once every worker has left.
+                            return;
+                        }
                     }
                 }
             });
@@ -222,10 +250,15 @@ where
         let mut feeder = Feeder {
             chunker,
             work: work_tx,
+            batch: Vec::with_capacity(BATCH_CHUNKS),
+            batch_bytes: 0,
         };
-        // The feeder (and with it the sending end) is dropped when `feed` returns, so the
-        // workers finish what is queued and leave.
-        feed(&mut feeder)
+        let fed = feed(&mut feeder);
+        // The last chunks cut go too (when the workers stopped, nobody waits for them). The
+        // feeder (and with it the sending end) is dropped then, so the workers finish what is
+        // queued and leave.
+        let _ = feeder.hand_over();
+        fed
     }))
 }
 
