@@ -260,19 +260,28 @@ fn insert_blob(
 ) -> Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO packs (account, id) VALUES (?1, ?2)")?
         .execute(params![account.0, &at.pack.0[..]])?;
-    tx.prepare_cached(
-        "INSERT INTO blobs (account, chunk, pack, at, len)
-         SELECT ?1, ?2, p.no, ?4, ?5 FROM packs p WHERE p.account = ?1 AND p.id = ?3
-         AND NOT EXISTS (SELECT 1 FROM blobs b WHERE substr(b.chunk, 1, 8) = substr(?2, 1, 8)
-                         AND b.chunk = ?2 AND +b.pack = p.no)",
-    )?
-    .execute(params![
-        account.0,
-        &chunk.0[..],
-        &at.pack.0[..],
-        at.offset,
-        len
-    ])?;
+    let Some(pack) = tx
+        .prepare_cached("SELECT no FROM packs WHERE account = ?1 AND id = ?2")?
+        .query_row(params![account.0, &at.pack.0[..]], |r| r.get::<_, i64>(0))
+        .optional()?
+    else {
+        return Ok(());
+    };
+    // Looked up, then inserted: one `INSERT … SELECT … WHERE NOT EXISTS` on the same table
+    // makes SQLite stage the rows in a temporary table on every call (a put calls this once
+    // per blob).
+    let known = tx
+        .prepare_cached(
+            "SELECT 1 FROM blobs WHERE substr(chunk, 1, 8) = substr(?1, 1, 8)
+             AND chunk = ?1 AND +pack = ?2",
+        )?
+        .exists(params![&chunk.0[..], pack])?;
+    if !known {
+        tx.prepare_cached(
+            "INSERT INTO blobs (account, chunk, pack, at, len) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![account.0, &chunk.0[..], pack, at.offset, len])?;
+    }
     Ok(())
 }
 
@@ -412,10 +421,15 @@ impl<'a> VaultCatalog<'a> {
         let mut recorded = PackShares::new();
         for (meta, stamp, manifest) in files {
             let mac = self.name_mac(&meta.name);
+            // One index probe per length: `name_mac IN (…)` would build a temporary table
+            // for its two values in every call (a put calls this once per file).
             let last: Option<i64> = tx
                 .prepare_cached(
-                    "SELECT MAX(version) FROM files
-                     WHERE account = ?1 AND name_mac IN (?2, ?3)",
+                    "SELECT max(
+                         ifnull((SELECT MAX(version) FROM files
+                                 WHERE account = ?1 AND name_mac = ?2), 0),
+                         ifnull((SELECT MAX(version) FROM files
+                                 WHERE account = ?1 AND name_mac = ?3), 0))",
                 )?
                 .query_row(params![self.account.0, mac.short(), mac.long()], |r| {
                     r.get(0)
@@ -550,11 +564,13 @@ impl<'a> VaultCatalog<'a> {
     /// The recorded shares of one encoding of a chunk, by index.
     pub fn encoding_shares(&self, chunk: &ChunkId, k: u8, n: u8) -> Result<Vec<ShareRecord>> {
         let conn = self.catalog.conn();
+        // Ordered here, not by SQLite, which would sort a handful of rows in a temporary
+        // b-tree on every call.
         let mut stmt = conn.prepare_cached(
             "SELECT id, idx, peer, state FROM shares
-             WHERE account = ?1 AND chunk = ?2 AND k = ?3 AND n = ?4 ORDER BY idx",
+             WHERE account = ?1 AND chunk = ?2 AND k = ?3 AND n = ?4",
         )?;
-        let rows = stmt
+        let mut rows = stmt
             .query_map(params![self.account.0, &chunk.0[..], k, n], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
@@ -564,6 +580,7 @@ impl<'a> VaultCatalog<'a> {
                 ))
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        rows.sort_by_key(|r| r.1);
         rows.into_iter()
             .map(|(id, idx, peer, state)| {
                 Ok(ShareRecord {
@@ -1367,11 +1384,19 @@ impl<'a> VaultCatalog<'a> {
         let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(names.len());
         {
-            // `+state` keeps the (account, name_mac, version) index in use (see `entries`).
+            // The newest visible version under each length of the name's key, walked down
+            // the (account, name_mac, version) index (`+state` keeps it in use, see
+            // `entries`); the newer of the two is taken here. `name_mac IN (…) ORDER BY
+            // version` would sort in a temporary table on every call, and this runs once per
+            // file of every put.
             let mut stmt = tx.prepare_cached(
-                "SELECT id, version, meta, name_mac FROM files
-                 WHERE account = ?1 AND name_mac IN (?2, ?4) AND +state = ?3
-                 ORDER BY version DESC LIMIT 1",
+                "SELECT * FROM (SELECT id, version, meta, name_mac FROM files
+                                WHERE account = ?1 AND name_mac = ?2 AND +state = ?3
+                                ORDER BY version DESC LIMIT 1)
+                 UNION ALL
+                 SELECT * FROM (SELECT id, version, meta, name_mac FROM files
+                                WHERE account = ?1 AND name_mac = ?4 AND +state = ?3
+                                ORDER BY version DESC LIMIT 1)",
             )?;
             for name in names {
                 let mac = self.name_mac(name);
@@ -1381,16 +1406,20 @@ impl<'a> VaultCatalog<'a> {
                     FILE_VISIBLE,
                     mac.long()
                 ])?;
-                let Some(r) = rows.next()? else {
+                let mut newest: Option<(i64, u32, Vec<u8>, Vec<u8>)> = None;
+                while let Some(r) = rows.next()? {
+                    let version: u32 = r.get(1)?;
+                    if newest.as_ref().is_none_or(|n| version > n.1) {
+                        newest = Some((r.get(0)?, version, r.get(2)?, r.get(3)?));
+                    }
+                }
+                let Some((id, version, sealed, row_mac)) = newest else {
                     out.push(None);
                     continue;
                 };
-                let version: u32 = r.get(1)?;
-                let sealed = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
                 // A version whose metadata does not open is not one a file can be found
                 // unchanged against: the put reads the file again (and `check` says why).
-                let row_mac = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                let Ok((meta, stored_at, stamp)) = self.open_stamped(sealed, row_mac, version)
+                let Ok((meta, stored_at, stamp)) = self.open_stamped(&sealed, &row_mac, version)
                 else {
                     out.push(None);
                     continue;
@@ -1401,7 +1430,7 @@ impl<'a> VaultCatalog<'a> {
                 }
                 out.push(Some((
                     FileEntry {
-                        id: FileId(r.get(0)?),
+                        id: FileId(id),
                         version,
                         stored_at,
                         meta,
