@@ -211,8 +211,13 @@ async fn a_range_a_peer_serves_wrong_is_rebuilt_from_the_other_shares() {
     let swarm =
         Swarm::in_memory_in_order(4, 3, &[(1, shard_testkit::adversary::Lie::WrongBytes)]).await;
     let path = swarm.path("letters.bin");
-    // 1.5 MB in a pack of 1 MiB shares: its blobs reach into data share 1.
-    let bytes = content(1_500_000, 8);
+    // One chunk for sure (shorter than the chunker's 256 KiB minimum), packed alone in the
+    // smallest pack of 2 data shares of 256 KiB (16 bytes of each salt): its blob (the chunk
+    // and 28 bytes) ends 40 bytes into data share 1, past the salt (the liar changes a bit
+    // in every 16 bytes it serves). A file of several chunks would be cut where the vault's
+    // random chunker key says, and its blobs spread over two open packs at random: whether
+    // any reached data share 1 would be chance (it failed so, now and then).
+    let bytes = content(262_140, 8);
     fs::write(&path, &bytes).unwrap();
     let report = swarm.put(&path, "letters.bin", Some((2, 3))).await.unwrap();
     assert_eq!(report.packs_sent, 1, "{report:?}");

@@ -133,9 +133,10 @@ impl ShareStore for Adversary {
             return Ok(Some(Share::new(cut, payload)?));
         }
         if self.lies(Lie::WrongBytes) {
-            // One bit in every 4 KiB: a read of any range of a few KiB sees some.
+            // One bit in every 16 bytes: a read of any range of 16 bytes or more sees some,
+            // even a blob that reaches only a few bytes past a share's salt.
             let mut payload = share.payload().to_vec();
-            for b in payload.iter_mut().step_by(4096) {
+            for b in payload.iter_mut().step_by(16) {
                 *b ^= 0x01;
             }
             return Ok(Some(Share::new(*header, Bytes::from(payload))?));
