@@ -48,8 +48,9 @@ type Work = Vec<(usize, usize, Vec<u8>)>;
 /// Chunks handed to a worker at once, at most: a tree of small files is one chunk per file,
 /// and waking a worker for each cost more than sealing it (a context switch per file).
 const BATCH_CHUNKS: usize = 64;
-/// Bytes after which a batch goes at once: a large chunk (at least the chunker's minimum, in
-/// practice) travels on its own, as it did before batches.
+/// Bytes after which a batch goes at once: a batch holds less than this plus one chunk. With
+/// the chunker's sizes (minimum 256 KiB) only a file's last chunk can be shorter, so every
+/// other chunk goes at once, with at most the short tails of files before it.
 const BATCH_BYTES: usize = 128 * 1024;
 
 /// Hands files to [`split_parallel`]'s workers, on the calling thread.
@@ -100,9 +101,12 @@ impl<C: Chunker> Feeder<'_, C> {
 ///
 /// Each chunk is encoded with the redundancy `choose` picks once its id is known (a chunk
 /// stored before keeps the encoding it has), starting from `redundancy`. Every encoded chunk
-/// goes to `emit`, on a worker thread; `emit` returning `false` stops the workers, and the
-/// feeder's next chunk fails with [`Error::Stopped`]. At most `workers` batches of chunks
-/// (each at most 64 chunks, or one large chunk) wait between the feeder and the workers.
+/// goes to `emit`, on a worker thread; `emit` returning `false` stops the workers (the
+/// chunks they hold are dropped), and the feeder fails with [`Error::Stopped`] the next time
+/// it hands chunks over — which may be in a later file: a caller whose `emit` stops must treat
+/// the whole split as failed, not only the file being fed. At most `workers` batches of chunks
+/// (each at most 64 chunks, or under 128 KiB and one more chunk) wait between the feeder and
+/// the workers.
 ///
 /// ```
 /// # use std::sync::{Arc, Mutex};
@@ -524,6 +528,48 @@ mod tests {
                 assert_eq!(bytes, file.len() as u64);
             }
         }
+    }
+
+    #[test]
+    fn many_small_files_each_chunk_emitted_once_whatever_batch_it_went_in() {
+        // 500 small files (their chunks travel in batches, a file's last chunk often still
+        // waiting when the next file is fed) and a large one among them.
+        let mut files: Vec<Vec<u8>> = (0..500usize)
+            .map(|i| data(1 + (i * 97) % 9_000, u8::try_from(i % 256).unwrap()))
+            .collect();
+        files.insert(250, data(700_000, 7));
+        let keys = keys();
+        let r = Redundancy::new(2, 3).unwrap();
+        let seen: Mutex<HashMap<(usize, usize), usize>> = Mutex::default();
+        let sizes = split_parallel(
+            &keys,
+            r,
+            &chunker(&keys),
+            2,
+            &|_| Ok(r),
+            &|c| {
+                assert!(c.result.is_ok());
+                *seen.lock().unwrap().entry((c.file, c.seq)).or_default() += 1;
+                true
+            },
+            |feed| {
+                files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| feed.file(i, &f[..]).unwrap())
+                    .collect::<Vec<_>>()
+            },
+        )
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        for (i, file) in files.iter().enumerate() {
+            assert_eq!(sizes[i].1, file.len() as u64, "file {i}");
+            for seq in 0..sizes[i].0 {
+                assert_eq!(seen.get(&(i, seq)), Some(&1), "file {i} chunk {seq}");
+            }
+        }
+        assert_eq!(seen.len(), sizes.iter().map(|s| s.0).sum::<usize>());
+        assert!(sizes[250].0 > 5, "the large file is several chunks");
     }
 
     #[test]
