@@ -285,9 +285,9 @@ fn main() {
     );
     println!();
     println!(
-        "| step | shard owner | shard peers | shard CLI | shard total | restic | shard / restic |"
+        "| step | shard owner | shard peers | shard CLI | shard total | restic | shard / restic | page faults, owner / peers |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let steps: [(&str, Step, Step); 5] = [
         ("put file", put_big, r_put_big),
         ("get file", get_big, r_get_big),
@@ -297,13 +297,15 @@ fn main() {
     ];
     for (name, ours, theirs) in steps {
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}× |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}× | {} / {} |",
             ours.owner,
             ours.peers,
             ours.children,
             ours.cpu(),
             theirs.cpu(),
-            ours.cpu() / theirs.cpu().max(0.01)
+            ours.cpu() / theirs.cpu().max(0.01),
+            ours.faults.0,
+            ours.faults.1
         );
     }
     println!();

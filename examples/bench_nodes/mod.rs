@@ -149,17 +149,19 @@ impl Drop for Node {
 /// false) or those of its children it has waited for (true). Clock ticks are taken as 100 a
 /// second, as on every Linux this runs on.
 fn stat_cpu_seconds(stat: &str, children: bool) -> f64 {
-    // The fields after the command name (which may hold spaces) and the state, so the first
-    // is field 4 (ppid): utime and stime are fields 14 and 15, cutime and cstime 16 and 17.
+    // utime and stime are fields 14 and 15, cutime and cstime 16 and 17.
+    let at = if children { 16 } else { 14 };
+    (stat_field(stat, at) + stat_field(stat, at + 1)) as f64 / 100.0
+}
+
+/// Field `number` (1-based, as proc(5) counts them; 4 or later) of a `/proc/…/stat` line.
+fn stat_field(stat: &str, number: usize) -> u64 {
+    // The fields after the command name (which may hold spaces) start with the state, field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let at = if children { 12 } else { 10 };
-    let ticks = fields.get(at).copied().unwrap_or(0) + fields.get(at + 1).copied().unwrap_or(0);
-    ticks as f64 / 100.0
+    rest.split_whitespace()
+        .nth(number.saturating_sub(3))
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Node {
@@ -167,6 +169,14 @@ impl Node {
     pub fn cpu_seconds(&self) -> f64 {
         fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .map_or(0.0, |s| stat_cpu_seconds(&s, false))
+    }
+
+    /// Minor page faults this node has taken so far (field 10, `minflt`): each is a page the
+    /// kernel handed it, most of them zeroed first; a count that does not move with the
+    /// machine's load, unlike CPU seconds here.
+    pub fn minor_faults(&self) -> u64 {
+        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map_or(0, |s| stat_field(&s, 10))
     }
 }
 
@@ -183,6 +193,8 @@ pub struct Step {
     pub owner: f64,
     pub peers: f64,
     pub children: f64,
+    /// Minor page faults of the owner and of the peers together.
+    pub faults: (u64, u64),
 }
 
 impl Step {
@@ -202,14 +214,24 @@ pub fn timed_cpu(nodes: Option<(&Node, &[Node])>, f: impl FnOnce()) -> Step {
             )
         })
     };
-    let ((o, p), c) = (cpu(), children_cpu_seconds());
+    let faults = || {
+        nodes.map_or((0, 0), |(owner, peers)| {
+            (
+                owner.minor_faults(),
+                peers.iter().map(Node::minor_faults).sum::<u64>(),
+            )
+        })
+    };
+    let ((o, p), c, (fo, fp)) = (cpu(), children_cpu_seconds(), faults());
     let wall = timed(f);
     let (o2, p2) = cpu();
+    let (fo2, fp2) = faults();
     Step {
         wall,
         owner: o2 - o,
         peers: p2 - p,
         children: children_cpu_seconds() - c,
+        faults: (fo2.saturating_sub(fo), fp2.saturating_sub(fp)),
     }
 }
 
