@@ -253,6 +253,56 @@ async fn a_paired_node_stores_fetches_lists_and_deletes() {
 }
 
 #[tokio::test]
+async fn shares_of_several_mib_go_out_in_batches_and_come_back_byte_exact() {
+    // A sender encrypts a frame a batch of records at a time (just under 1 MiB per write)
+    // and a receiver makes room for a whole frame once it sees its length: sizes around a
+    // batch's end, across many batches, and the largest a frame holds, on one connection,
+    // several in flight at once.
+    let me = NodeIdentity::generate().unwrap();
+    let srv = server(&[me.node_id()]).await;
+    let c = client(&srv, &me).await;
+    let (_, vault) = vault_keys();
+    let record = 65_535 - 16;
+    let sizes = [
+        16 * record - 40,
+        16 * record,
+        16 * record + 2,
+        5 * (1 << 20) + 2,
+        8 * (1 << 20),
+        2,
+    ];
+    let shares: Vec<Share> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let payload: Vec<u8> = (0..len).map(|j| (j * 7 + i * 13) as u8).collect();
+            Share::new(
+                ShareHeader::new(2, 3, 0, payload.len() as u32).unwrap(),
+                Bytes::from(payload),
+            )
+            .unwrap()
+        })
+        .collect();
+    let puts = shares.iter().map(|s| c.put_share(vault, s, T));
+    for result in futures_util::future::join_all(puts).await {
+        result.unwrap();
+    }
+    let gets = shares.iter().map(|s| c.get_share(vault, s.id(), T));
+    for (got, s) in futures_util::future::join_all(gets)
+        .await
+        .into_iter()
+        .zip(&shares)
+    {
+        assert_eq!(
+            got.unwrap().as_ref(),
+            Some(s),
+            "{} bytes",
+            s.payload().len()
+        );
+    }
+}
+
+#[tokio::test]
 async fn ranges_of_a_share_are_served_to_its_owner_only_and_within_its_bounds() {
     let alice = NodeIdentity::generate().unwrap();
     let mallory = NodeIdentity::generate().unwrap();
