@@ -418,8 +418,10 @@ fn pack_round(
     tx: &mpsc::Sender<EncodedPack>,
 ) -> std::result::Result<(Origins, Vec<String>), String> {
     let vault = node.catalog().vault(session.account, &session.keys);
-    let mut builder = PackBuilder::new(round.redundancy).map_err(|e| e.to_string())?;
     let mut coder = PackCoder::new();
+    let mut builder = PackBuilder::new(round.redundancy)
+        .map_err(|e| e.to_string())?
+        .recycling(coder.pool());
     let mut origins: Origins = HashMap::new();
     let mut failures = Vec::new();
     let send = |coder: &mut PackCoder, pack| -> std::result::Result<(), String> {

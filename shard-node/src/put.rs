@@ -186,6 +186,8 @@ fn stored_copy(
 struct Packer<'a> {
     builder: std::sync::Mutex<Option<PackBuilder>>,
     coder: std::sync::Mutex<PackCoder>,
+    /// The coder's buffers, for the builders that replace the first.
+    pool: shard_store::BufferPool,
     /// Chunks packed in this put whose packs the catalog does not record yet: met again,
     /// they are not packed twice (once recorded, the catalog finds them).
     met: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
@@ -262,7 +264,7 @@ impl Packer<'_> {
         let closed = match self.builder.lock() {
             Ok(mut b) => match b.as_mut() {
                 Some(open) => PackBuilder::new(open.redundancy())
-                    .map(|fresh| std::mem::replace(open, fresh))
+                    .map(|fresh| std::mem::replace(open, fresh.recycling(self.pool.clone())))
                     .and_then(PackBuilder::finish)
                     .map_err(Error::Store),
                 None => Ok(Vec::new()),
@@ -400,9 +402,13 @@ fn encode_files(
     )?;
     let catalog = node.catalog().vault(session.account, &session.keys);
     let known = |id: &ChunkId, len: u32| stored_copy(&catalog, id, len, asked, usable);
+    // Pack and recovery buffers come back to the coder once a pack's shares are sent, and
+    // the next pack takes them (see `BufferPool`).
+    let coder = PackCoder::new();
     let packer = Packer {
-        builder: std::sync::Mutex::new(Some(PackBuilder::new(asked)?)),
-        coder: std::sync::Mutex::new(PackCoder::new()),
+        builder: std::sync::Mutex::new(Some(PackBuilder::new(asked)?.recycling(coder.pool()))),
+        pool: coder.pool(),
+        coder: std::sync::Mutex::new(coder),
         met,
         tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(PACKS_IN_FLIGHT)),

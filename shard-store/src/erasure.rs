@@ -46,10 +46,18 @@ impl ErasureCoder {
     /// The `n − k` recovery shards of `sealed` (length `k × shard_len`, `shard_len` even),
     /// concatenated.
     pub fn encode(&mut self, sealed: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode_into(sealed, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`ErasureCoder::encode`], appending the recovery shards to `out` (a buffer used
+    /// again, see `BufferPool`).
+    pub fn encode_into(&mut self, sealed: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let shard_len = self.shard_len(sealed.len())?;
         let recovery = self.n - self.k;
         if recovery == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let encoder = match &mut self.encoder {
             Some(enc) => {
@@ -64,11 +72,11 @@ impl ErasureCoder {
             encoder.add_original_shard(shard).map_err(rs_error)?;
         }
         let result = encoder.encode().map_err(rs_error)?;
-        let mut out = Vec::with_capacity(recovery * shard_len);
+        out.reserve(recovery * shard_len);
         for shard in result.recovery_iter() {
             out.extend_from_slice(shard);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Rebuilds the sealed chunk from at least `k` shards given as `(index, bytes)` with distinct

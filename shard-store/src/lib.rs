@@ -30,6 +30,7 @@
 //! # Ok::<(), shard_store::Error>(())
 //! ```
 
+mod buffers;
 mod catalog;
 mod chunker;
 mod erasure;
@@ -42,6 +43,7 @@ mod pipeline;
 mod share_store;
 mod stream;
 
+pub use buffers::BufferPool;
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
     FileStamp, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord, Relocated, SCHEMA_VERSION,

@@ -43,6 +43,7 @@ use shard_crypto::{ChunkFormat, SEAL_OVERHEAD, VaultKeys};
 use shard_proto::BLOB_OVERHEAD;
 use shard_proto::{ChunkId, PackId, PackRef, SHARE_VERSION, Share, ShareHeader};
 
+use crate::buffers::BufferPool;
 use crate::erasure::ErasureCoder;
 use crate::pipeline::Redundancy;
 use crate::{Error, Result};
@@ -303,6 +304,7 @@ pub struct PackBuilder {
     full: PackShape,
     open: Vec<Open>,
     rng: ChaCha20Rng,
+    pool: BufferPool,
 }
 
 impl PackBuilder {
@@ -320,7 +322,15 @@ impl PackBuilder {
             full: PackShape::full(redundancy),
             open: Vec::new(),
             rng: ChaCha20Rng::from_seed(seed),
+            pool: BufferPool::new(),
         }
+    }
+
+    /// Takes each pack's buffer from `pool`: give it the pool of the [`PackCoder`] that codes
+    /// the packs, and a pack's buffer is used again once its shares are sent.
+    pub fn recycling(mut self, pool: BufferPool) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// The redundancy of the packs made.
@@ -408,7 +418,7 @@ impl PackBuilder {
         }
         let coded = usize::try_from(shape.coded_len())
             .map_err(|_| Error::InvalidParameters("pack size"))?;
-        let mut bytes = vec![0u8; coded];
+        let mut bytes = self.pool.zeroed(coded);
         let share_len = shape.share_len as usize;
         // Each data share's salt, random.
         for i in 0..usize::from(shape.k) {
@@ -474,16 +484,24 @@ pub struct EncodedPack {
     pub shares: Vec<Share>,
 }
 
-/// Codes packs into shares and back. Keeps its Reed-Solomon buffers between packs.
+/// Codes packs into shares and back. Keeps its Reed-Solomon buffers between packs, and the
+/// pack and recovery buffers of the shares it made once they are dropped ([`PackCoder::pool`]).
 #[derive(Default)]
 pub struct PackCoder {
     coder: Option<ErasureCoder>,
+    pool: BufferPool,
 }
 
 impl PackCoder {
     /// A coder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Where the buffers of the shares this coder made go back to, for
+    /// [`PackBuilder::recycling`].
+    pub fn pool(&self) -> BufferPool {
+        self.pool.clone()
     }
 
     fn coder(&mut self, k: u8, n: u8) -> Result<&mut ErasureCoder> {
@@ -508,8 +526,12 @@ impl PackCoder {
         if pack.bytes.len() as u64 != shape.coded_len() {
             return Err(Error::InvalidParameters("pack bytes differ from its shape"));
         }
-        let recovery = Bytes::from(self.coder(k, n)?.encode(&pack.bytes)?);
-        let bytes = Bytes::from(pack.bytes);
+        let mut recovery = self
+            .pool
+            .take(usize::from(n.saturating_sub(k)) * shape.share_len as usize);
+        self.coder(k, n)?.encode_into(&pack.bytes, &mut recovery)?;
+        let recovery = self.pool.share(recovery);
+        let bytes = self.pool.share(pack.bytes);
         let len = shape.share_len as usize;
         let mut shares = Vec::with_capacity(usize::from(n));
         for index in 0..n {

@@ -302,6 +302,62 @@ fn a_small_file_is_read_with_a_small_range_even_with_a_data_share_lost() {
 }
 
 #[test]
+fn packs_built_in_buffers_used_again_hold_only_their_own_blobs() {
+    // A put's packs take the buffers of packs whose shares were sent. A large pack first,
+    // then small ones in its buffers: each must read back its own blobs and only those, from
+    // its data shares and rebuilt from others.
+    let keys = keys(9);
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut coder = PackCoder::new();
+    let redundancy = Redundancy::new(3, 5).unwrap();
+    for (round, (blobs, len)) in [(30, 400_000), (3, 5_000), (1, 100), (20, 300_000), (2, 70)]
+        .into_iter()
+        .enumerate()
+    {
+        let idle_before = coder.pool().idle();
+        let mut builder = PackBuilder::new(redundancy)
+            .unwrap()
+            .recycling(coder.pool());
+        let plains: Vec<Vec<u8>> = (0..blobs).map(|_| random_bytes(&mut rng, len)).collect();
+        let mut packs = Vec::new();
+        for plain in &plains {
+            if let Some(pack) = builder.add(Blob::seal(&keys, plain).unwrap()).unwrap() {
+                packs.push(coder.encode(pack).unwrap());
+            }
+        }
+        for pack in builder.finish().unwrap() {
+            packs.push(coder.encode(pack).unwrap());
+        }
+        if round > 0 {
+            assert!(
+                idle_before >= 2,
+                "round {round}: the last round's buffers came back"
+            );
+            assert!(
+                coder.pool().idle() < idle_before,
+                "round {round}: and were taken again"
+            );
+        }
+        let mut found = 0;
+        for pack in &packs {
+            for place in &pack.blobs {
+                for lost in [[false; 5], [true, false, true, false, false]] {
+                    let back = coder
+                        .read_blob(&keys, &pack.pack, place, |i, r| {
+                            ranged(&pack.shares, &lost, i, r)
+                        })
+                        .unwrap();
+                    assert!(plains.contains(&back), "round {round}: a blob not stored");
+                }
+                found += 1;
+            }
+        }
+        assert_eq!(found, blobs, "round {round}");
+        drop(packs);
+    }
+}
+
+#[test]
 fn altered_bytes_too_few_shares_and_bad_places_are_typed_errors() {
     let keys = keys(8);
     let files = vec![random_bytes(&mut ChaCha20Rng::seed_from_u64(3), 50_000)];
