@@ -566,6 +566,9 @@ pub struct ChannelReader {
 /// Bytes of a frame's length field, which `frame_len` has already bounded.
 const FRAME_LEN_BYTES: usize = 4;
 
+/// How many times what has arrived of a frame the receiver makes room for at most.
+const RESERVE_AHEAD: usize = 16;
+
 /// How much ciphertext one read asks for.
 const READ_AHEAD: usize = 4 * MAX_RECORD;
 
@@ -583,11 +586,14 @@ impl ChannelReader {
                 return Ok(decode_frame(&frame)?);
             }
             // The frame's length is known from its first bytes (and bounded by `frame_len`):
-            // room for all of it at once, not grown (and copied) record by record.
+            // room for it in large steps, not grown (and copied) a doubling at a time — but
+            // never more than 16 times what the peer has sent of it (at least one record's
+            // worth), so four bytes announcing 9 MiB do not reserve 9 MiB.
             if let Some(len) = self.plain.first_chunk::<4>() {
                 let whole = FRAME_LEN_BYTES + u32::from_le_bytes(*len) as usize;
+                let room = whole.min(RESERVE_AHEAD * self.plain.len().max(MAX_RECORD));
                 self.plain
-                    .reserve(whole.saturating_sub(self.plain.len()) + MAX_RECORD);
+                    .reserve(room.saturating_sub(self.plain.len()) + MAX_RECORD);
             }
             self.read_record().await?;
         }

@@ -72,11 +72,22 @@ impl BufferPool {
         self.idle.lock().map_or(0, |idle| idle.len())
     }
 
+    /// Keeps `buf` if there is room, or in place of a smaller idle buffer (so a pool that
+    /// filled up with small buffers does not turn every large one away).
     fn give_back(idle: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
-        if let Ok(mut idle) = idle.lock()
-            && idle.len() < KEEP
-        {
+        let Ok(mut idle) = idle.lock() else {
+            return;
+        };
+        if idle.len() < KEEP {
             idle.push(buf);
+            return;
+        }
+        let smallest = idle
+            .iter_mut()
+            .min_by_key(|b| b.capacity())
+            .filter(|b| b.capacity() < buf.capacity());
+        if let Some(slot) = smallest {
+            *slot = buf;
         }
     }
 }
@@ -140,6 +151,28 @@ mod tests {
         assert!(small.capacity() >= 1 << 20 && small.capacity() < 4 << 20);
         assert!(pool.take(32 << 20).capacity() >= 32 << 20, "a new one");
         assert_eq!(pool.idle(), 1, "the 16 MiB one is left");
+    }
+
+    #[test]
+    fn a_full_pool_keeps_a_large_buffer_in_place_of_its_smallest() {
+        let pool = BufferPool::new();
+        let small: Vec<Bytes> = (0..KEEP)
+            .map(|_| pool.share(Vec::with_capacity(1024)))
+            .collect();
+        drop(small);
+        assert_eq!(pool.idle(), KEEP);
+        drop(pool.share(Vec::with_capacity(8 << 20)));
+        drop(pool.share(Vec::with_capacity(16)));
+        assert_eq!(pool.idle(), KEEP);
+        assert!(
+            pool.take(4 << 20).capacity() >= 8 << 20,
+            "the large one was kept"
+        );
+        let rest: Vec<usize> = (0..KEEP - 1).map(|_| pool.take(0).capacity()).collect();
+        assert!(
+            rest.iter().all(|c| *c >= 1024),
+            "the one smaller than all idle was not: {rest:?}"
+        );
     }
 
     #[test]
