@@ -586,14 +586,24 @@ impl ChannelReader {
                 return Ok(decode_frame(&frame)?);
             }
             // The frame's length is known from its first bytes (and bounded by `frame_len`):
-            // room for it in large steps, not grown (and copied) a doubling at a time — but
-            // never more than 16 times what the peer has sent of it (at least one record's
-            // worth), so four bytes announcing 9 MiB do not reserve 9 MiB.
+            // when the next record does not fit, room is made for much more of the frame at
+            // once — what a batch of records holds, or 16 times what has arrived, at most the
+            // whole frame — in a buffer of exactly that size, not doubled a record at a time
+            // (each doubling a copy). So four bytes announcing 9 MiB make room for one
+            // batch, and a 9 MiB frame costs two buffers and a copy of one batch.
             if let Some(len) = self.plain.first_chunk::<4>() {
                 let whole = FRAME_LEN_BYTES + u32::from_le_bytes(*len) as usize;
-                let room = whole.min(RESERVE_AHEAD * self.plain.len().max(MAX_RECORD));
-                self.plain
-                    .reserve(room.saturating_sub(self.plain.len()) + MAX_RECORD);
+                let have = self.plain.len();
+                if have < whole && self.plain.capacity() < have + MAX_RECORD {
+                    let room = whole
+                        .min((RESERVE_AHEAD * have).max(WRITE_BATCH))
+                        .max(have + MAX_RECORD);
+                    if !self.plain.try_reclaim(room - have) {
+                        let mut grown = BytesMut::with_capacity(room);
+                        grown.extend_from_slice(&self.plain);
+                        self.plain = grown;
+                    }
+                }
             }
             self.read_record().await?;
         }

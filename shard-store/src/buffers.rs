@@ -75,20 +75,24 @@ impl BufferPool {
     /// Keeps `buf` if there is room, or in place of a smaller idle buffer (so a pool that
     /// filled up with small buffers does not turn every large one away).
     fn give_back(idle: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
-        let Ok(mut idle) = idle.lock() else {
-            return;
+        // The buffer not kept is freed after the lock is let go (freeing 16 MiB unmaps it).
+        let _freed = {
+            let Ok(mut idle) = idle.lock() else {
+                return;
+            };
+            if idle.len() < KEEP {
+                idle.push(buf);
+                return;
+            }
+            match idle
+                .iter_mut()
+                .min_by_key(|b| b.capacity())
+                .filter(|b| b.capacity() < buf.capacity())
+            {
+                Some(slot) => std::mem::replace(slot, buf),
+                None => buf,
+            }
         };
-        if idle.len() < KEEP {
-            idle.push(buf);
-            return;
-        }
-        let smallest = idle
-            .iter_mut()
-            .min_by_key(|b| b.capacity())
-            .filter(|b| b.capacity() < buf.capacity());
-        if let Some(slot) = smallest {
-            *slot = buf;
-        }
     }
 }
 
