@@ -165,18 +165,13 @@ fn stat_field(stat: &str, number: usize) -> u64 {
 }
 
 impl Node {
-    /// CPU seconds this node has used so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .map_or(0.0, |s| stat_cpu_seconds(&s, false))
-    }
-
-    /// Minor page faults this node has taken so far (field 10, `minflt`): each is a page the
-    /// kernel handed it, most of them zeroed first; a count that does not move with the
-    /// machine's load, unlike CPU seconds here.
-    pub fn minor_faults(&self) -> u64 {
-        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .map_or(0, |s| stat_field(&s, 10))
+    /// CPU seconds this node has used so far, and its minor page faults (field 10, `minflt`):
+    /// each is a page the kernel handed it, most of them zeroed first; a count that does not
+    /// move with the machine's load, unlike CPU seconds here. One read of its stat line.
+    pub fn usage(&self) -> (f64, u64) {
+        fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or((0.0, 0), |s| {
+            (stat_cpu_seconds(&s, false), stat_field(&s, 10))
+        })
     }
 }
 
@@ -206,26 +201,20 @@ impl Step {
 
 /// Runs `f` and measures it as a [`Step`] (no nodes: `owner` and `peers` are 0).
 pub fn timed_cpu(nodes: Option<(&Node, &[Node])>, f: impl FnOnce()) -> Step {
-    let cpu = || {
-        nodes.map_or((0.0, 0.0), |(owner, peers)| {
-            (
-                owner.cpu_seconds(),
-                peers.iter().map(Node::cpu_seconds).sum::<f64>(),
-            )
+    // (owner's CPU, peers' CPU, owner's faults, peers' faults)
+    let usage = || {
+        nodes.map_or((0.0, 0.0, 0, 0), |(owner, peers)| {
+            let (oc, of) = owner.usage();
+            let (pc, pf) = peers
+                .iter()
+                .map(Node::usage)
+                .fold((0.0, 0), |(c, f), (nc, nf)| (c + nc, f + nf));
+            (oc, pc, of, pf)
         })
     };
-    let faults = || {
-        nodes.map_or((0, 0), |(owner, peers)| {
-            (
-                owner.minor_faults(),
-                peers.iter().map(Node::minor_faults).sum::<u64>(),
-            )
-        })
-    };
-    let ((o, p), c, (fo, fp)) = (cpu(), children_cpu_seconds(), faults());
+    let ((o, p, fo, fp), c) = (usage(), children_cpu_seconds());
     let wall = timed(f);
-    let (o2, p2) = cpu();
-    let (fo2, fp2) = faults();
+    let (o2, p2, fo2, fp2) = usage();
     Step {
         wall,
         owner: o2 - o,
