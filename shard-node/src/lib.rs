@@ -43,6 +43,7 @@
 //! failure it is.
 
 pub mod accounts;
+pub mod backup;
 mod error;
 pub mod files;
 pub mod get;
