@@ -113,8 +113,12 @@ pub fn check(
         report.shares
     );
     if report.read.shares > 0 {
+        let not_given = match report.read.unreadable {
+            0 => String::new(),
+            n => format!(", {n} not given by nodes that said they hold them"),
+        };
         println!(
-            "read back and verified {} shares: {} bad",
+            "read back and verified {} shares: {} bad{not_given}",
             report.read.shares, report.read.bad
         );
     }

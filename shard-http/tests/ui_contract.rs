@@ -93,6 +93,7 @@ fn check_report() -> CheckReport {
         read: ReadSummary {
             shares: 0,
             bad: 0,
+            unreadable: 0,
             fraction: 0.0,
         },
         ok: false,

@@ -218,6 +218,19 @@ pub enum Error {
         /// Peers asked.
         peers: usize,
     },
+    /// The new catalog head reached some of the vault's holders but not all: the others'
+    /// heads still point at an earlier snapshot, which is therefore kept.
+    #[error(
+        "catalog snapshot {seq} is stored, but {} not got its head yet; the earlier snapshot is kept for recovery until {}",
+        if missing.len() == 1 { format!("{} has", missing.join(", ")) } else { format!("{} have", missing.join(", ")) },
+        if missing.len() == 1 { "it has" } else { "they have" }
+    )]
+    HeadNotOnEveryHolder {
+        /// The head's sequence number.
+        seq: u64,
+        /// The holders without it, by name.
+        missing: Vec<String>,
+    },
     /// Recovery needs connected peers and there are none.
     #[error(
         "no peer is connected: pair this node with the old peers first (`shard invite` / `shard join`)"
@@ -437,7 +450,9 @@ impl Error {
                 ErrorKind::Unavailable,
                 "start the peers that hold the chunk's other shares, or pair nodes with room, and unpair again; --now forgets the peer at once, with shares that may exist nowhere else",
             ),
-            Error::SnapshotNotStored(_) | Error::HeadNotKept { .. } => (
+            Error::SnapshotNotStored(_)
+            | Error::HeadNotKept { .. }
+            | Error::HeadNotOnEveryHolder { .. } => (
                 ErrorKind::Unavailable,
                 "the catalog snapshot needs paired nodes online and with room (`shard peers` shows both); it is written again when a node comes back (the repair check) or after the next change",
             ),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use shard_proto::{Manifest, NodeId, ShareId};
-use shard_store::{FileEntry, FileId, FileKind, ShareState};
+use shard_store::{FileEntry, FileId, FileKind, ShareState, VaultState};
 
 use crate::node::Node;
 use crate::report::{ChunkHealth, ListedFile, Listing, Removal, StoredHealth};
@@ -343,11 +343,18 @@ impl Node {
         }
         {
             let _writer = session.writer.lock().await;
-            let state = self
-                .catalog()
-                .vault(session.account, &session.keys)
-                .state()?;
+            let (state, kept) = {
+                let vault = self.catalog().vault(session.account, &session.keys);
+                (vault.state()?, vault.kept_heads()?)
+            };
             crate::snapshot::delete_snapshot(self, &session, &state, &Default::default()).await;
+            for k in kept {
+                let kept = VaultState {
+                    seq: k.seq,
+                    snapshot: Some(k.head),
+                };
+                crate::snapshot::delete_snapshot(self, &session, &kept, &Default::default()).await;
+            }
             self.logout(Some(user));
             self.catalog().delete_account(account.id)?;
         }

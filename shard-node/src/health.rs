@@ -163,7 +163,8 @@ struct Survey {
     chunks: HashMap<EncKey, ChunkState>,
     /// Per node: (shares asked, missing, bad, error if it could not be asked).
     nodes: HashMap<NodeId, (u64, u64, u64, Option<String>)>,
-    read: (u64, u64),
+    /// Shares read, of which bad, and of which not given by a node that said it holds them.
+    read: (u64, u64, u64),
 }
 
 fn selected(entry: &FileEntry, names: &[Vec<u8>]) -> bool {
@@ -401,7 +402,8 @@ async fn survey(
 
     tracing::debug!("survey: nodes asked in {:?}", t0.elapsed());
     // The bytes of a sample.
-    let mut read = (0u64, 0u64);
+    let mut read = (0u64, 0u64, 0u64);
+    let mut unreadable: HashMap<NodeId, (u64, String)> = HashMap::new();
     if read_fraction > 0.0 {
         let mut salt = [0u8; 16];
         shard_crypto::fill_random(&mut salt)?;
@@ -439,6 +441,14 @@ async fn survey(
                 Ok(None) => Seen::Missing,
                 Err(Error::Store(shard_store::Error::Corrupt { .. })) => Seen::Bad,
                 Err(e) if e.remote_code() == Some(shard_proto::ErrorCode::Corrupt) => Seen::Bad,
+                // The node answered, and not with the share it had just said it holds.
+                Err(e) if e.remote_code().is_some() => {
+                    tracing::warn!("reading share {id} back failed: {e}");
+                    let entry = unreadable.entry(holder).or_insert((0, e.to_string()));
+                    entry.0 += 1;
+                    Seen::Unknown
+                }
+                // No answer (a timeout, a dropped connection): nothing is known.
                 Err(e) => {
                     tracing::warn!("reading share {id} back failed: {e}");
                     Seen::Unknown
@@ -482,6 +492,15 @@ async fn survey(
         })
         .await
         .map_err(|e| Error::task(&e))??;
+    }
+    // A node that said it holds shares and then did not give them: named, and counted.
+    read.2 = unreadable.values().map(|(n, _)| n).sum();
+    for (holder, (count, error)) in unreadable {
+        if let Some(n) = nodes.get_mut(&holder) {
+            n.3.get_or_insert(format!(
+                "said it holds {count} shares that it then did not give when read: {error}"
+            ));
+        }
     }
     Ok(Survey {
         chunks,
@@ -633,6 +652,7 @@ pub async fn check(
     let snapshot_failure = node.snapshot_failure(session.account);
     let ok = count(ChunkHealth::Degraded) == 0
         && count(ChunkHealth::Lost) == 0
+        && read.2 == 0
         && snapshot_failure.is_none();
     Ok(CheckReport {
         catalog_snapshot_failure: snapshot_failure,
@@ -654,6 +674,7 @@ pub async fn check(
         read: ReadSummary {
             shares: read.0,
             bad: read.1,
+            unreadable: read.2,
             fraction: read_fraction,
         },
         ok,
@@ -1150,15 +1171,13 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
             let Ok(session) = node.session(Some(&user)) else {
                 continue;
             };
-            // A catalog snapshot that could not be written (a peer dropped while it was sent)
-            // is written again here — on a connection, most often the peer's return — rather
-            // than only at the vault's next change: until then a new machine would recover an
-            // older catalog.
-            if node.snapshot_failure(session.account).is_some() {
-                match node.write_snapshot(&session).await {
-                    Ok(seq) => tracing::info!("catalog snapshot of {user} written again ({seq})"),
-                    Err(e) => tracing::warn!("catalog snapshot of {user} still not written: {e}"),
-                }
+            // A catalog snapshot that could not be written, or that a holder away or lost is
+            // owed, is written again here — on a connection, most often the peer's return —
+            // rather than only at the vault's next change.
+            match node.settle_snapshot(&session, &lost).await {
+                Some(Ok(seq)) => tracing::info!("catalog snapshot of {user} written again ({seq})"),
+                Some(Err(e)) => tracing::warn!("catalog snapshot of {user} still not written: {e}"),
+                None => {}
             }
             // Compaction first: what it frees need not be repaired.
             crate::prune::automatic(&node, &session).await;
@@ -1171,13 +1190,22 @@ pub(crate) async fn repair_loop(node: Arc<Node>) {
                 }
             }
             let job = node.jobs().create("repair");
-            match repair(node.clone(), session, Vec::new(), lost.clone(), job).await {
-                Ok(result) => tracing::info!(
-                    "automatic repair of {user}: {} chunks repaired, {} shares rebuilt, {} chunks lost",
-                    result.chunks_repaired,
-                    result.shares_rebuilt,
-                    result.chunks_lost
-                ),
+            match repair(node.clone(), session.clone(), Vec::new(), lost.clone(), job).await {
+                Ok(result) => {
+                    tracing::info!(
+                        "automatic repair of {user}: {} chunks repaired, {} shares rebuilt, {} chunks lost",
+                        result.chunks_repaired,
+                        result.shares_rebuilt,
+                        result.chunks_lost
+                    );
+                    // The rebuilt shares' new holders get the head, and the snapshot says
+                    // where the shares are now.
+                    if result.shares_rebuilt > 0
+                        && let Err(e) = node.write_snapshot(&session).await
+                    {
+                        tracing::warn!("catalog snapshot of {user} after the repair: {e}");
+                    }
+                }
                 Err(e) => tracing::warn!("automatic repair of {user}: {e}"),
             }
         }
@@ -1334,6 +1362,12 @@ impl Node {
             }
         }
         self.forget_peer(&id, &name)?;
+        // Snapshots whose shares or head were on it are written anew over the others.
+        for user in self.users() {
+            if let Ok(session) = self.session(Some(&user)) {
+                self.catalog_changed(&session);
+            }
+        }
         Ok(PeerRemoval {
             removed: name,
             id: shard_net::identity::fingerprint(&id),

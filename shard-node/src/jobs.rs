@@ -327,6 +327,7 @@ mod tests {
             read: ReadSummary {
                 shares: 0,
                 bad: 0,
+                unreadable: 0,
                 fraction: 0.0,
             },
             ok: true,

@@ -1238,6 +1238,11 @@ impl Node {
     }
 
     /// The display name of paired peer `id`.
+    /// The ids of the paired peers.
+    pub(crate) fn paired_ids(&self) -> Vec<NodeId> {
+        lock(&self.peers).keys().copied().collect()
+    }
+
     pub(crate) fn paired_name(&self, id: &NodeId) -> Option<String> {
         lock(&self.peers).get(id).map(|p| p.record.name.clone())
     }

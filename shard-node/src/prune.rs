@@ -328,7 +328,9 @@ async fn compact(
             shares: encoded.shares,
         };
         let key = (ChunkId(encoded.pack.id.0), encoded.pack.k, encoded.pack.n);
-        let sent = crate::put::send_chunk(nodes.clone(), chunk, HashMap::new()).await;
+        let sent = crate::swarm::send_chunk(nodes.clone(), chunk, HashMap::new())
+            .await
+            .map_err(|e| e.to_string());
         let recorded = sent.and_then(|(acks, _)| {
             let blobs: Vec<shard_store::PackedBlob> = encoded
                 .blobs

@@ -733,63 +733,6 @@ fn still_stand(
     Ok(())
 }
 
-/// Sends the shares of one chunk that are not acknowledged yet; returns the new acks and
-/// their bytes. Nothing is sent unless every missing share has a node to go to.
-pub(crate) async fn send_chunk(
-    nodes: Arc<Nodes>,
-    chunk: EncodedChunk,
-    acked: HashMap<u8, NodeId>,
-) -> std::result::Result<(Vec<AckedShare>, u64), String> {
-    let c = &chunk.chunk;
-    let holding: Vec<NodeId> = acked.values().copied().collect();
-    let needed: Vec<(u8, shard_proto::Share)> = (0..c.n)
-        .filter(|i| !acked.contains_key(i))
-        .filter_map(|i| chunk.shares.get(usize::from(i)).map(|s| (i, s.clone())))
-        .collect();
-    let available = nodes.available(&holding);
-    if available < needed.len() {
-        // Nodes an earlier chunk found full are left out: say so, or the count looks wrong.
-        let full: Vec<String> = nodes
-            .full()
-            .iter()
-            .filter_map(|n| nodes.target(n).map(|t| format!("{} is full", t.name())))
-            .collect();
-        return Err(format!(
-            "only {} nodes can take shares of this chunk, {} needed{}",
-            available + holding.len(),
-            c.n,
-            if full.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", full.join("; "))
-            }
-        ));
-    }
-    let placing = nodes.place(needed, &holding, &[]).await;
-    if !placing.unplaced.is_empty() {
-        return Err(format!(
-            "{} shares could not be placed: too few nodes accept them ({})",
-            placing.unplaced.len(),
-            placing.refused.join("; ")
-        ));
-    }
-    let bytes = placing.placed.iter().map(|p| p.len).sum();
-    let acks = placing
-        .placed
-        .into_iter()
-        .map(|p| AckedShare {
-            chunk: c.id,
-            k: c.k,
-            n: c.n,
-            share_len: c.share_len,
-            index: p.index,
-            share: p.id,
-            peer: p.node,
-        })
-        .collect();
-    Ok((acks, bytes))
-}
-
 /// One encoding: (chunk or pack, k, n). The unit put tracks and commits.
 type EncKey = (ChunkId, u8, u8);
 
@@ -1212,7 +1155,9 @@ async fn store(
                     let nodes = nodes.clone();
                     let chunk = EncodedChunk { chunk: as_chunk, shares: encoded.shares };
                     set.spawn(async move {
-                        let sent = send_chunk(nodes, chunk, HashMap::new()).await;
+                        let sent = crate::swarm::send_chunk(nodes, chunk, HashMap::new())
+                            .await
+                            .map_err(|e| e.to_string());
                         drop(permit);
                         (key, sent)
                     });

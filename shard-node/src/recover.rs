@@ -248,12 +248,28 @@ pub async fn recover(
 
     // 5. A snapshot and head from the new owner; the recovered snapshot's shares go (those
     // it does not share with the new one).
-    crate::snapshot::write_snapshot(node, &session).await?;
+    let everywhere = match crate::snapshot::write_snapshot(node, &session).await {
+        Ok(_) => true,
+        // Some old holder is away: its head still points at the recovered snapshot, which is
+        // kept (deleted once a later head reaches every holder; the repair check writes one
+        // when the holder is back).
+        Err(e @ Error::HeadNotOnEveryHolder { .. }) => {
+            tracing::warn!("{e}");
+            let sealed = crate::snapshot::seal_head(&keys, seq, &payload)?;
+            node.catalog()
+                .vault(account, &keys)
+                .keep_head(seq, &sealed, None)?;
+            node.record_snapshot(account, Err(e.to_string()));
+            false
+        }
+        Err(e) => return Err(e),
+    };
     let state = node.catalog().vault(account, &keys).state()?;
-    if let Some(new) = state
-        .snapshot
-        .as_deref()
-        .and_then(|b| open_head(&keys, state.seq, b).ok())
+    if everywhere
+        && let Some(new) = state
+            .snapshot
+            .as_deref()
+            .and_then(|b| open_head(&keys, state.seq, b).ok())
     {
         let keep = crate::snapshot::share_ids(&new);
         crate::snapshot::delete_snapshot_shares(node, &session, &payload, &keep).await;

@@ -221,6 +221,10 @@ pub struct ReadSummary {
     pub shares: u64,
     /// Of which bad.
     pub bad: u64,
+    /// Of which the node had said it holds but did not give when asked (an error, not bad
+    /// bytes): a node that claims shares it cannot produce fails the check.
+    #[serde(default)]
+    pub unreadable: u64,
     /// The fraction asked for.
     pub fraction: f64,
 }

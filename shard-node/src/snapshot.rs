@@ -28,11 +28,10 @@ use serde::{Deserialize, Serialize};
 use shard_crypto::{Label, StreamOpener, StreamSealer, VaultKeys, open, seal};
 use shard_proto::{Manifest, NodeId, ShareId};
 use shard_store::{
-    ChunkEncoder, ChunkSizes, Chunker, KeyedFastCdc, Redundancy, ShareState, VaultState,
+    ChunkEncoder, ChunkSizes, Chunker, KeptHead, KeyedFastCdc, Redundancy, ShareState, VaultState,
 };
 
 use crate::node::Node;
-use crate::put::send_chunk;
 use crate::session::Session;
 use crate::swarm::Nodes;
 use crate::{Error, Result};
@@ -296,7 +295,9 @@ impl<'c> SnapshotUpload<'c> {
         self.pending.drain(..cut);
         self.chunks.push(encoded.chunk.clone());
         let n = usize::from(encoded.chunk.n);
-        let (acks, _) = send_chunk(self.ctx.clone(), encoded, HashMap::new()).await?;
+        let (acks, _) = crate::swarm::send_chunk(self.ctx.clone(), encoded, HashMap::new())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut by_index = vec![NodeId([0; 32]); n];
         for ack in acks {
             if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
@@ -474,6 +475,18 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
     // Every peer holding any of the vault's shares gets the head, and this node keeps one too.
     tell.extend(payload.holders.iter().flatten().copied());
     tell.remove(&me);
+    // A paired holder that does not get the new head (it is away) keeps pointing at the head
+    // it last took, and a new machine may find only that one: its snapshot stays.
+    let holders: Vec<NodeId> = tell
+        .iter()
+        .filter(|id| node.paired_name(id).is_some())
+        .copied()
+        .collect();
+    // Kept (in the catalog, so across a restart) before the catalog moves on to the new one;
+    // released below unless a holder away needs it.
+    if let Some(previous) = &state.snapshot {
+        catalog.keep_head(state.seq, previous, catalog.told()?.as_deref())?;
+    }
     let peers: Vec<_> = node
         .online_peers()
         .into_iter()
@@ -481,17 +494,26 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
         .filter(|c| tell.contains(&c.peer().id))
         .collect();
     let timeout = node.options().request_timeout;
-    let mut told = 0;
+    let mut told: HashSet<NodeId> = HashSet::new();
+    // Holders that answered with a refusal (full, or a liar keeping junk): here, but what they
+    // point at is theirs; nothing is kept back for them.
+    let mut refused: HashSet<NodeId> = HashSet::new();
     for round in 0..2 {
         let head = Bytes::from(seal_head(&keys, seq, &payload)?);
-        let (mut ok, mut newer) = (0, 0u64);
+        let (mut ok, mut newer) = (HashSet::new(), 0u64);
+        refused.clear();
         for client in &peers {
             match client
                 .put_catalog_head(vault_id, seq, head.clone(), keys.authority(), timeout)
                 .await
             {
-                Ok(()) => ok += 1,
+                Ok(()) => {
+                    ok.insert(client.peer().id);
+                }
                 Err(e) => {
+                    if matches!(e, shard_net::Error::Remote { .. }) {
+                        refused.insert(client.peer().id);
+                    }
                     tracing::warn!(
                         "{} did not keep the catalog head: {e}",
                         client.peer().hello.name
@@ -526,30 +548,171 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
             seq,
             snapshot: Some(head.to_vec()),
         })?;
+        catalog.set_told(&told.iter().copied().collect::<Vec<_>>())?;
         break;
     }
-    // The previous snapshot's shares that this one does not reuse are deleted — unless no peer
-    // took the new head: the peers' heads still point at the previous snapshot, so it stays
-    // (its shares are left behind rather than the only catalog a new machine could find).
-    if told == 0 && !peers.is_empty() {
+    // The earlier snapshots' shares that this one does not reuse are deleted — except, for
+    // each paired peer that did not take the new head (away, silent, or refusing it), the
+    // newest earlier snapshot it took: its head still points there, and a new machine may find
+    // only that one. A head whose takers are not known (an earlier build's, a recovered one)
+    // may be anyone's. So at most one earlier snapshot per such peer is kept, not one per
+    // change.
+    let unreached: Vec<NodeId> = node
+        .paired_ids()
+        .into_iter()
+        .filter(|id| *id != me && !told.contains(id))
+        .collect();
+    let kept: Vec<KeptHead> = catalog
+        .kept_heads()?
+        .into_iter()
+        .filter(|k| k.seq < seq)
+        .collect();
+    let mut needed: HashSet<u64> = HashSet::new();
+    let mut waiting: HashSet<NodeId> = HashSet::new();
+    for peer in &unreached {
+        if let Some(k) = kept
+            .iter()
+            .rev()
+            .find(|k| k.told.as_ref().is_none_or(|t| t.contains(peer)))
+        {
+            needed.insert(k.seq);
+            // Named when it took that one for certain, or holds the vault's shares.
+            if k.told.is_some() || holders.contains(peer) {
+                waiting.insert(*peer);
+            }
+        } else if holders.contains(peer) {
+            waiting.insert(*peer);
+        }
+    }
+    let mut keep = share_ids(&payload);
+    let (mut stay, mut go) = (Vec::new(), Vec::new());
+    for k in kept {
+        match open_head(&keys, k.seq, &k.head) {
+            Ok(old) if needed.contains(&k.seq) => {
+                keep.extend(share_ids(&old));
+                stay.push(k.seq);
+            }
+            Ok(old) => go.push((k.seq, Some(old))),
+            Err(e) => {
+                tracing::warn!("kept catalog head {} does not open: {e}", k.seq);
+                go.push((k.seq, None));
+            }
+        }
+    }
+    for (old_seq, old) in go {
+        if let Some(old) = old {
+            delete_snapshot_shares(node, session, &old, &keep).await;
+        }
+        catalog.release_kept_head(old_seq)?;
+    }
+    if told.is_empty() && !peers.is_empty() {
         tracing::warn!(
-            "no peer kept catalog head {seq}; the previous catalog snapshot is kept for recovery"
+            "no peer kept catalog head {seq}; the catalog snapshots they point at ({stay:?}) are kept for recovery"
         );
         return Err(Error::HeadNotKept {
             seq,
             peers: peers.len(),
         });
     }
-    delete_snapshot(node, session, &state, &share_ids(&payload)).await;
+    // A peer that refused the head (full, or lying) is logged above; one away is waited for.
+    let away: Vec<NodeId> = waiting
+        .into_iter()
+        .filter(|id| !refused.contains(id))
+        .collect();
+    if !away.is_empty() {
+        let mut missing: Vec<String> = away.iter().filter_map(|id| node.paired_name(id)).collect();
+        missing.sort();
+        tracing::warn!(
+            "catalog head {seq} not on {} (away); the catalog snapshots they point at ({stay:?}) are kept for recovery",
+            missing.join(", ")
+        );
+        return Err(Error::HeadNotOnEveryHolder { seq, missing });
+    }
     // Logged last: tests and operators read this line as "the old snapshot is gone too".
     tracing::info!(
-        "catalog snapshot {seq} written ({sealed_len} bytes sealed), head kept by {told} peers"
+        "catalog snapshot {seq} written ({sealed_len} bytes sealed), head kept by {} peers",
+        told.len()
     );
     Ok(seq)
 }
 
+/// Whether `session`'s vault owes its holders a catalog snapshot: one was kept back because a
+/// holder had not got the newer head, or a node holding the current snapshot's shares is
+/// lost (`lost`) or no longer paired.
+pub(crate) fn snapshot_owed(
+    node: &Node,
+    session: &Session,
+    lost: &HashSet<NodeId>,
+) -> Result<bool> {
+    let catalog = node.catalog().vault(session.account, &session.keys);
+    let state = catalog.state()?;
+    // Kept for a peer away: owed once a peer that took a kept head, or holds the vault's
+    // shares, and has not got the newest head is back.
+    let kept = catalog.kept_heads()?;
+    if !kept.is_empty() {
+        let told = catalog.told()?.unwrap_or_default();
+        let holders: HashSet<NodeId> = catalog
+            .holders()?
+            .into_iter()
+            .filter(|(_, state, _)| *state == ShareState::Acked)
+            .map(|(peer, _, _)| peer)
+            .collect();
+        let me = node.node_id();
+        if node.online_peers().iter().any(|(c, _)| {
+            let id = c.peer().id;
+            id != me
+                && !told.contains(&id)
+                && (holders.contains(&id)
+                    || kept
+                        .iter()
+                        .any(|k| k.told.as_ref().is_some_and(|t| t.contains(&id))))
+        }) {
+            return Ok(true);
+        }
+    }
+    let Some(current) = state
+        .snapshot
+        .as_deref()
+        .and_then(|b| open_head(&session.keys, state.seq, b).ok())
+    else {
+        return Ok(false);
+    };
+    let me = node.node_id();
+    Ok(current
+        .holders
+        .iter()
+        .flatten()
+        .any(|h| *h != me && (lost.contains(h) || node.paired_name(h).is_none())))
+}
+
 /// Snapshots after each change of a catalog.
 impl Node {
+    /// Writes `session`'s catalog snapshot again when it is owed: the last one failed, a holder
+    /// that was away when it was written is back, or a node holding its shares is lost
+    /// (`lost`) or unpaired. `None` when nothing is owed. The node's repair check runs it.
+    pub async fn settle_snapshot(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        lost: &HashSet<NodeId>,
+    ) -> Option<Result<u64>> {
+        let owed = snapshot_owed(self, session, lost).unwrap_or_else(|e| {
+            tracing::warn!("could not tell whether a catalog snapshot is owed: {e}");
+            false
+        });
+        // A failure is tried again at each check — unless earlier snapshots are kept for
+        // peers away: then only their return (`owed`) helps, and writing the whole snapshot
+        // every few minutes while they are gone would not.
+        let waiting_for_peers = self
+            .catalog()
+            .vault(session.account, &session.keys)
+            .kept_heads()
+            .is_ok_and(|k| !k.is_empty());
+        if !owed && (self.snapshot_failure(session.account).is_none() || waiting_for_peers) {
+            return None;
+        }
+        Some(self.write_snapshot(session).await)
+    }
+
     /// After a change to `session`'s catalog: writes a new snapshot and head in the background.
     /// A failure is remembered until a later snapshot succeeds (`check` reports it).
     pub fn catalog_changed(self: &Arc<Self>, session: &Arc<Session>) {

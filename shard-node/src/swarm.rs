@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shard_proto::{ChunkRef, NodeId, Share, ShareId};
-use shard_store::check_share;
+use shard_store::{AckedShare, EncodedChunk, check_share};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -27,6 +27,84 @@ use crate::target::Target;
 pub const PER_NODE: usize = 16;
 /// Rounds of placing a chunk's shares (a node that fails is replaced in the next).
 const ATTEMPTS: usize = 3;
+
+/// Why a chunk's shares were not all placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotPlaced {
+    /// Fewer nodes can take a share than the chunk has shares to place.
+    #[error(
+        "only {can} nodes can take shares of this chunk, {needed} needed{}",
+        if full.is_empty() { String::new() } else { format!(" ({})", full.join("; ")) }
+    )]
+    TooFewNodes {
+        /// Nodes that can take one (holders included).
+        can: usize,
+        /// The chunk's `n`.
+        needed: u8,
+        /// The nodes found full earlier in the job, each "NAME is full".
+        full: Vec<String>,
+    },
+    /// Nodes refused shares, and no other node was left to take them.
+    #[error("{count} shares could not be placed: too few nodes accept them ({})", refused.join("; "))]
+    Refused {
+        /// Shares left without a node.
+        count: usize,
+        /// What the nodes that refused said.
+        refused: Vec<String>,
+    },
+}
+
+/// Sends the shares of one chunk that are not acknowledged yet (`acked`: index → holder);
+/// returns the new acks and their bytes. Nothing is sent unless every missing share has a
+/// node to go to. Put, prune and catalog snapshots store their chunks through it.
+pub(crate) async fn send_chunk(
+    nodes: Arc<Nodes>,
+    chunk: EncodedChunk,
+    acked: HashMap<u8, NodeId>,
+) -> Result<(Vec<AckedShare>, u64), NotPlaced> {
+    let c = &chunk.chunk;
+    let holding: Vec<NodeId> = acked.values().copied().collect();
+    let needed: Vec<(u8, Share)> = (0..c.n)
+        .filter(|i| !acked.contains_key(i))
+        .filter_map(|i| chunk.shares.get(usize::from(i)).map(|s| (i, s.clone())))
+        .collect();
+    let available = nodes.available(&holding);
+    if available < needed.len() {
+        // Nodes an earlier chunk found full are left out: say so, or the count looks wrong.
+        let full = nodes
+            .full()
+            .iter()
+            .filter_map(|n| nodes.target(n).map(|t| format!("{} is full", t.name())))
+            .collect();
+        return Err(NotPlaced::TooFewNodes {
+            can: available + holding.len(),
+            needed: c.n,
+            full,
+        });
+    }
+    let placing = nodes.place(needed, &holding, &[]).await;
+    if !placing.unplaced.is_empty() {
+        return Err(NotPlaced::Refused {
+            count: placing.unplaced.len(),
+            refused: placing.refused,
+        });
+    }
+    let bytes = placing.placed.iter().map(|p| p.len).sum();
+    let acks = placing
+        .placed
+        .into_iter()
+        .map(|p| AckedShare {
+            chunk: c.id,
+            k: c.k,
+            n: c.n,
+            share_len: c.share_len,
+            index: p.index,
+            share: p.id,
+            peer: p.node,
+        })
+        .collect();
+    Ok((acks, bytes))
+}
 
 /// Where one job can place shares.
 pub(crate) struct Nodes {

@@ -669,3 +669,259 @@ async fn a_misbehaving_placement_cannot_double_up_or_drop_shares() {
         "nothing half-placed is listed: {listed:?}"
     );
 }
+
+/// The owner's laptop away from home: a file removed there is written into a catalog snapshot
+/// that only the laptop holds, and the peers' heads still point at the snapshot before. That
+/// one must not go (its shares deleted when the peers come back) while the peers have no
+/// newer head: when they are back, a new snapshot reaches them first, and a new machine
+/// recovers the catalog as it was last changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_changed_while_its_holders_are_away_reaches_them_when_they_are_back() {
+    let swarm = Swarm::in_memory(4, 2, &[]).await;
+    let owner = swarm.owner().clone();
+    let (keep, drop) = (content(90_000, 11), content(90_000, 12));
+    for (name, bytes) in [("keep", &keep), ("drop", &drop)] {
+        swarm
+            .put(&file(&swarm, name, bytes), name, Some((2, 3)))
+            .await
+            .unwrap();
+    }
+    let session = owner.session(Some(USER)).unwrap();
+    let first = owner.write_snapshot(&session).await.unwrap();
+
+    for i in 1..=2 {
+        swarm.set_link(i, Link::Down);
+        swarm.gone(i).await;
+    }
+    owner.remove(Some(USER), b"drop").await.unwrap();
+    let away = owner
+        .write_snapshot(&session)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        away.contains("node1, node2 have not got its head yet")
+            && away.contains("the earlier snapshot is kept for recovery"),
+        "{away}"
+    );
+    let check = swarm.check(0.0).await;
+    assert!(
+        !check.ok,
+        "a snapshot owed to its holders is not healthy: {check:?}"
+    );
+    // More changes while they are away keep one earlier snapshot for them, not one a change.
+    let (extra, extra_bytes) = ("extra", content(40_000, 17));
+    swarm
+        .put(&file(&swarm, extra, &extra_bytes), extra, Some((1, 1)))
+        .await
+        .unwrap();
+    assert!(owner.write_snapshot(&session).await.is_err());
+    owner.remove(Some(USER), extra.as_bytes()).await.unwrap();
+    assert!(owner.write_snapshot(&session).await.is_err());
+    let kept = owner
+        .catalog()
+        .vault(session.account, &session.keys)
+        .kept_heads()
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|k| k.seq).collect::<Vec<_>>(),
+        vec![first],
+        "only the snapshot the peers point at"
+    );
+    // Nothing is written again while they stay away.
+    assert!(owner.settle_snapshot(&session, &HashSet::new()).await.is_none());
+
+    // Back home: the repair check (run here by hand: in-memory swarms have no background
+    // loops) writes the snapshot again, and both peers get its head.
+    for i in 1..=2 {
+        swarm.set_link(i, Link::Up);
+    }
+    wait_until(|| owner.online_clients().len() == 2).await;
+    let none = HashSet::new();
+    let again = owner.settle_snapshot(&session, &none).await;
+    assert!(matches!(again, Some(Ok(_))), "{again:?}");
+    assert!(
+        owner.settle_snapshot(&session, &none).await.is_none(),
+        "nothing owed after"
+    );
+    let vault = session.vault();
+    let newer_on = |i: usize| {
+        swarm.nodes[i]
+            .heads()
+            .and_then(|h| h.get(&vault).unwrap())
+            .is_some_and(|h| h.seq > first + 1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(newer_on(1) && newer_on(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "the peers never got a newer head"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until(|| owner.snapshot_failure(session.account).is_none()).await;
+    let check = swarm.check(0.0).await;
+    assert!(check.ok, "{check:?}");
+
+    // The laptop is lost; a new machine pairs with the peers and recovers what it last held.
+    owner.shutdown();
+    owner.stopped(Duration::from_secs(5)).await;
+    let new = swarm.nodes[3].clone();
+    for i in 1..=2 {
+        let code = swarm.nodes[i].invite(None).unwrap().encode();
+        new.join(&code).await.unwrap();
+    }
+    wait_until(|| new.online_clients().len() == 2).await;
+    let recovered = shard_node::recover::recover(
+        &new,
+        &swarm.recovery_code,
+        None,
+        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(recovered.files, 1, "only what was kept: {recovered:?}");
+    assert!(recovered.catalog_head > first + 1, "{recovered:?}");
+}
+
+/// A peer that answers "I have it" for every share but fails each read of one: without reading,
+/// check cannot tell; with `--read-data` it fails the check and names the node, rather than
+/// calling the shares it never produced "unknown" and passing.
+#[tokio::test]
+async fn a_peer_that_claims_shares_it_will_not_give_fails_a_check_that_reads() {
+    let swarm = Swarm::in_memory(3, 2, &[(1, Lie::FailReadsFor(600_000))]).await;
+    let bytes = content(200_000, 13);
+    swarm
+        .put(&file(&swarm, "deed", &bytes), "deed", Some((2, 3)))
+        .await
+        .unwrap();
+    let blind = swarm.check(0.0).await;
+    assert!(blind.ok, "{blind:?}");
+    let read = swarm.check(1.0).await;
+    assert!(!read.ok, "{read:?}");
+    assert!(read.read.unreadable >= 1, "{:?}", read.read);
+    let liar = swarm.nodes[1].status().unwrap().name;
+    let said = read.nodes.iter().find(|n| n.node == liar).unwrap();
+    assert!(
+        said.error
+            .as_deref()
+            .is_some_and(|e| e.contains("that it then did not give when read")),
+        "{said:?}"
+    );
+}
+
+/// A manifest that names a share no node acknowledged (here its record is gone from the
+/// catalog, as a commit that counted acknowledgements instead of checking ids once left it):
+/// check counts it as unrecorded and the file as not healthy — never "healthy" on counts.
+#[tokio::test]
+async fn a_share_no_node_acknowledged_is_never_counted_healthy() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let bytes = content(150_000, 14);
+    swarm
+        .put(&file(&swarm, "will", &bytes), "will", Some((2, 3)))
+        .await
+        .unwrap();
+    let before = swarm.check(0.0).await;
+    assert!(before.ok && before.unrecorded == 0, "{before:?}");
+    let db = rusqlite::Connection::open(swarm.owner().home().catalog_path()).unwrap();
+    let gone = db
+        .execute(
+            "DELETE FROM shares WHERE id = (SELECT id FROM shares ORDER BY idx DESC LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(gone, 1);
+    let after = swarm.check(0.0).await;
+    assert!(!after.ok, "{after:?}");
+    assert_eq!(after.unrecorded, 1, "{after:?}");
+    assert_eq!(after.healthy, 0, "{after:?}");
+    assert_eq!(after.files[0].state, ChunkHealth::Degraded, "{after:?}");
+}
+
+/// A peer that is off while a new machine recovers the vault hands it over when it comes
+/// back: its head is the new owner's, what the old machine stored there is the new one's, and
+/// nothing is left owed. (Until then the recovered snapshot is kept for it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_away_during_a_recovery_hands_the_vault_over_when_it_is_back() {
+    let swarm = Swarm::in_memory(6, 4, &[]).await;
+    let owner = swarm.owner().clone();
+    let bytes = content(180_000, 15);
+    swarm
+        .put(&file(&swarm, "ledger", &bytes), "ledger", Some((2, 5)))
+        .await
+        .unwrap();
+    let session = owner.session(Some(USER)).unwrap();
+    owner.write_snapshot(&session).await.unwrap();
+    let vault = session.vault();
+    drop(session);
+    let new = swarm.nodes[5].clone();
+    for i in 1..=4 {
+        let code = swarm.nodes[i].invite(None).unwrap().encode();
+        new.join(&code).await.unwrap();
+    }
+    wait_until(|| new.online_clients().len() == 4).await;
+    owner.shutdown();
+    owner.stopped(Duration::from_secs(5)).await;
+    swarm.set_link(4, Link::Down);
+    wait_until(|| new.online_clients().len() == 3).await;
+
+    let recovered = shard_node::recover::recover(
+        &new,
+        &swarm.recovery_code,
+        None,
+        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(recovered.peers_handed_over, 3, "{recovered:?}");
+    // The peer away, and the old machine itself (should it ever come back).
+    assert_eq!(recovered.peers_owing_hand_over, 2, "{recovered:?}");
+    let away = swarm.id(4);
+    assert_eq!(new.catalog().pending_adoptions(&away).unwrap().len(), 1);
+
+    swarm.set_link(4, Link::Up);
+    let me = new.node_id();
+    let handed = || {
+        new.catalog().pending_adoptions(&away).unwrap().is_empty()
+            && swarm.nodes[4]
+                .heads()
+                .and_then(|h| h.get(&vault).unwrap())
+                .is_some_and(|h| h.owner == me)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !handed() {
+        assert!(
+            Instant::now() < deadline,
+            "the peer never handed the vault over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let account = new.catalog().account(USER).unwrap().unwrap().id;
+    wait_until(|| new.snapshot_failure(account).is_none()).await;
+    // Three of the five holders off (the old machine, and two more): the file still restores.
+    let mut swarm = swarm;
+    swarm.nodes[0] = new;
+    for i in [1, 2] {
+        swarm.set_link(i, Link::Down);
+        swarm.gone(i).await;
+    }
+    assert_eq!(restored(&swarm, "ledger").await.unwrap(), bytes);
+}
+
+/// A removed file's shares stay on the peers through their grace period, and `check` says so.
+#[tokio::test]
+async fn check_counts_the_shares_peers_keep_through_their_grace_period() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let bytes = content(120_000, 16);
+    swarm
+        .put(&file(&swarm, "old", &bytes), "old", Some((2, 3)))
+        .await
+        .unwrap();
+    assert_eq!(swarm.check(0.0).await.deleted_in_grace.shares, 0);
+    swarm.owner().remove(Some(USER), b"old").await.unwrap();
+    let check = swarm.check(0.0).await;
+    assert!(check.deleted_in_grace.shares >= 2, "{check:?}");
+    assert_eq!(check.deleted_in_grace.grace_days, 7);
+}

@@ -46,10 +46,10 @@ mod stream;
 pub use buffers::BufferPool;
 pub use catalog::{
     Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
-    FileStamp, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord, Relocated, SCHEMA_VERSION,
-    SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotImport, SnapshotItem,
-    SnapshotReader, SnapshotShare, StampedEntry, StoredBlob, VaultCatalog, VaultSnapshot,
-    VaultState, unix_now_ms,
+    FileStamp, KeptHead, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord, Relocated,
+    SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotImport,
+    SnapshotItem, SnapshotReader, SnapshotShare, StampedEntry, StoredBlob, VaultCatalog,
+    VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

@@ -577,7 +577,7 @@ fn a_version_one_catalog_is_migrated() {
         "DROP TABLE deletions; DROP TABLE vault_state; DROP TABLE adoptions; DROP TABLE former_owners;
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
          ALTER TABLE accounts DROP COLUMN admin; DROP TABLE blobs; DROP TABLE packs;
-         ALTER TABLE chunks DROP COLUMN share_ids;
+         ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
          UPDATE schema_version SET version = 1;",
     )
     .unwrap();
@@ -633,7 +633,8 @@ fn a_version_seven_catalogs_blobs_survive_the_migration() {
              DROP TABLE blobs; DROP TABLE packs;
              ALTER TABLE old_blobs RENAME TO blobs;
              CREATE INDEX blobs_by_pack ON blobs(account, pack);
-             ALTER TABLE chunks DROP COLUMN share_ids;
+             ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
+             ALTER TABLE vault_state DROP COLUMN told;
              UPDATE schema_version SET version = 7;",
         )
         .unwrap();

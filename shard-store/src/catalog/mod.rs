@@ -24,8 +24,8 @@ pub use vault::{
     VaultCatalog,
 };
 pub use vault::{
-    SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare,
-    VaultSnapshot, VaultState,
+    KeptHead, SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader,
+    SnapshotShare, VaultSnapshot, VaultState,
 };
 
 use crate::{Error, Result};

@@ -76,13 +76,21 @@
 //! files.name_mac     rows written from now on hold the first 16 bytes of the name's HMAC
 //!                    (rows written before keep all 32; a lookup asks for either)
 //! ```
+//!
+//! Version 9 (earlier catalog snapshots kept while a peer has not got a newer head):
+//! ```text
+//! kept_heads(account, seq, head, told)   the sealed head of an earlier snapshot that a peer
+//!     away when a newer one was written still points at: its shares stay until that peer has
+//!     a newer head. told: the peers that took this head (32-byte ids), NULL when not known.
+//! vault_state.told                       the same for the newest head
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -214,6 +222,14 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE blobs_by_number RENAME TO blobs;
      CREATE INDEX blobs_by_chunk ON blobs(substr(chunk, 1, 8));
      CREATE INDEX blobs_by_pack ON blobs(pack);",
+    // 8 → 9: snapshots kept for holders that have not got a newer head.
+    "CREATE TABLE kept_heads (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         seq INTEGER NOT NULL,
+         head BLOB NOT NULL,
+         told BLOB,
+         PRIMARY KEY (account, seq)) WITHOUT ROWID;
+     ALTER TABLE vault_state ADD COLUMN told BLOB;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk

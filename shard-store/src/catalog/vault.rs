@@ -294,6 +294,30 @@ pub struct VaultState {
     pub snapshot: Option<Vec<u8>>,
 }
 
+/// An earlier catalog head kept for peers that have not got a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptHead {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The sealed head.
+    pub head: Vec<u8>,
+    /// The peers that took it; `None` when not known.
+    pub told: Option<Vec<NodeId>>,
+}
+
+fn ids_blob(ids: &[NodeId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.0).collect()
+}
+
+/// Node ids stored one after another (a partial id at the end, which this build never writes,
+/// is left out).
+fn blob_ids(blob: &[u8]) -> Vec<NodeId> {
+    blob.chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .map(NodeId)
+        .collect()
+}
+
 /// An unlocked vault's files. Obtained from [`Catalog::vault`].
 pub struct VaultCatalog<'a> {
     catalog: &'a Catalog,
@@ -1355,15 +1379,81 @@ impl<'a> VaultCatalog<'a> {
         })
     }
 
-    /// Records the vault's snapshot state.
+    /// Records the vault's snapshot state; who took its head is not known until
+    /// [`VaultCatalog::set_told`] (a crash in between leaves it unknown, never the previous
+    /// head's).
     pub fn set_state(&self, state: &VaultState) -> Result<()> {
         let seq = i64::try_from(state.seq).map_err(|_| Error::InvalidParameters("sequence"))?;
         self.catalog.conn().execute(
             "INSERT INTO vault_state (account, seq, snapshot) VALUES (?1, ?2, ?3)
-             ON CONFLICT (account) DO UPDATE SET seq = excluded.seq, snapshot = excluded.snapshot",
+             ON CONFLICT (account) DO UPDATE SET seq = excluded.seq, snapshot = excluded.snapshot,
+                 told = NULL",
             params![self.account.0, seq, state.snapshot],
         )?;
         Ok(())
+    }
+
+    /// Keeps the sealed head of snapshot `seq` (the peers that took it: `told`, `None` when not
+    /// known): a peer away when a newer one is written still points at it, so its shares stay
+    /// until [`VaultCatalog::release_kept_head`].
+    pub fn keep_head(&self, seq: u64, head: &[u8], told: Option<&[NodeId]>) -> Result<()> {
+        let seq = i64::try_from(seq).map_err(|_| Error::InvalidParameters("sequence"))?;
+        self.catalog.conn().execute(
+            "INSERT OR IGNORE INTO kept_heads (account, seq, head, told) VALUES (?1, ?2, ?3, ?4)",
+            params![self.account.0, seq, head, told.map(ids_blob)],
+        )?;
+        Ok(())
+    }
+
+    /// The kept heads (see [`VaultCatalog::keep_head`]), oldest first.
+    pub fn kept_heads(&self) -> Result<Vec<KeptHead>> {
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, head, told FROM kept_heads WHERE account = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![self.account.0], |r| {
+            Ok(KeptHead {
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                head: r.get(1)?,
+                told: r.get::<_, Option<Vec<u8>>>(2)?.map(|b| blob_ids(&b)),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets kept head `seq` (its shares were deleted or queued for deletion).
+    pub fn release_kept_head(&self, seq: u64) -> Result<()> {
+        let seq = i64::try_from(seq).map_err(|_| Error::InvalidParameters("sequence"))?;
+        self.catalog.conn().execute(
+            "DELETE FROM kept_heads WHERE account = ?1 AND seq = ?2",
+            params![self.account.0, seq],
+        )?;
+        Ok(())
+    }
+
+    /// Records which peers took the newest head (see [`VaultCatalog::told`]).
+    pub fn set_told(&self, told: &[NodeId]) -> Result<()> {
+        self.catalog.conn().execute(
+            "UPDATE vault_state SET told = ?2 WHERE account = ?1",
+            params![self.account.0, ids_blob(told)],
+        )?;
+        Ok(())
+    }
+
+    /// The peers that took the newest head; `None` when not known (written by an earlier
+    /// build, or a crash came before it was recorded).
+    pub fn told(&self) -> Result<Option<Vec<NodeId>>> {
+        let blob = self
+            .catalog
+            .conn()
+            .query_row(
+                "SELECT told FROM vault_state WHERE account = ?1",
+                params![self.account.0],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(blob.map(|b| blob_ids(&b)))
     }
 
     /// Every visible file version, by name then version.
