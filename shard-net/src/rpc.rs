@@ -50,14 +50,40 @@ pub struct PeerClient {
     closed: Arc<Closed>,
 }
 
-/// Whether a connection has ended, and a way to wait for it.
+/// The shortest request timeout whose silence gives a connection up: a quick probe (a 2 s
+/// ping to check a sighting) that goes unanswered says little, and nothing about the path.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether a connection has ended, and a way to wait for it; and when the peer was last heard
+/// from on it.
 #[derive(Default)]
 struct Closed {
     flag: AtomicBool,
     notify: tokio::sync::Notify,
+    /// When the last frame came, in milliseconds since [`clock_base`].
+    heard_ms: AtomicU64,
+}
+
+/// The base of [`Closed::heard_ms`]: a monotonic clock's first reading in this process.
+fn clock_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(clock_base().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Closed {
+    fn heard(&self) {
+        self.heard_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since the peer was last heard from on this connection.
+    fn silent_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.heard_ms.load(Ordering::Relaxed)))
+    }
+
     fn set(&self) {
         self.flag.store(true, Ordering::Release);
         self.notify.notify_waiters();
@@ -79,6 +105,7 @@ impl PeerClient {
         let (requests, queue) = mpsc::channel(MAX_IN_FLIGHT);
         let pending: Pending = Arc::default();
         let closed = Arc::new(Closed::default());
+        closed.heard();
         tokio::spawn(client_writer(writer, queue, closed.clone()));
         tokio::spawn(client_reader(
             reader,
@@ -151,6 +178,21 @@ impl PeerClient {
             Ok(Err(_)) => Err(Error::Disconnected),
             Err(_) => {
                 lock(&self.pending).remove(&id);
+                // Nothing at all came back while this request waited (not even the answers to
+                // the pings sent every few seconds): the path is dead, though no error said so
+                // (a cut link, a NAT that forgot the flow). The connection is given up, so the
+                // node dials again rather than sending into it for ever.
+                if timeout >= GIVE_UP_AFTER
+                    && self.closed.silent_for() >= timeout
+                    && !self.is_closed()
+                {
+                    tracing::warn!(
+                        peer = %self.peer.hello.name,
+                        "nothing heard on the connection for {timeout:?}: giving it up"
+                    );
+                    self.closed.set();
+                    lock(&self.pending).clear();
+                }
                 Err(Error::Timeout(timeout))
             }
         }
@@ -458,7 +500,9 @@ async fn client_reader(
     peer: NodeId,
 ) {
     loop {
-        match reader.read_frame().await {
+        let frame = reader.read_frame().await;
+        closed.heard();
+        match frame {
             Ok(Message::Response { id, body }) => {
                 if let Some(tx) = lock(&pending).remove(&id) {
                     let _ = tx.send(body);
@@ -1074,7 +1118,13 @@ pub async fn serve_channel(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET_KIB as usize));
     let challenges = Arc::new(Challenges::default());
+    // The requests being served, owned by this connection: when it is dropped (evicted by a
+    // newer connection of the same peer, or the node stopping) they go with it, and so does
+    // the memory they hold — a peer cannot pile up budgets by opening connection after
+    // connection.
+    let mut requests = tokio::task::JoinSet::new();
     loop {
+        while requests.try_join_next().is_some() {}
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, reader.read_frame()) => match frame {
                 Ok(frame) => frame,
@@ -1103,7 +1153,7 @@ pub async fn serve_channel(
                 let answers = answers.clone();
                 let who = peer.hello.name.clone();
                 let challenges = challenges.clone();
-                tokio::spawn(async move {
+                requests.spawn(async move {
                     let (body, share) = service
                         .handle_with_share(owner, &who, &challenges, body)
                         .await;
@@ -1125,9 +1175,8 @@ pub async fn serve_channel(
         }
     }
     // Let requests in flight finish and their answers go out, then close.
-    let _ = slots
-        .acquire_many(u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX))
-        .await;
+    while requests.join_next().await.is_some() {}
+    drop(slots);
     drop(answers);
     let _ = (&mut writer_task.0).await;
 }
