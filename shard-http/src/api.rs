@@ -48,18 +48,18 @@ use tokio::net::TcpListener;
 use shard_node::node::Node;
 
 use crate::types::{
-    AccountRemoved, AccountRmBody, Accounts, AddPeer, Failure, GetBody, HealthBody, Invitation,
-    InviteBody, JobStarted, JoinBody, Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus,
-    PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody,
-    UiLink, UserBody,
+    AccountRemoved, AccountRmBody, Accounts, AddPeer, GetBody, HealthBody, Invitation, InviteBody,
+    JobStarted, JoinBody, Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus, PeerAdded,
+    PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, UiLink,
+    UserBody,
 };
-use shard_node::{Error, ErrorKind};
+use shard_node::Error;
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) node: Arc<Node>,
     pub(crate) token: Arc<String>,
-    pub(crate) ui: Arc<crate::ui::UiSessions>,
+    pub(crate) ui: Arc<crate::sessions::UiSessions>,
     /// Where the web UI answers, if it runs (for `shard ui-link`).
     pub(crate) ui_addr: Option<std::net::SocketAddr>,
 }
@@ -98,6 +98,7 @@ fn confine(
         .filter_map(|r| std::fs::canonicalize(r).ok())
         .collect();
     let refused = |why: String| {
+        tracing::warn!("refused a web session's path on the node: {why}");
         ApiError::new(
             StatusCode::FORBIDDEN,
             why,
@@ -152,56 +153,7 @@ fn acting_user(
     }
 }
 
-/// An error as the API reports it.
-pub struct ApiError {
-    status: StatusCode,
-    error: String,
-    hint: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(
-        status: StatusCode,
-        error: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            hint: hint.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(Failure {
-                error: self.error,
-                hint: self.hint,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (kind, hint) = e.kind_and_hint();
-        let status = match kind {
-            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
-            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::PeerUnreachable => StatusCode::BAD_GATEWAY,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string(), hint)
-    }
-}
+pub use crate::error::ApiError;
 
 /// Serves the API on `listener` until the node shuts down.
 pub async fn serve(
@@ -317,7 +269,7 @@ async fn proof(
 /// The web UI's address, with a fresh one-time setup token while the node has no account.
 async fn ui_link(State(state): State<ApiState>) -> Result<Json<UiLink>, ApiError> {
     let url = match state.ui_addr {
-        Some(addr) => Some(crate::ui::link(&state.node, addr)?),
+        Some(addr) => Some(crate::sessions::link(&state.node, addr)?),
         None => None,
     };
     let setup = url.as_deref().is_some_and(|u| u.contains("#setup="));
@@ -486,7 +438,16 @@ async fn put(
             "name one or more files or folders",
         ));
     }
-    // A browser session reads only under the folders the administrator opened to it.
+    // A browser session reads only under the folders the administrator opened to it, and
+    // deletes nothing there: those folders may hold other accounts' files.
+    if browser && body.move_original {
+        tracing::warn!("refused a web session's --move of paths on the node");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a web session may not delete files on the node (--move)",
+            "store without --move, or use the CLI on the node",
+        ));
+    }
     let paths = if browser {
         paths
             .iter()
@@ -528,6 +489,15 @@ async fn get_file(
     // A browser session writes only under the folders the administrator opened to it, and
     // never a setuid, setgid or sticky file.
     let out = if browser {
+        // Nor overwrites what is there: the folder may hold other accounts' files.
+        if body.force {
+            tracing::warn!("refused a web session's overwriting restore on the node");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a web session may not overwrite files on the node (force)",
+                "restore to a new name, download it instead, or use the CLI on the node",
+            ));
+        }
         confine(&state.node, &out, Reach::Write)?
     } else {
         out

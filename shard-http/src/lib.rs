@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod client;
+mod error;
 pub mod hosts;
 mod listener;
 pub mod proof;
+mod sessions;
 pub mod stream;
 pub mod types;
 pub mod ui;

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use shard_node::Error;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// Bytes gathered before they are handed to the connection.
 pub const PIECE: usize = 64 * 1024;

@@ -28,9 +28,8 @@
 //! /v1/...                      the control API, acting for the session's account
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -43,14 +42,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api::{Acting, ApiError, ApiState};
+pub use crate::sessions::{UiSessions, link};
 use shard_node::node::Node;
 
 /// The session cookie's name.
 const COOKIE: &str = "shard_session";
-/// Sessions one account may have at once (its oldest goes first).
-const SESSIONS_PER_ACCOUNT: usize = 8;
-/// Sessions kept at once in all (then a new login is refused until some end).
-const MAX_SESSIONS: usize = 256;
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -58,114 +54,6 @@ const STYLE_CSS: &str = include_str!("../ui/style.css");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-struct UiSession {
-    user: String,
-    csrf: String,
-    last: Instant,
-    /// The unlock of the vault this session was opened with: once that ends (a logout here
-    /// or on the CLI, the account removed, another account of the same name), so does the
-    /// session. Weak, so the session keeps no vault key alive.
-    vault: std::sync::Weak<shard_node::session::Session>,
-}
-
-/// The web UI's sessions, by cookie value.
-pub struct UiSessions {
-    map: Mutex<HashMap<String, UiSession>>,
-    /// A session ends after this long without a request.
-    idle: Duration,
-}
-
-impl Default for UiSessions {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(
-            shard_node::home::WebConfig::default().session_idle_secs,
-        ))
-    }
-}
-
-impl UiSessions {
-    /// No session yet; each ends after `idle` without a request.
-    pub fn new(idle: Duration) -> Self {
-        Self {
-            map: Mutex::default(),
-            idle,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UiSession>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The session of `cookie` (its user and CSRF token), refreshed; `None` if unknown, idle
-    /// too long, or its vault unlock on `node` has ended (then it is dropped).
-    fn touch(&self, cookie: &str, node: &Node) -> Option<(String, String)> {
-        let mut map = self.lock();
-        let live = map.get(cookie).is_some_and(|s| {
-            s.last.elapsed() < self.idle
-                && node.session(Some(&s.user)).is_ok_and(|current| {
-                    s.vault
-                        .upgrade()
-                        .is_some_and(|opened| Arc::ptr_eq(&opened, &current))
-                })
-        });
-        if !live {
-            map.remove(cookie);
-            return None;
-        }
-        let s = map.get_mut(cookie)?;
-        s.last = Instant::now();
-        Some((s.user.clone(), s.csrf.clone()))
-    }
-
-    /// A new session for `user`. Its own oldest session goes when it has
-    /// [`SESSIONS_PER_ACCOUNT`]; nobody else's ever does (so one account's logins cannot log
-    /// the others out): with [`MAX_SESSIONS`] open, the login is refused instead.
-    fn create(
-        &self,
-        user: &str,
-        vault: &Arc<shard_node::session::Session>,
-    ) -> shard_node::Result<(String, String)> {
-        let (cookie, csrf) = (random_token()?, random_token()?);
-        let mut map = self.lock();
-        let idle = self.idle;
-        map.retain(|_, s| s.last.elapsed() < idle);
-        let mine: Vec<(&String, &UiSession)> = map.iter().filter(|(_, s)| s.user == user).collect();
-        if mine.len() >= SESSIONS_PER_ACCOUNT
-            && let Some(oldest) = mine
-                .iter()
-                .min_by_key(|(_, s)| s.last)
-                .map(|(k, _)| (*k).clone())
-        {
-            map.remove(&oldest);
-        }
-        if map.len() >= MAX_SESSIONS {
-            return Err(shard_node::Error::TooManyAttempts(
-                "too many web sessions are open on this node; try again later".into(),
-            ));
-        }
-        map.insert(
-            cookie.clone(),
-            UiSession {
-                user: user.to_string(),
-                csrf: csrf.clone(),
-                last: Instant::now(),
-                vault: Arc::downgrade(vault),
-            },
-        );
-        Ok((cookie, csrf))
-    }
-
-    fn end(&self, cookie: &str) -> Option<String> {
-        self.lock().remove(cookie).map(|s| s.user)
-    }
-}
-
-fn random_token() -> shard_node::Result<String> {
-    let mut bytes = [0u8; 32];
-    shard_crypto::fill_random(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
 
 fn cookie_of(request: &Request) -> Option<String> {
     cookie_in(request.headers())
@@ -180,21 +68,6 @@ fn cookie_in(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.to_string())
-}
-
-/// The web UI's address for a person, `addr` being where it listens: with the one-time setup
-/// token in the fragment (which browsers never send to a server) while the node has no
-/// account, and only then.
-pub fn link(node: &Node, addr: std::net::SocketAddr) -> shard_node::Result<String> {
-    let host = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    };
-    Ok(match node.setup_token()? {
-        Some(token) => format!("http://{host}/#setup={token}"),
-        None => format!("http://{host}/"),
-    })
 }
 
 /// Serves the web UI on `listener` until the node shuts down.

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod noise;
 pub mod pairing;
 pub mod relay;
+pub mod route;
 pub mod rpc;
 mod suite;
 pub mod transport;

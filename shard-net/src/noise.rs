@@ -83,7 +83,7 @@ enum Admission {
 
 impl Hello {
     /// What is kept of a peer's hello: its name through [`clean_name`] ("unnamed" if nothing
-    /// is left); at most [`MAX_LISTEN_ADDRS`] routes ([`crate::transport::Route`]): `IP:port`
+    /// is left); at most [`MAX_LISTEN_ADDRS`] routes ([`crate::route::Route`]): `IP:port`
     /// with a port and [`dialable`], and the first iroh endpoint.
     pub fn cleaned(self) -> Self {
         let name = clean_name(&self.name);
@@ -91,11 +91,11 @@ impl Hello {
         let listen = self
             .listen
             .into_iter()
-            .filter_map(|a| crate::transport::Route::parse(&a))
+            .filter_map(|a| crate::route::Route::parse(&a))
             .filter(|r| match r {
-                crate::transport::Route::Tcp(a) => a.port() != 0 && dialable(a.ip()),
+                crate::route::Route::Tcp(a) => a.port() != 0 && dialable(a.ip()),
                 // One iroh endpoint per node: a second would be a second key to pin.
-                crate::transport::Route::Iroh(_) => !std::mem::replace(&mut iroh_seen, true),
+                crate::route::Route::Iroh(_) => !std::mem::replace(&mut iroh_seen, true),
             })
             .map(|r| r.to_string())
             .take(MAX_LISTEN_ADDRS)
