@@ -302,15 +302,19 @@ impl CodeSource {
 
 /// A secret typed at the terminal, or the first line of standard input: trimmed, never empty.
 pub fn read_secret_line(prompt: &str, what: &str, other: &str) -> Result<Zeroizing<String>> {
-    if std::io::stdin().is_terminal() {
-        eprint!("{prompt}");
-        std::io::stderr().flush()?;
-    }
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .with_context(|| format!("reading {what}"))?;
+    let line = if std::io::stdin().is_terminal() {
+        // Typed without echo: a code on the screen is as readable as one in `ps`.
+        Zeroizing::new(
+            rpassword::prompt_password(prompt).with_context(|| format!("reading {what}"))?,
+        )
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .with_context(|| format!("reading {what}"))?;
+        line
+    };
     let value = Zeroizing::new(line.trim().to_string());
     if value.is_empty() {
         bail!(

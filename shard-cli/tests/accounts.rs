@@ -301,16 +301,36 @@ fn a_new_machine_recovers_the_vault_from_the_code_and_the_peers() {
     drop(owner);
 
     let fresh = TestNode::start("new-laptop");
+    // Invite codes given on standard input (`shard join` with no code), off the command line.
     for p in &peers {
-        fresh.pair_with(p);
+        let invite = p.json(&["invite"])["code"].as_str().unwrap().to_string();
+        let out = fresh.run_stdin(&["join"], &[], &format!("{invite}\n"));
+        assert!(out.status.success(), "join from stdin: {}", stderr(&out));
     }
     fresh.wait_online(&peer_names, Duration::from_secs(15));
+    // The code from standard input; no warning, as nothing sat on the command line.
     let recover = |code: &str, pass: &str| {
-        fresh.run_env(
-            &["--json", "recover", "--code", code],
+        let out = fresh.run_stdin(
+            &["--json", "recover"],
             &[("SHARD_PASSWORD", pass)],
-        )
+            &format!("{code}\n"),
+        );
+        assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+        out
     };
+    // A code on the command line still works, with a warning; so does a code file.
+    let out = fresh.run_env(
+        &["--json", "recover", "--code", "AAAA-BBBB"],
+        &[("SHARD_PASSWORD", NEW_PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "warning: a recovery code on the command line can be read by other users of this machine"
+        ),
+        "{}",
+        stderr(&out)
+    );
 
     // A mistyped code names its bad group; a code of another vault finds nothing.
     let mut typo: Vec<char> = code.chars().collect();
@@ -319,6 +339,17 @@ fn a_new_machine_recovers_the_vault_from_the_code_and_the_peers() {
     let typo: String = typo.into_iter().collect();
     let err = failed(&recover(&typo, NEW_PASSWORD));
     assert!(err.contains("group 3"), "{err}");
+    let code_file = work.path().join("recovery-code.txt");
+    std::fs::write(&code_file, format!("{typo}\n")).unwrap();
+    let out = fresh.run_env(
+        &["recover", "--code-file", code_file.to_str().unwrap()],
+        &[("SHARD_PASSWORD", NEW_PASSWORD)],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("group 3") && !err.contains("warning:"),
+        "{err}"
+    );
     let stranger = TestNode::init("stranger");
     let other_code = stranger.create_account("mallory");
     let err = failed(&recover(&other_code, NEW_PASSWORD));

@@ -207,11 +207,35 @@ fn a_browser_session_reaches_only_the_folders_opened_to_it() {
         let refused = alice.call(
             "POST",
             "/v1/get",
-            Some(json!({"name": "tool", "out": target.to_str().unwrap(), "force": true})),
+            Some(json!({"name": "tool", "out": target.to_str().unwrap()})),
         );
         assert_eq!(refused.status, 403, "{target:?}: {}", refused.body);
+        assert!(refused.body.contains("node_paths"), "{}", refused.body);
     }
     assert_eq!(std::fs::read(&bashrc).unwrap(), b"# mine\n");
+    // Inside the opened folder, which may hold other accounts' files, a session neither
+    // overwrites (force) nor deletes (--move) anything.
+    let theirs = open.path().join("theirs.txt");
+    std::fs::write(&theirs, b"bob's\n").unwrap();
+    let refused = alice.call(
+        "POST",
+        "/v1/get",
+        Some(json!({"name": "tool", "out": theirs.to_str().unwrap(), "force": true})),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("may not overwrite"),
+        "{}",
+        refused.body
+    );
+    let refused = alice.call(
+        "POST",
+        "/v1/put",
+        Some(json!({"paths": [theirs.to_str().unwrap()], "move": true})),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("may not delete"), "{}", refused.body);
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"bob's\n");
     let back = open.path().join("tool-back");
     let restored = wait_job(
         &alice,

@@ -259,6 +259,29 @@ impl TestNode {
         command.stdin(Stdio::null()).output().unwrap()
     }
 
+    /// Runs `shard` with extra environment variables and `input` on its standard input.
+    pub fn run_stdin(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+        use std::io::Write;
+        let mut command = Command::new(shard_bin());
+        command.arg("--home").arg(self.home()).args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Like [`Self::run_env`], expecting success and JSON.
     pub fn json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
         let mut full = vec!["--json"];
