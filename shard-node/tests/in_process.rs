@@ -414,21 +414,8 @@ async fn a_new_machine_recovers_the_vault_though_a_peer_lies() {
     owner.shutdown();
     owner.stopped(Duration::from_secs(5)).await;
     let new = swarm.nodes[5].clone();
-    for i in 1..=4 {
-        let code = swarm.nodes[i].invite(None).unwrap().encode();
-        new.join(&code).await.unwrap();
-    }
-    wait_until(|| new.online_clients().len() == 4).await;
-
-    let recovered = shard_node::recover::recover(
-        &new,
-        &swarm.recovery_code,
-        None,
-        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
-        None,
-    )
-    .await
-    .unwrap();
+    swarm.join_peers(5, 1..=4).await;
+    let recovered = swarm.recover_on(5).await.unwrap();
     assert_eq!(recovered.account, USER);
     assert_eq!(recovered.files, 1, "{recovered:?}");
     assert_eq!(recovered.peers_handed_over, 4, "{recovered:?}");
@@ -729,7 +716,12 @@ async fn a_catalog_changed_while_its_holders_are_away_reaches_them_when_they_are
         "only the snapshot the peers point at"
     );
     // Nothing is written again while they stay away.
-    assert!(owner.settle_snapshot(&session, &HashSet::new()).await.is_none());
+    assert!(
+        owner
+            .settle_snapshot(&session, &HashSet::new())
+            .await
+            .is_none()
+    );
 
     // Back home: the repair check (run here by hand: in-memory swarms have no background
     // loops) writes the snapshot again, and both peers get its head.
@@ -766,21 +758,8 @@ async fn a_catalog_changed_while_its_holders_are_away_reaches_them_when_they_are
     // The laptop is lost; a new machine pairs with the peers and recovers what it last held.
     owner.shutdown();
     owner.stopped(Duration::from_secs(5)).await;
-    let new = swarm.nodes[3].clone();
-    for i in 1..=2 {
-        let code = swarm.nodes[i].invite(None).unwrap().encode();
-        new.join(&code).await.unwrap();
-    }
-    wait_until(|| new.online_clients().len() == 2).await;
-    let recovered = shard_node::recover::recover(
-        &new,
-        &swarm.recovery_code,
-        None,
-        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
-        None,
-    )
-    .await
-    .unwrap();
+    swarm.join_peers(3, 1..=2).await;
+    let recovered = swarm.recover_on(3).await.unwrap();
     assert_eq!(recovered.files, 1, "only what was kept: {recovered:?}");
     assert!(recovered.catalog_head > first + 1, "{recovered:?}");
 }
@@ -856,25 +835,13 @@ async fn a_peer_away_during_a_recovery_hands_the_vault_over_when_it_is_back() {
     let vault = session.vault();
     drop(session);
     let new = swarm.nodes[5].clone();
-    for i in 1..=4 {
-        let code = swarm.nodes[i].invite(None).unwrap().encode();
-        new.join(&code).await.unwrap();
-    }
-    wait_until(|| new.online_clients().len() == 4).await;
+    swarm.join_peers(5, 1..=4).await;
     owner.shutdown();
     owner.stopped(Duration::from_secs(5)).await;
     swarm.set_link(4, Link::Down);
     wait_until(|| new.online_clients().len() == 3).await;
 
-    let recovered = shard_node::recover::recover(
-        &new,
-        &swarm.recovery_code,
-        None,
-        zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
-        None,
-    )
-    .await
-    .unwrap();
+    let recovered = swarm.recover_on(5).await.unwrap();
     assert_eq!(recovered.peers_handed_over, 3, "{recovered:?}");
     // The peer away, and the old machine itself (should it ever come back).
     assert_eq!(recovered.peers_owing_hand_over, 2, "{recovered:?}");

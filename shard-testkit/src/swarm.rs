@@ -212,6 +212,35 @@ impl Swarm {
         .await;
     }
 
+    /// Pairs node `machine` (a new machine) with each of `peers` (it joins their invites) and
+    /// waits until it is connected to all of them.
+    pub async fn join_peers(&self, machine: usize, peers: impl IntoIterator<Item = usize>) {
+        let new = self.nodes[machine].clone();
+        let mut count = 0;
+        for i in peers {
+            let code = self.nodes[i].invite(None).unwrap().encode();
+            new.join(&code).await.unwrap();
+            count += 1;
+        }
+        wait_until(|| new.online_clients().len() >= count).await;
+    }
+
+    /// Recovers the owner's vault on node `machine` with the recovery code and a new
+    /// passphrase.
+    pub async fn recover_on(
+        &self,
+        machine: usize,
+    ) -> shard_node::Result<shard_node::report::Recovery> {
+        shard_node::recover::recover(
+            &self.nodes[machine],
+            &self.recovery_code,
+            None,
+            zeroize::Zeroizing::new(b"a passphrase for the new laptop".to_vec()),
+            None,
+        )
+        .await
+    }
+
     /// Nodes paired with the owner, itself included.
     pub fn paired_count(&self) -> usize {
         self.paired.iter().filter(|p| **p).count()
