@@ -484,6 +484,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sign_ups_beyond_five_a_minute_are_refused_and_say_why() {
+        let gate = Gate::default();
+        for _ in 0..SIGNUPS_PER_WINDOW {
+            gate.signup().unwrap();
+        }
+        match gate.signup() {
+            Err(Error::TooManyAttempts(why)) => assert_eq!(
+                why,
+                "5 accounts were created in the last minute; wait a minute"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn passphrase_rules_name_the_reason() {
         let reason = |p: &str| match check_new_passphrase("alice", p) {
             Err(Error::WeakPassphrase(why)) => why,
