@@ -495,8 +495,9 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
         .collect();
     let timeout = node.options().request_timeout;
     let mut told: HashSet<NodeId> = HashSet::new();
-    // Holders that answered with a refusal (full, or a liar keeping junk): here, but what they
-    // point at is theirs; nothing is kept back for them.
+    // Holders that answered with a refusal (full, or a liar keeping junk): what they took
+    // before is kept like an absent peer's (a full peer still points at it), but they are
+    // only logged, not waited for.
     let mut refused: HashSet<NodeId> = HashSet::new();
     for round in 0..2 {
         let head = Bytes::from(seal_head(&keys, seq, &payload)?);
