@@ -89,6 +89,17 @@ impl Closed {
         self.notify.notify_waiters();
     }
 
+    /// Resolves once the connection is closed (by either task, or given up).
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn is_set(&self) -> bool {
         self.flag.load(Ordering::Acquire)
     }
@@ -134,13 +145,7 @@ impl PeerClient {
 
     /// Resolves once the connection has failed or closed.
     pub async fn closed(&self) {
-        loop {
-            let notified = self.closed.notify.notified();
-            if self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
+        self.closed.wait().await;
     }
 
     /// Sends a request and waits (at most `timeout`) for its answer. An error answer is
@@ -478,11 +483,25 @@ async fn client_writer(
     mut queue: mpsc::Receiver<Outgoing>,
     closed: Arc<Closed>,
 ) {
-    while let Some(Outgoing { id, body, share }) = queue.recv().await {
+    // A connection given up (see `call_with`) stops here too, even while a write into a dead
+    // path waits for room that never comes.
+    loop {
+        let next = tokio::select! {
+            next = queue.recv() => next,
+            () = closed.wait() => break,
+        };
+        let Some(Outgoing { id, body, share }) = next else {
+            break;
+        };
         let message = Message::Request { id, body };
-        let written = match &share {
-            Some(share) => writer.write_share_frame(&message, share).await,
-            None => writer.write_frame(&message).await,
+        let written = tokio::select! {
+            written = async {
+                match &share {
+                    Some(share) => writer.write_share_frame(&message, share).await,
+                    None => writer.write_frame(&message).await,
+                }
+            } => written,
+            () = closed.wait() => break,
         };
         if let Err(e) = written {
             tracing::debug!("connection write failed: {e}");
@@ -490,7 +509,8 @@ async fn client_writer(
         }
     }
     closed.set();
-    let _ = writer.shutdown().await;
+    // Bounded: on a dead path a shutdown would wait for the peer as long as a write would.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer.shutdown()).await;
 }
 
 async fn client_reader(
@@ -500,7 +520,11 @@ async fn client_reader(
     peer: NodeId,
 ) {
     loop {
-        let frame = reader.read_frame().await;
+        let frame = tokio::select! {
+            frame = reader.read_frame() => frame,
+            // Given up: the reader of a dead path would otherwise wait on it for ever.
+            () = closed.wait() => break,
+        };
         closed.heard();
         match frame {
             Ok(Message::Response { id, body }) => {

@@ -892,3 +892,47 @@ async fn check_counts_the_shares_peers_keep_through_their_grace_period() {
     assert!(check.deleted_in_grace.shares >= 2, "{check:?}");
     assert_eq!(check.deleted_in_grace.grace_days, 7);
 }
+
+/// A peer whose path goes silent without an error (a cut link, a NAT that forgot the flow) is
+/// given up once nothing at all has come back for a request timeout, so the node dials again;
+/// with the path back it is reached again and takes shares.
+#[tokio::test]
+async fn a_connection_that_falls_silent_is_given_up_and_made_again() {
+    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let owner = swarm.owner().clone();
+    let peer = swarm.id(1);
+    let online = |owner: &shard_node::node::Node| {
+        owner
+            .online_clients()
+            .iter()
+            .any(|c| c.peer().id == peer && !c.is_closed())
+    };
+    let before = owner
+        .online_clients()
+        .into_iter()
+        .find(|c| c.peer().id == peer)
+        .unwrap();
+    swarm.set_link(1, Link::Stalled);
+    // The test nodes' request timeout is 10 s, their pings every 500 ms.
+    let started = Instant::now();
+    while !before.is_closed() {
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "a silent connection was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    swarm.set_link(1, Link::Up);
+    wait_until(|| online(&owner)).await;
+    let bytes = content(100_000, 18);
+    swarm
+        .put(&file(&swarm, "after", &bytes), "after", Some((2, 3)))
+        .await
+        .unwrap();
+    assert_eq!(restored(&swarm, "after").await.unwrap(), bytes);
+}
