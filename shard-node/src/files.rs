@@ -347,13 +347,14 @@ impl Node {
                 let vault = self.catalog().vault(session.account, &session.keys);
                 (vault.state()?, vault.kept_heads()?)
             };
-            crate::snapshot::delete_snapshot(self, &session, &state, &Default::default()).await;
-            for k in kept {
-                let kept = VaultState {
-                    seq: k.seq,
-                    snapshot: Some(k.head),
-                };
-                crate::snapshot::delete_snapshot(self, &session, &kept, &Default::default()).await;
+            // The newest snapshot and those kept for peers that were away.
+            let snapshots = std::iter::once(state).chain(kept.into_iter().map(|k| VaultState {
+                seq: k.seq,
+                snapshot: Some(k.head),
+            }));
+            for snapshot in snapshots {
+                crate::snapshot::delete_snapshot(self, &session, &snapshot, &Default::default())
+                    .await;
             }
             self.logout(Some(user));
             self.catalog().delete_account(account.id)?;

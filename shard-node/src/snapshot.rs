@@ -405,12 +405,7 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
     let catalog = node.catalog().vault(session.account, &keys);
     let state = catalog.state()?;
     // Every node holding an acknowledged share of the vault is told of the new head.
-    let mut tell: HashSet<NodeId> = catalog
-        .holders()?
-        .into_iter()
-        .filter(|(_, state, _)| *state == ShareState::Acked)
-        .map(|(peer, _, _)| peer)
-        .collect();
+    let mut tell = acked_holders(&catalog)?;
 
     // Stored like a file, over whoever is online now and has room: a node found full while
     // storing it is left out and the snapshot written and stored again over the others.
@@ -637,6 +632,16 @@ pub(crate) async fn write_snapshot_held(node: &Arc<Node>, session: &Arc<Session>
     Ok(seq)
 }
 
+/// The nodes holding an acknowledged share of the vault: those a new head is for.
+fn acked_holders(catalog: &shard_store::VaultCatalog<'_>) -> Result<HashSet<NodeId>> {
+    Ok(catalog
+        .holders()?
+        .into_iter()
+        .filter(|(_, state, _)| *state == ShareState::Acked)
+        .map(|(peer, _, _)| peer)
+        .collect())
+}
+
 /// Whether `session`'s vault owes its holders a catalog snapshot: one was kept back because a
 /// holder had not got the newer head, or a node holding the current snapshot's shares is
 /// lost (`lost`) or no longer paired.
@@ -652,12 +657,7 @@ pub(crate) fn snapshot_owed(
     let kept = catalog.kept_heads()?;
     if !kept.is_empty() {
         let told = catalog.told()?.unwrap_or_default();
-        let holders: HashSet<NodeId> = catalog
-            .holders()?
-            .into_iter()
-            .filter(|(_, state, _)| *state == ShareState::Acked)
-            .map(|(peer, _, _)| peer)
-            .collect();
+        let holders = acked_holders(&catalog)?;
         let me = node.node_id();
         if node.online_peers().iter().any(|(c, _)| {
             let id = c.peer().id;
