@@ -50,7 +50,20 @@ impl Browser {
         }
     }
 
+    /// A request as the page makes it: the cookie, and the session key on every read; on a
+    /// change only when `csrf` (to test its absence).
     fn call(&self, method: &str, path: &str, body: Option<Value>, csrf: bool) -> Answer {
+        let key = csrf || method == "GET";
+        self.send(
+            method,
+            path,
+            body.map(|b| ("application/json", b.to_string())),
+            key,
+        )
+    }
+
+    /// A request with `body` (content type and text), with the session key or without it.
+    fn send(&self, method: &str, path: &str, body: Option<(&str, String)>, key: bool) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         // What a browser sends with every change from the node's own page.
@@ -60,20 +73,22 @@ impl Browser {
         if let Some(c) = &self.cookie {
             request = request.header("Cookie", format!("shard_session={c}"));
         }
-        if csrf && let Some(t) = &self.csrf {
+        if key && let Some(t) = &self.csrf {
             request = request.header("X-CSRF-Token", t);
         }
         let response = match body {
-            Some(b) => self.agent.run(
-                request
-                    .header("Content-Type", "application/json")
-                    .body(b.to_string())
-                    .unwrap(),
-            ),
+            Some((kind, b)) => self
+                .agent
+                .run(request.header("Content-Type", kind).body(b).unwrap()),
             None => self.agent.run(request.body(()).unwrap()),
         };
         let mut response = response.unwrap();
-        let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap_or_default();
         Answer {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
@@ -113,7 +128,12 @@ impl Browser {
             .body(bytes.to_vec())
             .unwrap();
         let mut response = self.agent.run(request).unwrap();
-        let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap_or_default();
         let answer = Answer {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
@@ -260,6 +280,28 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
         browser.call("GET", "/ui/session", None, false).json()["user"],
         "alice"
     );
+    // The cookie alone opens nothing, reads included: browsers send it to every port of the
+    // host, so another local web server the owner visits has it. It lacks the page's key.
+    for path in ["/ui/session", "/v1/ls", "/v1/peers", "/v1/download?name=x"] {
+        let bare = browser.send("GET", path, None, false);
+        assert_eq!(
+            bare.status, 403,
+            "{path} with the cookie alone: {}",
+            bare.body
+        );
+        assert!(bare.body.contains("session key"), "{path}: {}", bare.body);
+        assert!(
+            !bare.body.contains(browser.csrf.as_deref().unwrap()),
+            "{path}"
+        );
+    }
+    let bare_form = browser.send(
+        "POST",
+        "/v1/download",
+        Some(("application/x-www-form-urlencoded", "name=x".to_string())),
+        false,
+    );
+    assert_eq!(bare_form.status, 403, "{}", bare_form.body);
 
     // Acting as alice: her (empty) files; bob's are not reachable through her session.
     let listing = browser.call("GET", "/v1/ls", None, false);
@@ -320,6 +362,20 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
             false,
         );
         assert_eq!(back.status, 200, "{name}");
+        // The page's way: a form posted with the key in a field (a link cannot carry it).
+        let encoded: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+        let key = browser.csrf.clone().unwrap();
+        let form = browser.send(
+            "POST",
+            "/v1/download",
+            Some((
+                "application/x-www-form-urlencoded",
+                format!("name={encoded}&csrf={key}"),
+            )),
+            false,
+        );
+        assert_eq!(form.status, 200, "{name}: {}", form.body);
+        assert_eq!(form.bytes, bytes, "{name}: the form download differs");
         assert!(
             back.headers
                 .get("content-disposition")
@@ -470,4 +526,61 @@ fn the_web_ui_stays_on_loopback_unless_told() {
     node.serve(&[]);
     let addr = std::fs::read_to_string(node.home().join("ui.addr")).unwrap();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+}
+
+/// A download held open: its request sent raw, the answer's status line read, the rest left
+/// unread (as a slow browser would).
+fn held_download(browser: &Browser, name: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let host = browser.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        stream,
+        "GET /v1/download?name={name} HTTP/1.1\r\nHost: {host}\r\nCookie: shard_session={}\r\nX-CSRF-Token: {}\r\n\r\n",
+        browser.cookie.as_deref().unwrap(),
+        browser.csrf.as_deref().unwrap(),
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    (stream, String::from_utf8_lossy(&head).into_owned())
+}
+
+#[test]
+fn downloads_at_once_are_bounded_and_their_places_come_back() {
+    let mut node = TestNode::init("desk");
+    node.create_account("alice");
+    node.serve(&[]);
+    let mut browser = Browser::new(&node);
+    assert_eq!(browser.login("alice", PASSWORD).status, 200);
+    // Larger than what the sockets buffer, so a download not read stays under way.
+    let bytes = common::random_bytes(24 << 20, 7);
+    let stored = browser.upload("big.bin", &bytes);
+    assert_eq!(stored.json()["state"], "done", "{}", stored.body);
+
+    // Each download keeps a whole copy in the spool until it is sent: two at once.
+    let first = held_download(&browser, "big.bin");
+    let second = held_download(&browser, "big.bin");
+    assert_eq!(first.1, "HTTP/1.1 200");
+    assert_eq!(second.1, "HTTP/1.1 200");
+    let third = browser.call("GET", "/v1/download?name=big.bin", None, false);
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert!(third.body.contains("under way"), "{}", third.body);
+    assert!(third.json()["hint"].as_str().unwrap().contains("wait"));
+
+    // Given up, they give their places back.
+    drop(first);
+    drop(second);
+    let start = std::time::Instant::now();
+    loop {
+        let again = browser.call("GET", "/v1/download?name=big.bin", None, false);
+        if again.status == 200 {
+            assert!(again.bytes == bytes, "the download differs");
+            break;
+        }
+        assert_eq!(again.status, 503, "{}", again.body);
+        assert!(start.elapsed().as_secs() < 30, "the places never came back");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    node.stop();
 }

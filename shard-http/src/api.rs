@@ -18,6 +18,8 @@
 //! GET  /v1/jobs/{id}/events     the same as server-sent events
 //! POST /v1/upload?name=&shares=&user=   the body (streamed) stored as NAME → {"job", "bytes"}
 //! GET  /v1/download?name=&version=&user= a stored file's bytes
+//! POST /v1/download              the same from a form (name, version; the web UI's session
+//!                               key rides in its `csrf` field, as a link cannot carry it)
 //! GET  /v1/picture?name=&version=&user=  its chunks, each share's node and state
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
 //! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
@@ -62,6 +64,29 @@ pub(crate) struct ApiState {
     pub(crate) ui: Arc<crate::sessions::UiSessions>,
     /// Where the web UI answers, if it runs (for `shard ui-link`).
     pub(crate) ui_addr: Option<std::net::SocketAddr>,
+    /// Downloads under way: each holds a whole file in the spool until it is sent, so only
+    /// [`DOWNLOADS_AT_ONCE`] run at a time (the disk is the store's too).
+    pub(crate) downloads: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many downloads run at once; more are refused with 503 and a hint to wait.
+pub(crate) const DOWNLOADS_AT_ONCE: usize = 2;
+
+impl ApiState {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        token: String,
+        ui: Arc<crate::sessions::UiSessions>,
+        ui_addr: Option<std::net::SocketAddr>,
+    ) -> Self {
+        Self {
+            node,
+            token: Arc::new(token),
+            ui,
+            ui_addr,
+            downloads: Arc::new(tokio::sync::Semaphore::new(DOWNLOADS_AT_ONCE)),
+        }
+    }
 }
 
 /// The account a request acts for when it comes from a web UI session (set by [`crate::ui`]):
@@ -162,12 +187,7 @@ pub async fn serve(
     token: String,
     ui_addr: Option<std::net::SocketAddr>,
 ) {
-    let state = ApiState {
-        node: node.clone(),
-        token: Arc::new(token),
-        ui: Arc::default(),
-        ui_addr,
-    };
+    let state = ApiState::new(node.clone(), token, Arc::default(), ui_addr);
     let api_addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
@@ -206,7 +226,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/upload", post(upload))
-        .route("/v1/download", get(download))
+        .route("/v1/download", get(download).post(download_form))
         .route("/v1/picture", get(picture))
         .route("/v1/ls", get(ls))
         .route("/v1/rm", post(rm))
@@ -913,6 +933,17 @@ struct DownloadQuery {
     user: Option<String>,
 }
 
+/// `POST /v1/download` with a form: how the web UI downloads. A link cannot carry the session
+/// key the UI requires on every request ([`crate::ui`] checks it in the form's `csrf` field), a
+/// form can, and the browser saves the answer as it arrives.
+async fn download_form(
+    state: State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    axum::extract::Form(q): axum::extract::Form<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    download(state, acting, Query(q)).await
+}
+
 /// `GET /v1/download?name=NAME[&version=V]`: a stored file's bytes, restored into a private
 /// spool file first (every chunk checked), then streamed; the spool file is unlinked at once.
 async fn download(
@@ -921,6 +952,14 @@ async fn download(
     Query(q): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let user = acting_user(acting, q.user.clone())?;
+    // Held until the last byte is sent: the spooled copy takes disk space until then.
+    let permit = state.downloads.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{DOWNLOADS_AT_ONCE} downloads are under way already"),
+            "wait for one to finish and try again",
+        )
+    })?;
     let session = state.node.session(user.as_deref())?;
     let name = vault_name(&q.name)?;
     // A folder of its own in the spool, removed with whatever is in it when this request
@@ -973,16 +1012,19 @@ async fn download(
     // Unlinked now: the open handle keeps the bytes until the stream ends.
     drop(folder);
     let length = file.metadata().await.map(|m| m.len()).ok();
-    let stream = futures_util::stream::unfold(file, |mut file| async move {
+    let stream = futures_util::stream::unfold((file, permit), |(mut file, permit)| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 256 << 10];
         match file.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
+                    (file, permit),
+                ))
             }
-            Err(e) => Some((Err(e), file)),
+            Err(e) => Some((Err(e), (file, permit))),
         }
     });
     let base = q.name.rsplit('/').next().unwrap_or("download");

@@ -13,11 +13,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use crate::error::ApiError;
 use shard_node::node::Node;
 
 /// Connections open at once on one listener.
@@ -30,6 +35,7 @@ pub const IDLE: Duration = Duration::from_secs(3600);
 pub(crate) async fn serve(listener: TcpListener, router: axum::Router, node: &Node, what: &str) {
     let mut stop = node.shutdown_signal();
     let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
+    let router = router.layer(axum::middleware::from_fn(bodies_in_time));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -38,6 +44,52 @@ pub(crate) async fn serve(listener: TcpListener, router: axum::Router, node: &No
     if let Err(e) = served {
         tracing::error!("{what} stopped: {e}");
     }
+}
+
+/// How long a request (other than an upload) may take to send its body.
+pub const BODY_TIME: Duration = Duration::from_secs(30);
+/// The largest body read whole (every request but an upload is a small form or JSON).
+pub const BODY_LIMIT: usize = 2 << 20;
+
+/// Reads a request's body whole, within [`BODY_TIME`] and up to [`BODY_LIMIT`] bytes, before
+/// anything else looks at it: a client that drips its body (a "slow" login) would otherwise
+/// hold one of the listener's connections for up to [`IDLE`]. Uploads stream on: their pace
+/// is the put's.
+pub(crate) async fn bodies_in_time(request: Request, next: Next) -> Response {
+    if request.uri().path() == "/v1/upload" {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_TIME, axum::body::to_bytes(body, BODY_LIMIT)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a request body is at most {BODY_LIMIT} bytes (uploads aside)"),
+                "send less at once",
+            )
+            .into_response();
+        }
+        Err(_) => {
+            tracing::warn!(
+                "closed a request to {} that took over {} s to send its body",
+                parts.uri.path(),
+                BODY_TIME.as_secs()
+            );
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request's body did not arrive within {} s",
+                    BODY_TIME.as_secs()
+                ),
+                "check the connection and try again",
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// A listener that hands out at most `max` connections at a time.
@@ -207,5 +259,62 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    /// A body that sends a byte and then nothing (a client that drips its login).
+    fn dripping() -> axum::body::Body {
+        let first = futures_util::stream::iter([Ok::<_, io::Error>(bytes::Bytes::from("{"))]);
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_arrive_in_time_is_refused_and_an_upload_is_left_to_stream() {
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route(
+                "/ui/login",
+                axum::routing::post(|body: String| async move { body }),
+            )
+            .route("/v1/upload", axum::routing::post(|| async { "streaming" }))
+            .layer(axum::middleware::from_fn(bodies_in_time));
+        let request = |path: &str, body| {
+            Request::builder()
+                .method("POST")
+                .uri(path)
+                .body(body)
+                .unwrap()
+        };
+        let started = tokio::time::Instant::now();
+        let slow = router
+            .clone()
+            .oneshot(request("/ui/login", dripping()))
+            .await
+            .unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(started.elapsed() >= BODY_TIME);
+        let whole = router
+            .clone()
+            .oneshot(request("/ui/login", axum::body::Body::from("{\"user\":1}")))
+            .await
+            .unwrap();
+        assert_eq!(whole.status(), StatusCode::OK);
+        let big = router
+            .clone()
+            .oneshot(request(
+                "/ui/login",
+                axum::body::Body::from(vec![b' '; BODY_LIMIT + 1]),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // The upload handler runs at once: its body is the put's to pace.
+        let upload = router
+            .oneshot(request("/v1/upload", dripping()))
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::OK);
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! Sessions: `POST /ui/login` checks the passphrase in the node (with the same delay after
 //! failures as the CLI), unlocks the vault and sets a random session cookie (`HttpOnly`,
-//! `SameSite=Strict`); the answer carries a CSRF token that every state-changing request must
-//! send back in `X-CSRF-Token` (compared in constant time). A session acts only for its own
+//! `SameSite=Strict`); the answer carries a session key (the "CSRF token") that every request
+//! must send back in `X-CSRF-Token`, reads included (compared in constant time). The cookie
+//! alone is worth nothing: browsers send it to every port of the host, so a local web server
+//! the owner visits gets it; the key stays in the page's origin-bound `sessionStorage`.
+//! Downloads post a form carrying the key, as a link cannot. A session acts only for its own
 //! account, ends after 30 idle minutes (`[web] session_idle_secs`), and `POST /ui/logout`
 //! locks the vault. At most 8 sessions per account (its oldest goes) and 256 in all (then a
 //! login waits). No secret travels in a URL sent to the server (the setup token rides in
@@ -24,6 +27,7 @@
 //! POST /ui/signup              {"user", "password", "setup"?} → {"recovery_code"} (shown once)
 //! POST /ui/login               {"user", "password"} → {"user", "csrf"} and the cookie
 //! GET  /ui/session             {"user", "csrf", "admin", "node_paths"} while the session lasts
+//!                              (with the key: a reload of a page that holds it)
 //! POST /ui/logout              locks the vault, ends the session
 //! /v1/...                      the control API, acting for the session's account
 //! ```
@@ -77,12 +81,12 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .config()
         .map(|c| c.web.session_idle_secs)
         .unwrap_or_else(|_| shard_node::home::WebConfig::default().session_idle_secs);
-    let state = ApiState {
-        node: node.clone(),
-        token: Arc::new(String::new()),
-        ui: Arc::new(UiSessions::new(Duration::from_secs(idle))),
-        ui_addr: listener.local_addr().ok(),
-    };
+    let state = ApiState::new(
+        node.clone(),
+        String::new(),
+        Arc::new(UiSessions::new(Duration::from_secs(idle))),
+        listener.local_addr().ok(),
+    );
     let hosts = match listener.local_addr() {
         Ok(addr) => Arc::new(crate::hosts::Hosts::new(addr, true)),
         Err(e) => {
@@ -131,9 +135,11 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Nothing to other sites; our own requests keep their origin (with `no-referrer` a
+    // form's POST, the download, would carry `Origin: null` and be refused as foreign).
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -159,20 +165,23 @@ fn csrf_refusal_in(headers: &HeaderMap, csrf: &str) -> Option<Response> {
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    (!shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes())).then(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "missing or wrong CSRF token",
-            "reload the page and try again",
-        )
-        .into_response()
-    })
+    (!shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes())).then(key_refusal)
+}
+
+fn key_refusal() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "missing or wrong session key (X-CSRF-Token)",
+        "reload the page and log in again",
+    )
+    .into_response()
 }
 
 /// The API through a session: a valid cookie, the CSRF token on every state-changing
 /// request, the vault still unlocked, and only the session's account.
-async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path();
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let path = path.as_str();
     // What a browser session may not do: stop the node, unlock or lock other accounts,
     // recover, or list every account of the node.
     let closed = [
@@ -198,12 +207,21 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
             "not logged in, the session expired, or the account was locked on the node",
         );
     };
-    if request.method() != Method::GET
-        && request.method() != Method::HEAD
-        && let Some(refused) = csrf_refusal(&request, &csrf)
-    {
+    // The cookie alone is not enough, for reads too: browsers send it to every port of this
+    // host, so any local web server the owner's browser visits receives it. The session key
+    // lives in the page (origin-bound storage) and comes back with every request.
+    let request = if path == "/v1/download" && request.method() == Method::POST {
+        match form_with_key(request, &csrf).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        }
+    } else if let Some(refused) = csrf_refusal(&request, &csrf) {
         return refused;
-    }
+    } else {
+        request
+    };
+    let mut request = request;
+    let path = request.uri().path();
     if state.node.session(Some(&user)).is_err() {
         return unauthorized("the account was locked on the node");
     }
@@ -221,6 +239,31 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
     request.extensions_mut().insert(Acting(user));
     next.run(request).await
 }
+
+/// A download form's request, its body read (it is small) to find the session key in the
+/// `csrf` field, and put back for the handler; or the refusal.
+async fn form_with_key(request: Request, csrf: &str) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a download form is at most {FORM_LIMIT} bytes"),
+            "reload the page and try again",
+        )
+        .into_response());
+    };
+    let presented = form_urlencoded::parse(&bytes)
+        .find(|(key, _)| key == "csrf")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
+        return Err(key_refusal());
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// The largest download form read (a name and the session key).
+const FORM_LIMIT: usize = 16 << 10;
 
 #[derive(Deserialize)]
 struct Credentials {
@@ -269,8 +312,8 @@ async fn signup(
             if csrf_refusal_in(&headers, &csrf).is_some() {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "missing or wrong CSRF token",
-                    "reload the page and try again",
+                    "missing or wrong session key (X-CSRF-Token)",
+                    "reload the page and log in again",
                 ));
             }
             if !state.node.is_admin(&user)? {
@@ -334,9 +377,14 @@ fn session_info(state: &ApiState, user: &str, csrf: &str) -> serde_json::Value {
     json!({"user": user, "csrf": csrf, "admin": admin, "node_paths": node_paths})
 }
 
+/// The session's details, for a page that holds its key (a reload): the cookie alone, which
+/// any local web server the browser visits receives too, learns nothing.
 async fn session(State(state): State<ApiState>, request: Request) -> Response {
     match cookie_of(&request).and_then(|c| state.ui.touch(&c, &state.node)) {
-        Some((user, csrf)) => Json(session_info(&state, &user, &csrf)).into_response(),
+        Some((user, csrf)) => match csrf_refusal(&request, &csrf) {
+            Some(refused) => refused,
+            None => Json(session_info(&state, &user, &csrf)).into_response(),
+        },
         _ => unauthorized("not logged in"),
     }
 }

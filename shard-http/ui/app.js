@@ -2,7 +2,16 @@
 // only shows pages and what the API answers. No inline script or style (the CSP forbids it).
 "use strict";
 
-let csrf = null;
+// The session key: sent with every request (the cookie alone is refused, as browsers send it
+// to every port of this host). Kept in sessionStorage, which belongs to this page's origin
+// (scheme, host and port) and this tab, so a reload keeps the session.
+const KEY = "shard-session";
+let csrf = sessionStorage.getItem(KEY);
+
+function keep(key) {
+  csrf = key;
+  if (key) sessionStorage.setItem(KEY, key); else sessionStorage.removeItem(KEY);
+}
 // What the session may do: pair and add accounts (the administrator), folders on the node.
 let admin = false;
 // The setup link's token (the node has no account yet), read from the URL's fragment, which
@@ -34,7 +43,7 @@ async function goTo(page) {
 // An error in place; an ended session leads back to the login page.
 function handle(err) {
   if (err.status === 401) {
-    csrf = null;
+    keep(null);
     show("login-page");
   }
   showError(err.message);
@@ -49,7 +58,7 @@ function showError(message) {
 async function api(method, path, body) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  if (csrf) headers["X-CSRF-Token"] = csrf;
   let response;
   try {
     response = await fetch(path, {
@@ -107,27 +116,76 @@ function showProgress(label, done, total, elapsedSecs) {
     `${label}: ${human(done)} of ${human(total)}, ${human(Math.round(rate))}/s` + (eta ? `, about ${eta} s left` : "");
 }
 
-// Follows a job with server-sent events: a progress bar with rate and ETA; resolves with its result.
-function follow(job, label) {
-  return new Promise((resolve, reject) => {
-    $("progress").hidden = false;
-    const events = new EventSource(`/v1/jobs/${job}/events`);
-    const update = (state) => showProgress(label, state.bytes_done || 0, state.bytes_total || 0, state.elapsed_secs || 0);
-    events.addEventListener("progress", (e) => update(JSON.parse(e.data)));
-    events.addEventListener("end", (e) => {
-      events.close();
-      const state = JSON.parse(e.data);
-      update(state);
-      $("progress").hidden = true;
-      if (state.state === "done") resolve(state.result);
-      else reject(new Error(`${state.error}\nWhat to do: ${state.hint}`));
-    });
-    events.onerror = () => {
-      events.close();
-      $("progress").hidden = true;
-      reject(new Error("Lost contact with the node while following the job.\nWhat to do: reload the page; the job goes on in the node."));
-    };
-  });
+// Follows a job's server-sent events (read with fetch, as EventSource cannot send the session
+// key): a progress bar with rate and ETA; resolves with its result.
+async function follow(job, label) {
+  $("progress").hidden = false;
+  const lost = new Error("Lost contact with the node while following the job.\nWhat to do: reload the page; the job goes on in the node.");
+  const update = (state) => showProgress(label, state.bytes_done || 0, state.bytes_total || 0, state.elapsed_secs || 0);
+  try {
+    let response;
+    try {
+      response = await fetch(`/v1/jobs/${job}/events`, { headers: { "X-CSRF-Token": csrf || "" }, credentials: "same-origin" });
+    } catch (e) {
+      throw lost;
+    }
+    if (!response.ok || !response.body) {
+      let data = null;
+      try { data = await response.json(); } catch (e) { data = null; }
+      const error = new Error((data && data.error) || `the node answered ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = "";
+    for (;;) {
+      let chunk;
+      try { chunk = await reader.read(); } catch (e) { throw lost; }
+      if (chunk.done) throw lost;
+      buffered += chunk.value;
+      // Events end with a blank line; each has an `event:` and a `data:` line.
+      let end;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        let name = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trim();
+        }
+        if (!data) continue; // a keep-alive
+        const state = JSON.parse(data);
+        update(state);
+        if (name === "end") {
+          reader.cancel().catch(() => {});
+          if (state.state === "done") return state.result;
+          throw new Error(`${state.error}\nWhat to do: ${state.hint}`);
+        }
+      }
+    }
+  } finally {
+    $("progress").hidden = true;
+  }
+}
+
+// Downloads with a form posted to the node: a link cannot carry the session key, a form can,
+// and the browser saves the answer as it arrives (no copy of the file in the page).
+function downloadFile(f) {
+  const form = document.createElement("form");
+  form.method = "POST";
+  form.action = "/v1/download";
+  form.hidden = true;
+  for (const [name, value] of [["name", f.name], ["csrf", csrf || ""]]) {
+    const input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = value;
+    form.append(input);
+  }
+  document.body.append(form);
+  form.submit();
+  // Not at once: the browser reads the form when the navigation starts.
+  setTimeout(() => form.remove(), 60000);
 }
 
 // Sends a file; the node stores it while it arrives, so the bytes sent are the progress (with
@@ -240,11 +298,7 @@ function fileRow(f, i) {
   row.append(health);
   const actions = document.createElement("td");
   if (f.kind === "file") {
-    const link = document.createElement("a");
-    link.href = `/v1/download?name=${encodeURIComponent(f.name)}`;
-    link.textContent = "Download";
-    link.setAttribute("download", f.name.split("/").pop());
-    actions.append(link, " ", rowButton("Picture", "picture", i), " ");
+    actions.append(rowButton("Download", "download", i), " ", rowButton("Picture", "picture", i), " ");
   }
   actions.append(rowButton("Delete", "delete", i));
   row.append(actions);
@@ -261,6 +315,7 @@ function rowButton(text, action, index) {
 }
 
 const FILE_ACTIONS = {
+  async download(f) { downloadFile(f); },
   async picture(f) {
     await goTo("how-page");
     $("how-file").value = f.name;
@@ -396,7 +451,7 @@ async function drawPicture(name) {
 }
 
 async function enter(session, listing) {
-  csrf = session.csrf;
+  keep(session.csrf);
   admin = !!session.admin;
   $("who").textContent = `Logged in as ${session.user}${admin ? " (administrator)" : ""}`;
   $("admin-only").hidden = !admin;
@@ -527,7 +582,7 @@ async function start() {
     } catch (err) {
       showError(err.message);
     }
-    csrf = null;
+    keep(null);
     show("login-page");
   });
 
@@ -535,6 +590,10 @@ async function start() {
   if (fragment.get("setup")) {
     setup = fragment.get("setup");
     show("signup-page");
+    return;
+  }
+  if (!csrf) {
+    show("login-page");
     return;
   }
   try {

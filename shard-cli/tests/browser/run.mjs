@@ -5,6 +5,7 @@
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { basename } from "node:path";
+import { createServer } from "node:http";
 
 const [url, upload, shots, downloadTo] = process.argv.slice(2);
 const lines = createInterface({ input: process.stdin });
@@ -82,7 +83,9 @@ try {
   step("log in");
   await page.fill("#login-form [name=password]", "violet kettle across the dunes");
   await page.click("#login-form button");
-  await page.waitForSelector("#files-page:not([hidden])", { timeout: 15000 });
+  await page.waitForSelector("#files-page:not([hidden])", { timeout: 15000 }).catch(async (e) => {
+    fail(`no files page after login: ${await page.textContent("#error")}; ${errors.join("; ")}; ${e}`);
+  });
   await page.waitForSelector("#files-empty:not([hidden])");
 
   step("upload");
@@ -119,7 +122,7 @@ try {
   await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
   const [download] = await Promise.all([
     page.waitForEvent("download"),
-    page.click(`#files tbody tr:has-text("${name}") a:has-text("Download")`),
+    page.click(`#files tbody tr:has-text("${name}") button:has-text("Download")`),
   ]);
   await download.saveAs(downloadTo);
   console.log(`DOWNLOADED ${downloadTo}`);
@@ -130,6 +133,38 @@ try {
     return r.status;
   }, name);
   if (status !== 403) fail(`a request without the CSRF token got ${status}`);
+
+  step("a reload keeps the session");
+  await page.reload();
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`, { timeout: 15000 });
+
+  step("the cookie alone, as another local web server receives it, opens nothing");
+  // Browsers send a host's cookies to all its ports: a server on another port of 127.0.0.1
+  // that the owner visits gets the session cookie. Here is one.
+  let seen = null;
+  const spy = createServer((req, res) => { seen = req.headers.cookie || ""; res.end("hello"); });
+  await new Promise((resolve) => spy.listen(0, "127.0.0.1", resolve));
+  try {
+    const home = page.url();
+    const ui = new URL(home);
+    await page.goto(`http://${ui.hostname}:${spy.address().port}/`);
+    if (!seen || !seen.includes("shard_session=")) fail(`the other port did not get the cookie: ${seen}`);
+    const base = `${ui.protocol}//${ui.host}`;
+    for (const [method, path, body] of [
+      ["GET", "/ui/session"], ["GET", "/v1/ls"], ["GET", `/v1/download?name=${encodeURIComponent(name)}`],
+      ["POST", "/v1/download", `name=${encodeURIComponent(name)}`],
+    ]) {
+      const headers = { Cookie: seen, Origin: base };
+      if (body) headers["Content-Type"] = "application/x-www-form-urlencoded";
+      const r = await fetch(`${base}${path}`, { method, headers, body });
+      const text = await r.text();
+      if (r.status !== 403 || text.includes(name) || text.includes("csrf\"")) fail(`the cookie alone: ${method} ${path} got ${r.status}: ${text.slice(0, 200)}`);
+    }
+    await page.goto(home);
+  } finally {
+    spy.close();
+  }
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`, { timeout: 15000 });
 
   step("peers and health");
   await page.click('nav a[data-page="peers-page"]');
