@@ -134,3 +134,80 @@ pub fn link(node: &Node, addr: std::net::SocketAddr) -> shard_node::Result<Strin
         None => format!("http://{host}/"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(user: &str) -> Arc<shard_node::session::Session> {
+        let key = shard_crypto::VaultKey::from_bytes([7; 32]);
+        Arc::new(shard_node::session::Session {
+            user: user.to_string(),
+            account: shard_store::AccountId(1),
+            keys: Arc::new(shard_crypto::VaultKeys::derive(&key)),
+            writer: tokio::sync::Mutex::new(()),
+            pruning: tokio::sync::Mutex::new(()),
+            compaction_due: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn users_of(sessions: &UiSessions) -> Vec<String> {
+        let mut users: Vec<String> = sessions.lock().values().map(|s| s.user.clone()).collect();
+        users.sort();
+        users
+    }
+
+    #[test]
+    fn an_account_has_eight_sessions_and_the_node_two_hundred_fifty_six() {
+        let sessions = UiSessions::new(Duration::from_secs(600));
+        let (alice, bob) = (vault("alice"), vault("bob"));
+        let (bobs, _) = sessions.create("bob", &bob).unwrap();
+        // Alice's ninth login ends her oldest session, never Bob's.
+        let mut hers = Vec::new();
+        for _ in 0..SESSIONS_PER_ACCOUNT {
+            hers.push(sessions.create("alice", &alice).unwrap().0);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sessions.create("alice", &alice).unwrap();
+        let open = sessions.lock();
+        assert!(!open.contains_key(&hers[0]), "her oldest session stayed");
+        assert!(hers[1..].iter().all(|c| open.contains_key(c)));
+        assert!(open.contains_key(&bobs), "another account's session went");
+        drop(open);
+        assert_eq!(
+            users_of(&sessions).iter().filter(|u| *u == "alice").count(),
+            SESSIONS_PER_ACCOUNT
+        );
+
+        // Many accounts fill the node: the next login is refused, and nobody is logged out.
+        let mut n = 0;
+        while sessions.lock().len() < MAX_SESSIONS {
+            let user = format!("user{n}");
+            sessions.create(&user, &vault(&user)).unwrap();
+            n += 1;
+        }
+        let before = users_of(&sessions);
+        let refused = sessions.create("carol", &vault("carol")).unwrap_err();
+        assert!(
+            refused.to_string().contains("too many web sessions"),
+            "{refused}"
+        );
+        assert_eq!(users_of(&sessions), before);
+        // Alice at her limit still logs in (her own oldest goes).
+        sessions.create("alice", &alice).unwrap();
+        assert_eq!(sessions.lock().len(), MAX_SESSIONS);
+        assert!(sessions.lock().contains_key(&bobs));
+    }
+
+    #[test]
+    fn sessions_left_idle_make_room() {
+        let sessions = UiSessions::new(Duration::from_millis(50));
+        for n in 0..MAX_SESSIONS {
+            let user = format!("user{n}");
+            sessions.create(&user, &vault(&user)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(80));
+        sessions.create("late", &vault("late")).unwrap();
+        assert_eq!(users_of(&sessions), vec!["late".to_string()]);
+    }
+}

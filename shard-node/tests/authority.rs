@@ -400,3 +400,56 @@ async fn a_crowd_of_web_logins_cannot_keep_the_owner_out() {
         "{too_many} turned away"
     );
 }
+
+/// A login for a name with no account answers as a wrong passphrase does, after the same
+/// Argon2 work: neither the words nor the time tell which names exist. (Timed as a ratio of
+/// two runs in one process; without the decoy Argon2, a missing name answers in microseconds
+/// against hundreds of milliseconds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_no_account_is_answered_like_a_wrong_passphrase() {
+    let swarm = Swarm::start(1, 0).await;
+    let node = swarm.owner().clone();
+    let mut real = Duration::MAX;
+    let mut missing = Duration::MAX;
+    for i in 0..2 {
+        // First attempts on fresh names: no delay is owed, only the Argon2 run counts.
+        let user = format!("owner{i}");
+        shard_node::accounts::create(node.catalog(), &user, "the owner's long passphrase").unwrap();
+        let start = std::time::Instant::now();
+        let wrong = node
+            .login_uniformly(&user, zeroize::Zeroizing::new(b"a guess".to_vec()))
+            .await
+            .unwrap_err();
+        real = real.min(start.elapsed());
+        let start = std::time::Instant::now();
+        let nobody = node
+            .login_uniformly(
+                &format!("nobody{i}"),
+                zeroize::Zeroizing::new(b"a guess".to_vec()),
+            )
+            .await
+            .unwrap_err();
+        missing = missing.min(start.elapsed());
+        match (&wrong, &nobody) {
+            (
+                shard_node::Error::WrongPassphrase {
+                    next_wait_secs: a, ..
+                },
+                shard_node::Error::WrongPassphrase {
+                    next_wait_secs: b, ..
+                },
+            ) => assert_eq!(a, b),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            wrong.to_string().replace(&user, "NAME"),
+            nobody.to_string().replace(&format!("nobody{i}"), "NAME")
+        );
+    }
+    println!("wrong passphrase {real:?}, no such account {missing:?}");
+    let ratio = missing.as_secs_f64() / real.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "a missing name took {missing:?}, a wrong passphrase {real:?}"
+    );
+}

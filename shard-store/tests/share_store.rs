@@ -631,3 +631,57 @@ fn a_store_of_data_format_1_is_refused_and_left_as_it_is() {
     store.put(&ns(1), &batch).unwrap();
     assert_eq!(store.usage().unwrap().shares, 3);
 }
+
+/// A peer's `Have` of many ids (four of the protocol's largest, 65 536 each) does not hold the
+/// store for its whole length: other requests get their turn between slices of it. (Without
+/// the slicing and the fair hand-over between slices, a read waited nearly the whole batch.)
+#[test]
+fn a_large_have_lets_other_requests_through() {
+    let dir = fast_tempdir();
+    let store = std::sync::Arc::new(open(dir.path(), Layout::Scatter));
+    let held: Vec<Share> = (0..512).map(|i| share(i, 64)).collect();
+    store.put(&ns(1), &held).unwrap();
+    let mut ids: Vec<ShareId> = held.iter().map(Share::id).collect();
+    ids.extend((512..4 * 65_536u32).map(|i| share(i, 4).id()));
+    let one = held[0].id();
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut spans = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = std::time::Instant::now();
+                assert!(store.get(&ns(1), &one).unwrap().is_some());
+                spans.push((start, std::time::Instant::now()));
+            }
+            spans
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let start = std::time::Instant::now();
+    let have = store.has(&ns(1), &ids).unwrap();
+    let end = std::time::Instant::now();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let spans = other.join().unwrap();
+    assert_eq!(have.iter().filter(|h| **h).count(), 512);
+    assert!(have[..512].iter().all(|h| *h));
+    // The longest any read waited while the batch ran: one slice of it, not the whole.
+    let during: Vec<std::time::Duration> = spans
+        .iter()
+        .filter(|(s, e)| *e > start && *s < end)
+        .map(|(s, e)| *e - *s)
+        .collect();
+    let longest = during.iter().max().copied().unwrap_or_default();
+    println!(
+        "a Have of 262 144 ids took {:?}; {} reads meanwhile, the longest {longest:?}",
+        end - start,
+        during.len()
+    );
+    assert!(during.len() > 1, "no read went through during the batch");
+    assert!(
+        longest < (end - start) / 4,
+        "a read waited {longest:?} of the batch's {:?}",
+        end - start
+    );
+}

@@ -24,11 +24,11 @@
 //! So after a crash at any point: no index row without a complete file, no half-written share
 //! served, no file left behind that the index does not know (so scatter never leaks).
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
@@ -252,9 +252,11 @@ impl DiskStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every update of `Inner` is completed before the lock is released or is undone by
-        // `recover` at the next open, so a poisoned lock holds consistent data.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        // parking_lot's lock: no poisoning (every update of `Inner` is completed before the
+        // lock is released, or undone by `recover` at the next open), and a fair hand-over
+        // when asked for (see `has`); std's lock lets a thread that takes it again at once
+        // starve the others.
+        self.state.lock()
     }
 
     /// Waits until none of `keys` is being written or deleted by another call.
@@ -264,10 +266,7 @@ impl DiskStore {
         keys: &[(Namespace, ShareId)],
     ) -> MutexGuard<'a, Inner> {
         while keys.iter().any(|k| inner.in_flight.contains(k)) {
-            inner = self
-                .settled
-                .wait(inner)
-                .unwrap_or_else(PoisonError::into_inner);
+            self.settled.wait(&mut inner);
         }
         inner
     }
@@ -759,6 +758,8 @@ impl ShareStore for DiskStore {
             for id in slice {
                 rows.push(inner.index.row(ns, id)?);
             }
+            // Handed to a waiting request, if any: taken again at once, it would starve them.
+            MutexGuard::unlock_fair(inner);
         }
         let mut out = Vec::with_capacity(ids.len());
         for (id, row) in ids.iter().zip(rows) {
