@@ -116,11 +116,15 @@ struct Seen {
     at: Instant,
 }
 
+/// Which ids a full [`Sightings`] keeps over newcomers (the node's paired peers).
+pub type Keep = Arc<dyn Fn(&NodeId) -> bool + Send + Sync>;
+
 /// What mDNS has heard, bounded in size.
 #[derive(Default)]
 pub struct Sightings {
     map: Mutex<HashMap<NodeId, Seen>>,
     rejected: Mutex<(u64, Option<Instant>)>,
+    keep: Mutex<Option<Keep>>,
 }
 
 impl Sightings {
@@ -128,14 +132,37 @@ impl Sightings {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a sighting; when full, the oldest is forgotten.
+    /// Sets which ids a full table keeps: anyone on the LAN can announce made-up ids, and
+    /// [`MAX_NEARBY`] of them must not push out where the node's own peers were seen.
+    pub fn keep(&self, keep: Keep) {
+        *self.keep.lock().unwrap_or_else(PoisonError::into_inner) = Some(keep);
+    }
+
+    /// Records a sighting; when full, the oldest one not kept (see [`Sightings::keep`]) is
+    /// forgotten, or the oldest of all if every one is kept.
     pub fn record(&self, id: NodeId, name: String, addrs: Vec<SocketAddr>) {
+        let keep = self
+            .keep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let full: Option<Vec<(NodeId, Instant)>> = {
+            let map = self.lock();
+            (!map.contains_key(&id) && map.len() >= MAX_NEARBY)
+                .then(|| map.iter().map(|(id, s)| (*id, s.at)).collect())
+        };
+        // Asked without the table locked: `keep` takes the node's own locks.
+        let victim = full.and_then(|seen| {
+            let kept = |id: &NodeId| keep.as_ref().is_some_and(|k| k(id));
+            seen.iter()
+                .filter(|(id, _)| !kept(id))
+                .min_by_key(|(_, at)| *at)
+                .or_else(|| seen.iter().min_by_key(|(_, at)| *at))
+                .map(|(id, _)| *id)
+        });
         let mut map = self.lock();
-        if !map.contains_key(&id)
-            && map.len() >= MAX_NEARBY
-            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.at).map(|(k, _)| *k)
-        {
-            map.remove(&oldest);
+        if let Some(victim) = victim {
+            map.remove(&victim);
         }
         map.insert(
             id,
@@ -419,5 +446,27 @@ mod tests {
             s.reject();
         }
         assert_eq!(s.rejected.lock().unwrap().0, 1000);
+    }
+
+    #[test]
+    fn made_up_ids_do_not_push_out_a_paired_peer() {
+        let s = Sightings::default();
+        let peer = NodeId([0xEE; 32]);
+        s.keep(Arc::new(move |id| *id == peer));
+        s.record(peer, "aunt".into(), vec!["10.0.0.9:7000".parse().unwrap()]);
+        for i in 0..1_000u32 {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            s.record(
+                NodeId(b),
+                format!("fake{i}"),
+                vec!["10.0.0.1:1".parse().unwrap()],
+            );
+        }
+        assert_eq!(
+            s.addresses_of(&peer),
+            vec!["10.0.0.9:7000".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(s.lock().len(), MAX_NEARBY);
     }
 }

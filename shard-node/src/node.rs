@@ -592,6 +592,12 @@ impl Node {
         } else {
             node.options.mdns.unwrap_or(config.discovery.mdns)
         };
+        // Where a paired peer was seen is kept over made-up ids a flood announces.
+        let weak = node.me.clone();
+        node.sightings.keep(Arc::new(move |id| {
+            weak.upgrade()
+                .is_some_and(|n| lock(&n.peers).contains_key(id))
+        }));
         if mode != MdnsMode::Off {
             let interfaces = node
                 .options
@@ -2027,12 +2033,12 @@ async fn dial(
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Dialed {
-    let routes = node.candidate_routes(&id);
-    let mut attempts = handshakes(node, id, &routes);
+    let mut routes = node.candidate_routes(&id);
+    let mut attempts = JoinSet::new();
+    handshakes(node, id, &routes, &mut attempts);
     let mut channel = None;
     // Every address's failure, so `shard peers` shows them all (one may be an impostor's).
     let mut failures: Vec<String> = Vec::new();
-    let mut new_addresses = false;
     while channel.is_none() {
         tokio::select! {
             joined = attempts.join_next() => match joined {
@@ -2044,11 +2050,17 @@ async fn dial(
                 },
             },
             _ = waker.notified() => {
-                // Seen at an address not being tried: start over with it.
-                if node.candidate_routes(&id).iter().any(|r| !routes.contains(r)) {
-                    new_addresses = true;
-                    break;
-                }
+                // Seen at an address not being tried: try it too, alongside the attempts
+                // under way (a sighting is anyone's word, and forged ones every 200 ms must
+                // not keep cancelling a dial that takes seconds, as an iroh one does).
+                let new: Vec<Route> = node
+                    .candidate_routes(&id)
+                    .into_iter()
+                    .filter(|r| !routes.contains(r))
+                    .take(MAX_ROUTES_PER_DIAL.saturating_sub(routes.len()))
+                    .collect();
+                handshakes(node, id, &new, &mut attempts);
+                routes.extend(new);
             }
             _ = stop.wait_for(|s| *s) => return Dialed::Stop,
         }
@@ -2057,9 +2069,6 @@ async fn dial(
     if let Some(channel) = channel {
         *backoff = Duration::from_secs(1);
         return Dialed::Connected(Box::new(channel));
-    }
-    if new_addresses {
-        return Dialed::Again;
     }
     let failure = if failures.is_empty() {
         "no address known".to_string()
@@ -2076,14 +2085,15 @@ async fn dial(
     Dialed::Again
 }
 
-/// One handshake attempt per route, at once (iroh after the LAN's head start), each within
-/// its timeout.
-fn handshakes(
-    node: &Arc<Node>,
-    id: NodeId,
-    routes: &[Route],
-) -> JoinSet<(Route, shard_net::Result<shard_net::transport::Connection>)> {
-    let mut attempts = JoinSet::new();
+/// How many routes one dial tries at most (sightings while it runs add theirs up to this).
+const MAX_ROUTES_PER_DIAL: usize = 64;
+
+/// A finished or running handshake per route.
+type Attempts = JoinSet<(Route, shard_net::Result<shard_net::transport::Connection>)>;
+
+/// One handshake attempt per route added to `attempts`, at once (iroh after the LAN's head
+/// start), each within its timeout.
+fn handshakes(node: &Arc<Node>, id: NodeId, routes: &[Route], attempts: &mut Attempts) {
     let lan = routes.iter().any(|r| matches!(r, Route::Tcp(_)));
     for route in routes.iter().cloned() {
         let node = node.clone();
@@ -2102,7 +2112,6 @@ fn handshakes(
             (route, attempt)
         });
     }
-    attempts
 }
 
 /// A finished attempt: the connection, or the failure as `shard peers` shows it (`None` for
@@ -2133,7 +2142,8 @@ async fn first_handshake(
     addrs: &[SocketAddr],
 ) -> std::result::Result<shard_net::transport::Connection, Vec<String>> {
     let routes: Vec<Route> = addrs.iter().copied().map(Route::Tcp).collect();
-    let mut attempts = handshakes(node, id, &routes);
+    let mut attempts = JoinSet::new();
+    handshakes(node, id, &routes, &mut attempts);
     let mut failures = Vec::new();
     while let Some(joined) = attempts.join_next().await {
         match outcome(joined) {

@@ -329,6 +329,86 @@ async fn a_forged_sighting_does_not_drop_a_working_connection() {
     assert!(c.peers().is_empty());
 }
 
+/// A forger on the LAN announces a paired peer at a new address every 200 ms while the node
+/// dials it on a slow path (a handshake that takes 1.5 s). Each sighting adds its address to
+/// the dial; none cancels the attempt under way, so the peer is reached while the flood goes
+/// on. (Before, every new address started the dial over, and the slow path never finished.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_sightings_do_not_keep_a_slow_dial_from_finishing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (home(dir.path(), "a"), home(dir.path(), "b"));
+    let a = Node::start(a_home.clone(), RunOptions::default())
+        .await
+        .unwrap();
+    let b = Node::start(b_home.clone(), RunOptions::default())
+        .await
+        .unwrap();
+    a.join(&b.invite(None).unwrap().encode()).await.unwrap();
+    connected(&a, 1).await;
+    // b restarts on another port: a's pinned address is dead, only sightings lead to b.
+    b.shutdown();
+    b.stopped(Duration::from_secs(5)).await;
+    let start = std::time::Instant::now();
+    while !a.online_clients().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a never noticed b stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(b);
+    let b = loop {
+        // The stopped node lets go of its home once its last task has ended.
+        match Node::start(b_home.clone(), RunOptions::default()).await {
+            Ok(b) => break b,
+            Err(shard_node::Error::HomeInUse { .. })
+                if start.elapsed() < Duration::from_secs(20) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let b_addr: std::net::SocketAddr = b.status().unwrap().listen.parse().unwrap();
+
+    // The slow path to b: a relay on 127.0.0.4 that waits 1.5 s before it forwards.
+    let slow = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(b_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    // The flood: b "seen" at the slow path and at a new dead address, every 200 ms, for 8 s.
+    let mut dead = Vec::new();
+    for _ in 0..40 {
+        let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+        dead.push(l.local_addr().unwrap());
+    }
+    let started = std::time::Instant::now();
+    let mut reached = None;
+    for addr in &dead {
+        a.inject_sighting(b.node_id(), "b", vec![slow_addr, *addr]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if reached.is_none() && !a.online_clients().is_empty() {
+            reached = Some(started.elapsed());
+        }
+    }
+    println!("reached b after {reached:?}, the flood going on");
+    assert!(reached.is_some(), "the flood kept a from ever reaching b");
+    let clients = a.online_clients();
+    clients[0]
+        .put_share([7; 16], &share(1), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(b.status().unwrap().usage.shares, 1);
+}
+
 /// Everything a stranger can decrypt from a node it dials: the second handshake message's
 /// payload and the admission. Neither names the node nor gives one of its addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
