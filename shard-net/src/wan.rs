@@ -444,7 +444,7 @@ fn lets_in(filter: &std::sync::RwLock<Option<KeyFilter>>, key: &[u8; 32]) -> boo
 /// The address a relayed connection is counted under: one per claimed endpoint key, in the
 /// discard-only prefix `100::/64` (RFC 6666), so the per-address handshake limit binds each
 /// sender on its own rather than every relayed peer together.
-fn relayed_from(key: &[u8; 32]) -> SocketAddr {
+pub fn relayed_from(key: &[u8; 32]) -> SocketAddr {
     let mut octets = [0u8; 16];
     octets[0] = 0x01;
     octets[8..].copy_from_slice(&key[..8]);

@@ -1586,6 +1586,18 @@ fn iroh_key(addr: &str) -> Option<[u8; 32]> {
 }
 
 impl Node {
+    /// Whether `ip` is where a paired peer was last seen: the IP of one of its TCP addresses,
+    /// or the address a relayed connection from one of its iroh keys is counted under.
+    fn is_peer_address(&self, ip: IpAddr) -> bool {
+        lock(&self.peers).values().any(|p| {
+            p.record.addrs.iter().any(|a| match Route::parse(a) {
+                Some(Route::Tcp(addr)) => addr.ip() == ip,
+                Some(Route::Iroh(r)) => shard_net::wan::relayed_from(&r.key).ip() == ip,
+                None => false,
+            })
+        })
+    }
+
     /// Keeps one iroh key with one peer. A key named but not proved (a hello over TCP, a code)
     /// that is pinned for another peer is dropped from `addrs` — else a paired peer could
     /// attach its relay to another peer's key and draw that peer's traffic through it. A key
@@ -1768,6 +1780,10 @@ const SIGHTING_PING: Duration = Duration::from_secs(2);
 
 /// Handshakes in progress at once (strangers' included: before a handshake nobody is known).
 pub const MAX_HANDSHAKES: usize = 64;
+/// Of those, kept for connections from where a paired peer was last seen (its pinned address's
+/// IP, or its iroh key): strangers filling every other place from many addresses still leave
+/// the node's own peers room.
+pub const HANDSHAKES_FOR_PEERS: usize = 16;
 /// Handshakes in progress at once from one address.
 pub const HANDSHAKES_PER_ADDRESS: usize = 8;
 /// Connections one paired node may hold open here at once.
@@ -1916,7 +1932,10 @@ impl Quiet {
 /// [`RESERVED_FDS`]. Connection tasks are reaped as they end.
 async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_connections: usize) {
     let mut stop = node.shutdown_signal();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(
+        MAX_HANDSHAKES - HANDSHAKES_FOR_PEERS,
+    ));
+    let for_peers = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_FOR_PEERS));
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let quiet = Arc::new(Quiet::new());
@@ -1943,7 +1962,14 @@ async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_conne
             });
             continue;
         };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+        let handshake = handshakes.clone().try_acquire_owned().or_else(|_| {
+            if node.is_peer_address(from.ip()) {
+                for_peers.clone().try_acquire_owned()
+            } else {
+                Err(tokio::sync::TryAcquireError::NoPermits)
+            }
+        });
+        let Ok(handshake) = handshake else {
             quiet.warn(|| {
                 format!("refused a connection from {from}: {MAX_HANDSHAKES} handshakes in progress")
             });

@@ -409,6 +409,85 @@ async fn forged_sightings_do_not_keep_a_slow_dial_from_finishing() {
     assert_eq!(b.status().unwrap().usage.shares, 1);
 }
 
+/// Strangers on eight addresses keep every handshake place a stranger can have filled with
+/// connections that never speak (reopening each one the node closes); a paired peer coming
+/// back from where it was last seen still gets in at once, into the places kept for peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_on_many_addresses_leave_room_for_a_paired_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (home(dir.path(), "a"), home(dir.path(), "b"));
+    let a = Node::start(a_home.clone(), RunOptions::default())
+        .await
+        .unwrap();
+    let b = Node::start(b_home, RunOptions::default()).await.unwrap();
+    b.join(&a.invite(None).unwrap().encode()).await.unwrap();
+    connected(&b, 1).await;
+    a.shutdown();
+    a.stopped(Duration::from_secs(5)).await;
+    drop(a);
+    let b_addr: std::net::SocketAddr = b.status().unwrap().listen.parse().unwrap();
+
+    // The flood: 8 connections from each of 127.0.0.10-17 (64, every place there is), each
+    // reopened when the node closes it, for 20 s at most.
+    let flood = tokio::spawn(async move {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        let mut held = tokio::task::JoinSet::new();
+        for host in 10..18u8 {
+            for _ in 0..8 {
+                held.spawn(async move {
+                    while std::time::Instant::now() < until {
+                        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                        socket
+                            .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+                            .unwrap();
+                        let Ok(mut stream) = socket.connect(b_addr).await else {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
+                        // Says nothing; waits for the node to give up on it.
+                        let mut buf = [0u8; 1];
+                        let _ = tokio::time::timeout(
+                            until.saturating_duration_since(std::time::Instant::now()),
+                            tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                        )
+                        .await;
+                    }
+                });
+            }
+        }
+        while held.join_next().await.is_some() {}
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // a comes back from 127.0.0.1, where b last saw it.
+    let started = std::time::Instant::now();
+    let a = loop {
+        match Node::start(a_home.clone(), RunOptions::default()).await {
+            Ok(a) => break a,
+            Err(shard_node::Error::HomeInUse { .. })
+                if started.elapsed() < Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let reconnect = std::time::Instant::now();
+    connected(&a, 1).await;
+    let took = reconnect.elapsed();
+    println!("a paired peer got in after {took:?} during the flood");
+    assert!(
+        !flood.is_finished(),
+        "the flood ended before the peer came back"
+    );
+    a.online_clients()[0]
+        .put_share([7; 16], &share(3), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(b.status().unwrap().usage.shares, 1);
+    flood.abort();
+}
+
 /// Everything a stranger can decrypt from a node it dials: the second handshake message's
 /// payload and the admission. Neither names the node nor gives one of its addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
