@@ -338,18 +338,11 @@ enum AccountCommand {
 }
 
 /// `--shares K/N`, checked before anything runs: a malformed value is a usage error (exit 2).
+/// The node parses it again with the same parser.
 fn shares_arg(text: &str) -> Result<String, String> {
-    let parsed = text
-        .split_once('/')
-        .and_then(|(k, n)| Some((k.trim().parse::<u8>().ok()?, n.trim().parse::<u8>().ok()?)));
-    match parsed {
-        Some((k, n)) if k >= 1 && k <= n && n <= shard_proto::MAX_SHARES => Ok(text.to_string()),
-        Some(_) => Err(format!(
-            "K must be at least 1 and at most N, and N at most {} (e.g. 3/5: any 3 of 5 shares restore a chunk)",
-            shard_proto::MAX_SHARES
-        )),
-        None => Err("not K/N (e.g. 3/5: any 3 of 5 shares restore a chunk)".to_string()),
-    }
+    text.parse::<shard_store::Redundancy>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--read-data=PCT`, checked before anything runs (exit 2 when malformed).

@@ -397,29 +397,14 @@ async fn logout(
 }
 
 fn parse_shares(text: &str) -> Result<(u8, u8), ApiError> {
-    let bad = || {
+    let redundancy: shard_store::Redundancy = text.parse().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("--shares {text:?} is not K/N"),
+            format!("--shares {text:?}: {e}"),
             "for example --shares 3/5",
         )
-    };
-    let (k, n) = text.split_once('/').ok_or_else(bad)?;
-    let (k, n): (u8, u8) = (
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if k == 0 || k > n || n > shard_proto::MAX_SHARES {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "--shares {text}: K must be at least 1 and at most N, and N at most {}",
-                shard_proto::MAX_SHARES
-            ),
-            "for example --shares 3/5: any 3 of 5 shares restore a chunk",
-        ));
-    }
-    Ok((k, n))
+    })?;
+    Ok((redundancy.k(), redundancy.n()))
 }
 
 async fn put(

@@ -65,7 +65,8 @@ pub use parallel::{
     split_parallel,
 };
 pub use pipeline::{
-    CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, Redundancy, check_share,
+    CHUNK_FORMAT, ChunkDecoder, ChunkEncoder, EncodedChunk, ParseRedundancyError, Redundancy,
+    check_share,
 };
 pub use share_store::{
     DiskOptions, DiskStore, Layout, MemoryStore, ScrubReport, ShareStore, Usage,

@@ -62,24 +62,50 @@ impl Redundancy {
     }
 }
 
+/// Why a text is not a redundancy `K/N`: the one parser the CLI's `--shares` and the API
+/// share, with the words both show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseRedundancyError {
+    /// Not two numbers around a `/` (or `-of-`).
+    #[error("not K/N (e.g. 3/5: any 3 of 5 shares restore a chunk)")]
+    NotKn,
+    /// Two numbers, but not `1 <= K <= N <= MAX_SHARES`.
+    #[error(
+        "K must be at least 1 and at most N, and N at most {max} (e.g. 3/5: any 3 of 5 shares restore a chunk)",
+        max = shard_proto::MAX_SHARES
+    )]
+    OutOfRange,
+}
+
 impl std::str::FromStr for Redundancy {
-    type Err = Error;
+    type Err = ParseRedundancyError;
 
     /// Parses `K/N` (also `K-of-N`), as `--shares` takes it.
-    fn from_str(s: &str) -> Result<Self> {
+    ///
+    /// ```
+    /// use shard_store::{ParseRedundancyError, Redundancy};
+    /// let r: Redundancy = "3/5".parse()?;
+    /// assert_eq!((r.k(), r.n()), (3, 5));
+    /// assert_eq!("5/3".parse::<Redundancy>(), Err(ParseRedundancyError::OutOfRange));
+    /// assert_eq!("three".parse::<Redundancy>(), Err(ParseRedundancyError::NotKn));
+    /// # Ok::<(), ParseRedundancyError>(())
+    /// ```
+    fn from_str(s: &str) -> std::result::Result<Self, ParseRedundancyError> {
         let s = s.trim();
-        let (k, n) =
-            s.split_once('/')
-                .or_else(|| s.split_once("-of-"))
-                .ok_or(Error::InvalidParameters(
-                    "redundancy is written K/N, like 3/5",
-                ))?;
+        let (k, n) = s
+            .split_once('/')
+            .or_else(|| s.split_once("-of-"))
+            .ok_or(ParseRedundancyError::NotKn)?;
         let parse = |v: &str| {
             v.trim()
                 .parse::<u8>()
-                .map_err(|_| Error::InvalidParameters("redundancy is written K/N, like 3/5"))
+                .map_err(|_| ParseRedundancyError::NotKn)
         };
-        Self::new(parse(k)?, parse(n)?)
+        let (k, n) = (parse(k)?, parse(n)?);
+        if k == 0 || k > n || n > shard_proto::MAX_SHARES {
+            return Err(ParseRedundancyError::OutOfRange);
+        }
+        Self::new(k, n).map_err(|_| ParseRedundancyError::OutOfRange)
     }
 }
 
