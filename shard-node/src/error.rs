@@ -486,11 +486,29 @@ impl Error {
             Error::Store(shard_store::Error::NoSuchFile(_)) => {
                 (ErrorKind::NotFound, "`shard ls` lists what is stored")
             }
-            Error::Net(NetError::Timeout(_) | NetError::Io(_) | NetError::Disconnected)
-            | Error::Io(_) => (
+            Error::Net(NetError::Timeout(_) | NetError::Io(_) | NetError::Disconnected) => (
                 ErrorKind::PeerUnreachable,
                 "check that the other node runs (`shard serve`) and that its address is reachable",
             ),
+            // A file or folder on this machine, not a peer.
+            Error::Io(e) => match e.kind() {
+                std::io::ErrorKind::NotFound => (
+                    ErrorKind::NotFound,
+                    "check the path: the file or folder does not exist on this machine",
+                ),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => (
+                    ErrorKind::BadInput,
+                    "check that the node's user may read and write that path on this machine",
+                ),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => (
+                    ErrorKind::Unavailable,
+                    "free space on this machine's disk and try again",
+                ),
+                _ => (
+                    ErrorKind::Internal,
+                    "a file operation on this machine failed; the node's log has the details",
+                ),
+            },
             _ => (ErrorKind::Internal, "see the node's log for details"),
         }
     }
@@ -508,3 +526,25 @@ impl Error {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_file_failure_is_not_blamed_on_a_peer() {
+        let missing = Error::Io(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(missing.hint().contains("this machine"), "{}", missing.hint());
+        let denied = Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(denied.kind(), ErrorKind::BadInput);
+        let full = Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(full.kind(), ErrorKind::Unavailable);
+        let other = Error::Io(std::io::Error::other("odd"));
+        assert_eq!(other.kind(), ErrorKind::Internal);
+        assert!(!other.hint().contains("other node"));
+        // A peer's connection failing still is the peer's.
+        let peer = Error::Net(NetError::Disconnected);
+        assert_eq!(peer.kind(), ErrorKind::PeerUnreachable);
+    }
+}
