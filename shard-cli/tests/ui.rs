@@ -71,7 +71,7 @@ impl Browser {
             request = request.header("Origin", &self.base);
         }
         if let Some(c) = &self.cookie {
-            request = request.header("Cookie", format!("shard_session={c}"));
+            request = request.header("Cookie", c);
         }
         if key && let Some(t) = &self.csrf {
             request = request.header("X-CSRF-Token", t);
@@ -120,10 +120,7 @@ impl Browser {
             .method("POST")
             .uri(&url)
             .header("Origin", &self.base)
-            .header(
-                "Cookie",
-                format!("shard_session={}", self.cookie.as_deref().unwrap_or("")),
-            )
+            .header("Cookie", self.cookie.clone().unwrap_or_default())
             .header("X-CSRF-Token", self.csrf.as_deref().unwrap_or(""))
             .body(bytes.to_vec())
             .unwrap();
@@ -171,7 +168,7 @@ impl Browser {
         if answer.status == 200 {
             let set = answer.headers.get("set-cookie").unwrap().to_str().unwrap();
             let value = set.split(';').next().unwrap();
-            self.cookie = Some(value.trim_start_matches("shard_session=").to_string());
+            self.cookie = Some(value.to_string());
             self.csrf = answer.json()["csrf"].as_str().map(str::to_string);
         }
         answer
@@ -438,7 +435,7 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
 
     // A cookie from another node (or made up) is nobody's.
     let mut stranger = Browser::new(&node);
-    stranger.cookie = Some("00".repeat(32));
+    stranger.cookie = Some(format!("shard_session_0={}", "00".repeat(32)));
     stranger.csrf = browser.csrf.clone();
     assert_eq!(stranger.call("GET", "/v1/ls", None, false).status, 401);
 
@@ -536,7 +533,7 @@ fn held_download(browser: &Browser, name: &str) -> (std::net::TcpStream, String)
     let mut stream = std::net::TcpStream::connect(&host).unwrap();
     write!(
         stream,
-        "GET /v1/download?name={name} HTTP/1.1\r\nHost: {host}\r\nCookie: shard_session={}\r\nX-CSRF-Token: {}\r\n\r\n",
+        "GET /v1/download?name={name} HTTP/1.1\r\nHost: {host}\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\r\n",
         browser.cookie.as_deref().unwrap(),
         browser.csrf.as_deref().unwrap(),
     )
@@ -550,15 +547,19 @@ fn held_download(browser: &Browser, name: &str) -> (std::net::TcpStream, String)
 fn downloads_at_once_are_bounded_and_their_places_come_back() {
     let mut node = TestNode::init("desk");
     node.create_account("alice");
+    node.create_account("bob");
     node.serve(&[]);
     let mut browser = Browser::new(&node);
     assert_eq!(browser.login("alice", PASSWORD).status, 200);
+    let mut bob = Browser::new(&node);
+    assert_eq!(bob.login("bob", PASSWORD).status, 200);
+    assert_eq!(bob.upload("note.txt", b"bob's").json()["state"], "done");
     // Larger than what the sockets buffer, so a download not read stays under way.
     let bytes = common::random_bytes(24 << 20, 7);
     let stored = browser.upload("big.bin", &bytes);
     assert_eq!(stored.json()["state"], "done", "{}", stored.body);
 
-    // Each download keeps a whole copy in the spool until it is sent: two at once.
+    // Each download keeps a whole copy in the spool until it is sent: two at once per account.
     let first = held_download(&browser, "big.bin");
     let second = held_download(&browser, "big.bin");
     assert_eq!(first.1, "HTTP/1.1 200");
@@ -567,6 +568,10 @@ fn downloads_at_once_are_bounded_and_their_places_come_back() {
     assert_eq!(third.status, 503, "{}", third.body);
     assert!(third.body.contains("under way"), "{}", third.body);
     assert!(third.json()["hint"].as_str().unwrap().contains("wait"));
+    // Alice's downloads left hanging do not keep Bob from his.
+    let his = bob.call("GET", "/v1/download?name=note.txt", None, false);
+    assert_eq!(his.status, 200, "{}", his.body);
+    assert_eq!(his.bytes, b"bob's");
 
     // Given up, they give their places back.
     drop(first);
@@ -582,5 +587,52 @@ fn downloads_at_once_are_bounded_and_their_places_come_back() {
         assert!(start.elapsed().as_secs() < 30, "the places never came back");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    node.stop();
+}
+
+/// Two tabs of one browser: each login has a cookie of its own, the browser sends both, and
+/// each tab's key opens its own session (a login in one tab does not end the other, as a
+/// shared cookie name did), and a cookie planted under the old name cannot shadow them.
+#[test]
+fn a_second_tab_does_not_end_the_first() {
+    let mut node = TestNode::init("desk");
+    node.create_account("alice");
+    node.serve(&[]);
+    let mut first = Browser::new(&node);
+    assert_eq!(first.login("alice", PASSWORD).status, 200);
+    let mut second = Browser::new(&node);
+    assert_eq!(second.login("alice", PASSWORD).status, 200);
+    let (a, b) = (
+        first.cookie.clone().unwrap(),
+        second.cookie.clone().unwrap(),
+    );
+    assert_ne!(
+        a.split('=').next(),
+        b.split('=').next(),
+        "one cookie name for two logins"
+    );
+    // What the browser sends from either tab: a planted cookie first, then both of its own.
+    let all = format!("shard_session=planted; {a}; {b}");
+    first.cookie = Some(all.clone());
+    second.cookie = Some(all);
+    for tab in [&first, &second] {
+        let ls = tab.call("GET", "/v1/ls", None, false);
+        assert_eq!(ls.status, 200, "{}", ls.body);
+        assert_eq!(
+            tab.call("GET", "/ui/session", None, false).json()["csrf"],
+            tab.csrf.clone().unwrap()
+        );
+    }
+    // One tab logs out: its cookie is cleared, and the vault is locked, which ends every
+    // session opened with that unlock (the other tab's too).
+    let out = second.call("POST", "/ui/logout", None, true);
+    assert_eq!(out.status, 200, "{}", out.body);
+    let cleared = out.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cleared.starts_with(b.split('=').next().unwrap()),
+        "{cleared}"
+    );
+    assert_eq!(second.call("GET", "/v1/ls", None, false).status, 401);
+    assert_eq!(first.call("GET", "/v1/ls", None, false).status, 401);
     node.stop();
 }

@@ -68,7 +68,7 @@ impl Client {
             request = request.header("Origin", o);
         }
         if let Some(c) = &self.cookie {
-            request = request.header("Cookie", format!("shard_session={c}"));
+            request = request.header("Cookie", c);
         }
         if let Some(t) = &self.csrf {
             request = request.header("X-CSRF-Token", t);
@@ -111,7 +111,6 @@ fn session(node: &TestNode, user: &str) -> Client {
         .split(';')
         .next()
         .unwrap()
-        .trim_start_matches("shard_session=")
         .to_string();
     let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     c.cookie = Some(cookie);

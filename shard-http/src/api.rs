@@ -65,12 +65,74 @@ pub(crate) struct ApiState {
     /// Where the web UI answers, if it runs (for `shard ui-link`).
     pub(crate) ui_addr: Option<std::net::SocketAddr>,
     /// Downloads under way: each holds a whole file in the spool until it is sent, so only
-    /// [`DOWNLOADS_AT_ONCE`] run at a time (the disk is the store's too).
+    /// [`DOWNLOADS_AT_ONCE`] run at a time (the disk is the store's too), at most
+    /// [`DOWNLOADS_PER_ACCOUNT`] of them one account's (one account's slow downloads must
+    /// not keep the others from theirs).
     pub(crate) downloads: Arc<tokio::sync::Semaphore>,
+    downloads_by: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 /// How many downloads run at once; more are refused with 503 and a hint to wait.
-pub(crate) const DOWNLOADS_AT_ONCE: usize = 2;
+pub(crate) const DOWNLOADS_AT_ONCE: usize = 8;
+/// How many of them one account may have.
+pub(crate) const DOWNLOADS_PER_ACCOUNT: usize = 2;
+
+/// A download's place: given back when dropped (when the last byte is sent, or the download
+/// is given up).
+struct DownloadPlace {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    user: String,
+    by: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for DownloadPlace {
+    fn drop(&mut self) {
+        let mut by = self
+            .by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = by.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                by.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl ApiState {
+    /// A download place for `user`, or the 503 that says why there is none.
+    fn download_place(&self, user: &str) -> Result<DownloadPlace, ApiError> {
+        let busy = |why: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                why,
+                "wait for one to finish and try again",
+            )
+        };
+        let mut by = self
+            .downloads_by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = by.get(user).copied().unwrap_or(0);
+        if mine >= DOWNLOADS_PER_ACCOUNT {
+            return Err(busy(format!(
+                "{DOWNLOADS_PER_ACCOUNT} of this account's downloads are under way already"
+            )));
+        }
+        let permit = self.downloads.clone().try_acquire_owned().map_err(|_| {
+            busy(format!(
+                "{DOWNLOADS_AT_ONCE} downloads are under way already on this node"
+            ))
+        })?;
+        by.insert(user.to_string(), mine + 1);
+        Ok(DownloadPlace {
+            _permit: permit,
+            user: user.to_string(),
+            by: self.downloads_by.clone(),
+        })
+    }
+}
 
 impl ApiState {
     pub(crate) fn new(
@@ -85,6 +147,7 @@ impl ApiState {
             ui,
             ui_addr,
             downloads: Arc::new(tokio::sync::Semaphore::new(DOWNLOADS_AT_ONCE)),
+            downloads_by: Arc::default(),
         }
     }
 }
@@ -197,6 +260,7 @@ pub async fn serve(
     };
     let hosts = Arc::new(crate::hosts::Hosts::new(api_addr, false));
     let router = routes()
+        .layer(middleware::from_fn(crate::listener::bodies_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         // The one route without the token: the server proves it holds it (see crate::proof).
         .route(
@@ -937,15 +1001,9 @@ async fn download(
     Query(q): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
     let user = acting_user(acting, q.user.clone())?;
-    // Held until the last byte is sent: the spooled copy takes disk space until then.
-    let permit = state.downloads.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{DOWNLOADS_AT_ONCE} downloads are under way already"),
-            "wait for one to finish and try again",
-        )
-    })?;
     let session = state.node.session(user.as_deref())?;
+    // Held until the last byte is sent: the spooled copy takes disk space until then.
+    let permit = state.download_place(&session.user)?;
     let name = vault_name(&q.name)?;
     // A folder of its own in the spool, removed with whatever is in it when this request
     // ends in any way (also when the browser gives up half-way through the restore).

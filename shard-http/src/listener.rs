@@ -35,7 +35,6 @@ pub const IDLE: Duration = Duration::from_secs(3600);
 pub(crate) async fn serve(listener: TcpListener, router: axum::Router, node: &Node, what: &str) {
     let mut stop = node.shutdown_signal();
     let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
-    let router = router.layer(axum::middleware::from_fn(bodies_in_time));
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -48,25 +47,39 @@ pub(crate) async fn serve(listener: TcpListener, router: axum::Router, node: &No
 
 /// How long a request (other than an upload) may take to send its body.
 pub const BODY_TIME: Duration = Duration::from_secs(30);
-/// The largest body read whole (every request but an upload is a small form or JSON).
+/// The largest body read whole after authentication (every request but an upload is a small
+/// form or JSON; a put may list many paths).
 pub const BODY_LIMIT: usize = 2 << 20;
+/// The largest body read whole before authentication (a login, a sign-up).
+pub const OPEN_BODY_LIMIT: usize = 64 << 10;
 
 /// Reads a request's body whole, within [`BODY_TIME`] and up to [`BODY_LIMIT`] bytes, before
-/// anything else looks at it: a client that drips its body (a "slow" login) would otherwise
-/// hold one of the listener's connections for up to [`IDLE`]. Uploads stream on: their pace
-/// is the put's.
+/// the handler looks at it: a client that drips its body would otherwise hold one of the
+/// listener's connections for up to [`IDLE`]. Runs after authentication, so a stranger
+/// cannot make the node buffer 2 MiB per connection. Uploads stream on: their pace is the
+/// put's.
 pub(crate) async fn bodies_in_time(request: Request, next: Next) -> Response {
+    read_in_time(request, next, BODY_LIMIT).await
+}
+
+/// [`bodies_in_time`] for the routes anyone may call (login, sign-up): at most
+/// [`OPEN_BODY_LIMIT`] bytes.
+pub(crate) async fn open_bodies_in_time(request: Request, next: Next) -> Response {
+    read_in_time(request, next, OPEN_BODY_LIMIT).await
+}
+
+async fn read_in_time(request: Request, next: Next, limit: usize) -> Response {
     if request.uri().path() == "/v1/upload" {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(BODY_TIME, axum::body::to_bytes(body, BODY_LIMIT)).await;
+    let read = tokio::time::timeout(BODY_TIME, axum::body::to_bytes(body, limit)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a request body is at most {BODY_LIMIT} bytes (uploads aside)"),
+                format!("a request body here is at most {limit} bytes (uploads aside)"),
                 "send less at once",
             )
             .into_response();

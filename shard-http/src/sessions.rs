@@ -22,6 +22,17 @@ struct UiSession {
     vault: std::sync::Weak<shard_node::session::Session>,
 }
 
+/// What a cookie and a key come to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Touch {
+    /// No live session has this cookie.
+    Unknown,
+    /// A live session, but the key is not its key (the cookie alone, or another tab's key).
+    WrongKey,
+    /// The session, refreshed.
+    Live { user: String, csrf: String },
+}
+
 /// The web UI's sessions, by cookie value.
 pub struct UiSessions {
     map: Mutex<HashMap<String, UiSession>>,
@@ -50,9 +61,24 @@ impl UiSessions {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session of `cookie` (its user and CSRF token), refreshed; `None` if unknown, idle
-    /// too long, or its vault unlock on `node` has ended (then it is dropped).
-    pub(crate) fn touch(&self, cookie: &str, node: &Node) -> Option<(String, String)> {
+    /// The session of `cookie` if `key` is its key: refreshed only then (a cookie alone, as
+    /// another local server may hold it, does not keep a session alive).
+    pub(crate) fn touch(&self, cookie: &str, key: &str, node: &Node) -> Touch {
+        let Some((user, csrf)) = self.live(cookie, node) else {
+            return Touch::Unknown;
+        };
+        if !shard_crypto::ct_eq(key.as_bytes(), csrf.as_bytes()) {
+            return Touch::WrongKey;
+        }
+        if let Some(s) = self.lock().get_mut(cookie) {
+            s.last = Instant::now();
+        }
+        Touch::Live { user, csrf }
+    }
+
+    /// The user and key of `cookie`'s session, not refreshed; `None` if unknown, idle too
+    /// long, or its vault unlock on `node` has ended (then it is dropped).
+    fn live(&self, cookie: &str, node: &Node) -> Option<(String, String)> {
         let mut map = self.lock();
         let live = map.get(cookie).is_some_and(|s| {
             s.last.elapsed() < self.idle
@@ -66,8 +92,7 @@ impl UiSessions {
             map.remove(cookie);
             return None;
         }
-        let s = map.get_mut(cookie)?;
-        s.last = Instant::now();
+        let s = map.get(cookie)?;
         Some((s.user.clone(), s.csrf.clone()))
     }
 

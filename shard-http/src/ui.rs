@@ -46,6 +46,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api::{Acting, ApiError, ApiState};
+use crate::sessions::Touch;
 pub use crate::sessions::{UiSessions, link};
 use shard_node::node::Node;
 
@@ -56,22 +57,79 @@ const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
 const STYLE_CSS: &str = include_str!("../ui/style.css");
 
+// Frames: only the page's own hidden download frames (whose error answers the page reads);
+// no other site may frame anything of the UI.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   connect-src 'self'; form-action 'self'; frame-src 'self'; \
+                   frame-ancestors 'self'; base-uri 'none'";
 
-fn cookie_of(request: &Request) -> Option<String> {
-    cookie_in(request.headers())
-}
-
-fn cookie_in(headers: &HeaderMap) -> Option<String> {
+/// The session cookies a request carries, as (name, value): each login sets one of its own
+/// (`shard_session_<random>`), so a second tab's login does not replace the first tab's,
+/// and a cookie another site planted under the name cannot shadow the real one.
+fn session_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+        .filter(|(name, _)| name.starts_with(COOKIE))
+        .take(MAX_COOKIES)
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// Session cookies looked at per request (a browser keeps one per login until it closes).
+const MAX_COOKIES: usize = 32;
+
+/// The key a request presents: its `X-CSRF-Token` header.
+fn key_in(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A request's session: the cookie (name and value) whose session has `key` for its key,
+/// with its user and key; or the refusal: 401 when no cookie is a live session, 403 when one
+/// is but the key is not its key (the cookie alone, as another local server may have it).
+fn session_of(
+    state: &ApiState,
+    headers: &HeaderMap,
+    key: &str,
+) -> Result<(String, String, String), NoSession> {
+    let mut wrong_key = false;
+    for (name, value) in session_cookies(headers) {
+        match state.ui.touch(&value, key, &state.node) {
+            Touch::Live { user, csrf } => return Ok((name, user, csrf)),
+            Touch::WrongKey => wrong_key = true,
+            Touch::Unknown => {}
+        }
+    }
+    Err(if wrong_key {
+        NoSession::WrongKey
+    } else {
+        NoSession::None
+    })
+}
+
+/// Why a request has no session.
+enum NoSession {
+    /// No cookie is a live session (401).
+    None,
+    /// One is, but the key is not its key (403).
+    WrongKey,
+}
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        match self {
+            NoSession::None => unauthorized(
+                "not logged in, the session expired, or the account was locked on the node",
+            ),
+            NoSession::WrongKey => key_refusal(),
+        }
+    }
 }
 
 /// Serves the web UI on `listener` until the node shuts down.
@@ -94,7 +152,11 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
             return;
         }
     };
-    let api = crate::api::routes().layer(middleware::from_fn_with_state(state.clone(), guard));
+    // Bodies are read after the session is checked; the open routes (login, sign-up) read
+    // only small ones.
+    let api = crate::api::routes()
+        .layer(middleware::from_fn(crate::listener::bodies_in_time))
+        .layer(middleware::from_fn_with_state(state.clone(), guard));
     let router = Router::new()
         .route(
             "/",
@@ -112,6 +174,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/ui/login", post(login))
         .route("/ui/session", get(session))
         .route("/ui/logout", post(logout))
+        .layer(middleware::from_fn(crate::listener::open_bodies_in_time))
         .merge(api)
         .layer(middleware::from_fn_with_state(hosts, crate::hosts::guard))
         .layer(middleware::from_fn(security_headers))
@@ -134,7 +197,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
     // Nothing to other sites; our own requests keep their origin (with `no-referrer` a
     // form's POST, the download, would carry `Origin: null` and be refused as foreign).
     headers.insert(
@@ -152,20 +218,6 @@ fn unauthorized(why: &str) -> Response {
         "log in again (a session ends when left idle, at logout, and when the node restarts)",
     )
     .into_response()
-}
-
-/// The refusal of a request whose `X-CSRF-Token` is not the session's `csrf` (constant-time
-/// comparison), or `None` when it matches.
-fn csrf_refusal(request: &Request, csrf: &str) -> Option<Response> {
-    csrf_refusal_in(request.headers(), csrf)
-}
-
-fn csrf_refusal_in(headers: &HeaderMap, csrf: &str) -> Option<Response> {
-    let presented = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    (!shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes())).then(key_refusal)
 }
 
 fn key_refusal() -> Response {
@@ -201,24 +253,22 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         )
         .into_response();
     }
-    let Some((user, csrf)) = cookie_of(&request).and_then(|c| state.ui.touch(&c, &state.node))
-    else {
-        return unauthorized(
-            "not logged in, the session expired, or the account was locked on the node",
-        );
-    };
     // The cookie alone is not enough, for reads too: browsers send it to every port of this
     // host, so any local web server the owner's browser visits receives it. The session key
-    // lives in the page (origin-bound storage) and comes back with every request.
-    let request = if path == "/v1/download" && request.method() == Method::POST {
-        match form_with_key(request, &csrf).await {
-            Ok(request) => request,
+    // lives in the page (origin-bound storage) and comes back with every request: in the
+    // header, or in a download form's `csrf` field.
+    let (request, key) = if path == "/v1/download" && request.method() == Method::POST {
+        match form_with_key(request).await {
+            Ok(pair) => pair,
             Err(refused) => return refused,
         }
-    } else if let Some(refused) = csrf_refusal(&request, &csrf) {
-        return refused;
     } else {
-        request
+        let key = key_in(request.headers()).to_string();
+        (request, key)
+    };
+    let (_, user, _) = match session_of(&state, request.headers(), &key) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
     let mut request = request;
     let path = request.uri().path();
@@ -240,26 +290,34 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     next.run(request).await
 }
 
-/// A download form's request, its body read (it is small) to find the session key in the
-/// `csrf` field, and put back for the handler; or the refusal.
-async fn form_with_key(request: Request, csrf: &str) -> Result<Request, Response> {
+/// A download form's request, its body read (small, and within the body time) and put back
+/// for the handler, with the session key from its `csrf` field; or the refusal.
+async fn form_with_key(request: Request) -> Result<(Request, String), Response> {
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+    let read = tokio::time::timeout(
+        crate::listener::BODY_TIME,
+        axum::body::to_bytes(body, FORM_LIMIT),
+    )
+    .await;
+    let Ok(Ok(bytes)) = read else {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a download form is at most {FORM_LIMIT} bytes"),
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a download form is at most {FORM_LIMIT} bytes, sent within {} s",
+                crate::listener::BODY_TIME.as_secs()
+            ),
             "reload the page and try again",
         )
         .into_response());
     };
-    let presented = form_urlencoded::parse(&bytes)
-        .find(|(key, _)| key == "csrf")
+    let key = form_urlencoded::parse(&bytes)
+        .find(|(field, _)| field == "csrf")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    if !shard_crypto::ct_eq(presented.as_bytes(), csrf.as_bytes()) {
-        return Err(key_refusal());
-    }
-    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        key,
+    ))
 }
 
 /// The largest download form read (a name and the session key).
@@ -305,17 +363,19 @@ async fn signup(
             }
         }
         None => {
-            let session = cookie_in(&headers).and_then(|c| state.ui.touch(&c, &state.node));
-            let Some((user, csrf)) = session else {
-                return Err(refused("only the node's administrator may add accounts"));
+            let user = match session_of(&state, &headers, key_in(&headers)) {
+                Ok((_, user, _)) => user,
+                Err(_) if session_cookies(&headers).is_empty() => {
+                    return Err(refused("only the node's administrator may add accounts"));
+                }
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "missing or wrong session key (X-CSRF-Token), or the session ended",
+                        "reload the page and log in again",
+                    ));
+                }
             };
-            if csrf_refusal_in(&headers, &csrf).is_some() {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "missing or wrong session key (X-CSRF-Token)",
-                    "reload the page and log in again",
-                ));
-            }
             if !state.node.is_admin(&user)? {
                 return Err(refused("only the node's administrator may add accounts"));
             }
@@ -355,7 +415,14 @@ async fn login(State(state): State<ApiState>, Json(body): Json<Credentials>) -> 
         Ok(pair) => pair,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/");
+    let mut suffix = [0u8; 8];
+    if let Err(e) = shard_crypto::fill_random(&mut suffix) {
+        return ApiError::from(shard_node::Error::from(e)).into_response();
+    }
+    let set = format!(
+        "{COOKIE}_{}={cookie}; HttpOnly; SameSite=Strict; Path=/",
+        hex::encode(suffix)
+    );
     let mut response = Json(session_info(&state, &body.user, &csrf)).into_response();
     if let Ok(value) = HeaderValue::from_str(&set) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -380,35 +447,33 @@ fn session_info(state: &ApiState, user: &str, csrf: &str) -> serde_json::Value {
 /// The session's details, for a page that holds its key (a reload): the cookie alone, which
 /// any local web server the browser visits receives too, learns nothing.
 async fn session(State(state): State<ApiState>, request: Request) -> Response {
-    match cookie_of(&request).and_then(|c| state.ui.touch(&c, &state.node)) {
-        Some((user, csrf)) => match csrf_refusal(&request, &csrf) {
-            Some(refused) => refused,
-            None => Json(session_info(&state, &user, &csrf)).into_response(),
-        },
-        _ => unauthorized("not logged in"),
+    let headers = request.headers();
+    match session_of(&state, headers, key_in(headers)) {
+        Ok((_, user, csrf)) => Json(session_info(&state, &user, &csrf)).into_response(),
+        Err(refused) => refused.into_response(),
     }
 }
 
 async fn logout(State(state): State<ApiState>, request: Request) -> Response {
-    let Some(cookie) = cookie_of(&request) else {
-        return unauthorized("not logged in");
+    let headers = request.headers();
+    let (name, _, _) = match session_of(&state, headers, key_in(headers)) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
     };
-    let Some((_, csrf)) = state.ui.touch(&cookie, &state.node) else {
-        return unauthorized(
-            "not logged in, the session expired, or the account was locked on the node",
-        );
-    };
-    if let Some(refused) = csrf_refusal(&request, &csrf) {
-        return refused;
-    }
+    let value = session_cookies(headers)
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_default();
     let locked = state
         .ui
-        .end(&cookie)
+        .end(&value)
         .is_some_and(|user| state.node.logout(Some(&user)));
     let mut response = Json(json!({"locked": locked})).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("shard_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    if let Ok(clear) = HeaderValue::from_str(&format!(
+        "{name}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
     response
 }

@@ -42,7 +42,8 @@ async function goTo(page) {
 
 // An error in place; an ended session leads back to the login page.
 function handle(err) {
-  if (err.status === 401) {
+  // 401: no session; 403 for the key: this tab's key is not its session's (it ended).
+  if (err.status === 401 || (err.status === 403 && /session key/.test(err.message))) {
     keep(null);
     show("login-page");
   }
@@ -168,12 +169,37 @@ async function follow(job, label) {
   }
 }
 
-// Downloads with a form posted to the node: a link cannot carry the session key, a form can,
-// and the browser saves the answer as it arrives (no copy of the file in the page).
+// Downloads with a form posted to the node into a hidden frame of its own: a link cannot
+// carry the session key, a form can; the browser saves the answer as it arrives (no copy of
+// the file in the page); the page stays as it is (an upload or a job being followed goes
+// on, several downloads run side by side); and an error answer, which the frame shows
+// instead of saving, is read from it and shown here.
 function downloadFile(f) {
+  const frame = document.createElement("iframe");
+  frame.name = `download-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  frame.hidden = true;
+  frame.addEventListener("load", () => {
+    // The frame's first, empty page loads too: not an answer yet.
+    let href = "";
+    try { href = frame.contentWindow.location.href; } catch (e) { href = ""; }
+    if (href === "about:blank") return;
+    // Only an answer that is not a download loads into the frame: the error.
+    let text = "";
+    try { text = frame.contentDocument.body.textContent; } catch (e) { text = ""; }
+    let data = null;
+    try { data = JSON.parse(text); } catch (e) { data = null; }
+    if (data && data.error) {
+      const error = new Error(`${f.name}: ${data.error}${data.hint ? `\nWhat to do: ${data.hint}` : ""}`);
+      error.status = /session key/.test(data.error) ? 403 : 0;
+      handle(error);
+    }
+    frame.remove();
+  });
+  document.body.append(frame);
   const form = document.createElement("form");
   form.method = "POST";
   form.action = "/v1/download";
+  form.target = frame.name;
   form.hidden = true;
   for (const [name, value] of [["name", f.name], ["csrf", csrf || ""]]) {
     const input = document.createElement("input");
@@ -184,8 +210,9 @@ function downloadFile(f) {
   }
   document.body.append(form);
   form.submit();
-  // Not at once: the browser reads the form when the navigation starts.
-  setTimeout(() => form.remove(), 60000);
+  setTimeout(() => form.remove(), 1000);
+  // A download leaves the frame empty for good: it goes after a while.
+  setTimeout(() => frame.remove(), 3600 * 1000);
 }
 
 // Sends a file; the node stores it while it arrives, so the bytes sent are the progress (with

@@ -535,7 +535,11 @@ mod tests {
     fn a_local_file_failure_is_not_blamed_on_a_peer() {
         let missing = Error::Io(std::io::Error::from(std::io::ErrorKind::NotFound));
         assert_eq!(missing.kind(), ErrorKind::NotFound);
-        assert!(missing.hint().contains("this machine"), "{}", missing.hint());
+        assert!(
+            missing.hint().contains("this machine"),
+            "{}",
+            missing.hint()
+        );
         let denied = Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         assert_eq!(denied.kind(), ErrorKind::BadInput);
         let full = Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));

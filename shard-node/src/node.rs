@@ -1586,15 +1586,26 @@ fn iroh_key(addr: &str) -> Option<[u8; 32]> {
 }
 
 impl Node {
-    /// Whether `ip` is where a paired peer was last seen: the IP of one of its TCP addresses,
-    /// or the address a relayed connection from one of its iroh keys is counted under.
+    /// Whether `ip` is where a paired peer was last seen: the IP of its latest TCP address
+    /// (only the latest: a forged sighting relayed to the peer can pin a new one, and must
+    /// not collect many), or the address a relayed connection from its iroh key is counted
+    /// under.
     fn is_peer_address(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         lock(&self.peers).values().any(|p| {
-            p.record.addrs.iter().any(|a| match Route::parse(a) {
-                Some(Route::Tcp(addr)) => addr.ip() == ip,
-                Some(Route::Iroh(r)) => shard_net::wan::relayed_from(&r.key).ip() == ip,
-                None => false,
-            })
+            let latest_tcp = p
+                .record
+                .addrs
+                .iter()
+                .filter_map(|a| Route::parse(a))
+                .find_map(|r| match r {
+                    Route::Tcp(addr) => Some(addr.ip().to_canonical()),
+                    Route::Iroh(_) => None,
+                });
+            latest_tcp == Some(ip)
+                || p.record.addrs.iter().any(|a| {
+                    iroh_key(a).is_some_and(|key| shard_net::wan::relayed_from(&key).ip() == ip)
+                })
         })
     }
 
@@ -1786,6 +1797,8 @@ pub const MAX_HANDSHAKES: usize = 64;
 pub const HANDSHAKES_FOR_PEERS: usize = 16;
 /// Handshakes in progress at once from one address.
 pub const HANDSHAKES_PER_ADDRESS: usize = 8;
+/// Of the places kept for peers, how many one address may hold.
+pub const KEPT_HANDSHAKES_PER_ADDRESS: usize = 4;
 /// Connections one paired node may hold open here at once.
 pub const CONNECTIONS_PER_PEER: usize = 4;
 /// File descriptors kept back from peer connections for the control API, the web UI, the
@@ -1936,6 +1949,7 @@ async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_conne
         MAX_HANDSHAKES - HANDSHAKES_FOR_PEERS,
     ));
     let for_peers = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_FOR_PEERS));
+    let kept_per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let quiet = Arc::new(Quiet::new());
@@ -1962,14 +1976,19 @@ async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_conne
             });
             continue;
         };
-        let handshake = handshakes.clone().try_acquire_owned().or_else(|_| {
-            if node.is_peer_address(from.ip()) {
-                for_peers.clone().try_acquire_owned()
-            } else {
-                Err(tokio::sync::TryAcquireError::NoPermits)
+        let handshake = match handshakes.clone().try_acquire_owned() {
+            Ok(permit) => Some((permit, None)),
+            Err(_) if node.is_peer_address(from.ip()) => {
+                Held::take(&kept_per_address, from.ip(), KEPT_HANDSHAKES_PER_ADDRESS).and_then(
+                    |kept| {
+                        let permit = for_peers.clone().try_acquire_owned().ok()?;
+                        Some((permit, Some(kept)))
+                    },
+                )
             }
-        });
-        let Ok(handshake) = handshake else {
+            Err(_) => None,
+        };
+        let Some(handshake) = handshake else {
             quiet.warn(|| {
                 format!("refused a connection from {from}: {MAX_HANDSHAKES} handshakes in progress")
             });
@@ -1996,7 +2015,10 @@ async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn Listener>, max_conne
 async fn inbound(
     node: Arc<Node>,
     incoming: Incoming,
-    handshaking: (tokio::sync::OwnedSemaphorePermit, Held<IpAddr>),
+    handshaking: (
+        (tokio::sync::OwnedSemaphorePermit, Option<Held<IpAddr>>),
+        Held<IpAddr>,
+    ),
     quiet: Arc<Quiet>,
 ) {
     let from = incoming.from;

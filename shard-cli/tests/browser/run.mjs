@@ -127,6 +127,13 @@ try {
   await download.saveAs(downloadTo);
   console.log(`DOWNLOADED ${downloadTo}`);
 
+  step("a download that fails says why, and the page stays");
+  await page.evaluate(() => downloadFile({ name: "no-such-file.txt" }));
+  await page.waitForSelector("#error:not([hidden])");
+  const missing = await page.textContent("#error");
+  if (!missing.includes("no-such-file.txt")) fail(`a failed download is not explained: ${missing}`);
+  if (!(await page.isVisible(`#files tbody tr:has-text("${name}")`))) fail("a failed download left the files page");
+
   step("csrf");
   const status = await page.evaluate(async (n) => {
     const r = await fetch("/v1/rm", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name: n }) });
@@ -148,7 +155,7 @@ try {
     const home = page.url();
     const ui = new URL(home);
     await page.goto(`http://${ui.hostname}:${spy.address().port}/`);
-    if (!seen || !seen.includes("shard_session=")) fail(`the other port did not get the cookie: ${seen}`);
+    if (!seen || !seen.includes("shard_session_")) fail(`the other port did not get the cookie: ${seen}`);
     const base = `${ui.protocol}//${ui.host}`;
     for (const [method, path, body] of [
       ["GET", "/ui/session"], ["GET", "/v1/ls"], ["GET", `/v1/download?name=${encodeURIComponent(name)}`],
