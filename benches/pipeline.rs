@@ -1,5 +1,8 @@
 //! Throughput of every stage of the data path on 256 MiB of random data, and in the same run
-//! the raw machine limits they are compared against (memcpy, AES-256-GCM, SHA-256).
+//! the raw machine limits they are compared against (memcpy, AES-256-GCM, SHA-256). The
+//! `packs` group runs what put and get run since format 2 (blobs sealed in parallel, gathered
+//! into packs, packs coded; blobs read back by ranges, or packs decoded when shares are lost);
+//! the `pipeline` group the per-chunk path that came before, kept for comparison.
 //!
 //! `cargo bench -p shard-benches --bench pipeline`; `scripts/bench-table` prints the results as
 //! the table in BENCHMARKS.md. `SHARD_BENCH_MIB` overrides the data size.
@@ -23,6 +26,10 @@ use shard_store::{
     Redundancy, ShareSource, Splitter, padded_len, restore,
 };
 use shard_store::{ChunkSource, restore_parallel, split_parallel};
+use shard_store::{
+    EncodedPack, Pack, PackBuilder, PackCoder, PackShape, Sealed, SealedChunk, blob_in_pack,
+    seal_parallel,
+};
 
 const PIECE: usize = 1 << 20;
 
@@ -307,5 +314,86 @@ fn pipelines(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, raw, stages, pipelines);
+/// What a put runs since packs: one thread cuts, [`PUT_WORKERS`] id and seal each chunk as a
+/// blob (`seal_parallel`), blobs are gathered into packs (`PackBuilder`), and each pack closed
+/// is coded into `n` shares (`PackCoder`), as `shard-node`'s put does before it sends them.
+fn pack_store(keys: &Arc<VaultKeys>, redundancy: Redundancy, data: &[u8]) -> Vec<EncodedPack> {
+    let coder = std::sync::Mutex::new(PackCoder::new());
+    let builder = {
+        let pool = coder.lock().unwrap().pool();
+        std::sync::Mutex::new(Some(PackBuilder::new(redundancy).unwrap().recycling(pool)))
+    };
+    let coded = std::sync::Mutex::new(Vec::new());
+    let code = |pack: Pack| {
+        let encoded = coder.lock().unwrap().encode(pack).unwrap();
+        coded.lock().unwrap().push(encoded);
+    };
+    let emit = |chunk: SealedChunk| {
+        if let Sealed::Blob(blob) = chunk.result.unwrap() {
+            let closed = builder.lock().unwrap().as_mut().unwrap().add(blob).unwrap();
+            if let Some(pack) = closed {
+                code(pack);
+            }
+        }
+        true
+    };
+    seal_parallel(
+        keys,
+        &chunker(keys),
+        PUT_WORKERS,
+        &|_, _| Ok(None),
+        &emit,
+        |feed| feed.file(0, data).unwrap(),
+    )
+    .unwrap();
+    for pack in builder.lock().unwrap().take().unwrap().finish().unwrap() {
+        code(pack);
+    }
+    coded.into_inner().unwrap()
+}
+
+fn packs(c: &mut Criterion) {
+    let data = data();
+    let keys = keys();
+    let redundancy = Redundancy::new(3, 5).unwrap();
+    let mut g = group(c, "packs");
+    g.bench_function("store_3of5", |b| {
+        b.iter(|| black_box(pack_store(&keys, redundancy, &data)))
+    });
+    let packs = pack_store(&keys, redundancy, &data);
+    // What a get runs when every data share answers: each blob read by ranges from the data
+    // shares (no decoding), authenticated.
+    g.bench_function("restore_3of5", |b| {
+        b.iter(|| {
+            let mut coder = PackCoder::new();
+            for pack in &packs {
+                for place in &pack.blobs {
+                    let blob = coder
+                        .read_blob(&keys, &pack.pack, place, |index, range| {
+                            let payload = pack.shares.get(usize::from(index))?.payload();
+                            Some(payload.slice(range.start as usize..range.end as usize))
+                        })
+                        .unwrap();
+                    black_box(blob);
+                }
+            }
+        })
+    });
+    // Two data shares of every pack lost: each pack decoded whole from the other three.
+    g.bench_function("restore_3of5_2lost", |b| {
+        b.iter(|| {
+            let mut coder = PackCoder::new();
+            for pack in &packs {
+                let bytes = coder.decode(&pack.pack, &pack.shares[2..]).unwrap();
+                let shape = PackShape::of(&pack.pack).unwrap();
+                for place in &pack.blobs {
+                    black_box(blob_in_pack(&keys, &shape, place, &bytes).unwrap());
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, raw, stages, pipelines, packs);
 criterion_main!(benches);

@@ -551,7 +551,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hint_of(&e) {
+                eprintln!("  hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The fix the engine or the HTTP layer gives for an error this process met itself (errors
+/// from the running node arrive with theirs already, through the API).
+fn hint_of(e: &anyhow::Error) -> Option<&'static str> {
+    if let Some(e) = e.downcast_ref::<shard_node::Error>() {
+        return Some(e.hint());
+    }
+    e.downcast_ref::<shard_http::StartError>()
+        .map(shard_http::StartError::hint)
 }

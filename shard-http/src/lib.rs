@@ -44,6 +44,51 @@ pub struct HttpOptions {
     pub ui_public: bool,
 }
 
+/// Why the control API or the web UI could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The control API was asked to listen where other machines could reach it.
+    #[error("the control API must listen on a loopback address, not {0}")]
+    ApiNotLoopback(SocketAddr),
+    /// The web UI was asked to listen where other machines could reach it, without
+    /// `ui_public`.
+    #[error(
+        "the web UI would be reachable from other machines at {0}; to allow that, add --ui-public"
+    )]
+    UiNotLoopback(SocketAddr),
+    /// The address cannot be listened on.
+    #[error("cannot open the {what} on {addr}: {reason}")]
+    Listen {
+        /// "control API" or "web UI".
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: std::io::Error,
+    },
+    /// The node could not say what it needs (its config, its token).
+    #[error(transparent)]
+    Node(#[from] Error),
+}
+
+impl StartError {
+    /// How to fix it, in a sentence.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StartError::ApiNotLoopback(_) => {
+                "the API hands out the node's whole power to whoever holds its token: give it a 127.0.0.1 address"
+            }
+            StartError::UiNotLoopback(_) => {
+                "give the web UI a 127.0.0.1 address with --ui, or allow others with --ui-public"
+            }
+            StartError::Listen { .. } => {
+                "another program holds that port: stop it, or choose another address (--api, --ui)"
+            }
+            StartError::Node(e) => e.hint(),
+        }
+    }
+}
+
 /// The control API and (if configured) the web UI of a running node; both stop when the
 /// node shuts down.
 pub struct HttpServer {
@@ -55,40 +100,48 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds the API (and the web UI, if asked for) and serves them in front of `node`.
-    pub async fn start(node: Arc<Node>, options: &HttpOptions) -> Result<HttpServer> {
+    pub async fn start(
+        node: Arc<Node>,
+        options: &HttpOptions,
+    ) -> std::result::Result<HttpServer, StartError> {
         let config = node.home().config()?;
         let api_at = options.api.unwrap_or(config.api);
         if !api_at.ip().is_loopback() {
-            return Err(Error::ApiNotLoopback(api_at));
+            return Err(StartError::ApiNotLoopback(api_at));
         }
-        let api_listener = TcpListener::bind(api_at)
-            .await
-            .map_err(|e| Error::HttpListen {
-                what: "control API",
-                addr: api_at,
-                reason: e.to_string(),
-            })?;
-        let api = api_listener.local_addr()?;
+        let api_listener =
+            TcpListener::bind(api_at)
+                .await
+                .map_err(|reason| StartError::Listen {
+                    what: "control API",
+                    addr: api_at,
+                    reason,
+                })?;
+        let api = api_listener.local_addr().map_err(Error::Io)?;
         let ui_listener = match options.ui.or(config.ui) {
             Some(at) => {
                 if !at.ip().is_loopback() && !options.ui_public {
-                    return Err(Error::UiNotLoopback(at));
+                    return Err(StartError::UiNotLoopback(at));
                 }
                 if !at.ip().is_loopback() {
                     tracing::warn!(
                         "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
                     );
                 }
-                Some(TcpListener::bind(at).await.map_err(|e| Error::HttpListen {
-                    what: "web UI",
-                    addr: at,
-                    reason: e.to_string(),
-                })?)
+                Some(
+                    TcpListener::bind(at)
+                        .await
+                        .map_err(|reason| StartError::Listen {
+                            what: "web UI",
+                            addr: at,
+                            reason,
+                        })?,
+                )
             }
             None => None,
         };
         let ui = match &ui_listener {
-            Some(l) => Some(l.local_addr()?),
+            Some(l) => Some(l.local_addr().map_err(Error::Io)?),
             None => None,
         };
         let token = node.home().token()?;

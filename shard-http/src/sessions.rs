@@ -1,5 +1,6 @@
-//! The web UI's sessions (by cookie value: who, their CSRF token, when last seen, the vault
-//! unlock they were opened with) and the link a person opens to reach the UI.
+//! The web UI's sessions (by their key: who, the cookie that must come with the key, when
+//! last seen, the vault unlock they were opened with) and the link a person opens to reach
+//! the UI.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,7 +15,9 @@ const MAX_SESSIONS: usize = 256;
 
 struct UiSession {
     user: String,
-    csrf: String,
+    /// The cookie's value, which must come with the key (the key alone, were it ever to
+    /// leak from the page, opens nothing either).
+    cookie: String,
     last: Instant,
     /// The unlock of the vault this session was opened with: once that ends (a logout here
     /// or on the CLI, the account removed, another account of the same name), so does the
@@ -22,18 +25,7 @@ struct UiSession {
     vault: std::sync::Weak<shard_node::session::Session>,
 }
 
-/// What a cookie and a key come to.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Touch {
-    /// No live session has this cookie.
-    Unknown,
-    /// A live session, but the key is not its key (the cookie alone, or another tab's key).
-    WrongKey,
-    /// The session, refreshed.
-    Live { user: String, csrf: String },
-}
-
-/// The web UI's sessions, by cookie value.
+/// The web UI's sessions, by key.
 pub struct UiSessions {
     map: Mutex<HashMap<String, UiSession>>,
     /// A session ends after this long without a request.
@@ -61,26 +53,22 @@ impl UiSessions {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session of `cookie` if `key` is its key: refreshed only then (a cookie alone, as
-    /// another local server may hold it, does not keep a session alive).
-    pub(crate) fn touch(&self, cookie: &str, key: &str, node: &Node) -> Touch {
-        let Some((user, csrf)) = self.live(cookie, node) else {
-            return Touch::Unknown;
-        };
-        if !shard_crypto::ct_eq(key.as_bytes(), csrf.as_bytes()) {
-            return Touch::WrongKey;
+    /// The session whose key is `key`, if one of `cookies` (values) is its cookie (compared
+    /// in constant time): refreshed only then, so a cookie alone, as another local server
+    /// may hold it, neither opens nor keeps a session alive (nor learns whether it is one).
+    /// Returns the user and the cookie's value. A session idle too long, or whose vault
+    /// unlock on `node` has ended, is dropped.
+    pub(crate) fn touch(
+        &self,
+        key: &str,
+        cookies: &[String],
+        node: &Node,
+    ) -> Option<(String, String)> {
+        if key.is_empty() {
+            return None;
         }
-        if let Some(s) = self.lock().get_mut(cookie) {
-            s.last = Instant::now();
-        }
-        Touch::Live { user, csrf }
-    }
-
-    /// The user and key of `cookie`'s session, not refreshed; `None` if unknown, idle too
-    /// long, or its vault unlock on `node` has ended (then it is dropped).
-    fn live(&self, cookie: &str, node: &Node) -> Option<(String, String)> {
         let mut map = self.lock();
-        let live = map.get(cookie).is_some_and(|s| {
+        let live = map.get(key).is_some_and(|s| {
             s.last.elapsed() < self.idle
                 && node.session(Some(&s.user)).is_ok_and(|current| {
                     s.vault
@@ -89,22 +77,38 @@ impl UiSessions {
                 })
         });
         if !live {
-            map.remove(cookie);
+            map.remove(key);
             return None;
         }
-        let s = map.get(cookie)?;
-        Some((s.user.clone(), s.csrf.clone()))
+        let s = map.get_mut(key)?;
+        // Every cookie is compared, so the time does not say which matched.
+        let matched = cookies.iter().fold(false, |found, c| {
+            shard_crypto::ct_eq(c.as_bytes(), s.cookie.as_bytes()) | found
+        });
+        if !matched {
+            return None;
+        }
+        s.last = Instant::now();
+        Some((s.user.clone(), s.cookie.clone()))
     }
 
-    /// A new session for `user`. Its own oldest session goes when it has
-    /// [`SESSIONS_PER_ACCOUNT`]; nobody else's ever does (so one account's logins cannot log
-    /// the others out): with [`MAX_SESSIONS`] open, the login is refused instead.
+    /// Marks the session of `key` used now (after a long request, an upload, so the page's
+    /// next call does not find it idle).
+    pub(crate) fn refresh(&self, key: &str) {
+        if let Some(s) = self.lock().get_mut(key) {
+            s.last = Instant::now();
+        }
+    }
+
+    /// A new session for `user`: its (cookie value, key). Its own oldest session goes when
+    /// it has [`SESSIONS_PER_ACCOUNT`]; nobody else's ever does (so one account's logins
+    /// cannot log the others out): with [`MAX_SESSIONS`] open, the login is refused instead.
     pub(crate) fn create(
         &self,
         user: &str,
         vault: &Arc<shard_node::session::Session>,
     ) -> shard_node::Result<(String, String)> {
-        let (cookie, csrf) = (random_token()?, random_token()?);
+        let (cookie, key) = (random_token()?, random_token()?);
         let mut map = self.lock();
         let idle = self.idle;
         map.retain(|_, s| s.last.elapsed() < idle);
@@ -123,19 +127,20 @@ impl UiSessions {
             ));
         }
         map.insert(
-            cookie.clone(),
+            key.clone(),
             UiSession {
                 user: user.to_string(),
-                csrf: csrf.clone(),
+                cookie: cookie.clone(),
                 last: Instant::now(),
                 vault: Arc::downgrade(vault),
             },
         );
-        Ok((cookie, csrf))
+        Ok((cookie, key))
     }
 
-    pub(crate) fn end(&self, cookie: &str) -> Option<String> {
-        self.lock().remove(cookie).map(|s| s.user)
+    /// Ends the session of `key`; its user.
+    pub(crate) fn end(&self, key: &str) -> Option<String> {
+        self.lock().remove(key).map(|s| s.user)
     }
 }
 
@@ -186,11 +191,11 @@ mod tests {
     fn an_account_has_eight_sessions_and_the_node_two_hundred_fifty_six() {
         let sessions = UiSessions::new(Duration::from_secs(600));
         let (alice, bob) = (vault("alice"), vault("bob"));
-        let (bobs, _) = sessions.create("bob", &bob).unwrap();
+        let (_, bobs) = sessions.create("bob", &bob).unwrap();
         // Alice's ninth login ends her oldest session, never Bob's.
         let mut hers = Vec::new();
         for _ in 0..SESSIONS_PER_ACCOUNT {
-            hers.push(sessions.create("alice", &alice).unwrap().0);
+            hers.push(sessions.create("alice", &alice).unwrap().1);
             std::thread::sleep(Duration::from_millis(2));
         }
         sessions.create("alice", &alice).unwrap();

@@ -46,7 +46,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::api::{Acting, ApiError, ApiState};
-use crate::sessions::Touch;
 pub use crate::sessions::{UiSessions, link};
 use shard_node::node::Node;
 
@@ -64,8 +63,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    frame-ancestors 'self'; base-uri 'none'";
 
 /// The session cookies a request carries, as (name, value): each login sets one of its own
-/// (`shard_session_<random>`), so a second tab's login does not replace the first tab's,
-/// and a cookie another site planted under the name cannot shadow the real one.
+/// (`shard_session_<random>`), so a second tab's login does not replace the first tab's. The
+/// key picks the session, and its cookie must be among these: stale cookies of ended
+/// sessions, or ones another site planted, are simply not it.
 fn session_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .get_all(header::COOKIE)
@@ -74,13 +74,9 @@ fn session_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| name.starts_with(COOKIE))
-        .take(MAX_COOKIES)
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect()
 }
-
-/// Session cookies looked at per request (a browser keeps one per login until it closes).
-const MAX_COOKIES: usize = 32;
 
 /// The key a request presents: its `X-CSRF-Token` header.
 fn key_in(headers: &HeaderMap) -> &str {
@@ -90,46 +86,25 @@ fn key_in(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// A request's session: the cookie (name and value) whose session has `key` for its key,
-/// with its user and key; or the refusal: 401 when no cookie is a live session, 403 when one
-/// is but the key is not its key (the cookie alone, as another local server may have it).
-fn session_of(
-    state: &ApiState,
-    headers: &HeaderMap,
-    key: &str,
-) -> Result<(String, String, String), NoSession> {
-    let mut wrong_key = false;
-    for (name, value) in session_cookies(headers) {
-        match state.ui.touch(&value, key, &state.node) {
-            Touch::Live { user, csrf } => return Ok((name, user, csrf)),
-            Touch::WrongKey => wrong_key = true,
-            Touch::Unknown => {}
-        }
-    }
-    Err(if wrong_key {
-        NoSession::WrongKey
-    } else {
-        NoSession::None
-    })
+/// A request's session: its cookie's name and its user, for the session whose key is `key`
+/// when that session's cookie came with it; else `None` (401). A cookie alone, as another
+/// local server may hold it, is not told apart from no session at all.
+fn session_of(state: &ApiState, headers: &HeaderMap, key: &str) -> Option<(String, String)> {
+    let cookies = session_cookies(headers);
+    let values: Vec<String> = cookies.iter().map(|(_, v)| v.clone()).collect();
+    let (user, cookie) = state.ui.touch(key, &values, &state.node)?;
+    let name = cookies
+        .into_iter()
+        .find(|(_, v)| *v == cookie)
+        .map(|(n, _)| n)?;
+    Some((name, user))
 }
 
-/// Why a request has no session.
-enum NoSession {
-    /// No cookie is a live session (401).
-    None,
-    /// One is, but the key is not its key (403).
-    WrongKey,
-}
-
-impl IntoResponse for NoSession {
-    fn into_response(self) -> Response {
-        match self {
-            NoSession::None => unauthorized(
-                "not logged in, the session expired, or the account was locked on the node",
-            ),
-            NoSession::WrongKey => key_refusal(),
-        }
-    }
+/// The answer to a request with no session (see [`session_of`]).
+fn no_session() -> Response {
+    unauthorized(
+        "not logged in: no session key, or the session expired, ended at logout, or its account was locked on the node",
+    )
 }
 
 /// Serves the web UI on `listener` until the node shuts down.
@@ -220,15 +195,6 @@ fn unauthorized(why: &str) -> Response {
     .into_response()
 }
 
-fn key_refusal() -> Response {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "missing or wrong session key (X-CSRF-Token)",
-        "reload the page and log in again",
-    )
-    .into_response()
-}
-
 /// The API through a session: a valid cookie, the CSRF token on every state-changing
 /// request, the vault still unlocked, and only the session's account.
 async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -266,9 +232,8 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         let key = key_in(request.headers()).to_string();
         (request, key)
     };
-    let (_, user, _) = match session_of(&state, request.headers(), &key) {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
+    let Some((_, user)) = session_of(&state, request.headers(), &key) else {
+        return no_session();
     };
     let mut request = request;
     let path = request.uri().path();
@@ -287,7 +252,10 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
         .into_response();
     }
     request.extensions_mut().insert(Acting(user));
-    next.run(request).await
+    let response = next.run(request).await;
+    // A long request (an upload) counts as use until it ends, not only from its start.
+    state.ui.refresh(&key);
+    response
 }
 
 /// A download form's request, its body read (small, and within the body time) and put back
@@ -363,18 +331,8 @@ async fn signup(
             }
         }
         None => {
-            let user = match session_of(&state, &headers, key_in(&headers)) {
-                Ok((_, user, _)) => user,
-                Err(_) if session_cookies(&headers).is_empty() => {
-                    return Err(refused("only the node's administrator may add accounts"));
-                }
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "missing or wrong session key (X-CSRF-Token), or the session ended",
-                        "reload the page and log in again",
-                    ));
-                }
+            let Some((_, user)) = session_of(&state, &headers, key_in(&headers)) else {
+                return Err(refused("only the node's administrator may add accounts"));
             };
             if !state.node.is_admin(&user)? {
                 return Err(refused("only the node's administrator may add accounts"));
@@ -448,26 +406,22 @@ fn session_info(state: &ApiState, user: &str, csrf: &str) -> serde_json::Value {
 /// any local web server the browser visits receives too, learns nothing.
 async fn session(State(state): State<ApiState>, request: Request) -> Response {
     let headers = request.headers();
-    match session_of(&state, headers, key_in(headers)) {
-        Ok((_, user, csrf)) => Json(session_info(&state, &user, &csrf)).into_response(),
-        Err(refused) => refused.into_response(),
+    let key = key_in(headers);
+    match session_of(&state, headers, key) {
+        Some((_, user)) => Json(session_info(&state, &user, key)).into_response(),
+        None => no_session(),
     }
 }
 
 async fn logout(State(state): State<ApiState>, request: Request) -> Response {
     let headers = request.headers();
-    let (name, _, _) = match session_of(&state, headers, key_in(headers)) {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
+    let key = key_in(headers);
+    let Some((name, _)) = session_of(&state, headers, key) else {
+        return no_session();
     };
-    let value = session_cookies(headers)
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_default();
     let locked = state
         .ui
-        .end(&value)
+        .end(key)
         .is_some_and(|user| state.node.logout(Some(&user)));
     let mut response = Json(json!({"locked": locked})).into_response();
     if let Ok(clear) = HeaderValue::from_str(&format!(

@@ -190,7 +190,7 @@ function downloadFile(f) {
     try { data = JSON.parse(text); } catch (e) { data = null; }
     if (data && data.error) {
       const error = new Error(`${f.name}: ${data.error}${data.hint ? `\nWhat to do: ${data.hint}` : ""}`);
-      error.status = /session key/.test(data.error) ? 403 : 0;
+      error.status = /^not logged in/.test(data.error) ? 401 : 0;
       handle(error);
     }
     frame.remove();

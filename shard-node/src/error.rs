@@ -50,25 +50,6 @@ pub enum Error {
         /// The file.
         config: std::path::PathBuf,
     },
-    /// The control API was asked to listen where other machines could reach it.
-    #[error("the control API must listen on a loopback address, not {0}")]
-    ApiNotLoopback(std::net::SocketAddr),
-    /// The web UI was asked to listen where other machines could reach it, without
-    /// `--ui-public`.
-    #[error(
-        "the web UI would be reachable from other machines at {0}; to allow that, add --ui-public"
-    )]
-    UiNotLoopback(std::net::SocketAddr),
-    /// The control API's or the web UI's address cannot be listened on.
-    #[error("cannot open the {what} on {addr}: {reason}")]
-    HttpListen {
-        /// "control API" or "web UI".
-        what: &'static str,
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        reason: String,
-    },
     /// The layer an embedding program put around the share store (`NodeBuilder::store_layer`)
     /// could not be set up.
     #[error("the share store's layer could not be set up: {0}")]
@@ -207,7 +188,7 @@ pub enum Error {
     },
     /// The catalog snapshot could not be stored on enough nodes.
     #[error("could not store the catalog snapshot: {0}")]
-    SnapshotNotStored(String),
+    SnapshotNotStored(crate::snapshot::UploadFailed),
     /// No peer took the new catalog head: a new machine would recover an older catalog.
     #[error(
         "catalog head {seq} was kept by none of the {peers} peers holding the vault's shares; a new machine would recover an older catalog"
@@ -417,18 +398,6 @@ impl Error {
             Error::BadConfig { .. } | Error::UnknownStoreLayout { .. } => (
                 ErrorKind::BadInput,
                 "fix config.toml where the error points (the node's home holds it)",
-            ),
-            Error::ApiNotLoopback(_) => (
-                ErrorKind::BadInput,
-                "the API hands out the node's whole power to whoever holds its token: give it a 127.0.0.1 address",
-            ),
-            Error::UiNotLoopback(_) => (
-                ErrorKind::BadInput,
-                "give the web UI a 127.0.0.1 address with --ui, or allow others with --ui-public",
-            ),
-            Error::HttpListen { .. } => (
-                ErrorKind::Conflict,
-                "another program holds that port: stop it, or choose another address (--api, --ui)",
             ),
             Error::StoreLayer(_) => (
                 ErrorKind::BadInput,

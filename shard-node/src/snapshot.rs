@@ -264,11 +264,11 @@ impl<'c> SnapshotUpload<'c> {
         keys: &Arc<VaultKeys>,
         chunker: &'c KeyedFastCdc,
         redundancy: Redundancy,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, UploadFailed> {
         Ok(Self {
             ctx,
             chunker,
-            encoder: ChunkEncoder::new(keys.clone(), redundancy).map_err(|e| e.to_string())?,
+            encoder: ChunkEncoder::new(keys.clone(), redundancy)?,
             pending: Vec::new(),
             size: 0,
             chunks: Vec::new(),
@@ -276,7 +276,7 @@ impl<'c> SnapshotUpload<'c> {
         })
     }
 
-    async fn push(&mut self, sealed: &[u8]) -> std::result::Result<(), String> {
+    async fn push(&mut self, sealed: &[u8]) -> std::result::Result<(), UploadFailed> {
         self.size += sealed.len() as u64;
         self.pending.extend_from_slice(sealed);
         while self.pending.len() >= self.chunker.max_size() {
@@ -286,18 +286,15 @@ impl<'c> SnapshotUpload<'c> {
     }
 
     /// Cuts the next chunk off the front of what is pending and stores it.
-    async fn send_one(&mut self) -> std::result::Result<(), String> {
+    async fn send_one(&mut self) -> std::result::Result<(), UploadFailed> {
         let cut = self.chunker.cut(&self.pending).clamp(1, self.pending.len());
         let encoded = self
             .encoder
-            .encode(self.pending.get(..cut).unwrap_or_default())
-            .map_err(|e| e.to_string())?;
+            .encode(self.pending.get(..cut).unwrap_or_default())?;
         self.pending.drain(..cut);
         self.chunks.push(encoded.chunk.clone());
         let n = usize::from(encoded.chunk.n);
-        let (acks, _) = crate::swarm::send_chunk(self.ctx.clone(), encoded, HashMap::new())
-            .await
-            .map_err(|e| e.to_string())?;
+        let (acks, _) = crate::swarm::send_chunk(self.ctx.clone(), encoded, HashMap::new()).await?;
         let mut by_index = vec![NodeId([0; 32]); n];
         for ack in acks {
             if let Some(slot) = by_index.get_mut(usize::from(ack.index)) {
@@ -310,7 +307,7 @@ impl<'c> SnapshotUpload<'c> {
 
     /// Stores what is left: the snapshot's manifest and, for each chunk, the node holding each
     /// share.
-    async fn finish(&mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), String> {
+    async fn finish(&mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), UploadFailed> {
         while !self.pending.is_empty() {
             self.send_one().await?;
         }
@@ -343,13 +340,25 @@ impl<'c> SnapshotUpload<'c> {
     }
 }
 
+/// Why a catalog snapshot's chunks were not all stored (the write is tried again without the
+/// nodes found full, and then given up with this as [`Error::SnapshotNotStored`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadFailed {
+    /// A chunk of it could not be coded.
+    #[error(transparent)]
+    Code(#[from] shard_store::Error),
+    /// A chunk's shares found too few nodes.
+    #[error(transparent)]
+    NotPlaced(#[from] crate::NotPlaced),
+}
+
 /// Writes the vault's catalog snapshot, sealed as a stream, into `upload`: the catalog is read
 /// on a blocking thread and its sealed bytes come over in pieces. Returns the files written.
 async fn export_sealed(
     node: &Arc<Node>,
     session: &Session,
     upload: &mut SnapshotUpload<'_>,
-) -> Result<std::result::Result<usize, String>> {
+) -> Result<std::result::Result<usize, UploadFailed>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let catalog = node.catalog().clone();
     let (account, user, keys) = (session.account, session.user.clone(), session.keys.clone());

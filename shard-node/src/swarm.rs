@@ -30,7 +30,7 @@ const ATTEMPTS: usize = 3;
 
 /// Why a chunk's shares were not all placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum NotPlaced {
+pub enum NotPlaced {
     /// Fewer nodes can take a share than the chunk has shares to place.
     #[error(
         "only {can} nodes can take shares of this chunk, {needed} needed{}",
