@@ -287,7 +287,11 @@ fn the_web_ui_keeps_sessions_and_changes_safe() {
             "{path} with the cookie alone: {}",
             bare.body
         );
-        assert!(bare.body.contains("no session key"), "{path}: {}", bare.body);
+        assert!(
+            bare.body.contains("no session key"),
+            "{path}: {}",
+            bare.body
+        );
         assert!(
             !bare.body.contains(browser.csrf.as_deref().unwrap()),
             "{path}"
