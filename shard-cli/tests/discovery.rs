@@ -16,7 +16,7 @@ use shard_testkit::nodes as common;
 
 use std::time::{Duration, Instant};
 
-use common::lan::{Lan, is_root};
+use common::lan::{Lan, namespaces_or_skip};
 use serde_json::Value;
 
 /// Waits until `check` holds for node `i`'s `peers --json`, at most `within`; returns the time.
@@ -61,8 +61,7 @@ fn online(peers: &Value, name: &str) -> Option<String> {
 
 #[test]
 fn three_nodes_find_each_other_pair_and_follow_an_address_change() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut lan = Lan::new(3);
@@ -128,8 +127,7 @@ fn three_nodes_find_each_other_pair_and_follow_an_address_change() {
 
 #[test]
 fn a_no_mdns_node_is_not_announced_but_still_finds_its_peers() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut lan = Lan::new(3);
@@ -163,8 +161,7 @@ fn a_no_mdns_node_is_not_announced_but_still_finds_its_peers() {
 #[test]
 #[ignore = "benchmark: run by scripts/discovery-bench"]
 fn timing_from_start_to_all_paired_peers_connected() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     for n in [3usize, 10] {

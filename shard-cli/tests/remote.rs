@@ -4,7 +4,7 @@
 //! symmetric) punch holes where the NATs allow it, survive a cut link in the middle of a put
 //! and recover onto a new machine; a node with `--relay none` sends nothing anywhere.
 //! Nothing leaves the namespaces these tests create. Skipped, with the reason printed, when
-//! not root.
+//! not root; under CI that is a failure (a skip would pass unseen).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::homes::{Homes, Nat, all_online_over as online_over};
-use common::lan::is_root;
+use common::lan::namespaces_or_skip;
 use serde_json::Value;
 
 /// Each peer named in `paths` is online over its path.
@@ -46,8 +46,7 @@ fn pair(homes: &Homes, inviter: usize, joiner: usize) {
 
 #[test]
 fn homes_that_cannot_reach_each_other_pair_store_and_restore_through_a_relay() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut homes = Homes::new(3);
@@ -252,8 +251,7 @@ fn sent_while_serving(homes: &mut Homes, i: usize) -> String {
 
 #[test]
 fn a_node_without_relays_sends_nothing_off_its_machine() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut homes = Homes::new(2);
@@ -359,8 +357,7 @@ fn assert_ok(out: &std::process::Output, what: &str) {
 /// behind a symmetric NAT), and a relay over HTTPS on the internet between them.
 #[test]
 fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_machine() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut homes = Homes::behind_nats(&[
@@ -571,8 +568,7 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
 /// with its own relay down.
 #[test]
 fn peers_homed_on_different_relays_meet_again_after_a_restart() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     // Symmetric NATs both: no hole is punched, everything goes through the relays.
@@ -654,8 +650,7 @@ fn peers_homed_on_different_relays_meet_again_after_a_restart() {
 /// names it and both keys; the real one is let in again.
 #[test]
 fn a_peer_showing_another_iroh_key_than_the_pinned_one_is_refused_and_named() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut homes = Homes::new(2);
@@ -707,8 +702,7 @@ fn a_peer_showing_another_iroh_key_than_the_pinned_one_is_refused_and_named() {
 /// are dead, and it is reached again by itself, directly.
 #[test]
 fn a_peer_that_changes_network_is_reached_again_by_itself() {
-    if !is_root() {
-        eprintln!("SKIPPED: creating network namespaces needs root");
+    if !namespaces_or_skip() {
         return;
     }
     let mut homes = Homes::behind_nats(&[(Nat::PerEndpoint, 1), (Nat::PerEndpoint, 1)]);

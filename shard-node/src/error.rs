@@ -188,7 +188,7 @@ pub enum Error {
     },
     /// The catalog snapshot could not be stored on enough nodes.
     #[error("could not store the catalog snapshot: {0}")]
-    SnapshotNotStored(crate::snapshot::UploadFailed),
+    SnapshotNotStored(UploadFailed),
     /// No peer took the new catalog head: a new machine would recover an older catalog.
     #[error(
         "catalog head {seq} was kept by none of the {peers} peers holding the vault's shares; a new machine would recover an older catalog"
@@ -495,6 +495,44 @@ impl Error {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why a chunk's shares were not all placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPlaced {
+    /// Fewer nodes can take a share than the chunk has shares to place.
+    #[error(
+        "only {can} nodes can take shares of this chunk, {needed} needed{}",
+        if full.is_empty() { String::new() } else { format!(" ({})", full.join("; ")) }
+    )]
+    TooFewNodes {
+        /// Nodes that can take one (holders included).
+        can: usize,
+        /// The chunk's `n`.
+        needed: u8,
+        /// The nodes found full earlier in the job, each "NAME is full".
+        full: Vec<String>,
+    },
+    /// Nodes refused shares, and no other node was left to take them.
+    #[error("{count} shares could not be placed: too few nodes accept them ({})", refused.join("; "))]
+    Refused {
+        /// Shares left without a node.
+        count: usize,
+        /// What the nodes that refused said.
+        refused: Vec<String>,
+    },
+}
+
+/// Why a catalog snapshot's chunks were not all stored (the write is tried again without the
+/// nodes found full, and then given up with this as [`Error::SnapshotNotStored`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UploadFailed {
+    /// A chunk of it could not be coded.
+    #[error(transparent)]
+    Code(#[from] shard_store::Error),
+    /// A chunk's shares found too few nodes.
+    #[error(transparent)]
+    NotPlaced(#[from] NotPlaced),
+}
 
 #[cfg(test)]
 mod tests {

@@ -64,8 +64,7 @@ mod swarm;
 pub mod target;
 pub mod tree;
 
-pub use error::{Error, ErrorKind, Result};
-pub use swarm::NotPlaced;
+pub use error::{Error, ErrorKind, NotPlaced, Result, UploadFailed};
 
 /// A place where a test can make the node die on the spot (`SHARD_CRASH_AT=PHASE`, with the
 /// test-only `adversary` feature; nothing in other builds).

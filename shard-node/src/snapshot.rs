@@ -264,7 +264,7 @@ impl<'c> SnapshotUpload<'c> {
         keys: &Arc<VaultKeys>,
         chunker: &'c KeyedFastCdc,
         redundancy: Redundancy,
-    ) -> std::result::Result<Self, UploadFailed> {
+    ) -> std::result::Result<Self, crate::error::UploadFailed> {
         Ok(Self {
             ctx,
             chunker,
@@ -276,7 +276,7 @@ impl<'c> SnapshotUpload<'c> {
         })
     }
 
-    async fn push(&mut self, sealed: &[u8]) -> std::result::Result<(), UploadFailed> {
+    async fn push(&mut self, sealed: &[u8]) -> std::result::Result<(), crate::error::UploadFailed> {
         self.size += sealed.len() as u64;
         self.pending.extend_from_slice(sealed);
         while self.pending.len() >= self.chunker.max_size() {
@@ -286,7 +286,7 @@ impl<'c> SnapshotUpload<'c> {
     }
 
     /// Cuts the next chunk off the front of what is pending and stores it.
-    async fn send_one(&mut self) -> std::result::Result<(), UploadFailed> {
+    async fn send_one(&mut self) -> std::result::Result<(), crate::error::UploadFailed> {
         let cut = self.chunker.cut(&self.pending).clamp(1, self.pending.len());
         let encoded = self
             .encoder
@@ -307,7 +307,9 @@ impl<'c> SnapshotUpload<'c> {
 
     /// Stores what is left: the snapshot's manifest and, for each chunk, the node holding each
     /// share.
-    async fn finish(&mut self) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), UploadFailed> {
+    async fn finish(
+        &mut self,
+    ) -> std::result::Result<(Manifest, Vec<Vec<NodeId>>), crate::error::UploadFailed> {
         while !self.pending.is_empty() {
             self.send_one().await?;
         }
@@ -340,25 +342,13 @@ impl<'c> SnapshotUpload<'c> {
     }
 }
 
-/// Why a catalog snapshot's chunks were not all stored (the write is tried again without the
-/// nodes found full, and then given up with this as [`Error::SnapshotNotStored`]).
-#[derive(Debug, thiserror::Error)]
-pub enum UploadFailed {
-    /// A chunk of it could not be coded.
-    #[error(transparent)]
-    Code(#[from] shard_store::Error),
-    /// A chunk's shares found too few nodes.
-    #[error(transparent)]
-    NotPlaced(#[from] crate::NotPlaced),
-}
-
 /// Writes the vault's catalog snapshot, sealed as a stream, into `upload`: the catalog is read
 /// on a blocking thread and its sealed bytes come over in pieces. Returns the files written.
 async fn export_sealed(
     node: &Arc<Node>,
     session: &Session,
     upload: &mut SnapshotUpload<'_>,
-) -> Result<std::result::Result<usize, UploadFailed>> {
+) -> Result<std::result::Result<usize, crate::error::UploadFailed>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let catalog = node.catalog().clone();
     let (account, user, keys) = (session.account, session.user.clone(), session.keys.clone());

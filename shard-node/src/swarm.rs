@@ -28,31 +28,7 @@ pub const PER_NODE: usize = 16;
 /// Rounds of placing a chunk's shares (a node that fails is replaced in the next).
 const ATTEMPTS: usize = 3;
 
-/// Why a chunk's shares were not all placed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotPlaced {
-    /// Fewer nodes can take a share than the chunk has shares to place.
-    #[error(
-        "only {can} nodes can take shares of this chunk, {needed} needed{}",
-        if full.is_empty() { String::new() } else { format!(" ({})", full.join("; ")) }
-    )]
-    TooFewNodes {
-        /// Nodes that can take one (holders included).
-        can: usize,
-        /// The chunk's `n`.
-        needed: u8,
-        /// The nodes found full earlier in the job, each "NAME is full".
-        full: Vec<String>,
-    },
-    /// Nodes refused shares, and no other node was left to take them.
-    #[error("{count} shares could not be placed: too few nodes accept them ({})", refused.join("; "))]
-    Refused {
-        /// Shares left without a node.
-        count: usize,
-        /// What the nodes that refused said.
-        refused: Vec<String>,
-    },
-}
+use crate::error::NotPlaced;
 
 /// Sends the shares of one chunk that are not acknowledged yet (`acked`: index → holder);
 /// returns the new acks and their bytes. Nothing is sent unless every missing share has a

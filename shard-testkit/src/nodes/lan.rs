@@ -21,6 +21,20 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this test may build network namespaces: as root, yes; otherwise it is skipped on a
+/// developer's machine, and fails under CI, where a skip would let it pass unseen.
+pub fn namespaces_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the network-namespace tests as root: skipped, they would pass unseen"
+    );
+    eprintln!("SKIPPED: creating network namespaces needs root");
+    false
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
