@@ -3,15 +3,16 @@
 //! internet needed).
 //!
 //! Sessions: `POST /ui/login` checks the passphrase in the node (with the same delay after
-//! failures as the CLI), unlocks the vault and sets a random session cookie (`HttpOnly`,
-//! `SameSite=Strict`); the answer carries a session key (the "CSRF token") that every request
-//! must send back in `X-CSRF-Token`, reads included (compared in constant time). The cookie
-//! alone is worth nothing: browsers send it to every port of the host, so a local web server
-//! the owner visits gets it; the key stays in the page's origin-bound `sessionStorage`.
-//! Downloads post a form carrying the key, as a link cannot. A session acts only for its own
-//! account, ends after 30 idle minutes (`[web] session_idle_secs`), and `POST /ui/logout`
-//! locks the vault. At most 8 sessions per account (its oldest goes) and 256 in all (then a
-//! login waits). No secret travels in a URL sent to the server (the setup token rides in
+//! failures as the CLI), unlocks the vault and sets a random session cookie of its own name
+//! (`shard_session_<random>`, `HttpOnly`, `SameSite=Strict`); the answer carries a session
+//! key (the "CSRF token") that every request must send back in `X-CSRF-Token`, reads
+//! included. The key picks the session and that session's cookie must come with it (compared
+//! in constant time). The cookie alone is worth nothing: browsers send it to every port of
+//! the host, so a local web server the owner visits gets it; the key stays in the page's
+//! origin-bound `sessionStorage`. Downloads post a form carrying the key, as a link cannot. A
+//! session acts only for its own account, ends after 30 idle minutes (`[web]
+//! session_idle_secs`), and `POST /ui/logout` locks the vault. At most 8 sessions per account
+//! (its oldest goes) and 256 in all (then a login is refused). No secret travels in a URL sent to the server (the setup token rides in
 //! the fragment, which browsers keep to themselves). Every answer carries a strict
 //! Content-Security-Policy, and only requests for this listener's own address are answered
 //! (see [`crate::hosts`]).
