@@ -197,10 +197,13 @@ async fn demo(root: &Path) -> Result<()> {
 
     http.announce()?;
     let alive: Vec<Arc<Node>> = nodes[..3].to_vec();
+    // The command that works from here: after `cargo run` there is no `shard` on the PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "shard".to_string());
     println!(
-        "\nnode1, node2 and node3 keep running; try `shard --home {} ls` or `shard --home {} peers`.",
-        homes[0].root().display(),
-        homes[0].root().display()
+        "\nnode1, node2 and node3 keep running; try `{exe} --home {home} ls` or `{exe} --home {home} peers`\n(`cargo install --path shard-cli` puts `shard` on your PATH).",
+        home = homes[0].root().display(),
     );
     if let Some(ui) = http.ui_addr() {
         println!("web UI of node1: http://{ui}/ (account {USER:?}, passphrase {PASSPHRASE:?})");

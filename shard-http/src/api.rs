@@ -122,7 +122,7 @@ impl ApiState {
         }
         let permit = self.downloads.clone().try_acquire_owned().map_err(|_| {
             busy(format!(
-                "{DOWNLOADS_AT_ONCE} downloads are under way already on this node"
+                "{DOWNLOADS_AT_ONCE} downloads are under way already in this web UI"
             ))
         })?;
         by.insert(user.to_string(), mine + 1);
