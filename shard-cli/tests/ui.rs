@@ -31,6 +31,22 @@ struct Answer {
 }
 
 impl Answer {
+    /// The whole answer (a body of up to 1 GiB: downloads are compared byte for byte).
+    fn read(mut response: ureq::http::Response<ureq::Body>) -> Self {
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap_or_default();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        }
+    }
+
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -82,19 +98,7 @@ impl Browser {
                 .run(request.header("Content-Type", kind).body(b).unwrap()),
             None => self.agent.run(request.body(()).unwrap()),
         };
-        let mut response = response.unwrap();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap_or_default();
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes,
-        }
+        Answer::read(response.unwrap())
     }
 
     /// Uploads `bytes` as `name` and waits for the put; returns the job's end state.
@@ -124,19 +128,7 @@ impl Browser {
             .header("X-CSRF-Token", self.csrf.as_deref().unwrap_or(""))
             .body(bytes.to_vec())
             .unwrap();
-        let mut response = self.agent.run(request).unwrap();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap_or_default();
-        let answer = Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes,
-        };
+        let answer = Answer::read(self.agent.run(request).unwrap());
         if answer.status != 200 {
             return answer;
         }

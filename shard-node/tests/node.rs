@@ -157,6 +157,20 @@ async fn an_announcement_claiming_a_paired_id_from_another_node_gets_nothing() {
     assert!(c.peers().is_empty());
 }
 
+/// Starts the node of `home` again once its stopped predecessor has let go of the home (when
+/// its last task has ended), trying until `deadline`.
+async fn restart(home: &Home, deadline: std::time::Instant) -> std::sync::Arc<Node> {
+    loop {
+        match Node::start(home.clone(), RunOptions::default()).await {
+            Ok(node) => return node,
+            Err(shard_node::Error::HomeInUse { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 async fn connected(node: &Node, count: usize) {
     let start = std::time::Instant::now();
     while node.online_clients().len() < count {
@@ -357,18 +371,7 @@ async fn forged_sightings_do_not_keep_a_slow_dial_from_finishing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(b);
-    let b = loop {
-        // The stopped node lets go of its home once its last task has ended.
-        match Node::start(b_home.clone(), RunOptions::default()).await {
-            Ok(b) => break b,
-            Err(shard_node::Error::HomeInUse { .. })
-                if start.elapsed() < Duration::from_secs(20) =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let b = restart(&b_home, start + Duration::from_secs(20)).await;
     let b_addr: std::net::SocketAddr = b.status().unwrap().listen.parse().unwrap();
 
     // The slow path to b: a relay on 127.0.0.4 that waits 1.5 s before it forwards.
@@ -461,17 +464,7 @@ async fn strangers_on_many_addresses_leave_room_for_a_paired_peer() {
 
     // a comes back from 127.0.0.1, where b last saw it.
     let started = std::time::Instant::now();
-    let a = loop {
-        match Node::start(a_home.clone(), RunOptions::default()).await {
-            Ok(a) => break a,
-            Err(shard_node::Error::HomeInUse { .. })
-                if started.elapsed() < Duration::from_secs(10) =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let a = restart(&a_home, started + Duration::from_secs(10)).await;
     let reconnect = std::time::Instant::now();
     connected(&a, 1).await;
     let took = reconnect.elapsed();
