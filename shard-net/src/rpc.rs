@@ -50,8 +50,9 @@ pub struct PeerClient {
     closed: Arc<Closed>,
 }
 
-/// The shortest request timeout whose silence gives a connection up: a quick probe (a 2 s
-/// ping to check a sighting) that goes unanswered says little, and nothing about the path.
+/// The shortest request timeout whose silence gives a connection up, unless
+/// [`PeerClient::give_up_after`] says less: a quick probe (a 2 s ping to check a sighting)
+/// that goes unanswered says little, and nothing about the path.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// Whether a connection has ended, and a way to wait for it; and when the peer was last heard
@@ -62,6 +63,9 @@ struct Closed {
     notify: tokio::sync::Notify,
     /// When the last frame came, in milliseconds since [`clock_base`].
     heard_ms: AtomicU64,
+    /// The shortest request timeout whose silence gives the connection up, in milliseconds
+    /// (0: [`GIVE_UP_AFTER`]).
+    give_up_ms: AtomicU64,
 }
 
 /// The base of [`Closed::heard_ms`]: a monotonic clock's first reading in this process.
@@ -77,6 +81,14 @@ fn now_ms() -> u64 {
 impl Closed {
     fn heard(&self) {
         self.heard_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The shortest request timeout whose silence gives the connection up.
+    fn give_up_after(&self) -> Duration {
+        match self.give_up_ms.load(Ordering::Relaxed) {
+            0 => GIVE_UP_AFTER,
+            ms => Duration::from_millis(ms),
+        }
     }
 
     /// How long since the peer was last heard from on this connection.
@@ -133,6 +145,16 @@ impl PeerClient {
         })
     }
 
+    /// Lowers the shortest request timeout whose silence gives the connection up (10 s) to
+    /// `floor`: a node whose own request timeout is shorter (a test's) gives a dead path up
+    /// after that timeout. Raising it is not possible.
+    pub fn give_up_after(&self, floor: Duration) {
+        if floor < GIVE_UP_AFTER {
+            let ms = u64::try_from(floor.as_millis()).unwrap_or(u64::MAX).max(1);
+            self.closed.give_up_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
     /// Who is at the other end.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
@@ -187,7 +209,7 @@ impl PeerClient {
                 // the pings sent every few seconds): the path is dead, though no error said so
                 // (a cut link, a NAT that forgot the flow). The connection is given up, so the
                 // node dials again rather than sending into it for ever.
-                if timeout >= GIVE_UP_AFTER
+                if timeout >= self.closed.give_up_after()
                     && self.closed.silent_for() >= timeout
                     && !self.is_closed()
                 {

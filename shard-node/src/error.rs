@@ -142,7 +142,7 @@ pub enum Error {
         /// Files in the put.
         total: usize,
         /// The first failure.
-        first: String,
+        first: FailedFile,
     },
     /// `--move` kept the originals because the stored copy did not read back identical.
     #[error("the originals were kept: {0}")]
@@ -520,6 +520,56 @@ pub enum NotPlaced {
         /// What the nodes that refused said.
         refused: Vec<String>,
     },
+}
+
+/// A file a put could not store, and why (the put stores the others and ends with
+/// [`Error::PartialPut`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {why}", path.display())]
+pub struct FailedFile {
+    /// The file, as the put named it.
+    pub path: std::path::PathBuf,
+    /// Why nothing was stored for it.
+    pub why: WhyFailed,
+}
+
+/// Why a file of a put was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhyFailed {
+    /// It could not be read (permissions, gone, an I/O error): the system's words.
+    #[error("{0}")]
+    Unreadable(String),
+    /// Something else took its place between the walk and the read (a link, another file).
+    #[error(
+        "it was replaced by something else after the walk found it; nothing was stored for it (run the put again)"
+    )]
+    Replaced,
+    /// It changed while being read.
+    #[error("it changed while being read; nothing was stored for it (run the put again)")]
+    Changed,
+    /// An upload sent more bytes than it announced.
+    #[error("more than the {announced} bytes announced arrived; nothing was stored for it")]
+    UploadTooLong {
+        /// The size announced.
+        announced: u64,
+    },
+    /// An upload ended before the size it announced.
+    #[error("the upload ended after {got} of {announced} bytes; nothing was stored for it")]
+    UploadTooShort {
+        /// Bytes that came.
+        got: u64,
+        /// The size announced.
+        announced: u64,
+    },
+    /// The shares of a pack holding part of it found too few nodes.
+    #[error(transparent)]
+    NotPlaced(NotPlaced),
+    /// The put was stopped before it was stored.
+    #[error("put cancelled")]
+    Cancelled,
+    /// A chunk of it was lost on the way (a bug, reported rather than dropped in silence).
+    #[error("not every chunk of it was stored; run the put again")]
+    Incomplete,
 }
 
 /// Why a catalog snapshot's chunks were not all stored (the write is tried again without the

@@ -52,10 +52,6 @@ const SMALL_FILE: u64 = 1 << 20;
 /// How long a restore waits before its second round of asking for a chunk's shares.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// How long a restore waits for a holder it had connected and then lost to be connected
-/// again, counted from when a chunk first finds it gone (see [`fetch_shares`]).
-const RECONNECT_WAIT: Duration = Duration::from_secs(20);
-
 /// How often that wait looks for a new connection.
 const RECONNECT_POLL: Duration = Duration::from_millis(250);
 
@@ -114,7 +110,7 @@ impl Sources {
 
     /// Of `holders`, those that were connected earlier in this restore and are not now,
     /// and whose wait has not run out: the peers a short chunk waits for. The first chunk
-    /// to find one gone starts its wait ([`RECONNECT_WAIT`]); every chunk after it shares
+    /// to find one gone starts its wait ([`crate::node::RunOptions::reconnect_wait`]); every chunk after it shares
     /// that deadline, so a peer gone for good costs the restore one wait, not one per
     /// chunk. Returns them with the latest deadline.
     fn lost(&self, node: &Node, holders: &[NodeId]) -> (Vec<NodeId>, Option<tokio::time::Instant>) {
@@ -130,7 +126,7 @@ impl Sources {
             let Some(deadline) = seen.get_mut(id) else {
                 continue;
             };
-            let deadline = *deadline.get_or_insert(now + RECONNECT_WAIT);
+            let deadline = *deadline.get_or_insert(now + node.options().reconnect_wait);
             if deadline > now && !lost.contains(id) {
                 lost.push(*id);
                 until = until.max(Some(deadline));
@@ -204,7 +200,7 @@ fn ranked<'a>(ordered: &'a [Target], peer: &NodeId) -> Option<(usize, &'a Target
 /// already fetched are kept. A holder connected earlier in the restore and gone now (its
 /// connection dropped: a relayed path that stalled and was closed, a network that changed)
 /// is most often connected again by the node within seconds, and it has what is missing:
-/// the second round waits for it, at most [`RECONNECT_WAIT`] per peer and restore. A holder
+/// the second round waits for it, at most [`crate::node::RunOptions::reconnect_wait`] per peer and restore. A holder
 /// that was off when the restore began is not waited for.
 async fn fetch_shares(
     sources: &Sources,

@@ -64,7 +64,7 @@ mod swarm;
 pub mod target;
 pub mod tree;
 
-pub use error::{Error, ErrorKind, NotPlaced, Result, UploadFailed};
+pub use error::{Error, ErrorKind, FailedFile, NotPlaced, Result, UploadFailed, WhyFailed};
 
 /// A place where a test can make the node die on the spot (`SHARD_CRASH_AT=PHASE`, with the
 /// test-only `adversary` feature; nothing in other builds).

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub hedge_after: Duration,
     /// A peer connection with no frame for this long is closed (half-open connections).
     pub idle_timeout: Duration,
+    /// How long a restore waits for a holder it had connected and then lost to be connected
+    /// again (once per peer and restore, shared by every chunk that needs it): 20 s.
+    pub reconnect_wait: Duration,
     /// Overrides the config's mDNS mode (`--no-mdns` makes it quiet).
     pub mdns: Option<shard_net::discovery::MdnsMode>,
     /// Overrides the config's mDNS interfaces.
@@ -164,6 +167,7 @@ impl Default for RunOptions {
             request_timeout: Duration::from_secs(30),
             hedge_after: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
+            reconnect_wait: Duration::from_secs(20),
             mdns: None,
             mdns_interfaces: None,
             login_delay_unit: crate::accounts::DELAY_UNIT,
@@ -2230,6 +2234,9 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         };
         backoff = Duration::from_secs(1);
         let client = PeerClient::start(channel);
+        // A request that waited its whole timeout with nothing heard gives the connection up;
+        // a node with short timeouts (tests) gives up as soon.
+        client.give_up_after(node.options.request_timeout);
         let over_iroh = client.peer().probe.is_some();
         if over_iroh {
             tracing::info!(

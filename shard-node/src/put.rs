@@ -53,7 +53,7 @@ pub use crate::request::PutRequest;
 use crate::session::Session;
 use crate::swarm::Nodes;
 use crate::tree::{Entry, Found, Walk, access, check_name};
-use crate::{Error, Result};
+use crate::{Error, FailedFile, NotPlaced, Result, WhyFailed};
 
 /// Packs coded and not yet acknowledged at once — waiting for the dispatcher or on their
 /// way (each at most 16 MiB of blobs; its shares take n/k times as much memory). Coding a
@@ -100,7 +100,7 @@ enum Encoded {
     /// Files the walk met that have not changed since their newest stored version.
     Unchanged(Unchanged),
     /// A path the walk could not read (the put goes on and ends partial).
-    Unreadable(String),
+    Unreadable(FailedFile),
     /// Something the walk left out (not a file, folder or link): a warning.
     Skipped(String),
     /// A pack closed and coded, with its place among the packs in flight.
@@ -113,7 +113,7 @@ enum Encoded {
     },
     FileFailed {
         file: usize,
-        error: String,
+        why: WhyFailed,
     },
 }
 
@@ -292,13 +292,12 @@ impl Packer<'_> {
             }
             Ok(Sealed::Blob(blob)) => blob,
             Err(e) => {
-                let error = match e {
-                    shard_store::Error::Stopped => "put cancelled".to_string(),
-                    e => e.to_string(),
-                };
                 return self
                     .tx
-                    .blocking_send(Encoded::FileFailed { file, error })
+                    .blocking_send(Encoded::FileFailed {
+                        file,
+                        why: unread(e),
+                    })
                     .is_ok();
             }
         };
@@ -448,9 +447,10 @@ fn encode_files(
                             }
                             continue;
                         }
-                        Found::Unreadable { path, reason } => {
-                            Encoded::Unreadable(format!("{}: {reason}", path.display()))
-                        }
+                        Found::Unreadable { path, reason } => Encoded::Unreadable(FailedFile {
+                            path,
+                            why: WhyFailed::Unreadable(reason),
+                        }),
                         Found::Skipped(warning) => Encoded::Skipped(warning),
                     };
                     if tx.blocking_send(message).is_err() {
@@ -488,7 +488,7 @@ fn encode_files(
                             size,
                             sha256,
                         },
-                        Err(error) => Encoded::FileFailed { file, error },
+                        Err(why) => Encoded::FileFailed { file, why },
                     };
                     if tx.blocking_send(message).is_err() {
                         return Ok(());
@@ -508,8 +508,8 @@ fn read_file(
     entry: &Entry,
     hash: bool,
     upload: &mut Option<Box<dyn Read + Send>>,
-) -> std::result::Result<(usize, u64, Option<[u8; 32]>), String> {
-    let mut cut = |source: &mut dyn Read| -> std::result::Result<_, String> {
+) -> std::result::Result<(usize, u64, Option<[u8; 32]>), WhyFailed> {
+    let mut cut = |source: &mut dyn Read| -> std::result::Result<_, WhyFailed> {
         // One byte more than announced (or than the walk saw) is enough to know a stream ran
         // long or a file grew: a file swapped for an endless one is not read without end.
         let limit = entry.meta.size.saturating_add(1);
@@ -517,28 +517,24 @@ fn read_file(
             inner: source.take(limit),
             hasher: hash.then(Sha256::new),
         };
-        let (chunks, size) = feed.file(file, &mut hashing).map_err(|e| match e {
-            shard_store::Error::Stopped => "put cancelled".to_string(),
-            e => e.to_string(),
-        })?;
+        let (chunks, size) = feed.file(file, &mut hashing).map_err(unread)?;
         Ok((chunks, size, hashing.hasher.map(|h| h.finalize().into())))
     };
     if entry.streamed {
         let mut source = upload
             .take()
-            .ok_or_else(|| "the upload's bytes are gone".to_string())?;
+            .ok_or_else(|| WhyFailed::Unreadable("the upload's bytes are gone".into()))?;
         let (chunks, size, sha256) = cut(&mut source)?;
         if size > entry.meta.size {
-            return Err(format!(
-                "more than the {} bytes announced arrived; nothing was stored for it",
-                entry.meta.size
-            ));
+            return Err(WhyFailed::UploadTooLong {
+                announced: entry.meta.size,
+            });
         }
         if size != entry.meta.size {
-            return Err(format!(
-                "the upload ended after {size} of {} bytes; nothing was stored for it",
-                entry.meta.size
-            ));
+            return Err(WhyFailed::UploadTooShort {
+                got: size,
+                announced: entry.meta.size,
+            });
         }
         return Ok((chunks, size, sha256));
     }
@@ -557,16 +553,13 @@ fn read_file(
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open(libc::O_NOFOLLOW),
         other => other,
     }
-    .map_err(|e| e.to_string())?;
-    let before = f.metadata().map_err(|e| e.to_string())?;
+    .map_err(io_why)?;
+    let before = f.metadata().map_err(io_why)?;
     if !before.is_file() || (before.dev(), before.ino()) != entry.dev_ino {
-        return Err(
-            "it was replaced by something else after the walk found it; nothing was stored for it (run the put again)"
-                .into(),
-        );
+        return Err(WhyFailed::Replaced);
     }
     let (chunks, size, sha256) = cut(&mut f)?;
-    let after = f.metadata().map_err(|e| e.to_string())?;
+    let after = f.metadata().map_err(io_why)?;
     let changed = after.len() != size
         || size != entry.meta.size
         || after.mtime() != entry.meta.mtime
@@ -576,11 +569,21 @@ fn read_file(
             u32::try_from(after.ctime_nsec()).unwrap_or(0),
         ) != entry.ctime;
     if changed {
-        return Err(
-            "it changed while being read; nothing was stored for it (run the put again)".into(),
-        );
+        return Err(WhyFailed::Changed);
     }
     Ok((chunks, size, sha256))
+}
+
+/// Why a file's bytes did not reach the encoders.
+fn unread(e: shard_store::Error) -> WhyFailed {
+    match e {
+        shard_store::Error::Stopped => WhyFailed::Cancelled,
+        e => WhyFailed::Unreadable(e.to_string()),
+    }
+}
+
+fn io_why(e: std::io::Error) -> WhyFailed {
+    WhyFailed::Unreadable(e.to_string())
 }
 
 /// Whether `record` is a share `chunk` lists: of the encoding that holds it (its pack's, for
@@ -741,7 +744,10 @@ fn enc_key(chunk: &ChunkRef) -> EncKey {
 }
 
 /// What a pack's send task returns: the new acks and the share bytes sent, or why it failed.
-type PackOutcome = (EncKey, std::result::Result<(Vec<AckedShare>, u64), String>);
+type PackOutcome = (
+    EncKey,
+    std::result::Result<(Vec<AckedShare>, u64), NotPlaced>,
+);
 
 /// The packs of one put and where the blobs it packed lie: what turns a blob's message into
 /// its file's chunk reference. Per blob only a pack number and two lengths are held, and only
@@ -820,7 +826,7 @@ struct Files {
     /// Paths the walk could not read.
     unreadable: usize,
     /// Why what failed failed, by its place in the walk.
-    failures: Vec<(usize, String)>,
+    failures: Vec<(usize, FailedFile)>,
     /// With `--move`: what was committed, with the manifest and SHA-256 of each file.
     moved: Option<Vec<Moved>>,
 }
@@ -857,7 +863,7 @@ impl Files {
     fn attach(&mut self, packs: &mut Packs, file: usize, seq: usize, chunk: ChunkRef) {
         let key = enc_key(&chunk);
         if let Some(error) = packs.failed.get(&key) {
-            self.fail(file, error);
+            self.fail(file, WhyFailed::NotPlaced(error.clone()));
         } else if let Some(track) = self.open.get_mut(&file) {
             track.refs.insert(seq, chunk);
             if track.try_manifest() {
@@ -872,10 +878,15 @@ impl Files {
 
     /// A file that failed leaves the open files at once (its later chunks are ignored), so
     /// that failures do not count as files waiting for their packs.
-    fn fail(&mut self, file: usize, error: &str) {
+    fn fail(&mut self, file: usize, why: WhyFailed) {
         if let Some(track) = self.open.remove(&file) {
-            self.failures
-                .push((file, format!("{}: {error}", track.entry.src.display())));
+            self.failures.push((
+                file,
+                FailedFile {
+                    path: track.entry.src,
+                    why,
+                },
+            ));
         }
     }
 }
@@ -885,7 +896,7 @@ impl Files {
 struct Packs {
     /// Encodings whose every share is acknowledged (this put's, and those it refers to).
     complete: HashSet<EncKey>,
-    failed: HashMap<EncKey, String>,
+    failed: HashMap<EncKey, NotPlaced>,
     /// Files with a blob in each pack on its way (told if the pack fails).
     files: HashMap<EncKey, Vec<usize>>,
     /// The blobs of each pack on its way, and their plaintext bytes.
@@ -1155,9 +1166,7 @@ async fn store(
                     let nodes = nodes.clone();
                     let chunk = EncodedChunk { chunk: as_chunk, shares: encoded.shares };
                     set.spawn(async move {
-                        let sent = crate::swarm::send_chunk(nodes, chunk, HashMap::new())
-                            .await
-                            .map_err(|e| e.to_string());
+                        let sent = crate::swarm::send_chunk(nodes, chunk, HashMap::new()).await;
                         drop(permit);
                         (key, sent)
                     });
@@ -1171,7 +1180,7 @@ async fn store(
                         }
                     }
                 }
-                Some(Encoded::FileFailed { file, error }) => files.fail(file, &error),
+                Some(Encoded::FileFailed { file, why }) => files.fail(file, why),
             },
             Some(joined) = set.join_next() => {
                 let Ok((key, result)) = joined else { continue };
@@ -1188,7 +1197,7 @@ async fn store(
                     }
                     Err(error) => {
                         for file in packs.files.get(&key).cloned().unwrap_or_default() {
-                            files.fail(file, &error);
+                            files.fail(file, WhyFailed::NotPlaced(error.clone()));
                         }
                         packs.failed.insert(key, error);
                     }
@@ -1218,15 +1227,15 @@ async fn store(
         if track.entry.meta.kind == FileKind::File {
             files.failures.push((
                 i,
-                format!(
-                    "{}: not every chunk of it was stored; run the put again",
-                    track.entry.src.display()
-                ),
+                FailedFile {
+                    path: track.entry.src,
+                    why: WhyFailed::Incomplete,
+                },
             ));
         }
     }
     files.failures.sort_by_key(|(i, _)| *i);
-    let failures: Vec<String> = files.failures.into_iter().map(|(_, f)| f).collect();
+    let failures: Vec<FailedFile> = files.failures.into_iter().map(|(_, f)| f).collect();
     let mut report = PutReport {
         files: files.files,
         unchanged: unchanged.files,
@@ -1243,16 +1252,17 @@ async fn store(
         shares_sent: stats.shares,
         share_bytes_sent: stats.bytes,
         skipped: warnings,
-        failed: failures.clone(),
+        failed: Vec::new(),
         moved: false,
         full_nodes: names_of(&node, &nodes.full()),
     };
-    if let Some(first) = failures.first() {
+    let failed = failures.len();
+    if let Some(first) = failures.into_iter().next() {
         // Paths the walk could not read count with the entries it announced.
         return Err(Error::PartialPut {
-            failed: failures.len(),
+            failed,
             total: files.announced + files.unreadable,
-            first: first.clone(),
+            first,
         });
     }
     if let Some(moved) = files.moved {

@@ -74,7 +74,8 @@ pub struct PutReport {
     pub share_bytes_sent: u64,
     /// Paths skipped, with why (not a file, folder or link).
     pub skipped: Vec<String>,
-    /// Files that failed, with why.
+    /// Files that failed, with why: always empty here, kept for the JSON's shape. A put with
+    /// a failed file ends in [`crate::Error::PartialPut`], which names one, typed.
     pub failed: Vec<String>,
     /// The originals were deleted after the stored copy read back identical (`--move`).
     pub moved: bool,

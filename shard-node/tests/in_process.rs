@@ -196,12 +196,24 @@ async fn a_holder_whose_reads_fail_for_a_moment_is_asked_again() {
     );
 }
 
-/// A swarm storing folder `name` of six 400 kB files 2-of-3 over the owner and two peers,
-/// in order (one share each, so every file needs both peers' shares or one of them with the
-/// owner's), with peer 1 switched off and peer 2 hanging: a restore begun now waits on
-/// peer 2. Returns the swarm and each file's name and bytes.
-async fn folder_behind_a_hanging_holder(name: &str, seed: u32) -> (Swarm, Vec<(String, Vec<u8>)>) {
-    let swarm = Swarm::in_memory_in_order(3, 2, &[]).await;
+/// A swarm storing folder `name` of six 400 kB files 2-of-3 over three peers in order (the
+/// owner's store says it is full), with peer 1 switched off and peer 2 hanging: a restore
+/// begun now waits on peer 2, whatever pack and offset a file's blobs took (a blob in peer
+/// 1's data share is decoded from peers 2 and 3, one in peer 2's is read from it alone).
+/// (With a share on the owner, a blob lying wholly in the owner's data share needs no peer:
+/// how the blobs fell decided whether the restore waited at all.) Its nodes wait
+/// `reconnect_wait` for a lost holder, and give a silent connection up after 2 s. Returns the
+/// swarm and each file's name and bytes.
+async fn folder_behind_a_hanging_holder(
+    name: &str,
+    seed: u32,
+    reconnect_wait: Duration,
+) -> (Swarm, Vec<(String, Vec<u8>)>) {
+    let options = shard_node::node::RunOptions {
+        reconnect_wait,
+        ..common::quick_options()
+    };
+    let swarm = Swarm::in_memory_with(4, 3, &[(0, Lie::FakeCapacity)], true, options).await;
     let folder = swarm.path(name);
     std::fs::create_dir(&folder).unwrap();
     let files: Vec<(String, Vec<u8>)> = (0..6)
@@ -221,16 +233,18 @@ async fn folder_behind_a_hanging_holder(name: &str, seed: u32) -> (Swarm, Vec<(S
 async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
     // 2-of-3 over the owner and two peers, in order (one share each). One peer is off; the
     // other hangs, and while a restore of a folder of six files (restored at once, each
-    // needing that peer) waits on it, its connection drops and comes back three seconds
-    // later (a relayed path that stalled, then a reconnection). Every file waits for it
-    // rather than failing a second after the drop, and no file waits longer than it must.
-    let (swarm, files) = folder_behind_a_hanging_holder("deeds", 13 << 13).await;
+    // needing that peer) waits on it, its connection drops and comes back 1.2 s later (a
+    // relayed path that stalled, then a reconnection). Every file waits for it rather than
+    // failing a second after the drop, and no file waits longer than it must: the nodes
+    // here wait 6 s for a lost holder.
+    let (swarm, files) =
+        folder_behind_a_hanging_holder("deeds", 13 << 13, Duration::from_secs(6)).await;
     let out = swarm.path("deeds.restored");
     let restore = swarm.get("deeds", None, &out);
     let blink = async {
         tokio::time::sleep(Duration::from_millis(600)).await;
         swarm.set_link(2, Link::Down);
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
         swarm.set_link(2, Link::Up);
     };
     let started = Instant::now();
@@ -241,13 +255,13 @@ async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
         assert_eq!(&std::fs::read(out.join(file)).unwrap(), bytes, "{file}");
     }
     assert!(
-        elapsed >= Duration::from_secs(3),
+        elapsed >= Duration::from_millis(1_800),
         "restored before the holder came back: {elapsed:?}"
     );
-    // Back after 3.6 s, reconnected within the test nodes' 1 s backoff: well before the
-    // 20 s a restore waits at most.
+    // Back after 1.8 s, reconnected within the test nodes' 1 s backoff: well before the wait
+    // for it (6 s from the drop) runs out.
     assert!(
-        elapsed < Duration::from_secs(12),
+        elapsed < Duration::from_millis(5_500),
         "the restore waited on after the holder came back: {elapsed:?}"
     );
 }
@@ -255,8 +269,8 @@ async fn a_holder_whose_connection_drops_during_a_restore_is_waited_for() {
 #[tokio::test]
 async fn a_holder_lost_for_good_costs_a_restore_one_wait_not_one_per_file() {
     // As above, but the holder never comes back: the restore fails, naming it, after one
-    // wait for it (20 s) shared by every file in flight, not one wait per file.
-    let (swarm, _) = folder_behind_a_hanging_holder("lost", 17 << 13).await;
+    // wait for it (3 s here) shared by every file in flight, not one wait per file.
+    let (swarm, _) = folder_behind_a_hanging_holder("lost", 17 << 13, Duration::from_secs(3)).await;
     let out = swarm.path("lost.restored");
     let restore = swarm.get("lost", None, &out);
     let cut = async {
@@ -269,7 +283,7 @@ async fn a_holder_lost_for_good_costs_a_restore_one_wait_not_one_per_file() {
     let elapsed = started.elapsed();
     assert!(err.contains("(offline)") && err.contains("node2"), "{err}");
     assert!(
-        elapsed >= Duration::from_secs(20) && elapsed < Duration::from_secs(35),
+        elapsed >= Duration::from_millis(3_600) && elapsed < Duration::from_millis(6_600),
         "{elapsed:?}"
     );
 }
@@ -346,6 +360,42 @@ async fn a_full_peer_is_skipped_and_named() {
             .collect::<HashSet<_>>()
     );
     assert_eq!(restored(&swarm, "will").await.unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn files_whose_shares_find_no_room_fail_by_name_with_a_reason_a_caller_can_match() {
+    // Both peers say full: no 2-of-3 pack can be placed. Each file fails, typed, and the
+    // error names one of them with the nodes that refused.
+    let swarm =
+        Swarm::in_memory_in_order(3, 2, &[(1, Lie::FakeCapacity), (2, Lie::FakeCapacity)]).await;
+    let root = swarm.path("papers");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a"), content(50_000, 1 << 13)).unwrap();
+    std::fs::write(root.join("b"), content(50_000, 2 << 13)).unwrap();
+    let err = swarm.put(&root, "papers", Some((2, 3))).await.unwrap_err();
+    let text = err.to_string();
+    let shard_node::Error::PartialPut {
+        failed,
+        total,
+        first,
+    } = err
+    else {
+        panic!("not a partial put: {text}");
+    };
+    // The folder itself is stored; its two files are not.
+    assert_eq!((failed, total), (2, 3), "{text}");
+    assert!(
+        [root.join("a"), root.join("b")].contains(&first.path),
+        "{first:?}"
+    );
+    let shard_node::WhyFailed::NotPlaced(why) = &first.why else {
+        panic!("{first:?}");
+    };
+    assert!(why.to_string().contains("node1"), "{why}");
+    assert!(
+        text.starts_with("2 of 3 files could not be stored: ") && text.contains("papers/"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -898,7 +948,7 @@ async fn check_counts_the_shares_peers_keep_through_their_grace_period() {
 /// with the path back it is reached again and takes shares.
 #[tokio::test]
 async fn a_connection_that_falls_silent_is_given_up_and_made_again() {
-    let swarm = Swarm::in_memory(3, 2, &[]).await;
+    let swarm = Swarm::in_memory_with(3, 2, &[], false, common::quick_options()).await;
     let owner = swarm.owner().clone();
     let peer = swarm.id(1);
     let online = |owner: &shard_node::node::Node| {
@@ -913,17 +963,18 @@ async fn a_connection_that_falls_silent_is_given_up_and_made_again() {
         .find(|c| c.peer().id == peer)
         .unwrap();
     swarm.set_link(1, Link::Stalled);
-    // The test nodes' request timeout is 10 s, their pings every 500 ms.
+    // These nodes' request timeout is 2 s, their pings every 500 ms: a ping sent just
+    // after the link went silent gives the connection up 2 s later.
     let started = Instant::now();
     while !before.is_closed() {
         assert!(
-            started.elapsed() < Duration::from_secs(25),
+            started.elapsed() < Duration::from_secs(8),
             "a silent connection was kept"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        started.elapsed() >= Duration::from_secs(9),
+        started.elapsed() >= Duration::from_millis(1_900),
         "{:?}",
         started.elapsed()
     );

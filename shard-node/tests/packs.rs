@@ -208,8 +208,15 @@ async fn check_and_repair_work_per_pack() {
 #[tokio::test]
 async fn a_range_a_peer_serves_wrong_is_rebuilt_from_the_other_shares() {
     // In order: this node holds data share 0, the liar data share 1, node2 the recovery share.
-    let swarm =
-        Swarm::in_memory_in_order(4, 3, &[(1, shard_testkit::adversary::Lie::WrongBytes)]).await;
+    // (Quick timings: the restore that must fail waits 2 s, not 20, for node2 to come back.)
+    let swarm = Swarm::in_memory_with(
+        4,
+        3,
+        &[(1, shard_testkit::adversary::Lie::WrongBytes)],
+        true,
+        shard_testkit::swarm::quick_options(),
+    )
+    .await;
     let path = swarm.path("letters.bin");
     // One chunk for sure (shorter than the chunker's 256 KiB minimum), packed alone in the
     // smallest pack of 2 data shares of 256 KiB (16 bytes of each salt): its blob (the chunk

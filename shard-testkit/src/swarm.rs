@@ -43,6 +43,18 @@ pub fn home(dir: &Path, name: &str) -> Home {
     home
 }
 
+/// Options for test nodes that wait out a dead path: a request timeout of 2 s (the silence
+/// that gives a connection up) and a restore's wait for a lost holder of 2 s. Only for tests
+/// on the in-memory network that measure those waits; the others keep [`options`], whose
+/// longer request timeout a loaded machine cannot trip.
+pub fn quick_options() -> RunOptions {
+    RunOptions {
+        request_timeout: Duration::from_secs(2),
+        reconnect_wait: Duration::from_secs(2),
+        ..options()
+    }
+}
+
 /// Options for test nodes: short timeouts, short login delays.
 pub fn options() -> RunOptions {
     RunOptions {
@@ -76,8 +88,9 @@ pub async fn start_node(
     net: Option<&Arc<MemoryNet>>,
     lies: Vec<Lie>,
     in_order: bool,
+    options: RunOptions,
 ) -> Arc<Node> {
-    let mut builder = Node::builder(home(dir, name)).options(options());
+    let mut builder = Node::builder(home(dir, name)).options(options);
     if in_order {
         builder = builder.placement(Arc::new(shard_node::placement::InOrder));
     }
@@ -97,19 +110,47 @@ impl Swarm {
     /// `total` nodes on loopback TCP, the first `paired` of the others paired with the owner
     /// and online.
     pub async fn start(total: usize, paired: usize) -> Self {
-        Self::start_with(total, paired, None, &[], false).await
+        Self::start_with(total, paired, None, &[], false, options()).await
     }
 
     /// `total` nodes on an in-memory network, the first `paired` of the others paired with the
     /// owner; node `i` of `lies` tells that lie.
     pub async fn in_memory(total: usize, paired: usize, lies: &[(usize, Lie)]) -> Self {
-        Self::start_with(total, paired, Some(MemoryNet::new()), lies, false).await
+        Self::start_with(
+            total,
+            paired,
+            Some(MemoryNet::new()),
+            lies,
+            false,
+            options(),
+        )
+        .await
     }
 
     /// As [`Swarm::in_memory`], with shares placed in order (this node, then peers by name):
     /// where each share goes is known in advance.
     pub async fn in_memory_in_order(total: usize, paired: usize, lies: &[(usize, Lie)]) -> Self {
-        Self::start_with(total, paired, Some(MemoryNet::new()), lies, true).await
+        Self::start_with(total, paired, Some(MemoryNet::new()), lies, true, options()).await
+    }
+
+    /// As [`Swarm::in_memory`] or [`Swarm::in_memory_in_order`], the nodes started with
+    /// `options` (see [`quick_options`]).
+    pub async fn in_memory_with(
+        total: usize,
+        paired: usize,
+        lies: &[(usize, Lie)],
+        in_order: bool,
+        options: RunOptions,
+    ) -> Self {
+        Self::start_with(
+            total,
+            paired,
+            Some(MemoryNet::new()),
+            lies,
+            in_order,
+            options,
+        )
+        .await
     }
 
     async fn start_with(
@@ -118,6 +159,7 @@ impl Swarm {
         net: Option<Arc<MemoryNet>>,
         lies: &[(usize, Lie)],
         in_order: bool,
+        options: RunOptions,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
@@ -134,6 +176,7 @@ impl Swarm {
                     net.as_ref(),
                     told,
                     in_order,
+                    options.clone(),
                 )
                 .await,
             );
