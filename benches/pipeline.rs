@@ -27,7 +27,7 @@ use shard_store::{
 };
 use shard_store::{ChunkSource, restore_parallel, split_parallel};
 use shard_store::{
-    EncodedPack, Pack, PackBuilder, PackCoder, PackShape, Sealed, SealedChunk, blob_in_pack,
+    EncodedPack, Pack, PackCoder, PackShape, Packing, Sealed, SealedChunk, blob_in_pack,
     seal_parallel,
 };
 
@@ -315,25 +315,21 @@ fn pipelines(c: &mut Criterion) {
 }
 
 /// What a put runs since packs: one thread cuts, [`PUT_WORKERS`] id and seal each chunk as a
-/// blob (`seal_parallel`), blobs are gathered into packs (`PackBuilder`), and each pack closed
-/// is coded into `n` shares (`PackCoder`), as `shard-node`'s put does before it sends them.
+/// blob (`seal_parallel`), and the blobs go through `Packing` (gathered into packs, each
+/// pack closed coded into `n` shares on the thread that closed it): the same two stages, with
+/// the same calls, as `shard-node`'s put before it sends the shares.
 fn pack_store(keys: &Arc<VaultKeys>, redundancy: Redundancy, data: &[u8]) -> Vec<EncodedPack> {
-    let coder = std::sync::Mutex::new(PackCoder::new());
-    let builder = {
-        let pool = coder.lock().unwrap().pool();
-        std::sync::Mutex::new(Some(PackBuilder::new(redundancy).unwrap().recycling(pool)))
-    };
+    let packing = Packing::new(redundancy).unwrap();
     let coded = std::sync::Mutex::new(Vec::new());
     let code = |pack: Pack| {
-        let encoded = coder.lock().unwrap().encode(pack).unwrap();
+        let encoded = packing.code(pack).unwrap();
         coded.lock().unwrap().push(encoded);
     };
     let emit = |chunk: SealedChunk| {
-        if let Sealed::Blob(blob) = chunk.result.unwrap() {
-            let closed = builder.lock().unwrap().as_mut().unwrap().add(blob).unwrap();
-            if let Some(pack) = closed {
-                code(pack);
-            }
+        if let Sealed::Blob(blob) = chunk.result.unwrap()
+            && let Some(pack) = packing.add(blob).unwrap()
+        {
+            code(pack);
         }
         true
     };
@@ -346,7 +342,7 @@ fn pack_store(keys: &Arc<VaultKeys>, redundancy: Redundancy, data: &[u8]) -> Vec
         |feed| feed.file(0, data).unwrap(),
     )
     .unwrap();
-    for pack in builder.lock().unwrap().take().unwrap().finish().unwrap() {
+    for pack in packing.close_open().unwrap() {
         code(pack);
     }
     coded.into_inner().unwrap()

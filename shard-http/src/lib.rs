@@ -98,6 +98,23 @@ pub struct HttpServer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Binds `what` at `at`; the listener and the address it got (the port, when `at` asked for
+/// any).
+async fn bind(
+    what: &'static str,
+    at: SocketAddr,
+) -> std::result::Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|reason| StartError::Listen {
+            what,
+            addr: at,
+            reason,
+        })?;
+    let addr = listener.local_addr().map_err(Error::Io)?;
+    Ok((listener, addr))
+}
+
 impl HttpServer {
     /// Binds the API (and the web UI, if asked for) and serves them in front of `node`.
     pub async fn start(
@@ -109,15 +126,7 @@ impl HttpServer {
         if !api_at.ip().is_loopback() {
             return Err(StartError::ApiNotLoopback(api_at));
         }
-        let api_listener =
-            TcpListener::bind(api_at)
-                .await
-                .map_err(|reason| StartError::Listen {
-                    what: "control API",
-                    addr: api_at,
-                    reason,
-                })?;
-        let api = api_listener.local_addr().map_err(Error::Io)?;
+        let (api_listener, api) = bind("control API", api_at).await?;
         let ui_listener = match options.ui.or(config.ui) {
             Some(at) => {
                 if !at.ip().is_loopback() && !options.ui_public {
@@ -128,22 +137,11 @@ impl HttpServer {
                         "the web UI listens on {at}: anyone who can reach it can try passphrases (over plain HTTP)"
                     );
                 }
-                Some(
-                    TcpListener::bind(at)
-                        .await
-                        .map_err(|reason| StartError::Listen {
-                            what: "web UI",
-                            addr: at,
-                            reason,
-                        })?,
-                )
+                Some(bind("web UI", at).await?)
             }
             None => None,
         };
-        let ui = match &ui_listener {
-            Some(l) => Some(l.local_addr().map_err(Error::Io)?),
-            None => None,
-        };
+        let ui = ui_listener.as_ref().map(|(_, at)| *at);
         let token = node.home().token()?;
         let mut tasks = vec![tokio::spawn(api::serve(
             node.clone(),
@@ -151,7 +149,7 @@ impl HttpServer {
             token,
             ui,
         ))];
-        if let Some(listener) = ui_listener {
+        if let Some((listener, _)) = ui_listener {
             tasks.push(tokio::spawn(ui::serve(node.clone(), listener)));
         }
         tracing::info!("control API on {api}");

@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use shard_proto::{BlobAt, ChunkId, ChunkRef, PackId, PackRef};
 use shard_store::{
-    Blob, BlobPlace, EncodedChunk, EncodedPack, PackBuilder, PackCoder, PackShape, PackUsage,
-    Redundancy, ShareRecord, blob_in_pack,
+    Blob, BlobPlace, EncodedChunk, EncodedPack, PackShape, PackUsage, Packing, Redundancy,
+    ShareRecord, blob_in_pack,
 };
 use tokio::sync::mpsc;
 
@@ -420,14 +420,11 @@ fn pack_round(
     tx: &mpsc::Sender<EncodedPack>,
 ) -> std::result::Result<(Origins, Vec<String>), String> {
     let vault = node.catalog().vault(session.account, &session.keys);
-    let mut coder = PackCoder::new();
-    let mut builder = PackBuilder::new(round.redundancy)
-        .map_err(|e| e.to_string())?
-        .recycling(coder.pool());
+    let packing = Packing::new(round.redundancy).map_err(|e| e.to_string())?;
     let mut origins: Origins = HashMap::new();
     let mut failures = Vec::new();
-    let send = |coder: &mut PackCoder, pack| -> std::result::Result<(), String> {
-        let encoded = coder.encode(pack).map_err(|e| e.to_string())?;
+    let send = |pack| -> std::result::Result<(), String> {
+        let encoded = packing.code(pack).map_err(|e| e.to_string())?;
         tx.blocking_send(encoded)
             .map_err(|_| "the prune stopped".to_string())
     };
@@ -446,13 +443,13 @@ fn pack_round(
             }
             let blob = Blob::seal(&session.keys, &plain).map_err(|e| e.to_string())?;
             origins.insert(chunk, vec![usage.pack]);
-            if let Some(pack) = builder.add(blob).map_err(|e| e.to_string())? {
-                send(&mut coder, pack)?;
+            if let Some(pack) = packing.add(blob).map_err(|e| e.to_string())? {
+                send(pack)?;
             }
         }
     }
-    for pack in builder.finish().map_err(|e| e.to_string())? {
-        send(&mut coder, pack)?;
+    for pack in packing.close_open().map_err(|e| e.to_string())? {
+        send(pack)?;
     }
     Ok((origins, failures))
 }

@@ -10,7 +10,7 @@
 //! 2. one blocking thread reads and cuts files into chunks; two threads id each
 //!    chunk, and either find it stored already (a blob in a pack whose shares are all in
 //!    place, at least as strong as asked) or seal it as a blob;
-//! 3. sealed blobs are gathered into packs (shard-store's `PackBuilder`: blobs of any files,
+//! 3. sealed blobs are gathered into packs (shard-store's `Packing`: blobs of any files,
 //!    at random among two open packs, in random order), and each pack closed is coded into
 //!    `n` shares of one of a few fixed sizes;
 //! 4. the dispatcher sends the shares of each pack to `n` distinct nodes (the swarm's
@@ -40,8 +40,8 @@ use shard_crypto::Label;
 use shard_proto::{BlobAt, ChunkId, ChunkRef, Manifest, NodeId, PackRef};
 use shard_store::{
     AckedShare, ChunkSizes, EncodedChunk, EncodedPack, Feeder, FileKind, FileMeta, KeyedFastCdc,
-    NewFile, PackBuilder, PackCoder, PackedBlob, Redundancy, Sealed, SealedChunk, ShareRecord,
-    ShareState, seal_parallel,
+    NewFile, PackedBlob, Packing, Redundancy, Sealed, SealedChunk, ShareRecord, ShareState,
+    seal_parallel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -182,12 +182,10 @@ fn stored_copy(
     Ok(best.map(|(.., chunk)| chunk))
 }
 
-/// Packs blobs as the encoder threads seal them, and codes each pack closed.
+/// Packs blobs as the encoder threads seal them, and codes each pack closed (shard-store's
+/// [`Packing`]), at most [`PACKS_IN_FLIGHT`] on their way at once.
 struct Packer<'a> {
-    builder: std::sync::Mutex<Option<PackBuilder>>,
-    coder: std::sync::Mutex<PackCoder>,
-    /// The coder's buffers, for the builders that replace the first.
-    pool: shard_store::BufferPool,
+    packing: Packing,
     /// Chunks packed in this put whose packs the catalog does not record yet: met again,
     /// they are not packed twice (once recorded, the catalog finds them).
     met: Arc<std::sync::Mutex<HashSet<ChunkId>>>,
@@ -223,12 +221,7 @@ impl Packer<'_> {
         let Ok(permit) = self.runtime.block_on(in_flight.acquire_owned()) else {
             return false;
         };
-        let encoded = self
-            .coder
-            .lock()
-            .map_err(|_| Error::Internal("pack coder poisoned".into()))
-            .and_then(|mut c| c.encode(pack).map_err(Error::Store));
-        match encoded {
+        match self.packing.code(pack).map_err(Error::Store) {
             Ok(encoded) => self
                 .tx
                 .blocking_send(Encoded::Pack(encoded, permit))
@@ -261,17 +254,7 @@ impl Packer<'_> {
         {
             return true;
         }
-        let closed = match self.builder.lock() {
-            Ok(mut b) => match b.as_mut() {
-                Some(open) => PackBuilder::new(open.redundancy())
-                    .map(|fresh| std::mem::replace(open, fresh.recycling(self.pool.clone())))
-                    .and_then(PackBuilder::finish)
-                    .map_err(Error::Store),
-                None => Ok(Vec::new()),
-            },
-            Err(_) => Err(Error::Internal("pack builder poisoned".into())),
-        };
-        match closed {
+        match self.packing.close_open().map_err(Error::Store) {
             Ok(packs) => packs.into_iter().all(|pack| self.send(pack)),
             Err(e) => self.fail(e),
         }
@@ -321,14 +304,7 @@ impl Packer<'_> {
         if !fresh {
             return true;
         }
-        let closed = match self.builder.lock() {
-            Ok(mut b) => match b.as_mut() {
-                Some(b) => b.add(blob).map_err(Error::Store),
-                None => Err(Error::Internal("packing already finished".into())),
-            },
-            Err(_) => Err(Error::Internal("pack builder poisoned".into())),
-        };
-        match closed {
+        match self.packing.add(blob).map_err(Error::Store) {
             Ok(Some(pack)) => self.send(pack),
             Ok(None) => true,
             Err(e) => self.fail(e),
@@ -337,16 +313,9 @@ impl Packer<'_> {
 
     /// Closes and sends the packs still open.
     fn finish(&self) -> Result<()> {
-        let builder = self
-            .builder
-            .lock()
-            .map_err(|_| Error::Internal("pack builder poisoned".into()))?
-            .take();
-        if let Some(builder) = builder {
-            for pack in builder.finish()? {
-                if !self.send(pack) {
-                    break;
-                }
+        for pack in self.packing.close_open()? {
+            if !self.send(pack) {
+                break;
             }
         }
         match self.failed.lock().ok().and_then(|mut f| f.take()) {
@@ -403,11 +372,8 @@ fn encode_files(
     let known = |id: &ChunkId, len: u32| stored_copy(&catalog, id, len, asked, usable);
     // Pack and recovery buffers come back to the coder once a pack's shares are sent, and
     // the next pack takes them (see `BufferPool`).
-    let coder = PackCoder::new();
     let packer = Packer {
-        builder: std::sync::Mutex::new(Some(PackBuilder::new(asked)?.recycling(coder.pool()))),
-        pool: coder.pool(),
-        coder: std::sync::Mutex::new(coder),
+        packing: Packing::new(asked)?,
         met,
         tx,
         in_flight: Arc::new(tokio::sync::Semaphore::new(PACKS_IN_FLIGHT)),

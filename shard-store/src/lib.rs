@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use heads::{HeadStore, StoredHead};
 pub use pack::{
     BLOB_FORMAT, Blob, BlobPlace, EncodedPack, FULL_PACK_MAX, Pack, PackBuilder, PackCoder,
-    PackShape, Piece, SHARE_CLASSES, blob_from_shares, blob_in_pack, open_blob,
+    PackShape, Packing, Piece, SHARE_CLASSES, blob_from_shares, blob_in_pack, open_blob,
 };
 pub use padding::{PADDING_SCHEME, pad_into, padded_len, padme, unpad};
 pub use parallel::{

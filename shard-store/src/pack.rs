@@ -392,6 +392,12 @@ impl PackBuilder {
 
     /// Closes the open packs, each in the smallest shape it fits.
     pub fn finish(mut self) -> Result<Vec<Pack>> {
+        self.close_open()
+    }
+
+    /// Closes the open packs, each in the smallest shape it fits, and goes on with new ones:
+    /// what a put does when too many files wait for packs that fill slowly.
+    pub fn close_open(&mut self) -> Result<Vec<Pack>> {
         let open = std::mem::take(&mut self.open);
         let mut packs = Vec::new();
         for o in open.into_iter().filter(|o| !o.blobs.is_empty()) {
@@ -482,6 +488,66 @@ pub struct EncodedPack {
     pub blobs: Vec<BlobPlace>,
     /// The shares; `shares[i]` has index `i`.
     pub shares: Vec<Share>,
+}
+
+/// Blobs in, coded packs out, from any thread: a [`PackBuilder`] and a [`PackCoder`] whose
+/// buffers go round between them. The stage between [`crate::seal_parallel`] and the
+/// network: what a put runs, and what the `packs` benchmark measures.
+///
+/// Adding and coding are apart so that a caller can wait for room (packs in flight) before
+/// it codes, and code on the thread that closed the pack.
+///
+/// ```
+/// # use shard_store::{Packing, Redundancy};
+/// # fn blobs() -> Vec<shard_store::Blob> { Vec::new() }
+/// let packing = Packing::new(Redundancy::new(2, 3)?)?;
+/// let mut coded = Vec::new();
+/// for blob in blobs() {
+///     if let Some(pack) = packing.add(blob)? {
+///         coded.push(packing.code(pack)?);
+///     }
+/// }
+/// for pack in packing.close_open()? {
+///     coded.push(packing.code(pack)?);
+/// }
+/// # Ok::<(), shard_store::Error>(())
+/// ```
+pub struct Packing {
+    builder: parking_lot::Mutex<PackBuilder>,
+    coder: parking_lot::Mutex<PackCoder>,
+}
+
+impl Packing {
+    /// Packs coded with `redundancy`.
+    pub fn new(redundancy: Redundancy) -> Result<Self> {
+        let coder = PackCoder::new();
+        let builder = PackBuilder::new(redundancy)?.recycling(coder.pool());
+        Ok(Self {
+            builder: parking_lot::Mutex::new(builder),
+            coder: parking_lot::Mutex::new(coder),
+        })
+    }
+
+    /// The redundancy of the packs made.
+    pub fn redundancy(&self) -> Redundancy {
+        self.builder.lock().redundancy()
+    }
+
+    /// Adds a blob; returns the pack it closed, if any (see [`PackBuilder::add`]).
+    pub fn add(&self, blob: Blob) -> Result<Option<Pack>> {
+        self.builder.lock().add(blob)
+    }
+
+    /// Closes the packs open now; later blobs start new ones (see
+    /// [`PackBuilder::close_open`]).
+    pub fn close_open(&self) -> Result<Vec<Pack>> {
+        self.builder.lock().close_open()
+    }
+
+    /// Codes a closed pack into its `n` shares (see [`PackCoder::encode`]).
+    pub fn code(&self, pack: Pack) -> Result<EncodedPack> {
+        self.coder.lock().encode(pack)
+    }
 }
 
 /// Codes packs into shares and back. Keeps its Reed-Solomon buffers between packs, and the
@@ -757,6 +823,50 @@ mod tests {
 
     fn r(k: u8, n: u8) -> Redundancy {
         Redundancy::new(k, n).unwrap()
+    }
+
+    #[test]
+    fn packing_closed_early_goes_on_and_every_blob_comes_back_from_its_pack() {
+        use shard_crypto::VaultKey;
+        let keys = VaultKeys::derive(&VaultKey::from_bytes([5; 32]));
+        let packing = Packing::new(r(2, 3)).unwrap();
+        let plain = |i: u8| vec![i; 50_000 + usize::from(i) * 1_000];
+        let mut coded = Vec::new();
+        let add = |i: u8, coded: &mut Vec<EncodedPack>| {
+            let blob = Blob::seal(&keys, &plain(i)).unwrap();
+            if let Some(pack) = packing.add(blob).unwrap() {
+                coded.push(packing.code(pack).unwrap());
+            }
+        };
+        for i in 0..3 {
+            add(i, &mut coded);
+        }
+        let early = packing.close_open().unwrap();
+        assert!(!early.is_empty() && early.len() <= 2);
+        for pack in early {
+            coded.push(packing.code(pack).unwrap());
+        }
+        for i in 3..5 {
+            add(i, &mut coded);
+        }
+        for pack in packing.close_open().unwrap() {
+            coded.push(packing.code(pack).unwrap());
+        }
+        // Nothing is left open, and every blob is in exactly one pack.
+        assert!(packing.close_open().unwrap().is_empty());
+        let mut found = Vec::new();
+        for encoded in &coded {
+            assert_eq!(encoded.shares.len(), 3);
+            // Any two shares decode it: here the second data share and the recovery share.
+            let shares = [encoded.shares[1].clone(), encoded.shares[2].clone()];
+            let bytes = PackCoder::new().decode(&encoded.pack, &shares).unwrap();
+            let shape = PackShape::of(&encoded.pack).unwrap();
+            for place in &encoded.blobs {
+                found.push(blob_in_pack(&keys, &shape, place, &bytes).unwrap());
+            }
+        }
+        found.sort_by_key(Vec::len);
+        assert_eq!(found, (0..5).map(plain).collect::<Vec<_>>());
     }
 
     #[test]
