@@ -34,14 +34,16 @@ fn reached_over(peers: &Value, paths: &[(&str, &str)]) -> bool {
     })
 }
 
-/// Pairs home `joiner` with home `inviter` by a code, as two people on the phone would.
-fn pair(homes: &Homes, inviter: usize, joiner: usize) {
+/// Pairs home `joiner` with home `inviter` by a code, as two people on the phone would;
+/// returns the code (spent now).
+fn pair(homes: &Homes, inviter: usize, joiner: usize) -> String {
     let code = homes.json(inviter, &["invite"])["code"]
         .as_str()
         .unwrap()
         .to_string();
     let joined = homes.json(joiner, &["join", &code]);
     assert!(joined["peer"]["id"].is_string(), "{joined}");
+    code
 }
 
 #[test]
@@ -67,7 +69,20 @@ fn homes_that_cannot_reach_each_other_pair_store_and_restore_through_a_relay() {
 
     // The codes carry the owner's LAN address too, which means nothing from the other homes:
     // pairing goes through the relay.
-    pair(&homes, 0, 1);
+    let spent = pair(&homes, 0, 1);
+    // The aunt's code, used again from another home (it reaches the owner only through the
+    // relay): refused, saying why, and nothing pinned on either side.
+    let again = homes.shard(2, &["join", &spent]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("already used or has expired") && said.contains("shard invite"),
+        "{said}"
+    );
+    assert_eq!(
+        homes.json(2, &["peers"])["peers"].as_array().map(Vec::len),
+        Some(0)
+    );
     pair(&homes, 0, 2);
     let peers = homes.wait_peers(0, Duration::from_secs(60), |p| online_over(p, 2, "relay"));
     for p in peers["peers"].as_array().unwrap() {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::endpoint::{
-    Connection as QuicConnection, QuicTransportConfig, VarInt, WeakConnectionHandle, presets,
+    Connection as QuicConnection, ConnectionError, QuicTransportConfig, TransportErrorCode, VarInt,
+    WeakConnectionHandle, presets,
 };
 use iroh::{Endpoint, EndpointAddr, PublicKey, RelayMap, RelayMode, RelayUrl, SecretKey, Watcher};
 use shard_proto::NodeId;
@@ -26,6 +27,36 @@ use crate::identity::NodeIdentity;
 use crate::noise::{self, Hello, PairingKey, PathKind, PathProbe, Stream};
 use crate::transport::{BoxFuture, Connection, Incoming, Listener, Route, Transport};
 use crate::{Error, Result};
+
+/// The code a connection is closed with when its key is not let in (see [`KeyFilter`]).
+const REFUSED: u32 = 1;
+
+/// What a node that dialed is told when the other end's key filter said no: before any
+/// handshake, so the other end cannot say more.
+pub const NOT_LET_IN: &str = "it lets in over iroh only its paired peers (and, while one of its \
+     invite codes is waiting, the node that brings it): this node is not paired with it, or \
+     the code was already used or has expired";
+
+/// Whether the other end refused the connection: its key filter said no, on a relayed path
+/// (the QUIC refusal) or a direct one (closed with [`REFUSED`] once the key was proved).
+fn refused_by_peer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(c) = err.downcast_ref::<ConnectionError>() {
+            return match c {
+                ConnectionError::ConnectionClosed(close) => {
+                    close.error_code == TransportErrorCode::CONNECTION_REFUSED
+                }
+                ConnectionError::ApplicationClosed(close) => {
+                    close.error_code == VarInt::from_u32(REFUSED)
+                }
+                _ => false,
+            };
+        }
+        cause = err.source();
+    }
+    false
+}
 
 /// How long a refused connection is kept open for the refusal to reach the other side.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
@@ -391,12 +422,19 @@ impl Transport for IrohTransport {
                 .connect(self.address(key, route.relay.as_deref()), ALPN)
                 .await
                 .map_err(|e| {
-                    Error::Relay(format!("no iroh connection to {}: {e}", key.fmt_short()))
+                    if refused_by_peer(&e) {
+                        Error::Refused(NOT_LET_IN.into())
+                    } else {
+                        Error::Relay(format!("no iroh connection to {}: {e}", key.fmt_short()))
+                    }
                 })?;
-            let (send, recv) = connection
-                .open_bi()
-                .await
-                .map_err(|e| Error::Relay(format!("iroh stream refused: {e}")))?;
+            let (send, recv) = connection.open_bi().await.map_err(|e| {
+                if refused_by_peer(&e) {
+                    Error::Refused(NOT_LET_IN.into())
+                } else {
+                    Error::Relay(format!("iroh stream refused: {e}"))
+                }
+            })?;
             let stream = stream_of(&connection, send, recv);
             let channel =
                 noise::connect_over(stream, &self.identity, hello, expect, pairing).await?;
@@ -514,7 +552,7 @@ impl Listener for IrohListener {
                         let proved = *connection.remote_id().as_bytes();
                         let allowed = lets_in(&filter, &proved);
                         if !allowed || claimed.is_some_and(|c| c != proved) {
-                            connection.close(VarInt::from_u32(1), b"refused");
+                            connection.close(VarInt::from_u32(REFUSED), b"refused");
                             return Err(Error::Relay(format!(
                                 "refused an iroh connection from key {}: {}",
                                 hex_short(&proved),

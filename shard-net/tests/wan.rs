@@ -255,5 +255,25 @@ async fn a_stranger_on_a_direct_path_is_refused_by_key() {
         "{refused}"
     );
     stranger.close().await;
+
+    // A node the filter does not know, dialing by key through the relay as a node does: it
+    // is told, in words, that it is not let in (a used or expired invite code lands here).
+    let (_, outsider) = endpoint(&relay).await;
+    let route = Route::Iroh(IrohRoute {
+        key: server.key(),
+        relay: Some(relay.url().to_string()),
+    });
+    let said = tokio::time::timeout(
+        Duration::from_secs(20),
+        outsider.connect(&route, &hello("outsider"), None, None),
+    )
+    .await
+    .expect("the outsider's dial hung")
+    .err()
+    .expect("the outsider got a connection");
+    assert!(
+        matches!(&said, Error::Refused(why) if why == shard_net::wan::NOT_LET_IN),
+        "{said}"
+    );
     relay.shutdown().await.unwrap();
 }

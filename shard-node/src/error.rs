@@ -544,6 +544,10 @@ pub enum WhyFailed {
         "it was replaced by something else after the walk found it; nothing was stored for it (run the put again)"
     )]
     Replaced,
+    /// This machine failed while sealing it or looking it up in its catalog (the error's
+    /// words): not the file's fault.
+    #[error("{0}")]
+    Local(String),
     /// It changed while being read.
     #[error("it changed while being read; nothing was stored for it (run the put again)")]
     Changed,

@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub max_backoff: Duration,
     /// Timeout of each request to a peer.
     pub request_timeout: Duration,
+    /// A connection on which nothing at all is heard this long is given up and dialed again
+    /// (a cut link, a NAT that forgot the flow): the pings' timeout. 30 s; shorter in tests.
+    pub silence_timeout: Duration,
     /// A share request of a restore unanswered this long gets another holder asked beside it.
     pub hedge_after: Duration,
     /// A peer connection with no frame for this long is closed (half-open connections).
@@ -165,6 +168,7 @@ impl Default for RunOptions {
             ping_interval: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            silence_timeout: Duration::from_secs(30),
             hedge_after: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
             reconnect_wait: Duration::from_secs(20),
@@ -1389,6 +1393,20 @@ impl Node {
                     channel = Some(c);
                     break;
                 }
+                // Its key filter said no before any handshake: no code of the inviter's is
+                // waiting, so this one was used, has expired, or is not its.
+                Ok((Route::Iroh(_), Err(NetError::Refused(why))))
+                    if why == shard_net::wan::NOT_LET_IN =>
+                {
+                    refused = Some(
+                        NetError::Refused(
+                            "the inviting node has no invite code waiting: this one was already \
+                             used or has expired; make a new one with `shard invite`"
+                                .into(),
+                        )
+                        .into(),
+                    );
+                }
                 // The inviter answered and said no (or another node answered).
                 Ok((_, Err(e @ (NetError::Refused(_) | NetError::UnexpectedPeer { .. })))) => {
                     refused = Some(e.into());
@@ -2234,9 +2252,10 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         };
         backoff = Duration::from_secs(1);
         let client = PeerClient::start(channel);
-        // A request that waited its whole timeout with nothing heard gives the connection up;
-        // a node with short timeouts (tests) gives up as soon.
-        client.give_up_after(node.options.request_timeout);
+        // A request that waited its whole timeout with nothing heard gives the connection up
+        // (the pings, every few seconds, wait the silence timeout); a node told a silence
+        // timeout shorter than the client's floor (a test's) gives up as soon.
+        client.give_up_after(node.options.silence_timeout);
         let over_iroh = client.peer().probe.is_some();
         if over_iroh {
             tracing::info!(
@@ -2265,7 +2284,7 @@ async fn connector(node: Arc<Node>, id: NodeId) {
         let started = Instant::now();
         while !client.is_closed() {
             let timeout = node.options.request_timeout;
-            let rtt = client.ping(timeout).await.ok();
+            let rtt = client.ping(node.options.silence_timeout).await.ok();
             let usage = client.usage(timeout).await.ok();
             let mut persist = None;
             let paired = node.update_peer(&id, |p| {

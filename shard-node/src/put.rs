@@ -279,7 +279,10 @@ impl Packer<'_> {
                     .tx
                     .blocking_send(Encoded::FileFailed {
                         file,
-                        why: unread(e),
+                        why: match e {
+                            shard_store::Error::Stopped => WhyFailed::Cancelled,
+                            e => WhyFailed::Local(e.to_string()),
+                        },
                     })
                     .is_ok();
             }
@@ -489,7 +492,7 @@ fn read_file(
     if entry.streamed {
         let mut source = upload
             .take()
-            .ok_or_else(|| WhyFailed::Unreadable("the upload's bytes are gone".into()))?;
+            .ok_or_else(|| WhyFailed::Local("the upload's bytes are gone".into()))?;
         let (chunks, size, sha256) = cut(&mut source)?;
         if size > entry.meta.size {
             return Err(WhyFailed::UploadTooLong {
@@ -540,7 +543,7 @@ fn read_file(
     Ok((chunks, size, sha256))
 }
 
-/// Why a file's bytes did not reach the encoders.
+/// Why a file's bytes did not reach the encoders (the reader's error is the source's).
 fn unread(e: shard_store::Error) -> WhyFailed {
     match e {
         shard_store::Error::Stopped => WhyFailed::Cancelled,

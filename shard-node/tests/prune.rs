@@ -74,7 +74,6 @@ async fn prune_gives_back_the_room_of_removed_files_and_every_other_file_restore
     let root = swarm.path("tree");
     let files = tree(&root, 40, 0);
     let put = swarm.put(&root, "tree", Some((3, 5))).await.unwrap();
-    assert!(put.failed.is_empty(), "{put:?}");
 
     // Nothing removed: nothing to do.
     let idle = prune(&swarm, 0).await.unwrap();

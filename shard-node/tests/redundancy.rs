@@ -112,7 +112,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 write_tree(&tree, &generations);
                 match swarm.put(&tree, "tree", *shares).await {
-                    Ok(summary) => {
+                    Ok(_) => {
                         versions += 1;
                         for (i, (name, _)) in FILES.iter().enumerate() {
                             expected.insert(
@@ -120,7 +120,6 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 contents(i, generations[i]),
                             );
                         }
-                        prop_assert!(summary.failed.is_empty(), "{:?}", summary.failed);
                     }
                     // Refused whole (too few nodes for n): nothing acknowledged, nothing to
                     // restore.

@@ -43,13 +43,13 @@ pub fn home(dir: &Path, name: &str) -> Home {
     home
 }
 
-/// Options for test nodes that wait out a dead path: a request timeout of 2 s (the silence
-/// that gives a connection up) and a restore's wait for a lost holder of 2 s. Only for tests
-/// on the in-memory network that measure those waits; the others keep [`options`], whose
-/// longer request timeout a loaded machine cannot trip.
+/// Options for test nodes that wait out a dead path: 2 s of silence gives a connection up,
+/// and a restore waits 2 s for a lost holder. For tests on the in-memory network that
+/// measure those waits; requests still have [`options`]' 10 s, which a loaded machine does
+/// not trip.
 pub fn quick_options() -> RunOptions {
     RunOptions {
-        request_timeout: Duration::from_secs(2),
+        silence_timeout: Duration::from_secs(2),
         reconnect_wait: Duration::from_secs(2),
         ..options()
     }
@@ -59,6 +59,7 @@ pub fn quick_options() -> RunOptions {
 pub fn options() -> RunOptions {
     RunOptions {
         request_timeout: Duration::from_secs(10),
+        silence_timeout: Duration::from_secs(10),
         hedge_after: Duration::from_millis(100),
         ping_interval: Duration::from_millis(500),
         max_backoff: Duration::from_secs(1),
