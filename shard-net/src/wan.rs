@@ -58,6 +58,22 @@ fn refused_by_peer(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whom a relay's certificate may come from (besides `--relay-ca`): the system's roots, as
+/// other programs on this machine trust them (`SSL_CERT_FILE` and `SSL_CERT_DIR` are
+/// honoured); on a machine with none (a bare container), the Mozilla roots built in, said in
+/// the log.
+fn relay_roots() -> iroh::tls::CaTlsConfig {
+    if rustls_native_certs::load_native_certs().certs.is_empty() {
+        tracing::warn!(
+            "this machine has no CA certificates: relay certificates are checked against the \
+             Mozilla roots built into shard (and --relay-ca)"
+        );
+        iroh::tls::CaTlsConfig::embedded()
+    } else {
+        iroh::tls::CaTlsConfig::system()
+    }
+}
+
 /// How long a refused connection is kept open for the refusal to reach the other side.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
@@ -199,7 +215,7 @@ impl IrohTransport {
             .extra_roots
             .iter()
             .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
-        let ca = iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots);
+        let ca = relay_roots().with_extra_roots(roots);
         // One stream per connection (the Noise channel), none the other way, no datagrams: a
         // connection cannot make this node buffer streams it never reads (with one stream,
         // the default stream window, 1.25 MB, bounds what it holds). A larger window was
