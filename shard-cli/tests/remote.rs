@@ -76,12 +76,17 @@ fn homes_that_cannot_reach_each_other_pair_store_and_restore_through_a_relay() {
     let said = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("already used or has expired") && said.contains("shard invite"),
+        said.contains("no invite code of its is waiting") && said.contains("already used"),
         "{said}"
     );
     assert_eq!(
         homes.json(2, &["peers"])["peers"].as_array().map(Vec::len),
         Some(0)
+    );
+    assert_eq!(
+        homes.json(0, &["peers"])["peers"].as_array().map(Vec::len),
+        Some(1),
+        "the owner pinned the friend"
     );
     pair(&homes, 0, 2);
     let peers = homes.wait_peers(0, Duration::from_secs(60), |p| online_over(p, 2, "relay"));

@@ -33,9 +33,9 @@ const REFUSED: u32 = 1;
 
 /// What a node that dialed is told when the other end's key filter said no: before any
 /// handshake, so the other end cannot say more.
-pub const NOT_LET_IN: &str = "it lets in over iroh only its paired peers (and, while one of its \
-     invite codes is waiting, the node that brings it): this node is not paired with it, or \
-     the code was already used or has expired";
+pub const NOT_LET_IN: &str = "it did not let this node in over iroh: it lets in only its \
+     paired peers (and, while one of its invite codes is waiting, the node that brings it), \
+     and none of its connection places when they are full";
 
 /// Whether the other end refused the connection: its key filter said no, on a relayed path
 /// (the QUIC refusal) or a direct one (closed with [`REFUSED`] once the key was proved).
@@ -58,19 +58,34 @@ fn refused_by_peer(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whom a relay's certificate may come from (besides `--relay-ca`): the system's roots, as
-/// other programs on this machine trust them (`SSL_CERT_FILE` and `SSL_CERT_DIR` are
-/// honoured); on a machine with none (a bare container), the Mozilla roots built in, said in
-/// the log.
-fn relay_roots() -> iroh::tls::CaTlsConfig {
-    if rustls_native_certs::load_native_certs().certs.is_empty() {
+/// Whom a relay's certificate may come from besides `--relay-ca` (`extra`, parsed already):
+/// the system's roots, as other programs on this machine trust them (on Linux `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` are honoured). When they cannot be read (a broken `SSL_CERT_FILE`),
+/// `--relay-ca` alone, if given: a user who narrowed the roots is not widened back to
+/// Mozilla's. On a machine with none at all (a bare container) or none readable and no
+/// `--relay-ca`, the Mozilla roots built into shard. Each fallback is said in the log.
+fn relay_roots(extra: bool) -> iroh::tls::CaTlsConfig {
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!("a CA certificate of this machine could not be read: {e}");
+    }
+    // Counted as the system verifier will take them: unparsable ones are left out there too
+    // (with none left it would refuse to start).
+    let (usable, _) = rustls::RootCertStore::empty().add_parsable_certificates(native.certs);
+    if usable > 0 {
+        iroh::tls::CaTlsConfig::system()
+    } else if !native.errors.is_empty() && extra {
         tracing::warn!(
-            "this machine has no CA certificates: relay certificates are checked against the \
-             Mozilla roots built into shard (and --relay-ca)"
+            "this machine's CA certificates could not be read: relay certificates are checked \
+             against --relay-ca alone"
+        );
+        iroh::tls::CaTlsConfig::custom_roots(std::iter::empty())
+    } else {
+        tracing::warn!(
+            "this machine has no usable CA certificates: relay certificates are checked against \
+             the Mozilla roots built into shard (and --relay-ca)"
         );
         iroh::tls::CaTlsConfig::embedded()
-    } else {
-        iroh::tls::CaTlsConfig::system()
     }
 }
 
@@ -131,6 +146,18 @@ pub fn read_pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
         return Err(Error::Relay(
             "the certificate file holds no certificate".into(),
         ));
+    }
+    // Each one must do as a root: a block that is PEM but not a certificate would otherwise
+    // stop the node at start, far from the file that holds it.
+    for (i, der) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty()
+            .add(CertificateDer::from(der.as_slice()))
+            .map_err(|e| {
+                Error::Relay(format!(
+                    "certificate {} of the file cannot be used as a root: {e}",
+                    i + 1
+                ))
+            })?;
     }
     Ok(certs)
 }
@@ -215,7 +242,7 @@ impl IrohTransport {
             .extra_roots
             .iter()
             .map(|der| rustls::pki_types::CertificateDer::from(der.clone()));
-        let ca = relay_roots().with_extra_roots(roots);
+        let ca = relay_roots(!config.extra_roots.is_empty()).with_extra_roots(roots);
         // One stream per connection (the Noise channel), none the other way, no datagrams: a
         // connection cannot make this node buffer streams it never reads (with one stream,
         // the default stream window, 1.25 MB, bounds what it holds). A larger window was
@@ -452,8 +479,16 @@ impl Transport for IrohTransport {
                 }
             })?;
             let stream = stream_of(&connection, send, recv);
-            let channel =
-                noise::connect_over(stream, &self.identity, hello, expect, pairing).await?;
+            let channel = noise::connect_over(stream, &self.identity, hello, expect, pairing)
+                .await
+                .map_err(|e| {
+                    // On a direct path the key is proved in the QUIC handshake, and the filter's
+                    // refusal (a close with its code) comes after: the handshake's read fails.
+                    match connection.close_reason() {
+                        Some(c) if refused_by_peer(&c) => Error::Refused(NOT_LET_IN.into()),
+                        _ => e,
+                    }
+                })?;
             Ok(channel.into())
         })
     }
@@ -607,6 +642,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_relay_ca_file_must_hold_certificates_usable_as_roots() {
+        // PEM framing around bytes that are no certificate: refused when read, by number.
+        let junk = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
+        let err = read_pem_certificates(junk.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("certificate 1 of the file cannot be used as a root"),
+            "{err}"
+        );
+        assert!(read_pem_certificates(b"no pem here").is_err());
+        let cert = rcgen::generate_simple_self_signed(vec!["relay.example".into()]).unwrap();
+        let read = read_pem_certificates(cert.cert.pem().as_bytes()).unwrap();
+        assert_eq!(read, vec![cert.cert.der().to_vec()]);
+    }
 
     /// An endpoint whose one relay (plain HTTP, on a loopback port nothing answers on) is
     /// never reached.

@@ -1394,14 +1394,17 @@ impl Node {
                     break;
                 }
                 // Its key filter said no before any handshake: no code of the inviter's is
-                // waiting, so this one was used, has expired, or is not its.
+                // waiting (this one was used, has expired, was lost with a restart, or is not
+                // its), or its places for connections were full.
                 Ok((Route::Iroh(_), Err(NetError::Refused(why))))
                     if why == shard_net::wan::NOT_LET_IN =>
                 {
                     refused = Some(
                         NetError::Refused(
-                            "the inviting node has no invite code waiting: this one was already \
-                             used or has expired; make a new one with `shard invite`"
+                            "the inviting node let this node no further than its key check: no \
+                             invite code of its is waiting (this one was already used, has \
+                             expired, or was made before it restarted), or it is at its limit \
+                             of connections; make a new code with `shard invite` and try again"
                                 .into(),
                         )
                         .into(),
