@@ -35,7 +35,7 @@ const REFUSED: u32 = 1;
 /// handshake, so the other end cannot say more.
 pub const NOT_LET_IN: &str = "it did not let this node in over iroh: it lets in only its \
      paired peers (and, while one of its invite codes is waiting, the node that brings it), \
-     and none of its connection places when they are full";
+     and no one when its places for connections are full";
 
 /// Whether the other end refused the connection: its key filter said no, on a relayed path
 /// (the QUIC refusal) or a direct one (closed with [`REFUSED`] once the key was proved).
