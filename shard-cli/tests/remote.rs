@@ -1,8 +1,10 @@
 //! Peers in other homes: nodes in network namespaces that cannot reach each other pair by
 //! invite code, store and restore through a relay of the test's own (`shard relay`), come back
 //! by themselves when the relay restarts; homes behind real NATs (MASQUERADE, one of them
-//! symmetric) punch holes where the NATs allow it, survive a cut link in the middle of a put
-//! and recover onto a new machine; a node with `--relay none` sends nothing anywhere.
+//! symmetric) punch holes where the NATs allow it, keep their punched holes while the relay is
+//! down, survive a cut link in the middle of a put and recover onto a new machine; a stranger
+//! on the internet who knows a node's keys and relay is refused; a node with `--relay none`
+//! sends nothing anywhere.
 //! Nothing leaves the namespaces these tests create. Skipped, with the reason printed, when
 //! not root; under CI that is a failure (a skip would pass unseen).
 #![allow(
@@ -474,6 +476,42 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
     homes.serve(3, &[]);
     homes.wait_peers(0, Duration::from_secs(90), |p| reached_over(p, &wanted));
 
+    // The relay goes down. The punched hole to the aunt and the LAN carry on: a put 2-of-3
+    // lands on the owner, the den and the aunt. Only the friend, whom nothing but the relay
+    // reaches, is lost, and comes back by itself when the relay does.
+    homes.stop_relay();
+    homes.wait_peers(0, Duration::from_secs(90), |p| {
+        p["peers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["name"] == "friend"))
+            .is_some_and(|f| f["online"] == false)
+    });
+    let peers = homes.json(0, &["peers"]);
+    assert!(
+        reached_over(&peers, &[("den", "lan"), ("aunt", "direct")]),
+        "the direct path did not outlive the relay: {peers}"
+    );
+    std::fs::write(
+        work.join("no-relay.txt"),
+        b"written while the relay was down",
+    )
+    .unwrap();
+    assert_ok_logged(
+        &homes,
+        &homes.shard(
+            0,
+            &[
+                "put",
+                work.join("no-relay.txt").to_str().unwrap(),
+                "--shares",
+                "2/3",
+            ],
+        ),
+        "put with the relay down",
+    );
+    homes.start_relay();
+    homes.wait_peers(0, Duration::from_secs(90), |p| reached_over(p, &wanted));
+
     // The aunt's home loses its link in the middle of a put.
     // Long enough that the cut falls in its middle: the link is cut once the aunt has
     // received a few of its shares.
@@ -769,4 +807,87 @@ fn a_peer_that_changes_network_is_reached_again_by_itself() {
         "get",
     );
     assert!(std::fs::read(&out).unwrap() == bytes);
+}
+
+/// A stranger on the internet who knows a node's id, its iroh key and its relay (all of which
+/// any code of the node shows) gets a refused handshake and nothing else. While a code of the
+/// node is waiting, unknown keys get as far as the pairing handshake, where a guessed secret
+/// fails, and the real code still works after it. With no code waiting, the node does not let
+/// the stranger past its key check. Nothing is pinned on either side.
+#[test]
+fn a_stranger_on_the_internet_who_knows_a_nodes_keys_and_relay_gets_nothing() {
+    if !namespaces_or_skip() {
+        return;
+    }
+    let mut homes = Homes::behind_nats(&[(Nat::PerEndpoint, 1), (Nat::PerEndpoint, 1)]);
+    homes.start_relay();
+    let relay = homes.relay_url();
+    let stranger = homes.add_stranger();
+    for (i, name) in [(0, "owner"), (1, "aunt"), (stranger, "stranger")] {
+        homes.init(i, name, &relay);
+        homes.serve(i, &[]);
+    }
+    let status = homes.json(0, &["status"]);
+    let id = shard_net::identity::parse_fingerprint(status["id"].as_str().unwrap()).unwrap();
+    let key: [u8; 32] = hex::decode(status["wan"]["key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    // What the stranger can make: a well-formed code naming the owner, its key and its relay,
+    // with a secret of its own guessing.
+    let forge = || {
+        let route = shard_net::route::IrohRoute {
+            key,
+            relay: Some(relay.clone()),
+        };
+        shard_net::pairing::Invites::default()
+            .create(id, Vec::new(), Some(route), Duration::from_secs(600))
+            .unwrap()
+            .encode()
+            .to_string()
+    };
+    let stranger_joins = |homes: &Homes| {
+        let out = homes.shard(stranger, &["join", &forge()]);
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "the stranger joined: {said}");
+        said
+    };
+    let nobody_pinned = |homes: &Homes, owner_has: usize| {
+        let peers = homes.json(0, &["peers"]);
+        assert_eq!(
+            peers["peers"].as_array().map(Vec::len),
+            Some(owner_has),
+            "{peers}"
+        );
+        let theirs = homes.json(stranger, &["peers"]);
+        assert_eq!(
+            theirs["peers"].as_array().map(Vec::len),
+            Some(0),
+            "{theirs}"
+        );
+    };
+
+    // A code of the owner's is waiting: the stranger's guess fails the handshake.
+    let code = homes.json(0, &["invite"])["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let said = stranger_joins(&homes);
+    assert!(said.contains("unknown invite code"), "{said}");
+    nobody_pinned(&homes, 0);
+    // The guess did not spend the owner's code: the aunt joins with it.
+    let joined = homes.json(1, &["join", &code]);
+    assert!(joined["peer"]["id"].is_string(), "{joined}");
+    nobody_pinned(&homes, 1);
+
+    // No code waiting: the stranger gets no further than the owner's key check.
+    let said = stranger_joins(&homes);
+    assert!(
+        said.contains("let this node no further than its key check"),
+        "{said}"
+    );
+    nobody_pinned(&homes, 1);
+    homes.wait_peers(0, Duration::from_secs(60), |p| {
+        reached_over(p, &[("aunt", "direct")]) || reached_over(p, &[("aunt", "relay")])
+    });
 }

@@ -65,7 +65,7 @@ pub struct Machine {
     pub ns: String,
     pub dev: String,
     pub addr: String,
-    /// Which home it is in (0-based).
+    /// Which home it is in (0-based; `usize::MAX` for a stranger on the internet).
     pub home_index: usize,
     pub home: PathBuf,
     child: Option<Child>,
@@ -228,6 +228,21 @@ impl Homes {
             dev: "e0".into(),
             addr,
             home_index: h,
+            home: self.dir.path().join(format!("home{n}")),
+            child: None,
+        });
+        n - 1
+    }
+
+    /// A stranger's machine, returned by its number: it sits in the internet itself, beside
+    /// the relays, on no home's LAN, and reaches the homes only as anyone on the internet does.
+    pub fn add_stranger(&mut self) -> usize {
+        let n = self.machines.len() + 1;
+        self.machines.push(Machine {
+            ns: self.internet.clone(),
+            dev: "lo".into(),
+            addr: RELAY_IP.into(),
+            home_index: usize::MAX,
             home: self.dir.path().join(format!("home{n}")),
             child: None,
         });
