@@ -318,17 +318,52 @@ pub fn status(home: &Home, json: bool) -> Result<()> {
                 for why in &wan.unreachable {
                     println!("  unreachable: {why}");
                 }
-                if wan.direct.is_empty() {
-                    println!(
-                        "directly reachable: not known yet (peers in other homes go through a relay)"
-                    );
-                } else {
-                    println!("directly reachable at: {}", wan.direct.join(", "));
-                }
+                println!("directly reachable: {}", reachability(wan));
             }
         }
     }
     Ok(())
+}
+
+/// What `shard status` says of whether peers in other homes reach this node directly: what
+/// was measured (peers on a direct path now) first, then what the relays saw of a NAT.
+fn reachability(wan: &shard_node::node::WanReport) -> String {
+    let (direct, relayed) = (wan.peers_direct, wan.peers_relayed);
+    let nat = if wan.outside.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; it is behind a NAT (relays see it at {})",
+            wan.outside.join(", ")
+        )
+    };
+    if direct > 0 {
+        let peers = if direct == 1 {
+            "peer beyond the LAN reaches"
+        } else {
+            "peers beyond the LAN reach"
+        };
+        let through = if relayed > 0 {
+            format!(", {relayed} through a relay")
+        } else {
+            String::new()
+        };
+        format!("yes, {direct} {peers} it directly now{through}{nat}")
+    } else if !wan.outside.is_empty() {
+        format!(
+            "not yet{nat}: a peer in another home reaches it directly once a hole is punched \
+             through both NATs, which a NAT that gives every destination another port \
+             prevents; until then through a relay"
+        )
+    } else if wan.direct.is_empty() {
+        "not known yet (no relay has answered; peers in other homes go through a relay)".into()
+    } else {
+        format!(
+            "at {} if nothing between blocks it (no relay has reported a NAT in front of it); \
+             no peer beyond the LAN reaches it directly now",
+            wan.direct.join(", ")
+        )
+    }
 }
 
 pub fn invite(home: &Home, json: bool, valid_for: u64) -> Result<()> {

@@ -413,6 +413,25 @@ fn homes_behind_nats_punch_holes_store_survive_a_cut_link_and_recover_on_a_new_m
             .is_some_and(|r| r.starts_with(&relay)),
         "{status}"
     );
+    // Whether it is directly reachable: what was measured (the aunt on a punched hole, the
+    // friend through the relay) and the NAT the relay saw it behind (its router's outside).
+    let said = String::from_utf8_lossy(&homes.shard(0, &["status"]).stdout).to_string();
+    assert!(
+        said.contains(
+            "directly reachable: yes, 1 peer beyond the LAN reaches it directly now, \
+             1 through a relay; it is behind a NAT (relays see it at 10.97.1.2:"
+        ),
+        "{said}"
+    );
+    // The friend, behind a NAT that gives every destination another port, has no direct
+    // path to anyone.
+    let said = String::from_utf8_lossy(&homes.shard(3, &["status"]).stdout).to_string();
+    assert!(
+        said.contains(
+            "directly reachable: not yet; it is behind a NAT (relays see it at 10.97.3.2:"
+        ),
+        "{said}"
+    );
 
     // A file and a tree, 2-of-4 across the three homes.
     let work = homes.dir().join("work");

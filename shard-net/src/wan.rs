@@ -12,7 +12,7 @@
 //! publishing of the node), no port mapping (no UPnP, NAT-PMP or PCP to the router), and a
 //! node with no relays has no iroh endpoint at all.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +192,9 @@ pub struct WanStatus {
     pub relays_unreachable: Vec<(String, String)>,
     /// Addresses it can be reached at directly (its own, and what the relays saw).
     pub direct_addrs: Vec<SocketAddr>,
+    /// Of those, the ones on none of this machine's interfaces: where a relay saw its packets
+    /// come from, the outside of a NAT between it and the relay.
+    pub outside_addrs: Vec<SocketAddr>,
 }
 
 /// Decides, before any work is done for it, whether a connection that a relay says comes
@@ -344,11 +347,13 @@ impl IrohTransport {
                 }
             }
         }
+        let direct: Vec<SocketAddr> = self.endpoint.addr().ip_addrs().copied().collect();
         WanStatus {
             key: self.key(),
             relays_connected: connected,
             relays_unreachable: unreachable,
-            direct_addrs: self.endpoint.addr().ip_addrs().copied().collect(),
+            direct_addrs: direct.clone(),
+            outside_addrs: outside_of(&direct, &local_ips()),
         }
     }
 
@@ -540,6 +545,23 @@ pub fn relayed_from(key: &[u8; 32]) -> SocketAddr {
     SocketAddr::from((std::net::Ipv6Addr::from(octets), 0))
 }
 
+/// This machine's interface addresses (none when they cannot be listed).
+fn local_ips() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|list| list.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// The addresses of `direct` on no interface of this machine: where relays saw it from (its
+/// NAT's outside).
+fn outside_of(direct: &[SocketAddr], local: &[IpAddr]) -> Vec<SocketAddr> {
+    direct
+        .iter()
+        .filter(|a| !local.contains(&a.ip()))
+        .copied()
+        .collect()
+}
+
 /// The first 8 bytes of a key in hex, for logs.
 fn hex_short(key: &[u8; 32]) -> String {
     key[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -657,6 +679,15 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(vec!["relay.example".into()]).unwrap();
         let read = read_pem_certificates(cert.cert.pem().as_bytes()).unwrap();
         assert_eq!(read, vec![cert.cert.der().to_vec()]);
+    }
+
+    #[test]
+    fn addresses_on_no_interface_of_the_machine_are_the_ones_a_relay_saw() {
+        let local: Vec<IpAddr> = vec![[192, 168, 1, 10].into(), [127, 0, 0, 1].into()];
+        let lan: SocketAddr = ([192, 168, 1, 10], 4000).into();
+        let outside: SocketAddr = ([203, 0, 113, 7], 61000).into();
+        assert_eq!(outside_of(&[lan, outside], &local), vec![outside]);
+        assert!(outside_of(&[lan], &local).is_empty());
     }
 
     /// An endpoint whose one relay (plain HTTP, on a loopback port nothing answers on) is

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 use shard_net::Error as NetError;
 use shard_net::discovery::{Discovery, Mdns, MdnsMode, Nearby, Sightings, StaticAddrs};
 use shard_net::identity::{NodeIdentity, fingerprint, short_fingerprint};
-use shard_net::noise::{Gatekeeper, Hello, PairingKey, PeerInfo};
+use shard_net::noise::{Gatekeeper, Hello, PairingKey, PathKind, PeerInfo};
 use shard_net::pairing::{DEFAULT_INVITE_TTL, Invite, Invites};
 use shard_net::rpc::{PeerClient, ShareService, serve_channel};
 use shard_net::transport::{Incoming, IrohRoute, Listener, NoiseTcp, Paths, Route, Transport};
@@ -249,6 +249,17 @@ pub struct WanReport {
     /// Addresses it can be reached at directly: its own and those the relays saw (empty
     /// until a relay has answered, or when only relays can reach it).
     pub direct: Vec<String>,
+    /// Of those, where a relay saw its packets come from when that is on no interface of
+    /// this machine: the outside of a NAT (empty with no NAT, or before a relay has said).
+    #[serde(default)]
+    pub outside: Vec<String>,
+    /// Peers reached over iroh now on a direct path (after hole punching, or an address that
+    /// was reachable): measured, not predicted.
+    #[serde(default)]
+    pub peers_direct: usize,
+    /// Peers reached over iroh now through a relay.
+    #[serde(default)]
+    pub peers_relayed: usize,
 }
 
 impl From<WanStatus> for WanReport {
@@ -262,6 +273,9 @@ impl From<WanStatus> for WanReport {
                 .map(|(url, why)| format!("{url}: {why}"))
                 .collect(),
             direct: s.direct_addrs.iter().map(ToString::to_string).collect(),
+            outside: s.outside_addrs.iter().map(ToString::to_string).collect(),
+            peers_direct: 0,
+            peers_relayed: 0,
         }
     }
 }
@@ -768,6 +782,18 @@ impl Node {
     /// This node's status.
     pub fn status(&self) -> Result<NodeStatus> {
         let peers = lock(&self.peers);
+        let over = |path: PathKind| {
+            peers
+                .values()
+                .filter_map(|p| p.client.as_ref().filter(|c| !c.is_closed()))
+                .filter(|c| c.peer().path() == path)
+                .count()
+        };
+        let wan = self.wan_status().map(|s| WanReport {
+            peers_direct: over(PathKind::Direct),
+            peers_relayed: over(PathKind::Relay),
+            ..WanReport::from(s)
+        });
         Ok(NodeStatus {
             name: self.name.clone(),
             id: fingerprint(&self.node_id()),
@@ -780,7 +806,7 @@ impl Node {
                 .filter(|p| p.client.as_ref().is_some_and(|c| !c.is_closed()))
                 .count(),
             usage: self.store().usage()?,
-            wan: self.wan_status().map(WanReport::from),
+            wan,
         })
     }
 
