@@ -24,16 +24,6 @@ use shard_testkit::nodes::homes::{Homes, Nat, all_online_over as all_online};
 #[path = "bench_nodes/mod.rs"]
 mod bench_nodes;
 
-/// User plus system CPU time of `pid`, in clock ticks (100 per second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: f64 = status
@@ -72,13 +62,14 @@ fn measure(nat: Nat, peers: usize, secs: u64) {
     std::thread::sleep(Duration::from_secs(15));
     let hub = homes.pid(0).unwrap();
     let peer = homes.pid(1).unwrap();
-    let (hub0, peer0) = (cpu_ticks(hub), cpu_ticks(peer));
+    let cpu = bench_nodes::pid_cpu_seconds;
+    let (hub0, peer0) = (cpu(hub), cpu(peer));
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let elapsed = t0.elapsed().as_secs_f64();
-    let share = |ticks: u64| ticks as f64 / 100.0 / elapsed * 100.0;
-    let hub_cpu = share(cpu_ticks(hub) - hub0);
-    let peer_cpu = share(cpu_ticks(peer) - peer0);
+    let share = |secs: f64| secs / elapsed * 100.0;
+    let hub_cpu = share(cpu(hub) - hub0);
+    let peer_cpu = share(cpu(peer) - peer0);
     let still = all_online(&homes.json(0, &["peers"]), peers, path);
     println!(
         "{path:>6}: {peers} peers online after {:.1} s; idle over {elapsed:.0} s: hub {hub_cpu:.2}% CPU, \

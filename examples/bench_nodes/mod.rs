@@ -164,6 +164,11 @@ fn stat_field(stat: &str, number: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds process `pid` has used so far (0 once it is gone).
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| stat_cpu_seconds(&s, false))
+}
+
 impl Node {
     /// CPU seconds this node has used so far, and its minor page faults (field 10, `minflt`):
     /// each is a page the kernel handed it, most of them zeroed first; a count that does not

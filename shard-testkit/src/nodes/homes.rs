@@ -349,6 +349,40 @@ impl Homes {
         }
     }
 
+    /// Forwards TCP `port` of machine `i`'s home router (behind NATs only) to machine `i`, as
+    /// someone who set up port forwarding would: the machine is then reachable from the
+    /// internet at its router's outside address (returned).
+    pub fn forward_port(&self, i: usize, port: u16) -> String {
+        let m = &self.machines[i];
+        let h1 = m.home_index + 1;
+        let router = &self.routers[m.home_index];
+        let port = port.to_string();
+        let to = format!("{}:{port}", m.addr);
+        let dnat = [
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-i",
+            "w0",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ];
+        iptables(router, &dnat);
+        let accept = [
+            "-I", "FORWARD", "-i", "w0", "-p", "tcp", "-d", &m.addr, "--dport", &port, "-j",
+            "ACCEPT",
+        ];
+        iptables(router, &accept);
+        format!("10.97.{h1}.2:{port}")
+    }
+
     /// Makes the link between the internet and home `h` lose `loss_percent` of its packets
     /// each way (iptables `statistic`) and, with `kbit`, carry at most that rate, queueing up
     /// to 300 ms (`tbf`) — this kernel has no `netem`. `heal` undoes it. Everything home `h`
