@@ -16,25 +16,43 @@ fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Health of a file from what the catalog knows of the very shares its manifest lists: every
-/// one acknowledged, fewer but enough, or too few for some chunk.
+/// What `ls` knows of a share without asking anyone: its state in the catalog, and whether
+/// the node holding it is connected now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Held {
+    state: ShareState,
+    online: bool,
+}
+
+/// Health of a file from what the catalog knows of the very shares its manifest lists and
+/// which of their nodes are connected, by the words `check` uses: every share acknowledged on
+/// a connected node (healthy); some acknowledged on nodes offline now, which only a check
+/// after they return can vouch for (unknown); fewer than `n` acknowledged (degraded); fewer
+/// than `k` (lost). A listing asks no peer: a share a connected node has lost since is found
+/// by `check`, not here.
 fn health(
     entry: &FileEntry,
     manifest: Option<&Manifest>,
-    shares: &HashMap<ShareId, ShareState>,
+    shares: &HashMap<ShareId, Held>,
 ) -> Option<StoredHealth> {
     if entry.meta.kind != FileKind::File {
         return None;
     }
-    let mut worst: Option<(u8, u8, u8)> = None;
+    // (k, n, acknowledged, of which on nodes offline now) of the chunk closest to loss.
+    let mut worst: Option<(u8, u8, u8, u8)> = None;
+    let mut unseen = false;
     for c in manifest.iter().flat_map(|m| m.chunks.iter()) {
-        let acked = c
+        let acked: Vec<&Held> = c
             .shares
             .iter()
-            .filter(|id| shares.get(id) == Some(&ShareState::Acked))
-            .count();
-        let margin = |x: (u8, u8, u8)| i32::from(x.2) - i32::from(x.0);
-        let this = (c.k, c.n, u8::try_from(acked).unwrap_or(u8::MAX));
+            .filter_map(|id| shares.get(id))
+            .filter(|h| h.state == ShareState::Acked)
+            .collect();
+        let offline = acked.iter().filter(|h| !h.online).count();
+        unseen |= offline > 0;
+        let count = |x: usize| u8::try_from(x).unwrap_or(u8::MAX);
+        let margin = |x: (u8, u8, u8, u8)| i32::from(x.2) - i32::from(x.0);
+        let this = (c.k, c.n, count(acked.len()), count(offline));
         if worst.is_none_or(|w| margin(this) < margin(w)) {
             worst = Some(this);
         }
@@ -47,13 +65,15 @@ fn health(
             min_acked: None,
             spare: None,
         },
-        Some((k, n, acked)) => StoredHealth {
-            state: if acked >= n {
-                ChunkHealth::Healthy
-            } else if acked >= k {
-                ChunkHealth::Degraded
-            } else {
+        Some((k, n, acked, _)) => StoredHealth {
+            state: if acked < k {
                 ChunkHealth::Lost
+            } else if acked < n {
+                ChunkHealth::Degraded
+            } else if unseen {
+                ChunkHealth::Unknown
+            } else {
+                ChunkHealth::Healthy
             },
             k: Some(k),
             n: Some(n),
@@ -184,10 +204,17 @@ pub fn ls_each(
         // Blobs of one pack list the same shares.
         listed.sort_unstable();
         listed.dedup();
-        let shares: HashMap<ShareId, ShareState> = vault
+        let online = node.online_ids();
+        let shares: HashMap<ShareId, Held> = vault
             .locate(&listed)?
             .into_iter()
-            .map(|(id, r)| (id, r.state))
+            .map(|(id, r)| {
+                let held = Held {
+                    state: r.state,
+                    online: online.contains(&r.peer),
+                };
+                (id, held)
+            })
             .collect();
         for (name, newest) in batch {
             let Some(entry) = entries.remove(&newest.id) else {

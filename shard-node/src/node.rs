@@ -818,6 +818,17 @@ impl Node {
         out
     }
 
+    /// The nodes that can be asked for a share now: this one and its connected peers.
+    pub fn online_ids(&self) -> std::collections::HashSet<NodeId> {
+        let mut ids: std::collections::HashSet<NodeId> = lock(&self.peers)
+            .iter()
+            .filter(|(_, p)| p.client.as_ref().is_some_and(|c| !c.is_closed()))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.insert(self.node_id());
+        ids
+    }
+
     /// Connected peers' clients.
     pub fn online_clients(&self) -> Vec<Arc<PeerClient>> {
         lock(&self.peers)

@@ -385,11 +385,13 @@ pub struct ListedFile {
     pub health: Option<StoredHealth>,
 }
 
-/// A file's health as the catalog records it: by its chunk with the fewest acknowledged
-/// shares above `k`.
+/// A file's health as the catalog records it and the connections show it, asking no peer:
+/// by its chunk with the fewest acknowledged shares above `k`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredHealth {
-    /// Healthy (every share acknowledged), degraded (at least `k`) or lost.
+    /// Healthy (every share acknowledged, on nodes connected now), unknown (every share
+    /// acknowledged, some on nodes offline now: `check` says the same), degraded (at least
+    /// `k`) or lost.
     pub state: ChunkHealth,
     /// The worst chunk's `k` (absent for an empty file).
     #[serde(skip_serializing_if = "Option::is_none")]

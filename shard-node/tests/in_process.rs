@@ -93,8 +93,12 @@ async fn a_node_switched_off_leaves_files_restorable_and_repair_rebuilds_its_sha
     peers.sort_unstable();
     assert!(peers.len() >= 2, "{peers:?}");
     let (off, later) = (peers[0], peers[1]);
+    assert_eq!(listed_state(&swarm, "tax"), ChunkHealth::Healthy);
     swarm.set_link(off, Link::Down);
     swarm.gone(off).await;
+    // `ls` asks no peer, but says no more than `check` would: shares on a node that is off
+    // cannot be vouched for.
+    assert_eq!(listed_state(&swarm, "tax"), ChunkHealth::Unknown);
 
     assert_eq!(
         restored(&swarm, "tax").await.unwrap(),
@@ -124,6 +128,15 @@ async fn a_node_switched_off_leaves_files_restorable_and_repair_rebuilds_its_sha
     swarm.gone(later).await;
     assert_eq!(restored(&swarm, "tax").await.unwrap(), bytes);
     swarm.paired[off] = false;
+}
+
+/// The health `ls` shows for `name`.
+fn listed_state(swarm: &Swarm, name: &str) -> ChunkHealth {
+    let owner = swarm.owner();
+    let session = owner.session(Some(USER)).unwrap();
+    let listing = shard_node::files::ls(owner, &session, name.as_bytes()).unwrap();
+    let file = listing.files.iter().find(|f| f.name == name).unwrap();
+    file.health.as_ref().unwrap().state
 }
 
 /// The node holding share `index` of the first chunk of `name`.
