@@ -325,44 +325,74 @@ pub fn status(home: &Home, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// What `shard status` says of whether peers in other homes reach this node directly: what
-/// was measured (peers on a direct path now) first, then what the relays saw of a NAT.
+/// Whether `ip` could be reached from the internet as it is: not private, shared (CGNAT),
+/// loopback, link-local or unique-local.
+fn public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            let shared = a == 100 && (b & 0xc0) == 64;
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || shared)
+        }
+        std::net::IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local())
+        }
+    }
+}
+
+/// What `shard status` says of whether peers in other homes get a direct path to this node:
+/// what was measured first (peers connected directly now, whichever side dialed), then what
+/// a relay saw (the outside of a NAT) or the machine's own public addresses.
 fn reachability(wan: &shard_node::node::WanReport) -> String {
     let (direct, relayed) = (wan.peers_direct, wan.peers_relayed);
-    let nat = if wan.outside.is_empty() {
-        String::new()
+    let paths = match (direct, relayed) {
+        (0, 0) => "no peer connected over iroh now".to_string(),
+        (0, r) => format!("no peer connected directly, {r} through a relay"),
+        (1, r) => format!("1 peer connected directly now, {r} through a relay"),
+        (d, r) => format!("{d} peers connected directly now, {r} through a relay"),
+    };
+    let own: Vec<&String> = wan
+        .direct
+        .iter()
+        .filter(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| public(a.ip()))
+        })
+        .collect();
+    let own = own
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let seen = if !wan.outside.is_empty() {
+        format!("behind a NAT: relays see it at {}", wan.outside.join(", "))
+    } else if wan.relays.is_empty() {
+        "no relay reached, so its outside address is not known".to_string()
+    } else if !own.is_empty() {
+        format!("a public address of its own: {own}")
     } else {
-        format!(
-            "; it is behind a NAT (relays see it at {})",
-            wan.outside.join(", ")
-        )
+        "no relay has reported its outside address (a relay over plain HTTP reports none)"
+            .to_string()
     };
     if direct > 0 {
-        let peers = if direct == 1 {
-            "peer beyond the LAN reaches"
-        } else {
-            "peers beyond the LAN reach"
-        };
-        let through = if relayed > 0 {
-            format!(", {relayed} through a relay")
-        } else {
-            String::new()
-        };
-        format!("yes, {direct} {peers} it directly now{through}{nat}")
+        format!("yes, {paths}; {seen}")
     } else if !wan.outside.is_empty() {
         format!(
-            "not yet{nat}: a peer in another home reaches it directly once a hole is punched \
-             through both NATs, which a NAT that gives every destination another port \
-             prevents; until then through a relay"
+            "not yet ({paths}); {seen}: a peer in another home gets a direct path once a hole \
+             is punched through both NATs (a NAT that gives every destination another port \
+             prevents it); until then, through a relay"
         )
-    } else if wan.direct.is_empty() {
-        "not known yet (no relay has answered; peers in other homes go through a relay)".into()
+    } else if !own.is_empty() && !wan.relays.is_empty() {
+        format!("at {own} unless a firewall blocks it ({paths})")
     } else {
-        format!(
-            "at {} if nothing between blocks it (no relay has reported a NAT in front of it); \
-             no peer beyond the LAN reaches it directly now",
-            wan.direct.join(", ")
-        )
+        format!("not known ({paths}); {seen}")
     }
 }
 
@@ -559,5 +589,64 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(12), "12 B");
+    }
+
+    fn wan(relays: &[&str], direct: &[&str], outside: &[&str], paths: (usize, usize)) -> String {
+        let strings = |l: &[&str]| l.iter().map(ToString::to_string).collect();
+        reachability(&shard_node::node::WanReport {
+            key: String::new(),
+            relays: strings(relays),
+            unreachable: Vec::new(),
+            direct: strings(direct),
+            outside: strings(outside),
+            peers_direct: paths.0,
+            peers_relayed: paths.1,
+        })
+    }
+
+    #[test]
+    fn reachability_says_what_was_measured_and_never_offers_a_private_address() {
+        let relay = ["https://relay.example/"];
+        let lan = "192.168.1.10:4000";
+        // A punched hole.
+        assert_eq!(
+            wan(
+                &relay,
+                &[lan, "203.0.113.7:61000"],
+                &["203.0.113.7:61000"],
+                (1, 2)
+            ),
+            "yes, 1 peer connected directly now, 2 through a relay; \
+             behind a NAT: relays see it at 203.0.113.7:61000"
+        );
+        // Behind a NAT, nobody direct yet.
+        assert!(
+            wan(&relay, &[lan], &["203.0.113.7:61000"], (0, 1)).starts_with(
+                "not yet (no peer connected directly, 1 through a relay); behind a NAT: \
+                 relays see it at 203.0.113.7:61000: a peer in another home"
+            )
+        );
+        // Only private addresses and no outside one reported (a plain-HTTP relay, or none
+        // answered yet): not known, and the LAN address is not offered.
+        for relays in [&relay[..], &[]] {
+            let said = wan(
+                relays,
+                &[lan, "[fd00::1]:4000", "100.64.0.9:4000"],
+                &[],
+                (0, 0),
+            );
+            assert!(
+                said.starts_with("not known (no peer connected over iroh now)"),
+                "{said}"
+            );
+            assert!(
+                !said.contains("192.168") && !said.contains("fd00") && !said.contains("100.64")
+            );
+        }
+        // A public address of its own.
+        assert_eq!(
+            wan(&relay, &[lan, "198.51.100.4:4000"], &[], (0, 0)),
+            "at 198.51.100.4:4000 unless a firewall blocks it (no peer connected over iroh now)"
+        );
     }
 }

@@ -348,12 +348,14 @@ impl IrohTransport {
             }
         }
         let direct: Vec<SocketAddr> = self.endpoint.addr().ip_addrs().copied().collect();
+        // Unlisted interfaces: nothing is called outside (every address would seem to be).
+        let outside_addrs = local_ips().map_or_else(Vec::new, |local| outside_of(&direct, &local));
         WanStatus {
             key: self.key(),
             relays_connected: connected,
             relays_unreachable: unreachable,
-            direct_addrs: direct.clone(),
-            outside_addrs: outside_of(&direct, &local_ips()),
+            direct_addrs: direct,
+            outside_addrs,
         }
     }
 
@@ -545,11 +547,11 @@ pub fn relayed_from(key: &[u8; 32]) -> SocketAddr {
     SocketAddr::from((std::net::Ipv6Addr::from(octets), 0))
 }
 
-/// This machine's interface addresses (none when they cannot be listed).
-fn local_ips() -> Vec<IpAddr> {
+/// This machine's interface addresses (`None` when they cannot be listed).
+fn local_ips() -> Option<Vec<IpAddr>> {
     if_addrs::get_if_addrs()
+        .ok()
         .map(|list| list.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default()
 }
 
 /// The addresses of `direct` on no interface of this machine: where relays saw it from (its

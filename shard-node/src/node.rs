@@ -246,15 +246,16 @@ pub struct WanReport {
     pub relays: Vec<String>,
     /// Relays it could not reach, each with why.
     pub unreachable: Vec<String>,
-    /// Addresses it can be reached at directly: its own and those the relays saw (empty
-    /// until a relay has answered, or when only relays can reach it).
+    /// The addresses it offers for direct paths: its own interfaces' (from the start) and
+    /// those the relays saw.
     pub direct: Vec<String>,
     /// Of those, where a relay saw its packets come from when that is on no interface of
-    /// this machine: the outside of a NAT (empty with no NAT, or before a relay has said).
+    /// this machine: the outside of a NAT. Empty with no NAT, before a relay has answered,
+    /// and with relays that do no address discovery (plain HTTP).
     #[serde(default)]
     pub outside: Vec<String>,
-    /// Peers reached over iroh now on a direct path (after hole punching, or an address that
-    /// was reachable): measured, not predicted.
+    /// Peers connected over iroh now on a direct path (a punched hole, or an address that
+    /// was reachable), whichever side dialed: measured, not predicted.
     #[serde(default)]
     pub peers_direct: usize,
     /// Peers reached over iroh now through a relay.
@@ -781,6 +782,8 @@ impl Node {
 
     /// This node's status.
     pub fn status(&self) -> Result<NodeStatus> {
+        // Asked before the peer table is locked: it lists the machine's interfaces.
+        let wan_status = self.wan_status();
         let peers = lock(&self.peers);
         let over = |path: PathKind| {
             peers
@@ -789,7 +792,7 @@ impl Node {
                 .filter(|c| c.peer().path() == path)
                 .count()
         };
-        let wan = self.wan_status().map(|s| WanReport {
+        let wan = wan_status.map(|s| WanReport {
             peers_direct: over(PathKind::Direct),
             peers_relayed: over(PathKind::Relay),
             ..WanReport::from(s)

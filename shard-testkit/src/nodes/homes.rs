@@ -354,6 +354,10 @@ impl Homes {
     /// internet at its router's outside address (returned).
     pub fn forward_port(&self, i: usize, port: u16) -> String {
         let m = &self.machines[i];
+        assert!(
+            m.home_index < self.routers.len(),
+            "machine {i} is in no home"
+        );
         let h1 = m.home_index + 1;
         let router = &self.routers[m.home_index];
         let port = port.to_string();
@@ -457,6 +461,10 @@ impl Homes {
     /// given a new lease would: the old address is gone, flows through it are dead.
     pub fn readdress(&mut self, i: usize, last_octet: u8) {
         let m = &self.machines[i];
+        assert!(
+            m.home_index < self.routers.len(),
+            "machine {i} is in no home"
+        );
         let h1 = m.home_index + 1;
         let new = format!("192.168.{h1}.{last_octet}");
         let old = format!("{}/24", m.addr);
