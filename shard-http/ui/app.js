@@ -271,7 +271,37 @@ let shownFiles = [];
 const ROWS_AT_ONCE = 100;
 let filesObserver = null;
 
+// "Am I protected?" at a glance, from the listing: how many files, how many machine losses
+// the most exposed one survives (its acknowledged shares beyond k), and what is not known or
+// at risk now.
+function renderProtection(files) {
+  const p = $("protection");
+  const stored = files.filter((f) => f.health && f.health.state);
+  p.hidden = stored.length === 0;
+  if (p.hidden) return;
+  const count = (state) => stored.filter((f) => f.health.state === state).length;
+  const spares = stored.map((f) => f.health.spare).filter((s) => typeof s === "number");
+  const worst = spares.length ? Math.min(...spares) : null;
+  const files_ = `${stored.length} file${stored.length === 1 ? "" : "s"}`;
+  const [lost, degraded, unknown] = [count("lost"), count("degraded"), count("unknown")];
+  let text;
+  if (lost > 0) {
+    text = `At risk: ${lost} of ${files_} cannot be restored now (too few shares reachable). See Health.`;
+  } else if (worst !== null && worst < 1) {
+    text = `At risk: ${files_} stored, but the most exposed one survives no further machine loss. Repair it on the Health page.`;
+  } else {
+    const survives = worst === null ? "" :
+      `; every file survives the loss of any ${worst} machine${worst === 1 ? "" : "s"}`;
+    text = `Protected: ${files_}${survives}.`;
+    if (degraded > 0) text += ` ${degraded} with fewer shares than asked: Health repairs them.`;
+    if (unknown > 0) text += ` ${unknown} with shares on machines offline now: not known until they are back.`;
+  }
+  p.textContent = text;
+  p.className = `protection${lost > 0 || (worst !== null && worst < 1) ? " at-risk" : unknown > 0 ? " unknown" : ""}`;
+}
+
 function renderFiles(listing) {
+  renderProtection(listing.files);
   shownFiles = listing.files;
   $("files").querySelector("tbody").replaceChildren();
   $("files-empty").hidden = listing.files.length > 0;

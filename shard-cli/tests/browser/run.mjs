@@ -92,6 +92,22 @@ try {
   const name = basename(upload);
   await page.setInputFiles("#pick", upload);
   await page.waitForSelector(`#files tbody tr:has-text("${name}")`, { timeout: 30000 });
+  const protectedText = await page.textContent("#protection");
+  if (!protectedText.includes("Protected: 1 file; every file survives the loss of any 1 machine."))
+    fail(`the files page does not say how protected the files are: ${protectedText}`);
+  // The header at a laptop's width: the tagline on one line, not squeezed beside the links —
+  // also where a narrower font (as on many laptops) lets the links fit beside it.
+  const taglineLines = () => page.$eval(".tagline", (t) => {
+    const range = document.createRange();
+    range.selectNodeContents(t);
+    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+  });
+  if ((await taglineLines()) > 1) fail(`the tagline takes ${await taglineLines()} lines at 1100 px`);
+  // (Set through the CSSOM: the page's CSP rightly refuses a style tag.)
+  await page.$eval("nav", (n) => { n.style.fontSize = "11px"; n.style.gap = "0.3rem"; });
+  const squeezed = await taglineLines();
+  await page.$eval("nav", (n) => { n.style.fontSize = ""; n.style.gap = ""; });
+  if (squeezed > 1) fail(`with a narrower font in the links the tagline takes ${squeezed} lines`);
   await shot("files");
 
   step("picture");
@@ -120,6 +136,12 @@ try {
   step("download");
   await page.click('nav a[data-page="files-page"]');
   await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
+  // A holder is off: the listing says so, as check would, and the summary with it.
+  const badge = await page.textContent(`#files tbody tr:has-text("${name}") .badge`);
+  if (badge !== "unknown") fail(`with a holder off the file shows ${badge}, not unknown`);
+  const offlineText = await page.textContent("#protection");
+  if (!offlineText.includes("1 with shares on machines offline now"))
+    fail(`the summary does not say a holder is off: ${offlineText}`);
   const [download] = await Promise.all([
     page.waitForEvent("download"),
     page.click(`#files tbody tr:has-text("${name}") button:has-text("Download")`),
