@@ -45,11 +45,11 @@ mod stream;
 
 pub use buffers::BufferPool;
 pub use catalog::{
-    Account, AccountId, AckedShare, Catalog, Encoding, FileEntry, FileId, FileKind, FileMeta,
-    FileStamp, KeptHead, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord, Relocated,
-    SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile, SnapshotImport,
-    SnapshotItem, SnapshotReader, SnapshotShare, StampedEntry, StoredBlob, VaultCatalog,
-    VaultSnapshot, VaultState, unix_now_ms,
+    Account, AccountId, AckedShare, BackupKind, BackupRecord, Catalog, Encoding, FileEntry, FileId,
+    FileKind, FileMeta, FileStamp, KeptHead, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord,
+    Relocated, SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile,
+    SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare, StampedEntry, StoredBlob,
+    VaultCatalog, VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

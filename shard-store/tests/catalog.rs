@@ -578,6 +578,7 @@ fn a_version_one_catalog_is_migrated() {
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
          ALTER TABLE accounts DROP COLUMN admin; DROP TABLE blobs; DROP TABLE packs;
          ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
+         DROP TABLE backup_records;
          UPDATE schema_version SET version = 1;",
     )
     .unwrap();
@@ -634,7 +635,7 @@ fn a_version_seven_catalogs_blobs_survive_the_migration() {
              ALTER TABLE old_blobs RENAME TO blobs;
              CREATE INDEX blobs_by_pack ON blobs(account, pack);
              ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
-             ALTER TABLE vault_state DROP COLUMN told;
+             ALTER TABLE vault_state DROP COLUMN told; DROP TABLE backup_records;
              UPDATE schema_version SET version = 7;",
         )
         .unwrap();
@@ -798,10 +799,12 @@ fn streamed(vault: &shard_store::VaultCatalog<'_>) -> shard_store::VaultSnapshot
 fn read_in_pieces(bytes: &[u8], piece: usize) -> shard_store::VaultSnapshot {
     let mut files = Vec::new();
     let mut shares = Vec::new();
+    let mut backups = Vec::new();
     let mut each = |item| {
         match item {
             shard_store::SnapshotItem::File(f) => files.push(f),
             shard_store::SnapshotItem::Share(s) => shares.push(s),
+            shard_store::SnapshotItem::Backup(b) => backups.push(b),
         }
         Ok(())
     };
@@ -815,6 +818,7 @@ fn read_in_pieces(bytes: &[u8], piece: usize) -> shard_store::VaultSnapshot {
         account,
         files,
         shares,
+        backups,
     }
 }
 
@@ -944,6 +948,7 @@ fn an_import_keeps_version_numbers_and_times() {
         account: "alice".into(),
         files: vec![file(2, 1_600_000_000), file(5, 1_700_000_000)],
         shares: Vec::new(),
+        backups: Vec::new(),
     };
     vault.import(&snapshot).unwrap();
     let versions: Vec<_> = vault
@@ -977,7 +982,7 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
     let (acct, keys) = account(&catalog, "alice");
     let vault = catalog.vault(acct, &keys);
     let mut bytes = exported(&vault);
-    assert_eq!(bytes.first(), Some(&5), "the version leads the snapshot");
+    assert_eq!(bytes.first(), Some(&6), "the version leads the snapshot");
     shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
     for earlier in [1, 2] {
         bytes[0] = earlier;
@@ -987,7 +992,10 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
             "{err}"
         );
     }
-    bytes[0] = 6;
+    // Version 5 is version 6 without backup records: still read.
+    bytes[0] = 5;
+    shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
+    bytes[0] = 7;
     let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("unknown"), "{err}");
 }
@@ -1204,4 +1212,125 @@ fn a_files_stamp_comes_back_with_its_newest_visible_version_only() {
     assert_eq!((entry.version, got), (2, None));
     // The listing reads stamped and unstamped metadata alike.
     assert_eq!(vault.versions(b"notes.txt").unwrap().len(), 2);
+}
+
+/// Backup jobs and snapshots: kept sealed, listed by job and number, read back whole, carried
+/// by the catalog snapshot into another account (what `recover` does), and a row moved to
+/// another job's place by whoever can write the file is refused, not read as the other's.
+#[test]
+fn backup_records_are_sealed_listed_and_travel_in_the_catalog_snapshot() {
+    use shard_store::{BackupKind, BackupRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let rec = |kind, job: &str, no, head: &[u8], body: &[u8]| BackupRecord {
+        kind,
+        job: job.into(),
+        no,
+        head: head.to_vec(),
+        body: body.to_vec(),
+    };
+    vault
+        .put_backup(&rec(BackupKind::Job, "papers", 0, b"rules", b""))
+        .unwrap();
+    vault
+        .put_backup(&rec(BackupKind::Job, "photos", 0, b"other rules", b""))
+        .unwrap();
+    for no in [2, 1, 3] {
+        vault
+            .put_backup(&rec(
+                BackupKind::Snapshot,
+                "papers",
+                no,
+                format!("summary {no}").as_bytes(),
+                format!("names {no}").as_bytes(),
+            ))
+            .unwrap();
+    }
+    let jobs = vault.backup_heads(BackupKind::Job, None).unwrap();
+    let names: Vec<(&str, &[u8])> = jobs
+        .iter()
+        .map(|j| (j.job.as_str(), j.head.as_slice()))
+        .collect();
+    assert_eq!(
+        names,
+        [("papers", &b"rules"[..]), ("photos", &b"other rules"[..])]
+    );
+    let snaps = vault
+        .backup_heads(BackupKind::Snapshot, Some("papers"))
+        .unwrap();
+    let nos: Vec<u32> = snaps.iter().map(|s| s.no).collect();
+    assert_eq!(nos, [1, 2, 3]);
+    assert!(snaps.iter().all(|s| s.body.is_empty()), "heads only");
+    assert_eq!(
+        vault
+            .backup_body(BackupKind::Snapshot, "papers", 2)
+            .unwrap()
+            .as_deref(),
+        Some(&b"names 2"[..])
+    );
+    assert_eq!(
+        vault
+            .backup_heads(BackupKind::Snapshot, Some("photos"))
+            .unwrap(),
+        []
+    );
+    // Replacing a job's record keeps one.
+    vault
+        .put_backup(&rec(BackupKind::Job, "papers", 0, b"new rules", b""))
+        .unwrap();
+    assert_eq!(vault.backup_heads(BackupKind::Job, None).unwrap().len(), 2);
+
+    // Through a catalog snapshot into another account.
+    let snapshot = shard_store::VaultSnapshot::from_bytes(&exported(&vault)).unwrap();
+    assert_eq!(snapshot.backups.len(), 5);
+    let (acct2, keys2) = account(&catalog, "alice-again");
+    let vault2 = catalog.vault(acct2, &keys2);
+    vault2.import(&snapshot).unwrap();
+    let back = vault2.backup_heads(BackupKind::Job, None).unwrap();
+    assert_eq!(back[0].head, b"new rules");
+    assert_eq!(
+        vault2
+            .backup_body(BackupKind::Snapshot, "papers", 3)
+            .unwrap()
+            .as_deref(),
+        Some(&b"names 3"[..])
+    );
+
+    // Forgetting snapshots 1 and 2.
+    assert_eq!(
+        vault
+            .remove_backups(BackupKind::Snapshot, "papers", Some(&[1, 2]))
+            .unwrap(),
+        2
+    );
+    let nos: Vec<u32> = vault
+        .backup_heads(BackupKind::Snapshot, Some("papers"))
+        .unwrap()
+        .iter()
+        .map(|s| s.no)
+        .collect();
+    assert_eq!(nos, [3]);
+
+    // A snapshot row renumbered in the file is refused: its seal binds its place.
+    rusqlite::Connection::open(dir.path().join("c.db"))
+        .unwrap()
+        .execute(
+            "UPDATE backup_records SET no = 7 WHERE account = ?1 AND kind = 1",
+            [acct.0],
+        )
+        .unwrap();
+    let err = vault
+        .backup_heads(BackupKind::Snapshot, Some("papers"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Crypto(_)), "{err:?}");
+    // Another account's keys open nothing of it.
+    assert!(
+        catalog
+            .vault(acct2, &keys2)
+            .backup_body(BackupKind::Snapshot, "papers", 7)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -19,9 +19,9 @@ use shard_proto::{NodeId, ShareId};
 
 pub use schema::SCHEMA_VERSION;
 pub use vault::{
-    AckedShare, Encoding, FileEntry, FileId, FileKind, FileMeta, FileStamp, LiveBlob, NewFile,
-    PackUsage, PackedBlob, Relocated, ShareRecord, ShareState, StampedEntry, StoredBlob,
-    VaultCatalog,
+    AckedShare, BackupKind, BackupRecord, Encoding, FileEntry, FileId, FileKind, FileMeta,
+    FileStamp, LiveBlob, NewFile, PackUsage, PackedBlob, Relocated, ShareRecord, ShareState,
+    StampedEntry, StoredBlob, VaultCatalog,
 };
 pub use vault::{
     KeptHead, SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader,

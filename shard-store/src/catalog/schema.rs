@@ -84,13 +84,22 @@
 //!     a newer head. told: the peers that took this head (32-byte ids), NULL when not known.
 //! vault_state.told                       the same for the newest head
 //! ```
+//!
+//! Version 10 (backups that run themselves; added tables only, so any catalog is migrated):
+//! ```text
+//! backup_records(account, kind, key, no, head, body, PRIMARY KEY(account, kind, key, no))
+//!     kind 0: a backup job (no = 0); kind 1: one of a job's snapshots, number `no`.
+//!     key: the name index key of the job's name. head and body: sealed with the catalog key
+//!     (a job: its name and rules / nothing; a snapshot: its job, time and counts / the
+//!     names and versions it holds), bound to the row's place.
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -230,6 +239,15 @@ const MIGRATIONS: &[&str] = &[
          told BLOB,
          PRIMARY KEY (account, seq)) WITHOUT ROWID;
      ALTER TABLE vault_state ADD COLUMN told BLOB;",
+    // 9 → 10: backup jobs and their snapshots.
+    "CREATE TABLE backup_records (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         kind INTEGER NOT NULL,
+         key BLOB NOT NULL,
+         no INTEGER NOT NULL,
+         head BLOB NOT NULL,
+         body BLOB NOT NULL,
+         PRIMARY KEY (account, kind, key, no)) WITHOUT ROWID;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk

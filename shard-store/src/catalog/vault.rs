@@ -12,9 +12,11 @@ use shard_proto::{BlobAt, ChunkId, ChunkRef, CompactManifest, Manifest, NodeId, 
 
 use super::{AccountId, Catalog, unix_now};
 
+mod backup;
 mod compact;
 mod snapshot;
 use crate::{Error, Result};
+pub use backup::{BackupKind, BackupRecord};
 pub use compact::{LiveBlob, PackUsage, Relocated};
 pub use snapshot::{
     SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare,

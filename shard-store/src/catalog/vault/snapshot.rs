@@ -1,21 +1,22 @@
 //! Catalog snapshots: the whole vault as one stream of records, written straight from the
 //! catalog and read back into an empty account, never held whole in memory.
 //!
-//! A snapshot of version 5 (what this build writes) is postcard:
+//! A snapshot of version 6 (what this build writes) is postcard:
 //! ```text
-//! header    version 5, account name
+//! header    version 6, account name
 //! records   Pack    a pack's id, coding and share ids, before the first file that uses it
 //!           Share   an acknowledged share: its id, chunk or pack, index, coding, holder
 //!           File    a file version: metadata, version, time stored, chunk list whose blobs
 //!                   name their pack and leave its share ids to the pack's record
+//!           Backup  a backup job or one of its snapshots (after the files)
 //!           End     nothing follows
 //! ```
 //! The writer ([`VaultCatalog::export_to`]) reads the catalog a page at a time and hands the
 //! bytes on as it goes; the reader ([`SnapshotReader`]) takes them in pieces of any size and
 //! hands out each share and file as soon as its record is complete. So a vault of 10⁶ files
 //! costs its writer and its reader a page and a record, not the hundreds of MiB the snapshot
-//! is. Versions 3 and 4 (one postcard structure, written by earlier builds of this format) are
-//! still read, whole.
+//! is. Version 5 is version 6 without backup records; versions 3 and 4 (one postcard
+//! structure, written by earlier builds of this format) are still read, whole.
 
 use std::collections::HashMap;
 
@@ -24,15 +25,17 @@ use serde::{Deserialize, Serialize};
 use shard_proto::{ChunkId, ChunkRef, Manifest, NodeId, PackId, PackRef, ShareId};
 use zeroize::Zeroizing;
 
+use super::backup::BackupRecord;
 use super::{
     AckedShare, FILE_VISIBLE, FileMeta, PAGE, PackShares, VaultCatalog, enc_key, id32, insert_blob,
 };
 use crate::{Error, Result};
 
-/// The catalog snapshot format this build writes: 5, a stream of records (see the module
-/// documentation). It reads 5, 4 and 3 (4 and 3 whole); versions 1 and 2 came from earlier,
-/// unreleased builds and are refused by name.
-pub const SNAPSHOT_VERSION: u8 = 5;
+/// The catalog snapshot format this build writes: 6, a stream of records (see the module
+/// documentation). It reads 6 to 3 (4 and 3 whole); versions 1 and 2 came from earlier,
+/// unreleased builds and are refused by name. (A build that reads at most 5 refuses a
+/// snapshot of 6 by its version, rather than lose the backup jobs in it.)
+pub const SNAPSHOT_VERSION: u8 = 6;
 
 /// The longest record written or read: SQLite's longest value (10⁹ bytes by default), so any
 /// chunk list the catalog can hold fits in a record; a stream whose record would be longer is
@@ -104,15 +107,19 @@ pub enum SnapshotItem {
     Share(SnapshotShare),
     /// A visible file version, its chunk list whole (every share id listed).
     File(SnapshotFile),
+    /// A backup job or snapshot.
+    Backup(BackupRecord),
 }
 
-/// A record of a version-5 snapshot.
+/// A record of a version-5 or 6 snapshot (variants are only ever added at the end: postcard
+/// numbers them by place).
 #[derive(Serialize, Deserialize)]
 enum Record {
     Pack(PackRef),
     Share(SnapshotShare),
     File(SnapshotFile),
     End,
+    Backup(BackupRecord),
 }
 
 /// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
@@ -130,6 +137,8 @@ pub struct VaultSnapshot {
     pub files: Vec<SnapshotFile>,
     /// Every acknowledged share of those files' chunks.
     pub shares: Vec<SnapshotShare>,
+    /// Backup jobs and their snapshots.
+    pub backups: Vec<BackupRecord>,
 }
 
 /// A snapshot's bytes in version 3: whole manifests.
@@ -156,11 +165,13 @@ impl VaultSnapshot {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut files = Vec::new();
         let mut shares = Vec::new();
+        let mut backups = Vec::new();
         let mut reader = SnapshotReader::new();
         let mut each = |item| {
             match item {
                 SnapshotItem::File(f) => files.push(f),
                 SnapshotItem::Share(s) => shares.push(s),
+                SnapshotItem::Backup(b) => backups.push(b),
             }
             Ok(())
         };
@@ -171,6 +182,7 @@ impl VaultSnapshot {
             account,
             files,
             shares,
+            backups,
         })
     }
 
@@ -189,6 +201,9 @@ impl VaultSnapshot {
         }
         for f in &self.files {
             writer.file(f.clone())?;
+        }
+        for b in &self.backups {
+            writer.write(&Record::Backup(b.clone()))?;
         }
         writer.end()?;
         Ok(out)
@@ -404,6 +419,7 @@ impl SnapshotReader {
                             validate_file(&file)?;
                             each(SnapshotItem::File(file))?;
                         }
+                        Record::Backup(record) => each(SnapshotItem::Backup(record))?,
                         Record::End => {
                             if self.at != self.buf.len() {
                                 return Err(Error::InvalidParameters(
@@ -546,11 +562,17 @@ impl VaultCatalog<'_> {
             shares.push(share);
             Ok(())
         })?;
+        let mut backups = Vec::new();
+        self.for_each_backup(|b| {
+            backups.push(b);
+            Ok(())
+        })?;
         Ok(VaultSnapshot {
             version: SNAPSHOT_VERSION,
             account: account_name.to_string(),
             files,
             shares,
+            backups,
         })
     }
 
@@ -575,6 +597,7 @@ impl VaultCatalog<'_> {
                 stored_at: entry.stored_at,
             })
         })?;
+        self.for_each_backup(|b| writer.write(&Record::Backup(b)))?;
         writer.end()
     }
 
@@ -633,6 +656,9 @@ impl VaultCatalog<'_> {
         }
         for f in &snapshot.files {
             import.add(SnapshotItem::File(f.clone()))?;
+        }
+        for b in &snapshot.backups {
+            import.add(SnapshotItem::Backup(b.clone()))?;
         }
         import.finish()?;
         Ok(())
@@ -740,6 +766,7 @@ impl SnapshotImport<'_, '_> {
                     self.flush_files()?;
                 }
             }
+            SnapshotItem::Backup(b) => self.vault.put_backup(&b)?,
         }
         Ok(())
     }
