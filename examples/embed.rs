@@ -84,6 +84,7 @@ async fn main() -> Result<()> {
         GetRequest {
             name: b"letter.txt".to_vec(),
             version: None,
+            at: None,
             out: restored.clone(),
             force: false,
             keep_special_bits: false,

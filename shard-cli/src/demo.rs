@@ -177,6 +177,7 @@ async fn demo(root: &Path) -> Result<()> {
             GetRequest {
                 name: b"family-papers.txt".to_vec(),
                 version: None,
+                at: None,
                 out: restored.clone(),
                 force: false,
                 keep_special_bits: false,

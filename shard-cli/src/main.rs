@@ -8,6 +8,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 mod accounts;
+mod backup;
 mod demo;
 mod health;
 mod network;
@@ -186,7 +187,9 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Restore a file or folder (NAME or NAME@VERSION).
+    /// Restore a file or folder: NAME, NAME@VERSION, or of a backup job NAME@N (snapshot N),
+    /// NAME@2026-11-30 (that day's newest snapshot), NAME@N/sub/path (one file or folder of
+    /// it); a job's NAME alone is its newest snapshot.
     Get {
         /// What to restore.
         name: String,
@@ -250,8 +253,31 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// This node: name, id, addresses, peers online.
+    /// This node: name, id, addresses, peers online, relays; exit code 1 when a backup job
+    /// failed its last run or has not succeeded for twice its period, or its account is locked.
     Status,
+    /// Backups that run themselves: a folder stored again on a schedule as a new snapshot.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// A backup job's snapshots: number, time, files, size, what changed since the one before.
+    Snapshots {
+        /// The job.
+        name: String,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Paths added, removed and changed between two snapshots: NAME@A NAME@B (numbers or days
+    /// like 2026-11-30).
+    Diff {
+        /// The older snapshot, NAME@A.
+        from: String,
+        /// The newer snapshot, NAME@B.
+        to: String,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Print the web UI's address (with a one-time setup link while the node has no account).
     UiLink,
     /// Print a one-time pairing code (valid 10 minutes, single use).
@@ -274,6 +300,61 @@ enum Command {
     /// Five nodes on 127.0.0.1: store a sample 3-of-5, stop two, restore it; then keep running.
     /// With --home DIR the nodes' homes are kept there; otherwise they are temporary.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Make a job: back up PATH every period, keeping snapshots by the keep rules.
+    Add {
+        /// The folder.
+        path: PathBuf,
+        /// The job's name, and its snapshots' name in the vault [default: the folder's name].
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// How often: 30m, 6h, 1d … [default: 1d].
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
+        /// Which snapshots to keep, restic's words: last=10,daily=7,weekly=4,monthly=12
+        /// [default: that].
+        #[arg(long, value_name = "RULES")]
+        keep: Option<String>,
+        /// Leave out what matches (gitignore syntax; repeatable). A `.shardignore` file at the
+        /// top of the folder adds more.
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Shares per chunk and how many restore it, e.g. 3/5 [default: from the nodes online].
+        #[arg(long, value_name = "K/N", value_parser = shares_arg)]
+        shares: Option<String>,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// The jobs: folder, period, last run (time, outcome, files, bytes sent), next run,
+    /// snapshots kept.
+    Ls {
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Run a job now, with progress. Exit code 1 when it failed or was partial.
+    Run {
+        /// The job.
+        name: String,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Stop a job. Its snapshots stay (restorable as NAME@N) unless --forget-snapshots.
+    Rm {
+        /// The job.
+        name: String,
+        /// Forget its snapshots too and remove the stored tree.
+        #[arg(long)]
+        forget_snapshots: bool,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -534,7 +615,11 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
-        Command::Status => network::status(&home, json),
+        Command::Status => match network::status(&home, json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Invite { valid_for } => network::invite(&home, json, valid_for),
         Command::Join { code } => network::join(&home, json, code),
         Command::UiLink => network::ui_link(&home, json),
@@ -546,6 +631,42 @@ fn main() -> ExitCode {
             action: Some(PeersAction::Rm { id, now }),
         } => health::peers_rm(&home, json, &id, now),
         Command::Demo => demo::run(cli_home),
+        Command::Backup(BackupCommand::Add {
+            path,
+            name,
+            every,
+            keep,
+            exclude,
+            shares,
+            user,
+        }) => backup::add(
+            &home,
+            json,
+            backup::NewJob {
+                path,
+                name,
+                every,
+                keep,
+                exclude,
+                shares,
+            },
+            user.as_deref(),
+        ),
+        Command::Backup(BackupCommand::Ls { user }) => backup::ls(&home, json, user.as_deref()),
+        Command::Backup(BackupCommand::Run { name, user }) => {
+            match backup::run(&home, json, &name, user.as_deref()) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Backup(BackupCommand::Rm {
+            name,
+            forget_snapshots,
+            user,
+        }) => backup::rm(&home, json, &name, forget_snapshots, user.as_deref()),
+        Command::Snapshots { name, user } => backup::snapshots(&home, json, &name, user.as_deref()),
+        Command::Diff { from, to, user } => backup::diff(&home, json, &from, &to, user.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

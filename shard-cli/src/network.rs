@@ -175,6 +175,7 @@ pub fn init(home: &Home, json: bool, options: InitOptions) -> Result<()> {
         health: shard_node::home::HealthConfig::default(),
         web: shard_node::home::WebConfig::default(),
         net,
+        backup: shard_node::home::BackupConfig::default(),
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());
@@ -299,7 +300,8 @@ pub fn serve(home: &Home, options: ServeOptions) -> Result<()> {
     })
 }
 
-pub fn status(home: &Home, json: bool) -> Result<()> {
+/// `shard status`; `false` when backups need attention (exit code 1).
+pub fn status(home: &Home, json: bool) -> Result<bool> {
     let status = ApiClient::for_home(home)?.status()?;
     if json {
         print_json(&status)?;
@@ -321,8 +323,17 @@ pub fn status(home: &Home, json: bool) -> Result<()> {
                 println!("directly reachable: {}", reachability(wan));
             }
         }
+        for alert in &status.backups {
+            match &alert.job {
+                Some(job) => println!(
+                    "backup {job} ({}) needs attention: {}",
+                    alert.user, alert.reason
+                ),
+                None => println!("backups wait: {}", alert.reason),
+            }
+        }
     }
-    Ok(())
+    Ok(status.backups.is_empty())
 }
 
 /// Whether `ip` could be reached from the internet as it is: not private, shared (CGNAT),

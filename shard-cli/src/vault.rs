@@ -137,7 +137,7 @@ fn path_field(paths: &[PathBuf]) -> PutBody {
     }
 }
 
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub fn absolute(path: &Path) -> Result<PathBuf> {
     if path.is_absolute() {
         Ok(path.to_path_buf())
     } else {
@@ -223,15 +223,13 @@ pub fn get(
     user: Option<&str>,
 ) -> Result<()> {
     let client = ApiClient::for_home(home)?;
-    let (name, version) = match spec.rsplit_once('@') {
-        Some((n, v)) if !n.is_empty() && v.parse::<u32>().is_ok() => (n, v.parse::<u32>().ok()),
-        _ => (spec, None),
-    };
+    let (name, at) = crate::backup::split_at(spec);
+    let name = name.as_str();
     let default_out = Path::new(name.rsplit('/').next().unwrap_or(name)).to_path_buf();
     let out = absolute(how.out.unwrap_or(&default_out))?;
     let body = GetBody {
         name: Some(name.to_string()),
-        version,
+        at,
         out: out.to_string_lossy().into_owned(),
         force: how.force,
         keep_special_bits: how.keep_special_bits,

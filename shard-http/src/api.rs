@@ -50,10 +50,11 @@ use tokio::net::TcpListener;
 use shard_node::node::Node;
 
 use crate::types::{
-    AccountRemoved, AccountRmBody, Accounts, AddPeer, GetBody, HealthBody, Invitation, InviteBody,
-    JobStarted, JoinBody, Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus, PeerAdded,
-    PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, UiLink,
-    UserBody,
+    AccountRemoved, AccountRmBody, Accounts, AddPeer, BackupAddBody, BackupJobs, BackupNameBody,
+    BackupRmBody, DiffQuery, GetBody, HealthBody, Invitation, InviteBody, JobStarted, JoinBody,
+    Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus, PeerAdded, PeerRemoval,
+    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, Snapshots, SnapshotsQuery,
+    UiLink, UserBody, UserQuery,
 };
 use shard_node::Error;
 
@@ -298,6 +299,12 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/check", post(check))
         .route("/v1/repair", post(repair))
         .route("/v1/prune", post(prune))
+        .route("/v1/backup/add", post(backup_add))
+        .route("/v1/backup/ls", get(backup_ls))
+        .route("/v1/backup/run", post(backup_run))
+        .route("/v1/backup/rm", post(backup_rm))
+        .route("/v1/snapshots", get(snapshots))
+        .route("/v1/diff", get(diff))
         .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
@@ -360,8 +367,16 @@ async fn ui_link(State(state): State<ApiState>) -> Result<Json<UiLink>, ApiError
     Ok(Json(UiLink { url, setup }))
 }
 
-async fn status(State(state): State<ApiState>) -> Result<Json<NodeStatus>, ApiError> {
-    Ok(Json(state.node.status()?))
+async fn status(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    let mut status = state.node.status()?;
+    // A web session sees its own account's backups only (their names are its business).
+    if let Some(Extension(Acting(user))) = &acting {
+        status.backups.retain(|a| &a.user == user);
+    }
+    Ok(Json(status))
 }
 
 async fn peers(State(state): State<ApiState>) -> Json<Peers> {
@@ -574,6 +589,7 @@ async fn get_file(
     let request = shard_node::get::GetRequest {
         name: bytes_of(body.name, body.name_hex, "name")?,
         version: body.version,
+        at: body.at.clone(),
         out,
         force: body.force,
         keep_special_bits: body.keep_special_bits && !browser,
@@ -1020,6 +1036,7 @@ async fn download(
     let request = shard_node::get::GetRequest {
         name,
         version: q.version,
+        at: None,
         out: path.clone(),
         force: false,
         keep_special_bits: false,
@@ -1163,4 +1180,115 @@ async fn picture(
         )
     })??;
     Ok(Json(picture))
+}
+
+async fn backup_add(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<BackupAddBody>,
+) -> Result<Json<shard_node::backup::JobInfo>, ApiError> {
+    let browser = acting_is_session(&acting);
+    let user = acting_user(acting, body.user.clone())?;
+    let path = std::path::PathBuf::from(&body.path);
+    if !path.is_absolute() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the folder must be given as an absolute path",
+            "the CLI makes a relative path absolute; over the API give it whole",
+        ));
+    }
+    // A browser session backs up only folders the administrator opened to it.
+    let path = if browser {
+        confine(&state.node, &path, Reach::Read)?
+    } else {
+        path
+    };
+    let new = shard_node::backup::NewJob {
+        path,
+        name: body.name,
+        every: body.every,
+        keep: body.keep,
+        exclude: body.exclude,
+        shares: body.shares.as_deref().map(parse_shares).transpose()?,
+    };
+    Ok(Json(state.node.backup_add(user.as_deref(), new).await?))
+}
+
+async fn backup_ls(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<BackupJobs>, ApiError> {
+    let user = acting_user(acting, q.user)?;
+    Ok(Json(BackupJobs {
+        jobs: state.node.backup_jobs(user.as_deref())?,
+    }))
+}
+
+async fn backup_run(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<BackupNameBody>,
+) -> Result<Json<JobStarted>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    // Known before the job starts: an unknown name is the request's error, not the job's.
+    if !state
+        .node
+        .backup_jobs(Some(&session.user))?
+        .iter()
+        .any(|j| j.name == body.name)
+    {
+        return Err(shard_node::Error::NoSuchJob(body.name).into());
+    }
+    let job = state.node.jobs().create_for("backup", Some(&session.user));
+    let (node, j) = (state.node.clone(), job.clone());
+    tokio::spawn(async move {
+        let result = node.backup_run(&session, &body.name, j.clone()).await;
+        finish(&j, result);
+    });
+    Ok(Json(JobStarted {
+        job: job.id,
+        bytes: None,
+    }))
+}
+
+async fn backup_rm(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<BackupRmBody>,
+) -> Result<Json<shard_node::backup::JobRemoval>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
+    Ok(Json(
+        state
+            .node
+            .backup_remove(user.as_deref(), &body.name, body.forget_snapshots)
+            .await?,
+    ))
+}
+
+async fn snapshots(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<SnapshotsQuery>,
+) -> Result<Json<Snapshots>, ApiError> {
+    let user = acting_user(acting, q.user)?;
+    Ok(Json(Snapshots {
+        snapshots: state.node.snapshots(user.as_deref(), &q.name)?,
+        job: q.name,
+    }))
+}
+
+async fn diff(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<DiffQuery>,
+) -> Result<Json<shard_node::backup::TreeDiff>, ApiError> {
+    let user = acting_user(acting, q.user)?;
+    Ok(Json(state.node.backup_diff(
+        user.as_deref(),
+        &q.name,
+        &q.from,
+        &q.to,
+    )?))
 }

@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use shard_node::home::Home;
 
 use crate::types::{
-    AccountRemoved, AccountRmBody, Accounts, AddPeer, Failure, GetBody, HealthBody, Invitation,
-    InviteBody, JobStarted, JobStatus, JoinBody, Joined, Listing, LoggedIn, LoggedOut, LoginBody,
-    NodeStatus, PeerAdded, PeerRemoval, PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody,
-    Recovery, Removal, RmBody, UiLink, UserBody,
+    AccountRemoved, AccountRmBody, Accounts, AddPeer, BackupAddBody, BackupJobs, BackupNameBody,
+    BackupRmBody, Failure, GetBody, HealthBody, Invitation, InviteBody, JobStarted, JobStatus,
+    JoinBody, Joined, Listing, LoggedIn, LoggedOut, LoginBody, NodeStatus, PeerAdded, PeerRemoval,
+    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, Recovery, Removal, RmBody,
+    Snapshots, UiLink, UserBody,
 };
 
 /// Largest answer read from the node (a check of 10⁵ files is tens of MiB).
@@ -325,5 +326,50 @@ impl Client {
     /// The web UI's address (with a setup token while the node has no account).
     pub fn ui_link(&self) -> Result<UiLink> {
         self.post("/v1/ui-link", &serde_json::json!({}))
+    }
+
+    /// Makes a backup job.
+    pub fn backup_add(&self, body: &BackupAddBody) -> Result<shard_node::backup::JobInfo> {
+        self.post("/v1/backup/add", body)
+    }
+
+    /// The backup jobs.
+    pub fn backup_ls(&self, user: Option<&str>) -> Result<BackupJobs> {
+        let query: Vec<(&str, &str)> = user.map(|u| ("user", u)).into_iter().collect();
+        self.get("/v1/backup/ls", &query)
+    }
+
+    /// Starts a run of a backup job.
+    pub fn backup_run(&self, body: &BackupNameBody) -> Result<JobStarted> {
+        self.post("/v1/backup/run", body)
+    }
+
+    /// Removes a backup job.
+    pub fn backup_rm(&self, body: &BackupRmBody) -> Result<shard_node::backup::JobRemoval> {
+        self.post("/v1/backup/rm", body)
+    }
+
+    /// A job's snapshots.
+    pub fn snapshots(&self, name: &str, user: Option<&str>) -> Result<Snapshots> {
+        let mut query = vec![("name", name)];
+        if let Some(u) = user {
+            query.push(("user", u));
+        }
+        self.get("/v1/snapshots", &query)
+    }
+
+    /// What changed between two snapshots of a job.
+    pub fn diff(
+        &self,
+        name: &str,
+        from: &str,
+        to: &str,
+        user: Option<&str>,
+    ) -> Result<shard_node::backup::TreeDiff> {
+        let mut query = vec![("name", name), ("from", from), ("to", to)];
+        if let Some(u) = user {
+            query.push(("user", u));
+        }
+        self.get("/v1/diff", &query)
     }
 }

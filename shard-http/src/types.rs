@@ -154,6 +154,10 @@ pub struct GetBody {
     pub name_hex: Option<String>,
     /// The version (default: the newest).
     pub version: Option<u32>,
+    /// What followed `@` in `NAME@…`: a version, or under a backup job's name a snapshot's
+    /// number or a day (`2026-11-30`).
+    #[serde(default)]
+    pub at: Option<String>,
     /// Where to restore it on the node.
     pub out: String,
     /// Restore setuid, setgid and sticky bits too (the CLI's `--keep-special-bits`; never for
@@ -267,4 +271,90 @@ pub struct AccountRemoved {
     pub removed: String,
     /// File versions it had.
     pub file_versions_removed: u64,
+}
+
+/// `POST /v1/backup/add`'s body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupAddBody {
+    /// The folder, absolute.
+    pub path: String,
+    /// The job's name [default: the folder's].
+    pub name: Option<String>,
+    /// Its period (`30m`, `6h`, `1d`).
+    pub every: Option<String>,
+    /// Its keep rules (`last=10,daily=7`).
+    pub keep: Option<String>,
+    /// Exclusions in gitignore syntax.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `K/N`.
+    pub shares: Option<String>,
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/backup/run`'s body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupNameBody {
+    /// The job.
+    pub name: String,
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// `POST /v1/backup/rm`'s body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupRmBody {
+    /// The job.
+    pub name: String,
+    /// Forget its snapshots too, and remove the stored tree.
+    #[serde(default)]
+    pub forget_snapshots: bool,
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// A query naming only the account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserQuery {
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// `GET /v1/backup/ls`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupJobs {
+    /// The jobs, by name.
+    pub jobs: Vec<shard_node::backup::JobInfo>,
+}
+
+/// `GET /v1/snapshots`'s query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotsQuery {
+    /// The job.
+    pub name: String,
+    /// The account.
+    pub user: Option<String>,
+}
+
+/// `GET /v1/snapshots`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshots {
+    /// The job.
+    pub job: String,
+    /// Its snapshots, oldest first.
+    pub snapshots: Vec<shard_node::backup::SnapshotInfo>,
+}
+
+/// `GET /v1/diff`'s query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DiffQuery {
+    /// The job.
+    pub name: String,
+    /// The older snapshot (number or day).
+    pub from: String,
+    /// The newer.
+    pub to: String,
+    /// The account.
+    pub user: Option<String>,
 }

@@ -257,6 +257,43 @@ pub enum Error {
         /// The account.
         user: String,
     },
+    /// A backup job that cannot be made or changed as asked (the message says why).
+    #[error("{0}")]
+    BadJob(String),
+    /// No backup job or snapshots go by this name.
+    #[error("no backup job is named {0:?}")]
+    NoSuchJob(String),
+    /// A snapshot that does not exist (forgotten by retention, or never made).
+    #[error("{job}@{asked} is not a snapshot: {why} (snapshots kept: {kept})")]
+    NoSuchSnapshot {
+        /// The job.
+        job: String,
+        /// What was asked for (a number or a day).
+        asked: String,
+        /// Forgotten, or never made.
+        why: String,
+        /// The numbers kept.
+        kept: String,
+    },
+    /// A name held by a backup job, which only its runs change.
+    #[error("{name:?} belongs to backup job {job:?}: only its runs store or remove there")]
+    JobsName {
+        /// The name asked for.
+        name: String,
+        /// The job.
+        job: String,
+    },
+    /// A run of this job is under way already.
+    #[error("backup job {0:?} is running already")]
+    JobRunning(String),
+    /// A backup run that made no snapshot.
+    #[error("backup {job:?} failed: {reason}")]
+    BackupFailed {
+        /// The job.
+        job: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -345,6 +382,27 @@ impl Error {
             Error::InvalidName(_) => (
                 ErrorKind::BadInput,
                 "a stored name is a relative path: not empty, not starting with /, without empty, `.` or `..` parts",
+            ),
+            Error::BadJob(_) => (
+                ErrorKind::BadInput,
+                "`shard backup add --help` describes the job's options",
+            ),
+            Error::NoSuchJob(_) => (ErrorKind::NotFound, "`shard backup ls` lists the jobs"),
+            Error::NoSuchSnapshot { .. } => (
+                ErrorKind::NotFound,
+                "`shard snapshots NAME` lists the snapshots kept",
+            ),
+            Error::JobsName { .. } => (
+                ErrorKind::Conflict,
+                "run the job (`shard backup run NAME`), store under another name with --as, or remove the job with `shard backup rm NAME --forget-snapshots`",
+            ),
+            Error::JobRunning(_) => (
+                ErrorKind::Conflict,
+                "wait for it to end (`shard backup ls` shows its last run)",
+            ),
+            Error::BackupFailed { .. } => (
+                ErrorKind::Unavailable,
+                "fix the cause named above and run it again with `shard backup run NAME`; the snapshots before are intact",
             ),
             Error::UnknownPeer(_) => (
                 ErrorKind::NotFound,

@@ -250,6 +250,14 @@ pub async fn rm(
 ) -> Result<Removal> {
     let _writer = session.writer.lock().await;
     let vault = node.catalog().vault(session.account, &session.keys);
+    // A backup job's tree changes only by its runs and its retention: removing under it
+    // would leave snapshots naming versions that are gone.
+    if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
+        return Err(Error::JobsName {
+            name: lossy(name),
+            job,
+        });
+    }
     let versions = vault.versions(name)?;
     if versions.is_empty() {
         return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));

@@ -31,6 +31,7 @@ use shard_store::{
 
 use crate::swarm::{Asking, Holder};
 
+use crate::backup::job::Records;
 use crate::jobs::{Job, Progress};
 use crate::node::{Node, lock};
 use crate::report::GetReport;
@@ -965,8 +966,33 @@ fn name_hash(name: &[u8]) -> u64 {
 /// versions).
 fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resolved> {
     let vault = node.catalog().vault(session.account, &session.keys);
+    // Under a backup job's name, what is restored is one of its snapshots.
+    let mut version = request.version;
+    if let Some(job) = crate::backup::ops::holder_of(&vault, &request.name)? {
+        let asked = match (&request.at, request.version) {
+            (Some(at), _) => Some(at.clone()),
+            (None, Some(v)) => Some(v.to_string()),
+            (None, None) => Records(&vault)
+                .snapshots(&job)?
+                .iter()
+                .map(|s| s.no)
+                .max()
+                .map(|n| n.to_string()),
+        };
+        if let Some(asked) = asked {
+            return resolve_snapshot(node, session, &vault, &job, &asked, &request.name);
+        }
+    } else if let Some(at) = &request.at {
+        version = Some(at.parse::<u32>().map_err(|_| {
+            Error::Usage(format!(
+                "{}@{at}: after @ comes a version's number ({} is not a backup job's)",
+                lossy(&request.name),
+                lossy(crate::backup::ops::top_of(&request.name))
+            ))
+        })?);
+    }
     let versions = vault.versions(&request.name)?;
-    let chosen = match request.version {
+    let chosen = match version {
         Some(v) => versions
             .iter()
             .find(|e| e.version == v)
@@ -1005,6 +1031,58 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
         resolved
             .under
             .push((newest.id, newest.version, name_hash(&name)));
+    }
+    Ok(resolved)
+}
+
+/// What a restore of `name` out of snapshot `asked` of `job` restores: exactly the versions
+/// the snapshot names at `name` and under it.
+fn resolve_snapshot(
+    node: &Node,
+    session: &Session,
+    vault: &shard_store::VaultCatalog<'_>,
+    job: &str,
+    asked: &str,
+    name: &[u8],
+) -> Result<Resolved> {
+    let (no, tree) = node.snapshot_tree(session, job, asked)?;
+    let wanted: Vec<(&[u8], u32)> = tree.under(name).collect();
+    let Some(&(first, _)) = wanted.first() else {
+        return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
+            "{} is not in snapshot {job}@{no}",
+            lossy(name)
+        ))));
+    };
+    if first != name {
+        return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
+            "{} is not in snapshot {job}@{no}",
+            lossy(name)
+        ))));
+    }
+    let mut entries = Vec::with_capacity(wanted.len());
+    for page in wanted.chunks(4096) {
+        for found in vault.entries_at(page)? {
+            entries.push(found.ok_or(Error::Store(shard_store::Error::IndexDamaged(
+                "a version a backup snapshot names is missing from the catalog",
+            )))?);
+        }
+    }
+    let mut entries = entries.into_iter();
+    let Some(chosen) = entries.next() else {
+        return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));
+    };
+    let mut resolved = Resolved {
+        count: 1,
+        bytes: chosen.meta.size,
+        chosen,
+        under: Vec::new(),
+    };
+    for e in entries {
+        resolved.count += 1;
+        resolved.bytes += e.meta.size;
+        resolved
+            .under
+            .push((e.id, e.version, name_hash(&e.meta.name)));
     }
     Ok(resolved)
 }

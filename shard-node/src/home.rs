@@ -57,6 +57,19 @@ pub struct NodeConfig {
     /// Reaching peers beyond the LAN.
     #[serde(default)]
     pub net: NetConfig,
+    /// Backups that run themselves.
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+/// Backups that run themselves (see [`crate::backup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupConfig {
+    /// A command run (by `sh -c`) when a backup run fails or ends partial, with the job's
+    /// name, account and reason in `SHARD_JOB`, `SHARD_USER` and `SHARD_REASON`: mail or a
+    /// phone notification.
+    pub on_failure: Option<String>,
 }
 
 /// Reaching peers in other homes: iroh, through relays (see `shard_net::wan`).
@@ -358,6 +371,7 @@ impl NodeConfig {
             health: HealthConfig::default(),
             web: WebConfig::default(),
             net: NetConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }

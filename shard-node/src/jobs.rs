@@ -44,6 +44,8 @@ pub enum JobResult {
     Repair(RepairReport),
     /// A prune's report.
     Prune(PruneReport),
+    /// A backup run's report.
+    Backup(crate::backup::BackupRun),
 }
 
 macro_rules! job_result_from {
@@ -56,6 +58,12 @@ macro_rules! job_result_from {
     )*};
 }
 job_result_from!(PutReport => Put, GetReport => Get, CheckReport => Check, RepairReport => Repair, PruneReport => Prune);
+
+impl From<crate::backup::BackupRun> for JobResult {
+    fn from(run: crate::backup::BackupRun) -> Self {
+        JobResult::Backup(run)
+    }
+}
 
 /// Where a job stands, with its result or error once it ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,6 +30,7 @@
 //! node.get(None, GetRequest {
 //!     name: b"papers".to_vec(),
 //!     version: None,
+//!     at: None,
 //!     out: "/tmp/papers".into(),
 //!     force: false,
 //!     keep_special_bits: false,

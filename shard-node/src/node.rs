@@ -68,6 +68,10 @@ pub struct RunOptions {
     /// tick coarsely (a jiffy; 2 s on FAT), so a second write in the same tick would not show.
     /// 2 s; shorter in tests.
     pub racy_window: Duration,
+    /// The time backup jobs are scheduled and snapshots dated by (the system's; a test's).
+    pub clock: Arc<dyn crate::backup::Clock>,
+    /// How often the node looks for backup jobs that are due: 30 s.
+    pub backup_tick: Duration,
 }
 
 /// A wrapper put around the node's share store when it starts (a test's lying store); an
@@ -178,6 +182,8 @@ impl Default for RunOptions {
             relays: None,
             relay_ca: None,
             racy_window: Duration::from_secs(2),
+            clock: Arc::new(crate::backup::SystemClock),
+            backup_tick: Duration::from_secs(30),
         }
     }
 }
@@ -235,6 +241,10 @@ pub struct NodeStatus {
     /// How it reaches peers beyond the LAN; none when it runs without relays.
     #[serde(default)]
     pub wan: Option<WanReport>,
+    /// Backup jobs that need attention (failed, partial, overdue), and accounts whose jobs
+    /// cannot run because they are locked.
+    #[serde(default)]
+    pub backups: Vec<crate::backup::BackupAlert>,
 }
 
 /// The iroh endpoint's state, as `shard status` shows it.
@@ -332,6 +342,8 @@ pub struct Node {
     inbound_per_peer: Arc<PeerConnections>,
     /// The one-time token of the web UI's setup link, while the node has no account.
     setup: Mutex<Option<(String, Instant)>>,
+    /// The backup jobs running now (one run per job at a time).
+    pub(crate) backups_running: Mutex<std::collections::HashSet<(shard_store::AccountId, String)>>,
     /// Held while the node runs (see [`lock_home`]).
     _home_lock: std::fs::File,
 }
@@ -608,6 +620,7 @@ impl Node {
             snapshot_failures: Mutex::new(HashMap::new()),
             inbound_per_peer: Arc::default(),
             setup: Mutex::new(None),
+            backups_running: Mutex::default(),
             _home_lock: home_lock,
         });
         let mode = if custom_transport {
@@ -784,6 +797,7 @@ impl Node {
     pub fn status(&self) -> Result<NodeStatus> {
         // Asked before the peer table is locked: it lists the machine's interfaces.
         let wan_status = self.wan_status();
+        let backups = self.backup_alerts();
         let peers = lock(&self.peers);
         let over = |path: PathKind| {
             peers
@@ -810,6 +824,7 @@ impl Node {
                 .count(),
             usage: self.store().usage()?,
             wan,
+            backups,
         })
     }
 
@@ -1211,6 +1226,11 @@ impl Node {
     /// The scrub and repair settings.
     pub fn health_config(&self) -> crate::home::HealthConfig {
         lock(&self.config).health.clone()
+    }
+
+    /// The config's `[backup]` section.
+    pub fn backup_config(&self) -> crate::home::BackupConfig {
+        lock(&self.config).backup.clone()
     }
 
     /// Wakes the automatic repair now.

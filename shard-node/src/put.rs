@@ -30,6 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -345,6 +346,82 @@ pub(crate) struct Source {
     /// When the walk started, and how close to it a file's times must not be trusted.
     scan_start: std::time::SystemTime,
     racy_window: Duration,
+    /// Where the files that failed go instead of ending the put in [`Error::PartialPut`] (a
+    /// backup run, whose snapshot holds what could be read).
+    keep_failures: Option<Arc<std::sync::Mutex<Vec<FailedFile>>>>,
+}
+
+/// What a backup run's put did: its report, the files it could not store, and every name its
+/// walk met (in walk order).
+pub(crate) struct TreePut {
+    pub report: PutReport,
+    pub failed: Vec<FailedFile>,
+    pub names: Vec<Vec<u8>>,
+}
+
+/// The walk of a tree put, noting the name of every entry it hands on.
+struct Noted<I> {
+    walk: I,
+    names: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl<I: Iterator<Item = Found>> Iterator for Noted<I> {
+    type Item = Found;
+
+    fn next(&mut self) -> Option<Found> {
+        let found = self.walk.next()?;
+        if let Found::Entry(e) = &found {
+            crate::node::lock(&self.names).push(e.meta.name.clone());
+        }
+        Some(found)
+    }
+}
+
+/// Stores one folder for a backup run, leaving out what `exclusions` name: like a put, but
+/// files that cannot be read are returned, not an error, with the names the walk met. The
+/// caller holds the vault's writer lock.
+pub(crate) async fn run_tree(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    request: PutRequest,
+    exclusions: crate::backup::Exclusions,
+    job: Arc<Job>,
+) -> Result<TreePut> {
+    let scan_start = std::time::SystemTime::now();
+    let (req, ex) = (request.clone(), exclusions.clone());
+    let walk = tokio::task::spawn_blocking(move || {
+        Walk::new(&req.paths, req.name.as_deref()).map(|w| w.excluding(ex))
+    })
+    .await
+    .map_err(|e| Error::task(&e))??;
+    let counting = Counting::default();
+    let (req, count_job, stop) = (request.clone(), job.clone(), counting.0.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Ok(walk) = Walk::new(&req.paths, req.name.as_deref()) {
+            count_found(walk.excluding(exclusions), &count_job.progress, &stop);
+        }
+    });
+    let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let source = Source {
+        found: Box::new(Noted {
+            walk,
+            names: names.clone(),
+        }),
+        skip: true,
+        twice: HashSet::new(),
+        scan_start,
+        racy_window: node.options().racy_window,
+        keep_failures: Some(failures.clone()),
+    };
+    let report = store(node, session, source, &request, None, job).await?;
+    let failed = std::mem::take(&mut *crate::node::lock(&failures));
+    let names = std::mem::take(&mut *crate::node::lock(&names));
+    Ok(TreePut {
+        report,
+        failed,
+        names,
+    })
 }
 
 /// Walks the source and reads and cuts its files on this thread, a window at a time; ids and
@@ -392,6 +469,7 @@ fn encode_files(
         twice,
         scan_start,
         racy_window,
+        keep_failures: _,
     } = source;
     let twice = |name: &[u8]| {
         let top = name.split(|&b| b == b'/').next().unwrap_or_default();
@@ -883,6 +961,17 @@ pub async fn run(
     job: Arc<Job>,
 ) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
+    let names: Vec<Vec<u8>> = request
+        .paths
+        .iter()
+        .filter_map(|p| {
+            request
+                .name
+                .clone()
+                .or_else(|| p.file_name().map(|n| n.as_bytes().to_vec()))
+        })
+        .collect();
+    refuse_jobs_names(&node, &session, &names)?;
     let scan_start = std::time::SystemTime::now();
     let req = request.clone();
     let walk = tokio::task::spawn_blocking(move || Walk::new(&req.paths, req.name.as_deref()))
@@ -901,8 +990,24 @@ pub async fn run(
         twice: Walk::names_twice(&request.paths, request.name.as_deref()),
         scan_start,
         racy_window: node.options().racy_window,
+        keep_failures: None,
     };
     store(node, session.clone(), source, &request, None, job).await
+}
+
+/// A put under a backup job's name is refused: only the job's runs store there (its
+/// retention would remove what no snapshot names).
+fn refuse_jobs_names(node: &Node, session: &Session, names: &[Vec<u8>]) -> Result<()> {
+    let vault = node.catalog().vault(session.account, &session.keys);
+    for name in names {
+        if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
+            return Err(Error::JobsName {
+                name: String::from_utf8_lossy(name).into_owned(),
+                job,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Stops a put's counting walk when the put ends, however it ends.
@@ -925,6 +1030,15 @@ fn count_totals(
     let Ok(walk) = Walk::new(paths, as_name) else {
         return;
     };
+    count_found(walk, progress, stop);
+}
+
+/// Adds what `walk` meets to the progress totals, until `stop`.
+fn count_found(
+    walk: impl Iterator<Item = Found>,
+    progress: &Progress,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     for found in walk {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             return;
@@ -946,6 +1060,7 @@ pub async fn run_upload(
 ) -> Result<PutReport> {
     let _writer = session.writer.lock().await;
     check_name(&upload.name)?;
+    refuse_jobs_names(&node, &session, std::slice::from_ref(&upload.name))?;
     let now = std::time::SystemTime::now();
     let mtime = now
         .duration_since(std::time::UNIX_EPOCH)
@@ -980,6 +1095,7 @@ pub async fn run_upload(
         twice: HashSet::new(),
         scan_start: now,
         racy_window: node.options().racy_window,
+        keep_failures: None,
     };
     store(
         node,
@@ -1002,6 +1118,7 @@ async fn store(
     job: Arc<Job>,
 ) -> Result<PutReport> {
     let progress = &job.progress;
+    let keep_failures = source.keep_failures.clone();
     let nodes = Arc::new(Nodes::gather(&node, session.vault(), &HashSet::new()));
     let online = nodes.online();
     // The default comes from the nodes paired, not those online: a put while peers are away
@@ -1225,6 +1342,10 @@ async fn store(
         moved: false,
         full_nodes: names_of(&node, &nodes.full()),
     };
+    if let Some(kept) = keep_failures {
+        crate::node::lock(&kept).extend(failures);
+        return Ok(report);
+    }
     let failed = failures.len();
     if let Some(first) = failures.into_iter().next() {
         // Paths the walk could not read count with the entries it announced.

@@ -22,8 +22,12 @@ pub struct PutRequest {
 pub struct GetRequest {
     /// Name in the vault.
     pub name: Vec<u8>,
-    /// Version (default: the newest).
+    /// Version (default: the newest). Under a backup job's name: its snapshot's number.
     pub version: Option<u32>,
+    /// What came after `@` in `NAME@…`: a version's number, or under a backup job's name a
+    /// snapshot's number or a day (`2026-11-30`: that day's newest snapshot). Under a job's
+    /// name without either, the newest snapshot is restored.
+    pub at: Option<String>,
     /// Where to write it (a file, or a folder for a tree).
     pub out: PathBuf,
     /// Overwrite what exists.

@@ -162,6 +162,8 @@ struct Frame {
 pub(crate) struct Walk {
     roots: std::vec::IntoIter<(PathBuf, Vec<u8>, fs::Metadata)>,
     stack: Vec<Frame>,
+    /// What a backup job leaves out: never listed, so an excluded folder is not entered.
+    exclusions: Option<crate::backup::Exclusions>,
 }
 
 impl Walk {
@@ -200,7 +202,15 @@ impl Walk {
         Ok(Self {
             roots: roots.into_iter(),
             stack: Vec::new(),
+            exclusions: None,
         })
+    }
+
+    /// The same walk, leaving out what `exclusions` name (matched against the full paths,
+    /// which lie under the folder the exclusions were made for).
+    pub(crate) fn excluding(mut self, exclusions: crate::backup::Exclusions) -> Self {
+        self.exclusions = Some(exclusions);
+        self
     }
 
     /// Names given to more than one of the paths (`put a/x b/x`): every name under them may be
@@ -234,9 +244,20 @@ impl Walk {
             ));
         };
         if kind == FileKind::Dir {
+            let exclusions = self.exclusions.as_ref();
             let listed = fs::read_dir(&path).and_then(|dir| {
-                dir.map(|e| e.map(|e| e.path()))
-                    .collect::<std::io::Result<Vec<_>>>()
+                dir.filter_map(|e| match e {
+                    Err(e) => Some(Err(e)),
+                    Ok(e) => {
+                        let path = e.path();
+                        // The kind comes with the listing on most file systems: no stat.
+                        let left_out = exclusions.is_some_and(|ex| {
+                            ex.excludes(&path, e.file_type().is_ok_and(|t| t.is_dir()))
+                        });
+                        (!left_out).then_some(Ok(path))
+                    }
+                })
+                .collect::<std::io::Result<Vec<_>>>()
             });
             let mut children = match listed {
                 Ok(children) => children,

@@ -323,6 +323,7 @@ impl Swarm {
                 GetRequest {
                     name: name.as_bytes().to_vec(),
                     version,
+                    at: None,
                     out: out.to_path_buf(),
                     force: true,
                     keep_special_bits: false,

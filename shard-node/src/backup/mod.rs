@@ -2,14 +2,22 @@
 //! schedule as a new snapshot of the same tree, thins old snapshots out by a retention policy,
 //! and says loudly when protection has stopped.
 //!
-//! This module holds the job's rules — its period ([`Every`]), what it keeps
-//! ([`retention::KeepRules`]), what it leaves out ([`exclude::Exclusions`]) — as pure values
-//! with their parsers, tested on their own.
+//! The job's rules — its period ([`Every`]), what it keeps ([`retention::KeepRules`]), what
+//! it leaves out ([`exclude::Exclusions`]) — are pure values with their parsers, tested on
+//! their own; [`job`] is how jobs and snapshots are kept in the account's catalog and the
+//! clock they are scheduled by; [`ops`] what the node does with them.
 
 pub mod exclude;
+pub mod job;
+pub mod ops;
 pub mod retention;
 pub mod schedule;
 
 pub use exclude::{BadExclusion, Exclusions};
+pub use job::{
+    BackupJob, Clock, JobSpec, JobState, ManualClock, Outcome, RunRecord, SnapshotInfo,
+    SnapshotTree, SystemClock,
+};
+pub use ops::{BackupAlert, BackupRun, JobInfo, JobRemoval, NewJob, TreeDiff};
 pub use retention::{BadKeepRules, KeepRules};
 pub use schedule::{BadPeriod, Every};

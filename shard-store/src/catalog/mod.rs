@@ -449,6 +449,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// How many backup jobs an account has: known without its keys (the rows are there to
+    /// see), so a node can say that a locked account's backups wait.
+    pub fn backup_job_count(&self, account: AccountId) -> Result<u64> {
+        let count: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM backup_records WHERE account = ?1 AND kind = 0",
+            [account.0],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Stored file versions of an account (visible or not), without needing its keys.
     pub fn file_count(&self, account: AccountId) -> Result<u64> {
         let n: i64 = self.conn().query_row(

@@ -1535,6 +1535,48 @@ impl<'a> VaultCatalog<'a> {
         Ok(out)
     }
 
+    /// The visible version `version` of each name given (`None` where it is not, or its
+    /// metadata does not open), read in one transaction: what a backup snapshot's list of
+    /// names and versions is resolved with.
+    pub fn entries_at(&self, wanted: &[(&[u8], u32)]) -> Result<Vec<Option<FileEntry>>> {
+        let mut conn = self.catalog.conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(wanted.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, meta, name_mac FROM files
+                 WHERE account = ?1 AND name_mac IN (?2, ?3) AND version = ?4 AND +state = ?5",
+            )?;
+            for (name, version) in wanted {
+                let mac = self.name_mac(name);
+                let found: Option<(i64, Vec<u8>, Vec<u8>)> = stmt
+                    .query_row(
+                        params![
+                            self.account.0,
+                            mac.short(),
+                            mac.long(),
+                            version,
+                            FILE_VISIBLE
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                let entry = found.and_then(|(id, sealed, row_mac)| {
+                    let (meta, stored_at) = self.open_meta(&sealed, &row_mac, *version).ok()?;
+                    (meta.name == *name).then_some(FileEntry {
+                        id: FileId(id),
+                        version: *version,
+                        stored_at,
+                        meta,
+                    })
+                });
+                out.push(entry);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Versions begun but not committed (a put that was interrupted).
     pub fn pending(&self) -> Result<Vec<FileEntry>> {
         self.entries(FILE_PENDING, None)

@@ -1,0 +1,333 @@
+//! A backup job and its snapshots as the engine keeps them in the account's catalog (sealed
+//! records of `shard-store`, carried by the catalog snapshot, so they come back with
+//! `shard recover`), and the clock that says when a job is due.
+//!
+//! A job's record holds its rules ([`JobSpec`]) and how its runs went ([`JobState`]). A
+//! snapshot's record holds a summary ([`SnapshotInfo`], read when listing) and the tree it
+//! is: every name under the job's name with the version of it the run stored or found
+//! unchanged ([`SnapshotTree`]), read when restoring or comparing.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use shard_store::{BackupKind, BackupRecord, VaultCatalog};
+
+use super::{Every, KeepRules};
+use crate::{Error, Result};
+
+/// What a job is told to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Its name: the name of its snapshots' tree in the vault (one path component).
+    pub name: String,
+    /// The folder it backs up (absolute).
+    pub path: PathBuf,
+    /// How often it runs.
+    pub every: Every,
+    /// Which snapshots it keeps.
+    pub keep: KeepRules,
+    /// What it leaves out (gitignore syntax), besides the folder's `.shardignore`.
+    pub exclude: Vec<String>,
+    /// `k`-of-`n` (default: from the nodes online at each run).
+    pub shares: Option<(u8, u8)>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything was stored.
+    Ok,
+    /// Some files could not be read; the snapshot holds the rest.
+    Partial,
+    /// No snapshot was made.
+    Failed,
+}
+
+impl Outcome {
+    /// The word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One run, as remembered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// When it started (seconds since the epoch, by the node's clock).
+    pub started: i64,
+    /// When it ended.
+    pub ended: i64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it failed or was partial.
+    pub reason: Option<String>,
+    /// Files in the snapshot.
+    pub files: u64,
+    /// Bytes of shares sent.
+    pub bytes_sent: u64,
+    /// The snapshot it made.
+    pub snapshot: Option<u32>,
+}
+
+/// How a job's runs went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// When the job was made.
+    pub created: i64,
+    /// Its last run.
+    pub last: Option<RunRecord>,
+    /// When its last run that stored everything ended.
+    pub last_ok: Option<i64>,
+    /// The number the next snapshot gets (numbers are never given twice, so `NAME@N` always
+    /// means one snapshot or a forgotten one).
+    pub next_no: u32,
+}
+
+/// A job as kept: its rules and state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupJob {
+    /// Its rules.
+    pub spec: JobSpec,
+    /// Its runs.
+    pub state: JobState,
+}
+
+/// A snapshot's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its number.
+    pub no: u32,
+    /// When its run started (seconds since the epoch).
+    pub at: i64,
+    /// Regular files in it.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Paths added since the snapshot before.
+    pub added: u64,
+    /// Paths removed since the snapshot before.
+    pub removed: u64,
+    /// Paths changed since the snapshot before.
+    pub changed: u64,
+    /// Some files could not be read: it holds the rest (and their earlier versions are not in it).
+    pub partial: bool,
+}
+
+/// A snapshot's tree: each name (the job's name, then paths under it) and its version, in
+/// name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTree(pub Vec<(ByteBuf, u32)>);
+
+impl SnapshotTree {
+    /// The version of `name` in it.
+    pub fn version_of(&self, name: &[u8]) -> Option<u32> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_slice().cmp(name))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| *v)
+    }
+
+    /// The entries at `name` and under it (`name/…`).
+    pub fn under<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = (&'a [u8], u32)> + 'a {
+        self.0
+            .iter()
+            .map(|(n, v)| (n.as_slice(), *v))
+            .filter(move |(n, _)| {
+                n.strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
+            })
+    }
+}
+
+/// The version byte in front of a record's plaintext: a later build that changes one can
+/// still read what this one wrote.
+const RECORD_V1: u8 = 1;
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![RECORD_V1];
+    postcard::to_io(value, &mut out).map_err(|_| damaged("does not encode"))?;
+    Ok(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&RECORD_V1, rest)) => {
+            postcard::from_bytes(rest).map_err(|_| damaged("does not decode"))
+        }
+        _ => Err(damaged("is of an unknown version")),
+    }
+}
+
+fn damaged(what: &str) -> Error {
+    Error::Store(shard_store::Error::IndexDamaged(match what {
+        "does not encode" => "a backup record does not encode",
+        "does not decode" => "a backup record does not decode",
+        _ => "a backup record is of an unknown version",
+    }))
+}
+
+/// Reading and writing jobs and snapshots in a vault's catalog.
+pub(crate) struct Records<'v, 'a>(pub &'v VaultCatalog<'a>);
+
+impl Records<'_, '_> {
+    pub fn jobs(&self) -> Result<Vec<BackupJob>> {
+        self.0
+            .backup_heads(BackupKind::Job, None)?
+            .iter()
+            .map(|r| decode(&r.head))
+            .collect()
+    }
+
+    pub fn job(&self, name: &str) -> Result<Option<BackupJob>> {
+        Ok(self
+            .0
+            .backup_heads(BackupKind::Job, Some(name))?
+            .first()
+            .map(|r| decode(&r.head))
+            .transpose()?)
+    }
+
+    pub fn save_job(&self, job: &BackupJob) -> Result<()> {
+        self.0.put_backup(&BackupRecord {
+            kind: BackupKind::Job,
+            job: job.spec.name.clone(),
+            no: 0,
+            head: encode(job)?,
+            body: Vec::new(),
+        })?;
+        Ok(())
+    }
+
+    pub fn remove_job(&self, name: &str) -> Result<bool> {
+        Ok(self.0.remove_backups(BackupKind::Job, name, None)? > 0)
+    }
+
+    /// The snapshots of `job`, oldest first.
+    pub fn snapshots(&self, job: &str) -> Result<Vec<SnapshotInfo>> {
+        self.0
+            .backup_heads(BackupKind::Snapshot, Some(job))?
+            .iter()
+            .map(|r| decode(&r.head))
+            .collect()
+    }
+
+    pub fn tree(&self, job: &str, no: u32) -> Result<Option<SnapshotTree>> {
+        self.0
+            .backup_body(BackupKind::Snapshot, job, no)?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    pub fn save_snapshot(&self, job: &str, info: &SnapshotInfo, tree: &SnapshotTree) -> Result<()> {
+        self.0.put_backup(&BackupRecord {
+            kind: BackupKind::Snapshot,
+            job: job.to_string(),
+            no: info.no,
+            head: encode(info)?,
+            body: encode(tree)?,
+        })?;
+        Ok(())
+    }
+
+    pub fn forget(&self, job: &str, nos: Option<&[u32]>) -> Result<usize> {
+        Ok(self.0.remove_backups(BackupKind::Snapshot, job, nos)?)
+    }
+}
+
+/// Where the time comes from: the system's clock, or a test's.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since the epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock a test sets and moves.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock at `at`.
+    pub fn new(at: i64) -> Self {
+        Self(AtomicI64::new(at))
+    }
+
+    /// Moves it on by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Sets it.
+    pub fn set(&self, at: i64) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_finds_versions_and_what_lies_under_a_path() {
+        let tree = SnapshotTree(
+            ["p", "p/a", "p/a.txt", "p/a/x", "p/ab", "p/b"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (ByteBuf::from(n.as_bytes().to_vec()), i as u32 + 1))
+                .collect::<Vec<_>>(),
+        );
+        let mut sorted = tree.clone();
+        sorted.0.sort();
+        assert_eq!(sorted, tree, "built in name order");
+        assert_eq!(tree.version_of(b"p/a.txt"), Some(3));
+        assert_eq!(tree.version_of(b"p/c"), None);
+        let under: Vec<&[u8]> = tree.under(b"p/a").map(|(n, _)| n).collect();
+        assert_eq!(under, [&b"p/a"[..], b"p/a/x"], "not p/a.txt nor p/ab");
+    }
+
+    #[test]
+    fn records_carry_a_version_and_refuse_others() {
+        let info = SnapshotInfo {
+            no: 3,
+            at: 1_700_000_000,
+            files: 2,
+            bytes: 10,
+            added: 1,
+            removed: 0,
+            changed: 1,
+            partial: false,
+        };
+        let bytes = encode(&info).unwrap();
+        assert_eq!(bytes.first(), Some(&RECORD_V1));
+        assert_eq!(decode::<SnapshotInfo>(&bytes).unwrap(), info);
+        let mut later = bytes.clone();
+        later[0] = 2;
+        let err = decode::<SnapshotInfo>(&later).unwrap_err();
+        assert!(err.to_string().contains("unknown version"), "{err}");
+        assert!(decode::<SnapshotInfo>(&[]).is_err());
+    }
+}

@@ -1,0 +1,1200 @@
+//! What a node does with backup jobs: make and remove them, run one (a put of its folder that
+//! leaves out what it excludes, then a snapshot of the tree stored, then retention), run those
+//! that are due, list snapshots, compare two, and say which jobs need attention.
+//!
+//! A snapshot is the list of every name under the job's name with the version the run stored
+//! or found unchanged; a restore of `NAME@N` restores exactly those versions. Versions that no
+//! kept snapshot names any more are removed when retention forgets snapshots, and the room
+//! they took returns with compaction.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use shard_store::{FileEntry, FileKind, Redundancy, VaultCatalog};
+
+use super::job::{
+    BackupJob, JobSpec, JobState, Outcome, Records, RunRecord, SnapshotInfo, SnapshotTree,
+};
+use super::{Every, Exclusions, KeepRules};
+use crate::jobs::Job;
+use crate::node::{Node, lock};
+use crate::report::Removal;
+use crate::request::PutRequest;
+use crate::session::Session;
+use crate::{Error, Result};
+
+/// A job to make.
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    /// The folder (absolute).
+    pub path: PathBuf,
+    /// Its name [default: the folder's name].
+    pub name: Option<String>,
+    /// `30m`, `6h`, `1d` … [default: 1d].
+    pub every: Option<String>,
+    /// `last=10,daily=7,…` [default: restic's usual policy for a daily job].
+    pub keep: Option<String>,
+    /// Exclusions, gitignore syntax.
+    pub exclude: Vec<String>,
+    /// `k`-of-`n`.
+    pub shares: Option<(u8, u8)>,
+}
+
+/// A job as `shard backup ls` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobInfo {
+    /// Its name.
+    pub name: String,
+    /// The folder.
+    pub path: String,
+    /// Its period, as written (`6h`).
+    pub every: String,
+    /// Its keep rules, as written.
+    pub keep: String,
+    /// Its exclusions.
+    pub exclude: Vec<String>,
+    /// `K-of-N`, when fixed.
+    pub shares: Option<String>,
+    /// When it was made.
+    pub created: i64,
+    /// Its last run.
+    pub last: Option<RunRecord>,
+    /// When its last complete run ended.
+    pub last_ok: Option<i64>,
+    /// When it runs next (seconds since the epoch; in the past: as soon as the node looks).
+    pub next_run: i64,
+    /// Snapshots kept.
+    pub snapshots: usize,
+    /// A run is under way.
+    pub running: bool,
+    /// What needs attention: its last run failed or was partial, or nothing succeeded for
+    /// twice its period.
+    pub attention: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupRun {
+    /// The job.
+    pub job: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The snapshot made.
+    pub snapshot: u32,
+    /// Regular files in it.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files found unchanged since the run before (not read).
+    pub unchanged: u64,
+    /// Bytes of shares sent.
+    pub bytes_sent: u64,
+    /// Paths added, removed and changed since the snapshot before.
+    pub added: u64,
+    /// See `added`.
+    pub removed: u64,
+    /// See `added`.
+    pub changed: u64,
+    /// Paths that could not be read.
+    pub unreadable_count: usize,
+    /// The first of them, with why.
+    pub unreadable: Vec<String>,
+    /// Snapshots retention forgot after the run.
+    pub forgotten: Vec<u32>,
+    /// Stored versions no kept snapshot names any more, removed.
+    pub versions_removed: usize,
+}
+
+/// What removing a job did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRemoval {
+    /// The job.
+    pub job: String,
+    /// Snapshots forgotten (with `--forget-snapshots`).
+    pub snapshots_forgotten: usize,
+    /// Snapshots that stay (restorable with `NAME@N`).
+    pub snapshots_kept: usize,
+    /// The stored tree removed with them.
+    pub removed: Option<Removal>,
+}
+
+/// Paths added, removed and changed between two snapshots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeDiff {
+    /// The job.
+    pub job: String,
+    /// The older snapshot.
+    pub from: u32,
+    /// The newer.
+    pub to: u32,
+    /// Paths only in `to`.
+    pub added: Vec<String>,
+    /// Paths only in `from`.
+    pub removed: Vec<String>,
+    /// Paths in both whose contents, kind, mode, times or link target differ.
+    pub changed: Vec<String>,
+}
+
+/// A job that needs attention, or an account whose jobs cannot run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupAlert {
+    /// The account.
+    pub user: String,
+    /// The job (none: all of a locked account's).
+    pub job: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A failed run is tried again after this long, or its period if shorter.
+const RETRY_SECS: i64 = 15 * 60;
+/// Unreadable paths named in a run's reason, at most.
+const NAMED: usize = 20;
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+impl JobSpec {
+    fn info(&self, state: &JobState, snapshots: usize, running: bool, now: i64) -> JobInfo {
+        JobInfo {
+            name: self.name.clone(),
+            path: self.path.display().to_string(),
+            every: self.every.to_string(),
+            keep: self.keep.to_string(),
+            exclude: self.exclude.clone(),
+            shares: self.shares.map(|(k, n)| format!("{k}-of-{n}")),
+            created: state.created,
+            last: state.last.clone(),
+            last_ok: state.last_ok,
+            next_run: next_run(self.every, state),
+            snapshots,
+            running,
+            attention: attention(self, state, now),
+        }
+    }
+}
+
+/// When a job runs next: a period after its last start, or sooner after a failure.
+fn next_run(every: Every, state: &JobState) -> i64 {
+    match &state.last {
+        None => state.created,
+        Some(last) if last.outcome == Outcome::Failed => {
+            let period = i64::try_from(every.secs()).unwrap_or(i64::MAX);
+            last.ended.saturating_add(period.min(RETRY_SECS))
+        }
+        Some(last) => every.due(Some(last.started)),
+    }
+}
+
+/// What about a job needs attention now, in words.
+fn attention(spec: &JobSpec, state: &JobState, now: i64) -> Option<String> {
+    if let Some(last) = &state.last
+        && last.outcome != Outcome::Ok
+    {
+        let why = last.reason.as_deref().unwrap_or("no reason recorded");
+        return Some(format!(
+            "its last run {}: {why}",
+            match last.outcome {
+                Outcome::Failed => "failed",
+                _ => "was partial",
+            }
+        ));
+    }
+    if spec.every.overdue(state.last_ok, state.created, now) {
+        return Some(format!(
+            "nothing was backed up for more than twice its period ({})",
+            spec.every
+        ));
+    }
+    None
+}
+
+/// A job's name: one path component the vault takes.
+fn check_job_name(name: &str) -> Result<()> {
+    crate::tree::check_name(name.as_bytes())?;
+    if name.contains('/') {
+        return Err(Error::BadJob(format!(
+            "{name:?}: a job's name is one word, without `/`"
+        )));
+    }
+    Ok(())
+}
+
+/// The top component of a vault name: what a job would be named.
+pub(crate) fn top_of(name: &[u8]) -> &[u8] {
+    name.split(|&b| b == b'/').next().unwrap_or(name)
+}
+
+/// The job (or the snapshots of a removed job) that holds `name`, if any: only its runs may
+/// store or remove there.
+pub(crate) fn holder_of(vault: &VaultCatalog<'_>, name: &[u8]) -> Result<Option<String>> {
+    let Ok(top) = std::str::from_utf8(top_of(name)) else {
+        return Ok(None);
+    };
+    let records = Records(vault);
+    if records.job(top)?.is_some() || !records.snapshots(top)?.is_empty() {
+        return Ok(Some(top.to_string()));
+    }
+    Ok(None)
+}
+
+/// Compares two trees: names only in `to`, only in `from`, and in both at different versions
+/// (candidates for "changed", which the caller checks).
+fn compare(
+    from: &SnapshotTree,
+    to: &SnapshotTree,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<(Vec<u8>, u32, u32)>) {
+    let (mut added, mut removed, mut differ) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a, mut b) = (from.0.iter().peekable(), to.0.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((n, _)), None) => {
+                removed.push(n.to_vec());
+                a.next();
+            }
+            (None, Some((n, _))) => {
+                added.push(n.to_vec());
+                b.next();
+            }
+            (Some((na, va)), Some((nb, vb))) => match na.cmp(nb) {
+                std::cmp::Ordering::Less => {
+                    removed.push(na.to_vec());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    added.push(nb.to_vec());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        differ.push((na.to_vec(), *va, *vb));
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    (added, removed, differ)
+}
+
+/// Of names stored at two versions, those whose contents or metadata differ (a new version
+/// can hold the same bytes and metadata: a file touched back, or read again when its change
+/// time moved).
+fn really_changed(
+    vault: &VaultCatalog<'_>,
+    differ: Vec<(Vec<u8>, u32, u32)>,
+) -> Result<Vec<Vec<u8>>> {
+    let olds: Vec<(&[u8], u32)> = differ.iter().map(|(n, a, _)| (n.as_slice(), *a)).collect();
+    let news: Vec<(&[u8], u32)> = differ.iter().map(|(n, _, b)| (n.as_slice(), *b)).collect();
+    let (olds, news) = (vault.entries_at(&olds)?, vault.entries_at(&news)?);
+    let mut changed = Vec::new();
+    for ((name, ..), (old, new)) in differ.iter().zip(olds.into_iter().zip(news)) {
+        let same = match (old, new) {
+            (Some(o), Some(n)) => same_entry(vault, &o, &n)?,
+            _ => false,
+        };
+        if !same {
+            changed.push(name.clone());
+        }
+    }
+    Ok(changed)
+}
+
+fn same_entry(vault: &VaultCatalog<'_>, a: &FileEntry, b: &FileEntry) -> Result<bool> {
+    let (ma, mb) = (&a.meta, &b.meta);
+    if ma.kind != mb.kind
+        || ma.size != mb.size
+        || ma.mode != mb.mode
+        || ma.link_target != mb.link_target
+        || (ma.kind != FileKind::Dir && (ma.mtime, ma.mtime_nanos) != (mb.mtime, mb.mtime_nanos))
+    {
+        return Ok(false);
+    }
+    if ma.kind != FileKind::File {
+        return Ok(true);
+    }
+    let (ca, cb) = (vault.manifest(a.id)?, vault.manifest(b.id)?);
+    let ids = |m: &shard_proto::Manifest| m.chunks.iter().map(|c| c.id).collect::<Vec<_>>();
+    Ok(ids(&ca) == ids(&cb))
+}
+
+/// Which snapshot `NAME@SEL` means: a number, or a day (`2026-11-30`: the newest of that day
+/// in the machine's time zone).
+fn pick(
+    job: &str,
+    snapshots: &[SnapshotInfo],
+    state: Option<&JobState>,
+    asked: &str,
+) -> Result<u32> {
+    let kept = || {
+        if snapshots.is_empty() {
+            "none".to_string()
+        } else {
+            snapshots
+                .iter()
+                .map(|s| s.no.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let missing = |why: &str| Error::NoSuchSnapshot {
+        job: job.to_string(),
+        asked: asked.to_string(),
+        why: why.to_string(),
+        kept: kept(),
+    };
+    if let Ok(no) = asked.parse::<u32>() {
+        if snapshots.iter().any(|s| s.no == no) {
+            return Ok(no);
+        }
+        let made = state.map_or_else(
+            || snapshots.iter().map(|s| s.no).max().unwrap_or(0),
+            |s| s.next_no.saturating_sub(1),
+        );
+        return Err(missing(if no >= 1 && no <= made {
+            "it was forgotten by the job's keep rules"
+        } else {
+            "no run made it"
+        }));
+    }
+    let day: jiff::civil::Date = asked.parse().map_err(|_| {
+        Error::Usage(format!(
+            "{job}@{asked}: after @ comes a snapshot's number or a day like 2026-11-30"
+        ))
+    })?;
+    let zone = jiff::tz::TimeZone::system();
+    snapshots
+        .iter()
+        .filter(|s| {
+            jiff::Timestamp::from_second(s.at).is_ok_and(|t| t.to_zoned(zone.clone()).date() == day)
+        })
+        .map(|s| s.no)
+        .max()
+        .ok_or_else(|| missing("no snapshot kept was made that day"))
+}
+
+impl Node {
+    fn now(&self) -> i64 {
+        self.options().clock.now()
+    }
+
+    /// Makes a backup job for `user`. Refused with the reason: a folder that is not one, a
+    /// bad period, keep rules or exclusion, exclusions that leave out everything, a name
+    /// taken (by a job, or by files stored), a folder another job backs up already.
+    pub async fn backup_add(self: &Arc<Self>, user: Option<&str>, new: NewJob) -> Result<JobInfo> {
+        let session = self.session(user)?;
+        let _writer = session.writer.lock().await;
+        let path = new.path.clone();
+        match fs::metadata(&path) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::BadJob(format!(
+                    "{} is not a folder; a backup job keeps a folder (store a single file with `shard put`)",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::PathMissing(path.display().to_string()));
+            }
+            Err(e) => return Err(crate::tree::access(&path, &e)),
+        }
+        let path = fs::canonicalize(&path).map_err(|e| crate::tree::access(&path, &e))?;
+        let name = match new.name {
+            Some(n) => n,
+            None => path
+                .file_name()
+                .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+                .ok_or_else(|| {
+                    Error::BadJob(format!(
+                        "{} has no name; give one with --as",
+                        path.display()
+                    ))
+                })?,
+        };
+        check_job_name(&name)?;
+        let every = match new.every.as_deref() {
+            Some(text) => text
+                .parse::<Every>()
+                .map_err(|e| Error::BadJob(e.to_string()))?,
+            None => Every::default(),
+        };
+        let keep = match new.keep.as_deref() {
+            Some(text) => text
+                .parse::<KeepRules>()
+                .map_err(|e| Error::BadJob(e.to_string()))?,
+            None => KeepRules::standard(),
+        };
+        let exclusions =
+            Exclusions::new(&path, &new.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
+        if exclusions.exclude_everything() {
+            return Err(Error::BadJob(format!(
+                "these exclusions (with {}'s {}) leave out everything in it: the job would store nothing",
+                path.display(),
+                super::exclude::IGNORE_FILE
+            )));
+        }
+        if let Some((k, n)) = new.shares {
+            Redundancy::new(k, n).map_err(Error::Store)?;
+        }
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let records = Records(&vault);
+        let jobs = records.jobs()?;
+        if jobs.iter().any(|j| j.spec.name == name) {
+            return Err(Error::BadJob(format!(
+                "a backup job is named {name:?} already; choose another name with --as"
+            )));
+        }
+        if let Some(other) = jobs.iter().find(|j| j.spec.path == path) {
+            return Err(Error::BadJob(format!(
+                "{} is backed up by job {:?} already; change that job or remove it first",
+                path.display(),
+                other.spec.name
+            )));
+        }
+        let earlier = records.snapshots(&name)?;
+        if earlier.is_empty() && !vault.versions(name.as_bytes())?.is_empty() {
+            return Err(Error::BadJob(format!(
+                "{name:?} already names files stored with `shard put`; choose another name for the job with --as"
+            )));
+        }
+        let job = BackupJob {
+            spec: JobSpec {
+                name,
+                path,
+                every,
+                keep,
+                exclude: new.exclude,
+                shares: new.shares,
+            },
+            state: JobState {
+                created: self.now(),
+                last: None,
+                last_ok: None,
+                // A job made again over the snapshots of a removed one goes on numbering.
+                next_no: earlier.iter().map(|s| s.no).max().unwrap_or(0) + 1,
+            },
+        };
+        records.save_job(&job)?;
+        drop(vault);
+        self.catalog_changed(&session);
+        Ok(job.spec.info(&job.state, earlier.len(), false, self.now()))
+    }
+
+    /// `user`'s jobs.
+    pub fn backup_jobs(&self, user: Option<&str>) -> Result<Vec<JobInfo>> {
+        let session = self.session(user)?;
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let records = Records(&vault);
+        let running = lock(&self.backups_running).clone();
+        let now = self.now();
+        records
+            .jobs()?
+            .into_iter()
+            .map(|j| {
+                let snapshots = records.snapshots(&j.spec.name)?.len();
+                let run = running.contains(&(session.account, j.spec.name.clone()));
+                Ok(j.spec.info(&j.state, snapshots, run, now))
+            })
+            .collect()
+    }
+
+    /// Stops a job. Its snapshots stay (restorable as `NAME@N`) unless `forget`: then they are
+    /// forgotten and the stored tree removed with them.
+    pub async fn backup_remove(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        name: &str,
+        forget: bool,
+    ) -> Result<JobRemoval> {
+        let session = self.session(user)?;
+        if lock(&self.backups_running).contains(&(session.account, name.to_string())) {
+            return Err(Error::JobRunning(name.to_string()));
+        }
+        let (had_job, snapshots) = {
+            let _writer = session.writer.lock().await;
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let records = Records(&vault);
+            let had_job = records.remove_job(name)?;
+            let snapshots = records.snapshots(name)?.len();
+            if forget {
+                records.forget(name, None)?;
+            }
+            (had_job, snapshots)
+        };
+        if !had_job && snapshots == 0 {
+            return Err(Error::NoSuchJob(name.to_string()));
+        }
+        let removed = if forget {
+            match crate::files::rm(self, &session, name.as_bytes(), false).await {
+                Ok(r) => Some(r),
+                Err(Error::Store(shard_store::Error::NoSuchFile(_))) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        self.catalog_changed(&session);
+        Ok(JobRemoval {
+            job: name.to_string(),
+            snapshots_forgotten: if forget { snapshots } else { 0 },
+            snapshots_kept: if forget { 0 } else { snapshots },
+            removed,
+        })
+    }
+
+    /// The snapshots of job `name` (or of a removed job's), oldest first.
+    pub fn snapshots(&self, user: Option<&str>, name: &str) -> Result<Vec<SnapshotInfo>> {
+        let session = self.session(user)?;
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let records = Records(&vault);
+        let snapshots = records.snapshots(name)?;
+        if snapshots.is_empty() && records.job(name)?.is_none() {
+            return Err(Error::NoSuchJob(name.to_string()));
+        }
+        Ok(snapshots)
+    }
+
+    /// The snapshot `asked` (a number or a day) of job `name`.
+    pub(crate) fn snapshot_tree(
+        &self,
+        session: &Session,
+        name: &str,
+        asked: &str,
+    ) -> Result<(u32, SnapshotTree)> {
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let records = Records(&vault);
+        let snapshots = records.snapshots(name)?;
+        let job = records.job(name)?;
+        if snapshots.is_empty() && job.is_none() {
+            return Err(Error::NoSuchJob(name.to_string()));
+        }
+        let no = pick(name, &snapshots, job.as_ref().map(|j| &j.state), asked)?;
+        let tree = records
+            .tree(name, no)?
+            .ok_or_else(|| Error::NoSuchSnapshot {
+                job: name.to_string(),
+                asked: asked.to_string(),
+                why: "it was forgotten just now".into(),
+                kept: String::new(),
+            })?;
+        Ok((no, tree))
+    }
+
+    /// What changed from snapshot `from` to snapshot `to` of job `name`.
+    pub fn backup_diff(
+        &self,
+        user: Option<&str>,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<TreeDiff> {
+        let session = self.session(user)?;
+        let (a, ta) = self.snapshot_tree(&session, name, from)?;
+        let (b, tb) = self.snapshot_tree(&session, name, to)?;
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let (added, removed, differ) = compare(&ta, &tb);
+        let changed = really_changed(&vault, differ)?;
+        let text = |names: Vec<Vec<u8>>| names.iter().map(|n| lossy(n)).collect();
+        Ok(TreeDiff {
+            job: name.to_string(),
+            from: a,
+            to: b,
+            added: text(added),
+            removed: text(removed),
+            changed: text(changed),
+        })
+    }
+
+    /// Runs job `name` of `session`'s account now; `job` carries its progress. One run per
+    /// job at a time (a second is refused); runs of one account follow each other (they
+    /// hold its writer lock). A run that makes no snapshot is recorded as failed, the
+    /// `[backup] on_failure` command is run, and the error says why.
+    pub async fn backup_run(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        name: &str,
+        job: Arc<Job>,
+    ) -> Result<BackupRun> {
+        let key = (session.account, name.to_string());
+        if !lock(&self.backups_running).insert(key.clone()) {
+            return Err(Error::JobRunning(name.to_string()));
+        }
+        struct Running<'a>(&'a Node, (shard_store::AccountId, String));
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.backups_running).remove(&self.1);
+            }
+        }
+        let _running = Running(self, key);
+        let writer = session.writer.lock().await;
+        let started = self.now();
+        let Some(mut kept) = ({
+            let vault = self.catalog().vault(session.account, &session.keys);
+            Records(&vault).job(name)?
+        }) else {
+            return Err(Error::NoSuchJob(name.to_string()));
+        };
+        let result = self.attempt_backup(session, &kept, started, job).await;
+        let ended = self.now();
+        let record = match &result {
+            Ok(run) => RunRecord {
+                started,
+                ended,
+                outcome: run.outcome,
+                reason: (run.unreadable_count > 0).then(|| {
+                    let mut text = format!("{} paths could not be read: ", run.unreadable_count);
+                    text.push_str(
+                        &run.unreadable
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
+                    text
+                }),
+                files: run.files,
+                bytes_sent: run.bytes_sent,
+                snapshot: Some(run.snapshot),
+            },
+            Err(e) => RunRecord {
+                started,
+                ended,
+                outcome: Outcome::Failed,
+                reason: Some(e.to_string()),
+                files: 0,
+                bytes_sent: 0,
+                snapshot: None,
+            },
+        };
+        if record.outcome == Outcome::Ok {
+            kept.state.last_ok = Some(ended);
+        }
+        if let Some(no) = record.snapshot {
+            kept.state.next_no = no + 1;
+        }
+        kept.state.last = Some(record.clone());
+        {
+            let vault = self.catalog().vault(session.account, &session.keys);
+            Records(&vault).save_job(&kept)?;
+        }
+        drop(writer);
+        self.catalog_changed(session);
+        if record.outcome != Outcome::Ok {
+            let reason = record.reason.clone().unwrap_or_default();
+            tracing::warn!(
+                "backup {name:?} of {}: {}: {reason}",
+                session.user,
+                record.outcome.as_str()
+            );
+            self.on_backup_failure(&session.user, name, &reason);
+        } else {
+            tracing::info!(
+                "backup {name:?} of {}: snapshot {} made",
+                session.user,
+                record.snapshot.unwrap_or(0)
+            );
+        }
+        result.map_err(|e| Error::BackupFailed {
+            job: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One run's work (the caller holds the writer lock and records how it went).
+    async fn attempt_backup(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        kept: &BackupJob,
+        started: i64,
+        job: Arc<Job>,
+    ) -> Result<BackupRun> {
+        let spec = &kept.spec;
+        match fs::metadata(&spec.path) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::PathAccess {
+                    path: spec.path.display().to_string(),
+                    reason: "it is no longer a folder".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::PathAccess {
+                    path: spec.path.display().to_string(),
+                    reason: "it is missing (a disk not mounted, a folder moved?)".into(),
+                });
+            }
+            Err(e) => return Err(crate::tree::access(&spec.path, &e)),
+        }
+        let exclusions =
+            Exclusions::new(&spec.path, &spec.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
+        let put = crate::put::run_tree(
+            self.clone(),
+            session.clone(),
+            PutRequest {
+                paths: vec![spec.path.clone()],
+                name: Some(spec.name.as_bytes().to_vec()),
+                redundancy: spec.shares,
+                move_original: false,
+            },
+            exclusions,
+            job,
+        )
+        .await?;
+        // What failed is not in the snapshot (neither its earlier version: the snapshot says
+        // what this run could read).
+        let mut unreadable = Vec::new();
+        let mut failed: HashSet<Vec<u8>> = HashSet::new();
+        for f in &put.failed {
+            unreadable.push(f.to_string());
+            if let Ok(rel) = f.path.strip_prefix(&spec.path) {
+                let mut name = spec.name.as_bytes().to_vec();
+                if !rel.as_os_str().is_empty() {
+                    name.push(b'/');
+                    name.extend_from_slice(rel.as_os_str().as_bytes());
+                }
+                failed.insert(name);
+            }
+        }
+        if failed.contains(spec.name.as_bytes()) {
+            return Err(Error::PathAccess {
+                path: spec.path.display().to_string(),
+                reason: unreadable.first().cloned().unwrap_or_default(),
+            });
+        }
+        let vault = self.catalog().vault(session.account, &session.keys);
+        let records = Records(&vault);
+        let mut tree = Vec::with_capacity(put.names.len());
+        for page in put.names.chunks(4096) {
+            let wanted: Vec<&[u8]> = page
+                .iter()
+                .filter(|n| !failed.contains(*n))
+                .map(Vec::as_slice)
+                .collect();
+            for (name, found) in wanted.iter().zip(vault.newest_stamped(&wanted)?) {
+                if let Some((entry, _)) = found {
+                    tree.push((ByteBuf::from(name.to_vec()), entry.version));
+                }
+            }
+        }
+        tree.sort();
+        tree.dedup_by(|a, b| a.0 == b.0);
+        let tree = SnapshotTree(tree);
+        let (files, bytes) = {
+            let wanted: Vec<(&[u8], u32)> =
+                tree.0.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+            let mut files = 0u64;
+            let mut bytes = 0u64;
+            for page in wanted.chunks(4096) {
+                for e in vault.entries_at(page)?.into_iter().flatten() {
+                    if e.meta.kind == FileKind::File {
+                        files += 1;
+                        bytes += e.meta.size;
+                    }
+                }
+            }
+            (files, bytes)
+        };
+        let before = records.snapshots(&spec.name)?;
+        let previous = match before.iter().map(|s| s.no).max() {
+            Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
+            None => SnapshotTree::default(),
+        };
+        let (added, removed, differ) = compare(&previous, &tree);
+        let changed = really_changed(&vault, differ)?.len();
+        let no = kept
+            .state
+            .next_no
+            .max(before.iter().map(|s| s.no + 1).max().unwrap_or(1));
+        let outcome = if unreadable.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Partial
+        };
+        let info = SnapshotInfo {
+            no,
+            at: started,
+            files,
+            bytes,
+            added: added.len() as u64,
+            removed: removed.len() as u64,
+            changed: changed as u64,
+            partial: outcome == Outcome::Partial,
+        };
+        records.save_snapshot(&spec.name, &info, &tree)?;
+        crate::crash_point!("backup:snapshot-saved");
+        let unreadable_count = unreadable.len();
+        unreadable.truncate(NAMED);
+        let mut run = BackupRun {
+            job: spec.name.clone(),
+            outcome,
+            snapshot: no,
+            files,
+            bytes,
+            unchanged: put.report.unchanged,
+            bytes_sent: put.report.share_bytes_sent,
+            added: info.added,
+            removed: info.removed,
+            changed: info.changed,
+            unreadable_count,
+            unreadable,
+            forgotten: Vec::new(),
+            versions_removed: 0,
+        };
+        drop(vault);
+        if outcome == Outcome::Ok {
+            let (forgotten, removed) = self.retain(session, spec).await?;
+            run.forgotten = forgotten;
+            run.versions_removed = removed;
+        }
+        Ok(run)
+    }
+
+    /// Applies `spec`'s keep rules to its snapshots; removes the stored versions under its
+    /// name that no kept snapshot names. Returns the snapshots forgotten and the versions
+    /// removed. (The caller holds the writer lock.)
+    async fn retain(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        spec: &JobSpec,
+    ) -> Result<(Vec<u32>, usize)> {
+        let freed = {
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let records = Records(&vault);
+            let snapshots = records.snapshots(&spec.name)?;
+            let times: Vec<jiff::Timestamp> = snapshots
+                .iter()
+                .map(|s| jiff::Timestamp::from_second(s.at).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+                .collect();
+            let keep = spec.keep.apply(&times, &jiff::tz::TimeZone::system());
+            let forgotten: Vec<u32> = snapshots
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| !**k)
+                .map(|(s, _)| s.no)
+                .collect();
+            if forgotten.is_empty() {
+                return Ok((forgotten, 0));
+            }
+            records.forget(&spec.name, Some(&forgotten))?;
+            // Every version a kept snapshot names stays; the others under the job's name go.
+            let mut named: HashMap<Vec<u8>, HashSet<u32>> = HashMap::new();
+            for s in snapshots.iter().zip(&keep).filter(|(_, k)| **k) {
+                if let Some(tree) = records.tree(&spec.name, s.0.no)? {
+                    for (n, v) in tree.0 {
+                        named.entry(n.into_vec()).or_default().insert(v);
+                    }
+                }
+            }
+            let root = spec.name.as_bytes();
+            let doomed: Vec<shard_store::FileId> = vault
+                .list()?
+                .into_iter()
+                .filter(|e| top_of(&e.meta.name) == root)
+                .filter(|e| {
+                    !named
+                        .get(&e.meta.name)
+                        .is_some_and(|v| v.contains(&e.version))
+                })
+                .map(|e| e.id)
+                .collect();
+            let freed = vault.delete_files(&session.vault(), &doomed)?;
+            (forgotten, doomed.len(), freed)
+        };
+        let (forgotten, removed, freed) = freed;
+        session
+            .compaction_due
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::files::delete_on_peers(self, session, &freed, false).await?;
+        Ok((forgotten, removed))
+    }
+
+    /// Runs `[backup] on_failure` with the job's name, account and reason in its environment;
+    /// its failure is logged, never the run's.
+    fn on_backup_failure(&self, user: &str, job: &str, reason: &str) {
+        let Some(command) = self
+            .backup_config()
+            .on_failure
+            .filter(|c| !c.trim().is_empty())
+        else {
+            return;
+        };
+        let spawned = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env("SHARD_JOB", job)
+            .env("SHARD_USER", user)
+            .env("SHARD_REASON", reason)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            // Reaped on a thread of its own: a slow mailer holds nothing of the node's.
+            Ok(mut child) => {
+                std::thread::spawn(move || {
+                    if let Ok(status) = child.wait()
+                        && !status.success()
+                    {
+                        tracing::warn!("[backup] on_failure exited with {status}");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("[backup] on_failure could not start: {e}"),
+        }
+    }
+
+    /// Runs every job of the unlocked accounts that is due by the node's clock, each once,
+    /// an account's one after the other (most overdue first), accounts side by side; returns
+    /// how each went. The node's loop calls it every [`crate::node::RunOptions::backup_tick`];
+    /// a test with a driven clock calls it itself.
+    pub async fn run_due_backups(self: &Arc<Self>) -> Vec<(String, String, Result<BackupRun>)> {
+        let now = self.now();
+        let mut per_account = tokio::task::JoinSet::new();
+        for user in self.users() {
+            let Ok(session) = self.session(Some(&user)) else {
+                continue;
+            };
+            let due: Vec<(i64, String)> = {
+                let vault = self.catalog().vault(session.account, &session.keys);
+                match Records(&vault).jobs() {
+                    Ok(jobs) => {
+                        let mut due: Vec<(i64, String)> = jobs
+                            .into_iter()
+                            .map(|j| (next_run(j.spec.every, &j.state), j.spec.name))
+                            .filter(|(at, _)| *at <= now)
+                            .collect();
+                        due.sort();
+                        due
+                    }
+                    Err(e) => {
+                        tracing::warn!("backup jobs of {user} not read: {e}");
+                        continue;
+                    }
+                }
+            };
+            if due.is_empty() {
+                continue;
+            }
+            let node = self.clone();
+            per_account.spawn(async move {
+                let mut out = Vec::new();
+                for (_, name) in due {
+                    if !node.is_current(&session) {
+                        break;
+                    }
+                    let job = node.jobs().create_for("backup", Some(&session.user));
+                    let result = node.backup_run(&session, &name, job.clone()).await;
+                    match &result {
+                        Ok(run) => job.finish(run.clone()),
+                        Err(e) => job.fail(e.to_string(), e.hint().to_string()),
+                    }
+                    out.push((session.user.clone(), name, result));
+                }
+                out
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(done) = per_account.join_next().await {
+            if let Ok(runs) = done {
+                all.extend(runs);
+            }
+        }
+        all
+    }
+
+    /// What about backups needs attention: jobs whose last run failed or was partial, or that
+    /// have not succeeded for twice their period, and accounts with jobs that are locked (their
+    /// jobs cannot run).
+    pub fn backup_alerts(&self) -> Vec<BackupAlert> {
+        let mut alerts = Vec::new();
+        let now = self.now();
+        let Ok(accounts) = self.catalog().accounts() else {
+            return alerts;
+        };
+        for account in accounts {
+            let jobs = self.catalog().backup_job_count(account.id).unwrap_or(0);
+            if jobs == 0 {
+                continue;
+            }
+            let Ok(session) = self.session(Some(&account.name)) else {
+                alerts.push(BackupAlert {
+                    user: account.name.clone(),
+                    job: None,
+                    reason: format!(
+                        "account {} is locked: its {jobs} backup job(s) wait until it is unlocked (`shard login {}`, or `shard service install` to unlock it when the machine starts)",
+                        account.name, account.name
+                    ),
+                });
+                continue;
+            };
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let Ok(list) = Records(&vault).jobs() else {
+                continue;
+            };
+            for j in list {
+                if let Some(reason) = attention(&j.spec, &j.state, now) {
+                    alerts.push(BackupAlert {
+                        user: account.name.clone(),
+                        job: Some(j.spec.name),
+                        reason,
+                    });
+                }
+            }
+        }
+        alerts
+    }
+}
+
+/// Runs due backup jobs every `backup_tick` until the node stops.
+pub(crate) async fn backup_loop(node: Arc<Node>) {
+    let mut stop = node.shutdown_signal();
+    loop {
+        let tick = node.options().backup_tick;
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        node.run_due_backups().await;
+    }
+}
+
+/// The absolute form of `path` for a job (relative to the current folder).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(names: &[(&str, u32)]) -> SnapshotTree {
+        SnapshotTree(
+            names
+                .iter()
+                .map(|(n, v)| (ByteBuf::from(n.as_bytes().to_vec()), *v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn trees_compare_by_name_and_version() {
+        let a = tree(&[("p", 1), ("p/a", 1), ("p/b", 1), ("p/c", 2)]);
+        let b = tree(&[("p", 2), ("p/b", 1), ("p/c", 3), ("p/d", 1)]);
+        let (added, removed, differ) = compare(&a, &b);
+        assert_eq!(added, [b"p/d".to_vec()]);
+        assert_eq!(removed, [b"p/a".to_vec()]);
+        assert_eq!(differ, [(b"p".to_vec(), 1, 2), (b"p/c".to_vec(), 2, 3)]);
+    }
+
+    #[test]
+    fn a_snapshot_is_picked_by_number_or_day_and_a_missing_one_says_why() {
+        let s = |no, at| SnapshotInfo {
+            no,
+            at,
+            files: 0,
+            bytes: 0,
+            added: 0,
+            removed: 0,
+            changed: 0,
+            partial: false,
+        };
+        // Noon of three days in the machine's zone.
+        let zone = jiff::tz::TimeZone::system();
+        let noon = |d: &str| {
+            d.parse::<jiff::civil::Date>()
+                .unwrap()
+                .at(12, 0, 0, 0)
+                .to_zoned(zone.clone())
+                .unwrap()
+                .timestamp()
+                .as_second()
+        };
+        let snaps = [
+            s(2, noon("2026-11-28")),
+            s(4, noon("2026-11-30")),
+            s(5, noon("2026-11-30") + 60),
+        ];
+        let state = JobState {
+            next_no: 6,
+            ..JobState::default()
+        };
+        assert_eq!(pick("p", &snaps, Some(&state), "4").unwrap(), 4);
+        assert_eq!(pick("p", &snaps, Some(&state), "2026-11-30").unwrap(), 5);
+        let err = pick("p", &snaps, Some(&state), "3")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "p@3 is not a snapshot: it was forgotten by the job's keep rules (snapshots kept: 2, 4, 5)"
+        );
+        let err = pick("p", &snaps, Some(&state), "9")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no run made it"), "{err}");
+        let err = pick("p", &snaps, Some(&state), "2026-11-29")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no snapshot kept was made that day"), "{err}");
+        let err = pick("p", &snaps, Some(&state), "yesterday")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a snapshot's number or a day"), "{err}");
+    }
+
+    #[test]
+    fn a_job_needs_attention_after_a_failure_or_two_periods_without_success() {
+        let spec = JobSpec {
+            name: "p".into(),
+            path: "/p".into(),
+            every: "1h".parse().unwrap(),
+            keep: KeepRules::standard(),
+            exclude: Vec::new(),
+            shares: None,
+        };
+        let run = |outcome, at| RunRecord {
+            started: at,
+            ended: at + 10,
+            outcome,
+            reason: Some("the disk is full".into()),
+            files: 0,
+            bytes_sent: 0,
+            snapshot: None,
+        };
+        let mut state = JobState {
+            created: 0,
+            ..JobState::default()
+        };
+        assert_eq!(attention(&spec, &state, 7200), None);
+        assert!(
+            attention(&spec, &state, 7201)
+                .unwrap()
+                .contains("twice its period (1h)")
+        );
+        assert_eq!(next_run(spec.every, &state), 0, "a new job runs at once");
+        state.last = Some(run(Outcome::Ok, 100));
+        state.last_ok = Some(110);
+        assert_eq!(attention(&spec, &state, 3000), None);
+        assert_eq!(next_run(spec.every, &state), 3700);
+        state.last = Some(run(Outcome::Failed, 4000));
+        assert_eq!(
+            attention(&spec, &state, 4100).unwrap(),
+            "its last run failed: the disk is full"
+        );
+        assert_eq!(
+            next_run(spec.every, &state),
+            4010 + 900,
+            "tried again sooner"
+        );
+    }
+}
