@@ -614,10 +614,30 @@ impl Node {
     }
 
     /// Runs job `name` of `session`'s account now; `job` carries its progress. One run per
-    /// job at a time (a second is refused); runs of one account follow each other (they
-    /// hold its writer lock). A run that makes no snapshot is recorded as failed, the
+    /// job at a time: while one is under way, this waits for it to end and runs again (what
+    /// changed meanwhile is in the new one). Runs of one account follow each other (they hold
+    /// its writer lock). A run that makes no snapshot is recorded as failed, the
     /// `[backup] on_failure` command is run, and the error says why.
     pub async fn backup_run(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        name: &str,
+        job: Arc<Job>,
+    ) -> Result<BackupRun> {
+        let key = (session.account, name.to_string());
+        let mut stop = self.shutdown_signal();
+        while !lock(&self.backups_running).insert(key.clone()) {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = stop.wait_for(|s| *s) => return Err(Error::Stopping),
+            }
+        }
+        self.backup_run_alone(session, name, key, job).await
+    }
+
+    /// Runs a job due by the schedule, unless a run of it is under way (then that one is
+    /// enough).
+    async fn backup_run_due(
         self: &Arc<Self>,
         session: &Arc<Session>,
         name: &str,
@@ -627,6 +647,17 @@ impl Node {
         if !lock(&self.backups_running).insert(key.clone()) {
             return Err(Error::JobRunning(name.to_string()));
         }
+        self.backup_run_alone(session, name, key, job).await
+    }
+
+    /// A run, once this caller holds the job's place in `backups_running` (`key`).
+    async fn backup_run_alone(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        name: &str,
+        key: (shard_store::AccountId, String),
+        job: Arc<Job>,
+    ) -> Result<BackupRun> {
         struct Running<'a>(&'a Node, (shard_store::AccountId, String));
         impl Drop for Running<'_> {
             fn drop(&mut self) {
@@ -990,7 +1021,7 @@ impl Node {
                         break;
                     }
                     let job = node.jobs().create_for("backup", Some(&session.user));
-                    let result = node.backup_run(&session, &name, job.clone()).await;
+                    let result = node.backup_run_due(&session, &name, job.clone()).await;
                     match &result {
                         Ok(run) => job.finish(run.clone()),
                         Err(e) => job.fail(e.to_string(), e.hint().to_string()),
