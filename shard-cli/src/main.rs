@@ -12,6 +12,7 @@ mod backup;
 mod demo;
 mod health;
 mod network;
+mod service;
 mod vault;
 
 use std::net::SocketAddr;
@@ -297,9 +298,33 @@ enum Command {
         #[command(subcommand)]
         action: Option<PeersAction>,
     },
+    /// Run the node as a systemd user service, unlocking an account from a password file, so
+    /// backups run whoever is logged in (`install`, `status`, `uninstall`).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Five nodes on 127.0.0.1: store a sample 3-of-5, stop two, restore it; then keep running.
     /// With --home DIR the nodes' homes are kept there; otherwise they are temporary.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Write the unit (~/.config/systemd/user/shard.service) and enable it.
+    Install {
+        /// The account it unlocks.
+        #[arg(long)]
+        user: String,
+        /// The file holding its passphrase (mode 0600, yours).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
+        /// Only write the unit; do not enable or start it.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Whether the unit is installed and running.
+    Status,
+    /// Stop and disable the unit, and remove it.
+    Uninstall,
 }
 
 #[derive(Subcommand)]
@@ -631,6 +656,13 @@ fn main() -> ExitCode {
             action: Some(PeersAction::Rm { id, now }),
         } => health::peers_rm(&home, json, &id, now),
         Command::Demo => demo::run(cli_home),
+        Command::Service(ServiceCommand::Install {
+            user,
+            password_file,
+            no_enable,
+        }) => service::install(&home, json, &user, &password_file, !no_enable),
+        Command::Service(ServiceCommand::Status) => service::status(json),
+        Command::Service(ServiceCommand::Uninstall) => service::uninstall(json),
         Command::Backup(BackupCommand::Add {
             path,
             name,

@@ -285,3 +285,66 @@ fn a_run_killed_midway_is_completed_by_the_next_and_nothing_earlier_is_lost() {
         stderr(&check)
     );
 }
+
+/// `service install` writes a user unit that runs this binary's `serve` unlocking the account
+/// from its password file (refused while others can read it); systemd's own checker accepts
+/// the unit where it is installed; `uninstall` removes it.
+#[test]
+fn the_service_unit_runs_serve_with_the_password_file() {
+    let node = common::TestNode::init("laptop");
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config");
+    let pass = work.path().join("pass word");
+    fs::write(&pass, "violet kettle across the dunes").unwrap();
+    let env = [("XDG_CONFIG_HOME", config.to_str().unwrap())];
+    let install = [
+        "service",
+        "install",
+        "--user",
+        "alice",
+        "--password-file",
+        pass.to_str().unwrap(),
+        "--no-enable",
+    ];
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = node.run_env(&install, &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = node.run_env(&install, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let unit = config.join("systemd/user/shard.service");
+    let text = fs::read_to_string(&unit).unwrap();
+    let exe = fs::canonicalize(common::shard_bin()).unwrap();
+    let expected = format!(
+        "ExecStart={} --home {} serve --login alice --password-file \"{}\"\n",
+        exe.display(),
+        node.home().display(),
+        pass.display()
+    );
+    assert!(text.contains(&expected), "{text}\nwanted {expected}");
+    assert!(
+        text.contains("[Install]\nWantedBy=default.target\n"),
+        "{text}"
+    );
+    if Path::new("/usr/bin/systemd-analyze").exists() {
+        let verify = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "systemd-analyze verify: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+    let status = node.run_env(&["--json", "service", "status"], &env);
+    let status: Value = serde_json::from_str(stdout(&status).trim()).unwrap();
+    assert_eq!(status["installed"], true);
+    let out = node.run_env(&["service", "uninstall"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!unit.exists());
+}

@@ -86,6 +86,18 @@ fn a_person_uses_the_web_ui_in_chromium() {
             peers[1].kill9();
             writeln!(to_driver, "OK").unwrap();
         }
+        if line == "FAIL_BACKUP" {
+            // A job whose folder is gone by its first run.
+            let gone = work.path().join("gone");
+            std::fs::create_dir_all(&gone).unwrap();
+            std::fs::write(gone.join("a.txt"), b"a").unwrap();
+            let added = owner.run(&["backup", "add", gone.to_str().unwrap(), "--every", "1d"]);
+            assert!(added.status.success(), "{}", common::stderr(&added));
+            std::fs::remove_dir_all(&gone).unwrap();
+            let run = owner.run(&["backup", "run", "gone"]);
+            assert_eq!(run.status.code(), Some(1), "{}", common::stdout(&run));
+            writeln!(to_driver, "OK").unwrap();
+        }
         seen.push(line);
         assert!(
             start.elapsed() < Duration::from_secs(180),

@@ -260,7 +260,20 @@ async function uploadAll(files) {
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 async function loadFiles() {
+  loadBackupAlerts().catch(() => {});
   renderFiles(await api("GET", "/v1/ls"));
+}
+
+// A red banner while a backup job failed, was partial or is overdue, or the account's jobs
+// cannot run: protection that stopped must be loud.
+async function loadBackupAlerts() {
+  const status = await api("GET", "/v1/status");
+  const alerts = status.backups || [];
+  const a = $("backup-alert");
+  a.hidden = alerts.length === 0;
+  a.textContent = alerts
+    .map((x) => (x.job ? `Backup ${x.job} needs attention: ${x.reason}.` : `Backups wait: ${x.reason}.`))
+    .join(" ");
 }
 
 // The listing on screen; the table's buttons name a row of it (one click handler for all).

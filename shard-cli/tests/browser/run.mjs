@@ -149,6 +149,18 @@ try {
   await download.saveAs(downloadTo);
   console.log(`DOWNLOADED ${downloadTo}`);
 
+  step("a failing backup shows a red banner");
+  console.log("FAIL_BACKUP");
+  if ((await nextLine()).trim() !== "OK") fail("the test did not make a failing backup");
+  await page.reload();
+  await page.waitForSelector("#backup-alert:not([hidden])", { timeout: 15000 }).catch(async () => {
+    fail(`no banner for a failing backup: ${await page.textContent("#protection")}`);
+  });
+  const banner = await page.textContent("#backup-alert");
+  if (!banner.includes("Backup gone needs attention: its last run failed"))
+    fail(`the banner does not say which backup failed and why: ${banner}`);
+  await shot("backup-failing");
+
   step("a download that fails says why, and the page stays");
   await page.evaluate(() => downloadFile({ name: "no-such-file.txt" }));
   await page.waitForSelector("#error:not([hidden])");
