@@ -260,7 +260,6 @@ async function uploadAll(files) {
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 async function loadFiles() {
-  loadBackupAlerts().catch(() => {});
   renderFiles(await api("GET", "/v1/ls"));
 }
 
@@ -314,6 +313,8 @@ function renderProtection(files) {
 }
 
 function renderFiles(listing) {
+  // Asked beside the listing, however it was fetched (a page load brings it along).
+  loadBackupAlerts().catch(() => {});
   renderProtection(listing.files);
   shownFiles = listing.files;
   $("files").querySelector("tbody").replaceChildren();
