@@ -249,15 +249,29 @@ pub async fn rm(
     purge: bool,
 ) -> Result<Removal> {
     let _writer = session.writer.lock().await;
-    let vault = node.catalog().vault(session.account, &session.keys);
     // A backup job's tree changes only by its runs and its retention: removing under it
     // would leave snapshots naming versions that are gone.
-    if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
-        return Err(Error::JobsName {
-            name: lossy(name),
-            job,
-        });
+    {
+        let vault = node.catalog().vault(session.account, &session.keys);
+        if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
+            return Err(Error::JobsName {
+                name: lossy(name),
+                job,
+            });
+        }
     }
+    rm_held(node, session, name, purge).await
+}
+
+/// [`rm`] without asking whether a backup job holds `name`, the caller holding the vault's
+/// writer lock: what removing an account, or a job with its snapshots, does.
+pub(crate) async fn rm_held(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    name: &[u8],
+    purge: bool,
+) -> Result<Removal> {
+    let vault = node.catalog().vault(session.account, &session.keys);
     let versions = vault.versions(name)?;
     if versions.is_empty() {
         return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));
@@ -370,7 +384,8 @@ impl Node {
                 names
             };
             for name in names {
-                match rm(self, &session, &name, true).await {
+                let _writer = session.writer.lock().await;
+                match rm_held(self, &session, &name, true).await {
                     Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
                     Err(e) => return Err(e),
                 }

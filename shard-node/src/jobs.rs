@@ -363,12 +363,29 @@ mod tests {
             ok: true,
             ..PruneReport::default()
         };
+        let backup = crate::backup::BackupRun {
+            job: "papers".into(),
+            outcome: crate::backup::Outcome::Partial,
+            snapshot: 4,
+            files: 10,
+            bytes: 1000,
+            unchanged: 8,
+            bytes_sent: 300,
+            added: 1,
+            removed: 0,
+            changed: 1,
+            unreadable_count: 1,
+            unreadable: vec!["/p/x: permission denied".into()],
+            forgotten: vec![1],
+            versions_removed: 2,
+        };
         for (result, kind) in [
             (JobResult::from(put), "put"),
             (JobResult::from(get), "get"),
             (JobResult::from(check), "check"),
             (JobResult::from(repair), "repair"),
             (JobResult::from(prune), "prune"),
+            (JobResult::from(backup), "backup"),
         ] {
             let json = serde_json::to_value(&result).unwrap();
             let back: JobResult = serde_json::from_value(json.clone()).unwrap();
@@ -378,6 +395,7 @@ mod tests {
                 JobResult::Check(_) => "check",
                 JobResult::Repair(_) => "repair",
                 JobResult::Prune(_) => "prune",
+                JobResult::Backup(_) => "backup",
             };
             assert_eq!(variant, kind);
             assert_eq!(serde_json::to_value(&back).unwrap(), json);

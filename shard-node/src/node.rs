@@ -344,6 +344,8 @@ pub struct Node {
     setup: Mutex<Option<(String, Instant)>>,
     /// The backup jobs running now (one run per job at a time).
     pub(crate) backups_running: Mutex<std::collections::HashSet<(shard_store::AccountId, String)>>,
+    /// Accounts whose scheduled runs are under way (the loop starts no more for them).
+    pub(crate) backup_accounts_busy: Mutex<std::collections::HashSet<shard_store::AccountId>>,
     /// Held while the node runs (see [`lock_home`]).
     _home_lock: std::fs::File,
 }
@@ -621,6 +623,7 @@ impl Node {
             inbound_per_peer: Arc::default(),
             setup: Mutex::new(None),
             backups_running: Mutex::default(),
+            backup_accounts_busy: Mutex::default(),
             _home_lock: home_lock,
         });
         let mode = if custom_transport {

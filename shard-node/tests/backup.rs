@@ -390,6 +390,21 @@ async fn bad_jobs_are_refused_with_their_reason_and_a_jobs_tree_is_its_own() {
         .await,
     );
     assert!(text.contains("already names files stored"), "{text}");
+    // Nor one under which a file was stored (`put --as docs/x`): retention would take it.
+    swarm
+        .put(&swarm.path("other").join("x"), "docs/x", None)
+        .await
+        .unwrap();
+    let docs = NewJob {
+        name: Some("docs".into()),
+        ..job(&src, "1h", "last=1")
+    };
+    assert!(refused(add(docs).await).contains("already names files stored"));
+    let at = NewJob {
+        name: Some("a@b".into()),
+        ..job(&src, "1h", "last=1")
+    };
+    assert!(refused(add(at).await).contains("without `/` or `@`"));
 
     add(job(&src, "1h", "last=3")).await.unwrap();
     let text = refused(
@@ -473,6 +488,32 @@ async fn bad_jobs_are_refused_with_their_reason_and_a_jobs_tree_is_its_own() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoSuchJob(_)), "{err}");
+
+    // A folder found empty where the last snapshot held files (a disk not mounted) makes no
+    // snapshot: it would become the newest, and retention would forget the real ones.
+    owner
+        .backup_add(Some(USER), job(&src, "1h", "last=1"))
+        .await
+        .unwrap();
+    clock.advance(HOUR);
+    let run = run_due(&swarm).await;
+    fs::remove_file(src.join("a.txt")).unwrap();
+    clock.advance(HOUR);
+    let mut runs = owner.run_due_backups().await;
+    let err = runs.remove(0).2.unwrap_err();
+    assert!(err.to_string().contains("it is empty"), "{err}");
+    let nos: Vec<u32> = owner
+        .snapshots(Some(USER), "papers")
+        .unwrap()
+        .iter()
+        .map(|s| s.no)
+        .collect();
+    assert_eq!(nos, [run.snapshot]);
+
+    // An account with a job and snapshots is removed whole with --purge.
+    drop(vault);
+    let files = owner.remove_account(USER, true).await.unwrap();
+    assert!(files > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,10 @@
 //! kept snapshot names any more are removed when retention forgets snapshots, and the room
 //! they took returns with compaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,8 @@ pub struct BackupAlert {
     pub reason: String,
 }
 
+/// How far ahead of the clock a run may be dated before the clock is said to have gone back.
+const CLOCK_SLACK: i64 = 3600;
 /// A failed run is tried again after this long, or its period if shorter.
 const RETRY_SECS: i64 = 15 * 60;
 /// Unreadable paths named in a run's reason, at most.
@@ -172,7 +174,7 @@ impl JobSpec {
             created: state.created,
             last: state.last.clone(),
             last_ok: state.last_ok,
-            next_run: next_run(self.every, state),
+            next_run: next_run(self.every, state, now),
             snapshots,
             running,
             attention: attention(self, state, now),
@@ -181,9 +183,12 @@ impl JobSpec {
 }
 
 /// When a job runs next: a period after its last start, or sooner after a failure.
-fn next_run(every: Every, state: &JobState) -> i64 {
+fn next_run(every: Every, state: &JobState, now: i64) -> i64 {
     match &state.last {
-        None => state.created,
+        None => state.created.min(now),
+        // A last run dated ahead of the clock: the clock went back (or was ahead then).
+        // Waiting for that date could mean years without a backup.
+        Some(last) if last.started > now.saturating_add(CLOCK_SLACK) => now,
         Some(last) if last.outcome == Outcome::Failed => {
             let period = i64::try_from(every.secs()).unwrap_or(i64::MAX);
             last.ended.saturating_add(period.min(RETRY_SECS))
@@ -194,6 +199,14 @@ fn next_run(every: Every, state: &JobState) -> i64 {
 
 /// What about a job needs attention now, in words.
 fn attention(spec: &JobSpec, state: &JobState, now: i64) -> Option<String> {
+    if let Some(last) = &state.last
+        && last.started > now.saturating_add(CLOCK_SLACK)
+    {
+        return Some(format!(
+            "its last run is dated {} s ahead of this machine's clock: the clock went back; check it",
+            last.started - now
+        ));
+    }
     if let Some(last) = &state.last
         && last.outcome != Outcome::Ok
     {
@@ -218,9 +231,9 @@ fn attention(spec: &JobSpec, state: &JobState, now: i64) -> Option<String> {
 /// A job's name: one path component the vault takes.
 fn check_job_name(name: &str) -> Result<()> {
     crate::tree::check_name(name.as_bytes())?;
-    if name.contains('/') {
+    if name.contains(['/', '@']) {
         return Err(Error::BadJob(format!(
-            "{name:?}: a job's name is one word, without `/`"
+            "{name:?}: a job's name is one word, without `/` or `@` (`NAME@N` names a snapshot)"
         )));
     }
     Ok(())
@@ -460,10 +473,22 @@ impl Node {
             )));
         }
         let earlier = records.snapshots(&name)?;
-        if earlier.is_empty() && !vault.versions(name.as_bytes())?.is_empty() {
-            return Err(Error::BadJob(format!(
-                "{name:?} already names files stored with `shard put`; choose another name for the job with --as"
-            )));
+        // The job's tree is its own: files stored with `put` at its name or under it would be
+        // neither in its snapshots nor safe from its retention.
+        if earlier.is_empty() {
+            let mut under = name.as_bytes().to_vec();
+            under.push(b'/');
+            let taken = !vault.versions(name.as_bytes())?.is_empty()
+                || vault
+                    .list()?
+                    .iter()
+                    .chain(vault.pending()?.iter())
+                    .any(|e| e.meta.name.starts_with(&under));
+            if taken {
+                return Err(Error::BadJob(format!(
+                    "{name:?} already names files stored with `shard put`; choose another name for the job with --as"
+                )));
+            }
         }
         let job = BackupJob {
             spec: JobSpec {
@@ -518,22 +543,19 @@ impl Node {
         if lock(&self.backups_running).contains(&(session.account, name.to_string())) {
             return Err(Error::JobRunning(name.to_string()));
         }
+        // One hold of the writer lock: nothing can be stored under the name between the
+        // tree's removal and the records', and a failed removal leaves the job as it was.
+        let writer = session.writer.lock().await;
         let (had_job, snapshots) = {
-            let _writer = session.writer.lock().await;
             let vault = self.catalog().vault(session.account, &session.keys);
             let records = Records(&vault);
-            let had_job = records.remove_job(name)?;
-            let snapshots = records.snapshots(name)?.len();
-            if forget {
-                records.forget(name, None)?;
-            }
-            (had_job, snapshots)
+            (records.job(name)?.is_some(), records.snapshots(name)?.len())
         };
         if !had_job && snapshots == 0 {
             return Err(Error::NoSuchJob(name.to_string()));
         }
         let removed = if forget {
-            match crate::files::rm(self, &session, name.as_bytes(), false).await {
+            match crate::files::rm_held(self, &session, name.as_bytes(), false).await {
                 Ok(r) => Some(r),
                 Err(Error::Store(shard_store::Error::NoSuchFile(_))) => None,
                 Err(e) => return Err(e),
@@ -541,6 +563,15 @@ impl Node {
         } else {
             None
         };
+        {
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let records = Records(&vault);
+            records.remove_job(name)?;
+            if forget {
+                records.forget(name, None)?;
+            }
+        }
+        drop(writer);
         self.catalog_changed(&session);
         Ok(JobRemoval {
             job: name.to_string(),
@@ -666,6 +697,13 @@ impl Node {
         }
         let _running = Running(self, key);
         let writer = session.writer.lock().await;
+        // Locked while this run waited: its keys must not be used any more.
+        if !self.is_current(session) {
+            return Err(Error::NotLoggedIn(format!(
+                "account {:?} was locked before backup {name:?} could run",
+                session.user
+            )));
+        }
         let started = self.now();
         let Some(mut kept) = ({
             let vault = self.catalog().vault(session.account, &session.keys);
@@ -767,6 +805,13 @@ impl Node {
         }
         let exclusions =
             Exclusions::new(&spec.path, &spec.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
+        if exclusions.exclude_everything() {
+            return Err(Error::BadJob(format!(
+                "the exclusions (with {}'s {}) now leave out everything in it; nothing was stored",
+                spec.path.display(),
+                super::exclude::IGNORE_FILE
+            )));
+        }
         let put = crate::put::run_tree(
             self.clone(),
             session.clone(),
@@ -803,6 +848,11 @@ impl Node {
         }
         let vault = self.catalog().vault(session.account, &session.keys);
         let records = Records(&vault);
+        let before = records.snapshots(&spec.name)?;
+        let previous = match before.iter().map(|s| s.no).max() {
+            Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
+            None => SnapshotTree::default(),
+        };
         let mut tree = Vec::with_capacity(put.names.len());
         for page in put.names.chunks(4096) {
             let wanted: Vec<&[u8]> = page
@@ -816,9 +866,29 @@ impl Node {
                 }
             }
         }
+        // A file that could not be read this time keeps the version the snapshot before
+        // held (a file being written during every run must not drop out of every snapshot).
+        for name in &failed {
+            if let Some(v) = previous.version_of(name) {
+                tree.push((ByteBuf::from(name.clone()), v));
+            }
+        }
         tree.sort();
         tree.dedup_by(|a, b| a.0 == b.0);
         let tree = SnapshotTree(tree);
+        // A folder found empty where the snapshot before held files is most often a disk not
+        // mounted or a home not restored yet: such a snapshot would become what `get NAME`
+        // restores, and its retention would forget the real ones.
+        if tree.0.len() <= 1 && previous.0.len() > 1 {
+            return Err(Error::PathAccess {
+                path: spec.path.display().to_string(),
+                reason: format!(
+                    "it is empty (or everything in it is excluded) where snapshot {} held {} paths: a disk not mounted? Nothing was recorded; if it is really empty now, remove the job",
+                    before.iter().map(|s| s.no).max().unwrap_or(0),
+                    previous.0.len() - 1
+                ),
+            });
+        }
         let (files, bytes) = {
             let wanted: Vec<(&[u8], u32)> =
                 tree.0.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
@@ -833,11 +903,6 @@ impl Node {
                 }
             }
             (files, bytes)
-        };
-        let before = records.snapshots(&spec.name)?;
-        let previous = match before.iter().map(|s| s.no).max() {
-            Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
-            None => SnapshotTree::default(),
         };
         let (added, removed, differ) = compare(&previous, &tree);
         let changed = really_changed(&vault, differ)?.len();
@@ -881,10 +946,17 @@ impl Node {
             versions_removed: 0,
         };
         drop(vault);
-        if outcome == Outcome::Ok {
-            let (forgotten, removed) = self.retain(session, spec).await?;
-            run.forgotten = forgotten;
-            run.versions_removed = removed;
+        // Also after a partial run: kept snapshots keep every version they name. A failure of
+        // retention is said, but the snapshot stands: the run did its work.
+        match self.retain(session, spec).await {
+            Ok((forgotten, removed)) => {
+                run.forgotten = forgotten;
+                run.versions_removed = removed;
+            }
+            Err(e) => tracing::warn!(
+                "retention of backup {:?} not done: {e}; it is tried after the next run",
+                spec.name
+            ),
         }
         Ok(run)
     }
@@ -901,9 +973,16 @@ impl Node {
             let vault = self.catalog().vault(session.account, &session.keys);
             let records = Records(&vault);
             let snapshots = records.snapshots(&spec.name)?;
+            // Dated in the order they were made: a snapshot made after the clock went back
+            // still counts as newer than the ones before it (the rules must never forget the
+            // newest because an earlier one was dated ahead).
+            let mut latest = i64::MIN;
             let times: Vec<jiff::Timestamp> = snapshots
                 .iter()
-                .map(|s| jiff::Timestamp::from_second(s.at).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+                .map(|s| {
+                    latest = latest.max(s.at);
+                    jiff::Timestamp::from_second(latest).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                })
                 .collect();
             let keep = spec.keep.apply(&times, &jiff::tz::TimeZone::system());
             let forgotten: Vec<u32> = snapshots
@@ -915,28 +994,40 @@ impl Node {
             if forgotten.is_empty() {
                 return Ok((forgotten, 0));
             }
-            records.forget(&spec.name, Some(&forgotten))?;
-            // Every version a kept snapshot names stays; the others under the job's name go.
-            let mut named: HashMap<Vec<u8>, HashSet<u32>> = HashMap::new();
+            // What goes: the versions the forgotten snapshots name that no kept one does —
+            // never a version no snapshot named (a run that was cut short left it; the next
+            // run names it, or a later forgetting does not touch it).
+            let mut named: HashSet<(Vec<u8>, u32)> = HashSet::new();
             for s in snapshots.iter().zip(&keep).filter(|(_, k)| **k) {
                 if let Some(tree) = records.tree(&spec.name, s.0.no)? {
-                    for (n, v) in tree.0 {
-                        named.entry(n.into_vec()).or_default().insert(v);
-                    }
+                    named.extend(tree.0.into_iter().map(|(n, v)| (n.into_vec(), v)));
                 }
             }
-            let root = spec.name.as_bytes();
-            let doomed: Vec<shard_store::FileId> = vault
-                .list()?
-                .into_iter()
-                .filter(|e| top_of(&e.meta.name) == root)
-                .filter(|e| {
-                    !named
-                        .get(&e.meta.name)
-                        .is_some_and(|v| v.contains(&e.version))
-                })
-                .map(|e| e.id)
-                .collect();
+            let mut going: HashSet<(Vec<u8>, u32)> = HashSet::new();
+            for no in &forgotten {
+                if let Some(tree) = records.tree(&spec.name, *no)? {
+                    going.extend(
+                        tree.0
+                            .into_iter()
+                            .map(|(n, v)| (n.into_vec(), v))
+                            .filter(|nv| !named.contains(nv)),
+                    );
+                }
+            }
+            let going: Vec<(Vec<u8>, u32)> = going.into_iter().collect();
+            let mut doomed = Vec::with_capacity(going.len());
+            for page in going.chunks(4096) {
+                let wanted: Vec<(&[u8], u32)> =
+                    page.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+                doomed.extend(
+                    vault
+                        .entries_at(&wanted)?
+                        .into_iter()
+                        .flatten()
+                        .map(|e| e.id),
+                );
+            }
+            records.forget(&spec.name, Some(&forgotten))?;
             let freed = vault.delete_files(&session.vault(), &doomed)?;
             (forgotten, doomed.len(), freed)
         };
@@ -986,50 +1077,10 @@ impl Node {
     /// how each went. The node's loop calls it every [`crate::node::RunOptions::backup_tick`];
     /// a test with a driven clock calls it itself.
     pub async fn run_due_backups(self: &Arc<Self>) -> Vec<(String, String, Result<BackupRun>)> {
-        let now = self.now();
         let mut per_account = tokio::task::JoinSet::new();
-        for user in self.users() {
-            let Ok(session) = self.session(Some(&user)) else {
-                continue;
-            };
-            let due: Vec<(i64, String)> = {
-                let vault = self.catalog().vault(session.account, &session.keys);
-                match Records(&vault).jobs() {
-                    Ok(jobs) => {
-                        let mut due: Vec<(i64, String)> = jobs
-                            .into_iter()
-                            .map(|j| (next_run(j.spec.every, &j.state), j.spec.name))
-                            .filter(|(at, _)| *at <= now)
-                            .collect();
-                        due.sort();
-                        due
-                    }
-                    Err(e) => {
-                        tracing::warn!("backup jobs of {user} not read: {e}");
-                        continue;
-                    }
-                }
-            };
-            if due.is_empty() {
-                continue;
-            }
+        for (session, due) in self.due_backups() {
             let node = self.clone();
-            per_account.spawn(async move {
-                let mut out = Vec::new();
-                for (_, name) in due {
-                    if !node.is_current(&session) {
-                        break;
-                    }
-                    let job = node.jobs().create_for("backup", Some(&session.user));
-                    let result = node.backup_run_due(&session, &name, job.clone()).await;
-                    match &result {
-                        Ok(run) => job.finish(run.clone()),
-                        Err(e) => job.fail(e.to_string(), e.hint().to_string()),
-                    }
-                    out.push((session.user.clone(), name, result));
-                }
-                out
-            });
+            per_account.spawn(async move { node.run_account_backups(session, due).await });
         }
         let mut all = Vec::new();
         while let Some(done) = per_account.join_next().await {
@@ -1038,6 +1089,79 @@ impl Node {
             }
         }
         all
+    }
+
+    /// Starts the due jobs of each unlocked account whose earlier runs have ended, without
+    /// waiting for them: an account's long first backup holds up no other account's.
+    fn start_due_backups(self: &Arc<Self>) {
+        for (session, due) in self.due_backups() {
+            if !lock(&self.backup_accounts_busy).insert(session.account) {
+                continue;
+            }
+            let node = self.clone();
+            self.spawn_task(async move {
+                let account = session.account;
+                node.run_account_backups(session, due).await;
+                lock(&node.backup_accounts_busy).remove(&account);
+            });
+        }
+    }
+
+    /// The unlocked accounts with jobs due now by the node's clock, each with its due jobs'
+    /// names, most overdue first (jobs running already left out).
+    fn due_backups(&self) -> Vec<(Arc<Session>, Vec<String>)> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for user in self.users() {
+            let Ok(session) = self.session(Some(&user)) else {
+                continue;
+            };
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let jobs = match Records(&vault).jobs() {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!("backup jobs of {user} not read: {e}");
+                    continue;
+                }
+            };
+            let running = lock(&self.backups_running).clone();
+            let mut due: Vec<(i64, String)> = jobs
+                .into_iter()
+                .map(|j| (next_run(j.spec.every, &j.state, now), j.spec.name))
+                .filter(|(at, name)| {
+                    *at <= now && !running.contains(&(session.account, name.clone()))
+                })
+                .collect();
+            due.sort();
+            drop(vault);
+            if !due.is_empty() {
+                out.push((session, due.into_iter().map(|(_, n)| n).collect()));
+            }
+        }
+        out
+    }
+
+    /// Runs `due` of `session`'s account one after the other (they would wait on its writer
+    /// lock anyway), while the account stays unlocked.
+    async fn run_account_backups(
+        self: &Arc<Self>,
+        session: Arc<Session>,
+        due: Vec<String>,
+    ) -> Vec<(String, String, Result<BackupRun>)> {
+        let mut out = Vec::new();
+        for name in due {
+            if !self.is_current(&session) {
+                break;
+            }
+            let job = self.jobs().create_for("backup", Some(&session.user));
+            let result = self.backup_run_due(&session, &name, job.clone()).await;
+            match &result {
+                Ok(run) => job.finish(run.clone()),
+                Err(e) => job.fail(e.to_string(), e.hint().to_string()),
+            }
+            out.push((session.user.clone(), name, result));
+        }
+        out
     }
 
     /// What about backups needs attention: jobs whose last run failed or was partial, or that
@@ -1066,8 +1190,16 @@ impl Node {
                 continue;
             };
             let vault = self.catalog().vault(session.account, &session.keys);
-            let Ok(list) = Records(&vault).jobs() else {
-                continue;
+            let list = match Records(&vault).jobs() {
+                Ok(list) => list,
+                Err(e) => {
+                    alerts.push(BackupAlert {
+                        user: account.name.clone(),
+                        job: None,
+                        reason: format!("the backup jobs of {} cannot be read: {e}", account.name),
+                    });
+                    continue;
+                }
             };
             for j in list {
                 if let Some(reason) = attention(&j.spec, &j.state, now) {
@@ -1092,16 +1224,7 @@ pub(crate) async fn backup_loop(node: Arc<Node>) {
             () = tokio::time::sleep(tick) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        node.run_due_backups().await;
-    }
-}
-
-/// The absolute form of `path` for a job (relative to the current folder).
-pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
+        node.start_due_backups();
     }
 }
 
@@ -1212,20 +1335,32 @@ mod tests {
                 .unwrap()
                 .contains("twice its period (1h)")
         );
-        assert_eq!(next_run(spec.every, &state), 0, "a new job runs at once");
+        assert_eq!(
+            next_run(spec.every, &state, 10),
+            0,
+            "a new job runs at once"
+        );
         state.last = Some(run(Outcome::Ok, 100));
         state.last_ok = Some(110);
         assert_eq!(attention(&spec, &state, 3000), None);
-        assert_eq!(next_run(spec.every, &state), 3700);
+        assert_eq!(next_run(spec.every, &state, 3000), 3700);
         state.last = Some(run(Outcome::Failed, 4000));
         assert_eq!(
             attention(&spec, &state, 4100).unwrap(),
             "its last run failed: the disk is full"
         );
         assert_eq!(
-            next_run(spec.every, &state),
+            next_run(spec.every, &state, 4100),
             4010 + 900,
             "tried again sooner"
+        );
+        // The clock went back a year after a run: due now, and said.
+        state.last = Some(run(Outcome::Ok, 40_000_000));
+        assert_eq!(next_run(spec.every, &state, 5000), 5000);
+        assert!(
+            attention(&spec, &state, 5000)
+                .unwrap()
+                .contains("the clock went back")
         );
     }
 }
