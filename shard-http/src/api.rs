@@ -1210,6 +1210,7 @@ async fn backup_add(
         keep: body.keep,
         exclude: body.exclude,
         shares: body.shares.as_deref().map(parse_shares).transpose()?,
+        confined: browser,
     };
     Ok(Json(state.node.backup_add(user.as_deref(), new).await?))
 }

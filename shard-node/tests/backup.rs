@@ -110,6 +110,7 @@ fn job(path: &Path, every: &str, keep: &str) -> NewJob {
         keep: Some(keep.into()),
         exclude: vec!["*.tmp".into()],
         shares: Some((2, 4)),
+        confined: false,
     }
 }
 
@@ -579,4 +580,33 @@ async fn a_locked_accounts_jobs_wait_and_say_why_then_run_and_come_back_with_rec
     .await
     .unwrap();
     assert_eq!(fs::read(out).unwrap(), content(50_000, 7));
+}
+
+/// A job a web session made reads its folder only while the folder lies under `[web]
+/// node_paths`: checked again at every run (here the list is empty: nothing is open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_sessions_job_reads_only_folders_still_open_to_the_web() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let swarm = swarm(&clock).await;
+    let src = swarm.path("papers-src");
+    write(&src, "a.txt", b"a");
+    let new = NewJob {
+        confined: true,
+        ..job(&src, "1h", "last=1")
+    };
+    swarm.owner().backup_add(Some(USER), new).await.unwrap();
+    let mut runs = swarm.owner().run_due_backups().await;
+    let err = runs.remove(0).2.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no longer under a folder open to web sessions"),
+        "{err}"
+    );
+    assert!(
+        swarm
+            .owner()
+            .snapshots(Some(USER), "papers")
+            .unwrap()
+            .is_empty()
+    );
 }

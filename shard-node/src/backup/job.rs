@@ -32,6 +32,9 @@ pub struct JobSpec {
     pub exclude: Vec<String>,
     /// `k`-of-`n` (default: from the nodes online at each run).
     pub shares: Option<(u8, u8)>,
+    /// Made by a web UI session: each run checks again that the folder (links resolved) lies
+    /// under `[web] node_paths`, as the session could only reach it there.
+    pub confined: bool,
 }
 
 /// How a run ended.

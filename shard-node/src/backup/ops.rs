@@ -43,6 +43,8 @@ pub struct NewJob {
     pub exclude: Vec<String>,
     /// `k`-of-`n`.
     pub shares: Option<(u8, u8)>,
+    /// Asked by a web UI session: the folder must lie under `[web] node_paths`, at each run.
+    pub confined: bool,
 }
 
 /// A job as `shard backup ls` shows it.
@@ -498,6 +500,7 @@ impl Node {
                 keep,
                 exclude: new.exclude,
                 shares: new.shares,
+                confined: new.confined,
             },
             state: JobState {
                 created: self.now(),
@@ -803,6 +806,9 @@ impl Node {
             }
             Err(e) => return Err(crate::tree::access(&spec.path, &e)),
         }
+        if spec.confined {
+            self.still_open_to_web(&spec.path)?;
+        }
         let exclusions =
             Exclusions::new(&spec.path, &spec.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
         if exclusions.exclude_everything() {
@@ -959,6 +965,25 @@ impl Node {
             ),
         }
         Ok(run)
+    }
+
+    /// Refuses a web session's job whose folder no longer lies under `[web] node_paths` as
+    /// it is resolved now (the list changed, or a folder on the way became a link).
+    fn still_open_to_web(&self, path: &std::path::Path) -> Result<()> {
+        let resolved = fs::canonicalize(path).map_err(|e| crate::tree::access(path, &e))?;
+        let open = self
+            .web_config()
+            .node_paths
+            .iter()
+            .filter_map(|r| fs::canonicalize(r).ok())
+            .any(|root| resolved.starts_with(root));
+        if resolved != path || !open {
+            return Err(Error::PathAccess {
+                path: path.display().to_string(),
+                reason: "a web session made this job, and the folder is no longer under a folder open to web sessions ([web] node_paths)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Applies `spec`'s keep rules to its snapshots; removes the stored versions under its
@@ -1315,6 +1340,7 @@ mod tests {
             keep: KeepRules::standard(),
             exclude: Vec::new(),
             shares: None,
+            confined: false,
         };
         let run = |outcome, at| RunRecord {
             started: at,
