@@ -30,23 +30,8 @@ use rand_core::{Rng, SeedableRng};
 mod bench_nodes;
 
 use bench_nodes::{
-    Node, PASSWORD, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed_cpu,
+    Node, bench_dir, flag, pair_all, peak_rss_line, restic, shard, small_tree, timed_cpu,
 };
-
-/// `files` files of 0.5–8 KiB in 200 folders; their bytes.
-fn make_tree(tree: &Path, files: usize, rng: &mut ChaCha8Rng) -> u64 {
-    let mut bytes = 0;
-    for i in 0..files {
-        let sub = tree.join(format!("d{:03}", i % 200));
-        fs::create_dir_all(&sub).unwrap();
-        let len = 512 + (rng.next_u32() as usize % 7680);
-        let mut data = vec![0u8; len];
-        rng.fill_bytes(&mut data);
-        fs::write(sub.join(format!("f{i:05}.dat")), &data).unwrap();
-        bytes += len as u64;
-    }
-    bytes
-}
 
 /// Rewrites every hundredth file with new bytes of the same length; the bytes changed.
 fn change_one_percent(tree: &Path, files: usize, rng: &mut ChaCha8Rng) -> (u64, usize) {
@@ -67,15 +52,6 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn restic(repo: &Path, cache: &Path, args: &[&str]) {
-    run(Command::new("restic")
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", cache));
-}
-
 fn main() {
     let files: usize = flag("--files").map_or(20_000, |v| v.parse().unwrap());
     let base = bench_dir("shard-backup-bench");
@@ -85,7 +61,7 @@ fn main() {
     );
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let tree = base.join("data/tree");
-    let tree_bytes = make_tree(&tree, files, &mut rng);
+    let tree_bytes = small_tree(&tree, files, &mut rng);
     // Files written within 2 s of a run are read again by the next (their times may not have
     // moved): backups meet trees written long before.
     std::thread::sleep(Duration::from_millis(2_500));
@@ -189,6 +165,10 @@ fn main() {
         changed_bytes,
         sent as f64 / changed_bytes as f64,
         sent as f64 / changed_bytes as f64 / (5.0 / 3.0)
+    );
+    println!(
+        "unchanged run: {} files in the snapshot, {} not read again, {} bytes of shares sent",
+        unchanged_report["files"], unchanged_report["unchanged"], unchanged_report["bytes_sent"]
     );
     println!("owner's peak RSS during the unchanged run: {unchanged_rss} MiB; whole run: {rss}");
 }

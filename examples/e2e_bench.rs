@@ -30,7 +30,7 @@ use rand_core::{Rng, SeedableRng};
 mod bench_nodes;
 
 use bench_nodes::{
-    Node, PASSWORD, Step, bench_dir, flag, pair_all, peak_rss_line, run, shard, timed, timed_cpu,
+    Node, Step, bench_dir, flag, pair_all, peak_rss_line, restic, run, shard, timed, timed_cpu,
 };
 
 fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
@@ -45,18 +45,7 @@ fn make_data(dir: &Path, mib: usize, files: usize) -> (PathBuf, PathBuf, u64) {
     }
     drop(out);
     let tree = dir.join("data/tree");
-    let mut tree_bytes = 0u64;
-    for i in 0..files {
-        let sub = tree.join(format!("d{:03}", i % 200));
-        if i < 200 {
-            fs::create_dir_all(&sub).unwrap();
-        }
-        let len = 512 + (rng.next_u32() as usize % 7680);
-        let mut data = vec![0u8; len];
-        rng.fill_bytes(&mut data);
-        fs::write(sub.join(format!("f{i:05}.dat")), &data).unwrap();
-        tree_bytes += len as u64;
-    }
+    let tree_bytes = bench_nodes::small_tree(&tree, files, &mut rng);
     (big, tree, tree_bytes)
 }
 
@@ -88,15 +77,6 @@ fn same_tree(a: &Path, b: &Path) {
         a.display(),
         b.display()
     );
-}
-
-fn restic(repo: &Path, cache: &Path, args: &[&str]) {
-    run(Command::new("restic")
-        .arg("-r")
-        .arg(repo)
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", cache));
 }
 
 fn main() {

@@ -290,3 +290,32 @@ pub fn pair_all(owner: &Node, peers: &[Node]) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `restic -r REPO ARGS…` with the benchmarks' password and `cache` as its cache.
+pub fn restic(repo: &Path, cache: &Path, args: &[&str]) {
+    run(Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", cache));
+}
+
+/// Writes `files` files of 0.5–8 KiB of `rng`'s bytes into 200 folders under `tree`, as the
+/// benchmarks' small-file trees are; returns their bytes.
+pub fn small_tree(tree: &Path, files: usize, rng: &mut rand_chacha::ChaCha8Rng) -> u64 {
+    use rand_core::Rng;
+    let mut bytes = 0u64;
+    for i in 0..files {
+        let sub = tree.join(format!("d{:03}", i % 200));
+        if i < 200 {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        let len = 512 + (rng.next_u32() as usize % 7680);
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        fs::write(sub.join(format!("f{i:05}.dat")), &data).unwrap();
+        bytes += len as u64;
+    }
+    bytes
+}
