@@ -253,7 +253,7 @@ pub async fn rm(
     // would leave snapshots naming versions that are gone.
     {
         let vault = node.catalog().vault(session.account, &session.keys);
-        if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
+        if let Some(job) = crate::backup::job::holder_of(&vault, name)? {
             return Err(Error::JobsName {
                 name: lossy(name),
                 job,

@@ -968,7 +968,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
     let vault = node.catalog().vault(session.account, &session.keys);
     // Under a backup job's name, what is restored is one of its snapshots.
     let mut version = request.version;
-    if let Some(job) = crate::backup::ops::holder_of(&vault, &request.name)? {
+    if let Some(job) = crate::backup::job::holder_of(&vault, &request.name)? {
         let asked = match (&request.at, request.version) {
             (Some(at), _) => Some(at.clone()),
             (None, Some(v)) => Some(v.to_string()),
@@ -987,7 +987,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
             Error::Usage(format!(
                 "{}@{at}: after @ comes a version's number ({} is not a backup job's)",
                 lossy(&request.name),
-                lossy(crate::backup::ops::top_of(&request.name))
+                lossy(crate::backup::job::top_of(&request.name))
             ))
         })?);
     }

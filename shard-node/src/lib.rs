@@ -45,6 +45,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod backups;
 mod error;
 pub mod files;
 pub mod get;

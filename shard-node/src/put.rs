@@ -1000,7 +1000,7 @@ pub async fn run(
 fn refuse_jobs_names(node: &Node, session: &Session, names: &[Vec<u8>]) -> Result<()> {
     let vault = node.catalog().vault(session.account, &session.keys);
     for name in names {
-        if let Some(job) = crate::backup::ops::holder_of(&vault, name)? {
+        if let Some(job) = crate::backup::job::holder_of(&vault, name)? {
             return Err(Error::JobsName {
                 name: String::from_utf8_lossy(name).into_owned(),
                 job,

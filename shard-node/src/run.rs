@@ -27,7 +27,7 @@ impl NodeBuilder {
             node.spawn_task(crate::health::scrub_loop(node.clone()));
             node.spawn_task(crate::health::repair_loop(node.clone()));
         }
-        node.spawn_task(crate::backup::ops::backup_loop(node.clone()));
+        node.spawn_task(crate::backups::backup_loop(node.clone()));
         Ok(node)
     }
 }

@@ -190,12 +190,11 @@ impl Records<'_, '_> {
     }
 
     pub fn job(&self, name: &str) -> Result<Option<BackupJob>> {
-        Ok(self
-            .0
+        self.0
             .backup_heads(BackupKind::Job, Some(name))?
             .first()
             .map(|r| decode(&r.head))
-            .transpose()?)
+            .transpose()
     }
 
     pub fn save_job(&self, job: &BackupJob) -> Result<()> {
@@ -243,6 +242,24 @@ impl Records<'_, '_> {
     pub fn forget(&self, job: &str, nos: Option<&[u32]>) -> Result<usize> {
         Ok(self.0.remove_backups(BackupKind::Snapshot, job, nos)?)
     }
+}
+
+/// The top component of a vault name: what a job would be named.
+pub(crate) fn top_of(name: &[u8]) -> &[u8] {
+    name.split(|&b| b == b'/').next().unwrap_or(name)
+}
+
+/// The job (or the snapshots of a removed job) that holds `name`, if any: only its runs may
+/// store or remove there.
+pub(crate) fn holder_of(vault: &VaultCatalog<'_>, name: &[u8]) -> Result<Option<String>> {
+    let Ok(top) = std::str::from_utf8(top_of(name)) else {
+        return Ok(None);
+    };
+    let records = Records(vault);
+    if records.job(top)?.is_some() || !records.snapshots(top)?.is_empty() {
+        return Ok(Some(top.to_string()));
+    }
+    Ok(None)
 }
 
 /// Where the time comes from: the system's clock, or a test's.
@@ -299,8 +316,8 @@ mod tests {
         let tree = SnapshotTree(
             ["p", "p/a", "p/a.txt", "p/a/x", "p/ab", "p/b"]
                 .iter()
-                .enumerate()
-                .map(|(i, n)| (ByteBuf::from(n.as_bytes().to_vec()), i as u32 + 1))
+                .zip(1u32..)
+                .map(|(n, v)| (ByteBuf::from(n.as_bytes().to_vec()), v))
                 .collect::<Vec<_>>(),
         );
         let mut sorted = tree.clone();

@@ -5,11 +5,12 @@
 //! The job's rules — its period ([`Every`]), what it keeps ([`retention::KeepRules`]), what
 //! it leaves out ([`exclude::Exclusions`]) — are pure values with their parsers, tested on
 //! their own; [`job`] is how jobs and snapshots are kept in the account's catalog and the
-//! clock they are scheduled by; [`ops`] what the node does with them.
+//! clock they are scheduled by; [`report`] what the node's operations on them (the
+//! `crate::backups` module) take and return.
 
 pub mod exclude;
 pub mod job;
-pub mod ops;
+pub mod report;
 pub mod retention;
 pub mod schedule;
 
@@ -18,6 +19,6 @@ pub use job::{
     BackupJob, Clock, JobSpec, JobState, ManualClock, Outcome, RunRecord, SnapshotInfo,
     SnapshotTree, SystemClock,
 };
-pub use ops::{BackupAlert, BackupRun, JobInfo, JobRemoval, NewJob, TreeDiff};
+pub use report::{BackupAlert, BackupRun, JobInfo, JobRemoval, NewJob, TreeDiff};
 pub use retention::{BadKeepRules, KeepRules};
 pub use schedule::{BadPeriod, Every};

@@ -1,4 +1,5 @@
-//! What a node does with backup jobs: make and remove them, run one (a put of its folder that
+//! What a node does with backup jobs (their rules, records and reports are [`crate::backup`]'s):
+//! make and remove them, run one (a put of its folder that
 //! leaves out what it excludes, then a snapshot of the tree stored, then retention), run those
 //! that are due, list snapshots, compare two, and say which jobs need attention.
 //!
@@ -10,148 +11,22 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use shard_store::{FileEntry, FileKind, Redundancy, VaultCatalog};
 
-use super::job::{
+use crate::backup::job::{
     BackupJob, JobSpec, JobState, Outcome, Records, RunRecord, SnapshotInfo, SnapshotTree,
 };
-use super::{Every, Exclusions, KeepRules};
+use crate::backup::{
+    BackupAlert, BackupRun, Every, Exclusions, JobInfo, JobRemoval, KeepRules, NewJob, TreeDiff,
+};
 use crate::jobs::Job;
 use crate::node::{Node, lock};
-use crate::report::Removal;
 use crate::request::PutRequest;
 use crate::session::Session;
 use crate::{Error, Result};
-
-/// A job to make.
-#[derive(Debug, Clone, Default)]
-pub struct NewJob {
-    /// The folder (absolute).
-    pub path: PathBuf,
-    /// Its name [default: the folder's name].
-    pub name: Option<String>,
-    /// `30m`, `6h`, `1d` … [default: 1d].
-    pub every: Option<String>,
-    /// `last=10,daily=7,…` [default: restic's usual policy for a daily job].
-    pub keep: Option<String>,
-    /// Exclusions, gitignore syntax.
-    pub exclude: Vec<String>,
-    /// `k`-of-`n`.
-    pub shares: Option<(u8, u8)>,
-    /// Asked by a web UI session: the folder must lie under `[web] node_paths`, at each run.
-    pub confined: bool,
-}
-
-/// A job as `shard backup ls` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct JobInfo {
-    /// Its name.
-    pub name: String,
-    /// The folder.
-    pub path: String,
-    /// Its period, as written (`6h`).
-    pub every: String,
-    /// Its keep rules, as written.
-    pub keep: String,
-    /// Its exclusions.
-    pub exclude: Vec<String>,
-    /// `K-of-N`, when fixed.
-    pub shares: Option<String>,
-    /// When it was made.
-    pub created: i64,
-    /// Its last run.
-    pub last: Option<RunRecord>,
-    /// When its last complete run ended.
-    pub last_ok: Option<i64>,
-    /// When it runs next (seconds since the epoch; in the past: as soon as the node looks).
-    pub next_run: i64,
-    /// Snapshots kept.
-    pub snapshots: usize,
-    /// A run is under way.
-    pub running: bool,
-    /// What needs attention: its last run failed or was partial, or nothing succeeded for
-    /// twice its period.
-    pub attention: Option<String>,
-}
-
-/// What a run did.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BackupRun {
-    /// The job.
-    pub job: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The snapshot made.
-    pub snapshot: u32,
-    /// Regular files in it.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Files found unchanged since the run before (not read).
-    pub unchanged: u64,
-    /// Bytes of shares sent.
-    pub bytes_sent: u64,
-    /// Paths added, removed and changed since the snapshot before.
-    pub added: u64,
-    /// See `added`.
-    pub removed: u64,
-    /// See `added`.
-    pub changed: u64,
-    /// Paths that could not be read.
-    pub unreadable_count: usize,
-    /// The first of them, with why.
-    pub unreadable: Vec<String>,
-    /// Snapshots retention forgot after the run.
-    pub forgotten: Vec<u32>,
-    /// Stored versions no kept snapshot names any more, removed.
-    pub versions_removed: usize,
-}
-
-/// What removing a job did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobRemoval {
-    /// The job.
-    pub job: String,
-    /// Snapshots forgotten (with `--forget-snapshots`).
-    pub snapshots_forgotten: usize,
-    /// Snapshots that stay (restorable with `NAME@N`).
-    pub snapshots_kept: usize,
-    /// The stored tree removed with them.
-    pub removed: Option<Removal>,
-}
-
-/// Paths added, removed and changed between two snapshots.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TreeDiff {
-    /// The job.
-    pub job: String,
-    /// The older snapshot.
-    pub from: u32,
-    /// The newer.
-    pub to: u32,
-    /// Paths only in `to`.
-    pub added: Vec<String>,
-    /// Paths only in `from`.
-    pub removed: Vec<String>,
-    /// Paths in both whose contents, kind, mode, times or link target differ.
-    pub changed: Vec<String>,
-}
-
-/// A job that needs attention, or an account whose jobs cannot run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BackupAlert {
-    /// The account.
-    pub user: String,
-    /// The job (none: all of a locked account's).
-    pub job: Option<String>,
-    /// What is wrong.
-    pub reason: String,
-}
 
 /// How far ahead of the clock a run may be dated before the clock is said to have gone back.
 const CLOCK_SLACK: i64 = 3600;
@@ -241,30 +116,13 @@ fn check_job_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The top component of a vault name: what a job would be named.
-pub(crate) fn top_of(name: &[u8]) -> &[u8] {
-    name.split(|&b| b == b'/').next().unwrap_or(name)
-}
-
-/// The job (or the snapshots of a removed job) that holds `name`, if any: only its runs may
-/// store or remove there.
-pub(crate) fn holder_of(vault: &VaultCatalog<'_>, name: &[u8]) -> Result<Option<String>> {
-    let Ok(top) = std::str::from_utf8(top_of(name)) else {
-        return Ok(None);
-    };
-    let records = Records(vault);
-    if records.job(top)?.is_some() || !records.snapshots(top)?.is_empty() {
-        return Ok(Some(top.to_string()));
-    }
-    Ok(None)
-}
+/// What [`compare`] finds: names added, names removed, and names at two versions (name, old,
+/// new).
+type Compared = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<(Vec<u8>, u32, u32)>);
 
 /// Compares two trees: names only in `to`, only in `from`, and in both at different versions
 /// (candidates for "changed", which the caller checks).
-fn compare(
-    from: &SnapshotTree,
-    to: &SnapshotTree,
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<(Vec<u8>, u32, u32)>) {
+fn compare(from: &SnapshotTree, to: &SnapshotTree) -> Compared {
     let (mut added, mut removed, mut differ) = (Vec::new(), Vec::new(), Vec::new());
     let (mut a, mut b) = (from.0.iter().peekable(), to.0.iter().peekable());
     loop {
@@ -453,7 +311,7 @@ impl Node {
             return Err(Error::BadJob(format!(
                 "these exclusions (with {}'s {}) leave out everything in it: the job would store nothing",
                 path.display(),
-                super::exclude::IGNORE_FILE
+                crate::backup::exclude::IGNORE_FILE
             )));
         }
         if let Some((k, n)) = new.shares {
@@ -815,7 +673,7 @@ impl Node {
             return Err(Error::BadJob(format!(
                 "the exclusions (with {}'s {}) now leave out everything in it; nothing was stored",
                 spec.path.display(),
-                super::exclude::IGNORE_FILE
+                crate::backup::exclude::IGNORE_FILE
             )));
         }
         let put = crate::put::run_tree(
