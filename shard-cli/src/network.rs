@@ -264,10 +264,20 @@ pub fn serve(home: &Home, options: ServeOptions) -> Result<()> {
         };
         if let (Some(user), Some(pass)) = (login, passphrase) {
             let bytes = zeroize::Zeroizing::new(pass.as_bytes().to_vec());
-            if let Err(e) = node.login_as_owner(user, bytes).await {
-                node.shutdown();
-                node.stopped(Duration::from_secs(5)).await;
-                return Err(e.into());
+            match node.login_as_owner(user, bytes).await {
+                Ok(()) => {}
+                // Started unattended (a service's password file): a passphrase changed since
+                // must not take the node down in a restart loop, with the shares it keeps for
+                // peers and other accounts. It serves locked and says so (`status` exits 1
+                // while the account's backups wait).
+                Err(e) if password_file.is_some() => tracing::error!(
+                    "account {user} stays locked: {e}; the passphrase in the password file no longer unlocks it (update the file, then `shard login {user}` or restart)"
+                ),
+                Err(e) => {
+                    node.shutdown();
+                    node.stopped(Duration::from_secs(5)).await;
+                    return Err(e.into());
+                }
             }
         }
         http.announce()?;

@@ -318,7 +318,7 @@ fn the_service_unit_runs_serve_with_the_password_file() {
     let text = fs::read_to_string(&unit).unwrap();
     let exe = fs::canonicalize(common::shard_bin()).unwrap();
     let expected = format!(
-        "ExecStart={} --home {} serve --login alice --password-file \"{}\"\n",
+        "ExecStart=\"{}\" --home \"{}\" serve --login \"alice\" --password-file \"{}\"\n",
         exe.display(),
         node.home().display(),
         pass.display()
@@ -347,4 +347,26 @@ fn the_service_unit_runs_serve_with_the_password_file() {
     let out = node.run_env(&["service", "uninstall"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!unit.exists());
+}
+
+/// A node started unattended whose password file no longer unlocks the account (the
+/// passphrase was changed since) keeps serving, locked, and says why: a service must not
+/// restart in a loop, taking down what it keeps for peers.
+#[test]
+fn a_password_file_that_no_longer_unlocks_leaves_the_node_serving_locked() {
+    let mut node = common::TestNode::init("laptop");
+    node.create_account("alice");
+    let work = tempfile::tempdir().unwrap();
+    let pass = work.path().join("pass");
+    fs::write(&pass, "an old passphrase, changed since").unwrap();
+    node.serve(&[
+        "--login",
+        "alice",
+        "--password-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert!(node.is_running());
+    node.wait_log("account alice stays locked", Duration::from_secs(10));
+    let login = node.run_env(&["login", "alice"], &[("SHARD_PASSWORD", common::PASSWORD)]);
+    assert!(login.status.success(), "{}", stderr(&login));
 }

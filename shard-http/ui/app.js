@@ -654,6 +654,9 @@ async function start() {
       showError(err.message);
     }
     keep(null);
+    // The next account must not see this one's jobs.
+    $("backup-alert").hidden = true;
+    $("backup-alert").textContent = "";
     show("login-page");
   });
 

@@ -415,6 +415,17 @@ impl Node {
         if !had_job && snapshots == 0 {
             return Err(Error::NoSuchJob(name.to_string()));
         }
+        // The records go first: a removal cut short (the request dropped while peers are
+        // told) must never leave snapshots naming versions that are gone. The deletions are
+        // queued in the catalog with the files, so peers are told later if not now.
+        {
+            let vault = self.catalog().vault(session.account, &session.keys);
+            let records = Records(&vault);
+            records.remove_job(name)?;
+            if forget {
+                records.forget(name, None)?;
+            }
+        }
         let removed = if forget {
             match crate::files::rm_held(self, &session, name.as_bytes(), false).await {
                 Ok(r) => Some(r),
@@ -424,14 +435,6 @@ impl Node {
         } else {
             None
         };
-        {
-            let vault = self.catalog().vault(session.account, &session.keys);
-            let records = Records(&vault);
-            records.remove_job(name)?;
-            if forget {
-                records.forget(name, None)?;
-            }
-        }
         drop(writer);
         self.catalog_changed(&session);
         Ok(JobRemoval {
@@ -732,9 +735,10 @@ impl Node {
         }
         // A file that could not be read this time keeps the version the snapshot before
         // held (a file being written during every run must not drop out of every snapshot).
+        // A folder that could not be listed keeps what lay under it too.
         for name in &failed {
-            if let Some(v) = previous.version_of(name) {
-                tree.push((ByteBuf::from(name.clone()), v));
+            for (n, v) in previous.under(name) {
+                tree.push((ByteBuf::from(n.to_vec()), v));
             }
         }
         tree.sort();
@@ -856,17 +860,19 @@ impl Node {
             let vault = self.catalog().vault(session.account, &session.keys);
             let records = Records(&vault);
             let snapshots = records.snapshots(&spec.name)?;
-            // Dated in the order they were made: a snapshot made after the clock went back
-            // still counts as newer than the ones before it (the rules must never forget the
-            // newest because an earlier one was dated ahead).
-            let mut latest = i64::MIN;
-            let times: Vec<jiff::Timestamp> = snapshots
-                .iter()
-                .map(|s| {
-                    latest = latest.max(s.at);
-                    jiff::Timestamp::from_second(latest).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-                })
-                .collect();
+            // Dated in the order they were made: the rules must never forget the newest
+            // because an earlier one was dated ahead of it (a clock gone back).
+            // Clamped from the newest down: a snapshot is no newer than the one made after
+            // it, so one dated far ahead once does not date every later one with it.
+            let mut times: Vec<jiff::Timestamp> = Vec::with_capacity(snapshots.len());
+            let mut next = i64::MAX;
+            for s in snapshots.iter().rev() {
+                next = next.min(s.at);
+                times.push(
+                    jiff::Timestamp::from_second(next).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                );
+            }
+            times.reverse();
             let keep = spec.keep.apply(&times, &jiff::tz::TimeZone::system());
             let forgotten: Vec<u32> = snapshots
                 .iter()
@@ -981,11 +987,17 @@ impl Node {
             if !lock(&self.backup_accounts_busy).insert(session.account) {
                 continue;
             }
+            /// Frees the account's place however its runs end (a panic included).
+            struct Busy(Arc<Node>, shard_store::AccountId);
+            impl Drop for Busy {
+                fn drop(&mut self) {
+                    lock(&self.0.backup_accounts_busy).remove(&self.1);
+                }
+            }
             let node = self.clone();
             self.spawn_task(async move {
-                let account = session.account;
+                let _busy = Busy(node.clone(), session.account);
                 node.run_account_backups(session, due).await;
-                lock(&node.backup_accounts_busy).remove(&account);
             });
         }
     }

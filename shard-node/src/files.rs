@@ -373,6 +373,10 @@ impl Node {
             });
         }
         let session = self.session(Some(user))?;
+        // One hold of the writer lock from the list of names to the account's end: no backup
+        // run stores in between what the list would miss (a run that waited finds the
+        // account locked and gives up).
+        let _writer = session.writer.lock().await;
         if files > 0 {
             let names: Vec<Vec<u8>> = {
                 let vault = self.catalog().vault(session.account, &session.keys);
@@ -384,31 +388,26 @@ impl Node {
                 names
             };
             for name in names {
-                let _writer = session.writer.lock().await;
                 match rm_held(self, &session, &name, true).await {
                     Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        {
-            let _writer = session.writer.lock().await;
-            let (state, kept) = {
-                let vault = self.catalog().vault(session.account, &session.keys);
-                (vault.state()?, vault.kept_heads()?)
-            };
-            // The newest snapshot and those kept for peers that were away.
-            let snapshots = std::iter::once(state).chain(kept.into_iter().map(|k| VaultState {
-                seq: k.seq,
-                snapshot: Some(k.head),
-            }));
-            for snapshot in snapshots {
-                crate::snapshot::delete_snapshot(self, &session, &snapshot, &Default::default())
-                    .await;
-            }
-            self.logout(Some(user));
-            self.catalog().delete_account(account.id)?;
+        let (state, kept) = {
+            let vault = self.catalog().vault(session.account, &session.keys);
+            (vault.state()?, vault.kept_heads()?)
+        };
+        // The newest snapshot and those kept for peers that were away.
+        let snapshots = std::iter::once(state).chain(kept.into_iter().map(|k| VaultState {
+            seq: k.seq,
+            snapshot: Some(k.head),
+        }));
+        for snapshot in snapshots {
+            crate::snapshot::delete_snapshot(self, &session, &snapshot, &Default::default()).await;
         }
+        self.logout(Some(user));
+        self.catalog().delete_account(account.id)?;
         Ok(files)
     }
 }

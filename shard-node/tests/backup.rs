@@ -610,3 +610,50 @@ async fn a_web_sessions_job_reads_only_folders_still_open_to_the_web() {
             .is_empty()
     );
 }
+
+/// A run made while the clock was a year ahead, then the clock put right: the job is due at
+/// once and says the clock went back, and retention still keeps the newest runs, not the one
+/// dated ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_gone_back_neither_stops_backups_nor_makes_retention_keep_the_wrong_ones() {
+    let clock = Arc::new(ManualClock::new(T0 + 365 * 24 * HOUR));
+    let swarm = swarm(&clock).await;
+    let owner = swarm.owner().clone();
+    let src = swarm.path("papers-src");
+    write(&src, "a.txt", b"one");
+    owner
+        .backup_add(Some(USER), job(&src, "1h", "last=2"))
+        .await
+        .unwrap();
+    assert_eq!(run_due(&swarm).await.snapshot, 1);
+    clock.set(T0);
+    let alerts = owner.status().unwrap().backups;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.reason.contains("the clock went back")),
+        "{alerts:?}"
+    );
+    for (round, text) in [(2u32, "two"), (3, "three")] {
+        write(&src, "a.txt", text.as_bytes());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let run = run_due(&swarm).await;
+        assert_eq!(run.snapshot, round);
+        clock.advance(HOUR);
+    }
+    let kept: Vec<u32> = owner
+        .snapshots(Some(USER), "papers")
+        .unwrap()
+        .iter()
+        .map(|s| s.no)
+        .collect();
+    assert_eq!(
+        kept,
+        [2, 3],
+        "the run dated ahead is the oldest, not the newest"
+    );
+    let out = restore(&swarm, "papers/a.txt", None, "newest")
+        .await
+        .unwrap();
+    assert_eq!(fs::read(out).unwrap(), b"three");
+}
