@@ -405,7 +405,8 @@ impl Node {
             return Err(Error::JobRunning(name.to_string()));
         }
         // One hold of the writer lock: nothing can be stored under the name between the
-        // tree's removal and the records', and a failed removal leaves the job as it was.
+        // records' removal and the tree's. (If removing the tree fails, what is left of it is
+        // plain stored files, which `shard rm NAME` removes.)
         let writer = session.writer.lock().await;
         let (had_job, snapshots) = {
             let vault = self.catalog().vault(session.account, &session.keys);
