@@ -693,8 +693,8 @@ impl Node {
             job,
         )
         .await?;
-        // What failed is not in the snapshot (neither its earlier version: the snapshot says
-        // what this run could read).
+        // What failed is named in the run's report; its name is not looked up among what this
+        // run stored (the snapshot before lends it its version, below).
         let mut unreadable = Vec::new();
         let mut failed: HashSet<Vec<u8>> = HashSet::new();
         for f in &put.failed {
