@@ -721,6 +721,15 @@ impl Node {
             Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
             None => SnapshotTree::default(),
         };
+        // The files and bytes the snapshot holds are counted from the entries looked up here:
+        // no second pass over the catalog.
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut count = |e: &FileEntry| {
+            if e.meta.kind == FileKind::File {
+                files += 1;
+                bytes += e.meta.size;
+            }
+        };
         let mut tree = Vec::with_capacity(put.names.len());
         for page in put.names.chunks(4096) {
             let wanted: Vec<&[u8]> = page
@@ -730,6 +739,7 @@ impl Node {
                 .collect();
             for (name, found) in wanted.iter().zip(vault.newest_stamped(&wanted)?) {
                 if let Some((entry, _)) = found {
+                    count(&entry);
                     tree.push((ByteBuf::from(name.to_vec()), entry.version));
                 }
             }
@@ -737,10 +747,15 @@ impl Node {
         // A file that could not be read this time keeps the version the snapshot before
         // held (a file being written during every run must not drop out of every snapshot).
         // A folder that could not be listed keeps what lay under it too.
-        for name in &failed {
-            for (n, v) in previous.under(name) {
-                tree.push((ByteBuf::from(n.to_vec()), v));
+        let lent: Vec<(&[u8], u32)> = failed
+            .iter()
+            .flat_map(|name| previous.under(name))
+            .collect();
+        for (found, (n, v)) in vault.entries_at(&lent)?.into_iter().zip(&lent) {
+            if let Some(entry) = found {
+                count(&entry);
             }
+            tree.push((ByteBuf::from(n.to_vec()), *v));
         }
         tree.sort();
         tree.dedup_by(|a, b| a.0 == b.0);
@@ -758,21 +773,6 @@ impl Node {
                 ),
             });
         }
-        let (files, bytes) = {
-            let wanted: Vec<(&[u8], u32)> =
-                tree.0.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
-            let mut files = 0u64;
-            let mut bytes = 0u64;
-            for page in wanted.chunks(4096) {
-                for e in vault.entries_at(page)?.into_iter().flatten() {
-                    if e.meta.kind == FileKind::File {
-                        files += 1;
-                        bytes += e.meta.size;
-                    }
-                }
-            }
-            (files, bytes)
-        };
         let (added, removed, differ) = compare(&previous, &tree);
         let changed = really_changed(&vault, differ)?.len();
         let no = kept
