@@ -49,7 +49,7 @@ pub use catalog::{
     FileKind, FileMeta, FileStamp, KeptHead, LiveBlob, NewFile, PackUsage, PackedBlob, PeerRecord,
     Relocated, SCHEMA_VERSION, SNAPSHOT_VERSION, ShareRecord, ShareState, SnapshotFile,
     SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare, StampedEntry, StoredBlob,
-    VaultCatalog, VaultSnapshot, VaultState, unix_now_ms,
+    TrashedEntry, VaultCatalog, VaultSnapshot, VaultState, unix_now_ms,
 };
 pub use chunker::{ChunkReader, ChunkSizes, Chunker, KeyedFastCdc};
 pub use erasure::ErasureCoder;

@@ -578,7 +578,7 @@ fn a_version_one_catalog_is_migrated() {
          ALTER TABLE accounts DROP COLUMN failed_logins; ALTER TABLE accounts DROP COLUMN last_failure;
          ALTER TABLE accounts DROP COLUMN admin; DROP TABLE blobs; DROP TABLE packs;
          ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
-         DROP TABLE backup_records;
+         DROP TABLE backup_records; ALTER TABLE files DROP COLUMN trashed;
          UPDATE schema_version SET version = 1;",
     )
     .unwrap();
@@ -636,6 +636,7 @@ fn a_version_seven_catalogs_blobs_survive_the_migration() {
              CREATE INDEX blobs_by_pack ON blobs(account, pack);
              ALTER TABLE chunks DROP COLUMN share_ids; DROP TABLE kept_heads;
              ALTER TABLE vault_state DROP COLUMN told; DROP TABLE backup_records;
+             ALTER TABLE files DROP COLUMN trashed;
              UPDATE schema_version SET version = 7;",
         )
         .unwrap();
@@ -942,6 +943,7 @@ fn an_import_keeps_version_numbers_and_times() {
         version,
         stored_at,
         manifest: m.clone(),
+        trashed: None,
     };
     let snapshot = shard_store::VaultSnapshot {
         version: shard_store::SNAPSHOT_VERSION,
@@ -982,7 +984,7 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
     let (acct, keys) = account(&catalog, "alice");
     let vault = catalog.vault(acct, &keys);
     let mut bytes = exported(&vault);
-    assert_eq!(bytes.first(), Some(&6), "the version leads the snapshot");
+    assert_eq!(bytes.first(), Some(&7), "the version leads the snapshot");
     shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
     for earlier in [1, 2] {
         bytes[0] = earlier;
@@ -992,10 +994,12 @@ fn a_snapshot_of_an_earlier_data_format_is_refused_by_name() {
             "{err}"
         );
     }
-    // Version 5 is version 6 without backup records: still read.
-    bytes[0] = 5;
-    shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
-    bytes[0] = 7;
+    // Version 5 is version 6 without backup records, and 6 is 7 without the trash: still read.
+    for older in [5, 6] {
+        bytes[0] = older;
+        shard_store::VaultSnapshot::from_bytes(&bytes).unwrap();
+    }
+    bytes[0] = 8;
     let err = shard_store::VaultSnapshot::from_bytes(&bytes).unwrap_err();
     assert!(err.to_string().contains("unknown"), "{err}");
 }
@@ -1333,4 +1337,98 @@ fn backup_records_are_sealed_listed_and_travel_in_the_catalog_snapshot() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A version in the trash is hidden from every listing but keeps its chunks (they are not
+/// freed, and removing the visible file that shares them frees only what is not shared); it
+/// comes back whole, travels in the catalog snapshot with its time, keeps its number taken,
+/// and deleting it from the trash frees its chunks.
+#[test]
+fn the_trash_hides_versions_keeps_their_chunks_and_travels_in_the_snapshot() {
+    use shard_store::AckedShare;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(&dir.path().join("c.db")).unwrap();
+    let (acct, keys) = account(&catalog, "alice");
+    let vault = catalog.vault(acct, &keys);
+    let m = manifest(40, 100, 1);
+    let acks: Vec<AckedShare> = m.chunks[0]
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| AckedShare {
+            chunk: m.chunks[0].id,
+            k: m.chunks[0].k,
+            n: m.chunks[0].n,
+            share_len: m.chunks[0].share_len,
+            index: i as u8,
+            share: *s,
+            peer: PEERS[i],
+        })
+        .collect();
+    vault.record_acks(&acks).unwrap();
+    let ids: Vec<_> = vault
+        .begin_files(&[
+            (meta("will.txt", 100), m.clone()),
+            (meta("copy.txt", 100), m.clone()),
+        ])
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    vault.commit_files(&ids).unwrap();
+
+    assert_eq!(vault.trash_files(&ids[..1], 1_000).unwrap(), 1);
+    // Twice is nothing more.
+    assert_eq!(vault.trash_files(&ids[..1], 2_000).unwrap(), 0);
+    let names: Vec<_> = vault
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.meta.name)
+        .collect();
+    assert_eq!(names, [b"copy.txt".to_vec()]);
+    assert!(vault.versions(b"will.txt").unwrap().is_empty());
+    let trashed = vault.trashed().unwrap();
+    assert_eq!(trashed.len(), 1);
+    assert_eq!(
+        (trashed[0].entry.meta.name.as_slice(), trashed[0].trashed_at),
+        (&b"will.txt"[..], 1_000)
+    );
+
+    // The visible copy removed: the chunk stays, the trashed version still uses it.
+    assert!(vault.delete_files(&[7; 16], &ids[1..]).unwrap().is_empty());
+    assert_eq!(vault.encodings(&m.chunks[0].id).unwrap().len(), 1);
+
+    // Through a catalog snapshot: still in the trash, with its time.
+    let snapshot = shard_store::VaultSnapshot::from_bytes(&exported(&vault)).unwrap();
+    assert_eq!(snapshot.files.len(), 1);
+    assert_eq!(snapshot.files[0].trashed, Some(1_000));
+    let (acct2, keys2) = account(&catalog, "alice-again");
+    let vault2 = catalog.vault(acct2, &keys2);
+    vault2.import(&snapshot).unwrap();
+    assert!(vault2.list().unwrap().is_empty());
+    assert_eq!(vault2.trashed().unwrap().len(), 1);
+    assert_eq!(vault2.trashed().unwrap()[0].trashed_at, 1_000);
+
+    // A file stored under the name meanwhile gets the next number.
+    let next = vault
+        .begin_files(&[(meta("will.txt", 100), m.clone())])
+        .unwrap();
+    assert_eq!(next[0].version, 2);
+    vault.delete_files(&[7; 16], &[next[0].id]).unwrap();
+
+    // Restored: visible again, same version.
+    assert_eq!(vault.untrash_files(&ids[..1]).unwrap(), 1);
+    assert!(vault.trashed().unwrap().is_empty());
+    let back = vault.versions(b"will.txt").unwrap();
+    assert_eq!((back.len(), back[0].version), (1, 1));
+
+    // Deleted from the trash: its chunk is freed.
+    vault.trash_files(&ids[..1], 3_000).unwrap();
+    let freed = vault.delete_files(&[7; 16], &ids[..1]).unwrap();
+    assert_eq!(
+        freed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        m.chunks[0].shares
+    );
+    assert!(vault.trashed().unwrap().is_empty());
 }

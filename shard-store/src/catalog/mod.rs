@@ -21,7 +21,7 @@ pub use schema::SCHEMA_VERSION;
 pub use vault::{
     AckedShare, BackupKind, BackupRecord, Encoding, FileEntry, FileId, FileKind, FileMeta,
     FileStamp, LiveBlob, NewFile, PackUsage, PackedBlob, Relocated, ShareRecord, ShareState,
-    StampedEntry, StoredBlob, VaultCatalog,
+    StampedEntry, StoredBlob, TrashedEntry, VaultCatalog,
 };
 pub use vault::{
     KeptHead, SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader,

@@ -93,13 +93,20 @@
 //!     (a job: its name and rules / nothing; a snapshot: its job, time and counts / the
 //!     names and versions it holds), bound to the row's place.
 //! ```
+//!
+//! Version 11 (the trash; an added column only, so any catalog is migrated):
+//! ```text
+//! files.state = 3   in the trash: hidden from every listing and restore, its chunks still
+//!                   counted (refs) and kept by compaction, until it is restored or deleted
+//! files.trashed     when it went to the trash (seconds since the epoch), NULL otherwise
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -248,6 +255,8 @@ const MIGRATIONS: &[&str] = &[
          head BLOB NOT NULL,
          body BLOB NOT NULL,
          PRIMARY KEY (account, kind, key, no)) WITHOUT ROWID;",
+    // 10 → 11: the trash.
+    "ALTER TABLE files ADD COLUMN trashed INTEGER;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk

@@ -15,6 +15,7 @@ use super::{AccountId, Catalog, unix_now};
 mod backup;
 mod compact;
 mod snapshot;
+mod trash;
 use crate::{Error, Result};
 pub use backup::{BackupKind, BackupRecord};
 pub use compact::{LiveBlob, PackUsage, Relocated};
@@ -22,6 +23,7 @@ pub use snapshot::{
     SNAPSHOT_VERSION, SnapshotFile, SnapshotImport, SnapshotItem, SnapshotReader, SnapshotShare,
     VaultSnapshot,
 };
+pub use trash::TrashedEntry;
 
 const META_AAD: &[u8] = b"shard catalog meta v1";
 const MANIFEST_AAD: &[u8] = b"shard catalog manifest v1";
@@ -330,6 +332,8 @@ pub struct VaultCatalog<'a> {
 
 const FILE_PENDING: i64 = 0;
 const FILE_VISIBLE: i64 = 1;
+/// In the trash: hidden, but its chunks still counted and kept (schema version 11).
+const FILE_TRASHED: i64 = 3;
 
 /// The key of the encoding that holds a chunk: (chunk or pack, k, n).
 fn enc_key(chunk: &ChunkRef) -> (ChunkId, u8, u8) {
@@ -704,7 +708,7 @@ impl<'a> VaultCatalog<'a> {
         Ok(out)
     }
 
-    /// Removes file versions. Chunk encodings no visible version uses any more are removed too,
+    /// Removes file versions (visible, pending or in the trash). Chunk encodings no version uses any more are removed too,
     /// and their shares are returned: the caller deletes them on their peers. In the same
     /// transaction each of those shares is queued for deletion (vault `vault`), so that a crash
     /// before the peers are told leaves a queue to finish, not shares nobody knows about; the
@@ -719,7 +723,8 @@ impl<'a> VaultCatalog<'a> {
                 .query_row(params![self.account.0, file.0], |r| r.get(0))
                 .optional()?;
             let Some(state) = state else { continue };
-            if state == FILE_VISIBLE {
+            // A version in the trash still counts its chunks (it can be restored).
+            if state == FILE_VISIBLE || state == FILE_TRASHED {
                 let manifest = self.manifest_in(&tx, *file)?;
                 let mut seen = std::collections::HashSet::new();
                 for chunk in manifest.chunks.iter().filter(|c| seen.insert(enc_key(c))) {

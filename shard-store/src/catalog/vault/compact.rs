@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::params;
 use shard_proto::{BLOB_OVERHEAD, BlobAt, ChunkId, ChunkRef, PackId};
 
-use super::{FILE_VISIBLE, PAGE, ShareRecord, VaultCatalog, blob32, enc_key};
+use super::{FILE_TRASHED, FILE_VISIBLE, PAGE, ShareRecord, VaultCatalog, blob32, enc_key};
 use crate::{Error, Result};
 
 /// How much of one pack the vault's files use, at the last count.
@@ -75,18 +75,20 @@ pub struct Relocated {
 type Page = Vec<(i64, Vec<u8>, u32, Vec<u8>)>;
 
 impl VaultCatalog<'_> {
-    /// Visible files with an id above `after`, a page of them (through the (account, state)
+    /// Visible files and those in the trash (whose blobs are kept: they can be restored) with
+    /// an id above `after`, a page of them (through the (account, state)
     /// index, in id order: each page costs its own rows, not a scan of the vault).
     fn visible_page(&self, tx: &rusqlite::Transaction<'_>, after: i64) -> Result<Page> {
         let limit = i64::try_from(PAGE).unwrap_or(i64::MAX);
         Ok(tx
             .prepare_cached(
                 "SELECT id, name_mac, version, manifest FROM files
-                 WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                 WHERE account = ?1 AND state IN (?2, ?5) AND id > ?3 ORDER BY id LIMIT ?4",
             )?
-            .query_map(params![self.account.0, FILE_VISIBLE, after, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
+            .query_map(
+                params![self.account.0, FILE_VISIBLE, after, limit, FILE_TRASHED],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
             .collect::<std::result::Result<Vec<_>, _>>()?)
     }
 

@@ -1,21 +1,23 @@
 //! Catalog snapshots: the whole vault as one stream of records, written straight from the
 //! catalog and read back into an empty account, never held whole in memory.
 //!
-//! A snapshot of version 6 (what this build writes) is postcard:
+//! A snapshot of version 7 (what this build writes) is postcard:
 //! ```text
-//! header    version 6, account name
+//! header    version 7, account name
 //! records   Pack    a pack's id, coding and share ids, before the first file that uses it
 //!           Share   an acknowledged share: its id, chunk or pack, index, coding, holder
 //!           File    a file version: metadata, version, time stored, chunk list whose blobs
 //!                   name their pack and leave its share ids to the pack's record
 //!           Backup  a backup job or one of its snapshots (after the files)
+//!           Trashed a file version in the trash, as File, and when it went there
 //!           End     nothing follows
 //! ```
 //! The writer ([`VaultCatalog::export_to`]) reads the catalog a page at a time and hands the
 //! bytes on as it goes; the reader ([`SnapshotReader`]) takes them in pieces of any size and
 //! hands out each share and file as soon as its record is complete. So a vault of 10⁶ files
 //! costs its writer and its reader a page and a record, not the hundreds of MiB the snapshot
-//! is. Version 5 is version 6 without backup records; versions 3 and 4 (one postcard
+//! is. Version 6 is version 7 without trashed files, version 5 is version 6 without backup
+//! records; versions 3 and 4 (one postcard
 //! structure, written by earlier builds of this format) are still read, whole.
 
 use std::collections::HashMap;
@@ -27,15 +29,17 @@ use zeroize::Zeroizing;
 
 use super::backup::BackupRecord;
 use super::{
-    AckedShare, FILE_VISIBLE, FileMeta, PAGE, PackShares, VaultCatalog, enc_key, id32, insert_blob,
+    AckedShare, FILE_TRASHED, FILE_VISIBLE, FileMeta, PAGE, PackShares, VaultCatalog, enc_key,
+    id32, insert_blob,
 };
 use crate::{Error, Result};
 
-/// The catalog snapshot format this build writes: 6, a stream of records (see the module
-/// documentation). It reads 6 to 3 (4 and 3 whole); versions 1 and 2 came from earlier,
+/// The catalog snapshot format this build writes: 7, a stream of records (see the module
+/// documentation). It reads 7 to 3 (4 and 3 whole); versions 1 and 2 came from earlier,
 /// unreleased builds and are refused by name. (A build that reads at most 5 refuses a
-/// snapshot of 6 by its version, rather than lose the backup jobs in it.)
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// snapshot of 6 by its version, rather than lose the backup jobs in it; one that reads at
+/// most 6 refuses 7 rather than lose the trash.)
+pub const SNAPSHOT_VERSION: u8 = 7;
 
 /// The longest record written or read: SQLite's longest value (10⁹ bytes by default), so any
 /// chunk list the catalog can hold fits in a record; a stream whose record would be longer is
@@ -67,6 +71,10 @@ pub struct SnapshotFile {
     pub stored_at: i64,
     /// Its chunks.
     pub manifest: Manifest,
+    /// When it went to the trash, if it is there (written as its own record kind, so a
+    /// snapshot's file records read as they always have).
+    #[serde(skip)]
+    pub trashed: Option<i64>,
 }
 
 /// A share in a snapshot.
@@ -105,7 +113,7 @@ impl SnapshotShare {
 pub enum SnapshotItem {
     /// An acknowledged share.
     Share(SnapshotShare),
-    /// A visible file version, its chunk list whole (every share id listed).
+    /// A file version (visible, or in the trash when `trashed` says so), its chunk list whole (every share id listed).
     File(SnapshotFile),
     /// A backup job or snapshot.
     Backup(BackupRecord),
@@ -120,6 +128,7 @@ enum Record {
     File(SnapshotFile),
     End,
     Backup(BackupRecord),
+    Trashed(SnapshotFile, i64),
 }
 
 /// Everything the catalog knows of a vault, as stored in a catalog snapshot: enough to rebuild
@@ -133,7 +142,7 @@ pub struct VaultSnapshot {
     pub version: u8,
     /// The account's name.
     pub account: String,
-    /// Every visible file version.
+    /// Every visible file version, then those in the trash.
     pub files: Vec<SnapshotFile>,
     /// Every acknowledged share of those files' chunks.
     pub shares: Vec<SnapshotShare>,
@@ -285,7 +294,10 @@ impl<'s> RecordWriter<'s> {
             chunk.shares = Vec::new();
         }
         self.files += 1;
-        self.write(&Record::File(file))
+        match file.trashed {
+            Some(at) => self.write(&Record::Trashed(file, at)),
+            None => self.write(&Record::File(file)),
+        }
     }
 
     fn end(mut self) -> Result<usize> {
@@ -415,6 +427,12 @@ impl SnapshotReader {
                             each(SnapshotItem::Share(share))?;
                         }
                         Record::File(mut file) => {
+                            self.fill_shares(&mut file.manifest)?;
+                            validate_file(&file)?;
+                            each(SnapshotItem::File(file))?;
+                        }
+                        Record::Trashed(mut file, at) => {
+                            file.trashed = Some(at);
                             self.fill_shares(&mut file.manifest)?;
                             validate_file(&file)?;
                             each(SnapshotItem::File(file))?;
@@ -555,6 +573,16 @@ impl VaultCatalog<'_> {
                 version: entry.version,
                 stored_at: entry.stored_at,
                 manifest,
+                trashed: None,
+            });
+        }
+        for t in self.trashed()? {
+            files.push(SnapshotFile {
+                manifest: self.manifest(t.entry.id)?,
+                meta: t.entry.meta,
+                version: t.entry.version,
+                stored_at: t.entry.stored_at,
+                trashed: Some(t.trashed_at),
             });
         }
         let mut shares = Vec::new();
@@ -595,8 +623,19 @@ impl VaultCatalog<'_> {
                 meta: entry.meta,
                 version: entry.version,
                 stored_at: entry.stored_at,
+                trashed: None,
             })
         })?;
+        // The trash: what a user removed lately comes back with the account too.
+        for t in self.trashed()? {
+            writer.file(SnapshotFile {
+                manifest: self.manifest(t.entry.id)?,
+                meta: t.entry.meta,
+                version: t.entry.version,
+                stored_at: t.entry.stored_at,
+                trashed: Some(t.trashed_at),
+            })?;
+        }
         self.for_each_backup(|b| writer.write(&Record::Backup(b)))?;
         writer.end()
     }
@@ -676,7 +715,7 @@ impl VaultCatalog<'_> {
         }
     }
 
-    /// Writes imported file versions, visible, in one transaction. A name and version the
+    /// Writes imported file versions, visible or in the trash, in one transaction. A name and version the
     /// vault has already is an error (a snapshot lists each once).
     fn insert_imported(&self, files: &[SnapshotFile]) -> Result<()> {
         let mut conn = self.catalog.conn();
@@ -689,8 +728,8 @@ impl VaultCatalog<'_> {
             let sealed_manifest =
                 self.seal_manifest(&tx, &mut recorded, &f.manifest, mac, f.version)?;
             tx.prepare_cached(
-                "INSERT INTO files (account, name_mac, version, meta, manifest, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO files (account, name_mac, version, meta, manifest, state, trashed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 self.account.0,
@@ -698,7 +737,12 @@ impl VaultCatalog<'_> {
                 f.version,
                 sealed_meta,
                 sealed_manifest,
-                FILE_VISIBLE
+                if f.trashed.is_some() {
+                    FILE_TRASHED
+                } else {
+                    FILE_VISIBLE
+                },
+                f.trashed
             ])
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(c, _)
