@@ -216,10 +216,22 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Delete a stored file or folder, all its versions, and its shares.
+    /// Remove a stored file or folder, all its versions: to the trash, where it stays
+    /// `[vault] trash_days` (30) and `shard trash restore` brings it back.
     Rm {
         /// What to delete.
         name: String,
+        /// Delete it for good now, shares and all, instead.
+        #[arg(long)]
+        now: bool,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// What `rm` removed lately: list it, bring it back, or delete it for good.
+    Trash {
+        #[command(subcommand)]
+        command: Option<TrashCommand>,
         /// The account (when several are unlocked).
         #[arg(long)]
         user: Option<String>,
@@ -325,6 +337,36 @@ enum ServiceCommand {
     Status,
     /// Stop and disable the unit, and remove it.
     Uninstall,
+}
+
+#[derive(Subcommand)]
+enum TrashCommand {
+    /// What is in the trash (the default).
+    Ls {
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Bring a name back (a folder with what its removal took along).
+    Restore {
+        /// The name, as `shard trash` lists it.
+        name: String,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete a name from the trash for good, or everything with --all; the space returns.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["name", "all"])))]
+    Empty {
+        /// The name, as `shard trash` lists it.
+        name: Option<String>,
+        /// Everything in the trash.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        /// The account (when several are unlocked).
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -618,7 +660,17 @@ fn main() -> ExitCode {
             user.as_deref(),
         ),
         Command::Ls { prefix, user } => vault::ls(&home, json, prefix.as_deref(), user.as_deref()),
-        Command::Rm { name, user } => vault::rm(&home, json, &name, user.as_deref()),
+        Command::Rm { name, now, user } => vault::rm(&home, json, &name, now, user.as_deref()),
+        Command::Trash { command, user } => match command {
+            None => vault::trash(&home, json, user.as_deref()),
+            Some(TrashCommand::Ls { user: u }) => vault::trash(&home, json, u.or(user).as_deref()),
+            Some(TrashCommand::Restore { name, user: u }) => {
+                vault::trash_restore(&home, json, &name, u.or(user).as_deref())
+            }
+            Some(TrashCommand::Empty { name, all, user: u }) => {
+                vault::trash_empty(&home, json, name.as_deref(), all, u.or(user).as_deref())
+            }
+        },
         Command::Check {
             names,
             read_data,

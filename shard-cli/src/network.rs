@@ -176,6 +176,7 @@ pub fn init(home: &Home, json: bool, options: InitOptions) -> Result<()> {
         web: shard_node::home::WebConfig::default(),
         net,
         backup: shard_node::home::BackupConfig::default(),
+        vault: shard_node::home::VaultConfig::default(),
     };
     let identity = home.init(&config)?;
     let id = fingerprint(&identity.node_id());

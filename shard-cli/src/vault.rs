@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use shard_http::client::Client as ApiClient;
-use shard_http::types::{GetBody, JobResult, JobState, PutBody, RmBody};
+use shard_http::types::{GetBody, JobResult, JobState, PutBody, RmBody, TrashBody};
 use shard_node::home::Home;
 use shard_node::report::EntryKind;
 
@@ -288,20 +288,102 @@ pub fn ls(home: &Home, json: bool, prefix: Option<&str>, user: Option<&str>) -> 
     Ok(())
 }
 
-pub fn rm(home: &Home, json: bool, name: &str, user: Option<&str>) -> Result<()> {
+pub fn rm(home: &Home, json: bool, name: &str, now: bool, user: Option<&str>) -> Result<()> {
     let answer = ApiClient::for_home(home)?.rm(&RmBody {
         name: Some(name.to_string()),
         user: user.map(str::to_string),
+        now,
         ..RmBody::default()
     })?;
     if json {
         print_json(&answer)?;
-    } else {
+    } else if answer.trashed {
+        let until = answer.kept_until.map(when).unwrap_or_default();
         println!(
-            "removed {name} ({} entries); {} shares deleted, {} to delete when their peers come back",
-            answer.removed, answer.shares_deleted, answer.shares_queued_for_offline_peers
+            "moved {name} ({} entries) to the trash; `shard trash restore {name}` brings it back until {until}, `shard trash empty {name}` deletes it now",
+            answer.removed
+        );
+    } else {
+        print_deleted(name, &answer);
+    }
+    Ok(())
+}
+
+fn print_deleted(name: &str, answer: &shard_node::report::Removal) {
+    println!(
+        "deleted {name} ({} entries) for good; {} shares deleted, {} to delete when their peers come back",
+        answer.removed, answer.shares_deleted, answer.shares_queued_for_offline_peers
+    );
+}
+
+/// `shard trash`: what is in the trash, by name.
+pub fn trash(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.trash(user)?;
+    if json {
+        return print_json(&answer);
+    }
+    if answer.items.is_empty() {
+        println!("the trash is empty");
+        return Ok(());
+    }
+    println!(
+        "{:>10}  {:<20}  {:<20}  name",
+        "size", "removed", "deleted for good"
+    );
+    for item in &answer.items {
+        let what = match (item.kind, item.entries_under, item.versions) {
+            (shard_node::report::EntryKind::Dir, n, _) => format!("/ ({n} entries)"),
+            (_, _, 1) => String::new(),
+            (_, _, v) => format!(" ({v} versions)"),
+        };
+        println!(
+            "{:>10}  {:<20}  {:<20}  {}{what}",
+            human(item.size),
+            when(item.removed_at),
+            when(item.kept_until),
+            item.name.escape_debug()
         );
     }
+    Ok(())
+}
+
+fn trash_body(name: Option<&str>, all: bool, user: Option<&str>) -> TrashBody {
+    TrashBody {
+        name: name.map(str::to_string),
+        name_hex: None,
+        user: user.map(str::to_string),
+        all,
+    }
+}
+
+/// `shard trash restore NAME`.
+pub fn trash_restore(home: &Home, json: bool, name: &str, user: Option<&str>) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.trash_restore(&trash_body(Some(name), false, user))?;
+    if json {
+        return print_json(&answer);
+    }
+    println!("restored {name} ({} entries)", answer.restored);
+    if answer.newer_kept {
+        println!(
+            "a newer {name} was stored after it was removed: it stays the newest, the restored versions are the ones before it (`shard ls` counts them)"
+        );
+    }
+    Ok(())
+}
+
+/// `shard trash empty NAME|--all`.
+pub fn trash_empty(
+    home: &Home,
+    json: bool,
+    name: Option<&str>,
+    all: bool,
+    user: Option<&str>,
+) -> Result<()> {
+    let answer = ApiClient::for_home(home)?.trash_empty(&trash_body(name, all, user))?;
+    if json {
+        return print_json(&answer);
+    }
+    print_deleted(name.unwrap_or("the trash"), &answer);
     Ok(())
 }
 

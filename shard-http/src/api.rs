@@ -22,7 +22,11 @@
 //!                               key rides in its `csrf` field, as a link cannot carry it)
 //! GET  /v1/picture?name=&version=&user=  its chunks, each share's node and state
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
-//! POST /v1/rm                   {"name" | "name_hex", "user"?} → removed files, deleted shares
+//! POST /v1/rm                   {"name" | "name_hex", "now"?, "user"?} → to the trash (or, with
+//!                               now, removed for good: deleted shares)
+//! GET  /v1/trash?user=          what is in the trash, by name, and how long it stays
+//! POST /v1/trash/restore        {"name" | "name_hex", "user"?} → brought back
+//! POST /v1/trash/empty          {"name" | "name_hex" | "all": true, "user"?} → deleted for good
 //! POST /v1/recover              {"code", "password", "user"?} → the vault rebuilt from the peers
 //! POST /v1/check               {"names"?, "read_fraction"?: 0..1, "user"?} → {"job"}: files by health
 //! POST /v1/repair              {"names"?, "user"?} → {"job"}: missing and bad shares rebuilt
@@ -53,8 +57,8 @@ use crate::types::{
     AccountRemoved, AccountRmBody, Accounts, AddPeer, BackupAddBody, BackupJobs, BackupNameBody,
     BackupRmBody, DiffQuery, GetBody, HealthBody, Invitation, InviteBody, JobStarted, JoinBody,
     Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus, PeerAdded, PeerRemoval,
-    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, Snapshots, SnapshotsQuery,
-    UiLink, UserBody, UserQuery,
+    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, Snapshots,
+    SnapshotsQuery, Trash, TrashBody, UiLink, UserBody, UserQuery,
 };
 use shard_node::Error;
 
@@ -306,6 +310,9 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/snapshots", get(snapshots))
         .route("/v1/diff", get(diff))
         .route("/v1/peers/rm", post(peers_rm))
+        .route("/v1/trash", get(trash))
+        .route("/v1/trash/restore", post(trash_restore))
+        .route("/v1/trash/empty", post(trash_empty))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
         .route("/v1/ui-link", post(ui_link))
@@ -674,7 +681,60 @@ async fn rm(
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
-    let removed = shard_node::files::rm(&state.node, &session, &name, false).await?;
+    let how = if body.now {
+        shard_node::files::Removing::Now
+    } else {
+        shard_node::files::Removing::ToTrash
+    };
+    let removed = shard_node::files::rm(&state.node, &session, &name, how).await?;
+    state.node.catalog_changed(&session);
+    Ok(Json(removed))
+}
+
+async fn trash(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<UserQuery>,
+) -> Result<Json<Trash>, ApiError> {
+    let user = acting_user(acting, q.user)?;
+    Ok(Json(Trash {
+        items: state.node.trash(user.as_deref())?,
+        trash_days: state.node.vault_config().trash_days,
+    }))
+}
+
+async fn trash_restore(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<TrashBody>,
+) -> Result<Json<shard_node::report::TrashRestore>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let name = bytes_of(body.name, body.name_hex, "name")?;
+    let restored = state
+        .node
+        .trash_restore(Some(&session.user), &name)
+        .await?;
+    state.node.catalog_changed(&session);
+    Ok(Json(restored))
+}
+
+async fn trash_empty(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Json(body): Json<TrashBody>,
+) -> Result<Json<shard_node::report::Removal>, ApiError> {
+    let user = acting_user(acting, body.user.clone())?;
+    let session = state.node.session(user.as_deref())?;
+    let name = if body.all && body.name.is_none() && body.name_hex.is_none() {
+        None
+    } else {
+        Some(bytes_of(body.name, body.name_hex, "name")?)
+    };
+    let removed = state
+        .node
+        .trash_empty(Some(&session.user), name.as_deref())
+        .await?;
     state.node.catalog_changed(&session);
     Ok(Json(removed))
 }

@@ -16,7 +16,7 @@ use crate::types::{
     BackupRmBody, Failure, GetBody, HealthBody, Invitation, InviteBody, JobStarted, JobStatus,
     JoinBody, Joined, Listing, LoggedIn, LoggedOut, LoginBody, NodeStatus, PeerAdded, PeerRemoval,
     PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, Recovery, Removal, RmBody,
-    Snapshots, UiLink, UserBody,
+    Snapshots, Trash, TrashBody, UiLink, UserBody,
 };
 
 /// Largest answer read from the node (a check of 10⁵ files is tens of MiB).
@@ -300,6 +300,22 @@ impl Client {
     /// Removes a file or folder, every version.
     pub fn rm(&self, body: &RmBody) -> Result<Removal> {
         self.post("/v1/rm", body)
+    }
+
+    /// What is in the trash.
+    pub fn trash(&self, user: Option<&str>) -> Result<Trash> {
+        let query: Vec<(&str, &str)> = user.map(|u| ("user", u)).into_iter().collect();
+        self.get("/v1/trash", &query)
+    }
+
+    /// Brings a name back from the trash.
+    pub fn trash_restore(&self, body: &TrashBody) -> Result<shard_node::report::TrashRestore> {
+        self.post("/v1/trash/restore", body)
+    }
+
+    /// Deletes a name, or everything, from the trash for good.
+    pub fn trash_empty(&self, body: &TrashBody) -> Result<Removal> {
+        self.post("/v1/trash/empty", body)
     }
 
     /// Recovers an account from the swarm with its recovery code.

@@ -200,6 +200,33 @@ pub struct RmBody {
     pub name_hex: Option<String>,
     /// The account.
     pub user: Option<String>,
+    /// Delete for good now instead of moving to the trash.
+    #[serde(default)]
+    pub now: bool,
+}
+
+/// `GET /v1/trash`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trash {
+    /// What is in the trash, by name.
+    pub items: Vec<shard_node::report::TrashItem>,
+    /// Days an item stays (`[vault] trash_days`).
+    pub trash_days: u64,
+}
+
+/// `POST /v1/trash/restore`'s and `POST /v1/trash/empty`'s body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrashBody {
+    /// The name, as UTF-8 (for empty: none with `all`, everything).
+    pub name: Option<String>,
+    /// The name, as hex of its bytes.
+    pub name_hex: Option<String>,
+    /// The account.
+    pub user: Option<String>,
+    /// Empty: everything in the trash (asked for in so many words, not implied by a missing
+    /// name).
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// `POST /v1/recover`'s body.

@@ -257,6 +257,9 @@ pub enum Error {
         /// The account.
         user: String,
     },
+    /// Nothing by this name is in the trash (never removed, restored, or emptied since).
+    #[error("{0:?} is not in the trash")]
+    NotInTrash(String),
     /// A backup job that cannot be made or changed as asked (the message says why).
     #[error("{0}")]
     BadJob(String),
@@ -382,6 +385,10 @@ impl Error {
             Error::InvalidName(_) => (
                 ErrorKind::BadInput,
                 "a stored name is a relative path: not empty, not starting with /, without empty, `.` or `..` parts",
+            ),
+            Error::NotInTrash(_) => (
+                ErrorKind::NotFound,
+                "`shard trash` lists what is in the trash; what was removed with --now, or longer ago than [vault] trash_days, is gone",
             ),
             Error::BadJob(_) => (
                 ErrorKind::BadInput,

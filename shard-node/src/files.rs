@@ -238,15 +238,25 @@ pub fn ls_each(
     Ok(listed_count)
 }
 
-/// Removes every version of `name` (and, for a folder, everything under it); deletes the shares
-/// no other file uses.
-/// With `purge` the shares are removed from their nodes at once, not kept through the nodes'
-/// grace period (removing an account and everything in it).
+/// How `rm` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removing {
+    /// To the trash, restorable for `[vault] trash_days` (at once when that is 0).
+    ToTrash,
+    /// For good now: the shares no other file uses are deleted.
+    Now,
+    /// For good now, and the peers drop the shares at once rather than keep them through
+    /// their grace period (removing an account and everything in it).
+    Purge,
+}
+
+/// Removes every version of `name` (and, for a folder, everything under it): to the trash, or
+/// for good, deleting the shares no other file uses. Refused under a backup job's tree.
 pub async fn rm(
     node: &Arc<Node>,
     session: &Arc<Session>,
     name: &[u8],
-    purge: bool,
+    how: Removing,
 ) -> Result<Removal> {
     let _writer = session.writer.lock().await;
     // A backup job's tree changes only by its runs and its retention: removing under it
@@ -260,7 +270,13 @@ pub async fn rm(
             });
         }
     }
-    rm_held(node, session, name, purge).await
+    match how {
+        Removing::ToTrash if node.vault_config().trash_days > 0 => {
+            crate::trash::trash_held(node, session, name)
+        }
+        Removing::ToTrash | Removing::Now => rm_held(node, session, name, false).await,
+        Removing::Purge => rm_held(node, session, name, true).await,
+    }
 }
 
 /// [`rm`] without asking whether a backup job holds `name`, the caller holding the vault's
@@ -301,6 +317,8 @@ pub(crate) async fn rm_held(
         removed: ids.len(),
         shares_deleted: deleted,
         shares_queued_for_offline_peers: queued,
+        trashed: false,
+        kept_until: None,
     })
 }
 
@@ -349,12 +367,17 @@ pub(crate) async fn delete_on_peers(
 
 /// Removing files and accounts.
 impl Node {
-    /// Removes every version of `name` (a folder with everything under it) as `user`; returns
-    /// the removal's summary. (The caller writes the new catalog snapshot:
-    /// [`Node::catalog_changed`].)
-    pub async fn remove(self: &Arc<Self>, user: Option<&str>, name: &[u8]) -> Result<Removal> {
+    /// Removes every version of `name` (a folder with everything under it) as `user`, `how`
+    /// says where to; returns the removal's summary. (The caller writes the new catalog
+    /// snapshot: [`Node::catalog_changed`].)
+    pub async fn remove(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        name: &[u8],
+        how: Removing,
+    ) -> Result<Removal> {
         let session = self.session(user)?;
-        rm(self, &session, name, false).await
+        rm(self, &session, name, how).await
     }
 
     /// Removes an account; it must be unlocked (whoever removes it proves they own it). Refused
@@ -393,6 +416,19 @@ impl Node {
                     Err(e) => return Err(e),
                 }
             }
+            // And the trash, whose shares are on the peers as much as any.
+            let trashed: Vec<shard_store::FileId> = self
+                .catalog()
+                .vault(session.account, &session.keys)
+                .trashed()?
+                .into_iter()
+                .map(|t| t.entry.id)
+                .collect();
+            let freed = self
+                .catalog()
+                .vault(session.account, &session.keys)
+                .delete_files(&session.vault(), &trashed)?;
+            delete_on_peers(self, &session, &freed, true).await?;
         }
         let (state, kept) = {
             let vault = self.catalog().vault(session.account, &session.keys);

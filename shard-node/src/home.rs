@@ -60,6 +60,24 @@ pub struct NodeConfig {
     /// Backups that run themselves.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// The vault's own settings.
+    #[serde(default)]
+    pub vault: VaultConfig,
+}
+
+/// The vault's own settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VaultConfig {
+    /// Days what `rm` removed stays in the trash (restorable with `shard trash restore`)
+    /// before it is deleted for good. 0: `rm` deletes at once.
+    pub trash_days: u64,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self { trash_days: 30 }
+    }
 }
 
 /// Backups that run themselves (see [`crate::backup`]).
@@ -372,6 +390,7 @@ impl NodeConfig {
             web: WebConfig::default(),
             net: NetConfig::default(),
             backup: BackupConfig::default(),
+            vault: VaultConfig::default(),
         }
     }
 }

@@ -65,6 +65,7 @@ pub mod snapshot;
 mod swarm;
 pub mod target;
 pub mod tree;
+pub mod trash;
 
 pub use error::{Error, ErrorKind, FailedFile, NotPlaced, Result, UploadFailed, WhyFailed};
 

@@ -1243,6 +1243,11 @@ impl Node {
 
     pub(crate) async fn health_woken(&self) {
         self.health_wake.notified().await;
+    /// The config's `[vault]` section.
+    pub fn vault_config(&self) -> crate::home::VaultConfig {
+        lock(&self.config).vault.clone()
+    }
+
     }
 
     /// Paired peers that are offline and were last seen more than `after` ago.
@@ -2505,7 +2510,8 @@ impl Node {
 
 /// Ends the grace period of deleted shares: every hour (and soon after start), shares their
 /// owners deleted more than `[store] deleted_grace_days` ago are removed from this node's store,
-/// and the catalog forgets the deletions its peers carried out as long ago.
+/// and the catalog forgets the deletions its peers carried out as long ago. First the unlocked
+/// accounts' trash is emptied of what has been there longer than `[vault] trash_days`.
 async fn expire_loop(node: Arc<Node>) {
     let mut stop = node.shutdown_signal();
     let mut wait = Duration::from_secs(5);
@@ -2522,6 +2528,16 @@ async fn expire_loop(node: Arc<Node>) {
         let catalog = node.catalog.clone();
         let heads = node.heads().cloned();
         let done = tokio::task::spawn_blocking(move || {
+        for (user, expired) in node.expire_trash().await {
+            match expired {
+                Ok(r) => tracing::info!(
+                    "deleted {} entries of {user}'s trash whose {} days were up",
+                    r.removed,
+                    node.vault_config().trash_days
+                ),
+                Err(e) => tracing::warn!("the trash of {user} could not be emptied: {e}"),
+            }
+        }
             let expired = store.expire(before)?;
             let forgotten = catalog.forget_deletions(before)?;
             if let Some(heads) = heads {

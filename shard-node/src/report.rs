@@ -415,6 +415,46 @@ pub struct Removal {
     pub shares_deleted: u64,
     /// Shares whose nodes are offline: deleted when they are back.
     pub shares_queued_for_offline_peers: u64,
+    /// Moved to the trash rather than deleted: nothing left the peers.
+    #[serde(default)]
+    pub trashed: bool,
+    /// When the trash deletes it for good (seconds since the epoch), if it went there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_until: Option<i64>,
+}
+
+/// A name in the trash: what `shard trash` lists. A folder removed with everything in it is
+/// one item (what lay under it is counted in it, not listed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashItem {
+    /// The name (lossy UTF-8).
+    pub name: String,
+    /// The name's bytes, hex.
+    pub name_hex: String,
+    /// What its newest version in the trash is.
+    pub kind: EntryKind,
+    /// Its versions in the trash.
+    pub versions: usize,
+    /// For a folder: the entries under it removed with it.
+    pub entries_under: usize,
+    /// Bytes of the newest version (of a folder: of the newest versions of what lay under it).
+    pub size: u64,
+    /// When it was removed (the latest time, if it was removed more than once).
+    pub removed_at: i64,
+    /// When the trash deletes it for good (its first version in the trash decides).
+    pub kept_until: i64,
+}
+
+/// What `shard trash restore` brought back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashRestore {
+    /// The name restored (lossy UTF-8).
+    pub name: String,
+    /// Entries made visible again (every version, and what a folder held).
+    pub restored: usize,
+    /// A newer version of the name was stored after it was removed: it stays the newest, and
+    /// the restored ones are its earlier versions.
+    pub newer_kept: bool,
 }
 
 /// Where a stored file's shares are, for the web UI's picture.

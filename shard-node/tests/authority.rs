@@ -13,6 +13,7 @@
     clippy::cast_possible_wrap
 )]
 
+use shard_node::files::Removing;
 use shard_testkit::swarm as common;
 
 use std::sync::Mutex;
@@ -205,7 +206,10 @@ async fn a_removed_file_comes_back_from_the_grace_period_with_an_earlier_catalog
     let before = shard_node::snapshot::write_snapshot(&owner, &session)
         .await
         .unwrap();
-    owner.remove(Some(USER), b"papers.pdf").await.unwrap();
+    owner
+        .remove(Some(USER), b"papers.pdf", Removing::Now)
+        .await
+        .unwrap();
     let after = shard_node::snapshot::write_snapshot(&owner, &session)
         .await
         .unwrap();

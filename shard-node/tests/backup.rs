@@ -6,6 +6,7 @@
 //! snapshots come back with `recover`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use shard_node::files::Removing;
 use shard_testkit::swarm as common;
 
 use std::collections::BTreeMap;
@@ -431,7 +432,10 @@ async fn bad_jobs_are_refused_with_their_reason_and_a_jobs_tree_is_its_own() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::JobsName { .. }), "{err}");
-    let err = owner.remove(Some(USER), b"papers/a.txt").await.unwrap_err();
+    let err = owner
+        .remove(Some(USER), b"papers/a.txt", Removing::ToTrash)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::JobsName { .. }), "{err}");
 
     // The folder gone at run time: the run fails visibly; snapshot 1 stays.

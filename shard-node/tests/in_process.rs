@@ -9,6 +9,7 @@
     clippy::cast_possible_truncation
 )]
 
+use shard_node::files::Removing;
 use shard_testkit::swarm as common;
 
 use std::collections::HashSet;
@@ -743,7 +744,10 @@ async fn a_catalog_changed_while_its_holders_are_away_reaches_them_when_they_are
         swarm.set_link(i, Link::Down);
         swarm.gone(i).await;
     }
-    owner.remove(Some(USER), b"drop").await.unwrap();
+    owner
+        .remove(Some(USER), b"drop", Removing::ToTrash)
+        .await
+        .unwrap();
     let away = owner
         .write_snapshot(&session)
         .await
@@ -766,7 +770,10 @@ async fn a_catalog_changed_while_its_holders_are_away_reaches_them_when_they_are
         .await
         .unwrap();
     assert!(owner.write_snapshot(&session).await.is_err());
-    owner.remove(Some(USER), extra.as_bytes()).await.unwrap();
+    owner
+        .remove(Some(USER), extra.as_bytes(), Removing::ToTrash)
+        .await
+        .unwrap();
     assert!(owner.write_snapshot(&session).await.is_err());
     let kept = owner
         .catalog()
@@ -950,7 +957,11 @@ async fn check_counts_the_shares_peers_keep_through_their_grace_period() {
         .await
         .unwrap();
     assert_eq!(swarm.check(0.0).await.deleted_in_grace.shares, 0);
-    swarm.owner().remove(Some(USER), b"old").await.unwrap();
+    swarm
+        .owner()
+        .remove(Some(USER), b"old", Removing::Now)
+        .await
+        .unwrap();
     let check = swarm.check(0.0).await;
     assert!(check.deleted_in_grace.shares >= 2, "{check:?}");
     assert_eq!(check.deleted_in_grace.grace_days, 7);

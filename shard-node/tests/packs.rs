@@ -5,6 +5,7 @@
 //! deleted once no file uses it; check and repair work per pack.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use shard_node::files::Removing;
 use shard_testkit::swarm as common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,14 +149,14 @@ async fn the_same_bytes_again_send_nothing_and_a_pack_goes_when_no_file_uses_it(
     let node = swarm.owner().clone();
     let session = node.session(Some(common::USER)).unwrap();
     // One of the two names removed: the pack stays (the other uses it) and still restores.
-    shard_node::files::rm(&node, &session, b"one.bin", true)
+    shard_node::files::rm(&node, &session, b"one.bin", Removing::Purge)
         .await
         .unwrap();
     swarm.get("copy.bin", None, &out).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), fs::read(&one).unwrap());
     assert_eq!(shares_held(&swarm), before);
     // Both removed: its shares are deleted on every node.
-    let removal = shard_node::files::rm(&node, &session, b"copy.bin", true)
+    let removal = shard_node::files::rm(&node, &session, b"copy.bin", Removing::Purge)
         .await
         .unwrap();
     assert_eq!(removal.shares_deleted, 4, "{removal:?}");

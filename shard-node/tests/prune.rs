@@ -4,6 +4,7 @@
 //! prune that cannot place its copies changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use shard_node::files::Removing;
 use shard_testkit::swarm as common;
 
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ async fn prune(swarm: &Swarm, dead_percent: u8) -> shard_node::Result<PruneRepor
 async fn rm(swarm: &Swarm, name: &str) {
     let node = swarm.owner().clone();
     let session = node.session(Some(common::USER)).unwrap();
-    shard_node::files::rm(&node, &session, name.as_bytes(), false)
+    shard_node::files::rm(&node, &session, name.as_bytes(), Removing::Now)
         .await
         .unwrap();
 }

@@ -1,0 +1,317 @@
+//! The trash, in process with a driven clock: `rm` hides a file or folder but keeps its shares
+//! and its packs (a compaction in between does not take them), `trash restore` brings exactly
+//! it back, also after a newer version was stored under the name; `trash empty` and the
+//! expiry after `[vault] trash_days` delete it for good; `rm --now` skips the trash; a name a
+//! backup job took meanwhile is not restored into the job's tree.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use shard_testkit::swarm as common;
+
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Swarm, USER, content};
+use shard_node::Error;
+use shard_node::backup::{ManualClock, NewJob};
+use shard_node::files::Removing;
+use shard_node::node::RunOptions;
+use shard_node::prune::{PruneRequest, run as prune_run};
+use shard_node::report::EntryKind;
+
+/// 2026-11-30 09:00 UTC.
+const T0: i64 = 1_796_029_200;
+const DAY: i64 = 86_400;
+
+async fn swarm(clock: &Arc<ManualClock>) -> Swarm {
+    let options = RunOptions {
+        clock: clock.clone(),
+        backup_tick: Duration::from_secs(3600),
+        ..common::options()
+    };
+    Swarm::in_memory_with(4, 3, &[], false, options).await
+}
+
+/// Sealed bytes of the blobs that files (visible or in the trash) use, by the catalog's count.
+fn live_bytes(swarm: &Swarm) -> u64 {
+    let node = swarm.owner();
+    let session = node.session(Some(USER)).unwrap();
+    node.catalog()
+        .vault(session.account, &session.keys)
+        .count_pack_usage()
+        .unwrap()
+        .iter()
+        .map(|p| p.live_bytes)
+        .sum()
+}
+
+/// Shares of the owner's vault the catalog knows (acknowledged or not).
+fn shares(swarm: &Swarm) -> u64 {
+    let node = swarm.owner();
+    let session = node.session(Some(USER)).unwrap();
+    node.catalog()
+        .vault(session.account, &session.keys)
+        .holders()
+        .unwrap()
+        .iter()
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+fn listed(swarm: &Swarm) -> Vec<String> {
+    let node = swarm.owner();
+    let session = node.session(Some(USER)).unwrap();
+    shard_node::files::ls(node, &session, b"")
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|f| f.name)
+        .collect()
+}
+
+async fn compact(swarm: &Swarm) {
+    let node = swarm.owner().clone();
+    let session = node.session(Some(USER)).unwrap();
+    let job = node.jobs().create("prune");
+    prune_run(
+        node,
+        session,
+        PruneRequest {
+            dead_percent: 0,
+            unused: true,
+        },
+        job,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_file_waits_in_the_trash_and_comes_back_whole() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let swarm = swarm(&clock).await;
+    let owner = swarm.owner().clone();
+    // Small files: they lie in packs with others, which a compaction would rewrite.
+    let will = content(3_000, 1);
+    let other = content(5_000, 2);
+    let (will_path, other_path) = (swarm.path("will.txt"), swarm.path("other.txt"));
+    fs::write(&will_path, &will).unwrap();
+    fs::write(&other_path, &other).unwrap();
+    swarm
+        .put(&will_path, "will.txt", Some((2, 3)))
+        .await
+        .unwrap();
+    swarm
+        .put(&other_path, "other.txt", Some((2, 3)))
+        .await
+        .unwrap();
+    let before = shares(&swarm);
+
+    let removal = owner
+        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .await
+        .unwrap();
+    assert!(removal.trashed);
+    assert_eq!(removal.kept_until, Some(T0 + 30 * DAY));
+    assert_eq!((removal.removed, removal.shares_deleted), (1, 0));
+    assert_eq!(listed(&swarm), ["other.txt"]);
+    let out = swarm.path("out");
+    let err = swarm.get("will.txt", None, &out).await.unwrap_err();
+    assert!(err.to_string().contains("will.txt"), "{err}");
+    assert_eq!(shares(&swarm), before, "nothing left the peers");
+    let trash = owner.trash(Some(USER)).unwrap();
+    assert_eq!(trash.len(), 1);
+    assert_eq!(
+        (trash[0].name.as_str(), trash[0].kind, trash[0].size),
+        ("will.txt", EntryKind::File, 3_000)
+    );
+
+    // A compaction keeps what the trash still holds.
+    compact(&swarm).await;
+    // Twice: the second removal of a name in the trash finds nothing to remove.
+    let again = owner
+        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, Error::Store(_)), "{again}");
+
+    let restored = owner.trash_restore(Some(USER), b"will.txt").await.unwrap();
+    assert_eq!((restored.restored, restored.newer_kept), (1, false));
+    swarm.get("will.txt", None, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), will);
+    assert!(owner.trash(Some(USER)).unwrap().is_empty());
+    let err = owner
+        .trash_restore(Some(USER), b"will.txt")
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "\"will.txt\" is not in the trash");
+
+    // Removed, then a new version stored under the name: restoring keeps the new one newest
+    // and brings the old one back as its earlier version.
+    owner
+        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .await
+        .unwrap();
+    let newer = content(4_000, 3);
+    fs::write(&will_path, &newer).unwrap();
+    swarm
+        .put(&will_path, "will.txt", Some((2, 3)))
+        .await
+        .unwrap();
+    let restored = owner.trash_restore(Some(USER), b"will.txt").await.unwrap();
+    assert!(restored.newer_kept);
+    swarm.get("will.txt", None, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), newer);
+    swarm.get("will.txt", Some(1), &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), will);
+
+    // `rm --now` skips the trash: the shares go.
+    let gone = owner
+        .remove(Some(USER), b"other.txt", Removing::Now)
+        .await
+        .unwrap();
+    assert!(!gone.trashed);
+    assert!(gone.shares_deleted > 0, "{gone:?}");
+    assert!(owner.trash(Some(USER)).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_folder_goes_to_the_trash_as_one_item_and_leaves_it_when_its_time_is_up() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let swarm = swarm(&clock).await;
+    let owner = swarm.owner().clone();
+    let root = swarm.path("photos");
+    fs::create_dir_all(root.join("2025")).unwrap();
+    // Large enough to be chunks of its own, not a blob in a pack with b.jpg.
+    fs::write(root.join("a.jpg"), content(3_000_000, 4)).unwrap();
+    fs::write(root.join("2025/b.jpg"), content(30_000, 5)).unwrap();
+    swarm.put(&root, "photos", Some((2, 3))).await.unwrap();
+    let stored = live_bytes(&swarm);
+
+    let removal = owner
+        .remove(Some(USER), b"photos", Removing::ToTrash)
+        .await
+        .unwrap();
+    assert_eq!(removal.removed, 4, "the folder, a subfolder and two files");
+    assert_eq!(
+        live_bytes(&swarm),
+        stored,
+        "the trash keeps every blob live"
+    );
+    assert!(listed(&swarm).is_empty());
+    let trash = owner.trash(Some(USER)).unwrap();
+    assert_eq!(trash.len(), 1, "{trash:?}");
+    assert_eq!(
+        (
+            trash[0].name.as_str(),
+            trash[0].kind,
+            trash[0].entries_under,
+            trash[0].size
+        ),
+        ("photos", EntryKind::Dir, 3, 3_030_000)
+    );
+
+    // One file out of it, by its own name.
+    let one = owner
+        .trash_restore(Some(USER), b"photos/2025/b.jpg")
+        .await
+        .unwrap();
+    assert_eq!(one.restored, 1);
+    assert_eq!(listed(&swarm), ["photos/2025/b.jpg"]);
+    let out = swarm.path("b.jpg");
+    swarm.get("photos/2025/b.jpg", None, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), content(30_000, 5));
+
+    // 29 days on, the expiry leaves it; a day and a bit later it is deleted for good.
+    clock.set(T0 + 29 * DAY);
+    assert!(owner.expire_trash().await.is_empty());
+    assert_eq!(owner.trash(Some(USER)).unwrap().len(), 1);
+    clock.set(T0 + 30 * DAY + 1);
+    let expired = owner.expire_trash().await;
+    assert_eq!(expired.len(), 1);
+    let (user, removal) = &expired[0];
+    assert_eq!(user, USER);
+    assert_eq!(removal.as_ref().unwrap().removed, 3);
+    assert!(owner.trash(Some(USER)).unwrap().is_empty());
+    // Its blobs are dead now (a compaction gives their room back).
+    let live = live_bytes(&swarm);
+    assert!(live < stored - 2_900_000, "{live} of {stored}");
+    swarm.get("photos/2025/b.jpg", None, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), content(30_000, 5));
+    let err = owner
+        .trash_restore(Some(USER), b"photos")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotInTrash(_)), "{err}");
+}
+
+#[tokio::test]
+async fn emptying_deletes_for_good_and_a_jobs_name_is_not_restored_into() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let swarm = swarm(&clock).await;
+    let owner = swarm.owner().clone();
+    let root = swarm.path("papers");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("will.txt"), content(10_000, 6)).unwrap();
+    swarm.put(&root, "papers", Some((2, 3))).await.unwrap();
+    let scratch = swarm.path("scratch.bin");
+    fs::write(&scratch, content(40_000, 7)).unwrap();
+    swarm
+        .put(&scratch, "scratch.bin", Some((2, 3)))
+        .await
+        .unwrap();
+
+    // Emptying one name deletes it and only it.
+    owner
+        .remove(Some(USER), b"scratch.bin", Removing::ToTrash)
+        .await
+        .unwrap();
+    owner
+        .remove(Some(USER), b"papers", Removing::ToTrash)
+        .await
+        .unwrap();
+    let before = shares(&swarm);
+    let emptied = owner
+        .trash_empty(Some(USER), Some(b"scratch.bin"))
+        .await
+        .unwrap();
+    assert_eq!(emptied.removed, 1);
+    assert!(emptied.shares_deleted > 0);
+    assert!(shares(&swarm) < before);
+    let names: Vec<String> = owner
+        .trash(Some(USER))
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["papers"]);
+    let err = owner
+        .trash_empty(Some(USER), Some(b"scratch.bin"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotInTrash(_)), "{err}");
+
+    // A backup job took the name meanwhile: the old tree does not come back into its tree.
+    owner
+        .backup_add(
+            Some(USER),
+            NewJob {
+                path: root.clone(),
+                name: Some("papers".into()),
+                ..NewJob::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = owner
+        .trash_restore(Some(USER), b"papers")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::JobsName { .. }), "{err}");
+    assert_eq!(owner.trash(Some(USER)).unwrap().len(), 1, "still there");
+
+    // Everything.
+    let all = owner.trash_empty(Some(USER), None).await.unwrap();
+    assert_eq!(all.removed, 2, "the folder and its file");
+    assert!(owner.trash(Some(USER)).unwrap().is_empty());
+}
