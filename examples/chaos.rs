@@ -350,7 +350,7 @@ fn main() {
         } else {
             let i = pick(&mut rng, 0..acked.len() as u64) as usize;
             let name = acked.keys().nth(i).cloned().unwrap();
-            let rm = cli(&owner, &["rm", &name]);
+            let rm = cli(&owner, &["rm", &name, "--now"]);
             acked.remove(&name);
             if rm.status.success() {
                 rms += 1;

@@ -423,7 +423,7 @@ fn a_new_machine_recovers_the_vault_from_the_code_and_the_peers() {
     old.restart(Some("alice"));
     old.wait_online(&peer_names, Duration::from_secs(20));
     for name in ["deeds.pdf", "photos", "will.txt"] {
-        let out = old.run(&["rm", name]);
+        let out = old.run(&["rm", name, "--now"]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     old.wait_log("did not keep the catalog head", Duration::from_secs(30));

@@ -739,7 +739,7 @@ fn prune_by_hand_and_on_its_own_gives_back_removed_files_room() {
     let put = owner.run(&["put", tree.to_str().unwrap(), "--shares", "2/4"]);
     assert!(put.status.success(), "{}", stderr(&put));
     // The automatic compaction is about to look too: a prune by hand may meet it running.
-    let rm = owner.run(&["rm", "tree/a"]);
+    let rm = owner.run(&["rm", "tree/a", "--now"]);
     assert!(rm.status.success(), "{}", stderr(&rm));
     let start = Instant::now();
     loop {
@@ -761,7 +761,7 @@ fn prune_by_hand_and_on_its_own_gives_back_removed_files_room() {
     // A second removal: the node compacts on its own (half of the pack is dead).
     let said = |owner: &TestNode| owner.log().matches("automatic compaction of alice").count();
     let before = said(&owner);
-    let rm = owner.run(&["rm", "tree/b"]);
+    let rm = owner.run(&["rm", "tree/b", "--now"]);
     assert!(rm.status.success(), "{}", stderr(&rm));
     let start = Instant::now();
     while said(&owner) == before {
@@ -836,7 +836,7 @@ mod crash_points {
             |owner: &TestNode| owner.run(&["put", later.to_str().unwrap(), "--shares", "2/4"]);
         let first = match op {
             Op::Put => put_later(&owner),
-            Op::Rm => owner.run(&["rm", "file0.bin"]),
+            Op::Rm => owner.run(&["rm", "file0.bin", "--now"]),
             Op::Repair => {
                 // The peer's pack shares go (megabytes each); its share of the catalog
                 // snapshot (kilobytes) stays, so there is always a pack to repair.
@@ -867,7 +867,7 @@ mod crash_points {
                 }
                 let put = owner.run(&["put", pair.to_str().unwrap(), "--shares", "2/4"]);
                 assert!(put.status.success(), "{}", stderr(&put));
-                let rm = owner.run(&["rm", "pair/y"]);
+                let rm = owner.run(&["rm", "pair/y", "--now"]);
                 assert!(rm.status.success(), "{}", stderr(&rm));
                 owner.run(&["prune", "--dead", "0"])
             }
@@ -903,7 +903,7 @@ mod crash_points {
             }
             Op::Rm => {
                 // Removed, whatever the crash: a second rm finds nothing or finishes it.
-                let again = owner.run(&["rm", "file0.bin"]);
+                let again = owner.run(&["rm", "file0.bin", "--now"]);
                 assert!(
                     again.status.success() || stderr(&again).contains("no stored file"),
                     "{}",

@@ -481,7 +481,7 @@ fn removing_a_file_deletes_its_shares_now_or_when_the_peer_returns() {
         .wait_log("catalog snapshot 1 written", Duration::from_secs(20));
     assert!(count(&swarm.peers[0]) > 2 && count(&swarm.peers[1]) > 2);
     swarm.peers[1].kill9();
-    let removed = swarm.owner.json(&["rm", "temp.bin"]);
+    let removed = swarm.owner.json(&["rm", "temp.bin", "--now"]);
     assert_eq!(removed["removed"], 1);
     assert!(
         removed["shares_queued_for_offline_peers"].as_u64().unwrap() > 0,
