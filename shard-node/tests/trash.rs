@@ -91,88 +91,91 @@ async fn a_removed_file_waits_in_the_trash_and_comes_back_whole() {
     let clock = Arc::new(ManualClock::new(T0));
     let swarm = swarm(&clock).await;
     let owner = swarm.owner().clone();
-    // Small files: they lie in packs with others, which a compaction would rewrite.
+    // Small files stored together: they lie in one pack, which a compaction rewrites when
+    // part of it is dead.
     let will = content(3_000, 1);
     let other = content(5_000, 2);
-    let (will_path, other_path) = (swarm.path("will.txt"), swarm.path("other.txt"));
-    fs::write(&will_path, &will).unwrap();
-    fs::write(&other_path, &other).unwrap();
-    swarm
-        .put(&will_path, "will.txt", Some((2, 3)))
-        .await
-        .unwrap();
-    swarm
-        .put(&other_path, "other.txt", Some((2, 3)))
-        .await
-        .unwrap();
+    let docs = swarm.path("docs");
+    fs::create_dir_all(&docs).unwrap();
+    fs::write(docs.join("will.txt"), &will).unwrap();
+    fs::write(docs.join("other.txt"), &other).unwrap();
+    swarm.put(&docs, "docs", Some((2, 3))).await.unwrap();
+    let will_path = swarm.path("will.txt");
     let before = shares(&swarm);
 
     let removal = owner
-        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .remove(Some(USER), b"docs/will.txt", Removing::ToTrash)
         .await
         .unwrap();
     assert!(removal.trashed);
     assert_eq!(removal.kept_until, Some(T0 + 30 * DAY));
     assert_eq!((removal.removed, removal.shares_deleted), (1, 0));
-    assert_eq!(listed(&swarm), ["other.txt"]);
+    assert_eq!(listed(&swarm), ["docs", "docs/other.txt"]);
     let out = swarm.path("out");
-    let err = swarm.get("will.txt", None, &out).await.unwrap_err();
-    assert!(err.to_string().contains("will.txt"), "{err}");
+    let err = swarm.get("docs/will.txt", None, &out).await.unwrap_err();
+    assert!(err.to_string().contains("docs/will.txt"), "{err}");
     assert_eq!(shares(&swarm), before, "nothing left the peers");
     let trash = owner.trash(Some(USER)).unwrap();
     assert_eq!(trash.len(), 1);
     assert_eq!(
         (trash[0].name.as_str(), trash[0].kind, trash[0].size),
-        ("will.txt", EntryKind::File, 3_000)
+        ("docs/will.txt", EntryKind::File, 3_000)
     );
 
     // A compaction keeps what the trash still holds.
     compact(&swarm).await;
     // Twice: the second removal of a name in the trash finds nothing to remove.
     let again = owner
-        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .remove(Some(USER), b"docs/will.txt", Removing::ToTrash)
         .await
         .unwrap_err();
     assert!(matches!(again, Error::Store(_)), "{again}");
 
-    let restored = owner.trash_restore(Some(USER), b"will.txt").await.unwrap();
+    let restored = owner
+        .trash_restore(Some(USER), b"docs/will.txt")
+        .await
+        .unwrap();
     assert_eq!((restored.restored, restored.newer_kept), (1, false));
-    swarm.get("will.txt", None, &out).await.unwrap();
+    swarm.get("docs/will.txt", None, &out).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), will);
     assert!(owner.trash(Some(USER)).unwrap().is_empty());
     let err = owner
-        .trash_restore(Some(USER), b"will.txt")
+        .trash_restore(Some(USER), b"docs/will.txt")
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "\"will.txt\" is not in the trash");
+    assert_eq!(err.to_string(), "\"docs/will.txt\" is not in the trash");
 
     // Removed, then a new version stored under the name: restoring keeps the new one newest
     // and brings the old one back as its earlier version.
     owner
-        .remove(Some(USER), b"will.txt", Removing::ToTrash)
+        .remove(Some(USER), b"docs/will.txt", Removing::ToTrash)
         .await
         .unwrap();
     let newer = content(4_000, 3);
     fs::write(&will_path, &newer).unwrap();
     swarm
-        .put(&will_path, "will.txt", Some((2, 3)))
+        .put(&will_path, "docs/will.txt", Some((2, 3)))
         .await
         .unwrap();
-    let restored = owner.trash_restore(Some(USER), b"will.txt").await.unwrap();
+    let restored = owner
+        .trash_restore(Some(USER), b"docs/will.txt")
+        .await
+        .unwrap();
     assert!(restored.newer_kept);
-    swarm.get("will.txt", None, &out).await.unwrap();
+    swarm.get("docs/will.txt", None, &out).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), newer);
-    swarm.get("will.txt", Some(1), &out).await.unwrap();
+    swarm.get("docs/will.txt", Some(1), &out).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), will);
 
-    // `rm --now` skips the trash: the shares go.
+    // `rm --now` skips the trash: its blob is dead at once (its pack stays for will.txt).
+    let live = live_bytes(&swarm);
     let gone = owner
-        .remove(Some(USER), b"other.txt", Removing::Now)
+        .remove(Some(USER), b"docs/other.txt", Removing::Now)
         .await
         .unwrap();
     assert!(!gone.trashed);
-    assert!(gone.shares_deleted > 0, "{gone:?}");
     assert!(owner.trash(Some(USER)).unwrap().is_empty());
+    assert!(live_bytes(&swarm) < live);
 }
 
 #[tokio::test]
