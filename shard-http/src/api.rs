@@ -13,12 +13,13 @@
 //! POST /v1/login                {"user", "password"} → unlocks the account's vault
 //! POST /v1/logout               {"user"?} → locks it (every account without "user")
 //! POST /v1/put                  {"paths" | "paths_hex", "as"?, "shares"?: "K/N", "move"?, "user"?} → {"job"}
-//! POST /v1/get                  {"name" | "name_hex", "version"?, "out", "force"?, "user"?} → {"job"}
+//! POST /v1/get                  {"name" | "name_hex", "version"?, "at"?, "out", "force"?, "user"?} → {"job"}
 //! GET  /v1/jobs/{id}            progress; once ended, the result or the error
 //! GET  /v1/jobs/{id}/events     the same as server-sent events
 //! POST /v1/upload?name=&shares=&user=   the body (streamed) stored as NAME → {"job", "bytes"}
-//! GET  /v1/download?name=&version=&user= a stored file's bytes
-//! POST /v1/download              the same from a form (name, version; the web UI's session
+//! GET  /v1/download?name=&version=&at=&user= a stored file's bytes (`at`: out of a backup
+//!                               snapshot, `name=JOB/path&at=N` as `get JOB@N/path`)
+//! POST /v1/download              the same from a form (name, version, at; the web UI's session
 //!                               key rides in its `csrf` field, as a link cannot carry it)
 //! GET  /v1/picture?name=&version=&user=  its chunks, each share's node and state
 //! GET  /v1/ls?prefix=&user=     newest version of each name, versions, health
@@ -31,6 +32,16 @@
 //! POST /v1/check               {"names"?, "read_fraction"?: 0..1, "user"?} → {"job"}: files by health
 //! POST /v1/repair              {"names"?, "user"?} → {"job"}: missing and bad shares rebuilt
 //! POST /v1/prune               {"dead_percent"?, "user"?} → {"job"}: packs with dead blobs rewritten
+//! POST /v1/backup/add          {"path", "name"?, "every"?, "keep"?, "exclude"?, "shares"?, "user"?}
+//!                               → the job (a web session's folder must lie under [web] node_paths)
+//! GET  /v1/backup/ls?user=      jobs: folder, period, last run, next run, snapshots kept
+//! POST /v1/backup/run          {"name", "user"?} → {"job"}: a run now, its report at the end
+//! POST /v1/backup/rm           {"name", "forget_snapshots"?, "user"?} → what was removed
+//! GET  /v1/snapshots?name=&user=   a job's snapshots, oldest first
+//! GET  /v1/snapshot/ls?name=&at=&path=&offset=&limit=&user=   one folder of snapshot `at`
+//!                               (number or day; default the newest): {"total", "entries"},
+//!                               a page of at most 1000 (default 500) from `offset`
+//! GET  /v1/diff?name=&from=&to=&user=   paths added, removed and changed between two snapshots
 //! POST /v1/peers/rm            {"id", "now"?} → unpairs (after moving its shares unless now)
 //! GET  /v1/accounts              accounts: name, files, unlocked, failed logins
 //! POST /v1/accounts/rm          {"user", "purge"?} → removes the account (and, with purge, its files)
@@ -57,7 +68,7 @@ use crate::types::{
     AccountRemoved, AccountRmBody, Accounts, AddPeer, BackupAddBody, BackupJobs, BackupNameBody,
     BackupRmBody, DiffQuery, GetBody, HealthBody, Invitation, InviteBody, JobStarted, JoinBody,
     Joined, LoggedIn, LoggedOut, LoginBody, LsQuery, NodeStatus, PeerAdded, PeerRemoval,
-    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, Snapshots,
+    PeerRmBody, Peers, Proof, PruneBody, PutBody, RecoverBody, RmBody, SnapshotLsQuery, Snapshots,
     SnapshotsQuery, Trash, TrashBody, UiLink, UserBody, UserQuery,
 };
 use shard_node::Error;
@@ -308,6 +319,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/backup/run", post(backup_run))
         .route("/v1/backup/rm", post(backup_rm))
         .route("/v1/snapshots", get(snapshots))
+        .route("/v1/snapshot/ls", get(snapshot_ls))
         .route("/v1/diff", get(diff))
         .route("/v1/peers/rm", post(peers_rm))
         .route("/v1/trash", get(trash))
@@ -1055,6 +1067,8 @@ async fn upload(
 struct DownloadQuery {
     name: String,
     version: Option<u32>,
+    /// What follows `@` in `NAME@…`: under a backup job's name, a snapshot's number or day.
+    at: Option<String>,
     user: Option<String>,
 }
 
@@ -1069,7 +1083,8 @@ async fn download_form(
     download(state, acting, Query(q)).await
 }
 
-/// `GET /v1/download?name=NAME[&version=V]`: a stored file's bytes, restored into a private
+/// `GET /v1/download?name=NAME[&version=V][&at=AT]`: a stored file's bytes (with `at`, out of
+/// a backup snapshot: `name=JOB/path&at=N` is `NAME@N/path`), restored into a private
 /// spool file first (every chunk checked), then streamed; the spool file is unlinked at once.
 async fn download(
     State(state): State<ApiState>,
@@ -1096,7 +1111,7 @@ async fn download(
     let request = shard_node::get::GetRequest {
         name,
         version: q.version,
-        at: None,
+        at: q.at.clone().filter(|at| !at.is_empty()),
         out: path.clone(),
         force: false,
         keep_special_bits: false,
@@ -1338,6 +1353,39 @@ async fn snapshots(
         snapshots: state.node.snapshots(user.as_deref(), &q.name)?,
         job: q.name,
     }))
+}
+
+/// How many entries a snapshot's page holds when the request does not say.
+const SNAPSHOT_PAGE: usize = 500;
+
+/// `GET /v1/snapshot/ls?name=JOB[&at=N|DAY][&path=FOLDER][&offset=][&limit=]`: one folder of
+/// a snapshot, a page at a time (see [`Node::snapshot_ls`]).
+async fn snapshot_ls(
+    State(state): State<ApiState>,
+    acting: Option<Extension<Acting>>,
+    Query(q): Query<SnapshotLsQuery>,
+) -> Result<Json<shard_node::browse::SnapshotFolder>, ApiError> {
+    let user = acting_user(acting, q.user)?;
+    let node = state.node.clone();
+    let listing = tokio::task::spawn_blocking(move || {
+        node.snapshot_ls(
+            user.as_deref(),
+            &q.name,
+            q.at.as_deref().filter(|at| !at.is_empty()),
+            &q.path,
+            q.offset,
+            q.limit.unwrap_or(SNAPSHOT_PAGE),
+        )
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the snapshot could not be listed",
+            "see the node's log",
+        )
+    })??;
+    Ok(Json(listing))
 }
 
 async fn diff(

@@ -373,6 +373,25 @@ pub struct Snapshots {
     pub snapshots: Vec<shard_node::backup::SnapshotInfo>,
 }
 
+/// `GET /v1/snapshot/ls`'s query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotLsQuery {
+    /// The job.
+    pub name: String,
+    /// The snapshot: a number or a day (`2026-11-30`) [default: the newest].
+    pub at: Option<String>,
+    /// A folder under the job's folder, `/`-separated [default: the job's folder].
+    #[serde(default)]
+    pub path: String,
+    /// Where the page starts among the folder's entries.
+    #[serde(default)]
+    pub offset: usize,
+    /// Entries in the page (at most 1000) [default: 500].
+    pub limit: Option<usize>,
+    /// The account.
+    pub user: Option<String>,
+}
+
 /// `GET /v1/diff`'s query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DiffQuery {

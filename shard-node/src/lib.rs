@@ -46,6 +46,7 @@
 pub mod accounts;
 pub mod backup;
 pub mod backups;
+pub mod browse;
 mod error;
 pub mod files;
 pub mod get;
