@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use shard_http::client::Client as ApiClient;
 use shard_http::types::{BackupAddBody, BackupNameBody, BackupRmBody};
-use shard_node::backup::Outcome;
+use shard_node::backup::{Every, JobInfo, Outcome, WatchStatus};
 use shard_node::home::Home;
 
 use crate::network::{human, print_json};
@@ -19,6 +19,7 @@ pub struct NewJob {
     pub keep: Option<String>,
     pub exclude: Vec<String>,
     pub shares: Option<String>,
+    pub watch: bool,
 }
 
 pub fn add(home: &Home, json: bool, new: NewJob, user: Option<&str>) -> Result<()> {
@@ -35,15 +36,16 @@ pub fn add(home: &Home, json: bool, new: NewJob, user: Option<&str>) -> Result<(
         exclude: new.exclude,
         shares: new.shares,
         user: user.map(str::to_string),
+        watch: new.watch,
     })?;
     if json {
         return print_json(&job);
     }
     println!(
-        "backup {} of {}: every {}, keeping {}{}",
+        "backup {} of {}: {}, keeping {}{}",
         job.name,
         job.path,
-        job.every,
+        schedule(&job),
         job.keep,
         if job.exclude.is_empty() {
             String::new()
@@ -51,13 +53,51 @@ pub fn add(home: &Home, json: bool, new: NewJob, user: Option<&str>) -> Result<(
             format!(", leaving out {}", job.exclude.join(" "))
         }
     );
+    let then = if job.watch {
+        format!("soon after files in it change, at most every {}", job.every)
+    } else {
+        format!("every {}", job.every)
+    };
     println!(
-        "the node runs it now and then every {} while {} is unlocked; `shard backup run {}` runs it at once",
-        job.every,
+        "the node runs it now and then {then} while {} is unlocked; `shard backup run {}` runs it at once",
         user.unwrap_or("the account"),
         job.name
     );
     Ok(())
+}
+
+/// When a job runs, in words: `every 6h`, or for a watched job its shortest and longest gap.
+fn schedule(job: &JobInfo) -> String {
+    if !job.watch {
+        return format!("every {}", job.every);
+    }
+    let longest = job
+        .every
+        .parse::<Every>()
+        .map(shard_node::backup::watch::longest_gap)
+        .unwrap_or(Every::DAY);
+    format!(
+        "on changes, at most every {}, at least every {longest}",
+        job.every
+    )
+}
+
+/// How a watched job's folder is watched, in words.
+fn watching(job: &JobInfo) -> String {
+    let fallback = format!("it runs every {} instead", job.every);
+    let mut text = match &job.watcher {
+        None => format!("not watched yet (the node starts watching within a minute; {fallback})"),
+        Some(WatchStatus::Starting) => format!("starting ({fallback} until it watches)"),
+        Some(WatchStatus::Watching { since }) => format!("watching since {}", when(*since)),
+        Some(WatchStatus::Failed { reason }) => format!("cannot watch: {reason}; {fallback}"),
+    };
+    if let Some(at) = job.changed {
+        text.push_str(&format!(
+            "; changes seen at {} wait for the next run",
+            when(at)
+        ));
+    }
+    text
 }
 
 pub fn ls(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
@@ -70,7 +110,10 @@ pub fn ls(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
         return Ok(());
     }
     for j in &answer.jobs {
-        println!("{}  {}  every {}  keep {}", j.name, j.path, j.every, j.keep);
+        println!("{}  {}  {}  keep {}", j.name, j.path, schedule(j), j.keep);
+        if j.watch {
+            println!("  watch: {}", watching(j));
+        }
         match &j.last {
             None => println!("  last run: never"),
             Some(r) => println!(

@@ -378,7 +378,8 @@ enum BackupCommand {
         /// The job's name, and its snapshots' name in the vault [default: the folder's name].
         #[arg(long = "as", value_name = "NAME")]
         name: Option<String>,
-        /// How often: 30m, 6h, 1d … [default: 1d].
+        /// How often: 30m, 6h, 1d … [default: 1d; with --watch, the shortest gap between
+        /// runs: 5m].
         #[arg(long, value_name = "DURATION")]
         every: Option<String>,
         /// Which snapshots to keep, restic's words: last=10,daily=7,weekly=4,monthly=12
@@ -392,6 +393,11 @@ enum BackupCommand {
         /// Shares per chunk and how many restore it, e.g. 3/5 [default: from the nodes online].
         #[arg(long, value_name = "K/N", value_parser = shares_arg)]
         shares: Option<String>,
+        /// Also run soon after files in the folder change (once quiet for a few seconds);
+        /// --every is then the shortest gap between runs [default: 5m], and it runs at least
+        /// daily.
+        #[arg(long)]
+        watch: bool,
         /// The account (when several are unlocked).
         #[arg(long)]
         user: Option<String>,
@@ -722,6 +728,7 @@ fn main() -> ExitCode {
             keep,
             exclude,
             shares,
+            watch,
             user,
         }) => backup::add(
             &home,
@@ -733,6 +740,7 @@ fn main() -> ExitCode {
                 keep,
                 exclude,
                 shares,
+                watch,
             },
             user.as_deref(),
         ),

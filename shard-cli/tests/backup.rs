@@ -225,6 +225,31 @@ fn the_backup_commands_keep_their_contract() {
         "{}",
         stderr(&out)
     );
+
+    // A watched job: its period is the shortest gap between runs (5m unless told), and `ls`
+    // says how its folder is watched.
+    let notes = work.path().join("notes");
+    write(&notes, "todo.txt", b"watch me");
+    let job = owner.json(&["backup", "add", notes.to_str().unwrap(), "--watch"]);
+    assert_eq!(job["watch"], true, "{job}");
+    assert_eq!(job["every"], "5m", "{job}");
+    let listed = owner.json(&["backup", "ls"]);
+    let j = &listed["jobs"][0];
+    assert_eq!(
+        (&j["name"], &j["watch"]),
+        (&"notes".into(), &true.into()),
+        "{j}"
+    );
+    assert!(
+        ["starting", "watching"].contains(&j["watcher"]["state"].as_str().unwrap_or("")),
+        "{j}"
+    );
+    let text = stdout(&owner.run(&["backup", "ls"]));
+    assert!(
+        text.contains("on changes, at most every 5m, at least every 1d"),
+        "{text}"
+    );
+    assert!(text.contains("  watch: "), "{text}");
 }
 
 /// The owner killed in the middle of a run's put: after a restart the next run completes,

@@ -1286,6 +1286,7 @@ async fn backup_add(
         exclude: body.exclude,
         shares: body.shares.as_deref().map(parse_shares).transpose()?,
         confined: browser,
+        watch: body.watch,
     };
     Ok(Json(state.node.backup_add(user.as_deref(), new).await?))
 }

@@ -318,6 +318,9 @@ pub struct BackupAddBody {
     pub shares: Option<String>,
     /// The account.
     pub user: Option<String>,
+    /// Run soon after the folder changes; `every` is then the shortest gap between runs.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// `POST /v1/backup/run`'s body.

@@ -19,13 +19,16 @@ use shard_store::{FileEntry, FileKind, Redundancy, VaultCatalog};
 use crate::backup::job::{
     BackupJob, JobSpec, JobState, Outcome, Records, RunRecord, SnapshotInfo, SnapshotTree,
 };
+use crate::backup::watch::{self, Changes, Seen};
 use crate::backup::{
     BackupAlert, BackupRun, Every, Exclusions, JobInfo, JobRemoval, KeepRules, NewJob, TreeDiff,
+    WatchStatus,
 };
 use crate::jobs::Job;
 use crate::node::{Node, lock};
 use crate::request::PutRequest;
 use crate::session::Session;
+use crate::watchers::Timing;
 use crate::{Error, Result};
 
 /// How far ahead of the clock a run may be dated before the clock is said to have gone back.
@@ -39,28 +42,72 @@ fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-impl JobSpec {
-    fn info(&self, state: &JobState, snapshots: usize, running: bool, now: i64) -> JobInfo {
-        JobInfo {
-            name: self.name.clone(),
-            path: self.path.display().to_string(),
-            every: self.every.to_string(),
-            keep: self.keep.to_string(),
-            exclude: self.exclude.clone(),
-            shares: self.shares.map(|(k, n)| format!("{k}-of-{n}")),
-            created: state.created,
-            last: state.last.clone(),
-            last_ok: state.last_ok,
-            next_run: next_run(self.every, state, now),
-            snapshots,
-            running,
-            attention: attention(self, state, now),
+/// How a job is watched, as its watcher reports (none: not watched now), and the quiet time.
+struct Watching {
+    status: Option<WatchStatus>,
+    changes: Option<Changes>,
+    quiet: i64,
+}
+
+impl Watching {
+    /// How `account`'s job `spec` is watched now on `node`.
+    fn of(node: &Node, account: shard_store::AccountId, spec: &JobSpec) -> Watching {
+        let (status, changes) = if spec.watch {
+            node.backup_watchers.report(account, &spec.name)
+        } else {
+            (None, None)
+        };
+        Watching {
+            status,
+            changes,
+            quiet: node.watch_timing().quiet,
         }
+    }
+
+    fn seen(&self) -> Seen {
+        Seen::of(self.status.as_ref(), self.changes)
     }
 }
 
-/// When a job runs next: a period after its last start, or sooner after a failure.
-fn next_run(every: Every, state: &JobState, now: i64) -> i64 {
+/// A job as `backup ls` shows it (a function, not a method of [`JobSpec`]: the record knows
+/// nothing of the node's watchers).
+fn job_info(
+    spec: &JobSpec,
+    state: &JobState,
+    snapshots: usize,
+    running: bool,
+    watching: &Watching,
+    now: i64,
+) -> JobInfo {
+    let started = state.last.as_ref().map_or(i64::MIN, |l| l.started);
+    JobInfo {
+        name: spec.name.clone(),
+        path: spec.path.display().to_string(),
+        every: spec.every.to_string(),
+        keep: spec.keep.to_string(),
+        exclude: spec.exclude.clone(),
+        shares: spec.shares.map(|(k, n)| format!("{k}-of-{n}")),
+        created: state.created,
+        last: state.last.clone(),
+        last_ok: state.last_ok,
+        next_run: next_run(spec, state, watching.seen(), watching.quiet, now),
+        snapshots,
+        running,
+        attention: attention(spec, state, now),
+        watch: spec.watch,
+        watcher: if spec.watch {
+            watching.status.clone()
+        } else {
+            None
+        },
+        changed: watch::pending(started, watching.changes).map(|c| c.last),
+    }
+}
+
+/// When a job runs next: a period after its last start, or sooner after a failure; a watched
+/// one by what its watcher saw (`seen`, with the quiet time `quiet`).
+fn next_run(spec: &JobSpec, state: &JobState, seen: Seen, quiet: i64, now: i64) -> i64 {
+    let every = spec.every;
     match &state.last {
         None => state.created.min(now),
         // A last run dated ahead of the clock: the clock went back (or was ahead then).
@@ -70,6 +117,7 @@ fn next_run(every: Every, state: &JobState, now: i64) -> i64 {
             let period = i64::try_from(every.secs()).unwrap_or(i64::MAX);
             last.ended.saturating_add(period.min(RETRY_SECS))
         }
+        Some(last) if spec.watch => watch::due(every, last.started, seen, quiet),
         Some(last) => every.due(Some(last.started)),
     }
 }
@@ -96,10 +144,15 @@ fn attention(spec: &JobSpec, state: &JobState, now: i64) -> Option<String> {
             }
         ));
     }
-    if spec.every.overdue(state.last_ok, state.created, now) {
+    // A watched job that saw no change runs daily (its period is the gap between runs).
+    let period = if spec.watch {
+        watch::longest_gap(spec.every)
+    } else {
+        spec.every
+    };
+    if period.overdue(state.last_ok, state.created, now) {
         return Some(format!(
-            "nothing was backed up for more than twice its period ({})",
-            spec.every
+            "nothing was backed up for more than twice its period ({period})"
         ));
     }
     None
@@ -259,6 +312,14 @@ impl Node {
         self.options().clock.now()
     }
 
+    /// What watchers of jobs time themselves by.
+    fn watch_timing(&self) -> Timing {
+        Timing {
+            clock: self.options().clock.clone(),
+            quiet: i64::try_from(self.options().watch_quiet.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
     /// Makes a backup job for `user`. Refused with the reason: a folder that is not one, a
     /// bad period, keep rules or exclusion, exclusions that leave out everything, a name
     /// taken (by a job, or by files stored), a folder another job backs up already.
@@ -297,6 +358,8 @@ impl Node {
             Some(text) => text
                 .parse::<Every>()
                 .map_err(|e| Error::BadJob(e.to_string()))?,
+            // A watched job's period is the gap between runs: a day would make watching moot.
+            None if new.watch => Every::WATCHED,
             None => Every::default(),
         };
         let keep = match new.keep.as_deref() {
@@ -359,6 +422,7 @@ impl Node {
                 exclude: new.exclude,
                 shares: new.shares,
                 confined: new.confined,
+                watch: new.watch,
             },
             state: JobState {
                 created: self.now(),
@@ -371,7 +435,19 @@ impl Node {
         records.save_job(&job)?;
         drop(vault);
         self.catalog_changed(&session);
-        Ok(job.spec.info(&job.state, earlier.len(), false, self.now()))
+        if job.spec.watch {
+            self.backup_watchers
+                .watch(session.account, &job.spec, &self.watch_timing());
+        }
+        let watching = Watching::of(self, session.account, &job.spec);
+        Ok(job_info(
+            &job.spec,
+            &job.state,
+            earlier.len(),
+            false,
+            &watching,
+            self.now(),
+        ))
     }
 
     /// `user`'s jobs.
@@ -387,7 +463,8 @@ impl Node {
             .map(|j| {
                 let snapshots = records.snapshots(&j.spec.name)?.len();
                 let run = running.contains(&(session.account, j.spec.name.clone()));
-                Ok(j.spec.info(&j.state, snapshots, run, now))
+                let watching = Watching::of(self, session.account, &j.spec);
+                Ok(job_info(&j.spec, &j.state, snapshots, run, &watching, now))
             })
             .collect()
     }
@@ -427,6 +504,7 @@ impl Node {
                 records.forget(name, None)?;
             }
         }
+        self.backup_watchers.unwatch(session.account, name);
         let removed = if forget {
             match crate::files::rm_held(self, &session, name.as_bytes(), false).await {
                 Ok(r) => Some(r),
@@ -1004,32 +1082,49 @@ impl Node {
     }
 
     /// The unlocked accounts with jobs due now by the node's clock, each with its due jobs'
-    /// names, most overdue first (jobs running already left out).
+    /// names, most overdue first (jobs running already left out). Watches the watched jobs of
+    /// the unlocked accounts, and no others (jobs removed, accounts locked since).
     fn due_backups(&self) -> Vec<(Arc<Session>, Vec<String>)> {
         let now = self.now();
-        let mut out = Vec::new();
+        let timing = self.watch_timing();
+        let mut read: Vec<(Arc<Session>, Vec<BackupJob>)> = Vec::new();
+        let mut unread = HashSet::new();
         for user in self.users() {
             let Ok(session) = self.session(Some(&user)) else {
                 continue;
             };
             let vault = self.catalog().vault(session.account, &session.keys);
-            let jobs = match Records(&vault).jobs() {
-                Ok(jobs) => jobs,
+            let jobs = Records(&vault).jobs();
+            drop(vault);
+            match jobs {
+                Ok(jobs) => read.push((session, jobs)),
                 Err(e) => {
                     tracing::warn!("backup jobs of {user} not read: {e}");
-                    continue;
+                    unread.insert(session.account);
                 }
-            };
-            let running = lock(&self.backups_running).clone();
+            }
+        }
+        let watched: Vec<(shard_store::AccountId, &JobSpec)> = read
+            .iter()
+            .flat_map(|(s, jobs)| jobs.iter().map(|j| (s.account, &j.spec)))
+            .filter(|(_, spec)| spec.watch)
+            .collect();
+        self.backup_watchers.keep_only(&watched, &unread, &timing);
+        let mut out = Vec::new();
+        let running = lock(&self.backups_running).clone();
+        for (session, jobs) in read {
             let mut due: Vec<(i64, String)> = jobs
                 .into_iter()
-                .map(|j| (next_run(j.spec.every, &j.state, now), j.spec.name))
+                .map(|j| {
+                    let seen = Watching::of(self, session.account, &j.spec).seen();
+                    let at = next_run(&j.spec, &j.state, seen, timing.quiet, now);
+                    (at, j.spec.name)
+                })
                 .filter(|(at, name)| {
                     *at <= now && !running.contains(&(session.account, name.clone()))
                 })
                 .collect();
             due.sort();
-            drop(vault);
             if !due.is_empty() {
                 out.push((session, due.into_iter().map(|(_, n)| n).collect()));
             }
@@ -1212,6 +1307,7 @@ mod tests {
             exclude: Vec::new(),
             shares: None,
             confined: false,
+            watch: false,
         };
         let run = |outcome, at| RunRecord {
             started: at,
@@ -1233,31 +1329,79 @@ mod tests {
                 .contains("twice its period (1h)")
         );
         assert_eq!(
-            next_run(spec.every, &state, 10),
+            next_run(&spec, &state, Seen::Blind, 10, 10),
             0,
             "a new job runs at once"
         );
         state.last = Some(run(Outcome::Ok, 100));
         state.last_ok = Some(110);
         assert_eq!(attention(&spec, &state, 3000), None);
-        assert_eq!(next_run(spec.every, &state, 3000), 3700);
+        assert_eq!(next_run(&spec, &state, Seen::Blind, 10, 3000), 3700);
         state.last = Some(run(Outcome::Failed, 4000));
         assert_eq!(
             attention(&spec, &state, 4100).unwrap(),
             "its last run failed: the disk is full"
         );
         assert_eq!(
-            next_run(spec.every, &state, 4100),
+            next_run(&spec, &state, Seen::Blind, 10, 4100),
             4010 + 900,
             "tried again sooner"
         );
         // The clock went back a year after a run: due now, and said.
         state.last = Some(run(Outcome::Ok, 40_000_000));
-        assert_eq!(next_run(spec.every, &state, 5000), 5000);
+        assert_eq!(next_run(&spec, &state, Seen::Blind, 10, 5000), 5000);
         assert!(
             attention(&spec, &state, 5000)
                 .unwrap()
                 .contains("the clock went back")
+        );
+    }
+
+    #[test]
+    fn a_watched_job_runs_after_changes_and_is_overdue_only_after_two_quiet_days() {
+        let spec = JobSpec {
+            name: "p".into(),
+            path: "/p".into(),
+            every: Every::WATCHED,
+            keep: KeepRules::standard(),
+            exclude: Vec::new(),
+            shares: None,
+            confined: false,
+            watch: true,
+        };
+        let mut state = JobState {
+            created: 0,
+            ..JobState::default()
+        };
+        assert_eq!(
+            next_run(&spec, &state, Seen::Watching(None), 10, 5),
+            0,
+            "a new job runs at once"
+        );
+        state.last = Some(RunRecord {
+            started: 100,
+            ended: 110,
+            outcome: Outcome::Ok,
+            reason: None,
+            files: 1,
+            bytes_sent: 1,
+            snapshot: Some(1),
+        });
+        state.last_ok = Some(110);
+        let quiet = Seen::Watching(None);
+        let changed = Seen::Watching(Some(Changes {
+            first: 1000,
+            last: 1000,
+        }));
+        assert_eq!(next_run(&spec, &state, quiet, 10, 200), 100 + 86_400);
+        assert_eq!(next_run(&spec, &state, changed, 10, 200), 1010);
+        assert_eq!(next_run(&spec, &state, Seen::Blind, 10, 200), 400);
+        // Nothing changed for a day and a half: not overdue, as the daily run is not late.
+        assert_eq!(attention(&spec, &state, 110 + 36 * 3600), None);
+        assert!(
+            attention(&spec, &state, 111 + 2 * 86_400)
+                .unwrap()
+                .contains("twice its period (1d)")
         );
     }
 }

@@ -66,6 +66,7 @@ pub mod snapshot;
 mod swarm;
 pub mod target;
 pub mod tree;
+mod watchers;
 pub mod trash;
 
 pub use error::{Error, ErrorKind, FailedFile, NotPlaced, Result, UploadFailed, WhyFailed};

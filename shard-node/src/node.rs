@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub clock: Arc<dyn crate::backup::Clock>,
     /// How often the node looks for backup jobs that are due: 30 s.
     pub backup_tick: Duration,
+    /// How long a watched job's folder must be quiet after a change before it runs, by
+    /// `clock` (see [`crate::backup::watch`]): 10 s.
+    pub watch_quiet: Duration,
 }
 
 /// A wrapper put around the node's share store when it starts (a test's lying store); an
@@ -184,6 +187,7 @@ impl Default for RunOptions {
             racy_window: Duration::from_secs(2),
             clock: Arc::new(crate::backup::SystemClock),
             backup_tick: Duration::from_secs(30),
+            watch_quiet: Duration::from_secs(10),
         }
     }
 }
@@ -346,6 +350,8 @@ pub struct Node {
     pub(crate) backups_running: Mutex<std::collections::HashSet<(shard_store::AccountId, String)>>,
     /// Accounts whose scheduled runs are under way (the loop starts no more for them).
     pub(crate) backup_accounts_busy: Mutex<std::collections::HashSet<shard_store::AccountId>>,
+    /// The watchers of watched backup jobs.
+    pub(crate) backup_watchers: crate::watchers::Watchers,
     /// Held while the node runs (see [`lock_home`]).
     _home_lock: std::fs::File,
 }
@@ -624,6 +630,7 @@ impl Node {
             setup: Mutex::new(None),
             backups_running: Mutex::default(),
             backup_accounts_busy: Mutex::default(),
+            backup_watchers: crate::watchers::Watchers::default(),
             _home_lock: home_lock,
         });
         let mode = if custom_transport {

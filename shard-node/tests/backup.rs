@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::{Swarm, USER, content};
 use shard_node::Error;
-use shard_node::backup::{ManualClock, NewJob, Outcome};
+use shard_node::backup::{Clock, JobInfo, ManualClock, NewJob, Outcome, WatchStatus};
 use shard_node::get::GetRequest;
 use shard_node::node::RunOptions;
 
@@ -112,6 +112,7 @@ fn job(path: &Path, every: &str, keep: &str) -> NewJob {
         exclude: vec!["*.tmp".into()],
         shares: Some((2, 4)),
         confined: false,
+        watch: false,
     }
 }
 
@@ -660,4 +661,105 @@ async fn a_clock_gone_back_neither_stops_backups_nor_makes_retention_keep_the_wr
         .await
         .unwrap();
     assert_eq!(fs::read(out).unwrap(), b"three");
+}
+
+/// `user`'s job, once `what` holds of it (polled for at most 5 s of real time: a watcher is
+/// set up and its events arrive on threads of their own).
+async fn until(
+    node: &shard_node::node::Node,
+    why: &str,
+    what: impl Fn(&JobInfo) -> bool,
+) -> JobInfo {
+    let mut jobs = Vec::new();
+    for _ in 0..100 {
+        jobs = node.backup_jobs(Some(USER)).unwrap();
+        if let Some(j) = jobs.iter().find(|j| what(j)) {
+            return j.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{why}: never so within 5 s: {jobs:?}");
+}
+
+/// Lets the last events of a write arrive (a write is several: create, modify, close).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// A watched job (`--watch`) runs once its folder's changes have been quiet for 10 s of the
+/// clock, not before; never sooner than its period (5 m by default) after its last run began;
+/// not at all while nothing changes but for a run a day; and a change only to what it
+/// excludes does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_job_runs_once_changes_are_quiet_and_never_sooner_than_its_period() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let swarm = swarm(&clock).await;
+    let owner = swarm.owner().clone();
+    let src = swarm.path("papers-src");
+    write(&src, "a.txt", b"one");
+    let new = NewJob {
+        every: None,
+        watch: true,
+        ..job(&src, "1h", "last=10")
+    };
+    let made = owner.backup_add(Some(USER), new).await.unwrap();
+    assert!(made.watch);
+    assert_eq!(made.every, "5m", "a watched job's default gap");
+    until(&owner, "watching", |j| {
+        matches!(j.watcher, Some(WatchStatus::Watching { .. }))
+    })
+    .await;
+    clock.advance(1);
+    assert_eq!(run_due(&swarm).await.snapshot, 1, "a new job runs at once");
+
+    // Nothing changes: nothing runs, five minutes on or half a day on.
+    clock.advance(5 * 60);
+    assert!(owner.run_due_backups().await.is_empty());
+    write(&src, "scratch.tmp", b"excluded");
+    settle().await;
+    let job = owner.backup_jobs(Some(USER)).unwrap().remove(0);
+    assert_eq!(job.changed, None, "a change to what the job excludes");
+    assert!(owner.run_due_backups().await.is_empty());
+
+    // A change: seen, and run once quiet for 10 s, not before.
+    write(&src, "b.txt", b"two");
+    until(&owner, "a change seen", |j| j.changed.is_some()).await;
+    settle().await;
+    assert!(owner.run_due_backups().await.is_empty(), "not quiet yet");
+    clock.advance(9);
+    assert!(owner.run_due_backups().await.is_empty(), "9 s of quiet");
+    clock.advance(1);
+    let second = run_due(&swarm).await;
+    assert_eq!((second.snapshot, second.added), (2, 1));
+    let started = clock.now();
+
+    // A change right after: quiet soon, but the job waits for its period since that run.
+    write(&src, "a.txt", b"three");
+    until(&owner, "a change seen", |j| j.changed.is_some()).await;
+    settle().await;
+    clock.advance(60);
+    assert!(owner.run_due_backups().await.is_empty(), "1 m after a run");
+    clock.set(started + 299);
+    assert!(owner.run_due_backups().await.is_empty(), "4 m 59 s after");
+    clock.set(started + 300);
+    let third = run_due(&swarm).await;
+    assert_eq!((third.snapshot, third.changed), (3, 1));
+    let job = owner.backup_jobs(Some(USER)).unwrap().remove(0);
+    assert_eq!(job.changed, None, "stored");
+    assert_eq!(
+        job.next_run,
+        started + 300 + 24 * HOUR,
+        "nothing waits: in a day"
+    );
+
+    // Nothing more changes: a run a day all the same.
+    clock.advance(24 * HOUR - 1);
+    assert!(owner.run_due_backups().await.is_empty());
+    clock.advance(1);
+    let daily = run_due(&swarm).await;
+    assert_eq!((daily.snapshot, daily.added, daily.changed), (4, 0, 0));
+    assert!(
+        owner.status().unwrap().backups.is_empty(),
+        "nothing overdue"
+    );
 }

@@ -35,6 +35,9 @@ pub struct JobSpec {
     /// Made by a web UI session: each run checks again that the folder (links resolved) lies
     /// under `[web] node_paths`, as the session could only reach it there.
     pub confined: bool,
+    /// Watched (`--watch`): it runs soon after its folder changes, `every` being the shortest
+    /// gap between runs, and at least daily (see [`super::watch`]).
+    pub watch: bool,
 }
 
 /// How a run ended.
@@ -327,6 +330,36 @@ mod tests {
         assert_eq!(tree.version_of(b"p/c"), None);
         let under: Vec<&[u8]> = tree.under(b"p/a").map(|(n, _)| n).collect();
         assert_eq!(under, [&b"p/a"[..], b"p/a/x"], "not p/a.txt nor p/ab");
+    }
+
+    #[test]
+    fn a_job_record_is_pinned() {
+        let job = BackupJob {
+            spec: JobSpec {
+                name: "p".into(),
+                path: "/p".into(),
+                every: "5m".parse().unwrap(),
+                keep: "last=2".parse().unwrap(),
+                exclude: vec!["*.tmp".into()],
+                shares: Some((2, 4)),
+                confined: false,
+                watch: true,
+            },
+            state: JobState {
+                created: 7,
+                last: None,
+                last_ok: None,
+                next_no: 1,
+            },
+        };
+        let bytes = encode(&job).unwrap();
+        // Version 1, then postcard in field order: name, path, period (secs, nanos), keep
+        // rules, exclusions, shares, confined (00), watch (01), then the state.
+        assert_eq!(
+            hex::encode(&bytes),
+            "010170022f70ac02000102000000000001052a2e746d7001020400010e000001"
+        );
+        assert_eq!(decode::<BackupJob>(&bytes).unwrap(), job);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! and says loudly when protection has stopped.
 //!
 //! The job's rules — its period ([`Every`]), what it keeps ([`retention::KeepRules`]), what
-//! it leaves out ([`exclude::Exclusions`]) — are pure values with their parsers, tested on
-//! their own; [`job`] is how jobs and snapshots are kept in the account's catalog and the
-//! clock they are scheduled by; [`report`] what the node's operations on them (the
+//! it leaves out ([`exclude::Exclusions`]), when a watched one runs after changes ([`watch`]) —
+//! are pure values with their parsers and rules, tested on their own; [`job`] is how jobs and
+//! snapshots are kept in the account's catalog and the clock they are scheduled by; [`report`] what the node's operations on them (the
 //! `crate::backups` module) take and return.
 
 pub mod exclude;
@@ -13,6 +13,7 @@ pub mod job;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod watch;
 
 pub use exclude::{BadExclusion, Exclusions};
 pub use job::{
@@ -22,3 +23,4 @@ pub use job::{
 pub use report::{BackupAlert, BackupRun, JobInfo, JobRemoval, NewJob, TreeDiff};
 pub use retention::{BadKeepRules, KeepRules};
 pub use schedule::{BadPeriod, Every};
+pub use watch::WatchStatus;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::job::{Outcome, RunRecord};
+use super::watch::WatchStatus;
 use crate::report::Removal;
 
 /// A job to make.
@@ -25,6 +26,9 @@ pub struct NewJob {
     pub shares: Option<(u8, u8)>,
     /// Asked by a web UI session: the folder must lie under `[web] node_paths`, at each run.
     pub confined: bool,
+    /// Run soon after the folder changes (`--watch`); `every` is then the shortest gap
+    /// between runs [default: 5m].
+    pub watch: bool,
 }
 
 /// A job as `shard backup ls` shows it.
@@ -57,6 +61,16 @@ pub struct JobInfo {
     /// What needs attention: its last run failed or was partial, or nothing succeeded for
     /// twice its period.
     pub attention: Option<String>,
+    /// It runs soon after its folder changes (`--watch`): `every` is the shortest gap between
+    /// its runs, and it runs at least daily.
+    #[serde(default)]
+    pub watch: bool,
+    /// How its folder is watched now (watched jobs of an unlocked account).
+    #[serde(default)]
+    pub watcher: Option<WatchStatus>,
+    /// The last change its watcher saw that no run has stored yet (seconds since the epoch).
+    #[serde(default)]
+    pub changed: Option<i64>,
 }
 
 /// What a run did.

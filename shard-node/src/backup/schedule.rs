@@ -26,6 +26,9 @@ impl Every {
     pub const MIN: Duration = Duration::from_secs(60);
     /// A day: the default.
     pub const DAY: Every = Every(Duration::from_secs(24 * 3600));
+    /// Five minutes: the default of a watched job (`--watch`), whose period is the shortest
+    /// gap between its runs (see [`super::watch`]).
+    pub const WATCHED: Every = Every(Duration::from_secs(5 * 60));
 
     /// The period.
     pub fn duration(self) -> Duration {
