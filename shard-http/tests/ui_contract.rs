@@ -283,3 +283,112 @@ fn following_a_job_reads_only_fields_its_status_has() {
     assert!(read.contains("bytes_done"), "{read:?}");
     assert!(read.is_subset(&all), "{read:?} vs {all:?}");
 }
+
+/// `value` read as `T` and written back: every key `T` serializes (a report built from the
+/// fields a test knows, so one the engine adds with a default does not break it).
+fn through<T: serde::Serialize + serde::de::DeserializeOwned>(value: Value) -> Value {
+    let typed: T = serde_json::from_value(value).unwrap();
+    serde_json::to_value(typed).unwrap()
+}
+
+fn assert_reads_only(code: &str, var: &str, value: &Value, must: &str) {
+    let read = fields_read(code, var);
+    assert!(read.contains(must), "{var}: {read:?}");
+    assert!(
+        read.is_subset(&keys(value)),
+        "{var}: {read:?} vs {:?}",
+        keys(value)
+    );
+}
+
+#[test]
+fn the_backups_page_reads_only_fields_the_backup_reports_have() {
+    let last = serde_json::json!({"started": 1, "ended": 2, "outcome": "partial",
+        "reason": "x", "files": 3, "bytes_sent": 4, "snapshot": 1});
+    let job = through::<shard_node::backup::JobInfo>(serde_json::json!({
+        "name": "papers", "path": "/p", "every": "1d", "keep": "last=10", "exclude": ["*.tmp"],
+        "shares": null, "created": 1, "last": last, "last_ok": 2, "next_run": 3,
+        "snapshots": 1, "running": false, "attention": null,
+    }));
+    assert_reads_only(function("jobRow"), "j", &job, "next_run");
+    assert_reads_only(function("jobRow"), "last", &job["last"], "bytes_sent");
+    assert_eq!(job["last"]["outcome"], "partial", "the badge's class");
+    assert_reads_only(function("addJob"), "job", &job, "every");
+    assert_reads_only(function("askRemove"), "j", &job, "snapshots");
+
+    let run = through::<shard_node::backup::BackupRun>(serde_json::json!({
+        "job": "papers", "outcome": "ok", "snapshot": 2, "files": 3, "bytes": 4,
+        "unchanged": 1, "bytes_sent": 5, "added": 1, "removed": 0, "changed": 1,
+        "unreadable_count": 0, "unreadable": [], "forgotten": [1], "versions_removed": 0,
+    }));
+    assert_reads_only(function("runSummary"), "r", &run, "snapshot");
+    // A run's job ends with this report as its result (what `follow` hands back).
+    let status = serde_json::to_value(job_status(JobState::Done {
+        result: std::sync::Arc::new(JobResult::Backup(serde_json::from_value(run).unwrap())),
+    }))
+    .unwrap();
+    assert_eq!(status["result"]["snapshot"], 2);
+
+    let snapshot = through::<shard_node::backup::SnapshotInfo>(serde_json::json!({
+        "no": 1, "at": 1, "files": 1, "bytes": 1, "added": 1, "removed": 0, "changed": 0,
+        "partial": false,
+    }));
+    assert_reads_only(function("snapshotRow"), "s", &snapshot, "no");
+    assert_reads_only(function("openSnapshots"), "s", &snapshot, "no");
+
+    let diff = serde_json::to_value(shard_node::backup::TreeDiff {
+        job: "papers".into(),
+        from: 1,
+        to: 2,
+        added: vec!["papers/new.txt".into()],
+        removed: Vec::new(),
+        changed: Vec::new(),
+    })
+    .unwrap();
+    assert_reads_only(function("renderDiff"), "d", &diff, "changed");
+
+    let folder = serde_json::to_value(shard_node::browse::SnapshotFolder {
+        job: "papers".into(),
+        snapshot: 1,
+        folder: "sub".into(),
+        total: 1,
+        offset: 0,
+        entries: vec![shard_node::browse::SnapshotEntry {
+            name: "a".into(),
+            path: "sub/a".into(),
+            path_hex: "7375622f61".into(),
+            kind: EntryKind::Link,
+            size: 1,
+            mtime: 1,
+            mode: 0o777,
+            version: 1,
+            link_target: Some("b".into()),
+        }],
+    })
+    .unwrap();
+    assert_reads_only(function("browse"), "page", &folder, "entries");
+    assert_reads_only(function("treeRow"), "e", &folder["entries"][0], "path");
+    assert_eq!(
+        folder["entries"][0]["kind"], "link",
+        "the row tests this word"
+    );
+
+    let removal = serde_json::to_value(shard_node::backup::JobRemoval {
+        job: "papers".into(),
+        snapshots_forgotten: 1,
+        snapshots_kept: 0,
+        removed: None,
+    })
+    .unwrap();
+    assert_reads_only(function("removeJob"), "removed", &removal, "snapshots_kept");
+    let restored = serde_json::to_value(GetReport {
+        files: 1,
+        dirs: 0,
+        links: 0,
+        bytes: 1,
+        out: "x".into(),
+        restored_at: 1,
+    })
+    .unwrap();
+    assert_reads_only(function("restore"), "r", &restored, "out");
+}

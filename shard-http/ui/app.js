@@ -14,25 +14,31 @@ function keep(key) {
 }
 // What the session may do: pair and add accounts (the administrator), folders on the node.
 let admin = false;
+let nodePaths = [];
 // The setup link's token (the node has no account yet), read from the URL's fragment, which
 // the browser never sends to the server.
 let setup = null;
 
 const $ = (id) => document.getElementById(id);
 
-const PAGES = ["login-page", "signup-page", "code-page", "files-page", "peers-page", "health-page", "how-page"];
-const INSIDE = ["files-page", "peers-page", "health-page", "how-page"];
+const PAGES = ["login-page", "signup-page", "code-page", "files-page", "backups-page", "peers-page", "health-page", "how-page"];
+const INSIDE = ["files-page", "backups-page", "peers-page", "health-page", "how-page"];
 
 function show(page) {
   for (const id of PAGES) $(id).hidden = id !== page;
   $("nav").hidden = !INSIDE.includes(page);
+  // The banner is the account's: not on the pages before login.
+  if (!INSIDE.includes(page)) $("backup-alert").hidden = true;
 }
 
 async function goTo(page) {
   showError("");
   show(page);
+  // The banner on every page (the files page asks with its listing).
+  if (INSIDE.includes(page) && page !== "files-page") loadBackupAlerts().catch(() => {});
   try {
     if (page === "files-page") await loadFiles();
+    if (page === "backups-page") await loadBackups();
     if (page === "peers-page") await loadPeers();
     if (page === "how-page") await loadHowFiles();
   } catch (err) {
@@ -201,7 +207,10 @@ function downloadFile(f) {
   form.action = "/v1/download";
   form.target = frame.name;
   form.hidden = true;
-  for (const [name, value] of [["name", f.name], ["csrf", csrf || ""]]) {
+  // `at`: out of a backup snapshot (`name` is then JOB/path in it).
+  const fields = [["name", f.name], ["csrf", csrf || ""]];
+  if (f.at) fields.push(["at", f.at]);
+  for (const [name, value] of fields) {
     const input = document.createElement("input");
     input.type = "hidden";
     input.name = name;
@@ -408,6 +417,273 @@ async function onFileAction(e) {
   try { await FILE_ACTIONS[b.dataset.action](f); } catch (err) { handle(err); } finally { b.disabled = false; }
 }
 
+// The Backups page: the account's jobs; one job's snapshots, the diff between two of them;
+// one folder of a snapshot at a time, a file of it downloaded, a file, folder or the whole
+// snapshot restored onto the node (under the folders open to web sessions).
+let shownJobs = [];
+// The job whose snapshots are shown, and what a restore asked for would restore.
+let openJob = null;
+let restoreTarget = null;
+// The job the remove box asks about.
+let removing = null;
+// The next look at the jobs while one runs.
+let jobsRefresh = null;
+// Entries of a snapshot's folder asked for at once (the node gives at most 1000).
+const TREE_PAGE = 500;
+
+const when = (secs) => DATE.format(new Date(secs * 1000));
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function note(text) {
+  const span = document.createElement("span");
+  span.className = "note";
+  span.textContent = text;
+  return span;
+}
+
+function say(id, text) {
+  $(id).textContent = text;
+  $(id).hidden = !text;
+}
+
+async function loadBackups() {
+  loadBackupAlerts().catch(() => {});
+  const answer = await api("GET", "/v1/backup/ls");
+  shownJobs = answer.jobs;
+  $("jobs").querySelector("tbody").replaceChildren(...answer.jobs.map(jobRow));
+  $("jobs-empty").hidden = answer.jobs.length > 0;
+  $("jobs").hidden = answer.jobs.length === 0;
+  if (openJob && !answer.jobs.some((j) => j.name === openJob)) closeJob();
+  // A run under way (the schedule's, or another tab's) is followed until it ends.
+  clearTimeout(jobsRefresh);
+  if (answer.jobs.some((j) => j.running)) {
+    jobsRefresh = setTimeout(() => {
+      if (!$("backups-page").hidden && csrf) loadBackups().catch(() => {});
+    }, 2000);
+  }
+}
+
+function jobRow(j) {
+  const row = document.createElement("tr");
+  row.dataset.job = j.name;
+  cell(row, j.name);
+  const folder = cell(row, j.path);
+  if (j.exclude.length) folder.append(note(`leaves out ${j.exclude.join(", ")}`));
+  cell(row, j.every);
+  const lastCell = cell(row, "");
+  const last = j.last;
+  if (j.running) {
+    lastCell.append("running now");
+  } else if (last) {
+    const badge = document.createElement("span");
+    badge.className = `badge ${last.outcome}`;
+    badge.textContent = last.outcome;
+    lastCell.append(`${when(last.started)} `, badge,
+      note(last.outcome === "failed" ? "no snapshot made" : `${plural(last.files, "file")}, ${human(last.bytes_sent)} sent`));
+  } else {
+    lastCell.append("never");
+  }
+  if (j.attention) lastCell.append(note(j.attention));
+  cell(row, j.next_run * 1000 <= Date.now() ? "due now" : when(j.next_run));
+  cell(row, String(j.snapshots)).append(note(`keeps ${j.keep}`));
+  const run = button("Run now", () => runJob(j.name));
+  run.disabled = j.running;
+  cell(row, run).append(" ", button("Snapshots", () => openSnapshots(j.name)), " ",
+    button("Remove", async () => askRemove(j)));
+  return row;
+}
+
+// Runs a job now, following it (progress, then what it did).
+async function runJob(name) {
+  say("backup-result", "");
+  const { job } = await api("POST", "/v1/backup/run", { name });
+  await loadBackups().catch(handle);
+  try {
+    say("backup-result", runSummary(await follow(job, `backing up ${name}`)));
+  } finally {
+    await loadBackups().catch(handle);
+    if (openJob === name) await openSnapshots(name).catch(handle);
+  }
+}
+
+function runSummary(r) {
+  let text = `${r.job}: snapshot ${r.snapshot} made, ${plural(r.files, "file")} (${human(r.bytes)}); ` +
+    `since the one before ${r.added} added, ${r.removed} removed, ${r.changed} changed; ${human(r.bytes_sent)} sent.`;
+  if (r.outcome === "partial") {
+    text += ` Partial: ${plural(r.unreadable_count, "path")} could not be read (${r.unreadable.join("; ")}).`;
+  }
+  if (r.forgotten.length) text += ` The keep rules forgot snapshot ${r.forgotten.join(", ")}.`;
+  return text;
+}
+
+function askRemove(j) {
+  removing = j;
+  $("remove-what").textContent = `Remove the backup job ${j.name}? It stops backing up ${j.path}. ` +
+    `Its ${plural(j.snapshots, "snapshot")} stay restorable unless you forget them too.`;
+  $("remove-forget").checked = false;
+  $("remove-box").hidden = false;
+  $("remove-box").scrollIntoView({ block: "nearest" });
+}
+
+async function removeJob() {
+  const j = removing;
+  if (!j) return;
+  const forget = $("remove-forget").checked;
+  const question = forget
+    ? `Remove ${j.name} and forget its ${plural(j.snapshots, "snapshot")}? What they hold is deleted from every machine. This cannot be undone.`
+    : `Remove ${j.name}? Its snapshots stay.`;
+  if (!window.confirm(question)) return;
+  const removed = await api("POST", "/v1/backup/rm", { name: j.name, forget_snapshots: forget });
+  removing = null;
+  $("remove-box").hidden = true;
+  say("backup-result", forget
+    ? `Removed ${removed.job}; ${plural(removed.snapshots_forgotten, "snapshot")} forgotten.`
+    : `Removed ${removed.job}; its ${plural(removed.snapshots_kept, "snapshot")} stay (\`shard get ${removed.job}@N\` restores them).`);
+  if (openJob === j.name) closeJob();
+  await loadBackups();
+}
+
+function closeJob() {
+  openJob = null;
+  restoreTarget = null;
+  $("snapshots-box").hidden = true;
+  $("tree-box").hidden = true;
+  $("restore-form").hidden = true;
+}
+
+async function addJob(form) {
+  const value = (field) => form.querySelector(`[name=${field}]`).value.trim();
+  const body = { path: value("path"), exclude: value("exclude").split(",").map((x) => x.trim()).filter(Boolean) };
+  for (const field of ["name", "every", "keep"]) if (value(field)) body[field] = value(field);
+  const job = await api("POST", "/v1/backup/add", body);
+  form.reset();
+  say("backup-result", `Added ${job.name}: ${job.path} every ${job.every}. Its first run is due now: run it, or the node will soon.`);
+  await loadBackups();
+}
+
+// A job's snapshots, newest first, and the diff's choices (the two newest).
+async function openSnapshots(name) {
+  const answer = await api("GET", `/v1/snapshots?${new URLSearchParams({ name })}`);
+  if (openJob !== name) $("tree-box").hidden = true;
+  openJob = name;
+  const newestFirst = answer.snapshots.slice().reverse();
+  $("snapshots-title").textContent = `Snapshots of ${name}`;
+  $("snapshots").querySelector("tbody").replaceChildren(...newestFirst.map((s) => snapshotRow(name, s)));
+  $("snapshots").hidden = newestFirst.length === 0;
+  $("snapshots-empty").hidden = newestFirst.length > 0;
+  // Drawn again after each run: the choice starts again from the two newest.
+  for (const [id, pick] of [["diff-from", 1], ["diff-to", 0]]) {
+    const select = $(id);
+    select.replaceChildren(...newestFirst.map((s) => {
+      const option = document.createElement("option");
+      option.value = String(s.no);
+      option.textContent = `${s.no} (${when(s.at)})`;
+      return option;
+    }));
+    if (newestFirst[pick]) select.value = String(newestFirst[pick].no);
+  }
+  $("diff-form").hidden = newestFirst.length < 2;
+  $("diff").hidden = true;
+  $("snapshots-box").hidden = false;
+}
+
+function snapshotRow(job, s) {
+  const row = document.createElement("tr");
+  row.dataset.snapshot = String(s.no);
+  cell(row, s.partial ? `${s.no} (partial)` : String(s.no));
+  cell(row, when(s.at));
+  cell(row, String(s.files));
+  cell(row, human(s.bytes));
+  cell(row, `${s.added} added, ${s.removed} removed, ${s.changed} changed`);
+  const actions = cell(row, button("Browse", () => browse(job, s.no, "", 0)));
+  if (nodePaths.length) actions.append(" ", button("Restore…", async () => askRestore(job, s.no, "")));
+  return row;
+}
+
+async function compare() {
+  const query = new URLSearchParams({ name: openJob, from: $("diff-from").value, to: $("diff-to").value });
+  renderDiff(await api("GET", `/v1/diff?${query}`));
+}
+
+function renderDiff(d) {
+  // Paths under the job's name: shown as in its folder.
+  const inFolder = (p) => (p.startsWith(`${d.job}/`) ? p.slice(d.job.length + 1) : p);
+  $("diff-summary").textContent = `From snapshot ${d.from} to snapshot ${d.to}: ` +
+    `${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed.`;
+  for (const [id, title, paths] of [["added", "Added", d.added], ["removed", "Removed", d.removed], ["changed", "Changed", d.changed]]) {
+    $(`diff-${id}-title`).textContent = `${title} (${paths.length})`;
+    $(`diff-${id}`).replaceChildren(...paths.map((p) => {
+      const li = document.createElement("li");
+      li.textContent = inFolder(p);
+      return li;
+    }));
+  }
+  $("diff").hidden = false;
+}
+
+// One folder of a snapshot, a page at a time (`offset` > 0: the next page, added below).
+async function browse(job, no, path, offset) {
+  const query = new URLSearchParams({ name: job, at: String(no), path, offset: String(offset), limit: String(TREE_PAGE) });
+  const page = await api("GET", `/v1/snapshot/ls?${query}`);
+  $("tree-title").textContent = `Snapshot ${page.snapshot} of ${job}${page.folder ? `: ${page.folder}` : ""}`;
+  const crumbs = [button(job, () => browse(job, no, "", 0))];
+  const parts = page.folder ? page.folder.split("/") : [];
+  parts.forEach((part, i) => {
+    crumbs.push(" / ", button(part, () => browse(job, no, parts.slice(0, i + 1).join("/"), 0)));
+  });
+  $("crumbs").replaceChildren(...crumbs);
+  const body = $("tree").querySelector("tbody");
+  if (page.offset === 0) body.replaceChildren();
+  body.append(...page.entries.map((e) => treeRow(job, page.snapshot, e)));
+  $("tree-empty").hidden = page.total > 0;
+  const shown = page.offset + page.entries.length;
+  const more = $("tree-more");
+  more.hidden = shown >= page.total;
+  more.replaceChildren(`Showing ${shown} of ${page.total} `,
+    button("Show more", () => browse(job, no, page.folder, shown)));
+  if (page.offset === 0) $("restore-form").hidden = true;
+  $("tree-box").hidden = false;
+}
+
+function treeRow(job, no, e) {
+  const row = document.createElement("tr");
+  row.dataset.path = e.path;
+  const shownName = e.kind === "dir" ? `${e.name}/` : e.kind === "link" ? `${e.name} → ${e.link_target || ""}` : e.name;
+  cell(row, shownName);
+  cell(row, e.kind === "file" ? human(e.size) : e.kind === "dir" ? "folder" : "link");
+  cell(row, when(e.mtime));
+  const actions = cell(row, "");
+  if (e.kind === "dir") actions.append(button("Open", () => browse(job, no, e.path, 0)), " ");
+  if (e.kind === "file") {
+    actions.append(button("Download", async () => downloadFile({ name: `${job}/${e.path}`, at: String(no) })), " ");
+  }
+  if (nodePaths.length) actions.append(button("Restore…", async () => askRestore(job, no, e.path)));
+  return row;
+}
+
+function askRestore(job, no, path) {
+  restoreTarget = { name: path ? `${job}/${path}` : job, at: String(no) };
+  $("restore-what").textContent = path
+    ? `Restore ${path} as it was in snapshot ${no} of ${job}.`
+    : `Restore all of snapshot ${no} of ${job}.`;
+  const form = $("restore-form");
+  form.out.value = "";
+  form.out.placeholder = `under ${nodePaths.join(" or ")}`;
+  say("restore-result", "");
+  form.hidden = false;
+  form.scrollIntoView({ block: "nearest" });
+  form.out.focus();
+}
+
+async function restore(out) {
+  const target = restoreTarget;
+  if (!target) return;
+  const { job } = await api("POST", "/v1/get", { name: target.name, at: target.at, out });
+  const r = await follow(job, `restoring ${target.name}`);
+  $("restore-form").hidden = true;
+  say("restore-result", `Restored ${plural(r.files, "file")} (${human(r.bytes)}) of snapshot ${target.at} to ${r.out}.`);
+}
+
 async function loadPeers() {
   const answer = await api("GET", "/v1/peers");
   const body = $("peers").querySelector("tbody");
@@ -530,6 +806,12 @@ async function enter(session, listing) {
   const folders = session.node_paths || [];
   $("path-form").hidden = folders.length === 0;
   $("path-form").path.placeholder = folders.length ? `under ${folders.join(" or ")}` : "";
+  nodePaths = folders;
+  $("backup-form").hidden = folders.length === 0;
+  $("backup-form").path.placeholder = folders.length ? `under ${folders.join(" or ")}` : "";
+  $("backup-form-note").textContent = folders.length
+    ? `A job made here backs up a folder under ${folders.join(" or ")} (the folders this node opens to web sessions).`
+    : "No folder of this node is open to web sessions: the node's administrator lists them in [web] node_paths (config.toml); until then, add jobs with `shard backup add` on the node. Snapshots can be browsed and files downloaded here either way.";
   if (listing) {
     // Already fetched (page load): no second round trip.
     show("files-page");
@@ -640,6 +922,28 @@ async function start() {
   });
   $("how-file").addEventListener("change", (e) => drawPicture(e.target.value).catch(handle));
 
+  // A form's submit button is off while its request runs: a double click acts once.
+  const onSubmit = (id, action) => $(id).addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const b = e.target.querySelector("button[type=submit]");
+    if (b.disabled) return;
+    b.disabled = true;
+    showError("");
+    try { await action(e.target); } catch (err) { handle(err); } finally { b.disabled = false; }
+  });
+  onSubmit("backup-form", addJob);
+  onSubmit("diff-form", compare);
+  onSubmit("restore-form", (form) => restore(form.out.value.trim()));
+  $("restore-no").addEventListener("click", () => { $("restore-form").hidden = true; });
+  $("remove-yes").addEventListener("click", async (e) => {
+    const b = e.currentTarget;
+    if (b.disabled) return;
+    b.disabled = true; // a double click asks once
+    showError("");
+    try { await removeJob(); } catch (err) { handle(err); } finally { b.disabled = false; }
+  });
+  $("remove-no").addEventListener("click", () => { removing = null; $("remove-box").hidden = true; });
+
   $("written").addEventListener("change", () => { $("code-done").disabled = !$("written").checked; });
   $("code-done").addEventListener("click", () => {
     $("code").textContent = ""; // shown once: gone from the page
@@ -657,6 +961,10 @@ async function start() {
     // The next account must not see this one's jobs.
     $("backup-alert").hidden = true;
     $("backup-alert").textContent = "";
+    closeJob();
+    $("jobs").querySelector("tbody").replaceChildren();
+    say("backup-result", "");
+    say("restore-result", "");
     show("login-page");
   });
 
