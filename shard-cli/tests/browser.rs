@@ -3,7 +3,10 @@
 //! through the one-time setup link (which works once; sign-up is closed otherwise), the
 //! recovery code step, a wrong passphrase, log in, upload, the share picture with three
 //! machines and then one offline, download (bytes compared here), a request without the CSRF
-//! token refused, peers, health, delete, log out. Screenshots go to
+//! token refused, peers, health, delete, log out; and the Backups page: a job added on a
+//! folder open to web sessions, run, a file changed, run again, the diff, snapshot 1 browsed,
+//! one of its files downloaded and restored onto the node (bytes compared here), the job
+//! removed with its snapshots. Screenshots go to
 //! `<target>/tmp/ui-screenshots/`. `scripts/test` installs Chromium and playwright-core.
 // Test code: panicking on failure is the point.
 #![allow(
@@ -41,7 +44,31 @@ fn a_person_uses_the_web_ui_in_chromium() {
         return;
     }
 
-    let mut owner = TestNode::start("laptop");
+    // A folder open to web sessions ([web] node_paths), with one to back up in it.
+    let work = tempfile::tempdir().unwrap();
+    let open = work.path().join("open");
+    let papers = open.join("papers");
+    std::fs::create_dir_all(papers.join("sub")).unwrap();
+    let letter_then = b"Dear Ada, the first draft.\n".to_vec();
+    std::fs::write(papers.join("letter.txt"), &letter_then).unwrap();
+    std::fs::write(papers.join("sub/deep.txt"), b"deep").unwrap();
+    std::fs::write(papers.join("scratch.tmp"), b"left out").unwrap();
+    let restored = open.join("letter-restored.txt");
+    let backup_download = work.path().join("letter-downloaded.txt");
+
+    let mut owner = TestNode::init("laptop");
+    let config = owner.home().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("node_paths = []"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "node_paths = []",
+            &format!("node_paths = [{:?}]", open.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    owner.serve(&[]);
     let mut peers: Vec<TestNode> = (0..2)
         .map(|i| TestNode::start(&format!("peer{i}")))
         .collect();
@@ -54,7 +81,6 @@ fn a_person_uses_the_web_ui_in_chromium() {
     assert_eq!(link["setup"], true, "{link}");
     let setup_url = link["url"].as_str().unwrap().to_string();
 
-    let work = tempfile::tempdir().unwrap();
     let upload = work.path().join("family papers.pdf");
     let bytes = common::random_file(&upload, 700_000, 42);
     let downloaded = work.path().join("downloaded.pdf");
@@ -69,6 +95,9 @@ fn a_person_uses_the_web_ui_in_chromium() {
         .arg(&upload)
         .arg(&shots)
         .arg(&downloaded)
+        .arg(&papers)
+        .arg(&restored)
+        .arg(&backup_download)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -84,6 +113,16 @@ fn a_person_uses_the_web_ui_in_chromium() {
         println!("browser: {line}");
         if line == "STOP_PEER" {
             peers[1].kill9();
+            writeln!(to_driver, "OK").unwrap();
+        }
+        if line == "CHANGE_BACKUP" {
+            // Between the two runs: a file changed, one added.
+            std::fs::write(
+                papers.join("letter.txt"),
+                b"Dear Ada, the second draft, longer.\n",
+            )
+            .unwrap();
+            std::fs::write(papers.join("new.txt"), b"new").unwrap();
             writeln!(to_driver, "OK").unwrap();
         }
         if line == "FAIL_BACKUP" {
@@ -117,6 +156,16 @@ fn a_person_uses_the_web_ui_in_chromium() {
         std::fs::read(&downloaded).unwrap() == bytes,
         "downloaded bytes differ"
     );
+    assert_eq!(
+        std::fs::read(&backup_download).unwrap(),
+        letter_then,
+        "the file downloaded from snapshot 1 is not what it was then"
+    );
+    assert_eq!(
+        std::fs::read(&restored).unwrap(),
+        letter_then,
+        "the file restored from snapshot 1 is not what it was then"
+    );
     for name in [
         "login",
         "recovery-code",
@@ -124,6 +173,9 @@ fn a_person_uses_the_web_ui_in_chromium() {
         "files",
         "how-it-works",
         "how-it-works-offline",
+        "backups",
+        "backup-diff",
+        "backup-tree",
         "peers",
         "health",
     ] {

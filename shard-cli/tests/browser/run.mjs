@@ -1,13 +1,17 @@
 // Drives the shard web UI in headless Chromium, as a person would, for shard-cli/tests/browser.rs.
-// Usage: node run.mjs SETUP_URL FILE_TO_UPLOAD SCREENSHOT_DIR DOWNLOAD_PATH
-// (SETUP_URL: the one-time link `shard ui-link` prints while the node has no account)
-// Talks to the Rust test on stdout/stdin: "STOP_PEER" asks it to stop a peer; it answers "OK".
+// Usage: node run.mjs SETUP_URL FILE_TO_UPLOAD SCREENSHOT_DIR DOWNLOAD_PATH BACKUP_FOLDER
+//        RESTORE_PATH BACKUP_DOWNLOAD_PATH
+// (SETUP_URL: the one-time link `shard ui-link` prints while the node has no account;
+// BACKUP_FOLDER, under [web] node_paths, holds letter.txt and sub/deep.txt; RESTORE_PATH, also
+// there, is where a file of snapshot 1 is restored on the node)
+// Talks to the Rust test on stdout/stdin: "STOP_PEER" asks it to stop a peer, "CHANGE_BACKUP"
+// to change the backed-up folder, "FAIL_BACKUP" to make a job fail; it answers "OK".
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { basename } from "node:path";
 import { createServer } from "node:http";
 
-const [url, upload, shots, downloadTo] = process.argv.slice(2);
+const [url, upload, shots, downloadTo, backupFolder, restoreTo, backupDownloadTo] = process.argv.slice(2);
 const lines = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => lines.once("line", resolve));
 const step = (name) => console.log(`STEP ${name}`);
@@ -109,6 +113,96 @@ try {
   await page.$eval("nav", (n) => { n.style.fontSize = ""; n.style.gap = ""; });
   if (squeezed > 1) fail(`with a narrower font in the links the tagline takes ${squeezed} lines`);
   await shot("files");
+
+  step("backups: add a job through the page and run it");
+  const job = basename(backupFolder);
+  const jobRow = `#jobs tbody tr[data-job="${job}"]`;
+  await page.click('nav a[data-page="backups-page"]');
+  await page.waitForSelector("#jobs-empty:not([hidden])");
+  await page.fill("#backup-form [name=path]", backupFolder);
+  await page.fill("#backup-form [name=every]", "1d");
+  await page.fill("#backup-form [name=keep]", "last=10");
+  await page.fill("#backup-form [name=exclude]", "*.tmp");
+  await page.click("#backup-form button[type=submit]");
+  await page.waitForSelector(jobRow).catch(async () => fail(`no job row after adding: ${await page.textContent("#error")}`));
+  // Runs the job with its button and waits for what the run made (a run the node's schedule
+  // started first may be under way: the button waits for it).
+  const runNow = async () => {
+    await page.click(`${jobRow} button:has-text("Run now")`, { timeout: 30000 });
+    await page.waitForFunction(() => !document.querySelector("#error").hidden ||
+      /snapshot \d+ made/.test(document.querySelector("#backup-result").textContent), null, { timeout: 30000 });
+    if (await page.isVisible("#error")) fail(`the run failed: ${await page.textContent("#error")}`);
+    return page.textContent("#backup-result");
+  };
+  const firstRun = await runNow();
+  if (!firstRun.includes("2 files")) fail(`the first run does not say what it stored (2 files, *.tmp left out): ${firstRun}`);
+  const lastRun = await page.textContent(`${jobRow} td:nth-child(4)`);
+  if (!lastRun.includes("ok")) fail(`the job's row does not show the last run's outcome: ${lastRun}`);
+  await page.click(`${jobRow} button:has-text("Snapshots")`);
+  await page.waitForSelector('#snapshots tbody tr[data-snapshot="1"]');
+  await shot("backups");
+
+  step("backups: a file changed, run again, the diff");
+  console.log("CHANGE_BACKUP");
+  if ((await nextLine()).trim() !== "OK") fail("the test did not change the folder");
+  const secondRun = await runNow();
+  if (!secondRun.includes("1 added") || !secondRun.includes("1 changed")) fail(`the second run does not say what changed: ${secondRun}`);
+  await page.waitForFunction(() => document.querySelectorAll("#snapshots tbody tr").length >= 2);
+  const newest = await page.$eval("#snapshots tbody tr", (r) => r.dataset.snapshot);
+  if ((await page.inputValue("#diff-to")) !== newest) fail(`the diff does not offer the newest snapshot (${newest}) first`);
+  await page.selectOption("#diff-from", "1");
+  await page.click("#diff-form button[type=submit]");
+  await page.waitForSelector("#diff:not([hidden])");
+  const added = await page.$$eval("#diff-added li", (lis) => lis.map((li) => li.textContent));
+  const changed = await page.$$eval("#diff-changed li", (lis) => lis.map((li) => li.textContent));
+  const removed = await page.$$eval("#diff-removed li", (lis) => lis.map((li) => li.textContent));
+  if (added.join() !== "new.txt" || changed.join() !== "letter.txt" || removed.length)
+    fail(`the diff from snapshot 1 is wrong: added ${added}, changed ${changed}, removed ${removed}`);
+  await shot("backup-diff");
+
+  step("backups: browse snapshot 1, download and restore a file of it");
+  await page.click('#snapshots tbody tr[data-snapshot="1"] button:has-text("Browse")');
+  await page.waitForSelector('#tree tbody tr[data-path="letter.txt"]');
+  const top = await page.$$eval("#tree tbody tr", (rows) => rows.map((r) => r.dataset.path));
+  if (top.join() !== "letter.txt,sub") fail(`snapshot 1 holds ${top}, not letter.txt and sub`);
+  await page.click('#tree tbody tr[data-path="sub"] button:has-text("Open")');
+  await page.waitForSelector('#tree tbody tr[data-path="sub/deep.txt"]');
+  await page.click('#crumbs button:has-text("' + job + '")');
+  await page.waitForSelector('#tree tbody tr[data-path="letter.txt"]');
+  await shot("backup-tree");
+  const [letter] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click('#tree tbody tr[data-path="letter.txt"] button:has-text("Download")'),
+  ]);
+  await letter.saveAs(backupDownloadTo);
+  await page.click('#tree tbody tr[data-path="letter.txt"] button:has-text("Restore")');
+  await page.fill("#restore-form [name=out]", restoreTo);
+  await page.click("#restore-form button[type=submit]");
+  await page.waitForFunction(() => !document.querySelector("#error").hidden ||
+    !document.querySelector("#restore-result").hidden, null, { timeout: 30000 });
+  if (await page.isVisible("#error")) fail(`the restore failed: ${await page.textContent("#error")}`);
+  const restoredText = await page.textContent("#restore-result");
+  if (!restoredText.includes("Restored 1 file")) fail(`the restore does not say what it did: ${restoredText}`);
+  // Again to the same place: refused, the file there is not overwritten.
+  await page.click('#tree tbody tr[data-path="letter.txt"] button:has-text("Restore")');
+  await page.fill("#restore-form [name=out]", restoreTo);
+  await page.click("#restore-form button[type=submit]");
+  await page.waitForSelector("#error:not([hidden])");
+  await page.click("#restore-no");
+
+  step("backups: remove the job and forget its snapshots");
+  await page.click(`${jobRow} button:has-text("Remove")`);
+  await page.check("#remove-forget");
+  let asked = "";
+  page.once("dialog", (d) => { asked = d.message(); d.accept(); });
+  await page.click("#remove-yes");
+  await page.waitForSelector("#jobs-empty:not([hidden])");
+  if (!asked.includes("forget")) fail(`removing with its snapshots did not ask first: ${asked}`);
+  if (!(await page.isHidden("#snapshots-box"))) fail("the removed job's snapshots stay on the page");
+  await page.click('nav a[data-page="files-page"]');
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
+  const listed = await page.$$eval("#files tbody tr", (rows) => rows.length);
+  if (listed !== 1) fail(`the forgotten snapshots' files are still listed (${listed} rows)`);
 
   step("picture");
   await page.click(`#files tbody tr:has-text("${name}") button:has-text("Picture")`);
