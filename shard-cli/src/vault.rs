@@ -349,7 +349,13 @@ pub fn trash(home: &Home, json: bool, user: Option<&str>) -> Result<()> {
 
 fn trash_body(name: Option<&str>, all: bool, user: Option<&str>) -> TrashBody {
     TrashBody {
-        name: name.map(str::to_string),
+        // `shard trash` shows a folder as `photos/`: the name is `photos`.
+        name: name.map(|n| {
+            n.strip_suffix('/')
+                .filter(|n| !n.is_empty())
+                .unwrap_or(n)
+                .to_string()
+        }),
         name_hex: None,
         user: user.map(str::to_string),
         all,

@@ -497,7 +497,7 @@ impl Error {
             ),
             Error::FilesRemain { .. } => (
                 ErrorKind::Conflict,
-                "remove the files first (`shard rm`), or remove them with the account: --purge",
+                "remove the files first (`shard rm --now`; what the trash holds: `shard trash empty --all`), or remove them with the account: --purge",
             ),
             Error::Store(shard_store::Error::NoSuchAccount(_)) => (
                 ErrorKind::NotFound,

@@ -251,7 +251,8 @@ pub enum Removing {
 }
 
 /// Removes every version of `name` (and, for a folder, everything under it): to the trash, or
-/// for good, deleting the shares no other file uses. Refused under a backup job's tree.
+/// for good — then with what the trash holds of it — deleting the shares no other file uses.
+/// Refused under a backup job's tree.
 pub async fn rm(
     node: &Arc<Node>,
     session: &Arc<Session>,
@@ -274,8 +275,27 @@ pub async fn rm(
         Removing::ToTrash if node.vault_config().trash_days > 0 => {
             crate::trash::trash_held(node, session, name)
         }
-        Removing::ToTrash | Removing::Now => rm_held(node, session, name, false).await,
-        Removing::Purge => rm_held(node, session, name, true).await,
+        Removing::ToTrash | Removing::Now | Removing::Purge => {
+            let purge = how == Removing::Purge;
+            let visible = rm_held(node, session, name, purge).await;
+            // What the trash holds of the name goes too: "for good" leaves no copy behind.
+            let trashed = match &visible {
+                Ok(_) | Err(Error::Store(shard_store::Error::NoSuchFile(_))) => {
+                    crate::trash::delete_named_held(node, session, name, purge).await?
+                }
+                Err(_) => None,
+            };
+            match (visible, trashed) {
+                (Ok(mut r), Some(t)) => {
+                    r.removed += t.removed;
+                    r.shares_deleted += t.shares_deleted;
+                    r.shares_queued_for_offline_peers += t.shares_queued_for_offline_peers;
+                    Ok(r)
+                }
+                (Err(Error::Store(shard_store::Error::NoSuchFile(_))), Some(t)) => Ok(t),
+                (visible, _) => visible,
+            }
+        }
     }
 }
 

@@ -183,11 +183,22 @@ const MANIFEST_PAGE: usize = 512;
 /// line per file. `check NAME` narrows it.
 pub const LISTED_PER_STATE: usize = 10_000;
 
-/// Calls `each` with every selected regular file version and its chunk list, a page of the
-/// catalog at a time in the catalog's order: nothing per file is kept.
+/// Which file versions a survey looks at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The visible ones: what `check` reports on.
+    Visible,
+    /// Those and the ones in the trash: what `repair` (and unpairing, which repairs) keeps
+    /// whole, since the trash promises they can be restored.
+    WithTrash,
+}
+
+/// Calls `each` with every selected regular file version (in `scope`) and its chunk list, a
+/// page of the catalog at a time in the catalog's order: nothing per file is kept.
 fn for_each_selected(
     vault: &shard_store::VaultCatalog<'_>,
     names: &[Vec<u8>],
+    scope: Scope,
     mut each: impl FnMut(FileEntry, shard_proto::Manifest),
 ) -> shard_store::Result<()> {
     let mut page: Vec<FileEntry> = Vec::with_capacity(MANIFEST_PAGE);
@@ -198,7 +209,7 @@ fn for_each_selected(
         }
         Ok(())
     };
-    vault.for_each_entry(|e| {
+    let mut offer = |e: FileEntry| {
         if e.meta.kind == FileKind::File && selected(&e, names) {
             page.push(e);
             if page.len() == MANIFEST_PAGE {
@@ -206,7 +217,11 @@ fn for_each_selected(
             }
         }
         Ok(())
-    })?;
+    };
+    vault.for_each_entry(&mut offer)?;
+    if scope == Scope::WithTrash {
+        vault.for_each_trashed(|t| offer(t.entry))?;
+    }
     run(&mut page)
 }
 
@@ -263,6 +278,7 @@ async fn survey(
     node: &Arc<Node>,
     session: &Arc<Session>,
     names: &[Vec<u8>],
+    scope: Scope,
     read_fraction: f64,
     lost: &HashSet<NodeId>,
     job: Option<&Job>,
@@ -276,7 +292,7 @@ async fn survey(
             let mut files = 0u64;
             let mut chunks: HashMap<EncKey, ChunkState> = HashMap::new();
             // Each chunk list is folded into the chunk table as it is read.
-            for_each_selected(&vault, &names, |_, manifest| {
+            for_each_selected(&vault, &names, scope, |_, manifest| {
                 files += 1;
                 for chunk in manifest.chunks {
                     let key = (chunk.encoding(), chunk.k, chunk.n);
@@ -542,6 +558,7 @@ pub async fn check(
         &node,
         &session,
         &names,
+        Scope::Visible,
         read_fraction,
         &HashSet::new(),
         Some(&job),
@@ -569,7 +586,7 @@ pub async fn check(
             let mut totals: HashMap<ChunkHealth, usize> = HashMap::new();
             let mut listed: HashMap<ChunkHealth, Capped<(Vec<u8>, u32), FileHealth>> =
                 HashMap::new();
-            for_each_selected(&vault, &names, |entry, manifest| {
+            for_each_selected(&vault, &names, Scope::Visible, |entry, manifest| {
                 let mut worst: Option<(ChunkHealth, &ChunkState)> = None;
                 // A chunk the survey did not see: stored (or moved by a prune) since the
                 // survey's pass. Its file is not known healthy.
@@ -700,7 +717,16 @@ pub async fn repair(
 ) -> Result<RepairReport> {
     let started = Instant::now();
     let _writer = session.writer.lock().await;
-    let survey = survey(&node, &session, &names, 0.0, &lost, Some(&job)).await?;
+    let survey = survey(
+        &node,
+        &session,
+        &names,
+        Scope::WithTrash,
+        0.0,
+        &lost,
+        Some(&job),
+    )
+    .await?;
     // A file is lost when one of its chunks cannot be read: its encoding has fewer than `k`
     // good shares and (for a blob) the data shares it lies in are not all good. Found by a
     // second pass over the catalog when some encoding is short (the first
@@ -715,7 +741,7 @@ pub async fn repair(
         tokio::task::spawn_blocking(move || -> Result<_> {
             let vault = node.catalog().vault(session.account, &session.keys);
             let mut lost = Capped::new(LISTED_PER_STATE);
-            for_each_selected(&vault, &names, |entry, manifest| {
+            for_each_selected(&vault, &names, Scope::WithTrash, |entry, manifest| {
                 let is_lost = manifest.chunks.iter().map(Part::of).any(|p| {
                     chunks.get(&p.key).is_some_and(|c| {
                         // Shares merely unknown (their nodes offline) lose nothing.

@@ -70,7 +70,8 @@ pub struct NodeConfig {
 #[serde(default)]
 pub struct VaultConfig {
     /// Days what `rm` removed stays in the trash (restorable with `shard trash restore`)
-    /// before it is deleted for good. 0: `rm` deletes at once.
+    /// before it is deleted for good; a change applies to what the trash holds already.
+    /// 0: `rm` deletes at once, and the next expiry empties the trash.
     pub trash_days: u64,
 }
 

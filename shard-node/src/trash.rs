@@ -92,21 +92,44 @@ pub fn items(entries: &[TrashedEntry], trash_days: u64) -> Vec<TrashItem> {
     by_name.into_values().collect()
 }
 
-/// The entries of the trash that `name` stands for: its own versions and, for a folder, what
-/// each of its removals took along.
+/// The entries of the trash that `name` stands for, as `shard trash` lists them: the versions
+/// of the item `name` (its own removals, not those a folder above took along) and, for a
+/// folder, what each of those removals took along. A name that is no item of its own but lies
+/// in a removed folder stands for its versions there: one file out of a removed folder.
 pub fn selection(entries: &[TrashedEntry], name: &[u8]) -> Vec<FileId> {
     let folders = folders_removed(entries);
-    entries
+    let own: Vec<&TrashedEntry> = entries
         .iter()
-        .filter(|t| {
-            let this = t.entry.meta.name.as_slice();
-            this == name
-                || this.strip_prefix(name).is_some_and(|rest| {
-                    rest.first() == Some(&b'/') && folders.contains(&(name, t.trashed_at))
-                })
-        })
-        .map(|t| t.entry.id)
-        .collect()
+        .filter(|t| t.entry.meta.name == name)
+        .collect();
+    let mut item: Vec<&TrashedEntry> = own
+        .iter()
+        .copied()
+        .filter(|t| taken_along(name, t.trashed_at, &folders).is_none())
+        .collect();
+    if item.is_empty() {
+        item = own;
+    }
+    let times: HashSet<i64> = item
+        .iter()
+        .filter(|t| t.entry.meta.kind == FileKind::Dir)
+        .map(|t| t.trashed_at)
+        .collect();
+    let mut ids: Vec<FileId> = item.iter().map(|t| t.entry.id).collect();
+    ids.extend(
+        entries
+            .iter()
+            .filter(|t| {
+                t.entry
+                    .meta
+                    .name
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.first() == Some(&b'/'))
+                    && times.contains(&t.trashed_at)
+            })
+            .map(|t| t.entry.id),
+    );
+    ids
 }
 
 /// Moves every visible version of `name` (a folder with everything under it) to the trash.
@@ -140,9 +163,36 @@ pub(crate) fn trash_held(node: &Node, session: &Session, name: &[u8]) -> Result<
     })
 }
 
-/// Deletes `ids` (entries of the trash) for good, shares and all; the caller holds the
-/// vault's writer lock.
-async fn delete_held(node: &Arc<Node>, session: &Arc<Session>, ids: &[FileId]) -> Result<Removal> {
+/// Deletes what the trash holds of `name` (as [`selection`] picks it) for good, if anything;
+/// the caller holds the vault's writer lock. What `rm --now` adds to the visible versions:
+/// "for good" leaves no copy behind.
+pub(crate) async fn delete_named_held(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    name: &[u8],
+    purge: bool,
+) -> Result<Option<Removal>> {
+    let ids = selection(
+        &node
+            .catalog()
+            .vault(session.account, &session.keys)
+            .trashed()?,
+        name,
+    );
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    delete_held(node, session, &ids, purge).await.map(Some)
+}
+
+/// Deletes `ids` (entries of the trash) for good, shares and all (with `purge`, the peers drop
+/// them at once); the caller holds the vault's writer lock.
+async fn delete_held(
+    node: &Arc<Node>,
+    session: &Arc<Session>,
+    ids: &[FileId],
+    purge: bool,
+) -> Result<Removal> {
     let freed = {
         let vault = node.catalog().vault(session.account, &session.keys);
         vault.delete_files(&session.vault(), ids)?
@@ -150,7 +200,7 @@ async fn delete_held(node: &Arc<Node>, session: &Arc<Session>, ids: &[FileId]) -
     session
         .compaction_due
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (deleted, queued) = crate::files::delete_on_peers(node, session, &freed, false).await?;
+    let (deleted, queued) = crate::files::delete_on_peers(node, session, &freed, purge).await?;
     Ok(Removal {
         removed: ids.len(),
         shares_deleted: deleted,
@@ -224,13 +274,13 @@ impl Node {
             }
             None => entries.iter().map(|t| t.entry.id).collect(),
         };
-        delete_held(self, &session, &ids).await
+        delete_held(self, &session, &ids, false).await
     }
 
     /// Deletes for good what has been in the trash longer than `[vault] trash_days`, in every
-    /// unlocked account (a locked account's trash waits for its next login: its catalog cannot
-    /// be read without its keys). Returns what each account's expiry removed. The node's
-    /// hourly expiry calls it.
+    /// unlocked account not busy writing (a locked account's trash waits for its next login:
+    /// its catalog cannot be read without its keys; a busy one, for the next hour). Returns
+    /// what each account's expiry removed. The node's hourly expiry calls it.
     pub async fn expire_trash(self: &Arc<Self>) -> Vec<(String, Result<Removal>)> {
         let days = i64::try_from(self.vault_config().trash_days).unwrap_or(i64::MAX / DAY);
         let before = self
@@ -244,7 +294,12 @@ impl Node {
                 continue;
             };
             let expired = async {
-                let _writer = session.writer.lock().await;
+                // An account busy with a put, a backup run or a repair is looked at again
+                // at the next expiry rather than holding up the others (and the expiry of
+                // peers' deleted shares after this).
+                let Ok(_writer) = session.writer.try_lock() else {
+                    return Ok(None);
+                };
                 let ids: Vec<FileId> = self
                     .catalog()
                     .vault(session.account, &session.keys)
@@ -256,7 +311,7 @@ impl Node {
                 if ids.is_empty() {
                     return Ok(None);
                 }
-                delete_held(self, &session, &ids).await.map(Some)
+                delete_held(self, &session, &ids, false).await.map(Some)
             }
             .await;
             match expired {
@@ -354,5 +409,32 @@ mod tests {
         // A name that only begins the same is not under it.
         assert!(selection(&entries, b"photo").is_empty());
         assert!(selection(&entries, b"nothing").is_empty());
+    }
+
+    /// A file removed on its own, stored again and then removed with its folder: its own item
+    /// and the folder's each take only their versions.
+    #[test]
+    fn a_name_removed_alone_and_with_its_folder_is_two_items() {
+        use FileKind::{Dir, File};
+        let entries = sorted(vec![
+            t(1, "photos/a.jpg", 1, File, 10, 100),
+            t(2, "photos", 1, Dir, 0, 200),
+            t(3, "photos/a.jpg", 2, File, 20, 200),
+            t(4, "photos/b.jpg", 1, File, 30, 200),
+        ]);
+        let names: Vec<(String, usize)> = items(&entries, 30)
+            .into_iter()
+            .map(|i| (i.name, i.versions))
+            .collect();
+        assert_eq!(
+            names,
+            [("photos".to_string(), 1), ("photos/a.jpg".to_string(), 1)]
+        );
+        assert_eq!(selection(&entries, b"photos/a.jpg"), [FileId(1)]);
+        let mut photos = selection(&entries, b"photos");
+        photos.sort();
+        assert_eq!(photos, [FileId(2), FileId(3), FileId(4)]);
+        // Not an item of its own: its version in the removed folder.
+        assert_eq!(selection(&entries, b"photos/b.jpg"), [FileId(4)]);
     }
 }

@@ -318,3 +318,66 @@ async fn emptying_deletes_for_good_and_a_jobs_name_is_not_restored_into() {
     assert_eq!(all.removed, 2, "the folder and its file");
     assert!(owner.trash(Some(USER)).unwrap().is_empty());
 }
+
+/// What the trash holds is repaired like what is visible (the trash promises it restores): a
+/// node lost while a file is in the trash has its share rebuilt elsewhere, and the file
+/// restores with that node and one more holder gone.
+#[tokio::test]
+async fn the_trash_is_repaired_like_the_rest() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let options = RunOptions {
+        clock: clock.clone(),
+        ..common::options()
+    };
+    let swarm = Swarm::in_memory_with(5, 4, &[], false, options).await;
+    let owner = swarm.owner().clone();
+    let bytes = content(50_000, 9);
+    let path = swarm.path("deeds.pdf");
+    fs::write(&path, &bytes).unwrap();
+    swarm.put(&path, "deeds.pdf", Some((2, 3))).await.unwrap();
+    owner
+        .remove(Some(USER), b"deeds.pdf", Removing::ToTrash)
+        .await
+        .unwrap();
+    let session = owner.session(Some(USER)).unwrap();
+    let me = owner.node_id();
+    let holder = owner
+        .catalog()
+        .vault(session.account, &session.keys)
+        .holders()
+        .unwrap()
+        .into_iter()
+        .map(|(peer, _, _)| peer)
+        .find(|peer| *peer != me)
+        .unwrap();
+    let job = owner.jobs().create("repair");
+    let report = shard_node::health::repair(
+        owner.clone(),
+        session.clone(),
+        Vec::new(),
+        std::collections::HashSet::from([holder]),
+        job,
+    )
+    .await
+    .unwrap();
+    assert!(report.shares_rebuilt >= 1, "{report:?}");
+    // The lost node and one more holder off: 2-of-3 restores only if the share was rebuilt.
+    let other = owner
+        .catalog()
+        .vault(session.account, &session.keys)
+        .holders()
+        .unwrap()
+        .into_iter()
+        .map(|(peer, _, _)| peer)
+        .find(|peer| *peer != me && *peer != holder)
+        .unwrap();
+    for gone in [holder, other] {
+        let i = (0..5).find(|i| swarm.id(*i) == gone).unwrap();
+        swarm.set_link(i, shard_net::memory::Link::Down);
+        swarm.gone(i).await;
+    }
+    owner.trash_restore(Some(USER), b"deeds.pdf").await.unwrap();
+    let out = swarm.path("deeds.out");
+    swarm.get("deeds.pdf", None, &out).await.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), bytes);
+}

@@ -12,7 +12,8 @@
 //!     name_mac: HMAC of the name under the vault's name-index key; meta and manifest: sealed
 //!     with the vault's catalog key (name, kind, size, times, mode / the chunk list).
 //!     state: 0 pending (shares on their way), 1 visible, 2 being deleted.
-//! chunks(account, id, k, n, share_len, refs)   refs: visible files that use the chunk
+//! chunks(account, id, k, n, share_len, refs)   refs: visible files (and, from version 11,
+//!                                              those in the trash) that use the chunk
 //! shares(id, account, chunk, idx, peer, state) state: 0 pending, 1 acked, 2 missing, 3 bad
 //! peers(id, name, addrs, added, last_seen)
 //! ```

@@ -627,15 +627,15 @@ impl VaultCatalog<'_> {
             })
         })?;
         // The trash: what a user removed lately comes back with the account too.
-        for t in self.trashed()? {
+        self.for_each_trashed(|t| {
             writer.file(SnapshotFile {
                 manifest: self.manifest(t.entry.id)?,
                 meta: t.entry.meta,
                 version: t.entry.version,
                 stored_at: t.entry.stored_at,
                 trashed: Some(t.trashed_at),
-            })?;
-        }
+            })
+        })?;
         self.for_each_backup(|b| writer.write(&Record::Backup(b)))?;
         writer.end()
     }

@@ -8,7 +8,7 @@
 
 use rusqlite::params;
 
-use super::{FILE_TRASHED, FILE_VISIBLE, FileEntry, FileId, VaultCatalog, name_mac_of_row};
+use super::{FILE_TRASHED, FILE_VISIBLE, FileEntry, FileId, PAGE, VaultCatalog, name_mac_of_row};
 use crate::{Error, Result};
 
 /// A file version in the trash.
@@ -53,6 +53,54 @@ impl VaultCatalog<'_> {
         }
         tx.commit()?;
         Ok(moved)
+    }
+
+    /// Calls `each` with every file version in the trash, in no particular order, a page of
+    /// 1 024 rows at a time (what a catalog snapshot writes: a folder of 10⁶ files in the
+    /// trash costs a page, not the folder).
+    pub fn for_each_trashed(&self, mut each: impl FnMut(TrashedEntry) -> Result<()>) -> Result<()> {
+        let mut after = i64::MIN;
+        loop {
+            let page: Vec<TrashedEntry> = {
+                let conn = self.catalog.conn();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, name_mac, version, meta, trashed FROM files
+                     WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT 1024",
+                )?;
+                let mut rows = stmt.query(params![self.account.0, FILE_TRASHED, after])?;
+                let mut page = Vec::with_capacity(PAGE);
+                while let Some(r) = rows.next()? {
+                    let version: u32 = r.get(2)?;
+                    let sealed = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                    let mac = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                    let (meta, stored_at) =
+                        self.open_meta(sealed, name_mac_of_row(mac)?, version)?;
+                    let trashed: Option<i64> = r.get(4)?;
+                    page.push(TrashedEntry {
+                        entry: FileEntry {
+                            id: FileId(r.get(0)?),
+                            version,
+                            stored_at,
+                            meta,
+                        },
+                        trashed_at: trashed
+                            .ok_or(Error::IndexDamaged("a file in the trash without its time"))?,
+                    });
+                }
+                page
+            };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.entry.id.0;
+            let full = page.len() == PAGE;
+            for entry in page {
+                each(entry)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Every file version in the trash, by name and version.
