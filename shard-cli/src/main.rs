@@ -219,7 +219,7 @@ enum Command {
     /// Remove a stored file or folder, all its versions: to the trash, where it stays
     /// `[vault] trash_days` (30) and `shard trash restore` brings it back.
     Rm {
-        /// What to delete.
+        /// What to remove.
         name: String,
         /// Delete it for good now, shares and all, instead.
         #[arg(long)]

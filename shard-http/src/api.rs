@@ -310,6 +310,9 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/picture", get(picture))
         .route("/v1/ls", get(ls))
         .route("/v1/rm", post(rm))
+        .route("/v1/trash", get(trash))
+        .route("/v1/trash/restore", post(trash_restore))
+        .route("/v1/trash/empty", post(trash_empty))
         .route("/v1/recover", post(recover))
         .route("/v1/check", post(check))
         .route("/v1/repair", post(repair))
@@ -322,9 +325,6 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/snapshot/ls", get(snapshot_ls))
         .route("/v1/diff", get(diff))
         .route("/v1/peers/rm", post(peers_rm))
-        .route("/v1/trash", get(trash))
-        .route("/v1/trash/restore", post(trash_restore))
-        .route("/v1/trash/empty", post(trash_empty))
         .route("/v1/accounts", get(accounts))
         .route("/v1/accounts/rm", post(account_rm))
         .route("/v1/ui-link", post(ui_link))
@@ -723,10 +723,7 @@ async fn trash_restore(
     let user = acting_user(acting, body.user.clone())?;
     let session = state.node.session(user.as_deref())?;
     let name = bytes_of(body.name, body.name_hex, "name")?;
-    let restored = state
-        .node
-        .trash_restore(Some(&session.user), &name)
-        .await?;
+    let restored = state.node.trash_restore(Some(&session.user), &name).await?;
     state.node.catalog_changed(&session);
     Ok(Json(restored))
 }

@@ -376,6 +376,19 @@ pub struct Snapshots {
     pub snapshots: Vec<shard_node::backup::SnapshotInfo>,
 }
 
+/// `GET /v1/diff`'s query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DiffQuery {
+    /// The job.
+    pub name: String,
+    /// The older snapshot (number or day).
+    pub from: String,
+    /// The newer.
+    pub to: String,
+    /// The account.
+    pub user: Option<String>,
+}
+
 /// `GET /v1/snapshot/ls`'s query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SnapshotLsQuery {
@@ -391,19 +404,6 @@ pub struct SnapshotLsQuery {
     pub offset: usize,
     /// Entries in the page (at most 1000) [default: 500].
     pub limit: Option<usize>,
-    /// The account.
-    pub user: Option<String>,
-}
-
-/// `GET /v1/diff`'s query.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DiffQuery {
-    /// The job.
-    pub name: String,
-    /// The older snapshot (number or day).
-    pub from: String,
-    /// The newer.
-    pub to: String,
     /// The account.
     pub user: Option<String>,
 }

@@ -65,9 +65,9 @@ pub mod session;
 pub mod snapshot;
 mod swarm;
 pub mod target;
+pub mod trash;
 pub mod tree;
 mod watchers;
-pub mod trash;
 
 pub use error::{Error, ErrorKind, FailedFile, NotPlaced, Result, UploadFailed, WhyFailed};
 

@@ -1243,6 +1243,11 @@ impl Node {
         lock(&self.config).backup.clone()
     }
 
+    /// The config's `[vault]` section.
+    pub fn vault_config(&self) -> crate::home::VaultConfig {
+        lock(&self.config).vault.clone()
+    }
+
     /// Wakes the automatic repair now.
     pub fn wake_health(&self) {
         self.health_wake.notify_one();
@@ -1250,11 +1255,6 @@ impl Node {
 
     pub(crate) async fn health_woken(&self) {
         self.health_wake.notified().await;
-    /// The config's `[vault]` section.
-    pub fn vault_config(&self) -> crate::home::VaultConfig {
-        lock(&self.config).vault.clone()
-    }
-
     }
 
     /// Paired peers that are offline and were last seen more than `after` ago.
@@ -2528,13 +2528,6 @@ async fn expire_loop(node: Arc<Node>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         wait = Duration::from_secs(3600);
-        let grace_days = lock(&node.config).store.deleted_grace_days;
-        let grace = i64::try_from(grace_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
-        let before = unix_now().saturating_sub(grace);
-        let store = node.store().clone();
-        let catalog = node.catalog.clone();
-        let heads = node.heads().cloned();
-        let done = tokio::task::spawn_blocking(move || {
         for (user, expired) in node.expire_trash().await {
             match expired {
                 Ok(r) => tracing::info!(
@@ -2545,6 +2538,13 @@ async fn expire_loop(node: Arc<Node>) {
                 Err(e) => tracing::warn!("the trash of {user} could not be emptied: {e}"),
             }
         }
+        let grace_days = lock(&node.config).store.deleted_grace_days;
+        let grace = i64::try_from(grace_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+        let before = unix_now().saturating_sub(grace);
+        let store = node.store().clone();
+        let catalog = node.catalog.clone();
+        let heads = node.heads().cloned();
+        let done = tokio::task::spawn_blocking(move || {
             let expired = store.expire(before)?;
             let forgotten = catalog.forget_deletions(before)?;
             if let Some(heads) = heads {
