@@ -26,8 +26,10 @@
 //!   shares of any packs are the same.
 //! - `share_len` is one of [`SHARE_CLASSES`], the same whatever `k`, so a peer holding shares
 //!   of any number of files sees at most that many share sizes. A full pack takes the largest
-//!   class that keeps it within [`FULL_PACK_MAX`] bytes; the last pack of a put, the smallest
-//!   class it fits in.
+//!   class that keeps it within [`FULL_PACK_MAX`] bytes. What is left at the end of a put is
+//!   spread over the packs that cost the fewest share bytes (counting a fixed cost per share,
+//!   so a large rest is not cut into many small packs), each in the smallest class it fits:
+//!   a change of a few hundred KiB sends about its coded size, not a whole larger pack.
 //! - The Reed-Solomon code is systematic: data share `i` is the pack's bytes `i·L..(i+1)·L`.
 //!   A blob is read from the data shares it lies in ([`PackShape::pieces`]); when one of them
 //!   cannot be had, the same window of `k` other shares is fetched and decoded
@@ -54,9 +56,14 @@ pub const BLOB_FORMAT: ChunkFormat = ChunkFormat {
     padding: 0,
 };
 
-/// The share payload sizes a pack may have: 256 KiB, 1, 4 and 8 MiB. Whatever `k`, every pack
-/// share has one of these sizes.
-pub const SHARE_CLASSES: [u32; 4] = [256 << 10, 1 << 20, 4 << 20, 8 << 20];
+/// The share payload sizes a pack may have: 128 and 256 KiB, 1, 4 and 8 MiB. Whatever `k`,
+/// every pack share has one of these sizes.
+pub const SHARE_CLASSES: [u32; 5] = [128 << 10, 256 << 10, 1 << 20, 4 << 20, 8 << 20];
+
+/// What one more share costs besides its bytes, when the rest of a put is laid out in packs:
+/// a file, an fsync and an index row on a peer, a request, a catalog row. With it a rest of
+/// megabytes takes one large pack rather than dozens of small ones.
+const SHARE_COST: u64 = 32 << 10;
 
 /// The most bytes a full pack holds (its `k` data shares): bounds the memory a put holds per
 /// open pack.
@@ -296,6 +303,30 @@ struct Open {
     used: u64,
 }
 
+/// First fit: the bin of each of `sizes` (given largest first) in bins of `capacity`, and how
+/// many bins; `None` when one does not fit at all.
+fn first_fit(sizes: &[u64], capacity: u64) -> Option<(Vec<usize>, usize)> {
+    let mut free: Vec<u64> = Vec::new();
+    let mut bins = Vec::with_capacity(sizes.len());
+    for size in sizes {
+        if *size > capacity {
+            return None;
+        }
+        let bin = match free.iter().position(|f| f >= size) {
+            Some(bin) => bin,
+            None => {
+                free.push(capacity);
+                free.len() - 1
+            }
+        };
+        if let Some(f) = free.get_mut(bin) {
+            *f -= size;
+        }
+        bins.push(bin);
+    }
+    Some((bins, free.len()))
+}
+
 /// Gathers blobs into packs, at random among two open ones; a pack is finished when
 /// a blob fits in none of them (the fullest is closed), and by [`PackBuilder::finish`].
 /// Holds at most two full packs of blobs.
@@ -398,13 +429,66 @@ impl PackBuilder {
     /// Closes the open packs, each in the smallest shape it fits, and goes on with new ones:
     /// what a put does when too many files wait for packs that fill slowly.
     pub fn close_open(&mut self) -> Result<Vec<Pack>> {
-        let open = std::mem::take(&mut self.open);
-        let mut packs = Vec::new();
-        for o in open.into_iter().filter(|o| !o.blobs.is_empty()) {
-            let shape = PackShape::fitting(self.redundancy, o.used).unwrap_or(self.full);
-            packs.push(self.seal_pack(o, shape)?);
+        let mut blobs: Vec<Blob> = std::mem::take(&mut self.open)
+            .into_iter()
+            .flat_map(|o| o.blobs)
+            .collect();
+        if blobs.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(packs)
+        // Shuffled, then largest first (a stable sort): which pack a blob lands in follows
+        // neither the order of the files nor, among blobs of one size, anything else.
+        for i in (1..blobs.len()).rev() {
+            let j = self.pick(i + 1);
+            blobs.swap(i, j);
+        }
+        blobs.sort_by_key(|b| std::cmp::Reverse(b.sealed_len()));
+        let sizes: Vec<u64> = blobs.iter().map(Blob::sealed_len).collect();
+        let n = u64::from(self.redundancy.n());
+        // The class whose packs cost least, laid out first fit (largest first).
+        let mut best: Option<(u64, Vec<usize>)> = None;
+        for share_len in SHARE_CLASSES
+            .iter()
+            .copied()
+            .filter(|c| *c <= self.full.share_len)
+        {
+            let shape = PackShape {
+                share_len,
+                ..self.full
+            };
+            let Some((bins, count)) = first_fit(&sizes, shape.capacity()) else {
+                continue;
+            };
+            let cost = (count as u64)
+                .saturating_mul(n)
+                .saturating_mul(u64::from(share_len) + SHARE_COST);
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, bins));
+            }
+        }
+        let bins = best
+            .map(|(_, bins)| bins)
+            .ok_or(Error::InvalidParameters("chunk larger than a full pack"))?;
+        let count = bins.iter().max().map_or(0, |m| m + 1);
+        let mut packs: Vec<Open> = (0..count)
+            .map(|_| Open {
+                blobs: Vec::new(),
+                used: 0,
+            })
+            .collect();
+        for (blob, bin) in blobs.into_iter().zip(bins) {
+            if let Some(open) = packs.get_mut(bin) {
+                open.used += blob.sealed_len();
+                open.blobs.push(blob);
+            }
+        }
+        let mut out = Vec::with_capacity(packs.len());
+        for o in packs {
+            // Each in the smallest class it fits (the last one is often less full).
+            let shape = PackShape::fitting(self.redundancy, o.used).unwrap_or(self.full);
+            out.push(self.seal_pack(o, shape)?);
+        }
+        Ok(out)
     }
 
     /// A uniform choice in `0..count`.
@@ -884,11 +968,52 @@ mod tests {
         assert_eq!(PackShape::full(r(9, 16)).share_len, 1 << 20);
     }
 
+    /// The rest of a put goes into the packs that cost least: a few hundred KiB of small
+    /// files into a few of the smallest packs, not two half-empty larger ones; megabytes into
+    /// one large pack, not dozens of small ones. Every blob is laid out once.
+    #[test]
+    fn the_rest_of_a_put_takes_the_packs_that_cost_least() {
+        use shard_crypto::VaultKey;
+        let keys = VaultKeys::derive(&VaultKey::from_bytes([6; 32]));
+        let laid_out = |count: u32, len: usize| {
+            let mut builder = PackBuilder::seeded(r(3, 5), [9; 32]);
+            for i in 0..count {
+                let mut plain = vec![0u8; len];
+                plain[..4].copy_from_slice(&i.to_le_bytes());
+                assert!(
+                    builder
+                        .add(Blob::seal(&keys, &plain).unwrap())
+                        .unwrap()
+                        .is_none()
+                );
+            }
+            let packs = builder.finish().unwrap();
+            let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
+            assert_eq!(blobs, count as usize);
+            let mut shares: Vec<u32> = packs.iter().map(|p| p.shape.share_len).collect();
+            shares.sort_unstable();
+            shares
+        };
+        // 200 files of 4 KiB (1% of a tree of 20 000): 3 packs of 5 × 128 KiB (1.9 MiB
+        // of shares), where two open packs of the 256 KiB class sent 2.5 MiB.
+        assert_eq!(laid_out(200, 4_160), [128 << 10; 3]);
+        // 10 MiB: one pack of the 4 MiB class.
+        assert_eq!(laid_out(10, 1 << 20), [4 << 20]);
+        // One small file: one pack of the smallest class.
+        assert_eq!(laid_out(1, 100), [128 << 10]);
+    }
+
     #[test]
     fn a_small_last_pack_takes_the_smallest_class_it_fits() {
         // Each data share holds its length less the salt.
         let room = |class: u64| class - u64::from(SHARE_SALT);
-        assert_eq!(PackShape::fitting(r(3, 5), 1).unwrap().share_len, 256 << 10);
+        assert_eq!(PackShape::fitting(r(3, 5), 1).unwrap().share_len, 128 << 10);
+        assert_eq!(
+            PackShape::fitting(r(3, 5), 3 * room(128 << 10) + 1)
+                .unwrap()
+                .share_len,
+            256 << 10
+        );
         assert_eq!(
             PackShape::fitting(r(3, 5), 3 * room(256 << 10))
                 .unwrap()

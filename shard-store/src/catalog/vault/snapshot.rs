@@ -828,13 +828,14 @@ impl SnapshotImport<'_, '_> {
         self.flush_acks()?;
         if !self.files.is_empty() {
             self.vault.insert_imported(&self.files)?;
-            self.imported += self.files.len();
+            self.imported += self.files.iter().filter(|f| f.trashed.is_none()).count();
             self.files.clear();
         }
         Ok(())
     }
 
-    /// Writes what is left; returns the file versions imported.
+    /// Writes what is left; returns the visible file versions imported (those in the trash
+    /// come back too, in the trash, and are not counted: what a user lists afterwards).
     pub fn finish(mut self) -> Result<usize> {
         self.flush_files()?;
         self.flush_acks()?;
