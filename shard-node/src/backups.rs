@@ -1003,7 +1003,7 @@ impl Node {
         session
             .compaction_due
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        crate::files::delete_on_peers(self, session, &freed, false).await?;
+        crate::deletion::delete_on_peers(self, session, &freed, false).await?;
         Ok((forgotten, removed))
     }
 

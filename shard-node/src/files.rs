@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use shard_proto::{Manifest, NodeId, ShareId};
+use shard_proto::{Manifest, ShareId};
 use shard_store::{FileEntry, FileId, FileKind, ShareState, VaultState};
 
 use crate::node::Node;
@@ -238,17 +238,7 @@ pub fn ls_each(
     Ok(listed_count)
 }
 
-/// How `rm` removes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removing {
-    /// To the trash, restorable for `[vault] trash_days` (at once when that is 0).
-    ToTrash,
-    /// For good now: the shares no other file uses are deleted.
-    Now,
-    /// For good now, and the peers drop the shares at once rather than keep them through
-    /// their grace period (removing an account and everything in it).
-    Purge,
-}
+pub use crate::request::Removing;
 
 /// Removes every version of `name` (and, for a folder, everything under it): to the trash, or
 /// for good — then with what the trash holds of it — deleting the shares no other file uses.
@@ -331,7 +321,7 @@ pub(crate) async fn rm_held(
     session
         .compaction_due
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (deleted, queued) = delete_on_peers(node, session, &freed, purge).await?;
+    let (deleted, queued) = crate::deletion::delete_on_peers(node, session, &freed, purge).await?;
     crate::crash_point!("rm:shares-deleted");
     Ok(Removal {
         removed: ids.len(),
@@ -340,49 +330,6 @@ pub(crate) async fn rm_held(
         trashed: false,
         kept_until: None,
     })
-}
-
-/// Deletes `freed` shares (queued for deletion in the catalog already) on the peers that hold
-/// them; the deletions of peers that cannot be reached stay queued and go out when they are
-/// back. Returns (deleted, still queued). With `purge` the peers drop them at once rather than
-/// after their grace period.
-pub(crate) async fn delete_on_peers(
-    node: &Arc<Node>,
-    session: &Arc<Session>,
-    freed: &[shard_store::ShareRecord],
-    purge: bool,
-) -> Result<(u64, u64)> {
-    let vault_id = session.vault();
-    let mut by_peer: HashMap<NodeId, Vec<ShareId>> = HashMap::new();
-    for share in freed {
-        by_peer.entry(share.peer).or_default().push(share.id);
-    }
-    let (mut deleted, mut queued) = (0u64, 0u64);
-    let targets = node.targets();
-    for (peer, shares) in by_peer {
-        let done = match targets.iter().find(|t| t.node() == peer) {
-            Some(target) => target
-                .delete(
-                    vault_id,
-                    shares.clone(),
-                    purge,
-                    session.keys.authority(),
-                    node.options().request_timeout,
-                )
-                .await
-                .is_ok(),
-            None => false,
-        };
-        if done {
-            deleted += shares.len() as u64;
-            let pairs: Vec<_> = shares.into_iter().map(|s| (vault_id, s)).collect();
-            node.catalog().deletions_done(&peer, &pairs)?;
-        } else {
-            // Still queued: sent when the peer is back.
-            queued += shares.len() as u64;
-        }
-    }
-    Ok((deleted, queued))
 }
 
 /// Removing files and accounts.
@@ -448,7 +395,7 @@ impl Node {
                 .catalog()
                 .vault(session.account, &session.keys)
                 .delete_files(&session.vault(), &trashed)?;
-            delete_on_peers(self, &session, &freed, true).await?;
+            crate::deletion::delete_on_peers(self, &session, &freed, true).await?;
         }
         let (state, kept) = {
             let vault = self.catalog().vault(session.account, &session.keys);

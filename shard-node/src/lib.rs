@@ -47,6 +47,7 @@ pub mod accounts;
 pub mod backup;
 pub mod backups;
 pub mod browse;
+pub mod deletion;
 mod error;
 pub mod files;
 pub mod get;

@@ -234,7 +234,7 @@ async fn delete(
     if freed.is_empty() {
         return Ok(());
     }
-    let (deleted, queued) = crate::files::delete_on_peers(node, session, freed, false).await?;
+    let (deleted, queued) = crate::deletion::delete_on_peers(node, session, freed, false).await?;
     report.shares_deleted += deleted;
     report.shares_queued_for_offline_peers += queued;
     Ok(())

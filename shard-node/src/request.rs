@@ -35,3 +35,15 @@ pub struct GetRequest {
     /// Restore setuid, setgid and sticky bits as stored (otherwise they are cleared).
     pub keep_special_bits: bool,
 }
+
+/// How `rm` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removing {
+    /// To the trash, restorable for `[vault] trash_days` (at once when that is 0).
+    ToTrash,
+    /// For good now: the shares no other file uses are deleted.
+    Now,
+    /// For good now, and the peers drop the shares at once rather than keep them through
+    /// their grace period (removing an account and everything in it).
+    Purge,
+}

@@ -42,6 +42,9 @@ fn folders_removed(entries: &[TrashedEntry]) -> HashSet<(&[u8], i64)> {
         .collect()
 }
 
+/// A name taken along by a folder's removal: (the folder's item, the name).
+type Under<'a> = (&'a [u8], &'a [u8]);
+
 /// The items of the trash, by name: each name removed on its own, with what its removal as a
 /// folder took along counted in it.
 pub fn items(entries: &[TrashedEntry], trash_days: u64) -> Vec<TrashItem> {
@@ -50,8 +53,8 @@ pub fn items(entries: &[TrashedEntry], trash_days: u64) -> Vec<TrashItem> {
         .saturating_mul(DAY);
     let folders = folders_removed(entries);
     let mut by_name: BTreeMap<&[u8], TrashItem> = BTreeMap::new();
-    // (item, name under it) → the newest size, for a folder's bytes.
-    let mut under: BTreeMap<(&[u8], &[u8]), (u32, u64)> = BTreeMap::new();
+    // (item, name under it) → (newest version, its size), for a folder's bytes.
+    let mut under: BTreeMap<Under<'_>, (u32, u64)> = BTreeMap::new();
     // Entries are in name and version order: the last one seen of a name is its newest.
     for t in entries {
         let name = t.entry.meta.name.as_slice();
@@ -200,7 +203,7 @@ async fn delete_held(
     session
         .compaction_due
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (deleted, queued) = crate::files::delete_on_peers(node, session, &freed, purge).await?;
+    let (deleted, queued) = crate::deletion::delete_on_peers(node, session, &freed, purge).await?;
     Ok(Removal {
         removed: ids.len(),
         shares_deleted: deleted,
