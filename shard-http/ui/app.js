@@ -270,6 +270,76 @@ const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle
 
 async function loadFiles() {
   renderFiles(await api("GET", "/v1/ls"));
+  await loadTrash();
+}
+
+// The trash: what Delete moved there, until [vault] trash_days have passed.
+let shownTrash = [];
+let trashDays = 30;
+
+async function loadTrash() {
+  const trash = await api("GET", "/v1/trash");
+  shownTrash = trash.items;
+  trashDays = trash.trash_days;
+  $("trash-box").hidden = shownTrash.length === 0;
+  $("trash-summary").textContent = `Trash (${shownTrash.length})`;
+  $("trash-days").textContent = String(trashDays);
+  const rows = document.createDocumentFragment();
+  shownTrash.forEach((item, i) => {
+    const row = document.createElement("tr");
+    const cells = [
+      item.kind === "dir" ? `${item.name}/ (${item.entries_under} entries)` : item.name,
+      human(item.size),
+      DATE.format(new Date(item.removed_at * 1000)),
+      DATE.format(new Date(item.kept_until * 1000)),
+    ];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      row.append(td);
+    }
+    const actions = document.createElement("td");
+    actions.append(rowButton("Restore", "restore", i), " ", rowButton("Delete for good", "purge", i));
+    row.append(actions);
+    rows.append(row);
+  });
+  $("trash").querySelector("tbody").replaceChildren(rows);
+}
+
+const TRASH_ACTIONS = {
+  async restore(item) {
+    const done = await api("POST", "/v1/trash/restore", { name_hex: item.name_hex });
+    if (done.newer_kept) {
+      showError(`${item.name} was stored again after it was deleted: the newer one stays the newest, the restored ones are its earlier versions.`);
+    }
+    await loadFiles();
+  },
+  async purge(item) {
+    if (!window.confirm(`Delete ${item.name} for good? It cannot be restored afterwards.`)) return;
+    await api("POST", "/v1/trash/empty", { name_hex: item.name_hex });
+    await loadFiles();
+  },
+};
+
+async function onTrashAction(e) {
+  const b = e.target.closest("button[data-action]");
+  const item = b && shownTrash[Number(b.dataset.index)];
+  if (!item || b.disabled) return;
+  b.disabled = true; // a double click acts once
+  showError("");
+  try { await TRASH_ACTIONS[b.dataset.action](item); } catch (err) { handle(err); } finally { b.disabled = false; }
+}
+
+async function emptyTrash(e) {
+  const b = e.currentTarget;
+  if (b.disabled) return;
+  if (!window.confirm(`Delete everything in the trash for good (${shownTrash.length} items)? It cannot be restored afterwards.`)) return;
+  b.disabled = true;
+  showError("");
+  try {
+    await api("POST", "/v1/trash/empty", { all: true });
+    await loadFiles();
+  } catch (err) { handle(err); } finally { b.disabled = false; }
 }
 
 // A red banner while a backup job failed, was partial or is overdue, or the account's jobs
@@ -402,9 +472,10 @@ const FILE_ACTIONS = {
     await drawPicture(f.name);
   },
   async delete(f) {
-    if (!window.confirm(`Delete ${f.name}, all its versions and its shares? This cannot be undone.`)) return;
-    await api("POST", "/v1/rm", { name: f.name });
+    if (!window.confirm(`Move ${f.name} and all its versions to the trash? You can restore it from the trash for ${trashDays} days.`)) return;
+    await api("POST", "/v1/rm", { name_hex: f.name_hex });
     await loadFiles();
+    $("trash-box").open = true;
   },
 };
 
@@ -823,6 +894,8 @@ async function enter(session, listing) {
 
 async function start() {
   $("files").querySelector("tbody").addEventListener("click", onFileAction);
+  $("trash").querySelector("tbody").addEventListener("click", onTrashAction);
+  $("trash-empty-all").addEventListener("click", emptyTrash);
   $("to-login").addEventListener("click", (e) => {
     e.preventDefault();
     showError("");

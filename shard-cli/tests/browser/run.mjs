@@ -322,6 +322,22 @@ try {
   if (dialogs !== 1) fail(`a double click on Delete asked ${dialogs} times`);
   if (await page.isVisible("#error")) fail(`double click on Delete: ${await page.textContent("#error")}`);
 
+  step("the trash: restore, then delete for good");
+  // Delete moved it to the trash, which shows and brings it back.
+  const inTrash = `#trash tbody tr:has-text("${name}")`;
+  await page.waitForSelector(inTrash);
+  await page.click(`${inTrash} button:has-text("Restore")`);
+  await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
+  await page.waitForSelector("#trash-box", { state: "hidden" });
+  await page.click(`#files tbody tr:has-text("${name}") button:has-text("Delete")`);
+  await page.waitForSelector(inTrash);
+  await shot("trash");
+  await page.click(`${inTrash} button:has-text("Delete for good")`);
+  await page.waitForSelector("#trash-box", { state: "hidden" });
+  await page.waitForSelector("#files-empty:not([hidden])");
+  if (dialogs !== 3) fail(`the trash asked ${dialogs - 1} times for two deletions`);
+  if (await page.isVisible("#error")) fail(`the trash: ${await page.textContent("#error")}`);
+
   step("logout");
   await page.click("#logout");
   await page.waitForSelector("#login-page:not([hidden])");
