@@ -412,6 +412,15 @@ impl Node {
                     "{name:?} already names files stored with `shard put`; choose another name for the job with --as"
                 )));
             }
+            // Nor what the trash holds there: it could not be restored into a job's tree.
+            let trashed = vault.trashed()?.iter().any(|t| {
+                t.entry.meta.name == name.as_bytes() || t.entry.meta.name.starts_with(&under)
+            });
+            if trashed {
+                return Err(Error::BadJob(format!(
+                    "{name:?} names files in the trash (`shard trash`); restore them, delete them for good (`shard trash empty {name}`), or choose another name for the job with --as"
+                )));
+            }
         }
         let job = BackupJob {
             spec: JobSpec {
