@@ -1392,10 +1392,18 @@ async fn diff(
     Query(q): Query<DiffQuery>,
 ) -> Result<Json<shard_node::backup::TreeDiff>, ApiError> {
     let user = acting_user(acting, q.user)?;
-    Ok(Json(state.node.backup_diff(
-        user.as_deref(),
-        &q.name,
-        &q.from,
-        &q.to,
-    )?))
+    // Off the async workers: a diff of a large tree reads the catalog for a while.
+    let node = state.node.clone();
+    let diff = tokio::task::spawn_blocking(move || {
+        node.backup_diff(user.as_deref(), &q.name, &q.from, &q.to)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the diff could not be made",
+            "see the node's log",
+        )
+    })??;
+    Ok(Json(diff))
 }

@@ -368,8 +368,12 @@ impl Node {
                 .map_err(|e| Error::BadJob(e.to_string()))?,
             None => KeepRules::standard(),
         };
-        let exclusions =
-            Exclusions::new(&path, &new.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
+        let exclusions = if new.confined {
+            Exclusions::patterns_only(&path, &new.exclude)
+        } else {
+            Exclusions::new(&path, &new.exclude)
+        }
+        .map_err(|e| Error::BadJob(e.to_string()))?;
         if exclusions.exclude_everything() {
             return Err(Error::BadJob(format!(
                 "these exclusions (with {}'s {}) leave out everything in it: the job would store nothing",
@@ -758,8 +762,12 @@ impl Node {
         if spec.confined {
             self.still_open_to_web(&spec.path)?;
         }
-        let exclusions =
-            Exclusions::new(&spec.path, &spec.exclude).map_err(|e| Error::BadJob(e.to_string()))?;
+        let exclusions = if spec.confined {
+            Exclusions::patterns_only(&spec.path, &spec.exclude)
+        } else {
+            Exclusions::new(&spec.path, &spec.exclude)
+        }
+        .map_err(|e| Error::BadJob(e.to_string()))?;
         if exclusions.exclude_everything() {
             return Err(Error::BadJob(format!(
                 "the exclusions (with {}'s {}) now leave out everything in it; nothing was stored",

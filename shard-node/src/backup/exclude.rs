@@ -40,6 +40,21 @@ impl Exclusions {
     /// The exclusions of the folder `root`: `patterns`, then the lines of its `.shardignore`
     /// if it has one (a later line wins, as in git, so the file can re-include with `!`).
     pub fn new(root: &Path, patterns: &[String]) -> Result<Exclusions, BadExclusion> {
+        Self::build(root, patterns, true)
+    }
+
+    /// `patterns` alone, without the folder's `.shardignore`: for a job a web UI session made
+    /// on a folder under `[web] node_paths`, where other accounts' sessions may write files
+    /// too (a `.shardignore` one of them put there would silently leave out what it names).
+    pub fn patterns_only(root: &Path, patterns: &[String]) -> Result<Exclusions, BadExclusion> {
+        Self::build(root, patterns, false)
+    }
+
+    fn build(
+        root: &Path,
+        patterns: &[String],
+        read_file: bool,
+    ) -> Result<Exclusions, BadExclusion> {
         let mut builder = GitignoreBuilder::new(root);
         for pattern in patterns {
             builder
@@ -50,7 +65,8 @@ impl Exclusions {
                 })?;
         }
         let file = root.join(IGNORE_FILE);
-        if file.is_file()
+        if read_file
+            && file.is_file()
             && let Some(e) = builder.add(&file)
         {
             return Err(BadExclusion::IgnoreFile {
@@ -118,6 +134,22 @@ mod tests {
         assert!(!ex.excludes(&at("letters/2026.txt"), false));
         // Paths relative to the folder read the same.
         assert!(ex.excludes(Path::new("deep/in/big.iso"), false));
+    }
+
+    #[test]
+    fn a_web_sessions_job_reads_no_shardignore() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(IGNORE_FILE), "*.jpg\n").unwrap();
+        let photo = dir.path().join("kids.jpg");
+        let patterns = vec!["*.tmp".to_string()];
+        assert!(
+            Exclusions::new(dir.path(), &patterns)
+                .unwrap()
+                .excludes(&photo, false)
+        );
+        let web = Exclusions::patterns_only(dir.path(), &patterns).unwrap();
+        assert!(!web.excludes(&photo, false));
+        assert!(web.excludes(&dir.path().join("x.tmp"), false));
     }
 
     #[test]
