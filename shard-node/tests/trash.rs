@@ -307,7 +307,8 @@ async fn emptying_deletes_for_good_and_no_job_takes_a_name_the_trash_holds() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("\"papers\" names files in the trash"),
+        err.to_string()
+            .contains("\"papers\" names files in the trash"),
         "{err}"
     );
     assert_eq!(owner.trash(Some(USER)).unwrap().len(), 1, "still there");
