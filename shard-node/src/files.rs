@@ -297,39 +297,9 @@ pub(crate) async fn rm_held(
     name: &[u8],
     purge: bool,
 ) -> Result<Removal> {
-    let vault = node.catalog().vault(session.account, &session.keys);
-    let versions = vault.versions(name)?;
-    if versions.is_empty() {
-        return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));
-    }
-    let mut ids: Vec<_> = versions.iter().map(|e| e.id).collect();
-    if versions.iter().any(|e| e.meta.kind == FileKind::Dir) {
-        let mut prefix = name.to_vec();
-        prefix.push(b'/');
-        ids.extend(
-            vault
-                .list()?
-                .into_iter()
-                .filter(|e| e.meta.name.starts_with(&prefix))
-                .map(|e| e.id),
-        );
-    }
-    let vault_id = session.vault();
-    // The catalog forgets the files and queues their shares' deletions in one transaction.
-    let freed = vault.delete_files(&vault_id, &ids)?;
-    crate::crash_point!("rm:catalog-deleted");
-    session
-        .compaction_due
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (deleted, queued) = crate::deletion::delete_on_peers(node, session, &freed, purge).await?;
-    crate::crash_point!("rm:shares-deleted");
-    Ok(Removal {
-        removed: ids.len(),
-        shares_deleted: deleted,
-        shares_queued_for_offline_peers: queued,
-        trashed: false,
-        kept_until: None,
-    })
+    let ids =
+        crate::deletion::versions_of(&node.catalog().vault(session.account, &session.keys), name)?;
+    crate::deletion::delete_versions(node, session, &ids, purge).await
 }
 
 /// Removing files and accounts.
@@ -391,11 +361,7 @@ impl Node {
                 .into_iter()
                 .map(|t| t.entry.id)
                 .collect();
-            let freed = self
-                .catalog()
-                .vault(session.account, &session.keys)
-                .delete_files(&session.vault(), &trashed)?;
-            crate::deletion::delete_on_peers(self, &session, &freed, true).await?;
+            crate::deletion::delete_versions(self, &session, &trashed, true).await?;
         }
         let (state, kept) = {
             let vault = self.catalog().vault(session.account, &session.keys);

@@ -139,21 +139,7 @@ pub fn selection(entries: &[TrashedEntry], name: &[u8]) -> Vec<FileId> {
 /// The caller holds the vault's writer lock and has checked that no backup job holds `name`.
 pub(crate) fn trash_held(node: &Node, session: &Session, name: &[u8]) -> Result<Removal> {
     let vault = node.catalog().vault(session.account, &session.keys);
-    let versions = vault.versions(name)?;
-    if versions.is_empty() {
-        return Err(Error::Store(shard_store::Error::NoSuchFile(lossy(name))));
-    }
-    let mut ids: Vec<FileId> = versions.iter().map(|e| e.id).collect();
-    if versions.iter().any(|e| e.meta.kind == FileKind::Dir) {
-        let mut prefix = name.to_vec();
-        prefix.push(b'/');
-        vault.for_each_entry(|e| {
-            if e.meta.name.starts_with(&prefix) {
-                ids.push(e.id);
-            }
-            Ok(())
-        })?;
-    }
+    let ids = crate::deletion::versions_of(&vault, name)?;
     let now = node.options().clock.now();
     let removed = vault.trash_files(&ids, now)?;
     let days = i64::try_from(node.vault_config().trash_days).unwrap_or(i64::MAX / DAY);
@@ -185,32 +171,9 @@ pub(crate) async fn delete_named_held(
     if ids.is_empty() {
         return Ok(None);
     }
-    delete_held(node, session, &ids, purge).await.map(Some)
-}
-
-/// Deletes `ids` (entries of the trash) for good, shares and all (with `purge`, the peers drop
-/// them at once); the caller holds the vault's writer lock.
-async fn delete_held(
-    node: &Arc<Node>,
-    session: &Arc<Session>,
-    ids: &[FileId],
-    purge: bool,
-) -> Result<Removal> {
-    let freed = {
-        let vault = node.catalog().vault(session.account, &session.keys);
-        vault.delete_files(&session.vault(), ids)?
-    };
-    session
-        .compaction_due
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (deleted, queued) = crate::deletion::delete_on_peers(node, session, &freed, purge).await?;
-    Ok(Removal {
-        removed: ids.len(),
-        shares_deleted: deleted,
-        shares_queued_for_offline_peers: queued,
-        trashed: false,
-        kept_until: None,
-    })
+    crate::deletion::delete_versions(node, session, &ids, purge)
+        .await
+        .map(Some)
 }
 
 /// The trash.
@@ -277,7 +240,7 @@ impl Node {
             }
             None => entries.iter().map(|t| t.entry.id).collect(),
         };
-        delete_held(self, &session, &ids, false).await
+        crate::deletion::delete_versions(self, &session, &ids, false).await
     }
 
     /// Deletes for good what has been in the trash longer than `[vault] trash_days`, in every
@@ -314,7 +277,9 @@ impl Node {
                 if ids.is_empty() {
                     return Ok(None);
                 }
-                delete_held(self, &session, &ids, false).await.map(Some)
+                crate::deletion::delete_versions(self, &session, &ids, false)
+                    .await
+                    .map(Some)
             }
             .await;
             match expired {
