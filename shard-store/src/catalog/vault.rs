@@ -1300,15 +1300,25 @@ impl<'a> VaultCatalog<'a> {
     /// 1 024 rows at a time (a listing of a large vault keeps only what it needs of each;
     /// the catalog is free for others between pages, and for `each`).
     pub fn for_each_entry(&self, mut each: impl FnMut(FileEntry) -> Result<()>) -> Result<()> {
+        self.for_each_in_state(FILE_VISIBLE, |entry, _| each(entry))
+    }
+
+    /// Calls `each` with every file version in `state` and the time it went to the trash (set
+    /// for those in it), a page of 1 024 rows at a time in id order.
+    fn for_each_in_state(
+        &self,
+        state: i64,
+        mut each: impl FnMut(FileEntry, Option<i64>) -> Result<()>,
+    ) -> Result<()> {
         let mut after = i64::MIN;
         loop {
-            let page: Vec<FileEntry> = {
+            let page: Vec<(FileEntry, Option<i64>)> = {
                 let conn = self.catalog.conn();
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, name_mac, version, meta FROM files
+                    "SELECT id, name_mac, version, meta, trashed FROM files
                      WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT 1024",
                 )?;
-                let mut rows = stmt.query(params![self.account.0, FILE_VISIBLE, after])?;
+                let mut rows = stmt.query(params![self.account.0, state, after])?;
                 let mut page = Vec::with_capacity(PAGE);
                 while let Some(r) = rows.next()? {
                     let version: u32 = r.get(2)?;
@@ -1316,22 +1326,23 @@ impl<'a> VaultCatalog<'a> {
                     let mac = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
                     let (meta, stored_at) =
                         self.open_meta(sealed, name_mac_of_row(mac)?, version)?;
-                    page.push(FileEntry {
+                    let entry = FileEntry {
                         id: FileId(r.get(0)?),
                         version,
                         stored_at,
                         meta,
-                    });
+                    };
+                    page.push((entry, r.get(4)?));
                 }
                 page
             };
             let Some(last) = page.last() else {
                 return Ok(());
             };
-            after = last.id.0;
+            after = last.0.id.0;
             let full = page.len() == PAGE;
-            for entry in page {
-                each(entry)?;
+            for (entry, trashed) in page {
+                each(entry, trashed)?;
             }
             if !full {
                 return Ok(());

@@ -8,7 +8,7 @@
 
 use rusqlite::params;
 
-use super::{FILE_TRASHED, FILE_VISIBLE, FileEntry, FileId, PAGE, VaultCatalog, name_mac_of_row};
+use super::{FILE_TRASHED, FILE_VISIBLE, FileEntry, FileId, VaultCatalog};
 use crate::{Error, Result};
 
 /// A file version in the trash.
@@ -59,85 +59,22 @@ impl VaultCatalog<'_> {
     /// 1 024 rows at a time (what a catalog snapshot writes: a folder of 10⁶ files in the
     /// trash costs a page, not the folder).
     pub fn for_each_trashed(&self, mut each: impl FnMut(TrashedEntry) -> Result<()>) -> Result<()> {
-        let mut after = i64::MIN;
-        loop {
-            let page: Vec<TrashedEntry> = {
-                let conn = self.catalog.conn();
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, name_mac, version, meta, trashed FROM files
-                     WHERE account = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT 1024",
-                )?;
-                let mut rows = stmt.query(params![self.account.0, FILE_TRASHED, after])?;
-                let mut page = Vec::with_capacity(PAGE);
-                while let Some(r) = rows.next()? {
-                    let version: u32 = r.get(2)?;
-                    let sealed = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
-                    let mac = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-                    let (meta, stored_at) =
-                        self.open_meta(sealed, name_mac_of_row(mac)?, version)?;
-                    let trashed: Option<i64> = r.get(4)?;
-                    page.push(TrashedEntry {
-                        entry: FileEntry {
-                            id: FileId(r.get(0)?),
-                            version,
-                            stored_at,
-                            meta,
-                        },
-                        trashed_at: trashed
-                            .ok_or(Error::IndexDamaged("a file in the trash without its time"))?,
-                    });
-                }
-                page
-            };
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            after = last.entry.id.0;
-            let full = page.len() == PAGE;
-            for entry in page {
-                each(entry)?;
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        self.for_each_in_state(FILE_TRASHED, |entry, trashed| {
+            each(TrashedEntry {
+                entry,
+                trashed_at: trashed
+                    .ok_or(Error::IndexDamaged("a file in the trash without its time"))?,
+            })
+        })
     }
 
     /// Every file version in the trash, by name and version.
     pub fn trashed(&self) -> Result<Vec<TrashedEntry>> {
-        let rows = {
-            let conn = self.catalog.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, name_mac, version, meta, trashed FROM files
-                 WHERE account = ?1 AND state = ?2",
-            )?;
-            stmt.query_map(params![self.account.0, FILE_TRASHED], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?
-        };
-        let mut out = rows
-            .into_iter()
-            .map(|(id, mac, version, sealed, trashed)| {
-                let (meta, stored_at) = self.open_meta(&sealed, name_mac_of_row(&mac)?, version)?;
-                Ok(TrashedEntry {
-                    entry: FileEntry {
-                        id: FileId(id),
-                        version,
-                        stored_at,
-                        meta,
-                    },
-                    trashed_at: trashed
-                        .ok_or(Error::IndexDamaged("a file in the trash without its time"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        self.for_each_trashed(|t| {
+            out.push(t);
+            Ok(())
+        })?;
         out.sort_by(|a, b| {
             (&a.entry.meta.name, a.entry.version).cmp(&(&b.entry.meta.name, b.entry.version))
         });
