@@ -269,8 +269,15 @@ async function uploadAll(files) {
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 async function loadFiles() {
-  renderFiles(await api("GET", "/v1/ls"));
-  await loadTrash();
+  // What is shown is the last listing until the new one arrives: say so, so that neither a
+  // person (through assistive tools) nor a script reads it as current.
+  $("files").setAttribute("aria-busy", "true");
+  try {
+    renderFiles(await api("GET", "/v1/ls"));
+    await loadTrash();
+  } finally {
+    $("files").setAttribute("aria-busy", "false");
+  }
 }
 
 // The trash: what Delete moved there, until [vault] trash_days have passed.

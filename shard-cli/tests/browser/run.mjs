@@ -31,6 +31,12 @@ try {
     if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
   });
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  // The files page shows the last listing until the new one is in (aria-busy meanwhile):
+  // what is read after this is the listing asked for now, not the one before.
+  const filesPage = async () => {
+    await page.click('nav a[data-page="files-page"]');
+    await page.waitForSelector('#files[aria-busy="false"]');
+  };
 
   const setupToken = new URL(url).hash.replace("#setup=", "");
   await page.goto(url);
@@ -199,7 +205,7 @@ try {
   await page.waitForSelector("#jobs-empty:not([hidden])");
   if (!asked.includes("forget")) fail(`removing with its snapshots did not ask first: ${asked}`);
   if (!(await page.isHidden("#snapshots-box"))) fail("the removed job's snapshots stay on the page");
-  await page.click('nav a[data-page="files-page"]');
+  await filesPage();
   await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
   const listed = await page.$$eval("#files tbody tr", (rows) => rows.length);
   if (listed !== 1) fail(`the forgotten snapshots' files are still listed (${listed} rows)`);
@@ -228,7 +234,7 @@ try {
   await shot("how-it-works-offline");
 
   step("download");
-  await page.click('nav a[data-page="files-page"]');
+  await filesPage();
   await page.waitForSelector(`#files tbody tr:has-text("${name}")`);
   // A holder is off: the listing says so, as check would, and the summary with it.
   const badge = await page.textContent(`#files tbody tr:has-text("${name}") .badge`);
@@ -312,7 +318,7 @@ try {
   await shot("health");
 
   step("delete");
-  await page.click('nav a[data-page="files-page"]');
+  await filesPage();
   // A double click asks once and deletes once (no "no such file" from a second request).
   let dialogs = 0;
   page.on("dialog", (d) => { dialogs += 1; d.accept(); });
