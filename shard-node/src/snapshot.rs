@@ -359,11 +359,15 @@ async fn export_sealed(
             &with_vault(SNAPSHOT_STREAM_AAD, &keys.vault_id().0, None),
         )?;
         let files = vault.export_to(&user, &mut |plain| {
-            sealer.write_all(plain).map_err(shard_store::Error::from)?;
-            if sealer.sealed_len() >= SNAPSHOT_PIECE {
-                // The uploader gone (it failed): the export stops.
-                tx.blocking_send(sealer.take_sealed())
-                    .map_err(|_| shard_store::Error::Stopped)?;
+            // A piece at a time: a record of tens of MB (a backup snapshot's names) is not
+            // sealed whole into memory before it leaves.
+            for part in plain.chunks(SNAPSHOT_PIECE) {
+                sealer.write_all(part).map_err(shard_store::Error::from)?;
+                if sealer.sealed_len() >= SNAPSHOT_PIECE {
+                    // The uploader gone (it failed): the export stops.
+                    tx.blocking_send(sealer.take_sealed())
+                        .map_err(|_| shard_store::Error::Stopped)?;
+                }
             }
             Ok(())
         });

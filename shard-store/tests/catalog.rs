@@ -1236,14 +1236,14 @@ fn backup_records_are_sealed_listed_and_travel_in_the_catalog_snapshot() {
         body: body.to_vec(),
     };
     vault
-        .put_backup(&rec(BackupKind::Job, "papers", 0, b"rules", b""))
+        .put_backup(rec(BackupKind::Job, "papers", 0, b"rules", b""))
         .unwrap();
     vault
-        .put_backup(&rec(BackupKind::Job, "photos", 0, b"other rules", b""))
+        .put_backup(rec(BackupKind::Job, "photos", 0, b"other rules", b""))
         .unwrap();
     for no in [2, 1, 3] {
         vault
-            .put_backup(&rec(
+            .put_backup(rec(
                 BackupKind::Snapshot,
                 "papers",
                 no,
@@ -1282,7 +1282,7 @@ fn backup_records_are_sealed_listed_and_travel_in_the_catalog_snapshot() {
     );
     // Replacing a job's record keeps one.
     vault
-        .put_backup(&rec(BackupKind::Job, "papers", 0, b"new rules", b""))
+        .put_backup(rec(BackupKind::Job, "papers", 0, b"new rules", b""))
         .unwrap();
     assert_eq!(vault.backup_heads(BackupKind::Job, None).unwrap().len(), 2);
 

@@ -8,7 +8,7 @@
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use shard_crypto::{open, seal};
+use shard_crypto::{open, seal, seal_in_place};
 use zeroize::Zeroizing;
 
 use super::VaultCatalog;
@@ -69,8 +69,9 @@ impl VaultCatalog<'_> {
         aad
     }
 
-    /// Writes (or replaces) a backup record.
-    pub fn put_backup(&self, record: &BackupRecord) -> Result<()> {
+    /// Writes (or replaces) a backup record. The record is taken whole: its body (a
+    /// snapshot's list of names, tens of MB at 10⁶ paths) is sealed where it lies, not copied.
+    pub fn put_backup(&self, record: BackupRecord) -> Result<()> {
         let mac = self.name_mac(record.job.as_bytes());
         let key = mac.short();
         let head_plain = Zeroizing::new(
@@ -82,10 +83,11 @@ impl VaultCatalog<'_> {
             &self.backup_aad(HEAD_AAD, record.kind, key, record.no),
             &head_plain,
         )?;
-        let body = seal(
+        let mut body = record.body;
+        seal_in_place(
             &self.seal_key,
             &self.backup_aad(BODY_AAD, record.kind, key, record.no),
-            &record.body,
+            &mut body,
         )?;
         self.catalog
             .conn()
@@ -190,7 +192,7 @@ impl VaultCatalog<'_> {
             &self.backup_aad(BODY_AAD, kind, mac.short(), no),
             &sealed,
         )?;
-        Ok(Some(plain.to_vec()))
+        Ok(Some(plain))
     }
 
     /// Removes records of `job`: of `kind` numbered `nos` (every one of that kind when `nos`
