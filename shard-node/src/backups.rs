@@ -13,7 +13,6 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
-use serde_bytes::ByteBuf;
 use shard_store::{FileEntry, FileKind, Redundancy, VaultCatalog};
 
 use crate::backup::job::{
@@ -169,38 +168,44 @@ fn check_job_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What [`compare`] finds: names added, names removed, and names at two versions (name, old,
-/// new).
-type Compared = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<(Vec<u8>, u32, u32)>);
+/// One difference [`compare`] finds between two trees.
+enum Difference<'a> {
+    /// A name only in the newer tree.
+    Added(&'a [u8]),
+    /// A name only in the older tree.
+    Removed(&'a [u8]),
+    /// A name in both at different versions (old, new): a candidate for "changed", which
+    /// the caller checks.
+    Differs(&'a [u8], u32, u32),
+}
 
-/// Compares two trees: names only in `to`, only in `from`, and in both at different versions
-/// (candidates for "changed", which the caller checks).
-fn compare(from: &SnapshotTree, to: &SnapshotTree) -> Compared {
-    let (mut added, mut removed, mut differ) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut a, mut b) = (from.0.iter().peekable(), to.0.iter().peekable());
+/// Walks two trees side by side in name order and tells `each` what differs. Nothing is
+/// collected here: a run over 10⁶ new paths only counts them.
+fn compare(from: &SnapshotTree, to: &SnapshotTree, mut each: impl FnMut(Difference<'_>)) {
+    let (mut a, mut b) = (from.iter().peekable(), to.iter().peekable());
     loop {
-        match (a.peek(), b.peek()) {
+        match (a.peek().copied(), b.peek().copied()) {
             (None, None) => break,
             (Some((n, _)), None) => {
-                removed.push(n.to_vec());
+                each(Difference::Removed(n));
                 a.next();
             }
             (None, Some((n, _))) => {
-                added.push(n.to_vec());
+                each(Difference::Added(n));
                 b.next();
             }
             (Some((na, va)), Some((nb, vb))) => match na.cmp(nb) {
                 std::cmp::Ordering::Less => {
-                    removed.push(na.to_vec());
+                    each(Difference::Removed(na));
                     a.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    added.push(nb.to_vec());
+                    each(Difference::Added(nb));
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
                     if va != vb {
-                        differ.push((na.to_vec(), *va, *vb));
+                        each(Difference::Differs(na, va, vb));
                     }
                     a.next();
                     b.next();
@@ -208,7 +213,18 @@ fn compare(from: &SnapshotTree, to: &SnapshotTree) -> Compared {
             },
         }
     }
-    (added, removed, differ)
+}
+
+/// Keeps of `going` — (name, version) pairs sorted — those `kept` does not name: one pass
+/// over both, side by side.
+fn drop_named(going: &mut Vec<(Vec<u8>, u32)>, kept: &SnapshotTree) {
+    let mut at = 0;
+    going.retain(|(name, version)| {
+        while kept.get(at).is_some_and(|(n, _)| n < name.as_slice()) {
+            at += 1;
+        }
+        kept.get(at) != Some((name.as_slice(), *version))
+    });
 }
 
 /// Of names stored at two versions, those whose contents or metadata differ (a new version
@@ -587,16 +603,20 @@ impl Node {
         let (a, ta) = self.snapshot_tree(&session, name, from)?;
         let (b, tb) = self.snapshot_tree(&session, name, to)?;
         let vault = self.catalog().vault(session.account, &session.keys);
-        let (added, removed, differ) = compare(&ta, &tb);
+        let (mut added, mut removed, mut differ) = (Vec::new(), Vec::new(), Vec::new());
+        compare(&ta, &tb, |d| match d {
+            Difference::Added(n) => added.push(lossy(n)),
+            Difference::Removed(n) => removed.push(lossy(n)),
+            Difference::Differs(n, old, new) => differ.push((n.to_vec(), old, new)),
+        });
         let changed = really_changed(&vault, differ)?;
-        let text = |names: Vec<Vec<u8>>| names.iter().map(|n| lossy(n)).collect();
         Ok(TreeDiff {
             job: name.to_string(),
             from: a,
             to: b,
-            added: text(added),
-            removed: text(removed),
-            changed: text(changed),
+            added,
+            removed,
+            changed: changed.iter().map(|n| lossy(n)).collect(),
         })
     }
 
@@ -825,50 +845,59 @@ impl Node {
                 bytes += e.meta.size;
             }
         };
-        let mut tree = Vec::with_capacity(put.names.len());
-        for page in put.names.chunks(4096) {
-            let wanted: Vec<&[u8]> = page
-                .iter()
-                .filter(|n| !failed.contains(*n))
-                .map(Vec::as_slice)
-                .collect();
-            for (name, found) in wanted.iter().zip(vault.newest_stamped(&wanted)?) {
-                if let Some((entry, _)) = found {
+        // The names the put met stay where they are (one buffer): the tree is built from
+        // them and the versions found, by their place. At 10⁶ paths a copy of the names as
+        // owned strings would be about 80 MB.
+        let met = put.names;
+        let mut found: Vec<(usize, u32)> = Vec::with_capacity(met.len());
+        let wanted: Vec<usize> = (0..met.len())
+            .filter(|i| met.get(*i).is_some_and(|n| !failed.contains(n)))
+            .collect();
+        for page in wanted.chunks(4096) {
+            let names: Vec<&[u8]> = page.iter().filter_map(|i| met.get(*i)).collect();
+            for (i, stamped) in page.iter().zip(vault.newest_stamped(&names)?) {
+                if let Some((entry, _)) = stamped {
                     count(&entry);
-                    tree.push((ByteBuf::from(name.to_vec()), entry.version));
+                    found.push((*i, entry.version));
                 }
             }
         }
+        drop(wanted);
         // A file that could not be read this time keeps the version the snapshot before
         // held (a file being written during every run must not drop out of every snapshot).
         // A folder that could not be listed keeps what lay under it too.
-        let lent: Vec<(&[u8], u32)> = failed
+        let lent: Vec<(Vec<u8>, u32)> = failed
             .iter()
             .flat_map(|name| previous.under(name))
+            .map(|(n, v)| (n.to_vec(), v))
             .collect();
-        for (found, (n, v)) in vault.entries_at(&lent)?.into_iter().zip(&lent) {
-            if let Some(entry) = found {
-                count(&entry);
-            }
-            tree.push((ByteBuf::from(n.to_vec()), *v));
+        let at: Vec<(&[u8], u32)> = lent.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+        for entry in vault.entries_at(&at)?.into_iter().flatten() {
+            count(&entry);
         }
-        tree.sort();
-        tree.dedup_by(|a, b| a.0 == b.0);
-        let tree = SnapshotTree(tree);
+        drop(at);
+        let tree = SnapshotTree::build(&met, found, &lent);
+        drop((met, lent));
         // A folder found empty where the snapshot before held files is most often a disk not
         // mounted or a home not restored yet: such a snapshot would become what `get NAME`
         // restores, and its retention would forget the real ones.
-        if tree.0.len() <= 1 && previous.0.len() > 1 {
+        if tree.len() <= 1 && previous.len() > 1 {
             return Err(Error::PathAccess {
                 path: spec.path.display().to_string(),
                 reason: format!(
                     "it is empty (or everything in it is excluded) where snapshot {} held {} paths: a disk not mounted? Nothing was recorded; if it is really empty now, remove the job",
                     before.iter().map(|s| s.no).max().unwrap_or(0),
-                    previous.0.len() - 1
+                    previous.len() - 1
                 ),
             });
         }
-        let (added, removed, differ) = compare(&previous, &tree);
+        let (mut added, mut removed, mut differ) = (0u64, 0u64, Vec::new());
+        compare(&previous, &tree, |d| match d {
+            Difference::Added(_) => added += 1,
+            Difference::Removed(_) => removed += 1,
+            Difference::Differs(n, old, new) => differ.push((n.to_vec(), old, new)),
+        });
+        drop(previous);
         let changed = really_changed(&vault, differ)?.len();
         let no = kept
             .state
@@ -884,8 +913,8 @@ impl Node {
             at: started,
             files,
             bytes,
-            added: added.len() as u64,
-            removed: removed.len() as u64,
+            added,
+            removed,
             changed: changed as u64,
             partial: outcome == Outcome::Partial,
         };
@@ -981,25 +1010,25 @@ impl Node {
             }
             // What goes: the versions the forgotten snapshots name that no kept one does —
             // never a version no snapshot named (a run that was cut short left it; the next
-            // run names it, or a later forgetting does not touch it).
-            let mut named: HashSet<(Vec<u8>, u32)> = HashSet::new();
-            for s in snapshots.iter().zip(&keep).filter(|(_, k)| **k) {
-                if let Some(tree) = records.tree(&spec.name, s.0.no)? {
-                    named.extend(tree.0.into_iter().map(|(n, v)| (n.into_vec(), v)));
-                }
-            }
-            let mut going: HashSet<(Vec<u8>, u32)> = HashSet::new();
+            // run names it, or a later forgetting does not touch it). One tree is read at a
+            // time and checked side by side against what may go, never all kept trees at once.
+            let mut going: Vec<(Vec<u8>, u32)> = Vec::new();
             for no in &forgotten {
                 if let Some(tree) = records.tree(&spec.name, *no)? {
-                    going.extend(
-                        tree.0
-                            .into_iter()
-                            .map(|(n, v)| (n.into_vec(), v))
-                            .filter(|nv| !named.contains(nv)),
-                    );
+                    going.extend(tree.iter().map(|(n, v)| (n.to_vec(), v)));
+                    // Two runs in order, merged (a stable sort finds them): not a sort anew.
+                    going.sort();
+                    going.dedup();
                 }
             }
-            let going: Vec<(Vec<u8>, u32)> = going.into_iter().collect();
+            for s in snapshots.iter().zip(&keep).filter(|(_, k)| **k) {
+                if going.is_empty() {
+                    break;
+                }
+                if let Some(tree) = records.tree(&spec.name, s.0.no)? {
+                    drop_named(&mut going, &tree);
+                }
+            }
             let mut doomed = Vec::with_capacity(going.len());
             for page in going.chunks(4096) {
                 let wanted: Vec<(&[u8], u32)> =
@@ -1241,10 +1270,10 @@ mod tests {
     use super::*;
 
     fn tree(names: &[(&str, u32)]) -> SnapshotTree {
-        SnapshotTree(
+        SnapshotTree::from_entries(
             names
                 .iter()
-                .map(|(n, v)| (ByteBuf::from(n.as_bytes().to_vec()), *v))
+                .map(|(n, v)| (n.as_bytes().to_vec(), *v))
                 .collect(),
         )
     }
@@ -1253,10 +1282,41 @@ mod tests {
     fn trees_compare_by_name_and_version() {
         let a = tree(&[("p", 1), ("p/a", 1), ("p/b", 1), ("p/c", 2)]);
         let b = tree(&[("p", 2), ("p/b", 1), ("p/c", 3), ("p/d", 1)]);
-        let (added, removed, differ) = compare(&a, &b);
+        let (mut added, mut removed, mut differ) = (Vec::new(), Vec::new(), Vec::new());
+        compare(&a, &b, |d| match d {
+            Difference::Added(n) => added.push(n.to_vec()),
+            Difference::Removed(n) => removed.push(n.to_vec()),
+            Difference::Differs(n, old, new) => differ.push((n.to_vec(), old, new)),
+        });
         assert_eq!(added, [b"p/d".to_vec()]);
         assert_eq!(removed, [b"p/a".to_vec()]);
         assert_eq!(differ, [(b"p".to_vec(), 1, 2), (b"p/c".to_vec(), 2, 3)]);
+    }
+
+    #[test]
+    fn what_a_kept_tree_names_does_not_go() {
+        let kept = tree(&[("p", 3), ("p/a", 1), ("p/b", 2), ("p/d", 1)]);
+        let mut going: Vec<(Vec<u8>, u32)> = [
+            ("p", 1),
+            ("p", 3),
+            ("p/a", 1),
+            ("p/b", 1),
+            ("p/c", 1),
+            ("p/d", 1),
+            ("p/e", 4),
+        ]
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), *v))
+        .collect();
+        drop_named(&mut going, &kept);
+        let left: Vec<(&[u8], u32)> = going.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+        assert_eq!(
+            left,
+            [(&b"p"[..], 1), (b"p/b", 1), (b"p/c", 1), (b"p/e", 4)],
+            "only the very versions the kept tree names stay"
+        );
+        drop_named(&mut going, &SnapshotTree::default());
+        assert_eq!(going.len(), 4, "an empty tree names nothing");
     }
 
     #[test]

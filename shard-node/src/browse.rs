@@ -116,14 +116,8 @@ impl Node {
         prefix.push(b'/');
         // Names under the folder lie together in the tree's order; its own entries are those
         // with no further `/`.
-        let start = tree
-            .0
-            .partition_point(|(n, _)| n.as_slice() < prefix.as_slice());
         let children: Vec<(&[u8], u32)> = tree
-            .0
-            .iter()
-            .skip(start)
-            .map(|(n, v)| (n.as_slice(), *v))
+            .from(&prefix)
             .take_while(|(n, _)| n.starts_with(&prefix))
             .filter(|(n, _)| {
                 n.get(prefix.len()..)

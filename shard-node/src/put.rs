@@ -356,13 +356,13 @@ pub(crate) struct Source {
 pub(crate) struct TreePut {
     pub report: PutReport,
     pub failed: Vec<FailedFile>,
-    pub names: Vec<Vec<u8>>,
+    pub names: crate::backup::NameList,
 }
 
 /// The walk of a tree put, noting the name of every entry it hands on.
 struct Noted<I> {
     walk: I,
-    names: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    names: Arc<std::sync::Mutex<crate::backup::NameList>>,
 }
 
 impl<I: Iterator<Item = Found>> Iterator for Noted<I> {
@@ -371,7 +371,7 @@ impl<I: Iterator<Item = Found>> Iterator for Noted<I> {
     fn next(&mut self) -> Option<Found> {
         let found = self.walk.next()?;
         if let Found::Entry(e) = &found {
-            crate::node::lock(&self.names).push(e.meta.name.clone());
+            crate::node::lock(&self.names).push(&e.meta.name);
         }
         Some(found)
     }
@@ -401,7 +401,7 @@ pub(crate) async fn run_tree(
             count_found(walk.excluding(exclusions), &count_job.progress, &stop);
         }
     });
-    let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let names = Arc::new(std::sync::Mutex::new(crate::backup::NameList::default()));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let source = Source {
         found: Box::new(Noted {

@@ -17,7 +17,7 @@ pub mod watch;
 
 pub use exclude::{BadExclusion, Exclusions};
 pub use job::{
-    BackupJob, Clock, JobSpec, JobState, ManualClock, Outcome, RunRecord, SnapshotInfo,
+    BackupJob, Clock, JobSpec, JobState, ManualClock, NameList, Outcome, RunRecord, SnapshotInfo,
     SnapshotTree, SystemClock,
 };
 pub use report::{BackupAlert, BackupRun, JobInfo, JobRemoval, NewJob, TreeDiff};
