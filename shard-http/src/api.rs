@@ -1080,6 +1080,16 @@ async fn download_form(
     download(state, acting, Query(q)).await
 }
 
+/// A download refused: what was asked is `what` ("a folder", "a symbolic link"), not a file.
+fn not_a_file(name: &str, what: &str) -> ApiError {
+    let hint = if what == "a folder" {
+        "download its files one by one, or restore the folder with `shard get`"
+    } else {
+        "restore it with `shard get` on the node"
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is {what}"), hint)
+}
+
 /// `GET /v1/download?name=NAME[&version=V][&at=AT]`: a stored file's bytes (with `at`, out of
 /// a backup snapshot: `name=JOB/path&at=N` is `NAME@N/path`), restored into a private
 /// spool file first (every chunk checked), then streamed; the spool file is unlinked at once.
@@ -1093,6 +1103,33 @@ async fn download(
     // Held until the last byte is sent: the spooled copy takes disk space until then.
     let permit = state.download_place(&session.user)?;
     let name = vault_name(&q.name)?;
+    let request = shard_node::get::GetRequest {
+        name,
+        version: q.version,
+        at: q.at.clone().filter(|at| !at.is_empty()),
+        out: std::path::PathBuf::new(),
+        force: false,
+        keep_special_bits: false,
+    };
+    // A folder or a link is refused before anything is restored: a folder of 10⁶ files
+    // would otherwise be restored into the spool only to be refused after.
+    let asked = {
+        let (node, session, request) = (state.node.clone(), session.clone(), request.clone());
+        tokio::task::spawn_blocking(move || shard_node::get::kind(&node, &session, &request))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the download's lookup failed",
+                    "see the node's log",
+                )
+            })??
+    };
+    match asked {
+        shard_store::FileKind::Dir => return Err(not_a_file(&q.name, "a folder")),
+        shard_store::FileKind::Symlink => return Err(not_a_file(&q.name, "a symbolic link")),
+        shard_store::FileKind::File => {}
+    }
     // A folder of its own in the spool, removed with whatever is in it when this request
     // ends in any way (also when the browser gives up half-way through the restore).
     let folder = Spooled(spool(&state.node)?);
@@ -1106,12 +1143,8 @@ async fn download(
         .map_err(Error::Io)?;
     let path = folder.0.join("file");
     let request = shard_node::get::GetRequest {
-        name,
-        version: q.version,
-        at: q.at.clone().filter(|at| !at.is_empty()),
         out: path.clone(),
-        force: false,
-        keep_special_bits: false,
+        ..request
     };
     let job = state.node.jobs().create_for("get", Some(&session.user));
     let restored = shard_node::get::run(state.node.clone(), session, request, job).await;
@@ -1120,20 +1153,13 @@ async fn download(
         .await
         .map_err(Error::Io)?
         .file_type();
+    // Asked again of what was restored: the name may have been stored anew meanwhile.
     if kind.is_dir() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{} is a folder", q.name),
-            "download its files one by one, or restore the folder with `shard get`",
-        ));
+        return Err(not_a_file(&q.name, "a folder"));
     }
     if kind.is_symlink() {
         // Its bytes would be those of whatever file on the node it points to.
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{} is a symbolic link", q.name),
-            "restore it with `shard get` on the node",
-        ));
+        return Err(not_a_file(&q.name, "a symbolic link"));
     }
     let file = tokio::fs::OpenOptions::new()
         .read(true)

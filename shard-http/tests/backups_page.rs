@@ -292,6 +292,13 @@ fn a_web_session_browses_and_restores_its_own_snapshots_and_nothing_else() {
     );
     let folder = alice.get("/v1/download?name=papers/sub&at=1");
     assert_eq!(folder.status, 400, "{}", folder.text());
+    assert!(
+        folder.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("papers/sub is a folder")),
+        "{}",
+        folder.text()
+    );
     let restored = open.join("restored-a.txt");
     let done = alice.finish(&alice.post(
         "/v1/get",

@@ -1295,6 +1295,12 @@ fn make_parent(pending: &Pending) -> Result<()> {
     }
 }
 
+/// What `request` names, as a get would find it (a file, a folder, a link): asked before a
+/// restore by a caller that takes only one kind (the web UI's download takes files).
+pub fn kind(node: &Node, session: &Session, request: &GetRequest) -> Result<FileKind> {
+    Ok(resolve(node, session, request)?.chosen.meta.kind)
+}
+
 /// Runs a get; the result is the job's summary.
 pub async fn run(
     node: Arc<Node>,
