@@ -1113,17 +1113,21 @@ async fn download(
     };
     // A folder or a link is refused before anything is restored: a folder of 10⁶ files
     // would otherwise be restored into the spool only to be refused after.
-    let asked = {
+    // The download's place goes with the lookup: a request given up meanwhile frees it only
+    // once the lookup has ended.
+    let (asked, permit) = {
         let (node, session, request) = (state.node.clone(), session.clone(), request.clone());
-        tokio::task::spawn_blocking(move || shard_node::get::kind(&node, &session, &request))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the download's lookup failed",
-                    "see the node's log",
-                )
-            })??
+        tokio::task::spawn_blocking(move || {
+            shard_node::get::kind(&node, &session, &request).map(|kind| (kind, permit))
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the download's lookup failed",
+                "see the node's log",
+            )
+        })??
     };
     match asked {
         shard_store::FileKind::Dir => return Err(not_a_file(&q.name, "a folder")),

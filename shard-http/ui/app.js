@@ -268,15 +268,22 @@ async function uploadAll(files) {
 // One formatter for every row: toLocaleString() per row costs more than the whole table.
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
+// Listings asked for so far: only the latest one asked is drawn (an older reply that comes
+// late would draw what is no longer so).
+let filesAsked = 0;
+
 async function loadFiles() {
   // What is shown is the last listing until the new one arrives: say so, so that neither a
   // person (through assistive tools) nor a script reads it as current.
+  const mine = ++filesAsked;
   $("files").setAttribute("aria-busy", "true");
   try {
-    renderFiles(await api("GET", "/v1/ls"));
+    const listing = await api("GET", "/v1/ls");
+    if (mine !== filesAsked) return;
+    renderFiles(listing);
     await loadTrash();
   } finally {
-    $("files").setAttribute("aria-busy", "false");
+    if (mine === filesAsked) $("files").setAttribute("aria-busy", "false");
   }
 }
 

@@ -965,6 +965,22 @@ fn name_hash(name: &[u8]) -> u64 {
 /// The entries a get restores: one file or link, or a folder and everything under it (newest
 /// versions).
 fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resolved> {
+    resolve_to(node, session, request, Depth::Whole)
+}
+
+/// How far [`resolve_to`] looks: what a folder holds too, or only the entry named.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    Whole,
+    Entry,
+}
+
+fn resolve_to(
+    node: &Node,
+    session: &Session,
+    request: &GetRequest,
+    depth: Depth,
+) -> Result<Resolved> {
     let vault = node.catalog().vault(session.account, &session.keys);
     // Under a backup job's name, what is restored is one of its snapshots.
     let mut version = request.version;
@@ -980,7 +996,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
                 .map(|n| n.to_string()),
         };
         if let Some(asked) = asked {
-            return resolve_snapshot(node, session, &vault, &job, &asked, &request.name);
+            return resolve_snapshot(node, session, &vault, &job, &asked, &request.name, depth);
         }
     } else if let Some(at) = &request.at {
         version = Some(at.parse::<u32>().map_err(|_| {
@@ -1020,7 +1036,7 @@ fn resolve(node: &Node, session: &Session, request: &GetRequest) -> Result<Resol
         chosen,
         under: Vec::new(),
     };
-    if resolved.chosen.meta.kind != FileKind::Dir {
+    if resolved.chosen.meta.kind != FileKind::Dir || depth == Depth::Entry {
         return Ok(resolved);
     }
     let mut prefix = request.name.clone();
@@ -1044,8 +1060,32 @@ fn resolve_snapshot(
     job: &str,
     asked: &str,
     name: &[u8],
+    depth: Depth,
 ) -> Result<Resolved> {
     let (no, tree) = node.snapshot_tree(session, job, asked)?;
+    if depth == Depth::Entry {
+        let not_in = || {
+            Error::Store(shard_store::Error::NoSuchFile(format!(
+                "{} is not in snapshot {job}@{no}",
+                lossy(name)
+            )))
+        };
+        let version = tree.version_of(name).ok_or_else(not_in)?;
+        let chosen = vault
+            .entries_at(&[(name, version)])?
+            .into_iter()
+            .flatten()
+            .next()
+            .ok_or(Error::Store(shard_store::Error::IndexDamaged(
+                "a version a backup snapshot names is missing from the catalog",
+            )))?;
+        return Ok(Resolved {
+            count: 1,
+            bytes: chosen.meta.size,
+            chosen,
+            under: Vec::new(),
+        });
+    }
     let wanted: Vec<(&[u8], u32)> = tree.under(name).collect();
     let Some(&(first, _)) = wanted.first() else {
         return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
@@ -1297,8 +1337,12 @@ fn make_parent(pending: &Pending) -> Result<()> {
 
 /// What `request` names, as a get would find it (a file, a folder, a link): asked before a
 /// restore by a caller that takes only one kind (the web UI's download takes files).
+/// Only the entry named is looked up, not what a folder holds.
 pub fn kind(node: &Node, session: &Session, request: &GetRequest) -> Result<FileKind> {
-    Ok(resolve(node, session, request)?.chosen.meta.kind)
+    Ok(resolve_to(node, session, request, Depth::Entry)?
+        .chosen
+        .meta
+        .kind)
 }
 
 /// Runs a get; the result is the job's summary.

@@ -2528,7 +2528,11 @@ async fn expire_loop(node: Arc<Node>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         wait = Duration::from_secs(3600);
-        for (user, expired) in node.expire_trash().await {
+        let expiry = node.expire_trash().await;
+        for user in &expiry.busy {
+            tracing::debug!("the trash of {user} waits: the account is busy writing");
+        }
+        for (user, expired) in expiry.removed {
             match expired {
                 Ok(r) => tracing::info!(
                     "deleted {} entries of {user}'s trash whose {} days were up",

@@ -245,27 +245,29 @@ impl Node {
 
     /// Deletes for good what has been in the trash longer than `[vault] trash_days`, in every
     /// unlocked account not busy writing (a locked account's trash waits for its next login:
-    /// its catalog cannot be read without its keys; a busy one, for the next hour). Returns
-    /// what each account's expiry removed. The node's hourly expiry calls it.
-    pub async fn expire_trash(self: &Arc<Self>) -> Vec<(String, Result<Removal>)> {
+    /// its catalog cannot be read without its keys; a busy one, for the next expiry). Says
+    /// what each account's expiry removed, and which accounts were busy. The node's hourly
+    /// expiry calls it.
+    pub async fn expire_trash(self: &Arc<Self>) -> TrashExpiry {
         let days = i64::try_from(self.vault_config().trash_days).unwrap_or(i64::MAX / DAY);
         let before = self
             .options()
             .clock
             .now()
             .saturating_sub(days.saturating_mul(DAY));
-        let mut out = Vec::new();
+        let mut out = TrashExpiry::default();
         for user in self.users() {
             let Ok(session) = self.session(Some(&user)) else {
                 continue;
             };
+            // An account busy with a put, a backup run or a repair is looked at again at the
+            // next expiry rather than holding up the others (and the expiry of peers' deleted
+            // shares after this).
+            let Ok(writer) = session.writer.try_lock() else {
+                out.busy.push(user);
+                continue;
+            };
             let expired = async {
-                // An account busy with a put, a backup run or a repair is looked at again
-                // at the next expiry rather than holding up the others (and the expiry of
-                // peers' deleted shares after this).
-                let Ok(_writer) = session.writer.try_lock() else {
-                    return Ok(None);
-                };
                 let ids: Vec<FileId> = self
                     .catalog()
                     .vault(session.account, &session.keys)
@@ -282,17 +284,27 @@ impl Node {
                     .map(Some)
             }
             .await;
+            drop(writer);
             match expired {
                 Ok(None) => {}
                 Ok(Some(removal)) => {
                     self.catalog_changed(&session);
-                    out.push((user, Ok(removal)));
+                    out.removed.push((user, Ok(removal)));
                 }
-                Err(e) => out.push((user, Err(e))),
+                Err(e) => out.removed.push((user, Err(e))),
             }
         }
         out
     }
+}
+
+/// What one expiry of the trash did.
+#[derive(Debug, Default)]
+pub struct TrashExpiry {
+    /// Each account whose trash held something expired: what was deleted, or why not.
+    pub removed: Vec<(String, Result<Removal>)>,
+    /// Accounts skipped because they were busy writing (looked at again next time).
+    pub busy: Vec<String>,
 }
 
 #[cfg(test)]

@@ -647,6 +647,80 @@ fn a_version_seven_catalogs_blobs_survive_the_migration() {
 }
 
 #[test]
+fn backup_records_of_schema_11_are_read_after_the_table_is_rebuilt() {
+    use shard_store::{BackupKind, BackupRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let body: Vec<u8> = (0..=250u8).cycle().take(300_000).collect();
+    let (acct, keys) = {
+        let catalog = Catalog::open(&path).unwrap();
+        let (acct, keys) = account(&catalog, "alice");
+        catalog
+            .vault(acct, &keys)
+            .put_backup(BackupRecord {
+                kind: BackupKind::Snapshot,
+                job: "papers".into(),
+                no: 3,
+                head: b"summary".to_vec(),
+                body: body.clone(),
+            })
+            .unwrap();
+        (acct, keys)
+    };
+    // Back to version 11's table, as the build before left it.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE old (
+                 account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+                 kind INTEGER NOT NULL, key BLOB NOT NULL, no INTEGER NOT NULL,
+                 head BLOB NOT NULL, body BLOB NOT NULL,
+                 PRIMARY KEY (account, kind, key, no)) WITHOUT ROWID;
+             INSERT INTO old SELECT account, kind, key, no, head, body FROM backup_records;
+             DROP TABLE backup_records;
+             ALTER TABLE old RENAME TO backup_records;
+             UPDATE schema_version SET version = 11;",
+        )
+        .unwrap();
+    let catalog = Catalog::open(&path).unwrap();
+    let vault = catalog.vault(acct, &keys);
+    assert_eq!(
+        vault
+            .backup_body(BackupKind::Snapshot, "papers", 3)
+            .unwrap()
+            .unwrap(),
+        body
+    );
+    let heads = vault
+        .backup_heads(BackupKind::Snapshot, Some("papers"))
+        .unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].head, b"summary");
+    // Written again under the same number: replaced, not a second row.
+    vault
+        .put_backup(BackupRecord {
+            kind: BackupKind::Snapshot,
+            job: "papers".into(),
+            no: 3,
+            head: b"again".to_vec(),
+            body: b"short".to_vec(),
+        })
+        .unwrap();
+    let heads = vault
+        .backup_heads(BackupKind::Snapshot, Some("papers"))
+        .unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].head, b"again");
+    assert_eq!(
+        vault
+            .backup_body(BackupKind::Snapshot, "papers", 3)
+            .unwrap()
+            .unwrap(),
+        b"short"
+    );
+}
+
+#[test]
 fn a_catalog_with_accounts_of_the_earlier_format_is_refused_with_the_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("catalog.db");

@@ -190,17 +190,18 @@ impl SnapshotTree {
     /// The tree of `entries` in any order: sorted by name, and of a name given twice the
     /// lower version kept.
     pub fn from_entries(entries: Vec<(Vec<u8>, u32)>) -> Self {
+        let entries: Vec<(&[u8], u32)> = entries.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
         Self::build(&NameList::default(), Vec::new(), &entries)
     }
 
     /// The tree of the names of `met` that `found` gives a version (by their place in
     /// `met`), and of `lent`: sorted by name, and of a name given twice the lower version
     /// kept. Only the order is built aside (16 bytes a name), not the names again.
-    pub fn build(met: &NameList, found: Vec<(usize, u32)>, lent: &[(Vec<u8>, u32)]) -> Self {
+    pub fn build(met: &NameList, found: Vec<(usize, u32)>, lent: &[(&[u8], u32)]) -> Self {
         let name = |i: usize| -> &[u8] {
             match i.checked_sub(met.len()) {
                 None => met.get(i).unwrap_or_default(),
-                Some(j) => lent.get(j).map(|(n, _)| n.as_slice()).unwrap_or_default(),
+                Some(j) => lent.get(j).map(|(n, _)| *n).unwrap_or_default(),
             }
         };
         let mut order = found;
@@ -540,7 +541,7 @@ mod tests {
         assert_eq!(met.get(5), None);
         // p/x was met but not found stored; p/a is both met and lent, at two versions.
         let found = vec![(0, 1), (1, 2), (2, 3)];
-        let lent = [(b"p/c".to_vec(), 5), (b"p/a".to_vec(), 1)];
+        let lent = [(&b"p/c"[..], 5), (&b"p/a"[..], 1)];
         let tree = SnapshotTree::build(&met, found, &lent);
         let listed: Vec<(&[u8], u32)> = tree.iter().collect();
         assert_eq!(

@@ -101,13 +101,20 @@
 //!                   counted (refs) and kept by compaction, until it is restored or deleted
 //! files.trashed     when it went to the trash (seconds since the epoch), NULL otherwise
 //! ```
+//!
+//! Version 12 (the same columns; the table rebuilt, so any catalog is migrated):
+//! ```text
+//! backup_records    a table with row ids, its primary key a unique index: a row without row
+//!                   ids is its own key, and SQLite copied a snapshot's body (tens of MB at
+//!                   10⁶ paths) three times over to write one
+//! ```
 
 use rusqlite::Connection;
 
 use crate::{Error, Result};
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 const MIGRATIONS: &[&str] = &[
     // 0 → 1
@@ -258,6 +265,19 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (account, kind, key, no)) WITHOUT ROWID;",
     // 10 → 11: the trash.
     "ALTER TABLE files ADD COLUMN trashed INTEGER;",
+    // 11 → 12: backup records in a table with row ids.
+    "CREATE TABLE backup_records_12 (
+         account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+         kind INTEGER NOT NULL,
+         key BLOB NOT NULL,
+         no INTEGER NOT NULL,
+         head BLOB NOT NULL,
+         body BLOB NOT NULL,
+         UNIQUE (account, kind, key, no));
+     INSERT INTO backup_records_12 (account, kind, key, no, head, body)
+         SELECT account, kind, key, no, head, body FROM backup_records;
+     DROP TABLE backup_records;
+     ALTER TABLE backup_records_12 RENAME TO backup_records;",
 ];
 
 /// The first schema version whose data this build reads (earlier vault ids, chunk keys, chunk

@@ -170,10 +170,12 @@ impl VaultCatalog<'_> {
         Ok(out)
     }
 
-    /// The body of one record, when it exists.
+    /// The body of one record, when it exists. Opened from SQLite's own copy of the row: a
+    /// snapshot's body (tens of MB at 10⁶ paths) is not copied out first.
     pub fn backup_body(&self, kind: BackupKind, job: &str, no: u32) -> Result<Option<Vec<u8>>> {
         let mac = self.name_mac(job.as_bytes());
-        let sealed: Option<Vec<u8>> = self
+        let aad = self.backup_aad(BODY_AAD, kind, mac.short(), no);
+        let opened = self
             .catalog
             .conn()
             .prepare_cached(
@@ -181,18 +183,10 @@ impl VaultCatalog<'_> {
                  WHERE account = ?1 AND kind = ?2 AND key = ?3 AND no = ?4",
             )?
             .query_row(params![self.account.0, kind.code(), mac.short(), no], |r| {
-                r.get(0)
+                Ok(open(&self.seal_key, &aad, r.get_ref(0)?.as_blob()?))
             })
             .optional()?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let plain = open(
-            &self.seal_key,
-            &self.backup_aad(BODY_AAD, kind, mac.short(), no),
-            &sealed,
-        )?;
-        Ok(Some(plain))
+        Ok(opened.transpose()?)
     }
 
     /// Removes records of `job`: of `kind` numbered `nos` (every one of that kind when `nos`
