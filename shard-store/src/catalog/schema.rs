@@ -106,7 +106,8 @@
 //! ```text
 //! backup_records    a table with row ids, its primary key a unique index: a row without row
 //!                   ids is its own key, and SQLite copied a snapshot's body (tens of MB at
-//!                   10⁶ paths) three times over to write one
+//!                   10⁶ paths) three times over to write one. Rows of an account that no
+//!                   longer exists (none could reach them) are not carried over.
 //! ```
 
 use rusqlite::Connection;
@@ -275,7 +276,8 @@ const MIGRATIONS: &[&str] = &[
          body BLOB NOT NULL,
          UNIQUE (account, kind, key, no));
      INSERT INTO backup_records_12 (account, kind, key, no, head, body)
-         SELECT account, kind, key, no, head, body FROM backup_records;
+         SELECT account, kind, key, no, head, body FROM backup_records
+         WHERE account IN (SELECT id FROM accounts);
      DROP TABLE backup_records;
      ALTER TABLE backup_records_12 RENAME TO backup_records;",
 ];
