@@ -284,11 +284,6 @@ impl<'s> RecordWriter<'s> {
     /// one encodes as its length alone, 0).
     fn backup(&mut self, mut record: BackupRecord) -> Result<()> {
         let body = std::mem::take(&mut record.body);
-        if body.len() > MAX_RECORD {
-            return Err(Error::InvalidParameters(
-                "a backup record is too long for a catalog snapshot",
-            ));
-        }
         self.scratch.clear();
         postcard::to_io(&Record::Backup(record), &mut *self.scratch)
             .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))?;
@@ -297,6 +292,12 @@ impl<'s> RecordWriter<'s> {
         }
         postcard::to_io(&body.len(), &mut *self.scratch)
             .map_err(|_| Error::InvalidParameters("catalog snapshot does not encode"))?;
+        // The limit the reader holds a record to, as `write` checks it: the whole record.
+        if self.scratch.len().saturating_add(body.len()) > MAX_RECORD {
+            return Err(Error::InvalidParameters(
+                "a backup record is too long for a catalog snapshot",
+            ));
+        }
         (self.sink)(&self.scratch)?;
         (self.sink)(&body)
     }
