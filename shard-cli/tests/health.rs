@@ -851,8 +851,11 @@ mod crash_points {
                 owner.run(&["repair"])
             }
             Op::Prune => {
-                // Files of two folders spread over a put's two packs, one folder removed:
-                // about half of each pack is dead.
+                // Twenty distinct files of two folders, 2 MB: one pack is the cheapest layout
+                // (a split would cost more shares), so both folders share it whatever the
+                // shuffle. One folder removed: about half of it is dead. (Files that could
+                // fill packs of their own may land in one together and go whole with the
+                // removal, leaving nothing to compact.)
                 let pair = work.path().join("pair");
                 for i in 0..10u64 {
                     for dir in ["x", "y"] {

@@ -39,9 +39,11 @@ pub fn shard_bin() -> &'static str {
     })
 }
 
-/// `len` pseudo-random bytes from `seed` (xorshift: fast, and the same on every run).
+/// `len` pseudo-random bytes from `seed` (xorshift: fast, and the same on every run). Distinct
+/// seeds below 2^63 give distinct bytes: the state was `seed | 1`, which gave seeds 2i and
+/// 2i + 1 the same bytes, and a test's files deduplicated where it meant them apart.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
+    let mut state = (seed << 1) | 1;
     let mut data = vec![0u8; len];
     for chunk in data.chunks_mut(8) {
         state ^= state << 13;
