@@ -16,7 +16,7 @@ use std::sync::Arc;
 use shard_store::{FileEntry, FileKind, Redundancy, VaultCatalog};
 
 use crate::backup::job::{
-    BackupJob, JobSpec, JobState, Outcome, Records, RunRecord, SnapshotInfo, SnapshotTree,
+    BackupJob, JobSpec, JobState, NameList, Outcome, Records, RunRecord, SnapshotInfo, SnapshotTree,
 };
 use crate::backup::watch::{self, Changes, Seen};
 use crate::backup::{
@@ -215,16 +215,84 @@ fn compare(from: &SnapshotTree, to: &SnapshotTree, mut each: impl FnMut(Differen
     }
 }
 
-/// Keeps of `going` — (name, version) pairs sorted — those `kept` does not name: one pass
-/// over both, side by side.
-fn drop_named(going: &mut Vec<(Vec<u8>, u32)>, kept: &SnapshotTree) {
-    let mut at = 0;
-    going.retain(|(name, version)| {
-        while kept.get(at).is_some_and(|(n, _)| n < name.as_slice()) {
-            at += 1;
+/// The (name, version) pairs retention may remove: those the forgotten snapshots name, less
+/// those a kept one names. Sorted, each pair once, the names held in one buffer: one
+/// forgotten tree of 10⁶ paths is held as the tree itself (tens of MB), where owned pairs
+/// took about 90 MB on top of it; merging a second one holds both and their union while it
+/// runs.
+#[derive(Debug, Default)]
+struct Going {
+    names: NameList,
+    versions: Vec<u32>,
+}
+
+impl Going {
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn get(&self, i: usize) -> Option<(&[u8], u32)> {
+        Some((self.names.get(i)?, *self.versions.get(i)?))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// With the pairs of a forgotten `tree` too: the first is taken as it is, a later one
+    /// merged in one pass over both (two sorted runs).
+    fn with(self, tree: SnapshotTree) -> Self {
+        if self.is_empty() {
+            let (names, versions) = tree.into_parts();
+            return Self { names, versions };
         }
-        kept.get(at) != Some((name.as_slice(), *version))
-    });
+        let bytes = self.iter().chain(tree.iter()).map(|(n, _)| n.len()).sum();
+        let count = self.len() + tree.len();
+        let mut out = Self {
+            names: NameList::with_capacity(count, bytes),
+            versions: Vec::with_capacity(count),
+        };
+        let (mut a, mut b) = (self.iter().peekable(), tree.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(x), Some(y)) if x > y => b.next(),
+                (Some(_), Some(_)) => {
+                    b.next();
+                    a.next()
+                }
+                (Some(_), None) => a.next(),
+                (None, _) => b.next(),
+            };
+            let Some((name, version)) = next else { break };
+            out.names.push(name);
+            out.versions.push(version);
+        }
+        out
+    }
+
+    /// Keeps the pairs `kept` does not name: one pass over both, side by side, in place.
+    fn drop_named(&mut self, kept: &SnapshotTree) {
+        let mut at = 0;
+        let mut stays = Vec::with_capacity(self.len());
+        let versions = &self.versions;
+        self.names.retain(|i, name| {
+            while kept.get(at).is_some_and(|(n, _)| n < name) {
+                at += 1;
+            }
+            let version = versions.get(i).copied().unwrap_or_default();
+            let stay = kept.get(at) != Some((name, version));
+            stays.push(stay);
+            stay
+        });
+        let mut place = stays.into_iter();
+        self.versions.retain(|_| place.next().unwrap_or(false));
+        self.versions.shrink_to_fit();
+    }
 }
 
 /// Of names stored at two versions, those whose contents or metadata differ (a new version
@@ -832,9 +900,19 @@ impl Node {
         let vault = self.catalog().vault(session.account, &session.keys);
         let records = Records(&vault);
         let before = records.snapshots(&spec.name)?;
-        let previous = match before.iter().map(|s| s.no).max() {
-            Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
-            None => SnapshotTree::default(),
+        let read_previous = || -> Result<SnapshotTree> {
+            Ok(match before.iter().map(|s| s.no).max() {
+                Some(no) => records.tree(&spec.name, no)?.unwrap_or_default(),
+                None => SnapshotTree::default(),
+            })
+        };
+        // The snapshot before is read now only when it lends versions (below); otherwise
+        // after the new tree is built and the walk's names are dropped: at 10⁶ paths each
+        // of the three is tens of MB, and a run's peak is where they would meet.
+        let lender = if failed.is_empty() {
+            None
+        } else {
+            Some(read_previous()?)
         };
         // The files and bytes the snapshot holds are counted from the entries looked up here:
         // no second pass over the catalog.
@@ -868,10 +946,13 @@ impl Node {
         // A folder that could not be listed keeps what lay under it too.
         // (Borrowed from the snapshot before, and read a page at a time: a folder of 10⁶
         // files that could not be listed is not copied.)
-        let lent: Vec<(&[u8], u32)> = failed
-            .iter()
-            .flat_map(|name| previous.under(name))
-            .collect();
+        let lent: Vec<(&[u8], u32)> = match &lender {
+            Some(previous) => failed
+                .iter()
+                .flat_map(|name| previous.under(name))
+                .collect(),
+            None => Vec::new(),
+        };
         for page in lent.chunks(4096) {
             for entry in vault.entries_at(page)?.into_iter().flatten() {
                 count(&entry);
@@ -879,6 +960,10 @@ impl Node {
         }
         let tree = SnapshotTree::build(&met, found, &lent);
         drop((met, lent));
+        let previous = match lender {
+            Some(previous) => previous,
+            None => read_previous()?,
+        };
         // A folder found empty where the snapshot before held files is most often a disk not
         // mounted or a home not restored yet: such a snapshot would become what `get NAME`
         // restores, and its retention would forget the real ones.
@@ -920,6 +1005,8 @@ impl Node {
             partial: outcome == Outcome::Partial,
         };
         records.save_snapshot(&spec.name, &info, &tree)?;
+        // Not held through retention, which reads trees of its own.
+        drop(tree);
         crate::crash_point!("backup:snapshot-saved");
         let unreadable_count = unreadable.len();
         unreadable.truncate(NAMED);
@@ -1013,13 +1100,10 @@ impl Node {
             // never a version no snapshot named (a run that was cut short left it; the next
             // run names it, or a later forgetting does not touch it). One tree is read at a
             // time and checked side by side against what may go, never all kept trees at once.
-            let mut going: Vec<(Vec<u8>, u32)> = Vec::new();
+            let mut going = Going::default();
             for no in &forgotten {
                 if let Some(tree) = records.tree(&spec.name, *no)? {
-                    going.extend(tree.iter().map(|(n, v)| (n.to_vec(), v)));
-                    // Two runs in order, merged (a stable sort finds them): not a sort anew.
-                    going.sort();
-                    going.dedup();
+                    going = going.with(tree);
                 }
             }
             for s in snapshots.iter().zip(&keep).filter(|(_, k)| **k) {
@@ -1027,13 +1111,13 @@ impl Node {
                     break;
                 }
                 if let Some(tree) = records.tree(&spec.name, s.0.no)? {
-                    drop_named(&mut going, &tree);
+                    going.drop_named(&tree);
                 }
             }
             let mut doomed = Vec::with_capacity(going.len());
-            for page in going.chunks(4096) {
-                let wanted: Vec<(&[u8], u32)> =
-                    page.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+            let mut pairs = going.iter().peekable();
+            while pairs.peek().is_some() {
+                let wanted: Vec<(&[u8], u32)> = pairs.by_ref().take(4096).collect();
                 doomed.extend(
                     vault
                         .entries_at(&wanted)?
@@ -1294,30 +1378,53 @@ mod tests {
         assert_eq!(differ, [(b"p".to_vec(), 1, 2), (b"p/c".to_vec(), 2, 3)]);
     }
 
+    fn pairs(going: &Going) -> Vec<(String, u32)> {
+        going
+            .iter()
+            .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v))
+            .collect()
+    }
+
     #[test]
     fn what_a_kept_tree_names_does_not_go() {
         let kept = tree(&[("p", 3), ("p/a", 1), ("p/b", 2), ("p/d", 1)]);
-        let mut going: Vec<(Vec<u8>, u32)> = [
-            ("p", 1),
-            ("p", 3),
-            ("p/a", 1),
-            ("p/b", 1),
-            ("p/c", 1),
-            ("p/d", 1),
-            ("p/e", 4),
-        ]
-        .iter()
-        .map(|(n, v)| (n.as_bytes().to_vec(), *v))
-        .collect();
-        drop_named(&mut going, &kept);
-        let left: Vec<(&[u8], u32)> = going.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+        let mut going = Going::default()
+            .with(tree(&[("p", 1), ("p/a", 1), ("p/b", 1), ("p/d", 1)]))
+            .with(tree(&[("p", 3), ("p/c", 1), ("p/d", 1), ("p/e", 4)]));
         assert_eq!(
-            left,
-            [(&b"p"[..], 1), (b"p/b", 1), (b"p/c", 1), (b"p/e", 4)],
+            pairs(&going),
+            [
+                ("p".into(), 1),
+                ("p".into(), 3),
+                ("p/a".into(), 1),
+                ("p/b".into(), 1),
+                ("p/c".into(), 1),
+                ("p/d".into(), 1),
+                ("p/e".into(), 4)
+            ],
+            "two forgotten trees merged: sorted, a pair both name held once"
+        );
+        going.drop_named(&kept);
+        assert_eq!(
+            pairs(&going),
+            [
+                ("p".into(), 1),
+                ("p/b".into(), 1),
+                ("p/c".into(), 1),
+                ("p/e".into(), 4)
+            ],
             "only the very versions the kept tree names stay"
         );
-        drop_named(&mut going, &SnapshotTree::default());
+        going.drop_named(&SnapshotTree::default());
         assert_eq!(going.len(), 4, "an empty tree names nothing");
+        going.drop_named(&tree(&[("p", 1), ("p/b", 1), ("p/c", 1), ("p/e", 4)]));
+        assert!(going.is_empty(), "a tree naming every pair leaves nothing");
+        let going = going.with(tree(&[("q", 2)]));
+        assert_eq!(
+            pairs(&going),
+            [("q".into(), 2)],
+            "and it takes a tree again"
+        );
     }
 
     #[test]

@@ -166,11 +166,39 @@ impl NameList {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 
-    fn with_capacity(names: usize, bytes: usize) -> Self {
+    pub(crate) fn with_capacity(names: usize, bytes: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(names),
         }
+    }
+
+    /// Keeps, in order, the names `keep` says yes to (it is asked once for each name, with
+    /// its place and bytes), moving them down within the buffer, which is then shrunk.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize, &[u8]) -> bool) {
+        let (mut start, mut written, mut kept) = (0, 0, 0);
+        for i in 0..self.ends.len() {
+            let Some(&end) = self.ends.get(i) else { break };
+            // `push` keeps every name inside the buffer. Were one not, it would be asked
+            // about as empty and kept as empty: what `keep` says is always what is done, so
+            // a caller keeping a list beside the names by place stays in step.
+            let name = self.bytes.get(start..end);
+            if keep(i, name.unwrap_or_default()) {
+                if name.is_some() {
+                    self.bytes.copy_within(start..end, written);
+                    written += end - start;
+                }
+                if let Some(slot) = self.ends.get_mut(kept) {
+                    *slot = written;
+                }
+                kept += 1;
+            }
+            start = end;
+        }
+        self.bytes.truncate(written);
+        self.ends.truncate(kept);
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
     }
 }
 
@@ -226,6 +254,11 @@ impl SnapshotTree {
     fn push(&mut self, name: &[u8], version: u32) {
         self.names.push(name);
         self.versions.push(version);
+    }
+
+    /// Its names and their versions, by place.
+    pub(crate) fn into_parts(self) -> (NameList, Vec<u32>) {
+        (self.names, self.versions)
     }
 
     /// How many names it holds.
@@ -549,6 +582,36 @@ mod tests {
             [(&b"p"[..], 1), (b"p/a", 1), (b"p/b", 2), (b"p/c", 5)]
         );
         assert!(SnapshotTree::build(&met, Vec::new(), &[]).is_empty());
+    }
+
+    #[test]
+    fn names_kept_move_down_in_order_and_the_rest_go() {
+        let mut names = NameList::default();
+        for name in ["alpha", "", "b", "gamma", "delta", "e"] {
+            names.push(name.as_bytes());
+        }
+        let mut seen = Vec::new();
+        names.retain(|i, name| {
+            seen.push(i);
+            name != b"b" && name != b"gamma" && name != b"e"
+        });
+        assert_eq!(
+            seen,
+            [0, 1, 2, 3, 4, 5],
+            "each name asked about once, in order"
+        );
+        let left: Vec<&[u8]> = names.iter().collect();
+        assert_eq!(left, [&b"alpha"[..], b"", b"delta"]);
+        names.retain(|i, _| i == 2);
+        assert_eq!(names.iter().collect::<Vec<_>>(), [&b"delta"[..]]);
+        names.retain(|_, _| false);
+        assert!(names.is_empty());
+        names.push(b"again");
+        assert_eq!(
+            names.get(0),
+            Some(&b"again"[..]),
+            "and it takes names again"
+        );
     }
 
     #[test]
