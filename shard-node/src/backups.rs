@@ -278,20 +278,27 @@ impl Going {
     /// Keeps the pairs `kept` does not name: one pass over both, side by side, in place.
     fn drop_named(&mut self, kept: &SnapshotTree) {
         let mut at = 0;
-        let mut stays = Vec::with_capacity(self.len());
-        let versions = &self.versions;
+        // The versions move down beside their names: the one read (at `i`) always lies at or
+        // past the last one written.
+        let mut versions = std::mem::take(&mut self.versions);
+        let mut stayed = 0;
         self.names.retain(|i, name| {
             while kept.get(at).is_some_and(|(n, _)| n < name) {
                 at += 1;
             }
             let version = versions.get(i).copied().unwrap_or_default();
             let stay = kept.get(at) != Some((name, version));
-            stays.push(stay);
+            if stay {
+                if let Some(slot) = versions.get_mut(stayed) {
+                    *slot = version;
+                }
+                stayed += 1;
+            }
             stay
         });
-        let mut place = stays.into_iter();
-        self.versions.retain(|_| place.next().unwrap_or(false));
-        self.versions.shrink_to_fit();
+        versions.truncate(stayed);
+        versions.shrink_to_fit();
+        self.versions = versions;
     }
 }
 

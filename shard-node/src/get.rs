@@ -1063,37 +1063,13 @@ fn resolve_snapshot(
     depth: Depth,
 ) -> Result<Resolved> {
     let (no, tree) = node.snapshot_tree(session, job, asked)?;
-    if depth == Depth::Entry {
-        let not_in = || {
-            Error::Store(shard_store::Error::NoSuchFile(format!(
-                "{} is not in snapshot {job}@{no}",
-                lossy(name)
-            )))
-        };
-        let version = tree.version_of(name).ok_or_else(not_in)?;
-        let chosen = vault
-            .entries_at(&[(name, version)])?
-            .into_iter()
-            .flatten()
-            .next()
-            .ok_or(Error::Store(shard_store::Error::IndexDamaged(
-                "a version a backup snapshot names is missing from the catalog",
-            )))?;
-        return Ok(Resolved {
-            count: 1,
-            bytes: chosen.meta.size,
-            chosen,
-            under: Vec::new(),
-        });
-    }
-    let wanted: Vec<(&[u8], u32)> = tree.under(name).collect();
-    let Some(&(first, _)) = wanted.first() else {
-        return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
-            "{} is not in snapshot {job}@{no}",
-            lossy(name)
-        ))));
+    // The entry itself comes first of what lies at and under its name.
+    let under = tree.under(name);
+    let wanted: Vec<(&[u8], u32)> = match depth {
+        Depth::Entry => under.take(1).collect(),
+        Depth::Whole => under.collect(),
     };
-    if first != name {
+    if wanted.first().map(|(first, _)| *first) != Some(name) {
         return Err(Error::Store(shard_store::Error::NoSuchFile(format!(
             "{} is not in snapshot {job}@{no}",
             lossy(name)
